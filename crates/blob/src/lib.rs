@@ -1,0 +1,15 @@
+//! Content-addressed blob storage: committed blobs keyed by digest, and the byte side of
+//! upload sessions (their offsets and hash states live in the metadata store).
+//!
+//! Architecture invariant: only adapters in this crate touch bytes at rest. A blob
+//! becomes visible under its digest only after every byte was received, hashed and
+//! made durable; readers never see a partial blob.
+
+mod fs;
+mod port;
+
+pub use fs::FsBlobStore;
+pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
+
+#[cfg(test)]
+mod conformance;

@@ -1,0 +1,90 @@
+//! The blob-store port that the application layer holds as `Arc<dyn BlobStore>`.
+
+use std::io;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use berth_oci::{ByteRange, Digest, ResumableHasher, UploadId};
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// A stream of body bytes, as received from or sent to a client.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
+
+/// Failures of a blob store.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The blob or upload does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The upload's bytes at rest are shorter than its recorded offset (lost after a crash).
+    #[error("upload data is shorter than its recorded offset")]
+    UploadTruncated,
+    /// The client's body stream failed (disconnect, timeout).
+    #[error("reading the request body failed: {0}")]
+    Body(io::Error),
+    /// The body exceeded the allowed length.
+    #[error("body is larger than allowed")]
+    TooLarge,
+    /// The storage backend failed.
+    #[error("storage I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A committed blob opened for reading.
+pub struct BlobRead {
+    /// The bytes, already limited to the requested range.
+    pub body: ByteStream,
+    /// Number of bytes `body` yields.
+    pub len: u64,
+}
+
+/// What appending to an upload did.
+pub struct AppendOutcome {
+    /// Bytes appended by this call.
+    pub written: u64,
+    /// The hash state after the appended bytes.
+    pub hasher: ResumableHasher,
+}
+
+/// Content-addressed storage of committed blobs and of in-progress uploads.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Opens a committed blob, or a byte range of it.
+    async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead, BlobError>;
+
+    /// Size of a committed blob, or `None` when absent.
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError>;
+
+    /// Removes a committed blob's bytes. Absent blobs are not an error.
+    async fn delete(&self, digest: &Digest) -> Result<(), BlobError>;
+
+    /// Creates the empty byte area of a new upload.
+    async fn create_upload(&self, id: &UploadId) -> Result<(), BlobError>;
+
+    /// Appends `body` at `offset`, hashing as it writes. Bytes past `offset` left by an
+    /// unacknowledged earlier append are discarded first. Fails with `TooLarge` once more
+    /// than `limit` bytes arrive.
+    async fn append_upload(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        hasher: ResumableHasher,
+        body: ByteStream,
+        limit: u64,
+    ) -> Result<AppendOutcome, BlobError>;
+
+    /// Makes the upload's first `len` bytes durable and publishes them atomically as `digest`.
+    /// The caller has already checked the digest.
+    async fn commit_upload(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<(), BlobError>;
+
+    /// Discards an upload's bytes. Absent uploads are not an error.
+    async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError>;
+
+    /// Every upload with bytes at rest and when it was last written, for purging.
+    async fn list_uploads(&self) -> Result<Vec<(UploadId, SystemTime)>, BlobError>;
+
+    /// Checks the store is reachable and writable (for `/readyz`).
+    async fn check(&self) -> Result<(), BlobError>;
+}

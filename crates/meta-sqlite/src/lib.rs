@@ -1,0 +1,163 @@
+//! The embedded metadata store: SQLite in WAL mode.
+//!
+//! Reads run on a small pool of read-only connections, inline on the calling task: they
+//! are point lookups and bounded pages that take microseconds. Writes go to one writer
+//! thread that batches whatever is queued into a single transaction (each request in
+//! its own savepoint) and commits with `synchronous=FULL`, so every acknowledged write
+//! is durable while concurrent pushes share one fsync (group commit).
+
+mod migrate;
+mod queries;
+mod readers;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use berth_meta::{
+    BlobLinkStore, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord, PutManifestError,
+    Referrer, RepositoryStore, StoredManifest, TagPage, UploadSession, UploadStore,
+};
+use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
+
+use crate::readers::Readers;
+use crate::writer::Writer;
+
+/// Metadata store on an SQLite database file.
+pub struct SqliteMetaStore {
+    readers: Readers,
+    writer: Writer,
+}
+
+impl SqliteMetaStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
+        let path: PathBuf = path.as_ref().to_owned();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| MetaError(format!("{}: {e}", dir.display())))?;
+        }
+        let mut conn = writer::open_writer_connection(&path)?;
+        migrate::run(&mut conn)?;
+        Ok(SqliteMetaStore {
+            readers: Readers::new(path),
+            writer: Writer::start(conn)?,
+        })
+    }
+}
+
+pub(crate) fn db_err(e: rusqlite::Error) -> MetaError {
+    MetaError(e.to_string())
+}
+
+#[async_trait]
+impl RepositoryStore for SqliteMetaStore {
+    async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage, MetaError> {
+        self.readers.with(|c| queries::catalog(c, last.unwrap_or(""), limit))
+    }
+}
+
+#[async_trait]
+impl BlobLinkStore for SqliteMetaStore {
+    async fn linked_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        self.readers.with(|c| queries::linked_blob(c, repository.as_str(), digest.as_str()))
+    }
+
+    async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        self.readers.with(|c| queries::any_linked_blob(c, digest.as_str()))
+    }
+
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError> {
+        let (repository, digest) = (repository.clone(), digest.clone());
+        self.writer
+            .run(move |c| {
+                let repo_id = queries::ensure_repository(c, &repository, now)?;
+                queries::link_blob(c, repo_id, digest.as_str(), size, now)
+            })
+            .await
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError> {
+        let (repository, digest) = (repository.clone(), digest.clone());
+        self.writer
+            .run(move |c| queries::unlink_blob(c, repository.as_str(), digest.as_str()))
+            .await
+    }
+}
+
+#[async_trait]
+impl UploadStore for SqliteMetaStore {
+    async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError> {
+        let session = session.clone();
+        self.writer.run(move |c| queries::create_upload(c, &session)).await
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError> {
+        self.readers.with(|c| queries::upload(c, id.as_str()))
+    }
+
+    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64, hash_state: &[u8], now: i64) -> Result<bool, MetaError> {
+        let (id, state) = (id.clone(), hash_state.to_vec());
+        self.writer
+            .run(move |c| queries::advance_upload(c, id.as_str(), from, to, &state, now))
+            .await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
+        let id = id.clone();
+        self.writer.run(move |c| queries::delete_upload(c, id.as_str())).await
+    }
+
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
+        self.readers.with(|c| queries::stale_uploads(c, before))
+    }
+}
+
+#[async_trait]
+impl ManifestStore for SqliteMetaStore {
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
+        let manifest = manifest.clone();
+        self.writer.run(move |c| queries::put_manifest(c, &manifest)).await
+    }
+
+    async fn manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>, MetaError> {
+        self.readers.with(|c| queries::manifest(c, repository.as_str(), reference))
+    }
+
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError> {
+        let (repository, digest) = (repository.clone(), digest.clone());
+        self.writer
+            .run(move |c| queries::delete_manifest(c, repository.as_str(), digest.as_str()))
+            .await
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError> {
+        let (repository, tag) = (repository.clone(), tag.clone());
+        self.writer
+            .run(move |c| queries::delete_tag(c, repository.as_str(), tag.as_str()))
+            .await
+    }
+
+    async fn tags(&self, repository: &RepositoryName, last: Option<&str>, limit: u32) -> Result<Option<TagPage>, MetaError> {
+        self.readers.with(|c| queries::tags(c, repository.as_str(), last.unwrap_or(""), limit))
+    }
+
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>, MetaError> {
+        self.readers.with(|c| queries::referrers(c, repository.as_str(), subject.as_str(), artifact_type))
+    }
+
+    async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
+        let pulls = pulls.to_vec();
+        self.writer.run(move |c| queries::record_pulls(c, &pulls, at)).await
+    }
+}
+
+#[async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn check(&self) -> Result<(), MetaError> {
+        self.readers.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
+        self.writer.run(|c| c.execute_batch("SELECT 1").map_err(db_err)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

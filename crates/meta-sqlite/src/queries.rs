@@ -1,0 +1,358 @@
+//! Every SQL statement of the SQLite adapter, one function per operation.
+
+use berth_meta::{MetaError, NewManifest, PullRecord, PutManifestError, Referrer, StoredManifest, TagPage, UploadSession};
+use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::db_err;
+
+fn page(mut names: Vec<String>, limit: u32) -> TagPage {
+    let more = names.len() > limit as usize;
+    names.truncate(limit as usize);
+    TagPage { names, more }
+}
+
+fn digest_col(text: String) -> rusqlite::Result<Digest> {
+    Digest::parse(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub fn catalog(c: &Connection, last: &str, limit: u32) -> rusqlite::Result<TagPage> {
+    let mut stmt = c.prepare_cached("SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+    let names = stmt
+        .query_map(params![last, i64::from(limit) + 1], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(page(names, limit))
+}
+
+pub fn tags(c: &Connection, repository: &str, last: &str, limit: u32) -> rusqlite::Result<Option<TagPage>> {
+    let Some(repo_id) = repository_id(c, repository)? else {
+        return Ok(None);
+    };
+    let mut stmt = c.prepare_cached(
+        "SELECT name FROM tags WHERE repository_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
+    )?;
+    let names = stmt
+        .query_map(params![repo_id, last, i64::from(limit) + 1], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(Some(page(names, limit)))
+}
+
+fn repository_id(c: &Connection, repository: &str) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached("SELECT id FROM repositories WHERE name = ?1")?
+        .query_row([repository], |r| r.get(0))
+        .optional()
+}
+
+/// Creates the project and repository on first use; returns the repository id.
+pub fn ensure_repository(c: &Connection, repository: &RepositoryName, now: i64) -> Result<i64, MetaError> {
+    c.prepare_cached("INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")
+        .and_then(|mut s| s.execute(params![repository.project(), now]))
+        .map_err(db_err)?;
+    c.prepare_cached(
+        "INSERT INTO repositories (project_id, name, created_at, updated_at)
+         SELECT id, ?2, ?3, ?3 FROM projects WHERE name = ?1
+         ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at
+         RETURNING id",
+    )
+    .and_then(|mut s| s.query_row(params![repository.project(), repository.as_str(), now], |r| r.get(0)))
+    .map_err(db_err)
+}
+
+pub fn linked_blob(c: &Connection, repository: &str, digest: &str) -> rusqlite::Result<Option<u64>> {
+    c.prepare_cached(
+        "SELECT b.size FROM repositories r
+         JOIN repository_blobs rb ON rb.repository_id = r.id
+         JOIN blobs b ON b.digest = rb.digest
+         WHERE r.name = ?1 AND rb.digest = ?2 AND b.status = 'present'",
+    )?
+    .query_row([repository, digest], |r| r.get(0))
+    .optional()
+}
+
+pub fn any_linked_blob(c: &Connection, digest: &str) -> rusqlite::Result<Option<u64>> {
+    c.prepare_cached(
+        "SELECT b.size FROM blobs b
+         WHERE b.digest = ?1 AND b.status = 'present'
+           AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)",
+    )?
+    .query_row([digest], |r| r.get(0))
+    .optional()
+}
+
+pub fn link_blob(c: &Connection, repo_id: i64, digest: &str, size: u64, now: i64) -> Result<(), MetaError> {
+    c.prepare_cached(
+        "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (digest) DO UPDATE SET status = 'present'",
+    )
+    .and_then(|mut s| s.execute(params![digest, size as i64, now]))
+    .map_err(db_err)?;
+    c.prepare_cached(
+        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+    )
+    .and_then(|mut s| s.execute(params![repo_id, digest, now]))
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<bool, MetaError> {
+    c.prepare_cached(
+        "DELETE FROM repository_blobs
+         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+    )
+    .and_then(|mut s| s.execute([repository, digest]))
+    .map(|n| n > 0)
+    .map_err(db_err)
+}
+
+pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError> {
+    c.prepare_cached(
+        "INSERT INTO uploads (id, repository, algorithm, offset, hash_state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            s.id.as_str(),
+            s.repository.as_str(),
+            s.algorithm.as_str(),
+            s.offset as i64,
+            s.hash_state,
+            s.created_at,
+            s.updated_at
+        ])
+    })
+    .map(|_| ())
+    .map_err(db_err)
+}
+
+pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession>> {
+    c.prepare_cached(
+        "SELECT id, repository, algorithm, offset, hash_state, created_at, updated_at
+         FROM uploads WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        let conv = |i: usize, e: String| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        };
+        let id: String = r.get(0)?;
+        let repository: String = r.get(1)?;
+        let algorithm: String = r.get(2)?;
+        let offset: i64 = r.get(3)?;
+        Ok(UploadSession {
+            id: UploadId::parse(&id).map_err(|e| conv(0, e.to_string()))?,
+            repository: RepositoryName::parse(&repository).map_err(|e| conv(1, e.to_string()))?,
+            algorithm: Algorithm::parse(&algorithm).map_err(|e| conv(2, e.to_string()))?,
+            offset: offset as u64,
+            hash_state: r.get(4)?,
+            created_at: r.get(5)?,
+            updated_at: r.get(6)?,
+        })
+    })
+    .optional()
+}
+
+pub fn advance_upload(c: &Connection, id: &str, from: u64, to: u64, state: &[u8], now: i64) -> Result<bool, MetaError> {
+    c.prepare_cached(
+        "UPDATE uploads SET offset = ?3, hash_state = ?4, updated_at = ?5 WHERE id = ?1 AND offset = ?2",
+    )
+    .and_then(|mut s| s.execute(params![id, from as i64, to as i64, state, now]))
+    .map(|n| n == 1)
+    .map_err(db_err)
+}
+
+pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {
+    c.prepare_cached("DELETE FROM uploads WHERE id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .map(|n| n > 0)
+        .map_err(db_err)
+}
+
+pub fn stale_uploads(c: &Connection, before: i64) -> rusqlite::Result<Vec<UploadId>> {
+    let mut stmt = c.prepare_cached("SELECT id FROM uploads WHERE updated_at < ?1")?;
+    let ids = stmt
+        .query_map([before], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids.iter().filter_map(|id| UploadId::parse(id).ok()).collect())
+}
+
+pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestError> {
+    let repo_id = ensure_repository(c, &m.repository, m.pushed_at)?;
+    let mut blob_size = c
+        .prepare_cached(
+            "SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+             WHERE rb.repository_id = ?1 AND rb.digest = ?2 AND b.status = 'present'",
+        )
+        .map_err(db_err)?;
+    for (digest, declared) in &m.blobs {
+        let actual: Option<i64> = blob_size
+            .query_row(params![repo_id, digest.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(db_err)?;
+        match actual {
+            None => return Err(PutManifestError::BlobUnknown(digest.clone())),
+            Some(a) if a as u64 != *declared => {
+                return Err(PutManifestError::SizeMismatch {
+                    digest: digest.clone(),
+                    declared: *declared,
+                    actual: a as u64,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let mut child = c
+        .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+        .map_err(db_err)?;
+    for digest in &m.children {
+        let found = child
+            .query_row(params![repo_id, digest.as_str()], |_| Ok(()))
+            .optional()
+            .map_err(db_err)?;
+        if found.is_none() {
+            return Err(PutManifestError::ManifestUnknown(digest.clone()));
+        }
+    }
+    let manifest_id: i64 = c
+        .prepare_cached(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, annotations,
+                                    subject, size, content, pushed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at
+             RETURNING id",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    repo_id,
+                    m.digest.as_str(),
+                    m.media_type,
+                    m.artifact_type,
+                    m.annotations,
+                    m.subject.as_ref().map(Digest::as_str),
+                    m.content.len() as i64,
+                    &m.content[..],
+                    m.pushed_at
+                ],
+                |r| r.get(0),
+            )
+        })
+        .map_err(db_err)?;
+    let mut reference = c
+        .prepare_cached(
+            "INSERT INTO manifest_references (manifest_id, kind, digest) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        )
+        .map_err(db_err)?;
+    for (digest, _) in &m.blobs {
+        reference.execute(params![manifest_id, "blob", digest.as_str()]).map_err(db_err)?;
+    }
+    for digest in &m.children {
+        reference.execute(params![manifest_id, "manifest", digest.as_str()]).map_err(db_err)?;
+    }
+    let mut tag = c
+        .prepare_cached(
+            "INSERT INTO tags (repository_id, name, manifest_id, pushed_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (repository_id, name)
+             DO UPDATE SET manifest_id = excluded.manifest_id, pushed_at = excluded.pushed_at",
+        )
+        .map_err(db_err)?;
+    for t in &m.tags {
+        tag.execute(params![repo_id, t.as_str(), manifest_id, m.pushed_at]).map_err(db_err)?;
+    }
+    Ok(())
+}
+
+pub fn manifest(c: &Connection, repository: &str, reference: &Reference) -> rusqlite::Result<Option<StoredManifest>> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(StoredManifest {
+            digest: digest_col(r.get(0)?)?,
+            media_type: r.get(1)?,
+            content: Bytes::from(r.get::<_, Vec<u8>>(2)?),
+        })
+    };
+    match reference {
+        Reference::Tag(tag) => c
+            .prepare_cached(
+                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                 JOIN tags t ON t.repository_id = r.id
+                 JOIN manifests m ON m.id = t.manifest_id
+                 WHERE r.name = ?1 AND t.name = ?2",
+            )?
+            .query_row([repository, tag.as_str()], row)
+            .optional(),
+        Reference::Digest(digest) => c
+            .prepare_cached(
+                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                 JOIN manifests m ON m.repository_id = r.id
+                 WHERE r.name = ?1 AND m.digest = ?2",
+            )?
+            .query_row([repository, digest.as_str()], row)
+            .optional(),
+    }
+}
+
+pub fn delete_manifest(c: &Connection, repository: &str, digest: &str) -> Result<bool, MetaError> {
+    c.prepare_cached(
+        "DELETE FROM manifests
+         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+    )
+    .and_then(|mut s| s.execute([repository, digest]))
+    .map(|n| n > 0)
+    .map_err(db_err)
+}
+
+pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, MetaError> {
+    c.prepare_cached(
+        "DELETE FROM tags
+         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
+    )
+    .and_then(|mut s| s.execute([repository, tag]))
+    .map(|n| n > 0)
+    .map_err(db_err)
+}
+
+pub fn referrers(c: &Connection, repository: &str, subject: &str, artifact_type: Option<&str>) -> rusqlite::Result<Vec<Referrer>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+         FROM repositories r JOIN manifests m ON m.repository_id = r.id
+         WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)
+         ORDER BY m.id",
+    )?;
+    stmt.query_map(params![repository, subject, artifact_type], |r| {
+        Ok(Referrer {
+            digest: digest_col(r.get(0)?)?,
+            media_type: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            artifact_type: r.get(3)?,
+            annotations: r.get(4)?,
+        })
+    })?
+    .collect()
+}
+
+pub fn record_pulls(c: &Connection, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
+    let mut artifact = c
+        .prepare_cached(
+            "UPDATE manifests SET pulled_at = ?3
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+        )
+        .map_err(db_err)?;
+    let mut tag = c
+        .prepare_cached(
+            "UPDATE tags SET pulled_at = ?3
+             WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
+        )
+        .map_err(db_err)?;
+    for p in pulls {
+        artifact
+            .execute(params![p.repository.as_str(), p.digest.as_str(), at])
+            .map_err(db_err)?;
+        if let Some(t) = &p.tag {
+            tag.execute(params![p.repository.as_str(), t.as_str(), at]).map_err(db_err)?;
+        }
+    }
+    Ok(())
+}

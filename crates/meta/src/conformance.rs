@@ -1,0 +1,180 @@
+//! The behaviour every metadata-store adapter must show; each adapter's tests call [`run`].
+
+use std::sync::Arc;
+
+use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
+use bytes::Bytes;
+
+use crate::{MetaStore, NewManifest, PullRecord, PutManifestError, UploadSession};
+
+fn repo(s: &str) -> RepositoryName {
+    RepositoryName::parse(s).unwrap()
+}
+
+fn digest(s: &str) -> Digest {
+    Digest::compute(Algorithm::Sha256, s.as_bytes())
+}
+
+fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) -> NewManifest {
+    NewManifest {
+        repository: repo(repository),
+        digest: digest(body),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: None,
+        annotations: None,
+        subject: None,
+        content: Bytes::from(body.to_owned()),
+        blobs: blobs.iter().map(|(b, s)| (digest(b), *s)).collect(),
+        children: Vec::new(),
+        tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
+        pushed_at: 1,
+    }
+}
+
+/// Runs every check against a fresh, empty store.
+pub async fn run(store: Arc<dyn MetaStore>) {
+    blobs_are_linked_per_repository(&*store).await;
+    manifests_need_their_blobs(&*store).await;
+    tags_and_catalog_page_in_order(&*store).await;
+    referrers_filter_by_artifact_type(&*store).await;
+    uploads_advance_only_from_their_offset(&*store).await;
+    concurrent_writes_all_commit(store.clone()).await;
+    store.check().await.unwrap();
+}
+
+async fn blobs_are_linked_per_repository(store: &dyn MetaStore) {
+    let (a, b) = (repo("p1/a"), repo("p1/b"));
+    let d = digest("layer");
+    store.link_blob(&a, &d, 5, 1).await.unwrap();
+    assert_eq!(store.linked_blob(&a, &d).await.unwrap(), Some(5));
+    assert_eq!(store.linked_blob(&b, &d).await.unwrap(), None);
+    assert_eq!(store.any_linked_blob(&d).await.unwrap(), Some(5));
+    store.link_blob(&a, &d, 5, 2).await.unwrap();
+    assert!(store.unlink_blob(&a, &d).await.unwrap());
+    assert!(!store.unlink_blob(&a, &d).await.unwrap());
+    assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
+    assert_eq!(store.any_linked_blob(&d).await.unwrap(), None);
+}
+
+async fn manifests_need_their_blobs(store: &dyn MetaStore) {
+    let r = repo("p2/app");
+    let m = manifest("p2/app", "m1", &[("cfg", 3), ("l1", 4)], &["v1"]);
+    match store.put_manifest(&m).await {
+        Err(PutManifestError::BlobUnknown(d)) => assert_eq!(d, digest("cfg")),
+        other => panic!("expected BlobUnknown, got {other:?}"),
+    }
+    store.link_blob(&r, &digest("cfg"), 3, 1).await.unwrap();
+    store.link_blob(&r, &digest("l1"), 99, 1).await.unwrap();
+    assert!(matches!(
+        store.put_manifest(&m).await,
+        Err(PutManifestError::SizeMismatch { declared: 4, actual: 99, .. })
+    ));
+    let m = manifest("p2/app", "m1", &[("cfg", 3)], &["v1", "latest"]);
+    store.put_manifest(&m).await.unwrap();
+    let by_tag = Reference::Tag(Tag::parse("latest").unwrap());
+    let got = store.manifest(&r, &by_tag).await.unwrap().unwrap();
+    assert_eq!((got.digest.clone(), &got.content[..]), (digest("m1"), &b"m1"[..]));
+    let by_digest = Reference::Digest(digest("m1"));
+    assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());
+    assert!(store.manifest(&repo("p2/other"), &by_digest).await.unwrap().is_none());
+
+    let mut index = manifest("p2/app", "idx", &[], &["multi"]);
+    index.children = vec![digest("m1"), digest("nope")];
+    assert!(matches!(store.put_manifest(&index).await, Err(PutManifestError::ManifestUnknown(_))));
+    index.children.pop();
+    store.put_manifest(&index).await.unwrap();
+
+    let pulls = [PullRecord { repository: r.clone(), digest: digest("m1"), tag: Some(Tag::parse("v1").unwrap()) }];
+    store.record_pulls(&pulls, 7).await.unwrap();
+
+    assert!(store.delete_tag(&r, &Tag::parse("v1").unwrap()).await.unwrap());
+    assert!(!store.delete_tag(&r, &Tag::parse("v1").unwrap()).await.unwrap());
+    assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
+    assert!(store.delete_manifest(&r, &digest("m1")).await.unwrap());
+    assert!(store.manifest(&r, &by_tag).await.unwrap().is_none(), "tags go with the manifest");
+    assert!(!store.delete_manifest(&r, &digest("m1")).await.unwrap());
+}
+
+async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
+    let r = repo("p3/list");
+    let names = ["0.1.2", "0.1.20", "0.1.2-rc", "b", "a"];
+    let m = manifest("p3/list", "list", &[], &names);
+    store.put_manifest(&m).await.unwrap();
+    let all = store.tags(&r, None, 100).await.unwrap().unwrap();
+    assert_eq!(all.names, ["0.1.2", "0.1.2-rc", "0.1.20", "a", "b"]);
+    assert!(!all.more);
+    let p1 = store.tags(&r, None, 2).await.unwrap().unwrap();
+    assert_eq!((p1.names.as_slice(), p1.more), (&["0.1.2".to_string(), "0.1.2-rc".into()][..], true));
+    let p2 = store.tags(&r, Some("0.1.2-rc"), 2).await.unwrap().unwrap();
+    assert_eq!(p2.names, ["0.1.20", "a"]);
+    assert_eq!(store.tags(&r, Some("zz"), 2).await.unwrap().unwrap().names.len(), 0);
+    assert!(store.tags(&repo("p3/none"), None, 2).await.unwrap().is_none());
+    let cat = store.catalog(None, 1000).await.unwrap();
+    let mut sorted = cat.names.clone();
+    sorted.sort();
+    assert_eq!(cat.names, sorted);
+    assert!(cat.names.contains(&"p3/list".to_string()));
+    let first = store.catalog(None, 1).await.unwrap();
+    assert!(first.more);
+    let next = store.catalog(Some(&first.names[0]), 1).await.unwrap();
+    assert!(next.names[0] > first.names[0]);
+}
+
+async fn referrers_filter_by_artifact_type(store: &dyn MetaStore) {
+    let r = repo("p4/img");
+    let subject = digest("subject");
+    for (body, at) in [("sig", "application/vnd.dev.cosign"), ("sbom", "application/spdx+json")] {
+        let mut m = manifest("p4/img", body, &[], &[]);
+        m.subject = Some(subject.clone());
+        m.artifact_type = Some(at.into());
+        store.put_manifest(&m).await.unwrap();
+    }
+    assert_eq!(store.referrers(&r, &subject, None).await.unwrap().len(), 2);
+    let sboms = store.referrers(&r, &subject, Some("application/spdx+json")).await.unwrap();
+    assert_eq!(sboms.len(), 1);
+    assert_eq!(sboms[0].digest, digest("sbom"));
+    assert_eq!(sboms[0].size, 4);
+    assert!(store.referrers(&repo("p4/other"), &subject, None).await.unwrap().is_empty());
+}
+
+async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
+    let id = UploadId::from_random([9; 16]);
+    let session = UploadSession {
+        id: id.clone(),
+        repository: repo("p5/up"),
+        algorithm: Algorithm::Sha256,
+        offset: 0,
+        hash_state: vec![1, 2],
+        created_at: 10,
+        updated_at: 10,
+    };
+    store.create_upload(&session).await.unwrap();
+    assert_eq!(store.upload(&id).await.unwrap(), Some(session));
+    assert!(store.advance_upload(&id, 0, 5, &[3], 20).await.unwrap());
+    assert!(!store.advance_upload(&id, 0, 9, &[4], 21).await.unwrap());
+    let now = store.upload(&id).await.unwrap().unwrap();
+    assert_eq!((now.offset, now.hash_state.as_slice(), now.updated_at), (5, &[3u8][..], 20));
+    assert_eq!(store.stale_uploads(21).await.unwrap(), vec![id.clone()]);
+    assert!(store.stale_uploads(20).await.unwrap().is_empty());
+    assert!(store.delete_upload(&id).await.unwrap());
+    assert!(store.upload(&id).await.unwrap().is_none());
+}
+
+async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {
+    let r = repo("p6/many");
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (store, r) = (store.clone(), r.clone());
+            tokio::spawn(async move {
+                let d = digest(&format!("blob-{i}"));
+                store.link_blob(&r, &d, i, 1).await.unwrap();
+                let m = manifest("p6/many", &format!("m-{i}"), &[], &[&format!("t{i}")]);
+                store.put_manifest(&m).await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(store.tags(&r, None, 1000).await.unwrap().unwrap().names.len(), 64);
+}

@@ -1,0 +1,23 @@
+//! The data model and the metadata-store port.
+//!
+//! All metadata lives in SQL; blob stores hold only bytes. Repositories belong to
+//! projects; artifacts (manifests) record push and last-pull times; every reference
+//! (manifest → blob, index → manifest, referrer → subject) is a row, so quotas, GC,
+//! retention and access control can be derived in the same transaction as a push.
+//!
+//! Architecture invariant: this crate holds no SQL. Adapters (`meta-sqlite`, …)
+//! implement the traits and must pass the same behaviour checks.
+
+mod model;
+mod store;
+
+pub use model::{
+    NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession,
+};
+pub use store::{
+    BlobLinkStore, ManifestStore, MetaError, MetaStore, PutManifestError, RepositoryStore,
+    UploadStore,
+};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;

@@ -1,0 +1,96 @@
+//! Plain records passed across the metadata port. Times are Unix milliseconds.
+
+use berth_oci::{Algorithm, Digest, RepositoryName, Tag, UploadId};
+use bytes::Bytes;
+
+/// A blob upload in progress: where it stands and how to resume hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    /// Session id, the last segment of the upload URL.
+    pub id: UploadId,
+    /// The repository the upload was started in; the URL must name the same one.
+    pub repository: RepositoryName,
+    /// Digest algorithm being computed.
+    pub algorithm: Algorithm,
+    /// Bytes received and acknowledged so far.
+    pub offset: u64,
+    /// Serialized hash state after `offset` bytes.
+    pub hash_state: Vec<u8>,
+    /// When the session was opened.
+    pub created_at: i64,
+    /// When bytes were last acknowledged.
+    pub updated_at: i64,
+}
+
+/// A validated manifest ready to be committed, with everything it references.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    /// Target repository (created with its project on first push).
+    pub repository: RepositoryName,
+    /// Digest of `content`.
+    pub digest: Digest,
+    /// Media type it is served with.
+    pub media_type: String,
+    /// Artifact type for the referrers API.
+    pub artifact_type: Option<String>,
+    /// Annotations as a JSON object text.
+    pub annotations: Option<String>,
+    /// The manifest this one refers to.
+    pub subject: Option<Digest>,
+    /// Exact bytes as pushed.
+    pub content: Bytes,
+    /// Blobs (config, layers) with their declared sizes; each must be linked to the repository.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Child manifests (indexes); each must exist in the repository.
+    pub children: Vec<Digest>,
+    /// Tags to point at this manifest.
+    pub tags: Vec<Tag>,
+    /// Push time.
+    pub pushed_at: i64,
+}
+
+/// A manifest as stored.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Content digest.
+    pub digest: Digest,
+    /// Media type it was pushed with.
+    pub media_type: String,
+    /// Exact bytes as pushed.
+    pub content: Bytes,
+}
+
+/// A manifest that refers to a subject, as listed by the referrers API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrer {
+    /// Referrer manifest digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its artifact type.
+    pub artifact_type: Option<String>,
+    /// Its annotations as a JSON object text.
+    pub annotations: Option<String>,
+}
+
+/// One page of a listing, in lexical order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagPage {
+    /// The names on this page.
+    pub names: Vec<String>,
+    /// Whether more names follow the last one.
+    pub more: bool,
+}
+
+/// A pull to record against an artifact (and the tag it was pulled by, if any).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PullRecord {
+    /// Repository pulled from.
+    pub repository: RepositoryName,
+    /// Manifest pulled.
+    pub digest: Digest,
+    /// Tag used, if the pull was by tag.
+    pub tag: Option<Tag>,
+}

@@ -1,0 +1,98 @@
+//! The metadata-store traits, one per aggregate, and their errors.
+
+use async_trait::async_trait;
+use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
+
+use crate::model::{NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession};
+
+/// A failure of the metadata backend itself.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("metadata store error: {0}")]
+pub struct MetaError(pub String);
+
+/// Why a manifest could not be committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PutManifestError {
+    /// A referenced blob is not linked to the repository.
+    #[error("blob {0} is not in the repository")]
+    BlobUnknown(Digest),
+    /// A referenced blob's stored size differs from the descriptor's.
+    #[error("blob {digest} has size {actual}, the manifest says {declared}")]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// Size in the descriptor.
+        declared: u64,
+        /// Size stored.
+        actual: u64,
+    },
+    /// A child manifest of an index is not in the repository.
+    #[error("manifest {0} is not in the repository")]
+    ManifestUnknown(Digest),
+    /// The backend failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// Repositories and the catalog.
+#[async_trait]
+pub trait RepositoryStore: Send + Sync {
+    /// Up to `limit` repository names after `last`, in lexical order.
+    async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage, MetaError>;
+}
+
+/// Which repositories may serve which blobs.
+#[async_trait]
+pub trait BlobLinkStore: Send + Sync {
+    /// Size of `digest` if it is linked to `repository`.
+    async fn linked_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    /// Size of `digest` if any repository links it.
+    async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    /// Records a committed blob and links it to `repository` (creating repository and
+    /// project if needed), durably.
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError>;
+    /// Removes the link; returns whether one existed. Bytes stay until garbage collection.
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError>;
+}
+
+/// Upload sessions.
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    /// Records a new session.
+    async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError>;
+    /// Looks a session up.
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError>;
+    /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
+    /// still at `from`; returns whether it moved.
+    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64, hash_state: &[u8], now: i64) -> Result<bool, MetaError>;
+    /// Ends a session; returns whether it existed.
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
+    /// Sessions not written to since `before`.
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError>;
+}
+
+/// Manifests, tags and referrers.
+#[async_trait]
+pub trait ManifestStore: Send + Sync {
+    /// Commits a manifest, its references and its tags in one durable transaction.
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError>;
+    /// Resolves a tag or digest in a repository.
+    async fn manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>, MetaError>;
+    /// Deletes a manifest and every tag pointing at it; returns whether it existed.
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError>;
+    /// Deletes one tag; returns whether it existed.
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError>;
+    /// Up to `limit` tags after `last`, or `None` when the repository does not exist.
+    async fn tags(&self, repository: &RepositoryName, last: Option<&str>, limit: u32) -> Result<Option<TagPage>, MetaError>;
+    /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>, MetaError>;
+    /// Stamps last-pull times on artifacts and tags.
+    async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError>;
+}
+
+/// The whole metadata store, as the application holds it.
+#[async_trait]
+pub trait MetaStore: RepositoryStore + BlobLinkStore + UploadStore + ManifestStore + 'static {
+    /// Checks the store answers (for `/readyz`).
+    async fn check(&self) -> Result<(), MetaError>;
+}
