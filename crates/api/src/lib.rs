@@ -1,0 +1,35 @@
+//! The HTTP surface: `/v2/` (the OCI distribution API), `/healthz`, `/readyz`.
+//!
+//! Every `/v2/` request goes through one catch-all route and a parser into an
+//! [`Endpoint`], which names the operation and the access it needs; handlers are thin:
+//! they extract, call one `Registry` method and map the result. Errors become HTTP
+//! responses in exactly one place (`error.rs`).
+//!
+//! Architecture invariant: only this crate (and later the UI) speaks HTTP.
+
+mod endpoint;
+mod error;
+mod health;
+mod query;
+mod request_log;
+mod v2;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use berth_app::Registry;
+
+pub use endpoint::{Access, Endpoint};
+
+/// Builds the complete HTTP application over a registry.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v2", axum::routing::any(v2::dispatch))
+        .route("/v2/", axum::routing::any(v2::dispatch))
+        .route("/v2/{*rest}", axum::routing::any(v2::dispatch))
+        .layer(axum::middleware::from_fn(request_log::log_request))
+        .with_state(registry)
+}

@@ -1,0 +1,19 @@
+//! The use cases of the registry, over `Arc<dyn BlobStore>` and `Arc<dyn MetaStore>`.
+//!
+//! Architecture invariant: this is the only layer that enforces policy. HTTP handlers
+//! call one method here and map its result; adapters only store what they are told.
+
+mod clock;
+mod error;
+mod locks;
+mod pulls;
+mod registry;
+mod uploads;
+
+pub use clock::{Clock, SystemClock};
+pub use error::RegistryError;
+pub use berth_meta::UploadSession;
+pub use registry::{
+    BlobContent, MountOutcome, PushedManifest, Registry, RegistryConfig, TagList,
+};
+pub use uploads::UploadBody;

@@ -102,6 +102,17 @@ impl UploadStore for SqliteMetaStore {
             .await
     }
 
+    async fn complete_upload(&self, id: &UploadId, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError> {
+        let (id, repository, digest) = (id.clone(), repository.clone(), digest.clone());
+        self.writer
+            .run(move |c| {
+                let repo_id = queries::ensure_repository(c, &repository, now)?;
+                queries::link_blob(c, repo_id, digest.as_str(), size, now)?;
+                queries::delete_upload(c, id.as_str()).map(|_| ())
+            })
+            .await
+    }
+
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
         let id = id.clone();
         self.writer.run(move |c| queries::delete_upload(c, id.as_str())).await

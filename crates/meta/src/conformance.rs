@@ -158,6 +158,12 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
     assert!(store.stale_uploads(20).await.unwrap().is_empty());
     assert!(store.delete_upload(&id).await.unwrap());
     assert!(store.upload(&id).await.unwrap().is_none());
+
+    store.create_upload(&UploadSession { id: id.clone(), ..now }).await.unwrap();
+    let d = digest("uploaded");
+    store.complete_upload(&id, &repo("p5/up"), &d, 8, 30).await.unwrap();
+    assert!(store.upload(&id).await.unwrap().is_none());
+    assert_eq!(store.linked_blob(&repo("p5/up"), &d).await.unwrap(), Some(8));
 }
 
 async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {

@@ -65,6 +65,9 @@ pub trait UploadStore: Send + Sync {
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
     /// still at `from`; returns whether it moved.
     async fn advance_upload(&self, id: &UploadId, from: u64, to: u64, hash_state: &[u8], now: i64) -> Result<bool, MetaError>;
+    /// Finishes a session whose bytes were committed as `digest`: links the blob to the
+    /// repository and ends the session, in one durable transaction.
+    async fn complete_upload(&self, id: &UploadId, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError>;
     /// Ends a session; returns whether it existed.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
     /// Sessions not written to since `before`.

@@ -1,0 +1,144 @@
+//! Test support: a complete in-process Berth over temporary directories, driven through
+//! its real router with `tower::ServiceExt::oneshot`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use berth_app::{Registry, RegistryConfig, SystemClock};
+use berth_blob::FsBlobStore;
+use berth_meta_sqlite::SqliteMetaStore;
+use berth_oci::{Algorithm, Digest};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// An in-process registry on the embedded default (SQLite + filesystem).
+pub struct TestRegistry {
+    /// The HTTP application under test.
+    pub router: Router,
+    /// The registry behind it, for calling use cases directly.
+    pub registry: Arc<Registry>,
+    /// Holds the data directory alive for the test's duration.
+    pub dir: tempfile::TempDir,
+}
+
+/// A response with its body collected.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Whole body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// A header's value as text (empty when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The first OCI error code in the body (empty when none).
+    pub fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+impl TestRegistry {
+    /// Starts a registry with default limits.
+    pub fn new() -> Self {
+        Self::with_config(RegistryConfig::default())
+    }
+
+    /// Starts a registry with the given limits.
+    pub fn with_config(config: RegistryConfig) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let meta = SqliteMetaStore::open(dir.path().join("berth.db")).expect("metadata store");
+        let blobs = FsBlobStore::open(dir.path().join("storage")).expect("blob store");
+        let registry = Arc::new(Registry::new(Arc::new(meta), Arc::new(blobs), Arc::new(SystemClock), config));
+        TestRegistry {
+            router: berth_api::router(registry.clone()),
+            registry,
+            dir,
+        }
+    }
+
+    /// Sends a request and collects the response.
+    pub async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).expect("request"))
+            .await
+            .expect("router is infallible");
+        let (parts, body) = resp.into_parts();
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.expect("body").to_bytes(),
+        }
+    }
+
+    /// `GET uri`.
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.send(Method::GET, uri, &[], Body::empty()).await
+    }
+
+    /// Pushes a blob monolithically; returns its digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let digest = Digest::compute(Algorithm::Sha256, data);
+        let uri = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
+        let r = self.send(Method::POST, &uri, &[], Bytes::copy_from_slice(data)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "push blob: {:?}", r.body);
+        digest
+    }
+
+    /// Pushes an OCI image (config + one layer per item of `layers`) under `tag`;
+    /// returns the manifest digest and bytes.
+    pub async fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Digest, Vec<u8>) {
+        let config = self.push_blob(repo, br#"{"architecture":"amd64","os":"linux"}"#).await;
+        let mut descriptors = Vec::new();
+        for layer in layers {
+            let d = self.push_blob(repo, layer).await;
+            descriptors.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": d.as_str(),
+                "size": layer.len(),
+            }));
+        }
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": berth_oci::media_type::OCI_MANIFEST,
+            "config": {"mediaType": berth_oci::media_type::OCI_CONFIG, "digest": config.as_str(), "size": 38},
+            "layers": descriptors,
+        }))
+        .expect("json");
+        let r = self.put_manifest(repo, tag, berth_oci::media_type::OCI_MANIFEST, &manifest).await;
+        assert_eq!(r.status, StatusCode::CREATED, "push manifest: {:?}", r.body);
+        (Digest::compute(Algorithm::Sha256, &manifest), manifest)
+    }
+
+    /// `PUT` a manifest with a content type.
+    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> TestResponse {
+        let uri = format!("/v2/{repo}/manifests/{reference}");
+        self.send(Method::PUT, &uri, &[("content-type", media_type)], Bytes::copy_from_slice(body)).await
+    }
+}
+
+impl Default for TestRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,79 @@
+//! Listings: the catalog, tags and referrers.
+
+use axum::response::{IntoResponse, Response};
+use berth_app::TagList;
+use berth_oci::RepositoryName;
+use http::header;
+use serde::Serialize;
+
+use super::{Call, json_response, parse_digest};
+use crate::error::ApiError;
+
+/// Parses `n`: a non-negative integer (values above the maximum are clamped later).
+fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
+    call.query
+        .get("n")
+        .map(|n| {
+            n.parse::<u64>()
+                .map(|v| v.min(u64::from(u32::MAX)) as u32)
+                .map_err(|_| ApiError::new("PAGINATION_NUMBER_INVALID", format!("invalid page size n={n:?}")))
+        })
+        .transpose()
+}
+
+/// Adds `Link: <path?last=..&n=..>; rel="next"` when more names follow.
+fn paged(body: Vec<u8>, list: &TagList, path: &str) -> Response {
+    let mut response = json_response(body);
+    if let (Some(n), Some(last)) = (list.next_page, list.names.last()) {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("last", last)
+            .append_pair("n", &n.to_string())
+            .finish();
+        let link = format!("<{path}?{query}>; rel=\"next\"");
+        if let Ok(v) = link.parse() {
+            response.headers_mut().insert(header::LINK, v);
+        }
+    }
+    response
+}
+
+#[derive(Serialize)]
+struct Catalog<'a> {
+    repositories: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Tags<'a> {
+    name: &'a str,
+    tags: &'a [String],
+}
+
+/// `GET /v2/_catalog?n=&last=`
+pub async fn catalog(call: Call<'_>) -> Result<Response, ApiError> {
+    let n = page_size(&call)?;
+    let list = call.registry.catalog(call.query.get("last"), n).await?;
+    let body = serde_json::to_vec(&Catalog { repositories: &list.names }).expect("serializable");
+    Ok(paged(body, &list, "/v2/_catalog"))
+}
+
+/// `GET /v2/<name>/tags/list?n=&last=`
+pub async fn tags(call: Call<'_>, name: RepositoryName) -> Result<Response, ApiError> {
+    let n = page_size(&call)?;
+    let list = call.registry.tags(&name, call.query.get("last"), n).await?;
+    let body = serde_json::to_vec(&Tags { name: name.as_str(), tags: &list.names }).expect("serializable");
+    Ok(paged(body, &list, &format!("/v2/{name}/tags/list")))
+}
+
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`
+pub async fn referrers(call: Call<'_>, name: RepositoryName, digest: &str) -> Result<Response, ApiError> {
+    let digest = parse_digest(digest)?;
+    let artifact_type = call.query.get("artifactType");
+    let index = call.registry.referrers(&name, &digest, artifact_type).await?;
+    let mut response = ([(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)], index).into_response();
+    if artifact_type.is_some() {
+        response
+            .headers_mut()
+            .insert("oci-filters-applied", http::HeaderValue::from_static("artifactType"));
+    }
+    Ok(response)
+}

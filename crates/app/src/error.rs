@@ -1,0 +1,88 @@
+//! The application's error kinds; the HTTP layer maps each to one status and error code.
+
+use berth_blob::BlobError;
+use berth_meta::{MetaError, PutManifestError};
+use berth_oci::Digest;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The blob is not known in this repository.
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    /// The upload session does not exist (or belongs to another repository).
+    #[error("blob upload unknown to registry")]
+    BlobUploadUnknown,
+    /// The upload request is not valid.
+    #[error("blob upload invalid: {0}")]
+    BlobUploadInvalid(String),
+    /// A digest is malformed or does not match the content.
+    #[error("provided digest did not match uploaded content: {0}")]
+    DigestInvalid(String),
+    /// A manifest references a blob or child manifest that is not in the repository.
+    #[error("blob unknown to registry")]
+    ManifestBlobUnknown(Digest),
+    /// A manifest is not valid.
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    /// The manifest is not known in this repository.
+    #[error("manifest unknown")]
+    ManifestUnknown,
+    /// The repository is not known.
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    /// A length does not match what was declared.
+    #[error("provided length did not match content length: {0}")]
+    SizeInvalid(String),
+    /// An upload chunk does not start where the session stands.
+    #[error("requested range is not satisfiable: the upload is at offset {offset}")]
+    UploadRangeInvalid {
+        /// Bytes the session holds.
+        offset: u64,
+    },
+    /// A blob read range lies outside the blob.
+    #[error("requested range is not satisfiable")]
+    ReadRangeInvalid {
+        /// Blob size, for `Content-Range: bytes */size`.
+        size: u64,
+    },
+    /// A body exceeds a configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The operation is not supported here.
+    #[error("the operation is unsupported: {0}")]
+    Unsupported(String),
+    /// A backend failed; the client did nothing wrong.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<MetaError> for RegistryError {
+    fn from(e: MetaError) -> Self {
+        RegistryError::Internal(e.to_string())
+    }
+}
+
+impl From<BlobError> for RegistryError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => RegistryError::BlobUnknown,
+            BlobError::UploadTruncated => RegistryError::BlobUploadUnknown,
+            BlobError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body: {e}")),
+            BlobError::TooLarge => RegistryError::TooLarge("blob exceeds the allowed size".into()),
+            BlobError::Io(e) => RegistryError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<PutManifestError> for RegistryError {
+    fn from(e: PutManifestError) -> Self {
+        match e {
+            PutManifestError::BlobUnknown(d) | PutManifestError::ManifestUnknown(d) => {
+                RegistryError::ManifestBlobUnknown(d)
+            }
+            e @ PutManifestError::SizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
+            PutManifestError::Meta(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The registry: reads, manifests, listings and referrers (uploads are in `uploads.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_blob::{BlobRead, BlobStore};
+use berth_meta::{MetaStore, NewManifest, PullRecord, UploadSession};
+use berth_oci::{
+    ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
+    RepositoryName, media_type,
+};
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::error::RegistryError;
+use crate::locks::SessionLocks;
+use crate::pulls::PendingPulls;
+
+/// Limits and lifetimes the registry enforces.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+    /// Largest blob accepted, in bytes.
+    pub max_blob_bytes: u64,
+    /// Upload sessions idle for longer than this are purged.
+    pub upload_max_age: Duration,
+    /// Page size of `_catalog` and `tags/list` when the client gives no `n`.
+    pub default_page: u32,
+    /// Largest page a client may ask for; larger `n` values are clamped (with a `Link`).
+    pub max_page: u32,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_manifest_bytes: 4 << 20,
+            max_blob_bytes: u64::MAX,
+            upload_max_age: Duration::from_secs(24 * 3600),
+            default_page: 10_000,
+            max_page: 10_000,
+        }
+    }
+}
+
+/// The registry's use cases.
+pub struct Registry {
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: RegistryConfig,
+    /// Serializes requests on one upload session.
+    pub(crate) upload_locks: SessionLocks,
+    /// Pulls waiting to be stamped on their artifacts.
+    pulls: PendingPulls,
+}
+
+/// A blob opened for a (possibly ranged) read.
+pub struct BlobContent {
+    /// The bytes to send.
+    pub read: BlobRead,
+    /// Total blob size.
+    pub size: u64,
+    /// The range being sent, for `206 Partial Content`.
+    pub range: Option<ByteRange>,
+}
+
+/// What a mount request did.
+pub enum MountOutcome {
+    /// The blob is now linked (`201`).
+    Mounted,
+    /// It could not be mounted; an upload session was opened instead (`202`).
+    Started(UploadSession),
+}
+
+/// A committed manifest push.
+pub struct PushedManifest {
+    /// Digest of the pushed bytes.
+    pub digest: Digest,
+    /// The subject it refers to, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+}
+
+/// One page of a name listing.
+pub struct TagList {
+    /// Names in lexical order.
+    pub names: Vec<String>,
+    /// Page size to use for the next-page link, when more follow.
+    pub next_page: Option<u32>,
+}
+
+impl Registry {
+    /// Builds a registry over its ports.
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>, config: RegistryConfig) -> Self {
+        Registry {
+            meta,
+            blobs,
+            clock,
+            config,
+            upload_locks: SessionLocks::default(),
+            pulls: PendingPulls::default(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// Checks both stores answer (for `/readyz`).
+    pub async fn ready(&self) -> Result<(), RegistryError> {
+        self.meta.check().await?;
+        self.blobs.check().await?;
+        Ok(())
+    }
+
+    fn page_size(&self, n: Option<u32>) -> u32 {
+        n.unwrap_or(self.config.default_page).min(self.config.max_page)
+    }
+
+    /// A page of the repository catalog.
+    pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<TagList, RegistryError> {
+        let limit = self.page_size(n);
+        let page = self.meta.catalog(last, limit).await?;
+        Ok(TagList { names: page.names, next_page: (page.more && limit > 0).then_some(limit) })
+    }
+
+    /// A page of a repository's tags.
+    pub async fn tags(&self, repository: &RepositoryName, last: Option<&str>, n: Option<u32>) -> Result<TagList, RegistryError> {
+        let limit = self.page_size(n);
+        let page = self.meta.tags(repository, last, limit).await?.ok_or(RegistryError::NameUnknown)?;
+        Ok(TagList { names: page.names, next_page: (page.more && limit > 0).then_some(limit) })
+    }
+
+    /// Size of a blob readable in `repository`.
+    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64, RegistryError> {
+        self.meta.linked_blob(repository, digest).await?.ok_or(RegistryError::BlobUnknown)
+    }
+
+    /// Opens a blob, or the requested range of it.
+    pub async fn read_blob(&self, repository: &RepositoryName, digest: &Digest, range: Option<RangeRequest>) -> Result<BlobContent, RegistryError> {
+        let size = self.blob_size(repository, digest).await?;
+        let range = range
+            .map(|r| r.resolve(size))
+            .transpose()
+            .map_err(|e| match e {
+                RangeError::Unsatisfiable | RangeError::Malformed(_) => RegistryError::ReadRangeInvalid { size },
+            })?;
+        let read = match self.blobs.read(digest, range).await {
+            Err(berth_blob::BlobError::NotFound) => {
+                return Err(RegistryError::Internal(format!("blob {digest} is linked but its bytes are missing")));
+            }
+            other => other?,
+        };
+        Ok(BlobContent { read, size, range })
+    }
+
+    /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`).
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<(), RegistryError> {
+        if self.meta.unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown)
+        }
+    }
+
+    /// Validates and commits a manifest (`PUT /v2/<name>/manifests/<reference>`).
+    pub async fn put_manifest(&self, repository: &RepositoryName, reference: &Reference, content_type: Option<&str>, body: Bytes) -> Result<PushedManifest, RegistryError> {
+        if body.len() as u64 > self.config.max_manifest_bytes {
+            return Err(RegistryError::TooLarge(format!(
+                "manifest exceeds {} bytes",
+                self.config.max_manifest_bytes
+            )));
+        }
+        let digest = match reference {
+            Reference::Digest(claimed) => {
+                let computed = Digest::compute(claimed.algorithm(), &body);
+                if &computed != claimed {
+                    return Err(RegistryError::DigestInvalid(format!("manifest hashes to {computed}, not {claimed}")));
+                }
+                computed
+            }
+            Reference::Tag(_) => Digest::compute(berth_oci::Algorithm::Sha256, &body),
+        };
+        let parsed = ParsedManifest::parse(&body, content_type).map_err(|e| match e {
+            ManifestError::Invalid(msg) => RegistryError::ManifestInvalid(msg),
+            e @ ManifestError::Schema1 => RegistryError::ManifestInvalid(e.to_string()),
+        })?;
+        let mut blobs: Vec<(Digest, u64)> = parsed.required_blobs().map(|d| (d.digest.clone(), d.size)).collect();
+        blobs.sort();
+        blobs.dedup();
+        let mut children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
+        children.sort();
+        children.dedup();
+        let subject = parsed.subject.map(|s| s.digest);
+        let manifest = NewManifest {
+            repository: repository.clone(),
+            digest: digest.clone(),
+            media_type: parsed.media_type,
+            artifact_type: parsed.artifact_type,
+            annotations: parsed.annotations,
+            subject: subject.clone(),
+            content: body,
+            blobs,
+            children,
+            tags: match reference {
+                Reference::Tag(t) => vec![t.clone()],
+                Reference::Digest(_) => Vec::new(),
+            },
+            pushed_at: self.clock.now_ms(),
+        };
+        self.meta.put_manifest(&manifest).await?;
+        Ok(PushedManifest { digest, subject })
+    }
+
+    /// Resolves a manifest by tag or digest and notes the pull.
+    pub async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<berth_meta::StoredManifest, RegistryError> {
+        let manifest = self.meta.manifest(repository, reference).await?.ok_or(RegistryError::ManifestUnknown)?;
+        self.pulls.note(PullRecord {
+            repository: repository.clone(),
+            digest: manifest.digest.clone(),
+            tag: match reference {
+                Reference::Tag(t) => Some(t.clone()),
+                Reference::Digest(_) => None,
+            },
+        });
+        Ok(manifest)
+    }
+
+    /// Resolves a manifest without counting a pull (`HEAD`).
+    pub async fn stat_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<berth_meta::StoredManifest, RegistryError> {
+        self.meta.manifest(repository, reference).await?.ok_or(RegistryError::ManifestUnknown)
+    }
+
+    /// Deletes a manifest by digest, or untags by tag.
+    pub async fn delete_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<(), RegistryError> {
+        let existed = match reference {
+            Reference::Digest(d) => self.meta.delete_manifest(repository, d).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repository, t).await?,
+        };
+        if existed { Ok(()) } else { Err(RegistryError::ManifestUnknown) }
+    }
+
+    /// The referrers of `subject` as an OCI image index.
+    pub async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Bytes, RegistryError> {
+        let referrers = self.meta.referrers(repository, subject, artifact_type).await?;
+        let manifests = referrers
+            .into_iter()
+            .map(|r| ReferrerDescriptor {
+                media_type: r.media_type,
+                digest: r.digest.to_string(),
+                size: r.size,
+                artifact_type: r.artifact_type,
+                annotations: r.annotations.and_then(|a| serde_json::from_str(&a).ok()),
+            })
+            .collect();
+        let index = ReferrersIndex { schema_version: 2, media_type: media_type::OCI_INDEX, manifests };
+        Ok(Bytes::from(serde_json::to_vec(&index).map_err(|e| RegistryError::Internal(e.to_string()))?))
+    }
+
+    /// Stamps the pulls noted since the last call on their artifacts and tags.
+    pub async fn flush_pulls(&self) -> Result<usize, RegistryError> {
+        let pulls = self.pulls.take();
+        if !pulls.is_empty() {
+            self.meta.record_pulls(&pulls, self.clock.now_ms()).await?;
+        }
+        Ok(pulls.len())
+    }
+}
+
+#[derive(Serialize)]
+struct ReferrersIndex {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'static str,
+    manifests: Vec<ReferrerDescriptor>,
+}
+
+#[derive(Serialize)]
+struct ReferrerDescriptor {
+    #[serde(rename = "mediaType")]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none")]
+    artifact_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<serde_json::Map<String, serde_json::Value>>,
+}

@@ -1,0 +1,197 @@
+//! Configuration: defaults, then `berth.toml`, then `BERTH_*` environment variables,
+//! then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Everything `berth serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory holding the database and blobs unless they are placed elsewhere.
+    pub data_dir: PathBuf,
+    /// Metadata database.
+    pub database: DatabaseConfig,
+    /// Blob storage.
+    pub storage: StorageConfig,
+    /// TLS; plain HTTP when no certificate is set.
+    pub tls: TlsConfig,
+    /// Limits and lifetimes.
+    pub limits: LimitsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Where metadata lives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// SQLite database file (default: `<data_dir>/berth.db`).
+    pub path: Option<PathBuf>,
+}
+
+/// Where blob bytes live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Root directory of the filesystem store (default: `<data_dir>/storage`).
+    pub path: Option<PathBuf>,
+}
+
+/// TLS settings (rustls).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// PEM CA bundle; when set, clients must present a certificate it signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Limits and lifetimes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+    /// Largest blob accepted, in bytes (0: no limit).
+    pub max_blob_bytes: u64,
+    /// Upload sessions idle this long (seconds) are purged.
+    pub upload_max_age_secs: u64,
+    /// How often (seconds) stale uploads are looked for.
+    pub upload_purge_interval_secs: u64,
+    /// Largest `n` a listing honours; larger pages are clamped.
+    pub max_page: u32,
+    /// Seconds in-flight requests get to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+/// Log level and format.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `warn`, `berth_api=debug,info`, ...
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:5000".parse().expect("valid address"),
+            data_dir: PathBuf::from("./berth-data"),
+            database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_manifest_bytes: 4 << 20,
+            max_blob_bytes: 0,
+            upload_max_age_secs: 24 * 3600,
+            upload_purge_interval_secs: 3600,
+            max_page: 10_000,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then the file (if any), then `BERTH_*` variables. Nested keys use
+    /// a double underscore: `BERTH_LOG__LEVEL=debug`, `BERTH_TLS__CERT=/etc/berth/cert.pem`.
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Box::new(figment::Error::from(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                ))));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment
+            .merge(Env::prefixed("BERTH_").split("__"))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.database.path.clone().unwrap_or_else(|| self.data_dir.join("berth.db"))
+    }
+
+    /// The blob store root.
+    pub fn storage_path(&self) -> PathBuf {
+        self.storage.path.clone().unwrap_or_else(|| self.data_dir.join("storage"))
+    }
+
+    /// The registry limits derived from this configuration.
+    pub fn registry_config(&self) -> berth_app::RegistryConfig {
+        let l = &self.limits;
+        berth_app::RegistryConfig {
+            max_manifest_bytes: l.max_manifest_bytes,
+            max_blob_bytes: if l.max_blob_bytes == 0 { u64::MAX } else { l.max_blob_bytes },
+            upload_max_age: Duration::from_secs(l.upload_max_age_secs),
+            default_page: l.max_page,
+            max_page: l.max_page,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("berth.toml", "listen = \"127.0.0.1:6000\"\n[log]\nlevel = \"debug\"\n")?;
+            jail.set_env("BERTH_LOG__FORMAT", "json");
+            jail.set_env("BERTH_DATA_DIR", "/srv/berth");
+            let c = Config::load(Some(Path::new("berth.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 6000);
+            assert_eq!(c.log.level, "debug");
+            assert_eq!(c.log.format, LogFormat::Json);
+            assert_eq!(c.database_path(), PathBuf::from("/srv/berth/berth.db"));
+            jail.create_file("bad.toml", "listne = \"x\"\n")?;
+            assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
+            Ok(())
+        });
+    }
+}
