@@ -1,0 +1,210 @@
+//! Durability of the real binary: uploads resume after a crash, SIGTERM lets in-flight
+//! requests finish, and SIGKILL at random moments never loses an acknowledged push nor
+//! exposes a partial blob.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use support::{Berth, free_port, sha256};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rng().fill(&mut v[..]);
+    v
+}
+
+#[tokio::test]
+async fn a_chunked_upload_resumes_after_sigkill() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let port = free_port();
+    let berth = Berth::start_on(&data, port);
+    let http = client();
+    let blob = random_bytes(3 << 20);
+    let start = http.post(format!("{}/v2/p/resume/blobs/uploads/", berth.url())).send().await.unwrap();
+    assert_eq!(start.status(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let first = http
+        .patch(format!("{}{location}", berth.url()))
+        .header("content-range", format!("0-{}", (1 << 20) - 1))
+        .body(blob[..1 << 20].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 202);
+    berth.kill9();
+
+    let berth = Berth::start_on(&data, port);
+    let http = client(); // Pooled connections died with the old process.
+    let status = http.get(format!("{}{location}", berth.url())).send().await.unwrap();
+    assert_eq!(status.status(), 204);
+    assert_eq!(status.headers()["range"], format!("0-{}", (1 << 20) - 1).as_str());
+    let second = http
+        .patch(format!("{}{location}", berth.url()))
+        .header("content-range", format!("{}-{}", 1 << 20, blob.len() - 1))
+        .body(blob[1 << 20..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 202);
+    let digest = sha256(&blob);
+    let done = http.put(format!("{}{location}?digest={digest}", berth.url())).send().await.unwrap();
+    assert_eq!(done.status(), 201);
+    let back = http.get(format!("{}/v2/p/resume/blobs/{digest}", berth.url())).send().await.unwrap();
+    assert_eq!(sha256(&back.bytes().await.unwrap()), digest);
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_upload_finish() {
+    let work = tempfile::tempdir().unwrap();
+    let berth = Berth::start(&work.path().join("data"));
+    let http = client();
+    let url = berth.url();
+    let start = http.post(format!("{url}/v2/p/slow/blobs/uploads/")).send().await.unwrap();
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let chunks = futures_util::stream::unfold(0, |i| async move {
+        if i == 10 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])), i + 1))
+    });
+    let patch = tokio::spawn(http.patch(format!("{url}{location}")).body(reqwest::Body::wrap_stream(chunks)).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = berth.pid();
+    let exited = tokio::task::spawn_blocking(move || berth.terminate());
+    let response = patch.await.unwrap().unwrap();
+    assert_eq!(response.status(), 202, "the in-flight request completes");
+    assert_eq!(response.headers()["range"], "0-10239");
+    assert!(exited.await.unwrap(), "berth (pid {pid}) exits cleanly after SIGTERM");
+}
+
+/// What the server acknowledged, and what was attempted.
+#[derive(Default)]
+struct Journal {
+    blobs: Vec<(String, String)>,
+    manifests: Vec<(String, String, String, Vec<u8>)>,
+    attempted: Vec<(String, String)>,
+}
+
+async fn pusher(url: String, task: usize, journal: Arc<Mutex<Journal>>, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let http = client();
+    let repo = format!("crash/r{task}");
+    let mut mine: Vec<(String, usize)> = Vec::new();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let size = rand::rng().random_range(1..(1 << 20));
+        let blob = random_bytes(size);
+        let digest = sha256(&blob);
+        journal.lock().unwrap().attempted.push((repo.clone(), digest.clone()));
+        let pushed = if n % 2 == 0 {
+            http.post(format!("{url}/v2/{repo}/blobs/uploads/?digest={digest}")).body(blob).send().await
+        } else {
+            match http.post(format!("{url}/v2/{repo}/blobs/uploads/")).send().await {
+                Ok(r) if r.status() == 202 => {
+                    let location = r.headers()["location"].to_str().unwrap().to_owned();
+                    http.put(format!("{url}{location}?digest={digest}")).body(blob).send().await
+                }
+                other => other,
+            }
+        };
+        match pushed {
+            Ok(r) if r.status() == 201 => {
+                journal.lock().unwrap().blobs.push((repo.clone(), digest.clone()));
+                mine.push((digest, size));
+            }
+            Ok(r) if r.status().is_server_error() => panic!("server error {} while pushing", r.status()),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+        if mine.len() >= 2 && n % 3 == 0 {
+            let (config, layer) = (&mine[mine.len() - 2], &mine[mine.len() - 1]);
+            let manifest = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.0, "size": layer.1}],
+            }))
+            .unwrap();
+            let tag = format!("t{n}");
+            let put = http
+                .put(format!("{url}/v2/{repo}/manifests/{tag}"))
+                .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                .body(manifest.clone())
+                .send()
+                .await;
+            if let Ok(r) = put {
+                assert!(!r.status().is_server_error(), "server error {} on manifest push", r.status());
+                if r.status() == 201 {
+                    journal.lock().unwrap().manifests.push((repo.clone(), tag, sha256(&manifest), manifest));
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_no_acknowledged_push() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let port = free_port();
+    let mut berth = Berth::start_on(&data, port);
+    let url = berth.url();
+    let journal = Arc::new(Mutex::new(Journal::default()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pushers: Vec<_> = (0..4)
+        .map(|t| tokio::spawn(pusher(url.clone(), t, journal.clone(), stop.clone())))
+        .collect();
+    for _ in 0..8 {
+        let pause = rand::rng().random_range(150..600);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        berth.kill9();
+        berth = Berth::start_on(&data, port);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for p in pushers {
+        p.await.unwrap();
+    }
+    berth.kill9();
+    let berth = Berth::start_on(&data, port);
+
+    let http = client();
+    let journal = journal.lock().unwrap();
+    assert!(journal.blobs.len() > 20, "too few pushes to mean anything: {}", journal.blobs.len());
+    assert!(!journal.manifests.is_empty());
+    for (repo, digest) in &journal.blobs {
+        let r = http.get(format!("{url}/v2/{repo}/blobs/{digest}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "acknowledged blob {digest} lost");
+        assert_eq!(&sha256(&r.bytes().await.unwrap()), digest);
+    }
+    for (repo, tag, digest, bytes) in &journal.manifests {
+        for reference in [tag, digest] {
+            let r = http
+                .get(format!("{url}/v2/{repo}/manifests/{reference}"))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "acknowledged manifest {repo}:{reference} lost");
+            assert_eq!(&r.bytes().await.unwrap()[..], &bytes[..]);
+        }
+    }
+    // Pushes cut off by a kill are either absent or complete: never partial.
+    for (repo, digest) in &journal.attempted {
+        let r = http.get(format!("{url}/v2/{repo}/blobs/{digest}")).send().await.unwrap();
+        match r.status().as_u16() {
+            404 => {}
+            200 => assert_eq!(&sha256(&r.bytes().await.unwrap()), digest, "partial blob served"),
+            s => panic!("unexpected status {s} for {digest}"),
+        }
+    }
+    drop(berth);
+}
