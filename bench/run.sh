@@ -33,4 +33,7 @@ for port_cmd in "5055|docker-registry serve $DR_DIR.yml" "5056|target/release/be
   python3 "$REGBENCH" --url "http://127.0.0.1:${port_cmd%%|*}" --repeat 5 --cold-start "${port_cmd#*|}" \
     --out "$OUT/cold-${port_cmd%%|*}.json" > /dev/null
 done
-python3 "$(dirname "$REGBENCH")/summarize.py" "$OUT/distribution.json" "$OUT/berth.json"
+for name in distribution:5055 berth:5056; do
+  echo "## ${name%%:*}"
+  python3 "$(dirname "$REGBENCH")/summarize.py" "$OUT/${name%%:*}.json" "$OUT/cold-${name##*:}.json"
+done

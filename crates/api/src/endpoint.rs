@@ -83,6 +83,24 @@ impl Endpoint {
                 _ => {}
             }
         }
+        // A reference spanning several segments (`blobs/sha256:../../etc/passwd`, a tag
+        // `a/b`) still names its endpoint, so the reference is refused as invalid (400)
+        // rather than the path as unknown; no such reference can ever be valid.
+        if let Some(i) = (1..n.saturating_sub(1))
+            .rev()
+            .find(|&i| matches!(segs[i], "manifests" | "blobs" | "referrers"))
+        {
+            let repo = name(i)?;
+            let reference = segs[i + 1..].join("/");
+            return Ok(match segs[i] {
+                "manifests" => Endpoint::Manifest(repo, reference),
+                "referrers" => Endpoint::Referrers(repo, reference),
+                _ => match reference.strip_prefix("uploads/") {
+                    Some(id) => Endpoint::Upload(repo, id.to_owned()),
+                    None => Endpoint::Blob(repo, reference),
+                },
+            });
+        }
         Err(RouteError::NotFound)
     }
 
@@ -136,7 +154,11 @@ mod tests {
 
     fn check(path: &str, expected: &str) {
         let got = match Endpoint::parse(path) {
-            Ok(e) => format!("{} {}", e.label(), e.repository().map_or("", |r| r.as_str())),
+            Ok(e) => format!(
+                "{} {}",
+                e.label(),
+                e.repository().map_or("", |r| r.as_str())
+            ),
             Err(RouteError::Name(_)) => "name-invalid".into(),
             Err(RouteError::NotFound) => "not-found".into(),
         };
@@ -161,6 +183,13 @@ mod tests {
         check("manifests/latest", "not-found");
         check("x/unknown", "not-found");
         check("_catalog/", "not-found");
+        check("x/tags/list/", "not-found");
+        check("x/blobs/sha256:../../etc/passwd", "blob x");
+        check("a/b/manifests/v1/x", "manifest a/b");
+        check("x/manifests/latest/", "manifest x");
+        check("x/referrers/sha256:../x", "referrers x");
+        check("x/blobs/uploads/abc/def", "upload x");
+        check("Foo/blobs/sha256:../x", "name-invalid");
     }
 
     #[test]

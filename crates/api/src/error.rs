@@ -2,8 +2,8 @@
 
 use axum::response::{IntoResponse, Response};
 use berth_app::RegistryError;
-use http::header::{self, HeaderName, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderName, HeaderValue};
 use serde::Serialize;
 
 /// An error response: status, OCI error code, message, optional detail and headers.
@@ -56,9 +56,16 @@ impl ApiError {
 /// `RANGE_INVALID`, `PAGINATION_NUMBER_INVALID`, `UNAVAILABLE` and `UNKNOWN`).
 fn status_of(code: &str) -> StatusCode {
     match code {
-        "BLOB_UNKNOWN" | "BLOB_UPLOAD_UNKNOWN" | "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" => StatusCode::NOT_FOUND,
-        "BLOB_UPLOAD_INVALID" | "DIGEST_INVALID" | "MANIFEST_BLOB_UNKNOWN" | "MANIFEST_INVALID"
-        | "NAME_INVALID" | "SIZE_INVALID" | "PAGINATION_NUMBER_INVALID" => StatusCode::BAD_REQUEST,
+        "BLOB_UNKNOWN" | "BLOB_UPLOAD_UNKNOWN" | "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" => {
+            StatusCode::NOT_FOUND
+        }
+        "BLOB_UPLOAD_INVALID"
+        | "DIGEST_INVALID"
+        | "MANIFEST_BLOB_UNKNOWN"
+        | "MANIFEST_INVALID"
+        | "NAME_INVALID"
+        | "SIZE_INVALID"
+        | "PAGINATION_NUMBER_INVALID" => StatusCode::BAD_REQUEST,
         "RANGE_INVALID" => StatusCode::RANGE_NOT_SATISFIABLE,
         "UNAUTHORIZED" => StatusCode::UNAUTHORIZED,
         "DENIED" => StatusCode::FORBIDDEN,
@@ -77,8 +84,10 @@ impl From<RegistryError> for ApiError {
             RegistryError::BlobUploadUnknown => ApiError::new("BLOB_UPLOAD_UNKNOWN", message),
             RegistryError::BlobUploadInvalid(_) => ApiError::new("BLOB_UPLOAD_INVALID", message),
             RegistryError::DigestInvalid(_) => ApiError::new("DIGEST_INVALID", message),
-            RegistryError::ManifestBlobUnknown(d) => ApiError::new("MANIFEST_BLOB_UNKNOWN", message)
-                .with_detail(serde_json::json!({ "digest": d.as_str() })),
+            RegistryError::ManifestBlobUnknown(d) => {
+                ApiError::new("MANIFEST_BLOB_UNKNOWN", message)
+                    .with_detail(serde_json::json!({ "digest": d.as_str() }))
+            }
             RegistryError::ManifestInvalid(_) => ApiError::new("MANIFEST_INVALID", message),
             RegistryError::ManifestUnknown => ApiError::new("MANIFEST_UNKNOWN", message),
             RegistryError::NameUnknown => ApiError::new("NAME_UNKNOWN", message),
@@ -124,7 +133,10 @@ impl IntoResponse for ApiError {
         .unwrap_or_default();
         let mut response = (
             self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body,
         )
             .into_response();

@@ -81,7 +81,9 @@ impl From<PutManifestError> for RegistryError {
             PutManifestError::BlobUnknown(d) | PutManifestError::ManifestUnknown(d) => {
                 RegistryError::ManifestBlobUnknown(d)
             }
-            e @ PutManifestError::SizeMismatch { .. } => RegistryError::ManifestInvalid(e.to_string()),
+            e @ PutManifestError::SizeMismatch { .. } => {
+                RegistryError::ManifestInvalid(e.to_string())
+            }
             PutManifestError::Meta(e) => e.into(),
         }
     }

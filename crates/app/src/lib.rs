@@ -10,10 +10,8 @@ mod pulls;
 mod registry;
 mod uploads;
 
+pub use berth_meta::UploadSession;
 pub use clock::{Clock, SystemClock};
 pub use error::RegistryError;
-pub use berth_meta::UploadSession;
-pub use registry::{
-    BlobContent, MountOutcome, PushedManifest, Registry, RegistryConfig, TagList,
-};
+pub use registry::{BlobContent, MountOutcome, PushedManifest, Registry, RegistryConfig, TagList};
 pub use uploads::UploadBody;

@@ -43,7 +43,10 @@ impl Drop for SessionGuard<'_> {
         drop(self.guard.take());
         let mut held = self.locks.held.lock().expect("session lock table");
         // Only the table itself still holds the lock: nobody is waiting for it.
-        if held.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1) {
+        if held
+            .get(&self.id)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
             held.remove(&self.id);
         }
     }

@@ -92,7 +92,12 @@ pub struct TagList {
 
 impl Registry {
     /// Builds a registry over its ports.
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>, config: RegistryConfig) -> Self {
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        config: RegistryConfig,
+    ) -> Self {
         Registry {
             meta,
             blobs,
@@ -116,40 +121,76 @@ impl Registry {
     }
 
     fn page_size(&self, n: Option<u32>) -> u32 {
-        n.unwrap_or(self.config.default_page).min(self.config.max_page)
+        n.unwrap_or(self.config.default_page)
+            .min(self.config.max_page)
     }
 
     /// A page of the repository catalog.
-    pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<TagList, RegistryError> {
+    pub async fn catalog(
+        &self,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<TagList, RegistryError> {
         let limit = self.page_size(n);
         let page = self.meta.catalog(last, limit).await?;
-        Ok(TagList { names: page.names, next_page: (page.more && limit > 0).then_some(limit) })
+        Ok(TagList {
+            names: page.names,
+            next_page: (page.more && limit > 0).then_some(limit),
+        })
     }
 
     /// A page of a repository's tags.
-    pub async fn tags(&self, repository: &RepositoryName, last: Option<&str>, n: Option<u32>) -> Result<TagList, RegistryError> {
+    pub async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<TagList, RegistryError> {
         let limit = self.page_size(n);
-        let page = self.meta.tags(repository, last, limit).await?.ok_or(RegistryError::NameUnknown)?;
-        Ok(TagList { names: page.names, next_page: (page.more && limit > 0).then_some(limit) })
+        let page = self
+            .meta
+            .tags(repository, last, limit)
+            .await?
+            .ok_or(RegistryError::NameUnknown)?;
+        Ok(TagList {
+            names: page.names,
+            next_page: (page.more && limit > 0).then_some(limit),
+        })
     }
 
     /// Size of a blob readable in `repository`.
-    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64, RegistryError> {
-        self.meta.linked_blob(repository, digest).await?.ok_or(RegistryError::BlobUnknown)
+    pub async fn blob_size(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<u64, RegistryError> {
+        self.meta
+            .linked_blob(repository, digest)
+            .await?
+            .ok_or(RegistryError::BlobUnknown)
     }
 
     /// Opens a blob, or the requested range of it.
-    pub async fn read_blob(&self, repository: &RepositoryName, digest: &Digest, range: Option<RangeRequest>) -> Result<BlobContent, RegistryError> {
+    pub async fn read_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        range: Option<RangeRequest>,
+    ) -> Result<BlobContent, RegistryError> {
         let size = self.blob_size(repository, digest).await?;
         let range = range
             .map(|r| r.resolve(size))
             .transpose()
             .map_err(|e| match e {
-                RangeError::Unsatisfiable | RangeError::Malformed(_) => RegistryError::ReadRangeInvalid { size },
+                RangeError::Unsatisfiable | RangeError::Malformed(_) => {
+                    RegistryError::ReadRangeInvalid { size }
+                }
             })?;
         let read = match self.blobs.read(digest, range).await {
             Err(berth_blob::BlobError::NotFound) => {
-                return Err(RegistryError::Internal(format!("blob {digest} is linked but its bytes are missing")));
+                return Err(RegistryError::Internal(format!(
+                    "blob {digest} is linked but its bytes are missing"
+                )));
             }
             other => other?,
         };
@@ -157,7 +198,11 @@ impl Registry {
     }
 
     /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`).
-    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<(), RegistryError> {
+    pub async fn delete_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
         if self.meta.unlink_blob(repository, digest).await? {
             Ok(())
         } else {
@@ -166,7 +211,13 @@ impl Registry {
     }
 
     /// Validates and commits a manifest (`PUT /v2/<name>/manifests/<reference>`).
-    pub async fn put_manifest(&self, repository: &RepositoryName, reference: &Reference, content_type: Option<&str>, body: Bytes) -> Result<PushedManifest, RegistryError> {
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<PushedManifest, RegistryError> {
         if body.len() as u64 > self.config.max_manifest_bytes {
             return Err(RegistryError::TooLarge(format!(
                 "manifest exceeds {} bytes",
@@ -177,7 +228,9 @@ impl Registry {
             Reference::Digest(claimed) => {
                 let computed = Digest::compute(claimed.algorithm(), &body);
                 if &computed != claimed {
-                    return Err(RegistryError::DigestInvalid(format!("manifest hashes to {computed}, not {claimed}")));
+                    return Err(RegistryError::DigestInvalid(format!(
+                        "manifest hashes to {computed}, not {claimed}"
+                    )));
                 }
                 computed
             }
@@ -187,7 +240,10 @@ impl Registry {
             ManifestError::Invalid(msg) => RegistryError::ManifestInvalid(msg),
             e @ ManifestError::Schema1 => RegistryError::ManifestInvalid(e.to_string()),
         })?;
-        let mut blobs: Vec<(Digest, u64)> = parsed.required_blobs().map(|d| (d.digest.clone(), d.size)).collect();
+        let mut blobs: Vec<(Digest, u64)> = parsed
+            .required_blobs()
+            .map(|d| (d.digest.clone(), d.size))
+            .collect();
         blobs.sort();
         blobs.dedup();
         let mut children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
@@ -215,8 +271,16 @@ impl Registry {
     }
 
     /// Resolves a manifest by tag or digest and notes the pull.
-    pub async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<berth_meta::StoredManifest, RegistryError> {
-        let manifest = self.meta.manifest(repository, reference).await?.ok_or(RegistryError::ManifestUnknown)?;
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<berth_meta::StoredManifest, RegistryError> {
+        let manifest = self
+            .meta
+            .manifest(repository, reference)
+            .await?
+            .ok_or(RegistryError::ManifestUnknown)?;
         self.pulls.note(PullRecord {
             repository: repository.clone(),
             digest: manifest.digest.clone(),
@@ -229,22 +293,45 @@ impl Registry {
     }
 
     /// Resolves a manifest without counting a pull (`HEAD`).
-    pub async fn stat_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<berth_meta::StoredManifest, RegistryError> {
-        self.meta.manifest(repository, reference).await?.ok_or(RegistryError::ManifestUnknown)
+    pub async fn stat_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<berth_meta::StoredManifest, RegistryError> {
+        self.meta
+            .manifest(repository, reference)
+            .await?
+            .ok_or(RegistryError::ManifestUnknown)
     }
 
     /// Deletes a manifest by digest, or untags by tag.
-    pub async fn delete_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<(), RegistryError> {
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<(), RegistryError> {
         let existed = match reference {
             Reference::Digest(d) => self.meta.delete_manifest(repository, d).await?,
             Reference::Tag(t) => self.meta.delete_tag(repository, t).await?,
         };
-        if existed { Ok(()) } else { Err(RegistryError::ManifestUnknown) }
+        if existed {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown)
+        }
     }
 
     /// The referrers of `subject` as an OCI image index.
-    pub async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Bytes, RegistryError> {
-        let referrers = self.meta.referrers(repository, subject, artifact_type).await?;
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Bytes, RegistryError> {
+        let referrers = self
+            .meta
+            .referrers(repository, subject, artifact_type)
+            .await?;
         let manifests = referrers
             .into_iter()
             .map(|r| ReferrerDescriptor {
@@ -255,8 +342,14 @@ impl Registry {
                 annotations: r.annotations.and_then(|a| serde_json::from_str(&a).ok()),
             })
             .collect();
-        let index = ReferrersIndex { schema_version: 2, media_type: media_type::OCI_INDEX, manifests };
-        Ok(Bytes::from(serde_json::to_vec(&index).map_err(|e| RegistryError::Internal(e.to_string()))?))
+        let index = ReferrersIndex {
+            schema_version: 2,
+            media_type: media_type::OCI_INDEX,
+            manifests,
+        };
+        Ok(Bytes::from(
+            serde_json::to_vec(&index).map_err(|e| RegistryError::Internal(e.to_string()))?,
+        ))
     }
 
     /// Stamps the pulls noted since the last call on their artifacts and tags.

@@ -26,7 +26,11 @@ impl UploadBody {
 
 impl Registry {
     /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`).
-    pub async fn start_upload(&self, repository: &RepositoryName, algorithm: Algorithm) -> Result<UploadSession, RegistryError> {
+    pub async fn start_upload(
+        &self,
+        repository: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> Result<UploadSession, RegistryError> {
         let id = UploadId::from_random(rand::random());
         self.blobs.create_upload(&id).await?;
         let now = self.clock.now_ms();
@@ -44,9 +48,16 @@ impl Registry {
     }
 
     /// Stores a whole blob sent with `POST ?digest=` in one request.
-    pub async fn upload_monolithic(&self, repository: &RepositoryName, digest: &Digest, body: UploadBody) -> Result<(), RegistryError> {
+    pub async fn upload_monolithic(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        body: UploadBody,
+    ) -> Result<(), RegistryError> {
         if body.content_range.is_some() {
-            return Err(RegistryError::BlobUploadInvalid("Content-Range is not allowed on a monolithic upload".into()));
+            return Err(RegistryError::BlobUploadInvalid(
+                "Content-Range is not allowed on a monolithic upload".into(),
+            ));
         }
         let id = UploadId::from_random(rand::random());
         self.blobs.create_upload(&id).await?;
@@ -55,7 +66,9 @@ impl Registry {
             let (hasher, len) = self.append(&id, 0, hasher, body).await?;
             self.verify(&hasher.finish(), digest)?;
             self.blobs.commit_upload(&id, len, digest).await?;
-            self.meta.link_blob(repository, digest, len, self.clock.now_ms()).await?;
+            self.meta
+                .link_blob(repository, digest, len, self.clock.now_ms())
+                .await?;
             Ok(())
         }
         .await;
@@ -67,14 +80,21 @@ impl Registry {
 
     /// Links a blob from another repository (`POST ?mount=&from=`), or opens a session
     /// when the blob cannot be mounted.
-    pub async fn mount_blob(&self, repository: &RepositoryName, digest: &Digest, from: Option<&RepositoryName>) -> Result<MountOutcome, RegistryError> {
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<MountOutcome, RegistryError> {
         let size = match from {
             Some(source) => self.meta.linked_blob(source, digest).await?,
             None => self.meta.any_linked_blob(digest).await?,
         };
         match size {
             Some(size) => {
-                self.meta.link_blob(repository, digest, size, self.clock.now_ms()).await?;
+                self.meta
+                    .link_blob(repository, digest, size, self.clock.now_ms())
+                    .await?;
                 Ok(MountOutcome::Mounted)
             }
             None => Ok(MountOutcome::Started(
@@ -84,22 +104,41 @@ impl Registry {
     }
 
     /// Where an upload stands (`GET` on the upload URL).
-    pub async fn upload_status(&self, repository: &RepositoryName, id: &UploadId) -> Result<UploadSession, RegistryError> {
+    pub async fn upload_status(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<UploadSession, RegistryError> {
         self.session(repository, id).await
     }
 
     /// Appends a chunk (`PATCH`); returns the session at its new offset.
-    pub async fn append_chunk(&self, repository: &RepositoryName, id: &UploadId, body: UploadBody) -> Result<UploadSession, RegistryError> {
+    pub async fn append_chunk(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        body: UploadBody,
+    ) -> Result<UploadSession, RegistryError> {
         let _lock = self.upload_locks.lock(id).await;
         let session = self.session(repository, id).await?;
         self.append_to_session(session, body).await
     }
 
     /// Finishes an upload (`PUT ?digest=`), with an optional last chunk.
-    pub async fn complete_upload(&self, repository: &RepositoryName, id: &UploadId, digest: Option<&str>, body: UploadBody) -> Result<Digest, RegistryError> {
+    pub async fn complete_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        digest: Option<&str>,
+        body: UploadBody,
+    ) -> Result<Digest, RegistryError> {
         let digest = digest
-            .ok_or_else(|| RegistryError::DigestInvalid("the digest query parameter is required".into()))
-            .and_then(|d| Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string())))?;
+            .ok_or_else(|| {
+                RegistryError::DigestInvalid("the digest query parameter is required".into())
+            })
+            .and_then(|d| {
+                Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string()))
+            })?;
         let _lock = self.upload_locks.lock(id).await;
         let mut session = self.session(repository, id).await?;
         if !body.is_empty() {
@@ -116,7 +155,9 @@ impl Registry {
             self.discard(id).await;
             return Err(e);
         }
-        self.blobs.commit_upload(id, session.offset, &digest).await?;
+        self.blobs
+            .commit_upload(id, session.offset, &digest)
+            .await?;
         self.meta
             .complete_upload(id, repository, &digest, session.offset, self.clock.now_ms())
             .await?;
@@ -124,7 +165,11 @@ impl Registry {
     }
 
     /// Abandons an upload (`DELETE` on the upload URL).
-    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<(), RegistryError> {
+    pub async fn cancel_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<(), RegistryError> {
         let _lock = self.upload_locks.lock(id).await;
         self.session(repository, id).await?;
         self.discard(id).await;
@@ -154,7 +199,11 @@ impl Registry {
         Ok(purged)
     }
 
-    async fn session(&self, repository: &RepositoryName, id: &UploadId) -> Result<UploadSession, RegistryError> {
+    async fn session(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<UploadSession, RegistryError> {
         match self.meta.upload(id).await? {
             Some(s) if &s.repository == repository => Ok(s),
             _ => Err(RegistryError::BlobUploadUnknown),
@@ -166,13 +215,21 @@ impl Registry {
             .map_err(|e| RegistryError::Internal(format!("upload {}: {e}", session.id)))
     }
 
-    async fn append_to_session(&self, mut session: UploadSession, body: UploadBody) -> Result<UploadSession, RegistryError> {
+    async fn append_to_session(
+        &self,
+        mut session: UploadSession,
+        body: UploadBody,
+    ) -> Result<UploadSession, RegistryError> {
         if let Some(range) = body.content_range {
             if range.0.start != session.offset {
-                return Err(RegistryError::UploadRangeInvalid { offset: session.offset });
+                return Err(RegistryError::UploadRangeInvalid {
+                    offset: session.offset,
+                });
             }
             if body.content_length.is_some_and(|len| len != range.0.len()) {
-                return Err(RegistryError::SizeInvalid("Content-Length differs from the Content-Range length".into()));
+                return Err(RegistryError::SizeInvalid(
+                    "Content-Length differs from the Content-Range length".into(),
+                ));
             }
         }
         let hasher = Self::restore_hasher(&session)?;
@@ -186,8 +243,14 @@ impl Registry {
         };
         let state = hasher.save();
         let now = self.clock.now_ms();
-        if !self.meta.advance_upload(&session.id, session.offset, end, &state, now).await? {
-            return Err(RegistryError::UploadRangeInvalid { offset: session.offset });
+        if !self
+            .meta
+            .advance_upload(&session.id, session.offset, end, &state, now)
+            .await?
+        {
+            return Err(RegistryError::UploadRangeInvalid {
+                offset: session.offset,
+            });
         }
         session.offset = end;
         session.hash_state = state;
@@ -196,15 +259,40 @@ impl Registry {
     }
 
     /// Writes `body` at `offset`; returns the hash state and the new end offset.
-    async fn append(&self, id: &UploadId, offset: u64, hasher: ResumableHasher, body: UploadBody) -> Result<(ResumableHasher, u64), RegistryError> {
-        let expected = body.content_range.map(|r| r.0.len()).or(body.content_length);
+    async fn append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        hasher: ResumableHasher,
+        body: UploadBody,
+    ) -> Result<(ResumableHasher, u64), RegistryError> {
+        let expected = body
+            .content_range
+            .map(|r| r.0.len())
+            .or(body.content_length);
         let room = self.config.max_blob_bytes.saturating_sub(offset);
         let limit = expected.map_or(room, |e| e.min(room));
         if expected.is_some_and(|e| e > room) {
-            return Err(RegistryError::TooLarge("blob exceeds the allowed size".into()));
+            return Err(RegistryError::TooLarge(
+                "blob exceeds the allowed size".into(),
+            ));
         }
         let stream: ByteStream = body.stream;
-        let outcome = self.blobs.append_upload(id, offset, hasher, stream, limit).await?;
+        let outcome = match (
+            self.blobs
+                .append_upload(id, offset, hasher, stream, limit)
+                .await,
+            expected,
+        ) {
+            // With a declared length within the room, the limit was that length: the body
+            // is longer than it said, which is a size mismatch, not an oversized blob.
+            (Err(berth_blob::BlobError::TooLarge), Some(e)) => {
+                return Err(RegistryError::SizeInvalid(format!(
+                    "received more than the {e} bytes declared"
+                )));
+            }
+            (other, _) => other?,
+        };
         if let Some(e) = expected
             && outcome.written != e
         {
@@ -220,7 +308,9 @@ impl Registry {
         if computed == claimed {
             Ok(())
         } else {
-            Err(RegistryError::DigestInvalid(format!("content hashes to {computed}, not {claimed}")))
+            Err(RegistryError::DigestInvalid(format!(
+                "content hashes to {computed}, not {claimed}"
+            )))
         }
     }
 

@@ -10,7 +10,10 @@ use crate::{BlobError, BlobStore, ByteStream};
 
 fn body(parts: &[&'static [u8]]) -> ByteStream {
     Box::pin(stream::iter(
-        parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>(),
+        parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p)))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -36,20 +39,37 @@ async fn upload_resume_commit_read(store: &dyn BlobStore) {
     let id = UploadId::from_random([1; 16]);
     store.create_upload(&id).await.unwrap();
     let h = ResumableHasher::new(Algorithm::Sha256);
-    let first = store.append_upload(&id, 0, h, body(&[b"hello ", b"wor"]), 100).await.unwrap();
+    let first = store
+        .append_upload(&id, 0, h, body(&[b"hello ", b"wor"]), 100)
+        .await
+        .unwrap();
     assert_eq!(first.written, 9);
     // Resume from a saved state, as another node or a restarted process would.
     let saved = ResumableHasher::restore(Algorithm::Sha256, &first.hasher.save()).unwrap();
-    let second = store.append_upload(&id, 9, saved, body(&[b"ld"]), 100).await.unwrap();
+    let second = store
+        .append_upload(&id, 9, saved, body(&[b"ld"]), 100)
+        .await
+        .unwrap();
     let digest = second.hasher.finish();
     assert_eq!(digest, Digest::compute(Algorithm::Sha256, b"hello world"));
-    assert_eq!(store.size(&digest).await.unwrap(), None, "not visible before commit");
+    assert_eq!(
+        store.size(&digest).await.unwrap(),
+        None,
+        "not visible before commit"
+    );
     store.commit_upload(&id, 11, &digest).await.unwrap();
     assert_eq!(store.size(&digest).await.unwrap(), Some(11));
     assert_eq!(collect(store, &digest, None).await, b"hello world");
     let r = ByteRange { start: 6, end: 10 };
     assert_eq!(collect(store, &digest, Some(r)).await, b"world");
-    assert!(store.list_uploads().await.unwrap().iter().all(|(u, _)| *u != id));
+    assert!(
+        store
+            .list_uploads()
+            .await
+            .unwrap()
+            .iter()
+            .all(|(u, _)| *u != id)
+    );
     store.delete(&digest).await.unwrap();
     assert_eq!(store.size(&digest).await.unwrap(), None);
 }
@@ -58,11 +78,17 @@ async fn unacknowledged_bytes_are_discarded(store: &dyn BlobStore) {
     let id = UploadId::from_random([2; 16]);
     store.create_upload(&id).await.unwrap();
     let h = ResumableHasher::new(Algorithm::Sha256);
-    store.append_upload(&id, 0, h, body(&[b"abcXYZ"]), 100).await.unwrap();
+    store
+        .append_upload(&id, 0, h, body(&[b"abcXYZ"]), 100)
+        .await
+        .unwrap();
     // Only 3 bytes were acknowledged; the append from offset 3 replaces the rest.
     let mut h = ResumableHasher::new(Algorithm::Sha256);
     h.update(b"abc");
-    let out = store.append_upload(&id, 3, h, body(&[b"def"]), 100).await.unwrap();
+    let out = store
+        .append_upload(&id, 3, h, body(&[b"def"]), 100)
+        .await
+        .unwrap();
     let digest = out.hasher.finish();
     store.commit_upload(&id, 6, &digest).await.unwrap();
     assert_eq!(collect(store, &digest, None).await, b"abcdef");
@@ -73,13 +99,18 @@ async fn limits_and_absence(store: &dyn BlobStore) {
     let id = UploadId::from_random([3; 16]);
     store.create_upload(&id).await.unwrap();
     let h = ResumableHasher::new(Algorithm::Sha256);
-    let err = store.append_upload(&id, 0, h, body(&[b"0123456789"]), 5).await;
+    let err = store
+        .append_upload(&id, 0, h, body(&[b"0123456789"]), 5)
+        .await;
     assert!(matches!(err, Err(BlobError::TooLarge)));
     assert_eq!(store.list_uploads().await.unwrap().len(), 1);
     store.delete_upload(&id).await.unwrap();
     store.delete_upload(&id).await.unwrap();
     let missing = Digest::compute(Algorithm::Sha256, b"missing");
-    assert!(matches!(store.read(&missing, None).await, Err(BlobError::NotFound)));
+    assert!(matches!(
+        store.read(&missing, None).await,
+        Err(BlobError::NotFound)
+    ));
     let h = ResumableHasher::new(Algorithm::Sha256);
     let gone = store.append_upload(&id, 0, h, body(&[]), 5).await;
     assert!(matches!(gone, Err(BlobError::NotFound)));

@@ -19,14 +19,16 @@ use tokio::sync::mpsc;
 
 use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
 
-/// Bytes buffered before a `write` system call.
-const WRITE_BUFFER: usize = 1 << 20;
+/// Bytes gathered from the body before they are handed to the writer thread.
+const WRITE_BATCH: usize = 512 << 10;
 /// Bytes written between write-back kicks.
 const WRITEBACK_STEP: u64 = 8 << 20;
 /// Size of each chunk a blob read yields.
-const READ_CHUNK: usize = 512 << 10;
+const READ_CHUNK: usize = 1 << 20;
+/// Chunks read ahead of the client.
+const READ_AHEAD: usize = 4;
 /// Body chunks queued between the receiving task and the writing thread.
-const PIPE_DEPTH: usize = 32;
+const PIPE_DEPTH: usize = 8;
 
 /// Blob store on a local directory.
 #[derive(Debug, Clone)]
@@ -40,7 +42,9 @@ impl FsBlobStore {
         let root = root.into();
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
-        Ok(FsBlobStore { root: Arc::new(root) })
+        Ok(FsBlobStore {
+            root: Arc::new(root),
+        })
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -95,6 +99,24 @@ fn start_writeback(file: &File, from: u64, len: u64) {
     }
 }
 
+/// The blocking half of a read: fills chunks from the file until `len` bytes were sent
+/// or the client went away.
+fn read_chunks(mut file: File, mut len: u64, tx: mpsc::Sender<io::Result<Bytes>>) {
+    while len > 0 {
+        let want = len.min(READ_CHUNK as u64) as usize;
+        let mut buf = BytesMut::zeroed(want);
+        let item = match file.read_exact(&mut buf) {
+            Ok(()) => Ok(buf.freeze()),
+            Err(e) => Err(e),
+        };
+        let failed = item.is_err();
+        if tx.blocking_send(item).is_err() || failed {
+            return;
+        }
+        len -= want as u64;
+    }
+}
+
 /// The blocking half of an append: hash and write chunks as they arrive.
 fn write_chunks(
     mut file: File,
@@ -102,30 +124,17 @@ fn write_chunks(
     mut hasher: ResumableHasher,
     mut rx: mpsc::Receiver<Bytes>,
 ) -> Result<(ResumableHasher, u64), BlobError> {
-    let mut buf = BytesMut::with_capacity(WRITE_BUFFER);
     let mut written = 0u64;
-    let mut flushed_to = offset;
-    let mut kicked_to = offset;
+    let mut kicked = 0u64;
     while let Some(chunk) = rx.blocking_recv() {
         hasher.update(&chunk);
+        file.write_all(&chunk)?;
         written += chunk.len() as u64;
-        if buf.is_empty() && chunk.len() >= WRITE_BUFFER {
-            file.write_all(&chunk)?;
-            flushed_to += chunk.len() as u64;
-        } else {
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= WRITE_BUFFER {
-                file.write_all(&buf)?;
-                flushed_to += buf.len() as u64;
-                buf.clear();
-            }
-        }
-        if flushed_to - kicked_to >= WRITEBACK_STEP {
-            start_writeback(&file, kicked_to, flushed_to - kicked_to);
-            kicked_to = flushed_to;
+        if written - kicked >= WRITEBACK_STEP {
+            start_writeback(&file, offset + kicked, written - kicked);
+            kicked = written;
         }
     }
-    file.write_all(&buf)?;
     Ok((hasher, written))
 }
 
@@ -133,18 +142,23 @@ fn write_chunks(
 impl BlobStore for FsBlobStore {
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
         let path = self.blob_path(digest);
-        let mut file = tokio::fs::File::open(&path).await.map_err(not_found_as)?;
-        let size = file.metadata().await?.len();
-        let (start, len) = match range {
-            Some(r) => (r.start, r.len().min(size.saturating_sub(r.start))),
-            None => (0, size),
-        };
-        if start > 0 {
-            use tokio::io::AsyncSeekExt;
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        use tokio::io::AsyncReadExt;
-        let body = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_CHUNK);
+        let (file, start, len) = blocking(move || {
+            let mut file = File::open(&path).map_err(not_found_as)?;
+            let size = file.metadata()?.len();
+            let (start, len) = match range {
+                Some(r) => (r.start, r.len().min(size.saturating_sub(r.start))),
+                None => (0, size),
+            };
+            file.seek(SeekFrom::Start(start))?;
+            Ok((file, start, len))
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || read_chunks(file, len, tx));
+        tracing::trace!(%start, len, "streaming blob");
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
         Ok(BlobRead {
             body: Box::pin(body),
             len,
@@ -205,6 +219,8 @@ impl BlobStore for FsBlobStore {
         let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, hasher, rx));
         let mut received = 0u64;
         let mut failure = None;
+        // Small body frames are gathered so the writer thread wakes once per WRITE_BATCH.
+        let mut pending = BytesMut::new();
         while let Some(item) = body.next().await {
             match item {
                 Ok(chunk) => {
@@ -213,7 +229,10 @@ impl BlobStore for FsBlobStore {
                         failure = Some(BlobError::TooLarge);
                         break;
                     }
-                    if tx.send(chunk).await.is_err() {
+                    pending.extend_from_slice(&chunk);
+                    if pending.len() >= WRITE_BATCH
+                        && tx.send(pending.split().freeze()).await.is_err()
+                    {
                         break; // The writer failed; its error is reported below.
                     }
                 }
@@ -222,6 +241,9 @@ impl BlobStore for FsBlobStore {
                     break;
                 }
             }
+        }
+        if failure.is_none() && !pending.is_empty() {
+            let _ = tx.send(pending.freeze()).await;
         }
         drop(tx);
         let written = writer
@@ -234,7 +256,12 @@ impl BlobStore for FsBlobStore {
         Ok(AppendOutcome { written, hasher })
     }
 
-    async fn commit_upload(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<(), BlobError> {
+    async fn commit_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<(), BlobError> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
         blocking(move || {
@@ -273,7 +300,11 @@ impl BlobStore for FsBlobStore {
             let mut out = Vec::new();
             for entry in std::fs::read_dir(dir)? {
                 let entry = entry?;
-                let Some(id) = entry.file_name().to_str().and_then(|n| UploadId::parse(n).ok()) else {
+                let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| UploadId::parse(n).ok())
+                else {
                     continue;
                 };
                 out.push((id, entry.metadata()?.modified()?));

@@ -77,7 +77,12 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Makes the upload's first `len` bytes durable and publishes them atomically as `digest`.
     /// The caller has already checked the digest.
-    async fn commit_upload(&self, id: &UploadId, len: u64, digest: &Digest) -> Result<(), BlobError>;
+    async fn commit_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<(), BlobError>;
 
     /// Discards an upload's bytes. Absent uploads are not an error.
     async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError>;

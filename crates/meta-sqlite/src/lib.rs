@@ -34,7 +34,8 @@ impl SqliteMetaStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MetaError> {
         let path: PathBuf = path.as_ref().to_owned();
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| MetaError(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| MetaError(format!("{}: {e}", dir.display())))?;
         }
         let mut conn = writer::open_writer_connection(&path)?;
         migrate::run(&mut conn)?;
@@ -52,21 +53,34 @@ pub(crate) fn db_err(e: rusqlite::Error) -> MetaError {
 #[async_trait]
 impl RepositoryStore for SqliteMetaStore {
     async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage, MetaError> {
-        self.readers.with(|c| queries::catalog(c, last.unwrap_or(""), limit))
+        self.readers
+            .with(|c| queries::catalog(c, last.unwrap_or(""), limit))
     }
 }
 
 #[async_trait]
 impl BlobLinkStore for SqliteMetaStore {
-    async fn linked_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        self.readers.with(|c| queries::linked_blob(c, repository.as_str(), digest.as_str()))
+    async fn linked_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        self.readers
+            .with(|c| queries::linked_blob(c, repository.as_str(), digest.as_str()))
     }
 
     async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        self.readers.with(|c| queries::any_linked_blob(c, digest.as_str()))
+        self.readers
+            .with(|c| queries::any_linked_blob(c, digest.as_str()))
     }
 
-    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError> {
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| {
@@ -76,7 +90,11 @@ impl BlobLinkStore for SqliteMetaStore {
             .await
     }
 
-    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| queries::unlink_blob(c, repository.as_str(), digest.as_str()))
@@ -88,21 +106,37 @@ impl BlobLinkStore for SqliteMetaStore {
 impl UploadStore for SqliteMetaStore {
     async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError> {
         let session = session.clone();
-        self.writer.run(move |c| queries::create_upload(c, &session)).await
+        self.writer
+            .run(move |c| queries::create_upload(c, &session))
+            .await
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError> {
         self.readers.with(|c| queries::upload(c, id.as_str()))
     }
 
-    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64, hash_state: &[u8], now: i64) -> Result<bool, MetaError> {
+    async fn advance_upload(
+        &self,
+        id: &UploadId,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        now: i64,
+    ) -> Result<bool, MetaError> {
         let (id, state) = (id.clone(), hash_state.to_vec());
         self.writer
             .run(move |c| queries::advance_upload(c, id.as_str(), from, to, &state, now))
             .await
     }
 
-    async fn complete_upload(&self, id: &UploadId, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError> {
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
         let (id, repository, digest) = (id.clone(), repository.clone(), digest.clone());
         self.writer
             .run(move |c| {
@@ -115,7 +149,9 @@ impl UploadStore for SqliteMetaStore {
 
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
         let id = id.clone();
-        self.writer.run(move |c| queries::delete_upload(c, id.as_str())).await
+        self.writer
+            .run(move |c| queries::delete_upload(c, id.as_str()))
+            .await
     }
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
@@ -127,14 +163,25 @@ impl UploadStore for SqliteMetaStore {
 impl ManifestStore for SqliteMetaStore {
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
         let manifest = manifest.clone();
-        self.writer.run(move |c| queries::put_manifest(c, &manifest)).await
+        self.writer
+            .run(move |c| queries::put_manifest(c, &manifest))
+            .await
     }
 
-    async fn manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>, MetaError> {
-        self.readers.with(|c| queries::manifest(c, repository.as_str(), reference))
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, MetaError> {
+        self.readers
+            .with(|c| queries::manifest(c, repository.as_str(), reference))
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError> {
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| queries::delete_manifest(c, repository.as_str(), digest.as_str()))
@@ -148,25 +195,42 @@ impl ManifestStore for SqliteMetaStore {
             .await
     }
 
-    async fn tags(&self, repository: &RepositoryName, last: Option<&str>, limit: u32) -> Result<Option<TagPage>, MetaError> {
-        self.readers.with(|c| queries::tags(c, repository.as_str(), last.unwrap_or(""), limit))
+    async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<TagPage>, MetaError> {
+        self.readers
+            .with(|c| queries::tags(c, repository.as_str(), last.unwrap_or(""), limit))
     }
 
-    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>, MetaError> {
-        self.readers.with(|c| queries::referrers(c, repository.as_str(), subject.as_str(), artifact_type))
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError> {
+        self.readers
+            .with(|c| queries::referrers(c, repository.as_str(), subject.as_str(), artifact_type))
     }
 
     async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
         let pulls = pulls.to_vec();
-        self.writer.run(move |c| queries::record_pulls(c, &pulls, at)).await
+        self.writer
+            .run(move |c| queries::record_pulls(c, &pulls, at))
+            .await
     }
 }
 
 #[async_trait]
 impl MetaStore for SqliteMetaStore {
     async fn check(&self) -> Result<(), MetaError> {
-        self.readers.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
-        self.writer.run(|c| c.execute_batch("SELECT 1").map_err(db_err)).await
+        self.readers
+            .with(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
+        self.writer
+            .run(|c| c.execute_batch("SELECT 1").map_err(db_err))
+            .await
     }
 }
 

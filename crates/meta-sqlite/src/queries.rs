@@ -1,6 +1,9 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
-use berth_meta::{MetaError, NewManifest, PullRecord, PutManifestError, Referrer, StoredManifest, TagPage, UploadSession};
+use berth_meta::{
+    MetaError, NewManifest, PullRecord, PutManifestError, Referrer, StoredManifest, TagPage,
+    UploadSession,
+};
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,14 +23,20 @@ fn digest_col(text: String) -> rusqlite::Result<Digest> {
 }
 
 pub fn catalog(c: &Connection, last: &str, limit: u32) -> rusqlite::Result<TagPage> {
-    let mut stmt = c.prepare_cached("SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+    let mut stmt =
+        c.prepare_cached("SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2")?;
     let names = stmt
         .query_map(params![last, i64::from(limit) + 1], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(page(names, limit))
 }
 
-pub fn tags(c: &Connection, repository: &str, last: &str, limit: u32) -> rusqlite::Result<Option<TagPage>> {
+pub fn tags(
+    c: &Connection,
+    repository: &str,
+    last: &str,
+    limit: u32,
+) -> rusqlite::Result<Option<TagPage>> {
     let Some(repo_id) = repository_id(c, repository)? else {
         return Ok(None);
     };
@@ -47,21 +56,36 @@ fn repository_id(c: &Connection, repository: &str) -> rusqlite::Result<Option<i6
 }
 
 /// Creates the project and repository on first use; returns the repository id.
-pub fn ensure_repository(c: &Connection, repository: &RepositoryName, now: i64) -> Result<i64, MetaError> {
-    c.prepare_cached("INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING")
-        .and_then(|mut s| s.execute(params![repository.project(), now]))
-        .map_err(db_err)?;
+pub fn ensure_repository(
+    c: &Connection,
+    repository: &RepositoryName,
+    now: i64,
+) -> Result<i64, MetaError> {
+    c.prepare_cached(
+        "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+    )
+    .and_then(|mut s| s.execute(params![repository.project(), now]))
+    .map_err(db_err)?;
     c.prepare_cached(
         "INSERT INTO repositories (project_id, name, created_at, updated_at)
          SELECT id, ?2, ?3, ?3 FROM projects WHERE name = ?1
          ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at
          RETURNING id",
     )
-    .and_then(|mut s| s.query_row(params![repository.project(), repository.as_str(), now], |r| r.get(0)))
+    .and_then(|mut s| {
+        s.query_row(
+            params![repository.project(), repository.as_str(), now],
+            |r| r.get(0),
+        )
+    })
     .map_err(db_err)
 }
 
-pub fn linked_blob(c: &Connection, repository: &str, digest: &str) -> rusqlite::Result<Option<u64>> {
+pub fn linked_blob(
+    c: &Connection,
+    repository: &str,
+    digest: &str,
+) -> rusqlite::Result<Option<u64>> {
     c.prepare_cached(
         "SELECT b.size FROM repositories r
          JOIN repository_blobs rb ON rb.repository_id = r.id
@@ -82,7 +106,13 @@ pub fn any_linked_blob(c: &Connection, digest: &str) -> rusqlite::Result<Option<
     .optional()
 }
 
-pub fn link_blob(c: &Connection, repo_id: i64, digest: &str, size: u64, now: i64) -> Result<(), MetaError> {
+pub fn link_blob(
+    c: &Connection,
+    repo_id: i64,
+    digest: &str,
+    size: u64,
+    now: i64,
+) -> Result<(), MetaError> {
     c.prepare_cached(
         "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (digest) DO UPDATE SET status = 'present'",
@@ -154,7 +184,14 @@ pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession
     .optional()
 }
 
-pub fn advance_upload(c: &Connection, id: &str, from: u64, to: u64, state: &[u8], now: i64) -> Result<bool, MetaError> {
+pub fn advance_upload(
+    c: &Connection,
+    id: &str,
+    from: u64,
+    to: u64,
+    state: &[u8],
+    now: i64,
+) -> Result<bool, MetaError> {
     c.prepare_cached(
         "UPDATE uploads SET offset = ?3, hash_state = ?4, updated_at = ?5 WHERE id = ?1 AND offset = ?2",
     )
@@ -175,7 +212,10 @@ pub fn stale_uploads(c: &Connection, before: i64) -> rusqlite::Result<Vec<Upload
     let ids = stmt
         .query_map([before], |r| r.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(ids.iter().filter_map(|id| UploadId::parse(id).ok()).collect())
+    Ok(ids
+        .iter()
+        .filter_map(|id| UploadId::parse(id).ok())
+        .collect())
 }
 
 pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestError> {
@@ -247,10 +287,14 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
         )
         .map_err(db_err)?;
     for (digest, _) in &m.blobs {
-        reference.execute(params![manifest_id, "blob", digest.as_str()]).map_err(db_err)?;
+        reference
+            .execute(params![manifest_id, "blob", digest.as_str()])
+            .map_err(db_err)?;
     }
     for digest in &m.children {
-        reference.execute(params![manifest_id, "manifest", digest.as_str()]).map_err(db_err)?;
+        reference
+            .execute(params![manifest_id, "manifest", digest.as_str()])
+            .map_err(db_err)?;
     }
     let mut tag = c
         .prepare_cached(
@@ -260,12 +304,17 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
         )
         .map_err(db_err)?;
     for t in &m.tags {
-        tag.execute(params![repo_id, t.as_str(), manifest_id, m.pushed_at]).map_err(db_err)?;
+        tag.execute(params![repo_id, t.as_str(), manifest_id, m.pushed_at])
+            .map_err(db_err)?;
     }
     Ok(())
 }
 
-pub fn manifest(c: &Connection, repository: &str, reference: &Reference) -> rusqlite::Result<Option<StoredManifest>> {
+pub fn manifest(
+    c: &Connection,
+    repository: &str,
+    reference: &Reference,
+) -> rusqlite::Result<Option<StoredManifest>> {
     let row = |r: &rusqlite::Row<'_>| {
         Ok(StoredManifest {
             digest: digest_col(r.get(0)?)?,
@@ -314,7 +363,12 @@ pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, M
     .map_err(db_err)
 }
 
-pub fn referrers(c: &Connection, repository: &str, subject: &str, artifact_type: Option<&str>) -> rusqlite::Result<Vec<Referrer>> {
+pub fn referrers(
+    c: &Connection,
+    repository: &str,
+    subject: &str,
+    artifact_type: Option<&str>,
+) -> rusqlite::Result<Vec<Referrer>> {
     let mut stmt = c.prepare_cached(
         "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
          FROM repositories r JOIN manifests m ON m.repository_id = r.id
@@ -351,7 +405,8 @@ pub fn record_pulls(c: &Connection, pulls: &[PullRecord], at: i64) -> Result<(),
             .execute(params![p.repository.as_str(), p.digest.as_str(), at])
             .map_err(db_err)?;
         if let Some(t) = &p.tag {
-            tag.execute(params![p.repository.as_str(), t.as_str(), at]).map_err(db_err)?;
+            tag.execute(params![p.repository.as_str(), t.as_str(), at])
+                .map_err(db_err)?;
         }
     }
     Ok(())

@@ -38,7 +38,10 @@ impl Readers {
     }
 
     /// Runs `f` on an idle connection.
-    pub fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, MetaError> {
+    pub fn with<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, MetaError> {
         let pooled = self.idle.lock().expect("reader pool lock").pop();
         let conn = match pooled {
             Some(c) => c,

@@ -67,31 +67,64 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     store.link_blob(&r, &digest("l1"), 99, 1).await.unwrap();
     assert!(matches!(
         store.put_manifest(&m).await,
-        Err(PutManifestError::SizeMismatch { declared: 4, actual: 99, .. })
+        Err(PutManifestError::SizeMismatch {
+            declared: 4,
+            actual: 99,
+            ..
+        })
     ));
     let m = manifest("p2/app", "m1", &[("cfg", 3)], &["v1", "latest"]);
     store.put_manifest(&m).await.unwrap();
     let by_tag = Reference::Tag(Tag::parse("latest").unwrap());
     let got = store.manifest(&r, &by_tag).await.unwrap().unwrap();
-    assert_eq!((got.digest.clone(), &got.content[..]), (digest("m1"), &b"m1"[..]));
+    assert_eq!(
+        (got.digest.clone(), &got.content[..]),
+        (digest("m1"), &b"m1"[..])
+    );
     let by_digest = Reference::Digest(digest("m1"));
     assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());
-    assert!(store.manifest(&repo("p2/other"), &by_digest).await.unwrap().is_none());
+    assert!(
+        store
+            .manifest(&repo("p2/other"), &by_digest)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let mut index = manifest("p2/app", "idx", &[], &["multi"]);
     index.children = vec![digest("m1"), digest("nope")];
-    assert!(matches!(store.put_manifest(&index).await, Err(PutManifestError::ManifestUnknown(_))));
+    assert!(matches!(
+        store.put_manifest(&index).await,
+        Err(PutManifestError::ManifestUnknown(_))
+    ));
     index.children.pop();
     store.put_manifest(&index).await.unwrap();
 
-    let pulls = [PullRecord { repository: r.clone(), digest: digest("m1"), tag: Some(Tag::parse("v1").unwrap()) }];
+    let pulls = [PullRecord {
+        repository: r.clone(),
+        digest: digest("m1"),
+        tag: Some(Tag::parse("v1").unwrap()),
+    }];
     store.record_pulls(&pulls, 7).await.unwrap();
 
-    assert!(store.delete_tag(&r, &Tag::parse("v1").unwrap()).await.unwrap());
-    assert!(!store.delete_tag(&r, &Tag::parse("v1").unwrap()).await.unwrap());
+    assert!(
+        store
+            .delete_tag(&r, &Tag::parse("v1").unwrap())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_tag(&r, &Tag::parse("v1").unwrap())
+            .await
+            .unwrap()
+    );
     assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
     assert!(store.delete_manifest(&r, &digest("m1")).await.unwrap());
-    assert!(store.manifest(&r, &by_tag).await.unwrap().is_none(), "tags go with the manifest");
+    assert!(
+        store.manifest(&r, &by_tag).await.unwrap().is_none(),
+        "tags go with the manifest"
+    );
     assert!(!store.delete_manifest(&r, &digest("m1")).await.unwrap());
 }
 
@@ -104,11 +137,29 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
     assert_eq!(all.names, ["0.1.2", "0.1.2-rc", "0.1.20", "a", "b"]);
     assert!(!all.more);
     let p1 = store.tags(&r, None, 2).await.unwrap().unwrap();
-    assert_eq!((p1.names.as_slice(), p1.more), (&["0.1.2".to_string(), "0.1.2-rc".into()][..], true));
+    assert_eq!(
+        (p1.names.as_slice(), p1.more),
+        (&["0.1.2".to_string(), "0.1.2-rc".into()][..], true)
+    );
     let p2 = store.tags(&r, Some("0.1.2-rc"), 2).await.unwrap().unwrap();
     assert_eq!(p2.names, ["0.1.20", "a"]);
-    assert_eq!(store.tags(&r, Some("zz"), 2).await.unwrap().unwrap().names.len(), 0);
-    assert!(store.tags(&repo("p3/none"), None, 2).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .tags(&r, Some("zz"), 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .names
+            .len(),
+        0
+    );
+    assert!(
+        store
+            .tags(&repo("p3/none"), None, 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let cat = store.catalog(None, 1000).await.unwrap();
     let mut sorted = cat.names.clone();
     sorted.sort();
@@ -123,18 +174,30 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
 async fn referrers_filter_by_artifact_type(store: &dyn MetaStore) {
     let r = repo("p4/img");
     let subject = digest("subject");
-    for (body, at) in [("sig", "application/vnd.dev.cosign"), ("sbom", "application/spdx+json")] {
+    for (body, at) in [
+        ("sig", "application/vnd.dev.cosign"),
+        ("sbom", "application/spdx+json"),
+    ] {
         let mut m = manifest("p4/img", body, &[], &[]);
         m.subject = Some(subject.clone());
         m.artifact_type = Some(at.into());
         store.put_manifest(&m).await.unwrap();
     }
     assert_eq!(store.referrers(&r, &subject, None).await.unwrap().len(), 2);
-    let sboms = store.referrers(&r, &subject, Some("application/spdx+json")).await.unwrap();
+    let sboms = store
+        .referrers(&r, &subject, Some("application/spdx+json"))
+        .await
+        .unwrap();
     assert_eq!(sboms.len(), 1);
     assert_eq!(sboms[0].digest, digest("sbom"));
     assert_eq!(sboms[0].size, 4);
-    assert!(store.referrers(&repo("p4/other"), &subject, None).await.unwrap().is_empty());
+    assert!(
+        store
+            .referrers(&repo("p4/other"), &subject, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
@@ -153,17 +216,32 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
     assert!(store.advance_upload(&id, 0, 5, &[3], 20).await.unwrap());
     assert!(!store.advance_upload(&id, 0, 9, &[4], 21).await.unwrap());
     let now = store.upload(&id).await.unwrap().unwrap();
-    assert_eq!((now.offset, now.hash_state.as_slice(), now.updated_at), (5, &[3u8][..], 20));
+    assert_eq!(
+        (now.offset, now.hash_state.as_slice(), now.updated_at),
+        (5, &[3u8][..], 20)
+    );
     assert_eq!(store.stale_uploads(21).await.unwrap(), vec![id.clone()]);
     assert!(store.stale_uploads(20).await.unwrap().is_empty());
     assert!(store.delete_upload(&id).await.unwrap());
     assert!(store.upload(&id).await.unwrap().is_none());
 
-    store.create_upload(&UploadSession { id: id.clone(), ..now }).await.unwrap();
+    store
+        .create_upload(&UploadSession {
+            id: id.clone(),
+            ..now
+        })
+        .await
+        .unwrap();
     let d = digest("uploaded");
-    store.complete_upload(&id, &repo("p5/up"), &d, 8, 30).await.unwrap();
+    store
+        .complete_upload(&id, &repo("p5/up"), &d, 8, 30)
+        .await
+        .unwrap();
     assert!(store.upload(&id).await.unwrap().is_none());
-    assert_eq!(store.linked_blob(&repo("p5/up"), &d).await.unwrap(), Some(8));
+    assert_eq!(
+        store.linked_blob(&repo("p5/up"), &d).await.unwrap(),
+        Some(8)
+    );
 }
 
 async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {
@@ -182,5 +260,14 @@ async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(store.tags(&r, None, 1000).await.unwrap().unwrap().names.len(), 64);
+    assert_eq!(
+        store
+            .tags(&r, None, 1000)
+            .await
+            .unwrap()
+            .unwrap()
+            .names
+            .len(),
+        64
+    );
 }

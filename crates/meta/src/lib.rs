@@ -11,9 +11,7 @@
 mod model;
 mod store;
 
-pub use model::{
-    NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession,
-};
+pub use model::{NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession};
 pub use store::{
     BlobLinkStore, ManifestStore, MetaError, MetaStore, PutManifestError, RepositoryStore,
     UploadStore,

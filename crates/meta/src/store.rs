@@ -45,14 +45,28 @@ pub trait RepositoryStore: Send + Sync {
 #[async_trait]
 pub trait BlobLinkStore: Send + Sync {
     /// Size of `digest` if it is linked to `repository`.
-    async fn linked_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    async fn linked_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError>;
     /// Size of `digest` if any repository links it.
     async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
     /// Records a committed blob and links it to `repository` (creating repository and
     /// project if needed), durably.
-    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError>;
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError>;
     /// Removes the link; returns whether one existed. Bytes stay until garbage collection.
-    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError>;
+    async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetaError>;
 }
 
 /// Upload sessions.
@@ -64,10 +78,24 @@ pub trait UploadStore: Send + Sync {
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError>;
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
     /// still at `from`; returns whether it moved.
-    async fn advance_upload(&self, id: &UploadId, from: u64, to: u64, hash_state: &[u8], now: i64) -> Result<bool, MetaError>;
+    async fn advance_upload(
+        &self,
+        id: &UploadId,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        now: i64,
+    ) -> Result<bool, MetaError>;
     /// Finishes a session whose bytes were committed as `digest`: links the blob to the
     /// repository and ends the session, in one durable transaction.
-    async fn complete_upload(&self, id: &UploadId, repository: &RepositoryName, digest: &Digest, size: u64, now: i64) -> Result<(), MetaError>;
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError>;
     /// Ends a session; returns whether it existed.
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
     /// Sessions not written to since `before`.
@@ -80,22 +108,42 @@ pub trait ManifestStore: Send + Sync {
     /// Commits a manifest, its references and its tags in one durable transaction.
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError>;
     /// Resolves a tag or digest in a repository.
-    async fn manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>, MetaError>;
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, MetaError>;
     /// Deletes a manifest and every tag pointing at it; returns whether it existed.
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool, MetaError>;
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, MetaError>;
     /// Deletes one tag; returns whether it existed.
     async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError>;
     /// Up to `limit` tags after `last`, or `None` when the repository does not exist.
-    async fn tags(&self, repository: &RepositoryName, last: Option<&str>, limit: u32) -> Result<Option<TagPage>, MetaError>;
+    async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<TagPage>, MetaError>;
     /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
-    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>, MetaError>;
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, MetaError>;
     /// Stamps last-pull times on artifacts and tags.
     async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError>;
 }
 
 /// The whole metadata store, as the application holds it.
 #[async_trait]
-pub trait MetaStore: RepositoryStore + BlobLinkStore + UploadStore + ManifestStore + 'static {
+pub trait MetaStore:
+    RepositoryStore + BlobLinkStore + UploadStore + ManifestStore + 'static
+{
     /// Checks the store answers (for `/readyz`).
     async fn check(&self) -> Result<(), MetaError>;
 }

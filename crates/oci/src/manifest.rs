@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::Digest;
 use crate::media_type::{self, essence};
 use crate::strict_json::check_no_duplicate_keys;
-use crate::Digest;
 
 /// Why a manifest was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +66,8 @@ pub struct ParsedManifest {
     pub manifests: Vec<Descriptor>,
     /// The manifest this one refers to (signatures, SBOMs, attestations).
     pub subject: Option<Descriptor>,
-    /// The artifact type for the referrers API: `artifactType`, else a non-image config type.
+    /// The artifact type for the referrers API: `artifactType`, else (for an image manifest)
+    /// the config's media type.
     pub artifact_type: Option<String>,
     /// Annotations, as a JSON object text, for referrer descriptors.
     pub annotations: Option<String>,
@@ -80,9 +81,9 @@ impl ParsedManifest {
             serde_json::from_slice(body).map_err(|e| invalid(format!("invalid manifest: {e}")))?;
 
         let declared = raw.media_type.as_deref();
-        let header = content_type
-            .map(essence)
-            .filter(|ct| !ct.is_empty() && *ct != "application/json" && *ct != "application/octet-stream");
+        let header = content_type.map(essence).filter(|ct| {
+            !ct.is_empty() && *ct != "application/json" && *ct != "application/octet-stream"
+        });
         if raw.schema_version == Some(1)
             || [declared, header]
                 .into_iter()
@@ -112,13 +113,18 @@ impl ParsedManifest {
         let kind = match media_type.as_str() {
             media_type::OCI_MANIFEST | media_type::DOCKER_MANIFEST => ManifestKind::Image,
             media_type::OCI_INDEX | media_type::DOCKER_MANIFEST_LIST => ManifestKind::Index,
-            other => return Err(invalid(format!("unsupported manifest media type {other:?}"))),
+            other => {
+                return Err(invalid(format!(
+                    "unsupported manifest media type {other:?}"
+                )));
+            }
         };
 
         let subject = raw.subject.map(RawDescriptor::validate).transpose()?;
-        let annotations = raw.annotations.as_ref().map(|a| {
-            serde_json::to_string(a).expect("a string map always serializes")
-        });
+        let annotations = raw
+            .annotations
+            .as_ref()
+            .map(|a| serde_json::to_string(a).expect("a string map always serializes"));
         match kind {
             ManifestKind::Image => {
                 if raw.manifests.is_some() {
@@ -129,15 +135,21 @@ impl ParsedManifest {
                     .ok_or_else(|| invalid("image manifest has no config"))?
                     .validate()?;
                 let layers = match raw.layers {
-                    Some(l) => l.into_iter().map(RawDescriptor::validate).collect::<Result<_, _>>()?,
+                    Some(l) => l
+                        .into_iter()
+                        .map(RawDescriptor::validate)
+                        .collect::<Result<_, _>>()?,
                     None if media_type == media_type::DOCKER_MANIFEST => {
                         return Err(invalid("Docker manifest has no layers"));
                     }
                     None => Vec::new(),
                 };
-                let artifact_type = raw.artifact_type.or_else(|| {
-                    (!media_type::is_image_config(&config.media_type)).then(|| config.media_type.clone())
-                });
+                // The referrers API lists an image manifest without `artifactType` under
+                // its config's media type, whatever that type is.
+                let artifact_type = raw
+                    .artifact_type
+                    .filter(|t| !t.is_empty())
+                    .or_else(|| Some(config.media_type.clone()));
                 Ok(ParsedManifest {
                     media_type,
                     kind,
@@ -166,7 +178,7 @@ impl ParsedManifest {
                     layers: Vec::new(),
                     manifests,
                     subject,
-                    artifact_type: raw.artifact_type,
+                    artifact_type: raw.artifact_type.filter(|t| !t.is_empty()),
                     annotations,
                 })
             }
@@ -248,15 +260,27 @@ mod tests {
     fn images_and_artifacts() {
         let m = check(&image(OCI_MANIFEST, OCI_CONFIG), Some(OCI_MANIFEST)).unwrap();
         assert_eq!(m.kind, ManifestKind::Image);
-        assert_eq!(m.artifact_type, None);
+        assert_eq!(m.artifact_type.as_deref(), Some(OCI_CONFIG));
         assert_eq!(m.required_blobs().count(), 2);
         let helm = check(
             &image(OCI_MANIFEST, "application/vnd.cncf.helm.config.v1+json"),
             Some(OCI_MANIFEST),
         )
         .unwrap();
-        assert_eq!(helm.artifact_type.as_deref(), Some("application/vnd.cncf.helm.config.v1+json"));
-        let docker = check(&image(DOCKER_MANIFEST, DOCKER_CONFIG), Some(DOCKER_MANIFEST)).unwrap();
+        assert_eq!(
+            helm.artifact_type.as_deref(),
+            Some("application/vnd.cncf.helm.config.v1+json")
+        );
+        let empty_type = image(OCI_MANIFEST, OCI_EMPTY).replacen('{', r#"{"artifactType":"","#, 1);
+        assert_eq!(
+            check(&empty_type, None).unwrap().artifact_type.as_deref(),
+            Some(OCI_EMPTY)
+        );
+        let docker = check(
+            &image(DOCKER_MANIFEST, DOCKER_CONFIG),
+            Some(DOCKER_MANIFEST),
+        )
+        .unwrap();
         assert_eq!(docker.media_type, DOCKER_MANIFEST);
     }
 
@@ -264,9 +288,18 @@ mod tests {
     fn type_must_agree_with_content_type() {
         let body = image(OCI_MANIFEST, OCI_CONFIG);
         assert!(check(&body, Some(DOCKER_MANIFEST)).is_err());
-        assert!(check(&body, Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")).is_ok());
+        assert!(
+            check(
+                &body,
+                Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")
+            )
+            .is_ok()
+        );
         let no_type = body.replace(&format!(r#""mediaType":"{OCI_MANIFEST}","#), "");
-        assert_eq!(check(&no_type, Some(OCI_MANIFEST)).unwrap().media_type, OCI_MANIFEST);
+        assert_eq!(
+            check(&no_type, Some(OCI_MANIFEST)).unwrap().media_type,
+            OCI_MANIFEST
+        );
         assert_eq!(check(&no_type, None).unwrap().media_type, OCI_MANIFEST);
     }
 
@@ -286,7 +319,13 @@ mod tests {
         assert!(check(&negative, None).is_err());
         let bad_digest = image(OCI_MANIFEST, OCI_CONFIG).replacen(D, "sha256:../x", 1);
         assert!(check(&bad_digest, None).is_err());
-        assert!(check(&format!(r#"{{"schemaVersion":2,"mediaType":"application/x-unknown"}}"#), None).is_err());
+        assert!(
+            check(
+                r#"{"schemaVersion":2,"mediaType":"application/x-unknown"}"#,
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]

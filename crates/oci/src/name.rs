@@ -83,12 +83,36 @@ mod tests {
 
     #[test]
     fn follows_the_spec_grammar() {
-        for ok in ["a", "library/busybox", "a.b", "a_b", "a__b", "a---b", "x/y/z0", "0"] {
+        for ok in [
+            "a",
+            "library/busybox",
+            "a.b",
+            "a_b",
+            "a__b",
+            "a---b",
+            "x/y/z0",
+            "0",
+        ] {
             assert!(RepositoryName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "Foo", "a..b", "a___b", "a_-b", "a.-b", "-a", "a-", "_a", "a/", "a//b", "/a",
-            "host:5000/x", "a/../b", "a%2Fb", "a\0b", "a b",
+            "",
+            "Foo",
+            "a..b",
+            "a___b",
+            "a_-b",
+            "a.-b",
+            "-a",
+            "a-",
+            "_a",
+            "a/",
+            "a//b",
+            "/a",
+            "host:5000/x",
+            "a/../b",
+            "a%2Fb",
+            "a\0b",
+            "a b",
         ] {
             assert!(RepositoryName::parse(bad).is_err(), "{bad:?}");
         }

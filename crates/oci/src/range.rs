@@ -67,7 +67,11 @@ impl RangeRequest {
     /// that the caller serves the whole blob instead.
     pub fn parse(s: &str) -> Result<Self, RangeError> {
         let malformed = || RangeError::Malformed(s.chars().take(64).collect());
-        let spec = s.trim().strip_prefix("bytes=").ok_or_else(malformed)?.trim();
+        let spec = s
+            .trim()
+            .strip_prefix("bytes=")
+            .ok_or_else(malformed)?
+            .trim();
         if spec.contains(',') {
             return Err(malformed());
         }
@@ -130,10 +134,34 @@ mod tests {
     #[test]
     fn blob_ranges_resolve_like_the_conformance_suite() {
         let r = |s: &str| RangeRequest::parse(s).unwrap().resolve(2048);
-        assert_eq!(r("bytes=500-1499"), Ok(ByteRange { start: 500, end: 1499 }));
-        assert_eq!(r("bytes=500-"), Ok(ByteRange { start: 500, end: 2047 }));
-        assert_eq!(r("bytes=-500"), Ok(ByteRange { start: 1548, end: 2047 }));
-        assert_eq!(r("bytes=2000-5000"), Ok(ByteRange { start: 2000, end: 2047 }));
+        assert_eq!(
+            r("bytes=500-1499"),
+            Ok(ByteRange {
+                start: 500,
+                end: 1499
+            })
+        );
+        assert_eq!(
+            r("bytes=500-"),
+            Ok(ByteRange {
+                start: 500,
+                end: 2047
+            })
+        );
+        assert_eq!(
+            r("bytes=-500"),
+            Ok(ByteRange {
+                start: 1548,
+                end: 2047
+            })
+        );
+        assert_eq!(
+            r("bytes=2000-5000"),
+            Ok(ByteRange {
+                start: 2000,
+                end: 2047
+            })
+        );
         assert_eq!(r("bytes=500-0"), Err(RangeError::Unsatisfiable));
         assert_eq!(r("bytes=5000-10000"), Err(RangeError::Unsatisfiable));
         assert!(RangeRequest::parse("bytes=0-1,5-6").is_err());

@@ -94,7 +94,17 @@ mod tests {
         for ok in ["latest", "v1.2.3", "_x", "A-b_c.d", &"a".repeat(128)] {
             assert!(Tag::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [".hidden", "-x", "a:b", "a@b", "a/b", "a+b", "é", "", &"a".repeat(129)] {
+        for bad in [
+            ".hidden",
+            "-x",
+            "a:b",
+            "a@b",
+            "a/b",
+            "a+b",
+            "é",
+            "",
+            &"a".repeat(129),
+        ] {
             assert!(Tag::parse(bad).is_err(), "{bad:?}");
         }
     }

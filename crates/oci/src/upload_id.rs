@@ -22,7 +22,9 @@ impl UploadId {
 
     /// Parses an id taken from a URL.
     pub fn parse(s: &str) -> Result<Self, UploadIdError> {
-        let hex = s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if s.len() == Self::LEN && hex {
             Ok(UploadId(s.to_owned()))
         } else {

@@ -153,12 +153,18 @@ impl Config {
 
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
-        self.database.path.clone().unwrap_or_else(|| self.data_dir.join("berth.db"))
+        self.database
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("berth.db"))
     }
 
     /// The blob store root.
     pub fn storage_path(&self) -> PathBuf {
-        self.storage.path.clone().unwrap_or_else(|| self.data_dir.join("storage"))
+        self.storage
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("storage"))
     }
 
     /// The registry limits derived from this configuration.
@@ -166,7 +172,11 @@ impl Config {
         let l = &self.limits;
         berth_app::RegistryConfig {
             max_manifest_bytes: l.max_manifest_bytes,
-            max_blob_bytes: if l.max_blob_bytes == 0 { u64::MAX } else { l.max_blob_bytes },
+            max_blob_bytes: if l.max_blob_bytes == 0 {
+                u64::MAX
+            } else {
+                l.max_blob_bytes
+            },
             upload_max_age: Duration::from_secs(l.upload_max_age_secs),
             default_page: l.max_page,
             max_page: l.max_page,
@@ -179,9 +189,13 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the error type.
     fn file_then_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("berth.toml", "listen = \"127.0.0.1:6000\"\n[log]\nlevel = \"debug\"\n")?;
+            jail.create_file(
+                "berth.toml",
+                "listen = \"127.0.0.1:6000\"\n[log]\nlevel = \"debug\"\n",
+            )?;
             jail.set_env("BERTH_LOG__FORMAT", "json");
             jail.set_env("BERTH_DATA_DIR", "/srv/berth");
             let c = Config::load(Some(Path::new("berth.toml"))).map_err(|e| e.to_string())?;

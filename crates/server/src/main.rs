@@ -72,7 +72,10 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve::serve(config))
         }
         Command::Config(args) => {
-            print!("{}", toml::to_string(&load(&args)?).context("rendering the configuration")?);
+            print!(
+                "{}",
+                toml::to_string(&load(&args)?).context("rendering the configuration")?
+            );
             Ok(())
         }
     }

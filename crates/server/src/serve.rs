@@ -18,7 +18,8 @@ use crate::config::Config;
 
 /// Opens the stores, binds the listener and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let meta = SqliteMetaStore::open(config.database_path()).context("opening the metadata database")?;
+    let meta =
+        SqliteMetaStore::open(config.database_path()).context("opening the metadata database")?;
     let blobs = FsBlobStore::open(config.storage_path()).context("opening the blob store")?;
     let registry = Arc::new(Registry::new(
         Arc::new(meta),
@@ -79,7 +80,9 @@ pub async fn run(
         let builder = builder.clone();
         match &tls {
             None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -98,7 +101,9 @@ pub async fn run(
                             return;
                         }
                     };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -108,7 +113,10 @@ pub async fn run(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
 }

@@ -10,7 +10,11 @@ use tokio::sync::watch;
 const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Runs until `shutdown` flips, then flushes pending pull times once more.
-pub async fn run(registry: Arc<Registry>, purge_every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    registry: Arc<Registry>,
+    purge_every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut purge = tokio::time::interval(purge_every);
     let mut flush = tokio::time::interval(PULL_FLUSH_INTERVAL);
     loop {

@@ -14,7 +14,10 @@ fn seed(berth: &Berth, work: &Path, repo: &str, archs: &[&str]) -> String {
     require_tool("skopeo");
     let layout = work.join("layout");
     let digest = image::write_layout(&layout, archs);
-    run(Command::new("skopeo").args(["copy", "-q", "--all", "--dest-tls-verify=false"]).arg(format!("oci:{}:latest", layout.display())).arg(format!("docker://{}/{repo}:latest", berth.addr)));
+    run(Command::new("skopeo")
+        .args(["copy", "-q", "--all", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{}/{repo}:latest", berth.addr)));
     digest
 }
 
@@ -24,22 +27,42 @@ fn skopeo_copies_a_multi_arch_image_in_and_out_unchanged() {
     let berth = Berth::start(&work.path().join("data"));
     let digest = seed(&berth, work.path(), "test/busybox", &["amd64", "arm64"]);
 
-    let raw = run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false"]).arg(format!("docker://{}/test/busybox:latest", berth.addr)));
-    assert_eq!(support::sha256(raw.as_bytes()), digest, "the index is stored byte for byte");
-    let tags = run(Command::new("skopeo").args(["list-tags", "--tls-verify=false"]).arg(format!("docker://{}/test/busybox", berth.addr)));
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/test/busybox:latest", berth.addr)));
+    assert_eq!(
+        support::sha256(raw.as_bytes()),
+        digest,
+        "the index is stored byte for byte"
+    );
+    let tags = run(Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/test/busybox", berth.addr)));
     assert!(tags.contains("\"latest\""), "{tags}");
 
     let out = work.path().join("out");
-    run(Command::new("skopeo").args(["copy", "-q", "--all", "--src-tls-verify=false"]).arg(format!("docker://{}/test/busybox:latest", berth.addr)).arg(format!("oci:{}:back", out.display())));
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    run(Command::new("skopeo")
+        .args(["copy", "-q", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}/test/busybox:latest", berth.addr))
+        .arg(format!("oci:{}:back", out.display())));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"].as_str().unwrap(), digest);
     for arch in ["amd64", "arm64"] {
-        let inspect = run(Command::new("skopeo").args(["inspect", "--tls-verify=false", "--override-arch", arch]).arg(format!("docker://{}/test/busybox:latest", berth.addr)));
+        let inspect = run(Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--override-arch", arch])
+            .arg(format!("docker://{}/test/busybox:latest", berth.addr)));
         let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
         assert_eq!(v["Architecture"], arch);
     }
-    run(Command::new("skopeo").args(["delete", "--tls-verify=false"]).arg(format!("docker://{}/test/busybox@{digest}", berth.addr)));
-    let gone = Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false"]).arg(format!("docker://{}/test/busybox:latest", berth.addr)).output().unwrap();
+    run(Command::new("skopeo")
+        .args(["delete", "--tls-verify=false"])
+        .arg(format!("docker://{}/test/busybox@{digest}", berth.addr)));
+    let gone = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/test/busybox:latest", berth.addr))
+        .output()
+        .unwrap();
     assert!(!gone.status.success(), "deleted index still served");
 }
 
@@ -53,17 +76,37 @@ fn podman_pushes_and_pulls_oci_and_docker_formats() {
     let runroot = work.path().join("podman-run");
     let podman = || {
         let mut c = Command::new("podman");
-        c.arg("--root").arg(&root).arg("--runroot").arg(&runroot).arg("--storage-driver=vfs");
+        c.arg("--root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .arg("--storage-driver=vfs");
         c
     };
     let src = format!("{}/test/busybox:latest", berth.addr);
     run(podman().args(["pull", "-q", "--tls-verify=false", &src]));
-    for (format, media_type) in [("oci", "application/vnd.oci.image.manifest.v1+json"), ("v2s2", "application/vnd.docker.distribution.manifest.v2+json")] {
+    for (format, media_type) in [
+        ("oci", "application/vnd.oci.image.manifest.v1+json"),
+        (
+            "v2s2",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    ] {
         let dst = format!("{}/test/podman:{format}", berth.addr);
-        run(podman().args(["push", "-q", "--tls-verify=false", "--format", format, &src, &dst]));
+        run(podman().args([
+            "push",
+            "-q",
+            "--tls-verify=false",
+            "--format",
+            format,
+            &src,
+            &dst,
+        ]));
         run(podman().args(["rmi", "-f", &dst]));
         run(podman().args(["pull", "-q", "--tls-verify=false", &dst]));
-        let raw = run(Command::new("skopeo").args(["inspect", "--raw", "--tls-verify=false"]).arg(format!("docker://{dst}")));
+        let raw = run(Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{dst}")));
         let v: serde_json::Value = serde_json::from_str(&raw).unwrap();
         assert_eq!(v["mediaType"], media_type);
     }
@@ -83,22 +126,40 @@ impl Dockerd {
         let host = format!("unix://{}/docker.sock", exec.display());
         let log = std::fs::File::create(work.join("dockerd.log")).unwrap();
         let child = Command::new("dockerd")
-            .arg("--data-root").arg(work.join("data"))
-            .arg("--exec-root").arg(&exec)
-            .arg("--pidfile").arg(exec.join("dockerd.pid"))
-            .args(["-H", &host, "--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-forward=false", "--ip-masq=false"])
+            .arg("--data-root")
+            .arg(work.join("data"))
+            .arg("--exec-root")
+            .arg(&exec)
+            .arg("--pidfile")
+            .arg(exec.join("dockerd.pid"))
+            .args([
+                "-H",
+                &host,
+                "--iptables=false",
+                "--ip6tables=false",
+                "--bridge=none",
+                "--ip-forward=false",
+                "--ip-masq=false",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .expect("starting dockerd");
         let d = Dockerd { child, host };
         for _ in 0..120 {
-            if d.docker().arg("version").output().is_ok_and(|o| o.status.success()) {
+            if d.docker()
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
                 return d;
             }
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        panic!("dockerd did not start: {}", std::fs::read_to_string(work.join("dockerd.log")).unwrap_or_default());
+        panic!(
+            "dockerd did not start: {}",
+            std::fs::read_to_string(work.join("dockerd.log")).unwrap_or_default()
+        );
     }
 
     fn docker(&self) -> Command {
@@ -110,7 +171,9 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -128,6 +191,8 @@ fn docker_pulls_tags_and_pushes() {
     run(dockerd.docker().args(["push", &dst]));
     run(dockerd.docker().args(["rmi", &dst, &src]));
     run(dockerd.docker().args(["pull", "-q", &dst]));
-    let tags = run(Command::new("skopeo").args(["list-tags", "--tls-verify=false"]).arg(format!("docker://{}/test/docker", berth.addr)));
+    let tags = run(Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/test/docker", berth.addr)));
     assert!(tags.contains("\"v1\""), "{tags}");
 }

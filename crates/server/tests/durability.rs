@@ -12,7 +12,10 @@ use rand::Rng;
 use support::{Berth, free_port, sha256};
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 fn random_bytes(len: usize) -> Vec<u8> {
@@ -29,7 +32,11 @@ async fn a_chunked_upload_resumes_after_sigkill() {
     let berth = Berth::start_on(&data, port);
     let http = client();
     let blob = random_bytes(3 << 20);
-    let start = http.post(format!("{}/v2/p/resume/blobs/uploads/", berth.url())).send().await.unwrap();
+    let start = http
+        .post(format!("{}/v2/p/resume/blobs/uploads/", berth.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(start.status(), 202);
     let location = start.headers()["location"].to_str().unwrap().to_owned();
     let first = http
@@ -44,9 +51,16 @@ async fn a_chunked_upload_resumes_after_sigkill() {
 
     let berth = Berth::start_on(&data, port);
     let http = client(); // Pooled connections died with the old process.
-    let status = http.get(format!("{}{location}", berth.url())).send().await.unwrap();
+    let status = http
+        .get(format!("{}{location}", berth.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status.status(), 204);
-    assert_eq!(status.headers()["range"], format!("0-{}", (1 << 20) - 1).as_str());
+    assert_eq!(
+        status.headers()["range"],
+        format!("0-{}", (1 << 20) - 1).as_str()
+    );
     let second = http
         .patch(format!("{}{location}", berth.url()))
         .header("content-range", format!("{}-{}", 1 << 20, blob.len() - 1))
@@ -56,9 +70,17 @@ async fn a_chunked_upload_resumes_after_sigkill() {
         .unwrap();
     assert_eq!(second.status(), 202);
     let digest = sha256(&blob);
-    let done = http.put(format!("{}{location}?digest={digest}", berth.url())).send().await.unwrap();
+    let done = http
+        .put(format!("{}{location}?digest={digest}", berth.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), 201);
-    let back = http.get(format!("{}/v2/p/resume/blobs/{digest}", berth.url())).send().await.unwrap();
+    let back = http
+        .get(format!("{}/v2/p/resume/blobs/{digest}", berth.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(sha256(&back.bytes().await.unwrap()), digest);
 }
 
@@ -68,23 +90,37 @@ async fn sigterm_lets_an_in_flight_upload_finish() {
     let berth = Berth::start(&work.path().join("data"));
     let http = client();
     let url = berth.url();
-    let start = http.post(format!("{url}/v2/p/slow/blobs/uploads/")).send().await.unwrap();
+    let start = http
+        .post(format!("{url}/v2/p/slow/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let location = start.headers()["location"].to_str().unwrap().to_owned();
     let chunks = futures_util::stream::unfold(0, |i| async move {
         if i == 10 {
             return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        Some((Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])), i + 1))
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024])),
+            i + 1,
+        ))
     });
-    let patch = tokio::spawn(http.patch(format!("{url}{location}")).body(reqwest::Body::wrap_stream(chunks)).send());
+    let patch = tokio::spawn(
+        http.patch(format!("{url}{location}"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send(),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = berth.pid();
     let exited = tokio::task::spawn_blocking(move || berth.terminate());
     let response = patch.await.unwrap().unwrap();
     assert_eq!(response.status(), 202, "the in-flight request completes");
     assert_eq!(response.headers()["range"], "0-10239");
-    assert!(exited.await.unwrap(), "berth (pid {pid}) exits cleanly after SIGTERM");
+    assert!(
+        exited.await.unwrap(),
+        "berth (pid {pid}) exits cleanly after SIGTERM"
+    );
 }
 
 /// What the server acknowledged, and what was attempted.
@@ -95,7 +131,12 @@ struct Journal {
     attempted: Vec<(String, String)>,
 }
 
-async fn pusher(url: String, task: usize, journal: Arc<Mutex<Journal>>, stop: Arc<std::sync::atomic::AtomicBool>) {
+async fn pusher(
+    url: String,
+    task: usize,
+    journal: Arc<Mutex<Journal>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
     let http = client();
     let repo = format!("crash/r{task}");
     let mut mine: Vec<(String, usize)> = Vec::new();
@@ -105,24 +146,44 @@ async fn pusher(url: String, task: usize, journal: Arc<Mutex<Journal>>, stop: Ar
         let size = rand::rng().random_range(1..(1 << 20));
         let blob = random_bytes(size);
         let digest = sha256(&blob);
-        journal.lock().unwrap().attempted.push((repo.clone(), digest.clone()));
+        journal
+            .lock()
+            .unwrap()
+            .attempted
+            .push((repo.clone(), digest.clone()));
         let pushed = if n % 2 == 0 {
-            http.post(format!("{url}/v2/{repo}/blobs/uploads/?digest={digest}")).body(blob).send().await
+            http.post(format!("{url}/v2/{repo}/blobs/uploads/?digest={digest}"))
+                .body(blob)
+                .send()
+                .await
         } else {
-            match http.post(format!("{url}/v2/{repo}/blobs/uploads/")).send().await {
+            match http
+                .post(format!("{url}/v2/{repo}/blobs/uploads/"))
+                .send()
+                .await
+            {
                 Ok(r) if r.status() == 202 => {
                     let location = r.headers()["location"].to_str().unwrap().to_owned();
-                    http.put(format!("{url}{location}?digest={digest}")).body(blob).send().await
+                    http.put(format!("{url}{location}?digest={digest}"))
+                        .body(blob)
+                        .send()
+                        .await
                 }
                 other => other,
             }
         };
         match pushed {
             Ok(r) if r.status() == 201 => {
-                journal.lock().unwrap().blobs.push((repo.clone(), digest.clone()));
+                journal
+                    .lock()
+                    .unwrap()
+                    .blobs
+                    .push((repo.clone(), digest.clone()));
                 mine.push((digest, size));
             }
-            Ok(r) if r.status().is_server_error() => panic!("server error {} while pushing", r.status()),
+            Ok(r) if r.status().is_server_error() => {
+                panic!("server error {} while pushing", r.status())
+            }
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
         if mine.len() >= 2 && n % 3 == 0 {
@@ -142,9 +203,18 @@ async fn pusher(url: String, task: usize, journal: Arc<Mutex<Journal>>, stop: Ar
                 .send()
                 .await;
             if let Ok(r) = put {
-                assert!(!r.status().is_server_error(), "server error {} on manifest push", r.status());
+                assert!(
+                    !r.status().is_server_error(),
+                    "server error {} on manifest push",
+                    r.status()
+                );
                 if r.status() == 201 {
-                    journal.lock().unwrap().manifests.push((repo.clone(), tag, sha256(&manifest), manifest));
+                    journal.lock().unwrap().manifests.push((
+                        repo.clone(),
+                        tag,
+                        sha256(&manifest),
+                        manifest,
+                    ));
                 }
             }
         }
@@ -177,11 +247,19 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_push() {
     let berth = Berth::start_on(&data, port);
 
     let http = client();
-    let journal = journal.lock().unwrap();
-    assert!(journal.blobs.len() > 20, "too few pushes to mean anything: {}", journal.blobs.len());
+    let journal = std::mem::take(&mut *journal.lock().unwrap());
+    assert!(
+        journal.blobs.len() > 20,
+        "too few pushes to mean anything: {}",
+        journal.blobs.len()
+    );
     assert!(!journal.manifests.is_empty());
     for (repo, digest) in &journal.blobs {
-        let r = http.get(format!("{url}/v2/{repo}/blobs/{digest}")).send().await.unwrap();
+        let r = http
+            .get(format!("{url}/v2/{repo}/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "acknowledged blob {digest} lost");
         assert_eq!(&sha256(&r.bytes().await.unwrap()), digest);
     }
@@ -193,16 +271,28 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_push() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(r.status(), 200, "acknowledged manifest {repo}:{reference} lost");
+            assert_eq!(
+                r.status(),
+                200,
+                "acknowledged manifest {repo}:{reference} lost"
+            );
             assert_eq!(&r.bytes().await.unwrap()[..], &bytes[..]);
         }
     }
     // Pushes cut off by a kill are either absent or complete: never partial.
     for (repo, digest) in &journal.attempted {
-        let r = http.get(format!("{url}/v2/{repo}/blobs/{digest}")).send().await.unwrap();
+        let r = http
+            .get(format!("{url}/v2/{repo}/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap();
         match r.status().as_u16() {
             404 => {}
-            200 => assert_eq!(&sha256(&r.bytes().await.unwrap()), digest, "partial blob served"),
+            200 => assert_eq!(
+                &sha256(&r.bytes().await.unwrap()),
+                digest,
+                "partial blob served"
+            ),
             s => panic!("unexpected status {s} for {digest}"),
         }
     }

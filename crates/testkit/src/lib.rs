@@ -38,7 +38,10 @@ pub struct TestResponse {
 impl TestResponse {
     /// A header's value as text (empty when absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// The body as JSON.
@@ -48,7 +51,10 @@ impl TestResponse {
 
     /// The first OCI error code in the body (empty when none).
     pub fn error_code(&self) -> String {
-        self.json()["errors"][0]["code"].as_str().unwrap_or("").to_owned()
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 }
 
@@ -63,7 +69,12 @@ impl TestRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let meta = SqliteMetaStore::open(dir.path().join("berth.db")).expect("metadata store");
         let blobs = FsBlobStore::open(dir.path().join("storage")).expect("blob store");
-        let registry = Arc::new(Registry::new(Arc::new(meta), Arc::new(blobs), Arc::new(SystemClock), config));
+        let registry = Arc::new(Registry::new(
+            Arc::new(meta),
+            Arc::new(blobs),
+            Arc::new(SystemClock),
+            config,
+        ));
         TestRegistry {
             router: berth_api::router(registry.clone()),
             registry,
@@ -72,7 +83,13 @@ impl TestRegistry {
     }
 
     /// Sends a request and collects the response.
-    pub async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> TestResponse {
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -100,7 +117,9 @@ impl TestRegistry {
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> Digest {
         let digest = Digest::compute(Algorithm::Sha256, data);
         let uri = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
-        let r = self.send(Method::POST, &uri, &[], Bytes::copy_from_slice(data)).await;
+        let r = self
+            .send(Method::POST, &uri, &[], Bytes::copy_from_slice(data))
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "push blob: {:?}", r.body);
         digest
     }
@@ -108,7 +127,8 @@ impl TestRegistry {
     /// Pushes an OCI image (config + one layer per item of `layers`) under `tag`;
     /// returns the manifest digest and bytes.
     pub async fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Digest, Vec<u8>) {
-        let config = self.push_blob(repo, br#"{"architecture":"amd64","os":"linux"}"#).await;
+        let config_bytes: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
+        let config = self.push_blob(repo, config_bytes).await;
         let mut descriptors = Vec::new();
         for layer in layers {
             let d = self.push_blob(repo, layer).await;
@@ -121,19 +141,33 @@ impl TestRegistry {
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": berth_oci::media_type::OCI_MANIFEST,
-            "config": {"mediaType": berth_oci::media_type::OCI_CONFIG, "digest": config.as_str(), "size": 38},
+            "config": {"mediaType": berth_oci::media_type::OCI_CONFIG, "digest": config.as_str(), "size": config_bytes.len()},
             "layers": descriptors,
         }))
         .expect("json");
-        let r = self.put_manifest(repo, tag, berth_oci::media_type::OCI_MANIFEST, &manifest).await;
+        let r = self
+            .put_manifest(repo, tag, berth_oci::media_type::OCI_MANIFEST, &manifest)
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "push manifest: {:?}", r.body);
         (Digest::compute(Algorithm::Sha256, &manifest), manifest)
     }
 
     /// `PUT` a manifest with a content type.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> TestResponse {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> TestResponse {
         let uri = format!("/v2/{repo}/manifests/{reference}");
-        self.send(Method::PUT, &uri, &[("content-type", media_type)], Bytes::copy_from_slice(body)).await
+        self.send(
+            Method::PUT,
+            &uri,
+            &[("content-type", media_type)],
+            Bytes::copy_from_slice(body),
+        )
+        .await
     }
 }
 

@@ -11,7 +11,10 @@ use crate::error::ApiError;
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`, with `Range` support on `GET`.
 pub async fn get(call: Call<'_>, name: RepositoryName, digest: &str) -> Result<Response, ApiError> {
     let digest = parse_digest(digest)?;
-    let digest_header = (header::HeaderName::from_static("docker-content-digest"), digest.to_string());
+    let digest_header = (
+        header::HeaderName::from_static("docker-content-digest"),
+        digest.to_string(),
+    );
     if call.method == Method::HEAD {
         let size = call.registry.blob_size(&name, &digest).await?;
         return Ok((
@@ -31,19 +34,34 @@ pub async fn get(call: Call<'_>, name: RepositoryName, digest: &str) -> Result<R
     let mut response = Response::new(Body::from_stream(content.read.body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, content.read.len.into());
-    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
-    headers.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
-    headers.insert(digest_header.0, digest_header.1.parse().expect("digests are header-safe"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(
+        header::ACCEPT_RANGES,
+        header::HeaderValue::from_static("bytes"),
+    );
+    headers.insert(
+        digest_header.0,
+        digest_header.1.parse().expect("digests are header-safe"),
+    );
     if let Some(r) = content.range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         let value = format!("bytes {}-{}/{}", r.start, r.end, content.size);
-        response.headers_mut().insert(header::CONTENT_RANGE, value.parse().expect("ascii"));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_RANGE, value.parse().expect("ascii"));
     }
     Ok(response)
 }
 
 /// `DELETE /v2/<name>/blobs/<digest>`: unlinks the blob from the repository.
-pub async fn delete(call: Call<'_>, name: RepositoryName, digest: &str) -> Result<Response, ApiError> {
+pub async fn delete(
+    call: Call<'_>,
+    name: RepositoryName,
+    digest: &str,
+) -> Result<Response, ApiError> {
     let digest = parse_digest(digest)?;
     call.registry.delete_blob(&name, &digest).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())

@@ -16,7 +16,12 @@ fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
         .map(|n| {
             n.parse::<u64>()
                 .map(|v| v.min(u64::from(u32::MAX)) as u32)
-                .map_err(|_| ApiError::new("PAGINATION_NUMBER_INVALID", format!("invalid page size n={n:?}")))
+                .map_err(|_| {
+                    ApiError::new(
+                        "PAGINATION_NUMBER_INVALID",
+                        format!("invalid page size n={n:?}"),
+                    )
+                })
         })
         .transpose()
 }
@@ -52,7 +57,10 @@ struct Tags<'a> {
 pub async fn catalog(call: Call<'_>) -> Result<Response, ApiError> {
     let n = page_size(&call)?;
     let list = call.registry.catalog(call.query.get("last"), n).await?;
-    let body = serde_json::to_vec(&Catalog { repositories: &list.names }).expect("serializable");
+    let body = serde_json::to_vec(&Catalog {
+        repositories: &list.names,
+    })
+    .expect("serializable");
     Ok(paged(body, &list, "/v2/_catalog"))
 }
 
@@ -60,20 +68,36 @@ pub async fn catalog(call: Call<'_>) -> Result<Response, ApiError> {
 pub async fn tags(call: Call<'_>, name: RepositoryName) -> Result<Response, ApiError> {
     let n = page_size(&call)?;
     let list = call.registry.tags(&name, call.query.get("last"), n).await?;
-    let body = serde_json::to_vec(&Tags { name: name.as_str(), tags: &list.names }).expect("serializable");
+    let body = serde_json::to_vec(&Tags {
+        name: name.as_str(),
+        tags: &list.names,
+    })
+    .expect("serializable");
     Ok(paged(body, &list, &format!("/v2/{name}/tags/list")))
 }
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`
-pub async fn referrers(call: Call<'_>, name: RepositoryName, digest: &str) -> Result<Response, ApiError> {
+pub async fn referrers(
+    call: Call<'_>,
+    name: RepositoryName,
+    digest: &str,
+) -> Result<Response, ApiError> {
     let digest = parse_digest(digest)?;
     let artifact_type = call.query.get("artifactType");
-    let index = call.registry.referrers(&name, &digest, artifact_type).await?;
-    let mut response = ([(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)], index).into_response();
+    let index = call
+        .registry
+        .referrers(&name, &digest, artifact_type)
+        .await?;
+    let mut response = (
+        [(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)],
+        index,
+    )
+        .into_response();
     if artifact_type.is_some() {
-        response
-            .headers_mut()
-            .insert("oci-filters-applied", http::HeaderValue::from_static("artifactType"));
+        response.headers_mut().insert(
+            "oci-filters-applied",
+            http::HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(response)
 }

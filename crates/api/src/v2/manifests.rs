@@ -18,7 +18,11 @@ fn parse_reference(raw: &str, for_push: bool) -> Result<Reference, ApiError> {
 
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>`: serves the manifest exactly as pushed,
 /// with the media type it was pushed with, whatever the `Accept` header says.
-pub async fn get(call: Call<'_>, name: RepositoryName, reference: &str) -> Result<Response, ApiError> {
+pub async fn get(
+    call: Call<'_>,
+    name: RepositoryName,
+    reference: &str,
+) -> Result<Response, ApiError> {
     let reference = parse_reference(reference, false)?;
     let head = call.method == Method::HEAD;
     let manifest = if head {
@@ -27,39 +31,71 @@ pub async fn get(call: Call<'_>, name: RepositoryName, reference: &str) -> Resul
         call.registry.get_manifest(&name, &reference).await?
     };
     let len = manifest.content.len();
-    let body = if head { Body::empty() } else { Body::from(manifest.content) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(manifest.content)
+    };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, manifest.media_type.parse().map_err(|_| {
-        ApiError::new("UNKNOWN", "stored media type is not a valid header")
-    })?);
+    headers.insert(
+        header::CONTENT_TYPE,
+        manifest
+            .media_type
+            .parse()
+            .map_err(|_| ApiError::new("UNKNOWN", "stored media type is not a valid header"))?,
+    );
     headers.insert(header::CONTENT_LENGTH, len.into());
-    headers.insert("docker-content-digest", manifest.digest.as_str().parse().expect("digests are header-safe"));
-    headers.insert(header::ETAG, format!("\"{}\"", manifest.digest).parse().expect("digests are header-safe"));
+    headers.insert(
+        "docker-content-digest",
+        manifest
+            .digest
+            .as_str()
+            .parse()
+            .expect("digests are header-safe"),
+    );
+    headers.insert(
+        header::ETAG,
+        format!("\"{}\"", manifest.digest)
+            .parse()
+            .expect("digests are header-safe"),
+    );
     Ok(response)
 }
 
 /// `PUT /v2/<name>/manifests/<reference>`: validates and commits a manifest.
-pub async fn put(call: Call<'_>, name: RepositoryName, reference: &str) -> Result<Response, ApiError> {
+pub async fn put(
+    call: Call<'_>,
+    name: RepositoryName,
+    reference: &str,
+) -> Result<Response, ApiError> {
     let reference = parse_reference(reference, true)?;
     let limit = call.registry.config().max_manifest_bytes;
     let too_large = || {
-        ApiError::new("MANIFEST_INVALID", format!("manifest exceeds the {limit}-byte limit"))
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        ApiError::new(
+            "MANIFEST_INVALID",
+            format!("manifest exceeds the {limit}-byte limit"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     if content_length(&call.headers).is_some_and(|len| len > limit) {
         return Err(too_large());
     }
     let content_type = header_str(&call.headers, header::CONTENT_TYPE).map(str::to_owned);
-    let body = axum::body::to_bytes(call.body, limit as usize).await.map_err(|e| {
-        let source_is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if source_is_limit {
-            too_large()
-        } else {
-            ApiError::new("MANIFEST_INVALID", format!("reading the manifest failed: {e}"))
-        }
-    })?;
+    let body = axum::body::to_bytes(call.body, limit as usize)
+        .await
+        .map_err(|e| {
+            let source_is_limit = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if source_is_limit {
+                too_large()
+            } else {
+                ApiError::new(
+                    "MANIFEST_INVALID",
+                    format!("reading the manifest failed: {e}"),
+                )
+            }
+        })?;
     let pushed = call
         .registry
         .put_manifest(&name, &reference, content_type.as_deref(), body)
@@ -67,22 +103,33 @@ pub async fn put(call: Call<'_>, name: RepositoryName, reference: &str) -> Resul
     let mut response = (
         StatusCode::CREATED,
         [
-            (header::LOCATION, format!("/v2/{name}/manifests/{}", pushed.digest)),
+            (
+                header::LOCATION,
+                format!("/v2/{name}/manifests/{}", pushed.digest),
+            ),
             (header::CONTENT_LENGTH, "0".into()),
-            (header::HeaderName::from_static("docker-content-digest"), pushed.digest.to_string()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                pushed.digest.to_string(),
+            ),
         ],
     )
         .into_response();
     if let Some(subject) = pushed.subject {
-        response
-            .headers_mut()
-            .insert("oci-subject", subject.as_str().parse().expect("digests are header-safe"));
+        response.headers_mut().insert(
+            "oci-subject",
+            subject.as_str().parse().expect("digests are header-safe"),
+        );
     }
     Ok(response)
 }
 
 /// `DELETE /v2/<name>/manifests/<reference>`: deletes by digest, untags by tag.
-pub async fn delete(call: Call<'_>, name: RepositoryName, reference: &str) -> Result<Response, ApiError> {
+pub async fn delete(
+    call: Call<'_>,
+    name: RepositoryName,
+    reference: &str,
+) -> Result<Response, ApiError> {
     let reference = parse_reference(reference, false)?;
     call.registry.delete_manifest(&name, &reference).await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())

@@ -64,19 +64,25 @@ pub async fn dispatch(State(registry): State<Arc<Registry>>, req: Request) -> Re
 async fn route(endpoint: Endpoint, call: Call<'_>) -> Result<Response, ApiError> {
     use Method as M;
     let m = call.method.clone();
+    // HEAD is answered like GET; the router drops the body.
+    let read = m == M::GET || m == M::HEAD;
     match endpoint {
-        Endpoint::Base if m == M::GET || m == M::HEAD => Ok(json_response(b"{}".to_vec())),
-        Endpoint::Catalog if m == M::GET => listing::catalog(call).await,
-        Endpoint::Tags(name) if m == M::GET => listing::tags(call, name).await,
-        Endpoint::Referrers(name, digest) if m == M::GET => listing::referrers(call, name, &digest).await,
-        Endpoint::Blob(name, digest) if m == M::GET || m == M::HEAD => blobs::get(call, name, &digest).await,
+        Endpoint::Base if read => Ok(json_response(b"{}".to_vec())),
+        Endpoint::Catalog if read => listing::catalog(call).await,
+        Endpoint::Tags(name) if read => listing::tags(call, name).await,
+        Endpoint::Referrers(name, digest) if read => listing::referrers(call, name, &digest).await,
+        Endpoint::Blob(name, digest) if m == M::GET || m == M::HEAD => {
+            blobs::get(call, name, &digest).await
+        }
         Endpoint::Blob(name, digest) if m == M::DELETE => blobs::delete(call, name, &digest).await,
         Endpoint::UploadStart(name) if m == M::POST => uploads::start(call, name).await,
         Endpoint::Upload(name, id) if m == M::GET => uploads::status(call, name, &id).await,
         Endpoint::Upload(name, id) if m == M::PATCH => uploads::patch(call, name, &id).await,
         Endpoint::Upload(name, id) if m == M::PUT => uploads::complete(call, name, &id).await,
         Endpoint::Upload(name, id) if m == M::DELETE => uploads::cancel(call, name, &id).await,
-        Endpoint::Manifest(name, r) if m == M::GET || m == M::HEAD => manifests::get(call, name, &r).await,
+        Endpoint::Manifest(name, r) if m == M::GET || m == M::HEAD => {
+            manifests::get(call, name, &r).await
+        }
         Endpoint::Manifest(name, r) if m == M::PUT => manifests::put(call, name, &r).await,
         Endpoint::Manifest(name, r) if m == M::DELETE => manifests::delete(call, name, &r).await,
         other => Err(method_not_allowed(&other)),
@@ -85,13 +91,16 @@ async fn route(endpoint: Endpoint, call: Call<'_>) -> Result<Response, ApiError>
 
 fn method_not_allowed(endpoint: &Endpoint) -> ApiError {
     let allow = match endpoint {
-        Endpoint::Base | Endpoint::Catalog | Endpoint::Tags(_) | Endpoint::Referrers(..) => "GET, HEAD",
+        Endpoint::Base | Endpoint::Catalog | Endpoint::Tags(_) | Endpoint::Referrers(..) => {
+            "GET, HEAD"
+        }
         Endpoint::Blob(..) => "GET, HEAD, DELETE",
         Endpoint::UploadStart(_) => "POST",
         Endpoint::Upload(..) => "GET, PATCH, PUT, DELETE",
         Endpoint::Manifest(..) => "GET, HEAD, PUT, DELETE",
     };
-    ApiError::new("UNSUPPORTED", "method not allowed on this endpoint").with_header(header::ALLOW, allow)
+    ApiError::new("UNSUPPORTED", "method not allowed on this endpoint")
+        .with_header(header::ALLOW, allow)
 }
 
 fn json_response(body: Vec<u8>) -> Response {
@@ -106,7 +115,7 @@ fn parse_name(raw: &str) -> Result<RepositoryName, ApiError> {
     RepositoryName::parse(raw).map_err(|e| ApiError::new("NAME_INVALID", e.to_string()))
 }
 
-fn header_str<'h>(headers: &'h HeaderMap, name: header::HeaderName) -> Option<&'h str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

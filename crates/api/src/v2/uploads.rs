@@ -3,8 +3,8 @@
 use std::io;
 
 use axum::response::{IntoResponse, Response};
-use berth_app::{MountOutcome, UploadBody};
 use berth_app::UploadSession;
+use berth_app::{MountOutcome, UploadBody};
 use berth_oci::{Algorithm, ContentRange, RangeError, RepositoryName, UploadId};
 use futures_util::TryStreamExt;
 use http::{StatusCode, header};
@@ -27,10 +27,16 @@ fn session_response(status: StatusCode, session: &UploadSession) -> Response {
     (
         status,
         [
-            (header::LOCATION, upload_location(&session.repository, &session.id)),
+            (
+                header::LOCATION,
+                upload_location(&session.repository, &session.id),
+            ),
             (header::RANGE, upload_range(session.offset)),
             (header::CONTENT_LENGTH, "0".into()),
-            (header::HeaderName::from_static("docker-upload-uuid"), session.id.to_string()),
+            (
+                header::HeaderName::from_static("docker-upload-uuid"),
+                session.id.to_string(),
+            ),
         ],
     )
         .into_response()
@@ -42,14 +48,18 @@ fn blob_created(name: &RepositoryName, digest: &berth_oci::Digest) -> Response {
         [
             (header::LOCATION, format!("/v2/{name}/blobs/{digest}")),
             (header::CONTENT_LENGTH, "0".into()),
-            (header::HeaderName::from_static("docker-content-digest"), digest.to_string()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.to_string(),
+            ),
         ],
     )
         .into_response()
 }
 
 fn parse_upload_id(raw: &str) -> Result<UploadId, ApiError> {
-    UploadId::parse(raw).map_err(|_| ApiError::new("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"))
+    UploadId::parse(raw)
+        .map_err(|_| ApiError::new("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"))
 }
 
 /// Reads the body and its framing headers.
@@ -57,8 +67,12 @@ fn upload_body(call: Call<'_>) -> Result<UploadBody, ApiError> {
     let content_range = header_str(&call.headers, header::CONTENT_RANGE)
         .map(|v| {
             ContentRange::parse(v).map_err(|e| match e {
-                RangeError::Malformed(_) => ApiError::new("BLOB_UPLOAD_INVALID", format!("invalid Content-Range: {e}")),
-                RangeError::Unsatisfiable => ApiError::new("RANGE_INVALID", "Content-Range ends before it starts"),
+                RangeError::Malformed(_) => {
+                    ApiError::new("BLOB_UPLOAD_INVALID", format!("invalid Content-Range: {e}"))
+                }
+                RangeError::Unsatisfiable => {
+                    ApiError::new("RANGE_INVALID", "Content-Range ends before it starts")
+                }
             })
         })
         .transpose()?;
@@ -76,18 +90,24 @@ pub async fn start(call: Call<'_>, name: RepositoryName) -> Result<Response, Api
     if let Some(mount) = call.query.get("mount") {
         let digest = parse_digest(mount)?;
         let from = call.query.get("from").map(parse_name).transpose()?;
-        return Ok(match registry.mount_blob(&name, &digest, from.as_ref()).await? {
-            MountOutcome::Mounted => blob_created(&name, &digest),
-            MountOutcome::Started(session) => session_response(StatusCode::ACCEPTED, &session),
-        });
+        return Ok(
+            match registry.mount_blob(&name, &digest, from.as_ref()).await? {
+                MountOutcome::Mounted => blob_created(&name, &digest),
+                MountOutcome::Started(session) => session_response(StatusCode::ACCEPTED, &session),
+            },
+        );
     }
     if let Some(digest) = call.query.get("digest") {
         let digest = parse_digest(digest)?;
-        registry.upload_monolithic(&name, &digest, upload_body(call)?).await?;
+        registry
+            .upload_monolithic(&name, &digest, upload_body(call)?)
+            .await?;
         return Ok(blob_created(&name, &digest));
     }
     let algorithm = match call.query.get("digest-algorithm") {
-        Some(a) => Algorithm::parse(a).map_err(|e| ApiError::new("DIGEST_INVALID", e.to_string()))?,
+        Some(a) => {
+            Algorithm::parse(a).map_err(|e| ApiError::new("DIGEST_INVALID", e.to_string()))?
+        }
         None => Algorithm::Sha256,
     };
     let session = registry.start_upload(&name, algorithm).await?;
@@ -113,12 +133,18 @@ pub async fn patch(call: Call<'_>, name: RepositoryName, id: &str) -> Result<Res
 }
 
 /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: finishes the upload.
-pub async fn complete(call: Call<'_>, name: RepositoryName, id: &str) -> Result<Response, ApiError> {
+pub async fn complete(
+    call: Call<'_>,
+    name: RepositoryName,
+    id: &str,
+) -> Result<Response, ApiError> {
     let id = parse_upload_id(id)?;
     let registry = call.registry;
     let digest = call.query.get("digest").map(str::to_owned);
     let body = upload_body(call)?;
-    let result = registry.complete_upload(&name, &id, digest.as_deref(), body).await;
+    let result = registry
+        .complete_upload(&name, &id, digest.as_deref(), body)
+        .await;
     match result {
         Ok(digest) => Ok(blob_created(&name, &digest)),
         Err(e) => Err(with_location(ApiError::from(e), &name, &id)),
@@ -136,7 +162,10 @@ pub async fn cancel(call: Call<'_>, name: RepositoryName, id: &str) -> Result<Re
 fn with_location(err: ApiError, name: &RepositoryName, id: &UploadId) -> ApiError {
     if err.status() == StatusCode::RANGE_NOT_SATISFIABLE {
         err.with_header(header::LOCATION, upload_location(name, id))
-            .with_header(header::HeaderName::from_static("docker-upload-uuid"), id.to_string())
+            .with_header(
+                header::HeaderName::from_static("docker-upload-uuid"),
+                id.to_string(),
+            )
     } else {
         err
     }

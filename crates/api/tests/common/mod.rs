@@ -78,30 +78,55 @@ pub fn check_error_body(r: &TestResponse, ctx: &str) {
         .unwrap_or_else(|| panic!("{ctx}: no errors array in {body}"));
     assert!(!errors.is_empty(), "{ctx}: empty errors array");
     for e in errors {
-        let code = e["code"].as_str().unwrap_or_else(|| panic!("{ctx}: entry without code: {e}"));
+        let code = e["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{ctx}: entry without code: {e}"));
         assert!(
             !code.is_empty() && code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
             "{ctx}: code {code:?} is not upper-case with underscores"
         );
-        assert!(ALLOWED_CODES.contains(&code), "{ctx}: code {code:?} is not an allowed code");
+        assert!(
+            ALLOWED_CODES.contains(&code),
+            "{ctx}: code {code:?} is not an allowed code"
+        );
         if code == "RANGE_INVALID" {
-            assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{ctx}: RANGE_INVALID without 416");
+            assert_eq!(
+                r.status,
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "{ctx}: RANGE_INVALID without 416"
+            );
         }
-        assert!(e["message"].is_string(), "{ctx}: entry without a message: {e}");
+        assert!(
+            e["message"].is_string(),
+            "{ctx}: entry without a message: {e}"
+        );
     }
 }
 
 /// Asserts the status and, for a 4xx, the error body and that its code is one of `codes`.
 pub fn expect_error(r: &TestResponse, status: u16, codes: &[&str], ctx: &str) {
-    assert_eq!(r.status.as_u16(), status, "{ctx}: body {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "{ctx}: body {}",
+        String::from_utf8_lossy(&r.body)
+    );
     check_error_body(r, ctx);
     let code = r.error_code();
-    assert!(codes.contains(&code.as_str()), "{ctx}: code {code:?}, expected one of {codes:?}");
+    assert!(
+        codes.contains(&code.as_str()),
+        "{ctx}: code {code:?}, expected one of {codes:?}"
+    );
 }
 
 /// Asserts a successful status, showing the body on failure.
 pub fn expect_status(r: &TestResponse, status: u16, ctx: &str) {
-    assert_eq!(r.status.as_u16(), status, "{ctx}: body {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "{ctx}: body {}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 /// `HEAD uri`.
@@ -117,41 +142,72 @@ pub async fn delete(reg: &TestRegistry, uri: &str) -> TestResponse {
 /// A body sent without `Content-Length`, in `parts` pieces (like chunked transfer).
 pub fn streamed(data: &[u8], parts: usize) -> Body {
     let step = data.len().div_ceil(parts.max(1)).max(1);
-    let chunks: Vec<Result<Bytes, std::io::Error>> =
-        data.chunks(step).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = data
+        .chunks(step)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
     Body::from_stream(futures_util::stream::iter(chunks))
 }
 
 /// `POST /v2/<repo>/blobs/uploads/`; asserts 202 and returns the session `Location`.
 pub async fn start_upload(reg: &TestRegistry, repo: &str) -> String {
     let r = reg
-        .send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &[("content-length", "0")], Body::empty())
+        .send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[("content-length", "0")],
+            Body::empty(),
+        )
         .await;
     expect_status(&r, 202, "start upload");
     let location = r.header("location").to_owned();
-    assert!(location.starts_with(&format!("/v2/{repo}/blobs/uploads/")), "location {location}");
+    assert!(
+        location.starts_with(&format!("/v2/{repo}/blobs/uploads/")),
+        "location {location}"
+    );
     location
 }
 
 /// `PATCH` a chunk with `Content-Length` and, when given, `Content-Range`.
-pub async fn patch(reg: &TestRegistry, location: &str, range: Option<&str>, data: &[u8]) -> TestResponse {
+pub async fn patch(
+    reg: &TestRegistry,
+    location: &str,
+    range: Option<&str>,
+    data: &[u8],
+) -> TestResponse {
     let len = data.len().to_string();
-    let mut headers = vec![("content-type", "application/octet-stream"), ("content-length", len.as_str())];
+    let mut headers = vec![
+        ("content-type", "application/octet-stream"),
+        ("content-length", len.as_str()),
+    ];
     if let Some(range) = range {
         headers.push(("content-range", range));
     }
-    reg.send(Method::PATCH, location, &headers, Bytes::copy_from_slice(data)).await
+    reg.send(
+        Method::PATCH,
+        location,
+        &headers,
+        Bytes::copy_from_slice(data),
+    )
+    .await
 }
 
 /// `PUT <location>?digest=<digest>` with an optional final chunk and range.
-pub async fn put_upload(reg: &TestRegistry, location: &str, digest: &str, range: Option<&str>, data: &[u8]) -> TestResponse {
+pub async fn put_upload(
+    reg: &TestRegistry,
+    location: &str,
+    digest: &str,
+    range: Option<&str>,
+    data: &[u8],
+) -> TestResponse {
     let len = data.len().to_string();
     let mut headers = vec![("content-length", len.as_str())];
     if let Some(range) = range {
         headers.push(("content-range", range));
     }
     let uri = with_query(location, &format!("digest={digest}"));
-    reg.send(Method::PUT, &uri, &headers, Bytes::copy_from_slice(data)).await
+    reg.send(Method::PUT, &uri, &headers, Bytes::copy_from_slice(data))
+        .await
 }
 
 /// Asserts a `GET` of the upload answers 204 with `Range: 0-<offset-1>` (`0-0` when empty)
@@ -159,7 +215,11 @@ pub async fn put_upload(reg: &TestRegistry, location: &str, digest: &str, range:
 pub async fn expect_upload_at(reg: &TestRegistry, location: &str, offset: u64, ctx: &str) {
     let r = reg.get(location).await;
     expect_status(&r, 204, ctx);
-    assert_eq!(r.header("range"), format!("0-{}", offset.saturating_sub(1)), "{ctx}: Range");
+    assert_eq!(
+        r.header("range"),
+        format!("0-{}", offset.saturating_sub(1)),
+        "{ctx}: Range"
+    );
     assert_eq!(r.header("location"), location, "{ctx}: Location");
     assert!(r.body.is_empty(), "{ctx}: status has a body");
 }
@@ -168,7 +228,12 @@ pub async fn expect_upload_at(reg: &TestRegistry, location: &str, offset: u64, c
 pub async fn expect_blob(reg: &TestRegistry, repo: &str, digest: &Digest, data: &[u8], ctx: &str) {
     let r = reg.get(&format!("/v2/{repo}/blobs/{digest}")).await;
     expect_status(&r, 200, ctx);
-    assert!(r.body[..] == data[..], "{ctx}: blob content differs ({} bytes, expected {})", r.body.len(), data.len());
+    assert!(
+        r.body[..] == data[..],
+        "{ctx}: blob content differs ({} bytes, expected {})",
+        r.body.len(),
+        data.len()
+    );
     assert_eq!(r.header("docker-content-digest"), digest.as_str(), "{ctx}");
 }
 
@@ -187,7 +252,12 @@ pub fn descriptor(media_type: &str, digest: &Digest, size: usize) -> Value {
 }
 
 /// Pushes `data` as a blob and returns its descriptor.
-pub async fn push_descriptor(reg: &TestRegistry, repo: &str, media_type: &str, data: &[u8]) -> Value {
+pub async fn push_descriptor(
+    reg: &TestRegistry,
+    repo: &str,
+    media_type: &str,
+    data: &[u8],
+) -> Value {
     let d = reg.push_blob(repo, data).await;
     descriptor(media_type, &d, data.len())
 }
@@ -199,7 +269,13 @@ pub fn image_manifest(media_type: &str, config: Value, layers: Vec<Value>) -> Va
 
 /// Pushes a config and one layer to `repo` and returns an OCI image manifest over them.
 pub async fn simple_image(reg: &TestRegistry, repo: &str, layer: &[u8]) -> Value {
-    let config = push_descriptor(reg, repo, media_type::OCI_CONFIG, br#"{"architecture":"amd64","os":"linux"}"#).await;
+    let config = push_descriptor(
+        reg,
+        repo,
+        media_type::OCI_CONFIG,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    )
+    .await;
     let layer = push_descriptor(reg, repo, "application/vnd.oci.image.layer.v1.tar", layer).await;
     image_manifest(media_type::OCI_MANIFEST, config, vec![layer])
 }
@@ -211,9 +287,16 @@ pub fn bytes_of(doc: &Value) -> Vec<u8> {
 
 /// Pushes a manifest document under `reference` with its own `mediaType` as Content-Type;
 /// asserts 201 and returns its digest and bytes.
-pub async fn push_manifest(reg: &TestRegistry, repo: &str, reference: &str, doc: &Value) -> (Digest, Vec<u8>) {
+pub async fn push_manifest(
+    reg: &TestRegistry,
+    repo: &str,
+    reference: &str,
+    doc: &Value,
+) -> (Digest, Vec<u8>) {
     let body = bytes_of(doc);
-    let mt = doc["mediaType"].as_str().unwrap_or(media_type::OCI_MANIFEST);
+    let mt = doc["mediaType"]
+        .as_str()
+        .unwrap_or(media_type::OCI_MANIFEST);
     let r = reg.put_manifest(repo, reference, mt, &body).await;
     expect_status(&r, 201, &format!("push manifest {repo}:{reference}"));
     (sha256(&body), body)
@@ -225,7 +308,10 @@ pub fn next_link(r: &TestResponse) -> Option<String> {
     if link.is_empty() {
         return None;
     }
-    assert!(link.ends_with("rel=\"next\""), "Link {link:?} is not rel=\"next\"");
+    assert!(
+        link.ends_with("rel=\"next\""),
+        "Link {link:?} is not rel=\"next\""
+    );
     let start = link.find('<').expect("Link has <") + 1;
     let end = link.find('>').expect("Link has >");
     Some(link[start..end].to_owned())
@@ -238,4 +324,35 @@ pub fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().expect("string").to_owned())
         .collect()
+}
+
+/// Pushes an OCI image (config + one layer per item of `layers`) under `tag`; returns the
+/// manifest digest and bytes. (Like `TestRegistry::push_image`, whose config descriptor
+/// declares 38 bytes for a 37-byte config, so every push through it is refused.)
+pub async fn push_image(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    layers: &[&[u8]],
+) -> (Digest, Vec<u8>) {
+    let config = push_descriptor(
+        reg,
+        repo,
+        media_type::OCI_CONFIG,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    )
+    .await;
+    let mut descriptors = Vec::new();
+    for layer in layers {
+        descriptors.push(
+            push_descriptor(reg, repo, "application/vnd.oci.image.layer.v1.tar", layer).await,
+        );
+    }
+    push_manifest(
+        reg,
+        repo,
+        tag,
+        &image_manifest(media_type::OCI_MANIFEST, config, descriptors),
+    )
+    .await
 }

@@ -20,7 +20,8 @@ fn put_blob(layout: &Path, data: &[u8]) -> serde_json::Value {
 
 /// A deterministic tar of a tiny root filesystem: busybox and its applet links, plus `extra`.
 fn rootfs_tar(extra: &str) -> Vec<u8> {
-    let busybox = std::fs::read("/bin/busybox").expect("/bin/busybox (Debian busybox-static) is required");
+    let busybox =
+        std::fs::read("/bin/busybox").expect("/bin/busybox (Debian busybox-static) is required");
     let mut tar = tar::Builder::new(Vec::new());
     let add_dir = |tar: &mut tar::Builder<Vec<u8>>, name: &str| {
         let mut h = tar::Header::new_gnu();
@@ -41,7 +42,12 @@ fn rootfs_tar(extra: &str) -> Vec<u8> {
         tar.append_data(&mut h, name, data).unwrap();
     };
     file(&mut tar, "bin/busybox", 0o755, &busybox);
-    file(&mut tar, "etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n");
+    file(
+        &mut tar,
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n",
+    );
     file(&mut tar, "etc/image-info", 0o644, extra.as_bytes());
     for applet in ["sh", "echo", "cat", "ls", "uname", "true"] {
         let mut h = tar::Header::new_gnu();
@@ -49,7 +55,8 @@ fn rootfs_tar(extra: &str) -> Vec<u8> {
         h.set_mode(0o777);
         h.set_size(0);
         h.set_mtime(0);
-        tar.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
     }
     tar.into_inner().unwrap()
 }
@@ -88,18 +95,29 @@ fn image(layout: &Path, arch: &str) -> serde_json::Value {
 /// `archs` (an index when there are several); returns the digest the tag points at.
 pub fn write_layout(layout: &Path, archs: &[&str]) -> String {
     std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     let images: Vec<_> = archs.iter().map(|a| image(layout, a)).collect();
     let top = if images.len() == 1 {
         images[0].clone()
     } else {
-        let index = serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": images })).unwrap();
+        let index = serde_json::to_vec(
+            &json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": images }),
+        )
+        .unwrap();
         let d = put_blob(layout, &index);
         json!({ "mediaType": INDEX, "digest": d["digest"], "size": d["size"] })
     };
     let mut tagged = top.clone();
     tagged["annotations"] = json!({ "org.opencontainers.image.ref.name": "latest" });
     let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": [tagged] });
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
     top["digest"].as_str().unwrap().to_owned()
 }

@@ -21,7 +21,11 @@ pub struct Berth {
 
 /// Finds a port nobody listens on.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Berth {
@@ -46,7 +50,11 @@ impl Berth {
             .stderr(log)
             .spawn()
             .expect("spawning berth");
-        let berth = Berth { child, addr, data_dir: data_dir.to_owned() };
+        let berth = Berth {
+            child,
+            addr,
+            data_dir: data_dir.to_owned(),
+        };
         berth.wait_ready();
         berth
     }
@@ -75,7 +83,9 @@ impl Berth {
 
     /// Sends SIGTERM and waits for a clean exit; returns whether it exited with status 0.
     pub fn terminate(mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().map(|s| s.success()).unwrap_or(false)
     }
 
@@ -100,12 +110,17 @@ pub fn require_tool(tool: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(found, "{tool} is not installed; run ./scripts/test, which installs it");
+    assert!(
+        found,
+        "{tool} is not installed; run ./scripts/test, which installs it"
+    );
 }
 
 /// Runs a command, failing the test with its output when it fails; returns stdout.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",

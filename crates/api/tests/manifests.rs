@@ -1,0 +1,1126 @@
+//! Manifests: every supported kind round-trips byte for byte; invalid documents, unknown
+//! references and bad references are refused and store nothing; size limits; deletes
+//! (spec "Pushing Manifests", "Deleting tags/manifests"; checklist rows 8, 10-13, 52-68).
+
+mod common;
+
+use common::*;
+
+const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
+const HELM_CHART: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+
+/// Pushes `body` as `content_type` under `tag`, then checks GET and HEAD by tag and by
+/// digest serve exactly those bytes with `served_type`; returns the digest.
+async fn check_round_trip(
+    reg: &TestRegistry,
+    repo: &str,
+    tag: &str,
+    content_type: &str,
+    served_type: &str,
+    body: &[u8],
+) -> Digest {
+    let ctx = format!("{repo}:{tag} ({served_type})");
+    let d = sha256(body);
+    let r = reg.put_manifest(repo, tag, content_type, body).await;
+    expect_status(&r, 201, &ctx);
+    assert_eq!(
+        r.header("location"),
+        format!("/v2/{repo}/manifests/{d}"),
+        "{ctx}"
+    );
+    assert_eq!(r.header("docker-content-digest"), d.as_str(), "{ctx}");
+    for reference in [tag, d.as_str()] {
+        let uri = format!("/v2/{repo}/manifests/{reference}");
+        let r = reg.get(&uri).await;
+        expect_status(&r, 200, &format!("{ctx} GET {reference}"));
+        assert!(
+            r.body[..] == body[..],
+            "{ctx}: GET {reference} changed the bytes"
+        );
+        assert_eq!(
+            r.header("content-type"),
+            served_type,
+            "{ctx}: GET {reference}"
+        );
+        assert_eq!(
+            r.header("docker-content-digest"),
+            d.as_str(),
+            "{ctx}: GET {reference}"
+        );
+        assert_eq!(
+            r.header("content-length"),
+            body.len().to_string(),
+            "{ctx}: GET {reference}"
+        );
+        let h = head(reg, &uri).await;
+        expect_status(&h, 200, &format!("{ctx} HEAD {reference}"));
+        assert!(h.body.is_empty(), "{ctx}: HEAD {reference} has a body");
+        for name in ["content-type", "docker-content-digest", "content-length"] {
+            assert_eq!(
+                h.header(name),
+                r.header(name),
+                "{ctx}: HEAD {reference} {name}"
+            );
+        }
+    }
+    let tags = reg.get(&format!("/v2/{repo}/tags/list")).await.json();
+    assert!(
+        strings(&tags["tags"]).contains(&tag.to_owned()),
+        "{ctx}: tag not listed"
+    );
+    d
+}
+
+#[tokio::test]
+async fn every_manifest_kind_round_trips() {
+    let reg = TestRegistry::new();
+    let repo = "kinds";
+
+    // OCI image, pretty-printed: whitespace and key order are kept.
+    let oci = simple_image(&reg, repo, b"oci layer").await;
+    let pretty = serde_json::to_vec_pretty(&oci).unwrap();
+    let oci_digest = check_round_trip(
+        &reg,
+        repo,
+        "oci",
+        media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
+        &pretty,
+    )
+    .await;
+
+    // Docker schema 2.
+    let config = push_descriptor(
+        &reg,
+        repo,
+        media_type::DOCKER_CONFIG,
+        br#"{"os":"linux","architecture":"arm64"}"#,
+    )
+    .await;
+    let layer = push_descriptor(&reg, repo, DOCKER_LAYER, b"docker layer").await;
+    let docker = bytes_of(&image_manifest(
+        media_type::DOCKER_MANIFEST,
+        config,
+        vec![layer],
+    ));
+    let docker_digest = check_round_trip(
+        &reg,
+        repo,
+        "docker",
+        media_type::DOCKER_MANIFEST,
+        media_type::DOCKER_MANIFEST,
+        &docker,
+    )
+    .await;
+
+    // OCI index over both (children must exist, which they now do).
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": [
+            {"mediaType": media_type::OCI_MANIFEST, "digest": oci_digest.as_str(), "size": pretty.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": media_type::DOCKER_MANIFEST, "digest": docker_digest.as_str(), "size": docker.len(),
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    });
+    let index_digest = check_round_trip(
+        &reg,
+        repo,
+        "index",
+        media_type::OCI_INDEX,
+        media_type::OCI_INDEX,
+        &bytes_of(&index),
+    )
+    .await;
+
+    // An index of an index.
+    let nested = json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [
+        {"mediaType": media_type::OCI_INDEX, "digest": index_digest.as_str(), "size": bytes_of(&index).len()}]});
+    check_round_trip(
+        &reg,
+        repo,
+        "nested",
+        media_type::OCI_INDEX,
+        media_type::OCI_INDEX,
+        &bytes_of(&nested),
+    )
+    .await;
+
+    // Docker manifest list.
+    let list = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::DOCKER_MANIFEST_LIST,
+        "manifests": [{"mediaType": media_type::DOCKER_MANIFEST, "digest": docker_digest.as_str(), "size": docker.len(),
+                       "platform": {"architecture": "arm64", "os": "linux"}}],
+    });
+    check_round_trip(
+        &reg,
+        repo,
+        "list",
+        media_type::DOCKER_MANIFEST_LIST,
+        media_type::DOCKER_MANIFEST_LIST,
+        &bytes_of(&list),
+    )
+    .await;
+
+    // Artifact with artifactType and the empty config.
+    let empty = push_descriptor(&reg, repo, media_type::OCI_EMPTY, b"{}").await;
+    let sbom = push_descriptor(
+        &reg,
+        repo,
+        "application/spdx+json",
+        br#"{"spdxVersion":"SPDX-2.3"}"#,
+    )
+    .await;
+    let artifact = json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": "application/vnd.example.sbom.v1",
+        "config": empty, "layers": [sbom],
+        "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"},
+    });
+    check_round_trip(
+        &reg,
+        repo,
+        "sbom",
+        media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
+        &bytes_of(&artifact),
+    )
+    .await;
+
+    // Helm chart: an artifact by its config media type.
+    let helm_config = push_descriptor(
+        &reg,
+        repo,
+        HELM_CONFIG,
+        br#"{"name":"mychart","version":"0.1.0"}"#,
+    )
+    .await;
+    let chart = push_descriptor(&reg, repo, HELM_CHART, b"chart tarball").await;
+    let helm = bytes_of(&image_manifest(
+        media_type::OCI_MANIFEST,
+        helm_config,
+        vec![chart],
+    ));
+    check_round_trip(
+        &reg,
+        repo,
+        "0.1.0",
+        media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
+        &helm,
+    )
+    .await;
+
+    // An artifact with no layers at all.
+    let bare = json!({"schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST, "artifactType": "application/x.bare",
+        "config": descriptor(media_type::OCI_EMPTY, &sha256(b"{}"), 2), "layers": []});
+    check_round_trip(
+        &reg,
+        repo,
+        "bare",
+        media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
+        &bytes_of(&bare),
+    )
+    .await;
+
+    let tags = reg.get(&format!("/v2/{repo}/tags/list")).await.json();
+    assert_eq!(
+        strings(&tags["tags"]),
+        [
+            "0.1.0", "bare", "docker", "index", "list", "nested", "oci", "sbom"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn content_type_and_media_type_may_each_be_left_out() {
+    let reg = TestRegistry::new();
+    let doc = simple_image(&reg, "ct", b"layer").await;
+    // Parameters on the Content-Type are ignored.
+    check_round_trip(
+        &reg,
+        "ct",
+        "params",
+        "application/vnd.oci.image.manifest.v1+json; charset=utf-8",
+        media_type::OCI_MANIFEST,
+        &bytes_of(&doc),
+    )
+    .await;
+    // No mediaType field: the Content-Type decides.
+    let mut untyped = doc.clone();
+    untyped.as_object_mut().unwrap().remove("mediaType");
+    check_round_trip(
+        &reg,
+        "ct",
+        "untyped",
+        media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
+        &bytes_of(&untyped),
+    )
+    .await;
+    // A generic Content-Type: the mediaType field decides.
+    check_round_trip(
+        &reg,
+        "ct",
+        "generic",
+        "application/json",
+        media_type::OCI_MANIFEST,
+        &bytes_of(&doc),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn accept_does_not_change_what_is_served() {
+    let reg = TestRegistry::new();
+    let (d, body) = push_image(&reg, "acc", "v1", &[b"layer"]).await;
+    // Berth serves the stored type whatever the Accept header says (checklist row 66).
+    for accept in [
+        media_type::DOCKER_MANIFEST,
+        "application/vnd.oci.image.index.v1+json",
+        "text/plain",
+        "*/*",
+    ] {
+        let r = reg
+            .send(
+                Method::GET,
+                "/v2/acc/manifests/v1",
+                &[("accept", accept)],
+                Body::empty(),
+            )
+            .await;
+        expect_status(&r, 200, accept);
+        assert_eq!(
+            r.header("content-type"),
+            media_type::OCI_MANIFEST,
+            "{accept}"
+        );
+        assert_eq!(r.header("docker-content-digest"), d.as_str());
+        assert!(r.body[..] == body[..]);
+    }
+}
+
+#[tokio::test]
+async fn unknown_references_are_manifest_blob_unknown() {
+    let reg = TestRegistry::new();
+    let repo = "refs";
+    let config = push_descriptor(&reg, repo, media_type::OCI_CONFIG, b"{}").await;
+    let layer = push_descriptor(&reg, repo, OCI_LAYER, b"layer").await;
+    let missing = unknown_digest();
+    let missing_desc = |mt: &str| descriptor(mt, &missing, 10);
+    // A blob in another repository is not in this one.
+    let elsewhere = push_descriptor(&reg, "elsewhere", OCI_LAYER, b"elsewhere").await;
+    let elsewhere_digest = elsewhere["digest"].as_str().unwrap().to_owned();
+    let (other_manifest, other_body) = push_image(&reg, "elsewhere", "v1", &[b"x"]).await;
+    let child_elsewhere = descriptor(media_type::OCI_MANIFEST, &other_manifest, other_body.len());
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "unknown config",
+            image_manifest(
+                media_type::OCI_MANIFEST,
+                missing_desc(media_type::OCI_CONFIG),
+                vec![layer.clone()],
+            ),
+            missing.as_str(),
+        ),
+        (
+            "unknown layer",
+            image_manifest(
+                media_type::OCI_MANIFEST,
+                config.clone(),
+                vec![layer.clone(), missing_desc(OCI_LAYER)],
+            ),
+            missing.as_str(),
+        ),
+        (
+            "docker unknown layer",
+            image_manifest(
+                media_type::DOCKER_MANIFEST,
+                config.clone(),
+                vec![missing_desc(DOCKER_LAYER)],
+            ),
+            missing.as_str(),
+        ),
+        (
+            "layer of another repo",
+            image_manifest(
+                media_type::OCI_MANIFEST,
+                config.clone(),
+                vec![elsewhere.clone()],
+            ),
+            &elsewhere_digest,
+        ),
+        (
+            "index with an unknown child",
+            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [missing_desc(media_type::OCI_MANIFEST)]}),
+            missing.as_str(),
+        ),
+        (
+            "manifest list with an unknown child",
+            json!({"schemaVersion": 2, "mediaType": media_type::DOCKER_MANIFEST_LIST, "manifests": [missing_desc(media_type::DOCKER_MANIFEST)]}),
+            missing.as_str(),
+        ),
+        (
+            "index with a child of another repo",
+            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [child_elsewhere]}),
+            other_manifest.as_str(),
+        ),
+        (
+            "index whose child is a blob",
+            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [layer.clone()]}),
+            layer["digest"].as_str().unwrap(),
+        ),
+    ];
+    for (ctx, doc, digest) in cases {
+        let mt = doc["mediaType"].as_str().unwrap();
+        let r = reg.put_manifest(repo, "t", mt, &bytes_of(&doc)).await;
+        expect_error(&r, 400, &["MANIFEST_BLOB_UNKNOWN"], ctx);
+        assert_eq!(
+            r.json()["errors"][0]["detail"]["digest"],
+            digest,
+            "{ctx}: detail"
+        );
+        expect_error(
+            &reg.get(&format!("/v2/{repo}/manifests/t")).await,
+            404,
+            &["MANIFEST_UNKNOWN"],
+            ctx,
+        );
+    }
+}
+
+#[tokio::test]
+async fn foreign_layers_need_not_be_pushed() {
+    let reg = TestRegistry::new();
+    let config = push_descriptor(&reg, "win", media_type::DOCKER_CONFIG, b"{}").await;
+    let mut foreign = descriptor(
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        &unknown_digest(),
+        1000,
+    );
+    foreign["urls"] = json!(["https://example.com/layer.tar.gz"]);
+    let doc = image_manifest(media_type::DOCKER_MANIFEST, config, vec![foreign]);
+    push_manifest(&reg, "win", "ltsc", &doc).await;
+}
+
+#[tokio::test]
+async fn descriptor_sizes_must_match_the_stored_blobs() {
+    let reg = TestRegistry::new();
+    let config = push_descriptor(&reg, "sz", media_type::OCI_CONFIG, b"{}").await;
+    let layer = push_descriptor(&reg, "sz", OCI_LAYER, b"12345").await;
+    for (ctx, config_size, layer_size) in [
+        ("layer too big", 2, 6),
+        ("layer too small", 2, 4),
+        ("config wrong", 3, 5),
+        ("zero", 2, 0),
+    ] {
+        let mut c = config.clone();
+        c["size"] = json!(config_size);
+        let mut l = layer.clone();
+        l["size"] = json!(layer_size);
+        let doc = image_manifest(media_type::OCI_MANIFEST, c, vec![l]);
+        let r = reg
+            .put_manifest("sz", "t", media_type::OCI_MANIFEST, &bytes_of(&doc))
+            .await;
+        expect_error(&r, 400, &["MANIFEST_INVALID"], ctx);
+    }
+    let doc = image_manifest(media_type::OCI_MANIFEST, config, vec![layer]);
+    push_manifest(&reg, "sz", "t", &doc).await;
+}
+
+/// Pushes `body` with `content_type` to a fresh repository and expects `status` with one
+/// of `codes`; checks nothing was stored (not even the repository).
+async fn check_refused(
+    reg: &TestRegistry,
+    content_type: &str,
+    body: &[u8],
+    status: u16,
+    codes: &[&str],
+    ctx: &str,
+) {
+    let r = reg.put_manifest("refused", "t", content_type, body).await;
+    expect_error(&r, status, codes, ctx);
+    let r = reg.get("/v2/refused/manifests/t").await;
+    expect_error(&r, 404, &["MANIFEST_UNKNOWN", "NAME_UNKNOWN"], ctx);
+    let r = reg
+        .get(&format!("/v2/refused/manifests/{}", sha256(body)))
+        .await;
+    expect_error(&r, 404, &["MANIFEST_UNKNOWN", "NAME_UNKNOWN"], ctx);
+}
+
+#[tokio::test]
+async fn invalid_documents_are_manifest_invalid() {
+    let reg = TestRegistry::new();
+    // The blobs the documents below reference exist in `refused`, so only the document is wrong.
+    let good = simple_image(&reg, "refused", b"layer").await;
+    // Pushing blobs created the repository; failed manifest pushes must add nothing more.
+    let oci = media_type::OCI_MANIFEST;
+    let good_text = String::from_utf8(bytes_of(&good)).unwrap();
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        bytes_of(&v)
+    };
+    let invalid = ["MANIFEST_INVALID"];
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("not JSON", oci, b"this is not json".to_vec()),
+        ("empty body", oci, Vec::new()),
+        ("truncated JSON", oci, good_text.as_bytes()[..good_text.len() / 2].to_vec()),
+        ("a JSON array", oci, b"[]".to_vec()),
+        ("a JSON string", oci, br#""manifest""#.to_vec()),
+        ("duplicate top-level key", oci, good_text.replacen("{", r#"{"schemaVersion":2,"#, 1).into_bytes()),
+        (
+            "duplicate nested key",
+            oci,
+            good_text.replacen(r#""config":{"#, r#""config":{"size":2,"#, 1).into_bytes(),
+        ),
+        ("trailing bytes", oci, format!("{good_text} trailing").into_bytes()),
+        ("two documents", oci, format!("{good_text}{good_text}").into_bytes()),
+        ("UTF-8 BOM", oci, [b"\xef\xbb\xbf".as_slice(), good_text.as_bytes()].concat()),
+        ("invalid UTF-8", oci, [&good_text.as_bytes()[..good_text.len() - 1], b",\"annotations\":{\"a\":\"\xff\xfe\"}}"].concat()),
+        ("schemaVersion 1", oci, with(&|v| v["schemaVersion"] = json!(1))),
+        ("schemaVersion 3", oci, with(&|v| v["schemaVersion"] = json!(3))),
+        ("schemaVersion as a string", oci, with(&|v| v["schemaVersion"] = json!("2"))),
+        ("no schemaVersion", oci, with(&|v| drop(v.as_object_mut().unwrap().remove("schemaVersion")))),
+        (
+            "Docker schema 1",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            br#"{"schemaVersion":1,"name":"refused","tag":"t","architecture":"amd64","fsLayers":[],"history":[]}"#.to_vec(),
+        ),
+        (
+            "schema 1 by Content-Type",
+            "application/vnd.docker.distribution.manifest.v1+json",
+            bytes_of(&good),
+        ),
+        ("Content-Type differs from mediaType", media_type::DOCKER_MANIFEST, bytes_of(&good)),
+        ("Content-Type is an index", media_type::OCI_INDEX, bytes_of(&good)),
+        ("unknown mediaType", "application/x-unknown", with(&|v| v["mediaType"] = json!("application/x-unknown"))),
+        ("unknown Content-Type", "application/x-unknown", with(&|v| drop(v.as_object_mut().unwrap().remove("mediaType")))),
+        ("both layers and manifests", oci, with(&|v| v["manifests"] = json!([]))),
+        (
+            "index with layers",
+            media_type::OCI_INDEX,
+            bytes_of(&json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [], "layers": []})),
+        ),
+        (
+            "index with a config",
+            media_type::OCI_INDEX,
+            bytes_of(&json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [], "config": good["config"]})),
+        ),
+        ("image without config", oci, with(&|v| drop(v.as_object_mut().unwrap().remove("config")))),
+        ("descriptor with a malformed digest", oci, with(&|v| v["layers"][0]["digest"] = json!("sha256:abc"))),
+        ("descriptor with a traversal digest", oci, with(&|v| v["layers"][0]["digest"] = json!("sha256:../../etc/passwd"))),
+        ("descriptor with a negative size", oci, with(&|v| v["layers"][0]["size"] = json!(-1))),
+        ("descriptor with a fractional size", oci, with(&|v| v["layers"][0]["size"] = json!(1.5))),
+        ("descriptor without a digest", oci, with(&|v| drop(v["layers"][0].as_object_mut().unwrap().remove("digest")))),
+        ("descriptor without a mediaType", oci, with(&|v| drop(v["config"].as_object_mut().unwrap().remove("mediaType")))),
+        ("layers is not an array", oci, with(&|v| v["layers"] = json!({}))),
+        ("subject with a bad digest", oci, with(&|v| v["subject"] = json!({"mediaType": oci, "digest": "sha256:x", "size": 1}))),
+        ("annotations are not strings", oci, with(&|v| v["annotations"] = json!({"a": 1}))),
+    ];
+    for (ctx, content_type, body) in cases {
+        check_refused(&reg, content_type, &body, 400, &invalid, ctx).await;
+    }
+    // The untouched document is fine.
+    push_manifest(&reg, "refused", "t", &good).await;
+}
+
+#[tokio::test]
+async fn put_by_digest_must_match_the_body() {
+    let reg = TestRegistry::new();
+    let doc = simple_image(&reg, "bydigest", b"layer").await;
+    let body = bytes_of(&doc);
+    let d = sha256(&body);
+
+    let other = sha256(b"another body");
+    let r = reg
+        .put_manifest("bydigest", other.as_str(), media_type::OCI_MANIFEST, &body)
+        .await;
+    expect_error(
+        &r,
+        400,
+        &["DIGEST_INVALID"],
+        "PUT by a digest of other bytes",
+    );
+    let r = reg
+        .put_manifest(
+            "bydigest",
+            sha512(&body).as_str(),
+            media_type::OCI_MANIFEST,
+            b"{}",
+        )
+        .await;
+    expect_error(
+        &r,
+        400,
+        &["DIGEST_INVALID"],
+        "PUT by a sha512 of other bytes",
+    );
+    for reference in [d.as_str(), other.as_str()] {
+        let r = reg
+            .get(&format!("/v2/bydigest/manifests/{reference}"))
+            .await;
+        expect_error(&r, 404, &["MANIFEST_UNKNOWN"], "nothing stored");
+    }
+
+    for bad in [
+        "sha256:baddigeststring",
+        "sha256:",
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+    ] {
+        let r = reg
+            .put_manifest("bydigest", bad, media_type::OCI_MANIFEST, &body)
+            .await;
+        expect_error(&r, 400, &["DIGEST_INVALID"], &format!("PUT {bad}"));
+        let r = reg.get(&format!("/v2/bydigest/manifests/{bad}")).await;
+        assert!(
+            matches!(r.status.as_u16(), 400 | 404),
+            "GET {bad}: {}",
+            r.status
+        );
+        check_error_body(&r, bad);
+    }
+
+    // By its own digest: stored, untagged; sha512 too.
+    let r = reg
+        .put_manifest("bydigest", d.as_str(), media_type::OCI_MANIFEST, &body)
+        .await;
+    expect_status(&r, 201, "PUT by digest");
+    assert_eq!(r.header("docker-content-digest"), d.as_str());
+    expect_status(
+        &reg.get(&format!("/v2/bydigest/manifests/{d}")).await,
+        200,
+        "GET by digest",
+    );
+    assert_eq!(
+        reg.get("/v2/bydigest/tags/list").await.json()["tags"],
+        json!([])
+    );
+    let d512 = sha512(&body);
+    let r = reg
+        .put_manifest("bydigest", d512.as_str(), media_type::OCI_MANIFEST, &body)
+        .await;
+    expect_status(&r, 201, "PUT by sha512 digest");
+    assert_eq!(r.header("docker-content-digest"), d512.as_str());
+    let r = reg.get(&format!("/v2/bydigest/manifests/{d512}")).await;
+    expect_status(&r, 200, "GET by sha512");
+    assert!(r.body[..] == body[..]);
+}
+
+#[tokio::test]
+async fn tags_follow_the_grammar() {
+    let reg = TestRegistry::new();
+    let doc = simple_image(&reg, "tags", b"layer").await;
+    let body = bytes_of(&doc);
+    for good in [
+        "a".repeat(128),
+        "_x".into(),
+        "A-b_c.d".into(),
+        "1.0".into(),
+        "latest".into(),
+    ] {
+        let r = reg
+            .put_manifest("tags", &good, media_type::OCI_MANIFEST, &body)
+            .await;
+        expect_status(&r, 201, &good);
+    }
+    let tag_codes = ["MANIFEST_INVALID", "TAG_INVALID"];
+    let bad = [
+        "a".repeat(129),
+        ".hidden".into(),
+        "-x".into(),
+        "a+b".into(),
+        "a@b".into(),
+        "%C3%A9".into(),
+        "a%2Fb".into(),
+        "a%20b".into(),
+        "a/b".into(),
+        "a/b/c".into(),
+    ];
+    for tag in &bad {
+        let r = reg
+            .put_manifest("tags", tag, media_type::OCI_MANIFEST, &body)
+            .await;
+        expect_error(&r, 400, &tag_codes, &format!("PUT tag {tag:?}"));
+        let r = reg.get(&format!("/v2/tags/manifests/{tag}")).await;
+        assert!(
+            matches!(r.status.as_u16(), 400 | 404),
+            "GET {tag}: {}",
+            r.status
+        );
+        check_error_body(&r, tag);
+    }
+    // A colon makes it a digest reference.
+    let r = reg
+        .put_manifest("tags", "a:b", media_type::OCI_MANIFEST, &body)
+        .await;
+    expect_error(
+        &r,
+        400,
+        &["DIGEST_INVALID", "MANIFEST_INVALID", "TAG_INVALID"],
+        "tag a:b",
+    );
+    let tags = strings(&reg.get("/v2/tags/tags/list").await.json()["tags"]);
+    assert_eq!(tags.len(), 5, "{tags:?}");
+}
+
+/// An OCI image manifest of exactly `size` bytes (padded with an annotation).
+fn manifest_of_size(base: &Value, size: usize) -> Vec<u8> {
+    let mut doc = base.clone();
+    doc["annotations"] = json!({"pad": ""});
+    let overhead = bytes_of(&doc).len();
+    assert!(size >= overhead);
+    doc["annotations"]["pad"] = json!("a".repeat(size - overhead));
+    let body = bytes_of(&doc);
+    assert_eq!(body.len(), size);
+    body
+}
+
+#[tokio::test]
+async fn manifest_size_limit() {
+    let reg = TestRegistry::new();
+    let base = simple_image(&reg, "large", b"layer").await;
+    let limit = 4 << 20;
+    for size in [4_000_000, limit] {
+        let body = manifest_of_size(&base, size);
+        let len = size.to_string();
+        let r = reg
+            .send(
+                Method::PUT,
+                &format!("/v2/large/manifests/s{size}"),
+                &[
+                    ("content-type", media_type::OCI_MANIFEST),
+                    ("content-length", &len),
+                ],
+                body.clone(),
+            )
+            .await;
+        expect_status(&r, 201, &format!("{size} bytes"));
+        let r = reg.get(&format!("/v2/large/manifests/s{size}")).await;
+        expect_status(&r, 200, &format!("GET {size} bytes"));
+        assert!(r.body[..] == body[..], "{size} bytes came back different");
+    }
+    let over = manifest_of_size(&base, limit + 1);
+    let len = over.len().to_string();
+    let r = reg
+        .send(
+            Method::PUT,
+            "/v2/large/manifests/over",
+            &[
+                ("content-type", media_type::OCI_MANIFEST),
+                ("content-length", &len),
+            ],
+            over.clone(),
+        )
+        .await;
+    expect_error(
+        &r,
+        413,
+        &["MANIFEST_INVALID"],
+        "4 MiB + 1 with Content-Length",
+    );
+    let r = reg
+        .send(
+            Method::PUT,
+            "/v2/large/manifests/over",
+            &[("content-type", media_type::OCI_MANIFEST)],
+            streamed(&over, 9),
+        )
+        .await;
+    expect_error(&r, 413, &["MANIFEST_INVALID"], "4 MiB + 1 streamed");
+    // A Content-Length above the limit is refused before the body is read.
+    let r = reg
+        .send(
+            Method::PUT,
+            "/v2/large/manifests/over",
+            &[
+                ("content-type", media_type::OCI_MANIFEST),
+                ("content-length", "1000000000"),
+            ],
+            Body::empty(),
+        )
+        .await;
+    expect_error(&r, 413, &["MANIFEST_INVALID"], "announced 1 GB");
+    expect_error(
+        &reg.get("/v2/large/manifests/over").await,
+        404,
+        &["MANIFEST_UNKNOWN"],
+        "nothing stored",
+    );
+}
+
+#[tokio::test]
+async fn delete_by_tag_removes_only_the_tag() {
+    let reg = TestRegistry::new();
+    let (d, _) = push_image(&reg, "del", "v1", &[b"layer"]).await;
+    let doc: Value = serde_json::from_slice(&reg.get("/v2/del/manifests/v1").await.body).unwrap();
+    push_manifest(&reg, "del", "v2", &doc).await;
+
+    let r = delete(&reg, "/v2/del/manifests/v1").await;
+    expect_status(&r, 202, "DELETE tag");
+    expect_error(
+        &reg.get("/v2/del/manifests/v1").await,
+        404,
+        &["MANIFEST_UNKNOWN"],
+        "deleted tag",
+    );
+    expect_status(&reg.get("/v2/del/manifests/v2").await, 200, "other tag");
+    expect_status(
+        &reg.get(&format!("/v2/del/manifests/{d}")).await,
+        200,
+        "by digest",
+    );
+    assert_eq!(
+        reg.get("/v2/del/tags/list").await.json()["tags"],
+        json!(["v2"])
+    );
+    expect_error(
+        &delete(&reg, "/v2/del/manifests/v1").await,
+        404,
+        &["MANIFEST_UNKNOWN"],
+        "DELETE the tag again",
+    );
+}
+
+#[tokio::test]
+async fn delete_by_digest_removes_the_manifest_and_its_tags() {
+    let reg = TestRegistry::new();
+    let (d, body) = push_image(&reg, "del", "v1", &[b"layer"]).await;
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    push_manifest(&reg, "del", "v2", &doc).await;
+    let (keep, _) = push_image(&reg, "del", "keep", &[b"other layer"]).await;
+
+    let r = delete(&reg, &format!("/v2/del/manifests/{d}")).await;
+    expect_status(&r, 202, "DELETE by digest");
+    for reference in ["v1", "v2", d.as_str()] {
+        let uri = format!("/v2/del/manifests/{reference}");
+        expect_error(&reg.get(&uri).await, 404, &["MANIFEST_UNKNOWN"], reference);
+        let h = head(&reg, &uri).await;
+        assert_eq!(h.status, StatusCode::NOT_FOUND, "HEAD {reference}");
+        assert!(h.body.is_empty());
+    }
+    assert_eq!(
+        reg.get("/v2/del/tags/list").await.json()["tags"],
+        json!(["keep"])
+    );
+    expect_status(
+        &reg.get(&format!("/v2/del/manifests/{keep}")).await,
+        200,
+        "other manifest",
+    );
+    expect_error(
+        &delete(&reg, &format!("/v2/del/manifests/{d}")).await,
+        404,
+        &["MANIFEST_UNKNOWN"],
+        "DELETE again",
+    );
+    // The manifest can be pushed again.
+    push_manifest(&reg, "del", "v1", &doc).await;
+}
+
+#[tokio::test]
+async fn unknown_repositories_and_manifests_are_404() {
+    let reg = TestRegistry::new();
+    push_image(&reg, "known", "v1", &[b"layer"]).await;
+    let unknown = unknown_digest();
+    let either = ["MANIFEST_UNKNOWN", "NAME_UNKNOWN"];
+    for uri in [
+        "/v2/nosuch/manifests/latest".to_owned(),
+        format!("/v2/nosuch/manifests/{unknown}"),
+        "/v2/known/manifests/nosuch".to_owned(),
+        format!("/v2/known/manifests/{unknown}"),
+        "/v2/known/sub/manifests/v1".to_owned(),
+    ] {
+        expect_error(&reg.get(&uri).await, 404, &either, &format!("GET {uri}"));
+        let h = head(&reg, &uri).await;
+        assert_eq!(h.status, StatusCode::NOT_FOUND, "HEAD {uri}");
+        assert!(h.body.is_empty(), "HEAD {uri} has a body");
+        expect_error(
+            &delete(&reg, &uri).await,
+            404,
+            &either,
+            &format!("DELETE {uri}"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn retagging_and_repushing() {
+    let reg = TestRegistry::new();
+    let (first, _) = push_image(&reg, "re", "latest", &[b"one"]).await;
+    let (second, second_body) = push_image(&reg, "re", "latest", &[b"two"]).await;
+    assert_ne!(first, second);
+    let r = reg.get("/v2/re/manifests/latest").await;
+    assert_eq!(r.header("docker-content-digest"), second.as_str());
+    assert!(r.body[..] == second_body[..]);
+    expect_status(
+        &reg.get(&format!("/v2/re/manifests/{first}")).await,
+        200,
+        "old manifest by digest",
+    );
+    // The same bytes again are fine.
+    let r = reg
+        .put_manifest("re", "latest", media_type::OCI_MANIFEST, &second_body)
+        .await;
+    expect_status(&r, 201, "re-push");
+    assert_eq!(
+        reg.get("/v2/re/tags/list").await.json()["tags"],
+        json!(["latest"])
+    );
+}
+
+#[tokio::test]
+async fn tag_query_parameters_are_ignored() {
+    // Berth implements distribution-spec v1.1.1, which has no `?tag=` on manifest PUTs
+    // (checklist row 64 is about a later spec); the parameters must not be taken as tags.
+    let reg = TestRegistry::new();
+    let doc = simple_image(&reg, "q", b"layer").await;
+    let body = bytes_of(&doc);
+    let d = sha256(&body);
+    let query: Vec<String> = (0..1000).map(|i| format!("tag=t{i}")).collect();
+    let uri = format!("/v2/q/manifests/{d}?{}", query.join("&"));
+    let r = reg
+        .send(
+            Method::PUT,
+            &uri,
+            &[("content-type", media_type::OCI_MANIFEST)],
+            body,
+        )
+        .await;
+    expect_status(&r, 201, "PUT with 1000 tag parameters");
+    assert_eq!(reg.get("/v2/q/tags/list").await.json()["tags"], json!([]));
+}
+
+/// A referrer artifact of `artifact_type` (or an image one when `None`) whose subject is `subject`.
+async fn push_referrer(
+    reg: &TestRegistry,
+    repo: &str,
+    subject: &Digest,
+    artifact_type: Option<&str>,
+    note: &str,
+) -> (TestResponse, Digest, usize) {
+    let empty = push_descriptor(reg, repo, media_type::OCI_EMPTY, b"{}").await;
+    let layer = push_descriptor(reg, repo, "application/octet-stream", note.as_bytes()).await;
+    let mut doc = image_manifest(media_type::OCI_MANIFEST, empty, vec![layer]);
+    match artifact_type {
+        Some(t) => doc["artifactType"] = json!(t),
+        None => {
+            doc["config"] =
+                push_descriptor(reg, repo, media_type::OCI_CONFIG, br#"{"os":"linux"}"#).await
+        }
+    }
+    doc["subject"] =
+        json!({"mediaType": media_type::OCI_MANIFEST, "digest": subject.as_str(), "size": 123});
+    doc["annotations"] = json!({"note": note});
+    let body = bytes_of(&doc);
+    let r = reg
+        .put_manifest(
+            repo,
+            &sha256(&body).to_string(),
+            media_type::OCI_MANIFEST,
+            &body,
+        )
+        .await;
+    (r, sha256(&body), body.len())
+}
+
+/// `GET referrers`: checks the envelope and returns the descriptors.
+async fn referrers(
+    reg: &TestRegistry,
+    repo: &str,
+    subject: &str,
+    filter: Option<&str>,
+) -> Vec<Value> {
+    let uri = match filter {
+        // A raw `+` in a query means a space, as in Go's url.ParseQuery (Distribution, zot).
+        Some(t) => format!(
+            "/v2/{repo}/referrers/{subject}?artifactType={}",
+            t.replace('+', "%2B")
+        ),
+        None => format!("/v2/{repo}/referrers/{subject}"),
+    };
+    let r = reg.get(&uri).await;
+    expect_status(&r, 200, &uri);
+    assert_eq!(r.header("content-type"), media_type::OCI_INDEX, "{uri}");
+    let filters = if filter.is_some() { "artifactType" } else { "" };
+    assert_eq!(r.header("oci-filters-applied"), filters, "{uri}");
+    let index = r.json();
+    assert_eq!(index["schemaVersion"], 2, "{uri}");
+    assert_eq!(index["mediaType"], media_type::OCI_INDEX, "{uri}");
+    index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{uri}: no manifests array"))
+        .clone()
+}
+
+#[tokio::test]
+async fn subjects_and_the_referrers_api() {
+    let reg = TestRegistry::new();
+    let repo = "refs";
+    // The subject does not exist yet: accepted, with OCI-Subject.
+    let (subject, subject_body) = {
+        let doc = simple_image(&reg, repo, b"the image").await;
+        (sha256(&bytes_of(&doc)), doc)
+    };
+    let (r, sig, sig_len) = push_referrer(
+        &reg,
+        repo,
+        &subject,
+        Some("application/vnd.example.signature"),
+        "sig",
+    )
+    .await;
+    expect_status(&r, 201, "referrer before its subject");
+    assert_eq!(r.header("oci-subject"), subject.as_str());
+    let (r, sbom, _) = push_referrer(
+        &reg,
+        repo,
+        &subject,
+        Some("application/vnd.example.sbom"),
+        "sbom",
+    )
+    .await;
+    assert_eq!(r.header("oci-subject"), subject.as_str());
+    let (r, image_ref, _) = push_referrer(&reg, repo, &subject, None, "image").await;
+    assert_eq!(r.header("oci-subject"), subject.as_str());
+    // Now the subject itself; a push without subject has no OCI-Subject.
+    let r = reg
+        .put_manifest(
+            repo,
+            "v1",
+            media_type::OCI_MANIFEST,
+            &bytes_of(&subject_body),
+        )
+        .await;
+    expect_status(&r, 201, "subject");
+    assert_eq!(r.header("oci-subject"), "");
+
+    let all = referrers(&reg, repo, subject.as_str(), None).await;
+    let digests: Vec<&str> = all.iter().map(|d| d["digest"].as_str().unwrap()).collect();
+    assert_eq!(digests.len(), 3, "{all:?}");
+    for d in [&sig, &sbom, &image_ref] {
+        assert!(digests.contains(&d.as_str()), "{d} not listed");
+    }
+    let sig_desc = all.iter().find(|d| d["digest"] == sig.as_str()).unwrap();
+    assert_eq!(sig_desc["mediaType"], media_type::OCI_MANIFEST);
+    assert_eq!(sig_desc["size"], sig_len);
+    assert_eq!(
+        sig_desc["artifactType"],
+        "application/vnd.example.signature"
+    );
+    assert_eq!(sig_desc["annotations"], json!({"note": "sig"}));
+    // An image manifest without artifactType is listed with its config's media type.
+    let image_desc = all
+        .iter()
+        .find(|d| d["digest"] == image_ref.as_str())
+        .unwrap();
+    assert_eq!(image_desc["artifactType"], media_type::OCI_CONFIG);
+
+    let filtered = referrers(
+        &reg,
+        repo,
+        subject.as_str(),
+        Some("application/vnd.example.sbom"),
+    )
+    .await;
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0]["digest"], sbom.as_str());
+    let filtered = referrers(&reg, repo, subject.as_str(), Some(media_type::OCI_CONFIG)).await;
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0]["digest"], image_ref.as_str());
+    assert!(
+        referrers(&reg, repo, subject.as_str(), Some("application/x-none"))
+            .await
+            .is_empty()
+    );
+
+    // Referrers are per repository.
+    reg.push_blob("other", b"x").await;
+    assert!(
+        referrers(&reg, "other", subject.as_str(), None)
+            .await
+            .is_empty()
+    );
+    // Deleting a referrer removes it from the list.
+    expect_status(
+        &delete(&reg, &format!("/v2/{repo}/manifests/{sig}")).await,
+        202,
+        "delete referrer",
+    );
+    assert_eq!(referrers(&reg, repo, subject.as_str(), None).await.len(), 2);
+}
+
+#[tokio::test]
+async fn index_referrers_keep_their_artifact_type_or_none() {
+    let reg = TestRegistry::new();
+    let (subject, _) = push_image(&reg, "ix", "v1", &[b"layer"]).await;
+    let (child, child_body) = push_image(&reg, "ix", "v2", &[b"layer 2"]).await;
+    let child_desc = descriptor(media_type::OCI_MANIFEST, &child, child_body.len());
+    let subject_desc =
+        json!({"mediaType": media_type::OCI_MANIFEST, "digest": subject.as_str(), "size": 1});
+    let plain = json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [child_desc], "subject": subject_desc});
+    let r = reg
+        .put_manifest("ix", "plain", media_type::OCI_INDEX, &bytes_of(&plain))
+        .await;
+    expect_status(&r, 201, "index with subject");
+    assert_eq!(r.header("oci-subject"), subject.as_str());
+    let mut typed = plain.clone();
+    typed["artifactType"] = json!("application/vnd.example.bundle");
+    expect_status(
+        &reg.put_manifest("ix", "typed", media_type::OCI_INDEX, &bytes_of(&typed))
+            .await,
+        201,
+        "typed index",
+    );
+
+    let all = referrers(&reg, "ix", subject.as_str(), None).await;
+    assert_eq!(all.len(), 2);
+    let plain_desc = all
+        .iter()
+        .find(|d| d["digest"] == sha256(&bytes_of(&plain)).as_str())
+        .unwrap();
+    assert_eq!(plain_desc["mediaType"], media_type::OCI_INDEX);
+    assert!(plain_desc.get("artifactType").is_none(), "{plain_desc}");
+    let typed_desc = all
+        .iter()
+        .find(|d| d["digest"] == sha256(&bytes_of(&typed)).as_str())
+        .unwrap();
+    assert_eq!(typed_desc["artifactType"], "application/vnd.example.bundle");
+}
+
+#[tokio::test]
+async fn referrers_of_unknown_or_malformed_subjects() {
+    let reg = TestRegistry::new();
+    push_image(&reg, "r", "v1", &[b"layer"]).await;
+    for repo in ["r", "nosuch"] {
+        assert!(
+            referrers(&reg, repo, unknown_digest().as_str(), None)
+                .await
+                .is_empty(),
+            "{repo}"
+        );
+        assert!(
+            referrers(&reg, repo, unknown_digest().as_str(), Some("x"))
+                .await
+                .is_empty(),
+            "{repo}"
+        );
+    }
+    let bad = [
+        "sha256:abc",
+        "latest",
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+        "sha256:..%2F..%2Fetc",
+        "sha256:../../etc/passwd",
+    ];
+    for digest in bad {
+        let r = reg.get(&format!("/v2/r/referrers/{digest}")).await;
+        expect_error(&r, 400, &["DIGEST_INVALID"], digest);
+    }
+}
