@@ -102,7 +102,7 @@ async fn valid_names_work() {
     for name in good {
         let d = reg.push_blob(name, b"data").await;
         expect_blob(&reg, name, &d, b"data", name).await;
-        push_image(&reg, name, "v1", &[b"layer"]).await;
+        reg.push_image(name, "v1", &[b"layer"]).await;
         expect_status(&reg.get(&format!("/v2/{name}/tags/list")).await, 200, name);
     }
     let catalog = strings(&reg.get("/v2/_catalog").await.json()["repositories"]);
@@ -143,7 +143,7 @@ async fn traversal_never_reaches_storage() {
 #[tokio::test]
 async fn unknown_paths_are_404() {
     let reg = TestRegistry::new();
-    push_image(&reg, "p/x", "v1", &[b"layer"]).await;
+    reg.push_image("p/x", "v1", &[b"layer"]).await;
     for uri in [
         "/v2/p/x",
         "/v2/p/x/",
@@ -197,7 +197,7 @@ async fn version_check() {
 #[tokio::test]
 async fn unsupported_methods_are_405_with_allow() {
     let reg = TestRegistry::new();
-    let (m, _) = push_image(&reg, "p/x", "v1", &[b"layer"]).await;
+    let (m, _) = reg.push_image("p/x", "v1", &[b"layer"]).await;
     let d = unknown_digest();
     let upload = start_upload(&reg, "p/x").await;
     let cases = [
@@ -281,7 +281,7 @@ async fn unsupported_methods_are_405_with_allow() {
 #[tokio::test]
 async fn every_4xx_has_an_oci_error_body() {
     let reg = TestRegistry::new();
-    let (m, _) = push_image(&reg, "p/x", "v1", &[b"layer"]).await;
+    let (m, _) = reg.push_image("p/x", "v1", &[b"layer"]).await;
     let blob = reg.push_blob("p/x", &pattern(2048)).await;
     let upload = start_upload(&reg, "p/x").await;
     let unknown = unknown_digest();

@@ -351,11 +351,9 @@ async fn only_stored_content_creates_repositories() {
         .await;
     expect_error(&r, 400, &["MANIFEST_BLOB_UNKNOWN"], "unknown config");
     let r = reg
-        .send(
+        .send_empty(
             Method::POST,
             &format!("/v2/ghost/mount/blobs/uploads/?mount={wrong}&from=real"),
-            &[],
-            Body::empty(),
         )
         .await;
     expect_status(&r, 202, "mount fallback");

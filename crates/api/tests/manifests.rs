@@ -278,7 +278,7 @@ async fn content_type_and_media_type_may_each_be_left_out() {
 #[tokio::test]
 async fn accept_does_not_change_what_is_served() {
     let reg = TestRegistry::new();
-    let (d, body) = push_image(&reg, "acc", "v1", &[b"layer"]).await;
+    let (d, body) = reg.push_image("acc", "v1", &[b"layer"]).await;
     // Berth serves the stored type whatever the Accept header says (checklist row 66).
     for accept in [
         media_type::DOCKER_MANIFEST,
@@ -316,7 +316,7 @@ async fn unknown_references_are_manifest_blob_unknown() {
     // A blob in another repository is not in this one.
     let elsewhere = push_descriptor(&reg, "elsewhere", OCI_LAYER, b"elsewhere").await;
     let elsewhere_digest = elsewhere["digest"].as_str().unwrap().to_owned();
-    let (other_manifest, other_body) = push_image(&reg, "elsewhere", "v1", &[b"x"]).await;
+    let (other_manifest, other_body) = reg.push_image("elsewhere", "v1", &[b"x"]).await;
     let child_elsewhere = descriptor(media_type::OCI_MANIFEST, &other_manifest, other_body.len());
 
     let cases: Vec<(&str, Value, &str)> = vec![
@@ -758,7 +758,7 @@ async fn manifest_size_limit() {
 #[tokio::test]
 async fn delete_by_tag_removes_only_the_tag() {
     let reg = TestRegistry::new();
-    let (d, _) = push_image(&reg, "del", "v1", &[b"layer"]).await;
+    let (d, _) = reg.push_image("del", "v1", &[b"layer"]).await;
     let doc: Value = serde_json::from_slice(&reg.get("/v2/del/manifests/v1").await.body).unwrap();
     push_manifest(&reg, "del", "v2", &doc).await;
 
@@ -791,10 +791,10 @@ async fn delete_by_tag_removes_only_the_tag() {
 #[tokio::test]
 async fn delete_by_digest_removes_the_manifest_and_its_tags() {
     let reg = TestRegistry::new();
-    let (d, body) = push_image(&reg, "del", "v1", &[b"layer"]).await;
+    let (d, body) = reg.push_image("del", "v1", &[b"layer"]).await;
     let doc: Value = serde_json::from_slice(&body).unwrap();
     push_manifest(&reg, "del", "v2", &doc).await;
-    let (keep, _) = push_image(&reg, "del", "keep", &[b"other layer"]).await;
+    let (keep, _) = reg.push_image("del", "keep", &[b"other layer"]).await;
 
     let r = delete(&reg, &format!("/v2/del/manifests/{d}")).await;
     expect_status(&r, 202, "DELETE by digest");
@@ -827,7 +827,7 @@ async fn delete_by_digest_removes_the_manifest_and_its_tags() {
 #[tokio::test]
 async fn unknown_repositories_and_manifests_are_404() {
     let reg = TestRegistry::new();
-    push_image(&reg, "known", "v1", &[b"layer"]).await;
+    reg.push_image("known", "v1", &[b"layer"]).await;
     let unknown = unknown_digest();
     let either = ["MANIFEST_UNKNOWN", "NAME_UNKNOWN"];
     for uri in [
@@ -853,8 +853,8 @@ async fn unknown_repositories_and_manifests_are_404() {
 #[tokio::test]
 async fn retagging_and_repushing() {
     let reg = TestRegistry::new();
-    let (first, _) = push_image(&reg, "re", "latest", &[b"one"]).await;
-    let (second, second_body) = push_image(&reg, "re", "latest", &[b"two"]).await;
+    let (first, _) = reg.push_image("re", "latest", &[b"one"]).await;
+    let (second, second_body) = reg.push_image("re", "latest", &[b"two"]).await;
     assert_ne!(first, second);
     let r = reg.get("/v2/re/manifests/latest").await;
     assert_eq!(r.header("docker-content-digest"), second.as_str());
@@ -1059,8 +1059,8 @@ async fn subjects_and_the_referrers_api() {
 #[tokio::test]
 async fn index_referrers_keep_their_artifact_type_or_none() {
     let reg = TestRegistry::new();
-    let (subject, _) = push_image(&reg, "ix", "v1", &[b"layer"]).await;
-    let (child, child_body) = push_image(&reg, "ix", "v2", &[b"layer 2"]).await;
+    let (subject, _) = reg.push_image("ix", "v1", &[b"layer"]).await;
+    let (child, child_body) = reg.push_image("ix", "v2", &[b"layer 2"]).await;
     let child_desc = descriptor(media_type::OCI_MANIFEST, &child, child_body.len());
     let subject_desc =
         json!({"mediaType": media_type::OCI_MANIFEST, "digest": subject.as_str(), "size": 1});
@@ -1097,7 +1097,7 @@ async fn index_referrers_keep_their_artifact_type_or_none() {
 #[tokio::test]
 async fn referrers_of_unknown_or_malformed_subjects() {
     let reg = TestRegistry::new();
-    push_image(&reg, "r", "v1", &[b"layer"]).await;
+    reg.push_image("r", "v1", &[b"layer"]).await;
     for repo in ["r", "nosuch"] {
         assert!(
             referrers(&reg, repo, unknown_digest().as_str(), None)

@@ -139,12 +139,7 @@ async fn streamed_patch_without_content_range() {
     }
     // Closing PUT without a body and without Content-Length.
     let r = reg
-        .send(
-            Method::PUT,
-            &with_query(&location, &format!("digest={d}")),
-            &[],
-            Body::empty(),
-        )
+        .send_empty(Method::PUT, &with_query(&location, &format!("digest={d}")))
         .await;
     expect_status(&r, 201, "closing PUT");
     expect_blob(&reg, "stream", &d, &data, "streamed").await;
@@ -550,11 +545,9 @@ async fn monolithic_post_with_a_short_body_stores_nothing() {
 async fn digest_algorithms() {
     let reg = TestRegistry::new();
     let r = reg
-        .send(
+        .send_empty(
             Method::POST,
             "/v2/alg/blobs/uploads/?digest-algorithm=bogus",
-            &[],
-            Body::empty(),
         )
         .await;
     expect_error(
@@ -579,11 +572,9 @@ async fn digest_algorithms() {
     expect_blob(&reg, "alg", &d, &data, "sha512 monolithic").await;
 
     let r = reg
-        .send(
+        .send_empty(
             Method::POST,
             "/v2/alg2/blobs/uploads/?digest-algorithm=sha512",
-            &[],
-            Body::empty(),
         )
         .await;
     expect_status(&r, 202, "sha512 session");
@@ -828,11 +819,9 @@ async fn cross_repository_mount() {
     let d = reg.push_blob("src/repo", &data).await;
 
     let r = reg
-        .send(
+        .send_empty(
             Method::POST,
             &format!("/v2/dst/repo/blobs/uploads/?mount={d}&from=src/repo"),
-            &[],
-            Body::empty(),
         )
         .await;
     expect_status(&r, 201, "mount");
@@ -841,11 +830,9 @@ async fn cross_repository_mount() {
     expect_blob(&reg, "dst/repo", &d, &data, "mounted").await;
     // Mounting again is harmless.
     let r = reg
-        .send(
+        .send_empty(
             Method::POST,
             &format!("/v2/dst/repo/blobs/uploads/?mount={d}&from=src/repo"),
-            &[],
-            Body::empty(),
         )
         .await;
     expect_status(&r, 201, "mount again");
@@ -899,11 +886,9 @@ async fn mount_falls_back_to_a_session() {
     ];
     for (target, query, status, ctx) in cases {
         let r = reg
-            .send(
+            .send_empty(
                 Method::POST,
                 &format!("/v2/{target}/blobs/uploads/?{query}"),
-                &[],
-                Body::empty(),
             )
             .await;
         expect_status(&r, status, ctx);
@@ -934,11 +919,9 @@ async fn mount_falls_back_to_a_session() {
         "delete in source",
     );
     let r = reg
-        .send(
+        .send_empty(
             Method::POST,
             &format!("/v2/t7/blobs/uploads/?mount={d}&from=has"),
-            &[],
-            Body::empty(),
         )
         .await;
     expect_status(&r, 202, "from a repo whose link was deleted");
@@ -968,12 +951,7 @@ async fn malformed_mount_requests_are_400() {
     ];
     for (query, code) in cases {
         let r = reg
-            .send(
-                Method::POST,
-                &format!("/v2/dst/blobs/uploads/?{query}"),
-                &[],
-                Body::empty(),
-            )
+            .send_empty(Method::POST, &format!("/v2/dst/blobs/uploads/?{query}"))
             .await;
         let codes: &[&str] = if code == "DIGEST_INVALID" {
             &["DIGEST_INVALID", "UNSUPPORTED"]

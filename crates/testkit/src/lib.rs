@@ -108,9 +108,14 @@ impl TestRegistry {
         }
     }
 
+    /// Sends a request without headers or body.
+    pub async fn send_empty(&self, method: Method, uri: &str) -> TestResponse {
+        self.send(method, uri, &[], Body::empty()).await
+    }
+
     /// `GET uri`.
     pub async fn get(&self, uri: &str) -> TestResponse {
-        self.send(Method::GET, uri, &[], Body::empty()).await
+        self.send_empty(Method::GET, uri).await
     }
 
     /// Pushes a blob monolithically; returns its digest.

@@ -131,12 +131,12 @@ pub fn expect_status(r: &TestResponse, status: u16, ctx: &str) {
 
 /// `HEAD uri`.
 pub async fn head(reg: &TestRegistry, uri: &str) -> TestResponse {
-    reg.send(Method::HEAD, uri, &[], Body::empty()).await
+    reg.send_empty(Method::HEAD, uri).await
 }
 
 /// `DELETE uri`.
 pub async fn delete(reg: &TestRegistry, uri: &str) -> TestResponse {
-    reg.send(Method::DELETE, uri, &[], Body::empty()).await
+    reg.send_empty(Method::DELETE, uri).await
 }
 
 /// A body sent without `Content-Length`, in `parts` pieces (like chunked transfer).
@@ -324,35 +324,4 @@ pub fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().expect("string").to_owned())
         .collect()
-}
-
-/// Pushes an OCI image (config + one layer per item of `layers`) under `tag`; returns the
-/// manifest digest and bytes. (Like `TestRegistry::push_image`, whose config descriptor
-/// declares 38 bytes for a 37-byte config, so every push through it is refused.)
-pub async fn push_image(
-    reg: &TestRegistry,
-    repo: &str,
-    tag: &str,
-    layers: &[&[u8]],
-) -> (Digest, Vec<u8>) {
-    let config = push_descriptor(
-        reg,
-        repo,
-        media_type::OCI_CONFIG,
-        br#"{"architecture":"amd64","os":"linux"}"#,
-    )
-    .await;
-    let mut descriptors = Vec::new();
-    for layer in layers {
-        descriptors.push(
-            push_descriptor(reg, repo, "application/vnd.oci.image.layer.v1.tar", layer).await,
-        );
-    }
-    push_manifest(
-        reg,
-        repo,
-        tag,
-        &image_manifest(media_type::OCI_MANIFEST, config, descriptors),
-    )
-    .await
 }
