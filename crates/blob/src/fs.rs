@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::buffer_pool::BufferPool;
 use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
 
 /// Bytes gathered from the body before they are handed to the writer thread.
@@ -25,8 +26,10 @@ const WRITE_BATCH: usize = 512 << 10;
 const WRITEBACK_STEP: u64 = 8 << 20;
 /// Size of each chunk a blob read yields.
 const READ_CHUNK: usize = 1 << 20;
-/// Chunks read ahead of the client.
-const READ_AHEAD: usize = 4;
+/// Chunks read ahead of the client, per read.
+const READ_AHEAD: usize = 2;
+/// Read buffers kept between reads.
+const IDLE_READ_BUFFERS: usize = 16;
 /// Body chunks queued between the receiving task and the writing thread.
 const PIPE_DEPTH: usize = 8;
 
@@ -34,6 +37,8 @@ const PIPE_DEPTH: usize = 8;
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: Arc<PathBuf>,
+    /// Buffers blob reads are served from.
+    read_buffers: Arc<BufferPool>,
 }
 
 impl FsBlobStore {
@@ -44,6 +49,7 @@ impl FsBlobStore {
         std::fs::create_dir_all(root.join("uploads"))?;
         Ok(FsBlobStore {
             root: Arc::new(root),
+            read_buffers: BufferPool::new(READ_CHUNK, IDLE_READ_BUFFERS),
         })
     }
 
@@ -99,18 +105,19 @@ fn start_writeback(file: &File, from: u64, len: u64) {
     }
 }
 
-/// The blocking half of a read: fills chunks from the file until `len` bytes were sent
-/// or the client went away.
-fn read_chunks(mut file: File, mut len: u64, tx: mpsc::Sender<io::Result<Bytes>>) {
+/// The blocking half of a read: fills pooled buffers from the file until `len` bytes were
+/// sent or the client went away.
+fn read_chunks(
+    mut file: File,
+    mut len: u64,
+    pool: Arc<BufferPool>,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+) {
     while len > 0 {
-        let want = len.min(READ_CHUNK as u64) as usize;
-        let mut buf = BytesMut::zeroed(want);
-        let item = match file.read_exact(&mut buf) {
-            Ok(()) => Ok(buf.freeze()),
-            Err(e) => Err(e),
-        };
-        let failed = item.is_err();
-        if tx.blocking_send(item).is_err() || failed {
+        let want = len.min(pool.buffer_size() as u64) as usize;
+        let chunk = pool.fill(|buf| file.read_exact(&mut buf[..want]).map(|()| want));
+        let failed = chunk.is_err();
+        if tx.blocking_send(chunk).is_err() || failed {
             return;
         }
         len -= want as u64;
@@ -142,7 +149,7 @@ fn write_chunks(
 impl BlobStore for FsBlobStore {
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
         let path = self.blob_path(digest);
-        let (file, start, len) = blocking(move || {
+        let (file, len) = blocking(move || {
             let mut file = File::open(&path).map_err(not_found_as)?;
             let size = file.metadata()?.len();
             let (start, len) = match range {
@@ -150,12 +157,12 @@ impl BlobStore for FsBlobStore {
                 None => (0, size),
             };
             file.seek(SeekFrom::Start(start))?;
-            Ok((file, start, len))
+            Ok((file, len))
         })
         .await?;
         let (tx, rx) = mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || read_chunks(file, len, tx));
-        tracing::trace!(%start, len, "streaming blob");
+        let pool = self.read_buffers.clone();
+        tokio::task::spawn_blocking(move || read_chunks(file, len, pool, tx));
         let body = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (chunk, rx))
         });

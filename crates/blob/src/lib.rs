@@ -5,6 +5,7 @@
 //! becomes visible under its digest only after every byte was received, hashed and
 //! made durable; readers never see a partial blob.
 
+mod buffer_pool;
 mod fs;
 mod port;
 

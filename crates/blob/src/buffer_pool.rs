@@ -1,0 +1,106 @@
+//! Reusable read buffers, handed out as `Bytes` that return to the pool when dropped.
+//!
+//! Reading blobs into fresh allocations (or fresh mappings) costs an `munmap` per chunk,
+//! and every `munmap` in a multi-threaded process interrupts the other cores to flush
+//! their TLBs. Reusing a few buffers keeps the read path free of that.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+/// A bounded set of equally sized buffers.
+#[derive(Debug)]
+pub struct BufferPool {
+    size: usize,
+    max_idle: usize,
+    /// Buffers not in use; at most `max_idle` are kept.
+    idle: Mutex<Vec<Vec<u8>>>,
+}
+
+/// A buffer on loan, filled up to `len`.
+struct Loan {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for Loan {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        let mut idle = self.pool.idle.lock().expect("buffer pool");
+        if idle.len() < self.pool.max_idle {
+            idle.push(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+impl BufferPool {
+    /// A pool of `size`-byte buffers keeping at most `max_idle` of them between uses.
+    pub fn new(size: usize, max_idle: usize) -> Arc<Self> {
+        Arc::new(BufferPool {
+            size,
+            max_idle,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The size of every buffer.
+    pub fn buffer_size(&self) -> usize {
+        self.size
+    }
+
+    /// Lends a buffer, lets `fill` write into it and returns how many bytes it wrote; the
+    /// result is shared as `Bytes` and the buffer comes back when the last clone drops.
+    pub fn fill<E>(
+        self: &Arc<Self>,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<Bytes, E> {
+        let pooled = self.idle.lock().expect("buffer pool").pop();
+        let mut buf = pooled.unwrap_or_else(|| vec![0; self.size]);
+        let len = fill(&mut buf)?;
+        Ok(Bytes::from_owner(Loan {
+            buf,
+            len,
+            pool: self.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_and_idle_ones_are_bounded() {
+        let pool = BufferPool::new(8, 1);
+        let a = pool
+            .fill(|b| {
+                Ok::<_, ()>({
+                    b[..3].copy_from_slice(b"abc");
+                    3
+                })
+            })
+            .unwrap();
+        let b = pool
+            .fill(|b| {
+                Ok::<_, ()>({
+                    b[0] = b'x';
+                    1
+                })
+            })
+            .unwrap();
+        assert_eq!((&a[..], &b[..]), (&b"abc"[..], &b"x"[..]));
+        let ptr = a.as_ptr();
+        drop(a);
+        drop(b);
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+        let c = pool.fill(|_| Ok::<_, ()>(0)).unwrap();
+        assert_eq!(c.as_ptr(), ptr, "a returned buffer is reused");
+        assert!(pool.fill(|_| Err::<usize, _>("failed")).is_err());
+    }
+}
