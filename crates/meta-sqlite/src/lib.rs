@@ -9,6 +9,7 @@
 mod migrate;
 mod queries;
 mod readers;
+mod tag_cache;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,11 +22,14 @@ use berth_meta::{
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
 use crate::readers::Readers;
+use crate::tag_cache::TagCache;
 use crate::writer::Writer;
 
 /// Metadata store on an SQLite database file.
 pub struct SqliteMetaStore {
     readers: Readers,
+    /// Complete tag lists of recently listed repositories.
+    tag_cache: TagCache,
     writer: Writer,
 }
 
@@ -41,6 +45,7 @@ impl SqliteMetaStore {
         migrate::run(&mut conn)?;
         Ok(SqliteMetaStore {
             readers: Readers::new(path),
+            tag_cache: TagCache::default(),
             writer: Writer::start(conn)?,
         })
     }
@@ -201,8 +206,21 @@ impl ManifestStore for SqliteMetaStore {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Option<TagPage>, MetaError> {
-        self.readers
-            .with(|c| queries::tags(c, repository.as_str(), last.unwrap_or(""), limit))
+        let last = last.unwrap_or("");
+        self.readers.with(|c| {
+            let Some((repo_id, version)) = queries::repository_tag_version(c, repository.as_str())?
+            else {
+                return Ok(None);
+            };
+            if let Some(page) = self.tag_cache.page(repo_id, version, last, limit) {
+                return Ok(Some(page));
+            }
+            let page = queries::tags(c, repo_id, last, limit)?;
+            if last.is_empty() && !page.more {
+                self.tag_cache.store(repo_id, version, page.names.clone());
+            }
+            Ok(Some(page))
+        })
     }
 
     async fn referrers(

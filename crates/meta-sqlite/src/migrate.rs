@@ -6,7 +6,10 @@ use rusqlite::Connection;
 use crate::db_err;
 
 /// Every migration in order; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_core.sql"),
+    include_str!("../migrations/0002_tag_version.sql"),
+];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.
 pub fn run(conn: &mut Connection) -> Result<(), MetaError> {

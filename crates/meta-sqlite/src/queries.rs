@@ -31,22 +31,25 @@ pub fn catalog(c: &Connection, last: &str, limit: u32) -> rusqlite::Result<TagPa
     Ok(page(names, limit))
 }
 
-pub fn tags(
+/// A repository's id and tag-list version.
+pub fn repository_tag_version(
     c: &Connection,
     repository: &str,
-    last: &str,
-    limit: u32,
-) -> rusqlite::Result<Option<TagPage>> {
-    let Some(repo_id) = repository_id(c, repository)? else {
-        return Ok(None);
-    };
+) -> rusqlite::Result<Option<(i64, i64)>> {
+    c.prepare_cached("SELECT id, tag_version FROM repositories WHERE name = ?1")?
+        .query_row([repository], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+}
+
+/// Up to `limit` tags of a repository after `last`.
+pub fn tags(c: &Connection, repo_id: i64, last: &str, limit: u32) -> rusqlite::Result<TagPage> {
     let mut stmt = c.prepare_cached(
         "SELECT name FROM tags WHERE repository_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
     )?;
     let names = stmt
         .query_map(params![repo_id, last, i64::from(limit) + 1], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
-    Ok(Some(page(names, limit)))
+    Ok(page(names, limit))
 }
 
 fn repository_id(c: &Connection, repository: &str) -> rusqlite::Result<Option<i64>> {
