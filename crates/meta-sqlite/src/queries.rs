@@ -52,12 +52,6 @@ pub fn tags(c: &Connection, repo_id: i64, last: &str, limit: u32) -> rusqlite::R
     Ok(page(names, limit))
 }
 
-fn repository_id(c: &Connection, repository: &str) -> rusqlite::Result<Option<i64>> {
-    c.prepare_cached("SELECT id FROM repositories WHERE name = ?1")?
-        .query_row([repository], |r| r.get(0))
-        .optional()
-}
-
 /// Creates the project and repository on first use; returns the repository id.
 pub fn ensure_repository(
     c: &Connection,
