@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_blob::{BlobRead, BlobStore};
-use berth_meta::{MetaStore, NewManifest, PullRecord, UploadSession};
+use berth_meta::{MetaStore, NewManifest, PullRecord, TagPage, UploadSession};
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
     RepositoryName, media_type,
@@ -84,8 +84,8 @@ pub struct PushedManifest {
 
 /// One page of a name listing.
 pub struct TagList {
-    /// Names in lexical order.
-    pub names: Vec<String>,
+    /// The names, in lexical order.
+    pub page: TagPage,
     /// Page size to use for the next-page link, when more follow.
     pub next_page: Option<u32>,
 }
@@ -134,8 +134,8 @@ impl Registry {
         let limit = self.page_size(n);
         let page = self.meta.catalog(last, limit).await?;
         Ok(TagList {
-            names: page.names,
             next_page: (page.more && limit > 0).then_some(limit),
+            page,
         })
     }
 
@@ -153,8 +153,8 @@ impl Registry {
             .await?
             .ok_or(RegistryError::NameUnknown)?;
         Ok(TagList {
-            names: page.names,
             next_page: (page.more && limit > 0).then_some(limit),
+            page,
         })
     }
 

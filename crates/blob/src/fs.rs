@@ -21,7 +21,7 @@ use crate::buffer_pool::BufferPool;
 use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
 
 /// Bytes gathered from the body before they are handed to the writer thread.
-const WRITE_BATCH: usize = 512 << 10;
+const WRITE_BATCH: usize = 256 << 10;
 /// Bytes written between write-back kicks.
 const WRITEBACK_STEP: u64 = 8 << 20;
 /// Size of each chunk a blob read yields.
@@ -31,7 +31,7 @@ const READ_AHEAD: usize = 2;
 /// Read buffers kept between reads.
 const IDLE_READ_BUFFERS: usize = 16;
 /// Body chunks queued between the receiving task and the writing thread.
-const PIPE_DEPTH: usize = 8;
+const PIPE_DEPTH: usize = 4;
 
 /// Blob store on a local directory.
 #[derive(Debug, Clone)]

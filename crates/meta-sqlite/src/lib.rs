@@ -217,7 +217,8 @@ impl ManifestStore for SqliteMetaStore {
             }
             let page = queries::tags(c, repo_id, last, limit)?;
             if last.is_empty() && !page.more {
-                self.tag_cache.store(repo_id, version, page.names.clone());
+                self.tag_cache
+                    .store(repo_id, version, page.names().to_vec());
             }
             Ok(Some(page))
         })

@@ -13,7 +13,7 @@ use crate::db_err;
 fn page(mut names: Vec<String>, limit: u32) -> TagPage {
     let more = names.len() > limit as usize;
     names.truncate(limit as usize);
-    TagPage { names, more }
+    TagPage::new(names, more)
 }
 
 fn digest_col(text: String) -> rusqlite::Result<Digest> {

@@ -15,7 +15,7 @@ const MAX_REPOSITORIES: usize = 256;
 /// A repository's complete, sorted tag list at one version.
 struct Cached {
     version: i64,
-    names: Arc<Vec<String>>,
+    names: Arc<[String]>,
 }
 
 /// Cached tag lists by repository id.
@@ -35,10 +35,8 @@ impl TagCache {
         };
         let start = names.partition_point(|n| n.as_str() <= last);
         let end = start.saturating_add(limit as usize).min(names.len());
-        Some(TagPage {
-            names: names[start..end].to_vec(),
-            more: end < names.len(),
-        })
+        let more = end < names.len();
+        Some(TagPage::window(names, start..end, more))
     }
 
     /// Remembers the complete list of a repository at `version`.
@@ -54,7 +52,7 @@ impl TagCache {
             repo_id,
             Cached {
                 version,
-                names: Arc::new(names),
+                names: names.into(),
             },
         );
     }
@@ -73,14 +71,14 @@ mod tests {
         assert!(cache.page(2, 7, "", 10).is_none(), "other repository");
         let p = cache.page(1, 7, "a", 2).unwrap();
         assert_eq!(
-            (p.names.as_slice(), p.more),
+            (p.names(), p.more),
             (&["b".to_string(), "c".into()][..], true)
         );
         let p = cache.page(1, 7, "bb", 10).unwrap();
         assert_eq!(
-            (p.names.as_slice(), p.more),
+            (p.names(), p.more),
             (&["c".to_string(), "d".into()][..], false)
         );
-        assert!(cache.page(1, 7, "", 0).unwrap().names.is_empty());
+        assert!(cache.page(1, 7, "", 0).unwrap().names().is_empty());
     }
 }

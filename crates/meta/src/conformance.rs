@@ -134,22 +134,22 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
     let m = manifest("p3/list", "list", &[], &names);
     store.put_manifest(&m).await.unwrap();
     let all = store.tags(&r, None, 100).await.unwrap().unwrap();
-    assert_eq!(all.names, ["0.1.2", "0.1.2-rc", "0.1.20", "a", "b"]);
+    assert_eq!(all.names(), ["0.1.2", "0.1.2-rc", "0.1.20", "a", "b"]);
     assert!(!all.more);
     let p1 = store.tags(&r, None, 2).await.unwrap().unwrap();
     assert_eq!(
-        (p1.names.as_slice(), p1.more),
+        (p1.names(), p1.more),
         (&["0.1.2".to_string(), "0.1.2-rc".into()][..], true)
     );
     let p2 = store.tags(&r, Some("0.1.2-rc"), 2).await.unwrap().unwrap();
-    assert_eq!(p2.names, ["0.1.20", "a"]);
+    assert_eq!(p2.names(), ["0.1.20", "a"]);
     assert_eq!(
         store
             .tags(&r, Some("zz"), 2)
             .await
             .unwrap()
             .unwrap()
-            .names
+            .names()
             .len(),
         0
     );
@@ -161,14 +161,14 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
             .is_none()
     );
     let cat = store.catalog(None, 1000).await.unwrap();
-    let mut sorted = cat.names.clone();
+    let mut sorted = cat.names().to_vec();
     sorted.sort();
-    assert_eq!(cat.names, sorted);
-    assert!(cat.names.contains(&"p3/list".to_string()));
+    assert_eq!(cat.names(), sorted);
+    assert!(cat.names().contains(&"p3/list".to_string()));
     let first = store.catalog(None, 1).await.unwrap();
     assert!(first.more);
-    let next = store.catalog(Some(&first.names[0]), 1).await.unwrap();
-    assert!(next.names[0] > first.names[0]);
+    let next = store.catalog(Some(&first.names()[0]), 1).await.unwrap();
+    assert!(next.names()[0] > first.names()[0]);
 }
 
 async fn referrers_filter_by_artifact_type(store: &dyn MetaStore) {
@@ -266,7 +266,7 @@ async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {
             .await
             .unwrap()
             .unwrap()
-            .names
+            .names()
             .len(),
         64
     );

@@ -1,5 +1,8 @@
 //! Plain records passed across the metadata port. Times are Unix milliseconds.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use berth_oci::{Algorithm, Digest, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
@@ -76,12 +79,37 @@ pub struct Referrer {
 }
 
 /// One page of a listing, in lexical order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The names may be a window into a larger shared list (a cached tag list), so serving a
+/// page never copies the names.
+#[derive(Debug, Clone)]
 pub struct TagPage {
-    /// The names on this page.
-    pub names: Vec<String>,
+    all: Arc<[String]>,
+    window: Range<usize>,
     /// Whether more names follow the last one.
     pub more: bool,
+}
+
+impl TagPage {
+    /// A page holding exactly `names`.
+    pub fn new(names: Vec<String>, more: bool) -> Self {
+        let len = names.len();
+        TagPage {
+            all: names.into(),
+            window: 0..len,
+            more,
+        }
+    }
+
+    /// A page that is the `window` of a shared list.
+    pub fn window(all: Arc<[String]>, window: Range<usize>, more: bool) -> Self {
+        TagPage { all, window, more }
+    }
+
+    /// The names on this page.
+    pub fn names(&self) -> &[String] {
+        &self.all[self.window.clone()]
+    }
 }
 
 /// A pull to record against an artifact (and the tag it was pulled by, if any).

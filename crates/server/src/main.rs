@@ -13,11 +13,6 @@ use clap::{Parser, Subcommand};
 
 use crate::config::Config;
 
-/// mimalloc instead of glibc's allocator: request handling allocates many small, short-lived
-/// buffers across threads, where glibc's malloc and free showed up as the top cost.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Berth: an OCI registry with Harbor's management features, in one binary.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]

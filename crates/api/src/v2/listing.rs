@@ -29,7 +29,7 @@ fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
 /// Adds `Link: <path?last=..&n=..>; rel="next"` when more names follow.
 fn paged(body: Vec<u8>, list: &TagList, path: &str) -> Response {
     let mut response = json_response(body);
-    if let (Some(n), Some(last)) = (list.next_page, list.names.last()) {
+    if let (Some(n), Some(last)) = (list.next_page, list.page.names().last()) {
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("last", last)
             .append_pair("n", &n.to_string())
@@ -58,7 +58,7 @@ pub async fn catalog(call: Call<'_>) -> Result<Response, ApiError> {
     let n = page_size(&call)?;
     let list = call.registry.catalog(call.query.get("last"), n).await?;
     let body = serde_json::to_vec(&Catalog {
-        repositories: &list.names,
+        repositories: list.page.names(),
     })
     .expect("serializable");
     Ok(paged(body, &list, "/v2/_catalog"))
@@ -70,7 +70,7 @@ pub async fn tags(call: Call<'_>, name: RepositoryName) -> Result<Response, ApiE
     let list = call.registry.tags(&name, call.query.get("last"), n).await?;
     let body = serde_json::to_vec(&Tags {
         name: name.as_str(),
-        tags: &list.names,
+        tags: list.page.names(),
     })
     .expect("serializable");
     Ok(paged(body, &list, &format!("/v2/{name}/tags/list")))
