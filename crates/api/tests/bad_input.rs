@@ -418,3 +418,31 @@ async fn every_4xx_has_an_oci_error_body() {
         check_error_body(&r, &ctx);
     }
 }
+
+/// Row 79: an oversized request target or header section is refused quickly.
+#[tokio::test]
+async fn oversized_targets_and_headers_are_refused() {
+    let reg = TestRegistry::new();
+    let long = format!("/v2/p/x/tags/list?last={}", "a".repeat(9000));
+    assert_eq!(reg.get(&long).await.status, 414);
+    let ok = format!("/v2/p/x/tags/list?last={}", "a".repeat(7000));
+    assert_eq!(
+        reg.get(&ok).await.status,
+        404,
+        "a long but acceptable target is served"
+    );
+    let big = "b".repeat(8000);
+    let headers: Vec<(String, String)> = (0..9)
+        .map(|i| (format!("x-filler-{i}"), big.clone()))
+        .collect();
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = reg.send(Method::GET, "/v2/", &refs, Body::empty()).await;
+    assert_eq!(r.status, 431);
+    let r = reg
+        .send(Method::GET, "/v2/", &refs[..4], Body::empty())
+        .await;
+    assert_eq!(r.status, 200);
+}

@@ -36,6 +36,11 @@ impl Berth {
 
     /// Starts Berth on `data_dir` and `port`.
     pub fn start_on(data_dir: &Path, port: u16) -> Self {
+        Self::start_with(data_dir, port, &[])
+    }
+
+    /// Starts Berth on `data_dir` and `port` with extra `BERTH_*` variables.
+    pub fn start_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
         let addr = format!("127.0.0.1:{port}");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -46,6 +51,7 @@ impl Berth {
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(data_dir)
             .env("BERTH_LOG__LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
