@@ -3,7 +3,7 @@
 //!
 //! Writes hash while they write, on a blocking thread fed by the async body reader, and
 //! start write-back every few MiB (`sync_file_range`) so the single `fdatasync` at commit
-//! has little left to flush.
+//! has little left to flush. Reads stream through [`FileChunks`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::buffer_pool::BufferPool;
+use crate::file_chunks::FileChunks;
 use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
 
 /// Bytes gathered from the body before they are handed to the writer thread.
@@ -25,9 +26,7 @@ const WRITE_BATCH: usize = 256 << 10;
 /// Bytes written between write-back kicks.
 const WRITEBACK_STEP: u64 = 8 << 20;
 /// Size of each chunk a blob read yields.
-const READ_CHUNK: usize = 1 << 20;
-/// Chunks read ahead of the client, per read.
-const READ_AHEAD: usize = 2;
+const READ_CHUNK: usize = 256 << 10;
 /// Read buffers kept between reads.
 const IDLE_READ_BUFFERS: usize = 16;
 /// Body chunks queued between the receiving task and the writing thread.
@@ -105,25 +104,6 @@ fn start_writeback(file: &File, from: u64, len: u64) {
     }
 }
 
-/// The blocking half of a read: fills pooled buffers from the file until `len` bytes were
-/// sent or the client went away.
-fn read_chunks(
-    mut file: File,
-    mut len: u64,
-    pool: Arc<BufferPool>,
-    tx: mpsc::Sender<io::Result<Bytes>>,
-) {
-    while len > 0 {
-        let want = len.min(pool.buffer_size() as u64) as usize;
-        let chunk = pool.fill(|buf| file.read_exact(&mut buf[..want]).map(|()| want));
-        let failed = chunk.is_err();
-        if tx.blocking_send(chunk).is_err() || failed {
-            return;
-        }
-        len -= want as u64;
-    }
-}
-
 /// The blocking half of an append: hash and write chunks as they arrive.
 fn write_chunks(
     mut file: File,
@@ -149,23 +129,17 @@ fn write_chunks(
 impl BlobStore for FsBlobStore {
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
         let path = self.blob_path(digest);
-        let (file, len) = blocking(move || {
-            let mut file = File::open(&path).map_err(not_found_as)?;
+        let (file, start, len) = blocking(move || {
+            let file = File::open(&path).map_err(not_found_as)?;
             let size = file.metadata()?.len();
             let (start, len) = match range {
                 Some(r) => (r.start, r.len().min(size.saturating_sub(r.start))),
                 None => (0, size),
             };
-            file.seek(SeekFrom::Start(start))?;
-            Ok((file, len))
+            Ok((file, start, len))
         })
         .await?;
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        let pool = self.read_buffers.clone();
-        tokio::task::spawn_blocking(move || read_chunks(file, len, pool, tx));
-        let body = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|chunk| (chunk, rx))
-        });
+        let body = FileChunks::new(file, start, len, self.read_buffers.clone());
         Ok(BlobRead {
             body: Box::pin(body),
             len,
