@@ -23,7 +23,7 @@ use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
 use crate::readers::Readers;
 use crate::tag_cache::TagCache;
-use crate::writer::Writer;
+use crate::writer::{Durability, Writer};
 
 /// Metadata store on an SQLite database file.
 pub struct SqliteMetaStore {
@@ -112,7 +112,9 @@ impl UploadStore for SqliteMetaStore {
     async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError> {
         let session = session.clone();
         self.writer
-            .run(move |c| queries::create_upload(c, &session))
+            .run_with(Durability::ProcessCrash, move |c| {
+                queries::create_upload(c, &session)
+            })
             .await
     }
 
@@ -130,7 +132,9 @@ impl UploadStore for SqliteMetaStore {
     ) -> Result<bool, MetaError> {
         let (id, state) = (id.clone(), hash_state.to_vec());
         self.writer
-            .run(move |c| queries::advance_upload(c, id.as_str(), from, to, &state, now))
+            .run_with(Durability::ProcessCrash, move |c| {
+                queries::advance_upload(c, id.as_str(), from, to, &state, now)
+            })
             .await
     }
 

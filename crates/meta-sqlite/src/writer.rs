@@ -17,6 +17,32 @@ type Completion = Box<dyn FnOnce(Result<(), MetaError>) + Send>;
 /// A write request: runs in its own savepoint and says whether to keep its changes.
 type Job = Box<dyn FnOnce(Result<&Connection, MetaError>) -> (bool, Completion) + Send>;
 
+/// What a committed write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Power loss: the commit waits for the write-ahead log to be fsynced.
+    PowerLoss,
+    /// A crash of the process only. The commit is in the write-ahead log but not yet
+    /// fsynced; a power loss may roll it back (never partly), and the next
+    /// `PowerLoss` commit or checkpoint makes it durable too.
+    ProcessCrash,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::PowerLoss => "PRAGMA synchronous = FULL",
+            Durability::ProcessCrash => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
+/// A job and the durability its commit needs.
+struct Request {
+    durability: Durability,
+    job: Job,
+}
+
 /// Opens the read-write connection with WAL, durable commits and foreign keys.
 pub fn open_writer_connection(path: &Path) -> Result<Connection, MetaError> {
     let conn = Connection::open(path).map_err(db_err)?;
@@ -34,12 +60,12 @@ pub fn open_writer_connection(path: &Path) -> Result<Connection, MetaError> {
 /// Handle to the writer thread.
 pub struct Writer {
     /// Queue of write requests; the thread exits when every handle is dropped.
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Request>,
 }
 
 impl Writer {
     pub fn start(conn: Connection) -> Result<Self, MetaError> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("berth-sqlite-writer".into())
             .spawn(move || writer_loop(conn, queue))
@@ -50,6 +76,20 @@ impl Writer {
     /// Runs `f` in a write transaction and returns its result once durably committed.
     pub async fn run<R, E>(
         &self,
+        f: impl FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<MetaError> + Send + 'static,
+    {
+        self.run_with(Durability::PowerLoss, f).await
+    }
+
+    /// Runs `f` in a write transaction and returns its result once committed as
+    /// `durability` asks.
+    pub async fn run_with<R, E>(
+        &self,
+        durability: Durability,
         f: impl FnOnce(&Connection) -> Result<R, E> + Send + 'static,
     ) -> Result<R, E>
     where
@@ -71,27 +111,43 @@ impl Writer {
             (keep, completion)
         });
         let stopped = || MetaError("the metadata writer has stopped".into());
-        self.jobs.send(job).map_err(|_| E::from(stopped()))?;
+        self.jobs
+            .send(Request { durability, job })
+            .map_err(|_| E::from(stopped()))?;
         rx.await.map_err(|_| E::from(stopped()))?
     }
 }
 
-fn writer_loop(conn: Connection, queue: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, queue: mpsc::Receiver<Request>) {
+    let mut synchronous = Durability::PowerLoss;
     while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
+        let mut durability = first.durability;
+        let mut batch = vec![first.job];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(request) => {
+                    if request.durability == Durability::PowerLoss {
+                        durability = Durability::PowerLoss;
+                    }
+                    batch.push(request.job);
+                }
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // The batch commits as durably as its most demanding job needs.
+        let switched = if durability == synchronous {
+            Ok(())
+        } else {
+            conn.execute_batch(durability.pragma())
+        };
+        if let Err(e) = switched.and_then(|()| conn.execute_batch("BEGIN IMMEDIATE")) {
             let err = db_err(e);
             for job in batch {
                 job(Err(err.clone())).1(Err(err.clone()));
             }
             continue;
         }
+        synchronous = durability;
         let mut completions = Vec::with_capacity(batch.len());
         for job in batch {
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
@@ -119,6 +175,37 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Job>) {
         }
         for completion in completions {
             completion(commit.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous(c: &Connection) -> rusqlite::Result<i64> {
+        c.query_row("PRAGMA synchronous", [], |r| r.get(0))
+    }
+
+    #[tokio::test]
+    async fn each_commit_is_as_durable_as_its_job_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer =
+            Writer::start(open_writer_connection(&dir.path().join("w.db")).unwrap()).unwrap();
+        const NORMAL: i64 = 1;
+        const FULL: i64 = 2;
+        let cases = [
+            (Durability::PowerLoss, FULL),
+            (Durability::ProcessCrash, NORMAL),
+            (Durability::ProcessCrash, NORMAL),
+            (Durability::PowerLoss, FULL),
+        ];
+        for (durability, expected) in cases {
+            let seen = writer
+                .run_with(durability, |c| synchronous(c).map_err(crate::db_err))
+                .await
+                .unwrap();
+            assert_eq!(seen, expected, "{durability:?}");
         }
     }
 }

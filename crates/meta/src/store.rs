@@ -72,12 +72,19 @@ pub trait BlobLinkStore: Send + Sync {
 /// Upload sessions.
 #[async_trait]
 pub trait UploadStore: Send + Sync {
-    /// Records a new session.
+    /// Records a new session. Like [`UploadStore::advance_upload`], this survives a crash
+    /// of the process but need not survive a power loss: a client whose session was lost
+    /// gets `BLOB_UPLOAD_UNKNOWN` and starts again; no acknowledged push depends on it.
     async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError>;
     /// Looks a session up.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError>;
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
     /// still at `from`; returns whether it moved.
+    ///
+    /// The move survives a crash of the process but need not survive a power loss: the
+    /// appended bytes themselves are only flushed when the upload completes, so after a
+    /// power loss the session may come back at an earlier offset, from which the next
+    /// append resumes.
     async fn advance_upload(
         &self,
         id: &UploadId,
