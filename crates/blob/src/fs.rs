@@ -13,16 +13,19 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use berth_oci::{ByteRange, Digest, ResumableHasher, UploadId};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::buffer_pool::BufferPool;
 use crate::file_chunks::FileChunks;
 use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
+use crate::write_batch::WriteBatcher;
 
 /// Bytes gathered from the body before they are handed to the writer thread.
 const WRITE_BATCH: usize = 256 << 10;
+/// Write batches kept between appends.
+const IDLE_WRITE_BUFFERS: usize = 16;
 /// Bytes written between write-back kicks.
 const WRITEBACK_STEP: u64 = 8 << 20;
 /// Size of each chunk a blob read yields.
@@ -38,6 +41,8 @@ pub struct FsBlobStore {
     root: Arc<PathBuf>,
     /// Buffers blob reads are served from.
     read_buffers: Arc<BufferPool>,
+    /// Buffers upload bodies are gathered in.
+    write_buffers: Arc<BufferPool>,
 }
 
 impl FsBlobStore {
@@ -49,6 +54,7 @@ impl FsBlobStore {
         Ok(FsBlobStore {
             root: Arc::new(root),
             read_buffers: BufferPool::new(READ_CHUNK, IDLE_READ_BUFFERS),
+            write_buffers: BufferPool::new(WRITE_BATCH, IDLE_WRITE_BUFFERS),
         })
     }
 
@@ -200,31 +206,35 @@ impl BlobStore for FsBlobStore {
         let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, hasher, rx));
         let mut received = 0u64;
         let mut failure = None;
-        // Small body frames are gathered so the writer thread wakes once per WRITE_BATCH.
-        let mut pending = BytesMut::new();
-        while let Some(item) = body.next().await {
-            match item {
-                Ok(chunk) => {
-                    received += chunk.len() as u64;
-                    if received > limit {
-                        failure = Some(BlobError::TooLarge);
-                        break;
-                    }
-                    pending.extend_from_slice(&chunk);
-                    if pending.len() >= WRITE_BATCH
-                        && tx.send(pending.split().freeze()).await.is_err()
-                    {
-                        break; // The writer failed; its error is reported below.
-                    }
-                }
+        let mut batcher = WriteBatcher::new(self.write_buffers.clone(), offset);
+        'body: while let Some(item) = body.next().await {
+            let frame = match item {
+                Ok(frame) => frame,
                 Err(e) => {
                     failure = Some(BlobError::Body(e));
                     break;
                 }
+            };
+            received += frame.len() as u64;
+            if received > limit {
+                failure = Some(BlobError::TooLarge);
+                break;
+            }
+            let mut rest = &frame[..];
+            while !rest.is_empty() {
+                let (full, left) = batcher.push(rest);
+                rest = left;
+                if let Some(batch) = full
+                    && tx.send(batch).await.is_err()
+                {
+                    break 'body; // The writer failed; its error is reported below.
+                }
             }
         }
-        if failure.is_none() && !pending.is_empty() {
-            let _ = tx.send(pending.freeze()).await;
+        if failure.is_none()
+            && let Some(last) = batcher.finish()
+        {
+            let _ = tx.send(last).await;
         }
         drop(tx);
         let written = writer

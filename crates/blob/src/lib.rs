@@ -9,6 +9,7 @@ mod buffer_pool;
 mod file_chunks;
 mod fs;
 mod port;
+mod write_batch;
 
 pub use fs::FsBlobStore;
 pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
