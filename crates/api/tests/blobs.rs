@@ -27,8 +27,8 @@ async fn get_and_head_serve_the_blob() {
     assert_eq!(r.header("docker-content-digest"), d.as_str());
 }
 
-/// Checks a ranged GET of a 2048-byte blob: `Some((start, end))` expects 206 with those
-/// bytes, `None` expects 416 with `Content-Range: bytes */2048`.
+/// Checks a ranged GET of `data`: `Some((start, end))` expects 206 with those bytes,
+/// `None` expects 416 with `Content-Range: bytes */<size>`.
 async fn check_range(
     reg: &TestRegistry,
     uri: &str,
@@ -44,7 +44,7 @@ async fn check_range(
             expect_status(&r, 206, range);
             assert_eq!(
                 r.header("content-range"),
-                format!("bytes {start}-{end}/2048"),
+                format!("bytes {start}-{end}/{}", data.len()),
                 "{range}"
             );
             assert_eq!(
@@ -56,9 +56,40 @@ async fn check_range(
         }
         None => {
             expect_error(&r, 416, &["RANGE_INVALID"], range);
-            assert_eq!(r.header("content-range"), "bytes */2048", "{range}");
+            assert_eq!(
+                r.header("content-range"),
+                format!("bytes */{}", data.len()),
+                "{range}"
+            );
         }
     }
+}
+
+#[tokio::test]
+async fn ranges_of_a_large_blob_cross_read_chunks_at_any_offset() {
+    let reg = TestRegistry::new();
+    let data = pattern((1 << 20) + 4097);
+    let d = reg.push_blob("ranges", &data).await;
+    let uri = format!("/v2/ranges/blobs/{d}");
+    let last = data.len() - 1;
+    for (start, end) in [
+        (0, last),
+        (17, 262_160),
+        (262_143, 262_144),
+        (300_001, 1_000_003),
+        (1 << 20, last),
+    ] {
+        let range = format!("bytes={start}-{end}");
+        check_range(&reg, &uri, &data, &range, Some((start, end))).await;
+    }
+    check_range(
+        &reg,
+        &uri,
+        &data,
+        "bytes=-300000",
+        Some((last - 299_999, last)),
+    )
+    .await;
 }
 
 #[tokio::test]
