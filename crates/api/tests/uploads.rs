@@ -86,14 +86,15 @@ async fn post_then_put() {
     expect_blob(&reg, "p/x", &d, &data, "after POST+PUT").await;
 }
 
-#[tokio::test]
-async fn chunked_patch_with_content_range() {
+/// Uploads a `len`-byte blob to `repo` in PATCHes of `sizes`, checking every answer, and
+/// closes it with a bodiless PUT.
+async fn check_chunked_upload(repo: &str, len: usize, sizes: &[usize]) {
     let reg = TestRegistry::new();
-    let data = pattern(10_000);
+    let data = pattern(len);
     let d = sha256(&data);
-    let mut location = start_upload(&reg, "chunky").await;
+    let mut location = start_upload(&reg, repo).await;
     let mut offset = 0;
-    for size in [4096, 1, 3000, 2903] {
+    for &size in sizes {
         let range = format!("{}-{}", offset, offset + size - 1);
         let r = patch(&reg, &location, Some(&range), &data[offset..offset + size]).await;
         expect_status(&r, 202, &format!("PATCH {range}"));
@@ -104,7 +105,7 @@ async fn chunked_patch_with_content_range() {
         );
         assert!(
             r.header("location")
-                .starts_with("/v2/chunky/blobs/uploads/")
+                .starts_with(&format!("/v2/{repo}/blobs/uploads/"))
         );
         // Each next chunk uses the Location of the previous answer.
         location = r.header("location").to_owned();
@@ -114,7 +115,17 @@ async fn chunked_patch_with_content_range() {
     assert_eq!(offset, data.len());
     let r = put_upload(&reg, &location, d.as_str(), None, b"").await;
     expect_status(&r, 201, "closing PUT");
-    expect_blob(&reg, "chunky", &d, &data, "chunked").await;
+    expect_blob(&reg, repo, &d, &data, "chunked").await;
+}
+
+#[tokio::test]
+async fn chunked_patch_with_content_range() {
+    check_chunked_upload("chunky", 10_000, &[4096, 1, 3000, 2903]).await;
+}
+
+#[tokio::test]
+async fn chunks_larger_than_a_write_batch_at_unaligned_offsets() {
+    check_chunked_upload("chunky", 700_001, &[100_003, 500_000, 99_998]).await;
 }
 
 #[tokio::test]
