@@ -17,15 +17,15 @@ type Completion = Box<dyn FnOnce(Result<(), MetaError>) + Send>;
 /// A write request: runs in its own savepoint and says whether to keep its changes.
 type Job = Box<dyn FnOnce(Result<&Connection, MetaError>) -> (bool, Completion) + Send>;
 
-/// What a committed write must survive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a committed write must survive, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Durability {
-    /// Power loss: the commit waits for the write-ahead log to be fsynced.
-    PowerLoss,
     /// A crash of the process only. The commit is in the write-ahead log but not yet
     /// fsynced; a power loss may roll it back (never partly), and the next
     /// `PowerLoss` commit or checkpoint makes it durable too.
     ProcessCrash,
+    /// Power loss: the commit waits for the write-ahead log to be fsynced.
+    PowerLoss,
 }
 
 impl Durability {
@@ -126,28 +126,22 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Request>) {
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(request) => {
-                    if request.durability == Durability::PowerLoss {
-                        durability = Durability::PowerLoss;
-                    }
+                    durability = durability.max(request.durability);
                     batch.push(request.job);
                 }
                 Err(_) => break,
             }
         }
         // The batch commits as durably as its most demanding job needs.
-        let switched = if durability == synchronous {
-            Ok(())
-        } else {
-            conn.execute_batch(durability.pragma())
-        };
-        if let Err(e) = switched.and_then(|()| conn.execute_batch("BEGIN IMMEDIATE")) {
+        let begun = set_synchronous(&conn, &mut synchronous, durability)
+            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
+        if let Err(e) = begun {
             let err = db_err(e);
             for job in batch {
                 job(Err(err.clone())).1(Err(err.clone()));
             }
             continue;
         }
-        synchronous = durability;
         let mut completions = Vec::with_capacity(batch.len());
         for job in batch {
             if let Err(e) = conn.execute_batch("SAVEPOINT job") {
@@ -177,6 +171,20 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Request>) {
             completion(commit.clone());
         }
     }
+}
+
+/// Switches the connection's `synchronous` setting to what `wanted` needs, tracking the
+/// setting in `current` so that the pragma only runs on a change.
+fn set_synchronous(
+    conn: &Connection,
+    current: &mut Durability,
+    wanted: Durability,
+) -> rusqlite::Result<()> {
+    if *current != wanted {
+        conn.execute_batch(wanted.pragma())?;
+        *current = wanted;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
