@@ -99,6 +99,10 @@ impl From<RegistryError> for ApiError {
             RegistryError::TooLarge(_) => {
                 ApiError::new("SIZE_INVALID", message).with_status(StatusCode::PAYLOAD_TOO_LARGE)
             }
+            RegistryError::UploadLost => ApiError::new("BLOB_UPLOAD_INVALID", message),
+            RegistryError::TooManyRequests(_) => {
+                ApiError::new("TOOMANYREQUESTS", message).with_header(header::RETRY_AFTER, "1")
+            }
             RegistryError::Unsupported(_) => ApiError::new("UNSUPPORTED", message),
             RegistryError::Internal(_) => ApiError::new("UNKNOWN", message),
         }

@@ -413,18 +413,47 @@ async fn wrong_digest_on_put_is_digest_invalid_and_stores_nothing() {
     let location = start_upload(&reg, "wrong").await;
     let r = put_upload(&reg, &location, claimed.as_str(), None, &data).await;
     expect_error(&r, 400, &["DIGEST_INVALID"], "POST+PUT with a wrong digest");
-    // A digest of the other algorithm is wrong too.
+    // A wrong digest of the other algorithm is refused too.
     let location = start_upload(&reg, "wrong").await;
-    let r = put_upload(&reg, &location, sha512(&data).as_str(), None, &data).await;
+    let r = put_upload(&reg, &location, sha512(b"other").as_str(), None, &data).await;
     expect_error(
         &r,
         400,
         &["DIGEST_INVALID"],
-        "sha512 digest on a sha256 session",
+        "wrong sha512 digest on a sha256 session",
     );
-    for d in [&claimed, &sha256(&data)] {
+    for d in [&claimed, &sha256(&data), &sha512(b"other")] {
         expect_no_blob(&reg, "wrong", d, "after wrong digests").await;
     }
+}
+
+/// The spec lets the client name the digest only at the final `PUT`, so a session opened
+/// without `digest-algorithm` completes with a sha512 digest too (its bytes are hashed
+/// again), chunked and with the body on the `PUT`.
+#[tokio::test]
+async fn a_sha512_digest_completes_a_session_opened_for_sha256() {
+    let reg = TestRegistry::new();
+    let data = pattern(300_000);
+    let digest = sha512(&data);
+    let location = start_upload(&reg, "sha512/chunked").await;
+    expect_status(
+        &patch(&reg, &location, Some("0-99999"), &data[..100_000]).await,
+        202,
+        "first chunk",
+    );
+    expect_status(
+        &patch(&reg, &location, Some("100000-299999"), &data[100_000..]).await,
+        202,
+        "second chunk",
+    );
+    let r = put_upload(&reg, &location, digest.as_str(), None, b"").await;
+    expect_status(&r, 201, "PUT ?digest=sha512:…");
+    expect_blob(&reg, "sha512/chunked", &digest, &data, "chunked sha512").await;
+
+    let location = start_upload(&reg, "sha512/put").await;
+    let r = put_upload(&reg, &location, digest.as_str(), None, &data).await;
+    expect_status(&r, 201, "POST then PUT with the body");
+    expect_blob(&reg, "sha512/put", &digest, &data, "POST+PUT sha512").await;
 }
 
 #[tokio::test]

@@ -46,6 +46,13 @@ pub enum RegistryError {
         /// Blob size, for `Content-Range: bytes */size`.
         size: u64,
     },
+    /// The upload's bytes at rest are shorter than what was acknowledged (lost in a
+    /// crash or power loss); the session is gone and the client must start again.
+    #[error("blob upload invalid: the upload's bytes were lost; start the upload again")]
+    UploadLost,
+    /// A limit on work in progress is reached; the client may retry later.
+    #[error("too many requests: {0}")]
+    TooManyRequests(String),
     /// A body exceeds a configured limit.
     #[error("{0}")]
     TooLarge(String),
@@ -67,7 +74,11 @@ impl From<BlobError> for RegistryError {
     fn from(e: BlobError) -> Self {
         match e {
             BlobError::NotFound => RegistryError::BlobUnknown,
-            BlobError::UploadTruncated => RegistryError::BlobUploadUnknown,
+            BlobError::UploadTruncated => RegistryError::UploadLost,
+            BlobError::DigestMismatch(d) => {
+                RegistryError::DigestInvalid(format!("content hashes to {d}"))
+            }
+            e @ BlobError::SyncFailed(_) => RegistryError::Internal(e.to_string()),
             BlobError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body: {e}")),
             BlobError::TooLarge => RegistryError::TooLarge("blob exceeds the allowed size".into()),
             BlobError::Io(e) => RegistryError::Internal(e.to_string()),

@@ -8,6 +8,7 @@ mod error;
 mod locks;
 mod pulls;
 mod registry;
+mod upload_limits;
 mod uploads;
 
 pub use berth_meta::UploadSession;

@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::locks::SessionLocks;
 use crate::pulls::PendingPulls;
+use crate::upload_limits::UploadLimits;
 
 /// Limits and lifetimes the registry enforces.
 #[derive(Debug, Clone)]
@@ -30,16 +31,31 @@ pub struct RegistryConfig {
     pub default_page: u32,
     /// Largest page a client may ask for; larger `n` values are clamped (with a `Link`).
     pub max_page: u32,
+    /// Most upload sessions open at once in the whole registry.
+    pub max_upload_sessions: u64,
+    /// Most upload sessions open at once in one repository.
+    pub max_upload_sessions_per_repository: u64,
+    /// Most bytes held by open upload sessions together (0: no limit).
+    pub max_open_upload_bytes: u64,
+    /// Most upload bodies streaming at once.
+    pub max_upload_bodies: usize,
+    /// How long an upload body waits for its turn before it is refused with `429`.
+    pub upload_body_wait: Duration,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
             max_manifest_bytes: 4 << 20,
-            max_blob_bytes: u64::MAX,
-            upload_max_age: Duration::from_secs(24 * 3600),
+            max_blob_bytes: 64 << 30,
+            upload_max_age: Duration::from_secs(3600),
             default_page: 10_000,
             max_page: 10_000,
+            max_upload_sessions: 4096,
+            max_upload_sessions_per_repository: 256,
+            max_open_upload_bytes: 64 << 30,
+            max_upload_bodies: 512,
+            upload_body_wait: Duration::from_secs(5),
         }
     }
 }
@@ -52,6 +68,11 @@ pub struct Registry {
     pub(crate) config: RegistryConfig,
     /// Serializes requests on one upload session.
     pub(crate) upload_locks: SessionLocks,
+    /// Limits on uploads in progress.
+    pub(crate) limits: UploadLimits,
+    /// Names this process in the upload sessions it started, so that it knows which
+    /// sessions' bytes it wrote and hashed itself (all others are re-hashed at completion).
+    pub(crate) instance: i64,
     /// Pulls waiting to be stamped on their artifacts.
     pulls: PendingPulls,
 }
@@ -102,8 +123,10 @@ impl Registry {
             meta,
             blobs,
             clock,
+            limits: UploadLimits::new(&config),
             config,
             upload_locks: SessionLocks::default(),
+            instance: rand::random::<i64>().max(1),
             pulls: PendingPulls::default(),
         }
     }

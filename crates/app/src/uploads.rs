@@ -1,6 +1,8 @@
 //! Blob uploads: sessions, chunks, completion, mounts.
 
-use berth_blob::ByteStream;
+use std::sync::Arc;
+
+use berth_blob::{BlobError, ByteStream, Verification};
 use berth_meta::UploadSession;
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
@@ -31,6 +33,8 @@ impl Registry {
         repository: &RepositoryName,
         algorithm: Algorithm,
     ) -> Result<UploadSession, RegistryError> {
+        self.limits
+            .check_new_session(&self.meta.upload_usage(Some(repository)).await?)?;
         let id = UploadId::from_random(rand::random());
         self.blobs.create_upload(&id).await?;
         let now = self.clock.now_ms();
@@ -40,16 +44,20 @@ impl Registry {
             algorithm,
             offset: 0,
             hash_state: ResumableHasher::new(algorithm).save(),
+            verified_by: Some(self.instance),
             created_at: now,
             updated_at: now,
         };
-        self.meta.create_upload(&session).await?;
+        if let Err(e) = self.meta.create_upload(&session).await {
+            let _ = self.blobs.delete_upload(&session.id).await;
+            return Err(e.into());
+        }
         Ok(session)
     }
 
     /// Stores a whole blob sent with `POST ?digest=` in one request.
     pub async fn upload_monolithic(
-        &self,
+        self: &Arc<Self>,
         repository: &RepositoryName,
         digest: &Digest,
         body: UploadBody,
@@ -59,23 +67,31 @@ impl Registry {
                 "Content-Range is not allowed on a monolithic upload".into(),
             ));
         }
-        let id = UploadId::from_random(rand::random());
-        self.blobs.create_upload(&id).await?;
-        let result = async {
-            let hasher = ResumableHasher::new(digest.algorithm());
-            let (hasher, len) = self.append(&id, 0, hasher, body).await?;
-            self.verify(&hasher.finish(), digest)?;
-            self.blobs.commit_upload(&id, len, digest).await?;
-            self.meta
-                .link_blob(repository, digest, len, self.clock.now_ms())
-                .await?;
-            Ok(())
-        }
-        .await;
-        if result.is_err() {
-            let _ = self.blobs.delete_upload(&id).await;
-        }
-        result
+        let (this, repository, digest) = (self.clone(), repository.clone(), digest.clone());
+        self.detached(async move {
+            let id = UploadId::from_random(rand::random());
+            // Held so that the purge never takes these bytes while they arrive.
+            let _lock = this.upload_locks.lock(&id).await;
+            this.blobs.create_upload(&id).await?;
+            let result = async {
+                let hasher = ResumableHasher::new(digest.algorithm());
+                let (hasher, len) = this.append(&id, 0, hasher, body).await?;
+                this.verify(&hasher.finish(), &digest)?;
+                this.blobs
+                    .commit_upload(&id, len, &digest, Verification::Trusted)
+                    .await?;
+                this.meta
+                    .link_blob(&repository, &digest, len, this.clock.now_ms())
+                    .await?;
+                Ok(())
+            }
+            .await;
+            if result.is_err() {
+                let _ = this.blobs.delete_upload(&id).await;
+            }
+            result
+        })
+        .await
     }
 
     /// Links a blob from another repository (`POST ?mount=&from=`), or opens a session
@@ -113,20 +129,31 @@ impl Registry {
     }
 
     /// Appends a chunk (`PATCH`); returns the session at its new offset.
+    ///
+    /// The append runs in a task of its own, under the session's lock, to its end: a
+    /// client that disconnects cannot leave a write running while another request
+    /// proceeds on the same session.
     pub async fn append_chunk(
-        &self,
+        self: &Arc<Self>,
         repository: &RepositoryName,
         id: &UploadId,
         body: UploadBody,
     ) -> Result<UploadSession, RegistryError> {
-        let _lock = self.upload_locks.lock(id).await;
-        let session = self.session(repository, id).await?;
-        self.append_to_session(session, body).await
+        let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
+        self.detached(async move {
+            let _lock = this.upload_locks.lock(&id).await;
+            let session = this.session(&repository, &id).await?;
+            this.append_to_session(session, body).await
+        })
+        .await
     }
 
     /// Finishes an upload (`PUT ?digest=`), with an optional last chunk.
+    ///
+    /// Idempotent: when an earlier attempt published the bytes but was cut before
+    /// linking them, a retry links the published blob.
     pub async fn complete_upload(
-        &self,
+        self: &Arc<Self>,
         repository: &RepositoryName,
         id: &UploadId,
         digest: Option<&str>,
@@ -139,50 +166,51 @@ impl Registry {
             .and_then(|d| {
                 Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string()))
             })?;
-        let _lock = self.upload_locks.lock(id).await;
-        let mut session = self.session(repository, id).await?;
-        if !body.is_empty() {
-            session = self.append_to_session(session, body).await?;
-        }
-        let hasher = Self::restore_hasher(&session)?;
-        if hasher.algorithm() != digest.algorithm() {
-            return Err(RegistryError::DigestInvalid(format!(
-                "the upload was hashed with {}",
-                hasher.algorithm().as_str()
-            )));
-        }
-        if let Err(e) = self.verify(&hasher.finish(), &digest) {
-            self.discard(id).await;
-            return Err(e);
-        }
-        self.blobs
-            .commit_upload(id, session.offset, &digest)
-            .await?;
-        self.meta
-            .complete_upload(id, repository, &digest, session.offset, self.clock.now_ms())
-            .await?;
-        Ok(digest)
+        let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
+        self.detached(async move {
+            let _lock = this.upload_locks.lock(&id).await;
+            let mut session = this.session(&repository, &id).await?;
+            if !body.is_empty() {
+                session = this.append_to_session(session, body).await?;
+            }
+            this.finish_session(&session, &digest).await?;
+            Ok(digest)
+        })
+        .await
     }
 
     /// Abandons an upload (`DELETE` on the upload URL).
     pub async fn cancel_upload(
-        &self,
+        self: &Arc<Self>,
         repository: &RepositoryName,
         id: &UploadId,
     ) -> Result<(), RegistryError> {
-        let _lock = self.upload_locks.lock(id).await;
-        self.session(repository, id).await?;
-        self.discard(id).await;
-        Ok(())
+        let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
+        self.detached(async move {
+            let _lock = this.upload_locks.lock(&id).await;
+            this.session(&repository, &id).await?;
+            this.discard(&id).await;
+            Ok(())
+        })
+        .await
     }
 
     /// Removes sessions idle for longer than the configured age, and stray upload bytes
     /// with no session; returns how many uploads were removed.
+    ///
+    /// An upload with a request in flight is in use, whatever its age: it is skipped
+    /// without waiting for it, and each session is checked again once its lock is held.
     pub async fn purge_stale_uploads(&self) -> Result<usize, RegistryError> {
         let cutoff = self.clock.now_ms() - self.config.upload_max_age.as_millis() as i64;
         let mut purged = 0;
         for id in self.meta.stale_uploads(cutoff).await? {
-            let _lock = self.upload_locks.lock(&id).await;
+            let Some(_lock) = self.upload_locks.try_lock(&id) else {
+                continue;
+            };
+            match self.meta.upload(&id).await? {
+                Some(s) if s.updated_at < cutoff => {}
+                _ => continue,
+            }
             self.discard(&id).await;
             purged += 1;
         }
@@ -191,12 +219,98 @@ impl Registry {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            if modified_ms < cutoff && self.meta.upload(&id).await?.is_none() {
+            if modified_ms >= cutoff {
+                continue;
+            }
+            let Some(_lock) = self.upload_locks.try_lock(&id) else {
+                continue;
+            };
+            if self.meta.upload(&id).await?.is_none() {
                 self.blobs.delete_upload(&id).await?;
                 purged += 1;
             }
         }
         Ok(purged)
+    }
+
+    /// Runs `work` in a task of its own, so it completes even if the caller is dropped.
+    async fn detached<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        tokio::spawn(work)
+            .await
+            .map_err(|e| RegistryError::Internal(format!("upload task failed: {e}")))?
+    }
+
+    /// Checks the session's bytes against `digest`, publishes them and links the blob.
+    async fn finish_session(
+        &self,
+        session: &UploadSession,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let hashed = Self::restore_hasher(session)?;
+        // The stored hash state speaks for the bytes only when this process wrote all of
+        // them, with the algorithm the client now names.
+        let hashed_here = hashed.algorithm() == digest.algorithm();
+        let verification = if hashed_here && session.verified_by == Some(self.instance) {
+            Verification::Trusted
+        } else {
+            Verification::Rehash
+        };
+        if hashed_here && let Err(e) = self.verify(&hashed.clone().finish(), digest) {
+            self.discard(&session.id).await;
+            return Err(e);
+        }
+        match self
+            .blobs
+            .commit_upload(&session.id, session.offset, digest, verification)
+            .await
+        {
+            Ok(_) => {}
+            Err(BlobError::NotFound) if hashed_here => {
+                // The bytes are gone from the upload area: an earlier attempt may have
+                // published them and been cut before linking. The stored hash state shows
+                // the client sent bytes with this digest, so the published blob is theirs.
+                if self.blobs.size(digest).await? != Some(session.offset) {
+                    self.discard(&session.id).await;
+                    return Err(RegistryError::UploadLost);
+                }
+            }
+            Err(e) => return Err(self.refuse_commit(&session.id, e).await),
+        }
+        self.meta
+            .complete_upload(
+                &session.id,
+                &session.repository,
+                digest,
+                session.offset,
+                self.clock.now_ms(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Maps a failed commit to the client's answer, ending the session when its bytes
+    /// can no longer be completed (and keeping it when a retry may succeed).
+    async fn refuse_commit(&self, id: &UploadId, e: BlobError) -> RegistryError {
+        let final_error = match e {
+            BlobError::DigestMismatch(ref computed) => Some(RegistryError::DigestInvalid(format!(
+                "content hashes to {computed}"
+            ))),
+            BlobError::UploadTruncated | BlobError::NotFound => Some(RegistryError::UploadLost),
+            BlobError::SyncFailed(ref cause) => Some(RegistryError::Internal(format!(
+                "flushing the upload failed ({cause}); start the upload again"
+            ))),
+            _ => None,
+        };
+        match final_error {
+            Some(err) => {
+                self.discard(id).await;
+                err
+            }
+            None => e.into(),
+        }
     }
 
     async fn session(
@@ -234,10 +348,10 @@ impl Registry {
         }
         let hasher = Self::restore_hasher(&session)?;
         let (hasher, end) = match self.append(&session.id, session.offset, hasher, body).await {
-            Err(RegistryError::BlobUploadUnknown) => {
-                // The bytes at rest were lost (a crash before they reached the disk).
+            Err(RegistryError::UploadLost) => {
+                // The bytes at rest are shorter than acknowledged (lost in a crash).
                 self.discard(&session.id).await;
-                return Err(RegistryError::BlobUploadUnknown);
+                return Err(RegistryError::UploadLost);
             }
             other => other?,
         };
@@ -271,12 +385,19 @@ impl Registry {
             .map(|r| r.0.len())
             .or(body.content_length);
         let room = self.config.max_blob_bytes.saturating_sub(offset);
-        let limit = expected.map_or(room, |e| e.min(room));
         if expected.is_some_and(|e| e > room) {
             return Err(RegistryError::TooLarge(
                 "blob exceeds the allowed size".into(),
             ));
         }
+        let _slot = self.limits.body_slot().await?;
+        let usage = self.meta.upload_usage(None).await?;
+        let reservation = self.limits.reserve_bytes(usage.bytes, expected)?;
+        let limit = [expected, Some(room), reservation.room()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX);
         let stream: ByteStream = body.stream;
         let outcome = match (
             self.blobs
@@ -286,11 +407,23 @@ impl Registry {
         ) {
             // With a declared length within the room, the limit was that length: the body
             // is longer than it said, which is a size mismatch, not an oversized blob.
-            (Err(berth_blob::BlobError::TooLarge), Some(e)) => {
+            (Err(BlobError::TooLarge), Some(e)) => {
                 return Err(RegistryError::SizeInvalid(format!(
                     "received more than the {e} bytes declared"
                 )));
             }
+            (Err(BlobError::TooLarge), None) if reservation.room().is_some_and(|r| r < room) => {
+                return Err(RegistryError::TooManyRequests(
+                    "the space for uploads in progress is used up".into(),
+                ));
+            }
+            // A body that ends early or stalls is shorter than it said.
+            (Err(BlobError::Body(e)), Some(declared)) => {
+                return Err(RegistryError::SizeInvalid(format!(
+                    "the body ended before the {declared} bytes declared: {e}"
+                )));
+            }
+            (Err(BlobError::UploadTruncated), _) => return Err(RegistryError::UploadLost),
             (other, _) => other?,
         };
         if let Some(e) = expected

@@ -15,11 +15,12 @@ use async_trait::async_trait;
 use berth_oci::{ByteRange, Digest, ResumableHasher, UploadId};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use crate::buffer_pool::BufferPool;
 use crate::file_chunks::FileChunks;
-use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
+use crate::port::{
+    AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed, Verification,
+};
 use crate::write_batch::WriteBatcher;
 
 /// Bytes gathered from the body before they are handed to the writer thread.
@@ -32,7 +33,7 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 const READ_CHUNK: usize = 256 << 10;
 /// Read buffers kept between reads.
 const IDLE_READ_BUFFERS: usize = 16;
-/// Body chunks queued between the receiving task and the writing thread.
+/// Full batches queued before the receiver waits for the write in flight.
 const PIPE_DEPTH: usize = 4;
 
 /// Blob store on a local directory.
@@ -49,8 +50,10 @@ impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("blobs"))?;
-        std::fs::create_dir_all(root.join("uploads"))?;
+        std::fs::create_dir_all(&root)?;
+        for dir in ["blobs", "uploads"] {
+            create_dirs_durably(&root, &root.join(dir))?;
+        }
         Ok(FsBlobStore {
             root: Arc::new(root),
             read_buffers: BufferPool::new(READ_CHUNK, IDLE_READ_BUFFERS),
@@ -110,25 +113,149 @@ fn start_writeback(file: &File, from: u64, len: u64) {
     }
 }
 
-/// The blocking half of an append: hash and write chunks as they arrive.
-fn write_chunks(
-    mut file: File,
+/// The file side of one append, handed to a blocking thread for each run of batches and
+/// back, so that no thread waits while the client is slow to send.
+struct UploadWriter {
+    file: File,
+    hasher: ResumableHasher,
+    /// File offset the append started at.
     offset: u64,
-    mut hasher: ResumableHasher,
-    mut rx: mpsc::Receiver<Bytes>,
-) -> Result<(ResumableHasher, u64), BlobError> {
-    let mut written = 0u64;
-    let mut kicked = 0u64;
-    while let Some(chunk) = rx.blocking_recv() {
-        hasher.update(&chunk);
-        file.write_all(&chunk)?;
-        written += chunk.len() as u64;
-        if written - kicked >= WRITEBACK_STEP {
-            start_writeback(&file, offset + kicked, written - kicked);
-            kicked = written;
+    /// Bytes written so far by this append.
+    written: u64,
+    /// Bytes whose write-back has been started.
+    kicked: u64,
+}
+
+impl UploadWriter {
+    /// Hashes and writes `batches`, in order.
+    fn write(&mut self, batches: &[Bytes]) -> io::Result<()> {
+        for batch in batches {
+            self.hasher.update(batch);
+            self.file.write_all(batch)?;
+            self.written += batch.len() as u64;
+        }
+        if self.written - self.kicked >= WRITEBACK_STEP {
+            start_writeback(
+                &self.file,
+                self.offset + self.kicked,
+                self.written - self.kicked,
+            );
+            self.kicked = self.written;
+        }
+        Ok(())
+    }
+}
+
+/// A run of batches being written on a blocking thread.
+type WriteJob = tokio::task::JoinHandle<(UploadWriter, io::Result<()>)>;
+
+/// Feeds batches to blocking writes, at most one at a time, while the body is still
+/// being received.
+struct WritePipeline {
+    /// The writer, when no write is running.
+    idle: Option<UploadWriter>,
+    running: Option<WriteJob>,
+    /// Batches waiting for the running write to finish.
+    queued: Vec<Bytes>,
+}
+
+impl WritePipeline {
+    fn new(writer: UploadWriter) -> Self {
+        WritePipeline {
+            idle: Some(writer),
+            running: None,
+            queued: Vec::new(),
         }
     }
-    Ok((hasher, written))
+
+    /// Queues a full batch; waits for the running write only when too much is queued.
+    async fn push(&mut self, batch: Bytes) -> Result<(), BlobError> {
+        self.queued.push(batch);
+        if self.running.as_ref().is_some_and(|j| j.is_finished()) || self.queued.len() >= PIPE_DEPTH
+        {
+            self.wait().await?;
+        }
+        self.start();
+        Ok(())
+    }
+
+    /// Writes everything queued and returns the writer once no write is running.
+    async fn finish(mut self) -> Result<UploadWriter, BlobError> {
+        self.wait().await?;
+        self.start();
+        self.wait().await?;
+        Ok(self.idle.take().expect("no write is running"))
+    }
+
+    /// Waits for the running write, if any, without starting another: after this no
+    /// write to the file is in progress.
+    async fn wait(&mut self) -> Result<(), BlobError> {
+        if let Some(job) = self.running.take() {
+            let (writer, result) = job.await.map_err(|e| BlobError::Io(io::Error::other(e)))?;
+            self.idle = Some(writer);
+            result?;
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) {
+        if self.queued.is_empty() {
+            return;
+        }
+        if let Some(mut writer) = self.idle.take() {
+            let batches = std::mem::take(&mut self.queued);
+            self.running = Some(tokio::task::spawn_blocking(move || {
+                let result = writer.write(&batches);
+                (writer, result)
+            }));
+        }
+    }
+}
+
+/// Hashes the first `len` bytes of `file` with `algorithm`.
+fn hash_file(file: &mut File, len: u64, algorithm: berth_oci::Algorithm) -> io::Result<Digest> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut hasher = ResumableHasher::new(algorithm);
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..want])?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    Ok(hasher.finish())
+}
+
+/// Creates `dir` and any missing parents below `root`, making each new entry durable.
+fn create_dirs_durably(root: &Path, dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let parent = dir.parent().expect("store directories have a parent");
+    if parent != root {
+        create_dirs_durably(root, parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    sync_dir(parent)
+}
+
+/// Renames `from` to `to` unless `to` exists; returns whether it was renamed.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[async_trait]
@@ -202,8 +329,13 @@ impl BlobStore for FsBlobStore {
         })
         .await?;
 
-        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        let writer = tokio::task::spawn_blocking(move || write_chunks(file, offset, hasher, rx));
+        let mut pipeline = WritePipeline::new(UploadWriter {
+            file,
+            hasher,
+            offset,
+            written: 0,
+            kicked: 0,
+        });
         let mut received = 0u64;
         let mut failure = None;
         let mut batcher = WriteBatcher::new(self.write_buffers.clone(), offset);
@@ -225,26 +357,31 @@ impl BlobStore for FsBlobStore {
                 let (full, left) = batcher.push(rest);
                 rest = left;
                 if let Some(batch) = full
-                    && tx.send(batch).await.is_err()
+                    && let Err(e) = pipeline.push(batch).await
                 {
-                    break 'body; // The writer failed; its error is reported below.
+                    failure = Some(e);
+                    break 'body;
                 }
             }
         }
         if failure.is_none()
             && let Some(last) = batcher.finish()
         {
-            let _ = tx.send(last).await;
+            pipeline.queued.push(last);
         }
-        drop(tx);
-        let written = writer
-            .await
-            .map_err(|e| BlobError::Io(io::Error::other(e)))?;
+        if failure.is_some() {
+            pipeline.queued.clear();
+        }
+        // Always wait for the write in flight, so nothing touches the file after return.
+        let writer = pipeline.finish().await;
         if let Some(err) = failure {
             return Err(err);
         }
-        let (hasher, written) = written?;
-        Ok(AppendOutcome { written, hasher })
+        let writer = writer?;
+        Ok(AppendOutcome {
+            written: writer.written,
+            hasher: writer.hasher,
+        })
     }
 
     async fn commit_upload(
@@ -252,28 +389,52 @@ impl BlobStore for FsBlobStore {
         id: &UploadId,
         len: u64,
         digest: &Digest,
-    ) -> Result<(), BlobError> {
+        verification: Verification,
+    ) -> Result<Committed, BlobError> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
+        let root = self.root.clone();
+        let digest = digest.clone();
         blocking(move || {
-            let file = OpenOptions::new()
+            let mut file = OpenOptions::new()
+                .read(true)
                 .write(true)
                 .open(&from)
                 .map_err(not_found_as)?;
-            if file.metadata()?.len() != len {
+            let at_rest = file.metadata()?.len();
+            if at_rest < len {
+                return Err(BlobError::UploadTruncated);
+            }
+            if at_rest > len {
                 file.set_len(len)?;
             }
-            file.sync_data()?;
-            drop(file);
-            let dir = to.parent().expect("blob paths have a parent");
-            if !dir.exists() {
-                std::fs::create_dir_all(dir)?;
-                sync_dir(dir.parent().expect("fan-out dirs have a parent"))?;
+            if verification == Verification::Rehash {
+                let computed = hash_file(&mut file, len, digest.algorithm())?;
+                if computed != digest {
+                    return Err(BlobError::DigestMismatch(computed));
+                }
             }
-            // Concurrent commits of the same digest rename identical bytes over each other.
-            std::fs::rename(&from, &to)?;
+            let dir = to.parent().expect("blob paths have a parent");
+            create_dirs_durably(&root, dir)?;
+            if to.exists() {
+                drop(file);
+                std::fs::remove_file(&from)?;
+                return Ok(Committed::AlreadyPresent);
+            }
+            if let Err(e) = file.sync_data() {
+                // After a failed flush the kernel may have dropped the dirty pages:
+                // nothing about these bytes can be trusted any more.
+                drop(file);
+                let _ = std::fs::remove_file(&from);
+                return Err(BlobError::SyncFailed(e));
+            }
+            drop(file);
+            if !rename_no_replace(&from, &to)? {
+                std::fs::remove_file(&from)?;
+                return Ok(Committed::AlreadyPresent);
+            }
             sync_dir(dir)?;
-            Ok(())
+            Ok(Committed::Published)
         })
         .await
     }
@@ -306,7 +467,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn check(&self) -> Result<(), BlobError> {
-        let probe = self.root.join("uploads").join(".readyz");
+        // Each probe has its own file, so concurrent probes cannot collide.
+        let name = format!(".readyz-{:016x}", rand::random::<u64>());
+        let probe = self.root.join("uploads").join(name);
         blocking(move || {
             std::fs::write(&probe, b"ok")?;
             let mut back = String::new();

@@ -12,7 +12,9 @@ mod port;
 mod write_batch;
 
 pub use fs::FsBlobStore;
-pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream};
+pub use port::{
+    AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed, Verification,
+};
 
 #[cfg(test)]
 mod conformance;

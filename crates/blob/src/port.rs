@@ -27,9 +27,36 @@ pub enum BlobError {
     /// The body exceeded the allowed length.
     #[error("body is larger than allowed")]
     TooLarge,
+    /// Re-reading the upload's bytes at rest gave another digest than the one claimed.
+    #[error("the upload's bytes hash to {0}")]
+    DigestMismatch(Digest),
+    /// Making the upload's bytes durable failed; what reached the disk is unknown, so the
+    /// bytes were discarded.
+    #[error("flushing the upload failed: {0}")]
+    SyncFailed(io::Error),
     /// The storage backend failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
+}
+
+/// How far the bytes of an upload at rest can be trusted when it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// This process wrote and hashed every byte, under the session's lock, and the caller
+    /// checked that hash against the digest: the bytes at rest are the bytes hashed.
+    Trusted,
+    /// The bytes may differ from what was hashed (they were written before a restart, or
+    /// hashed with another algorithm): the store re-reads and hashes them first.
+    Rehash,
+}
+
+/// What committing an upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// The upload's bytes are now the blob.
+    Published,
+    /// The blob was already present: it was kept and the upload's bytes were discarded.
+    AlreadyPresent,
 }
 
 /// A committed blob opened for reading.
@@ -65,7 +92,8 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Appends `body` at `offset`, hashing as it writes. Bytes past `offset` left by an
     /// unacknowledged earlier append are discarded first. Fails with `TooLarge` once more
-    /// than `limit` bytes arrive.
+    /// than `limit` bytes arrive. No write to the upload happens after this returns,
+    /// whether it succeeded or failed; no thread is held while waiting for the body.
     async fn append_upload(
         &self,
         id: &UploadId,
@@ -75,14 +103,18 @@ pub trait BlobStore: Send + Sync + 'static {
         limit: u64,
     ) -> Result<AppendOutcome, BlobError>;
 
-    /// Makes the upload's first `len` bytes durable and publishes them atomically as `digest`.
-    /// The caller has already checked the digest.
+    /// Makes the upload's first `len` bytes durable and publishes them atomically as
+    /// `digest`, never over an existing blob. Bytes past `len` (from an append that was
+    /// never acknowledged) are dropped; fewer than `len` bytes at rest is
+    /// `UploadTruncated`, never padding. With [`Verification::Rehash`] the bytes are
+    /// hashed again first, and a mismatch is `DigestMismatch`.
     async fn commit_upload(
         &self,
         id: &UploadId,
         len: u64,
         digest: &Digest,
-    ) -> Result<(), BlobError>;
+        verification: Verification,
+    ) -> Result<Committed, BlobError>;
 
     /// Discards an upload's bytes. Absent uploads are not an error.
     async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError>;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use berth_meta::{
     BlobLinkStore, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord, PutManifestError,
-    Referrer, RepositoryStore, StoredManifest, TagPage, UploadSession, UploadStore,
+    Referrer, RepositoryStore, StoredManifest, TagPage, UploadSession, UploadStore, UploadUsage,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
@@ -165,6 +165,14 @@ impl UploadStore for SqliteMetaStore {
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
         self.readers.with(|c| queries::stale_uploads(c, before))
+    }
+
+    async fn upload_usage(
+        &self,
+        repository: Option<&RepositoryName>,
+    ) -> Result<UploadUsage, MetaError> {
+        let repository = repository.map_or("", RepositoryName::as_str);
+        self.readers.with(|c| queries::upload_usage(c, repository))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use berth_meta::{
     MetaError, NewManifest, PullRecord, PutManifestError, Referrer, StoredManifest, TagPage,
-    UploadSession,
+    UploadSession, UploadUsage,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -137,8 +137,9 @@ pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<boo
 
 pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError> {
     c.prepare_cached(
-        "INSERT INTO uploads (id, repository, algorithm, offset, hash_state, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO uploads
+             (id, repository, algorithm, offset, hash_state, verified_by, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -147,6 +148,7 @@ pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError>
             s.algorithm.as_str(),
             s.offset as i64,
             s.hash_state,
+            s.verified_by,
             s.created_at,
             s.updated_at
         ])
@@ -157,7 +159,7 @@ pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError>
 
 pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession>> {
     c.prepare_cached(
-        "SELECT id, repository, algorithm, offset, hash_state, created_at, updated_at
+        "SELECT id, repository, algorithm, offset, hash_state, verified_by, created_at, updated_at
          FROM uploads WHERE id = ?1",
     )?
     .query_row([id], |r| {
@@ -174,8 +176,9 @@ pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession
             algorithm: Algorithm::parse(&algorithm).map_err(|e| conv(2, e.to_string()))?,
             offset: offset as u64,
             hash_state: r.get(4)?,
-            created_at: r.get(5)?,
-            updated_at: r.get(6)?,
+            verified_by: r.get(5)?,
+            created_at: r.get(6)?,
+            updated_at: r.get(7)?,
         })
     })
     .optional()
@@ -202,6 +205,23 @@ pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {
         .and_then(|mut s| s.execute([id]))
         .map(|n| n > 0)
         .map_err(db_err)
+}
+
+pub fn upload_usage(c: &Connection, repository: &str) -> rusqlite::Result<UploadUsage> {
+    c.prepare_cached(
+        "SELECT count(*), coalesce(sum(offset), 0),
+                (SELECT count(*) FROM uploads WHERE repository = ?1)
+         FROM uploads",
+    )
+    .and_then(|mut s| {
+        s.query_row([repository], |r| {
+            Ok(UploadUsage {
+                sessions: r.get::<_, i64>(0)? as u64,
+                bytes: r.get::<_, i64>(1)? as u64,
+                sessions_in_repository: r.get::<_, i64>(2)? as u64,
+            })
+        })
+    })
 }
 
 pub fn stale_uploads(c: &Connection, before: i64) -> rusqlite::Result<Vec<UploadId>> {

@@ -208,11 +208,17 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         algorithm: Algorithm::Sha256,
         offset: 0,
         hash_state: vec![1, 2],
+        verified_by: Some(77),
         created_at: 10,
         updated_at: 10,
     };
     store.create_upload(&session).await.unwrap();
     assert_eq!(store.upload(&id).await.unwrap(), Some(session));
+    let usage = store.upload_usage(Some(&repo("p5/up"))).await.unwrap();
+    assert_eq!(
+        (usage.sessions, usage.sessions_in_repository, usage.bytes),
+        (1, 1, 0)
+    );
     assert!(store.advance_upload(&id, 0, 5, &[3], 20).await.unwrap());
     assert!(!store.advance_upload(&id, 0, 9, &[4], 21).await.unwrap());
     let now = store.upload(&id).await.unwrap().unwrap();
@@ -221,6 +227,11 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         (5, &[3u8][..], 20)
     );
     assert_eq!(store.stale_uploads(21).await.unwrap(), vec![id.clone()]);
+    let usage = store.upload_usage(Some(&repo("p5/other"))).await.unwrap();
+    assert_eq!(
+        (usage.sessions, usage.sessions_in_repository, usage.bytes),
+        (1, 0, 5)
+    );
     assert!(store.stale_uploads(20).await.unwrap().is_empty());
     assert!(store.delete_upload(&id).await.unwrap());
     assert!(store.upload(&id).await.unwrap().is_none());

@@ -11,7 +11,9 @@
 mod model;
 mod store;
 
-pub use model::{NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession};
+pub use model::{
+    NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession, UploadUsage,
+};
 pub use store::{
     BlobLinkStore, ManifestStore, MetaError, MetaStore, PutManifestError, RepositoryStore,
     UploadStore,

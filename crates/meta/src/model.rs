@@ -19,10 +19,24 @@ pub struct UploadSession {
     pub offset: u64,
     /// Serialized hash state after `offset` bytes.
     pub hash_state: Vec<u8>,
+    /// The process instance that wrote and hashed every byte so far, if one did; any
+    /// other process re-hashes the bytes at rest before publishing them.
+    pub verified_by: Option<i64>,
     /// When the session was opened.
     pub created_at: i64,
     /// When bytes were last acknowledged.
     pub updated_at: i64,
+}
+
+/// How much upload work is open, for the limits on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadUsage {
+    /// Open sessions in the whole registry.
+    pub sessions: u64,
+    /// Open sessions in the repository asked about (0 when none was named).
+    pub sessions_in_repository: u64,
+    /// Bytes held by all open sessions.
+    pub bytes: u64,
 }
 
 /// A validated manifest ready to be committed, with everything it references.

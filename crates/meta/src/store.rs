@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
-use crate::model::{NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession};
+use crate::model::{
+    NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession, UploadUsage,
+};
 
 /// A failure of the metadata backend itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,6 +109,11 @@ pub trait UploadStore: Send + Sync {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
     /// Sessions not written to since `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError>;
+    /// Open sessions and their bytes, in all and in `repository` when named.
+    async fn upload_usage(
+        &self,
+        repository: Option<&RepositoryName>,
+    ) -> Result<UploadUsage, MetaError>;
 }
 
 /// Manifests, tags and referrers.

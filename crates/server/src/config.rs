@@ -25,6 +25,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Limits and lifetimes.
     pub limits: LimitsConfig,
+    /// How long a connection may wait on its client.
+    pub timeouts: TimeoutsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -73,6 +75,33 @@ pub struct LimitsConfig {
     pub max_page: u32,
     /// Seconds in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
+    /// Most upload sessions open at once in the whole registry.
+    pub max_upload_sessions: u64,
+    /// Most upload sessions open at once in one repository.
+    pub max_upload_sessions_per_repository: u64,
+    /// Most bytes held by open upload sessions together (0: no limit).
+    pub max_open_upload_bytes: u64,
+    /// Most upload bodies streaming at once.
+    pub max_upload_bodies: usize,
+    /// Seconds an upload body waits for its turn before it gets `429`.
+    pub upload_body_wait_secs: u64,
+    /// Most client connections open at once; further clients wait to be accepted.
+    pub max_connections: usize,
+}
+
+/// How long a connection may wait on its client, in seconds. The defaults leave a
+/// docker, podman or containerd client on a slow link far inside every bound.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    /// From the first byte of a request to the end of its header section.
+    pub header_read_secs: u64,
+    /// An open connection with no request in progress.
+    pub idle_secs: u64,
+    /// A request body that sends nothing.
+    pub body_idle_secs: u64,
+    /// A response the client does not read.
+    pub send_secs: u64,
 }
 
 /// Log level and format.
@@ -104,6 +133,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
+            timeouts: TimeoutsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -113,11 +143,28 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_manifest_bytes: 4 << 20,
-            max_blob_bytes: 0,
-            upload_max_age_secs: 24 * 3600,
-            upload_purge_interval_secs: 3600,
+            max_blob_bytes: 64 << 30,
+            upload_max_age_secs: 3600,
+            upload_purge_interval_secs: 300,
             max_page: 10_000,
             shutdown_grace_secs: 30,
+            max_upload_sessions: 4096,
+            max_upload_sessions_per_repository: 256,
+            max_open_upload_bytes: 64 << 30,
+            max_upload_bodies: 512,
+            upload_body_wait_secs: 5,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            header_read_secs: 30,
+            idle_secs: 90,
+            body_idle_secs: 60,
+            send_secs: 60,
         }
     }
 }
@@ -180,6 +227,11 @@ impl Config {
             upload_max_age: Duration::from_secs(l.upload_max_age_secs),
             default_page: l.max_page,
             max_page: l.max_page,
+            max_upload_sessions: l.max_upload_sessions,
+            max_upload_sessions_per_repository: l.max_upload_sessions_per_repository,
+            max_open_upload_bytes: l.max_open_upload_bytes,
+            max_upload_bodies: l.max_upload_bodies,
+            upload_body_wait: Duration::from_secs(l.upload_body_wait_secs),
         }
     }
 }

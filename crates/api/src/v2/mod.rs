@@ -25,7 +25,7 @@ const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/
 
 /// What each handler gets: the registry, the parsed request pieces and the body.
 pub struct Call<'a> {
-    registry: &'a Registry,
+    registry: &'a Arc<Registry>,
     method: Method,
     headers: HeaderMap,
     query: Query<'a>,
