@@ -339,29 +339,47 @@ impl BlobStore for FsBlobStore {
         let mut received = 0u64;
         let mut failure = None;
         let mut batcher = WriteBatcher::new(self.write_buffers.clone(), offset);
-        'body: while let Some(item) = body.next().await {
-            let frame = match item {
-                Ok(frame) => frame,
-                Err(e) => {
+        // Frames wait here until a batch's worth arrived: a body that trickles holds only
+        // the bytes it sent, not a whole batch buffer.
+        let mut frames: Vec<Bytes> = Vec::new();
+        let mut gathered = 0usize;
+        'body: loop {
+            let item = body.next().await;
+            let end = item.is_none();
+            match item {
+                Some(Ok(frame)) => {
+                    received += frame.len() as u64;
+                    if received > limit {
+                        failure = Some(BlobError::TooLarge);
+                        break;
+                    }
+                    gathered += frame.len();
+                    frames.push(frame);
+                }
+                Some(Err(e)) => {
                     failure = Some(BlobError::Body(e));
                     break;
                 }
-            };
-            received += frame.len() as u64;
-            if received > limit {
-                failure = Some(BlobError::TooLarge);
-                break;
+                None => {}
             }
-            let mut rest = &frame[..];
-            while !rest.is_empty() {
-                let (full, left) = batcher.push(rest);
-                rest = left;
-                if let Some(batch) = full
-                    && let Err(e) = pipeline.push(batch).await
-                {
-                    failure = Some(e);
-                    break 'body;
+            if end || gathered >= WRITE_BATCH {
+                gathered = 0;
+                for frame in frames.drain(..) {
+                    let mut rest = &frame[..];
+                    while !rest.is_empty() {
+                        let (full, left) = batcher.push(rest);
+                        rest = left;
+                        if let Some(batch) = full
+                            && let Err(e) = pipeline.push(batch).await
+                        {
+                            failure = Some(e);
+                            break 'body;
+                        }
+                    }
                 }
+            }
+            if end {
+                break;
             }
         }
         if failure.is_none()

@@ -214,6 +214,21 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("storage"))
     }
 
+    /// How the listener treats connections, from this configuration.
+    pub fn listener_limits(&self) -> crate::serve::ListenerLimits {
+        let t = &self.timeouts;
+        crate::serve::ListenerLimits {
+            max_connections: self.limits.max_connections.max(1),
+            timeouts: crate::connection::Timeouts {
+                header_read: Duration::from_secs(t.header_read_secs),
+                idle: Duration::from_secs(t.idle_secs),
+                body_idle: Duration::from_secs(t.body_idle_secs),
+                send: Duration::from_secs(t.send_secs),
+            },
+            grace: Duration::from_secs(self.limits.shutdown_grace_secs),
+        }
+    }
+
     /// The registry limits derived from this configuration.
     pub fn registry_config(&self) -> berth_app::RegistryConfig {
         let l = &self.limits;

@@ -1,6 +1,7 @@
 //! `berth`: the registry binary — configuration, wiring, listeners, background work.
 
 mod config;
+mod connection;
 mod serve;
 mod telemetry;
 mod tls;

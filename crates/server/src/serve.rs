@@ -12,9 +12,10 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::config::Config;
+use crate::connection::{self, Activity, Timeouts, Watched, WatchedIo};
 
 /// Opens the stores, binds the listener and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -42,28 +43,43 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let purge_every = Duration::from_secs(config.limits.upload_purge_interval_secs.max(1));
     let workers = tokio::spawn(crate::workers::run(registry.clone(), purge_every, stopped));
     let app = berth_api::router(registry);
-    let grace = Duration::from_secs(config.limits.shutdown_grace_secs);
-    run(listener, tls, app, shutdown_signal(), grace).await;
+    run(listener, tls, app, shutdown_signal(), config.listener_limits()).await;
     let _ = stop.send(true);
     let _ = workers.await;
     tracing::info!("berth stopped");
     Ok(())
 }
 
+/// How the listener treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// Most connections open at once; further clients wait in the accept queue.
+    pub max_connections: usize,
+    /// How long a connection may wait on its client.
+    pub timeouts: Timeouts,
+    /// Time in-flight requests get to finish after the shutdown signal.
+    pub grace: Duration,
+}
+
 /// Accepts connections until `shutdown` completes, then lets in-flight requests finish
-/// (for at most `grace`).
+/// (for at most `limits.grace`).
 pub async fn run(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
+    limits: ListenerLimits,
 ) {
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let service = TowerToHyperService::new(app);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -76,44 +92,50 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let activity = Activity::new(limits.timeouts);
+        let service = Watched::new(service.clone(), activity.clone());
+        let io = WatchedIo::new(stream, activity.clone());
         let builder = builder.clone();
-        match &tls {
-            None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_timeout = limits.timeouts.header_read;
+        tokio::spawn(async move {
+            let _slot = slot;
+            let served = async {
+                match tls {
+                    None => {
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(io), service)
+                            .into_owned();
+                        watcher.watch(conn).await
                     }
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream = match acceptor.accept(stream).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                    };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(io));
+                        let stream = match handshake.await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => return Err(e.into()),
+                            Err(_) => return Err("TLS handshake timed out".into()),
+                        };
+                        let conn = builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .into_owned();
+                        watcher.watch(conn).await
                     }
-                });
+                }
+            };
+            tokio::select! {
+                result = served => if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                reason = connection::watch(activity) => {
+                    tracing::debug!(%peer, reason, "dropped a stalled connection");
+                }
             }
-        }
+        });
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(limits.grace, graceful.shutdown())
         .await
         .is_err()
     {

@@ -1,0 +1,448 @@
+//! Hostile clients on real sockets against the real binary: connections reset in the
+//! middle of a PATCH or a completion, bodies and request heads that stall, idle
+//! connections, responses nobody reads, and SIGTERM while a client stalls. Whatever
+//! they do, every blob serves the bytes that hash to its digest and other clients are
+//! served on time.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use support::{Berth, free_port, sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand::rng().fill(&mut v[..]);
+    v
+}
+
+/// Opens an upload session in `repo`; returns its location path.
+async fn start_upload(http: &reqwest::Client, berth: &Berth, repo: &str) -> String {
+    let r = http
+        .post(format!("{}/v2/{repo}/blobs/uploads/", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "POST upload in {repo}");
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
+async fn push_blob(http: &reqwest::Client, berth: &Berth, repo: &str, data: &[u8]) -> String {
+    let digest = sha256(data);
+    let r = http
+        .post(format!(
+            "{}/v2/{repo}/blobs/uploads/?digest={digest}",
+            berth.url()
+        ))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "monolithic push to {repo}");
+    digest
+}
+
+async fn fetch_blob(http: &reqwest::Client, berth: &Berth, repo: &str, digest: &str) -> Vec<u8> {
+    let r = http
+        .get(format!("{}/v2/{repo}/blobs/{digest}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "GET {repo}@{digest}");
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// Sends a request head and part of a body on a fresh connection.
+async fn send_partial(berth: &Berth, head: &str, body: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(&berth.addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s
+}
+
+/// Drops a connection with a TCP reset, as a crashing client would.
+#[allow(deprecated)] // A zero linger on a non-blocking socket resets it without blocking.
+fn reset(s: TcpStream) {
+    s.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(s);
+}
+
+fn patch_head(berth: &Berth, location: &str, from: usize, len: usize) -> String {
+    format!(
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {len}\r\nContent-Range: {from}-{}\r\n\r\n",
+        berth.addr,
+        from + len - 1
+    )
+}
+
+/// Every committed blob file hashes to the digest it is named by.
+fn assert_store_is_sound(data_dir: &Path) {
+    let root = data_dir.join("storage/blobs/sha256");
+    let mut checked = 0;
+    for fan in std::fs::read_dir(&root).unwrap() {
+        for blob in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            let path = blob.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(sha256(&bytes), format!("sha256:{name}"), "{}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no blob was checked");
+}
+
+/// Reads until the server closes the connection; returns how many bytes came and
+/// whether it closed within `within`.
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (usize, bool) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (total, true),
+            Ok(Ok(n)) => total += n,
+            Err(_) => return (total, false),
+        }
+    }
+}
+
+/// A client resets its PATCH of bytes A mid-body (or right after the body), then
+/// PATCHes bytes B over the same range and claims A's digest. Another repository's A
+/// must keep serving A, and every blob in the store must hash to its name.
+#[tokio::test]
+async fn a_reset_patch_cannot_poison_another_repositorys_blob() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start(&data);
+    let http = client();
+    let a = random_bytes(4 << 20);
+    let digest_a = push_blob(&http, &berth, "victim/app", &a).await;
+    for round in 0..12usize {
+        let location = start_upload(&http, &berth, &format!("mallory/x{round}")).await;
+        let cut = match round % 3 {
+            0 => a.len(),
+            1 => a.len() / 2 + round * 4099,
+            _ => a.len() - 1,
+        };
+        let s = send_partial(&berth, &patch_head(&berth, &location, 0, a.len()), &a[..cut]).await;
+        reset(s);
+        let b = random_bytes(a.len());
+        let r = http
+            .patch(format!("{}{location}", berth.url()))
+            .header("content-range", format!("0-{}", b.len() - 1))
+            .body(b)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [202, 416].contains(&r.status().as_u16()),
+            "PATCH B: {}",
+            r.status()
+        );
+        let _ = http
+            .put(format!("{}{location}?digest={digest_a}", berth.url()))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            fetch_blob(&http, &berth, "victim/app", &digest_a).await == a,
+            "round {round}: victim/app serves other bytes under {digest_a}"
+        );
+    }
+    assert_store_is_sound(&data);
+}
+
+/// A client resets its connection while the completion of bytes A is flushing, then
+/// appends more bytes to the same session and completes again. A stays A, and the
+/// retried completion succeeds or finds the session finished.
+#[tokio::test]
+async fn a_reset_completion_cannot_poison_the_published_blob() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start(&data);
+    let http = client();
+    for round in 0..6 {
+        let a = random_bytes(8 << 20);
+        let digest_a = sha256(&a);
+        let location = start_upload(&http, &berth, "cut/complete").await;
+        let r = http
+            .patch(format!("{}{location}", berth.url()))
+            .header("content-range", format!("0-{}", a.len() - 1))
+            .body(a.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let head = format!(
+            "PUT {location}{sep}digest={digest_a} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            berth.addr
+        );
+        let s = send_partial(&berth, &head, b"").await;
+        if round % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        reset(s);
+        let tail = random_bytes(1 << 20);
+        let r = http
+            .patch(format!("{}{location}", berth.url()))
+            .header(
+                "content-range",
+                format!("{}-{}", a.len(), a.len() + tail.len() - 1),
+            )
+            .body(tail)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [202, 404].contains(&r.status().as_u16()),
+            "PATCH after the cut completion: {}",
+            r.status()
+        );
+        let r = http
+            .put(format!("{}{location}?digest={digest_a}", berth.url()))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [201, 400, 404].contains(&r.status().as_u16()),
+            "retried completion: {}",
+            r.status()
+        );
+        let served = http
+            .get(format!("{}/v2/cut/complete/blobs/{digest_a}", berth.url()))
+            .send()
+            .await
+            .unwrap();
+        if served.status() == 200 {
+            assert!(served.bytes().await.unwrap() == a, "round {round}: wrong bytes");
+        }
+    }
+    assert_store_is_sound(&data);
+}
+
+/// Hundreds of PATCHes that send one byte of a declared megabyte and stall — more than
+/// tokio's blocking pool has threads — while real pushes, pulls, completions and deletes
+/// go on. The stalled bodies are dropped after the body timeout.
+#[tokio::test]
+async fn stalled_patches_do_not_stall_other_clients() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[
+            ("BERTH_LIMITS__MAX_UPLOAD_BODIES", "2000"),
+            ("BERTH_TIMEOUTS__BODY_IDLE_SECS", "4"),
+        ],
+    );
+    let http = client();
+    const STALLED: usize = 600;
+    let mut stalled = Vec::with_capacity(STALLED);
+    for i in 0..STALLED {
+        let location = start_upload(&http, &berth, &format!("stall/r{}", i % 8)).await;
+        stalled.push(send_partial(&berth, &patch_head(&berth, &location, 0, 1 << 20), b"x").await);
+    }
+    let stalled_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let work = async {
+        for i in 0..10 {
+            let blob = random_bytes(256 << 10);
+            let repo = format!("live/app{i}");
+            let digest = push_blob(&http, &berth, &repo, &blob).await;
+            assert!(fetch_blob(&http, &berth, &repo, &digest).await == blob);
+            let location = start_upload(&http, &berth, &repo).await;
+            let chunk = random_bytes(100 << 10);
+            let r = http
+                .put(format!("{}{location}?digest={}", berth.url(), sha256(&chunk)))
+                .body(chunk)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "POST+PUT completion");
+            let r = http
+                .delete(format!("{}/v2/{repo}/blobs/{digest}", berth.url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202, "blob delete");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), work)
+        .await
+        .expect("pushes, pulls and deletes finish while 600 PATCHes stall");
+    assert!(
+        stalled_at.elapsed() < Duration::from_secs(4),
+        "the work ran while the PATCHes were stalled"
+    );
+    let rss = resident_kib(berth.pid());
+    assert!(rss < 150 * 1024, "RSS {rss} KiB with {STALLED} stalled bodies");
+
+    // Past the body timeout every stalled PATCH has been answered or closed.
+    for s in &mut stalled {
+        let left = Duration::from_secs(8).saturating_sub(stalled_at.elapsed());
+        let (_, closed) = read_until_closed(s, left).await;
+        assert!(closed, "a stalled PATCH outlived the body timeout");
+    }
+}
+
+/// Connections that never finish their request head, and connections that send
+/// nothing, are dropped after their timeouts while other clients are served.
+#[tokio::test]
+async fn half_sent_heads_and_idle_connections_are_dropped() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[
+            ("BERTH_TIMEOUTS__HEADER_READ_SECS", "2"),
+            ("BERTH_TIMEOUTS__IDLE_SECS", "3"),
+        ],
+    );
+    let opened = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let head = format!("GET /v2/ HTTP/1.1\r\nHost: {}\r\nX-Slow: ", berth.addr);
+        slow.push(send_partial(&berth, &head, b"").await);
+    }
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(TcpStream::connect(&berth.addr).await.unwrap());
+    }
+    let http = client();
+    let r = http.get(format!("{}/v2/", berth.url())).send().await.unwrap();
+    assert_eq!(r.status(), 200, "served while 600 connections stall");
+    for s in &mut slow {
+        // Generous: other tests may share the machine's two cores.
+        let left = Duration::from_secs(6).saturating_sub(opened.elapsed());
+        let (_, closed) = read_until_closed(s, left).await;
+        assert!(
+            closed,
+            "a half-sent head outlived the header timeout ({:?})",
+            opened.elapsed()
+        );
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(1900), "not before the timeout");
+    for s in &mut silent {
+        let left = Duration::from_secs(8).saturating_sub(opened.elapsed());
+        let (_, closed) = read_until_closed(s, left).await;
+        assert!(
+            closed,
+            "an idle connection outlived the idle timeout ({:?})",
+            opened.elapsed()
+        );
+    }
+}
+
+/// Clients that ask for a large manifest and never read are dropped after the send
+/// timeout; a reading client is served meanwhile.
+#[tokio::test]
+async fn clients_that_do_not_read_are_dropped() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[
+            ("BERTH_TIMEOUTS__SEND_SECS", "2"),
+            ("BERTH_LIMITS__MAX_MANIFEST_BYTES", "16777216"),
+        ],
+    );
+    let http = client();
+    let config = push_blob(&http, &berth, "big/manifest", b"{}").await;
+    // Larger than the kernel's socket buffers on both sides together.
+    let padding = "x".repeat(12 << 20);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [],
+        "annotations": {"padding": padding}
+    })
+    .to_string();
+    let r = http
+        .put(format!("{}/v2/big/manifest/manifests/v1", berth.url()))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut readers = Vec::new();
+    for _ in 0..50 {
+        let head = format!(
+            "GET /v2/big/manifest/manifests/v1 HTTP/1.1\r\nHost: {}\r\n\
+             Accept: application/vnd.oci.image.manifest.v1+json\r\n\r\n",
+            berth.addr
+        );
+        // A small receive window, so the kernel cannot absorb the response for us.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut s = socket.connect(berth.addr.parse().unwrap()).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        readers.push(s);
+    }
+    let asked = Instant::now();
+    let r = http
+        .get(format!("{}/v2/big/manifest/manifests/v1", berth.url()))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), manifest.len());
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(asked.elapsed())).await;
+    for s in &mut readers {
+        let (got, closed) = read_until_closed(s, Duration::from_secs(3)).await;
+        assert!(closed, "a client that does not read outlived the send timeout");
+        assert!(got < manifest.len(), "the stalled response was cut, not sent whole");
+    }
+}
+
+/// SIGTERM while a client stalls in the middle of a PATCH body: the process exits once
+/// the grace period is over.
+#[tokio::test]
+async fn sigterm_exits_within_the_grace_period_despite_a_stalled_patch() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[("BERTH_LIMITS__SHUTDOWN_GRACE_SECS", "2")],
+    );
+    let http = client();
+    let location = start_upload(&http, &berth, "term/stall").await;
+    let _stalled = send_partial(&berth, &patch_head(&berth, &location, 0, 1 << 20), b"x").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    let exited = tokio::task::spawn_blocking(move || berth.terminate())
+        .await
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(exited, "berth exits cleanly");
+    assert!(took < Duration::from_secs(4), "exit took {took:?}");
+}
+
+/// Resident memory of a process, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
