@@ -1,22 +1,34 @@
-//! Purging stale uploads (scenario S17): idle sessions and their bytes go, active ones stay.
+//! Purging stale uploads (scenario S17): idle sessions and their bytes go, active ones
+//! stay, and an upload with a request in flight is never purged under it. Time is moved
+//! by a manual clock, never by sleeping.
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_app::RegistryConfig;
+use berth_testkit::ManualClock;
 use common::*;
+
+const MAX_AGE: Duration = Duration::from_secs(3600);
 
 fn files_under(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
+fn registry(clock: &Arc<ManualClock>) -> TestRegistry {
+    let config = RegistryConfig {
+        upload_max_age: MAX_AGE,
+        ..RegistryConfig::default()
+    };
+    TestRegistry::with_clock(config, clock.clone())
+}
+
 #[tokio::test]
 async fn only_idle_sessions_are_purged() {
-    let reg = TestRegistry::with_config(RegistryConfig {
-        upload_max_age: Duration::from_millis(400),
-        ..RegistryConfig::default()
-    });
+    let clock = ManualClock::new();
+    let reg = registry(&clock);
     let uploads_dir = reg.dir.path().join("storage/uploads");
     let idle: Vec<String> =
         futures_util::future::join_all((0..5).map(|_| start_upload(&reg, "p/idle"))).await;
@@ -28,13 +40,13 @@ async fn only_idle_sessions_are_purged() {
     );
     assert_eq!(files_under(&uploads_dir), 6);
 
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    clock.advance(MAX_AGE / 2);
     expect_status(
         &patch(&reg, &active, Some("0-2"), b"abc").await,
         202,
         "keep alive",
     );
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    clock.advance(MAX_AGE / 2 + Duration::from_secs(1));
     assert_eq!(reg.registry.purge_stale_uploads().await.unwrap(), 5);
 
     for location in &idle {
@@ -64,4 +76,55 @@ async fn only_idle_sessions_are_purged() {
         "finish",
     );
     expect_blob(&reg, "p/active", &d, data, "after purge").await;
+}
+
+/// A PATCH that streams for longer than the age limit holds its session: the purge
+/// skips it (without waiting for it), and the upload completes afterwards.
+#[tokio::test]
+async fn an_upload_with_a_request_in_flight_is_not_purged() {
+    let clock = ManualClock::new();
+    let reg = Arc::new(registry(&clock));
+    let location = start_upload(&reg, "p/streaming").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let patching = {
+        let (reg, location) = (reg.clone(), location.clone());
+        tokio::spawn(async move {
+            reg.send(
+                Method::PATCH,
+                &location,
+                &[("content-type", "application/octet-stream")],
+                body,
+            )
+            .await
+        })
+    };
+    tx.send(Ok(Bytes::from_static(b"first "))).await.unwrap();
+    // Let the PATCH take its session's lock and start streaming.
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    clock.advance(MAX_AGE * 2);
+    let purged = tokio::time::timeout(Duration::from_secs(5), reg.registry.purge_stale_uploads())
+        .await
+        .expect("the purge does not wait for the upload in flight")
+        .unwrap();
+    assert_eq!(purged, 0, "the streaming session was not purged");
+    tx.send(Ok(Bytes::from_static(b"second"))).await.unwrap();
+    drop(tx);
+    expect_status(&patching.await.unwrap(), 202, "the long PATCH");
+    let d = sha256(b"first second");
+    expect_status(
+        &put_upload(&reg, &location, d.as_str(), None, b"").await,
+        201,
+        "complete after the purge",
+    );
+    expect_blob(&reg, "p/streaming", &d, b"first second", "streamed blob").await;
+}
+
+/// A stream of the items sent on `rx`.
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
 }

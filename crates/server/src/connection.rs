@@ -153,7 +153,11 @@ impl<T> WatchedIo<T> {
     }
 
     /// Turns a blocked write into an error once it has been blocked for too long.
-    fn stalled<R>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+    fn stalled<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
         if poll.is_ready() {
             self.write_stall = None;
             return poll;

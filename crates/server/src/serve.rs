@@ -43,7 +43,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let purge_every = Duration::from_secs(config.limits.upload_purge_interval_secs.max(1));
     let workers = tokio::spawn(crate::workers::run(registry.clone(), purge_every, stopped));
     let app = berth_api::router(registry);
-    run(listener, tls, app, shutdown_signal(), config.listener_limits()).await;
+    run(
+        listener,
+        tls,
+        app,
+        shutdown_signal(),
+        config.listener_limits(),
+    )
+    .await;
     let _ = stop.send(true);
     let _ = workers.await;
     tracing::info!("berth stopped");
@@ -110,7 +117,8 @@ pub async fn run(
                         watcher.watch(conn).await
                     }
                     Some(acceptor) => {
-                        let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(io));
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(io));
                         let stream = match handshake.await {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => return Err(e.into()),

@@ -96,7 +96,12 @@ fn assert_store_is_sound(data_dir: &Path) {
             let path = blob.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_owned();
             let bytes = std::fs::read(&path).unwrap();
-            assert_eq!(sha256(&bytes), format!("sha256:{name}"), "{}", path.display());
+            assert_eq!(
+                sha256(&bytes),
+                format!("sha256:{name}"),
+                "{}",
+                path.display()
+            );
             checked += 1;
         }
     }
@@ -137,7 +142,12 @@ async fn a_reset_patch_cannot_poison_another_repositorys_blob() {
             1 => a.len() / 2 + round * 4099,
             _ => a.len() - 1,
         };
-        let s = send_partial(&berth, &patch_head(&berth, &location, 0, a.len()), &a[..cut]).await;
+        let s = send_partial(
+            &berth,
+            &patch_head(&berth, &location, 0, a.len()),
+            &a[..cut],
+        )
+        .await;
         reset(s);
         let b = random_bytes(a.len());
         let r = http
@@ -228,7 +238,10 @@ async fn a_reset_completion_cannot_poison_the_published_blob() {
             .await
             .unwrap();
         if served.status() == 200 {
-            assert!(served.bytes().await.unwrap() == a, "round {round}: wrong bytes");
+            assert!(
+                served.bytes().await.unwrap() == a,
+                "round {round}: wrong bytes"
+            );
         }
     }
     assert_store_is_sound(&data);
@@ -268,7 +281,11 @@ async fn stalled_patches_do_not_stall_other_clients() {
             let location = start_upload(&http, &berth, &repo).await;
             let chunk = random_bytes(100 << 10);
             let r = http
-                .put(format!("{}{location}?digest={}", berth.url(), sha256(&chunk)))
+                .put(format!(
+                    "{}{location}?digest={}",
+                    berth.url(),
+                    sha256(&chunk)
+                ))
                 .body(chunk)
                 .send()
                 .await
@@ -290,7 +307,10 @@ async fn stalled_patches_do_not_stall_other_clients() {
         "the work ran while the PATCHes were stalled"
     );
     let rss = resident_kib(berth.pid());
-    assert!(rss < 150 * 1024, "RSS {rss} KiB with {STALLED} stalled bodies");
+    assert!(
+        rss < 150 * 1024,
+        "RSS {rss} KiB with {STALLED} stalled bodies"
+    );
 
     // Past the body timeout every stalled PATCH has been answered or closed.
     for s in &mut stalled {
@@ -325,7 +345,11 @@ async fn half_sent_heads_and_idle_connections_are_dropped() {
         silent.push(TcpStream::connect(&berth.addr).await.unwrap());
     }
     let http = client();
-    let r = http.get(format!("{}/v2/", berth.url())).send().await.unwrap();
+    let r = http
+        .get(format!("{}/v2/", berth.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "served while 600 connections stall");
     for s in &mut slow {
         // Generous: other tests may share the machine's two cores.
@@ -337,7 +361,10 @@ async fn half_sent_heads_and_idle_connections_are_dropped() {
             opened.elapsed()
         );
     }
-    assert!(opened.elapsed() >= Duration::from_millis(1900), "not before the timeout");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(1900),
+        "not before the timeout"
+    );
     for s in &mut silent {
         let left = Duration::from_secs(8).saturating_sub(opened.elapsed());
         let (_, closed) = read_until_closed(s, left).await;
@@ -408,8 +435,14 @@ async fn clients_that_do_not_read_are_dropped() {
     tokio::time::sleep(Duration::from_secs(4).saturating_sub(asked.elapsed())).await;
     for s in &mut readers {
         let (got, closed) = read_until_closed(s, Duration::from_secs(3)).await;
-        assert!(closed, "a client that does not read outlived the send timeout");
-        assert!(got < manifest.len(), "the stalled response was cut, not sent whole");
+        assert!(
+            closed,
+            "a client that does not read outlived the send timeout"
+        );
+        assert!(
+            got < manifest.len(),
+            "the stalled response was cut, not sent whole"
+        );
     }
 }
 

@@ -2,10 +2,11 @@
 //! its real router with `tower::ServiceExt::oneshot`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
-use berth_app::{Registry, RegistryConfig, SystemClock};
+use berth_app::{Clock, Registry, RegistryConfig, SystemClock};
 use berth_blob::FsBlobStore;
 use berth_meta_sqlite::SqliteMetaStore;
 use berth_oci::{Algorithm, Digest};
@@ -13,6 +14,27 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+/// A clock that moves only when a test moves it; it starts at the system time.
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock reading the current system time.
+    pub fn new() -> Arc<Self> {
+        Arc::new(ManualClock(AtomicI64::new(SystemClock.now_ms())))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// An in-process registry on the embedded default (SQLite + filesystem).
 pub struct TestRegistry {
@@ -66,13 +88,18 @@ impl TestRegistry {
 
     /// Starts a registry with the given limits.
     pub fn with_config(config: RegistryConfig) -> Self {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Starts a registry with the given limits and clock.
+    pub fn with_clock(config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let meta = SqliteMetaStore::open(dir.path().join("berth.db")).expect("metadata store");
         let blobs = FsBlobStore::open(dir.path().join("storage")).expect("blob store");
         let registry = Arc::new(Registry::new(
             Arc::new(meta),
             Arc::new(blobs),
-            Arc::new(SystemClock),
+            clock,
             config,
         ));
         TestRegistry {
