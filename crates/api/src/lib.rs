@@ -10,6 +10,7 @@
 mod endpoint;
 mod error;
 mod health;
+mod held_body;
 mod query;
 mod request_limits;
 mod request_log;

@@ -3,6 +3,7 @@
 //! Architecture invariant: this is the only layer that enforces policy. HTTP handlers
 //! call one method here and map its result; adapters only store what they are told.
 
+mod buffer_budget;
 mod clock;
 mod error;
 mod locks;
@@ -12,6 +13,7 @@ mod upload_limits;
 mod uploads;
 
 pub use berth_meta::UploadSession;
+pub use buffer_budget::BufferPermit;
 pub use clock::{Clock, SystemClock};
 pub use error::RegistryError;
 pub use registry::{BlobContent, MountOutcome, PushedManifest, Registry, RegistryConfig, TagList};

@@ -12,6 +12,7 @@ use berth_oci::{
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::buffer_budget::{BufferBudget, BufferPermit};
 use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::locks::SessionLocks;
@@ -39,8 +40,11 @@ pub struct RegistryConfig {
     pub max_open_upload_bytes: u64,
     /// Most upload bodies streaming at once.
     pub max_upload_bodies: usize,
-    /// How long an upload body waits for its turn before it is refused with `429`.
-    pub upload_body_wait: Duration,
+    /// How long a request waits for a limit on work in progress (upload bodies, buffered
+    /// bytes) before it is refused with `429`.
+    pub overload_wait: Duration,
+    /// Most bytes that buffered request and response bodies may hold at once.
+    pub max_buffered_bytes: u64,
 }
 
 impl Default for RegistryConfig {
@@ -55,7 +59,8 @@ impl Default for RegistryConfig {
             max_upload_sessions_per_repository: 256,
             max_open_upload_bytes: 64 << 30,
             max_upload_bodies: 512,
-            upload_body_wait: Duration::from_secs(5),
+            overload_wait: Duration::from_secs(5),
+            max_buffered_bytes: 1 << 30,
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct Registry {
     pub(crate) upload_locks: SessionLocks,
     /// Limits on uploads in progress.
     pub(crate) limits: UploadLimits,
+    /// Bytes buffered bodies may hold.
+    buffers: BufferBudget,
     /// Names this process in the upload sessions it started, so that it knows which
     /// sessions' bytes it wrote and hashed itself (all others are re-hashed at completion).
     pub(crate) instance: i64,
@@ -124,6 +131,7 @@ impl Registry {
             blobs,
             clock,
             limits: UploadLimits::new(&config),
+            buffers: BufferBudget::new(config.max_buffered_bytes, config.overload_wait),
             config,
             upload_locks: SessionLocks::default(),
             instance: rand::random::<i64>().max(1),
@@ -134,6 +142,12 @@ impl Registry {
     /// The limits in force.
     pub fn config(&self) -> &RegistryConfig {
         &self.config
+    }
+
+    /// Waits (briefly) for room to hold a body of `bytes` in memory; the room is given
+    /// back when the permit is dropped.
+    pub async fn reserve_buffer(&self, bytes: usize) -> Result<BufferPermit, RegistryError> {
+        self.buffers.reserve(bytes).await
     }
 
     /// Checks both stores answer (for `/readyz`).

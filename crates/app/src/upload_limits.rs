@@ -53,7 +53,7 @@ impl UploadLimits {
             max_sessions_per_repository: config.max_upload_sessions_per_repository,
             max_open_bytes: config.max_open_upload_bytes,
             bodies: Arc::new(Semaphore::new(config.max_upload_bodies)),
-            body_wait: config.upload_body_wait,
+            body_wait: config.overload_wait,
             in_flight: Arc::default(),
         }
     }

@@ -6,6 +6,7 @@
 //! its own savepoint) and commits with `synchronous=FULL`, so every acknowledged write
 //! is durable while concurrent pushes share one fsync (group commit).
 
+mod manifest_cache;
 mod migrate;
 mod queries;
 mod readers;
@@ -21,6 +22,7 @@ use berth_meta::{
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
+use crate::manifest_cache::ManifestCache;
 use crate::readers::Readers;
 use crate::tag_cache::TagCache;
 use crate::writer::{Durability, Writer};
@@ -30,6 +32,8 @@ pub struct SqliteMetaStore {
     readers: Readers,
     /// Complete tag lists of recently listed repositories.
     tag_cache: TagCache,
+    /// Recently served manifest bytes, shared by the responses that send them.
+    manifest_cache: ManifestCache,
     writer: Writer,
 }
 
@@ -46,6 +50,7 @@ impl SqliteMetaStore {
         Ok(SqliteMetaStore {
             readers: Readers::new(path),
             tag_cache: TagCache::default(),
+            manifest_cache: ManifestCache::default(),
             writer: Writer::start(conn)?,
         })
     }
@@ -190,8 +195,24 @@ impl ManifestStore for SqliteMetaStore {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, MetaError> {
-        self.readers
-            .with(|c| queries::manifest(c, repository.as_str(), reference))
+        self.readers.with(|c| {
+            let Some((digest, media_type, id)) =
+                queries::manifest_row(c, repository.as_str(), reference)?
+            else {
+                return Ok(None);
+            };
+            let content = match self.manifest_cache.get(digest.as_str()) {
+                Some(content) => content,
+                None => self
+                    .manifest_cache
+                    .insert(digest.as_str(), queries::manifest_content(c, id)?),
+            };
+            Ok(Some(StoredManifest {
+                digest,
+                media_type,
+                content,
+            }))
+        })
     }
 
     async fn delete_manifest(

@@ -1,8 +1,8 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
 use berth_meta::{
-    MetaError, NewManifest, PullRecord, PutManifestError, Referrer, StoredManifest, TagPage,
-    UploadSession, UploadUsage,
+    MetaError, NewManifest, PullRecord, PutManifestError, Referrer, TagPage, UploadSession,
+    UploadUsage,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -327,22 +327,17 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
     Ok(())
 }
 
-pub fn manifest(
+/// Resolves a reference to its manifest row: digest, media type and row id.
+pub fn manifest_row(
     c: &Connection,
     repository: &str,
     reference: &Reference,
-) -> rusqlite::Result<Option<StoredManifest>> {
-    let row = |r: &rusqlite::Row<'_>| {
-        Ok(StoredManifest {
-            digest: digest_col(r.get(0)?)?,
-            media_type: r.get(1)?,
-            content: Bytes::from(r.get::<_, Vec<u8>>(2)?),
-        })
-    };
+) -> rusqlite::Result<Option<(Digest, String, i64)>> {
+    let row = |r: &rusqlite::Row<'_>| Ok((digest_col(r.get(0)?)?, r.get(1)?, r.get(2)?));
     match reference {
         Reference::Tag(tag) => c
             .prepare_cached(
-                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                "SELECT m.digest, m.media_type, m.id FROM repositories r
                  JOIN tags t ON t.repository_id = r.id
                  JOIN manifests m ON m.id = t.manifest_id
                  WHERE r.name = ?1 AND t.name = ?2",
@@ -351,13 +346,19 @@ pub fn manifest(
             .optional(),
         Reference::Digest(digest) => c
             .prepare_cached(
-                "SELECT m.digest, m.media_type, m.content FROM repositories r
+                "SELECT m.digest, m.media_type, m.id FROM repositories r
                  JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = ?1 AND m.digest = ?2",
             )?
             .query_row([repository, digest.as_str()], row)
             .optional(),
     }
+}
+
+/// The stored bytes of the manifest row `id`.
+pub fn manifest_content(c: &Connection, id: i64) -> rusqlite::Result<Bytes> {
+    c.prepare_cached("SELECT content FROM manifests WHERE id = ?1")?
+        .query_row([id], |r| Ok(Bytes::from(r.get::<_, Vec<u8>>(0)?)))
 }
 
 pub fn delete_manifest(c: &Connection, repository: &str, digest: &str) -> Result<bool, MetaError> {

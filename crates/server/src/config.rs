@@ -83,10 +83,13 @@ pub struct LimitsConfig {
     pub max_open_upload_bytes: u64,
     /// Most upload bodies streaming at once.
     pub max_upload_bodies: usize,
-    /// Seconds an upload body waits for its turn before it gets `429`.
-    pub upload_body_wait_secs: u64,
+    /// Seconds a request waits for a limit on work in progress (upload bodies, buffered
+    /// bytes) before it gets `429`.
+    pub overload_wait_secs: u64,
     /// Most client connections open at once; further clients wait to be accepted.
     pub max_connections: usize,
+    /// Most bytes buffered request and response bodies (manifests, listings) may hold.
+    pub max_buffered_bytes: u64,
 }
 
 /// How long a connection may wait on its client, in seconds. The defaults leave a
@@ -152,8 +155,9 @@ impl Default for LimitsConfig {
             max_upload_sessions_per_repository: 256,
             max_open_upload_bytes: 64 << 30,
             max_upload_bodies: 512,
-            upload_body_wait_secs: 5,
+            overload_wait_secs: 5,
             max_connections: 4096,
+            max_buffered_bytes: 1 << 30,
         }
     }
 }
@@ -246,7 +250,8 @@ impl Config {
             max_upload_sessions_per_repository: l.max_upload_sessions_per_repository,
             max_open_upload_bytes: l.max_open_upload_bytes,
             max_upload_bodies: l.max_upload_bodies,
-            upload_body_wait: Duration::from_secs(l.upload_body_wait_secs),
+            overload_wait: Duration::from_secs(l.overload_wait_secs),
+            max_buffered_bytes: l.max_buffered_bytes,
         }
     }
 }

@@ -9,6 +9,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::Rng;
 use support::{Berth, free_port, sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -376,8 +377,35 @@ async fn half_sent_heads_and_idle_connections_are_dropped() {
     }
 }
 
-/// Clients that ask for a large manifest and never read are dropped after the send
-/// timeout; a reading client is served meanwhile.
+/// Pushes a valid OCI manifest of about `padding` bytes to `repo:v1`; returns its bytes.
+async fn push_large_manifest(
+    http: &reqwest::Client,
+    berth: &Berth,
+    repo: &str,
+    padding: usize,
+) -> String {
+    let config = push_blob(http, berth, repo, b"{}").await;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [],
+        "annotations": {"padding": "x".repeat(padding)}
+    })
+    .to_string();
+    let r = http
+        .put(format!("{}/v2/{repo}/manifests/v1", berth.url()))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    manifest
+}
+
+/// Clients that ask for a large manifest and never read share one buffer (memory stays
+/// bounded) and are dropped after the send timeout; a reading client is served meanwhile.
 #[tokio::test]
 async fn clients_that_do_not_read_are_dropped() {
     let work = tempfile::tempdir().unwrap();
@@ -386,32 +414,15 @@ async fn clients_that_do_not_read_are_dropped() {
         &data,
         free_port(),
         &[
-            ("BERTH_TIMEOUTS__SEND_SECS", "2"),
+            ("BERTH_TIMEOUTS__SEND_SECS", "3"),
             ("BERTH_LIMITS__MAX_MANIFEST_BYTES", "16777216"),
         ],
     );
     let http = client();
-    let config = push_blob(&http, &berth, "big/manifest", b"{}").await;
     // Larger than the kernel's socket buffers on both sides together.
-    let padding = "x".repeat(12 << 20);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
-        "layers": [],
-        "annotations": {"padding": padding}
-    })
-    .to_string();
-    let r = http
-        .put(format!("{}/v2/big/manifest/manifests/v1", berth.url()))
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-        .body(manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let manifest = push_large_manifest(&http, &berth, "big/manifest", 12 << 20).await;
     let mut readers = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..60 {
         let head = format!(
             "GET /v2/big/manifest/manifests/v1 HTTP/1.1\r\nHost: {}\r\n\
              Accept: application/vnd.oci.image.manifest.v1+json\r\n\r\n",
@@ -432,9 +443,14 @@ async fn clients_that_do_not_read_are_dropped() {
         .await
         .unwrap();
     assert_eq!(r.bytes().await.unwrap().len(), manifest.len());
-    tokio::time::sleep(Duration::from_secs(4).saturating_sub(asked.elapsed())).await;
+    let rss = resident_kib(berth.pid());
+    assert!(
+        rss < 200 * 1024,
+        "RSS {rss} KiB with 60 non-reading clients of a 12 MiB manifest"
+    );
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(asked.elapsed())).await;
     for s in &mut readers {
-        let (got, closed) = read_until_closed(s, Duration::from_secs(3)).await;
+        let (got, closed) = read_until_closed(s, Duration::from_secs(4)).await;
         assert!(
             closed,
             "a client that does not read outlived the send timeout"
@@ -444,6 +460,58 @@ async fn clients_that_do_not_read_are_dropped() {
             "the stalled response was cut, not sent whole"
         );
     }
+}
+
+/// An HTTP/2 client with a shut flow-control window opens many streams for a large
+/// manifest: memory stays bounded and the connection is dropped after the send timeout.
+#[tokio::test]
+async fn an_http2_client_with_a_shut_window_is_dropped() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(&data, free_port(), &[("BERTH_TIMEOUTS__SEND_SECS", "3")]);
+    let http = client();
+    push_large_manifest(&http, &berth, "h2/manifest", 3 << 20).await;
+    let tcp = TcpStream::connect(&berth.addr).await.unwrap();
+    let (mut h2, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .initial_connection_window_size(65_535)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let mut responses = Vec::new();
+    for _ in 0..100 {
+        h2 = h2.ready().await.unwrap();
+        let request =
+            http::Request::get(format!("http://{}/v2/h2/manifest/manifests/v1", berth.addr))
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .body(())
+                .unwrap();
+        let (response, _) = h2.send_request(request, true).unwrap();
+        responses.push(response);
+    }
+    let opened = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let rss = resident_kib(berth.pid());
+    assert!(
+        rss < 200 * 1024,
+        "RSS {rss} KiB with 100 stalled HTTP/2 streams of 3 MiB"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(8), connection).await;
+    assert!(
+        closed.is_ok(),
+        "the stalled HTTP/2 connection outlived the send timeout"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_secs(2),
+        "not before the timeout"
+    );
+    let r = http
+        .get(format!("{}/v2/", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// SIGTERM while a client stalls in the middle of a PATCH body: the process exits once

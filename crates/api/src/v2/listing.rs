@@ -1,13 +1,14 @@
 //! Listings: the catalog, tags and referrers.
 
 use axum::response::{IntoResponse, Response};
-use berth_app::TagList;
+use berth_app::{Registry, TagList};
 use berth_oci::RepositoryName;
 use http::header;
 use serde::Serialize;
 
-use super::{Call, json_response, parse_digest};
+use super::{Call, parse_digest};
 use crate::error::ApiError;
+use crate::held_body::held_body;
 
 /// Parses `n`: a non-negative integer (values above the maximum are clamped later).
 fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
@@ -26,9 +27,20 @@ fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
         .transpose()
 }
 
-/// Adds `Link: <path?last=..&n=..>; rel="next"` when more names follow.
-fn paged(body: Vec<u8>, list: &TagList, path: &str) -> Response {
-    let mut response = json_response(body);
+/// Sends a listing, holding its room in the buffer budget, with
+/// `Link: <path?last=..&n=..>; rel="next"` when more names follow.
+async fn paged(
+    registry: &Registry,
+    body: Vec<u8>,
+    list: &TagList,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let permit = registry.reserve_buffer(body.len()).await?;
+    let mut response = (
+        [(header::CONTENT_TYPE, "application/json")],
+        held_body(body.into(), permit),
+    )
+        .into_response();
     if let (Some(n), Some(last)) = (list.next_page, list.page.names().last()) {
         let query: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("last", last)
@@ -39,7 +51,7 @@ fn paged(body: Vec<u8>, list: &TagList, path: &str) -> Response {
             response.headers_mut().insert(header::LINK, v);
         }
     }
-    response
+    Ok(response)
 }
 
 #[derive(Serialize)]
@@ -61,7 +73,7 @@ pub async fn catalog(call: Call<'_>) -> Result<Response, ApiError> {
         repositories: list.page.names(),
     })
     .expect("serializable");
-    Ok(paged(body, &list, "/v2/_catalog"))
+    paged(call.registry, body, &list, "/v2/_catalog").await
 }
 
 /// `GET /v2/<name>/tags/list?n=&last=`
@@ -73,7 +85,7 @@ pub async fn tags(call: Call<'_>, name: RepositoryName) -> Result<Response, ApiE
         tags: list.page.names(),
     })
     .expect("serializable");
-    Ok(paged(body, &list, &format!("/v2/{name}/tags/list")))
+    paged(call.registry, body, &list, &format!("/v2/{name}/tags/list")).await
 }
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`

@@ -7,6 +7,7 @@ use http::{Method, StatusCode, header};
 
 use super::{Call, content_length, header_str};
 use crate::error::ApiError;
+use crate::held_body::held_body;
 
 fn parse_reference(raw: &str, for_push: bool) -> Result<Reference, ApiError> {
     Reference::parse(raw).map_err(|e| match e {
@@ -34,7 +35,8 @@ pub async fn get(
     let body = if head {
         Body::empty()
     } else {
-        Body::from(manifest.content)
+        let permit = call.registry.reserve_buffer(len).await?;
+        held_body(manifest.content, permit)
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -82,6 +84,8 @@ pub async fn put(
         return Err(too_large());
     }
     let content_type = header_str(&call.headers, header::CONTENT_TYPE).map(str::to_owned);
+    let declared = content_length(&call.headers).unwrap_or(limit);
+    let _room = call.registry.reserve_buffer(declared as usize).await?;
     let body = axum::body::to_bytes(call.body, limit as usize)
         .await
         .map_err(|e| {

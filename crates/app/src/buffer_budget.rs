@@ -1,0 +1,66 @@
+//! A budget for request and response bytes held in memory (manifest bodies, listings),
+//! so that no number of slow or non-reading clients can take the process beyond it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::RegistryError;
+
+/// Budget granularity: permits are counted in KiB.
+const UNIT: usize = 1024;
+
+/// The bytes that buffered bodies may hold at once.
+pub(crate) struct BufferBudget {
+    /// One permit per KiB of the budget.
+    units: Arc<Semaphore>,
+    /// Every permit, so that one request larger than the budget still fits alone.
+    total_units: u32,
+    /// How long a request waits for room before it is refused.
+    wait: Duration,
+}
+
+/// Room for one buffered body; given back when dropped.
+pub struct BufferPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+impl BufferBudget {
+    /// A budget of `bytes` (at least one KiB).
+    pub(crate) fn new(bytes: u64, wait: Duration) -> Self {
+        let total_units = (bytes / UNIT as u64).clamp(1, u64::from(u32::MAX >> 3)) as u32;
+        BufferBudget {
+            units: Arc::new(Semaphore::new(total_units as usize)),
+            total_units,
+            wait,
+        }
+    }
+
+    /// Waits (briefly) for room for `bytes`.
+    pub(crate) async fn reserve(&self, bytes: usize) -> Result<BufferPermit, RegistryError> {
+        let units = bytes.div_ceil(UNIT).clamp(1, self.total_units as usize) as u32;
+        let acquire = self.units.clone().acquire_many_owned(units);
+        match tokio::time::timeout(self.wait, acquire).await {
+            Ok(Ok(permit)) => Ok(BufferPermit(permit)),
+            _ => Err(RegistryError::TooManyRequests(
+                "the memory for buffered requests and responses is in use".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reservations_wait_for_room_then_are_refused() {
+        let budget = BufferBudget::new(8 * 1024, Duration::from_millis(20));
+        let held = budget.reserve(6 * 1024).await.unwrap();
+        assert!(budget.reserve(4 * 1024).await.is_err(), "over the budget");
+        drop(held);
+        let _big = budget
+            .reserve(100 * 1024)
+            .await
+            .expect("a lone large body fits");
+    }
+}
