@@ -134,7 +134,7 @@ impl Registry {
             buffers: BufferBudget::new(config.max_buffered_bytes, config.overload_wait),
             config,
             upload_locks: SessionLocks::default(),
-            instance: rand::random::<i64>().max(1),
+            instance: rand::random_range(1..i64::MAX),
             pulls: PendingPulls::default(),
         }
     }

@@ -277,7 +277,7 @@ impl Registry {
                     return Err(RegistryError::UploadLost);
                 }
             }
-            Err(e) => return Err(self.refuse_commit(&session.id, e).await),
+            Err(e) => return Err(self.refuse_commit(&session.id, e, hashed_here).await),
         }
         self.meta
             .complete_upload(
@@ -292,9 +292,12 @@ impl Registry {
     }
 
     /// Maps a failed commit to the client's answer, ending the session when its bytes
-    /// can no longer be completed (and keeping it when a retry may succeed).
-    async fn refuse_commit(&self, id: &UploadId, e: BlobError) -> RegistryError {
+    /// can no longer be completed (and keeping it when a retry may succeed). When the
+    /// stored hash matched the digest (`hashed_here`), bytes at rest that hash otherwise
+    /// were lost or altered after they were acknowledged.
+    async fn refuse_commit(&self, id: &UploadId, e: BlobError, hashed_here: bool) -> RegistryError {
         let final_error = match e {
+            BlobError::DigestMismatch(_) if hashed_here => Some(RegistryError::UploadLost),
             BlobError::DigestMismatch(ref computed) => Some(RegistryError::DigestInvalid(format!(
                 "content hashes to {computed}"
             ))),

@@ -311,6 +311,17 @@ impl BlobStore for FsBlobStore {
         mut body: ByteStream,
         limit: u64,
     ) -> Result<AppendOutcome, BlobError> {
+        // An empty body touches nothing: the file is opened with the first byte.
+        let first = loop {
+            match body.next().await {
+                Some(Ok(frame)) if frame.is_empty() => continue,
+                Some(Ok(frame)) => break frame,
+                Some(Err(e)) => return Err(BlobError::Body(e)),
+                None => return Ok(AppendOutcome { written: 0, hasher }),
+            }
+        };
+        let mut body: ByteStream =
+            Box::pin(futures_util::stream::once(async { Ok(first) }).chain(body));
         let path = self.upload_path(id);
         let file = blocking(move || {
             let mut file = OpenOptions::new()
@@ -517,7 +528,9 @@ mod tests {
         let id = UploadId::from_random([7; 16]);
         store.create_upload(&id).await.unwrap();
         let hasher = ResumableHasher::new(berth_oci::Algorithm::Sha256);
-        let body: ByteStream = Box::pin(futures_util::stream::empty());
+        let body: ByteStream = Box::pin(futures_util::stream::once(async {
+            Ok(Bytes::from_static(b"more"))
+        }));
         let err = store.append_upload(&id, 10, hasher, body, 100).await;
         assert!(matches!(err, Err(BlobError::UploadTruncated)));
     }

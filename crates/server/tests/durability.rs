@@ -334,3 +334,112 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_push() {
     }
     drop(berth);
 }
+
+/// What a crash or power loss may leave of an upload's bytes at rest.
+#[derive(Clone, Copy, Debug)]
+enum AfterCrash {
+    /// The bytes are intact.
+    Intact,
+    /// The bytes never reached the disk: the file is empty.
+    Emptied,
+    /// The file kept its length but its blocks read as zeros.
+    Zeroed,
+    /// A completion renamed the bytes into place, then the process died before linking.
+    Published,
+}
+
+/// Uploads 64 KiB in one PATCH, SIGKILLs Berth, alters the upload file as `after`
+/// says, restarts and completes; returns the completion's status and error code, and
+/// the blob's bytes if it is served.
+async fn complete_after_crash(after: AfterCrash) -> (u16, String, Option<Vec<u8>>) {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let port = free_port();
+    let berth = Berth::start_on(&data, port);
+    let http = client();
+    let blob = random_bytes(64 << 10);
+    let digest = sha256(&blob);
+    let start = http
+        .post(format!("{}/v2/p/crash/blobs/uploads/", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let r = http
+        .patch(format!("{}{location}", berth.url()))
+        .header("content-range", format!("0-{}", blob.len() - 1))
+        .body(blob.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    berth.kill9();
+    let id = location.rsplit('/').next().unwrap();
+    let upload = data.join("storage/uploads").join(id);
+    match after {
+        AfterCrash::Intact => {}
+        AfterCrash::Emptied => std::fs::write(&upload, b"").unwrap(),
+        AfterCrash::Zeroed => std::fs::write(&upload, vec![0u8; blob.len()]).unwrap(),
+        AfterCrash::Published => {
+            let hex = digest.trim_start_matches("sha256:");
+            let dir = data.join("storage/blobs/sha256").join(&hex[..2]);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::rename(&upload, dir.join(hex)).unwrap();
+        }
+    }
+    let berth = Berth::start_on(&data, port);
+    let http = client();
+    let r = http
+        .put(format!("{}{location}?digest={digest}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: serde_json::Value =
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap_or_default();
+    let code = body["errors"][0]["code"].as_str().unwrap_or("").to_owned();
+    let served = http
+        .get(format!("{}/v2/p/crash/blobs/{digest}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    let served = match served.status().as_u16() {
+        200 => Some(served.bytes().await.unwrap().to_vec()),
+        404 => None,
+        s => panic!("GET blob answered {s}"),
+    };
+    if let Some(bytes) = &served {
+        assert_eq!(
+            &sha256(bytes),
+            &digest,
+            "{after:?}: served bytes that do not hash to the digest"
+        );
+        assert_eq!(bytes, &blob);
+    }
+    (status, code, served)
+}
+
+#[tokio::test]
+async fn bytes_lost_after_a_crash_are_refused_never_padded_or_published() {
+    for after in [AfterCrash::Emptied, AfterCrash::Zeroed] {
+        let (status, code, served) = complete_after_crash(after).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "BLOB_UPLOAD_INVALID"),
+            "{after:?}"
+        );
+        assert!(served.is_none(), "{after:?}: nothing is published");
+    }
+}
+
+#[tokio::test]
+async fn an_upload_completes_after_a_crash_when_its_bytes_survived() {
+    // Intact bytes are hashed again by the new process, then published.
+    let (status, code, served) = complete_after_crash(AfterCrash::Intact).await;
+    assert_eq!(status, 201, "{code}");
+    assert!(served.is_some());
+    // A completion cut between publishing and linking is finished by the retry.
+    let (status, code, served) = complete_after_crash(AfterCrash::Published).await;
+    assert_eq!(status, 201, "{code}");
+    assert!(served.is_some());
+}
