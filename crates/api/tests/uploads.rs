@@ -283,6 +283,49 @@ async fn final_put_with_an_out_of_order_chunk_gets_416() {
     expect_status(&r, 201, "final PUT in order");
 }
 
+/// `0-18446744073709551615` covers 2^64 bytes, a length that `u64` cannot hold: it is
+/// refused as unsatisfiable instead of wrapping to an empty chunk (or panicking).
+#[tokio::test]
+async fn content_range_longer_than_u64_is_refused() {
+    let reg = TestRegistry::new();
+    let location = start_upload(&reg, "huge/range").await;
+    let whole = format!("0-{}", u64::MAX);
+    for length in ["0", "10"] {
+        let r = reg
+            .send(
+                Method::PATCH,
+                &location,
+                &[
+                    ("content-range", whole.as_str()),
+                    ("content-length", length),
+                ],
+                if length == "0" {
+                    &b""[..]
+                } else {
+                    &b"0123456789"[..]
+                },
+            )
+            .await;
+        expect_error(
+            &r,
+            416,
+            &["RANGE_INVALID"],
+            &format!("PATCH {whole} with Content-Length {length}"),
+        );
+    }
+    let r = put_upload(
+        &reg,
+        &location,
+        sha256(b"").as_str(),
+        Some(whole.as_str()),
+        b"",
+    )
+    .await;
+    expect_error(&r, 416, &["RANGE_INVALID"], &format!("PUT {whole}"));
+    expect_upload_at(&reg, &location, 0, "nothing was written").await;
+    expect_no_blob(&reg, "huge/range", &sha256(b""), "nothing was stored").await;
+}
+
 #[tokio::test]
 async fn malformed_content_range_is_400() {
     let reg = TestRegistry::new();

@@ -70,9 +70,10 @@ fn upload_body(call: Call<'_>) -> Result<UploadBody, ApiError> {
                 RangeError::Malformed(_) => {
                     ApiError::new("BLOB_UPLOAD_INVALID", format!("invalid Content-Range: {e}"))
                 }
-                RangeError::Unsatisfiable => {
-                    ApiError::new("RANGE_INVALID", "Content-Range ends before it starts")
-                }
+                RangeError::Unsatisfiable => ApiError::new(
+                    "RANGE_INVALID",
+                    format!("Content-Range {v} ends before it starts or is longer than 2^64-1"),
+                ),
             })
         })
         .transpose()?;
