@@ -1131,3 +1131,142 @@ async fn referrers_of_unknown_or_malformed_subjects() {
         expect_error(&r, 400, &["DIGEST_INVALID"], digest);
     }
 }
+
+/// Follows `Link: <…>; rel="next"` from `uri` to the last page, checking each page's
+/// envelope; returns the digests on each page.
+async fn referrer_pages(reg: &TestRegistry, uri: &str, filtered: bool) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut next = Some(uri.to_owned());
+    while let Some(uri) = next.take() {
+        let r = reg.get(&uri).await;
+        expect_status(&r, 200, &uri);
+        assert_eq!(r.header("content-type"), media_type::OCI_INDEX, "{uri}");
+        let filters = if filtered { "artifactType" } else { "" };
+        assert_eq!(r.header("oci-filters-applied"), filters, "{uri}");
+        let index = r.json();
+        assert_eq!(index["schemaVersion"], 2, "{uri}");
+        let digests: Vec<String> = index["manifests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{uri}: no manifests array"))
+            .iter()
+            .map(|d| d["digest"].as_str().unwrap().to_owned())
+            .collect();
+        pages.push(digests);
+        let link = r.header("link");
+        if !link.is_empty() {
+            let target = link
+                .strip_prefix('<')
+                .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                .unwrap_or_else(|| panic!("{uri}: Link {link:?}"));
+            next = Some(target.to_owned());
+        }
+        assert!(pages.len() <= 100, "{uri}: the pages do not end");
+    }
+    pages
+}
+
+#[tokio::test]
+async fn referrers_come_in_pages_linked_by_last_digest() {
+    let reg = TestRegistry::with_config(berth_app::RegistryConfig {
+        max_referrers: 2,
+        ..berth_app::RegistryConfig::default()
+    });
+    let repo = "paged/refs";
+    let (subject, _) = reg.push_image(repo, "v1", &[b"layer"]).await;
+    let mut sigs = Vec::new();
+    let mut all = Vec::new();
+    for i in 0..5 {
+        let artifact_type = if i < 3 {
+            "application/vnd.example.sig+json"
+        } else {
+            "text/plain"
+        };
+        let (r, d, _) =
+            push_referrer(&reg, repo, &subject, Some(artifact_type), &format!("n{i}")).await;
+        expect_status(&r, 201, "referrer");
+        if i < 3 {
+            sigs.push(d.to_string());
+        }
+        all.push(d.to_string());
+    }
+    all.sort();
+    sigs.sort();
+
+    let pages = referrer_pages(&reg, &format!("/v2/{repo}/referrers/{subject}"), false).await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(pages.concat(), all, "every referrer once, in digest order");
+
+    // The filter is carried to the next page, whose `+` must survive the round trip.
+    let uri =
+        format!("/v2/{repo}/referrers/{subject}?artifactType=application/vnd.example.sig%2Bjson");
+    let pages = referrer_pages(&reg, &uri, true).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(pages.concat(), sigs);
+
+    // Exactly a page's worth has no Link.
+    let r = reg
+        .get(&format!(
+            "/v2/{repo}/referrers/{subject}?artifactType=text/plain"
+        ))
+        .await;
+    assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 2);
+    assert_eq!(r.header("link"), "");
+
+    // `last` past every digest: an empty page; `last` that is not a digest: 400.
+    let last = all.last().unwrap();
+    let r = reg
+        .get(&format!("/v2/{repo}/referrers/{subject}?last={last}"))
+        .await;
+    expect_status(&r, 200, "last past the end");
+    assert_eq!(r.json()["manifests"], json!([]));
+    assert_eq!(r.header("link"), "");
+    let r = reg
+        .get(&format!("/v2/{repo}/referrers/{subject}?last=nope"))
+        .await;
+    expect_error(&r, 400, &["DIGEST_INVALID"], "last is not a digest");
+}
+
+/// A referrers page is an image index, which clients read with the manifest size limit:
+/// big annotations cut the page before it passes `max_manifest_bytes`.
+#[tokio::test]
+async fn referrer_pages_stay_below_the_manifest_limit() {
+    let max_manifest_bytes = 3000;
+    let reg = TestRegistry::with_config(berth_app::RegistryConfig {
+        max_manifest_bytes,
+        ..berth_app::RegistryConfig::default()
+    });
+    let repo = "big/refs";
+    let (subject, _) = reg.push_image(repo, "v1", &[b"layer"]).await;
+    let mut all = Vec::new();
+    for i in 0..4 {
+        // A note of 1000 bytes: each descriptor is over a third of the limit.
+        let note = format!("{i}{}", "x".repeat(999));
+        let (r, d, _) = push_referrer(&reg, repo, &subject, Some("text/plain"), &note).await;
+        expect_status(&r, 201, "referrer with a big annotation");
+        all.push(d.to_string());
+    }
+    all.sort();
+    let mut seen = Vec::new();
+    let mut uri = format!("/v2/{repo}/referrers/{subject}");
+    loop {
+        let r = reg.get(&uri).await;
+        expect_status(&r, 200, &uri);
+        assert!(
+            r.body.len() as u64 <= max_manifest_bytes,
+            "{uri}: a page of {} bytes",
+            r.body.len()
+        );
+        let page = r.json()["manifests"].as_array().unwrap().clone();
+        assert_eq!(page.len(), 2, "{uri}: two descriptors fit, three do not");
+        seen.extend(
+            page.iter()
+                .map(|d| d["digest"].as_str().unwrap().to_owned()),
+        );
+        match r.header("link") {
+            "" => break,
+            link => uri = link[1..link.find('>').unwrap()].to_owned(),
+        }
+    }
+    assert_eq!(seen, all);
+}

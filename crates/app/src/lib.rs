@@ -13,5 +13,7 @@ mod uploads;
 pub use berth_meta::UploadSession;
 pub use clock::{Clock, SystemClock};
 pub use error::RegistryError;
-pub use registry::{BlobContent, MountOutcome, PushedManifest, Registry, RegistryConfig, TagList};
+pub use registry::{
+    BlobContent, MountOutcome, PushedManifest, ReferrersPage, Registry, RegistryConfig, TagList,
+};
 pub use uploads::UploadBody;

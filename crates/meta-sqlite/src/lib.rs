@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use berth_meta::{
     BlobLinkStore, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord, PutManifestError,
-    Referrer, RepositoryStore, StoredManifest, TagPage, UploadSession, UploadStore,
+    ReferrerLimit, ReferrerPage, RepositoryStore, StoredManifest, TagPage, UploadSession,
+    UploadStore,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
@@ -246,9 +247,20 @@ impl ManifestStore for SqliteMetaStore {
         repository: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>, MetaError> {
-        self.readers
-            .with(|c| queries::referrers(c, repository.as_str(), subject.as_str(), artifact_type))
+        after: Option<&Digest>,
+        limit: ReferrerLimit,
+    ) -> Result<ReferrerPage, MetaError> {
+        let after = after.map_or("", Digest::as_str);
+        self.readers.with(|c| {
+            queries::referrers(
+                c,
+                repository.as_str(),
+                subject.as_str(),
+                artifact_type,
+                after,
+                limit,
+            )
+        })
     }
 
     async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {

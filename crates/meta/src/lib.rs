@@ -11,7 +11,10 @@
 mod model;
 mod store;
 
-pub use model::{NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession};
+pub use model::{
+    NewManifest, PullRecord, Referrer, ReferrerLimit, ReferrerPage, StoredManifest, TagPage,
+    UploadSession,
+};
 pub use store::{
     BlobLinkStore, ManifestStore, MetaError, MetaStore, PutManifestError, RepositoryStore,
     UploadStore,

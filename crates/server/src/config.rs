@@ -180,6 +180,7 @@ impl Config {
             upload_max_age: Duration::from_secs(l.upload_max_age_secs),
             default_page: l.max_page,
             max_page: l.max_page,
+            ..berth_app::RegistryConfig::default()
         }
     }
 }

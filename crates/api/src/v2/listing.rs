@@ -76,7 +76,12 @@ pub async fn tags(call: Call<'_>, name: RepositoryName) -> Result<Response, ApiE
     Ok(paged(body, &list, &format!("/v2/{name}/tags/list")))
 }
 
-/// `GET /v2/<name>/referrers/<digest>?artifactType=`
+/// `GET /v2/<name>/referrers/<digest>?artifactType=&last=`
+///
+/// Answers one page, in digest order, of at most `max_referrers` descriptors; when more
+/// follow, `Link: <…?last=<digest>>; rel="next"` names the next page, as the spec asks
+/// when the list "cannot be returned in a single manifest". `last` is the previous page's
+/// last digest; the filter is carried over to the next page.
 pub async fn referrers(
     call: Call<'_>,
     name: RepositoryName,
@@ -84,13 +89,14 @@ pub async fn referrers(
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(digest)?;
     let artifact_type = call.query.get("artifactType");
-    let index = call
+    let after = call.query.get("last").map(parse_digest).transpose()?;
+    let page = call
         .registry
-        .referrers(&name, &digest, artifact_type)
+        .referrers(&name, &digest, artifact_type, after.as_ref())
         .await?;
     let mut response = (
         [(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)],
-        index,
+        page.index,
     )
         .into_response();
     if artifact_type.is_some() {
@@ -98,6 +104,20 @@ pub async fn referrers(
             "oci-filters-applied",
             http::HeaderValue::from_static("artifactType"),
         );
+    }
+    if let Some(last) = page.next_after {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(t) = artifact_type {
+            query.append_pair("artifactType", t);
+        }
+        query.append_pair("last", last.as_str());
+        let link = format!(
+            "</v2/{name}/referrers/{digest}?{}>; rel=\"next\"",
+            query.finish()
+        );
+        if let Ok(v) = link.parse() {
+            response.headers_mut().insert(header::LINK, v);
+        }
     }
     Ok(response)
 }
