@@ -7,7 +7,7 @@ use http::header;
 use serde::Serialize;
 
 use super::{Call, json_response, parse_digest};
-use crate::error::ApiError;
+use crate::error::{ApiError, Kind};
 
 /// Parses `n`: a non-negative integer (values above the maximum are clamped later).
 fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
@@ -17,10 +17,7 @@ fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
             n.parse::<u64>()
                 .map(|v| v.min(u64::from(u32::MAX)) as u32)
                 .map_err(|_| {
-                    ApiError::new(
-                        "PAGINATION_NUMBER_INVALID",
-                        format!("invalid page size n={n:?}"),
-                    )
+                    ApiError::new(Kind::PageSizeInvalid, format!("invalid page size n={n:?}"))
                 })
         })
         .transpose()
