@@ -12,6 +12,7 @@ mod error;
 mod health;
 mod held_body;
 mod query;
+mod request_checks;
 mod request_limits;
 mod request_log;
 mod v2;
@@ -32,6 +33,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/v2", axum::routing::any(v2::dispatch))
         .route("/v2/", axum::routing::any(v2::dispatch))
         .route("/v2/{*rest}", axum::routing::any(v2::dispatch))
+        .layer(axum::middleware::from_fn(request_checks::check))
         .layer(axum::middleware::from_fn(request_limits::enforce))
         .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(registry)

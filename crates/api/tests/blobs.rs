@@ -55,7 +55,7 @@ async fn check_range(
             assert!(r.body[..] == data[start..=end], "{range}: wrong bytes");
         }
         None => {
-            expect_error(&r, 416, &["RANGE_INVALID"], range);
+            expect_error(&r, 416, "SIZE_INVALID", range);
             assert_eq!(
                 r.header("content-range"),
                 format!("bytes */{}", data.len()),
@@ -145,7 +145,7 @@ async fn ranges_of_an_empty_blob_are_unsatisfiable() {
         let r = reg
             .send(Method::GET, &uri, &[("range", range)], Body::empty())
             .await;
-        expect_error(&r, 416, &["RANGE_INVALID"], range);
+        expect_error(&r, 416, "SIZE_INVALID", range);
         assert_eq!(r.header("content-range"), "bytes */0");
     }
 }
@@ -158,12 +158,7 @@ async fn unknown_blobs_are_404() {
     for repo in ["known", "nosuch/repo"] {
         expect_no_blob(&reg, repo, &unknown, repo).await;
         let r = delete(&reg, &format!("/v2/{repo}/blobs/{unknown}")).await;
-        expect_error(
-            &r,
-            404,
-            &["BLOB_UNKNOWN", "NAME_UNKNOWN"],
-            &format!("DELETE in {repo}"),
-        );
+        expect_error(&r, 404, "BLOB_UNKNOWN", &format!("DELETE in {repo}"));
     }
 }
 
@@ -198,7 +193,7 @@ async fn bad_digests_are_digest_invalid() {
         let uri = format!("/v2/bad/blobs/{digest}");
         for method in [Method::GET, Method::DELETE] {
             let r = reg.send(method.clone(), &uri, &[], Body::empty()).await;
-            expect_error(&r, 400, &["DIGEST_INVALID"], &format!("{method} {uri}"));
+            expect_error(&r, 400, "DIGEST_INVALID", &format!("{method} {uri}"));
         }
         let r = head(&reg, &uri).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "HEAD {uri}");
@@ -230,7 +225,7 @@ async fn delete_unlinks_from_one_repository_only() {
     assert!(r.body.is_empty());
     expect_no_blob(&reg, "a", &d, "deleted in a").await;
     let r = delete(&reg, &format!("/v2/a/blobs/{d}")).await;
-    expect_error(&r, 404, &["BLOB_UNKNOWN"], "second DELETE");
+    expect_error(&r, 404, "BLOB_UNKNOWN", "second DELETE");
     expect_blob(&reg, "b", &d, &data, "still in b").await;
     // A manifest can no longer use it in a.
     let config = descriptor(media_type::OCI_CONFIG, &d, data.len());
@@ -241,7 +236,7 @@ async fn delete_unlinks_from_one_repository_only() {
     expect_error(
         &r,
         400,
-        &["MANIFEST_BLOB_UNKNOWN"],
+        "MANIFEST_BLOB_UNKNOWN",
         "manifest over a deleted blob",
     );
     // Pushing it again links it again.
@@ -258,7 +253,7 @@ async fn a_blob_is_not_a_manifest() {
     expect_error(
         &reg.get(&uri).await,
         404,
-        &["MANIFEST_UNKNOWN"],
+        "MANIFEST_UNKNOWN",
         "GET manifest by a blob digest",
     );
     let r = head(&reg, &uri).await;
@@ -268,7 +263,7 @@ async fn a_blob_is_not_a_manifest() {
     expect_error(
         &r,
         404,
-        &["MANIFEST_UNKNOWN"],
+        "MANIFEST_UNKNOWN",
         "DELETE manifest by a blob digest",
     );
     expect_blob(&reg, "mixed", &d, &layer, "blob untouched").await;

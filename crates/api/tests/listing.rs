@@ -208,12 +208,7 @@ async fn bad_page_sizes_are_400() {
             format!("/v2/bad/tags/list?n={n}"),
             format!("/v2/_catalog?n={n}"),
         ] {
-            expect_error(
-                &reg.get(&uri).await,
-                400,
-                &["PAGINATION_NUMBER_INVALID", "UNSUPPORTED"],
-                &uri,
-            );
+            expect_error(&reg.get(&uri).await, 400, "SIZE_INVALID", &uri);
         }
     }
 }
@@ -278,7 +273,7 @@ async fn unknown_repositories_have_no_tags() {
         "/v2/known/sub/tags/list",
         "/v2/kno/tags/list?last=a",
     ] {
-        expect_error(&reg.get(uri).await, 404, &["NAME_UNKNOWN"], uri);
+        expect_error(&reg.get(uri).await, 404, "NAME_UNKNOWN", uri);
     }
     // A repository with blobs but no tags exists and lists no tags.
     reg.push_blob("blobs/only", b"x").await;
@@ -335,7 +330,7 @@ async fn only_stored_content_creates_repositories() {
             &b"x"[..],
         )
         .await;
-    expect_error(&r, 400, &["DIGEST_INVALID"], "wrong digest");
+    expect_error(&r, 400, "DIGEST_INVALID", "wrong digest");
     let doc = image_manifest(
         media_type::OCI_MANIFEST,
         descriptor(media_type::OCI_CONFIG, &unknown_digest(), 2),
@@ -349,7 +344,7 @@ async fn only_stored_content_creates_repositories() {
             &bytes_of(&doc),
         )
         .await;
-    expect_error(&r, 400, &["MANIFEST_BLOB_UNKNOWN"], "unknown config");
+    expect_error(&r, 400, "MANIFEST_BLOB_UNKNOWN", "unknown config");
     let r = reg
         .send_empty(
             Method::POST,
@@ -370,7 +365,7 @@ async fn only_stored_content_creates_repositories() {
         expect_error(
             &reg.get(&format!("/v2/{repo}/tags/list")).await,
             404,
-            &["NAME_UNKNOWN"],
+            "NAME_UNKNOWN",
             repo,
         );
     }

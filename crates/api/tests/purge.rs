@@ -53,7 +53,7 @@ async fn only_idle_sessions_are_purged() {
         expect_error(
             &reg.get(location).await,
             404,
-            &["BLOB_UPLOAD_UNKNOWN"],
+            "BLOB_UPLOAD_UNKNOWN",
             "purged",
         );
     }

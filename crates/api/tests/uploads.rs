@@ -202,7 +202,7 @@ async fn check_out_of_order(chunks: &[(&str, &[u8])], ctx: &str) {
         offset += data.len() as u64;
     }
     let r = patch(&reg, &location, Some(last.0), last.1).await;
-    expect_error(&r, 416, &["RANGE_INVALID", "BLOB_UPLOAD_INVALID"], ctx);
+    expect_error(&r, 416, "BLOB_UPLOAD_INVALID", ctx);
     // A well-formed range that starts elsewhere is refused with where to resume; a range
     // that ends before it starts is refused before the session is looked at. Either way
     // the spec's way to resume is the GET below.
@@ -263,12 +263,7 @@ async fn final_put_with_an_out_of_order_chunk_gets_416() {
         &data[10..],
     )
     .await;
-    expect_error(
-        &r,
-        416,
-        &["RANGE_INVALID", "BLOB_UPLOAD_INVALID"],
-        "final PUT with a gap",
-    );
+    expect_error(&r, 416, "BLOB_UPLOAD_INVALID", "final PUT with a gap");
     assert_eq!(r.header("location"), location);
     expect_upload_at(&reg, &location, 10, "after the bad PUT").await;
     expect_no_blob(&reg, "ooo", &sha256(&data), "after the bad PUT").await;
@@ -281,6 +276,49 @@ async fn final_put_with_an_out_of_order_chunk_gets_416() {
     )
     .await;
     expect_status(&r, 201, "final PUT in order");
+}
+
+/// `0-18446744073709551615` covers 2^64 bytes, a length that `u64` cannot hold: it is
+/// refused as unsatisfiable instead of wrapping to an empty chunk (or panicking).
+#[tokio::test]
+async fn content_range_longer_than_u64_is_refused() {
+    let reg = TestRegistry::new();
+    let location = start_upload(&reg, "huge/range").await;
+    let whole = format!("0-{}", u64::MAX);
+    for length in ["0", "10"] {
+        let r = reg
+            .send(
+                Method::PATCH,
+                &location,
+                &[
+                    ("content-range", whole.as_str()),
+                    ("content-length", length),
+                ],
+                if length == "0" {
+                    &b""[..]
+                } else {
+                    &b"0123456789"[..]
+                },
+            )
+            .await;
+        expect_error(
+            &r,
+            416,
+            "BLOB_UPLOAD_INVALID",
+            &format!("PATCH {whole} with Content-Length {length}"),
+        );
+    }
+    let r = put_upload(
+        &reg,
+        &location,
+        sha256(b"").as_str(),
+        Some(whole.as_str()),
+        b"",
+    )
+    .await;
+    expect_error(&r, 416, "BLOB_UPLOAD_INVALID", &format!("PUT {whole}"));
+    expect_upload_at(&reg, &location, 0, "nothing was written").await;
+    expect_no_blob(&reg, "huge/range", &sha256(b""), "nothing was stored").await;
 }
 
 #[tokio::test]
@@ -311,7 +349,7 @@ async fn malformed_content_range_is_400() {
         expect_error(
             &r,
             400,
-            &["BLOB_UPLOAD_INVALID"],
+            "BLOB_UPLOAD_INVALID",
             &format!("Content-Range {bad:?}"),
         );
     }
@@ -325,12 +363,7 @@ async fn malformed_content_range_is_400() {
         b"0123456789",
     )
     .await;
-    expect_error(
-        &r,
-        400,
-        &["BLOB_UPLOAD_INVALID"],
-        "PUT with a malformed range",
-    );
+    expect_error(&r, 400, "BLOB_UPLOAD_INVALID", "PUT with a malformed range");
     expect_upload_at(&reg, &location, 0, "nothing was written").await;
 }
 
@@ -379,7 +412,7 @@ async fn lengths_that_disagree_with_the_range_are_size_invalid() {
             headers.push(("content-length", len));
         }
         let r = reg.send(Method::PATCH, &location, &headers, body).await;
-        expect_error(&r, 400, &["SIZE_INVALID"], ctx);
+        expect_error(&r, 400, "SIZE_INVALID", ctx);
         expect_upload_at(&reg, &location, 0, ctx).await;
     }
     // The session was never advanced: the right chunk is still accepted at 0.
@@ -409,17 +442,17 @@ async fn wrong_digest_on_put_is_digest_invalid_and_stores_nothing() {
         "PATCH",
     );
     let r = put_upload(&reg, &location, claimed.as_str(), None, b"").await;
-    expect_error(&r, 400, &["DIGEST_INVALID"], "PUT with a wrong digest");
+    expect_error(&r, 400, "DIGEST_INVALID", "PUT with a wrong digest");
     let location = start_upload(&reg, "wrong").await;
     let r = put_upload(&reg, &location, claimed.as_str(), None, &data).await;
-    expect_error(&r, 400, &["DIGEST_INVALID"], "POST+PUT with a wrong digest");
+    expect_error(&r, 400, "DIGEST_INVALID", "POST+PUT with a wrong digest");
     // A wrong digest of the other algorithm is refused too.
     let location = start_upload(&reg, "wrong").await;
     let r = put_upload(&reg, &location, sha512(b"other").as_str(), None, &data).await;
     expect_error(
         &r,
         400,
-        &["DIGEST_INVALID"],
+        "DIGEST_INVALID",
         "wrong sha512 digest on a sha256 session",
     );
     for d in [&claimed, &sha256(&data), &sha512(b"other")] {
@@ -472,7 +505,7 @@ async fn wrong_digest_on_monolithic_post_stores_nothing() {
     expect_error(
         &r,
         400,
-        &["DIGEST_INVALID"],
+        "DIGEST_INVALID",
         "monolithic POST with a wrong digest",
     );
     expect_no_blob(&reg, "wrong", &claimed, "claimed").await;
@@ -491,12 +524,7 @@ async fn wrong_digest_on_monolithic_post_stores_nothing() {
                 data.clone(),
             )
             .await;
-        expect_error(
-            &r,
-            400,
-            &["DIGEST_INVALID", "UNSUPPORTED"],
-            &format!("POST ?digest={bad}"),
-        );
+        expect_error(&r, 400, "DIGEST_INVALID", &format!("POST ?digest={bad}"));
     }
 }
 
@@ -518,7 +546,7 @@ async fn missing_or_malformed_digest_on_put_keeps_the_session() {
             Body::empty(),
         )
         .await;
-    expect_error(&r, 400, &["DIGEST_INVALID"], "PUT without digest");
+    expect_error(&r, 400, "DIGEST_INVALID", "PUT without digest");
     for bad in ["", "sha256:abc", "SHA256:00", "bogus"] {
         let r = reg
             .send(
@@ -528,12 +556,7 @@ async fn missing_or_malformed_digest_on_put_keeps_the_session() {
                 Body::empty(),
             )
             .await;
-        expect_error(
-            &r,
-            400,
-            &["DIGEST_INVALID", "UNSUPPORTED"],
-            &format!("PUT ?digest={bad}"),
-        );
+        expect_error(&r, 400, "DIGEST_INVALID", &format!("PUT ?digest={bad}"));
     }
     expect_upload_at(&reg, &location, 50, "session still usable").await;
     expect_status(
@@ -561,7 +584,7 @@ async fn monolithic_post_with_a_short_body_stores_nothing() {
         )
         .await;
     assert_ne!(r.status, StatusCode::CREATED);
-    expect_error(&r, 400, &["SIZE_INVALID"], "short monolithic body");
+    expect_error(&r, 400, "SIZE_INVALID", "short monolithic body");
     expect_no_blob(&reg, "short", &d, "short monolithic").await;
     // A Content-Range has no meaning on a monolithic upload.
     let r = reg
@@ -575,7 +598,7 @@ async fn monolithic_post_with_a_short_body_stores_nothing() {
     expect_error(
         &r,
         400,
-        &["BLOB_UPLOAD_INVALID"],
+        "BLOB_UPLOAD_INVALID",
         "monolithic with Content-Range",
     );
     expect_no_blob(&reg, "short", &d, "monolithic with Content-Range").await;
@@ -590,12 +613,7 @@ async fn digest_algorithms() {
             "/v2/alg/blobs/uploads/?digest-algorithm=bogus",
         )
         .await;
-    expect_error(
-        &r,
-        400,
-        &["DIGEST_INVALID", "UNSUPPORTED"],
-        "digest-algorithm=bogus",
-    );
+    expect_error(&r, 400, "DIGEST_INVALID", "digest-algorithm=bogus");
 
     // sha512 end to end: monolithic, and a session opened for sha512.
     let data = pattern(777);
@@ -655,21 +673,21 @@ async fn check_upload_is_unknown(reg: &TestRegistry, location: &str, ctx: &str) 
     expect_error(
         &reg.get(location).await,
         404,
-        &["BLOB_UPLOAD_UNKNOWN"],
+        "BLOB_UPLOAD_UNKNOWN",
         &ctx("GET"),
     );
     let r = patch(reg, location, Some("0-0"), b"x").await;
-    expect_error(&r, 404, &["BLOB_UPLOAD_UNKNOWN"], &ctx("PATCH"));
+    expect_error(&r, 404, "BLOB_UPLOAD_UNKNOWN", &ctx("PATCH"));
     let r = reg
         .send(Method::PATCH, location, &[], streamed(b"x", 1))
         .await;
-    expect_error(&r, 404, &["BLOB_UPLOAD_UNKNOWN"], &ctx("streamed PATCH"));
+    expect_error(&r, 404, "BLOB_UPLOAD_UNKNOWN", &ctx("streamed PATCH"));
     let r = put_upload(reg, location, d.as_str(), None, b"x").await;
-    expect_error(&r, 404, &["BLOB_UPLOAD_UNKNOWN"], &ctx("PUT"));
+    expect_error(&r, 404, "BLOB_UPLOAD_UNKNOWN", &ctx("PUT"));
     expect_error(
         &delete(reg, location).await,
         404,
-        &["BLOB_UPLOAD_UNKNOWN"],
+        "BLOB_UPLOAD_UNKNOWN",
         &ctx("DELETE"),
     );
 }
@@ -743,13 +761,13 @@ async fn a_completed_session_is_gone() {
         "first PUT",
     );
     let r = put_upload(&reg, &location, d.as_str(), None, b"").await;
-    expect_error(&r, 404, &["BLOB_UPLOAD_UNKNOWN"], "second PUT");
+    expect_error(&r, 404, "BLOB_UPLOAD_UNKNOWN", "second PUT");
     let r = patch(&reg, &location, Some("3-5"), b"def").await;
-    expect_error(&r, 404, &["BLOB_UPLOAD_UNKNOWN"], "PATCH after completion");
+    expect_error(&r, 404, "BLOB_UPLOAD_UNKNOWN", "PATCH after completion");
     expect_error(
         &reg.get(&location).await,
         404,
-        &["BLOB_UPLOAD_UNKNOWN"],
+        "BLOB_UPLOAD_UNKNOWN",
         "GET after completion",
     );
     expect_blob(&reg, "done", &d, b"abc", "the blob stays").await;
@@ -790,7 +808,7 @@ async fn blobs_above_the_size_limit_are_413() {
     let at_limit = pattern(1000);
     let over = pattern(1001);
     let d_over = sha256(&over);
-    let too_large = ["SIZE_INVALID", "DENIED"];
+    let too_large = "SIZE_INVALID";
 
     let r = reg
         .send(
@@ -800,7 +818,7 @@ async fn blobs_above_the_size_limit_are_413() {
             over.clone(),
         )
         .await;
-    expect_error(&r, 413, &too_large, "monolithic with Content-Length");
+    expect_error(&r, 413, too_large, "monolithic with Content-Length");
     let r = reg
         .send(
             Method::POST,
@@ -809,7 +827,7 @@ async fn blobs_above_the_size_limit_are_413() {
             streamed(&over, 4),
         )
         .await;
-    expect_error(&r, 413, &too_large, "monolithic streamed");
+    expect_error(&r, 413, too_large, "monolithic streamed");
 
     let location = start_upload(&reg, "big").await;
     expect_status(
@@ -818,13 +836,13 @@ async fn blobs_above_the_size_limit_are_413() {
         "first chunk",
     );
     let r = patch(&reg, &location, Some("600-1000"), &over[600..]).await;
-    expect_error(&r, 413, &too_large, "chunk past the limit");
+    expect_error(&r, 413, too_large, "chunk past the limit");
     let r = reg
         .send(Method::PATCH, &location, &[], streamed(&over[600..], 3))
         .await;
-    expect_error(&r, 413, &too_large, "streamed chunk past the limit");
+    expect_error(&r, 413, too_large, "streamed chunk past the limit");
     let r = put_upload(&reg, &location, d_over.as_str(), None, &over[600..]).await;
-    expect_error(&r, 413, &too_large, "final chunk past the limit");
+    expect_error(&r, 413, too_large, "final chunk past the limit");
     expect_upload_at(&reg, &location, 600, "session unchanged").await;
     expect_no_blob(&reg, "big", &d_over, "over the limit").await;
 
@@ -993,12 +1011,7 @@ async fn malformed_mount_requests_are_400() {
         let r = reg
             .send_empty(Method::POST, &format!("/v2/dst/blobs/uploads/?{query}"))
             .await;
-        let codes: &[&str] = if code == "DIGEST_INVALID" {
-            &["DIGEST_INVALID", "UNSUPPORTED"]
-        } else {
-            &[code]
-        };
-        expect_error(&r, 400, codes, &query);
+        expect_error(&r, 400, code, &query);
     }
     expect_no_blob(&reg, "dst", &d, "nothing mounted").await;
 }
@@ -1056,12 +1069,7 @@ async fn concurrent_chunks_at_one_offset_accept_exactly_one() {
         let r = t.await.unwrap();
         match r.status.as_u16() {
             202 => accepted.push(i as u8),
-            _ => expect_error(
-                &r,
-                416,
-                &["RANGE_INVALID", "BLOB_UPLOAD_INVALID"],
-                "losing chunk",
-            ),
+            _ => expect_error(&r, 416, "BLOB_UPLOAD_INVALID", "losing chunk"),
         }
     }
     assert_eq!(accepted.len(), 1, "exactly one chunk at offset 0 wins");

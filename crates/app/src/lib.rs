@@ -16,5 +16,7 @@ pub use berth_meta::UploadSession;
 pub use buffer_budget::BufferPermit;
 pub use clock::{Clock, SystemClock};
 pub use error::RegistryError;
-pub use registry::{BlobContent, MountOutcome, PushedManifest, Registry, RegistryConfig, TagList};
+pub use registry::{
+    BlobContent, MountOutcome, PushedManifest, ReferrersPage, Registry, RegistryConfig, TagList,
+};
 pub use uploads::UploadBody;

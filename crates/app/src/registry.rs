@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_blob::{BlobRead, BlobStore};
-use berth_meta::{MetaStore, NewManifest, PullRecord, TagPage, UploadSession};
+use berth_meta::{MetaStore, NewManifest, PullRecord, ReferrerLimit, TagPage, UploadSession};
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
     RepositoryName, media_type,
@@ -45,6 +45,10 @@ pub struct RegistryConfig {
     pub overload_wait: Duration,
     /// Most bytes that buffered request and response bodies may hold at once.
     pub max_buffered_bytes: u64,
+    /// Most descriptors on one page of the referrers API; more are served on the next
+    /// page, named by a `Link`. A page is also cut before its index would exceed
+    /// `max_manifest_bytes`, since clients read it as a manifest with that same bound.
+    pub max_referrers: u32,
 }
 
 impl Default for RegistryConfig {
@@ -61,6 +65,7 @@ impl Default for RegistryConfig {
             max_upload_bodies: 512,
             overload_wait: Duration::from_secs(5),
             max_buffered_bytes: 1 << 30,
+            max_referrers: 1000,
         }
     }
 }
@@ -108,6 +113,15 @@ pub struct PushedManifest {
     pub digest: Digest,
     /// The subject it refers to, for the `OCI-Subject` header.
     pub subject: Option<Digest>,
+}
+
+/// One page of the referrers API.
+pub struct ReferrersPage {
+    /// The page as an OCI image index.
+    pub index: Bytes,
+    /// The last digest on this page, when more referrers follow: the next page starts
+    /// after it.
+    pub next_after: Option<Digest>,
 }
 
 /// One page of a name listing.
@@ -358,18 +372,33 @@ impl Registry {
         }
     }
 
-    /// The referrers of `subject` as an OCI image index.
+    /// One page of the referrers of `subject` as an OCI image index, in digest order,
+    /// starting after `after` (the previous page's last digest).
     pub async fn referrers(
         &self,
         repository: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Bytes, RegistryError> {
-        let referrers = self
+        after: Option<&Digest>,
+    ) -> Result<ReferrersPage, RegistryError> {
+        let limit = ReferrerLimit {
+            count: self.config.max_referrers.max(1),
+            bytes: self
+                .config
+                .max_manifest_bytes
+                .saturating_sub(REFERRERS_INDEX_OVERHEAD),
+        };
+        let page = self
             .meta
-            .referrers(repository, subject, artifact_type)
+            .referrers(repository, subject, artifact_type, after, limit)
             .await?;
-        let manifests = referrers
+        let next_after = if page.more {
+            page.referrers.last().map(|r| r.digest.clone())
+        } else {
+            None
+        };
+        let manifests = page
+            .referrers
             .into_iter()
             .map(|r| ReferrerDescriptor {
                 media_type: r.media_type,
@@ -384,9 +413,12 @@ impl Registry {
             media_type: media_type::OCI_INDEX,
             manifests,
         };
-        Ok(Bytes::from(
-            serde_json::to_vec(&index).map_err(|e| RegistryError::Internal(e.to_string()))?,
-        ))
+        let index =
+            serde_json::to_vec(&index).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        Ok(ReferrersPage {
+            index: Bytes::from(index),
+            next_after,
+        })
     }
 
     /// Stamps the pulls noted since the last call on their artifacts and tags.
@@ -398,6 +430,10 @@ impl Registry {
         Ok(pulls.len())
     }
 }
+
+/// Bytes of a referrers index around its descriptors (`schemaVersion`, `mediaType` and the
+/// `manifests` array), kept free in the page's byte budget.
+const REFERRERS_INDEX_OVERHEAD: u64 = 128;
 
 #[derive(Serialize)]
 struct ReferrersIndex {

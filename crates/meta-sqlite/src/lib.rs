@@ -3,8 +3,21 @@
 //! Reads run on a small pool of read-only connections, inline on the calling task: they
 //! are point lookups and bounded pages that take microseconds. Writes go to one writer
 //! thread that batches whatever is queued into a single transaction (each request in
-//! its own savepoint) and commits with `synchronous=FULL`, so every acknowledged write
-//! is durable while concurrent pushes share one fsync (group commit).
+//! its own savepoint) and commits it once for all of them, so concurrent pushes share
+//! one fsync (group commit).
+//!
+//! A batch holding any write that must survive a power loss (blob links, manifests,
+//! tags, deletions) commits with `synchronous=FULL`: the write-ahead log is fsynced
+//! before any request in the batch is answered. Upload-session writes (creation and
+//! progress) commit with `synchronous=NORMAL`. In WAL mode that commit is written to
+//! the log, in the OS page cache, but not fsynced: it survives a crash of the process,
+//! while a power loss or an OS crash may roll it back (whole transactions only; the
+//! database stays consistent). The log is fsynced before each checkpoint and by the next
+//! `FULL` commit, which makes the earlier `NORMAL` commits durable too.
+//!
+//! When SQLite rolls back a batch's transaction on its own (disk full, I/O error, out
+//! of memory), every request whose changes it held is answered with an error and the
+//! rest of the batch runs in a new transaction.
 
 mod manifest_cache;
 mod migrate;
@@ -18,7 +31,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use berth_meta::{
     BlobLinkStore, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord, PutManifestError,
-    Referrer, RepositoryStore, StoredManifest, TagPage, UploadSession, UploadStore, UploadUsage,
+    ReferrerLimit, ReferrerPage, RepositoryStore, StoredManifest, TagPage, UploadSession,
+    UploadStore, UploadUsage,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
@@ -262,9 +276,20 @@ impl ManifestStore for SqliteMetaStore {
         repository: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>, MetaError> {
-        self.readers
-            .with(|c| queries::referrers(c, repository.as_str(), subject.as_str(), artifact_type))
+        after: Option<&Digest>,
+        limit: ReferrerLimit,
+    ) -> Result<ReferrerPage, MetaError> {
+        let after = after.map_or("", Digest::as_str);
+        self.readers.with(|c| {
+            queries::referrers(
+                c,
+                repository.as_str(),
+                subject.as_str(),
+                artifact_type,
+                after,
+                limit,
+            )
+        })
     }
 
     async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {

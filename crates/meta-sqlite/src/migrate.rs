@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_core.sql"),
     include_str!("../migrations/0002_tag_version.sql"),
     include_str!("../migrations/0003_upload_verification.sql"),
+    include_str!("../migrations/0005_referrers_by_digest.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

@@ -1,8 +1,8 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
 use berth_meta::{
-    MetaError, NewManifest, PullRecord, PutManifestError, Referrer, TagPage, UploadSession,
-    UploadUsage,
+    MetaError, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit, ReferrerPage,
+    TagPage, UploadSession, UploadUsage,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -381,28 +381,56 @@ pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, M
     .map_err(db_err)
 }
 
+/// One page of referrers in digest order, after `after` (`""` for the first page).
+///
+/// Rows are read one at a time, so a page stops at its byte budget without loading the
+/// rows past it.
 pub fn referrers(
     c: &Connection,
     repository: &str,
     subject: &str,
     artifact_type: Option<&str>,
-) -> rusqlite::Result<Vec<Referrer>> {
+    after: &str,
+    limit: ReferrerLimit,
+) -> rusqlite::Result<ReferrerPage> {
     let mut stmt = c.prepare_cached(
         "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
          FROM repositories r JOIN manifests m ON m.repository_id = r.id
          WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)
-         ORDER BY m.id",
+           AND m.digest > ?4
+         ORDER BY m.digest
+         LIMIT ?5",
     )?;
-    stmt.query_map(params![repository, subject, artifact_type], |r| {
-        Ok(Referrer {
+    let mut rows = stmt.query(params![
+        repository,
+        subject,
+        artifact_type,
+        after,
+        i64::from(limit.count) + 1
+    ])?;
+    let mut page = ReferrerPage {
+        referrers: Vec::new(),
+        more: false,
+    };
+    let mut bytes = 0_u64;
+    while let Some(r) = rows.next()? {
+        let referrer = Referrer {
             digest: digest_col(r.get(0)?)?,
             media_type: r.get(1)?,
             size: r.get::<_, i64>(2)? as u64,
             artifact_type: r.get(3)?,
             annotations: r.get(4)?,
-        })
-    })?
-    .collect()
+        };
+        bytes = bytes.saturating_add(referrer.listed_size());
+        let full = page.referrers.len() == limit.count as usize
+            || (bytes > limit.bytes && !page.referrers.is_empty());
+        if full {
+            page.more = true;
+            break;
+        }
+        page.referrers.push(referrer);
+    }
+    Ok(page)
 }
 
 pub fn record_pulls(c: &Connection, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {

@@ -133,43 +133,90 @@ fn writer_loop(conn: Connection, queue: mpsc::Receiver<Request>) {
             }
         }
         // The batch commits as durably as its most demanding job needs.
-        let begun = set_synchronous(&conn, &mut synchronous, durability)
-            .and_then(|()| conn.execute_batch("BEGIN IMMEDIATE"));
-        if let Err(e) = begun {
-            let err = db_err(e);
-            for job in batch {
-                job(Err(err.clone())).1(Err(err.clone()));
-            }
+        if let Err(e) = set_synchronous(&conn, &mut synchronous, durability) {
+            fail_all(batch, &db_err(e));
             continue;
         }
-        let mut completions = Vec::with_capacity(batch.len());
-        for job in batch {
-            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-                job(Err(db_err(e))).1(Err(MetaError("savepoint failed".into())));
-                continue;
+        run_batch(&conn, batch);
+    }
+}
+
+/// Runs `batch` in one transaction, each job in its own savepoint, and answers every job
+/// once the fate of its changes is known.
+///
+/// SQLite may roll back the whole transaction on its own when a statement fails with
+/// `SQLITE_FULL`, `SQLITE_IOERR` or `SQLITE_NOMEM`; the connection is then back in
+/// autocommit mode, where each later `SAVEPOINT … RELEASE` would commit by itself and
+/// the final `COMMIT` would fail. So the connection is checked after every job: when the
+/// transaction is gone, every job whose changes it held is told so, and the remaining
+/// jobs go on in a new transaction.
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
+    let mut jobs = batch.into_iter();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        fail_all(jobs, &db_err(e));
+        return;
+    }
+    // Completions of the jobs whose answer is the open transaction's commit.
+    let mut pending: Vec<Completion> = Vec::new();
+    while let Some(job) = jobs.next() {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            job(Err(db_err(e))).1(Err(MetaError("savepoint failed".into())));
+            continue;
+        }
+        let completion = match catch_unwind(AssertUnwindSafe(|| job(Ok(conn)))) {
+            Ok((keep, completion)) => {
+                if !conn.is_autocommit() {
+                    let end = if keep {
+                        "RELEASE job"
+                    } else {
+                        "ROLLBACK TO job; RELEASE job"
+                    };
+                    let _ = conn.execute_batch(end);
+                }
+                Some(completion)
             }
-            match catch_unwind(AssertUnwindSafe(|| job(Ok(&conn)))) {
-                Ok((true, completion)) => {
-                    let _ = conn.execute_batch("RELEASE job");
-                    completions.push(completion);
-                }
-                Ok((false, completion)) => {
-                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                    completions.push(completion);
-                }
-                Err(_) => {
-                    tracing::error!("a metadata write panicked; its changes were rolled back");
+            Err(_) => {
+                tracing::error!("a metadata write panicked; its changes were rolled back");
+                if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
                 }
+                None
             }
+        };
+        if conn.is_autocommit() {
+            tracing::error!(
+                jobs = pending.len() + 1,
+                "the database rolled back a write transaction on its own"
+            );
+            let err = MetaError(
+                "the database rolled back the transaction holding this write \
+                 (disk full, I/O error or out of memory); nothing of it was saved"
+                    .into(),
+            );
+            for completion in pending.drain(..).chain(completion) {
+                completion(Err(err.clone()));
+            }
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                fail_all(jobs, &db_err(e));
+                return;
+            }
+        } else {
+            pending.extend(completion);
         }
-        let commit = conn.execute_batch("COMMIT").map_err(db_err);
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for completion in completions {
-            completion(commit.clone());
-        }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(db_err);
+    if commit.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for completion in pending {
+        completion(commit.clone());
+    }
+}
+
+/// Answers every job in `jobs` with `err` without running its work.
+fn fail_all(jobs: impl IntoIterator<Item = Job>, err: &MetaError) {
+    for job in jobs {
+        job(Err(err.clone())).1(Err(err.clone()));
     }
 }
 
@@ -215,5 +262,112 @@ mod tests {
                 .unwrap();
             assert_eq!(seen, expected, "{durability:?}");
         }
+    }
+
+    /// Polls `future` once, so that a `Writer::run` call queues its job before the test
+    /// goes on.
+    fn queue<F: std::future::Future + Unpin>(future: &mut F) {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::pin::Pin::new(future).poll(&mut cx).is_pending());
+    }
+
+    #[tokio::test]
+    async fn an_automatic_rollback_is_reported_to_every_job_it_undid() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer_connection(&dir.path().join("w.db")).unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB NOT NULL)")
+            .unwrap();
+        // Room for a few small rows but not for one of 64 KiB: the big insert fails with
+        // SQLITE_FULL, and SQLite then rolls back the whole transaction on its own.
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.query_row(
+            &format!("PRAGMA max_page_count = {}", pages + 4),
+            [],
+            |_| Ok(()),
+        )
+        .unwrap();
+        let writer = Writer::start(conn).unwrap();
+
+        // The first job holds the writer thread until every other job is queued, so
+        // that those all run in the next batch, in this order.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let mut holder = Box::pin(writer.run(move |_| {
+            started.send(()).unwrap();
+            hold.recv().unwrap();
+            Ok::<_, MetaError>(())
+        }));
+        queue(&mut holder);
+        running.recv().unwrap();
+        // Each job inserts a row of its size under its index; a job marked `true` then
+        // also tries a big insert and ignores its failure, as a careless caller might.
+        const BIG: usize = 64 * 1024;
+        let plan = [
+            (10, false),
+            (10, false),
+            (BIG, false),
+            (10, false),
+            (10, false),
+            (BIG, false),
+            (10, false),
+            (10, true),
+            (10, false),
+        ];
+        let autocommit_seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut jobs: Vec<_> = (0_i64..)
+            .zip(plan)
+            .map(|(id, (size, then_big))| {
+                let autocommit_seen = autocommit_seen.clone();
+                Box::pin(writer.run(move |c| {
+                    if c.is_autocommit() {
+                        autocommit_seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let insert = |id: i64, size: usize| {
+                        c.execute("INSERT INTO t VALUES (?1, ?2)", (id, vec![7_u8; size]))
+                            .map(|_| ())
+                            .map_err(crate::db_err)
+                    };
+                    insert(id, size)?;
+                    if then_big {
+                        let _ = insert(id + 1000, BIG);
+                    }
+                    Ok::<_, MetaError>(())
+                }))
+            })
+            .collect();
+        for job in &mut jobs {
+            queue(job);
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap();
+        let mut answers = Vec::new();
+        for job in jobs {
+            answers.push(job.await.is_ok());
+        }
+
+        let check = Connection::open(dir.path().join("w.db")).unwrap();
+        let stored: Vec<bool> = (0..plan.len() as i64)
+            .map(|id| {
+                check
+                    .query_row("SELECT count(*) FROM t WHERE id = ?1", [id], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .unwrap()
+                    == 1
+            })
+            .collect();
+        assert_eq!(answers, stored, "each answer matches what was committed");
+        assert!(
+            !autocommit_seen.load(std::sync::atomic::Ordering::SeqCst),
+            "no job ran outside a transaction"
+        );
+        // The rows queued before each big insert were undone with it; the last one was
+        // committed in a new transaction.
+        assert_eq!(
+            stored,
+            [false, false, false, false, false, false, false, false, true]
+        );
     }
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
-use crate::{MetaStore, NewManifest, PullRecord, PutManifestError, UploadSession};
+use crate::{
+    MetaStore, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit, ReferrerPage,
+    UploadSession,
+};
 
 fn repo(s: &str) -> RepositoryName {
     RepositoryName::parse(s).unwrap()
@@ -37,6 +40,7 @@ pub async fn run(store: Arc<dyn MetaStore>) {
     manifests_need_their_blobs(&*store).await;
     tags_and_catalog_page_in_order(&*store).await;
     referrers_filter_by_artifact_type(&*store).await;
+    referrers_page_by_count_and_size(&*store).await;
     uploads_advance_only_from_their_offset(&*store).await;
     concurrent_writes_all_commit(store.clone()).await;
     store.check().await.unwrap();
@@ -171,6 +175,12 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
     assert!(next.names()[0] > first.names()[0]);
 }
 
+/// A limit no test page reaches.
+const NO_LIMIT: ReferrerLimit = ReferrerLimit {
+    count: 1000,
+    bytes: u64::MAX,
+};
+
 async fn referrers_filter_by_artifact_type(store: &dyn MetaStore) {
     let r = repo("p4/img");
     let subject = digest("subject");
@@ -183,20 +193,145 @@ async fn referrers_filter_by_artifact_type(store: &dyn MetaStore) {
         m.artifact_type = Some(at.into());
         store.put_manifest(&m).await.unwrap();
     }
-    assert_eq!(store.referrers(&r, &subject, None).await.unwrap().len(), 2);
-    let sboms = store
-        .referrers(&r, &subject, Some("application/spdx+json"))
+    let all = store
+        .referrers(&r, &subject, None, None, NO_LIMIT)
         .await
         .unwrap();
-    assert_eq!(sboms.len(), 1);
-    assert_eq!(sboms[0].digest, digest("sbom"));
-    assert_eq!(sboms[0].size, 4);
+    assert_eq!(all.referrers.len(), 2);
+    assert!(!all.more);
+    let sboms = store
+        .referrers(&r, &subject, Some("application/spdx+json"), None, NO_LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(sboms.referrers.len(), 1);
+    assert_eq!(sboms.referrers[0].digest, digest("sbom"));
+    assert_eq!(sboms.referrers[0].size, 4);
     assert!(
         store
-            .referrers(&repo("p4/other"), &subject, None)
+            .referrers(&repo("p4/other"), &subject, None, None, NO_LIMIT)
             .await
             .unwrap()
+            .referrers
             .is_empty()
+    );
+}
+
+/// Pages of referrers, in digest order, each starting after the previous page's last.
+async fn referrers_page_by_count_and_size(store: &dyn MetaStore) {
+    let r = repo("p7/img");
+    let subject = digest("paged subject");
+    let mut expected = Vec::new();
+    for i in 0..5 {
+        let body = format!("referrer {i}");
+        let mut m = manifest("p7/img", &body, &[], &[]);
+        m.subject = Some(subject.clone());
+        m.artifact_type = Some(if i % 2 == 0 { "even" } else { "odd" }.into());
+        m.annotations = Some(format!(r#"{{"n":"{i}"}}"#));
+        store.put_manifest(&m).await.unwrap();
+        expected.push(m.digest);
+    }
+    expected.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+
+    // Walks every page under `limit`, checking no page breaks it.
+    let walk = async |artifact_type: Option<&str>, limit: ReferrerLimit| {
+        let (mut seen, mut after, mut pages) = (Vec::new(), None::<Digest>, 0);
+        loop {
+            let page = store
+                .referrers(&r, &subject, artifact_type, after.as_ref(), limit)
+                .await
+                .unwrap();
+            pages += 1;
+            assert!(
+                !page.referrers.is_empty() || !page.more,
+                "an empty page says more"
+            );
+            assert!(page.referrers.len() <= limit.count as usize);
+            let size: u64 = page.referrers.iter().map(|x| x.listed_size()).sum();
+            assert!(
+                page.referrers.len() == 1 || size <= limit.bytes,
+                "{size} bytes"
+            );
+            seen.extend(page.referrers.iter().map(|x| x.digest.clone()));
+            if !page.more {
+                return (seen, pages);
+            }
+            after = page.referrers.last().map(|x| x.digest.clone());
+        }
+    };
+    let by_count = ReferrerLimit {
+        count: 2,
+        bytes: u64::MAX,
+    };
+    assert_eq!(walk(None, by_count).await, (expected.clone(), 3));
+    let exact = ReferrerLimit {
+        count: 5,
+        bytes: u64::MAX,
+    };
+    assert_eq!(walk(None, exact).await, (expected.clone(), 1));
+    // A byte budget below one descriptor still lists one per page.
+    let tiny = ReferrerLimit {
+        count: 100,
+        bytes: 1,
+    };
+    assert_eq!(walk(None, tiny).await, (expected.clone(), 5));
+    // The descriptors differ in size by a byte at most, so twice the largest holds two.
+    let largest = store
+        .referrers(&r, &subject, None, None, NO_LIMIT)
+        .await
+        .unwrap()
+        .referrers
+        .iter()
+        .map(Referrer::listed_size)
+        .max()
+        .unwrap();
+    let two = ReferrerLimit {
+        count: 100,
+        bytes: 2 * largest,
+    };
+    assert_eq!(walk(None, two).await, (expected.clone(), 3));
+    // The filter applies before the count.
+    let evens: Vec<Digest> = {
+        let all = store
+            .referrers(&r, &subject, Some("even"), None, NO_LIMIT)
+            .await
+            .unwrap();
+        all.referrers.into_iter().map(|x| x.digest).collect()
+    };
+    assert_eq!(evens.len(), 3);
+    let one = ReferrerLimit {
+        count: 1,
+        bytes: u64::MAX,
+    };
+    assert_eq!(walk(Some("even"), one).await, (evens, 3));
+    // A cursor past every digest, or one that names no referrer, still pages on.
+    let past = store
+        .referrers(&r, &subject, None, Some(&expected[4]), NO_LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        past,
+        ReferrerPage {
+            referrers: Vec::new(),
+            more: false
+        }
+    );
+    let gone = digest("never pushed");
+    let after_gone = store
+        .referrers(&r, &subject, None, Some(&gone), NO_LIMIT)
+        .await
+        .unwrap();
+    let rest: Vec<Digest> = expected
+        .iter()
+        .filter(|d| d.as_str() > gone.as_str())
+        .cloned()
+        .collect();
+    assert_eq!(
+        after_gone
+            .referrers
+            .into_iter()
+            .map(|x| x.digest)
+            .collect::<Vec<_>>(),
+        rest
     );
 }
 

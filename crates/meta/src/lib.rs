@@ -12,7 +12,8 @@ mod model;
 mod store;
 
 pub use model::{
-    NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession, UploadUsage,
+    NewManifest, PullRecord, Referrer, ReferrerLimit, ReferrerPage, StoredManifest, TagPage,
+    UploadSession, UploadUsage,
 };
 pub use store::{
     BlobLinkStore, ManifestStore, MetaError, MetaStore, PutManifestError, RepositoryStore,

@@ -92,6 +92,41 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+impl Referrer {
+    /// Bytes added to a referrers page for each descriptor besides its variable fields:
+    /// the JSON keys, quotes and punctuation, and the size.
+    pub const DESCRIPTOR_OVERHEAD: u64 = 96;
+
+    /// About how many bytes this referrer's descriptor takes in a referrers index: the
+    /// text of its fields plus [`Referrer::DESCRIPTOR_OVERHEAD`].
+    pub fn listed_size(&self) -> u64 {
+        let text = self.digest.as_str().len()
+            + self.media_type.len()
+            + self.artifact_type.as_ref().map_or(0, String::len)
+            + self.annotations.as_ref().map_or(0, String::len);
+        text as u64 + Self::DESCRIPTOR_OVERHEAD
+    }
+}
+
+/// How much one page of referrers may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReferrerLimit {
+    /// Most referrers on a page.
+    pub count: u32,
+    /// A page ends before the referrer that would bring the sum of
+    /// [`Referrer::listed_size`] past this; it still holds at least one referrer.
+    pub bytes: u64,
+}
+
+/// One page of the referrers of a subject, in digest order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerPage {
+    /// The referrers on this page.
+    pub referrers: Vec<Referrer>,
+    /// Whether more referrers follow the last one.
+    pub more: bool,
+}
+
 /// One page of a listing, in lexical order.
 ///
 /// The names may be a window into a larger shared list (a cached tag list), so serving a

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
 use crate::model::{
-    NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession, UploadUsage,
+    NewManifest, PullRecord, ReferrerLimit, ReferrerPage, StoredManifest, TagPage, UploadSession,
+    UploadUsage,
 };
 
 /// A failure of the metadata backend itself.
@@ -142,13 +143,17 @@ pub trait ManifestStore: Send + Sync {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Option<TagPage>, MetaError>;
-    /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
+    /// A page of the manifests in `repository` whose subject is `subject`, optionally of
+    /// one artifact type, in digest order: those whose digest sorts after `after` (the
+    /// last one of the previous page), as many as `limit` allows.
     async fn referrers(
         &self,
         repository: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>, MetaError>;
+        after: Option<&Digest>,
+        limit: ReferrerLimit,
+    ) -> Result<ReferrerPage, MetaError>;
     /// Stamps last-pull times on artifacts and tags.
     async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError>;
 }

@@ -6,12 +6,16 @@ pub enum RangeError {
     /// The header does not follow the expected grammar.
     #[error("malformed range {0:?}")]
     Malformed(String),
-    /// Well formed, but the range cannot be satisfied (end before start, past the end).
+    /// Well formed, but the range cannot be satisfied (end before start, past the end, or
+    /// longer than `u64::MAX` bytes).
     #[error("range not satisfiable")]
     Unsatisfiable,
 }
 
 /// An inclusive byte range `start..=end`.
+///
+/// The parsers below only build ranges with `start <= end` whose length fits in a `u64`
+/// (so not `0..=u64::MAX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteRange {
     /// First byte offset.
@@ -22,8 +26,14 @@ pub struct ByteRange {
 
 impl ByteRange {
     /// Number of bytes covered.
+    ///
+    /// Panics (in release builds too, rather than wrapping to 0) on a range built by hand
+    /// that ends before it starts or covers all 2^64 offsets; parsed ranges never do.
     pub fn len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end
+            .checked_sub(self.start)
+            .and_then(|last| last.checked_add(1))
+            .expect("a byte range ends at or after its start and covers at most u64::MAX bytes")
     }
 
     /// Always false: a byte range covers at least one byte.
@@ -38,13 +48,14 @@ pub struct ContentRange(pub ByteRange);
 
 impl ContentRange {
     /// Parses the spec grammar `^[0-9]+-[0-9]+$`. An end before the start is
-    /// well formed but unsatisfiable.
+    /// well formed but unsatisfiable, and so is `0-18446744073709551615`: its length,
+    /// 2^64, does not fit in a `u64`, and no upload can reach it.
     pub fn parse(s: &str) -> Result<Self, RangeError> {
         let malformed = || RangeError::Malformed(s.chars().take(64).collect());
         let (a, b) = s.split_once('-').ok_or_else(malformed)?;
         let start = parse_decimal(a).ok_or_else(malformed)?;
         let end = parse_decimal(b).ok_or_else(malformed)?;
-        if end < start {
+        if end < start || end - start == u64::MAX {
             return Err(RangeError::Unsatisfiable);
         }
         Ok(ContentRange(ByteRange { start, end }))
@@ -129,6 +140,49 @@ mod tests {
             );
         }
         assert_eq!(ContentRange::parse("10-5"), Err(RangeError::Unsatisfiable));
+    }
+
+    #[test]
+    fn content_range_length_fits_in_u64() {
+        let max = u64::MAX;
+        // All 2^64 offsets: a length that u64 cannot hold, so no upload can match it.
+        assert_eq!(
+            ContentRange::parse(&format!("0-{max}")),
+            Err(RangeError::Unsatisfiable)
+        );
+        assert_eq!(
+            ContentRange::parse(&format!("1-{max}")).unwrap().0.len(),
+            max
+        );
+        assert_eq!(
+            ContentRange::parse(&format!("0-{}", max - 1))
+                .unwrap()
+                .0
+                .len(),
+            max
+        );
+        assert_eq!(
+            ContentRange::parse(&format!("{max}-{max}"))
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+        // One past u64::MAX is not a number at all.
+        assert!(matches!(
+            ContentRange::parse("0-18446744073709551616"),
+            Err(RangeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "covers at most u64::MAX bytes")]
+    fn the_length_of_every_offset_is_not_wrapped_to_zero() {
+        ByteRange {
+            start: 0,
+            end: u64::MAX,
+        }
+        .len();
     }
 
     #[test]

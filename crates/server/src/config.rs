@@ -90,6 +90,8 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     /// Most bytes buffered request and response bodies (manifests, listings) may hold.
     pub max_buffered_bytes: u64,
+    /// Most descriptors on one page of the referrers API.
+    pub max_referrers: u32,
 }
 
 /// How long a connection may wait on its client, in seconds. The defaults leave a
@@ -158,6 +160,7 @@ impl Default for LimitsConfig {
             overload_wait_secs: 5,
             max_connections: 4096,
             max_buffered_bytes: 1 << 30,
+            max_referrers: 1000,
         }
     }
 }
@@ -252,6 +255,7 @@ impl Config {
             max_upload_bodies: l.max_upload_bodies,
             overload_wait: Duration::from_secs(l.overload_wait_secs),
             max_buffered_bytes: l.max_buffered_bytes,
+            max_referrers: l.max_referrers,
         }
     }
 }

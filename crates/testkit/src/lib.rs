@@ -109,7 +109,8 @@ impl TestRegistry {
         }
     }
 
-    /// Sends a request and collects the response.
+    /// Sends an HTTP/1.1 request and collects the response. It carries `Host: berth.test`
+    /// unless `headers` name a host, as every HTTP/1.1 client sends one.
     pub async fn send(
         &self,
         method: Method,
@@ -118,13 +119,22 @@ impl TestRegistry {
         body: impl Into<Body>,
     ) -> TestResponse {
         let mut req = Request::builder().method(method).uri(uri);
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            req = req.header(http::header::HOST, "berth.test");
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
+        self.send_request(req.body(body.into()).expect("request"))
+            .await
+    }
+
+    /// Sends `req` exactly as built (no `Host` is added) and collects the response.
+    pub async fn send_request(&self, req: Request<Body>) -> TestResponse {
         let resp = self
             .router
             .clone()
-            .oneshot(req.body(body.into()).expect("request"))
+            .oneshot(req)
             .await
             .expect("router is infallible");
         let (parts, body) = resp.into_parts();

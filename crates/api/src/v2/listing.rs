@@ -7,7 +7,7 @@ use http::header;
 use serde::Serialize;
 
 use super::{Call, parse_digest};
-use crate::error::ApiError;
+use crate::error::{ApiError, Kind};
 use crate::held_body::held_body;
 
 /// Parses `n`: a non-negative integer (values above the maximum are clamped later).
@@ -18,10 +18,7 @@ fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
             n.parse::<u64>()
                 .map(|v| v.min(u64::from(u32::MAX)) as u32)
                 .map_err(|_| {
-                    ApiError::new(
-                        "PAGINATION_NUMBER_INVALID",
-                        format!("invalid page size n={n:?}"),
-                    )
+                    ApiError::new(Kind::PageSizeInvalid, format!("invalid page size n={n:?}"))
                 })
         })
         .transpose()
@@ -88,7 +85,12 @@ pub async fn tags(call: Call<'_>, name: RepositoryName) -> Result<Response, ApiE
     paged(call.registry, body, &list, &format!("/v2/{name}/tags/list")).await
 }
 
-/// `GET /v2/<name>/referrers/<digest>?artifactType=`
+/// `GET /v2/<name>/referrers/<digest>?artifactType=&last=`
+///
+/// Answers one page, in digest order, of at most `max_referrers` descriptors; when more
+/// follow, `Link: <…?last=<digest>>; rel="next"` names the next page, as the spec asks
+/// when the list "cannot be returned in a single manifest". `last` is the previous page's
+/// last digest; the filter is carried over to the next page.
 pub async fn referrers(
     call: Call<'_>,
     name: RepositoryName,
@@ -96,13 +98,14 @@ pub async fn referrers(
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(digest)?;
     let artifact_type = call.query.get("artifactType");
-    let index = call
+    let after = call.query.get("last").map(parse_digest).transpose()?;
+    let page = call
         .registry
-        .referrers(&name, &digest, artifact_type)
+        .referrers(&name, &digest, artifact_type, after.as_ref())
         .await?;
     let mut response = (
         [(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)],
-        index,
+        page.index,
     )
         .into_response();
     if artifact_type.is_some() {
@@ -110,6 +113,20 @@ pub async fn referrers(
             "oci-filters-applied",
             http::HeaderValue::from_static("artifactType"),
         );
+    }
+    if let Some(last) = page.next_after {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if let Some(t) = artifact_type {
+            query.append_pair("artifactType", t);
+        }
+        query.append_pair("last", last.as_str());
+        let link = format!(
+            "</v2/{name}/referrers/{digest}?{}>; rel=\"next\"",
+            query.finish()
+        );
+        if let Ok(v) = link.parse() {
+            response.headers_mut().insert(header::LINK, v);
+        }
     }
     Ok(response)
 }

@@ -6,14 +6,14 @@ use berth_oci::{Reference, ReferenceError, RepositoryName};
 use http::{Method, StatusCode, header};
 
 use super::{Call, content_length, header_str};
-use crate::error::ApiError;
+use crate::error::{ApiError, Kind};
 use crate::held_body::held_body;
 
 fn parse_reference(raw: &str, for_push: bool) -> Result<Reference, ApiError> {
     Reference::parse(raw).map_err(|e| match e {
-        ReferenceError::Digest(e) => ApiError::new("DIGEST_INVALID", e.to_string()),
-        ReferenceError::Tag(e) if for_push => ApiError::new("MANIFEST_INVALID", e.to_string()),
-        ReferenceError::Tag(_) => ApiError::new("MANIFEST_UNKNOWN", "manifest unknown"),
+        ReferenceError::Digest(e) => ApiError::new(Kind::DigestInvalid, e.to_string()),
+        ReferenceError::Tag(e) if for_push => ApiError::new(Kind::ManifestInvalid, e.to_string()),
+        ReferenceError::Tag(_) => ApiError::new(Kind::ManifestUnknown, "manifest unknown"),
     })
 }
 
@@ -42,10 +42,9 @@ pub async fn get(
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        manifest
-            .media_type
-            .parse()
-            .map_err(|_| ApiError::new("UNKNOWN", "stored media type is not a valid header"))?,
+        manifest.media_type.parse().map_err(|_| {
+            ApiError::new(Kind::Internal, "stored media type is not a valid header")
+        })?,
     );
     headers.insert(header::CONTENT_LENGTH, len.into());
     headers.insert(
@@ -75,10 +74,9 @@ pub async fn put(
     let limit = call.registry.config().max_manifest_bytes;
     let too_large = || {
         ApiError::new(
-            "MANIFEST_INVALID",
+            Kind::TooLarge,
             format!("manifest exceeds the {limit}-byte limit"),
         )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     if content_length(&call.headers).is_some_and(|len| len > limit) {
         return Err(too_large());
@@ -95,7 +93,7 @@ pub async fn put(
                 too_large()
             } else {
                 ApiError::new(
-                    "MANIFEST_INVALID",
+                    Kind::ManifestInvalid,
                     format!("reading the manifest failed: {e}"),
                 )
             }

@@ -15,7 +15,7 @@ use berth_oci::{Digest, RepositoryName};
 use http::{HeaderMap, HeaderValue, Method, header};
 
 use crate::endpoint::{Endpoint, RouteError};
-use crate::error::ApiError;
+use crate::error::{ApiError, Kind};
 use crate::query::Query;
 
 pub use uploads::upload_range;
@@ -50,9 +50,8 @@ pub async fn dispatch(State(registry): State<Arc<Registry>>, req: Request) -> Re
             tracing::Span::current().record("endpoint", endpoint.label());
             route(endpoint, call).await
         }
-        Err(RouteError::Name(e)) => Err(ApiError::new("NAME_INVALID", e.to_string())),
-        Err(RouteError::NotFound) => Err(ApiError::new("NAME_UNKNOWN", "no such endpoint")
-            .with_status(http::StatusCode::NOT_FOUND)),
+        Err(RouteError::Name(e)) => Err(ApiError::new(Kind::NameInvalid, e.to_string())),
+        Err(RouteError::NotFound) => Err(ApiError::new(Kind::EndpointUnknown, "no such endpoint")),
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response
@@ -99,8 +98,11 @@ fn method_not_allowed(endpoint: &Endpoint) -> ApiError {
         Endpoint::Upload(..) => "GET, PATCH, PUT, DELETE",
         Endpoint::Manifest(..) => "GET, HEAD, PUT, DELETE",
     };
-    ApiError::new("UNSUPPORTED", "method not allowed on this endpoint")
-        .with_header(header::ALLOW, allow)
+    ApiError::new(
+        Kind::MethodNotAllowed,
+        "method not allowed on this endpoint",
+    )
+    .with_header(header::ALLOW, allow)
 }
 
 fn json_response(body: Vec<u8>) -> Response {
@@ -108,11 +110,11 @@ fn json_response(body: Vec<u8>) -> Response {
 }
 
 fn parse_digest(raw: &str) -> Result<Digest, ApiError> {
-    Digest::parse(raw).map_err(|e| ApiError::new("DIGEST_INVALID", e.to_string()))
+    Digest::parse(raw).map_err(|e| ApiError::new(Kind::DigestInvalid, e.to_string()))
 }
 
 fn parse_name(raw: &str) -> Result<RepositoryName, ApiError> {
-    RepositoryName::parse(raw).map_err(|e| ApiError::new("NAME_INVALID", e.to_string()))
+    RepositoryName::parse(raw).map_err(|e| ApiError::new(Kind::NameInvalid, e.to_string()))
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {

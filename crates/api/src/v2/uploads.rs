@@ -10,7 +10,7 @@ use futures_util::TryStreamExt;
 use http::{StatusCode, header};
 
 use super::{Call, content_length, header_str, parse_digest, parse_name};
-use crate::error::ApiError;
+use crate::error::{ApiError, Kind};
 
 /// The `Range` value for an upload holding `offset` bytes (`0-0` when empty, as
 /// Distribution answers).
@@ -59,7 +59,7 @@ fn blob_created(name: &RepositoryName, digest: &berth_oci::Digest) -> Response {
 
 fn parse_upload_id(raw: &str) -> Result<UploadId, ApiError> {
     UploadId::parse(raw)
-        .map_err(|_| ApiError::new("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"))
+        .map_err(|_| ApiError::new(Kind::UploadUnknown, "blob upload unknown to registry"))
 }
 
 /// Reads the body and its framing headers.
@@ -68,11 +68,12 @@ fn upload_body(call: Call<'_>) -> Result<UploadBody, ApiError> {
         .map(|v| {
             ContentRange::parse(v).map_err(|e| match e {
                 RangeError::Malformed(_) => {
-                    ApiError::new("BLOB_UPLOAD_INVALID", format!("invalid Content-Range: {e}"))
+                    ApiError::new(Kind::UploadInvalid, format!("invalid Content-Range: {e}"))
                 }
-                RangeError::Unsatisfiable => {
-                    ApiError::new("RANGE_INVALID", "Content-Range ends before it starts")
-                }
+                RangeError::Unsatisfiable => ApiError::new(
+                    Kind::UploadRangeInvalid,
+                    format!("Content-Range {v} ends before it starts or is longer than 2^64-1"),
+                ),
             })
         })
         .transpose()?;
@@ -106,7 +107,7 @@ pub async fn start(call: Call<'_>, name: RepositoryName) -> Result<Response, Api
     }
     let algorithm = match call.query.get("digest-algorithm") {
         Some(a) => {
-            Algorithm::parse(a).map_err(|e| ApiError::new("DIGEST_INVALID", e.to_string()))?
+            Algorithm::parse(a).map_err(|e| ApiError::new(Kind::DigestInvalid, e.to_string()))?
         }
         None => Algorithm::Sha256,
     };
