@@ -824,6 +824,93 @@ async fn delete_by_digest_removes_the_manifest_and_its_tags() {
     push_manifest(&reg, "del", "v1", &doc).await;
 }
 
+/// Expects a DELETE refused because `referrer` still references the content at `uri`.
+async fn expect_delete_refused(reg: &TestRegistry, uri: &str, referrer: &Digest, ctx: &str) {
+    let r = delete(reg, uri).await;
+    expect_error(&r, 405, &["UNSUPPORTED"], ctx);
+    let error = &r.json()["errors"][0];
+    assert_eq!(error["detail"]["referencedBy"], referrer.as_str(), "{ctx}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(referrer.as_str()),
+        "{ctx}: the message names the referrer: {error}"
+    );
+    assert!(r.header("allow").starts_with("GET, HEAD"), "{ctx}: Allow");
+}
+
+#[tokio::test]
+async fn referenced_blobs_and_children_are_not_deleted() {
+    let reg = TestRegistry::new();
+    let repo = "held";
+    let doc = simple_image(&reg, repo, b"held layer").await;
+    let (image, image_body) = push_manifest(&reg, repo, "v1", &doc).await;
+    let layer = Digest::parse(doc["layers"][0]["digest"].as_str().unwrap()).unwrap();
+    let config = Digest::parse(doc["config"]["digest"].as_str().unwrap()).unwrap();
+    for blob in [&layer, &config] {
+        let uri = format!("/v2/{repo}/blobs/{blob}");
+        expect_delete_refused(&reg, &uri, &image, "DELETE a blob the image uses").await;
+        expect_status(&head(&reg, &uri).await, 200, "the blob stays");
+    }
+    // The same blob in another repository is not held by this repository's manifest.
+    reg.push_blob("elsewhere", b"held layer").await;
+    expect_status(
+        &delete(&reg, &format!("/v2/elsewhere/blobs/{layer}")).await,
+        202,
+        "DELETE the blob where no manifest uses it",
+    );
+
+    let index = json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX,
+        "manifests": [descriptor(media_type::OCI_MANIFEST, &image, image_body.len())]});
+    let (index_digest, _) = push_manifest(&reg, repo, "multi", &index).await;
+    let image_uri = format!("/v2/{repo}/manifests/{image}");
+    expect_delete_refused(&reg, &image_uri, &index_digest, "DELETE an index child").await;
+    expect_status(&reg.get(&image_uri).await, 200, "the child stays");
+    // Untagging the child is fine: the index still finds it by digest.
+    expect_status(
+        &delete(&reg, &format!("/v2/{repo}/manifests/v1")).await,
+        202,
+        "DELETE the child's tag",
+    );
+
+    // A referrer does not hold its subject: the subject goes, the referrer stays listed.
+    let empty = push_descriptor(&reg, repo, media_type::OCI_EMPTY, b"{}").await;
+    let mut sig = image_manifest(media_type::OCI_MANIFEST, empty, vec![]);
+    sig["artifactType"] = json!("application/vnd.example.signature");
+    sig["subject"] = descriptor(media_type::OCI_INDEX, &index_digest, bytes_of(&index).len());
+    let (sig_digest, _) = push_manifest(&reg, repo, "sig", &sig).await;
+    expect_status(
+        &delete(&reg, &format!("/v2/{repo}/manifests/{index_digest}")).await,
+        202,
+        "DELETE a subject with referrers",
+    );
+    let listed = reg
+        .get(&format!("/v2/{repo}/referrers/{index_digest}"))
+        .await
+        .json();
+    assert_eq!(listed["manifests"][0]["digest"], sig_digest.as_str());
+
+    // Once the index is gone, the child can go, then its blobs.
+    expect_status(&delete(&reg, &image_uri).await, 202, "DELETE the child");
+    for blob in [&layer, &config] {
+        expect_status(
+            &delete(&reg, &format!("/v2/{repo}/blobs/{blob}")).await,
+            202,
+            "DELETE a blob no manifest uses",
+        );
+    }
+    // The empty config is still held by the signature.
+    let empty_digest = sha256(b"{}");
+    expect_delete_refused(
+        &reg,
+        &format!("/v2/{repo}/blobs/{empty_digest}"),
+        &sig_digest,
+        "DELETE the signature's config",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn unknown_repositories_and_manifests_are_404() {
     let reg = TestRegistry::new();

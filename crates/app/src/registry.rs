@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_blob::{BlobRead, BlobStore};
-use berth_meta::{MetaStore, NewManifest, PullRecord, TagPage, UploadSession};
+use berth_meta::{Deletion, MetaStore, NewManifest, PullRecord, TagPage, UploadSession};
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
     RepositoryName, media_type,
@@ -197,16 +197,21 @@ impl Registry {
         Ok(BlobContent { read, size, range })
     }
 
-    /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`).
+    /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`), unless a
+    /// manifest there still references it: that manifest would then be served while its
+    /// content is not, and pushing it again would fail.
     pub async fn delete_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        if self.meta.unlink_blob(repository, digest).await? {
-            Ok(())
-        } else {
-            Err(RegistryError::BlobUnknown)
+        match self.meta.unlink_blob(repository, digest).await? {
+            Deletion::Deleted => Ok(()),
+            Deletion::NotFound => Err(RegistryError::BlobUnknown),
+            Deletion::ReferencedBy(referrer) => Err(RegistryError::BlobReferenced {
+                digest: digest.clone(),
+                referrer,
+            }),
         }
     }
 
@@ -305,19 +310,29 @@ impl Registry {
     }
 
     /// Deletes a manifest by digest, or untags by tag.
+    ///
+    /// A manifest an index of the repository lists is kept (the index would be served with
+    /// a child that is not); its tags can still be deleted. Referrers do not hold their
+    /// subject: the spec lets them be pushed before it, so they may also outlive it, and
+    /// they stay listed by the referrers API until they are deleted themselves.
     pub async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<(), RegistryError> {
-        let existed = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repository, d).await?,
-            Reference::Tag(t) => self.meta.delete_tag(repository, t).await?,
-        };
-        if existed {
-            Ok(())
-        } else {
-            Err(RegistryError::ManifestUnknown)
+        match reference {
+            Reference::Digest(d) => match self.meta.delete_manifest(repository, d).await? {
+                Deletion::Deleted => Ok(()),
+                Deletion::NotFound => Err(RegistryError::ManifestUnknown),
+                Deletion::ReferencedBy(referrer) => Err(RegistryError::ManifestReferenced {
+                    digest: d.clone(),
+                    referrer,
+                }),
+            },
+            Reference::Tag(t) => match self.meta.delete_tag(repository, t).await? {
+                true => Ok(()),
+                false => Err(RegistryError::ManifestUnknown),
+            },
         }
     }
 

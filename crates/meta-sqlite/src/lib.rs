@@ -16,8 +16,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_meta::{
-    BlobLinkStore, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord, PutManifestError,
-    Referrer, RepositoryStore, StoredManifest, TagPage, UploadSession, UploadStore,
+    BlobLinkStore, Deletion, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord,
+    PutManifestError, Referrer, RepositoryStore, StoredManifest, TagPage, UploadSession,
+    UploadStore,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
@@ -99,7 +100,7 @@ impl BlobLinkStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Deletion, MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| queries::unlink_blob(c, repository.as_str(), digest.as_str()))
@@ -190,7 +191,7 @@ impl ManifestStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Deletion, MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| queries::delete_manifest(c, repository.as_str(), digest.as_str()))

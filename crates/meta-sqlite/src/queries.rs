@@ -1,8 +1,8 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
 use berth_meta::{
-    MetaError, NewManifest, PullRecord, PutManifestError, Referrer, StoredManifest, TagPage,
-    UploadSession,
+    Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer, StoredManifest,
+    TagPage, UploadSession,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -125,14 +125,52 @@ pub fn link_blob(
     Ok(())
 }
 
-pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<bool, MetaError> {
+/// The first manifest of the repository that references `digest` as `kind` (`blob` for a
+/// config or layer, `manifest` for an index child).
+fn referrer_in_repository(
+    c: &Connection,
+    repo_id: i64,
+    kind: &str,
+    digest: &str,
+) -> Result<Option<Digest>, MetaError> {
     c.prepare_cached(
-        "DELETE FROM repository_blobs
-         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+        "SELECT m.digest FROM manifest_references mr JOIN manifests m ON m.id = mr.manifest_id
+         WHERE mr.digest = ?1 AND mr.kind = ?2 AND m.repository_id = ?3
+         ORDER BY m.id LIMIT 1",
     )
-    .and_then(|mut s| s.execute([repository, digest]))
-    .map(|n| n > 0)
+    .and_then(|mut s| {
+        s.query_row(params![digest, kind, repo_id], |r| digest_col(r.get(0)?))
+            .optional()
+    })
     .map_err(db_err)
+}
+
+fn repository_id(c: &Connection, repository: &str) -> Result<Option<i64>, MetaError> {
+    c.prepare_cached("SELECT id FROM repositories WHERE name = ?1")
+        .and_then(|mut s| s.query_row([repository], |r| r.get(0)).optional())
+        .map_err(db_err)
+}
+
+/// Unlinks a blob unless a manifest of the repository references it; the check and the
+/// delete run in the caller's transaction, so no manifest push can slip between them.
+pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<Deletion, MetaError> {
+    let Some(repo_id) = repository_id(c, repository)? else {
+        return Ok(Deletion::NotFound);
+    };
+    let linked = c
+        .prepare_cached("SELECT 1 FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.exists(params![repo_id, digest]))
+        .map_err(db_err)?;
+    if !linked {
+        return Ok(Deletion::NotFound);
+    }
+    if let Some(referrer) = referrer_in_repository(c, repo_id, "blob", digest)? {
+        return Ok(Deletion::ReferencedBy(referrer));
+    }
+    c.prepare_cached("DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.execute(params![repo_id, digest]))
+        .map_err(db_err)?;
+    Ok(Deletion::Deleted)
 }
 
 pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError> {
@@ -340,14 +378,30 @@ pub fn manifest(
     }
 }
 
-pub fn delete_manifest(c: &Connection, repository: &str, digest: &str) -> Result<bool, MetaError> {
-    c.prepare_cached(
-        "DELETE FROM manifests
-         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-    )
-    .and_then(|mut s| s.execute([repository, digest]))
-    .map(|n| n > 0)
-    .map_err(db_err)
+/// Deletes a manifest (its tags and references cascade) unless an index of the repository
+/// lists it; the check and the delete run in the caller's transaction.
+pub fn delete_manifest(
+    c: &Connection,
+    repository: &str,
+    digest: &str,
+) -> Result<Deletion, MetaError> {
+    let Some(repo_id) = repository_id(c, repository)? else {
+        return Ok(Deletion::NotFound);
+    };
+    let exists = c
+        .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.exists(params![repo_id, digest]))
+        .map_err(db_err)?;
+    if !exists {
+        return Ok(Deletion::NotFound);
+    }
+    if let Some(referrer) = referrer_in_repository(c, repo_id, "manifest", digest)? {
+        return Ok(Deletion::ReferencedBy(referrer));
+    }
+    c.prepare_cached("DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.execute(params![repo_id, digest]))
+        .map_err(db_err)?;
+    Ok(Deletion::Deleted)
 }
 
 pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, MetaError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
-use crate::{MetaStore, NewManifest, PullRecord, PutManifestError, UploadSession};
+use crate::{Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, UploadSession};
 
 fn repo(s: &str) -> RepositoryName {
     RepositoryName::parse(s).unwrap()
@@ -35,6 +35,7 @@ fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) 
 pub async fn run(store: Arc<dyn MetaStore>) {
     blobs_are_linked_per_repository(&*store).await;
     manifests_need_their_blobs(&*store).await;
+    referenced_content_is_not_deleted(&*store).await;
     tags_and_catalog_page_in_order(&*store).await;
     referrers_filter_by_artifact_type(&*store).await;
     uploads_advance_only_from_their_offset(&*store).await;
@@ -50,8 +51,12 @@ async fn blobs_are_linked_per_repository(store: &dyn MetaStore) {
     assert_eq!(store.linked_blob(&b, &d).await.unwrap(), None);
     assert_eq!(store.any_linked_blob(&d).await.unwrap(), Some(5));
     store.link_blob(&a, &d, 5, 2).await.unwrap();
-    assert!(store.unlink_blob(&a, &d).await.unwrap());
-    assert!(!store.unlink_blob(&a, &d).await.unwrap());
+    assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::Deleted);
+    assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::NotFound);
+    assert_eq!(
+        store.unlink_blob(&repo("p1/none"), &d).await.unwrap(),
+        Deletion::NotFound
+    );
     assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
     assert_eq!(store.any_linked_blob(&d).await.unwrap(), None);
 }
@@ -120,12 +125,101 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
             .unwrap()
     );
     assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
-    assert!(store.delete_manifest(&r, &digest("m1")).await.unwrap());
+    assert_eq!(
+        store.delete_manifest(&r, &digest("idx")).await.unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        store.delete_manifest(&r, &digest("m1")).await.unwrap(),
+        Deletion::Deleted
+    );
     assert!(
         store.manifest(&r, &by_tag).await.unwrap().is_none(),
         "tags go with the manifest"
     );
-    assert!(!store.delete_manifest(&r, &digest("m1")).await.unwrap());
+    assert_eq!(
+        store.delete_manifest(&r, &digest("m1")).await.unwrap(),
+        Deletion::NotFound
+    );
+}
+
+async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
+    let (r, other) = (repo("p7/app"), repo("p7/other"));
+    for repository in [&r, &other] {
+        store
+            .link_blob(repository, &digest("p7-layer"), 1, 1)
+            .await
+            .unwrap();
+    }
+    let image = manifest("p7/app", "p7-image", &[("p7-layer", 1)], &["v1"]);
+    store.put_manifest(&image).await.unwrap();
+    let mut index = manifest("p7/app", "p7-index", &[], &["multi"]);
+    index.children = vec![digest("p7-image")];
+    store.put_manifest(&index).await.unwrap();
+    let mut referrer = manifest("p7/app", "p7-sig", &[], &[]);
+    referrer.subject = Some(digest("p7-index"));
+    store.put_manifest(&referrer).await.unwrap();
+
+    assert_eq!(
+        store.unlink_blob(&r, &digest("p7-layer")).await.unwrap(),
+        Deletion::ReferencedBy(digest("p7-image"))
+    );
+    assert_eq!(
+        store.linked_blob(&r, &digest("p7-layer")).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .unlink_blob(&other, &digest("p7-layer"))
+            .await
+            .unwrap(),
+        Deletion::Deleted,
+        "a manifest holds its blobs in its own repository only"
+    );
+    assert_eq!(
+        store
+            .delete_manifest(&r, &digest("p7-image"))
+            .await
+            .unwrap(),
+        Deletion::ReferencedBy(digest("p7-index"))
+    );
+    let by_digest = Reference::Digest(digest("p7-image"));
+    assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());
+    assert!(
+        store
+            .delete_tag(&r, &Tag::parse("v1").unwrap())
+            .await
+            .unwrap(),
+        "tags of a listed manifest can go"
+    );
+    assert_eq!(
+        store
+            .delete_manifest(&r, &digest("p7-index"))
+            .await
+            .unwrap(),
+        Deletion::Deleted,
+        "a referrer does not hold its subject"
+    );
+    assert_eq!(
+        store
+            .referrers(&r, &digest("p7-index"), None)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "referrers outlive their subject"
+    );
+    assert_eq!(
+        store
+            .delete_manifest(&r, &digest("p7-image"))
+            .await
+            .unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        store.unlink_blob(&r, &digest("p7-layer")).await.unwrap(),
+        Deletion::Deleted
+    );
 }
 
 async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {

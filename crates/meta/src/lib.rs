@@ -13,8 +13,8 @@ mod store;
 
 pub use model::{NewManifest, PullRecord, Referrer, StoredManifest, TagPage, UploadSession};
 pub use store::{
-    BlobLinkStore, ManifestStore, MetaError, MetaStore, PutManifestError, RepositoryStore,
-    UploadStore,
+    BlobLinkStore, Deletion, ManifestStore, MetaError, MetaStore, PutManifestError,
+    RepositoryStore, UploadStore,
 };
 
 #[cfg(feature = "conformance")]
