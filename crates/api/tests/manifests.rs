@@ -373,7 +373,8 @@ async fn unknown_references_are_manifest_blob_unknown() {
         ),
         (
             "index whose child is a blob",
-            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [layer.clone()]}),
+            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [
+                {"mediaType": media_type::OCI_MANIFEST, "digest": layer["digest"], "size": layer["size"]}]}),
             layer["digest"].as_str().unwrap(),
         ),
     ];
@@ -432,6 +433,95 @@ async fn descriptor_sizes_must_match_the_stored_blobs() {
     }
     let doc = image_manifest(media_type::OCI_MANIFEST, config, vec![layer]);
     push_manifest(&reg, "sz", "t", &doc).await;
+}
+
+#[tokio::test]
+async fn index_children_must_match_their_descriptors() {
+    let reg = TestRegistry::new();
+    let repo = "children";
+    let (image, image_body) = reg.push_image(repo, "v1", &[b"layer"]).await;
+    let len = image_body.len() as u64;
+    let child =
+        |mt: &str, size: u64| json!({"mediaType": mt, "digest": image.as_str(), "size": size});
+    let index = |list: &str, children: Vec<Value>| json!({"schemaVersion": 2, "mediaType": list, "manifests": children});
+    let oci = media_type::OCI_INDEX;
+    let docker = media_type::DOCKER_MANIFEST_LIST;
+    let cases = [
+        (
+            "size 5",
+            index(oci, vec![child(media_type::OCI_MANIFEST, 5)]),
+        ),
+        (
+            "size 2^63-1",
+            index(oci, vec![child(media_type::OCI_MANIFEST, i64::MAX as u64)]),
+        ),
+        (
+            "size one more",
+            index(oci, vec![child(media_type::OCI_MANIFEST, len + 1)]),
+        ),
+        (
+            "size 0",
+            index(oci, vec![child(media_type::OCI_MANIFEST, 0)]),
+        ),
+        (
+            "one good child, one of the wrong size",
+            index(
+                oci,
+                vec![
+                    child(media_type::OCI_MANIFEST, len),
+                    child(media_type::OCI_MANIFEST, len - 1),
+                ],
+            ),
+        ),
+        (
+            "manifest list, wrong size",
+            index(docker, vec![child(media_type::DOCKER_MANIFEST, 5)]),
+        ),
+        ("a layer type", index(oci, vec![child(OCI_LAYER, len)])),
+        (
+            "a config type",
+            index(oci, vec![child(media_type::OCI_CONFIG, len)]),
+        ),
+        (
+            "the empty type",
+            index(oci, vec![child(media_type::OCI_EMPTY, len)]),
+        ),
+        (
+            "manifest list, a layer type",
+            index(docker, vec![child(DOCKER_LAYER, len)]),
+        ),
+    ];
+    for (ctx, doc) in cases {
+        let body = bytes_of(&doc);
+        let mt = doc["mediaType"].as_str().unwrap();
+        let r = reg.put_manifest(repo, "multi", mt, &body).await;
+        expect_error(&r, 400, &["MANIFEST_INVALID"], ctx);
+        let r = reg
+            .get(&format!("/v2/{repo}/manifests/{}", sha256(&body)))
+            .await;
+        expect_error(&r, 404, &["MANIFEST_UNKNOWN"], ctx);
+    }
+    expect_error(
+        &reg.get(&format!("/v2/{repo}/manifests/multi")).await,
+        404,
+        &["MANIFEST_UNKNOWN"],
+        "nothing tagged",
+    );
+    // Every manifest type may be listed, by either kind of index, with the right size.
+    for (list, child_type) in [
+        (oci, media_type::OCI_MANIFEST),
+        (oci, media_type::DOCKER_MANIFEST),
+        (docker, media_type::DOCKER_MANIFEST),
+        (docker, media_type::OCI_MANIFEST),
+    ] {
+        push_manifest(
+            &reg,
+            repo,
+            "multi",
+            &index(list, vec![child(child_type, len)]),
+        )
+        .await;
+    }
 }
 
 /// Pushes `body` with `content_type` to a fresh repository and expects `status` with one

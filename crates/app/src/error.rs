@@ -101,7 +101,8 @@ impl From<PutManifestError> for RegistryError {
             PutManifestError::BlobUnknown(d) | PutManifestError::ManifestUnknown(d) => {
                 RegistryError::ManifestBlobUnknown(d)
             }
-            e @ PutManifestError::SizeMismatch { .. } => {
+            e @ (PutManifestError::SizeMismatch { .. }
+            | PutManifestError::ManifestSizeMismatch { .. }) => {
                 RegistryError::ManifestInvalid(e.to_string())
             }
             PutManifestError::Meta(e) => e.into(),

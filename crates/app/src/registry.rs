@@ -251,7 +251,11 @@ impl Registry {
             .collect();
         blobs.sort();
         blobs.dedup();
-        let mut children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
+        let mut children: Vec<(Digest, u64)> = parsed
+            .manifests
+            .iter()
+            .map(|d| (d.digest.clone(), d.size))
+            .collect();
         children.sort();
         children.dedup();
         let subject = parsed.subject.map(|s| s.digest);

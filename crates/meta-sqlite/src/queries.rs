@@ -278,16 +278,24 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
             Some(_) => {}
         }
     }
-    let mut child = c
-        .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+    let mut child_size = c
+        .prepare_cached("SELECT size FROM manifests WHERE repository_id = ?1 AND digest = ?2")
         .map_err(db_err)?;
-    for digest in &m.children {
-        let found = child
-            .query_row(params![repo_id, digest.as_str()], |_| Ok(()))
+    for (digest, declared) in &m.children {
+        let actual: Option<i64> = child_size
+            .query_row(params![repo_id, digest.as_str()], |r| r.get(0))
             .optional()
             .map_err(db_err)?;
-        if found.is_none() {
-            return Err(PutManifestError::ManifestUnknown(digest.clone()));
+        match actual {
+            None => return Err(PutManifestError::ManifestUnknown(digest.clone())),
+            Some(a) if a as u64 != *declared => {
+                return Err(PutManifestError::ManifestSizeMismatch {
+                    digest: digest.clone(),
+                    declared: *declared,
+                    actual: a as u64,
+                });
+            }
+            Some(_) => {}
         }
     }
     let manifest_id: i64 = c
@@ -326,7 +334,7 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
             .execute(params![manifest_id, "blob", digest.as_str()])
             .map_err(db_err)?;
     }
-    for digest in &m.children {
+    for (digest, _) in &m.children {
         reference
             .execute(params![manifest_id, "manifest", digest.as_str()])
             .map_err(db_err)?;

@@ -97,12 +97,21 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     );
 
     let mut index = manifest("p2/app", "idx", &[], &["multi"]);
-    index.children = vec![digest("m1"), digest("nope")];
+    index.children = vec![(digest("m1"), 2), (digest("nope"), 4)];
     assert!(matches!(
         store.put_manifest(&index).await,
         Err(PutManifestError::ManifestUnknown(_))
     ));
-    index.children.pop();
+    index.children = vec![(digest("m1"), 3)];
+    assert!(matches!(
+        store.put_manifest(&index).await,
+        Err(PutManifestError::ManifestSizeMismatch {
+            declared: 3,
+            actual: 2,
+            ..
+        })
+    ));
+    index.children = vec![(digest("m1"), 2)];
     store.put_manifest(&index).await.unwrap();
 
     let pulls = [PullRecord {
@@ -154,7 +163,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     let image = manifest("p7/app", "p7-image", &[("p7-layer", 1)], &["v1"]);
     store.put_manifest(&image).await.unwrap();
     let mut index = manifest("p7/app", "p7-index", &[], &["multi"]);
-    index.children = vec![digest("p7-image")];
+    index.children = vec![(digest("p7-image"), 8)];
     store.put_manifest(&index).await.unwrap();
     let mut referrer = manifest("p7/app", "p7-sig", &[], &[]);
     referrer.subject = Some(digest("p7-index"));

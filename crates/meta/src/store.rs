@@ -29,6 +29,16 @@ pub enum PutManifestError {
     /// A child manifest of an index is not in the repository.
     #[error("manifest {0} is not in the repository")]
     ManifestUnknown(Digest),
+    /// A child manifest's stored size differs from its descriptor's.
+    #[error("manifest {digest} has size {actual}, the index says {declared}")]
+    ManifestSizeMismatch {
+        /// The child manifest.
+        digest: Digest,
+        /// Size in the descriptor.
+        declared: u64,
+        /// Size stored.
+        actual: u64,
+    },
     /// The backend failed.
     #[error(transparent)]
     Meta(#[from] MetaError),

@@ -165,12 +165,23 @@ impl ParsedManifest {
                 if raw.layers.is_some() || raw.config.is_some() {
                     return Err(invalid("an index cannot have a config or layers"));
                 }
-                let manifests = raw
+                let manifests: Vec<Descriptor> = raw
                     .manifests
                     .ok_or_else(|| invalid("index has no manifests"))?
                     .into_iter()
                     .map(RawDescriptor::validate)
                     .collect::<Result<_, _>>()?;
+                // Children are manifests in the same repository; a layer or config type
+                // would send clients that follow the descriptor to the wrong endpoint.
+                if let Some(child) = manifests
+                    .iter()
+                    .find(|d| !media_type::MANIFEST_TYPES.contains(&d.media_type.as_str()))
+                {
+                    return Err(invalid(format!(
+                        "index child {} has media type {:?}, which is not a manifest type",
+                        child.digest, child.media_type
+                    )));
+                }
                 Ok(ParsedManifest {
                     media_type,
                     kind,
@@ -335,6 +346,14 @@ mod tests {
         );
         let m = check(&body, Some(OCI_INDEX)).unwrap();
         assert_eq!(m.kind, ManifestKind::Index);
+        for child_type in [
+            OCI_CONFIG,
+            "application/vnd.oci.image.layer.v1.tar",
+            OCI_EMPTY,
+        ] {
+            let odd = body.replacen(OCI_MANIFEST, child_type, 1);
+            assert!(check(&odd, Some(OCI_INDEX)).is_err(), "{child_type}");
+        }
         assert_eq!(m.manifests.len(), 1);
         assert_eq!(m.subject.unwrap().digest.as_str(), D);
         assert_eq!(m.annotations.as_deref(), Some(r#"{"a":"b"}"#));
