@@ -4,6 +4,7 @@
 
 mod common;
 
+use berth_app::{ForeignUrlPolicy, RegistryConfig};
 use common::*;
 
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -396,18 +397,109 @@ async fn unknown_references_are_manifest_blob_unknown() {
     }
 }
 
+const FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// A registry admitting foreign layers from `allow` except `deny`.
+fn registry_with_urls(allow: &[&str], deny: &[&str]) -> TestRegistry {
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    TestRegistry::with_config(RegistryConfig {
+        foreign_urls: ForeignUrlPolicy::new(&owned(allow), &owned(deny)).unwrap(),
+        ..RegistryConfig::default()
+    })
+}
+
+/// A Docker image whose only layer is foreign, at `urls`.
+async fn foreign_image(reg: &TestRegistry, repo: &str, urls: Value) -> Value {
+    let config = push_descriptor(reg, repo, media_type::DOCKER_CONFIG, b"{}").await;
+    let mut foreign = descriptor(FOREIGN_LAYER, &unknown_digest(), 1000);
+    foreign["urls"] = urls;
+    image_manifest(media_type::DOCKER_MANIFEST, config, vec![foreign])
+}
+
 #[tokio::test]
-async fn foreign_layers_need_not_be_pushed() {
-    let reg = TestRegistry::new();
-    let config = push_descriptor(&reg, "win", media_type::DOCKER_CONFIG, b"{}").await;
-    let mut foreign = descriptor(
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-        &unknown_digest(),
-        1000,
-    );
-    foreign["urls"] = json!(["https://example.com/layer.tar.gz"]);
-    let doc = image_manifest(media_type::DOCKER_MANIFEST, config, vec![foreign]);
+async fn admitted_foreign_layers_need_not_be_pushed() {
+    let reg = registry_with_urls(&[r"^https://example\.com/"], &[]);
+    let doc = foreign_image(&reg, "win", json!(["https://example.com/layer.tar.gz"])).await;
     push_manifest(&reg, "win", "ltsc", &doc).await;
+    // An OCI image may carry URLs on any layer.
+    let config = push_descriptor(&reg, "win", media_type::OCI_CONFIG, b"{}").await;
+    let mut layer = descriptor(OCI_LAYER, &unknown_digest(), 10);
+    layer["urls"] = json!(["https://example.com/a", "https://example.com/b"]);
+    push_manifest(
+        &reg,
+        "win",
+        "oci",
+        &image_manifest(media_type::OCI_MANIFEST, config, vec![layer]),
+    )
+    .await;
+}
+
+/// Pushes `doc` to `win` and expects MANIFEST_INVALID with nothing stored; returns the message.
+async fn refused(reg: &TestRegistry, doc: Value, ctx: &str) -> String {
+    let body = bytes_of(&doc);
+    let r = reg
+        .put_manifest("win", "t", media_type::DOCKER_MANIFEST, &body)
+        .await;
+    expect_error(&r, 400, &["MANIFEST_INVALID"], ctx);
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = reg
+        .get(&format!("/v2/win/manifests/{}", sha256(&body)))
+        .await;
+    expect_error(&r, 404, &["MANIFEST_UNKNOWN"], ctx);
+    message
+}
+
+#[tokio::test]
+async fn foreign_urls_are_refused_unless_admitted() {
+    // By default no URL is admitted, however harmless.
+    let reg = TestRegistry::new();
+    let doc = foreign_image(&reg, "win", json!(["https://example.com/layer.tar.gz"])).await;
+    let message = refused(&reg, doc, "no allow list").await;
+    assert!(
+        message.contains("https://example.com/layer.tar.gz"),
+        "{message}"
+    );
+
+    // Even an allow-everything pattern admits only http(s) URLs.
+    let reg = registry_with_urls(&[".*"], &[r"^https://example\.com/private/"]);
+    for (ctx, urls) in [
+        ("a file URL", json!(["file:///etc/passwd"])),
+        (
+            "a file URL after a good one",
+            json!(["https://example.com/l", "file:///etc/passwd"]),
+        ),
+        ("an ftp URL", json!(["ftp://example.com/layer"])),
+        ("a relative URL", json!(["/etc/passwd"])),
+        ("a URL without a host", json!(["https:///layer"])),
+        ("a URL with a fragment", json!(["https://example.com/l#x"])),
+        ("a denied URL", json!(["https://example.com/private/l"])),
+    ] {
+        let doc = foreign_image(&reg, "win", urls).await;
+        refused(&reg, doc, ctx).await;
+    }
+    // URLs anywhere are checked, not only on layers.
+    let mut doc = foreign_image(&reg, "win", json!(["https://example.com/l"])).await;
+    doc["config"]["urls"] = json!(["file:///etc/passwd"]);
+    refused(&reg, doc, "a file URL on the config").await;
+
+    // An allow list admits only what it matches.
+    let reg = registry_with_urls(&[r"^https://mcr\.microsoft\.com/"], &[]);
+    for (ctx, url) in [
+        ("another host", "https://example.com/layer"),
+        (
+            "a look-alike host",
+            "https://mcr.microsoft.com.example.org/layer",
+        ),
+        ("plain http", "http://mcr.microsoft.com/layer"),
+    ] {
+        let doc = foreign_image(&reg, "win", json!([url])).await;
+        refused(&reg, doc, ctx).await;
+    }
+    let doc = foreign_image(&reg, "win", json!(["https://mcr.microsoft.com/layer"])).await;
+    push_manifest(&reg, "win", "t", &doc).await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 mod clock;
 mod error;
+mod foreign_urls;
 mod locks;
 mod pulls;
 mod registry;
@@ -13,5 +14,6 @@ mod uploads;
 pub use berth_meta::UploadSession;
 pub use clock::{Clock, SystemClock};
 pub use error::RegistryError;
+pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use registry::{BlobContent, MountOutcome, PushedManifest, Registry, RegistryConfig, TagList};
 pub use uploads::UploadBody;

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::clock::Clock;
 use crate::error::RegistryError;
+use crate::foreign_urls::ForeignUrlPolicy;
 use crate::locks::SessionLocks;
 use crate::pulls::PendingPulls;
 
@@ -30,6 +31,9 @@ pub struct RegistryConfig {
     pub default_page: u32,
     /// Largest page a client may ask for; larger `n` values are clamped (with a `Link`).
     pub max_page: u32,
+    /// External URLs a descriptor may carry; a layer with admitted URLs need not be
+    /// present. The default admits none.
+    pub foreign_urls: ForeignUrlPolicy,
 }
 
 impl Default for RegistryConfig {
@@ -40,6 +44,7 @@ impl Default for RegistryConfig {
             upload_max_age: Duration::from_secs(24 * 3600),
             default_page: 10_000,
             max_page: 10_000,
+            foreign_urls: ForeignUrlPolicy::default(),
         }
     }
 }
@@ -245,6 +250,16 @@ impl Registry {
             ManifestError::Invalid(msg) => RegistryError::ManifestInvalid(msg),
             e @ ManifestError::Schema1 => RegistryError::ManifestInvalid(e.to_string()),
         })?;
+        for d in parsed.descriptors() {
+            for url in &d.urls {
+                self.config.foreign_urls.check(url).map_err(|why| {
+                    RegistryError::ManifestInvalid(format!(
+                        "descriptor {} has the URL {url:?}, which is refused: {why}",
+                        d.digest
+                    ))
+                })?;
+            }
+        }
         let mut blobs: Vec<(Digest, u64)> = parsed
             .required_blobs()
             .map(|d| (d.digest.clone(), d.size))

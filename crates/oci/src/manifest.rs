@@ -45,8 +45,9 @@ pub struct Descriptor {
     pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
-    /// External URLs: content with URLs (foreign layers) need not be in the registry.
-    pub has_urls: bool,
+    /// External URLs the content may be fetched from (foreign layers), as written; the
+    /// registry decides which it admits.
+    pub urls: Vec<String>,
     /// `artifactType` of the referenced content, if given.
     pub artifact_type: Option<String>,
 }
@@ -200,7 +201,16 @@ impl ParsedManifest {
     pub fn required_blobs(&self) -> impl Iterator<Item = &Descriptor> {
         self.config
             .iter()
-            .chain(self.layers.iter().filter(|l| !l.has_urls))
+            .chain(self.layers.iter().filter(|l| l.urls.is_empty()))
+    }
+
+    /// Every descriptor of the document: config, layers, children and subject.
+    pub fn descriptors(&self) -> impl Iterator<Item = &Descriptor> {
+        self.config
+            .iter()
+            .chain(&self.layers)
+            .chain(&self.manifests)
+            .chain(&self.subject)
     }
 }
 
@@ -244,7 +254,7 @@ impl RawDescriptor {
             media_type,
             digest,
             size,
-            has_urls: self.urls.is_some_and(|u| !u.is_empty()),
+            urls: self.urls.unwrap_or_default(),
             artifact_type: self.artifact_type,
         })
     }

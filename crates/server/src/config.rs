@@ -25,6 +25,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Limits and lifetimes.
     pub limits: LimitsConfig,
+    /// Checks on pushed manifests.
+    pub validation: ValidationConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -75,6 +77,27 @@ pub struct LimitsConfig {
     pub shutdown_grace_secs: u64,
 }
 
+/// Checks on pushed manifests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Regular expressions of the external URLs a descriptor may carry (foreign layers,
+    /// which then need not be pushed); a URL must match one. Empty: no URLs are accepted.
+    pub foreign_layer_urls_allow: Vec<String>,
+    /// Regular expressions of URLs refused even when an allow pattern matches.
+    pub foreign_layer_urls_deny: Vec<String>,
+}
+
+impl ValidationConfig {
+    /// The compiled URL policy.
+    pub fn foreign_urls(&self) -> Result<berth_app::ForeignUrlPolicy, berth_app::PatternError> {
+        berth_app::ForeignUrlPolicy::new(
+            &self.foreign_layer_urls_allow,
+            &self.foreign_layer_urls_deny,
+        )
+    }
+}
+
 /// Log level and format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -104,6 +127,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
+            validation: ValidationConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -145,10 +169,17 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment
+        let config: Config = figment
             .merge(Env::prefixed("BERTH_").split("__"))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        // Patterns are compiled here so a bad one stops the start with a clear message.
+        config.validation.foreign_urls().map_err(|e| {
+            Box::new(figment::Error::from(format!(
+                "validation.foreign_layer_urls: {e}"
+            )))
+        })?;
+        Ok(config)
     }
 
     /// The SQLite database file.
@@ -180,6 +211,10 @@ impl Config {
             upload_max_age: Duration::from_secs(l.upload_max_age_secs),
             default_page: l.max_page,
             max_page: l.max_page,
+            foreign_urls: self
+                .validation
+                .foreign_urls()
+                .expect("URL patterns are checked when the configuration is loaded"),
         }
     }
 }
@@ -205,6 +240,22 @@ mod tests {
             assert_eq!(c.database_path(), PathBuf::from("/srv/berth/berth.db"));
             jail.create_file("bad.toml", "listne = \"x\"\n")?;
             assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
+            jail.create_file(
+                "urls.toml",
+                "[validation]\nforeign_layer_urls_allow = [\"^https://mcr\\\\.microsoft\\\\.com/\"]\n",
+            )?;
+            let c = Config::load(Some(Path::new("urls.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.validation.foreign_layer_urls_allow,
+                [r"^https://mcr\.microsoft\.com/"]
+            );
+            c.registry_config();
+            jail.create_file(
+                "bad-url.toml",
+                "[validation]\nforeign_layer_urls_deny = [\"(\"]\n",
+            )?;
+            let err = Config::load(Some(Path::new("bad-url.toml"))).unwrap_err();
+            assert!(err.to_string().contains("foreign_layer_urls"), "{err}");
             Ok(())
         });
     }
