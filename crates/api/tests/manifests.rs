@@ -277,6 +277,139 @@ async fn content_type_and_media_type_may_each_be_left_out() {
 }
 
 #[tokio::test]
+async fn media_types_are_case_insensitive_and_stored_lower_case() {
+    let reg = TestRegistry::new();
+    let repo = "case";
+    let doc = simple_image(&reg, repo, b"layer").await;
+    let shouting = "Application/VND.OCI.image.manifest.v1+JSON";
+    // As the Content-Type, with and without parameters.
+    check_round_trip(
+        &reg,
+        repo,
+        "header",
+        shouting,
+        media_type::OCI_MANIFEST,
+        &bytes_of(&doc),
+    )
+    .await;
+    check_round_trip(
+        &reg,
+        repo,
+        "params",
+        "APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON; Charset=UTF-8",
+        media_type::OCI_MANIFEST,
+        &bytes_of(&doc),
+    )
+    .await;
+    // In the mediaType field, with a lower-case or a generic Content-Type.
+    let mut typed = doc.clone();
+    typed["mediaType"] = json!(shouting);
+    let typed = bytes_of(&typed);
+    for (tag, content_type) in [
+        ("field", media_type::OCI_MANIFEST),
+        ("generic", "Application/JSON"),
+    ] {
+        check_round_trip(
+            &reg,
+            repo,
+            tag,
+            content_type,
+            media_type::OCI_MANIFEST,
+            &typed,
+        )
+        .await;
+    }
+    // In an index and its children.
+    let (child, child_body) = reg.push_image(repo, "child", &[b"child layer"]).await;
+    let index = bytes_of(
+        &json!({"schemaVersion": 2, "mediaType": "application/VND.oci.image.INDEX.v1+json",
+        "manifests": [descriptor(shouting, &child, child_body.len())]}),
+    );
+    check_round_trip(
+        &reg,
+        repo,
+        "index",
+        "Application/vnd.OCI.image.index.v1+json",
+        media_type::OCI_INDEX,
+        &index,
+    )
+    .await;
+    // Schema 1 is recognised in any case.
+    let r = reg
+        .put_manifest(
+            repo,
+            "old",
+            "Application/VND.Docker.Distribution.Manifest.V1+PrettyJWS",
+            &bytes_of(&doc),
+        )
+        .await;
+    expect_error(&r, 400, &["MANIFEST_INVALID"], "schema 1 in upper case");
+}
+
+#[tokio::test]
+async fn untyped_bytes_keep_one_media_type() {
+    let reg = TestRegistry::new();
+    let repo = "retype";
+    let config = push_descriptor(&reg, repo, media_type::DOCKER_CONFIG, b"{}").await;
+    let layer = push_descriptor(&reg, repo, DOCKER_LAYER, b"layer").await;
+    let mut doc = image_manifest(media_type::DOCKER_MANIFEST, config, vec![layer]);
+    doc.as_object_mut().unwrap().remove("mediaType");
+    let body = bytes_of(&doc);
+    let d = sha256(&body);
+    check_round_trip(
+        &reg,
+        repo,
+        "docker",
+        media_type::DOCKER_MANIFEST,
+        media_type::DOCKER_MANIFEST,
+        &body,
+    )
+    .await;
+    // The same bytes under another type would be acknowledged while served as the first:
+    // refused, naming the stored type, and no tag is added.
+    for reference in ["oci", d.as_str()] {
+        let r = reg
+            .put_manifest(repo, reference, media_type::OCI_MANIFEST, &body)
+            .await;
+        expect_error(&r, 400, &["MANIFEST_INVALID"], reference);
+        let message = r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains(media_type::DOCKER_MANIFEST), "{message}");
+    }
+    expect_error(
+        &reg.get(&format!("/v2/{repo}/manifests/oci")).await,
+        404,
+        &["MANIFEST_UNKNOWN"],
+        "no tag for the refused push",
+    );
+    let r = reg.get(&format!("/v2/{repo}/manifests/{d}")).await;
+    assert_eq!(r.header("content-type"), media_type::DOCKER_MANIFEST);
+    // The same type again, in any case, is fine; so is another repository.
+    check_round_trip(
+        &reg,
+        repo,
+        "again",
+        "application/VND.docker.distribution.manifest.v2+json",
+        media_type::DOCKER_MANIFEST,
+        &body,
+    )
+    .await;
+    reg.push_blob("other", b"{}").await;
+    reg.push_blob("other", b"layer").await;
+    check_round_trip(
+        &reg,
+        "other",
+        "oci",
+        media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
+        &body,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn accept_does_not_change_what_is_served() {
     let reg = TestRegistry::new();
     let (d, body) = reg.push_image("acc", "v1", &[b"layer"]).await;

@@ -102,7 +102,8 @@ impl From<PutManifestError> for RegistryError {
                 RegistryError::ManifestBlobUnknown(d)
             }
             e @ (PutManifestError::SizeMismatch { .. }
-            | PutManifestError::ManifestSizeMismatch { .. }) => {
+            | PutManifestError::ManifestSizeMismatch { .. }
+            | PutManifestError::MediaTypeConflict { .. }) => {
                 RegistryError::ManifestInvalid(e.to_string())
             }
             PutManifestError::Meta(e) => e.into(),

@@ -298,6 +298,20 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
             Some(_) => {}
         }
     }
+    // One digest is served with one media type: a re-push of the same bytes under another
+    // type would otherwise be acknowledged while its tags keep serving the first type.
+    let stored: Option<String> = c
+        .prepare_cached("SELECT media_type FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![repo_id, m.digest.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err)?;
+    if let Some(stored) = stored
+        && stored != m.media_type
+    {
+        return Err(PutManifestError::MediaTypeConflict { stored });
+    }
     let manifest_id: i64 = c
         .prepare_cached(
             "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, annotations,

@@ -80,6 +80,15 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     ));
     let m = manifest("p2/app", "m1", &[("cfg", 3)], &["v1", "latest"]);
     store.put_manifest(&m).await.unwrap();
+    let mut retyped = manifest("p2/app", "m1", &[("cfg", 3)], &["docker"]);
+    retyped.media_type = "application/vnd.docker.distribution.manifest.v2+json".into();
+    match store.put_manifest(&retyped).await {
+        Err(PutManifestError::MediaTypeConflict { stored }) => assert_eq!(stored, m.media_type),
+        other => panic!("expected MediaTypeConflict, got {other:?}"),
+    }
+    let docker_tag = Reference::Tag(Tag::parse("docker").unwrap());
+    assert!(store.manifest(&r, &docker_tag).await.unwrap().is_none());
+    store.put_manifest(&m).await.unwrap();
     let by_tag = Reference::Tag(Tag::parse("latest").unwrap());
     let got = store.manifest(&r, &by_tag).await.unwrap().unwrap();
     assert_eq!(

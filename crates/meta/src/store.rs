@@ -39,6 +39,13 @@ pub enum PutManifestError {
         /// Size stored.
         actual: u64,
     },
+    /// The same bytes are already stored in the repository with another media type (only
+    /// possible for a document without a `mediaType` field).
+    #[error("this manifest is already stored as {stored:?}; push it with that Content-Type")]
+    MediaTypeConflict {
+        /// The media type it is stored and served with.
+        stored: String,
+    },
     /// The backend failed.
     #[error(transparent)]
     Meta(#[from] MetaError),

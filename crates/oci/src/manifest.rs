@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::Digest;
-use crate::media_type::{self, essence};
+use crate::media_type;
 use crate::strict_json::check_no_duplicate_keys;
 
 /// Why a manifest was refused.
@@ -81,10 +81,14 @@ impl ParsedManifest {
         let raw: RawManifest =
             serde_json::from_slice(body).map_err(|e| invalid(format!("invalid manifest: {e}")))?;
 
-        let declared = raw.media_type.as_deref();
-        let header = content_type.map(essence).filter(|ct| {
-            !ct.is_empty() && *ct != "application/json" && *ct != "application/octet-stream"
+        // Both are compared and stored lower-cased: media type names are case-insensitive.
+        // The field is a value of the document, so unlike the header it may not carry
+        // parameters.
+        let declared = raw.media_type.as_deref().map(str::to_ascii_lowercase);
+        let header = content_type.map(media_type::canonical).filter(|ct| {
+            !ct.is_empty() && ct != "application/json" && ct != "application/octet-stream"
         });
+        let (declared, header) = (declared.as_deref(), header.as_deref());
         if raw.schema_version == Some(1)
             || [declared, header]
                 .into_iter()
@@ -176,7 +180,7 @@ impl ParsedManifest {
                 // would send clients that follow the descriptor to the wrong endpoint.
                 if let Some(child) = manifests
                     .iter()
-                    .find(|d| !media_type::MANIFEST_TYPES.contains(&d.media_type.as_str()))
+                    .find(|d| !media_type::is_manifest_type(&d.media_type))
                 {
                     return Err(invalid(format!(
                         "index child {} has media type {:?}, which is not a manifest type",
@@ -315,6 +319,53 @@ mod tests {
                 Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8")
             )
             .is_ok()
+        );
+        for (field, header) in [
+            (
+                "Application/VND.OCI.image.manifest.v1+JSON",
+                Some(OCI_MANIFEST),
+            ),
+            (
+                OCI_MANIFEST,
+                Some("Application/VND.OCI.image.manifest.v1+JSON"),
+            ),
+            (
+                OCI_MANIFEST,
+                Some("APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON;Charset=UTF-8"),
+            ),
+            (
+                "application/vnd.oci.image.manifest.V1+json",
+                Some("Application/JSON"),
+            ),
+            ("application/vnd.oci.image.manifest.V1+json", None),
+        ] {
+            let typed = body.replacen(OCI_MANIFEST, field, 1);
+            let m = check(&typed, header).unwrap_or_else(|e| panic!("{field} {header:?}: {e}"));
+            assert_eq!(m.media_type, OCI_MANIFEST, "stored lower-cased");
+        }
+        let mixed_docker = body.replacen(
+            OCI_MANIFEST,
+            "application/VND.docker.distribution.manifest.v2+json",
+            1,
+        );
+        assert!(
+            check(&mixed_docker, Some(OCI_MANIFEST)).is_err(),
+            "types still differ"
+        );
+        let schema1 = body.replacen(
+            OCI_MANIFEST,
+            "Application/vnd.Docker.distribution.manifest.v1+json",
+            1,
+        );
+        assert_eq!(check(&schema1, None), Err(ManifestError::Schema1));
+        let with_params = body.replacen(
+            OCI_MANIFEST,
+            "application/vnd.oci.image.manifest.v1+json; x=y",
+            1,
+        );
+        assert!(
+            check(&with_params, None).is_err(),
+            "no parameters in the field"
         );
         let no_type = body.replace(&format!(r#""mediaType":"{OCI_MANIFEST}","#), "");
         assert_eq!(
