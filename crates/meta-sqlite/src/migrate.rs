@@ -9,6 +9,7 @@ use crate::db_err;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_core.sql"),
     include_str!("../migrations/0002_tag_version.sql"),
+    include_str!("../migrations/0004_tag_listing_order.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

@@ -41,16 +41,22 @@ pub fn repository_tag_version(
         .optional()
 }
 
-/// Up to `limit` tags of a repository after `last`.
+/// Up to `limit` tags of a repository after `last`, in `berth_oci::tag_listing_order`:
+/// case-insensitively, then by bytes. The first condition bounds the walk of the
+/// `tags_listing` index (migration 0004); the second skips the names equal to `last` but
+/// for case that sort before it, and `last` itself.
 pub fn tags(c: &Connection, repo_id: i64, last: &str, limit: u32) -> rusqlite::Result<TagPage> {
-    let mut stmt = c.prepare_cached(
-        "SELECT name FROM tags WHERE repository_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
-    )?;
+    let mut stmt = c.prepare_cached(TAGS_AFTER)?;
     let names = stmt
         .query_map(params![repo_id, last, i64::from(limit) + 1], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(page(names, limit))
 }
+
+pub(crate) const TAGS_AFTER: &str = "SELECT name FROM tags
+     WHERE repository_id = ?1 AND name COLLATE NOCASE >= ?2
+       AND (name COLLATE NOCASE > ?2 OR name > ?2)
+     ORDER BY name COLLATE NOCASE, name LIMIT ?3";
 
 /// Creates the project and repository on first use; returns the repository id.
 pub fn ensure_repository(

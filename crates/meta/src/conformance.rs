@@ -272,6 +272,51 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
             .unwrap()
             .is_none()
     );
+    // The spec's lexical order is case-insensitive; names equal but for case go by bytes,
+    // and `last` continues right after its place in that order, listed or not.
+    let mixed = repo("p3/mixed");
+    let names = ["b", "B", "a", "A", "Z", "aB", "Ab", "_x", "10"];
+    store
+        .put_manifest(&manifest("p3/mixed", "mixed", &[], &names))
+        .await
+        .unwrap();
+    let order = ["10", "_x", "A", "a", "Ab", "aB", "B", "b", "Z"];
+    for cached in [false, true] {
+        // The first reads come from the database, and a full read fills the cache.
+        if cached {
+            assert_eq!(
+                store
+                    .tags(&mixed, None, 100)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .names(),
+                order
+            );
+        }
+        for (i, last) in order.iter().enumerate() {
+            let page = store.tags(&mixed, Some(last), 2).await.unwrap().unwrap();
+            let end = (i + 3).min(order.len());
+            assert_eq!(
+                page.names(),
+                &order[i + 1..end],
+                "last={last} cached={cached}"
+            );
+            assert_eq!(page.more, end < order.len(), "last={last} cached={cached}");
+        }
+        for (last, next) in [
+            ("", "10"),
+            ("AA", "Ab"),
+            ("aa", "Ab"),
+            ("a-", "Ab"),
+            ("Ba", "Z"),
+            ("z", ""),
+        ] {
+            let page = store.tags(&mixed, Some(last), 1).await.unwrap().unwrap();
+            let first = page.names().first().map_or("", String::as_str);
+            assert_eq!(first, next, "last={last} cached={cached}");
+        }
+    }
     let cat = store.catalog(None, 1000).await.unwrap();
     let mut sorted = cat.names().to_vec();
     sorted.sort();
