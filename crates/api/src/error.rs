@@ -5,6 +5,7 @@
 
 use axum::response::{IntoResponse, Response};
 use berth_app::RegistryError;
+use berth_oci::Digest;
 use http::StatusCode;
 use http::header::{self, HeaderName, HeaderValue};
 use serde::Serialize;
@@ -271,10 +272,30 @@ impl From<RegistryError> for ApiError {
             RegistryError::TooManyRequests(_) => {
                 ApiError::new(Kind::Overloaded, message).with_header(header::RETRY_AFTER, "1")
             }
+            RegistryError::BlobReferenced { digest, referrer } => {
+                referenced(message, &digest, &referrer, "GET, HEAD")
+            }
+            RegistryError::ManifestReferenced { digest, referrer } => {
+                referenced(message, &digest, &referrer, "GET, HEAD, PUT")
+            }
             RegistryError::Unsupported(_) => ApiError::new(Kind::Unsupported, message),
             RegistryError::Internal(_) => ApiError::new(Kind::Internal, message),
         }
     }
+}
+
+/// A DELETE of content a manifest still references. 409 would be the plain HTTP answer
+/// (GitLab's registry sends it with a code of its own; Harbor's API answers 412), but the
+/// spec allows only 400, 404 and 405 on these DELETEs, and 405 is its answer for a delete that is not allowed; the
+/// spec code for it is UNSUPPORTED (zot sends 405 with DENIED, which clients present as
+/// missing permissions). The detail names the manifest to delete first.
+fn referenced(message: String, digest: &Digest, referrer: &Digest, allow: &str) -> ApiError {
+    ApiError::new(Kind::Unsupported, message)
+        .with_detail(serde_json::json!({
+            "digest": digest.as_str(),
+            "referencedBy": referrer.as_str(),
+        }))
+        .with_header(header::ALLOW, allow)
 }
 
 #[derive(Serialize)]

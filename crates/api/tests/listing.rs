@@ -103,12 +103,33 @@ async fn tags_are_in_lexical_order() {
 }
 
 #[tokio::test]
-async fn mixed_case_tags_sort_by_bytes() {
-    // The spec's "lexical (case-insensitive alphanumeric)" order cannot page with `last`
-    // when two tags differ only in case, so Berth sorts by bytes, like Distribution.
+async fn mixed_case_tags_sort_case_insensitively() {
+    // The spec's "lexical order (i.e. case-insensitive alphanumeric order)"; tags equal but
+    // for case follow each other in byte order, so `last` pages through them too.
     let reg = TestRegistry::new();
-    tag_all(&reg, "case", &["b", "B", "a", "A", "Z"]).await;
-    check_paging(&reg, "/v2/case/tags/list", &["A", "B", "Z", "a", "b"]).await;
+    tag_all(
+        &reg,
+        "case",
+        &[
+            "b", "B", "a", "A", "Z", "v1.0-RC", "V1.0-rc", "v1.0", "Latest", "latest", "_x", "10",
+        ],
+    )
+    .await;
+    let order = [
+        "10", "_x", "A", "a", "B", "b", "Latest", "latest", "v1.0", "V1.0-rc", "v1.0-RC", "Z",
+    ];
+    check_paging(&reg, "/v2/case/tags/list", &order).await;
+    // A `last` that is not a tag continues where it would sort.
+    for (last, rest) in [
+        ("AA", &order[4..]),
+        ("LATEST", &order[6..]),
+        ("V1.0-rC", &order[9..]),
+        ("v1.0-Rc", &order[11..]),
+        ("y", &order[11..]),
+    ] {
+        let r = reg.get(&format!("/v2/case/tags/list?last={last}")).await;
+        assert_eq!(names(&r), rest, "last={last}");
+    }
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 mod common;
 
+use berth_app::{ForeignUrlPolicy, RegistryConfig};
 use common::*;
 
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -276,6 +277,139 @@ async fn content_type_and_media_type_may_each_be_left_out() {
 }
 
 #[tokio::test]
+async fn media_types_are_case_insensitive_and_stored_lower_case() {
+    let reg = TestRegistry::new();
+    let repo = "case";
+    let doc = simple_image(&reg, repo, b"layer").await;
+    let shouting = "Application/VND.OCI.image.manifest.v1+JSON";
+    // As the Content-Type, with and without parameters.
+    check_round_trip(
+        &reg,
+        repo,
+        "header",
+        shouting,
+        media_type::OCI_MANIFEST,
+        &bytes_of(&doc),
+    )
+    .await;
+    check_round_trip(
+        &reg,
+        repo,
+        "params",
+        "APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON; Charset=UTF-8",
+        media_type::OCI_MANIFEST,
+        &bytes_of(&doc),
+    )
+    .await;
+    // In the mediaType field, with a lower-case or a generic Content-Type.
+    let mut typed = doc.clone();
+    typed["mediaType"] = json!(shouting);
+    let typed = bytes_of(&typed);
+    for (tag, content_type) in [
+        ("field", media_type::OCI_MANIFEST),
+        ("generic", "Application/JSON"),
+    ] {
+        check_round_trip(
+            &reg,
+            repo,
+            tag,
+            content_type,
+            media_type::OCI_MANIFEST,
+            &typed,
+        )
+        .await;
+    }
+    // In an index and its children.
+    let (child, child_body) = reg.push_image(repo, "child", &[b"child layer"]).await;
+    let index = bytes_of(
+        &json!({"schemaVersion": 2, "mediaType": "application/VND.oci.image.INDEX.v1+json",
+        "manifests": [descriptor(shouting, &child, child_body.len())]}),
+    );
+    check_round_trip(
+        &reg,
+        repo,
+        "index",
+        "Application/vnd.OCI.image.index.v1+json",
+        media_type::OCI_INDEX,
+        &index,
+    )
+    .await;
+    // Schema 1 is recognised in any case.
+    let r = reg
+        .put_manifest(
+            repo,
+            "old",
+            "Application/VND.Docker.Distribution.Manifest.V1+PrettyJWS",
+            &bytes_of(&doc),
+        )
+        .await;
+    expect_error(&r, 400, "MANIFEST_INVALID", "schema 1 in upper case");
+}
+
+#[tokio::test]
+async fn untyped_bytes_keep_one_media_type() {
+    let reg = TestRegistry::new();
+    let repo = "retype";
+    let config = push_descriptor(&reg, repo, media_type::DOCKER_CONFIG, b"{}").await;
+    let layer = push_descriptor(&reg, repo, DOCKER_LAYER, b"layer").await;
+    let mut doc = image_manifest(media_type::DOCKER_MANIFEST, config, vec![layer]);
+    doc.as_object_mut().unwrap().remove("mediaType");
+    let body = bytes_of(&doc);
+    let d = sha256(&body);
+    check_round_trip(
+        &reg,
+        repo,
+        "docker",
+        media_type::DOCKER_MANIFEST,
+        media_type::DOCKER_MANIFEST,
+        &body,
+    )
+    .await;
+    // The same bytes under another type would be acknowledged while served as the first:
+    // refused, naming the stored type, and no tag is added.
+    for reference in ["oci", d.as_str()] {
+        let r = reg
+            .put_manifest(repo, reference, media_type::OCI_MANIFEST, &body)
+            .await;
+        expect_error(&r, 400, "MANIFEST_INVALID", reference);
+        let message = r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains(media_type::DOCKER_MANIFEST), "{message}");
+    }
+    expect_error(
+        &reg.get(&format!("/v2/{repo}/manifests/oci")).await,
+        404,
+        "MANIFEST_UNKNOWN",
+        "no tag for the refused push",
+    );
+    let r = reg.get(&format!("/v2/{repo}/manifests/{d}")).await;
+    assert_eq!(r.header("content-type"), media_type::DOCKER_MANIFEST);
+    // The same type again, in any case, is fine; so is another repository.
+    check_round_trip(
+        &reg,
+        repo,
+        "again",
+        "application/VND.docker.distribution.manifest.v2+json",
+        media_type::DOCKER_MANIFEST,
+        &body,
+    )
+    .await;
+    reg.push_blob("other", b"{}").await;
+    reg.push_blob("other", b"layer").await;
+    check_round_trip(
+        &reg,
+        "other",
+        "oci",
+        media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
+        &body,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn accept_does_not_change_what_is_served() {
     let reg = TestRegistry::new();
     let (d, body) = reg.push_image("acc", "v1", &[b"layer"]).await;
@@ -373,7 +507,8 @@ async fn unknown_references_are_manifest_blob_unknown() {
         ),
         (
             "index whose child is a blob",
-            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [layer.clone()]}),
+            json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [
+                {"mediaType": media_type::OCI_MANIFEST, "digest": layer["digest"], "size": layer["size"]}]}),
             layer["digest"].as_str().unwrap(),
         ),
     ];
@@ -395,18 +530,109 @@ async fn unknown_references_are_manifest_blob_unknown() {
     }
 }
 
+const FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// A registry admitting foreign layers from `allow` except `deny`.
+fn registry_with_urls(allow: &[&str], deny: &[&str]) -> TestRegistry {
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    TestRegistry::with_config(RegistryConfig {
+        foreign_urls: ForeignUrlPolicy::new(&owned(allow), &owned(deny)).unwrap(),
+        ..RegistryConfig::default()
+    })
+}
+
+/// A Docker image whose only layer is foreign, at `urls`.
+async fn foreign_image(reg: &TestRegistry, repo: &str, urls: Value) -> Value {
+    let config = push_descriptor(reg, repo, media_type::DOCKER_CONFIG, b"{}").await;
+    let mut foreign = descriptor(FOREIGN_LAYER, &unknown_digest(), 1000);
+    foreign["urls"] = urls;
+    image_manifest(media_type::DOCKER_MANIFEST, config, vec![foreign])
+}
+
 #[tokio::test]
-async fn foreign_layers_need_not_be_pushed() {
-    let reg = TestRegistry::new();
-    let config = push_descriptor(&reg, "win", media_type::DOCKER_CONFIG, b"{}").await;
-    let mut foreign = descriptor(
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-        &unknown_digest(),
-        1000,
-    );
-    foreign["urls"] = json!(["https://example.com/layer.tar.gz"]);
-    let doc = image_manifest(media_type::DOCKER_MANIFEST, config, vec![foreign]);
+async fn admitted_foreign_layers_need_not_be_pushed() {
+    let reg = registry_with_urls(&[r"^https://example\.com/"], &[]);
+    let doc = foreign_image(&reg, "win", json!(["https://example.com/layer.tar.gz"])).await;
     push_manifest(&reg, "win", "ltsc", &doc).await;
+    // An OCI image may carry URLs on any layer.
+    let config = push_descriptor(&reg, "win", media_type::OCI_CONFIG, b"{}").await;
+    let mut layer = descriptor(OCI_LAYER, &unknown_digest(), 10);
+    layer["urls"] = json!(["https://example.com/a", "https://example.com/b"]);
+    push_manifest(
+        &reg,
+        "win",
+        "oci",
+        &image_manifest(media_type::OCI_MANIFEST, config, vec![layer]),
+    )
+    .await;
+}
+
+/// Pushes `doc` to `win` and expects MANIFEST_INVALID with nothing stored; returns the message.
+async fn refused(reg: &TestRegistry, doc: Value, ctx: &str) -> String {
+    let body = bytes_of(&doc);
+    let r = reg
+        .put_manifest("win", "t", media_type::DOCKER_MANIFEST, &body)
+        .await;
+    expect_error(&r, 400, "MANIFEST_INVALID", ctx);
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = reg
+        .get(&format!("/v2/win/manifests/{}", sha256(&body)))
+        .await;
+    expect_error(&r, 404, "MANIFEST_UNKNOWN", ctx);
+    message
+}
+
+#[tokio::test]
+async fn foreign_urls_are_refused_unless_admitted() {
+    // By default no URL is admitted, however harmless.
+    let reg = TestRegistry::new();
+    let doc = foreign_image(&reg, "win", json!(["https://example.com/layer.tar.gz"])).await;
+    let message = refused(&reg, doc, "no allow list").await;
+    assert!(
+        message.contains("https://example.com/layer.tar.gz"),
+        "{message}"
+    );
+
+    // Even an allow-everything pattern admits only http(s) URLs.
+    let reg = registry_with_urls(&[".*"], &[r"^https://example\.com/private/"]);
+    for (ctx, urls) in [
+        ("a file URL", json!(["file:///etc/passwd"])),
+        (
+            "a file URL after a good one",
+            json!(["https://example.com/l", "file:///etc/passwd"]),
+        ),
+        ("an ftp URL", json!(["ftp://example.com/layer"])),
+        ("a relative URL", json!(["/etc/passwd"])),
+        ("a URL without a host", json!(["https:///layer"])),
+        ("a URL with a fragment", json!(["https://example.com/l#x"])),
+        ("a denied URL", json!(["https://example.com/private/l"])),
+    ] {
+        let doc = foreign_image(&reg, "win", urls).await;
+        refused(&reg, doc, ctx).await;
+    }
+    // URLs anywhere are checked, not only on layers.
+    let mut doc = foreign_image(&reg, "win", json!(["https://example.com/l"])).await;
+    doc["config"]["urls"] = json!(["file:///etc/passwd"]);
+    refused(&reg, doc, "a file URL on the config").await;
+
+    // An allow list admits only what it matches.
+    let reg = registry_with_urls(&[r"^https://mcr\.microsoft\.com/"], &[]);
+    for (ctx, url) in [
+        ("another host", "https://example.com/layer"),
+        (
+            "a look-alike host",
+            "https://mcr.microsoft.com.example.org/layer",
+        ),
+        ("plain http", "http://mcr.microsoft.com/layer"),
+    ] {
+        let doc = foreign_image(&reg, "win", json!([url])).await;
+        refused(&reg, doc, ctx).await;
+    }
+    let doc = foreign_image(&reg, "win", json!(["https://mcr.microsoft.com/layer"])).await;
+    push_manifest(&reg, "win", "t", &doc).await;
 }
 
 #[tokio::test]
@@ -434,6 +660,97 @@ async fn descriptor_sizes_must_match_the_stored_blobs() {
     push_manifest(&reg, "sz", "t", &doc).await;
 }
 
+#[tokio::test]
+async fn index_children_must_match_their_descriptors() {
+    let reg = TestRegistry::new();
+    let repo = "children";
+    let (image, image_body) = reg.push_image(repo, "v1", &[b"layer"]).await;
+    let len = image_body.len() as u64;
+    let child =
+        |mt: &str, size: u64| json!({"mediaType": mt, "digest": image.as_str(), "size": size});
+    let index = |list: &str, children: Vec<Value>| json!({"schemaVersion": 2, "mediaType": list, "manifests": children});
+    let oci = media_type::OCI_INDEX;
+    let docker = media_type::DOCKER_MANIFEST_LIST;
+    let cases = [
+        (
+            "size 5",
+            index(oci, vec![child(media_type::OCI_MANIFEST, 5)]),
+        ),
+        (
+            "size 2^63-1",
+            index(oci, vec![child(media_type::OCI_MANIFEST, i64::MAX as u64)]),
+        ),
+        (
+            "size one more",
+            index(oci, vec![child(media_type::OCI_MANIFEST, len + 1)]),
+        ),
+        (
+            "size 0",
+            index(oci, vec![child(media_type::OCI_MANIFEST, 0)]),
+        ),
+        (
+            "one good child, one of the wrong size",
+            index(
+                oci,
+                vec![
+                    child(media_type::OCI_MANIFEST, len),
+                    child(media_type::OCI_MANIFEST, len - 1),
+                ],
+            ),
+        ),
+        (
+            "manifest list, wrong size",
+            index(docker, vec![child(media_type::DOCKER_MANIFEST, 5)]),
+        ),
+        ("a layer type", index(oci, vec![child(OCI_LAYER, len)])),
+        (
+            "a config type",
+            index(oci, vec![child(media_type::OCI_CONFIG, len)]),
+        ),
+        (
+            "the empty type",
+            index(oci, vec![child(media_type::OCI_EMPTY, len)]),
+        ),
+        (
+            "manifest list, a layer type",
+            index(docker, vec![child(DOCKER_LAYER, len)]),
+        ),
+    ];
+    for (ctx, doc) in cases {
+        let body = bytes_of(&doc);
+        let mt = doc["mediaType"].as_str().unwrap();
+        let r = reg.put_manifest(repo, "multi", mt, &body).await;
+        expect_error(&r, 400, "MANIFEST_INVALID", ctx);
+        let r = reg
+            .get(&format!("/v2/{repo}/manifests/{}", sha256(&body)))
+            .await;
+        expect_error(&r, 404, "MANIFEST_UNKNOWN", ctx);
+    }
+    expect_error(
+        &reg.get(&format!("/v2/{repo}/manifests/multi")).await,
+        404,
+        "MANIFEST_UNKNOWN",
+        "nothing tagged",
+    );
+    // Every manifest type may be listed, by either kind of index, with the right size.
+    for (list, child_type) in [
+        (oci, media_type::OCI_MANIFEST),
+        (oci, media_type::DOCKER_MANIFEST),
+        (docker, media_type::DOCKER_MANIFEST),
+        (docker, media_type::OCI_MANIFEST),
+    ] {
+        push_manifest(
+            &reg,
+            repo,
+            "multi",
+            &index(list, vec![child(child_type, len)]),
+        )
+        .await;
+    }
+}
+
+/// Pushes `body` with `content_type` to a fresh repository and expects `status` with one
+/// of `codes`; checks nothing was stored (not even the repository).
 /// Pushes `body` with `content_type` to a fresh repository and expects `status` with
 /// `code`; checks nothing was stored (not even the repository).
 async fn check_refused(
@@ -801,6 +1118,93 @@ async fn delete_by_digest_removes_the_manifest_and_its_tags() {
     );
     // The manifest can be pushed again.
     push_manifest(&reg, "del", "v1", &doc).await;
+}
+
+/// Expects a DELETE refused because `referrer` still references the content at `uri`.
+async fn expect_delete_refused(reg: &TestRegistry, uri: &str, referrer: &Digest, ctx: &str) {
+    let r = delete(reg, uri).await;
+    expect_error(&r, 405, "UNSUPPORTED", ctx);
+    let error = &r.json()["errors"][0];
+    assert_eq!(error["detail"]["referencedBy"], referrer.as_str(), "{ctx}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(referrer.as_str()),
+        "{ctx}: the message names the referrer: {error}"
+    );
+    assert!(r.header("allow").starts_with("GET, HEAD"), "{ctx}: Allow");
+}
+
+#[tokio::test]
+async fn referenced_blobs_and_children_are_not_deleted() {
+    let reg = TestRegistry::new();
+    let repo = "held";
+    let doc = simple_image(&reg, repo, b"held layer").await;
+    let (image, image_body) = push_manifest(&reg, repo, "v1", &doc).await;
+    let layer = Digest::parse(doc["layers"][0]["digest"].as_str().unwrap()).unwrap();
+    let config = Digest::parse(doc["config"]["digest"].as_str().unwrap()).unwrap();
+    for blob in [&layer, &config] {
+        let uri = format!("/v2/{repo}/blobs/{blob}");
+        expect_delete_refused(&reg, &uri, &image, "DELETE a blob the image uses").await;
+        expect_status(&head(&reg, &uri).await, 200, "the blob stays");
+    }
+    // The same blob in another repository is not held by this repository's manifest.
+    reg.push_blob("elsewhere", b"held layer").await;
+    expect_status(
+        &delete(&reg, &format!("/v2/elsewhere/blobs/{layer}")).await,
+        202,
+        "DELETE the blob where no manifest uses it",
+    );
+
+    let index = json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX,
+        "manifests": [descriptor(media_type::OCI_MANIFEST, &image, image_body.len())]});
+    let (index_digest, _) = push_manifest(&reg, repo, "multi", &index).await;
+    let image_uri = format!("/v2/{repo}/manifests/{image}");
+    expect_delete_refused(&reg, &image_uri, &index_digest, "DELETE an index child").await;
+    expect_status(&reg.get(&image_uri).await, 200, "the child stays");
+    // Untagging the child is fine: the index still finds it by digest.
+    expect_status(
+        &delete(&reg, &format!("/v2/{repo}/manifests/v1")).await,
+        202,
+        "DELETE the child's tag",
+    );
+
+    // A referrer does not hold its subject: the subject goes, the referrer stays listed.
+    let empty = push_descriptor(&reg, repo, media_type::OCI_EMPTY, b"{}").await;
+    let mut sig = image_manifest(media_type::OCI_MANIFEST, empty, vec![]);
+    sig["artifactType"] = json!("application/vnd.example.signature");
+    sig["subject"] = descriptor(media_type::OCI_INDEX, &index_digest, bytes_of(&index).len());
+    let (sig_digest, _) = push_manifest(&reg, repo, "sig", &sig).await;
+    expect_status(
+        &delete(&reg, &format!("/v2/{repo}/manifests/{index_digest}")).await,
+        202,
+        "DELETE a subject with referrers",
+    );
+    let listed = reg
+        .get(&format!("/v2/{repo}/referrers/{index_digest}"))
+        .await
+        .json();
+    assert_eq!(listed["manifests"][0]["digest"], sig_digest.as_str());
+
+    // Once the index is gone, the child can go, then its blobs.
+    expect_status(&delete(&reg, &image_uri).await, 202, "DELETE the child");
+    for blob in [&layer, &config] {
+        expect_status(
+            &delete(&reg, &format!("/v2/{repo}/blobs/{blob}")).await,
+            202,
+            "DELETE a blob no manifest uses",
+        );
+    }
+    // The empty config is still held by the signature.
+    let empty_digest = sha256(b"{}");
+    expect_delete_refused(
+        &reg,
+        &format!("/v2/{repo}/blobs/{empty_digest}"),
+        &sig_digest,
+        "DELETE the signature's config",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -56,6 +56,26 @@ pub enum RegistryError {
     /// A body exceeds a configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A blob cannot be unlinked while a manifest of the repository references it.
+    #[error(
+        "blob {digest} is referenced by manifest {referrer} in this repository; delete that manifest first"
+    )]
+    BlobReferenced {
+        /// The blob.
+        digest: Digest,
+        /// A manifest that references it.
+        referrer: Digest,
+    },
+    /// A manifest cannot be deleted while an index of the repository lists it.
+    #[error(
+        "manifest {digest} is referenced by index {referrer} in this repository; delete that index first"
+    )]
+    ManifestReferenced {
+        /// The manifest.
+        digest: Digest,
+        /// An index that lists it.
+        referrer: Digest,
+    },
     /// The operation is not supported here.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
@@ -92,7 +112,9 @@ impl From<PutManifestError> for RegistryError {
             PutManifestError::BlobUnknown(d) | PutManifestError::ManifestUnknown(d) => {
                 RegistryError::ManifestBlobUnknown(d)
             }
-            e @ PutManifestError::SizeMismatch { .. } => {
+            e @ (PutManifestError::SizeMismatch { .. }
+            | PutManifestError::ManifestSizeMismatch { .. }
+            | PutManifestError::MediaTypeConflict { .. }) => {
                 RegistryError::ManifestInvalid(e.to_string())
             }
             PutManifestError::Meta(e) => e.into(),

@@ -6,6 +6,7 @@
 mod buffer_budget;
 mod clock;
 mod error;
+mod foreign_urls;
 mod locks;
 mod pulls;
 mod registry;
@@ -16,6 +17,7 @@ pub use berth_meta::UploadSession;
 pub use buffer_budget::BufferPermit;
 pub use clock::{Clock, SystemClock};
 pub use error::RegistryError;
+pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use registry::{
     BlobContent, MountOutcome, PushedManifest, ReferrersPage, Registry, RegistryConfig, TagList,
 };

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_blob::{BlobRead, BlobStore};
-use berth_meta::{MetaStore, NewManifest, PullRecord, ReferrerLimit, TagPage, UploadSession};
+use berth_meta::{
+    Deletion, MetaStore, NewManifest, PullRecord, ReferrerLimit, TagPage, UploadSession,
+};
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
     RepositoryName, media_type,
@@ -15,6 +17,7 @@ use serde::Serialize;
 use crate::buffer_budget::{BufferBudget, BufferPermit};
 use crate::clock::Clock;
 use crate::error::RegistryError;
+use crate::foreign_urls::ForeignUrlPolicy;
 use crate::locks::SessionLocks;
 use crate::pulls::PendingPulls;
 use crate::upload_limits::UploadLimits;
@@ -49,6 +52,9 @@ pub struct RegistryConfig {
     /// page, named by a `Link`. A page is also cut before its index would exceed
     /// `max_manifest_bytes`, since clients read it as a manifest with that same bound.
     pub max_referrers: u32,
+    /// External URLs a descriptor may carry; a layer with admitted URLs need not be
+    /// present. The default admits none.
+    pub foreign_urls: ForeignUrlPolicy,
 }
 
 impl Default for RegistryConfig {
@@ -66,6 +72,7 @@ impl Default for RegistryConfig {
             overload_wait: Duration::from_secs(5),
             max_buffered_bytes: 1 << 30,
             max_referrers: 1000,
+            foreign_urls: ForeignUrlPolicy::default(),
         }
     }
 }
@@ -248,16 +255,21 @@ impl Registry {
         Ok(BlobContent { read, size, range })
     }
 
-    /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`).
+    /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`), unless a
+    /// manifest there still references it: that manifest would then be served while its
+    /// content is not, and pushing it again would fail.
     pub async fn delete_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        if self.meta.unlink_blob(repository, digest).await? {
-            Ok(())
-        } else {
-            Err(RegistryError::BlobUnknown)
+        match self.meta.unlink_blob(repository, digest).await? {
+            Deletion::Deleted => Ok(()),
+            Deletion::NotFound => Err(RegistryError::BlobUnknown),
+            Deletion::ReferencedBy(referrer) => Err(RegistryError::BlobReferenced {
+                digest: digest.clone(),
+                referrer,
+            }),
         }
     }
 
@@ -291,13 +303,27 @@ impl Registry {
             ManifestError::Invalid(msg) => RegistryError::ManifestInvalid(msg),
             e @ ManifestError::Schema1 => RegistryError::ManifestInvalid(e.to_string()),
         })?;
+        for d in parsed.descriptors() {
+            for url in &d.urls {
+                self.config.foreign_urls.check(url).map_err(|why| {
+                    RegistryError::ManifestInvalid(format!(
+                        "descriptor {} has the URL {url:?}, which is refused: {why}",
+                        d.digest
+                    ))
+                })?;
+            }
+        }
         let mut blobs: Vec<(Digest, u64)> = parsed
             .required_blobs()
             .map(|d| (d.digest.clone(), d.size))
             .collect();
         blobs.sort();
         blobs.dedup();
-        let mut children: Vec<Digest> = parsed.manifests.iter().map(|d| d.digest.clone()).collect();
+        let mut children: Vec<(Digest, u64)> = parsed
+            .manifests
+            .iter()
+            .map(|d| (d.digest.clone(), d.size))
+            .collect();
         children.sort();
         children.dedup();
         let subject = parsed.subject.map(|s| s.digest);
@@ -356,19 +382,29 @@ impl Registry {
     }
 
     /// Deletes a manifest by digest, or untags by tag.
+    ///
+    /// A manifest an index of the repository lists is kept (the index would be served with
+    /// a child that is not); its tags can still be deleted. Referrers do not hold their
+    /// subject: the spec lets them be pushed before it, so they may also outlive it, and
+    /// they stay listed by the referrers API until they are deleted themselves.
     pub async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<(), RegistryError> {
-        let existed = match reference {
-            Reference::Digest(d) => self.meta.delete_manifest(repository, d).await?,
-            Reference::Tag(t) => self.meta.delete_tag(repository, t).await?,
-        };
-        if existed {
-            Ok(())
-        } else {
-            Err(RegistryError::ManifestUnknown)
+        match reference {
+            Reference::Digest(d) => match self.meta.delete_manifest(repository, d).await? {
+                Deletion::Deleted => Ok(()),
+                Deletion::NotFound => Err(RegistryError::ManifestUnknown),
+                Deletion::ReferencedBy(referrer) => Err(RegistryError::ManifestReferenced {
+                    digest: d.clone(),
+                    referrer,
+                }),
+            },
+            Reference::Tag(t) => match self.meta.delete_tag(repository, t).await? {
+                true => Ok(()),
+                false => Err(RegistryError::ManifestUnknown),
+            },
         }
     }
 

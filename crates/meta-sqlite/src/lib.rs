@@ -30,9 +30,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_meta::{
-    BlobLinkStore, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord, PutManifestError,
-    ReferrerLimit, ReferrerPage, RepositoryStore, StoredManifest, TagPage, UploadSession,
-    UploadStore, UploadUsage,
+    BlobLinkStore, Deletion, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord,
+    PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, StoredManifest, TagPage,
+    UploadSession, UploadStore, UploadUsage,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
@@ -118,7 +118,7 @@ impl BlobLinkStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Deletion, MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| queries::unlink_blob(c, repository.as_str(), digest.as_str()))
@@ -233,7 +233,7 @@ impl ManifestStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Deletion, MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| queries::delete_manifest(c, repository.as_str(), digest.as_str()))

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_core.sql"),
     include_str!("../migrations/0002_tag_version.sql"),
     include_str!("../migrations/0003_upload_verification.sql"),
+    include_str!("../migrations/0004_tag_listing_order.sql"),
     include_str!("../migrations/0005_referrers_by_digest.sql"),
 ];
 

@@ -1,8 +1,8 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
 use berth_meta::{
-    MetaError, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit, ReferrerPage,
-    TagPage, UploadSession, UploadUsage,
+    Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit,
+    ReferrerPage, TagPage, UploadSession, UploadUsage,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -41,16 +41,22 @@ pub fn repository_tag_version(
         .optional()
 }
 
-/// Up to `limit` tags of a repository after `last`.
+/// Up to `limit` tags of a repository after `last`, in `berth_oci::tag_listing_order`:
+/// case-insensitively, then by bytes. The first condition bounds the walk of the
+/// `tags_listing` index (migration 0004); the second skips the names equal to `last` but
+/// for case that sort before it, and `last` itself.
 pub fn tags(c: &Connection, repo_id: i64, last: &str, limit: u32) -> rusqlite::Result<TagPage> {
-    let mut stmt = c.prepare_cached(
-        "SELECT name FROM tags WHERE repository_id = ?1 AND name > ?2 ORDER BY name LIMIT ?3",
-    )?;
+    let mut stmt = c.prepare_cached(TAGS_AFTER)?;
     let names = stmt
         .query_map(params![repo_id, last, i64::from(limit) + 1], |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(page(names, limit))
 }
+
+pub(crate) const TAGS_AFTER: &str = "SELECT name FROM tags
+     WHERE repository_id = ?1 AND name COLLATE NOCASE >= ?2
+       AND (name COLLATE NOCASE > ?2 OR name > ?2)
+     ORDER BY name COLLATE NOCASE, name LIMIT ?3";
 
 /// Creates the project and repository on first use; returns the repository id.
 pub fn ensure_repository(
@@ -125,14 +131,52 @@ pub fn link_blob(
     Ok(())
 }
 
-pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<bool, MetaError> {
+/// The first manifest of the repository that references `digest` as `kind` (`blob` for a
+/// config or layer, `manifest` for an index child).
+fn referrer_in_repository(
+    c: &Connection,
+    repo_id: i64,
+    kind: &str,
+    digest: &str,
+) -> Result<Option<Digest>, MetaError> {
     c.prepare_cached(
-        "DELETE FROM repository_blobs
-         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
+        "SELECT m.digest FROM manifest_references mr JOIN manifests m ON m.id = mr.manifest_id
+         WHERE mr.digest = ?1 AND mr.kind = ?2 AND m.repository_id = ?3
+         ORDER BY m.id LIMIT 1",
     )
-    .and_then(|mut s| s.execute([repository, digest]))
-    .map(|n| n > 0)
+    .and_then(|mut s| {
+        s.query_row(params![digest, kind, repo_id], |r| digest_col(r.get(0)?))
+            .optional()
+    })
     .map_err(db_err)
+}
+
+fn repository_id(c: &Connection, repository: &str) -> Result<Option<i64>, MetaError> {
+    c.prepare_cached("SELECT id FROM repositories WHERE name = ?1")
+        .and_then(|mut s| s.query_row([repository], |r| r.get(0)).optional())
+        .map_err(db_err)
+}
+
+/// Unlinks a blob unless a manifest of the repository references it; the check and the
+/// delete run in the caller's transaction, so no manifest push can slip between them.
+pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<Deletion, MetaError> {
+    let Some(repo_id) = repository_id(c, repository)? else {
+        return Ok(Deletion::NotFound);
+    };
+    let linked = c
+        .prepare_cached("SELECT 1 FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.exists(params![repo_id, digest]))
+        .map_err(db_err)?;
+    if !linked {
+        return Ok(Deletion::NotFound);
+    }
+    if let Some(referrer) = referrer_in_repository(c, repo_id, "blob", digest)? {
+        return Ok(Deletion::ReferencedBy(referrer));
+    }
+    c.prepare_cached("DELETE FROM repository_blobs WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.execute(params![repo_id, digest]))
+        .map_err(db_err)?;
+    Ok(Deletion::Deleted)
 }
 
 pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError> {
@@ -260,17 +304,39 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
             Some(_) => {}
         }
     }
-    let mut child = c
-        .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+    let mut child_size = c
+        .prepare_cached("SELECT size FROM manifests WHERE repository_id = ?1 AND digest = ?2")
         .map_err(db_err)?;
-    for digest in &m.children {
-        let found = child
-            .query_row(params![repo_id, digest.as_str()], |_| Ok(()))
+    for (digest, declared) in &m.children {
+        let actual: Option<i64> = child_size
+            .query_row(params![repo_id, digest.as_str()], |r| r.get(0))
             .optional()
             .map_err(db_err)?;
-        if found.is_none() {
-            return Err(PutManifestError::ManifestUnknown(digest.clone()));
+        match actual {
+            None => return Err(PutManifestError::ManifestUnknown(digest.clone())),
+            Some(a) if a as u64 != *declared => {
+                return Err(PutManifestError::ManifestSizeMismatch {
+                    digest: digest.clone(),
+                    declared: *declared,
+                    actual: a as u64,
+                });
+            }
+            Some(_) => {}
         }
+    }
+    // One digest is served with one media type: a re-push of the same bytes under another
+    // type would otherwise be acknowledged while its tags keep serving the first type.
+    let stored: Option<String> = c
+        .prepare_cached("SELECT media_type FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![repo_id, m.digest.as_str()], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err)?;
+    if let Some(stored) = stored
+        && stored != m.media_type
+    {
+        return Err(PutManifestError::MediaTypeConflict { stored });
     }
     let manifest_id: i64 = c
         .prepare_cached(
@@ -308,7 +374,7 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
             .execute(params![manifest_id, "blob", digest.as_str()])
             .map_err(db_err)?;
     }
-    for digest in &m.children {
+    for (digest, _) in &m.children {
         reference
             .execute(params![manifest_id, "manifest", digest.as_str()])
             .map_err(db_err)?;
@@ -361,14 +427,30 @@ pub fn manifest_content(c: &Connection, id: i64) -> rusqlite::Result<Bytes> {
         .query_row([id], |r| Ok(Bytes::from(r.get::<_, Vec<u8>>(0)?)))
 }
 
-pub fn delete_manifest(c: &Connection, repository: &str, digest: &str) -> Result<bool, MetaError> {
-    c.prepare_cached(
-        "DELETE FROM manifests
-         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND digest = ?2",
-    )
-    .and_then(|mut s| s.execute([repository, digest]))
-    .map(|n| n > 0)
-    .map_err(db_err)
+/// Deletes a manifest (its tags and references cascade) unless an index of the repository
+/// lists it; the check and the delete run in the caller's transaction.
+pub fn delete_manifest(
+    c: &Connection,
+    repository: &str,
+    digest: &str,
+) -> Result<Deletion, MetaError> {
+    let Some(repo_id) = repository_id(c, repository)? else {
+        return Ok(Deletion::NotFound);
+    };
+    let exists = c
+        .prepare_cached("SELECT 1 FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.exists(params![repo_id, digest]))
+        .map_err(db_err)?;
+    if !exists {
+        return Ok(Deletion::NotFound);
+    }
+    if let Some(referrer) = referrer_in_repository(c, repo_id, "manifest", digest)? {
+        return Ok(Deletion::ReferencedBy(referrer));
+    }
+    c.prepare_cached("DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2")
+        .and_then(|mut s| s.execute(params![repo_id, digest]))
+        .map_err(db_err)?;
+    Ok(Deletion::Deleted)
 }
 
 pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, MetaError> {

@@ -4,10 +4,12 @@
 //! request costs one point lookup of the version plus a binary search. A list is cached
 //! only when a query already read all of it, so paged requests stay O(page) on a miss.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use berth_meta::TagPage;
+use berth_oci::tag_listing_order;
 
 /// Repositories whose lists are kept; beyond that an arbitrary one is dropped.
 const MAX_REPOSITORIES: usize = 256;
@@ -33,7 +35,8 @@ impl TagCache {
             let cached = lists.get(&repo_id).filter(|c| c.version == version)?;
             cached.names.clone()
         };
-        let start = names.partition_point(|n| n.as_str() <= last);
+        // The list is in `tag_listing_order`, as the query returned it.
+        let start = names.partition_point(|n| tag_listing_order(n, last) != Ordering::Greater);
         let end = start.saturating_add(limit as usize).min(names.len());
         let more = end < names.len();
         Some(TagPage::window(names, start..end, more))
@@ -80,5 +83,20 @@ mod tests {
             (&["c".to_string(), "d".into()][..], false)
         );
         assert!(cache.page(1, 7, "", 0).unwrap().names().is_empty());
+    }
+
+    #[test]
+    fn pages_follow_the_listing_order() {
+        let cache = TagCache::default();
+        let names: Vec<String> = ["a", "B", "b", "C"].map(String::from).to_vec();
+        cache.store(1, 1, names);
+        let after = |last: &str| cache.page(1, 1, last, 10).unwrap().names().to_vec();
+        assert_eq!(after("a"), ["B", "b", "C"]);
+        assert_eq!(after("A"), ["a", "B", "b", "C"]);
+        assert_eq!(after("B"), ["b", "C"]);
+        assert_eq!(after("b"), ["C"]);
+        assert_eq!(after("bb"), ["C"]);
+        assert_eq!(after("BA"), ["C"]);
+        assert!(after("c").is_empty());
     }
 }

@@ -24,3 +24,27 @@ async fn reopening_keeps_data_and_skips_applied_migrations() {
     use berth_meta::BlobLinkStore;
     assert_eq!(store.linked_blob(&repo, &d).await.unwrap(), Some(1));
 }
+
+#[test]
+fn tag_pages_walk_the_listing_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    drop(SqliteMetaStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {}",
+            crate::queries::TAGS_AFTER
+        ))
+        .unwrap()
+        .query_map(rusqlite::params![1, "v1", 10], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // A range on the index, not a scan of the repository's tags and no sort.
+    assert_eq!(
+        plan,
+        ["SEARCH tags USING COVERING INDEX tags_listing (repository_id=? AND name>?)"],
+        "{plan:?}"
+    );
+}

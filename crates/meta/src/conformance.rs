@@ -6,8 +6,8 @@ use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
 use crate::{
-    MetaStore, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit, ReferrerPage,
-    UploadSession,
+    Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit,
+    ReferrerPage, UploadSession,
 };
 
 fn repo(s: &str) -> RepositoryName {
@@ -38,6 +38,7 @@ fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) 
 pub async fn run(store: Arc<dyn MetaStore>) {
     blobs_are_linked_per_repository(&*store).await;
     manifests_need_their_blobs(&*store).await;
+    referenced_content_is_not_deleted(&*store).await;
     tags_and_catalog_page_in_order(&*store).await;
     referrers_filter_by_artifact_type(&*store).await;
     referrers_page_by_count_and_size(&*store).await;
@@ -54,8 +55,12 @@ async fn blobs_are_linked_per_repository(store: &dyn MetaStore) {
     assert_eq!(store.linked_blob(&b, &d).await.unwrap(), None);
     assert_eq!(store.any_linked_blob(&d).await.unwrap(), Some(5));
     store.link_blob(&a, &d, 5, 2).await.unwrap();
-    assert!(store.unlink_blob(&a, &d).await.unwrap());
-    assert!(!store.unlink_blob(&a, &d).await.unwrap());
+    assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::Deleted);
+    assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::NotFound);
+    assert_eq!(
+        store.unlink_blob(&repo("p1/none"), &d).await.unwrap(),
+        Deletion::NotFound
+    );
     assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
     assert_eq!(store.any_linked_blob(&d).await.unwrap(), None);
 }
@@ -79,6 +84,15 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     ));
     let m = manifest("p2/app", "m1", &[("cfg", 3)], &["v1", "latest"]);
     store.put_manifest(&m).await.unwrap();
+    let mut retyped = manifest("p2/app", "m1", &[("cfg", 3)], &["docker"]);
+    retyped.media_type = "application/vnd.docker.distribution.manifest.v2+json".into();
+    match store.put_manifest(&retyped).await {
+        Err(PutManifestError::MediaTypeConflict { stored }) => assert_eq!(stored, m.media_type),
+        other => panic!("expected MediaTypeConflict, got {other:?}"),
+    }
+    let docker_tag = Reference::Tag(Tag::parse("docker").unwrap());
+    assert!(store.manifest(&r, &docker_tag).await.unwrap().is_none());
+    store.put_manifest(&m).await.unwrap();
     let by_tag = Reference::Tag(Tag::parse("latest").unwrap());
     let got = store.manifest(&r, &by_tag).await.unwrap().unwrap();
     assert_eq!(
@@ -96,12 +110,21 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     );
 
     let mut index = manifest("p2/app", "idx", &[], &["multi"]);
-    index.children = vec![digest("m1"), digest("nope")];
+    index.children = vec![(digest("m1"), 2), (digest("nope"), 4)];
     assert!(matches!(
         store.put_manifest(&index).await,
         Err(PutManifestError::ManifestUnknown(_))
     ));
-    index.children.pop();
+    index.children = vec![(digest("m1"), 3)];
+    assert!(matches!(
+        store.put_manifest(&index).await,
+        Err(PutManifestError::ManifestSizeMismatch {
+            declared: 3,
+            actual: 2,
+            ..
+        })
+    ));
+    index.children = vec![(digest("m1"), 2)];
     store.put_manifest(&index).await.unwrap();
 
     let pulls = [PullRecord {
@@ -124,12 +147,102 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
             .unwrap()
     );
     assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
-    assert!(store.delete_manifest(&r, &digest("m1")).await.unwrap());
+    assert_eq!(
+        store.delete_manifest(&r, &digest("idx")).await.unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        store.delete_manifest(&r, &digest("m1")).await.unwrap(),
+        Deletion::Deleted
+    );
     assert!(
         store.manifest(&r, &by_tag).await.unwrap().is_none(),
         "tags go with the manifest"
     );
-    assert!(!store.delete_manifest(&r, &digest("m1")).await.unwrap());
+    assert_eq!(
+        store.delete_manifest(&r, &digest("m1")).await.unwrap(),
+        Deletion::NotFound
+    );
+}
+
+async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
+    let (r, other) = (repo("p7/app"), repo("p7/other"));
+    for repository in [&r, &other] {
+        store
+            .link_blob(repository, &digest("p7-layer"), 1, 1)
+            .await
+            .unwrap();
+    }
+    let image = manifest("p7/app", "p7-image", &[("p7-layer", 1)], &["v1"]);
+    store.put_manifest(&image).await.unwrap();
+    let mut index = manifest("p7/app", "p7-index", &[], &["multi"]);
+    index.children = vec![(digest("p7-image"), 8)];
+    store.put_manifest(&index).await.unwrap();
+    let mut referrer = manifest("p7/app", "p7-sig", &[], &[]);
+    referrer.subject = Some(digest("p7-index"));
+    store.put_manifest(&referrer).await.unwrap();
+
+    assert_eq!(
+        store.unlink_blob(&r, &digest("p7-layer")).await.unwrap(),
+        Deletion::ReferencedBy(digest("p7-image"))
+    );
+    assert_eq!(
+        store.linked_blob(&r, &digest("p7-layer")).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .unlink_blob(&other, &digest("p7-layer"))
+            .await
+            .unwrap(),
+        Deletion::Deleted,
+        "a manifest holds its blobs in its own repository only"
+    );
+    assert_eq!(
+        store
+            .delete_manifest(&r, &digest("p7-image"))
+            .await
+            .unwrap(),
+        Deletion::ReferencedBy(digest("p7-index"))
+    );
+    let by_digest = Reference::Digest(digest("p7-image"));
+    assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());
+    assert!(
+        store
+            .delete_tag(&r, &Tag::parse("v1").unwrap())
+            .await
+            .unwrap(),
+        "tags of a listed manifest can go"
+    );
+    assert_eq!(
+        store
+            .delete_manifest(&r, &digest("p7-index"))
+            .await
+            .unwrap(),
+        Deletion::Deleted,
+        "a referrer does not hold its subject"
+    );
+    assert_eq!(
+        store
+            .referrers(&r, &digest("p7-index"), None, None, NO_LIMIT)
+            .await
+            .unwrap()
+            .referrers
+            .len(),
+        1,
+        "referrers outlive their subject"
+    );
+    assert_eq!(
+        store
+            .delete_manifest(&r, &digest("p7-image"))
+            .await
+            .unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        store.unlink_blob(&r, &digest("p7-layer")).await.unwrap(),
+        Deletion::Deleted
+    );
 }
 
 async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
@@ -164,6 +277,51 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
             .unwrap()
             .is_none()
     );
+    // The spec's lexical order is case-insensitive; names equal but for case go by bytes,
+    // and `last` continues right after its place in that order, listed or not.
+    let mixed = repo("p3/mixed");
+    let names = ["b", "B", "a", "A", "Z", "aB", "Ab", "_x", "10"];
+    store
+        .put_manifest(&manifest("p3/mixed", "mixed", &[], &names))
+        .await
+        .unwrap();
+    let order = ["10", "_x", "A", "a", "Ab", "aB", "B", "b", "Z"];
+    for cached in [false, true] {
+        // The first reads come from the database, and a full read fills the cache.
+        if cached {
+            assert_eq!(
+                store
+                    .tags(&mixed, None, 100)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .names(),
+                order
+            );
+        }
+        for (i, last) in order.iter().enumerate() {
+            let page = store.tags(&mixed, Some(last), 2).await.unwrap().unwrap();
+            let end = (i + 3).min(order.len());
+            assert_eq!(
+                page.names(),
+                &order[i + 1..end],
+                "last={last} cached={cached}"
+            );
+            assert_eq!(page.more, end < order.len(), "last={last} cached={cached}");
+        }
+        for (last, next) in [
+            ("", "10"),
+            ("AA", "Ab"),
+            ("aa", "Ab"),
+            ("a-", "Ab"),
+            ("Ba", "Z"),
+            ("z", ""),
+        ] {
+            let page = store.tags(&mixed, Some(last), 1).await.unwrap().unwrap();
+            let first = page.names().first().map_or("", String::as_str);
+            assert_eq!(first, next, "last={last} cached={cached}");
+        }
+    }
     let cat = store.catalog(None, 1000).await.unwrap();
     let mut sorted = cat.names().to_vec();
     sorted.sort();

@@ -16,8 +16,8 @@ pub use model::{
     UploadSession, UploadUsage,
 };
 pub use store::{
-    BlobLinkStore, ManifestStore, MetaError, MetaStore, PutManifestError, RepositoryStore,
-    UploadStore,
+    BlobLinkStore, Deletion, ManifestStore, MetaError, MetaStore, PutManifestError,
+    RepositoryStore, UploadStore,
 };
 
 #[cfg(feature = "conformance")]

@@ -58,8 +58,9 @@ pub struct NewManifest {
     pub content: Bytes,
     /// Blobs (config, layers) with their declared sizes; each must be linked to the repository.
     pub blobs: Vec<(Digest, u64)>,
-    /// Child manifests (indexes); each must exist in the repository.
-    pub children: Vec<Digest>,
+    /// Child manifests (indexes) with their declared sizes; each must exist in the
+    /// repository with that size.
+    pub children: Vec<(Digest, u64)>,
     /// Tags to point at this manifest.
     pub tags: Vec<Tag>,
     /// Push time.

@@ -32,9 +32,38 @@ pub enum PutManifestError {
     /// A child manifest of an index is not in the repository.
     #[error("manifest {0} is not in the repository")]
     ManifestUnknown(Digest),
+    /// A child manifest's stored size differs from its descriptor's.
+    #[error("manifest {digest} has size {actual}, the index says {declared}")]
+    ManifestSizeMismatch {
+        /// The child manifest.
+        digest: Digest,
+        /// Size in the descriptor.
+        declared: u64,
+        /// Size stored.
+        actual: u64,
+    },
+    /// The same bytes are already stored in the repository with another media type (only
+    /// possible for a document without a `mediaType` field).
+    #[error("this manifest is already stored as {stored:?}; push it with that Content-Type")]
+    MediaTypeConflict {
+        /// The media type it is stored and served with.
+        stored: String,
+    },
     /// The backend failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// The blob link or manifest existed and is gone.
+    Deleted,
+    /// There was nothing to delete.
+    NotFound,
+    /// A manifest in the same repository still references it (as config, layer or index
+    /// child), so nothing was deleted; the digest is one such manifest.
+    ReferencedBy(Digest),
 }
 
 /// Repositories and the catalog.
@@ -64,12 +93,13 @@ pub trait BlobLinkStore: Send + Sync {
         size: u64,
         now: i64,
     ) -> Result<(), MetaError>;
-    /// Removes the link; returns whether one existed. Bytes stay until garbage collection.
+    /// Removes the link unless a manifest of the repository references the blob, checked
+    /// in the same transaction as the delete. Bytes stay until garbage collection.
     async fn unlink_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool, MetaError>;
+    ) -> Result<Deletion, MetaError>;
 }
 
 /// Upload sessions.
@@ -128,12 +158,14 @@ pub trait ManifestStore: Send + Sync {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, MetaError>;
-    /// Deletes a manifest and every tag pointing at it; returns whether it existed.
+    /// Deletes a manifest and every tag pointing at it, unless an index of the repository
+    /// lists it as a child, checked in the same transaction as the delete. Manifests whose
+    /// `subject` it is do not hold it: referrers may exist without their subject.
     async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-    ) -> Result<bool, MetaError>;
+    ) -> Result<Deletion, MetaError>;
     /// Deletes one tag; returns whether it existed.
     async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError>;
     /// Up to `limit` tags after `last`, or `None` when the repository does not exist.

@@ -19,5 +19,5 @@ pub use hasher::{HashStateError, ResumableHasher};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, RepositoryName};
 pub use range::{ByteRange, ContentRange, RangeError, RangeRequest};
-pub use reference::{Reference, ReferenceError, Tag, TagError};
+pub use reference::{Reference, ReferenceError, Tag, TagError, tag_listing_order};
 pub use upload_id::{UploadId, UploadIdError};

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::Digest;
-use crate::media_type::{self, essence};
+use crate::media_type;
 use crate::strict_json::check_no_duplicate_keys;
 
 /// Why a manifest was refused.
@@ -45,8 +45,9 @@ pub struct Descriptor {
     pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
-    /// External URLs: content with URLs (foreign layers) need not be in the registry.
-    pub has_urls: bool,
+    /// External URLs the content may be fetched from (foreign layers), as written; the
+    /// registry decides which it admits.
+    pub urls: Vec<String>,
     /// `artifactType` of the referenced content, if given.
     pub artifact_type: Option<String>,
 }
@@ -80,10 +81,14 @@ impl ParsedManifest {
         let raw: RawManifest =
             serde_json::from_slice(body).map_err(|e| invalid(format!("invalid manifest: {e}")))?;
 
-        let declared = raw.media_type.as_deref();
-        let header = content_type.map(essence).filter(|ct| {
-            !ct.is_empty() && *ct != "application/json" && *ct != "application/octet-stream"
+        // Both are compared and stored lower-cased: media type names are case-insensitive.
+        // The field is a value of the document, so unlike the header it may not carry
+        // parameters.
+        let declared = raw.media_type.as_deref().map(str::to_ascii_lowercase);
+        let header = content_type.map(media_type::canonical).filter(|ct| {
+            !ct.is_empty() && ct != "application/json" && ct != "application/octet-stream"
         });
+        let (declared, header) = (declared.as_deref(), header.as_deref());
         if raw.schema_version == Some(1)
             || [declared, header]
                 .into_iter()
@@ -165,12 +170,23 @@ impl ParsedManifest {
                 if raw.layers.is_some() || raw.config.is_some() {
                     return Err(invalid("an index cannot have a config or layers"));
                 }
-                let manifests = raw
+                let manifests: Vec<Descriptor> = raw
                     .manifests
                     .ok_or_else(|| invalid("index has no manifests"))?
                     .into_iter()
                     .map(RawDescriptor::validate)
                     .collect::<Result<_, _>>()?;
+                // Children are manifests in the same repository; a layer or config type
+                // would send clients that follow the descriptor to the wrong endpoint.
+                if let Some(child) = manifests
+                    .iter()
+                    .find(|d| !media_type::is_manifest_type(&d.media_type))
+                {
+                    return Err(invalid(format!(
+                        "index child {} has media type {:?}, which is not a manifest type",
+                        child.digest, child.media_type
+                    )));
+                }
                 Ok(ParsedManifest {
                     media_type,
                     kind,
@@ -189,7 +205,16 @@ impl ParsedManifest {
     pub fn required_blobs(&self) -> impl Iterator<Item = &Descriptor> {
         self.config
             .iter()
-            .chain(self.layers.iter().filter(|l| !l.has_urls))
+            .chain(self.layers.iter().filter(|l| l.urls.is_empty()))
+    }
+
+    /// Every descriptor of the document: config, layers, children and subject.
+    pub fn descriptors(&self) -> impl Iterator<Item = &Descriptor> {
+        self.config
+            .iter()
+            .chain(&self.layers)
+            .chain(&self.manifests)
+            .chain(&self.subject)
     }
 }
 
@@ -233,7 +258,7 @@ impl RawDescriptor {
             media_type,
             digest,
             size,
-            has_urls: self.urls.is_some_and(|u| !u.is_empty()),
+            urls: self.urls.unwrap_or_default(),
             artifact_type: self.artifact_type,
         })
     }
@@ -295,6 +320,53 @@ mod tests {
             )
             .is_ok()
         );
+        for (field, header) in [
+            (
+                "Application/VND.OCI.image.manifest.v1+JSON",
+                Some(OCI_MANIFEST),
+            ),
+            (
+                OCI_MANIFEST,
+                Some("Application/VND.OCI.image.manifest.v1+JSON"),
+            ),
+            (
+                OCI_MANIFEST,
+                Some("APPLICATION/VND.OCI.IMAGE.MANIFEST.V1+JSON;Charset=UTF-8"),
+            ),
+            (
+                "application/vnd.oci.image.manifest.V1+json",
+                Some("Application/JSON"),
+            ),
+            ("application/vnd.oci.image.manifest.V1+json", None),
+        ] {
+            let typed = body.replacen(OCI_MANIFEST, field, 1);
+            let m = check(&typed, header).unwrap_or_else(|e| panic!("{field} {header:?}: {e}"));
+            assert_eq!(m.media_type, OCI_MANIFEST, "stored lower-cased");
+        }
+        let mixed_docker = body.replacen(
+            OCI_MANIFEST,
+            "application/VND.docker.distribution.manifest.v2+json",
+            1,
+        );
+        assert!(
+            check(&mixed_docker, Some(OCI_MANIFEST)).is_err(),
+            "types still differ"
+        );
+        let schema1 = body.replacen(
+            OCI_MANIFEST,
+            "Application/vnd.Docker.distribution.manifest.v1+json",
+            1,
+        );
+        assert_eq!(check(&schema1, None), Err(ManifestError::Schema1));
+        let with_params = body.replacen(
+            OCI_MANIFEST,
+            "application/vnd.oci.image.manifest.v1+json; x=y",
+            1,
+        );
+        assert!(
+            check(&with_params, None).is_err(),
+            "no parameters in the field"
+        );
         let no_type = body.replace(&format!(r#""mediaType":"{OCI_MANIFEST}","#), "");
         assert_eq!(
             check(&no_type, Some(OCI_MANIFEST)).unwrap().media_type,
@@ -335,6 +407,14 @@ mod tests {
         );
         let m = check(&body, Some(OCI_INDEX)).unwrap();
         assert_eq!(m.kind, ManifestKind::Index);
+        for child_type in [
+            OCI_CONFIG,
+            "application/vnd.oci.image.layer.v1.tar",
+            OCI_EMPTY,
+        ] {
+            let odd = body.replacen(OCI_MANIFEST, child_type, 1);
+            assert!(check(&odd, Some(OCI_INDEX)).is_err(), "{child_type}");
+        }
         assert_eq!(m.manifests.len(), 1);
         assert_eq!(m.subject.unwrap().digest.as_str(), D);
         assert_eq!(m.annotations.as_deref(), Some(r#"{"a":"b"}"#));

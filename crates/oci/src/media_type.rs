@@ -29,10 +29,42 @@ pub const MANIFEST_TYPES: [&str; 4] = [
 
 /// True for the image-config media types, whose manifests are images rather than artifacts.
 pub fn is_image_config(media_type: &str) -> bool {
-    media_type == OCI_CONFIG || media_type == DOCKER_CONFIG
+    media_type.eq_ignore_ascii_case(OCI_CONFIG) || media_type.eq_ignore_ascii_case(DOCKER_CONFIG)
+}
+
+/// True for the four manifest media types, in any letter case.
+pub fn is_manifest_type(media_type: &str) -> bool {
+    MANIFEST_TYPES
+        .iter()
+        .any(|t| media_type.eq_ignore_ascii_case(t))
 }
 
 /// Drops parameters such as `; charset=utf-8` and surrounding spaces.
 pub fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// The form in which Berth compares and stores a `Content-Type`: its essence, lower-cased.
+/// Type and subtype names are case-insensitive (RFC 6838, section 4.2), so
+/// `Application/VND.OCI.image.manifest.v1+JSON` is the OCI manifest type.
+pub fn canonical(content_type: &str) -> String {
+    essence(content_type).to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparisons_ignore_case_and_parameters() {
+        assert_eq!(
+            canonical(" Application/VND.OCI.image.manifest.v1+JSON ; charset=UTF-8"),
+            OCI_MANIFEST
+        );
+        assert!(is_manifest_type(
+            "APPLICATION/VND.DOCKER.DISTRIBUTION.MANIFEST.LIST.V2+JSON"
+        ));
+        assert!(!is_manifest_type(OCI_CONFIG));
+        assert!(is_image_config("application/vnd.oci.image.CONFIG.v1+json"));
+    }
 }

@@ -45,6 +45,20 @@ impl fmt::Display for Tag {
     }
 }
 
+/// The order of `tags/list`: the spec's "lexical order (i.e. case-insensitive
+/// alphanumeric order)", ASCII letters compared as lower case; names that differ only in
+/// case are ordered by their bytes (`A` before `a`), so the order is total and a `last`
+/// that differs from a tag only in case still pages without skipping or repeating.
+///
+/// This is SQLite's `ORDER BY name COLLATE NOCASE, name`; the metadata store and the tag
+/// list cache both rely on the two agreeing.
+pub fn tag_listing_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn folded(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes().map(|c| c.to_ascii_lowercase())
+    }
+    folded(a).cmp(folded(b)).then_with(|| a.cmp(b))
+}
+
 /// What follows `/manifests/` in a URL: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reference {
@@ -88,6 +102,23 @@ impl fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_list_case_insensitively_then_by_bytes() {
+        let mut tags = [
+            "b", "B", "a", "A", "_x", "Z", "10", "aB", "Ab", "ab", "a-b", "a_b",
+        ];
+        tags.sort_by(|a, b| tag_listing_order(a, b));
+        assert_eq!(
+            tags,
+            [
+                "10", "_x", "A", "a", "a-b", "a_b", "Ab", "aB", "ab", "B", "b", "Z"
+            ]
+        );
+        assert_eq!(tag_listing_order("A", "a"), std::cmp::Ordering::Less);
+        assert_eq!(tag_listing_order("a", "a"), std::cmp::Ordering::Equal);
+        assert_eq!(tag_listing_order("a", "AB"), std::cmp::Ordering::Less);
+    }
 
     #[test]
     fn tags_follow_the_spec_grammar() {

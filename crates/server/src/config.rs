@@ -27,6 +27,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How long a connection may wait on its client.
     pub timeouts: TimeoutsConfig,
+    /// Checks on pushed manifests.
+    pub validation: ValidationConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -109,6 +111,27 @@ pub struct TimeoutsConfig {
     pub send_secs: u64,
 }
 
+/// Checks on pushed manifests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Regular expressions of the external URLs a descriptor may carry (foreign layers,
+    /// which then need not be pushed); a URL must match one. Empty: no URLs are accepted.
+    pub foreign_layer_urls_allow: Vec<String>,
+    /// Regular expressions of URLs refused even when an allow pattern matches.
+    pub foreign_layer_urls_deny: Vec<String>,
+}
+
+impl ValidationConfig {
+    /// The compiled URL policy.
+    pub fn foreign_urls(&self) -> Result<berth_app::ForeignUrlPolicy, berth_app::PatternError> {
+        berth_app::ForeignUrlPolicy::new(
+            &self.foreign_layer_urls_allow,
+            &self.foreign_layer_urls_deny,
+        )
+    }
+}
+
 /// Log level and format.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -139,6 +162,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
+            validation: ValidationConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -199,10 +223,17 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment
+        let config: Config = figment
             .merge(Env::prefixed("BERTH_").split("__"))
             .extract()
-            .map_err(Box::new)
+            .map_err(Box::new)?;
+        // Patterns are compiled here so a bad one stops the start with a clear message.
+        config.validation.foreign_urls().map_err(|e| {
+            Box::new(figment::Error::from(format!(
+                "validation.foreign_layer_urls: {e}"
+            )))
+        })?;
+        Ok(config)
     }
 
     /// The SQLite database file.
@@ -256,6 +287,10 @@ impl Config {
             overload_wait: Duration::from_secs(l.overload_wait_secs),
             max_buffered_bytes: l.max_buffered_bytes,
             max_referrers: l.max_referrers,
+            foreign_urls: self
+                .validation
+                .foreign_urls()
+                .expect("URL patterns are checked when the configuration is loaded"),
         }
     }
 }
@@ -281,6 +316,22 @@ mod tests {
             assert_eq!(c.database_path(), PathBuf::from("/srv/berth/berth.db"));
             jail.create_file("bad.toml", "listne = \"x\"\n")?;
             assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
+            jail.create_file(
+                "urls.toml",
+                "[validation]\nforeign_layer_urls_allow = [\"^https://mcr\\\\.microsoft\\\\.com/\"]\n",
+            )?;
+            let c = Config::load(Some(Path::new("urls.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.validation.foreign_layer_urls_allow,
+                [r"^https://mcr\.microsoft\.com/"]
+            );
+            c.registry_config();
+            jail.create_file(
+                "bad-url.toml",
+                "[validation]\nforeign_layer_urls_deny = [\"(\"]\n",
+            )?;
+            let err = Config::load(Some(Path::new("bad-url.toml"))).unwrap_err();
+            assert!(err.to_string().contains("foreign_layer_urls"), "{err}");
             Ok(())
         });
     }

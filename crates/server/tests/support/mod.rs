@@ -19,19 +19,22 @@ pub struct Berth {
     pub data_dir: PathBuf,
 }
 
-/// Finds a port nobody listens on.
+/// Finds a port nobody listens on, below the kernel's ephemeral range (32768 and up), so
+/// the thousands of client sockets some tests open never take it before Berth binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    loop {
+        let port = rand::rng().random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Berth {
     /// Starts Berth on `data_dir` and a free port, and waits until `/v2/` answers.
     pub fn start(data_dir: &Path) -> Self {
-        Self::start_on(data_dir, free_port())
+        Self::start_with(data_dir, free_port(), &[])
     }
 
     /// Starts Berth on `data_dir` and `port`.
@@ -56,7 +59,7 @@ impl Berth {
             .stderr(log)
             .spawn()
             .expect("spawning berth");
-        let berth = Berth {
+        let mut berth = Berth {
             child,
             addr,
             data_dir: data_dir.to_owned(),
@@ -65,10 +68,23 @@ impl Berth {
         berth
     }
 
-    fn wait_ready(&self) {
+    /// Waits until this process listens. A process that exits first (its port was
+    /// taken by another test between `free_port` and its bind) fails loudly rather than
+    /// letting the test talk to whoever holds the port.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("berth exited during start on {}: {status}", self.addr);
+            }
             if std::net::TcpStream::connect(&self.addr).is_ok() {
+                std::thread::sleep(Duration::from_millis(30));
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    panic!(
+                        "berth exited during start on {} (port taken?): {status}",
+                        self.addr
+                    );
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
