@@ -1,0 +1,163 @@
+//! Limits on work in progress: open upload sessions, bytes in open uploads, bodies
+//! streaming at once and buffered bytes. Past each, the client gets `429
+//! TOOMANYREQUESTS` with `Retry-After`, and nothing stored is touched.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_app::RegistryConfig;
+use common::*;
+
+fn expect_too_many(r: &TestResponse, ctx: &str) {
+    expect_error(r, 429, "TOOMANYREQUESTS", ctx);
+    assert_eq!(r.header("retry-after"), "1", "{ctx}: Retry-After");
+}
+
+async fn post_upload(reg: &TestRegistry, repo: &str) -> TestResponse {
+    reg.send_empty(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+        .await
+}
+
+#[tokio::test]
+async fn open_sessions_are_limited_per_repository_and_in_all() {
+    let reg = TestRegistry::with_config(RegistryConfig {
+        max_upload_sessions: 5,
+        max_upload_sessions_per_repository: 3,
+        ..RegistryConfig::default()
+    });
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(start_upload(&reg, "p/a").await);
+    }
+    expect_too_many(&post_upload(&reg, "p/a").await, "fourth session in p/a");
+    start_upload(&reg, "p/b").await;
+    start_upload(&reg, "p/b").await;
+    expect_too_many(&post_upload(&reg, "p/c").await, "sixth session in all");
+    // Finishing a session makes room again.
+    let d = sha256(b"done");
+    expect_status(
+        &put_upload(&reg, &first[0], d.as_str(), None, b"done").await,
+        201,
+        "finish",
+    );
+    expect_status(
+        &post_upload(&reg, "p/c").await,
+        202,
+        "room after a completion",
+    );
+    // A monolithic push opens no session, so it is not refused.
+    reg.push_blob("p/a", b"whole").await;
+}
+
+#[tokio::test]
+async fn bytes_in_open_uploads_are_limited() {
+    let reg = TestRegistry::with_config(RegistryConfig {
+        max_open_upload_bytes: 1000,
+        ..RegistryConfig::default()
+    });
+    let a = start_upload(&reg, "p/bytes").await;
+    let data = pattern(800);
+    expect_status(
+        &patch(&reg, &a, Some("0-799"), &data).await,
+        202,
+        "800 bytes",
+    );
+    let b = start_upload(&reg, "p/bytes").await;
+    expect_too_many(
+        &patch(&reg, &b, Some("0-299"), &pattern(300)).await,
+        "300 more bytes than the budget has",
+    );
+    expect_upload_at(&reg, &b, 0, "the refused chunk left nothing").await;
+    expect_status(
+        &patch(&reg, &b, Some("0-199"), &pattern(200)).await,
+        202,
+        "200 fit",
+    );
+    // Completing the first upload frees its bytes.
+    let d = sha256(&data);
+    expect_status(
+        &put_upload(&reg, &a, d.as_str(), None, b"").await,
+        201,
+        "finish a",
+    );
+    expect_status(
+        &patch(&reg, &b, Some("200-899"), &pattern(700)).await,
+        202,
+        "room after a completion",
+    );
+}
+
+#[tokio::test]
+async fn bodies_streaming_at_once_are_limited() {
+    let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
+        max_upload_bodies: 1,
+        overload_wait: Duration::from_millis(50),
+        ..RegistryConfig::default()
+    }));
+    let held = start_upload(&reg, "p/slots").await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let streaming = {
+        let (reg, held) = (reg.clone(), held.clone());
+        tokio::spawn(async move { reg.send(Method::PATCH, &held, &[], body).await })
+    };
+    tx.send(Ok(Bytes::from_static(b"slow"))).await.unwrap();
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    let other = start_upload(&reg, "p/slots").await;
+    expect_too_many(
+        &patch(&reg, &other, Some("0-2"), b"abc").await,
+        "second body",
+    );
+    drop(tx);
+    expect_status(&streaming.await.unwrap(), 202, "the first body");
+    expect_status(
+        &patch(&reg, &other, Some("0-2"), b"abc").await,
+        202,
+        "the slot is free",
+    );
+}
+
+#[tokio::test]
+async fn buffered_bytes_are_limited() {
+    let reg = TestRegistry::with_config(RegistryConfig {
+        max_buffered_bytes: 64 << 10,
+        overload_wait: Duration::from_millis(50),
+        ..RegistryConfig::default()
+    });
+    let (digest, manifest) = reg.push_image("p/buffered", "v1", &[b"layer"]).await;
+    // A response that is not read holds its room in the budget.
+    let uri = format!("/v2/p/buffered/manifests/{digest}");
+    let request = || {
+        http::Request::get(&uri)
+            .header("host", "berth.test")
+            .header("accept", media_type::OCI_MANIFEST)
+            .body(Body::empty())
+            .unwrap()
+    };
+    use tower::ServiceExt;
+    let mut unread = Vec::new();
+    loop {
+        let r = reg.router.clone().oneshot(request()).await.unwrap();
+        if r.status() == 429 {
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        unread.push(r);
+        assert!(unread.len() < 1000, "the budget never ran out");
+    }
+    // The budget counts whole KiB: 64 KiB hold this many unread responses.
+    assert_eq!(unread.len(), 64 / manifest.len().div_ceil(1024));
+    expect_too_many(&reg.get(&uri).await, "past the budget");
+    drop(unread);
+    expect_status(
+        &reg.get(&uri).await,
+        200,
+        "room once the responses are gone",
+    );
+}
