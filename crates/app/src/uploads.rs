@@ -426,7 +426,10 @@ impl Registry {
                     "the body ended before the {declared} bytes declared: {e}"
                 )));
             }
-            (Err(BlobError::UploadTruncated), _) => return Err(RegistryError::UploadLost),
+            // The upload's bytes at rest are shorter than acknowledged, or gone.
+            (Err(BlobError::UploadTruncated | BlobError::NotFound), _) => {
+                return Err(RegistryError::UploadLost);
+            }
             (other, _) => other?,
         };
         if let Some(e) = expected

@@ -50,7 +50,7 @@ impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        std::fs::create_dir_all(&root)?;
+        create_root_durably(&root)?;
         for dir in ["blobs", "uploads"] {
             create_dirs_durably(&root, &root.join(dir))?;
         }
@@ -241,6 +241,24 @@ fn create_dirs_durably(root: &Path, dir: &Path) -> io::Result<()> {
         _ => {}
     }
     sync_dir(parent)
+}
+
+/// Creates `root` and any missing ancestors, making each new entry durable, so a fresh
+/// store survives a power loss right after it was created.
+fn create_root_durably(root: &Path) -> io::Result<()> {
+    if root.exists() {
+        return Ok(());
+    }
+    let parent = match root.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    create_root_durably(&parent)?;
+    match std::fs::create_dir(root) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    sync_dir(&parent)
 }
 
 /// Renames `from` to `to` unless `to` exists; returns whether it was renamed.
@@ -448,6 +466,8 @@ impl BlobStore for FsBlobStore {
             if to.exists() {
                 drop(file);
                 std::fs::remove_file(&from)?;
+                // Another commit may have renamed it without syncing the directory yet.
+                sync_dir(dir)?;
                 return Ok(Committed::AlreadyPresent);
             }
             if let Err(e) = file.sync_data() {
@@ -460,6 +480,7 @@ impl BlobStore for FsBlobStore {
             drop(file);
             if !rename_no_replace(&from, &to)? {
                 std::fs::remove_file(&from)?;
+                sync_dir(dir)?;
                 return Ok(Committed::AlreadyPresent);
             }
             sync_dir(dir)?;

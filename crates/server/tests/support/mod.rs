@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod image;
+pub mod lossy;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
