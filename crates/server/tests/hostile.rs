@@ -517,6 +517,79 @@ async fn an_http2_client_with_a_shut_window_is_dropped() {
     assert_eq!(r.status(), 200);
 }
 
+/// A monolithic push whose body ends before its `Content-Length` (the client closes its
+/// side) gets `400 SIZE_INVALID`, and nothing is stored (checklist row 42).
+#[tokio::test]
+async fn a_body_shorter_than_its_length_is_size_invalid() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start(&data);
+    let blob = random_bytes(100_000);
+    let digest = sha256(&blob);
+    let head = format!(
+        "POST /v2/short/body/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        berth.addr,
+        blob.len()
+    );
+    let mut s = send_partial(&berth, &head, &blob[..60_000]).await;
+    s.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "answer: {answer}");
+    assert!(answer.contains("SIZE_INVALID"), "answer: {answer}");
+    let r = client()
+        .head(format!("{}/v2/short/body/blobs/{digest}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "nothing was stored");
+}
+
+/// Manifest PUTs that hold back their last byte hold room in the buffered-bytes budget:
+/// past it, further PUTs wait and are refused with 429 instead of buffering without
+/// bound, so memory stays near the budget.
+#[tokio::test]
+async fn stalled_manifest_puts_stay_within_the_buffer_budget() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[
+            ("BERTH_LIMITS__MAX_BUFFERED_BYTES", "33554432"),
+            ("BERTH_LIMITS__OVERLOAD_WAIT_SECS", "1"),
+        ],
+    );
+    let body = vec![b' '; 3 << 20];
+    let mut stalled = Vec::new();
+    for i in 0..60 {
+        let head = format!(
+            "PUT /v2/stall/put/manifests/t{i} HTTP/1.1\r\nHost: {}\r\n\
+             Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+             Content-Length: {}\r\n\r\n",
+            berth.addr,
+            body.len() + 1
+        );
+        stalled.push(send_partial(&berth, &head, &body).await);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let rss = resident_kib(berth.pid());
+    assert!(
+        rss < 120 * 1024,
+        "RSS {rss} KiB with 60 stalled 3 MiB manifest PUTs"
+    );
+    // The registry still answers other clients.
+    let r = client()
+        .get(format!("{}/v2/", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(stalled);
+}
+
 /// SIGTERM while a client stalls in the middle of a PATCH body: the process exits once
 /// the grace period is over.
 #[tokio::test]
