@@ -9,20 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
-use support::{Berth, free_port, sha256};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand::rng().fill(&mut v[..]);
-    v
-}
+use support::journal::Journal;
+use support::{Berth, client, free_port, random_bytes, sha256};
 
 #[tokio::test]
 async fn a_chunked_upload_resumes_after_sigkill() {
@@ -154,14 +142,6 @@ async fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// What the server acknowledged, and what was attempted.
-#[derive(Default)]
-struct Journal {
-    blobs: Vec<(String, String)>,
-    manifests: Vec<(String, String, String, Vec<u8>)>,
-    attempted: Vec<(String, String)>,
-}
-
 async fn pusher(
     url: String,
     task: usize,
@@ -209,7 +189,7 @@ async fn pusher(
                     .lock()
                     .unwrap()
                     .blobs
-                    .push((repo.clone(), digest.clone()));
+                    .push((repo.clone(), digest.clone(), size));
                 mine.push((digest, size));
             }
             Ok(r) if r.status().is_server_error() => {
@@ -290,48 +270,9 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_push() {
         journal.blobs.len() >= 16,
         "each round acknowledged at least two pushes"
     );
-    for (repo, digest) in &journal.blobs {
-        let r = http
-            .get(format!("{url}/v2/{repo}/blobs/{digest}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "acknowledged blob {digest} lost");
-        assert_eq!(&sha256(&r.bytes().await.unwrap()), digest);
-    }
-    for (repo, tag, digest, bytes) in &journal.manifests {
-        for reference in [tag, digest] {
-            let r = http
-                .get(format!("{url}/v2/{repo}/manifests/{reference}"))
-                .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                r.status(),
-                200,
-                "acknowledged manifest {repo}:{reference} lost"
-            );
-            assert_eq!(&r.bytes().await.unwrap()[..], &bytes[..]);
-        }
-    }
-    // Pushes cut off by a kill are either absent or complete: never partial.
-    for (repo, digest) in &journal.attempted {
-        let r = http
-            .get(format!("{url}/v2/{repo}/blobs/{digest}"))
-            .send()
-            .await
-            .unwrap();
-        match r.status().as_u16() {
-            404 => {}
-            200 => assert_eq!(
-                &sha256(&r.bytes().await.unwrap()),
-                digest,
-                "partial blob served"
-            ),
-            s => panic!("unexpected status {s} for {digest}"),
-        }
-    }
+    journal
+        .audit(&http, &url, "application/vnd.oci.image.manifest.v1+json")
+        .await;
     drop(berth);
 }
 

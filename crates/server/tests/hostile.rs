@@ -10,23 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
-use support::{Berth, free_port, sha256};
+use support::{Berth, client, free_port, random_bytes, sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand::rng().fill(&mut v[..]);
-    v
-}
 
 /// Opens an upload session in `repo`; returns its location path.
 async fn start_upload(http: &reqwest::Client, berth: &Berth, repo: &str) -> String {

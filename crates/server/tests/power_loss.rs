@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use support::journal::Journal;
 use support::lossy::LossyFs;
-use support::{Berth, sha256};
+use support::{Berth, client, random_bytes, sha256};
 
 /// Clients pushing at once.
 const CLIENTS: usize = 3;
@@ -30,30 +31,6 @@ const MANIFESTS: usize = 6;
 const MAX_BLOB: usize = 1 << 20;
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    rand::rng().fill(&mut v[..]);
-    v
-}
-
-/// What the server acknowledged, and what was attempted.
-#[derive(Default)]
-struct Journal {
-    /// (repository, digest, length) of each blob push answered 201.
-    blobs: Vec<(String, String, usize)>,
-    /// (repository, tag, digest, bytes) of each manifest push answered 201.
-    manifests: Vec<(String, String, String, Vec<u8>)>,
-    /// (repository, digest) of each blob push started.
-    attempted: Vec<(String, String)>,
-}
 
 fn location(r: &reqwest::Response) -> String {
     r.headers()["location"].to_str().unwrap().to_owned()
@@ -373,57 +350,7 @@ async fn a_power_cut_loses_no_acknowledged_push() {
         "storage/blobs did not survive the power cut"
     );
     let blob_files = check_blob_files(&blobs_dir);
-    for (repo, digest, len) in &journal.blobs {
-        let r = http
-            .get(format!("{url}/v2/{repo}/blobs/{digest}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "acknowledged blob {repo}@{digest} lost");
-        let bytes = r
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("reading acknowledged blob {digest}: {e}"));
-        assert_eq!(
-            bytes.len(),
-            *len,
-            "acknowledged blob {digest} has another length"
-        );
-        assert_eq!(
-            &sha256(&bytes),
-            digest,
-            "acknowledged blob {digest} has other bytes"
-        );
-    }
-    for (repo, tag, digest, bytes) in &journal.manifests {
-        for reference in [tag, digest] {
-            let r = http
-                .get(format!("{url}/v2/{repo}/manifests/{reference}"))
-                .header("accept", MANIFEST_TYPE)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                r.status(),
-                200,
-                "acknowledged manifest {repo}:{reference} lost"
-            );
-            assert_eq!(&r.bytes().await.unwrap()[..], &bytes[..]);
-        }
-    }
-    // Pushes the cut interrupted are absent or whole.
-    for (repo, digest) in &journal.attempted {
-        let r = http
-            .get(format!("{url}/v2/{repo}/blobs/{digest}"))
-            .send()
-            .await
-            .unwrap();
-        match r.status().as_u16() {
-            404 => {}
-            200 => assert_eq!(&sha256(&r.bytes().await.unwrap()), digest, "partial blob"),
-            s => panic!("unexpected status {s} for {digest}"),
-        }
-    }
+    journal.audit(&http, &url, MANIFEST_TYPE).await;
     let mut outcomes = Vec::new();
     for unfinished in [&a, &b, &c] {
         outcomes.push(unfinished.complete(&http, &url).await);

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod image;
+pub mod journal;
 pub mod lossy;
 
 use std::net::TcpListener;
@@ -157,4 +158,20 @@ pub fn run(cmd: &mut Command) -> String {
 pub fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// An HTTP client for tests, with a timeout so a hung server fails the test.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// `len` random bytes.
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    use rand::Rng;
+    let mut v = vec![0u8; len];
+    rand::rng().fill(&mut v[..]);
+    v
 }
