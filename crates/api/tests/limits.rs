@@ -123,6 +123,33 @@ async fn bodies_streaming_at_once_are_limited() {
     );
 }
 
+/// Sends GETs of `uri` whose responses are never read until one is refused; returns how
+/// many were held, and lets them go.
+async fn held_until_refused(reg: &TestRegistry, uri: &str, accept: &str) -> usize {
+    use tower::ServiceExt;
+    let mut unread = Vec::new();
+    loop {
+        let request = http::Request::get(uri)
+            .header("host", "berth.test")
+            .header("accept", accept)
+            .body(Body::empty())
+            .unwrap();
+        let r = reg.router.clone().oneshot(request).await.unwrap();
+        if r.status() == 429 {
+            break;
+        }
+        assert_eq!(r.status(), 200, "{uri}");
+        unread.push(r);
+        assert!(unread.len() < 1000, "the budget never ran out for {uri}");
+    }
+    expect_too_many(&reg.get(uri).await, &format!("{uri} past the budget"));
+    let held = unread.len();
+    drop(unread);
+    expect_status(&reg.get(uri).await, 200, "room once the responses are gone");
+    held
+}
+
+/// Manifest and referrers responses that are not read hold their room in the budget.
 #[tokio::test]
 async fn buffered_bytes_are_limited() {
     let reg = TestRegistry::with_config(RegistryConfig {
@@ -131,33 +158,13 @@ async fn buffered_bytes_are_limited() {
         ..RegistryConfig::default()
     });
     let (digest, manifest) = reg.push_image("p/buffered", "v1", &[b"layer"]).await;
-    // A response that is not read holds its room in the budget.
     let uri = format!("/v2/p/buffered/manifests/{digest}");
-    let request = || {
-        http::Request::get(&uri)
-            .header("host", "berth.test")
-            .header("accept", media_type::OCI_MANIFEST)
-            .body(Body::empty())
-            .unwrap()
-    };
-    use tower::ServiceExt;
-    let mut unread = Vec::new();
-    loop {
-        let r = reg.router.clone().oneshot(request()).await.unwrap();
-        if r.status() == 429 {
-            break;
-        }
-        assert_eq!(r.status(), 200);
-        unread.push(r);
-        assert!(unread.len() < 1000, "the budget never ran out");
-    }
     // The budget counts whole KiB: 64 KiB hold this many unread responses.
-    assert_eq!(unread.len(), 64 / manifest.len().div_ceil(1024));
-    expect_too_many(&reg.get(&uri).await, "past the budget");
-    drop(unread);
-    expect_status(
-        &reg.get(&uri).await,
-        200,
-        "room once the responses are gone",
+    let held = held_until_refused(&reg, &uri, media_type::OCI_MANIFEST).await;
+    assert_eq!(held, 64 / manifest.len().div_ceil(1024));
+    let uri = format!("/v2/p/buffered/referrers/{digest}");
+    assert_eq!(
+        held_until_refused(&reg, &uri, media_type::OCI_INDEX).await,
+        64
     );
 }

@@ -346,7 +346,13 @@ impl BlobStore for FsBlobStore {
                 .write(true)
                 .open(path)
                 .map_err(not_found_as)?;
-            let at_rest = file.metadata()?.len();
+            let meta = file.metadata()?;
+            // A second name means a crash left the upload also published as a blob (on a
+            // filesystem whose rename is not atomic): never write into a published file.
+            if std::os::unix::fs::MetadataExt::nlink(&meta) != 1 {
+                return Err(BlobError::NotFound);
+            }
+            let at_rest = meta.len();
             if at_rest < offset {
                 return Err(BlobError::UploadTruncated);
             }
@@ -540,6 +546,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).unwrap();
         crate::conformance::run(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_is_also_a_published_blob_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = UploadId::from_random([8; 16]);
+        store.create_upload(&id).await.unwrap();
+        std::fs::hard_link(store.upload_path(&id), dir.path().join("published")).unwrap();
+        let hasher = ResumableHasher::new(berth_oci::Algorithm::Sha256);
+        let body: ByteStream = Box::pin(futures_util::stream::once(async {
+            Ok(Bytes::from_static(b"more"))
+        }));
+        let err = store.append_upload(&id, 0, hasher, body, 100).await;
+        assert!(matches!(err, Err(BlobError::NotFound)));
+        assert_eq!(std::fs::read(dir.path().join("published")).unwrap(), b"");
     }
 
     #[tokio::test]

@@ -66,11 +66,14 @@ fn main() -> anyhow::Result<()> {
                 config.data_dir = dir;
             }
             telemetry::init(&config.log)?;
-            tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
-                .context("starting the runtime")?
-                .block_on(serve::serve(config))
+                .context("starting the runtime")?;
+            let served = runtime.block_on(serve::serve(config));
+            // Blocking work still running (a long re-hash) must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            served
         }
         Command::Config(args) => {
             print!(

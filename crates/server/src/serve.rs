@@ -52,7 +52,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await;
     let _ = stop.send(true);
-    let _ = workers.await;
+    // A purge in progress may take a while; it is not worth waiting past a second for.
+    if tokio::time::timeout(Duration::from_secs(1), workers)
+        .await
+        .is_err()
+    {
+        tracing::warn!("background work did not stop in time; leaving it");
+    }
     tracing::info!("berth stopped");
     Ok(())
 }

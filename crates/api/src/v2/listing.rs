@@ -103,9 +103,10 @@ pub async fn referrers(
         .registry
         .referrers(&name, &digest, artifact_type, after.as_ref())
         .await?;
+    let permit = call.registry.reserve_buffer(page.index.len()).await?;
     let mut response = (
         [(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)],
-        page.index,
+        held_body(page.index, permit),
     )
         .into_response();
     if artifact_type.is_some() {
