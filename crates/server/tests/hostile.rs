@@ -111,6 +111,59 @@ async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (usize, bool)
     }
 }
 
+/// An HTTP client that opens a connection per request: the server may answer a request
+/// before reading its body and close the connection, which a pooled client would reuse.
+fn unpooled_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// Cross-repository mounts of `digest` from victim/app in a loop, until aborted. They keep
+/// the metadata writer busy, which widens the window between a PATCH's commit being
+/// queued and being applied.
+fn spawn_mounters(berth: &Berth, digest: &str) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|i| {
+            let (url, digest) = (berth.url(), digest.to_owned());
+            tokio::spawn(async move {
+                let http = client();
+                for k in 0.. {
+                    let _ = http
+                        .post(format!(
+                            "{url}/v2/mount/m{i}-{k}/blobs/uploads/?mount={digest}&from=victim/app"
+                        ))
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// Waits until the upload file of `location` holds `len` bytes (the server has read the
+/// whole body and is committing it), then a little longer.
+async fn wait_until_written(data_dir: &Path, location: &str, len: usize) {
+    let id = location.rsplit('/').next().unwrap();
+    let file = data_dir.join("storage/uploads").join(id);
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::metadata(&file).map_or(0, |m| m.len()) < len as u64 {
+            assert!(
+                Instant::now() < deadline,
+                "the PATCH never reached {}",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    })
+    .await
+    .unwrap();
+}
+
 /// A client resets its PATCH of bytes A mid-body (or right after the body), then
 /// PATCHes bytes B over the same range and claims A's digest. Another repository's A
 /// must keep serving A, and every blob in the store must hash to its name.
@@ -119,24 +172,30 @@ async fn a_reset_patch_cannot_poison_another_repositorys_blob() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let berth = Berth::start(&data);
-    let http = client();
+    let http = unpooled_client();
     let a = random_bytes(4 << 20);
     let digest_a = push_blob(&http, &berth, "victim/app", &a).await;
-    for round in 0..12usize {
+    let mounters = spawn_mounters(&berth, &digest_a);
+    for round in 0..24usize {
         let location = start_upload(&http, &berth, &format!("mallory/x{round}")).await;
         let cut = match round % 3 {
             0 => a.len(),
             1 => a.len() / 2 + round * 4099,
             _ => a.len() - 1,
         };
+        // Ready before the reset, so that PATCH B follows it at once.
+        let b = random_bytes(a.len());
         let s = send_partial(
             &berth,
             &patch_head(&berth, &location, 0, a.len()),
             &a[..cut],
         )
         .await;
+        if cut == a.len() {
+            // Reset once the server has all of A, while it commits it.
+            wait_until_written(&data, &location, a.len()).await;
+        }
         reset(s);
-        let b = random_bytes(a.len());
         // The server may refuse B before reading its body (416) and close the
         // connection while it is still being sent.
         let sent = http
@@ -162,6 +221,7 @@ async fn a_reset_patch_cannot_poison_another_repositorys_blob() {
             "round {round}: victim/app serves other bytes under {digest_a}"
         );
     }
+    mounters.iter().for_each(|m| m.abort());
     assert_store_is_sound(&data);
 }
 
@@ -173,8 +233,8 @@ async fn a_reset_completion_cannot_poison_the_published_blob() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let berth = Berth::start(&data);
-    let http = client();
-    for round in 0..6 {
+    let http = unpooled_client();
+    for round in 0..12 {
         let a = random_bytes(8 << 20);
         let digest_a = sha256(&a);
         let location = start_upload(&http, &berth, "cut/complete").await;
@@ -191,13 +251,16 @@ async fn a_reset_completion_cannot_poison_the_published_blob() {
             "PUT {location}{sep}digest={digest_a} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
             berth.addr
         );
+        // Ready before the reset, so that the tail PATCH follows it at once.
+        let tail = random_bytes(1 << 20);
         let s = send_partial(&berth, &head, b"").await;
         if round % 2 == 1 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         reset(s);
-        let tail = random_bytes(1 << 20);
-        let r = http
+        // The server may refuse the tail before reading it (404) and close the
+        // connection while it is still being sent.
+        let sent = http
             .patch(format!("{}{location}", berth.url()))
             .header(
                 "content-range",
@@ -205,13 +268,14 @@ async fn a_reset_completion_cannot_poison_the_published_blob() {
             )
             .body(tail)
             .send()
-            .await
-            .unwrap();
-        assert!(
-            [202, 404].contains(&r.status().as_u16()),
-            "PATCH after the cut completion: {}",
-            r.status()
-        );
+            .await;
+        if let Ok(r) = sent {
+            assert!(
+                [202, 404].contains(&r.status().as_u16()),
+                "PATCH after the cut completion: {}",
+                r.status()
+            );
+        }
         let r = http
             .put(format!("{}{location}?digest={digest_a}", berth.url()))
             .send()
