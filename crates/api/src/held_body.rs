@@ -1,11 +1,10 @@
 //! Response bodies sent from a shared buffer while holding their room in the buffer
-//! budget.
+//! budget (or the shared buffer that holds it).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use berth_app::BufferPermit;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
@@ -13,32 +12,34 @@ use http_body::{Frame, SizeHint};
 /// that reads slowly keeps the body (and its permit) alive until it has read it all.
 const SLICE: usize = 64 << 10;
 
-/// `content`, sent in slices, holding `permit` until the last slice is taken.
-pub fn held_body(content: Bytes, permit: BufferPermit) -> Body {
+/// `content`, sent in slices, holding `room` (its place in the buffer budget) until the
+/// last slice is taken.
+pub fn held_body<R: Send + Sync + Unpin + 'static>(content: Bytes, room: R) -> Body {
     Body::new(HeldBody {
         rest: content,
-        _permit: permit,
+        _room: room,
     })
 }
 
-struct HeldBody {
+struct HeldBody<R> {
     rest: Bytes,
-    _permit: BufferPermit,
+    _room: R,
 }
 
-impl http_body::Body for HeldBody {
+impl<R: Send + Sync + Unpin + 'static> http_body::Body for HeldBody<R> {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.rest.is_empty() {
+        let this = self.get_mut();
+        if this.rest.is_empty() {
             return Poll::Ready(None);
         }
-        let take = self.rest.len().min(SLICE);
-        Poll::Ready(Some(Ok(Frame::data(self.rest.split_to(take)))))
+        let take = this.rest.len().min(SLICE);
+        Poll::Ready(Some(Ok(Frame::data(this.rest.split_to(take)))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -149,22 +149,85 @@ async fn held_until_refused(reg: &TestRegistry, uri: &str, accept: &str) -> usiz
     held
 }
 
-/// Manifest and referrers responses that are not read hold their room in the budget.
+/// Pushes a manifest of about `padding` bytes (its annotation) to `repo:tag`.
+async fn push_padded(reg: &TestRegistry, repo: &str, tag: &str, padding: usize) -> Digest {
+    let config = reg.push_blob(repo, b"{}").await;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": {"mediaType": media_type::OCI_CONFIG, "digest": config.as_str(), "size": 2},
+        "layers": [],
+        "annotations": {"padding": "x".repeat(padding)},
+    }))
+    .unwrap();
+    let r = reg
+        .put_manifest(repo, tag, media_type::OCI_MANIFEST, &manifest)
+        .await;
+    expect_status(&r, 201, "push a padded manifest");
+    sha256(&manifest)
+}
+
+/// Unread responses of one manifest share its buffer, so they hold its room once; each
+/// distinct manifest held holds its own.
 #[tokio::test]
-async fn buffered_bytes_are_limited() {
+async fn unread_responses_of_one_manifest_hold_its_room_once() {
+    use tower::ServiceExt;
     let reg = TestRegistry::with_config(RegistryConfig {
         max_buffered_bytes: 64 << 10,
         overload_wait: Duration::from_millis(50),
         ..RegistryConfig::default()
     });
-    let (digest, manifest) = reg.push_image("p/buffered", "v1", &[b"layer"]).await;
-    let uri = format!("/v2/p/buffered/manifests/{digest}");
-    // The budget counts whole KiB: 64 KiB hold this many unread responses.
-    let held = held_until_refused(&reg, &uri, media_type::OCI_MANIFEST).await;
-    assert_eq!(held, 64 / manifest.len().div_ceil(1024));
+    let mut digests = Vec::new();
+    for (i, tag) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        digests.push(push_padded(&reg, "p/shared", tag, (20 << 10) + i).await);
+    }
+    let get = |digest: &Digest| {
+        http::Request::get(format!("/v2/p/shared/manifests/{digest}"))
+            .header("host", "berth.test")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let mut unread = Vec::new();
+    for _ in 0..500 {
+        let r = reg.router.clone().oneshot(get(&digests[0])).await.unwrap();
+        assert_eq!(r.status(), 200, "unread responses of one manifest");
+        unread.push(r);
+    }
+    for digest in &digests[1..3] {
+        let r = reg.router.clone().oneshot(get(digest)).await.unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "another manifest while 500 responses are unread"
+        );
+        unread.push(r);
+    }
+    // Three 20 KiB buffers are held: a fourth does not fit in 64 KiB.
+    let uri = format!("/v2/p/shared/manifests/{}", digests[3]);
+    expect_too_many(&reg.get(&uri).await, "a fourth manifest past the budget");
+    drop(unread);
+    expect_status(
+        &reg.get(&uri).await,
+        200,
+        "room once the responses are gone",
+    );
+}
+
+/// Referrers pages that are not read hold their room in the budget.
+#[tokio::test]
+async fn unread_referrers_pages_hold_their_room() {
+    let reg = TestRegistry::with_config(RegistryConfig {
+        max_buffered_bytes: 64 << 10,
+        max_manifest_bytes: 4 << 10,
+        overload_wait: Duration::from_millis(50),
+        ..RegistryConfig::default()
+    });
+    let (digest, _) = reg.push_image("p/buffered", "v1", &[b"layer"]).await;
     let uri = format!("/v2/p/buffered/referrers/{digest}");
+    // A page sets its bound (4 KiB) aside while it is built, then holds 1 KiB: the
+    // last three KiB are never enough for another page.
     assert_eq!(
         held_until_refused(&reg, &uri, media_type::OCI_INDEX).await,
-        64
+        61
     );
 }

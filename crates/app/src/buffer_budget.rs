@@ -22,7 +22,19 @@ pub(crate) struct BufferBudget {
 }
 
 /// Room for one buffered body; given back when dropped.
-pub struct BufferPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct BufferPermit(OwnedSemaphorePermit);
+
+impl BufferPermit {
+    /// Gives back the room beyond `bytes`, once a body turned out smaller than the room
+    /// set aside for it.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let keep = bytes.div_ceil(UNIT).max(1);
+        let excess = (self.0.num_permits()).saturating_sub(keep);
+        if excess > 0 {
+            drop(self.0.split(excess));
+        }
+    }
+}
 
 impl BufferBudget {
     /// A budget of `bytes` (at least one KiB).
@@ -58,6 +70,13 @@ mod tests {
         let held = budget.reserve(6 * 1024).await.unwrap();
         assert!(budget.reserve(4 * 1024).await.is_err(), "over the budget");
         drop(held);
+        let mut shrunk = budget.reserve(8 * 1024).await.unwrap();
+        shrunk.shrink_to(1000);
+        let _rest = budget
+            .reserve(7 * 1024)
+            .await
+            .expect("the excess was given back");
+        drop((shrunk, _rest));
         let _big = budget
             .reserve(100 * 1024)
             .await

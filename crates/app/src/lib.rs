@@ -8,6 +8,7 @@ mod clock;
 mod error;
 mod foreign_urls;
 mod locks;
+mod manifest_buffers;
 mod pulls;
 mod registry;
 mod upload_limits;
@@ -18,6 +19,7 @@ pub use buffer_budget::BufferPermit;
 pub use clock::{Clock, SystemClock};
 pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
+pub use manifest_buffers::HeldManifest;
 pub use registry::{
     BlobContent, MountOutcome, PushedManifest, ReferrersPage, Registry, RegistryConfig, TagList,
 };

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use berth_blob::{BlobRead, BlobStore};
 use berth_meta::{
-    Deletion, MetaStore, NewManifest, PullRecord, ReferrerLimit, TagPage, UploadSession,
+    Deletion, MetaStore, NewManifest, PullRecord, ReferrerLimit, StoredManifest, TagPage,
+    UploadSession,
 };
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
@@ -19,6 +20,7 @@ use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::foreign_urls::ForeignUrlPolicy;
 use crate::locks::SessionLocks;
+use crate::manifest_buffers::{HeldManifest, ManifestBuffers};
 use crate::pulls::PendingPulls;
 use crate::upload_limits::UploadLimits;
 
@@ -89,6 +91,8 @@ pub struct Registry {
     pub(crate) limits: UploadLimits,
     /// Bytes buffered bodies may hold.
     buffers: BufferBudget,
+    /// Manifest bytes that responses in flight hold.
+    manifests: ManifestBuffers,
     /// Names this process in the upload sessions it started, so that it knows which
     /// sessions' bytes it wrote and hashed itself (all others are re-hashed at completion).
     pub(crate) instance: i64,
@@ -126,6 +130,8 @@ pub struct PushedManifest {
 pub struct ReferrersPage {
     /// The page as an OCI image index.
     pub index: Bytes,
+    /// Its room in the buffer budget, to hold while it is sent.
+    pub permit: BufferPermit,
     /// The last digest on this page, when more referrers follow: the next page starts
     /// after it.
     pub next_after: Option<Digest>,
@@ -153,6 +159,7 @@ impl Registry {
             clock,
             limits: UploadLimits::new(&config),
             buffers: BufferBudget::new(config.max_buffered_bytes, config.overload_wait),
+            manifests: ManifestBuffers::default(),
             config,
             upload_locks: SessionLocks::default(),
             instance: rand::random_range(1..i64::MAX),
@@ -347,17 +354,36 @@ impl Registry {
         Ok(PushedManifest { digest, subject })
     }
 
-    /// Resolves a manifest by tag or digest and notes the pull.
+    /// Resolves a manifest by tag or digest, holds its bytes for the response and notes
+    /// the pull.
+    ///
+    /// The bytes are shared with every other response sending the same manifest, and
+    /// their room in the buffer budget is set aside, by the size the row records, before
+    /// they are read: a request waiting for room holds no copy.
     pub async fn get_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
-    ) -> Result<berth_meta::StoredManifest, RegistryError> {
-        let manifest = self
-            .meta
-            .manifest(repository, reference)
-            .await?
-            .ok_or(RegistryError::ManifestUnknown)?;
+    ) -> Result<(StoredManifest, HeldManifest), RegistryError> {
+        let manifest = self.stat_manifest(repository, reference).await?;
+        let held = match self.manifests.get(&manifest.digest) {
+            Some(held) => held,
+            None => {
+                let permit = self.buffers.reserve(manifest.size as usize).await?;
+                match self.manifests.get(&manifest.digest) {
+                    // Loaded by another request while this one waited for room.
+                    Some(held) => held,
+                    None => {
+                        let content = self
+                            .meta
+                            .manifest_content(repository, &manifest.digest)
+                            .await?
+                            .ok_or(RegistryError::ManifestUnknown)?;
+                        self.manifests.insert(&manifest.digest, content, permit)
+                    }
+                }
+            }
+        };
         self.pulls.note(PullRecord {
             repository: repository.clone(),
             digest: manifest.digest.clone(),
@@ -366,7 +392,7 @@ impl Registry {
                 Reference::Digest(_) => None,
             },
         });
-        Ok(manifest)
+        Ok((manifest, held))
     }
 
     /// Resolves a manifest without counting a pull (`HEAD`).
@@ -374,7 +400,7 @@ impl Registry {
         &self,
         repository: &RepositoryName,
         reference: &Reference,
-    ) -> Result<berth_meta::StoredManifest, RegistryError> {
+    ) -> Result<StoredManifest, RegistryError> {
         self.meta
             .manifest(repository, reference)
             .await?
@@ -424,6 +450,12 @@ impl Registry {
                 .max_manifest_bytes
                 .saturating_sub(REFERRERS_INDEX_OVERHEAD),
         };
+        // The page is bounded by `max_manifest_bytes`; that much room is set aside before
+        // its rows are read, and what the page does not use is given back.
+        let mut permit = self
+            .buffers
+            .reserve(self.config.max_manifest_bytes as usize)
+            .await?;
         let page = self
             .meta
             .referrers(repository, subject, artifact_type, after, limit)
@@ -451,8 +483,10 @@ impl Registry {
         };
         let index =
             serde_json::to_vec(&index).map_err(|e| RegistryError::Internal(e.to_string()))?;
+        permit.shrink_to(index.len());
         Ok(ReferrersPage {
             index: Bytes::from(index),
+            permit,
             next_after,
         })
     }

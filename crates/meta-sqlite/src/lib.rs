@@ -35,6 +35,7 @@ use berth_meta::{
     UploadSession, UploadStore, UploadUsage,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
+use bytes::Bytes;
 
 use crate::manifest_cache::ManifestCache;
 use crate::readers::Readers;
@@ -209,22 +210,25 @@ impl ManifestStore for SqliteMetaStore {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, MetaError> {
+        self.readers
+            .with(|c| queries::manifest_row(c, repository.as_str(), reference))
+    }
+
+    async fn manifest_content(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Bytes>, MetaError> {
         self.readers.with(|c| {
-            let Some((digest, media_type, id)) =
-                queries::manifest_row(c, repository.as_str(), reference)?
-            else {
+            // The cache is keyed by digest alone, so the repository must hold the manifest.
+            let Some(id) = queries::manifest_id(c, repository.as_str(), digest.as_str())? else {
                 return Ok(None);
             };
-            let content = match self.manifest_cache.get(digest.as_str()) {
+            Ok(Some(match self.manifest_cache.get(digest.as_str()) {
                 Some(content) => content,
                 None => self
                     .manifest_cache
                     .insert(digest.as_str(), queries::manifest_content(c, id)?),
-            };
-            Ok(Some(StoredManifest {
-                digest,
-                media_type,
-                content,
             }))
         })
     }

@@ -2,7 +2,7 @@
 
 use berth_meta::{
     Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit,
-    ReferrerPage, TagPage, UploadSession, UploadUsage,
+    ReferrerPage, StoredManifest, TagPage, UploadSession, UploadUsage,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -398,12 +398,18 @@ pub fn manifest_row(
     c: &Connection,
     repository: &str,
     reference: &Reference,
-) -> rusqlite::Result<Option<(Digest, String, i64)>> {
-    let row = |r: &rusqlite::Row<'_>| Ok((digest_col(r.get(0)?)?, r.get(1)?, r.get(2)?));
+) -> rusqlite::Result<Option<StoredManifest>> {
+    let row = |r: &rusqlite::Row<'_>| {
+        Ok(StoredManifest {
+            digest: digest_col(r.get(0)?)?,
+            media_type: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+        })
+    };
     match reference {
         Reference::Tag(tag) => c
             .prepare_cached(
-                "SELECT m.digest, m.media_type, m.id FROM repositories r
+                "SELECT m.digest, m.media_type, m.size FROM repositories r
                  JOIN tags t ON t.repository_id = r.id
                  JOIN manifests m ON m.id = t.manifest_id
                  WHERE r.name = ?1 AND t.name = ?2",
@@ -412,13 +418,27 @@ pub fn manifest_row(
             .optional(),
         Reference::Digest(digest) => c
             .prepare_cached(
-                "SELECT m.digest, m.media_type, m.id FROM repositories r
+                "SELECT m.digest, m.media_type, m.size FROM repositories r
                  JOIN manifests m ON m.repository_id = r.id
                  WHERE r.name = ?1 AND m.digest = ?2",
             )?
             .query_row([repository, digest.as_str()], row)
             .optional(),
     }
+}
+
+/// The row id of manifest `digest` in `repository`.
+pub fn manifest_id(
+    c: &Connection,
+    repository: &str,
+    digest: &str,
+) -> rusqlite::Result<Option<i64>> {
+    c.prepare_cached(
+        "SELECT m.id FROM repositories r JOIN manifests m ON m.repository_id = r.id
+         WHERE r.name = ?1 AND m.digest = ?2",
+    )?
+    .query_row([repository, digest], |r| r.get(0))
+    .optional()
 }
 
 /// The stored bytes of the manifest row `id`.

@@ -95,9 +95,16 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     store.put_manifest(&m).await.unwrap();
     let by_tag = Reference::Tag(Tag::parse("latest").unwrap());
     let got = store.manifest(&r, &by_tag).await.unwrap().unwrap();
+    assert_eq!((got.digest.clone(), got.size), (digest("m1"), 2));
+    let content = store.manifest_content(&r, &got.digest).await.unwrap();
+    assert_eq!(content.as_deref(), Some(&b"m1"[..]));
     assert_eq!(
-        (got.digest.clone(), &got.content[..]),
-        (digest("m1"), &b"m1"[..])
+        store
+            .manifest_content(&repo("p2/other"), &got.digest)
+            .await
+            .unwrap(),
+        None,
+        "content is read through the repository"
     );
     let by_digest = Reference::Digest(digest("m1"));
     assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());

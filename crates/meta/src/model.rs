@@ -67,15 +67,16 @@ pub struct NewManifest {
     pub pushed_at: i64,
 }
 
-/// A manifest as stored.
-#[derive(Debug, Clone)]
+/// A manifest as stored, without its bytes (see `ManifestStore::manifest_content`), so
+/// that a caller can set room aside for them before it reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredManifest {
     /// Content digest.
     pub digest: Digest,
     /// Media type it was pushed with.
     pub media_type: String,
-    /// Exact bytes as pushed.
-    pub content: Bytes,
+    /// Length of its bytes.
+    pub size: u64,
 }
 
 /// A manifest that refers to a subject, as listed by the referrers API.

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
+use bytes::Bytes;
 
 use crate::model::{
     NewManifest, PullRecord, ReferrerLimit, ReferrerPage, StoredManifest, TagPage, UploadSession,
@@ -158,6 +159,13 @@ pub trait ManifestStore: Send + Sync {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, MetaError>;
+    /// The exact bytes of manifest `digest` in `repository`, or `None` when it is not
+    /// there (any more).
+    async fn manifest_content(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Bytes>, MetaError>;
     /// Deletes a manifest and every tag pointing at it, unless an index of the repository
     /// lists it as a child, checked in the same transaction as the delete. Manifests whose
     /// `subject` it is do not hold it: referrers may exist without their subject.

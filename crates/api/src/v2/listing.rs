@@ -26,13 +26,21 @@ fn page_size(call: &Call<'_>) -> Result<Option<u32>, ApiError> {
 
 /// Sends a listing, holding its room in the buffer budget, with
 /// `Link: <path?last=..&n=..>; rel="next"` when more names follow.
+///
+/// The room is set aside before the body is written: names need no escaping in JSON
+/// (their grammars allow no quote, backslash or control character), so each takes its
+/// length plus its quotes and comma.
 async fn paged(
     registry: &Registry,
-    body: Vec<u8>,
     list: &TagList,
     path: &str,
+    serialize: impl FnOnce(&[String]) -> Vec<u8>,
 ) -> Result<Response, ApiError> {
-    let permit = registry.reserve_buffer(body.len()).await?;
+    let names = list.page.names();
+    let estimate = names.iter().map(|n| n.len() + 3).sum::<usize>() + path.len() + 64;
+    let mut permit = registry.reserve_buffer(estimate).await?;
+    let body = serialize(names);
+    permit.shrink_to(body.len());
     let mut response = (
         [(header::CONTENT_TYPE, "application/json")],
         held_body(body.into(), permit),
@@ -66,23 +74,25 @@ struct Tags<'a> {
 pub async fn catalog(call: Call<'_>) -> Result<Response, ApiError> {
     let n = page_size(&call)?;
     let list = call.registry.catalog(call.query.get("last"), n).await?;
-    let body = serde_json::to_vec(&Catalog {
-        repositories: list.page.names(),
+    paged(call.registry, &list, "/v2/_catalog", |repositories| {
+        serde_json::to_vec(&Catalog { repositories }).expect("serializable")
     })
-    .expect("serializable");
-    paged(call.registry, body, &list, "/v2/_catalog").await
+    .await
 }
 
 /// `GET /v2/<name>/tags/list?n=&last=`
 pub async fn tags(call: Call<'_>, name: RepositoryName) -> Result<Response, ApiError> {
     let n = page_size(&call)?;
     let list = call.registry.tags(&name, call.query.get("last"), n).await?;
-    let body = serde_json::to_vec(&Tags {
-        name: name.as_str(),
-        tags: list.page.names(),
+    let path = format!("/v2/{name}/tags/list");
+    paged(call.registry, &list, &path, |tags| {
+        serde_json::to_vec(&Tags {
+            name: name.as_str(),
+            tags,
+        })
+        .expect("serializable")
     })
-    .expect("serializable");
-    paged(call.registry, body, &list, &format!("/v2/{name}/tags/list")).await
+    .await
 }
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=&last=`
@@ -103,10 +113,9 @@ pub async fn referrers(
         .registry
         .referrers(&name, &digest, artifact_type, after.as_ref())
         .await?;
-    let permit = call.registry.reserve_buffer(page.index.len()).await?;
     let mut response = (
         [(header::CONTENT_TYPE, berth_oci::media_type::OCI_INDEX)],
-        held_body(page.index, permit),
+        held_body(page.index, page.permit),
     )
         .into_response();
     if artifact_type.is_some() {

@@ -26,18 +26,15 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let reference = parse_reference(reference, false)?;
     let head = call.method == Method::HEAD;
-    let manifest = if head {
-        call.registry.stat_manifest(&name, &reference).await?
+    let (manifest, body) = if head {
+        let manifest = call.registry.stat_manifest(&name, &reference).await?;
+        (manifest, Body::empty())
     } else {
-        call.registry.get_manifest(&name, &reference).await?
+        let (manifest, held) = call.registry.get_manifest(&name, &reference).await?;
+        let body = held_body(held.content().clone(), held);
+        (manifest, body)
     };
-    let len = manifest.content.len();
-    let body = if head {
-        Body::empty()
-    } else {
-        let permit = call.registry.reserve_buffer(len).await?;
-        held_body(manifest.content, permit)
-    };
+    let len = manifest.size;
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
