@@ -95,9 +95,6 @@ impl From<BlobError> for RegistryError {
         match e {
             BlobError::NotFound => RegistryError::BlobUnknown,
             BlobError::UploadTruncated => RegistryError::UploadLost,
-            BlobError::DigestMismatch(d) => {
-                RegistryError::DigestInvalid(format!("content hashes to {d}"))
-            }
             e @ BlobError::SyncFailed(_) => RegistryError::Internal(e.to_string()),
             BlobError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body: {e}")),
             BlobError::TooLarge => RegistryError::TooLarge("blob exceeds the allowed size".into()),

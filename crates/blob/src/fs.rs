@@ -12,15 +12,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use berth_oci::{ByteRange, Digest, ResumableHasher, UploadId};
+use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::buffer_pool::BufferPool;
 use crate::file_chunks::FileChunks;
-use crate::port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed, Verification,
-};
+use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
 use crate::write_batch::WriteBatcher;
 
 /// Bytes gathered from the body before they are handed to the writer thread.
@@ -213,8 +211,7 @@ impl WritePipeline {
 }
 
 /// Hashes the first `len` bytes of `file` with `algorithm`.
-fn hash_file(file: &mut File, len: u64, algorithm: berth_oci::Algorithm) -> io::Result<Digest> {
-    file.seek(SeekFrom::Start(0))?;
+fn hash_file(file: &mut File, len: u64, algorithm: Algorithm) -> io::Result<Digest> {
     let mut hasher = ResumableHasher::new(algorithm);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut left = len;
@@ -437,20 +434,34 @@ impl BlobStore for FsBlobStore {
         })
     }
 
+    async fn hash_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        algorithm: Algorithm,
+    ) -> Result<Digest, BlobError> {
+        let path = self.upload_path(id);
+        blocking(move || {
+            let mut file = File::open(path).map_err(not_found_as)?;
+            if file.metadata()?.len() < len {
+                return Err(BlobError::UploadTruncated);
+            }
+            Ok(hash_file(&mut file, len, algorithm)?)
+        })
+        .await
+    }
+
     async fn commit_upload(
         &self,
         id: &UploadId,
         len: u64,
         digest: &Digest,
-        verification: Verification,
     ) -> Result<Committed, BlobError> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
         let root = self.root.clone();
-        let digest = digest.clone();
         blocking(move || {
-            let mut file = OpenOptions::new()
-                .read(true)
+            let file = OpenOptions::new()
                 .write(true)
                 .open(&from)
                 .map_err(not_found_as)?;
@@ -460,12 +471,6 @@ impl BlobStore for FsBlobStore {
             }
             if at_rest > len {
                 file.set_len(len)?;
-            }
-            if verification == Verification::Rehash {
-                let computed = hash_file(&mut file, len, digest.algorithm())?;
-                if computed != digest {
-                    return Err(BlobError::DigestMismatch(computed));
-                }
             }
             let dir = to.parent().expect("blob paths have a parent");
             create_dirs_durably(&root, dir)?;

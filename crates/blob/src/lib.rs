@@ -12,9 +12,7 @@ mod port;
 mod write_batch;
 
 pub use fs::FsBlobStore;
-pub use port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed, Verification,
-};
+pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
 
 #[cfg(test)]
 mod conformance;

@@ -157,6 +157,20 @@ impl UploadStore for SqliteMetaStore {
             .await
     }
 
+    async fn record_upload_digest(
+        &self,
+        id: &UploadId,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<bool, MetaError> {
+        let (id, digest) = (id.clone(), digest.clone());
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                queries::record_upload_digest(c, id.as_str(), size, digest.as_str())
+            })
+            .await
+    }
+
     async fn complete_upload(
         &self,
         id: &UploadId,

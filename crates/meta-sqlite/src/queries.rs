@@ -182,8 +182,9 @@ pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<Del
 pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError> {
     c.prepare_cached(
         "INSERT INTO uploads
-             (id, repository, algorithm, offset, hash_state, verified_by, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (id, repository, algorithm, offset, hash_state, verified_by, verified_digest,
+              created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -193,6 +194,7 @@ pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError>
             s.offset as i64,
             s.hash_state,
             s.verified_by,
+            s.verified_digest.as_ref().map(Digest::as_str),
             s.created_at,
             s.updated_at
         ])
@@ -203,7 +205,8 @@ pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError>
 
 pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession>> {
     c.prepare_cached(
-        "SELECT id, repository, algorithm, offset, hash_state, verified_by, created_at, updated_at
+        "SELECT id, repository, algorithm, offset, hash_state, verified_by, verified_digest,
+                created_at, updated_at
          FROM uploads WHERE id = ?1",
     )?
     .query_row([id], |r| {
@@ -221,8 +224,9 @@ pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession
             offset: offset as u64,
             hash_state: r.get(4)?,
             verified_by: r.get(5)?,
-            created_at: r.get(6)?,
-            updated_at: r.get(7)?,
+            verified_digest: r.get::<_, Option<String>>(6)?.map(digest_col).transpose()?,
+            created_at: r.get(7)?,
+            updated_at: r.get(8)?,
         })
     })
     .optional()
@@ -237,11 +241,24 @@ pub fn advance_upload(
     now: i64,
 ) -> Result<bool, MetaError> {
     c.prepare_cached(
-        "UPDATE uploads SET offset = ?3, hash_state = ?4, updated_at = ?5 WHERE id = ?1 AND offset = ?2",
+        "UPDATE uploads SET offset = ?3, hash_state = ?4, verified_digest = NULL, updated_at = ?5
+         WHERE id = ?1 AND offset = ?2",
     )
     .and_then(|mut s| s.execute(params![id, from as i64, to as i64, state, now]))
     .map(|n| n == 1)
     .map_err(db_err)
+}
+
+pub fn record_upload_digest(
+    c: &Connection,
+    id: &str,
+    size: u64,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    c.prepare_cached("UPDATE uploads SET verified_digest = ?3 WHERE id = ?1 AND offset = ?2")
+        .and_then(|mut s| s.execute(params![id, size as i64, digest]))
+        .map(|n| n == 1)
+        .map_err(db_err)
 }
 
 pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {

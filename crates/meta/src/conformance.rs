@@ -502,6 +502,7 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         offset: 0,
         hash_state: vec![1, 2],
         verified_by: Some(77),
+        verified_digest: None,
         created_at: 10,
         updated_at: 10,
     };
@@ -512,12 +513,28 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         (usage.sessions, usage.sessions_in_repository, usage.bytes),
         (1, 1, 0)
     );
+    // A digest is recorded for the bytes at the session's offset only, and an advance
+    // clears it.
+    let hashed = digest("hashed at rest");
+    assert!(!store.record_upload_digest(&id, 3, &hashed).await.unwrap());
+    assert!(store.record_upload_digest(&id, 0, &hashed).await.unwrap());
+    let recorded = store.upload(&id).await.unwrap().unwrap();
+    assert_eq!(recorded.verified_digest.as_ref(), Some(&hashed));
+    assert_eq!(recorded.updated_at, 10, "recording is not progress");
     assert!(store.advance_upload(&id, 0, 5, &[3], 20).await.unwrap());
     assert!(!store.advance_upload(&id, 0, 9, &[4], 21).await.unwrap());
     let now = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(
         (now.offset, now.hash_state.as_slice(), now.updated_at),
         (5, &[3u8][..], 20)
+    );
+    assert_eq!(now.verified_digest, None, "cleared by the advance");
+    let unknown = UploadId::from_random([10; 16]);
+    assert!(
+        !store
+            .record_upload_digest(&unknown, 0, &hashed)
+            .await
+            .unwrap()
     );
     assert_eq!(store.stale_uploads(21).await.unwrap(), vec![id.clone()]);
     let usage = store.upload_usage(Some(&repo("p5/other"))).await.unwrap();

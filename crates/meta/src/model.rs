@@ -22,6 +22,10 @@ pub struct UploadSession {
     /// The process instance that wrote and hashed every byte so far, if one did; any
     /// other process re-hashes the bytes at rest before publishing them.
     pub verified_by: Option<i64>,
+    /// The digest the first `offset` bytes were found to hash to when they were hashed
+    /// again at rest, just before being published; a retried completion that finds the
+    /// bytes already published may trust it. Cleared when the session advances.
+    pub verified_digest: Option<Digest>,
     /// When the session was opened.
     pub created_at: i64,
     /// When bytes were last acknowledged.

@@ -112,7 +112,8 @@ pub trait UploadStore: Send + Sync {
     /// Looks a session up.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError>;
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
-    /// still at `from`; returns whether it moved.
+    /// still at `from`; returns whether it moved. A recorded digest no longer holds for
+    /// the new bytes and is cleared.
     ///
     /// The move survives a crash of the process but need not survive a power loss: the
     /// appended bytes themselves are only flushed when the upload completes, so after a
@@ -125,6 +126,18 @@ pub trait UploadStore: Send + Sync {
         to: u64,
         hash_state: &[u8],
         now: i64,
+    ) -> Result<bool, MetaError>;
+    /// Records that the session's first `size` bytes, as stored, hash to `digest`, if the
+    /// session is still at `size`; returns whether it was recorded. Set before the bytes
+    /// are published, so that a completion cut after publishing them can be finished by
+    /// a retry, which then finds the bytes gone from the upload area. Like
+    /// [`UploadStore::advance_upload`], this survives a crash of the process but need
+    /// not survive a power loss (the client then starts the upload again).
+    async fn record_upload_digest(
+        &self,
+        id: &UploadId,
+        size: u64,
+        digest: &Digest,
     ) -> Result<bool, MetaError>;
     /// Finishes a session whose bytes were committed as `digest`: links the blob to the
     /// repository and ends the session, in one durable transaction.

@@ -104,6 +104,15 @@ impl UploadStore for FaultyMeta {
             .await
     }
 
+    async fn record_upload_digest(
+        &self,
+        id: &UploadId,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<bool, MetaError> {
+        self.inner.record_upload_digest(id, size, digest).await
+    }
+
     async fn complete_upload(
         &self,
         id: &UploadId,
