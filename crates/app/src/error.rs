@@ -1,7 +1,7 @@
 //! The application's error kinds; the HTTP layer maps each to one status and error code.
 
 use berth_blob::BlobError;
-use berth_meta::{MetaError, PutManifestError};
+use berth_meta::{CreateUploadError, MetaError, PutManifestError};
 use berth_oci::Digest;
 
 /// Why a registry operation failed.
@@ -99,6 +99,18 @@ impl From<BlobError> for RegistryError {
             BlobError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body: {e}")),
             BlobError::TooLarge => RegistryError::TooLarge("blob exceeds the allowed size".into()),
             BlobError::Io(e) => RegistryError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<CreateUploadError> for RegistryError {
+    fn from(e: CreateUploadError) -> Self {
+        match e {
+            e @ (CreateUploadError::TooManySessions { .. }
+            | CreateUploadError::TooManyInRepository { .. }) => {
+                RegistryError::TooManyRequests(e.to_string())
+            }
+            CreateUploadError::Meta(e) => e.into(),
         }
     }
 }

@@ -33,13 +33,9 @@ impl Registry {
         repository: &RepositoryName,
         algorithm: Algorithm,
     ) -> Result<UploadSession, RegistryError> {
-        self.limits
-            .check_new_session(&self.meta.upload_usage(Some(repository)).await?)?;
-        let id = UploadId::from_random(rand::random());
-        self.blobs.create_upload(&id).await?;
         let now = self.clock.now_ms();
         let session = UploadSession {
-            id,
+            id: UploadId::from_random(rand::random()),
             repository: repository.clone(),
             algorithm,
             offset: 0,
@@ -49,8 +45,13 @@ impl Registry {
             created_at: now,
             updated_at: now,
         };
-        if let Err(e) = self.meta.create_upload(&session).await {
-            let _ = self.blobs.delete_upload(&session.id).await;
+        // The store checks the limits on open sessions as it records this one, so a
+        // refused session never touches the blob store.
+        self.meta
+            .create_upload(&session, self.limits.sessions())
+            .await?;
+        if let Err(e) = self.blobs.create_upload(&session.id).await {
+            let _ = self.meta.delete_upload(&session.id).await;
             return Err(e.into());
         }
         Ok(session)
@@ -435,8 +436,8 @@ impl Registry {
             ));
         }
         let _slot = self.limits.body_slot().await?;
-        let usage = self.meta.upload_usage(None).await?;
-        let reservation = self.limits.reserve_bytes(usage.bytes, expected)?;
+        let stored = self.meta.upload_bytes().await?;
+        let reservation = self.limits.reserve_bytes(stored, expected)?;
         let limit = [expected, Some(room), reservation.room()]
             .into_iter()
             .flatten()

@@ -1,8 +1,8 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
 use berth_meta::{
-    Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit,
-    ReferrerPage, TagPage, UploadSession, UploadUsage,
+    CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
+    ReferrerLimit, ReferrerPage, SessionLimits, TagPage, UploadSession,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -179,7 +179,29 @@ pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<Del
     Ok(Deletion::Deleted)
 }
 
-pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError> {
+/// Counts the open sessions and inserts the new one in the caller's transaction, so no
+/// other creation can slip between the count and the insert.
+pub fn create_upload(
+    c: &Connection,
+    s: &UploadSession,
+    limits: SessionLimits,
+) -> Result<(), CreateUploadError> {
+    let open: i64 = c
+        .prepare_cached("SELECT count(*) FROM uploads")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(db_err)?;
+    if open as u64 >= limits.total {
+        return Err(CreateUploadError::TooManySessions { open: open as u64 });
+    }
+    let in_repository: i64 = c
+        .prepare_cached("SELECT count(*) FROM uploads WHERE repository = ?1")
+        .and_then(|mut st| st.query_row([s.repository.as_str()], |r| r.get(0)))
+        .map_err(db_err)?;
+    if in_repository as u64 >= limits.per_repository {
+        return Err(CreateUploadError::TooManyInRepository {
+            open: in_repository as u64,
+        });
+    }
     c.prepare_cached(
         "INSERT INTO uploads
              (id, repository, algorithm, offset, hash_state, verified_by, verified_digest,
@@ -199,8 +221,8 @@ pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError>
             s.updated_at
         ])
     })
-    .map(|_| ())
-    .map_err(db_err)
+    .map_err(db_err)?;
+    Ok(())
 }
 
 pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession>> {
@@ -268,21 +290,9 @@ pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {
         .map_err(db_err)
 }
 
-pub fn upload_usage(c: &Connection, repository: &str) -> rusqlite::Result<UploadUsage> {
-    c.prepare_cached(
-        "SELECT count(*), coalesce(sum(offset), 0),
-                (SELECT count(*) FROM uploads WHERE repository = ?1)
-         FROM uploads",
-    )
-    .and_then(|mut s| {
-        s.query_row([repository], |r| {
-            Ok(UploadUsage {
-                sessions: r.get::<_, i64>(0)? as u64,
-                bytes: r.get::<_, i64>(1)? as u64,
-                sessions_in_repository: r.get::<_, i64>(2)? as u64,
-            })
-        })
-    })
+pub fn upload_bytes(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT coalesce(sum(offset), 0) FROM uploads")?
+        .query_row([], |r| Ok(r.get::<_, i64>(0)? as u64))
 }
 
 pub fn stale_uploads(c: &Connection, before: i64) -> rusqlite::Result<Vec<UploadId>> {

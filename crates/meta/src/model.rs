@@ -32,15 +32,13 @@ pub struct UploadSession {
     pub updated_at: i64,
 }
 
-/// How much upload work is open, for the limits on it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UploadUsage {
-    /// Open sessions in the whole registry.
-    pub sessions: u64,
-    /// Open sessions in the repository asked about (0 when none was named).
-    pub sessions_in_repository: u64,
-    /// Bytes held by all open sessions.
-    pub bytes: u64,
+/// The most upload sessions that may be open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// In the whole registry.
+    pub total: u64,
+    /// In one repository.
+    pub per_repository: u64,
 }
 
 /// A validated manifest ready to be committed, with everything it references.

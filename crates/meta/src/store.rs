@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
 use crate::model::{
-    NewManifest, PullRecord, ReferrerLimit, ReferrerPage, StoredManifest, TagPage, UploadSession,
-    UploadUsage,
+    NewManifest, PullRecord, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage,
+    UploadSession,
 };
 
 /// A failure of the metadata backend itself.
@@ -48,6 +48,26 @@ pub enum PutManifestError {
     MediaTypeConflict {
         /// The media type it is stored and served with.
         stored: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// Why an upload session was not opened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CreateUploadError {
+    /// The registry already has as many open sessions as its limit allows.
+    #[error("{open} uploads are in progress, the most allowed")]
+    TooManySessions {
+        /// Sessions open in the registry.
+        open: u64,
+    },
+    /// The repository already has as many open sessions as its limit allows.
+    #[error("{open} uploads are in progress in this repository, the most allowed")]
+    TooManyInRepository {
+        /// Sessions open in the repository.
+        open: u64,
     },
     /// The backend failed.
     #[error(transparent)]
@@ -105,10 +125,17 @@ pub trait BlobLinkStore: Send + Sync {
 /// Upload sessions.
 #[async_trait]
 pub trait UploadStore: Send + Sync {
-    /// Records a new session. Like [`UploadStore::advance_upload`], this survives a crash
-    /// of the process but need not survive a power loss: a client whose session was lost
-    /// gets `BLOB_UPLOAD_UNKNOWN` and starts again; no acknowledged push depends on it.
-    async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError>;
+    /// Records a new session unless the registry or its repository already has as many
+    /// open sessions as `limits` allow; the count and the insert are one atomic step, so
+    /// concurrent creations never open more than the limits. Like
+    /// [`UploadStore::advance_upload`], this survives a crash of the process but need not
+    /// survive a power loss: a client whose session was lost gets `BLOB_UPLOAD_UNKNOWN`
+    /// and starts again; no acknowledged push depends on it.
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        limits: SessionLimits,
+    ) -> Result<(), CreateUploadError>;
     /// Looks a session up.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError>;
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
@@ -153,11 +180,8 @@ pub trait UploadStore: Send + Sync {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
     /// Sessions not written to since `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError>;
-    /// Open sessions and their bytes, in all and in `repository` when named.
-    async fn upload_usage(
-        &self,
-        repository: Option<&RepositoryName>,
-    ) -> Result<UploadUsage, MetaError>;
+    /// Bytes held by all open sessions, for the limit on them.
+    async fn upload_bytes(&self) -> Result<u64, MetaError>;
 }
 
 /// Manifests, tags and referrers.

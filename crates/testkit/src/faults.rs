@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use berth_meta::{
-    BlobLinkStore, Deletion, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord,
-    PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, StoredManifest, TagPage,
-    UploadSession, UploadStore, UploadUsage,
+    BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore, NewManifest,
+    PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
+    StoredManifest, TagPage, UploadSession, UploadStore,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 
@@ -83,8 +83,12 @@ impl BlobLinkStore for FaultyMeta {
 
 #[async_trait]
 impl UploadStore for FaultyMeta {
-    async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError> {
-        self.inner.create_upload(session).await
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        limits: SessionLimits,
+    ) -> Result<(), CreateUploadError> {
+        self.inner.create_upload(session, limits).await
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError> {
@@ -139,11 +143,8 @@ impl UploadStore for FaultyMeta {
         self.inner.stale_uploads(before).await
     }
 
-    async fn upload_usage(
-        &self,
-        repository: Option<&RepositoryName>,
-    ) -> Result<UploadUsage, MetaError> {
-        self.inner.upload_usage(repository).await
+    async fn upload_bytes(&self) -> Result<u64, MetaError> {
+        self.inner.upload_bytes().await
     }
 }
 
