@@ -492,8 +492,9 @@ pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, M
 
 /// One page of referrers in digest order, after `after` (`""` for the first page).
 ///
-/// Rows are read one at a time, so a page stops at its byte budget without loading the
-/// rows past it.
+/// Each form of the query (with or without an artifact type) walks an index of its own in
+/// digest order, and rows are read one at a time, so a page stops at its byte budget
+/// without loading the rows past it.
 pub fn referrers(
     c: &Connection,
     repository: &str,
@@ -502,14 +503,11 @@ pub fn referrers(
     after: &str,
     limit: ReferrerLimit,
 ) -> rusqlite::Result<ReferrerPage> {
-    let mut stmt = c.prepare_cached(
-        "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
-         FROM repositories r JOIN manifests m ON m.repository_id = r.id
-         WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)
-           AND m.digest > ?4
-         ORDER BY m.digest
-         LIMIT ?5",
-    )?;
+    let sql = match artifact_type {
+        Some(_) => REFERRERS_OF_TYPE,
+        None => REFERRERS,
+    };
+    let mut stmt = c.prepare_cached(sql)?;
     let mut rows = stmt.query(params![
         repository,
         subject,
@@ -541,6 +539,25 @@ pub fn referrers(
     }
     Ok(page)
 }
+
+/// A page of all the referrers of a subject; it walks `manifests_subject` (migration
+/// 0005). The parameters are numbered as in [`REFERRERS_OF_TYPE`], whose `?3`, the
+/// artifact type, this one does not use.
+pub(crate) const REFERRERS: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+     FROM repositories r JOIN manifests m ON m.repository_id = r.id
+     WHERE r.name = ?1 AND m.subject = ?2 AND m.digest > ?4
+     ORDER BY m.digest
+     LIMIT ?5";
+
+/// A page of the referrers of a subject with one artifact type; it walks
+/// `manifests_subject_type` (migration 0007), so it reads no referrer of another type.
+pub(crate) const REFERRERS_OF_TYPE: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+     FROM repositories r JOIN manifests m ON m.repository_id = r.id
+     WHERE r.name = ?1 AND m.subject = ?2 AND m.artifact_type = ?3 AND m.digest > ?4
+     ORDER BY m.digest
+     LIMIT ?5";
 
 pub fn record_pulls(c: &Connection, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
     let mut artifact = c
