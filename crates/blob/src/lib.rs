@@ -6,6 +6,7 @@
 //! made durable; readers never see a partial blob.
 
 mod buffer_pool;
+mod durable_dirs;
 mod file_chunks;
 mod fs;
 mod port;
