@@ -51,6 +51,48 @@ async fn open_sessions_are_limited_per_repository_and_in_all() {
     reg.push_blob("p/a", b"whole").await;
 }
 
+/// Concurrent POSTs never open more sessions than allowed, in all or in one repository,
+/// and the refused ones leave no upload bytes behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_posts_never_open_more_sessions_than_allowed() {
+    let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
+        max_upload_sessions: 6,
+        max_upload_sessions_per_repository: 4,
+        ..RegistryConfig::default()
+    }));
+    let posts: Vec<_> = (0..64)
+        .map(|i| {
+            let reg = reg.clone();
+            let repo = if i % 2 == 0 { "p/even" } else { "p/odd" };
+            tokio::spawn(async move { (repo, post_upload(&reg, repo).await) })
+        })
+        .collect();
+    let (mut even, mut odd) = (0, 0);
+    for post in posts {
+        let (repo, r) = post.await.unwrap();
+        if r.status == StatusCode::ACCEPTED {
+            *if repo == "p/even" {
+                &mut even
+            } else {
+                &mut odd
+            } += 1;
+        } else {
+            expect_too_many(&r, "a POST past a limit");
+        }
+    }
+    assert!(
+        even <= 4 && odd <= 4,
+        "{even} and {odd} sessions per repository"
+    );
+    assert_eq!(even + odd, 6, "sessions in all");
+    let uploads = reg.dir.path().join("storage/uploads");
+    assert_eq!(
+        std::fs::read_dir(uploads).unwrap().count(),
+        6,
+        "upload files"
+    );
+}
+
 #[tokio::test]
 async fn bytes_in_open_uploads_are_limited() {
     let reg = TestRegistry::with_config(RegistryConfig {

@@ -489,6 +489,86 @@ async fn a_sha512_digest_completes_a_session_opened_for_sha256() {
     expect_blob(&reg, "sha512/put", &digest, &data, "POST+PUT sha512").await;
 }
 
+/// A completion cut after publishing the bytes but before linking them (a crash, a full
+/// disk) is finished by the retried `PUT`, whether the stored hash state vouched for the
+/// bytes (sha256) or they were hashed again at rest (sha512 on a sha256 session, whose
+/// upload file is gone by the time of the retry).
+#[tokio::test]
+async fn a_completion_cut_before_linking_is_finished_by_the_retry() {
+    let reg = TestRegistry::new();
+    let data = pattern(300_000);
+    for digest in [sha256(&data), sha512(&data)] {
+        let repo = format!("cut/{}", digest.algorithm().as_str());
+        let location = start_upload(&reg, &repo).await;
+        expect_status(
+            &patch(&reg, &location, Some("0-299999"), &data).await,
+            202,
+            "PATCH",
+        );
+        reg.faults.cut_completions(1);
+        let r = put_upload(&reg, &location, digest.as_str(), None, b"").await;
+        expect_status(&r, 500, "the cut completion");
+        expect_no_blob(&reg, &repo, &digest, "published but not linked").await;
+        let r = put_upload(&reg, &location, digest.as_str(), None, b"").await;
+        expect_status(&r, 201, &format!("the retry with {digest}"));
+        expect_blob(&reg, &repo, &digest, &data, "after the retry").await;
+        check_upload_is_unknown(&reg, &location, "the retry ended the session").await;
+    }
+}
+
+/// A retry links a published blob only when this session's bytes were seen to hash to its
+/// digest: knowing a digest, and even holding its bytes, is not enough once the bytes are
+/// gone without that record.
+#[tokio::test]
+async fn a_lost_upload_is_not_completed_by_a_blob_published_under_its_digest() {
+    let reg = TestRegistry::new();
+    let data = pattern(1000);
+    let digest = sha512(&data);
+    let hex = digest.encoded();
+    let published = reg
+        .dir
+        .path()
+        .join("storage/blobs/sha512")
+        .join(&hex[..2])
+        .join(hex);
+    let upload_file = |location: &str| {
+        let id = location.rsplit('/').next().unwrap();
+        reg.dir.path().join("storage/uploads").join(id)
+    };
+
+    // The session's own bytes, published under the digest as a crash of a completion
+    // that recorded nothing would leave them.
+    let location = start_upload(&reg, "lost/own").await;
+    expect_status(&patch(&reg, &location, None, &data).await, 202, "PATCH");
+    std::fs::create_dir_all(published.parent().unwrap()).unwrap();
+    std::fs::rename(upload_file(&location), &published).unwrap();
+    let r = put_upload(&reg, &location, digest.as_str(), None, b"").await;
+    expect_error(&r, 400, "BLOB_UPLOAD_INVALID", "no record of the hash");
+    expect_no_blob(&reg, "lost/own", &digest, "nothing linked").await;
+    std::fs::remove_file(&published).unwrap();
+
+    // Other bytes of the same length, lost, while another repository holds the digest.
+    let uri = format!("/v2/lost/elsewhere/blobs/uploads/?digest={digest}");
+    let r = reg.send(Method::POST, &uri, &[], data.clone()).await;
+    expect_status(&r, 201, "push to another repository");
+    let location = start_upload(&reg, "lost/other").await;
+    expect_status(
+        &patch(&reg, &location, None, &pattern(1001)[1..]).await,
+        202,
+        "PATCH other bytes",
+    );
+    std::fs::remove_file(upload_file(&location)).unwrap();
+    let r = put_upload(&reg, &location, digest.as_str(), None, b"").await;
+    expect_error(&r, 400, "BLOB_UPLOAD_INVALID", "bytes lost");
+    expect_no_blob(
+        &reg,
+        "lost/other",
+        &digest,
+        "never linked by the digest alone",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn wrong_digest_on_monolithic_post_stores_nothing() {
     let reg = TestRegistry::new();

@@ -1,7 +1,7 @@
 //! The application's error kinds; the HTTP layer maps each to one status and error code.
 
 use berth_blob::BlobError;
-use berth_meta::{MetaError, PutManifestError};
+use berth_meta::{CreateUploadError, MetaError, PutManifestError};
 use berth_oci::Digest;
 
 /// Why a registry operation failed.
@@ -95,13 +95,22 @@ impl From<BlobError> for RegistryError {
         match e {
             BlobError::NotFound => RegistryError::BlobUnknown,
             BlobError::UploadTruncated => RegistryError::UploadLost,
-            BlobError::DigestMismatch(d) => {
-                RegistryError::DigestInvalid(format!("content hashes to {d}"))
-            }
             e @ BlobError::SyncFailed(_) => RegistryError::Internal(e.to_string()),
             BlobError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body: {e}")),
             BlobError::TooLarge => RegistryError::TooLarge("blob exceeds the allowed size".into()),
             BlobError::Io(e) => RegistryError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<CreateUploadError> for RegistryError {
+    fn from(e: CreateUploadError) -> Self {
+        match e {
+            e @ (CreateUploadError::TooManySessions { .. }
+            | CreateUploadError::TooManyInRepository { .. }) => {
+                RegistryError::TooManyRequests(e.to_string())
+            }
+            CreateUploadError::Meta(e) => e.into(),
         }
     }
 }

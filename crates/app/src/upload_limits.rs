@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use berth_meta::UploadUsage;
+use berth_meta::SessionLimits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::RegistryError;
@@ -13,8 +13,7 @@ use crate::registry::RegistryConfig;
 
 /// The limits on open sessions, their bytes and the bodies streaming at once.
 pub(crate) struct UploadLimits {
-    max_sessions: u64,
-    max_sessions_per_repository: u64,
+    sessions: SessionLimits,
     max_open_bytes: u64,
     /// One permit per upload body allowed to stream at once.
     bodies: Arc<Semaphore>,
@@ -49,8 +48,10 @@ impl UploadLimits {
     /// The limits `config` sets.
     pub(crate) fn new(config: &RegistryConfig) -> Self {
         UploadLimits {
-            max_sessions: config.max_upload_sessions,
-            max_sessions_per_repository: config.max_upload_sessions_per_repository,
+            sessions: SessionLimits {
+                total: config.max_upload_sessions,
+                per_repository: config.max_upload_sessions_per_repository,
+            },
             max_open_bytes: config.max_open_upload_bytes,
             bodies: Arc::new(Semaphore::new(config.max_upload_bodies)),
             body_wait: config.overload_wait,
@@ -58,21 +59,10 @@ impl UploadLimits {
         }
     }
 
-    /// Refuses a new session when the registry or the repository has too many open.
-    pub(crate) fn check_new_session(&self, usage: &UploadUsage) -> Result<(), RegistryError> {
-        if usage.sessions >= self.max_sessions {
-            return Err(RegistryError::TooManyRequests(format!(
-                "{} uploads are in progress, the most allowed",
-                usage.sessions
-            )));
-        }
-        if usage.sessions_in_repository >= self.max_sessions_per_repository {
-            return Err(RegistryError::TooManyRequests(format!(
-                "{} uploads are in progress in this repository, the most allowed",
-                usage.sessions_in_repository
-            )));
-        }
-        Ok(())
+    /// The most sessions open at once, which the metadata store enforces as it records a
+    /// new one.
+    pub(crate) fn sessions(&self) -> SessionLimits {
+        self.sessions
     }
 
     /// Waits (briefly) for the right to stream one upload body.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use berth_blob::{BlobError, ByteStream, Verification};
+use berth_blob::{BlobError, ByteStream};
 use berth_meta::UploadSession;
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
@@ -33,23 +33,25 @@ impl Registry {
         repository: &RepositoryName,
         algorithm: Algorithm,
     ) -> Result<UploadSession, RegistryError> {
-        self.limits
-            .check_new_session(&self.meta.upload_usage(Some(repository)).await?)?;
-        let id = UploadId::from_random(rand::random());
-        self.blobs.create_upload(&id).await?;
         let now = self.clock.now_ms();
         let session = UploadSession {
-            id,
+            id: UploadId::from_random(rand::random()),
             repository: repository.clone(),
             algorithm,
             offset: 0,
             hash_state: ResumableHasher::new(algorithm).save(),
             verified_by: Some(self.instance),
+            verified_digest: None,
             created_at: now,
             updated_at: now,
         };
-        if let Err(e) = self.meta.create_upload(&session).await {
-            let _ = self.blobs.delete_upload(&session.id).await;
+        // The store checks the limits on open sessions as it records this one, so a
+        // refused session never touches the blob store.
+        self.meta
+            .create_upload(&session, self.limits.sessions())
+            .await?;
+        if let Err(e) = self.blobs.create_upload(&session.id).await {
+            let _ = self.meta.delete_upload(&session.id).await;
             return Err(e.into());
         }
         Ok(session)
@@ -77,9 +79,7 @@ impl Registry {
                 let hasher = ResumableHasher::new(digest.algorithm());
                 let (hasher, len) = this.append(&id, 0, hasher, body).await?;
                 this.verify(&hasher.finish(), &digest)?;
-                this.blobs
-                    .commit_upload(&id, len, &digest, Verification::Trusted)
-                    .await?;
+                this.blobs.commit_upload(&id, len, &digest).await?;
                 this.meta
                     .link_blob(&repository, &digest, len, this.clock.now_ms())
                     .await?;
@@ -250,34 +250,25 @@ impl Registry {
         digest: &Digest,
     ) -> Result<(), RegistryError> {
         let hashed = Self::restore_hasher(session)?;
-        // The stored hash state speaks for the bytes only when this process wrote all of
-        // them, with the algorithm the client now names.
-        let hashed_here = hashed.algorithm() == digest.algorithm();
-        let verification = if hashed_here && session.verified_by == Some(self.instance) {
-            Verification::Trusted
-        } else {
-            Verification::Rehash
-        };
-        if hashed_here && let Err(e) = self.verify(&hashed.clone().finish(), digest) {
+        // The stored hash state speaks for the bytes the client sent when it was computed
+        // with the algorithm the client now names.
+        let hashed_alike = hashed.algorithm() == digest.algorithm();
+        if hashed_alike && let Err(e) = self.verify(&hashed.finish(), digest) {
             self.discard(&session.id).await;
             return Err(e);
         }
-        match self
-            .blobs
-            .commit_upload(&session.id, session.offset, digest, verification)
-            .await
-        {
-            Ok(_) => {}
-            Err(BlobError::NotFound) if hashed_here => {
-                // The bytes are gone from the upload area: an earlier attempt may have
-                // published them and been cut before linking. The stored hash state shows
-                // the client sent bytes with this digest, so the published blob is theirs.
-                if self.blobs.size(digest).await? != Some(session.offset) {
-                    self.discard(&session.id).await;
-                    return Err(RegistryError::UploadLost);
-                }
+        if let Published::Gone = self.publish(session, digest, hashed_alike).await? {
+            // The bytes are gone from the upload area: an earlier attempt may have published
+            // them and been cut before linking. The blob published under the digest holds
+            // the session's bytes only if the session vouches for that digest (its stored
+            // hash state matched it, or its bytes at rest were found to hash to it just
+            // before publishing) and the blob has the session's size. Knowing a digest is
+            // never enough to have a blob linked.
+            let vouched = hashed_alike || session.verified_digest.as_ref() == Some(digest);
+            if !vouched || self.blobs.size(digest).await? != Some(session.offset) {
+                self.discard(&session.id).await;
+                return Err(RegistryError::UploadLost);
             }
-            Err(e) => return Err(self.refuse_commit(&session.id, e, hashed_here).await),
         }
         self.meta
             .complete_upload(
@@ -291,17 +282,68 @@ impl Registry {
         Ok(())
     }
 
-    /// Maps a failed commit to the client's answer, ending the session when its bytes
-    /// can no longer be completed (and keeping it when a retry may succeed). When the
-    /// stored hash matched the digest (`hashed_here`), bytes at rest that hash otherwise
-    /// were lost or altered after they were acknowledged.
-    async fn refuse_commit(&self, id: &UploadId, e: BlobError, hashed_here: bool) -> RegistryError {
+    /// Publishes the session's bytes as `digest`, unless they are gone from the upload
+    /// area.
+    ///
+    /// Bytes this process wrote and hashed with the digest's algorithm (`hashed_alike`,
+    /// already checked against the digest) are published as they are. Any others, written
+    /// before a restart or hashed with another algorithm, are hashed again at rest, and
+    /// the digest they hash to is recorded in the session before they are published, for
+    /// a retry after a cut between publishing and linking. The session's lock is held
+    /// throughout, so nothing writes to the bytes between their hashing and publishing.
+    async fn publish(
+        &self,
+        session: &UploadSession,
+        digest: &Digest,
+        hashed_alike: bool,
+    ) -> Result<Published, RegistryError> {
+        if !(hashed_alike && session.verified_by == Some(self.instance)) {
+            let at_rest = self
+                .blobs
+                .hash_upload(&session.id, session.offset, digest.algorithm())
+                .await;
+            let computed = match at_rest {
+                Ok(computed) => computed,
+                Err(BlobError::NotFound) => return Ok(Published::Gone),
+                Err(e) => return Err(self.refuse_commit(&session.id, e).await),
+            };
+            if &computed != digest {
+                self.discard(&session.id).await;
+                // When the stored hash matched the digest, the bytes at rest were lost or
+                // altered after they were acknowledged.
+                return Err(if hashed_alike {
+                    RegistryError::UploadLost
+                } else {
+                    RegistryError::DigestInvalid(format!(
+                        "content hashes to {computed}, not {digest}"
+                    ))
+                });
+            }
+            if !self
+                .meta
+                .record_upload_digest(&session.id, session.offset, digest)
+                .await?
+            {
+                return Err(RegistryError::BlobUploadUnknown);
+            }
+        }
+        match self
+            .blobs
+            .commit_upload(&session.id, session.offset, digest)
+            .await
+        {
+            Ok(_) => Ok(Published::Done),
+            Err(BlobError::NotFound) => Ok(Published::Gone),
+            Err(e) => Err(self.refuse_commit(&session.id, e).await),
+        }
+    }
+
+    /// Maps a failure to hash or publish an upload to the client's answer, ending the
+    /// session when its bytes can no longer be completed (and keeping it when a retry may
+    /// succeed).
+    async fn refuse_commit(&self, id: &UploadId, e: BlobError) -> RegistryError {
         let final_error = match e {
-            BlobError::DigestMismatch(_) if hashed_here => Some(RegistryError::UploadLost),
-            BlobError::DigestMismatch(ref computed) => Some(RegistryError::DigestInvalid(format!(
-                "content hashes to {computed}"
-            ))),
-            BlobError::UploadTruncated | BlobError::NotFound => Some(RegistryError::UploadLost),
+            BlobError::UploadTruncated => Some(RegistryError::UploadLost),
             BlobError::SyncFailed(ref cause) => Some(RegistryError::Internal(format!(
                 "flushing the upload failed ({cause}); start the upload again"
             ))),
@@ -394,8 +436,8 @@ impl Registry {
             ));
         }
         let _slot = self.limits.body_slot().await?;
-        let usage = self.meta.upload_usage(None).await?;
-        let reservation = self.limits.reserve_bytes(usage.bytes, expected)?;
+        let stored = self.meta.upload_bytes().await?;
+        let reservation = self.limits.reserve_bytes(stored, expected)?;
         let limit = [expected, Some(room), reservation.room()]
             .into_iter()
             .flatten()
@@ -461,4 +503,12 @@ impl Registry {
             tracing::warn!(upload = %id, error = %e, "could not delete upload bytes");
         }
     }
+}
+
+/// What publishing a session's bytes did.
+enum Published {
+    /// The bytes are now the blob, or the blob was already present.
+    Done,
+    /// The bytes were no longer in the upload area.
+    Gone,
 }

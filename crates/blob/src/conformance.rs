@@ -6,7 +6,7 @@ use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
-use crate::{BlobError, BlobStore, ByteStream, Committed, Verification};
+use crate::{BlobError, BlobStore, ByteStream, Committed};
 
 fn body(parts: &[&'static [u8]]) -> ByteStream {
     Box::pin(stream::iter(
@@ -34,7 +34,7 @@ pub async fn run(store: Arc<dyn BlobStore>) {
     unacknowledged_bytes_are_discarded(&*store).await;
     limits_and_absence(&*store).await;
     an_existing_blob_is_never_replaced(&*store).await;
-    short_or_altered_bytes_are_never_published(&*store).await;
+    short_bytes_are_never_hashed_or_published(&*store).await;
 }
 
 /// Writes `data` into a new upload and returns its id and digest.
@@ -51,43 +51,42 @@ async fn staged(store: &dyn BlobStore, seed: u8, data: &'static [u8]) -> (Upload
 
 async fn an_existing_blob_is_never_replaced(store: &dyn BlobStore) {
     let (first, digest) = staged(store, 4, b"original bytes").await;
-    let committed = store
-        .commit_upload(&first, 14, &digest, Verification::Trusted)
-        .await;
+    let committed = store.commit_upload(&first, 14, &digest).await;
     assert_eq!(committed.unwrap(), Committed::Published);
     // A second upload claims the same digest but holds other bytes of the same length.
     let (second, _) = staged(store, 5, b"poisoned bytes").await;
-    let committed = store
-        .commit_upload(&second, 14, &digest, Verification::Trusted)
-        .await;
+    let committed = store.commit_upload(&second, 14, &digest).await;
     assert_eq!(committed.unwrap(), Committed::AlreadyPresent);
     assert_eq!(collect(store, &digest, None).await, b"original bytes");
     assert!(store.list_uploads().await.unwrap().is_empty());
     store.delete(&digest).await.unwrap();
 }
 
-async fn short_or_altered_bytes_are_never_published(store: &dyn BlobStore) {
+async fn short_bytes_are_never_hashed_or_published(store: &dyn BlobStore) {
     let (id, digest) = staged(store, 6, b"twelve bytes").await;
-    let short = store
-        .commit_upload(&id, 20, &digest, Verification::Rehash)
-        .await;
+    let short = store.hash_upload(&id, 20, Algorithm::Sha256).await;
+    assert!(
+        matches!(short, Err(BlobError::UploadTruncated)),
+        "never hashed as if padded"
+    );
+    let short = store.commit_upload(&id, 20, &digest).await;
     assert!(
         matches!(short, Err(BlobError::UploadTruncated)),
         "never padded"
     );
-    let other = Digest::compute(Algorithm::Sha256, b"something else");
-    let altered = store
-        .commit_upload(&id, 12, &other, Verification::Rehash)
-        .await;
-    assert!(matches!(altered, Err(BlobError::DigestMismatch(d)) if d == digest));
-    assert_eq!(store.size(&other).await.unwrap(), None);
-    // Re-hashing with another algorithm publishes under that algorithm's digest.
+    // The bytes at rest hash with either algorithm, and only the first `len` count.
+    let hashed = store.hash_upload(&id, 12, Algorithm::Sha256).await.unwrap();
+    assert_eq!(hashed, digest);
+    let prefix = store.hash_upload(&id, 6, Algorithm::Sha256).await.unwrap();
+    assert_eq!(prefix, Digest::compute(Algorithm::Sha256, b"twelve"));
     let sha512 = Digest::compute(Algorithm::Sha512, b"twelve bytes");
-    let committed = store
-        .commit_upload(&id, 12, &sha512, Verification::Rehash)
-        .await;
+    let hashed = store.hash_upload(&id, 12, Algorithm::Sha512).await.unwrap();
+    assert_eq!(hashed, sha512);
+    let committed = store.commit_upload(&id, 12, &sha512).await;
     assert_eq!(committed.unwrap(), Committed::Published);
     assert_eq!(collect(store, &sha512, None).await, b"twelve bytes");
+    let gone = store.hash_upload(&id, 12, Algorithm::Sha512).await;
+    assert!(matches!(gone, Err(BlobError::NotFound)), "published");
     store.delete(&sha512).await.unwrap();
 }
 
@@ -113,10 +112,7 @@ async fn upload_resume_commit_read(store: &dyn BlobStore) {
         None,
         "not visible before commit"
     );
-    store
-        .commit_upload(&id, 11, &digest, Verification::Trusted)
-        .await
-        .unwrap();
+    store.commit_upload(&id, 11, &digest).await.unwrap();
     assert_eq!(store.size(&digest).await.unwrap(), Some(11));
     assert_eq!(collect(store, &digest, None).await, b"hello world");
     let r = ByteRange { start: 6, end: 10 };
@@ -149,10 +145,7 @@ async fn unacknowledged_bytes_are_discarded(store: &dyn BlobStore) {
         .await
         .unwrap();
     let digest = out.hasher.finish();
-    store
-        .commit_upload(&id, 6, &digest, Verification::Trusted)
-        .await
-        .unwrap();
+    store.commit_upload(&id, 6, &digest).await.unwrap();
     assert_eq!(collect(store, &digest, None).await, b"abcdef");
     assert!(store.list_uploads().await.unwrap().is_empty());
 }

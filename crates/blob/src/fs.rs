@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use berth_oci::{ByteRange, Digest, ResumableHasher, UploadId};
+use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::buffer_pool::BufferPool;
+use crate::durable_dirs::{DurableDirs, sync_dir};
 use crate::file_chunks::FileChunks;
-use crate::port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed, Verification,
-};
+use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
 use crate::write_batch::WriteBatcher;
 
 /// Bytes gathered from the body before they are handed to the writer thread.
@@ -40,6 +39,9 @@ const PIPE_DEPTH: usize = 4;
 #[derive(Debug, Clone)]
 pub struct FsBlobStore {
     root: Arc<PathBuf>,
+    /// Directories whose entries are known durable, so that commits sync a directory's
+    /// parent only when they first use it.
+    dirs: Arc<DurableDirs>,
     /// Buffers blob reads are served from.
     read_buffers: Arc<BufferPool>,
     /// Buffers upload bodies are gathered in.
@@ -51,11 +53,13 @@ impl FsBlobStore {
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         create_root_durably(&root)?;
+        let dirs = DurableDirs::new(root.clone());
         for dir in ["blobs", "uploads"] {
-            create_dirs_durably(&root, &root.join(dir))?;
+            dirs.ensure(&root.join(dir))?;
         }
         Ok(FsBlobStore {
             root: Arc::new(root),
+            dirs: Arc::new(dirs),
             read_buffers: BufferPool::new(READ_CHUNK, IDLE_READ_BUFFERS),
             write_buffers: BufferPool::new(WRITE_BATCH, IDLE_WRITE_BUFFERS),
         })
@@ -89,11 +93,6 @@ fn not_found_as(e: io::Error) -> BlobError {
     } else {
         BlobError::Io(e)
     }
-}
-
-/// Makes a directory entry change (create, rename) durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Asks the kernel to start writing back `[from, from+len)` without waiting for it.
@@ -213,8 +212,7 @@ impl WritePipeline {
 }
 
 /// Hashes the first `len` bytes of `file` with `algorithm`.
-fn hash_file(file: &mut File, len: u64, algorithm: berth_oci::Algorithm) -> io::Result<Digest> {
-    file.seek(SeekFrom::Start(0))?;
+fn hash_file(file: &mut File, len: u64, algorithm: Algorithm) -> io::Result<Digest> {
     let mut hasher = ResumableHasher::new(algorithm);
     let mut buf = vec![0u8; READ_CHUNK];
     let mut left = len;
@@ -225,22 +223,6 @@ fn hash_file(file: &mut File, len: u64, algorithm: berth_oci::Algorithm) -> io::
         left -= want as u64;
     }
     Ok(hasher.finish())
-}
-
-/// Creates `dir` and any missing parents below `root`, making each new entry durable.
-fn create_dirs_durably(root: &Path, dir: &Path) -> io::Result<()> {
-    if dir.exists() {
-        return Ok(());
-    }
-    let parent = dir.parent().expect("store directories have a parent");
-    if parent != root {
-        create_dirs_durably(root, parent)?;
-    }
-    match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
-    }
-    sync_dir(parent)
 }
 
 /// Creates `root` and any missing ancestors, making each new entry durable, so a fresh
@@ -437,20 +419,34 @@ impl BlobStore for FsBlobStore {
         })
     }
 
+    async fn hash_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        algorithm: Algorithm,
+    ) -> Result<Digest, BlobError> {
+        let path = self.upload_path(id);
+        blocking(move || {
+            let mut file = File::open(path).map_err(not_found_as)?;
+            if file.metadata()?.len() < len {
+                return Err(BlobError::UploadTruncated);
+            }
+            Ok(hash_file(&mut file, len, algorithm)?)
+        })
+        .await
+    }
+
     async fn commit_upload(
         &self,
         id: &UploadId,
         len: u64,
         digest: &Digest,
-        verification: Verification,
     ) -> Result<Committed, BlobError> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
-        let root = self.root.clone();
-        let digest = digest.clone();
+        let dirs = self.dirs.clone();
         blocking(move || {
-            let mut file = OpenOptions::new()
-                .read(true)
+            let file = OpenOptions::new()
                 .write(true)
                 .open(&from)
                 .map_err(not_found_as)?;
@@ -461,14 +457,8 @@ impl BlobStore for FsBlobStore {
             if at_rest > len {
                 file.set_len(len)?;
             }
-            if verification == Verification::Rehash {
-                let computed = hash_file(&mut file, len, digest.algorithm())?;
-                if computed != digest {
-                    return Err(BlobError::DigestMismatch(computed));
-                }
-            }
             let dir = to.parent().expect("blob paths have a parent");
-            create_dirs_durably(&root, dir)?;
+            dirs.ensure(dir)?;
             if to.exists() {
                 drop(file);
                 std::fs::remove_file(&from)?;

@@ -6,15 +6,14 @@
 //! made durable; readers never see a partial blob.
 
 mod buffer_pool;
+mod durable_dirs;
 mod file_chunks;
 mod fs;
 mod port;
 mod write_batch;
 
 pub use fs::FsBlobStore;
-pub use port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed, Verification,
-};
+pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
 
 #[cfg(test)]
 mod conformance;

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use berth_oci::{ByteRange, Digest, ResumableHasher, UploadId};
+use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -27,9 +27,6 @@ pub enum BlobError {
     /// The body exceeded the allowed length.
     #[error("body is larger than allowed")]
     TooLarge,
-    /// Re-reading the upload's bytes at rest gave another digest than the one claimed.
-    #[error("the upload's bytes hash to {0}")]
-    DigestMismatch(Digest),
     /// Making the upload's bytes durable failed; what reached the disk is unknown, so the
     /// bytes were discarded.
     #[error("flushing the upload failed: {0}")]
@@ -37,17 +34,6 @@ pub enum BlobError {
     /// The storage backend failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
-}
-
-/// How far the bytes of an upload at rest can be trusted when it is committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verification {
-    /// This process wrote and hashed every byte, under the session's lock, and the caller
-    /// checked that hash against the digest: the bytes at rest are the bytes hashed.
-    Trusted,
-    /// The bytes may differ from what was hashed (they were written before a restart, or
-    /// hashed with another algorithm): the store re-reads and hashes them first.
-    Rehash,
 }
 
 /// What committing an upload did.
@@ -103,17 +89,28 @@ pub trait BlobStore: Send + Sync + 'static {
         limit: u64,
     ) -> Result<AppendOutcome, BlobError>;
 
+    /// Hashes the upload's first `len` bytes as they are at rest, with `algorithm`. Fewer
+    /// than `len` bytes at rest is `UploadTruncated`; an upload that is gone (published,
+    /// or lost) is `NotFound`.
+    async fn hash_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        algorithm: Algorithm,
+    ) -> Result<Digest, BlobError>;
+
     /// Makes the upload's first `len` bytes durable and publishes them atomically as
     /// `digest`, never over an existing blob. Bytes past `len` (from an append that was
     /// never acknowledged) are dropped; fewer than `len` bytes at rest is
-    /// `UploadTruncated`, never padding. With [`Verification::Rehash`] the bytes are
-    /// hashed again first, and a mismatch is `DigestMismatch`.
+    /// `UploadTruncated`, never padding.
+    ///
+    /// The caller vouches that those bytes hash to `digest`: it hashed them as they were
+    /// written or with [`BlobStore::hash_upload`], and nothing wrote to the upload since.
     async fn commit_upload(
         &self,
         id: &UploadId,
         len: u64,
         digest: &Digest,
-        verification: Verification,
     ) -> Result<Committed, BlobError>;
 
     /// Discards an upload's bytes. Absent uploads are not an error.

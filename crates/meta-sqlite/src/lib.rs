@@ -30,9 +30,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_meta::{
-    BlobLinkStore, Deletion, ManifestStore, MetaError, MetaStore, NewManifest, PullRecord,
-    PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, StoredManifest, TagPage,
-    UploadSession, UploadStore, UploadUsage,
+    BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore, NewManifest,
+    PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
+    StoredManifest, TagPage, UploadSession, UploadStore,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -129,11 +129,15 @@ impl BlobLinkStore for SqliteMetaStore {
 
 #[async_trait]
 impl UploadStore for SqliteMetaStore {
-    async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError> {
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        limits: SessionLimits,
+    ) -> Result<(), CreateUploadError> {
         let session = session.clone();
         self.writer
             .run_with(Durability::ProcessCrash, move |c| {
-                queries::create_upload(c, &session)
+                queries::create_upload(c, &session, limits)
             })
             .await
     }
@@ -154,6 +158,20 @@ impl UploadStore for SqliteMetaStore {
         self.writer
             .run_with(Durability::ProcessCrash, move |c| {
                 queries::advance_upload(c, id.as_str(), from, to, &state, now)
+            })
+            .await
+    }
+
+    async fn record_upload_digest(
+        &self,
+        id: &UploadId,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<bool, MetaError> {
+        let (id, digest) = (id.clone(), digest.clone());
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                queries::record_upload_digest(c, id.as_str(), size, digest.as_str())
             })
             .await
     }
@@ -187,12 +205,8 @@ impl UploadStore for SqliteMetaStore {
         self.readers.with(|c| queries::stale_uploads(c, before))
     }
 
-    async fn upload_usage(
-        &self,
-        repository: Option<&RepositoryName>,
-    ) -> Result<UploadUsage, MetaError> {
-        let repository = repository.map_or("", RepositoryName::as_str);
-        self.readers.with(|c| queries::upload_usage(c, repository))
+    async fn upload_bytes(&self) -> Result<u64, MetaError> {
+        self.readers.with(queries::upload_bytes)
     }
 }
 

@@ -12,6 +12,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_upload_verification.sql"),
     include_str!("../migrations/0004_tag_listing_order.sql"),
     include_str!("../migrations/0005_referrers_by_digest.sql"),
+    include_str!("../migrations/0006_upload_verified_digest.sql"),
+    include_str!("../migrations/0007_referrers_by_type.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

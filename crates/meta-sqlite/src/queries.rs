@@ -1,8 +1,8 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
 use berth_meta::{
-    Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit,
-    ReferrerPage, StoredManifest, TagPage, UploadSession, UploadUsage,
+    CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
+    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadSession,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -179,11 +179,34 @@ pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<Del
     Ok(Deletion::Deleted)
 }
 
-pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError> {
+/// Counts the open sessions and inserts the new one in the caller's transaction, so no
+/// other creation can slip between the count and the insert.
+pub fn create_upload(
+    c: &Connection,
+    s: &UploadSession,
+    limits: SessionLimits,
+) -> Result<(), CreateUploadError> {
+    let open: i64 = c
+        .prepare_cached("SELECT count(*) FROM uploads")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(db_err)?;
+    if open as u64 >= limits.total {
+        return Err(CreateUploadError::TooManySessions { open: open as u64 });
+    }
+    let in_repository: i64 = c
+        .prepare_cached("SELECT count(*) FROM uploads WHERE repository = ?1")
+        .and_then(|mut st| st.query_row([s.repository.as_str()], |r| r.get(0)))
+        .map_err(db_err)?;
+    if in_repository as u64 >= limits.per_repository {
+        return Err(CreateUploadError::TooManyInRepository {
+            open: in_repository as u64,
+        });
+    }
     c.prepare_cached(
         "INSERT INTO uploads
-             (id, repository, algorithm, offset, hash_state, verified_by, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (id, repository, algorithm, offset, hash_state, verified_by, verified_digest,
+              created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -193,17 +216,19 @@ pub fn create_upload(c: &Connection, s: &UploadSession) -> Result<(), MetaError>
             s.offset as i64,
             s.hash_state,
             s.verified_by,
+            s.verified_digest.as_ref().map(Digest::as_str),
             s.created_at,
             s.updated_at
         ])
     })
-    .map(|_| ())
-    .map_err(db_err)
+    .map_err(db_err)?;
+    Ok(())
 }
 
 pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession>> {
     c.prepare_cached(
-        "SELECT id, repository, algorithm, offset, hash_state, verified_by, created_at, updated_at
+        "SELECT id, repository, algorithm, offset, hash_state, verified_by, verified_digest,
+                created_at, updated_at
          FROM uploads WHERE id = ?1",
     )?
     .query_row([id], |r| {
@@ -221,8 +246,9 @@ pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession
             offset: offset as u64,
             hash_state: r.get(4)?,
             verified_by: r.get(5)?,
-            created_at: r.get(6)?,
-            updated_at: r.get(7)?,
+            verified_digest: r.get::<_, Option<String>>(6)?.map(digest_col).transpose()?,
+            created_at: r.get(7)?,
+            updated_at: r.get(8)?,
         })
     })
     .optional()
@@ -237,11 +263,24 @@ pub fn advance_upload(
     now: i64,
 ) -> Result<bool, MetaError> {
     c.prepare_cached(
-        "UPDATE uploads SET offset = ?3, hash_state = ?4, updated_at = ?5 WHERE id = ?1 AND offset = ?2",
+        "UPDATE uploads SET offset = ?3, hash_state = ?4, verified_digest = NULL, updated_at = ?5
+         WHERE id = ?1 AND offset = ?2",
     )
     .and_then(|mut s| s.execute(params![id, from as i64, to as i64, state, now]))
     .map(|n| n == 1)
     .map_err(db_err)
+}
+
+pub fn record_upload_digest(
+    c: &Connection,
+    id: &str,
+    size: u64,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    c.prepare_cached("UPDATE uploads SET verified_digest = ?3 WHERE id = ?1 AND offset = ?2")
+        .and_then(|mut s| s.execute(params![id, size as i64, digest]))
+        .map(|n| n == 1)
+        .map_err(db_err)
 }
 
 pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {
@@ -251,21 +290,9 @@ pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {
         .map_err(db_err)
 }
 
-pub fn upload_usage(c: &Connection, repository: &str) -> rusqlite::Result<UploadUsage> {
-    c.prepare_cached(
-        "SELECT count(*), coalesce(sum(offset), 0),
-                (SELECT count(*) FROM uploads WHERE repository = ?1)
-         FROM uploads",
-    )
-    .and_then(|mut s| {
-        s.query_row([repository], |r| {
-            Ok(UploadUsage {
-                sessions: r.get::<_, i64>(0)? as u64,
-                bytes: r.get::<_, i64>(1)? as u64,
-                sessions_in_repository: r.get::<_, i64>(2)? as u64,
-            })
-        })
-    })
+pub fn upload_bytes(c: &Connection) -> rusqlite::Result<u64> {
+    c.prepare_cached("SELECT coalesce(sum(offset), 0) FROM uploads")?
+        .query_row([], |r| Ok(r.get::<_, i64>(0)? as u64))
 }
 
 pub fn stale_uploads(c: &Connection, before: i64) -> rusqlite::Result<Vec<UploadId>> {
@@ -485,8 +512,9 @@ pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, M
 
 /// One page of referrers in digest order, after `after` (`""` for the first page).
 ///
-/// Rows are read one at a time, so a page stops at its byte budget without loading the
-/// rows past it.
+/// Each form of the query (with or without an artifact type) walks an index of its own in
+/// digest order, and rows are read one at a time, so a page stops at its byte budget
+/// without loading the rows past it.
 pub fn referrers(
     c: &Connection,
     repository: &str,
@@ -495,14 +523,11 @@ pub fn referrers(
     after: &str,
     limit: ReferrerLimit,
 ) -> rusqlite::Result<ReferrerPage> {
-    let mut stmt = c.prepare_cached(
-        "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
-         FROM repositories r JOIN manifests m ON m.repository_id = r.id
-         WHERE r.name = ?1 AND m.subject = ?2 AND (?3 IS NULL OR m.artifact_type = ?3)
-           AND m.digest > ?4
-         ORDER BY m.digest
-         LIMIT ?5",
-    )?;
+    let sql = match artifact_type {
+        Some(_) => REFERRERS_OF_TYPE,
+        None => REFERRERS,
+    };
+    let mut stmt = c.prepare_cached(sql)?;
     let mut rows = stmt.query(params![
         repository,
         subject,
@@ -534,6 +559,25 @@ pub fn referrers(
     }
     Ok(page)
 }
+
+/// A page of all the referrers of a subject; it walks `manifests_subject` (migration
+/// 0005). The parameters are numbered as in [`REFERRERS_OF_TYPE`], whose `?3`, the
+/// artifact type, this one does not use.
+pub(crate) const REFERRERS: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+     FROM repositories r JOIN manifests m ON m.repository_id = r.id
+     WHERE r.name = ?1 AND m.subject = ?2 AND m.digest > ?4
+     ORDER BY m.digest
+     LIMIT ?5";
+
+/// A page of the referrers of a subject with one artifact type; it walks
+/// `manifests_subject_type` (migration 0007), so it reads no referrer of another type.
+pub(crate) const REFERRERS_OF_TYPE: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+     FROM repositories r JOIN manifests m ON m.repository_id = r.id
+     WHERE r.name = ?1 AND m.subject = ?2 AND m.artifact_type = ?3 AND m.digest > ?4
+     ORDER BY m.digest
+     LIMIT ?5";
 
 pub fn record_pulls(c: &Connection, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
     let mut artifact = c

@@ -6,8 +6,8 @@ use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
 use crate::{
-    Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, Referrer, ReferrerLimit,
-    ReferrerPage, UploadSession,
+    CreateUploadError, Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, Referrer,
+    ReferrerLimit, ReferrerPage, SessionLimits, UploadSession,
 };
 
 fn repo(s: &str) -> RepositoryName {
@@ -43,6 +43,8 @@ pub async fn run(store: Arc<dyn MetaStore>) {
     referrers_filter_by_artifact_type(&*store).await;
     referrers_page_by_count_and_size(&*store).await;
     uploads_advance_only_from_their_offset(&*store).await;
+    session_limits_hold(&*store).await;
+    session_limits_hold_under_concurrent_creations(store.clone()).await;
     concurrent_writes_all_commit(store.clone()).await;
     store.check().await.unwrap();
 }
@@ -509,16 +511,21 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         offset: 0,
         hash_state: vec![1, 2],
         verified_by: Some(77),
+        verified_digest: None,
         created_at: 10,
         updated_at: 10,
     };
-    store.create_upload(&session).await.unwrap();
+    store.create_upload(&session, ROOMY).await.unwrap();
     assert_eq!(store.upload(&id).await.unwrap(), Some(session));
-    let usage = store.upload_usage(Some(&repo("p5/up"))).await.unwrap();
-    assert_eq!(
-        (usage.sessions, usage.sessions_in_repository, usage.bytes),
-        (1, 1, 0)
-    );
+    assert_eq!(store.upload_bytes().await.unwrap(), 0);
+    // A digest is recorded for the bytes at the session's offset only, and an advance
+    // clears it.
+    let hashed = digest("hashed at rest");
+    assert!(!store.record_upload_digest(&id, 3, &hashed).await.unwrap());
+    assert!(store.record_upload_digest(&id, 0, &hashed).await.unwrap());
+    let recorded = store.upload(&id).await.unwrap().unwrap();
+    assert_eq!(recorded.verified_digest.as_ref(), Some(&hashed));
+    assert_eq!(recorded.updated_at, 10, "recording is not progress");
     assert!(store.advance_upload(&id, 0, 5, &[3], 20).await.unwrap());
     assert!(!store.advance_upload(&id, 0, 9, &[4], 21).await.unwrap());
     let now = store.upload(&id).await.unwrap().unwrap();
@@ -526,21 +533,28 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         (now.offset, now.hash_state.as_slice(), now.updated_at),
         (5, &[3u8][..], 20)
     );
-    assert_eq!(store.stale_uploads(21).await.unwrap(), vec![id.clone()]);
-    let usage = store.upload_usage(Some(&repo("p5/other"))).await.unwrap();
-    assert_eq!(
-        (usage.sessions, usage.sessions_in_repository, usage.bytes),
-        (1, 0, 5)
+    assert_eq!(now.verified_digest, None, "cleared by the advance");
+    let unknown = UploadId::from_random([10; 16]);
+    assert!(
+        !store
+            .record_upload_digest(&unknown, 0, &hashed)
+            .await
+            .unwrap()
     );
+    assert_eq!(store.stale_uploads(21).await.unwrap(), vec![id.clone()]);
+    assert_eq!(store.upload_bytes().await.unwrap(), 5);
     assert!(store.stale_uploads(20).await.unwrap().is_empty());
     assert!(store.delete_upload(&id).await.unwrap());
     assert!(store.upload(&id).await.unwrap().is_none());
 
     store
-        .create_upload(&UploadSession {
-            id: id.clone(),
-            ..now
-        })
+        .create_upload(
+            &UploadSession {
+                id: id.clone(),
+                ..now
+            },
+            ROOMY,
+        )
         .await
         .unwrap();
     let d = digest("uploaded");
@@ -553,6 +567,103 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         store.linked_blob(&repo("p5/up"), &d).await.unwrap(),
         Some(8)
     );
+}
+
+/// Limits no check reaches.
+const ROOMY: SessionLimits = SessionLimits {
+    total: 1000,
+    per_repository: 1000,
+};
+
+/// A new session at offset 0 in `repository`, with an id made of `seed`.
+fn new_session(seed: u16, repository: &str) -> UploadSession {
+    let mut id = [0xa5; 16];
+    id[..2].copy_from_slice(&seed.to_be_bytes());
+    UploadSession {
+        id: UploadId::from_random(id),
+        repository: repo(repository),
+        algorithm: Algorithm::Sha256,
+        offset: 0,
+        hash_state: Vec::new(),
+        verified_by: None,
+        verified_digest: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// A session past a limit is refused, says which limit and how many are open, and is not
+/// recorded. Expects no open session.
+async fn session_limits_hold(store: &dyn MetaStore) {
+    let limits = SessionLimits {
+        total: 4,
+        per_repository: 2,
+    };
+    let mut open = vec![
+        new_session(1, "p8/a"),
+        new_session(2, "p8/a"),
+        new_session(3, "p8/b"),
+    ];
+    for session in &open {
+        store.create_upload(session, limits).await.unwrap();
+    }
+    let third_in_a = new_session(4, "p8/a");
+    match store.create_upload(&third_in_a, limits).await {
+        Err(CreateUploadError::TooManyInRepository { open: 2 }) => {}
+        other => panic!("expected TooManyInRepository {{ open: 2 }}, got {other:?}"),
+    }
+    open.push(new_session(5, "p8/c"));
+    store.create_upload(&open[3], limits).await.unwrap();
+    let fifth = new_session(6, "p8/d");
+    match store.create_upload(&fifth, limits).await {
+        Err(CreateUploadError::TooManySessions { open: 4 }) => {}
+        other => panic!("expected TooManySessions {{ open: 4 }}, got {other:?}"),
+    }
+    for refused in [&third_in_a, &fifth] {
+        assert!(store.upload(&refused.id).await.unwrap().is_none());
+    }
+    // An ended session makes room again.
+    assert!(store.delete_upload(&open[0].id).await.unwrap());
+    store.create_upload(&third_in_a, limits).await.unwrap();
+    for session in open[1..].iter().chain([&third_in_a]) {
+        assert!(store.delete_upload(&session.id).await.unwrap());
+    }
+}
+
+/// Creations racing each other never open more sessions than the limits allow: the count
+/// and the insert are one step. Expects no open session.
+async fn session_limits_hold_under_concurrent_creations(store: Arc<dyn MetaStore>) {
+    let limits = SessionLimits {
+        total: 5,
+        per_repository: 3,
+    };
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            let session = new_session(100 + i, if i % 2 == 0 { "p9/a" } else { "p9/b" });
+            tokio::spawn(async move {
+                let created = store.create_upload(&session, limits).await;
+                (session, created)
+            })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (session, Ok(())) => opened.push(session),
+            (_, Err(CreateUploadError::TooManySessions { open })) => assert_eq!(open, 5),
+            (_, Err(CreateUploadError::TooManyInRepository { open })) => assert_eq!(open, 3),
+            (_, Err(e)) => panic!("{e}"),
+        }
+    }
+    assert_eq!(opened.len(), 5, "sessions in all");
+    for r in ["p9/a", "p9/b"] {
+        let in_repository = opened.iter().filter(|s| s.repository.as_str() == r);
+        assert!(in_repository.count() <= 3, "sessions in {r}");
+    }
+    for session in &opened {
+        assert!(store.delete_upload(&session.id).await.unwrap());
+    }
 }
 
 async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {

@@ -12,12 +12,12 @@ mod model;
 mod store;
 
 pub use model::{
-    NewManifest, PullRecord, Referrer, ReferrerLimit, ReferrerPage, StoredManifest, TagPage,
-    UploadSession, UploadUsage,
+    NewManifest, PullRecord, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
+    TagPage, UploadSession,
 };
 pub use store::{
-    BlobLinkStore, Deletion, ManifestStore, MetaError, MetaStore, PutManifestError,
-    RepositoryStore, UploadStore,
+    BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
+    PutManifestError, RepositoryStore, UploadStore,
 };
 
 #[cfg(feature = "conformance")]

@@ -22,21 +22,23 @@ pub struct UploadSession {
     /// The process instance that wrote and hashed every byte so far, if one did; any
     /// other process re-hashes the bytes at rest before publishing them.
     pub verified_by: Option<i64>,
+    /// The digest the first `offset` bytes were found to hash to when they were hashed
+    /// again at rest, just before being published; a retried completion that finds the
+    /// bytes already published may trust it. Cleared when the session advances.
+    pub verified_digest: Option<Digest>,
     /// When the session was opened.
     pub created_at: i64,
     /// When bytes were last acknowledged.
     pub updated_at: i64,
 }
 
-/// How much upload work is open, for the limits on it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UploadUsage {
-    /// Open sessions in the whole registry.
-    pub sessions: u64,
-    /// Open sessions in the repository asked about (0 when none was named).
-    pub sessions_in_repository: u64,
-    /// Bytes held by all open sessions.
-    pub bytes: u64,
+/// The most upload sessions that may be open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// In the whole registry.
+    pub total: u64,
+    /// In one repository.
+    pub per_repository: u64,
 }
 
 /// A validated manifest ready to be committed, with everything it references.

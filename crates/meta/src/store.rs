@@ -5,8 +5,8 @@ use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
 use crate::model::{
-    NewManifest, PullRecord, ReferrerLimit, ReferrerPage, StoredManifest, TagPage, UploadSession,
-    UploadUsage,
+    NewManifest, PullRecord, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage,
+    UploadSession,
 };
 
 /// A failure of the metadata backend itself.
@@ -49,6 +49,26 @@ pub enum PutManifestError {
     MediaTypeConflict {
         /// The media type it is stored and served with.
         stored: String,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// Why an upload session was not opened.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CreateUploadError {
+    /// The registry already has as many open sessions as its limit allows.
+    #[error("{open} uploads are in progress, the most allowed")]
+    TooManySessions {
+        /// Sessions open in the registry.
+        open: u64,
+    },
+    /// The repository already has as many open sessions as its limit allows.
+    #[error("{open} uploads are in progress in this repository, the most allowed")]
+    TooManyInRepository {
+        /// Sessions open in the repository.
+        open: u64,
     },
     /// The backend failed.
     #[error(transparent)]
@@ -106,14 +126,22 @@ pub trait BlobLinkStore: Send + Sync {
 /// Upload sessions.
 #[async_trait]
 pub trait UploadStore: Send + Sync {
-    /// Records a new session. Like [`UploadStore::advance_upload`], this survives a crash
-    /// of the process but need not survive a power loss: a client whose session was lost
-    /// gets `BLOB_UPLOAD_UNKNOWN` and starts again; no acknowledged push depends on it.
-    async fn create_upload(&self, session: &UploadSession) -> Result<(), MetaError>;
+    /// Records a new session unless the registry or its repository already has as many
+    /// open sessions as `limits` allow; the count and the insert are one atomic step, so
+    /// concurrent creations never open more than the limits. Like
+    /// [`UploadStore::advance_upload`], this survives a crash of the process but need not
+    /// survive a power loss: a client whose session was lost gets `BLOB_UPLOAD_UNKNOWN`
+    /// and starts again; no acknowledged push depends on it.
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        limits: SessionLimits,
+    ) -> Result<(), CreateUploadError>;
     /// Looks a session up.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError>;
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
-    /// still at `from`; returns whether it moved.
+    /// still at `from`; returns whether it moved. A recorded digest no longer holds for
+    /// the new bytes and is cleared.
     ///
     /// The move survives a crash of the process but need not survive a power loss: the
     /// appended bytes themselves are only flushed when the upload completes, so after a
@@ -126,6 +154,18 @@ pub trait UploadStore: Send + Sync {
         to: u64,
         hash_state: &[u8],
         now: i64,
+    ) -> Result<bool, MetaError>;
+    /// Records that the session's first `size` bytes, as stored, hash to `digest`, if the
+    /// session is still at `size`; returns whether it was recorded. Set before the bytes
+    /// are published, so that a completion cut after publishing them can be finished by
+    /// a retry, which then finds the bytes gone from the upload area. Like
+    /// [`UploadStore::advance_upload`], this survives a crash of the process but need
+    /// not survive a power loss (the client then starts the upload again).
+    async fn record_upload_digest(
+        &self,
+        id: &UploadId,
+        size: u64,
+        digest: &Digest,
     ) -> Result<bool, MetaError>;
     /// Finishes a session whose bytes were committed as `digest`: links the blob to the
     /// repository and ends the session, in one durable transaction.
@@ -141,11 +181,8 @@ pub trait UploadStore: Send + Sync {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
     /// Sessions not written to since `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError>;
-    /// Open sessions and their bytes, in all and in `repository` when named.
-    async fn upload_usage(
-        &self,
-        repository: Option<&RepositoryName>,
-    ) -> Result<UploadUsage, MetaError>;
+    /// Bytes held by all open sessions, for the limit on them.
+    async fn upload_bytes(&self) -> Result<u64, MetaError>;
 }
 
 /// Manifests, tags and referrers.

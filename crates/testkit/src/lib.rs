@@ -1,6 +1,8 @@
 //! Test support: a complete in-process Berth over temporary directories, driven through
 //! its real router with `tower::ServiceExt::oneshot`.
 
+mod faults;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -14,6 +16,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+
+use crate::faults::FaultyMeta;
+pub use crate::faults::MetaFaults;
 
 /// A clock that moves only when a test moves it; it starts at the system time.
 pub struct ManualClock(AtomicI64);
@@ -44,6 +49,8 @@ pub struct TestRegistry {
     pub registry: Arc<Registry>,
     /// Holds the data directory alive for the test's duration.
     pub dir: tempfile::TempDir,
+    /// Failures to inject into the metadata store.
+    pub faults: Arc<MetaFaults>,
 }
 
 /// A response with its body collected.
@@ -96,6 +103,11 @@ impl TestRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let meta = SqliteMetaStore::open(dir.path().join("berth.db")).expect("metadata store");
         let blobs = FsBlobStore::open(dir.path().join("storage")).expect("blob store");
+        let faults = Arc::new(MetaFaults::default());
+        let meta = FaultyMeta {
+            inner: Arc::new(meta),
+            faults: faults.clone(),
+        };
         let registry = Arc::new(Registry::new(
             Arc::new(meta),
             Arc::new(blobs),
@@ -106,6 +118,7 @@ impl TestRegistry {
             router: berth_api::router(registry.clone()),
             registry,
             dir,
+            faults,
         }
     }
 

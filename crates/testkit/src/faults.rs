@@ -1,0 +1,218 @@
+//! Failures a test can inject into the metadata store, at the steps where a crash, a
+//! disconnect or a full disk would cut an operation in a real deployment.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use berth_meta::{
+    BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore, NewManifest,
+    PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
+    StoredManifest, TagPage, UploadSession, UploadStore,
+};
+use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
+use bytes::Bytes;
+
+/// The failures armed for the next operations.
+#[derive(Debug, Default)]
+pub struct MetaFaults {
+    /// Upload completions still to cut before they link their blob.
+    cut_completions: AtomicUsize,
+}
+
+impl MetaFaults {
+    /// Makes the next `n` upload completions fail at their last step, linking the blob
+    /// and ending the session, after the bytes were published: what a crash between
+    /// publishing and linking leaves behind.
+    pub fn cut_completions(&self, n: usize) {
+        self.cut_completions.store(n, Ordering::SeqCst);
+    }
+
+    /// Takes one armed cut, if any is left.
+    fn take_cut(&self) -> bool {
+        self.cut_completions
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// A metadata store that passes every call to `inner`, except those `faults` cut.
+pub(crate) struct FaultyMeta {
+    pub(crate) inner: Arc<dyn MetaStore>,
+    pub(crate) faults: Arc<MetaFaults>,
+}
+
+#[async_trait]
+impl RepositoryStore for FaultyMeta {
+    async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage, MetaError> {
+        self.inner.catalog(last, limit).await
+    }
+}
+
+#[async_trait]
+impl BlobLinkStore for FaultyMeta {
+    async fn linked_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        self.inner.linked_blob(repository, digest).await
+    }
+
+    async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+        self.inner.any_linked_blob(digest).await
+    }
+
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        self.inner.link_blob(repository, digest, size, now).await
+    }
+
+    async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Deletion, MetaError> {
+        self.inner.unlink_blob(repository, digest).await
+    }
+}
+
+#[async_trait]
+impl UploadStore for FaultyMeta {
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        limits: SessionLimits,
+    ) -> Result<(), CreateUploadError> {
+        self.inner.create_upload(session, limits).await
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError> {
+        self.inner.upload(id).await
+    }
+
+    async fn advance_upload(
+        &self,
+        id: &UploadId,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner
+            .advance_upload(id, from, to, hash_state, now)
+            .await
+    }
+
+    async fn record_upload_digest(
+        &self,
+        id: &UploadId,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<bool, MetaError> {
+        self.inner.record_upload_digest(id, size, digest).await
+    }
+
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        if self.faults.take_cut() {
+            return Err(MetaError(
+                "the test cut this completion before linking".into(),
+            ));
+        }
+        self.inner
+            .complete_upload(id, repository, digest, size, now)
+            .await
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
+        self.inner.delete_upload(id).await
+    }
+
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
+        self.inner.stale_uploads(before).await
+    }
+
+    async fn upload_bytes(&self) -> Result<u64, MetaError> {
+        self.inner.upload_bytes().await
+    }
+}
+
+#[async_trait]
+impl ManifestStore for FaultyMeta {
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
+        self.inner.put_manifest(manifest).await
+    }
+
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, MetaError> {
+        self.inner.manifest(repository, reference).await
+    }
+
+    async fn manifest_content(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Bytes>, MetaError> {
+        self.inner.manifest_content(repository, digest).await
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Deletion, MetaError> {
+        self.inner.delete_manifest(repository, digest).await
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError> {
+        self.inner.delete_tag(repository, tag).await
+    }
+
+    async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<TagPage>, MetaError> {
+        self.inner.tags(repository, last, limit).await
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: ReferrerLimit,
+    ) -> Result<ReferrerPage, MetaError> {
+        self.inner
+            .referrers(repository, subject, artifact_type, after, limit)
+            .await
+    }
+
+    async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
+        self.inner.record_pulls(pulls, at).await
+    }
+}
+
+#[async_trait]
+impl MetaStore for FaultyMeta {
+    async fn check(&self) -> Result<(), MetaError> {
+        self.inner.check().await
+    }
+}
