@@ -165,6 +165,90 @@ async fn bodies_streaming_at_once_are_limited() {
     );
 }
 
+/// A body fed through a channel, so a test decides when each frame arrives.
+fn fed_body() -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    (tx, body)
+}
+
+/// Waits until the registry has taken whatever it was sent.
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// Bodies without a declared length are counted as their bytes arrive: streamed side by
+/// side, they cannot hold more than the budget for bytes in open uploads.
+#[tokio::test]
+async fn bodies_of_unknown_length_are_counted_as_they_stream() {
+    let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
+        max_open_upload_bytes: 1000,
+        ..RegistryConfig::default()
+    }));
+    let (a, b) = (
+        start_upload(&reg, "p/meter").await,
+        start_upload(&reg, "p/meter").await,
+    );
+    let (feed_a, body_a) = fed_body();
+    let (feed_b, body_b) = fed_body();
+    let send = |location: &String, body: Body| {
+        let (reg, location) = (reg.clone(), location.clone());
+        tokio::spawn(async move { reg.send(Method::PATCH, &location, &[], body).await })
+    };
+    let (patch_a, patch_b) = (send(&a, body_a), send(&b, body_b));
+    feed_a.send(Ok(pattern(400).into())).await.unwrap();
+    feed_b.send(Ok(pattern(400).into())).await.unwrap();
+    settle().await;
+    feed_a.send(Ok(pattern(200).into())).await.unwrap();
+    settle().await;
+    // 1000 bytes are in flight: B's next 200 have no room.
+    let _ = feed_b.send(Ok(pattern(200).into())).await;
+    drop((feed_a, feed_b));
+    expect_status(&patch_a.await.unwrap(), 202, "A's 600 bytes fit");
+    expect_too_many(&patch_b.await.unwrap(), "B's bytes past the budget");
+    expect_upload_at(&reg, &a, 600, "A").await;
+    expect_upload_at(&reg, &b, 0, "B's refused body left nothing").await;
+}
+
+/// A streaming upload body holds the memory its writes may buffer in the budget for
+/// buffered bytes: with room for one, a second waits and is refused.
+#[tokio::test]
+async fn upload_bodies_hold_their_buffers_in_the_budget() {
+    let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
+        max_buffered_bytes: 4 << 20,
+        overload_wait: Duration::from_millis(50),
+        ..RegistryConfig::default()
+    }));
+    let held = start_upload(&reg, "p/memory").await;
+    let (feed, body) = fed_body();
+    let streaming = {
+        let (reg, held) = (reg.clone(), held.clone());
+        tokio::spawn(async move { reg.send(Method::PATCH, &held, &[], body).await })
+    };
+    feed.send(Ok(Bytes::from_static(b"slow"))).await.unwrap();
+    settle().await;
+    let other = start_upload(&reg, "p/memory").await;
+    expect_too_many(
+        &patch(&reg, &other, Some("0-2"), b"abc").await,
+        "a second body while the first holds the budget",
+    );
+    drop(feed);
+    expect_status(&streaming.await.unwrap(), 202, "the first body");
+    expect_status(
+        &patch(&reg, &other, Some("0-2"), b"abc").await,
+        202,
+        "room once the first is done",
+    );
+}
+
 /// Sends GETs of `uri` whose responses are never read until one is refused; returns how
 /// many were held, and lets them go.
 async fn held_until_refused(reg: &TestRegistry, uri: &str, accept: &str) -> usize {

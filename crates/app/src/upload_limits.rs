@@ -1,11 +1,14 @@
 //! Limits on uploads in progress, so that no client can fill the disk with abandoned
 //! sessions or hold every connection's worth of bodies open.
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use berth_blob::ByteStream;
 use berth_meta::SessionLimits;
+use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::RegistryError;
@@ -23,24 +26,57 @@ pub(crate) struct UploadLimits {
     in_flight: Arc<AtomicU64>,
 }
 
-/// Bytes set aside for one append; given back when dropped.
-pub(crate) struct Reservation {
+/// Bytes set aside for one append, given back when its last holder drops it: the
+/// append's body stream and the append itself, which holds it until the new offset is
+/// stored (from then on the bytes count among the sessions' stored bytes).
+#[derive(Clone)]
+pub(crate) struct Reservation(Arc<Reserved>);
+
+struct Reserved {
     in_flight: Arc<AtomicU64>,
-    reserved: u64,
-    /// How many bytes the append may still take, when the open-bytes budget bounds it.
-    room: Option<u64>,
+    reserved: AtomicU64,
+    /// The budget for bytes in open uploads (0: none).
+    max_open_bytes: u64,
+    /// The bytes open sessions held when the append began.
+    stored: u64,
 }
 
-impl Reservation {
-    /// The most bytes the append may write, when the budget limits it.
-    pub(crate) fn room(&self) -> Option<u64> {
-        self.room
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        self.in_flight.fetch_sub(reserved, Ordering::Relaxed);
     }
 }
 
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.in_flight.fetch_sub(self.reserved, Ordering::Relaxed);
+/// A body without a declared length ran past the room left for bytes in open uploads.
+#[derive(Debug, thiserror::Error)]
+#[error("the space for uploads in progress is used up")]
+pub(crate) struct OpenBytesExhausted;
+
+impl Reservation {
+    /// Sets `n` more bytes aside, unless the budget has no room for them.
+    fn grow(&self, n: u64) -> Result<(), OpenBytesExhausted> {
+        let r = &self.0;
+        let before = r.in_flight.fetch_add(n, Ordering::Relaxed);
+        let total = r.stored.saturating_add(before).saturating_add(n);
+        if r.max_open_bytes > 0 && total > r.max_open_bytes {
+            r.in_flight.fetch_sub(n, Ordering::Relaxed);
+            return Err(OpenBytesExhausted);
+        }
+        r.reserved.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `body`, setting each frame's bytes aside as it arrives: a body whose length was not
+    /// declared is counted as it streams, and fails with [`OpenBytesExhausted`] once the
+    /// budget has no room for its next frame.
+    pub(crate) fn meter(&self, body: ByteStream) -> ByteStream {
+        let this = self.clone();
+        Box::pin(body.map(move |frame| {
+            let frame = frame?;
+            this.grow(frame.len() as u64).map_err(io::Error::other)?;
+            Ok(frame)
+        }))
     }
 }
 
@@ -76,29 +112,25 @@ impl UploadLimits {
         }
     }
 
-    /// Sets aside `expected` bytes (when known) on top of the `stored` bytes of open
-    /// sessions, or refuses when the budget for uploads in progress would be exceeded.
+    /// Sets aside `expected` bytes (when declared) on top of the `stored` bytes of open
+    /// sessions, or refuses when the budget for bytes in open uploads has no room for
+    /// them. A body of unknown length starts with nothing set aside and is counted as it
+    /// streams, through [`Reservation::meter`].
     pub(crate) fn reserve_bytes(
         &self,
         stored: u64,
         expected: Option<u64>,
     ) -> Result<Reservation, RegistryError> {
-        let reserved = expected.unwrap_or(0);
-        let before = self.in_flight.fetch_add(reserved, Ordering::Relaxed);
-        let room = (self.max_open_bytes > 0).then(|| {
-            self.max_open_bytes
-                .saturating_sub(stored.saturating_add(before))
-        });
-        // Dropped on refusal, which gives the bytes back.
-        let reservation = Reservation {
+        let reservation = Reservation(Arc::new(Reserved {
             in_flight: self.in_flight.clone(),
-            reserved,
-            room,
-        };
-        if room.is_some_and(|room| reserved > room) {
-            return Err(RegistryError::TooManyRequests(
-                "the space for uploads in progress is used up".into(),
-            ));
+            reserved: AtomicU64::new(0),
+            max_open_bytes: self.max_open_bytes,
+            stored,
+        }));
+        if let Some(expected) = expected {
+            reservation
+                .grow(expected)
+                .map_err(|e| RegistryError::TooManyRequests(e.to_string()))?;
         }
         Ok(reservation)
     }

@@ -8,6 +8,7 @@ use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher
 
 use crate::error::RegistryError;
 use crate::registry::{MountOutcome, Registry};
+use crate::upload_limits::{OpenBytesExhausted, Reservation};
 
 /// The body of a `PATCH` or final `PUT` on an upload, with its framing headers.
 pub struct UploadBody {
@@ -24,6 +25,16 @@ impl UploadBody {
     fn is_empty(&self) -> bool {
         self.content_length == Some(0)
     }
+}
+
+/// What an append wrote.
+struct Appended {
+    /// The hash state after the appended bytes.
+    hasher: ResumableHasher,
+    /// The upload's new length.
+    end: u64,
+    /// The appended bytes' place in the budget for open uploads.
+    _reservation: Reservation,
 }
 
 impl Registry {
@@ -77,8 +88,9 @@ impl Registry {
             this.blobs.create_upload(&id).await?;
             let result = async {
                 let hasher = ResumableHasher::new(digest.algorithm());
-                let (hasher, len) = this.append(&id, 0, hasher, body).await?;
-                this.verify(&hasher.finish(), &digest)?;
+                let appended = this.append(&id, 0, hasher, body).await?;
+                let len = appended.end;
+                this.verify(&appended.hasher.finish(), &digest)?;
                 this.blobs.commit_upload(&id, len, &digest).await?;
                 this.meta
                     .link_blob(&repository, &digest, len, this.clock.now_ms())
@@ -392,7 +404,7 @@ impl Registry {
             }
         }
         let hasher = Self::restore_hasher(&session)?;
-        let (hasher, end) = match self.append(&session.id, session.offset, hasher, body).await {
+        let appended = match self.append(&session.id, session.offset, hasher, body).await {
             Err(RegistryError::UploadLost) => {
                 // The bytes at rest are shorter than acknowledged (lost in a crash).
                 self.discard(&session.id).await;
@@ -400,7 +412,7 @@ impl Registry {
             }
             other => other?,
         };
-        let state = hasher.save();
+        let (state, end) = (appended.hasher.save(), appended.end);
         let now = self.clock.now_ms();
         if !self
             .meta
@@ -417,14 +429,16 @@ impl Registry {
         Ok(session)
     }
 
-    /// Writes `body` at `offset`; returns the hash state and the new end offset.
+    /// Writes `body` at `offset`; returns the hash state and the new end offset, and the
+    /// bytes set aside for them in the budget for open uploads, to hold until the new
+    /// offset is stored.
     async fn append(
         &self,
         id: &UploadId,
         offset: u64,
         hasher: ResumableHasher,
         body: UploadBody,
-    ) -> Result<(ResumableHasher, u64), RegistryError> {
+    ) -> Result<Appended, RegistryError> {
         let expected = body
             .content_range
             .map(|r| r.0.len())
@@ -436,14 +450,15 @@ impl Registry {
             ));
         }
         let _slot = self.limits.body_slot().await?;
+        // What the store holds in memory while it receives the body.
+        let _memory = self.reserve_buffer(self.blobs.append_memory()).await?;
         let stored = self.meta.upload_bytes().await?;
         let reservation = self.limits.reserve_bytes(stored, expected)?;
-        let limit = [expected, Some(room), reservation.room()]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(u64::MAX);
-        let stream: ByteStream = body.stream;
+        let stream = match expected {
+            Some(_) => body.stream,
+            None => reservation.meter(body.stream),
+        };
+        let limit = expected.unwrap_or(room);
         let outcome = match (
             self.blobs
                 .append_upload(id, offset, hasher, stream, limit)
@@ -457,9 +472,9 @@ impl Registry {
                     "received more than the {e} bytes declared"
                 )));
             }
-            (Err(BlobError::TooLarge), None) if reservation.room().is_some_and(|r| r < room) => {
-                return Err(RegistryError::TooManyRequests(
-                    "the space for uploads in progress is used up".into(),
+            (Err(BlobError::TooLarge), None) => {
+                return Err(RegistryError::TooLarge(
+                    "blob exceeds the allowed size".into(),
                 ));
             }
             // A body that ends early or stalls is shorter than it said.
@@ -467,6 +482,11 @@ impl Registry {
                 return Err(RegistryError::SizeInvalid(format!(
                     "the body ended before the {declared} bytes declared: {e}"
                 )));
+            }
+            (Err(BlobError::Body(e)), None)
+                if e.get_ref().is_some_and(|e| e.is::<OpenBytesExhausted>()) =>
+            {
+                return Err(RegistryError::TooManyRequests(e.to_string()));
             }
             // The upload's bytes at rest are shorter than acknowledged, or gone.
             (Err(BlobError::UploadTruncated | BlobError::NotFound), _) => {
@@ -482,7 +502,11 @@ impl Registry {
                 outcome.written
             )));
         }
-        Ok((outcome.hasher, offset + outcome.written))
+        Ok(Appended {
+            hasher: outcome.hasher,
+            end: offset + outcome.written,
+            _reservation: reservation,
+        })
     }
 
     fn verify(&self, computed: &Digest, claimed: &Digest) -> Result<(), RegistryError> {
