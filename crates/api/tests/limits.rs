@@ -218,10 +218,11 @@ async fn bodies_of_unknown_length_are_counted_as_they_stream() {
     expect_upload_at(&reg, &b, 0, "B's refused body left nothing").await;
 }
 
-/// A streaming upload body holds the memory its writes may buffer in the budget for
-/// buffered bytes: with room for one, a second waits and is refused.
+/// An upload body that streams holds the memory its writes may buffer in the budget for
+/// buffered bytes: with room for one, a second waits and is refused. A body that has
+/// sent only a few bytes holds none of it, so a client that stalls locks nobody out.
 #[tokio::test]
-async fn upload_bodies_hold_their_buffers_in_the_budget() {
+async fn streaming_upload_bodies_hold_their_buffers_in_the_budget() {
     let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
         max_buffered_bytes: 4 << 20,
         overload_wait: Duration::from_millis(50),
@@ -233,17 +234,22 @@ async fn upload_bodies_hold_their_buffers_in_the_budget() {
         let (reg, held) = (reg.clone(), held.clone());
         tokio::spawn(async move { reg.send(Method::PATCH, &held, &[], body).await })
     };
-    feed.send(Ok(Bytes::from_static(b"slow"))).await.unwrap();
+    feed.send(Ok(pattern(100 << 10).into())).await.unwrap();
     settle().await;
     let other = start_upload(&reg, "p/memory").await;
     expect_too_many(
+        &patch(&reg, &other, Some("0-102399"), &pattern(100 << 10)).await,
+        "a second streaming body while the first holds the budget",
+    );
+    expect_status(
         &patch(&reg, &other, Some("0-2"), b"abc").await,
-        "a second body while the first holds the budget",
+        202,
+        "a few bytes need no room",
     );
     drop(feed);
     expect_status(&streaming.await.unwrap(), 202, "the first body");
     expect_status(
-        &patch(&reg, &other, Some("0-2"), b"abc").await,
+        &patch(&reg, &other, Some("3-102402"), &pattern(100 << 10)).await,
         202,
         "room once the first is done",
     );

@@ -11,7 +11,8 @@ use crate::error::RegistryError;
 /// Budget granularity: permits are counted in KiB.
 const UNIT: usize = 1024;
 
-/// The bytes that buffered bodies may hold at once.
+/// The bytes that buffered bodies may hold at once (a handle: clones share the budget).
+#[derive(Clone)]
 pub(crate) struct BufferBudget {
     /// One permit per KiB of the budget.
     units: Arc<Semaphore>,

@@ -9,6 +9,7 @@ mod error;
 mod foreign_urls;
 mod locks;
 mod manifest_buffers;
+mod metered_body;
 mod pulls;
 mod registry;
 mod upload_limits;

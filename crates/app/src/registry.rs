@@ -90,7 +90,7 @@ pub struct Registry {
     /// Limits on uploads in progress.
     pub(crate) limits: UploadLimits,
     /// Bytes buffered bodies may hold.
-    buffers: BufferBudget,
+    pub(crate) buffers: BufferBudget,
     /// Manifest bytes that responses in flight hold.
     manifests: ManifestBuffers,
     /// Names this process in the upload sessions it started, so that it knows which

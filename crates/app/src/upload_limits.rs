@@ -1,14 +1,11 @@
 //! Limits on uploads in progress, so that no client can fill the disk with abandoned
 //! sessions or hold every connection's worth of bodies open.
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use berth_blob::ByteStream;
 use berth_meta::SessionLimits;
-use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::RegistryError;
@@ -48,14 +45,14 @@ impl Drop for Reserved {
     }
 }
 
-/// A body without a declared length ran past the room left for bytes in open uploads.
+/// The budget for bytes in open uploads has no room for more.
 #[derive(Debug, thiserror::Error)]
 #[error("the space for uploads in progress is used up")]
 pub(crate) struct OpenBytesExhausted;
 
 impl Reservation {
     /// Sets `n` more bytes aside, unless the budget has no room for them.
-    fn grow(&self, n: u64) -> Result<(), OpenBytesExhausted> {
+    pub(crate) fn grow(&self, n: u64) -> Result<(), OpenBytesExhausted> {
         let r = &self.0;
         let before = r.in_flight.fetch_add(n, Ordering::Relaxed);
         let total = r.stored.saturating_add(before).saturating_add(n);
@@ -65,18 +62,6 @@ impl Reservation {
         }
         r.reserved.fetch_add(n, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// `body`, setting each frame's bytes aside as it arrives: a body whose length was not
-    /// declared is counted as it streams, and fails with [`OpenBytesExhausted`] once the
-    /// budget has no room for its next frame.
-    pub(crate) fn meter(&self, body: ByteStream) -> ByteStream {
-        let this = self.clone();
-        Box::pin(body.map(move |frame| {
-            let frame = frame?;
-            this.grow(frame.len() as u64).map_err(io::Error::other)?;
-            Ok(frame)
-        }))
     }
 }
 
@@ -115,7 +100,7 @@ impl UploadLimits {
     /// Sets aside `expected` bytes (when declared) on top of the `stored` bytes of open
     /// sessions, or refuses when the budget for bytes in open uploads has no room for
     /// them. A body of unknown length starts with nothing set aside and is counted as it
-    /// streams, through [`Reservation::meter`].
+    /// streams (`metered_body`).
     pub(crate) fn reserve_bytes(
         &self,
         stored: u64,

@@ -7,8 +7,9 @@ use berth_meta::UploadSession;
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
 use crate::error::RegistryError;
+use crate::metered_body::{LimitReached, Meter, metered};
 use crate::registry::{MountOutcome, Registry};
-use crate::upload_limits::{OpenBytesExhausted, Reservation};
+use crate::upload_limits::Reservation;
 
 /// The body of a `PATCH` or final `PUT` on an upload, with its framing headers.
 pub struct UploadBody {
@@ -450,14 +451,13 @@ impl Registry {
             ));
         }
         let _slot = self.limits.body_slot().await?;
-        // What the store holds in memory while it receives the body.
-        let _memory = self.reserve_buffer(self.blobs.append_memory()).await?;
         let stored = self.meta.upload_bytes().await?;
         let reservation = self.limits.reserve_bytes(stored, expected)?;
-        let stream = match expected {
-            Some(_) => body.stream,
-            None => reservation.meter(body.stream),
-        };
+        let meter = Meter::new(
+            expected.is_none().then(|| reservation.clone()),
+            (self.buffers.clone(), self.blobs.append_memory()),
+        );
+        let stream = metered(body.stream, meter);
         let limit = expected.unwrap_or(room);
         let outcome = match (
             self.blobs
@@ -477,16 +477,14 @@ impl Registry {
                     "blob exceeds the allowed size".into(),
                 ));
             }
+            (Err(BlobError::Body(e)), _) if e.get_ref().is_some_and(|e| e.is::<LimitReached>()) => {
+                return Err(RegistryError::TooManyRequests(e.to_string()));
+            }
             // A body that ends early or stalls is shorter than it said.
             (Err(BlobError::Body(e)), Some(declared)) => {
                 return Err(RegistryError::SizeInvalid(format!(
                     "the body ended before the {declared} bytes declared: {e}"
                 )));
-            }
-            (Err(BlobError::Body(e)), None)
-                if e.get_ref().is_some_and(|e| e.is::<OpenBytesExhausted>()) =>
-            {
-                return Err(RegistryError::TooManyRequests(e.to_string()));
             }
             // The upload's bytes at rest are shorter than acknowledged, or gone.
             (Err(BlobError::UploadTruncated | BlobError::NotFound), _) => {
