@@ -25,6 +25,11 @@ use berth_app::Registry;
 
 pub use endpoint::{Access, Endpoint};
 
+/// The address of the client that sent a request, which the listener puts in its
+/// extensions (limits per client use it; without it, none apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Builds the complete HTTP application over a registry.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()

@@ -45,6 +45,8 @@ pub struct RegistryConfig {
     pub max_open_upload_bytes: u64,
     /// Most upload bodies streaming at once.
     pub max_upload_bodies: usize,
+    /// Most upload bodies one client address streams at once (0: no limit).
+    pub max_upload_bodies_per_client: usize,
     /// How long a request waits for a limit on work in progress (upload bodies, buffered
     /// bytes) before it is refused with `429`.
     pub overload_wait: Duration,
@@ -71,6 +73,7 @@ impl Default for RegistryConfig {
             max_upload_sessions_per_repository: 256,
             max_open_upload_bytes: 64 << 30,
             max_upload_bodies: 512,
+            max_upload_bodies_per_client: 64,
             overload_wait: Duration::from_secs(5),
             max_buffered_bytes: 1 << 30,
             max_referrers: 1000,

@@ -1,8 +1,10 @@
 //! Limits on uploads in progress, so that no client can fill the disk with abandoned
 //! sessions or hold every connection's worth of bodies open.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_meta::SessionLimits;
@@ -19,8 +21,35 @@ pub(crate) struct UploadLimits {
     bodies: Arc<Semaphore>,
     /// How long a body waits for a permit before it is refused.
     body_wait: Duration,
+    /// Bodies streaming now, by client address, and the most one client may stream.
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_client: usize,
     /// Bytes promised to appends streaming now, not yet counted in any session's offset.
     in_flight: Arc<AtomicU64>,
+}
+
+/// The right to stream one upload body; given back when dropped.
+pub(crate) struct BodySlot {
+    _permit: OwnedSemaphorePermit,
+    _client: Option<ClientSlot>,
+}
+
+/// One of a client's bodies streaming at once.
+struct ClientSlot {
+    streaming: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    addr: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut streaming = self.streaming.lock().expect("bodies per client");
+        if let Some(count) = streaming.get_mut(&self.addr) {
+            *count -= 1;
+            if *count == 0 {
+                streaming.remove(&self.addr);
+            }
+        }
+    }
 }
 
 /// Bytes set aside for one append, given back when its last holder drops it: the
@@ -76,6 +105,8 @@ impl UploadLimits {
             max_open_bytes: config.max_open_upload_bytes,
             bodies: Arc::new(Semaphore::new(config.max_upload_bodies)),
             body_wait: config.overload_wait,
+            per_client: Arc::default(),
+            max_per_client: config.max_upload_bodies_per_client,
             in_flight: Arc::default(),
         }
     }
@@ -86,11 +117,35 @@ impl UploadLimits {
         self.sessions
     }
 
-    /// Waits (briefly) for the right to stream one upload body.
-    pub(crate) async fn body_slot(&self) -> Result<OwnedSemaphorePermit, RegistryError> {
+    /// Waits (briefly) for the right to stream one upload body; refuses at once when
+    /// `client` already streams as many as one client may.
+    pub(crate) async fn body_slot(
+        &self,
+        client: Option<IpAddr>,
+    ) -> Result<BodySlot, RegistryError> {
+        let client = match client {
+            Some(addr) if self.max_per_client > 0 => {
+                let mut streaming = self.per_client.lock().expect("bodies per client");
+                let count = streaming.entry(addr).or_default();
+                if *count >= self.max_per_client {
+                    return Err(RegistryError::TooManyRequests(format!(
+                        "{count} uploads from {addr} are streaming, the most one client may"
+                    )));
+                }
+                *count += 1;
+                Some(ClientSlot {
+                    streaming: self.per_client.clone(),
+                    addr,
+                })
+            }
+            _ => None,
+        };
         let acquire = self.bodies.clone().acquire_owned();
         match tokio::time::timeout(self.body_wait, acquire).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => Ok(BodySlot {
+                _permit: permit,
+                _client: client,
+            }),
             _ => Err(RegistryError::TooManyRequests(
                 "too many uploads are streaming at once".into(),
             )),

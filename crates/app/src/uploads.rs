@@ -1,5 +1,6 @@
 //! Blob uploads: sessions, chunks, completion, mounts.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_blob::{BlobError, ByteStream};
@@ -19,6 +20,8 @@ pub struct UploadBody {
     pub content_length: Option<u64>,
     /// `Content-Range`, when the client sent one.
     pub content_range: Option<ContentRange>,
+    /// The client's address, for the limit on bodies one client streams at once.
+    pub client: Option<IpAddr>,
 }
 
 impl UploadBody {
@@ -450,7 +453,7 @@ impl Registry {
                 "blob exceeds the allowed size".into(),
             ));
         }
-        let _slot = self.limits.body_slot().await?;
+        let _slot = self.limits.body_slot(body.client).await?;
         let stored = self.meta.upload_bytes().await?;
         let reservation = self.limits.reserve_bytes(stored, expected)?;
         let meter = Meter::new(

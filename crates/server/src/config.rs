@@ -85,6 +85,9 @@ pub struct LimitsConfig {
     pub max_open_upload_bytes: u64,
     /// Most upload bodies streaming at once.
     pub max_upload_bodies: usize,
+    /// Most upload bodies one client address streams at once (0: no limit). Behind a
+    /// proxy every client has the proxy's address: raise it or set 0 there.
+    pub max_upload_bodies_per_client: usize,
     /// Seconds a request waits for a limit on work in progress (upload bodies, buffered
     /// bytes) before it gets `429`.
     pub overload_wait_secs: u64,
@@ -105,8 +108,11 @@ pub struct TimeoutsConfig {
     pub header_read_secs: u64,
     /// An open connection with no request in progress.
     pub idle_secs: u64,
-    /// A request body that sends nothing.
+    /// The window over which a request body must send `body_min_bytes_per_sec` (and at
+    /// least one byte), counting only time the handler waits for it.
     pub body_idle_secs: u64,
+    /// Bytes a second a request body must send on average over `body_idle_secs`.
+    pub body_min_bytes_per_sec: u64,
     /// A response the client does not read.
     pub send_secs: u64,
 }
@@ -181,6 +187,7 @@ impl Default for LimitsConfig {
             max_upload_sessions_per_repository: 256,
             max_open_upload_bytes: 64 << 30,
             max_upload_bodies: 512,
+            max_upload_bodies_per_client: 64,
             overload_wait_secs: 5,
             max_connections: 4096,
             max_buffered_bytes: 1 << 30,
@@ -195,6 +202,7 @@ impl Default for TimeoutsConfig {
             header_read_secs: 30,
             idle_secs: 90,
             body_idle_secs: 60,
+            body_min_bytes_per_sec: 500,
             send_secs: 60,
         }
     }
@@ -261,6 +269,7 @@ impl Config {
                 header_read: Duration::from_secs(t.header_read_secs),
                 idle: Duration::from_secs(t.idle_secs),
                 body_idle: Duration::from_secs(t.body_idle_secs),
+                body_min_rate: t.body_min_bytes_per_sec,
                 send: Duration::from_secs(t.send_secs),
             },
             grace: Duration::from_secs(self.limits.shutdown_grace_secs),
@@ -284,6 +293,7 @@ impl Config {
             max_upload_sessions_per_repository: l.max_upload_sessions_per_repository,
             max_open_upload_bytes: l.max_open_upload_bytes,
             max_upload_bodies: l.max_upload_bodies,
+            max_upload_bodies_per_client: l.max_upload_bodies_per_client,
             overload_wait: Duration::from_secs(l.overload_wait_secs),
             max_buffered_bytes: l.max_buffered_bytes,
             max_referrers: l.max_referrers,

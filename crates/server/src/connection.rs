@@ -13,18 +13,20 @@
 //! - [`watch`] checks the record and resolves when the connection must go.
 
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
+use berth_api::ClientAddr;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// How long a connection may wait on its client.
 #[derive(Debug, Clone, Copy)]
@@ -33,8 +35,11 @@ pub struct Timeouts {
     pub header_read: Duration,
     /// An open connection with no request in progress.
     pub idle: Duration,
-    /// A request body that sends nothing.
+    /// The window over which a request body must send at least `body_min_rate` bytes a
+    /// second (and at least one byte).
     pub body_idle: Duration,
+    /// Bytes a second a request body must send, averaged over `body_idle`.
+    pub body_min_rate: u64,
     /// A response the client does not read.
     pub send: Duration,
 }
@@ -224,17 +229,23 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
     }
 }
 
-/// The HTTP service of one connection, watched by its [`Activity`].
+/// The HTTP service of one connection, watched by its [`Activity`]; it tells each
+/// request which client sent it.
 #[derive(Clone)]
 pub struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    peer: IpAddr,
 }
 
 impl<S> Watched<S> {
-    /// Wraps the connection's service.
-    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Watched { inner, activity }
+    /// Wraps the service of a connection from `peer`.
+    pub fn new(inner: S, activity: Arc<Activity>, peer: IpAddr) -> Self {
+        Watched {
+            inner,
+            activity,
+            peer,
+        }
     }
 }
 
@@ -254,7 +265,7 @@ type ServiceFuture =
 impl<S, B> hyper::service::Service<Request<B>> for Watched<S>
 where
     S: hyper::service::Service<
-            Request<IdleTimeoutBody<B>>,
+            Request<MinRateBody<B>>,
             Response = Response<Body>,
             Error = std::convert::Infallible,
         >,
@@ -268,8 +279,10 @@ where
     fn call(&self, req: Request<B>) -> Self::Future {
         self.activity.request_started();
         let in_flight = InFlight(self.activity.clone());
-        let idle = self.activity.timeouts.body_idle;
-        let req = req.map(|body| IdleTimeoutBody::new(body, idle));
+        let t = &self.activity.timeouts;
+        let (window, min_rate) = (t.body_idle, t.body_min_rate);
+        let mut req = req.map(|body| MinRateBody::new(body, window, min_rate));
+        req.extensions_mut().insert(ClientAddr(self.peer));
         let response = self.inner.call(req);
         let activity = self.activity.clone();
         Box::pin(async move {
@@ -279,37 +292,76 @@ where
     }
 }
 
-/// A request body that fails once it has sent nothing for its idle timeout while the
-/// handler was waiting for it (time the handler spends elsewhere does not count).
-pub struct IdleTimeoutBody<B> {
+/// A request body that fails when, over a window of `body_idle` spent waiting for it, it
+/// sent nothing or fewer than `body_min_rate` bytes a second: a client that trickles
+/// cannot hold an upload slot for ever. Only time the handler spends waiting for the
+/// next frame counts (time it spends writing what it got does not).
+pub struct MinRateBody<B> {
     inner: B,
-    idle: Duration,
-    /// Running while the handler waits for the next frame.
-    waiting: Option<Pin<Box<Sleep>>>,
+    window: Duration,
+    /// Bytes the window must bring (at least one).
+    window_bytes: u64,
+    /// Bytes received in the current window.
+    received: u64,
+    /// Time spent waiting in the current window, before the wait in progress.
+    waited: Duration,
+    /// When the wait in progress began.
+    waiting_since: Option<Instant>,
+    /// Fires when the wait in progress fills the window.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
-impl<B> IdleTimeoutBody<B> {
-    fn new(inner: B, idle: Duration) -> Self {
-        IdleTimeoutBody {
+impl<B> MinRateBody<B> {
+    fn new(inner: B, window: Duration, min_rate: u64) -> Self {
+        MinRateBody {
             inner,
-            idle,
-            waiting: None,
+            window,
+            window_bytes: min_rate.saturating_mul(window.as_secs()).max(1),
+            received: 0,
+            waited: Duration::ZERO,
+            waiting_since: None,
+            timer: None,
         }
+    }
+
+    /// Ends the wait in progress at `now`; fails when it closed a window that brought
+    /// too little, and otherwise starts a new window when one was filled.
+    fn end_wait(&mut self, now: Instant) -> Result<(), RequestBodyError> {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += now - since;
+        }
+        if self.waited < self.window {
+            return Ok(());
+        }
+        if self.received < self.window_bytes {
+            return Err(RequestBodyError::TooSlow {
+                received: self.received,
+                window: self.window,
+            });
+        }
+        self.received = 0;
+        self.waited = Duration::ZERO;
+        Ok(())
     }
 }
 
 /// Why a request body failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestBodyError {
-    /// The client sent nothing for the idle timeout.
-    #[error("the client sent no body bytes for {0:?}")]
-    Idle(Duration),
+    /// The client sent too little while the handler waited for it.
+    #[error("the client sent {received} body bytes in {window:?}, too few")]
+    TooSlow {
+        /// Bytes it sent in the window.
+        received: u64,
+        /// The window.
+        window: Duration,
+    },
     /// The connection failed.
     #[error(transparent)]
     Connection(Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl<B> HttpBody for IdleTimeoutBody<B>
+impl<B> HttpBody for MinRateBody<B>
 where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -322,19 +374,43 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                this.waiting = None;
-                Poll::Ready(frame.map(|f| f.map_err(|e| RequestBodyError::Connection(e.into()))))
-            }
-            Poll::Pending => {
-                let idle = this.idle;
-                let waiting = this
-                    .waiting
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                match waiting.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(RequestBodyError::Idle(idle)))),
-                    Poll::Pending => Poll::Pending,
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    if let Some(since) = this.waiting_since.take() {
+                        this.waited += since.elapsed();
+                    }
+                    if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+                        && let Some(data) = data
+                    {
+                        this.received += data.len() as u64;
+                    }
+                    // A window filled while frames kept coming is judged at its end too.
+                    if this.waited >= this.window
+                        && let Err(e) = this.end_wait(Instant::now())
+                    {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    return Poll::Ready(
+                        frame.map(|f| f.map_err(|e| RequestBodyError::Connection(e.into()))),
+                    );
+                }
+                Poll::Pending => {
+                    let since = *this.waiting_since.get_or_insert_with(Instant::now);
+                    let deadline = since + this.window.saturating_sub(this.waited);
+                    let timer = this
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if timer.deadline() != deadline {
+                        timer.as_mut().reset(deadline);
+                    }
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if let Err(e) = this.end_wait(Instant::now()) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    // A new window began: wait on.
                 }
             }
         }
@@ -411,8 +487,79 @@ mod tests {
             header_read: Duration::from_millis(100),
             idle: Duration::from_millis(300),
             body_idle: Duration::from_millis(100),
+            body_min_rate: 0,
             send: Duration::from_millis(200),
         }
+    }
+
+    /// A request body whose frames a test sends.
+    struct Fed(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl HttpBody for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// A body guarded over a 10 s window at 100 bytes a second, and its feed.
+    fn guarded() -> (tokio::sync::mpsc::Sender<Bytes>, MinRateBody<Fed>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        (tx, MinRateBody::new(Fed(rx), Duration::from_secs(10), 100))
+    }
+
+    /// Feeds `bytes` every second for `seconds`, while the handler waits for the body;
+    /// returns whether the body failed as too slow.
+    async fn trickle(bytes: usize, seconds: u64) -> bool {
+        use http_body_util::BodyExt;
+        let (tx, mut body) = guarded();
+        let feeder = tokio::spawn(async move {
+            for _ in 0..seconds {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if tx.send(Bytes::from(vec![0; bytes])).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let failed = loop {
+            match body.frame().await {
+                Some(Ok(_)) => continue,
+                Some(Err(RequestBodyError::TooSlow { .. })) => break true,
+                Some(Err(e)) => panic!("{e}"),
+                None => break false,
+            }
+        };
+        feeder.abort();
+        failed
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_trickles_below_the_minimum_rate_fails() {
+        assert!(trickle(10, 60).await, "10 bytes a second, 100 required");
+        assert!(trickle(0, 60).await, "nothing at all");
+        assert!(!trickle(150, 60).await, "150 bytes a second is enough");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn time_the_handler_spends_elsewhere_does_not_count() {
+        use http_body_util::BodyExt;
+        let (tx, mut body) = guarded();
+        for _ in 0..5 {
+            tx.send(Bytes::from(vec![0; 300])).await.unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+            // Writing what arrived takes long; the client is not waited on meanwhile.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        drop(tx);
+        assert!(
+            body.frame().await.is_none(),
+            "the body ends without failing"
+        );
     }
 
     #[test]

@@ -106,7 +106,7 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let activity = Activity::new(limits.timeouts);
-        let service = Watched::new(service.clone(), activity.clone());
+        let service = Watched::new(service.clone(), activity.clone(), peer.ip());
         let io = WatchedIo::new(stream, activity.clone());
         let builder = builder.clone();
         let watcher = graceful.watcher();

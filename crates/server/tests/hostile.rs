@@ -58,6 +58,29 @@ async fn send_partial(berth: &Berth, head: &str, body: &[u8]) -> TcpStream {
     s
 }
 
+/// Like [`send_partial`], from the loopback address `from` (each is a client of its own).
+async fn send_partial_from(berth: &Berth, from: [u8; 4], head: &str, body: &[u8]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut s = socket.connect(berth.addr.parse().unwrap()).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s
+}
+
+/// Reads a response head (the status line and headers) from `s`.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            other => panic!("no response head: {other:?}, got {head:?}"),
+        }
+    }
+    String::from_utf8(head).unwrap()
+}
+
 /// Drops a connection with a TCP reset, as a crashing client would.
 #[allow(deprecated)] // A zero linger on a non-blocking socket resets it without blocking.
 fn reset(s: TcpStream) {
@@ -313,6 +336,8 @@ async fn stalled_patches_do_not_stall_other_clients() {
         free_port(),
         &[
             ("BERTH_LIMITS__MAX_UPLOAD_BODIES", "2000"),
+            // As if each stalled PATCH came from a client of its own.
+            ("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "0"),
             ("BERTH_TIMEOUTS__BODY_IDLE_SECS", "4"),
         ],
     );
@@ -372,6 +397,90 @@ async fn stalled_patches_do_not_stall_other_clients() {
         let (_, closed) = read_until_closed(s, left).await;
         assert!(closed, "a stalled PATCH outlived the body timeout");
     }
+}
+
+/// A body that keeps sending, but less than the minimum rate, is cut once a window of
+/// waiting for it has passed: trickling a byte now and then holds no upload slot for ever.
+#[tokio::test]
+async fn a_trickling_body_is_cut_at_the_minimum_rate() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[
+            ("BERTH_TIMEOUTS__BODY_IDLE_SECS", "2"),
+            ("BERTH_TIMEOUTS__BODY_MIN_BYTES_PER_SEC", "100"),
+        ],
+    );
+    let http = client();
+    let location = start_upload(&http, &berth, "slow/trickle").await;
+    let mut s = send_partial(&berth, &patch_head(&berth, &location, 0, 1 << 20), b"x").await;
+    let started = Instant::now();
+    // 25 bytes a second: never idle, always too slow.
+    let answered = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if s.write_all(b"xxxxx").await.is_err() || started.elapsed() > Duration::from_secs(6) {
+            break started.elapsed();
+        }
+        let mut peek = [0u8; 1];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.peek(&mut peek)).await
+            && n > 0
+        {
+            break started.elapsed();
+        }
+    };
+    assert!(
+        answered < Duration::from_secs(4),
+        "a body trickling at 25 bytes/s outlived a 2 s window at 100 bytes/s ({answered:?})"
+    );
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let r = http
+        .get(format!("{}{location}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["range"],
+        "0-0",
+        "nothing of the cut body was acknowledged"
+    );
+}
+
+/// One client address streams at most `max_upload_bodies_per_client` bodies at once; the
+/// next gets `429` at once, while other clients are served.
+#[tokio::test]
+async fn one_client_cannot_hold_every_upload_slot() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "4")],
+    );
+    let http = client();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let location = start_upload(&http, &berth, "per/client").await;
+        let head = patch_head(&berth, &location, 0, 1 << 20);
+        held.push(send_partial_from(&berth, [127, 0, 0, 2], &head, b"x").await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let location = start_upload(&http, &berth, "per/client").await;
+    let head = patch_head(&berth, &location, 0, 3);
+    let asked = Instant::now();
+    let mut fifth = send_partial_from(&berth, [127, 0, 0, 2], &head, b"abc").await;
+    let answer = read_head(&mut fifth).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(asked.elapsed() < Duration::from_secs(2), "refused at once");
+    let mut other = send_partial_from(&berth, [127, 0, 0, 3], &head, b"abc").await;
+    let answer = read_head(&mut other).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 202"),
+        "another client: {answer}"
+    );
+    drop(held);
 }
 
 /// Connections that never finish their request head, and connections that send

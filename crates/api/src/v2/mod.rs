@@ -30,6 +30,8 @@ pub struct Call<'a> {
     headers: HeaderMap,
     query: Query<'a>,
     body: Body,
+    /// The client's address, when the listener named it.
+    client: Option<std::net::IpAddr>,
 }
 
 /// Entry point of every `/v2/...` request.
@@ -44,6 +46,7 @@ pub async fn dispatch(State(registry): State<Arc<Registry>>, req: Request) -> Re
         headers: parts.headers,
         query: Query::parse(parts.uri.query()),
         body,
+        client: parts.extensions.get::<crate::ClientAddr>().map(|c| c.0),
     };
     let result = match Endpoint::parse(rest) {
         Ok(endpoint) => {

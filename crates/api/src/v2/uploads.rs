@@ -80,6 +80,7 @@ fn upload_body(call: Call<'_>) -> Result<UploadBody, ApiError> {
     Ok(UploadBody {
         content_length: content_length(&call.headers),
         content_range,
+        client: call.client,
         stream: Box::pin(call.body.into_data_stream().map_err(io::Error::other)),
     })
 }
