@@ -1,11 +1,12 @@
-//! Response bodies sent from a shared buffer while holding their room in the buffer
-//! budget (or the shared buffer that holds it).
+//! Response bodies that hold their room in the buffer budget until they are sent: slices
+//! of a shared buffer, or a stream of chunks.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
+use futures_util::Stream;
 use http_body::{Frame, SizeHint};
 
 /// Bytes handed to the connection at a time: slices of the shared buffer, so a client
@@ -48,5 +49,34 @@ impl<R: Send + Sync + Unpin + 'static> http_body::Body for HeldBody<R> {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+/// `chunks`, holding `room` (their place in the buffer budget) until the stream ends.
+pub fn held_stream<S, R>(chunks: S, room: R) -> Body
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static,
+    R: Send + Sync + Unpin + 'static,
+{
+    Body::from_stream(HeldStream {
+        chunks,
+        _room: room,
+    })
+}
+
+struct HeldStream<S, R> {
+    chunks: S,
+    _room: R,
+}
+
+impl<S: Stream + Unpin, R: Unpin> Stream for HeldStream<S, R> {
+    type Item = S::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.get_mut().chunks).poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.chunks.size_hint()
     }
 }

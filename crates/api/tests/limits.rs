@@ -363,3 +363,21 @@ async fn unread_referrers_pages_hold_their_room() {
         61
     );
 }
+
+/// Blob responses that are not read hold room for the chunks they have in flight, so no
+/// number of clients that stop reading can hold more than the budget.
+#[tokio::test]
+async fn unread_blob_responses_hold_their_chunks_room() {
+    let reg = TestRegistry::with_config(RegistryConfig {
+        max_buffered_bytes: 4 << 20,
+        overload_wait: Duration::from_millis(50),
+        ..RegistryConfig::default()
+    });
+    let digest = reg.push_blob("p/chunks", &pattern(1 << 20)).await;
+    let uri = format!("/v2/p/chunks/blobs/{digest}");
+    // Two 256 KiB chunks a response: 4 MiB hold eight.
+    assert_eq!(
+        held_until_refused(&reg, &uri, "application/octet-stream").await,
+        8
+    );
+}

@@ -51,6 +51,10 @@ impl BufferBudget {
     /// Waits (briefly) for room for `bytes`.
     pub(crate) async fn reserve(&self, bytes: usize) -> Result<BufferPermit, RegistryError> {
         let units = bytes.div_ceil(UNIT).clamp(1, self.total_units as usize) as u32;
+        // Most of the time there is room: no timer is set up then.
+        if let Ok(permit) = self.units.clone().try_acquire_many_owned(units) {
+            return Ok(BufferPermit(permit));
+        }
         let acquire = self.units.clone().acquire_many_owned(units);
         match tokio::time::timeout(self.wait, acquire).await {
             Ok(Ok(permit)) => Ok(BufferPermit(permit)),

@@ -107,6 +107,8 @@ pub struct Registry {
 pub struct BlobContent {
     /// The bytes to send.
     pub read: BlobRead,
+    /// The room its chunks in flight hold in the buffer budget, to keep while it is sent.
+    pub permit: BufferPermit,
     /// Total blob size.
     pub size: u64,
     /// The range being sent, for `206 Partial Content`.
@@ -254,6 +256,11 @@ impl Registry {
                     RegistryError::ReadRangeInvalid { size }
                 }
             })?;
+        // A response holds at most the chunk the connection is sending and the next one.
+        let permit = self
+            .buffers
+            .reserve(2 * self.blobs.read_chunk_bytes())
+            .await?;
         let read = match self.blobs.read(digest, range).await {
             Err(berth_blob::BlobError::NotFound) => {
                 return Err(RegistryError::Internal(format!(
@@ -262,7 +269,12 @@ impl Registry {
             }
             other => other?,
         };
-        Ok(BlobContent { read, size, range })
+        Ok(BlobContent {
+            read,
+            permit,
+            size,
+            range,
+        })
     }
 
     /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`), unless a

@@ -302,6 +302,10 @@ impl BlobStore for FsBlobStore {
         APPEND_MEMORY
     }
 
+    fn read_chunk_bytes(&self) -> usize {
+        READ_CHUNK
+    }
+
     async fn create_upload(&self, id: &UploadId) -> Result<(), BlobError> {
         let path = self.upload_path(id);
         blocking(move || {

@@ -89,6 +89,10 @@ pub trait BlobStore: Send + Sync + 'static {
         limit: u64,
     ) -> Result<AppendOutcome, BlobError>;
 
+    /// Size of the chunks a [`BlobStore::read`] stream yields; each is held in memory
+    /// until the connection has sent it.
+    fn read_chunk_bytes(&self) -> usize;
+
     /// The most bytes one [`BlobStore::append_upload`] holds in memory at once (received
     /// but not yet written), for the caller's memory budget.
     fn append_memory(&self) -> usize;

@@ -84,7 +84,7 @@ pub async fn run(
     limits: ListenerLimits,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let builder = Arc::new(http_builder());
     let service = TowerToHyperService::new(app);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -155,6 +155,27 @@ pub async fn run(
     {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
+}
+
+/// HTTP/1.1 read buffer of a connection. hyper grows it to about 400 KiB while a body
+/// streams and keeps it for the connection's life; 64 KiB reads stream as fast on this
+/// path and keep an idle connection that once uploaded small.
+const HTTP1_READ_BUFFER: usize = 64 << 10;
+/// Response bytes HTTP/2 buffers for one stream before it stops asking the body for more.
+const HTTP2_STREAM_SEND_BUFFER: usize = 256 << 10;
+/// Streams one HTTP/2 connection may have open at once.
+const HTTP2_MAX_STREAMS: u32 = 100;
+
+/// The HTTP/1.1 and HTTP/2 connection settings: buffers sized so that what a connection
+/// holds is small and bounded whatever its client does.
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(HTTP1_READ_BUFFER);
+    builder
+        .http2()
+        .max_send_buf_size(HTTP2_STREAM_SEND_BUFFER)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS);
+    builder
 }
 
 async fn shutdown_signal() {

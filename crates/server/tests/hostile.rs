@@ -399,6 +399,42 @@ async fn stalled_patches_do_not_stall_other_clients() {
     }
 }
 
+/// Connections that uploaded a large chunk and then stay open keep small buffers: what
+/// hyper grew to receive the body is not held for the connection's life.
+#[tokio::test]
+async fn idle_connections_after_uploads_hold_little_memory() {
+    const CONNECTIONS: usize = 300;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "0")],
+    );
+    let http = client();
+    let chunk = random_bytes(1 << 20);
+    let before = resident_kib(berth.pid());
+    let mut idle = Vec::new();
+    for i in 0..CONNECTIONS {
+        let location = start_upload(&http, &berth, &format!("idle/r{}", i % 16)).await;
+        let mut s = send_partial(
+            &berth,
+            &patch_head(&berth, &location, 0, chunk.len()),
+            &chunk,
+        )
+        .await;
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+        idle.push(s);
+    }
+    let held = resident_kib(berth.pid()).saturating_sub(before);
+    assert!(
+        held < 64 * 1024,
+        "{CONNECTIONS} idle connections that each uploaded 1 MiB hold {held} KiB"
+    );
+    drop(idle);
+}
+
 /// A body that keeps sending, but less than the minimum rate, is cut once a window of
 /// waiting for it has passed: trickling a byte now and then holds no upload slot for ever.
 #[tokio::test]

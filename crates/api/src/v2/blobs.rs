@@ -7,6 +7,7 @@ use http::{Method, StatusCode, header};
 
 use super::{Call, header_str, parse_digest};
 use crate::error::ApiError;
+use crate::held_body::held_stream;
 
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`, with `Range` support on `GET`.
 pub async fn get(call: Call<'_>, name: RepositoryName, digest: &str) -> Result<Response, ApiError> {
@@ -31,7 +32,7 @@ pub async fn get(call: Call<'_>, name: RepositoryName, digest: &str) -> Result<R
     // A malformed or multi-range header is ignored and the whole blob is sent.
     let range = header_str(&call.headers, header::RANGE).and_then(|r| RangeRequest::parse(r).ok());
     let content = call.registry.read_blob(&name, &digest, range).await?;
-    let mut response = Response::new(Body::from_stream(content.read.body));
+    let mut response = Response::new(held_stream(content.read.body, content.permit));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_LENGTH, content.read.len.into());
     headers.insert(
