@@ -14,6 +14,13 @@ use support::{Berth, client, free_port, random_bytes, sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Starts Berth on a fresh data directory (`<work>/data`) with extra `BERTH_*` variables.
+fn start_berth(env: &[(&str, &str)]) -> (tempfile::TempDir, Berth) {
+    let work = tempfile::tempdir().unwrap();
+    let berth = Berth::start_with(&work.path().join("data"), free_port(), env);
+    (work, berth)
+}
+
 /// Opens an upload session in `repo`; returns its location path.
 async fn start_upload(http: &reqwest::Client, berth: &Berth, repo: &str) -> String {
     let r = http
@@ -329,18 +336,12 @@ async fn a_reset_completion_cannot_poison_the_published_blob() {
 /// go on. The stalled bodies are dropped after the body timeout.
 #[tokio::test]
 async fn stalled_patches_do_not_stall_other_clients() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[
-            ("BERTH_LIMITS__MAX_UPLOAD_BODIES", "2000"),
-            // As if each stalled PATCH came from a client of its own.
-            ("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "0"),
-            ("BERTH_TIMEOUTS__BODY_IDLE_SECS", "4"),
-        ],
-    );
+    let (_work, berth) = start_berth(&[
+        ("BERTH_LIMITS__MAX_UPLOAD_BODIES", "2000"),
+        // As if each stalled PATCH came from a client of its own.
+        ("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "0"),
+        ("BERTH_TIMEOUTS__BODY_IDLE_SECS", "4"),
+    ]);
     let http = client();
     const STALLED: usize = 600;
     let mut stalled = Vec::with_capacity(STALLED);
@@ -404,13 +405,7 @@ async fn stalled_patches_do_not_stall_other_clients() {
 #[tokio::test]
 async fn idle_connections_after_uploads_hold_little_memory() {
     const CONNECTIONS: usize = 300;
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "0")],
-    );
+    let (_work, berth) = start_berth(&[("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "0")]);
     let http = client();
     let chunk = random_bytes(1 << 20);
     let before = resident_kib(berth.pid());
@@ -439,16 +434,10 @@ async fn idle_connections_after_uploads_hold_little_memory() {
 /// waiting for it has passed: trickling a byte now and then holds no upload slot for ever.
 #[tokio::test]
 async fn a_trickling_body_is_cut_at_the_minimum_rate() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[
-            ("BERTH_TIMEOUTS__BODY_IDLE_SECS", "2"),
-            ("BERTH_TIMEOUTS__BODY_MIN_BYTES_PER_SEC", "100"),
-        ],
-    );
+    let (_work, berth) = start_berth(&[
+        ("BERTH_TIMEOUTS__BODY_IDLE_SECS", "2"),
+        ("BERTH_TIMEOUTS__BODY_MIN_BYTES_PER_SEC", "100"),
+    ]);
     let http = client();
     let location = start_upload(&http, &berth, "slow/trickle").await;
     let mut s = send_partial(&berth, &patch_head(&berth, &location, 0, 1 << 20), b"x").await;
@@ -488,13 +477,7 @@ async fn a_trickling_body_is_cut_at_the_minimum_rate() {
 /// next gets `429` at once, while other clients are served.
 #[tokio::test]
 async fn one_client_cannot_hold_every_upload_slot() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "4")],
-    );
+    let (_work, berth) = start_berth(&[("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "4")]);
     let http = client();
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -523,16 +506,10 @@ async fn one_client_cannot_hold_every_upload_slot() {
 /// nothing, are dropped after their timeouts while other clients are served.
 #[tokio::test]
 async fn half_sent_heads_and_idle_connections_are_dropped() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[
-            ("BERTH_TIMEOUTS__HEADER_READ_SECS", "2"),
-            ("BERTH_TIMEOUTS__IDLE_SECS", "3"),
-        ],
-    );
+    let (_work, berth) = start_berth(&[
+        ("BERTH_TIMEOUTS__HEADER_READ_SECS", "2"),
+        ("BERTH_TIMEOUTS__IDLE_SECS", "3"),
+    ]);
     let opened = Instant::now();
     let mut slow = Vec::new();
     for _ in 0..300 {
@@ -606,16 +583,10 @@ async fn push_large_manifest(
 /// bounded) and are dropped after the send timeout; a reading client is served meanwhile.
 #[tokio::test]
 async fn clients_that_do_not_read_are_dropped() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[
-            ("BERTH_TIMEOUTS__SEND_SECS", "3"),
-            ("BERTH_LIMITS__MAX_MANIFEST_BYTES", "16777216"),
-        ],
-    );
+    let (_work, berth) = start_berth(&[
+        ("BERTH_TIMEOUTS__SEND_SECS", "3"),
+        ("BERTH_LIMITS__MAX_MANIFEST_BYTES", "16777216"),
+    ]);
     let http = client();
     // Larger than the kernel's socket buffers on both sides together.
     let manifest = push_large_manifest(&http, &berth, "big/manifest", 12 << 20).await;
@@ -667,17 +638,11 @@ async fn clients_that_do_not_read_are_dropped() {
 async fn requests_waiting_for_room_hold_no_manifest() {
     const MANIFESTS: usize = 24;
     const CLIENTS: usize = 300;
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[
-            ("BERTH_TIMEOUTS__SEND_SECS", "15"),
-            ("BERTH_LIMITS__MAX_BUFFERED_BYTES", "67108864"),
-            ("BERTH_LIMITS__OVERLOAD_WAIT_SECS", "3"),
-        ],
-    );
+    let (_work, berth) = start_berth(&[
+        ("BERTH_TIMEOUTS__SEND_SECS", "15"),
+        ("BERTH_LIMITS__MAX_BUFFERED_BYTES", "67108864"),
+        ("BERTH_LIMITS__OVERLOAD_WAIT_SECS", "3"),
+    ]);
     let http = client();
     for i in 0..MANIFESTS {
         // Each a different document, so each has a digest (and buffer) of its own.
@@ -716,9 +681,7 @@ async fn requests_waiting_for_room_hold_no_manifest() {
 /// manifest: memory stays bounded and the connection is dropped after the send timeout.
 #[tokio::test]
 async fn an_http2_client_with_a_shut_window_is_dropped() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(&data, free_port(), &[("BERTH_TIMEOUTS__SEND_SECS", "3")]);
+    let (_work, berth) = start_berth(&[("BERTH_TIMEOUTS__SEND_SECS", "3")]);
     let http = client();
     push_large_manifest(&http, &berth, "h2/manifest", 3 << 20).await;
     let tcp = TcpStream::connect(&berth.addr).await.unwrap();
@@ -799,16 +762,10 @@ async fn a_body_shorter_than_its_length_is_size_invalid() {
 /// bound, so memory stays near the budget.
 #[tokio::test]
 async fn stalled_manifest_puts_stay_within_the_buffer_budget() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[
-            ("BERTH_LIMITS__MAX_BUFFERED_BYTES", "33554432"),
-            ("BERTH_LIMITS__OVERLOAD_WAIT_SECS", "1"),
-        ],
-    );
+    let (_work, berth) = start_berth(&[
+        ("BERTH_LIMITS__MAX_BUFFERED_BYTES", "33554432"),
+        ("BERTH_LIMITS__OVERLOAD_WAIT_SECS", "1"),
+    ]);
     let body = vec![b' '; 3 << 20];
     let mut stalled = Vec::new();
     for i in 0..60 {
@@ -841,13 +798,7 @@ async fn stalled_manifest_puts_stay_within_the_buffer_budget() {
 /// the grace period is over.
 #[tokio::test]
 async fn sigterm_exits_within_the_grace_period_despite_a_stalled_patch() {
-    let work = tempfile::tempdir().unwrap();
-    let data = work.path().join("data");
-    let berth = Berth::start_with(
-        &data,
-        free_port(),
-        &[("BERTH_LIMITS__SHUTDOWN_GRACE_SECS", "2")],
-    );
+    let (_work, berth) = start_berth(&[("BERTH_LIMITS__SHUTDOWN_GRACE_SECS", "2")]);
     let http = client();
     let location = start_upload(&http, &berth, "term/stall").await;
     let _stalled = send_partial(&berth, &patch_head(&berth, &location, 0, 1 << 20), b"x").await;
