@@ -39,7 +39,6 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/v2/", axum::routing::any(v2::dispatch))
         .route("/v2/{*rest}", axum::routing::any(v2::dispatch))
         .layer(axum::middleware::from_fn(request_checks::check))
-        .layer(axum::middleware::from_fn(request_limits::enforce))
         .layer(axum::middleware::from_fn(request_log::log_request))
         .with_state(registry)
 }

@@ -1,5 +1,6 @@
-//! Checks on the request itself, before any handler runs: the request names exactly one
-//! host, and percent-encoded unreserved characters in the path are decoded.
+//! Checks on the request itself, before any handler runs, in one middleware: its size
+//! (`request_limits`), that it names exactly one host, and percent-encoded unreserved
+//! characters in the path are decoded.
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -7,12 +8,16 @@ use axum::response::{IntoResponse, Response};
 use http::uri::{Authority, PathAndQuery};
 use http::{StatusCode, Uri, Version, header};
 
-/// Middleware: `400` for a request without a host or with two (RFC 9112 §3.2); then the
-/// path is normalized so that `/v2/library/x/manifests/%76%31` names tag `v1`.
+/// Middleware: `414`/`431` for an oversized target or header section, `400` for a
+/// request without a host or with two (RFC 9112 §3.2); then the path is normalized so
+/// that `/v2/library/x/manifests/%76%31` names tag `v1`.
 ///
 /// Axum runs this after routing, which only needs the `/v2` prefix; the normalized path
 /// is what `v2::dispatch` parses.
 pub async fn check(mut req: Request, next: Next) -> Response {
+    if let Some(refused) = crate::request_limits::refusal(&req) {
+        return refused;
+    }
     if let Err(why) = check_host(&req) {
         tracing::debug!(reason = why, "request refused");
         return StatusCode::BAD_REQUEST.into_response();

@@ -299,19 +299,19 @@ async fn push_padded(reg: &TestRegistry, repo: &str, tag: &str, padding: usize) 
     sha256(&manifest)
 }
 
-/// Unread responses of one manifest share its buffer, so they hold its room once; each
-/// distinct manifest held holds its own.
+/// Unread responses of one large manifest share its buffer, so they hold its room once;
+/// each distinct manifest held holds its own.
 #[tokio::test]
 async fn unread_responses_of_one_manifest_hold_its_room_once() {
     use tower::ServiceExt;
     let reg = TestRegistry::with_config(RegistryConfig {
-        max_buffered_bytes: 64 << 10,
+        max_buffered_bytes: 1 << 20,
         overload_wait: Duration::from_millis(50),
         ..RegistryConfig::default()
     });
     let mut digests = Vec::new();
     for (i, tag) in ["a", "b", "c", "d"].into_iter().enumerate() {
-        digests.push(push_padded(&reg, "p/shared", tag, (20 << 10) + i).await);
+        digests.push(push_padded(&reg, "p/shared", tag, (300 << 10) + i).await);
     }
     let get = |digest: &Digest| {
         http::Request::get(format!("/v2/p/shared/manifests/{digest}"))
@@ -334,7 +334,7 @@ async fn unread_responses_of_one_manifest_hold_its_room_once() {
         );
         unread.push(r);
     }
-    // Three 20 KiB buffers are held: a fourth does not fit in 64 KiB.
+    // Three 300 KiB buffers are held: a fourth does not fit in 1 MiB.
     let uri = format!("/v2/p/shared/manifests/{}", digests[3]);
     expect_too_many(&reg.get(&uri).await, "a fourth manifest past the budget");
     drop(unread);

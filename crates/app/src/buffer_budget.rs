@@ -48,14 +48,26 @@ impl BufferBudget {
         }
     }
 
+    /// Room for `bytes` if there is some now.
+    pub(crate) fn try_reserve(&self, bytes: usize) -> Option<BufferPermit> {
+        self.units
+            .clone()
+            .try_acquire_many_owned(self.units_for(bytes))
+            .ok()
+            .map(BufferPermit)
+    }
+
+    fn units_for(&self, bytes: usize) -> u32 {
+        bytes.div_ceil(UNIT).clamp(1, self.total_units as usize) as u32
+    }
+
     /// Waits (briefly) for room for `bytes`.
     pub(crate) async fn reserve(&self, bytes: usize) -> Result<BufferPermit, RegistryError> {
-        let units = bytes.div_ceil(UNIT).clamp(1, self.total_units as usize) as u32;
         // Most of the time there is room: no timer is set up then.
-        if let Ok(permit) = self.units.clone().try_acquire_many_owned(units) {
-            return Ok(BufferPermit(permit));
+        if let Some(permit) = self.try_reserve(bytes) {
+            return Ok(permit);
         }
-        let acquire = self.units.clone().acquire_many_owned(units);
+        let acquire = self.units.clone().acquire_many_owned(self.units_for(bytes));
         match tokio::time::timeout(self.wait, acquire).await {
             Ok(Ok(permit)) => Ok(BufferPermit(permit)),
             _ => Err(RegistryError::TooManyRequests(

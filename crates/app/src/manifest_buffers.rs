@@ -7,6 +7,10 @@
 //! would let many manifests escape it. So a buffer is charged when it is loaded, by the
 //! size stored in its row and before its bytes are read, and released when the last
 //! response holding it ends.
+//!
+//! Manifests smaller than [`SHARED_FROM`] skip the sharing: each response holds its own
+//! room, which costs no lock on the hot path, and which no number of connections can
+//! make large (`max_connections` × 64 KiB).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -15,6 +19,9 @@ use berth_oci::Digest;
 use bytes::Bytes;
 
 use crate::buffer_budget::BufferPermit;
+
+/// Manifests at least this large share one charged buffer between responses.
+pub(crate) const SHARED_FROM: u64 = 64 << 10;
 
 /// Live manifest buffers by digest.
 #[derive(Default)]
@@ -28,7 +35,8 @@ pub(crate) struct ManifestBuffers {
 pub struct HeldManifest(Arc<Held>);
 
 struct Held {
-    digest: Digest,
+    /// The digest it is shared under, if it is.
+    digest: Option<Digest>,
     content: Bytes,
     _permit: BufferPermit,
     live: Weak<Mutex<HashMap<Digest, Weak<Held>>>>,
@@ -43,18 +51,30 @@ impl HeldManifest {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let Some(live) = self.live.upgrade() else {
+        let (Some(digest), Some(live)) = (&self.digest, self.live.upgrade()) else {
             return;
         };
         let mut live = live.lock().expect("manifest buffers");
         // Another buffer may have taken this digest's place since this one's last
         // holder let go; only a dead entry is removed.
         if live
-            .get(&self.digest)
+            .get(digest)
             .is_some_and(|held| held.strong_count() == 0)
         {
-            live.remove(&self.digest);
+            live.remove(digest);
         }
+    }
+}
+
+impl HeldManifest {
+    /// `content` held by one response alone, with its own `permit`.
+    pub(crate) fn own(content: Bytes, permit: BufferPermit) -> Self {
+        HeldManifest(Arc::new(Held {
+            digest: None,
+            content,
+            _permit: permit,
+            live: Weak::new(),
+        }))
     }
 }
 
@@ -79,7 +99,7 @@ impl ManifestBuffers {
             return HeldManifest(held);
         }
         let held = Arc::new(Held {
-            digest: digest.clone(),
+            digest: Some(digest.clone()),
             content,
             _permit: permit,
             live: Arc::downgrade(&self.live),

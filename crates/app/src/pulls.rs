@@ -15,10 +15,7 @@ pub struct PendingPulls {
 impl PendingPulls {
     /// Notes a pull.
     pub fn note(&self, pull: PullRecord) {
-        let mut pending = self.pending.lock().expect("pending pulls");
-        if !pending.contains(&pull) {
-            pending.insert(pull);
-        }
+        self.pending.lock().expect("pending pulls").insert(pull);
     }
 
     /// Takes everything noted so far.

@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::foreign_urls::ForeignUrlPolicy;
 use crate::locks::SessionLocks;
-use crate::manifest_buffers::{HeldManifest, ManifestBuffers};
+use crate::manifest_buffers::{HeldManifest, ManifestBuffers, SHARED_FROM};
 use crate::pulls::PendingPulls;
 use crate::upload_limits::UploadLimits;
 
@@ -380,21 +380,36 @@ impl Registry {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<(StoredManifest, HeldManifest), RegistryError> {
-        let manifest = self.stat_manifest(repository, reference).await?;
-        let held = match self.manifests.get(&manifest.digest) {
+        let mut manifest = self.stat_manifest(repository, reference).await?;
+        let cached = manifest.cached.take();
+        let shared = manifest.size >= SHARED_FROM;
+        let held = match shared.then(|| self.manifests.get(&manifest.digest)).flatten() {
             Some(held) => held,
             None => {
-                let permit = self.buffers.reserve(manifest.size as usize).await?;
-                match self.manifests.get(&manifest.digest) {
-                    // Loaded by another request while this one waited for room.
+                let size = manifest.size as usize;
+                let (permit, cached) = match self.buffers.try_reserve(size) {
+                    Some(permit) => (permit, cached),
+                    // A request waiting for room holds no bytes: they are read once it
+                    // has some.
+                    None => (self.buffers.reserve(size).await?, None),
+                };
+                // Loaded by another request while this one waited for room?
+                match shared.then(|| self.manifests.get(&manifest.digest)).flatten() {
                     Some(held) => held,
                     None => {
-                        let content = self
-                            .meta
-                            .manifest_content(repository, &manifest.digest)
-                            .await?
-                            .ok_or(RegistryError::ManifestUnknown)?;
-                        self.manifests.insert(&manifest.digest, content, permit)
+                        let content = match cached {
+                            Some(content) => content,
+                            None => self
+                                .meta
+                                .manifest_content(repository, &manifest.digest)
+                                .await?
+                                .ok_or(RegistryError::ManifestUnknown)?,
+                        };
+                        if shared {
+                            self.manifests.insert(&manifest.digest, content, permit)
+                        } else {
+                            HeldManifest::own(content, permit)
+                        }
                     }
                 }
             }

@@ -224,8 +224,13 @@ impl ManifestStore for SqliteMetaStore {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, MetaError> {
-        self.readers
-            .with(|c| queries::manifest_row(c, repository.as_str(), reference))
+        self.readers.with(|c| {
+            let mut row = queries::manifest_row(c, repository.as_str(), reference)?;
+            if let Some(m) = &mut row {
+                m.cached = self.manifest_cache.get(m.digest.as_str());
+            }
+            Ok(row)
+        })
     }
 
     async fn manifest_content(

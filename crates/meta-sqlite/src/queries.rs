@@ -431,6 +431,7 @@ pub fn manifest_row(
             digest: digest_col(r.get(0)?)?,
             media_type: r.get(1)?,
             size: r.get::<_, i64>(2)? as u64,
+            cached: None,
         })
     };
     match reference {

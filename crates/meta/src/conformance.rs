@@ -98,6 +98,9 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     let by_tag = Reference::Tag(Tag::parse("latest").unwrap());
     let got = store.manifest(&r, &by_tag).await.unwrap().unwrap();
     assert_eq!((got.digest.clone(), got.size), (digest("m1"), 2));
+    if let Some(cached) = &got.cached {
+        assert_eq!(&cached[..], b"m1", "cached bytes are the manifest's");
+    }
     let content = store.manifest_content(&r, &got.digest).await.unwrap();
     assert_eq!(content.as_deref(), Some(&b"m1"[..]));
     assert_eq!(

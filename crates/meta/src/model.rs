@@ -69,8 +69,9 @@ pub struct NewManifest {
     pub pushed_at: i64,
 }
 
-/// A manifest as stored, without its bytes (see `ManifestStore::manifest_content`), so
-/// that a caller can set room aside for them before it reads them.
+/// A manifest as stored. Its bytes come along only when the store holds them in memory
+/// anyway (a cache); otherwise `ManifestStore::manifest_content` reads them, so that a
+/// caller can set room aside for them first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredManifest {
     /// Content digest.
@@ -79,6 +80,8 @@ pub struct StoredManifest {
     pub media_type: String,
     /// Length of its bytes.
     pub size: u64,
+    /// Its bytes, when the store had them at hand.
+    pub cached: Option<Bytes>,
 }
 
 /// A manifest that refers to a subject, as listed by the referrers API.
