@@ -218,43 +218,6 @@ async fn bodies_of_unknown_length_are_counted_as_they_stream() {
     expect_upload_at(&reg, &b, 0, "B's refused body left nothing").await;
 }
 
-/// An upload body that streams holds the memory its writes may buffer in the budget for
-/// buffered bytes: with room for one, a second waits and is refused. A body that has
-/// sent only a few bytes holds none of it, so a client that stalls locks nobody out.
-#[tokio::test]
-async fn streaming_upload_bodies_hold_their_buffers_in_the_budget() {
-    let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
-        max_buffered_bytes: 4 << 20,
-        overload_wait: Duration::from_millis(50),
-        ..RegistryConfig::default()
-    }));
-    let held = start_upload(&reg, "p/memory").await;
-    let (feed, body) = fed_body();
-    let streaming = {
-        let (reg, held) = (reg.clone(), held.clone());
-        tokio::spawn(async move { reg.send(Method::PATCH, &held, &[], body).await })
-    };
-    feed.send(Ok(pattern(100 << 10).into())).await.unwrap();
-    settle().await;
-    let other = start_upload(&reg, "p/memory").await;
-    expect_too_many(
-        &patch(&reg, &other, Some("0-102399"), &pattern(100 << 10)).await,
-        "a second streaming body while the first holds the budget",
-    );
-    expect_status(
-        &patch(&reg, &other, Some("0-2"), b"abc").await,
-        202,
-        "a few bytes need no room",
-    );
-    drop(feed);
-    expect_status(&streaming.await.unwrap(), 202, "the first body");
-    expect_status(
-        &patch(&reg, &other, Some("3-102402"), &pattern(100 << 10)).await,
-        202,
-        "room once the first is done",
-    );
-}
-
 /// Sends GETs of `uri` whose responses are never read until one is refused; returns how
 /// many were held, and lets them go.
 async fn held_until_refused(reg: &TestRegistry, uri: &str, accept: &str) -> usize {
@@ -380,4 +343,40 @@ async fn unread_blob_responses_hold_their_chunks_room() {
         held_until_refused(&reg, &uri, "application/octet-stream").await,
         8
     );
+}
+
+/// A manifest body of unknown length holds room for what it sent, not for the largest
+/// manifest: clients that trickle such bodies cannot lock others out of the budget.
+#[tokio::test]
+async fn trickling_manifest_bodies_hold_only_what_they_sent() {
+    let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
+        max_buffered_bytes: 4 << 20,
+        overload_wait: Duration::from_millis(50),
+        ..RegistryConfig::default()
+    }));
+    let digest = push_padded(&reg, "p/trickle", "v1", 300 << 10).await;
+    let mut feeds = Vec::new();
+    let mut puts = Vec::new();
+    for i in 0..10 {
+        let (feed, body) = fed_body();
+        feed.send(Ok(Bytes::from_static(b"{"))).await.unwrap();
+        let reg = reg.clone();
+        puts.push(tokio::spawn(async move {
+            let uri = format!("/v2/p/trickle/manifests/t{i}");
+            let headers = [("content-type", media_type::OCI_MANIFEST)];
+            reg.send(Method::PUT, &uri, &headers, body).await
+        }));
+        feeds.push(feed);
+    }
+    settle().await;
+    let uri = format!("/v2/p/trickle/manifests/{digest}");
+    expect_status(
+        &reg.get(&uri).await,
+        200,
+        "a GET while 10 manifest bodies trickle",
+    );
+    drop(feeds);
+    for put in puts {
+        expect_status(&put.await.unwrap(), 400, "a cut manifest body");
+    }
 }

@@ -10,6 +10,8 @@ use crate::error::RegistryError;
 
 /// Budget granularity: permits are counted in KiB.
 const UNIT: usize = 1024;
+/// How often a request waiting for room looks again.
+const RETRY_EVERY: Duration = Duration::from_millis(5);
 
 /// The bytes that buffered bodies may hold at once (a handle: clones share the budget).
 #[derive(Clone)]
@@ -26,6 +28,11 @@ pub(crate) struct BufferBudget {
 pub struct BufferPermit(OwnedSemaphorePermit);
 
 impl BufferPermit {
+    /// Bytes of room held.
+    fn bytes(&self) -> usize {
+        self.0.num_permits() * UNIT
+    }
+
     /// Gives back the room beyond `bytes`, once a body turned out smaller than the room
     /// set aside for it.
     pub fn shrink_to(&mut self, bytes: usize) {
@@ -48,6 +55,19 @@ impl BufferBudget {
         }
     }
 
+    /// Grows `permit` to hold at least `bytes`, waiting (briefly) for the difference.
+    pub(crate) async fn grow(
+        &self,
+        permit: &mut BufferPermit,
+        bytes: usize,
+    ) -> Result<(), RegistryError> {
+        if bytes > permit.bytes() && permit.0.num_permits() < self.total_units as usize {
+            let more = self.reserve(bytes - permit.bytes()).await?;
+            permit.0.merge(more.0);
+        }
+        Ok(())
+    }
+
     /// Room for `bytes` if there is some now.
     pub(crate) fn try_reserve(&self, bytes: usize) -> Option<BufferPermit> {
         self.units
@@ -62,17 +82,21 @@ impl BufferBudget {
     }
 
     /// Waits (briefly) for room for `bytes`.
+    ///
+    /// Waiters do not queue: each looks for room every few milliseconds, so a request
+    /// that needs a little is never held behind one that waits for a lot.
     pub(crate) async fn reserve(&self, bytes: usize) -> Result<BufferPermit, RegistryError> {
-        // Most of the time there is room: no timer is set up then.
-        if let Some(permit) = self.try_reserve(bytes) {
-            return Ok(permit);
-        }
-        let acquire = self.units.clone().acquire_many_owned(self.units_for(bytes));
-        match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Ok(permit)) => Ok(BufferPermit(permit)),
-            _ => Err(RegistryError::TooManyRequests(
-                "the memory for buffered requests and responses is in use".into(),
-            )),
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            if let Some(permit) = self.try_reserve(bytes) {
+                return Ok(permit);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RegistryError::TooManyRequests(
+                    "the memory for buffered requests and responses is in use".into(),
+                ));
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
         }
     }
 }
@@ -98,5 +122,23 @@ mod tests {
             .reserve(100 * 1024)
             .await
             .expect("a lone large body fits");
+    }
+
+    #[tokio::test]
+    async fn a_small_request_is_not_held_behind_a_large_one() {
+        let budget = BufferBudget::new(8 * 1024, Duration::from_millis(500));
+        let _held = budget.reserve(6 * 1024).await.unwrap();
+        let large = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.reserve(8 * 1024).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let asked = std::time::Instant::now();
+        let _small = budget.reserve(1024).await.expect("room for a small one");
+        assert!(
+            asked.elapsed() < Duration::from_millis(100),
+            "it did not wait"
+        );
+        assert!(!large.await.unwrap(), "the large one never had room");
     }
 }

@@ -22,6 +22,7 @@ pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use manifest_buffers::HeldManifest;
 pub use registry::{
-    BlobContent, MountOutcome, PushedManifest, ReferrersPage, Registry, RegistryConfig, TagList,
+    BlobContent, BodyRoom, MountOutcome, PushedManifest, ReferrersPage, Registry, RegistryConfig,
+    TagList,
 };
 pub use uploads::UploadBody;

@@ -22,7 +22,7 @@ use crate::foreign_urls::ForeignUrlPolicy;
 use crate::locks::SessionLocks;
 use crate::manifest_buffers::{HeldManifest, ManifestBuffers, SHARED_FROM};
 use crate::pulls::PendingPulls;
-use crate::upload_limits::UploadLimits;
+use crate::upload_limits::{BodySlot, UploadLimits};
 
 /// Limits and lifetimes the registry enforces.
 #[derive(Debug, Clone)]
@@ -43,7 +43,8 @@ pub struct RegistryConfig {
     pub max_upload_sessions_per_repository: u64,
     /// Most bytes held by open upload sessions together (0: no limit).
     pub max_open_upload_bytes: u64,
-    /// Most upload bodies streaming at once.
+    /// Most upload bodies streaming at once. Each holds up to 3 MiB of write buffers
+    /// while it streams, outside `max_buffered_bytes`: this bounds them.
     pub max_upload_bodies: usize,
     /// Most upload bodies one client address streams at once (0: no limit).
     pub max_upload_bodies_per_client: usize,
@@ -72,7 +73,7 @@ impl Default for RegistryConfig {
             max_upload_sessions: 4096,
             max_upload_sessions_per_repository: 256,
             max_open_upload_bytes: 64 << 30,
-            max_upload_bodies: 512,
+            max_upload_bodies: 256,
             max_upload_bodies_per_client: 64,
             overload_wait: Duration::from_secs(5),
             max_buffered_bytes: 1 << 30,
@@ -93,7 +94,7 @@ pub struct Registry {
     /// Limits on uploads in progress.
     pub(crate) limits: UploadLimits,
     /// Bytes buffered bodies may hold.
-    pub(crate) buffers: BufferBudget,
+    buffers: BufferBudget,
     /// Manifest bytes that responses in flight hold.
     manifests: ManifestBuffers,
     /// Names this process in the upload sessions it started, so that it knows which
@@ -113,6 +114,20 @@ pub struct BlobContent {
     pub size: u64,
     /// The range being sent, for `206 Partial Content`.
     pub range: Option<ByteRange>,
+}
+
+/// Room held by a request body being received into memory.
+pub struct BodyRoom {
+    _slot: BodySlot,
+    permit: BufferPermit,
+    budget: BufferBudget,
+}
+
+impl BodyRoom {
+    /// Grows the room to `bytes` (waiting briefly for it), as the body grows.
+    pub async fn grow_to(&mut self, bytes: usize) -> Result<(), RegistryError> {
+        self.budget.grow(&mut self.permit, bytes).await
+    }
 }
 
 /// What a mount request did.
@@ -181,6 +196,23 @@ impl Registry {
     /// back when the permit is dropped.
     pub async fn reserve_buffer(&self, bytes: usize) -> Result<BufferPermit, RegistryError> {
         self.buffers.reserve(bytes).await
+    }
+
+    /// Room to receive a manifest body from `client`: one of the client's body slots
+    /// (so one client cannot hold every slot), and `initial` bytes of the buffer budget,
+    /// grown with [`BodyRoom::grow_to`] as the body arrives.
+    pub async fn manifest_body_room(
+        &self,
+        client: Option<std::net::IpAddr>,
+        initial: usize,
+    ) -> Result<BodyRoom, RegistryError> {
+        let slot = self.limits.body_slot(client).await?;
+        let permit = self.buffers.reserve(initial).await?;
+        Ok(BodyRoom {
+            _slot: slot,
+            permit,
+            budget: self.buffers.clone(),
+        })
     }
 
     /// Checks both stores answer (for `/readyz`).
@@ -383,7 +415,10 @@ impl Registry {
         let mut manifest = self.stat_manifest(repository, reference).await?;
         let cached = manifest.cached.take();
         let shared = manifest.size >= SHARED_FROM;
-        let held = match shared.then(|| self.manifests.get(&manifest.digest)).flatten() {
+        let held = match shared
+            .then(|| self.manifests.get(&manifest.digest))
+            .flatten()
+        {
             Some(held) => held,
             None => {
                 let size = manifest.size as usize;
@@ -394,7 +429,10 @@ impl Registry {
                     None => (self.buffers.reserve(size).await?, None),
                 };
                 // Loaded by another request while this one waited for room?
-                match shared.then(|| self.manifests.get(&manifest.digest)).flatten() {
+                match shared
+                    .then(|| self.manifests.get(&manifest.digest))
+                    .flatten()
+                {
                     Some(held) => held,
                     None => {
                         let content = match cached {

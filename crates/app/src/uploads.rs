@@ -8,9 +8,9 @@ use berth_meta::UploadSession;
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
 use crate::error::RegistryError;
-use crate::metered_body::{LimitReached, Meter, metered};
+use crate::metered_body::metered;
 use crate::registry::{MountOutcome, Registry};
-use crate::upload_limits::Reservation;
+use crate::upload_limits::{OpenBytesExhausted, Reservation};
 
 /// The body of a `PATCH` or final `PUT` on an upload, with its framing headers.
 pub struct UploadBody {
@@ -456,11 +456,10 @@ impl Registry {
         let _slot = self.limits.body_slot(body.client).await?;
         let stored = self.meta.upload_bytes().await?;
         let reservation = self.limits.reserve_bytes(stored, expected)?;
-        let meter = Meter::new(
-            expected.is_none().then(|| reservation.clone()),
-            (self.buffers.clone(), self.blobs.append_memory()),
-        );
-        let stream = metered(body.stream, meter);
+        let stream = match expected {
+            Some(_) => body.stream,
+            None => metered(body.stream, reservation.clone()),
+        };
         let limit = expected.unwrap_or(room);
         let outcome = match (
             self.blobs
@@ -480,7 +479,9 @@ impl Registry {
                     "blob exceeds the allowed size".into(),
                 ));
             }
-            (Err(BlobError::Body(e)), _) if e.get_ref().is_some_and(|e| e.is::<LimitReached>()) => {
+            (Err(BlobError::Body(e)), _)
+                if e.get_ref().is_some_and(|e| e.is::<OpenBytesExhausted>()) =>
+            {
                 return Err(RegistryError::TooManyRequests(e.to_string()));
             }
             // A body that ends early or stalls is shorter than it said.

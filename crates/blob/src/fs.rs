@@ -34,10 +34,6 @@ const READ_CHUNK: usize = 256 << 10;
 const IDLE_READ_BUFFERS: usize = 16;
 /// Full batches queued before the receiver waits for the write in flight.
 const PIPE_DEPTH: usize = 4;
-/// The most bytes one append holds: the batches queued and those being written, the
-/// batch being filled, and the frames gathered for the next ones (less than a batch
-/// plus one frame, and hyper reads at most about 400 KiB at a time).
-const APPEND_MEMORY: usize = (2 * PIPE_DEPTH + 4) * WRITE_BATCH;
 
 /// Blob store on a local directory.
 #[derive(Debug, Clone)]
@@ -296,10 +292,6 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
-    }
-
-    fn append_memory(&self) -> usize {
-        APPEND_MEMORY
     }
 
     fn read_chunk_bytes(&self) -> usize {

@@ -93,10 +93,6 @@ pub trait BlobStore: Send + Sync + 'static {
     /// until the connection has sent it.
     fn read_chunk_bytes(&self) -> usize;
 
-    /// The most bytes one [`BlobStore::append_upload`] holds in memory at once (received
-    /// but not yet written), for the caller's memory budget.
-    fn append_memory(&self) -> usize;
-
     /// Hashes the upload's first `len` bytes as they are at rest, with `algorithm`. Fewer
     /// than `len` bytes at rest is `UploadTruncated`; an upload that is gone (published,
     /// or lost) is `NotFound`.

@@ -83,7 +83,7 @@ pub struct LimitsConfig {
     pub max_upload_sessions_per_repository: u64,
     /// Most bytes held by open upload sessions together (0: no limit).
     pub max_open_upload_bytes: u64,
-    /// Most upload bodies streaming at once.
+    /// Most upload bodies streaming at once (each holds up to 3 MiB of write buffers).
     pub max_upload_bodies: usize,
     /// Most upload bodies one client address streams at once (0: no limit). Behind a
     /// proxy every client has the proxy's address: raise it or set 0 there.
@@ -186,7 +186,7 @@ impl Default for LimitsConfig {
             max_upload_sessions: 4096,
             max_upload_sessions_per_repository: 256,
             max_open_upload_bytes: 64 << 30,
-            max_upload_bodies: 512,
+            max_upload_bodies: 256,
             max_upload_bodies_per_client: 64,
             overload_wait_secs: 5,
             max_connections: 4096,

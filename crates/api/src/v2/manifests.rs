@@ -5,6 +5,9 @@ use axum::response::{IntoResponse, Response};
 use berth_oci::{Reference, ReferenceError, RepositoryName};
 use http::{Method, StatusCode, header};
 
+use bytes::BytesMut;
+use futures_util::StreamExt;
+
 use super::{Call, content_length, header_str};
 use crate::error::{ApiError, Kind};
 use crate::held_body::held_body;
@@ -61,6 +64,9 @@ pub async fn get(
     Ok(response)
 }
 
+/// Room a manifest body of unknown length starts with.
+const FIRST_ROOM: usize = 64 << 10;
+
 /// `PUT /v2/<name>/manifests/<reference>`: validates and commits a manifest.
 pub async fn put(
     call: Call<'_>,
@@ -79,22 +85,29 @@ pub async fn put(
         return Err(too_large());
     }
     let content_type = header_str(&call.headers, header::CONTENT_TYPE).map(str::to_owned);
-    let declared = content_length(&call.headers).unwrap_or(limit);
-    let _room = call.registry.reserve_buffer(declared as usize).await?;
-    let body = axum::body::to_bytes(call.body, limit as usize)
-        .await
-        .map_err(|e| {
-            let source_is_limit = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if source_is_limit {
-                too_large()
-            } else {
-                ApiError::new(
-                    Kind::ManifestInvalid,
-                    format!("reading the manifest failed: {e}"),
-                )
-            }
+    // Room for what the client declared, or for what arrives as it arrives: a body that
+    // trickles holds only what it sent.
+    let declared = content_length(&call.headers).map_or(0, |len| len as usize);
+    let mut room = call
+        .registry
+        .manifest_body_room(call.client, declared.max(FIRST_ROOM))
+        .await?;
+    let mut body = BytesMut::with_capacity(declared);
+    let mut frames = call.body.into_data_stream();
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(
+                Kind::ManifestInvalid,
+                format!("reading the manifest failed: {e}"),
+            )
         })?;
+        if (body.len() + frame.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&frame);
+        room.grow_to(body.capacity()).await?;
+    }
+    let body = body.freeze();
     let pushed = call
         .registry
         .put_manifest(&name, &reference, content_type.as_deref(), body)
