@@ -380,3 +380,33 @@ async fn trickling_manifest_bodies_hold_only_what_they_sent() {
         expect_status(&put.await.unwrap(), 400, "a cut manifest body");
     }
 }
+
+/// Bytes another append stored while a body streams count against that body: the total
+/// it is checked against is not the one read when it began.
+#[tokio::test]
+async fn a_streaming_body_counts_bytes_stored_since_it_began() {
+    let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
+        max_open_upload_bytes: 1000,
+        ..RegistryConfig::default()
+    }));
+    let (a, b) = (
+        start_upload(&reg, "p/moved").await,
+        start_upload(&reg, "p/moved").await,
+    );
+    let (feed, body) = fed_body();
+    let streaming = {
+        let (reg, a) = (reg.clone(), a.clone());
+        tokio::spawn(async move { reg.send(Method::PATCH, &a, &[], body).await })
+    };
+    feed.send(Ok(pattern(100).into())).await.unwrap();
+    settle().await;
+    expect_status(
+        &patch(&reg, &b, Some("0-599"), &pattern(600)).await,
+        202,
+        "B stores 600 bytes while A streams",
+    );
+    let _ = feed.send(Ok(pattern(400).into())).await;
+    drop(feed);
+    expect_too_many(&streaming.await.unwrap(), "A's 500 bytes on top of B's 600");
+    expect_upload_at(&reg, &a, 0, "A's refused body left nothing").await;
+}

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ pub(crate) struct UploadLimits {
     /// Bodies streaming now, by client address, and the most one client may stream.
     per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max_per_client: usize,
-    /// Bytes promised to appends streaming now, not yet counted in any session's offset.
-    in_flight: Arc<AtomicU64>,
+    /// Bytes of appends in progress.
+    counters: Arc<Counters>,
 }
 
 /// The right to stream one upload body; given back when dropped.
@@ -59,18 +59,38 @@ impl Drop for ClientSlot {
 pub(crate) struct Reservation(Arc<Reserved>);
 
 struct Reserved {
-    in_flight: Arc<AtomicU64>,
+    counters: Arc<Counters>,
     reserved: AtomicU64,
+    /// Whether the reserved bytes are now stored in their session's offset.
+    stored_now: AtomicBool,
     /// The budget for bytes in open uploads (0: none).
     max_open_bytes: u64,
     /// The bytes open sessions held when the append began.
     stored: u64,
+    /// [`Counters::moved`] when the append began.
+    moved_before: u64,
+}
+
+/// Bytes of appends in progress, shared by all reservations.
+#[derive(Default)]
+struct Counters {
+    /// Bytes set aside by appends streaming now, not yet in any session's offset.
+    in_flight: AtomicU64,
+    /// Bytes that moved from in flight to a session's offset since the process started:
+    /// an append adds those committed after it read the stored total, which that total
+    /// does not include.
+    moved: AtomicU64,
 }
 
 impl Drop for Reserved {
     fn drop(&mut self) {
         let reserved = self.reserved.load(Ordering::Relaxed);
-        self.in_flight.fetch_sub(reserved, Ordering::Relaxed);
+        if self.stored_now.load(Ordering::Relaxed) {
+            self.counters.moved.fetch_add(reserved, Ordering::Relaxed);
+        }
+        self.counters
+            .in_flight
+            .fetch_sub(reserved, Ordering::Relaxed);
     }
 }
 
@@ -81,16 +101,34 @@ pub(crate) struct OpenBytesExhausted;
 
 impl Reservation {
     /// Sets `n` more bytes aside, unless the budget has no room for them.
+    ///
+    /// The total counts the stored bytes read when the append began, the bytes stored
+    /// since, and those in flight; bytes freed since (completed or cancelled sessions) are
+    /// still counted until the next append reads the total again.
     pub(crate) fn grow(&self, n: u64) -> Result<(), OpenBytesExhausted> {
         let r = &self.0;
-        let before = r.in_flight.fetch_add(n, Ordering::Relaxed);
-        let total = r.stored.saturating_add(before).saturating_add(n);
+        let c = &r.counters;
+        let before = c.in_flight.fetch_add(n, Ordering::Relaxed);
+        let moved = c
+            .moved
+            .load(Ordering::Relaxed)
+            .saturating_sub(r.moved_before);
+        let total = r
+            .stored
+            .saturating_add(moved)
+            .saturating_add(before)
+            .saturating_add(n);
         if r.max_open_bytes > 0 && total > r.max_open_bytes {
-            r.in_flight.fetch_sub(n, Ordering::Relaxed);
+            c.in_flight.fetch_sub(n, Ordering::Relaxed);
             return Err(OpenBytesExhausted);
         }
         r.reserved.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Notes that the reserved bytes are now counted in their session's stored offset.
+    pub(crate) fn stored(&self) {
+        self.0.stored_now.store(true, Ordering::Relaxed);
     }
 }
 
@@ -107,7 +145,7 @@ impl UploadLimits {
             body_wait: config.overload_wait,
             per_client: Arc::default(),
             max_per_client: config.max_upload_bodies_per_client,
-            in_flight: Arc::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -162,7 +200,9 @@ impl UploadLimits {
         expected: Option<u64>,
     ) -> Result<Reservation, RegistryError> {
         let reservation = Reservation(Arc::new(Reserved {
-            in_flight: self.in_flight.clone(),
+            counters: self.counters.clone(),
+            stored_now: AtomicBool::new(false),
+            moved_before: self.counters.moved.load(Ordering::Relaxed),
             reserved: AtomicU64::new(0),
             max_open_bytes: self.max_open_bytes,
             stored,

@@ -38,7 +38,7 @@ struct Appended {
     /// The upload's new length.
     end: u64,
     /// The appended bytes' place in the budget for open uploads.
-    _reservation: Reservation,
+    reservation: Reservation,
 }
 
 impl Registry {
@@ -417,6 +417,7 @@ impl Registry {
             other => other?,
         };
         let (state, end) = (appended.hasher.save(), appended.end);
+        let reservation = appended.reservation;
         let now = self.clock.now_ms();
         if !self
             .meta
@@ -427,6 +428,7 @@ impl Registry {
                 offset: session.offset,
             });
         }
+        reservation.stored();
         session.offset = end;
         session.hash_state = state;
         session.updated_at = now;
@@ -507,7 +509,7 @@ impl Registry {
         Ok(Appended {
             hasher: outcome.hasher,
             end: offset + outcome.written,
-            _reservation: reservation,
+            reservation,
         })
     }
 
