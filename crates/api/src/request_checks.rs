@@ -42,6 +42,7 @@ fn check_host(req: &Request) -> Result<(), &'static str> {
         // `Host = uri-host [ ":" port ]`: an authority without user information; it may
         // be empty when the target URI has no authority.
         let valid = host.is_empty()
+            || plain_host(host.as_bytes())
             || (!host.as_bytes().contains(&b'@') && Authority::try_from(host.as_bytes()).is_ok());
         if !valid {
             return Err("invalid Host header");
@@ -60,6 +61,20 @@ fn check_host(req: &Request) -> Result<(), &'static str> {
             _ => Ok(()),
         },
     }
+}
+
+/// A host name or IPv4 address with an optional port: valid without parsing it (the
+/// common case; anything else is parsed as an authority).
+fn plain_host(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().position(|&b| b == b':') {
+        Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+        None => (host, None),
+    };
+    name.first().is_some_and(u8::is_ascii_alphanumeric)
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 /// The URI with percent-encoded unreserved characters in its path decoded (RFC 3986
@@ -119,6 +134,25 @@ fn is_unreserved(c: u8) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_hosts_pass_without_parsing_and_others_are_parsed() {
+        for host in ["registry.example", "127.0.0.1:5000", "a-b.c:1"] {
+            assert!(super::plain_host(host.as_bytes()), "{host}");
+        }
+        for host in [
+            "",
+            ":5000",
+            "x:",
+            "x:abc",
+            "x:1:2",
+            "[::1]:5000",
+            "a@b",
+            "-x",
+        ] {
+            assert!(!super::plain_host(host.as_bytes()), "{host}");
+        }
+    }
+
     use super::*;
 
     #[test]

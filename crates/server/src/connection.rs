@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::body::Body;
 use berth_api::ClientAddr;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -282,7 +282,10 @@ where
         let t = &self.activity.timeouts;
         let (window, min_rate) = (t.body_idle, t.body_min_rate);
         let mut req = req.map(|body| MinRateBody::new(body, window, min_rate));
-        req.extensions_mut().insert(ClientAddr(self.peer));
+        // Only limits on request bodies use the client's address.
+        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
+            req.extensions_mut().insert(ClientAddr(self.peer));
+        }
         let response = self.inner.call(req);
         let activity = self.activity.clone();
         Box::pin(async move {

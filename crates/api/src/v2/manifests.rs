@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use berth_oci::{Reference, ReferenceError, RepositoryName};
-use http::{Method, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 
 use bytes::BytesMut;
 use futures_util::StreamExt;
@@ -47,22 +47,23 @@ pub async fn get(
         })?,
     );
     headers.insert(header::CONTENT_LENGTH, len.into());
+    let digest = manifest.digest.as_str();
+    let mut etag = Vec::with_capacity(digest.len() + 2);
+    etag.push(b'"');
+    etag.extend_from_slice(digest.as_bytes());
+    etag.push(b'"');
     headers.insert(
-        "docker-content-digest",
-        manifest
-            .digest
-            .as_str()
-            .parse()
-            .expect("digests are header-safe"),
+        DOCKER_CONTENT_DIGEST,
+        digest.parse().expect("digests are header-safe"),
     );
     headers.insert(
         header::ETAG,
-        format!("\"{}\"", manifest.digest)
-            .parse()
-            .expect("digests are header-safe"),
+        HeaderValue::try_from(etag).expect("digests are header-safe"),
     );
     Ok(response)
 }
+
+const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 
 /// Room a manifest body of unknown length starts with.
 const FIRST_ROOM: usize = 64 << 10;
