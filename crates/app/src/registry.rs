@@ -46,7 +46,7 @@ pub struct RegistryConfig {
     /// Most upload bodies streaming at once. Each holds up to 3 MiB of write buffers
     /// while it streams, outside `max_buffered_bytes`: this bounds them.
     pub max_upload_bodies: usize,
-    /// Most upload bodies one client address streams at once (0: no limit).
+    /// Most upload and manifest bodies one client address streams at once (0: no limit).
     pub max_upload_bodies_per_client: usize,
     /// How long a request waits for a limit on work in progress (upload bodies, buffered
     /// bytes) before it is refused with `429`.

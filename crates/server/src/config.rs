@@ -85,8 +85,8 @@ pub struct LimitsConfig {
     pub max_open_upload_bytes: u64,
     /// Most upload bodies streaming at once (each holds up to 3 MiB of write buffers).
     pub max_upload_bodies: usize,
-    /// Most upload bodies one client address streams at once (0: no limit). Behind a
-    /// proxy every client has the proxy's address: raise it or set 0 there.
+    /// Most upload and manifest bodies one client address streams at once (0: no
+    /// limit). Behind a proxy every client has the proxy's address: raise it or set 0.
     pub max_upload_bodies_per_client: usize,
     /// Seconds a request waits for a limit on work in progress (upload bodies, buffered
     /// bytes) before it gets `429`.
