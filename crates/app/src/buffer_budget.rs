@@ -2,44 +2,55 @@
 //! so that no number of slow or non-reading clients can take the process beyond it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::RegistryError;
 
-/// Budget granularity: permits are counted in KiB.
+/// Budget granularity: room is counted in KiB.
 const UNIT: usize = 1024;
 /// How often a request waiting for room looks again.
 const RETRY_EVERY: Duration = Duration::from_millis(5);
 
 /// The bytes that buffered bodies may hold at once (a handle: clones share the budget).
+///
+/// One counter, taken and given back with atomic operations: the budget is touched by
+/// every manifest and blob response, so it takes no lock.
 #[derive(Clone)]
 pub(crate) struct BufferBudget {
-    /// One permit per KiB of the budget.
-    units: Arc<Semaphore>,
-    /// Every permit, so that one request larger than the budget still fits alone.
-    total_units: u32,
+    /// KiB held now.
+    used: Arc<AtomicU64>,
+    /// KiB in all; one request larger than the budget still fits alone.
+    total_units: u64,
     /// How long a request waits for room before it is refused.
     wait: Duration,
 }
 
 /// Room for one buffered body; given back when dropped.
-pub struct BufferPermit(OwnedSemaphorePermit);
+pub struct BufferPermit {
+    used: Arc<AtomicU64>,
+    units: u64,
+}
+
+impl Drop for BufferPermit {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.units, Ordering::Release);
+    }
+}
 
 impl BufferPermit {
     /// Bytes of room held.
     fn bytes(&self) -> usize {
-        self.0.num_permits() * UNIT
+        self.units as usize * UNIT
     }
 
     /// Gives back the room beyond `bytes`, once a body turned out smaller than the room
     /// set aside for it.
     pub fn shrink_to(&mut self, bytes: usize) {
-        let keep = bytes.div_ceil(UNIT).max(1);
-        let excess = (self.0.num_permits()).saturating_sub(keep);
-        if excess > 0 {
-            drop(self.0.split(excess));
+        let keep = bytes.div_ceil(UNIT).max(1) as u64;
+        if self.units > keep {
+            self.used.fetch_sub(self.units - keep, Ordering::Release);
+            self.units = keep;
         }
     }
 }
@@ -47,10 +58,9 @@ impl BufferPermit {
 impl BufferBudget {
     /// A budget of `bytes` (at least one KiB).
     pub(crate) fn new(bytes: u64, wait: Duration) -> Self {
-        let total_units = (bytes / UNIT as u64).clamp(1, u64::from(u32::MAX >> 3)) as u32;
         BufferBudget {
-            units: Arc::new(Semaphore::new(total_units as usize)),
-            total_units,
+            used: Arc::default(),
+            total_units: (bytes / UNIT as u64).max(1),
             wait,
         }
     }
@@ -61,24 +71,25 @@ impl BufferBudget {
         permit: &mut BufferPermit,
         bytes: usize,
     ) -> Result<(), RegistryError> {
-        if bytes > permit.bytes() && permit.0.num_permits() < self.total_units as usize {
-            let more = self.reserve(bytes - permit.bytes()).await?;
-            permit.0.merge(more.0);
+        if bytes > permit.bytes() && permit.units < self.total_units {
+            let mut more = self.reserve(bytes - permit.bytes()).await?;
+            permit.units += std::mem::take(&mut more.units);
         }
         Ok(())
     }
 
     /// Room for `bytes` if there is some now.
     pub(crate) fn try_reserve(&self, bytes: usize) -> Option<BufferPermit> {
-        self.units
-            .clone()
-            .try_acquire_many_owned(self.units_for(bytes))
+        let units = (bytes.div_ceil(UNIT) as u64).clamp(1, self.total_units);
+        self.used
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |used| {
+                (used + units <= self.total_units).then_some(used + units)
+            })
             .ok()
-            .map(BufferPermit)
-    }
-
-    fn units_for(&self, bytes: usize) -> u32 {
-        bytes.div_ceil(UNIT).clamp(1, self.total_units as usize) as u32
+            .map(|_| BufferPermit {
+                used: self.used.clone(),
+                units,
+            })
     }
 
     /// Waits (briefly) for room for `bytes`.

@@ -94,6 +94,9 @@ impl Drop for Reserved {
     }
 }
 
+/// How many bytes appends had stored when it was taken.
+pub(crate) struct StoredMark(u64);
+
 /// The budget for bytes in open uploads has no room for more.
 #[derive(Debug, thiserror::Error)]
 #[error("the space for uploads in progress is used up")]
@@ -190,19 +193,29 @@ impl UploadLimits {
         }
     }
 
+    /// Where the count of bytes stored by appends stands, to take before reading the
+    /// stored total handed to [`UploadLimits::reserve_bytes`].
+    pub(crate) fn stored_mark(&self) -> StoredMark {
+        StoredMark(self.counters.moved.load(Ordering::Relaxed))
+    }
+
     /// Sets aside `expected` bytes (when declared) on top of the `stored` bytes of open
     /// sessions, or refuses when the budget for bytes in open uploads has no room for
     /// them. A body of unknown length starts with nothing set aside and is counted as it
     /// streams (`metered_body`).
+    ///
+    /// `stored` is read after `mark` was taken: bytes stored in between are then counted
+    /// twice rather than not at all.
     pub(crate) fn reserve_bytes(
         &self,
+        mark: StoredMark,
         stored: u64,
         expected: Option<u64>,
     ) -> Result<Reservation, RegistryError> {
         let reservation = Reservation(Arc::new(Reserved {
             counters: self.counters.clone(),
             stored_now: AtomicBool::new(false),
-            moved_before: self.counters.moved.load(Ordering::Relaxed),
+            moved_before: mark.0,
             reserved: AtomicU64::new(0),
             max_open_bytes: self.max_open_bytes,
             stored,

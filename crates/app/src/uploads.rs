@@ -456,8 +456,9 @@ impl Registry {
             ));
         }
         let _slot = self.limits.body_slot(body.client).await?;
+        let mark = self.limits.stored_mark();
         let stored = self.meta.upload_bytes().await?;
-        let reservation = self.limits.reserve_bytes(stored, expected)?;
+        let reservation = self.limits.reserve_bytes(mark, stored, expected)?;
         let stream = match expected {
             Some(_) => body.stream,
             None => metered(body.stream, reservation.clone()),
