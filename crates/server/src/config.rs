@@ -189,7 +189,7 @@ impl Default for LimitsConfig {
             max_upload_bodies: 256,
             max_upload_bodies_per_client: 64,
             overload_wait_secs: 5,
-            max_connections: 4096,
+            max_connections: 2048,
             max_buffered_bytes: 1 << 30,
             max_referrers: 1000,
         }
