@@ -266,14 +266,19 @@ impl Config {
         crate::serve::ListenerLimits {
             max_connections: self.limits.max_connections.max(1),
             timeouts: crate::connection::Timeouts {
-                header_read: Duration::from_secs(t.header_read_secs),
-                idle: Duration::from_secs(t.idle_secs),
-                body_idle: Duration::from_secs(t.body_idle_secs),
+                header_read: seconds(t.header_read_secs),
+                idle: seconds(t.idle_secs),
+                body_idle: seconds(t.body_idle_secs),
                 body_min_rate: t.body_min_bytes_per_sec,
-                send: Duration::from_secs(t.send_secs),
+                send: seconds(t.send_secs),
             },
-            grace: Duration::from_secs(self.limits.shutdown_grace_secs),
+            grace: seconds(self.limits.shutdown_grace_secs),
         }
+    }
+
+    /// How often stale uploads are looked for (at least every second).
+    pub fn upload_purge_interval(&self) -> Duration {
+        seconds(self.limits.upload_purge_interval_secs.max(1))
     }
 
     /// The registry limits derived from this configuration.
@@ -286,7 +291,7 @@ impl Config {
             } else {
                 l.max_blob_bytes
             },
-            upload_max_age: Duration::from_secs(l.upload_max_age_secs),
+            upload_max_age: seconds(l.upload_max_age_secs),
             default_page: l.max_page,
             max_page: l.max_page,
             max_upload_sessions: l.max_upload_sessions,
@@ -294,7 +299,7 @@ impl Config {
             max_open_upload_bytes: l.max_open_upload_bytes,
             max_upload_bodies: l.max_upload_bodies,
             max_upload_bodies_per_client: l.max_upload_bodies_per_client,
-            overload_wait: Duration::from_secs(l.overload_wait_secs),
+            overload_wait: seconds(l.overload_wait_secs),
             max_buffered_bytes: l.max_buffered_bytes,
             max_referrers: l.max_referrers,
             foreign_urls: self
@@ -305,9 +310,29 @@ impl Config {
     }
 }
 
+/// Longest duration any setting may give: anything longer is as good as never, and
+/// adding it to an instant must not overflow.
+const LONGEST: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// `secs` seconds, at most [`LONGEST`].
+fn seconds(secs: u64) -> Duration {
+    Duration::from_secs(secs).min(LONGEST)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_clamped_so_no_deadline_overflows() {
+        let mut c = Config::default();
+        c.timeouts.body_idle_secs = u64::MAX;
+        c.limits.overload_wait_secs = u64::MAX;
+        let body_idle = c.listener_limits().timeouts.body_idle;
+        assert_eq!(body_idle, LONGEST);
+        assert!(std::time::Instant::now().checked_add(body_idle).is_some());
+        assert_eq!(c.registry_config().overload_wait, LONGEST);
+    }
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail dictates the error type.

@@ -40,7 +40,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let (stop, stopped) = watch::channel(false);
-    let purge_every = Duration::from_secs(config.limits.upload_purge_interval_secs.max(1));
+    let purge_every = config.upload_purge_interval();
     let workers = tokio::spawn(crate::workers::run(registry.clone(), purge_every, stopped));
     let app = berth_api::router(registry);
     run(
