@@ -502,6 +502,41 @@ async fn one_client_cannot_hold_every_upload_slot() {
     drop(held);
 }
 
+/// Manifest bodies take one of their client's body slots too: a client that holds every
+/// slot with manifest PUTs it never finishes gets `429` for the next, at once.
+#[tokio::test]
+async fn manifest_bodies_count_among_a_clients_bodies() {
+    let (_work, berth) = start_berth(&[("BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT", "4")]);
+    let put = |tag: &str, len: usize| {
+        format!(
+            "PUT /v2/per/manifests/manifests/{tag} HTTP/1.1\r\nHost: {}\r\n\
+             Content-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+             Content-Length: {len}\r\n\r\n",
+            berth.addr
+        )
+    };
+    let mut held = Vec::new();
+    for i in 0..4 {
+        held.push(
+            send_partial_from(&berth, [127, 0, 0, 2], &put(&format!("t{i}"), 100), b"{").await,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    let mut fifth = send_partial_from(&berth, [127, 0, 0, 2], &put("t5", 100), b"{").await;
+    let answer = read_head(&mut fifth).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(asked.elapsed() < Duration::from_secs(2), "refused at once");
+    // Another client's manifest body is read (and refused as invalid JSON, not as 429).
+    let mut other = send_partial_from(&berth, [127, 0, 0, 3], &put("t6", 1), b"{").await;
+    let answer = read_head(&mut other).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "another client: {answer}"
+    );
+    drop(held);
+}
+
 /// Connections that never finish their request head, and connections that send
 /// nothing, are dropped after their timeouts while other clients are served.
 #[tokio::test]
