@@ -39,15 +39,12 @@ pub enum Code {
     /// `SIZE_INVALID`: provided length did not match content length.
     SizeInvalid,
     /// `UNAUTHORIZED`: authentication required.
-    #[allow(dead_code, reason = "sent once authorization and rate limits exist")]
     Unauthorized,
     /// `DENIED`: requested access to the resource is denied.
-    #[allow(dead_code, reason = "sent once authorization and rate limits exist")]
     Denied,
     /// `UNSUPPORTED`: the operation is unsupported.
     Unsupported,
     /// `TOOMANYREQUESTS`: too many requests.
-    #[allow(dead_code, reason = "sent once authorization and rate limits exist")]
     TooManyRequests,
 }
 
@@ -137,6 +134,11 @@ pub enum Kind {
     Overloaded,
     /// The operation is not supported here.
     Unsupported,
+    /// No credentials, or credentials that are not valid, or a token that does not
+    /// grant the operation (sent with a `WWW-Authenticate` challenge).
+    Unauthorized,
+    /// Valid credentials that are not allowed the operation.
+    Denied,
     /// The registry failed; the client did nothing wrong.
     Internal,
 }
@@ -144,7 +146,7 @@ pub enum Kind {
 impl Kind {
     /// Every kind, for checking the table.
     #[cfg(test)]
-    const ALL: [Kind; 19] = [
+    const ALL: [Kind; 21] = [
         Kind::EndpointUnknown,
         Kind::MethodNotAllowed,
         Kind::NameInvalid,
@@ -163,6 +165,8 @@ impl Kind {
         Kind::PageSizeInvalid,
         Kind::Overloaded,
         Kind::Unsupported,
+        Kind::Unauthorized,
+        Kind::Denied,
         Kind::Internal,
     ];
 
@@ -199,6 +203,8 @@ impl Kind {
             Kind::PageSizeInvalid => (S::BAD_REQUEST, Code::SizeInvalid),
             Kind::Overloaded => (S::TOO_MANY_REQUESTS, Code::TooManyRequests),
             Kind::Unsupported => (S::METHOD_NOT_ALLOWED, Code::Unsupported),
+            Kind::Unauthorized => (S::UNAUTHORIZED, Code::Unauthorized),
+            Kind::Denied => (S::FORBIDDEN, Code::Denied),
             Kind::Internal => return (S::INTERNAL_SERVER_ERROR, None),
         };
         (status, Some(code))

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
-use berth_app::Registry;
 use http::StatusCode;
+
+use crate::Services;
 
 /// `GET /healthz`: the process is up and serving.
 pub async fn healthz() -> &'static str {
@@ -13,8 +14,8 @@ pub async fn healthz() -> &'static str {
 }
 
 /// `GET /readyz`: the metadata store and blob store both answer.
-pub async fn readyz(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
-    match registry.ready().await {
+pub async fn readyz(State(services): State<Arc<Services>>) -> impl IntoResponse {
+    match services.registry.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: only this crate (and later the UI) speaks HTTP.
 
+mod credentials;
 mod endpoint;
 mod error;
 mod health;
@@ -15,6 +16,8 @@ mod query;
 mod request_checks;
 mod request_limits;
 mod request_log;
+mod time_format;
+mod token;
 mod v2;
 
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use berth_app::Registry;
+use berth_app::identity::Identity;
 
 pub use endpoint::{Access, Endpoint};
 
@@ -30,15 +34,29 @@ pub use endpoint::{Access, Endpoint};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
-/// Builds the complete HTTP application over a registry.
-pub fn router(registry: Arc<Registry>) -> Router {
+/// What the HTTP application serves.
+pub struct Services {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Accounts, projects and access.
+    pub identity: Arc<Identity>,
+    /// The URL clients reach Berth at (token realm, links); when absent, each
+    /// request's own scheme and host.
+    pub external_url: Option<String>,
+    /// The scheme of this listener (`http` or `https`), for URLs built from requests.
+    pub scheme: &'static str,
+}
+
+/// Builds the complete HTTP application.
+pub fn router(services: Arc<Services>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/service/token", axum::routing::any(token::token))
         .route("/v2", axum::routing::any(v2::dispatch))
         .route("/v2/", axum::routing::any(v2::dispatch))
         .route("/v2/{*rest}", axum::routing::any(v2::dispatch))
         .layer(axum::middleware::from_fn(request_checks::check))
         .layer(axum::middleware::from_fn(request_log::log_request))
-        .with_state(registry)
+        .with_state(services)
 }

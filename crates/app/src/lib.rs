@@ -7,6 +7,7 @@ mod buffer_budget;
 mod clock;
 mod error;
 mod foreign_urls;
+pub mod identity;
 mod locks;
 mod manifest_buffers;
 mod metered_body;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use berth_blob::{BlobRead, BlobStore};
 use berth_meta::{
     Deletion, MetaStore, NewManifest, PullRecord, ReferrerLimit, StoredManifest, TagPage,
-    UploadSession,
+    UploadSession, Visibility,
 };
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
@@ -227,14 +227,16 @@ impl Registry {
             .min(self.config.max_page)
     }
 
-    /// A page of the repository catalog.
+    /// A page of the repository catalog: the repositories of the projects `visibility`
+    /// allows.
     pub async fn catalog(
         &self,
+        visibility: &Visibility,
         last: Option<&str>,
         n: Option<u32>,
     ) -> Result<TagList, RegistryError> {
         let limit = self.page_size(n);
-        let page = self.meta.catalog(last, limit).await?;
+        let page = self.meta.catalog(visibility, last, limit).await?;
         Ok(TagList {
             next_page: (page.more && limit > 0).then_some(limit),
             page,

@@ -111,7 +111,8 @@ impl Registry {
     }
 
     /// Links a blob from another repository (`POST ?mount=&from=`), or opens a session
-    /// when the blob cannot be mounted.
+    /// when the blob cannot be mounted from there. The caller has checked that the
+    /// source may be read.
     pub async fn mount_blob(
         &self,
         repository: &RepositoryName,
@@ -120,7 +121,7 @@ impl Registry {
     ) -> Result<MountOutcome, RegistryError> {
         let size = match from {
             Some(source) => self.meta.linked_blob(source, digest).await?,
-            None => self.meta.any_linked_blob(digest).await?,
+            None => None,
         };
         match size {
             Some(size) => {
@@ -133,6 +134,15 @@ impl Registry {
                 self.start_upload(repository, digest.algorithm()).await?,
             )),
         }
+    }
+
+    /// Some repositories (at most 100) holding the blob, candidates for a mount
+    /// without `from`.
+    pub async fn blob_repositories(
+        &self,
+        digest: &Digest,
+    ) -> Result<Vec<RepositoryName>, RegistryError> {
+        Ok(self.meta.blob_repositories(digest, 100).await?)
     }
 
     /// Where an upload stands (`GET` on the upload URL).

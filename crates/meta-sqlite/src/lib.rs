@@ -19,10 +19,16 @@
 //! of memory), every request whose changes it held is answered with an error and the
 //! rest of the batch runs in a new transaction.
 
+mod accounts;
+mod audit;
+mod listing;
 mod manifest_cache;
 mod migrate;
+mod projects;
 mod queries;
 mod readers;
+mod robots;
+mod settings;
 mod tag_cache;
 mod writer;
 
@@ -32,7 +38,7 @@ use async_trait::async_trait;
 use berth_meta::{
     BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore, NewManifest,
     PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
-    StoredManifest, TagPage, UploadSession, UploadStore,
+    StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -75,11 +81,28 @@ pub(crate) fn db_err(e: rusqlite::Error) -> MetaError {
     MetaError(e.to_string())
 }
 
+/// The message of a unique-constraint violation (it names the table and column).
+pub(crate) fn unique_violation(e: &rusqlite::Error) -> Option<&str> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, message)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Some(message.as_deref().unwrap_or(""))
+        }
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl RepositoryStore for SqliteMetaStore {
-    async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage, MetaError> {
+    async fn catalog(
+        &self,
+        visibility: &Visibility,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<TagPage, MetaError> {
         self.readers
-            .with(|c| queries::catalog(c, last.unwrap_or(""), limit))
+            .with(|c| queries::catalog(c, visibility, last.unwrap_or(""), limit))
     }
 }
 
@@ -94,9 +117,13 @@ impl BlobLinkStore for SqliteMetaStore {
             .with(|c| queries::linked_blob(c, repository.as_str(), digest.as_str()))
     }
 
-    async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepositoryName>, MetaError> {
         self.readers
-            .with(|c| queries::any_linked_blob(c, digest.as_str()))
+            .with(|c| queries::blob_repositories(c, digest.as_str(), limit))
     }
 
     async fn link_blob(

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_referrers_by_digest.sql"),
     include_str!("../migrations/0006_upload_verified_digest.sql"),
     include_str!("../migrations/0007_referrers_by_type.sql"),
+    include_str!("../migrations/0008_identity.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

@@ -2,10 +2,11 @@
 
 use berth_meta::{
     CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
-    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadSession,
+    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadSession, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::db_err;
@@ -22,11 +23,26 @@ fn digest_col(text: String) -> rusqlite::Result<Digest> {
     })
 }
 
-pub fn catalog(c: &Connection, last: &str, limit: u32) -> rusqlite::Result<TagPage> {
-    let mut stmt =
-        c.prepare_cached("SELECT name FROM repositories WHERE name > ?1 ORDER BY name LIMIT ?2")?;
+pub fn catalog(
+    c: &Connection,
+    visibility: &Visibility,
+    last: &str,
+    limit: u32,
+) -> rusqlite::Result<TagPage> {
+    let (condition, mut values) = crate::projects::visibility_condition(visibility, 3);
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT r.name FROM repositories r JOIN projects p ON p.id = r.project_id
+         WHERE r.name > ?1 AND {condition} ORDER BY r.name LIMIT ?2"
+    ))?;
+    values.splice(
+        0..0,
+        [
+            Value::Text(last.to_owned()),
+            Value::Integer(i64::from(limit) + 1),
+        ],
+    );
     let names = stmt
-        .query_map(params![last, i64::from(limit) + 1], |r| r.get(0))?
+        .query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(page(names, limit))
 }
@@ -99,14 +115,26 @@ pub fn linked_blob(
     .optional()
 }
 
-pub fn any_linked_blob(c: &Connection, digest: &str) -> rusqlite::Result<Option<u64>> {
+pub fn blob_repositories(
+    c: &Connection,
+    digest: &str,
+    limit: u32,
+) -> rusqlite::Result<Vec<RepositoryName>> {
     c.prepare_cached(
-        "SELECT b.size FROM blobs b
-         WHERE b.digest = ?1 AND b.status = 'present'
-           AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)",
+        "SELECT r.name FROM repository_blobs rb
+         JOIN repositories r ON r.id = rb.repository_id
+         JOIN blobs b ON b.digest = rb.digest
+         WHERE rb.digest = ?1 AND b.status = 'present'
+         ORDER BY r.name LIMIT ?2",
     )?
-    .query_row([digest], |r| r.get(0))
-    .optional()
+    .query_map(params![digest, limit], |r| r.get::<_, String>(0))?
+    .map(|name| {
+        let name = name?;
+        RepositoryName::parse(&name).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+    })
+    .collect()
 }
 
 pub fn link_blob(

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::{
     CreateUploadError, Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, Referrer,
-    ReferrerLimit, ReferrerPage, SessionLimits, UploadSession,
+    ReferrerLimit, ReferrerPage, SessionLimits, UploadSession, Visibility,
 };
 
 fn repo(s: &str) -> RepositoryName {
@@ -55,7 +55,10 @@ async fn blobs_are_linked_per_repository(store: &dyn MetaStore) {
     store.link_blob(&a, &d, 5, 1).await.unwrap();
     assert_eq!(store.linked_blob(&a, &d).await.unwrap(), Some(5));
     assert_eq!(store.linked_blob(&b, &d).await.unwrap(), None);
-    assert_eq!(store.any_linked_blob(&d).await.unwrap(), Some(5));
+    assert_eq!(
+        store.blob_repositories(&d, 10).await.unwrap(),
+        vec![a.clone()]
+    );
     store.link_blob(&a, &d, 5, 2).await.unwrap();
     assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::Deleted);
     assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::NotFound);
@@ -64,7 +67,7 @@ async fn blobs_are_linked_per_repository(store: &dyn MetaStore) {
         Deletion::NotFound
     );
     assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
-    assert_eq!(store.any_linked_blob(&d).await.unwrap(), None);
+    assert!(store.blob_repositories(&d, 10).await.unwrap().is_empty());
 }
 
 async fn manifests_need_their_blobs(store: &dyn MetaStore) {
@@ -334,14 +337,17 @@ async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
             assert_eq!(first, next, "last={last} cached={cached}");
         }
     }
-    let cat = store.catalog(None, 1000).await.unwrap();
+    let cat = store.catalog(&Visibility::All, None, 1000).await.unwrap();
     let mut sorted = cat.names().to_vec();
     sorted.sort();
     assert_eq!(cat.names(), sorted);
     assert!(cat.names().contains(&"p3/list".to_string()));
-    let first = store.catalog(None, 1).await.unwrap();
+    let first = store.catalog(&Visibility::All, None, 1).await.unwrap();
     assert!(first.more);
-    let next = store.catalog(Some(&first.names()[0]), 1).await.unwrap();
+    let next = store
+        .catalog(&Visibility::All, Some(&first.names()[0]), 1)
+        .await
+        .unwrap();
     assert!(next.names()[0] > first.names()[0]);
 }
 

@@ -8,8 +8,26 @@
 //! Architecture invariant: this crate holds no SQL. Adapters (`meta-sqlite`, …)
 //! implement the traits and must pass the same behaviour checks.
 
+mod accounts;
+mod audit;
+mod listing;
 mod model;
+mod projects;
+mod robots;
+mod settings;
 mod store;
+
+pub use accounts::{NewUser, ProfileUpdate, User, UserError, UserField, UserStore};
+pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
+pub use listing::{FieldFilter, ListQuery, Listed, Match, SortKey};
+pub use projects::{
+    Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo, ProjectError,
+    ProjectField, ProjectStore, ProjectUpdate, Role, Visibility,
+};
+pub use robots::{
+    NewRobot, Robot, RobotError, RobotField, RobotGrant, RobotLevel, RobotStore, RobotUpdate,
+};
+pub use settings::SettingsStore;
 
 pub use model::{
     NewManifest, PullRecord, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,

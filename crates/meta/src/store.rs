@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
+use crate::Visibility;
 use crate::model::{
     NewManifest, PullRecord, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage,
     UploadSession,
@@ -90,8 +91,14 @@ pub enum Deletion {
 /// Repositories and the catalog.
 #[async_trait]
 pub trait RepositoryStore: Send + Sync {
-    /// Up to `limit` repository names after `last`, in lexical order.
-    async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage, MetaError>;
+    /// Up to `limit` names of repositories in projects `visibility` allows, after
+    /// `last`, in lexical order.
+    async fn catalog(
+        &self,
+        visibility: &Visibility,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<TagPage, MetaError>;
 }
 
 /// Which repositories may serve which blobs.
@@ -103,8 +110,12 @@ pub trait BlobLinkStore: Send + Sync {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError>;
-    /// Size of `digest` if any repository links it.
-    async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError>;
+    /// Up to `limit` repositories that link `digest`, in lexical order.
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepositoryName>, MetaError>;
     /// Records a committed blob and links it to `repository` (creating repository and
     /// project if needed), durably.
     async fn link_blob(

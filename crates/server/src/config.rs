@@ -31,6 +31,109 @@ pub struct Config {
     pub validation: ValidationConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The first administrator's password, used once, when the database has no
+    /// administrator yet (`BERTH_ADMIN_PASSWORD`). Without it a password is generated
+    /// and printed once. Never printed back.
+    #[serde(skip_serializing)]
+    pub admin_password: Option<String>,
+    /// The URL clients reach Berth at, e.g. `https://registry.example.com` (the token
+    /// realm and links); by default each request's own scheme and host.
+    pub external_url: Option<String>,
+    /// Authentication and registry tokens.
+    pub auth: AuthConfig,
+    /// First values of the system settings (Harbor's `/configurations`); afterwards
+    /// they live in the database and are changed through the API.
+    pub settings: SettingsConfig,
+}
+
+/// Authentication and registry tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `secure` (the default: accounts, projects and permissions apply to `/v2/`) or
+    /// `open` (every `/v2/` request is allowed, as a bare Distribution registry does;
+    /// the Harbor API still needs an administrator).
+    pub mode: AuthMode,
+    /// PEM private key signing registry tokens: P-256 (ES256) or RSA (RS256). Default:
+    /// `<data_dir>/token_signing_key.pem`, generated (P-256) at first start.
+    pub token_key: Option<PathBuf>,
+    /// The `iss` of registry tokens.
+    pub token_issuer: String,
+    /// The service name of the token challenge (and the tokens' audience).
+    pub service: String,
+    /// A read-only htpasswd file (bcrypt) of extra users.
+    pub htpasswd: Option<PathBuf>,
+    /// argon2id memory cost in KiB.
+    pub hash_memory_kib: u32,
+    /// argon2id passes.
+    pub hash_iterations: u32,
+}
+
+/// Who `/v2/` lets in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Accounts and permissions apply.
+    Secure,
+    /// Every registry request is allowed.
+    Open,
+}
+
+/// First values of the system settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettingsConfig {
+    /// Anyone may sign up.
+    pub self_registration: bool,
+    /// `everyone` or `adminonly`.
+    pub project_creation_restriction: String,
+    /// Registry token lifetime in minutes.
+    pub token_expiration: i64,
+    /// Default robot lifetime in days.
+    pub robot_token_duration: i64,
+    /// What robot names start with.
+    pub robot_name_prefix: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::Secure,
+            token_key: None,
+            token_issuer: "berth-token-issuer".into(),
+            service: "berth-registry".into(),
+            htpasswd: None,
+            hash_memory_kib: 19 * 1024,
+            hash_iterations: 2,
+        }
+    }
+}
+
+impl Default for SettingsConfig {
+    fn default() -> Self {
+        let harbor = berth_app::identity::SystemSettings::default();
+        SettingsConfig {
+            self_registration: harbor.self_registration,
+            project_creation_restriction: harbor.project_creation_restriction,
+            token_expiration: harbor.token_expiration,
+            robot_token_duration: harbor.robot_token_duration,
+            robot_name_prefix: harbor.robot_name_prefix,
+        }
+    }
+}
+
+impl SettingsConfig {
+    /// The settings stored at first start.
+    pub fn initial(&self) -> berth_app::identity::SystemSettings {
+        berth_app::identity::SystemSettings {
+            auth_mode: "db_auth".into(),
+            self_registration: self.self_registration,
+            project_creation_restriction: self.project_creation_restriction.clone(),
+            token_expiration: self.token_expiration,
+            robot_token_duration: self.robot_token_duration,
+            robot_name_prefix: self.robot_name_prefix.clone(),
+        }
+    }
 }
 
 /// Where metadata lives.
@@ -170,6 +273,10 @@ impl Default for Config {
             timeouts: TimeoutsConfig::default(),
             validation: ValidationConfig::default(),
             log: LogConfig::default(),
+            admin_password: None,
+            external_url: None,
+            auth: AuthConfig::default(),
+            settings: SettingsConfig::default(),
         }
     }
 }
@@ -250,6 +357,14 @@ impl Config {
             .path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("berth.db"))
+    }
+
+    /// The token signing key file.
+    pub fn token_key_path(&self) -> PathBuf {
+        self.auth
+            .token_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("token_signing_key.pem"))
     }
 
     /// The blob store root.

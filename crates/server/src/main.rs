@@ -3,6 +3,7 @@
 mod config;
 mod connection;
 mod serve;
+mod signing_key;
 mod telemetry;
 mod tls;
 mod workers;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use berth_meta::{
     BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore, NewManifest,
     PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
-    StoredManifest, TagPage, UploadSession, UploadStore,
+    StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -44,8 +44,13 @@ pub(crate) struct FaultyMeta {
 
 #[async_trait]
 impl RepositoryStore for FaultyMeta {
-    async fn catalog(&self, last: Option<&str>, limit: u32) -> Result<TagPage, MetaError> {
-        self.inner.catalog(last, limit).await
+    async fn catalog(
+        &self,
+        visibility: &Visibility,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<TagPage, MetaError> {
+        self.inner.catalog(visibility, last, limit).await
     }
 }
 
@@ -59,8 +64,12 @@ impl BlobLinkStore for FaultyMeta {
         self.inner.linked_blob(repository, digest).await
     }
 
-    async fn any_linked_blob(&self, digest: &Digest) -> Result<Option<u64>, MetaError> {
-        self.inner.any_linked_blob(digest).await
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepositoryName>, MetaError> {
+        self.inner.blob_repositories(digest, limit).await
     }
 
     async fn link_blob(

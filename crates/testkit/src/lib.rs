@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
+use berth_app::identity::{
+    HashCost, Identity, IdentityConfig, IdentityStores, SigningKey, SystemSettings,
+};
 use berth_app::{Clock, Registry, RegistryConfig, SystemClock};
 use berth_blob::FsBlobStore;
 use berth_meta_sqlite::SqliteMetaStore;
@@ -51,7 +54,23 @@ pub struct TestRegistry {
     pub dir: tempfile::TempDir,
     /// Failures to inject into the metadata store.
     pub faults: Arc<MetaFaults>,
+    /// Accounts, projects and access.
+    pub identity: Arc<Identity>,
+    /// The PEM of the key registry tokens are signed with (to forge tokens in tests).
+    pub signing_key_pem: String,
+    /// The `Authorization` sent with requests that name none.
+    authorization: std::sync::Mutex<Option<String>>,
 }
+
+/// The administrator's password in [`TestRegistry::secure`] registries.
+pub const ADMIN_PASSWORD: &str = "Harbor12345";
+
+/// argon2id at its cheapest, so tests do not wait on hashing.
+pub const CHEAP_HASHING: HashCost = HashCost {
+    memory_kib: 64,
+    iterations: 1,
+    parallelism: 1,
+};
 
 /// A response with its body collected.
 #[derive(Debug)]
@@ -98,28 +117,86 @@ impl TestRegistry {
         Self::with_clock(config, Arc::new(SystemClock))
     }
 
-    /// Starts a registry with the given limits and clock.
+    /// Starts a registry with the given limits and clock, in open mode (every `/v2/`
+    /// request allowed), as the core registry's tests expect.
     pub fn with_clock(config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::build(config, clock, true)
+    }
+
+    /// Starts a registry with accounts and permissions applied, its database
+    /// bootstrapped with the administrator `admin` / [`ADMIN_PASSWORD`].
+    pub async fn secure() -> Self {
+        let registry = Self::build(RegistryConfig::default(), Arc::new(SystemClock), false);
+        registry.identity.bootstrap().await.expect("bootstrap");
+        registry
+    }
+
+    fn build(config: RegistryConfig, clock: Arc<dyn Clock>, open: bool) -> Self {
+        let signing_key_pem = SigningKey::generate_pem().expect("key");
         let dir = tempfile::tempdir().expect("temp dir");
-        let meta = SqliteMetaStore::open(dir.path().join("berth.db")).expect("metadata store");
+        let store =
+            Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).expect("metadata store"));
         let blobs = FsBlobStore::open(dir.path().join("storage")).expect("blob store");
         let faults = Arc::new(MetaFaults::default());
         let meta = FaultyMeta {
-            inner: Arc::new(meta),
+            inner: store.clone(),
             faults: faults.clone(),
         };
         let registry = Arc::new(Registry::new(
             Arc::new(meta),
             Arc::new(blobs),
-            clock,
+            clock.clone(),
             config,
         ));
+        let identity = Arc::new(
+            Identity::new(
+                IdentityStores {
+                    users: store.clone(),
+                    projects: store.clone(),
+                    robots: store.clone(),
+                    settings: store.clone(),
+                    audit: store,
+                },
+                IdentityConfig {
+                    open,
+                    hash_cost: CHEAP_HASHING,
+                    admin_password: Some(ADMIN_PASSWORD.into()),
+                    htpasswd: None,
+                    signing_key_pem: signing_key_pem.clone(),
+                    issuer: "berth-test".into(),
+                    service: "berth-test".into(),
+                    initial_settings: SystemSettings::default(),
+                },
+                clock,
+            )
+            .expect("identity"),
+        );
+        let services = Arc::new(berth_api::Services {
+            registry: registry.clone(),
+            identity: identity.clone(),
+            external_url: None,
+            scheme: "http",
+        });
         TestRegistry {
-            router: berth_api::router(registry.clone()),
+            router: berth_api::router(services),
             registry,
+            identity,
             dir,
             faults,
+            signing_key_pem,
+            authorization: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Sends Basic credentials with every later request that names no
+    /// `Authorization` of its own (`None`: send none).
+    pub fn log_in(&self, credentials: Option<(&str, &str)>) {
+        use base64::Engine as _;
+        *self.authorization.lock().expect("auth lock") = credentials.map(|(user, password)| {
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            format!("Basic {encoded}")
+        });
     }
 
     /// Sends an HTTP/1.1 request and collects the response. It carries `Host: berth.test`
@@ -134,6 +211,13 @@ impl TestRegistry {
         let mut req = Request::builder().method(method).uri(uri);
         if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
             req = req.header(http::header::HOST, "berth.test");
+        }
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            && let Some(value) = self.authorization.lock().expect("auth lock").clone()
+        {
+            req = req.header(http::header::AUTHORIZATION, value);
         }
         for (k, v) in headers {
             req = req.header(*k, *v);

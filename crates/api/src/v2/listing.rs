@@ -73,7 +73,17 @@ struct Tags<'a> {
 /// `GET /v2/_catalog?n=&last=`
 pub async fn catalog(call: Call<'_>) -> Result<Response, ApiError> {
     let n = page_size(&call)?;
-    let list = call.registry.catalog(call.query.get("last"), n).await?;
+    let visibility = call
+        .services
+        .identity
+        .access
+        .catalog_visibility(&call.caller)
+        .await
+        .map_err(|e| ApiError::new(crate::error::Kind::Internal, e.to_string()))?;
+    let list = call
+        .registry
+        .catalog(&visibility, call.query.get("last"), n)
+        .await?;
     paged(call.registry, &list, "/v2/_catalog", |repositories| {
         serde_json::to_vec(&Catalog { repositories }).expect("serializable")
     })

@@ -1,6 +1,7 @@
 //! The OCI distribution API: one dispatcher over the parsed [`Endpoint`].
 
 mod blobs;
+mod gate;
 mod listing;
 mod manifests;
 mod uploads;
@@ -11,13 +12,16 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use berth_app::Registry;
+use berth_app::identity::Caller;
 use berth_oci::{Digest, RepositoryName};
 use http::{HeaderMap, HeaderValue, Method, header};
 
+use crate::Services;
 use crate::endpoint::{Endpoint, RouteError};
 use crate::error::{ApiError, Kind};
 use crate::query::Query;
 
+pub use gate::throttled;
 pub use uploads::upload_range;
 
 /// Sent on every `/v2/` response, as Docker clients expect.
@@ -26,6 +30,9 @@ const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/
 /// What each handler gets: the registry, the parsed request pieces and the body.
 pub struct Call<'a> {
     registry: &'a Arc<Registry>,
+    services: &'a Services,
+    /// Who sent the request (anonymous in open mode).
+    caller: Caller,
     method: Method,
     headers: HeaderMap,
     query: Query<'a>,
@@ -35,23 +42,30 @@ pub struct Call<'a> {
 }
 
 /// Entry point of every `/v2/...` request.
-pub async fn dispatch(State(registry): State<Arc<Registry>>, req: Request) -> Response {
+pub async fn dispatch(State(services): State<Arc<Services>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
-    let call = Call {
-        registry: &registry,
-        method: parts.method.clone(),
-        headers: parts.headers,
-        query: Query::parse(parts.uri.query()),
-        body,
-        client: parts.extensions.get::<crate::ClientAddr>().map(|c| c.0),
-    };
     let result = match Endpoint::parse(rest) {
         Ok(endpoint) => {
             tracing::Span::current().record("endpoint", endpoint.label());
-            route(endpoint, call).await
+            match gate::admit(&services, &endpoint, &parts).await {
+                Ok(caller) => {
+                    let call = Call {
+                        registry: &services.registry,
+                        services: &services,
+                        caller,
+                        method: parts.method.clone(),
+                        query: Query::parse(parts.uri.query()),
+                        headers: parts.headers,
+                        body,
+                        client: parts.extensions.get::<crate::ClientAddr>().map(|c| c.0),
+                    };
+                    route(endpoint, call).await
+                }
+                Err(e) => Err(e),
+            }
         }
         Err(RouteError::Name(e)) => Err(ApiError::new(Kind::NameInvalid, e.to_string())),
         Err(RouteError::NotFound) => Err(ApiError::new(Kind::EndpointUnknown, "no such endpoint")),

@@ -92,8 +92,9 @@ pub async fn start(call: Call<'_>, name: RepositoryName) -> Result<Response, Api
     if let Some(mount) = call.query.get("mount") {
         let digest = parse_digest(mount)?;
         let from = call.query.get("from").map(parse_name).transpose()?;
+        let source = mount_source(call.services, &call.caller, &digest, from).await?;
         return Ok(
-            match registry.mount_blob(&name, &digest, from.as_ref()).await? {
+            match registry.mount_blob(&name, &digest, source.as_ref()).await? {
                 MountOutcome::Mounted => blob_created(&name, &digest),
                 MountOutcome::Started(session) => session_response(StatusCode::ACCEPTED, &session),
             },
@@ -114,6 +115,27 @@ pub async fn start(call: Call<'_>, name: RepositoryName) -> Result<Response, Api
     };
     let session = registry.start_upload(&name, algorithm).await?;
     Ok(session_response(StatusCode::ACCEPTED, &session))
+}
+
+/// The repository a blob may be mounted from: `from` when the caller may read it;
+/// without `from`, some repository holding the blob that the caller may read. Knowing
+/// a digest is never enough to read another project's bytes.
+async fn mount_source(
+    services: &crate::Services,
+    caller: &berth_app::identity::Caller,
+    digest: &berth_oci::Digest,
+    from: Option<RepositoryName>,
+) -> Result<Option<RepositoryName>, ApiError> {
+    let candidates = match from {
+        Some(from) => vec![from],
+        None => services.registry.blob_repositories(digest).await?,
+    };
+    for candidate in candidates {
+        if super::gate::may_pull(services, caller, &candidate).await? {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(None)
 }
 
 /// `GET /v2/<name>/blobs/uploads/<id>`: where the upload stands.

@@ -56,6 +56,8 @@ impl Berth {
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(data_dir)
             .env("BERTH_LOG__LEVEL", "warn")
+            // The core registry's tests run without accounts; auth tests say otherwise.
+            .env("BERTH_AUTH__MODE", "open")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
