@@ -10,6 +10,7 @@
 mod credentials;
 mod endpoint;
 mod error;
+mod harbor;
 mod health;
 mod held_body;
 mod query;
@@ -53,6 +54,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/service/token", axum::routing::any(token::token))
+        .nest("/api/v2.0", harbor::routes())
         .route("/v2", axum::routing::any(v2::dispatch))
         .route("/v2/", axum::routing::any(v2::dispatch))
         .route("/v2/{*rest}", axum::routing::any(v2::dispatch))

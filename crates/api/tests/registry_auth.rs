@@ -23,6 +23,8 @@ fn bearer(token: &str) -> String {
 async fn registry() -> TestRegistry {
     let reg = TestRegistry::secure().await;
     let now = 0;
+    let audit =
+        berth_app::identity::Actor::new("setup", None).audit("create", "test", "", None, now);
     let stores = &reg.identity.stores;
     let mut ids = Vec::new();
     for name in ["alice", "bob", "mallory"] {
@@ -38,6 +40,7 @@ async fn registry() -> TestRegistry {
                     sysadmin: false,
                 },
                 now,
+                &audit,
             )
             .await
             .unwrap();
@@ -55,6 +58,7 @@ async fn registry() -> TestRegistry {
                 },
                 berth_authz::ROLE_PROJECT_ADMIN,
                 now,
+                &audit,
             )
             .await
             .unwrap();
@@ -72,7 +76,7 @@ async fn registry() -> TestRegistry {
     ] {
         stores
             .projects
-            .add_member(p1, MemberKind::User, user, role, now)
+            .add_member(p1, MemberKind::User, user, role, now, &audit)
             .await
             .unwrap();
     }

@@ -9,6 +9,7 @@ mod error;
 mod foreign_urls;
 pub mod identity;
 mod locks;
+pub mod manage;
 mod manifest_buffers;
 mod metered_body;
 mod pulls;

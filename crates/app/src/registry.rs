@@ -217,9 +217,18 @@ impl Registry {
 
     /// Checks both stores answer (for `/readyz`).
     pub async fn ready(&self) -> Result<(), RegistryError> {
-        self.meta.check().await?;
-        self.blobs.check().await?;
-        Ok(())
+        self.database_ready().await?;
+        self.storage_ready().await
+    }
+
+    /// Checks the metadata store answers.
+    pub async fn database_ready(&self) -> Result<(), RegistryError> {
+        Ok(self.meta.check().await?)
+    }
+
+    /// Checks the blob store answers.
+    pub async fn storage_ready(&self) -> Result<(), RegistryError> {
+        Ok(self.blobs.check().await?)
     }
 
     fn page_size(&self, n: Option<u32>) -> u32 {

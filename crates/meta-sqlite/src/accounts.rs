@@ -2,10 +2,12 @@
 
 use async_trait::async_trait;
 use berth_meta::{
-    ListQuery, Listed, MetaError, NewUser, ProfileUpdate, User, UserError, UserField, UserStore,
+    AuditEntry, ListQuery, Listed, MetaError, NewUser, ProfileUpdate, User, UserError, UserField,
+    UserStore,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::audit::{audited, insert_audit};
 use crate::listing::{Clauses, Column, Columns, list};
 use crate::{SqliteMetaStore, db_err, unique_violation};
 
@@ -84,9 +86,20 @@ fn touch_user(
 
 #[async_trait]
 impl UserStore for SqliteMetaStore {
-    async fn create_user(&self, user: &NewUser, now: i64) -> Result<i64, UserError> {
-        let user = user.clone();
-        self.writer.run(move |c| insert_user(c, &user, now)).await
+    async fn create_user(
+        &self,
+        user: &NewUser,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<i64, UserError> {
+        let (user, audit) = (user.clone(), audit.clone());
+        self.writer
+            .run(move |c| {
+                let id = insert_user(c, &user, now)?;
+                insert_audit(c, &audit)?;
+                Ok(id)
+            })
+            .await
     }
 
     async fn create_first_admin(&self, user: &NewUser, now: i64) -> Result<bool, UserError> {
@@ -143,28 +156,31 @@ impl UserStore for SqliteMetaStore {
         id: i64,
         update: &ProfileUpdate,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, UserError> {
-        let update = update.clone();
+        let (update, audit) = (update.clone(), audit.clone());
         self.writer
             .run(move |c| {
-                c.prepare_cached(
-                    "UPDATE users SET email = coalesce(?2, email),
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE users SET email = coalesce(?2, email),
                                       realname = coalesce(?3, realname),
                                       comment = coalesce(?4, comment),
                                       updated_at = ?5
                      WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        update.email,
-                        update.realname,
-                        update.comment,
-                        now
-                    ])
-                })
-                .map(|n| n > 0)
-                .map_err(|e| user_conflict(e, "", update.email.as_deref().unwrap_or("")))
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            id,
+                            update.email,
+                            update.realname,
+                            update.comment,
+                            now
+                        ])
+                    })
+                    .map(|n| n > 0)
+                    .map_err(|e| user_conflict(e, "", update.email.as_deref().unwrap_or("")))?;
+                audited(c, changed, &audit).map_err(UserError::from)
             })
             .await
     }
@@ -174,38 +190,49 @@ impl UserStore for SqliteMetaStore {
         id: i64,
         password_hash: &str,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
-        let hash = password_hash.to_owned();
+        let (hash, audit) = (password_hash.to_owned(), audit.clone());
         self.writer
             .run(move |c| {
-                touch_user(
+                let changed = touch_user(
                     c,
                     "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
                     id,
                     &hash,
                     now,
                 )
-                .map_err(db_err)
+                .map_err(db_err)?;
+                audited(c, changed, &audit)
             })
             .await
     }
 
-    async fn set_sysadmin(&self, id: i64, sysadmin: bool, now: i64) -> Result<bool, MetaError> {
+    async fn set_sysadmin(
+        &self,
+        id: i64,
+        sysadmin: bool,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
-                touch_user(
+                let changed = touch_user(
                     c,
                     "UPDATE users SET sysadmin = ?2, updated_at = ?3 WHERE id = ?1",
                     id,
                     &sysadmin,
                     now,
                 )
-                .map_err(db_err)
+                .map_err(db_err)?;
+                audited(c, changed, &audit)
             })
             .await
     }
 
-    async fn delete_user(&self, id: i64) -> Result<bool, MetaError> {
+    async fn delete_user(&self, id: i64, audit: &AuditEntry) -> Result<bool, MetaError> {
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
                 c.execute(
@@ -213,9 +240,11 @@ impl UserStore for SqliteMetaStore {
                     params![id],
                 )
                 .map_err(db_err)?;
-                c.execute("DELETE FROM users WHERE id = ?1", params![id])
+                let deleted = c
+                    .execute("DELETE FROM users WHERE id = ?1", params![id])
                     .map(|n| n > 0)
-                    .map_err(db_err)
+                    .map_err(db_err)?;
+                audited(c, deleted, &audit)
             })
             .await
     }

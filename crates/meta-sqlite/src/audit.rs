@@ -64,6 +64,14 @@ pub fn insert_audit(c: &Connection, entry: &AuditEntry) -> Result<(), MetaError>
     .map_err(db_err)
 }
 
+/// Records `entry` when `changed`, in the caller's transaction; passes `changed` on.
+pub fn audited(c: &Connection, changed: bool, entry: &AuditEntry) -> Result<bool, MetaError> {
+    if changed {
+        insert_audit(c, entry)?;
+    }
+    Ok(changed)
+}
+
 #[async_trait]
 impl AuditStore for SqliteMetaStore {
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), MetaError> {

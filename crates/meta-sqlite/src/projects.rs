@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use berth_meta::{
-    ListQuery, Listed, Member, MemberError, MemberKind, MetaError, NewProject, Project,
+    AuditEntry, ListQuery, Listed, Member, MemberError, MemberKind, MetaError, NewProject, Project,
     ProjectAccessInfo, ProjectError, ProjectField, ProjectStore, ProjectUpdate, Role, Visibility,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::audit::{audited, insert_audit};
 use crate::listing::{Clauses, Column, Columns, list};
 use crate::{SqliteMetaStore, db_err, unique_violation};
 
@@ -192,8 +193,9 @@ impl ProjectStore for SqliteMetaStore {
         project: &NewProject,
         owner_role: i64,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<i64, ProjectError> {
-        let project = project.clone();
+        let (project, mut audit) = (project.clone(), audit.clone());
         self.writer
             .run(move |c| {
                 let id: i64 = c
@@ -220,6 +222,8 @@ impl ProjectStore for SqliteMetaStore {
                         },
                     )?;
                 }
+                audit.project_id = Some(id);
+                insert_audit(c, &audit)?;
                 Ok(id)
             })
             .await
@@ -278,8 +282,9 @@ impl ProjectStore for SqliteMetaStore {
         id: i64,
         update: &ProjectUpdate,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
-        let update = update.clone();
+        let (update, audit) = (update.clone(), audit.clone());
         self.writer
             .run(move |c| {
                 let found = c
@@ -293,12 +298,13 @@ impl ProjectStore for SqliteMetaStore {
                 if found {
                     set_metadata(c, id, &update.metadata).map_err(db_err)?;
                 }
-                Ok(found)
+                audited(c, found, &audit)
             })
             .await
     }
 
-    async fn delete_project(&self, id: i64) -> Result<bool, ProjectError> {
+    async fn delete_project(&self, id: i64, audit: &AuditEntry) -> Result<bool, ProjectError> {
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
                 let repositories: u64 = c
@@ -311,9 +317,11 @@ impl ProjectStore for SqliteMetaStore {
                 if repositories > 0 {
                     return Err(ProjectError::NotEmpty(repositories));
                 }
-                Ok(c.execute("DELETE FROM projects WHERE id = ?1", params![id])
+                let deleted = c
+                    .execute("DELETE FROM projects WHERE id = ?1", params![id])
                     .map_err(db_err)?
-                    > 0)
+                    > 0;
+                Ok(audited(c, deleted, &audit)?)
             })
             .await
     }
@@ -325,9 +333,15 @@ impl ProjectStore for SqliteMetaStore {
         entity_id: i64,
         role_id: i64,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<i64, MemberError> {
+        let audit = audit.clone();
         self.writer
-            .run(move |c| insert_member(c, project_id, kind, entity_id, role_id, now))
+            .run(move |c| {
+                let id = insert_member(c, project_id, kind, entity_id, role_id, now)?;
+                insert_audit(c, &audit)?;
+                Ok(id)
+            })
             .await
     }
 
@@ -376,7 +390,9 @@ impl ProjectStore for SqliteMetaStore {
         member_id: i64,
         role_id: i64,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MemberError> {
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
                 let role_exists: bool = c
@@ -389,26 +405,36 @@ impl ProjectStore for SqliteMetaStore {
                 if !role_exists {
                     return Err(MemberError::UnknownRole(role_id));
                 }
-                Ok(c.execute(
-                    "UPDATE project_members SET role_id = ?3, updated_at = ?4
-                     WHERE project_id = ?1 AND id = ?2",
-                    params![project_id, member_id, role_id, now],
-                )
-                .map_err(db_err)?
-                    > 0)
+                let changed = c
+                    .execute(
+                        "UPDATE project_members SET role_id = ?3, updated_at = ?4
+                         WHERE project_id = ?1 AND id = ?2",
+                        params![project_id, member_id, role_id, now],
+                    )
+                    .map_err(db_err)?
+                    > 0;
+                Ok(audited(c, changed, &audit)?)
             })
             .await
     }
 
-    async fn remove_member(&self, project_id: i64, member_id: i64) -> Result<bool, MetaError> {
+    async fn remove_member(
+        &self,
+        project_id: i64,
+        member_id: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
-                c.execute(
-                    "DELETE FROM project_members WHERE project_id = ?1 AND id = ?2",
-                    params![project_id, member_id],
-                )
-                .map(|n| n > 0)
-                .map_err(db_err)
+                let removed = c
+                    .execute(
+                        "DELETE FROM project_members WHERE project_id = ?1 AND id = ?2",
+                        params![project_id, member_id],
+                    )
+                    .map(|n| n > 0)
+                    .map_err(db_err)?;
+                audited(c, removed, &audit)
             })
             .await
     }

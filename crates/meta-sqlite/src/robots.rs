@@ -2,11 +2,12 @@
 
 use async_trait::async_trait;
 use berth_meta::{
-    ListQuery, Listed, MetaError, NewRobot, Robot, RobotError, RobotField, RobotGrant, RobotLevel,
-    RobotStore, RobotUpdate,
+    AuditEntry, ListQuery, Listed, MetaError, NewRobot, Robot, RobotError, RobotField, RobotGrant,
+    RobotLevel, RobotStore, RobotUpdate,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::audit::{audited, insert_audit};
 use crate::listing::{Clauses, Column, Columns, list};
 use crate::{SqliteMetaStore, db_err, unique_violation};
 
@@ -125,8 +126,13 @@ fn one_robot(
 
 #[async_trait]
 impl RobotStore for SqliteMetaStore {
-    async fn create_robot(&self, robot: &NewRobot, now: i64) -> Result<i64, RobotError> {
-        let robot = robot.clone();
+    async fn create_robot(
+        &self,
+        robot: &NewRobot,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<i64, RobotError> {
+        let (robot, audit) = (robot.clone(), audit.clone());
         self.writer
             .run(move |c| {
                 let id: i64 = c
@@ -158,6 +164,7 @@ impl RobotStore for SqliteMetaStore {
                         None => RobotError::Meta(db_err(e)),
                     })?;
                 replace_grants(c, id, &robot.grants).map_err(db_err)?;
+                insert_audit(c, &audit)?;
                 Ok(id)
             })
             .await
@@ -191,8 +198,9 @@ impl RobotStore for SqliteMetaStore {
         id: i64,
         update: &RobotUpdate,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
-        let update = update.clone();
+        let (update, audit) = (update.clone(), audit.clone());
         self.writer
             .run(move |c| {
                 let found = c
@@ -214,7 +222,7 @@ impl RobotStore for SqliteMetaStore {
                 if found {
                     replace_grants(c, id, &update.grants).map_err(db_err)?;
                 }
-                Ok(found)
+                audited(c, found, &audit)
             })
             .await
     }
@@ -224,26 +232,32 @@ impl RobotStore for SqliteMetaStore {
         id: i64,
         secret_hash: &str,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
-        let hash = secret_hash.to_owned();
+        let (hash, audit) = (secret_hash.to_owned(), audit.clone());
         self.writer
             .run(move |c| {
-                c.execute(
-                    "UPDATE robots SET secret_hash = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id, hash, now],
-                )
-                .map(|n| n > 0)
-                .map_err(db_err)
+                let changed = c
+                    .execute(
+                        "UPDATE robots SET secret_hash = ?2, updated_at = ?3 WHERE id = ?1",
+                        params![id, hash, now],
+                    )
+                    .map(|n| n > 0)
+                    .map_err(db_err)?;
+                audited(c, changed, &audit)
             })
             .await
     }
 
-    async fn delete_robot(&self, id: i64) -> Result<bool, MetaError> {
+    async fn delete_robot(&self, id: i64, audit: &AuditEntry) -> Result<bool, MetaError> {
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
-                c.execute("DELETE FROM robots WHERE id = ?1", params![id])
+                let deleted = c
+                    .execute("DELETE FROM robots WHERE id = ?1", params![id])
                     .map(|n| n > 0)
-                    .map_err(db_err)
+                    .map_err(db_err)?;
+                audited(c, deleted, &audit)
             })
             .await
     }

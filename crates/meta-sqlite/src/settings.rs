@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use berth_meta::{MetaError, SettingsStore};
+use berth_meta::{AuditEntry, MetaError, SettingsStore};
 use rusqlite::params;
 
+use crate::audit::insert_audit;
 use crate::{SqliteMetaStore, db_err};
 
 impl SqliteMetaStore {
@@ -13,15 +14,16 @@ impl SqliteMetaStore {
         &self,
         values: &BTreeMap<String, String>,
         sql: &'static str,
+        audit: Option<&AuditEntry>,
     ) -> Result<(), MetaError> {
-        let values = values.clone();
+        let (values, audit) = (values.clone(), audit.cloned());
         self.writer
             .run(move |c| {
                 let mut s = c.prepare_cached(sql).map_err(db_err)?;
                 for (key, value) in &values {
                     s.execute(params![key, value]).map_err(db_err)?;
                 }
-                Ok(())
+                audit.map_or(Ok(()), |a| insert_audit(c, &a))
             })
             .await
     }
@@ -37,11 +39,16 @@ impl SettingsStore for SqliteMetaStore {
         })
     }
 
-    async fn put_settings(&self, values: &BTreeMap<String, String>) -> Result<(), MetaError> {
+    async fn put_settings(
+        &self,
+        values: &BTreeMap<String, String>,
+        audit: &AuditEntry,
+    ) -> Result<(), MetaError> {
         self.write_settings(
             values,
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            Some(audit),
         )
         .await
     }
@@ -50,6 +57,7 @@ impl SettingsStore for SqliteMetaStore {
         self.write_settings(
             values,
             "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            None,
         )
         .await
     }

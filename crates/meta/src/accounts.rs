@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::audit::AuditEntry;
 use crate::listing::{ListQuery, Listed};
 use crate::store::MetaError;
 
@@ -86,8 +87,13 @@ pub enum UserError {
 /// Local user accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates a user; returns its id.
-    async fn create_user(&self, user: &NewUser, now: i64) -> Result<i64, UserError>;
+    /// Creates a user and records `audit`, in one transaction; returns its id.
+    async fn create_user(
+        &self,
+        user: &NewUser,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<i64, UserError>;
     /// Creates the user only when no system administrator exists yet; returns whether
     /// it was created. Checked and written in one transaction, so concurrent first
     /// starts create one administrator.
@@ -98,18 +104,31 @@ pub trait UserStore: Send + Sync {
     async fn user_by_name(&self, username: &str) -> Result<Option<User>, MetaError>;
     /// A page of users.
     async fn list_users(&self, query: &ListQuery<UserField>) -> Result<Listed<User>, MetaError>;
-    /// Changes profile fields; returns whether the user exists.
+    /// Changes profile fields; returns whether the user exists. Each change below
+    /// records `audit` in its own transaction, when it changed something.
     async fn update_profile(
         &self,
         id: i64,
         update: &ProfileUpdate,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, UserError>;
     /// Replaces the password hash; returns whether the user exists.
-    async fn set_password(&self, id: i64, password_hash: &str, now: i64)
-    -> Result<bool, MetaError>;
+    async fn set_password(
+        &self,
+        id: i64,
+        password_hash: &str,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError>;
     /// Grants or revokes system administration; returns whether the user exists.
-    async fn set_sysadmin(&self, id: i64, sysadmin: bool, now: i64) -> Result<bool, MetaError>;
+    async fn set_sysadmin(
+        &self,
+        id: i64,
+        sysadmin: bool,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError>;
     /// Deletes the user and their memberships; returns whether the user existed.
-    async fn delete_user(&self, id: i64) -> Result<bool, MetaError>;
+    async fn delete_user(&self, id: i64, audit: &AuditEntry) -> Result<bool, MetaError>;
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use crate::audit::AuditEntry;
 use crate::listing::{ListQuery, Listed};
 use crate::store::MetaError;
 
@@ -166,13 +167,16 @@ pub struct Role {
 /// Projects, members and roles.
 #[async_trait]
 pub trait ProjectStore: Send + Sync {
-    /// Creates a project and makes its owner (if any) its project administrator
-    /// (`owner_role`), in one transaction; returns its id.
+    /// Creates a project, makes its owner (if any) its project administrator
+    /// (`owner_role`) and records `audit`, in one transaction; returns its id. Every
+    /// change below likewise records its `audit` entry in its own transaction, when it
+    /// changed something.
     async fn create_project(
         &self,
         project: &NewProject,
         owner_role: i64,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<i64, ProjectError>;
     /// The project with this id.
     async fn project(&self, id: i64) -> Result<Option<Project>, MetaError>;
@@ -192,9 +196,10 @@ pub trait ProjectStore: Send + Sync {
         id: i64,
         update: &ProjectUpdate,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
     /// Deletes an empty project and its members; returns whether it existed.
-    async fn delete_project(&self, id: i64) -> Result<bool, ProjectError>;
+    async fn delete_project(&self, id: i64, audit: &AuditEntry) -> Result<bool, ProjectError>;
 
     /// Adds a member; returns the membership id.
     async fn add_member(
@@ -204,6 +209,7 @@ pub trait ProjectStore: Send + Sync {
         entity_id: i64,
         role_id: i64,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<i64, MemberError>;
     /// A page of a project's members, optionally those whose name contains `name`.
     async fn list_members(
@@ -222,9 +228,15 @@ pub trait ProjectStore: Send + Sync {
         member_id: i64,
         role_id: i64,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MemberError>;
     /// Removes a member; returns whether the membership existed.
-    async fn remove_member(&self, project_id: i64, member_id: i64) -> Result<bool, MetaError>;
+    async fn remove_member(
+        &self,
+        project_id: i64,
+        member_id: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError>;
     /// The roles a user holds in each project they are a member of, as
     /// `(project id, role id)` pairs.
     async fn user_roles(&self, user_id: i64) -> Result<Vec<(i64, i64)>, MetaError>;

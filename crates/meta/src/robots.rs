@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::audit::AuditEntry;
 use crate::listing::{ListQuery, Listed};
 use crate::store::MetaError;
 
@@ -125,8 +126,14 @@ pub enum RobotError {
 /// Robot accounts.
 #[async_trait]
 pub trait RobotStore: Send + Sync {
-    /// Creates a robot; returns its id.
-    async fn create_robot(&self, robot: &NewRobot, now: i64) -> Result<i64, RobotError>;
+    /// Creates a robot and records `audit`, in one transaction; returns its id. The
+    /// changes below likewise record their `audit` entry, when they changed something.
+    async fn create_robot(
+        &self,
+        robot: &NewRobot,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<i64, RobotError>;
     /// The robot with this id.
     async fn robot(&self, id: i64) -> Result<Option<Robot>, MetaError>;
     /// The robot with this name (without the prefix).
@@ -139,6 +146,7 @@ pub trait RobotStore: Send + Sync {
         id: i64,
         update: &RobotUpdate,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
     /// Replaces the secret's hash; returns whether the robot exists.
     async fn set_robot_secret(
@@ -146,7 +154,8 @@ pub trait RobotStore: Send + Sync {
         id: i64,
         secret_hash: &str,
         now: i64,
+        audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
     /// Deletes a robot; returns whether it existed.
-    async fn delete_robot(&self, id: i64) -> Result<bool, MetaError>;
+    async fn delete_robot(&self, id: i64, audit: &AuditEntry) -> Result<bool, MetaError>;
 }

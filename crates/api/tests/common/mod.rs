@@ -4,6 +4,8 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod swagger;
+
 pub use axum::body::Body;
 pub use berth_oci::{Algorithm, Digest, media_type};
 pub use berth_testkit::{TestRegistry, TestResponse};

@@ -14,6 +14,7 @@ use berth_authz::{Permission, PermissionSet, Principal, RobotGrants, UserGrants}
 use berth_meta::{MetaError, NewUser, Robot, RobotStore, User, UserError, UserStore};
 use ring::hmac;
 
+use super::actor::Actor;
 use super::caller::Account;
 use super::directory::Directory;
 use super::htpasswd::Htpasswd;
@@ -207,7 +208,9 @@ impl Authenticator {
             password_hash: HTPASSWD_HASH.into(),
             sysadmin: false,
         };
-        match self.users.create_user(&new, self.clock.now_ms()).await {
+        let now = self.clock.now_ms();
+        let audit = Actor::new(name, None).audit("create", "user", name, None, now);
+        match self.users.create_user(&new, now, &audit).await {
             Ok(_) | Err(UserError::NameTaken(_)) => {}
             Err(UserError::EmailTaken(_)) => return Err(AuthError::BadCredentials),
             Err(UserError::Meta(e)) => return Err(e.into()),

@@ -3,6 +3,7 @@
 //! them together and bootstraps a fresh database (roles, settings, first admin).
 
 mod access;
+mod actor;
 mod authenticate;
 mod caller;
 mod directory;
@@ -20,6 +21,7 @@ use berth_meta::{
 };
 
 pub use access::{AccessControl, CallerError, Credentials, Decision, TokenGrant, visibility_of};
+pub use actor::Actor;
 pub use authenticate::{AuthError, Authenticator, AuthenticatorParts};
 pub use caller::{Account, Caller};
 pub use directory::Directory;

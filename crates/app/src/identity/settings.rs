@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_meta::{MetaError, SettingsStore};
+use berth_meta::{AuditEntry, MetaError, SettingsStore};
 use serde_json::Value;
 
 /// How long a node may serve settings another node changed.
@@ -180,7 +180,11 @@ impl Settings {
     }
 
     /// Validates and stores the given keys; nothing is stored if any is refused.
-    pub async fn update(&self, values: &BTreeMap<String, Value>) -> Result<(), SettingsError> {
+    pub async fn update(
+        &self,
+        values: &BTreeMap<String, Value>,
+        audit: &AuditEntry,
+    ) -> Result<(), SettingsError> {
         let mut next = (*self.current().await?).clone();
         for (key, value) in values {
             next.apply(key, value)?;
@@ -189,7 +193,7 @@ impl Settings {
             .iter()
             .map(|(k, v)| (k.clone(), v.to_string()))
             .collect();
-        self.store.put_settings(&stored).await?;
+        self.store.put_settings(&stored, audit).await?;
         self.reload().await?;
         Ok(())
     }

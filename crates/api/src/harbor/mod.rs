@@ -1,0 +1,94 @@
+//! Harbor's management API v2.0 (`/api/v2.0`), answered with Harbor's paths, JSON
+//! shapes, status codes, paging headers and error body. One module per resource;
+//! each handler reads its request, calls one management use case and writes Harbor's
+//! JSON.
+
+mod context;
+mod error;
+mod members;
+mod paging;
+mod params;
+mod projects;
+mod query;
+mod system;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use http::{StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::HarborError;
+
+use crate::Services;
+
+/// The routes under `/api/v2.0`.
+pub fn routes() -> Router<Arc<Services>> {
+    Router::new()
+        .route("/ping", get(system::ping))
+        .route("/health", get(system::health))
+        .route("/systeminfo", get(system::info))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/current", get(users::current))
+        .route("/users/current/permissions", get(users::permissions))
+        .route("/users/search", get(users::search))
+        .route(
+            "/users/{user_id}",
+            get(users::get).put(users::update).delete(users::delete),
+        )
+        .route("/users/{user_id}/password", put(users::password))
+        .route("/users/{user_id}/sysadmin", put(users::sysadmin))
+        .route(
+            "/projects",
+            get(projects::list)
+                .post(projects::create)
+                .head(projects::head),
+        )
+        .route(
+            "/projects/{project}",
+            get(projects::get)
+                .put(projects::update)
+                .delete(projects::delete),
+        )
+        .route("/projects/{project}/_deletable", get(projects::deletable))
+        .route("/projects/{project}/summary", get(projects::summary))
+        .route(
+            "/projects/{project}/members",
+            get(members::list).post(members::create),
+        )
+        .route(
+            "/projects/{project}/members/{member_id}",
+            get(members::get)
+                .put(members::update)
+                .delete(members::delete),
+        )
+        .fallback(not_found)
+}
+
+async fn not_found() -> HarborError {
+    HarborError::not_found("no such API endpoint")
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize + ?Sized>(value: &T) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `201 Created` with the new resource's `Location`.
+pub fn created(location: String) -> Response {
+    (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
+}
+
+/// Reads a JSON body; fields the API does not take are ignored (never assigned).
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HarborError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| HarborError::bad_request(format!("invalid request body: {e}")))
+}

@@ -1,0 +1,737 @@
+//! Harbor's API for users, projects and members: Harbor's paths, JSON shapes (checked
+//! against the swagger), status codes, paging headers and error bodies.
+
+mod common;
+
+use base64::Engine as _;
+use common::swagger::Swagger;
+use common::*;
+
+const ADMIN: (&str, &str) = ("admin", berth_testkit::ADMIN_PASSWORD);
+const PASSWORD: &str = "Passw0rdPassw0rd";
+
+fn basic((user, password): (&str, &str)) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// Sends a Harbor API request as `who` (or anonymously) and checks a 2xx answer and
+/// every error body against the swagger.
+async fn call(
+    reg: &TestRegistry,
+    who: Option<(&str, &str)>,
+    method: Method,
+    uri: &str,
+    template: &str,
+    body: Option<Value>,
+) -> TestResponse {
+    let auth = who.map(basic);
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth.as_str()));
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let r = reg
+        .send(method.clone(), &format!("/api/v2.0{uri}"), &headers, body)
+        .await;
+    let swagger = Swagger::load();
+    let verb = method.as_str().to_ascii_lowercase();
+    if r.status.is_client_error() || r.status.is_server_error() {
+        let errors = r.json()["errors"].clone();
+        assert!(
+            errors[0]["code"].is_string() && errors[0]["message"].is_string(),
+            "{method} {uri}: error body {:?}",
+            r.body
+        );
+    } else if !r.body.is_empty() {
+        swagger.check(template, &verb, r.status.as_u16(), &r.json(), &r.headers);
+    }
+    r
+}
+
+async fn create_user(reg: &TestRegistry, name: &str) -> i64 {
+    let r = call(
+        reg,
+        Some(ADMIN),
+        Method::POST,
+        "/users",
+        "/users",
+        Some(json!({
+            "username": name, "email": format!("{name}@example.com"), "realname": name,
+            "password": PASSWORD, "comment": "test",
+            "sysadmin_flag": true, "user_id": 999, "creation_time": "2001-01-01T00:00:00Z",
+        })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    r.header("location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn users_are_created_listed_updated_and_deleted_as_harbor_does() {
+    let reg = TestRegistry::secure().await;
+    let alice = create_user(&reg, "alice").await;
+    // Mass assignment: the request's admin flag and id were ignored.
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        &format!("/users/{alice}"),
+        "/users/{user_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["sysadmin_flag"], json!(false));
+    assert_eq!(r.json()["user_id"], json!(alice));
+    assert_ne!(r.json()["creation_time"], json!("2001-01-01T00:00:00Z"));
+
+    // Duplicates, weak passwords, bad names.
+    let dup = call(&reg, Some(ADMIN), Method::POST, "/users", "/users", Some(json!({
+        "username": "alice", "email": "other@example.com", "realname": "a", "password": PASSWORD,
+    }))).await;
+    assert_eq!(
+        (dup.status, dup.json()["errors"][0]["code"].clone()),
+        (StatusCode::CONFLICT, json!("CONFLICT"))
+    );
+    for (name, password) in [
+        ("bob", "weak"),
+        ("bob", "alllowercase1"),
+        ("bo:b", PASSWORD),
+        ("robot$x", PASSWORD),
+    ] {
+        let r = call(
+            &reg,
+            Some(ADMIN),
+            Method::POST,
+            "/users",
+            "/users",
+            Some(json!({
+                "username": name, "email": "b@example.com", "password": password,
+            })),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name} {password}");
+    }
+
+    // Listing with paging headers and q.
+    for name in ["bob", "carol", "dave"] {
+        create_user(&reg, name).await;
+    }
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/users?page=1&page_size=2&sort=username",
+        "/users",
+        None,
+    )
+    .await;
+    assert_eq!(r.header("x-total-count"), "5");
+    let names: Vec<Value> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].clone())
+        .collect();
+    assert_eq!(names, [json!("admin"), json!("alice")]);
+    assert!(
+        r.header("link").contains("rel=\"next\""),
+        "{}",
+        r.header("link")
+    );
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/users?q=username%3D~aro",
+        "/users",
+        None,
+    )
+    .await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
+    for hidden in ["password_hash%3D~a", "password%3D~%24argon", "salt%3Dx"] {
+        let r = call(
+            &reg,
+            Some(ADMIN),
+            Method::GET,
+            &format!("/users?q={hidden}"),
+            "/users",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{hidden}");
+    }
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/users?page_size=101",
+        "/users",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Users see themselves, search others (ids and names only), not the list.
+    let me = ("alice", PASSWORD);
+    assert_eq!(
+        call(&reg, Some(me), Method::GET, "/users", "/users", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = call(
+        &reg,
+        Some(me),
+        Method::GET,
+        "/users/current",
+        "/users/current",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["username"], json!("alice"));
+    let r = call(
+        &reg,
+        Some(me),
+        Method::GET,
+        "/users/search?username=bo",
+        "/users/search",
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!([{"user_id": r.json()[0]["user_id"], "username": "bob"}])
+    );
+    let r = call(
+        &reg,
+        Some(me),
+        Method::GET,
+        "/users/1",
+        "/users/{user_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(
+            &reg,
+            None,
+            Method::GET,
+            "/users/current",
+            "/users/current",
+            None
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Profile and password.
+    let r = call(
+        &reg,
+        Some(me),
+        Method::PUT,
+        &format!("/users/{alice}"),
+        "/users/{user_id}",
+        Some(json!({"realname": "Alice A.", "sysadmin_flag": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        &format!("/users/{alice}"),
+        "/users/{user_id}",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.json()["realname"].clone(),
+            r.json()["sysadmin_flag"].clone()
+        ),
+        (json!("Alice A."), json!(false))
+    );
+    let wrong = call(
+        &reg,
+        Some(me),
+        Method::PUT,
+        &format!("/users/{alice}/password"),
+        "/users/{user_id}/password",
+        Some(json!({"old_password": "nope", "new_password": "N3wPassword"})),
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let ok = call(
+        &reg,
+        Some(me),
+        Method::PUT,
+        &format!("/users/{alice}/password"),
+        "/users/{user_id}/password",
+        Some(json!({"old_password": PASSWORD, "new_password": "N3wPassword"})),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &reg,
+            Some(me),
+            Method::GET,
+            "/users/current",
+            "/users/current",
+            None
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let me = ("alice", "N3wPassword");
+    assert_eq!(
+        call(
+            &reg,
+            Some(me),
+            Method::GET,
+            "/users/current",
+            "/users/current",
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+
+    // Administration: only admins grant it, never to themselves; delete.
+    let r = call(
+        &reg,
+        Some(me),
+        Method::PUT,
+        &format!("/users/{alice}/sysadmin"),
+        "/users/{user_id}/sysadmin",
+        Some(json!({"sysadmin_flag": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::PUT,
+        &format!("/users/{alice}/sysadmin"),
+        "/users/{user_id}/sysadmin",
+        Some(json!({"sysadmin_flag": true})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        call(&reg, Some(me), Method::GET, "/users", "/users", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = call(
+        &reg,
+        Some(me),
+        Method::DELETE,
+        &format!("/users/{alice}"),
+        "/users/{user_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "deleting oneself");
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::DELETE,
+        &format!("/users/{alice}"),
+        "/users/{user_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        &format!("/users/{alice}"),
+        "/users/{user_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn projects_and_members_follow_harbor() {
+    let reg = TestRegistry::secure().await;
+    let alice = create_user(&reg, "alice").await;
+    create_user(&reg, "bob").await;
+    let (a, b) = (("alice", PASSWORD), ("bob", PASSWORD));
+
+    // Anyone logged in creates projects (project_creation_restriction = everyone).
+    let r = call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(
+            json!({"project_name": "team", "metadata": {"public": "false", "auto_scan": "true"},
+                    "owner_id": 1, "project_id": 77}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let location = r.header("location").to_owned();
+    assert!(location.starts_with("/api/v2.0/projects/"));
+    let dup = call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "team"})),
+    )
+    .await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+    for bad in ["Team", "a/b", "", "-x"] {
+        let r = call(
+            &reg,
+            Some(a),
+            Method::POST,
+            "/projects",
+            "/projects",
+            Some(json!({"project_name": bad})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad:?}");
+    }
+    let r = call(
+        &reg,
+        None,
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "anon"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // The creator owns it and is its project admin.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let p = r.json();
+    assert_eq!(
+        (p["owner_id"].clone(), p["owner_name"].clone()),
+        (json!(alice), json!("alice"))
+    );
+    assert_eq!(p["current_user_role_id"], json!(1));
+    assert_eq!(
+        p["metadata"],
+        json!({"public": "false", "auto_scan": "true"})
+    );
+    let id = p["project_id"].as_i64().unwrap();
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        &format!("/projects/{id}"),
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["name"], json!("team"));
+
+    // Others do not see a private project: listing, reading, existence.
+    let r = call(&reg, Some(b), Method::GET, "/projects", "/projects", None).await;
+    assert_eq!(
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].clone())
+            .collect::<Vec<_>>(),
+        vec![json!("library")]
+    );
+    let r = call(
+        &reg,
+        Some(b),
+        Method::GET,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    let missing = call(
+        &reg,
+        Some(b),
+        Method::GET,
+        "/projects/nothing",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, missing.status),
+        (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND)
+    );
+    let r = call(
+        &reg,
+        None,
+        Method::GET,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = call(&reg, None, Method::GET, "/projects", "/projects", None).await;
+    assert_eq!(r.header("x-total-count"), "1");
+    let head = reg
+        .send(
+            Method::HEAD,
+            "/api/v2.0/projects?project_name=team",
+            &[("authorization", &basic(b))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    let head = reg
+        .send(
+            Method::HEAD,
+            "/api/v2.0/projects?project_name=none",
+            &[("authorization", &basic(b))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+
+    // Members: alice adds bob as a guest; bob then sees the project but cannot change it.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 3, "member_user": {"username": "bob"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let mid: i64 = r
+        .header("location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 3, "member_user": {"username": "bob"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        None,
+    )
+    .await;
+    assert_eq!(r.header("x-total-count"), "2");
+    let r = call(
+        &reg,
+        Some(b),
+        Method::GET,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["current_user_role_id"].clone()),
+        (StatusCode::OK, json!(3))
+    );
+    let r = call(
+        &reg,
+        Some(b),
+        Method::PUT,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        Some(json!({"metadata": {"public": "true"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = call(
+        &reg,
+        Some(b),
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 1, "member_user": {"username": "bob"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Promote bob to maintainer: still no settings.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::PUT,
+        &format!("/projects/team/members/{mid}"),
+        "/projects/{project_name_or_id}/members/{mid}",
+        Some(json!({"role_id": 4})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        &format!("/projects/team/members/{mid}"),
+        "/projects/{project_name_or_id}/members/{mid}",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.json()["role_id"].clone(), r.json()["entity_name"].clone()),
+        (json!(4), json!("bob"))
+    );
+    let r = call(
+        &reg,
+        Some(b),
+        Method::PUT,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        Some(json!({"metadata": {"public": "true"}})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "maintainers may not change project metadata"
+    );
+
+    // Settings, summary, deletion.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::PUT,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        Some(json!({"metadata": {"public": "true", "severity": "high"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(
+        &reg,
+        Some(a),
+        Method::PUT,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        Some(json!({"metadata": {"unknown_key": "1"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = call(
+        &reg,
+        None,
+        Method::GET,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["metadata"]["public"], json!("true"));
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        "/projects/team/summary",
+        "/projects/{project_name_or_id}/summary",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.json()["project_admin_count"].clone(),
+            r.json()["maintainer_count"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    reg.log_in(Some(("alice", PASSWORD)));
+    reg.push_image("team/app", "v1", &[b"layer"]).await;
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        "/projects/team/_deletable",
+        "/projects/{project_name_or_id}/_deletable",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["deletable"], json!(false));
+    let r = call(
+        &reg,
+        Some(a),
+        Method::DELETE,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    let r = call(
+        &reg,
+        Some(a),
+        Method::DELETE,
+        &format!("/projects/team/members/{mid}"),
+        "/projects/{project_name_or_id}/members/{mid}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(
+        &reg,
+        Some(b),
+        Method::GET,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        None,
+    )
+    .await;
+    // A public project shows its content to everyone, but its members only to members.
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn ping_health_and_systeminfo_answer() {
+    let reg = TestRegistry::secure().await;
+    let r = reg.get("/api/v2.0/ping").await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"Pong"[..]));
+    let r = call(&reg, None, Method::GET, "/health", "/health", None).await;
+    assert_eq!(r.json()["status"], json!("healthy"));
+    let r = call(&reg, None, Method::GET, "/systeminfo", "/systeminfo", None).await;
+    assert_eq!(r.json()["auth_mode"], json!("db_auth"));
+    let r = call(&reg, None, Method::GET, "/nothing/here", "/health", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
