@@ -735,3 +735,239 @@ async fn ping_health_and_systeminfo_answer() {
     let r = call(&reg, None, Method::GET, "/nothing/here", "/health", None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn robots_are_created_with_a_secret_shown_once_and_log_in() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    create_user(&reg, "bob").await;
+    let a = ("alice", PASSWORD);
+    call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "team"})),
+    )
+    .await;
+    call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "other"})),
+    )
+    .await;
+    let project_id = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await
+    .json()["project_id"]
+        .as_i64()
+        .unwrap();
+    let robot = |namespace: &str, actions: &[&str]| {
+        json!({
+            "name": "ci", "description": "pushes builds", "level": "project", "duration": -1,
+            "permissions": [{"kind": "project", "namespace": namespace, "access":
+                actions.iter().map(|a| json!({"resource": "repository", "action": a})).collect::<Vec<_>>()}],
+        })
+    };
+    let r = call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/robots",
+        "/robots",
+        Some(robot("team", &["pull", "push"])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let created = r.json();
+    assert_eq!(created["name"], json!("robot$team+ci"));
+    assert_eq!(created["expires_at"], json!(-1));
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_i64().unwrap();
+    // Never shown again.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        &format!("/robots/{id}"),
+        "/robots/{robot_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.json().get("secret").is_none());
+    assert!(!String::from_utf8_lossy(&r.body).contains(&secret));
+    // Another project, an unknown permission, escalation: refused.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/robots",
+        "/robots",
+        Some(robot("other", &["pull"])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    let r = call(
+        &reg,
+        Some(a),
+        Method::POST,
+        "/robots",
+        "/robots",
+        Some(robot("team", &["fly"])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let system = json!({"name": "all", "level": "system", "duration": 30,
+        "permissions": [{"kind": "project", "namespace": "*", "access": [{"resource": "repository", "action": "pull"}]}]});
+    assert_eq!(
+        call(
+            &reg,
+            Some(a),
+            Method::POST,
+            "/robots",
+            "/robots",
+            Some(system.clone())
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/robots",
+        "/robots",
+        Some(system),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["name"].clone()),
+        (StatusCode::CREATED, json!("robot$all"))
+    );
+
+    // The robot logs in on /v2/ and pushes to its project only.
+    reg.log_in(Some(("robot$team+ci", &secret)));
+    reg.push_image("team/app", "v1", &[b"robot layer"]).await;
+    let r = reg
+        .send(
+            Method::POST,
+            "/v2/other/app/blobs/uploads/",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    reg.log_in(None);
+
+    // Listing: others' robots are hidden; the project's are listed for its admin.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        &format!("/robots?q=Level%3Dproject%2CProjectID%3D{project_id}"),
+        "/robots",
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.header("x-total-count")), (StatusCode::OK, "1"));
+    assert_eq!(
+        call(&reg, Some(a), Method::GET, "/robots", "/robots", None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(
+            &reg,
+            Some(("bob", PASSWORD)),
+            Method::GET,
+            &format!("/robots/{id}"),
+            "/robots/{robot_id}",
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&reg, Some(ADMIN), Method::GET, "/robots", "/robots", None)
+            .await
+            .header("x-total-count"),
+        "2"
+    );
+
+    // A refreshed secret replaces the old one; disabling stops logins.
+    let r = call(
+        &reg,
+        Some(a),
+        Method::PATCH,
+        &format!("/robots/{id}"),
+        "/robots/{robot_id}",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let fresh = r.json()["secret"].as_str().unwrap().to_owned();
+    assert_ne!(fresh, secret);
+    assert_eq!(v2(&reg, &secret).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(v2(&reg, &fresh).await, StatusCode::OK);
+    let mut update = robot("team", &["pull"]);
+    update["disable"] = json!(true);
+    update["name"] = json!("robot$team+ci");
+    let r = call(
+        &reg,
+        Some(a),
+        Method::PUT,
+        &format!("/robots/{id}"),
+        "/robots/{robot_id}",
+        Some(update),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(v2(&reg, &fresh).await, StatusCode::UNAUTHORIZED);
+    let r = call(
+        &reg,
+        Some(a),
+        Method::DELETE,
+        &format!("/robots/{id}"),
+        "/robots/{robot_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(
+        &reg,
+        Some(a),
+        Method::GET,
+        &format!("/robots/{id}"),
+        "/robots/{robot_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The status of `GET /v2/` for the `robot$team+ci` robot with `secret`.
+async fn v2(reg: &TestRegistry, secret: &str) -> StatusCode {
+    let auth = basic(("robot$team+ci", secret));
+    reg.send(
+        Method::GET,
+        "/v2/",
+        &[("authorization", auth.as_str())],
+        Body::empty(),
+    )
+    .await
+    .status
+}

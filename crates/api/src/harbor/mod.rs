@@ -10,6 +10,7 @@ mod paging;
 mod params;
 mod projects;
 mod query;
+mod robots;
 mod system;
 mod users;
 
@@ -65,6 +66,14 @@ pub fn routes() -> Router<Arc<Services>> {
             get(members::get)
                 .put(members::update)
                 .delete(members::delete),
+        )
+        .route("/robots", get(robots::list).post(robots::create))
+        .route(
+            "/robots/{robot_id}",
+            get(robots::get)
+                .put(robots::update)
+                .patch(robots::refresh)
+                .delete(robots::delete),
         )
         .fallback(not_found)
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod projects;
+mod robots;
 mod users;
 
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 pub use error::ManageError;
 pub use projects::{ProjectDraft, ProjectRequest, ProjectSummary, Projects};
+pub use robots::{CreatedRobot, RobotRequest, Robots, level_name};
 pub use users::{NewAccount, PasswordChange, Users};
 
 use crate::identity::{Account, Actor, Caller};
