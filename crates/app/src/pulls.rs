@@ -3,13 +3,20 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use berth_meta::PullRecord;
+use berth_meta::{AuditEntry, PullRecord};
+use berth_oci::RepositoryName;
+
+/// Pull audit entries kept between flushes at most; past that they are dropped (and
+/// the drop is logged), so that a flood of pulls cannot grow memory without bound.
+const MAX_PENDING_AUDITS: usize = 100_000;
 
 /// Pulls seen since the last flush.
 #[derive(Default)]
 pub struct PendingPulls {
     /// Deduplicated: many pulls of one artifact between flushes need one update.
     pending: Mutex<HashSet<PullRecord>>,
+    /// Audit entries of pulls, when pulls are audited.
+    audits: Mutex<Vec<(RepositoryName, AuditEntry)>>,
 }
 
 impl PendingPulls {
@@ -18,12 +25,25 @@ impl PendingPulls {
         self.pending.lock().expect("pending pulls").insert(pull);
     }
 
+    /// Notes the audit entry of a pull; returns false when it was dropped.
+    pub fn note_audit(&self, repository: RepositoryName, entry: AuditEntry) -> bool {
+        let mut audits = self.audits.lock().expect("pending pull audits");
+        if audits.len() >= MAX_PENDING_AUDITS {
+            return false;
+        }
+        audits.push((repository, entry));
+        true
+    }
+
     /// Takes everything noted so far.
-    pub fn take(&self) -> Vec<PullRecord> {
-        self.pending
+    pub fn take(&self) -> (Vec<PullRecord>, Vec<(RepositoryName, AuditEntry)>) {
+        let pulls = self
+            .pending
             .lock()
             .expect("pending pulls")
             .drain()
-            .collect()
+            .collect();
+        let audits = std::mem::take(&mut *self.audits.lock().expect("pending pull audits"));
+        (pulls, audits)
     }
 }

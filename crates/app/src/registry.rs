@@ -19,6 +19,7 @@ use crate::buffer_budget::{BufferBudget, BufferPermit};
 use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::foreign_urls::ForeignUrlPolicy;
+use crate::identity::Actor;
 use crate::locks::SessionLocks;
 use crate::manifest_buffers::{HeldManifest, ManifestBuffers, SHARED_FROM};
 use crate::pulls::PendingPulls;
@@ -60,6 +61,8 @@ pub struct RegistryConfig {
     /// External URLs a descriptor may carry; a layer with admitted URLs need not be
     /// present. The default admits none.
     pub foreign_urls: ForeignUrlPolicy,
+    /// Record every manifest pull in the audit log.
+    pub audit_pulls: bool,
 }
 
 impl Default for RegistryConfig {
@@ -79,6 +82,7 @@ impl Default for RegistryConfig {
             max_buffered_bytes: 1 << 30,
             max_referrers: 1000,
             foreign_urls: ForeignUrlPolicy::default(),
+            audit_pulls: false,
         }
     }
 }
@@ -327,8 +331,20 @@ impl Registry {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        actor: &Actor,
     ) -> Result<(), RegistryError> {
-        match self.meta.unlink_blob(repository, digest).await? {
+        let audit = actor.audit(
+            "delete",
+            "blob",
+            &format!("{repository}@{digest}"),
+            None,
+            self.clock.now_ms(),
+        );
+        match self
+            .meta
+            .unlink_blob(repository, digest, Some(&audit))
+            .await?
+        {
             Deletion::Deleted => Ok(()),
             Deletion::NotFound => Err(RegistryError::BlobUnknown),
             Deletion::ReferencedBy(referrer) => Err(RegistryError::BlobReferenced {
@@ -345,6 +361,7 @@ impl Registry {
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
+        actor: &Actor,
     ) -> Result<PushedManifest, RegistryError> {
         if body.len() as u64 > self.config.max_manifest_bytes {
             return Err(RegistryError::TooLarge(format!(
@@ -407,6 +424,13 @@ impl Registry {
                 Reference::Digest(_) => Vec::new(),
             },
             pushed_at: self.clock.now_ms(),
+            audit: Some(actor.audit(
+                "create",
+                "artifact",
+                &artifact_resource(repository, reference),
+                None,
+                self.clock.now_ms(),
+            )),
         };
         self.meta.put_manifest(&manifest).await?;
         Ok(PushedManifest { digest, subject })
@@ -496,9 +520,20 @@ impl Registry {
         &self,
         repository: &RepositoryName,
         reference: &Reference,
+        actor: &Actor,
     ) -> Result<(), RegistryError> {
+        let now = self.clock.now_ms();
+        let resource = artifact_resource(repository, reference);
         match reference {
-            Reference::Digest(d) => match self.meta.delete_manifest(repository, d).await? {
+            Reference::Digest(d) => match self
+                .meta
+                .delete_manifest(
+                    repository,
+                    d,
+                    Some(&actor.audit("delete", "artifact", &resource, None, now)),
+                )
+                .await?
+            {
                 Deletion::Deleted => Ok(()),
                 Deletion::NotFound => Err(RegistryError::ManifestUnknown),
                 Deletion::ReferencedBy(referrer) => Err(RegistryError::ManifestReferenced {
@@ -506,7 +541,15 @@ impl Registry {
                     referrer,
                 }),
             },
-            Reference::Tag(t) => match self.meta.delete_tag(repository, t).await? {
+            Reference::Tag(t) => match self
+                .meta
+                .delete_tag(
+                    repository,
+                    t,
+                    Some(&actor.audit("delete", "tag", &resource, None, now)),
+                )
+                .await?
+            {
                 true => Ok(()),
                 false => Err(RegistryError::ManifestUnknown),
             },
@@ -572,11 +615,31 @@ impl Registry {
 
     /// Stamps the pulls noted since the last call on their artifacts and tags.
     pub async fn flush_pulls(&self) -> Result<usize, RegistryError> {
-        let pulls = self.pulls.take();
-        if !pulls.is_empty() {
-            self.meta.record_pulls(&pulls, self.clock.now_ms()).await?;
+        let (pulls, audits) = self.pulls.take();
+        if !pulls.is_empty() || !audits.is_empty() {
+            self.meta
+                .record_pulls(&pulls, self.clock.now_ms(), &audits)
+                .await?;
         }
         Ok(pulls.len())
+    }
+
+    /// Records who pulled what, when `audit_pulls` is on (written with the next batch of
+    /// pull times).
+    pub fn audit_pull(&self, repository: &RepositoryName, reference: &Reference, actor: &Actor) {
+        if !self.config.audit_pulls {
+            return;
+        }
+        let entry = actor.audit(
+            "pull",
+            "artifact",
+            &artifact_resource(repository, reference),
+            None,
+            self.clock.now_ms(),
+        );
+        if !self.pulls.note_audit(repository.clone(), entry) {
+            tracing::warn!("too many pull audit entries waiting to be written; dropping one");
+        }
     }
 }
 
@@ -603,4 +666,12 @@ struct ReferrerDescriptor {
     artifact_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     annotations: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// How audit entries name an artifact: `repo:tag` or `repo@digest`.
+fn artifact_resource(repository: &RepositoryName, reference: &Reference) -> String {
+    match reference {
+        Reference::Tag(t) => format!("{repository}:{t}"),
+        Reference::Digest(d) => format!("{repository}@{d}"),
+    }
 }

@@ -64,6 +64,26 @@ pub fn insert_audit(c: &Connection, entry: &AuditEntry) -> Result<(), MetaError>
     .map_err(db_err)
 }
 
+/// Writes an audit entry about `repository` in the caller's transaction, naming the
+/// repository's project when the entry names none.
+pub fn insert_for_repository(
+    c: &Connection,
+    mut entry: AuditEntry,
+    repository: &berth_oci::RepositoryName,
+) -> Result<(), MetaError> {
+    if entry.project_id.is_none() {
+        entry.project_id = c
+            .prepare_cached("SELECT id FROM projects WHERE name = ?1")
+            .and_then(|mut s| {
+                rusqlite::OptionalExtension::optional(
+                    s.query_row(params![repository.project()], |r| r.get(0)),
+                )
+            })
+            .map_err(db_err)?;
+    }
+    insert_audit(c, &entry)
+}
+
 /// Records `entry` when `changed`, in the caller's transaction; passes `changed` on.
 pub fn audited(c: &Connection, changed: bool, entry: &AuditEntry) -> Result<bool, MetaError> {
     if changed {
@@ -83,11 +103,19 @@ impl AuditStore for SqliteMetaStore {
 
     async fn list_audit(
         &self,
-        project_id: Option<i64>,
+        projects: Option<&[i64]>,
         query: &ListQuery<AuditField>,
     ) -> Result<Listed<AuditRecord>, MetaError> {
-        let clauses = match project_id {
-            Some(id) => Clauses::new(query, "project_id = ?1", vec![Value::Integer(id)], "id"),
+        let clauses = match projects {
+            Some(ids) => {
+                let slots: Vec<String> = (1..=ids.len()).map(|i| format!("?{i}")).collect();
+                Clauses::new(
+                    query,
+                    &format!("project_id IN ({})", slots.join(", ")),
+                    ids.iter().map(|&id| Value::Integer(id)).collect(),
+                    "id",
+                )
+            }
             None => Clauses::new(query, "1", Vec::new(), "id"),
         };
         self.readers

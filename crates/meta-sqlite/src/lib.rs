@@ -36,9 +36,9 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use berth_meta::{
-    BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore, NewManifest,
-    PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
-    StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
+    AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
+    NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
+    SessionLimits, StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -79,6 +79,19 @@ impl SqliteMetaStore {
 
 pub(crate) fn db_err(e: rusqlite::Error) -> MetaError {
     MetaError(e.to_string())
+}
+
+/// Records the audit entry of a deletion that happened.
+fn audit_deletion(
+    c: &rusqlite::Connection,
+    deletion: &Deletion,
+    audit: Option<AuditEntry>,
+    repository: &RepositoryName,
+) -> Result<(), MetaError> {
+    match (deletion, audit) {
+        (Deletion::Deleted, Some(entry)) => audit::insert_for_repository(c, entry, repository),
+        _ => Ok(()),
+    }
 }
 
 /// The message of a unique-constraint violation (it names the table and column).
@@ -146,10 +159,15 @@ impl BlobLinkStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        audit: Option<&AuditEntry>,
     ) -> Result<Deletion, MetaError> {
-        let (repository, digest) = (repository.clone(), digest.clone());
+        let (repository, digest, audit) = (repository.clone(), digest.clone(), audit.cloned());
         self.writer
-            .run(move |c| queries::unlink_blob(c, repository.as_str(), digest.as_str()))
+            .run(move |c| {
+                let deletion = queries::unlink_blob(c, repository.as_str(), digest.as_str())?;
+                audit_deletion(c, &deletion, audit, &repository)?;
+                Ok(deletion)
+            })
             .await
     }
 }
@@ -242,7 +260,13 @@ impl ManifestStore for SqliteMetaStore {
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
         let manifest = manifest.clone();
         self.writer
-            .run(move |c| queries::put_manifest(c, &manifest))
+            .run(move |c| {
+                queries::put_manifest(c, &manifest)?;
+                if let Some(entry) = manifest.audit {
+                    audit::insert_for_repository(c, entry, &manifest.repository)?;
+                }
+                Ok(())
+            })
             .await
     }
 
@@ -283,17 +307,33 @@ impl ManifestStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        audit: Option<&AuditEntry>,
     ) -> Result<Deletion, MetaError> {
-        let (repository, digest) = (repository.clone(), digest.clone());
+        let (repository, digest, audit) = (repository.clone(), digest.clone(), audit.cloned());
         self.writer
-            .run(move |c| queries::delete_manifest(c, repository.as_str(), digest.as_str()))
+            .run(move |c| {
+                let deletion = queries::delete_manifest(c, repository.as_str(), digest.as_str())?;
+                audit_deletion(c, &deletion, audit, &repository)?;
+                Ok(deletion)
+            })
             .await
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError> {
-        let (repository, tag) = (repository.clone(), tag.clone());
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, MetaError> {
+        let (repository, tag, audit) = (repository.clone(), tag.clone(), audit.cloned());
         self.writer
-            .run(move |c| queries::delete_tag(c, repository.as_str(), tag.as_str()))
+            .run(move |c| {
+                let deleted = queries::delete_tag(c, repository.as_str(), tag.as_str())?;
+                if let (true, Some(entry)) = (deleted, audit) {
+                    audit::insert_for_repository(c, entry, &repository)?;
+                }
+                Ok(deleted)
+            })
             .await
     }
 
@@ -342,10 +382,21 @@ impl ManifestStore for SqliteMetaStore {
         })
     }
 
-    async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
-        let pulls = pulls.to_vec();
+    async fn record_pulls(
+        &self,
+        pulls: &[PullRecord],
+        at: i64,
+        audits: &[(RepositoryName, AuditEntry)],
+    ) -> Result<(), MetaError> {
+        let (pulls, audits) = (pulls.to_vec(), audits.to_vec());
         self.writer
-            .run(move |c| queries::record_pulls(c, &pulls, at))
+            .run(move |c| {
+                queries::record_pulls(c, &pulls, at)?;
+                for (repository, entry) in audits {
+                    audit::insert_for_repository(c, entry, &repository)?;
+                }
+                Ok(())
+            })
             .await
     }
 }

@@ -57,10 +57,10 @@ pub enum AuditField {
 pub trait AuditStore: Send + Sync {
     /// Records an entry on its own, for operations that change nothing else.
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), MetaError>;
-    /// A page of entries, of one project or of all.
+    /// A page of entries: of these projects, or all of them (`None`).
     async fn list_audit(
         &self,
-        project_id: Option<i64>,
+        projects: Option<&[i64]>,
         query: &ListQuery<AuditField>,
     ) -> Result<Listed<AuditRecord>, MetaError>;
     /// Deletes entries older than `before`; returns how many.

@@ -31,6 +31,7 @@ fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) 
         children: Vec::new(),
         tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
         pushed_at: 1,
+        audit: None,
     }
 }
 
@@ -60,10 +61,16 @@ async fn blobs_are_linked_per_repository(store: &dyn MetaStore) {
         vec![a.clone()]
     );
     store.link_blob(&a, &d, 5, 2).await.unwrap();
-    assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::Deleted);
-    assert_eq!(store.unlink_blob(&a, &d).await.unwrap(), Deletion::NotFound);
     assert_eq!(
-        store.unlink_blob(&repo("p1/none"), &d).await.unwrap(),
+        store.unlink_blob(&a, &d, None).await.unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        store.unlink_blob(&a, &d, None).await.unwrap(),
+        Deletion::NotFound
+    );
+    assert_eq!(
+        store.unlink_blob(&repo("p1/none"), &d, None).await.unwrap(),
         Deletion::NotFound
     );
     assert_eq!(store.linked_blob(&a, &d).await.unwrap(), None);
@@ -147,27 +154,33 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
         digest: digest("m1"),
         tag: Some(Tag::parse("v1").unwrap()),
     }];
-    store.record_pulls(&pulls, 7).await.unwrap();
+    store.record_pulls(&pulls, 7, &[]).await.unwrap();
 
     assert!(
         store
-            .delete_tag(&r, &Tag::parse("v1").unwrap())
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .delete_tag(&r, &Tag::parse("v1").unwrap())
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None)
             .await
             .unwrap()
     );
     assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
     assert_eq!(
-        store.delete_manifest(&r, &digest("idx")).await.unwrap(),
+        store
+            .delete_manifest(&r, &digest("idx"), None)
+            .await
+            .unwrap(),
         Deletion::Deleted
     );
     assert_eq!(
-        store.delete_manifest(&r, &digest("m1")).await.unwrap(),
+        store
+            .delete_manifest(&r, &digest("m1"), None)
+            .await
+            .unwrap(),
         Deletion::Deleted
     );
     assert!(
@@ -175,7 +188,10 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
         "tags go with the manifest"
     );
     assert_eq!(
-        store.delete_manifest(&r, &digest("m1")).await.unwrap(),
+        store
+            .delete_manifest(&r, &digest("m1"), None)
+            .await
+            .unwrap(),
         Deletion::NotFound
     );
 }
@@ -198,7 +214,10 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     store.put_manifest(&referrer).await.unwrap();
 
     assert_eq!(
-        store.unlink_blob(&r, &digest("p7-layer")).await.unwrap(),
+        store
+            .unlink_blob(&r, &digest("p7-layer"), None)
+            .await
+            .unwrap(),
         Deletion::ReferencedBy(digest("p7-image"))
     );
     assert_eq!(
@@ -207,7 +226,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .unlink_blob(&other, &digest("p7-layer"))
+            .unlink_blob(&other, &digest("p7-layer"), None)
             .await
             .unwrap(),
         Deletion::Deleted,
@@ -215,7 +234,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-image"))
+            .delete_manifest(&r, &digest("p7-image"), None)
             .await
             .unwrap(),
         Deletion::ReferencedBy(digest("p7-index"))
@@ -224,14 +243,14 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());
     assert!(
         store
-            .delete_tag(&r, &Tag::parse("v1").unwrap())
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None)
             .await
             .unwrap(),
         "tags of a listed manifest can go"
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-index"))
+            .delete_manifest(&r, &digest("p7-index"), None)
             .await
             .unwrap(),
         Deletion::Deleted,
@@ -249,13 +268,16 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-image"))
+            .delete_manifest(&r, &digest("p7-image"), None)
             .await
             .unwrap(),
         Deletion::Deleted
     );
     assert_eq!(
-        store.unlink_blob(&r, &digest("p7-layer")).await.unwrap(),
+        store
+            .unlink_blob(&r, &digest("p7-layer"), None)
+            .await
+            .unwrap(),
         Deletion::Deleted
     );
 }

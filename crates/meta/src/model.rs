@@ -67,6 +67,9 @@ pub struct NewManifest {
     pub tags: Vec<Tag>,
     /// Push time.
     pub pushed_at: i64,
+    /// The audit entry of the push, written in the same transaction (its project is
+    /// filled in from the repository's).
+    pub audit: Option<crate::AuditEntry>,
 }
 
 /// A manifest as stored. Its bytes come along only when the store holds them in memory

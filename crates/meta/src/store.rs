@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
-use crate::Visibility;
 use crate::model::{
     NewManifest, PullRecord, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage,
     UploadSession,
 };
+use crate::{AuditEntry, Visibility};
 
 /// A failure of the metadata backend itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -127,10 +127,13 @@ pub trait BlobLinkStore: Send + Sync {
     ) -> Result<(), MetaError>;
     /// Removes the link unless a manifest of the repository references the blob, checked
     /// in the same transaction as the delete. Bytes stay until garbage collection.
+    /// Registry changes below record their `audit` entry in the same transaction, with
+    /// the repository's project filled in, when they changed something.
     async fn unlink_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        audit: Option<&AuditEntry>,
     ) -> Result<Deletion, MetaError>;
 }
 
@@ -221,9 +224,15 @@ pub trait ManifestStore: Send + Sync {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        audit: Option<&AuditEntry>,
     ) -> Result<Deletion, MetaError>;
     /// Deletes one tag; returns whether it existed.
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError>;
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, MetaError>;
     /// Up to `limit` tags after `last`, or `None` when the repository does not exist.
     async fn tags(
         &self,
@@ -242,8 +251,15 @@ pub trait ManifestStore: Send + Sync {
         after: Option<&Digest>,
         limit: ReferrerLimit,
     ) -> Result<ReferrerPage, MetaError>;
-    /// Stamps last-pull times on artifacts and tags.
-    async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError>;
+    /// Stamps last-pull times on artifacts and tags, and records the audit entries of
+    /// pulls (each about a repository, whose project it is filled in from), in one
+    /// transaction.
+    async fn record_pulls(
+        &self,
+        pulls: &[PullRecord],
+        at: i64,
+        audits: &[(RepositoryName, AuditEntry)],
+    ) -> Result<(), MetaError>;
 }
 
 /// The whole metadata store, as the application holds it.

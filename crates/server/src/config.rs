@@ -44,6 +44,25 @@ pub struct Config {
     /// First values of the system settings (Harbor's `/configurations`); afterwards
     /// they live in the database and are changed through the API.
     pub settings: SettingsConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record every manifest pull too (changes are always recorded).
+    pub log_pulls: bool,
+    /// Days audit entries are kept (0: forever).
+    pub retention_days: u64,
+}
+
+impl AuditConfig {
+    /// How long entries are kept, if not forever.
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention_days > 0).then(|| seconds(self.retention_days.saturating_mul(86_400)))
+    }
 }
 
 /// Authentication and registry tokens.
@@ -277,6 +296,7 @@ impl Default for Config {
             external_url: None,
             auth: AuthConfig::default(),
             settings: SettingsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -421,6 +441,7 @@ impl Config {
                 .validation
                 .foreign_urls()
                 .expect("URL patterns are checked when the configuration is loaded"),
+            audit_pulls: self.audit.log_pulls,
         }
     }
 }

@@ -48,7 +48,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let (stop, stopped) = watch::channel(false);
     let purge_every = config.upload_purge_interval();
-    let workers = tokio::spawn(crate::workers::run(registry.clone(), purge_every, stopped));
+    let retention = config
+        .audit
+        .retention()
+        .map(|keep| crate::workers::AuditRetention {
+            store: identity.stores.audit.clone(),
+            keep,
+            clock: identity.clock.clone(),
+        });
+    let workers = tokio::spawn(crate::workers::run(
+        registry.clone(),
+        purge_every,
+        retention,
+        stopped,
+    ));
     let app = berth_api::router(Arc::new(berth_api::Services {
         registry,
         identity,

@@ -1,24 +1,45 @@
-//! Background work of one node: purging stale uploads and stamping pull times.
+//! Background work of one node: purging stale uploads, stamping pull times, and
+//! dropping audit entries past their retention.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_app::Registry;
+use berth_app::{Clock, Registry};
+use berth_meta::AuditStore;
 use tokio::sync::watch;
 
 /// How often batched pull times are written.
 const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often old audit entries are looked for.
+const AUDIT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Audit entries older than `keep` are deleted.
+pub struct AuditRetention {
+    /// The audit log.
+    pub store: Arc<dyn AuditStore>,
+    /// How long entries are kept.
+    pub keep: Duration,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
+}
 
 /// Runs until `shutdown` flips, then flushes pending pull times once more.
 pub async fn run(
     registry: Arc<Registry>,
     purge_every: Duration,
+    retention: Option<AuditRetention>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut purge = tokio::time::interval(purge_every);
     let mut flush = tokio::time::interval(PULL_FLUSH_INTERVAL);
+    let mut audit = tokio::time::interval(AUDIT_PURGE_INTERVAL);
     loop {
         tokio::select! {
+            _ = audit.tick(), if retention.is_some() => {
+                if let Some(r) = &retention {
+                    purge_audit(r).await;
+                }
+            }
             _ = purge.tick() => match registry.purge_stale_uploads().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "purged stale uploads"),
@@ -29,6 +50,16 @@ pub async fn run(
         }
     }
     flush_pulls(&registry).await;
+}
+
+async fn purge_audit(retention: &AuditRetention) {
+    let keep_ms = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
+    let before = retention.clock.now_ms().saturating_sub(keep_ms);
+    match retention.store.purge_audit(before).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "deleted audit entries past their retention"),
+        Err(e) => tracing::warn!(error = %e, "deleting old audit entries failed"),
+    }
 }
 
 async fn flush_pulls(registry: &Registry) {

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use berth_meta::{
-    BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore, NewManifest,
-    PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
-    StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
+    AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
+    NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
+    SessionLimits, StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -86,8 +86,9 @@ impl BlobLinkStore for FaultyMeta {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        audit: Option<&AuditEntry>,
     ) -> Result<Deletion, MetaError> {
-        self.inner.unlink_blob(repository, digest).await
+        self.inner.unlink_blob(repository, digest, audit).await
     }
 }
 
@@ -184,12 +185,18 @@ impl ManifestStore for FaultyMeta {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        audit: Option<&AuditEntry>,
     ) -> Result<Deletion, MetaError> {
-        self.inner.delete_manifest(repository, digest).await
+        self.inner.delete_manifest(repository, digest, audit).await
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool, MetaError> {
-        self.inner.delete_tag(repository, tag).await
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, MetaError> {
+        self.inner.delete_tag(repository, tag, audit).await
     }
 
     async fn tags(
@@ -214,8 +221,13 @@ impl ManifestStore for FaultyMeta {
             .await
     }
 
-    async fn record_pulls(&self, pulls: &[PullRecord], at: i64) -> Result<(), MetaError> {
-        self.inner.record_pulls(pulls, at).await
+    async fn record_pulls(
+        &self,
+        pulls: &[PullRecord],
+        at: i64,
+        audits: &[(RepositoryName, AuditEntry)],
+    ) -> Result<(), MetaError> {
+        self.inner.record_pulls(pulls, at, audits).await
     }
 }
 

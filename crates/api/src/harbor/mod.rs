@@ -3,6 +3,7 @@
 //! each handler reads its request, calls one management use case and writes Harbor's
 //! JSON.
 
+mod audit;
 mod context;
 mod error;
 mod members;
@@ -75,6 +76,11 @@ pub fn routes() -> Router<Arc<Services>> {
                 .patch(robots::refresh)
                 .delete(robots::delete),
         )
+        .route("/audit-logs", get(audit::list))
+        .route("/auditlog-exts", get(audit::list_ext))
+        .route("/auditlog-exts/events", get(audit::event_types))
+        .route("/projects/{project}/logs", get(audit::project))
+        .route("/projects/{project}/auditlog-exts", get(audit::project_ext))
         .fallback(not_found)
 }
 

@@ -64,6 +64,8 @@ pub async fn delete(
     digest: &str,
 ) -> Result<Response, ApiError> {
     let digest = parse_digest(digest)?;
-    call.registry.delete_blob(&name, &digest).await?;
+    call.registry
+        .delete_blob(&name, &digest, &call.actor())
+        .await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -34,6 +34,9 @@ pub async fn get(
         (manifest, Body::empty())
     } else {
         let (manifest, held) = call.registry.get_manifest(&name, &reference).await?;
+        if call.registry.config().audit_pulls {
+            call.registry.audit_pull(&name, &reference, &call.actor());
+        }
         let body = held_body(held.content().clone(), held);
         (manifest, body)
     };
@@ -86,6 +89,7 @@ pub async fn put(
         return Err(too_large());
     }
     let content_type = header_str(&call.headers, header::CONTENT_TYPE).map(str::to_owned);
+    let actor = call.actor();
     // Room for what the client declared, or for what arrives as it arrives: a body that
     // trickles holds only what it sent.
     let declared = content_length(&call.headers).map_or(0, |len| len as usize);
@@ -111,7 +115,7 @@ pub async fn put(
     let body = body.freeze();
     let pushed = call
         .registry
-        .put_manifest(&name, &reference, content_type.as_deref(), body)
+        .put_manifest(&name, &reference, content_type.as_deref(), body, &actor)
         .await?;
     let mut response = (
         StatusCode::CREATED,
@@ -144,6 +148,8 @@ pub async fn delete(
     reference: &str,
 ) -> Result<Response, ApiError> {
     let reference = parse_reference(reference, false)?;
-    call.registry.delete_manifest(&name, &reference).await?;
+    call.registry
+        .delete_manifest(&name, &reference, &call.actor())
+        .await?;
     Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
 }

@@ -105,6 +105,13 @@ async fn route(endpoint: Endpoint, call: Call<'_>) -> Result<Response, ApiError>
     }
 }
 
+impl Call<'_> {
+    /// Who the audit log names for this request.
+    fn actor(&self) -> berth_app::identity::Actor {
+        berth_app::identity::Actor::new(self.caller.name(), self.client)
+    }
+}
+
 fn method_not_allowed(endpoint: &Endpoint) -> ApiError {
     let allow = match endpoint {
         Endpoint::Base | Endpoint::Catalog | Endpoint::Tags(_) | Endpoint::Referrers(..) => {

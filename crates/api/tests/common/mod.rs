@@ -4,6 +4,7 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod harbor;
 pub mod swagger;
 
 pub use axum::body::Body;

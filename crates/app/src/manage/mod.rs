@@ -2,6 +2,7 @@
 //! caller's permission with `berth_authz::allowed` and writes its change together
 //! with its audit entry.
 
+mod audit;
 mod error;
 mod projects;
 mod robots;
@@ -10,6 +11,7 @@ mod users;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use audit::AuditLog;
 pub use error::ManageError;
 pub use projects::{ProjectDraft, ProjectRequest, ProjectSummary, Projects};
 pub use robots::{CreatedRobot, RobotRequest, Robots, level_name};
