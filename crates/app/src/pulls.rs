@@ -1,6 +1,6 @@
 //! Last-pull times, recorded in batches so that pulls never wait for a database write.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_meta::{AuditEntry, PullRecord};
@@ -13,8 +13,9 @@ const MAX_PENDING_AUDITS: usize = 100_000;
 /// Pulls seen since the last flush.
 #[derive(Default)]
 pub struct PendingPulls {
-    /// Deduplicated: many pulls of one artifact between flushes need one update.
-    pending: Mutex<HashSet<PullRecord>>,
+    /// Deduplicated: many pulls of one artifact between flushes need one update; the
+    /// value counts them.
+    pending: Mutex<HashMap<PullRecord, u64>>,
     /// Audit entries of pulls, when pulls are audited.
     audits: Mutex<Vec<(RepositoryName, AuditEntry)>>,
 }
@@ -22,7 +23,12 @@ pub struct PendingPulls {
 impl PendingPulls {
     /// Notes a pull.
     pub fn note(&self, pull: PullRecord) {
-        self.pending.lock().expect("pending pulls").insert(pull);
+        *self
+            .pending
+            .lock()
+            .expect("pending pulls")
+            .entry(pull)
+            .or_default() += 1;
     }
 
     /// Notes the audit entry of a pull; returns false when it was dropped.
@@ -42,6 +48,7 @@ impl PendingPulls {
             .lock()
             .expect("pending pulls")
             .drain()
+            .map(|(pull, count)| PullRecord { count, ..pull })
             .collect();
         let audits = std::mem::take(&mut *self.audits.lock().expect("pending pull audits"));
         (pulls, audits)

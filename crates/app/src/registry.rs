@@ -324,6 +324,40 @@ impl Registry {
         })
     }
 
+    /// The bytes of a small blob linked to `repository` (a config), or `None` when it
+    /// is not there or larger than `max` bytes.
+    pub async fn small_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        use futures_util::TryStreamExt;
+        match self.meta.linked_blob(repository, digest).await? {
+            Some(size) if size <= max => {}
+            _ => return Ok(None),
+        }
+        let permit = self.buffers.reserve(max as usize).await?;
+        let read = match self.blobs.read(digest, None).await {
+            Err(berth_blob::BlobError::NotFound) => return Ok(None),
+            other => other?,
+        };
+        let mut bytes = bytes::BytesMut::new();
+        let mut body = read.body;
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| RegistryError::Internal(e.to_string()))?
+        {
+            if bytes.len() as u64 + chunk.len() as u64 > max {
+                return Ok(None);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        drop(permit);
+        Ok(Some(bytes.freeze()))
+    }
+
     /// Unlinks a blob from a repository (`DELETE /v2/<name>/blobs/<digest>`), unless a
     /// manifest there still references it: that manifest would then be served while its
     /// content is not, and pushing it again would fail.
@@ -494,6 +528,7 @@ impl Registry {
                 Reference::Tag(t) => Some(t.clone()),
                 Reference::Digest(_) => None,
             },
+            count: 0,
         });
         Ok((manifest, held))
     }

@@ -20,6 +20,7 @@
 //! rest of the batch runs in a new transaction.
 
 mod accounts;
+mod artifacts;
 mod audit;
 mod listing;
 mod manifest_cache;

@@ -141,7 +141,7 @@ pub fn list<T, F>(
 }
 
 /// A `LIKE` pattern matching text that contains `value` literally.
-fn like_pattern(value: &str) -> String {
+pub fn like_pattern(value: &str) -> String {
     let mut pattern = String::with_capacity(value.len() + 2);
     pattern.push('%');
     for ch in value.chars() {

@@ -621,9 +621,15 @@ pub fn record_pulls(c: &Connection, pulls: &[PullRecord], at: i64) -> Result<(),
              WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
         )
         .map_err(db_err)?;
+    let mut count = c
+        .prepare_cached("UPDATE repositories SET pull_count = pull_count + ?2 WHERE name = ?1")
+        .map_err(db_err)?;
     for p in pulls {
         artifact
             .execute(params![p.repository.as_str(), p.digest.as_str(), at])
+            .map_err(db_err)?;
+        count
+            .execute(params![p.repository.as_str(), p.count])
             .map_err(db_err)?;
         if let Some(t) = &p.tag {
             tag.execute(params![p.repository.as_str(), t.as_str(), at])

@@ -153,6 +153,7 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
         repository: r.clone(),
         digest: digest("m1"),
         tag: Some(Tag::parse("v1").unwrap()),
+        count: 3,
     }];
     store.record_pulls(&pulls, 7, &[]).await.unwrap();
 

@@ -9,6 +9,7 @@
 //! implement the traits and must pass the same behaviour checks.
 
 mod accounts;
+mod artifacts;
 mod audit;
 mod listing;
 mod model;
@@ -18,6 +19,10 @@ mod settings;
 mod store;
 
 pub use accounts::{NewUser, ProfileUpdate, User, UserError, UserField, UserStore};
+pub use artifacts::{
+    AddTagError, ArtifactField, ArtifactInfo, ArtifactStore, RepositoryField, RepositoryInfo,
+    TagInfo,
+};
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use listing::{FieldFilter, ListQuery, Listed, Match, SortKey};
 pub use projects::{

@@ -180,4 +180,7 @@ pub struct PullRecord {
     pub digest: Digest,
     /// Tag used, if the pull was by tag.
     pub tag: Option<Tag>,
+    /// How many such pulls happened since the last batch (added to the repository's
+    /// pull count).
+    pub count: u64,
 }

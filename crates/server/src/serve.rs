@@ -107,7 +107,8 @@ async fn open_identity(
             projects: meta.clone(),
             robots: meta.clone(),
             settings: meta.clone(),
-            audit: meta,
+            audit: meta.clone(),
+            artifacts: meta,
         },
         IdentityConfig {
             open,

@@ -155,7 +155,8 @@ impl TestRegistry {
                     projects: store.clone(),
                     robots: store.clone(),
                     settings: store.clone(),
-                    audit: store,
+                    audit: store.clone(),
+                    artifacts: store,
                 },
                 IdentityConfig {
                     open,

@@ -3,6 +3,7 @@
 //! each handler reads its request, calls one management use case and writes Harbor's
 //! JSON.
 
+mod artifacts;
 mod audit;
 mod context;
 mod error;
@@ -11,6 +12,7 @@ mod paging;
 mod params;
 mod projects;
 mod query;
+mod repositories;
 mod robots;
 mod system;
 mod users;
@@ -81,6 +83,34 @@ pub fn routes() -> Router<Arc<Services>> {
         .route("/auditlog-exts/events", get(audit::event_types))
         .route("/projects/{project}/logs", get(audit::project))
         .route("/projects/{project}/auditlog-exts", get(audit::project_ext))
+        .route("/repositories", get(repositories::list_all))
+        .route("/projects/{project}/repositories", get(repositories::list))
+        .route(
+            "/projects/{project}/repositories/{repository}",
+            get(repositories::get)
+                .put(repositories::update)
+                .delete(repositories::delete),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts",
+            get(artifacts::list),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts/{reference}",
+            get(artifacts::get).delete(artifacts::delete),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts/{reference}/tags",
+            get(artifacts::tags).post(artifacts::create_tag),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts/{reference}/tags/{tag}",
+            axum::routing::delete(artifacts::delete_tag),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts/{reference}/accessories",
+            get(artifacts::accessories),
+        )
         .fallback(not_found)
 }
 

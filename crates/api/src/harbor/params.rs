@@ -52,3 +52,39 @@ impl Params {
             .transpose()
     }
 }
+
+/// A repository name from a path: Harbor's clients encode its slashes twice
+/// (`a%252Fb`), so after the router's decoding one more round is needed.
+pub fn repository_param(raw: &str) -> Result<String, HarborError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| HarborError::bad_request("invalid escape in the repository name"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| HarborError::bad_request("the repository name is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_lose_their_second_encoding() {
+        assert_eq!(repository_param("a%2Fb").unwrap(), "a/b");
+        assert_eq!(repository_param("plain").unwrap(), "plain");
+        assert!(repository_param("bad%2").is_err());
+        assert!(repository_param("bad%zz").is_err());
+    }
+}

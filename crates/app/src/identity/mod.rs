@@ -16,8 +16,8 @@ mod tokens;
 use std::sync::Arc;
 
 use berth_meta::{
-    AuditStore, MetaError, NewUser, ProjectStore, RobotStore, Role, SettingsStore, UserError,
-    UserStore,
+    ArtifactStore, AuditStore, MetaError, NewUser, ProjectStore, RobotStore, Role, SettingsStore,
+    UserError, UserStore,
 };
 
 pub use access::{AccessControl, CallerError, Credentials, Decision, TokenGrant, visibility_of};
@@ -50,6 +50,8 @@ pub struct IdentityStores {
     pub settings: Arc<dyn SettingsStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Repositories and artifacts as the management API shows them.
+    pub artifacts: Arc<dyn ArtifactStore>,
 }
 
 /// How identity is set up.

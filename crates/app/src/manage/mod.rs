@@ -2,6 +2,7 @@
 //! caller's permission with `berth_authz::allowed` and writes its change together
 //! with its audit entry.
 
+mod artifacts;
 mod audit;
 mod error;
 mod projects;
@@ -11,6 +12,7 @@ mod users;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use artifacts::{Accessory, ArtifactView, Artifacts, ChildReference};
 pub use audit::AuditLog;
 pub use error::ManageError;
 pub use projects::{ProjectDraft, ProjectRequest, ProjectSummary, Projects};
