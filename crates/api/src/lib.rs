@@ -55,6 +55,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/service/token", axum::routing::any(token::token))
         .nest("/api/v2.0", harbor::routes())
+        .merge(harbor::session_routes())
         .route("/v2", axum::routing::any(v2::dispatch))
         .route("/v2/", axum::routing::any(v2::dispatch))
         .route("/v2/{*rest}", axum::routing::any(v2::dispatch))

@@ -29,6 +29,7 @@ mod projects;
 mod queries;
 mod readers;
 mod robots;
+mod sessions;
 mod settings;
 mod tag_cache;
 mod writer;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_referrers_by_type.sql"),
     include_str!("../migrations/0008_identity.sql"),
     include_str!("../migrations/0009_repository_details.sql"),
+    include_str!("../migrations/0010_sessions.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

@@ -15,6 +15,7 @@ mod listing;
 mod model;
 mod projects;
 mod robots;
+mod sessions;
 mod settings;
 mod store;
 
@@ -32,6 +33,7 @@ pub use projects::{
 pub use robots::{
     NewRobot, Robot, RobotError, RobotField, RobotGrant, RobotLevel, RobotStore, RobotUpdate,
 };
+pub use sessions::{SessionStore, StoredSession};
 pub use settings::SettingsStore;
 
 pub use model::{

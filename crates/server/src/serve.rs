@@ -108,7 +108,8 @@ async fn open_identity(
             robots: meta.clone(),
             settings: meta.clone(),
             audit: meta.clone(),
-            artifacts: meta,
+            artifacts: meta.clone(),
+            sessions: meta,
         },
         IdentityConfig {
             open,

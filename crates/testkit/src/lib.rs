@@ -156,7 +156,8 @@ impl TestRegistry {
                     robots: store.clone(),
                     settings: store.clone(),
                     audit: store.clone(),
-                    artifacts: store,
+                    artifacts: store.clone(),
+                    sessions: store,
                 },
                 IdentityConfig {
                     open,

@@ -14,6 +14,7 @@ mod projects;
 mod query;
 mod repositories;
 mod robots;
+mod sessions;
 mod system;
 mod users;
 
@@ -30,12 +31,25 @@ pub use error::HarborError;
 
 use crate::Services;
 
+/// The browser login routes (`/c/login`, `/c/log_out`).
+pub fn session_routes() -> Router<Arc<Services>> {
+    Router::new()
+        .route("/c/login", axum::routing::post(sessions::login))
+        .route("/c/log_out", get(sessions::logout))
+}
+
 /// The routes under `/api/v2.0`.
 pub fn routes() -> Router<Arc<Services>> {
     Router::new()
         .route("/ping", get(system::ping))
         .route("/health", get(system::health))
         .route("/systeminfo", get(system::info))
+        .route(
+            "/configurations",
+            get(system::configurations).put(system::update_configurations),
+        )
+        .route("/statistics", get(system::statistics))
+        .route("/search", get(system::search))
         .route("/users", get(users::list).post(users::create))
         .route("/users/current", get(users::current))
         .route("/users/current/permissions", get(users::permissions))

@@ -33,7 +33,7 @@ pub fn projects(ctx: &Ctx) -> Projects {
 }
 
 /// Harbor's `Project`, with the caller's roles in it.
-async fn project_json(ctx: &Ctx, project: &Project) -> Result<Value, HarborError> {
+pub async fn project_json(ctx: &Ctx, project: &Project) -> Result<Value, HarborError> {
     let roles = projects(ctx).roles_of(&ctx.who, project.id).await?;
     let mut metadata = serde_json::Map::new();
     metadata.insert("public".into(), json!(project.public.to_string()));

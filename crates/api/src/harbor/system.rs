@@ -1,10 +1,15 @@
-//! `/ping`, `/health`, `/systeminfo`.
+//! `/ping`, `/health`, `/systeminfo`, `/configurations`, `/statistics`, `/search`.
 
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
+use berth_app::manage::System;
 use serde_json::json;
 
 use super::context::Ctx;
-use super::json;
+use super::error::HarborError;
+use super::{body, json};
 
 /// `GET /ping`
 pub async fn ping() -> &'static str {
@@ -69,4 +74,74 @@ pub async fn info(ctx: Ctx) -> Response {
         info["notification_enable"] = json!(false);
     }
     json(&info).into_response()
+}
+
+/// `GET /configurations`: each setting as `{value, editable}`.
+pub async fn configurations(ctx: Ctx) -> Result<Response, HarborError> {
+    let settings = System::new(ctx.services.identity.clone())
+        .settings(&ctx.who)
+        .await?;
+    let items: serde_json::Map<String, serde_json::Value> = settings
+        .to_values()
+        .into_iter()
+        .map(|(key, value)| {
+            let editable = key != "auth_mode";
+            (key, json!({ "value": value, "editable": editable }))
+        })
+        .collect();
+    Ok(json(&items))
+}
+
+/// `PUT /configurations`: the keys given (others stay).
+pub async fn update_configurations(ctx: Ctx, raw: Bytes) -> Result<Response, HarborError> {
+    let values: BTreeMap<String, serde_json::Value> = body(&raw)?;
+    System::new(ctx.services.identity.clone())
+        .update_settings(&ctx.who, values)
+        .await?;
+    Ok(().into_response())
+}
+
+/// `GET /statistics`
+pub async fn statistics(ctx: Ctx) -> Result<Response, HarborError> {
+    let s = System::new(ctx.services.identity.clone())
+        .statistics(&ctx.who)
+        .await?;
+    Ok(json(&json!({
+        "private_project_count": s.private_projects,
+        "private_repo_count": s.private_repositories,
+        "public_project_count": s.public_projects,
+        "public_repo_count": s.public_repositories,
+        "total_project_count": s.private_projects + s.public_projects,
+        "total_repo_count": s.private_repositories + s.public_repositories,
+        "total_storage_consumption": 0,
+    })))
+}
+
+/// `GET /search?q=`
+pub async fn search(ctx: Ctx) -> Result<Response, HarborError> {
+    let words = ctx.params.get("q").unwrap_or("").to_owned();
+    let found = System::new(ctx.services.identity.clone())
+        .search(&ctx.who, &words)
+        .await?;
+    let mut projects = Vec::with_capacity(found.projects.len());
+    for project in &found.projects {
+        projects.push(super::projects::project_json(&ctx, project).await?);
+    }
+    let repositories: Vec<serde_json::Value> = found
+        .repositories
+        .iter()
+        .map(|(r, p)| {
+            json!({
+                "project_id": p.id,
+                "project_name": p.name,
+                "project_public": p.public,
+                "repository_name": r.name.as_str(),
+                "pull_count": r.pull_count,
+                "artifact_count": r.artifact_count,
+            })
+        })
+        .collect();
+    Ok(json(
+        &json!({ "project": projects, "repository": repositories }),
+    ))
 }

@@ -9,6 +9,7 @@ mod caller;
 mod directory;
 mod htpasswd;
 mod passwords;
+mod sessions;
 mod settings;
 mod throttle;
 mod tokens;
@@ -16,8 +17,8 @@ mod tokens;
 use std::sync::Arc;
 
 use berth_meta::{
-    ArtifactStore, AuditStore, MetaError, NewUser, ProjectStore, RobotStore, Role, SettingsStore,
-    UserError, UserStore,
+    ArtifactStore, AuditStore, MetaError, NewUser, ProjectStore, RobotStore, Role, SessionStore,
+    SettingsStore, UserError, UserStore,
 };
 
 pub use access::{AccessControl, CallerError, Credentials, Decision, TokenGrant, visibility_of};
@@ -27,6 +28,7 @@ pub use caller::{Account, Caller};
 pub use directory::Directory;
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use passwords::{HashCost, InvalidCost, Passwords, WeakPassword, check_policy, random_secret};
+pub use sessions::{ActiveSession, NewSession, Sessions};
 pub use settings::{Settings, SettingsError, SystemSettings};
 pub use tokens::{
     GrantedAccess, IssuedToken, KeyError, SigningKey, TokenError, Tokens, VerifiedToken,
@@ -52,6 +54,8 @@ pub struct IdentityStores {
     pub audit: Arc<dyn AuditStore>,
     /// Repositories and artifacts as the management API shows them.
     pub artifacts: Arc<dyn ArtifactStore>,
+    /// Browser sessions.
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 /// How identity is set up.
@@ -116,6 +120,8 @@ pub struct Identity {
     pub authenticator: Arc<Authenticator>,
     /// Registry access decisions and tokens.
     pub access: Arc<AccessControl>,
+    /// Browser sessions.
+    pub sessions: Arc<Sessions>,
     /// Time.
     pub clock: Arc<dyn Clock>,
     initial_settings: SystemSettings,
@@ -151,7 +157,13 @@ impl Identity {
             settings.clone(),
             clock.clone(),
         ));
+        let sessions = Arc::new(Sessions::new(
+            stores.sessions.clone(),
+            authenticator.clone(),
+            clock.clone(),
+        ));
         Ok(Identity {
+            sessions,
             stores,
             passwords,
             settings,

@@ -7,6 +7,7 @@ mod audit;
 mod error;
 mod projects;
 mod robots;
+mod system;
 mod users;
 
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ pub use audit::AuditLog;
 pub use error::ManageError;
 pub use projects::{ProjectDraft, ProjectRequest, ProjectSummary, Projects};
 pub use robots::{CreatedRobot, RobotRequest, Robots, level_name};
+pub use system::{SearchResult, Statistics, System};
 pub use users::{NewAccount, PasswordChange, Users};
 
 use crate::identity::{Account, Actor, Caller};
