@@ -403,9 +403,10 @@ impl Projects {
             .ok_or_else(|| member_not_found(member_id))
     }
 
-    /// The project, when the caller holds `(resource, action)` in it. A project the
-    /// caller may not even read is "not found" to an account (no existence oracle)
-    /// and needs a login from an anonymous caller, whether it exists or not.
+    /// The project, when the caller holds `(resource, action)` in it. A project in
+    /// which the caller holds no permission at all is "not found" to an account (no
+    /// existence oracle) and needs a login from an anonymous caller, whether it exists
+    /// or not.
     pub async fn with_permission(
         &self,
         who: &Requester,
@@ -421,11 +422,7 @@ impl Projects {
         };
         let principal = who.principal();
         let readable = found.filter(|p| {
-            allowed(
-                principal,
-                Some(project_ref(p)),
-                Permission::new(Resource::Project, Action::Read),
-            )
+            !berth_authz::effective_permissions(principal, Some(project_ref(p))).is_empty()
         });
         let Some(project) = readable else {
             return Err(if who.account.is_none() {

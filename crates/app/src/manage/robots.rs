@@ -188,7 +188,10 @@ impl Robots {
         if !req.level.is_empty() && req.level != level {
             return Err(ManageError::Invalid("a robot's level cannot change".into()));
         }
-        if !req.name.is_empty() && req.name != full_name && req.name != robot.name {
+        let short = robot.name.rsplit('+').next().unwrap_or(&robot.name);
+        if !req.name.is_empty()
+            && ![full_name.as_str(), robot.name.as_str(), short].contains(&req.name.as_str())
+        {
             return Err(ManageError::Invalid("a robot's name cannot change".into()));
         }
         if robot.level == RobotLevel::Project {
@@ -281,13 +284,9 @@ impl Robots {
         let robot = robot.ok_or_else(not_found)?;
         match (robot.level, robot.project_id) {
             (RobotLevel::Project, Some(project)) => {
-                // Another project's robot is "not found", never "forbidden".
+                // Another project's robot is "not found" (`with_permission`).
                 self.project(who, &project.to_string(), false, action)
-                    .await
-                    .map_err(|e| match e {
-                        ManageError::Forbidden(_) if action == Action::Read => not_found(),
-                        other => other,
-                    })?;
+                    .await?;
             }
             _ => {
                 if !who.is_sysadmin() {
