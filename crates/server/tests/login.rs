@@ -1,12 +1,15 @@
-//! Real clients logging in to a secure Berth: the `/v2/` challenge, the token flow,
-//! and what anonymous callers may do.
+//! Real clients logging in to a secure Berth: skopeo, podman and docker, each with a
+//! user, a robot and a wrong password, through the `/v2/` challenge and the token flow;
+//! roles decide who pushes and pulls, and anonymous callers pull public projects only.
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use support::{Berth, free_port, image, require_tool, run};
+use serde_json::{Value, json};
+use support::dockerd::Dockerd;
+use support::{Berth, client, free_port, image, require_tool, run};
 
 const ADMIN_PASSWORD: &str = "Adm1nPassword";
 
@@ -88,4 +91,254 @@ fn skopeo_logs_in_pushes_with_a_token_and_anonymous_pulls_only_public() {
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(format!("docker://{}/library/busybox:latest", berth.addr)));
     assert!(inspect.contains("schemaVersion"));
+}
+
+const USER_PASSWORD: &str = "Dev3loper-pass";
+
+/// Calls the Harbor API as the administrator; returns the status and JSON body.
+async fn api(berth: &Berth, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+    let r = client()
+        .request(method, format!("{}/api/v2.0{path}", berth.url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let bytes = r.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Project `team` (private) with `dev` a developer and `viewer` a guest, and a robot
+/// that may pull and push there; returns the robot's name and secret.
+async fn team(berth: &Berth) -> (String, String) {
+    use reqwest::Method as M;
+    for name in ["dev", "viewer"] {
+        let (status, _) = api(
+            berth,
+            M::POST,
+            "/users",
+            json!({
+                "username": name, "email": format!("{name}@example.com"), "password": USER_PASSWORD,
+            }),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    assert_eq!(
+        api(berth, M::POST, "/projects", json!({"project_name": "team"}))
+            .await
+            .0,
+        201
+    );
+    for (name, role) in [("dev", 2), ("viewer", 3)] {
+        let (status, _) = api(
+            berth,
+            M::POST,
+            "/projects/team/members",
+            json!({"role_id": role, "member_user": {"username": name}}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, robot) = api(berth, M::POST, "/robots", json!({
+        "name": "ci", "level": "project", "duration": -1,
+        "permissions": [{"kind": "project", "namespace": "team", "access": [
+            {"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"}]}],
+    })).await;
+    assert_eq!(status, 201, "{robot}");
+    (
+        robot["name"].as_str().unwrap().to_owned(),
+        robot["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// A podman with its own storage and credentials under `work`.
+fn podman(work: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(work.join("podman-root"))
+        .arg("--runroot")
+        .arg(work.join("podman-run"))
+        .arg("--storage-driver=vfs")
+        .env("REGISTRY_AUTH_FILE", work.join("podman-auth.json"));
+    c
+}
+
+fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "succeeded: {cmd:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_logs_in_as_a_user_and_a_robot_and_roles_decide_pushes() {
+    require_tool("podman");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let berth = secure(&w.join("data"));
+    let (robot, secret) = team(&berth).await;
+    let host = berth.addr.clone();
+    seed_team(&berth, w);
+    fails(podman(w).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "dev",
+        "-p",
+        "wrong",
+        &host,
+    ]));
+    // A developer pulls and pushes in the private project.
+    run(podman(w).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "dev",
+        "-p",
+        USER_PASSWORD,
+        &host,
+    ]));
+    let local = format!("{host}/team/app:seed");
+    run(podman(w).args(["pull", "-q", "--tls-verify=false", &local]));
+    run(podman(w).args([
+        "push",
+        "-q",
+        "--tls-verify=false",
+        &local,
+        &format!("{host}/team/app:v1"),
+    ]));
+    // A guest pulls, and is refused a push.
+    run(podman(w).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "viewer",
+        "-p",
+        USER_PASSWORD,
+        &host,
+    ]));
+    run(podman(w).args([
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{host}/team/app:v1"),
+    ]));
+    fails(podman(w).args([
+        "push",
+        "-q",
+        "--tls-verify=false",
+        &local,
+        &format!("{host}/team/app:v2"),
+    ]));
+    // The robot pushes with its secret.
+    run(podman(w).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        &robot,
+        "-p",
+        &secret,
+        &host,
+    ]));
+    run(podman(w).args([
+        "push",
+        "-q",
+        "--tls-verify=false",
+        &local,
+        &format!("{host}/team/app:robot"),
+    ]));
+    fails(podman(w).args([
+        "login",
+        "--tls-verify=false",
+        "-u",
+        &robot,
+        "-p",
+        "wrong",
+        &host,
+    ]));
+    // Anonymous: refused on the private project.
+    run(podman(w).args(["logout", "--all"]));
+    fails(podman(w).args([
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{host}/team/app:v1"),
+    ]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_logs_in_with_the_token_flow_as_a_user_and_a_robot() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let berth = secure(&w.join("data"));
+    let (robot, secret) = team(&berth).await;
+    seed_team(&berth, w);
+    let dockerd = Dockerd::start(&w.join("docker"));
+    let config = w.join("docker-config");
+    let docker = || {
+        let mut c = dockerd.docker();
+        c.env("DOCKER_CONFIG", &config);
+        c
+    };
+    let host = berth.addr.clone();
+    let err = fails(
+        docker()
+            .args(["login", "-u", "dev", "--password-stdin", &host])
+            .stdin(stdin_of("wrong")),
+    );
+    assert!(err.to_lowercase().contains("unauthorized"), "{err}");
+    run(docker()
+        .args(["login", "-u", "dev", "--password-stdin", &host])
+        .stdin(stdin_of(USER_PASSWORD)));
+    run(docker().args(["pull", "-q", &format!("{host}/team/app:seed")]));
+    run(docker().args([
+        "tag",
+        &format!("{host}/team/app:seed"),
+        &format!("{host}/team/app:docker"),
+    ]));
+    run(docker().args(["push", &format!("{host}/team/app:docker")]));
+    run(docker().args(["logout", &host]));
+    run(docker()
+        .args(["login", "-u", &robot, "--password-stdin", &host])
+        .stdin(stdin_of(&secret)));
+    run(docker().args([
+        "tag",
+        &format!("{host}/team/app:seed"),
+        &format!("{host}/team/app:robot"),
+    ]));
+    run(docker().args(["push", &format!("{host}/team/app:robot")]));
+    fails(
+        docker()
+            .args(["login", "-u", &robot, "--password-stdin", &host])
+            .stdin(stdin_of("wrong")),
+    );
+    run(docker().args(["logout", &host]));
+    run(docker().args(["rmi", &format!("{host}/team/app:seed")]));
+    fails(docker().args(["pull", "-q", &format!("{host}/team/app:seed")]));
+}
+
+/// Copies a generated image into `team/app:seed` as the administrator, with skopeo.
+fn seed_team(berth: &Berth, work: &Path) {
+    let layout = work.join("layout");
+    image::write_layout(&layout, &["amd64"]);
+    run(skopeo(&work.join("skopeo-auth.json"))
+        .args(["copy", "-q", "--dest-tls-verify=false", "--dest-creds"])
+        .arg(format!("admin:{ADMIN_PASSWORD}"))
+        .arg(format!("oci:{}:latest", layout.display()))
+        .arg(format!("docker://{}/team/app:seed", berth.addr)));
+}
+
+/// A file holding `text`, as a command's standard input.
+fn stdin_of(text: &str) -> std::process::Stdio {
+    let file = tempfile::tempfile().unwrap();
+    use std::io::{Seek, Write};
+    let mut f = file;
+    f.write_all(text.as_bytes()).unwrap();
+    f.rewind().unwrap();
+    std::process::Stdio::from(f)
 }
