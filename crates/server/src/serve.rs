@@ -14,10 +14,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use berth_app::identity::{
-    Bootstrap, FIRST_ADMIN, HashCost, Htpasswd, Identity, IdentityConfig, IdentityStores,
-};
-
 use crate::config::{AuthMode, Config};
 use crate::connection::{self, Activity, Timeouts, Watched, WatchedIo};
 
@@ -34,7 +30,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         clock.clone(),
         config.registry_config(),
     ));
-    let identity = Arc::new(open_identity(&config, meta, clock).await?);
+    let identity = Arc::new(crate::identity::open(&config, meta, clock).await?);
+    if config.auth.mode == AuthMode::Open {
+        tracing::warn!(
+            "auth.mode = \"open\": every /v2/ request is allowed, anonymous pushes and \
+             deletes included; use it only on a trusted network"
+        );
+    }
     let tls = crate::tls::acceptor(&config.tls)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -86,67 +88,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("berth stopped");
     Ok(())
-}
-
-/// Sets up accounts and access over the metadata store, and bootstraps it.
-async fn open_identity(
-    config: &Config,
-    meta: Arc<SqliteMetaStore>,
-    clock: Arc<dyn berth_app::Clock>,
-) -> anyhow::Result<Identity> {
-    let htpasswd = config
-        .auth
-        .htpasswd
-        .as_deref()
-        .map(Htpasswd::load)
-        .transpose()?;
-    let open = config.auth.mode == AuthMode::Open;
-    let identity = Identity::new(
-        IdentityStores {
-            users: meta.clone(),
-            projects: meta.clone(),
-            robots: meta.clone(),
-            settings: meta.clone(),
-            audit: meta.clone(),
-            artifacts: meta.clone(),
-            sessions: meta,
-        },
-        IdentityConfig {
-            open,
-            hash_cost: HashCost {
-                memory_kib: config.auth.hash_memory_kib,
-                iterations: config.auth.hash_iterations,
-                parallelism: 1,
-            },
-            admin_password: config.admin_password.clone(),
-            htpasswd,
-            signing_key_pem: crate::signing_key::load_or_generate(&config.token_key_path())?,
-            issuer: config.auth.token_issuer.clone(),
-            service: config.auth.service.clone(),
-            initial_settings: config.settings.initial(),
-        },
-        clock,
-    )?;
-    match identity.bootstrap().await? {
-        Bootstrap::AdminCreatedWithPassword(password) => {
-            // Shown once, on the terminal, never in the logs.
-            eprintln!(
-                "\n  Berth created the administrator {FIRST_ADMIN:?} with the password:\n\n      \
-                 {password}\n\n  It is shown only this once. Log in and change it, or set \
-                 BERTH_ADMIN_PASSWORD\n  before the first start. `berth admin reset-password` \
-                 sets a new one.\n"
-            );
-        }
-        Bootstrap::AdminCreated => tracing::info!("created the administrator {FIRST_ADMIN:?}"),
-        Bootstrap::AdminExisted => {}
-    }
-    if open {
-        tracing::warn!(
-            "auth.mode = \"open\": every /v2/ request is allowed, anonymous pushes and \
-             deletes included; use it only on a trusted network"
-        );
-    }
-    Ok(identity)
 }
 
 /// How the listener treats its connections.

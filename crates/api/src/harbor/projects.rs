@@ -117,6 +117,7 @@ pub async fn create(ctx: Ctx, raw: Bytes) -> Result<Response, HarborError> {
                 name: req.project_name,
                 public: req.public,
                 metadata: req.metadata,
+                owner: None,
             },
         )
         .await?;

@@ -81,6 +81,7 @@ pub async fn create(ctx: Ctx, raw: Bytes) -> Result<Response, HarborError> {
                 realname: req.realname,
                 comment: req.comment,
                 password: req.password,
+                sysadmin: false,
             },
         )
         .await?;

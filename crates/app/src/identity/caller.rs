@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use berth_authz::Principal;
+use berth_authz::{Principal, UserGrants};
 
 use super::tokens::VerifiedToken;
 
@@ -15,11 +15,28 @@ pub struct Account {
     pub principal: Principal,
 }
 
+/// The user id of the system account: no stored user has it (row ids start at 1).
+const SYSTEM_USER_ID: i64 = 0;
+
 impl Account {
-    /// The user id, for a user.
+    /// The system itself, acting for an operator of the machine (the offline command
+    /// line): a system administrator that is no stored user, named `name` in the audit
+    /// log.
+    pub fn system(name: impl Into<String>) -> Self {
+        Account {
+            name: name.into(),
+            principal: Principal::User(UserGrants {
+                user_id: SYSTEM_USER_ID,
+                sysadmin: true,
+                projects: Default::default(),
+            }),
+        }
+    }
+
+    /// The id of the stored user behind it: none for a robot or the system account.
     pub fn user_id(&self) -> Option<i64> {
         match &self.principal {
-            Principal::User(u) => Some(u.user_id),
+            Principal::User(u) if u.user_id != SYSTEM_USER_ID => Some(u.user_id),
             _ => None,
         }
     }
@@ -54,5 +71,18 @@ impl Caller {
             Caller::Account(_) => false,
             Caller::Token(t) => t.subject.is_empty(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_account_is_an_administrator_but_no_user() {
+        let system = Account::system("cli:root");
+        assert!(system.principal.is_sysadmin());
+        assert_eq!(system.user_id(), None);
+        assert_eq!(system.name, "cli:root");
     }
 }

@@ -42,6 +42,16 @@ impl Requester {
         Requester { account, client }
     }
 
+    /// The system itself acting for an operator of the machine (the offline command
+    /// line): a system administrator that is no stored user, recorded in the audit log
+    /// as `name` (e.g. `cli:root`).
+    pub fn system(name: impl Into<String>) -> Self {
+        Requester {
+            account: Some(Arc::new(Account::system(name))),
+            client: None,
+        }
+    }
+
     /// The account, or `Unauthenticated`.
     pub fn account(&self) -> Result<&Arc<Account>, ManageError> {
         self.account.as_ref().ok_or(ManageError::Unauthenticated)

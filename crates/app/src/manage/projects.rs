@@ -35,6 +35,9 @@ pub struct ProjectRequest {
     pub public: Option<bool>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The owner's login name, when an administrator creates the project for someone
+    /// else; by default the caller (none for the system account).
+    pub owner: Option<String>,
 }
 
 /// Changes to a project's settings.
@@ -93,11 +96,25 @@ impl Projects {
             (Some(p), None) => p,
             (None, None) => false,
         };
+        let owner_id = match &req.owner {
+            None => account.user_id(),
+            Some(_) if !who.is_sysadmin() => {
+                return Err(ManageError::Forbidden(
+                    "only administrators may create a project for someone else".into(),
+                ));
+            }
+            Some(name) => {
+                let owner = self.identity.stores.users.user_by_name(name).await?;
+                let owner = owner
+                    .ok_or_else(|| ManageError::NotFound(format!("user {name:?} not found")))?;
+                Some(owner.id)
+            }
+        };
         let now = self.identity.clock.now_ms();
         let audit = who.actor().audit("create", "project", &req.name, None, now);
         let project = NewProject {
             name: req.name.clone(),
-            owner_id: account.user_id(),
+            owner_id,
             public,
             metadata,
         };

@@ -28,6 +28,8 @@ pub struct NewAccount {
     pub comment: String,
     /// Password, checked against the policy.
     pub password: String,
+    /// Make them a system administrator (only an administrator may).
+    pub sysadmin: bool,
 }
 
 /// A password change.
@@ -57,6 +59,11 @@ impl Users {
         } else if !self.identity.settings.current().await?.self_registration {
             return Err(ManageError::Unauthenticated);
         }
+        if new.sysadmin && !who.is_sysadmin() {
+            return Err(ManageError::Forbidden(
+                "only a system administrator may create an administrator".into(),
+            ));
+        }
         validate_username(&new.username, &self.robot_prefix().await?)?;
         validate_email(&new.email)?;
         check_policy(&new.password).map_err(|e| ManageError::Invalid(e.to_string()))?;
@@ -71,7 +78,7 @@ impl Users {
             realname: new.realname,
             comment: new.comment,
             password_hash: hash,
-            sysadmin: false,
+            sysadmin: new.sysadmin,
         };
         Ok(self
             .identity
