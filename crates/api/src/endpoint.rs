@@ -110,6 +110,8 @@ impl Endpoint {
         match self {
             Endpoint::Base => Access::None,
             Endpoint::Catalog => Access::Catalog,
+            // Cancelling an upload is part of pushing, not a delete of content.
+            Endpoint::Upload(..) if *method == Method::DELETE => Access::Push,
             _ if *method == Method::DELETE => Access::Delete,
             _ if *method == Method::GET || *method == Method::HEAD => match self {
                 // Reading an upload's status is part of pushing.
@@ -200,5 +202,6 @@ mod tests {
         assert_eq!(m.access(&http::Method::DELETE), Access::Delete);
         let u = Endpoint::parse("p/x/blobs/uploads/abc").unwrap();
         assert_eq!(u.access(&http::Method::GET), Access::Push);
+        assert_eq!(u.access(&http::Method::DELETE), Access::Push);
     }
 }

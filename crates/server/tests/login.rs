@@ -342,3 +342,55 @@ fn stdin_of(text: &str) -> std::process::Stdio {
     f.rewind().unwrap();
     std::process::Stdio::from(f)
 }
+
+/// A10 (Harbor CVE-2026-4404): a fresh Berth without a configured admin password has
+/// no well-known one: it generates a password, shows it once on the terminal, and
+/// Harbor's documented default does not log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_berth_has_no_well_known_password() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(
+        &data,
+        free_port(),
+        &[
+            ("BERTH_AUTH__MODE", "secure"),
+            ("BERTH_AUTH__HASH_MEMORY_KIB", "64"),
+            ("BERTH_AUTH__HASH_ITERATIONS", "1"),
+        ],
+    );
+    let shown = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    let password = shown
+        .lines()
+        .skip_while(|l| !l.contains("with the password"))
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.contains("with the password"))
+        .expect("the generated password is shown")
+        .to_owned();
+    assert!(password.len() >= 16, "{password:?}");
+    let status = |user: &str, pass: &str| {
+        let (url, user, pass) = (berth.url(), user.to_owned(), pass.to_owned());
+        async move {
+            client()
+                .get(format!("{url}/api/v2.0/users/current"))
+                .basic_auth(user, Some(pass))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for default in ["Harbor12345", "admin", "password", ""] {
+        assert_eq!(status("admin", default).await, 401, "{default:?}");
+    }
+    assert_eq!(status("admin", &password).await, 200);
+    // Shown once: a restart does not show it again.
+    drop(berth);
+    let before = std::fs::read_to_string(data.with_extension("log"))
+        .unwrap()
+        .len();
+    let _again = Berth::start_with(&data, free_port(), &[("BERTH_AUTH__MODE", "secure")]);
+    let after = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(!after[before..].contains(&password));
+}
