@@ -905,3 +905,74 @@ async fn v2(reg: &TestRegistry, secret: &str) -> StatusCode {
     .await
     .status
 }
+
+#[tokio::test]
+async fn current_permissions_list_what_the_caller_may_do() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    let a = Some(("alice", PASSWORD));
+    call(
+        &reg,
+        a,
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "team"})),
+    )
+    .await;
+    let id = call(
+        &reg,
+        a,
+        Method::GET,
+        "/projects/team",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await
+    .json()["project_id"]
+        .as_i64()
+        .unwrap();
+    let r = call(
+        &reg,
+        a,
+        Method::GET,
+        &format!("/users/current/permissions?scope=/project/{id}&relative=true"),
+        "/users/current/permissions",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let has = |resource: &str, action: &str| {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["resource"] == json!(resource) && p["action"] == json!(action))
+    };
+    assert!(has("member", "create") && has("repository", "delete"));
+    let r = call(
+        &reg,
+        a,
+        Method::GET,
+        &format!("/users/current/permissions?scope=/project/{id}"),
+        "/users/current/permissions",
+        None,
+    )
+    .await;
+    assert!(
+        r.json()[0]["resource"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/project/{id}/"))
+    );
+    let r = call(
+        &reg,
+        a,
+        Method::GET,
+        "/users/current/permissions?scope=/project/999",
+        "/users/current/permissions",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

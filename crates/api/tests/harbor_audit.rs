@@ -233,3 +233,66 @@ async fn secrets_never_reach_the_audit_log_or_the_database_in_clear() {
         }
     }
 }
+
+#[tokio::test]
+async fn pulls_are_audited_when_configured() {
+    let reg = TestRegistry::secure_with(berth_app::RegistryConfig {
+        audit_pulls: true,
+        ..Default::default()
+    })
+    .await;
+    reg.log_in(Some(ADMIN));
+    reg.push_image("library/app", "v1", &[b"layer"]).await;
+    reg.log_in(None);
+    assert_eq!(
+        reg.get("/v2/library/app/manifests/v1").await.status,
+        StatusCode::OK
+    );
+    reg.registry.flush_pulls().await.unwrap();
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/audit-logs?q=operation%3Dpull",
+        "/audit-logs",
+        None,
+    )
+    .await;
+    assert_eq!(r.header("x-total-count"), "1");
+    assert_eq!(
+        (
+            r.json()[0]["username"].clone(),
+            r.json()[0]["resource"].clone()
+        ),
+        (json!("anonymous"), json!("library/app:v1"))
+    );
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/projects/library/repositories/app",
+        "/projects/{project_name}/repositories/{repository_name}",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["pull_count"], json!(1));
+    // Old entries are dropped by the retention purge.
+    let deleted = reg
+        .identity
+        .stores
+        .audit
+        .purge_audit(i64::MAX)
+        .await
+        .unwrap();
+    assert!(deleted >= 2);
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/audit-logs",
+        "/audit-logs",
+        None,
+    )
+    .await;
+    assert_eq!(r.header("x-total-count"), "0");
+}

@@ -80,8 +80,11 @@ pub fn ensure_repository(
     repository: &RepositoryName,
     now: i64,
 ) -> Result<i64, MetaError> {
+    // A project made by a push (open mode) belongs to the first administrator.
     c.prepare_cached(
-        "INSERT INTO projects (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO projects (name, created_at, updated_at, owner_id)
+         VALUES (?1, ?2, ?2, (SELECT min(id) FROM users WHERE sysadmin))
+         ON CONFLICT (name) DO NOTHING",
     )
     .and_then(|mut s| s.execute(params![repository.project(), now]))
     .map_err(db_err)?;

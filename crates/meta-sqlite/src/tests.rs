@@ -90,3 +90,40 @@ fn referrer_pages_walk_an_index_in_digest_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn projects_from_before_accounts_go_to_the_first_administrator() {
+    use berth_meta::{BlobLinkStore, NewUser, ProjectStore, UserStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteMetaStore::open(dir.path().join("meta.db")).unwrap();
+    let d = berth_oci::Digest::compute(berth_oci::Algorithm::Sha256, b"x");
+    for name in ["legacy/app", "library/app"] {
+        let repo = berth_oci::RepositoryName::parse(name).unwrap();
+        store.link_blob(&repo, &d, 1, 1).await.unwrap();
+    }
+    let legacy = store.project_by_name("legacy").await.unwrap().unwrap();
+    assert_eq!((legacy.owner_id, legacy.public), (None, false));
+    let admin = NewUser {
+        username: "admin".into(),
+        email: String::new(),
+        realname: String::new(),
+        comment: String::new(),
+        password_hash: "x".into(),
+        sysadmin: true,
+    };
+    assert!(store.create_first_admin(&admin, 2).await.unwrap());
+    assert!(
+        !store.create_first_admin(&admin, 3).await.unwrap(),
+        "only once"
+    );
+    let id = store.user_by_name("admin").await.unwrap().unwrap().id;
+    let legacy = store.project_by_name("legacy").await.unwrap().unwrap();
+    assert_eq!((legacy.owner_id, legacy.public), (Some(id), false));
+    let library = store.project_by_name("library").await.unwrap().unwrap();
+    assert!(library.public);
+    // Projects a push makes later belong to the administrator from the start.
+    let repo = berth_oci::RepositoryName::parse("later/app").unwrap();
+    store.link_blob(&repo, &d, 1, 4).await.unwrap();
+    let later = store.project_by_name("later").await.unwrap().unwrap();
+    assert_eq!(later.owner_id, Some(id));
+}

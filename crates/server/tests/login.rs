@@ -394,3 +394,49 @@ async fn a_fresh_berth_has_no_well_known_password() {
     let after = std::fs::read_to_string(data.with_extension("log")).unwrap();
     assert!(!after[before..].contains(&password));
 }
+
+/// Repositories pushed before accounts existed stay usable: their projects become
+/// private projects owned by the administrator, and `library` is public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repositories_pushed_in_open_mode_become_private_projects_of_the_admin() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let open = Berth::start_with(
+        &data,
+        free_port(),
+        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let layout = work.path().join("layout");
+    image::write_layout(&layout, &["amd64"]);
+    for repo in ["legacy/app", "library/app"] {
+        run(Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{}/{repo}:v1", open.addr)));
+    }
+    drop(open);
+    let berth = secure(&data);
+    let get = |path: &str, auth: bool| {
+        let (url, path) = (berth.url(), path.to_owned());
+        async move {
+            let mut req = client().get(format!("{url}{path}"));
+            if auth {
+                req = req.basic_auth("admin", Some(ADMIN_PASSWORD));
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let bytes = r.bytes().await.unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(get("/v2/legacy/app/manifests/v1", false).await.0, 401);
+    assert_eq!(get("/v2/library/app/manifests/v1", false).await.0, 200);
+    assert_eq!(get("/v2/legacy/app/manifests/v1", true).await.0, 200);
+    let (_, project) = get("/api/v2.0/projects/legacy", true).await;
+    assert_eq!(project["owner_name"], json!("admin"));
+    assert_eq!(project["metadata"]["public"], json!("false"));
+    assert_eq!(project["repo_count"], json!(1));
+}

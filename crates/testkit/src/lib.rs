@@ -126,7 +126,12 @@ impl TestRegistry {
     /// Starts a registry with accounts and permissions applied, its database
     /// bootstrapped with the administrator `admin` / [`ADMIN_PASSWORD`].
     pub async fn secure() -> Self {
-        let registry = Self::build(RegistryConfig::default(), Arc::new(SystemClock), false);
+        Self::secure_with(RegistryConfig::default()).await
+    }
+
+    /// [`TestRegistry::secure`] with the given limits.
+    pub async fn secure_with(config: RegistryConfig) -> Self {
+        let registry = Self::build(config, Arc::new(SystemClock), false);
         registry.identity.bootstrap().await.expect("bootstrap");
         registry
     }
