@@ -976,3 +976,125 @@ async fn current_permissions_list_what_the_caller_may_do() {
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn htpasswd_users_log_in_and_can_be_made_members() {
+    let hash = bcrypt::hash("Htpass-w0rd", 4)
+        .unwrap()
+        .replace("$2b$", "$2y$");
+    let file = berth_app::identity::Htpasswd::parse(&format!("carol:{hash}\n")).unwrap();
+    let reg = TestRegistry::secure_with(
+        Default::default(),
+        std::sync::Arc::new(berth_app::SystemClock),
+        Some(file),
+    )
+    .await;
+    let carol = Some(("carol", "Htpass-w0rd"));
+    assert_eq!(
+        call(
+            &reg,
+            Some(("carol", "wrong")),
+            Method::GET,
+            "/users/current",
+            "/users/current",
+            None
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = call(
+        &reg,
+        carol,
+        Method::GET,
+        "/users/current",
+        "/users/current",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()["username"].clone()),
+        (StatusCode::OK, json!("carol"))
+    );
+    call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "team"})),
+    )
+    .await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 2, "member_user": {"username": "carol"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    reg.log_in(carol);
+    reg.push_image("team/app", "v1", &[b"from htpasswd"]).await;
+    // The file's password only: the row Berth keeps for carol holds no usable hash.
+    let r = call(
+        &reg,
+        Some(("carol", "!htpasswd")),
+        Method::GET,
+        "/users/current",
+        "/users/current",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn robots_stop_working_when_they_expire() {
+    let clock = berth_testkit::ManualClock::new();
+    let reg = TestRegistry::secure_with(Default::default(), clock.clone(), None).await;
+    let r = call(&reg, Some(ADMIN), Method::POST, "/robots", "/robots", Some(json!({
+        "name": "short", "level": "system", "duration": 1,
+        "permissions": [{"kind": "project", "namespace": "library", "access": [{"resource": "repository", "action": "pull"}]}],
+    }))).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let auth = basic(("robot$short", secret.as_str()));
+    let headers = [("authorization", auth.as_str())];
+    assert_eq!(
+        reg.send(Method::GET, "/v2/", &headers, Body::empty())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    clock.advance(std::time::Duration::from_secs(2 * 86_400));
+    reg.identity.authenticator.forget_all();
+    assert_eq!(
+        reg.send(Method::GET, "/v2/", &headers, Body::empty())
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn open_mode_still_needs_an_administrator_for_the_api() {
+    let reg = TestRegistry::new();
+    assert_eq!(
+        reg.get("/v2/any/repo/tags/list").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = call(&reg, None, Method::GET, "/users", "/users", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = call(
+        &reg,
+        None,
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}

@@ -236,11 +236,12 @@ async fn secrets_never_reach_the_audit_log_or_the_database_in_clear() {
 
 #[tokio::test]
 async fn pulls_are_audited_when_configured() {
-    let reg = TestRegistry::secure_with(berth_app::RegistryConfig {
+    let config = berth_app::RegistryConfig {
         audit_pulls: true,
         ..Default::default()
-    })
-    .await;
+    };
+    let reg =
+        TestRegistry::secure_with(config, std::sync::Arc::new(berth_app::SystemClock), None).await;
     reg.log_in(Some(ADMIN));
     reg.push_image("library/app", "v1", &[b"layer"]).await;
     reg.log_in(None);

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use axum::Router;
 use axum::body::Body;
 use berth_app::identity::{
-    HashCost, Identity, IdentityConfig, IdentityStores, SigningKey, SystemSettings,
+    HashCost, Htpasswd, Identity, IdentityConfig, IdentityStores, SigningKey, SystemSettings,
 };
 use berth_app::{Clock, Registry, RegistryConfig, SystemClock};
 use berth_blob::FsBlobStore;
@@ -120,23 +120,32 @@ impl TestRegistry {
     /// Starts a registry with the given limits and clock, in open mode (every `/v2/`
     /// request allowed), as the core registry's tests expect.
     pub fn with_clock(config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
-        Self::build(config, clock, true)
+        Self::build(config, clock, true, None)
     }
 
     /// Starts a registry with accounts and permissions applied, its database
     /// bootstrapped with the administrator `admin` / [`ADMIN_PASSWORD`].
     pub async fn secure() -> Self {
-        Self::secure_with(RegistryConfig::default()).await
+        Self::secure_with(RegistryConfig::default(), Arc::new(SystemClock), None).await
     }
 
-    /// [`TestRegistry::secure`] with the given limits.
-    pub async fn secure_with(config: RegistryConfig) -> Self {
-        let registry = Self::build(config, Arc::new(SystemClock), false);
+    /// [`TestRegistry::secure`] with the given limits, clock and htpasswd users.
+    pub async fn secure_with(
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+        htpasswd: Option<Htpasswd>,
+    ) -> Self {
+        let registry = Self::build(config, clock, false, htpasswd);
         registry.identity.bootstrap().await.expect("bootstrap");
         registry
     }
 
-    fn build(config: RegistryConfig, clock: Arc<dyn Clock>, open: bool) -> Self {
+    fn build(
+        config: RegistryConfig,
+        clock: Arc<dyn Clock>,
+        open: bool,
+        htpasswd: Option<Htpasswd>,
+    ) -> Self {
         let signing_key_pem = SigningKey::generate_pem().expect("key");
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
@@ -168,7 +177,7 @@ impl TestRegistry {
                     open,
                     hash_cost: CHEAP_HASHING,
                     admin_password: Some(ADMIN_PASSWORD.into()),
-                    htpasswd: None,
+                    htpasswd,
                     signing_key_pem: signing_key_pem.clone(),
                     issuer: "berth-test".into(),
                     service: "berth-test".into(),
