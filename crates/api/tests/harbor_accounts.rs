@@ -907,77 +907,6 @@ async fn v2(reg: &TestRegistry, secret: &str) -> StatusCode {
 }
 
 #[tokio::test]
-async fn current_permissions_list_what_the_caller_may_do() {
-    let reg = TestRegistry::secure().await;
-    create_user(&reg, "alice").await;
-    let a = Some(("alice", PASSWORD));
-    call(
-        &reg,
-        a,
-        Method::POST,
-        "/projects",
-        "/projects",
-        Some(json!({"project_name": "team"})),
-    )
-    .await;
-    let id = call(
-        &reg,
-        a,
-        Method::GET,
-        "/projects/team",
-        "/projects/{project_name_or_id}",
-        None,
-    )
-    .await
-    .json()["project_id"]
-        .as_i64()
-        .unwrap();
-    let r = call(
-        &reg,
-        a,
-        Method::GET,
-        &format!("/users/current/permissions?scope=/project/{id}&relative=true"),
-        "/users/current/permissions",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let has = |resource: &str, action: &str| {
-        r.json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["resource"] == json!(resource) && p["action"] == json!(action))
-    };
-    assert!(has("member", "create") && has("repository", "delete"));
-    let r = call(
-        &reg,
-        a,
-        Method::GET,
-        &format!("/users/current/permissions?scope=/project/{id}"),
-        "/users/current/permissions",
-        None,
-    )
-    .await;
-    assert!(
-        r.json()[0]["resource"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!("/project/{id}/"))
-    );
-    let r = call(
-        &reg,
-        a,
-        Method::GET,
-        "/users/current/permissions?scope=/project/999",
-        "/users/current/permissions",
-        None,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
 async fn htpasswd_users_log_in_and_can_be_made_members() {
     let hash = bcrypt::hash("Htpass-w0rd", 4)
         .unwrap()
@@ -1094,6 +1023,245 @@ async fn open_mode_still_needs_an_administrator_for_the_api() {
         "/projects",
         "/projects",
         Some(json!({"project_name": "x"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn nulls_read_as_go_reads_them_and_locations_name_what_clients_ask() {
+    let reg = TestRegistry::secure().await;
+    // Python clients send unset fields as null: Harbor (Go) reads them as "" or 0.
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/users",
+        "/users",
+        Some(json!({
+            "username": "alice", "email": "alice@example.com", "realname": null,
+            "comment": null, "password": PASSWORD,
+        })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let alice = r.header("location").rsplit('/').next().unwrap().to_owned();
+    let user = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        &format!("/users/{alice}"),
+        "/users/{user_id}",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            user.json()["realname"].clone(),
+            user.json()["comment"].clone()
+        ),
+        (json!(""), json!(""))
+    );
+    // An administrator resets a password without the old one, sent as null.
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::PUT,
+        &format!("/users/{alice}/password"),
+        "/users/{user_id}/password",
+        Some(json!({"old_password": null, "new_password": "Reset-Passw0rd"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let me = ("alice", "Reset-Passw0rd");
+    let r = call(
+        &reg,
+        Some(me),
+        Method::GET,
+        "/users/current",
+        "/users/current",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Users changing their own still need the old one: null is a wrong password.
+    let r = call(
+        &reg,
+        Some(me),
+        Method::PUT,
+        &format!("/users/{alice}/password"),
+        "/users/{user_id}/password",
+        Some(json!({"old_password": null, "new_password": "Other-Passw0rd"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // `X-Resource-Name-In-Location: true` puts the project's name in Location.
+    let auth = basic(ADMIN);
+    let create = |name: &'static str, by_name: Option<&'static str>| {
+        let auth = auth.clone();
+        let reg = &reg;
+        async move {
+            let mut headers = vec![
+                ("content-type", "application/json"),
+                ("authorization", auth.as_str()),
+            ];
+            if let Some(v) = by_name {
+                headers.push(("x-resource-name-in-location", v));
+            }
+            let body = json!({"project_name": name, "metadata": null, "public": null});
+            let r = reg
+                .send(
+                    Method::POST,
+                    "/api/v2.0/projects",
+                    &headers,
+                    body.to_string(),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            r.header("location").to_owned()
+        }
+    };
+    assert_eq!(
+        create("named", Some("true")).await,
+        "/api/v2.0/projects/named"
+    );
+    let by_id = create("numbered", Some("false")).await;
+    let id = by_id.strip_prefix("/api/v2.0/projects/").unwrap();
+    assert!(id.parse::<i64>().is_ok(), "{by_id}");
+    let by_id = create("unsaid", None).await;
+    assert!(
+        by_id
+            .strip_prefix("/api/v2.0/projects/")
+            .unwrap()
+            .parse::<i64>()
+            .is_ok(),
+        "{by_id}"
+    );
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/projects/named",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["metadata"]["public"], json!("false"));
+}
+
+#[tokio::test]
+async fn current_user_permissions_list_one_namespace_as_harbor_does() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    let a = ("alice", PASSWORD);
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "team"})),
+    )
+    .await;
+    let id: i64 = r
+        .header("location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 2, "member_user": {"username": "alice"}})),
+    )
+    .await;
+    let permissions = |who: (&'static str, &'static str), query: String| {
+        let reg = &reg;
+        async move {
+            let r = call(
+                reg,
+                Some(who),
+                Method::GET,
+                &format!("/users/current/permissions{query}"),
+                "/users/current/permissions",
+                None,
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{query}: {:?}", r.body);
+            r.json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p["resource"].as_str().unwrap(),
+                        p["action"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // No scope, or one naming no namespace: nothing.
+    for query in ["", "?scope=/", "?scope=/project/team", "?scope=/elsewhere"] {
+        assert_eq!(
+            permissions(ADMIN, query.to_owned()).await,
+            Vec::<String>::new(),
+            "{query}"
+        );
+    }
+    // The system namespace: Harbor's 53 system policies for an administrator, resources
+    // under /system; nothing for a user.
+    let system = permissions(ADMIN, "?scope=/system".into()).await;
+    assert_eq!(system.len(), 53);
+    assert!(
+        system.contains(&"/system/user create".to_owned()),
+        "{system:?}"
+    );
+    assert!(
+        system.iter().all(|p| p.starts_with("/system/")),
+        "{system:?}"
+    );
+    let relative = permissions(ADMIN, "?scope=/system&relative=true".into()).await;
+    assert!(
+        relative.contains(&"audit-log list".to_owned()),
+        "{relative:?}"
+    );
+    assert!(!relative.iter().any(|p| p.starts_with("repository ")));
+    assert!(permissions(a, "?scope=/system".into()).await.is_empty());
+    // A project namespace: the member's role, the project itself as `.` relative
+    // (or the scope itself), never a system resource.
+    let scope = format!("/project/{id}");
+    let mine = permissions(a, format!("?scope={scope}&relative=true")).await;
+    for held in [". read", "repository push", "member list"] {
+        assert!(mine.contains(&held.to_owned()), "{held}: {mine:?}");
+    }
+    for not_held in [". delete", "member create", "user create"] {
+        assert!(!mine.contains(&not_held.to_owned()), "{not_held}: {mine:?}");
+    }
+    let absolute = permissions(a, format!("?scope={scope}")).await;
+    assert!(absolute.contains(&format!("{scope} read")), "{absolute:?}");
+    assert!(absolute.contains(&format!("{scope}/repository push")));
+    let admin = permissions(ADMIN, format!("?scope={scope}&relative=true")).await;
+    assert!(admin.contains(&". delete".to_owned()) && !admin.contains(&"user create".to_owned()));
+    // A project the caller may not see grants nothing.
+    assert!(
+        permissions(a, "?scope=/project/999".into())
+            .await
+            .is_empty()
+    );
+    let r = call(
+        &reg,
+        None,
+        Method::GET,
+        "/users/current/permissions?scope=/system",
+        "/users/current/permissions",
+        None,
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);

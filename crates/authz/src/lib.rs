@@ -35,8 +35,8 @@ pub use principal::{
 };
 pub use roles::{
     ROLE_DEVELOPER, ROLE_GUEST, ROLE_LIMITED_GUEST, ROLE_MAINTAINER, ROLE_PROJECT_ADMIN,
-    RobotLevel, RoleDefinition, builtin_role, builtin_roles, public_project_permissions,
-    robot_permissions,
+    RobotLevel, RoleDefinition, builtin_role, builtin_roles, project_namespace_permissions,
+    public_project_permissions, robot_permissions, system_namespace_permissions,
 };
 pub use scope::{RegistryAction, Scope, ScopeError, ScopeKind, parse_scope, parse_scopes};
 pub use set::{Iter, PermissionSet};

@@ -6,6 +6,7 @@
 //!   from the `role` table seed in `make/migrations/postgresql/` (0001, 0004, 0015,
 //!   renamed `master` → `maintainer` in 0040, ids fixed in 0050);
 //! - public projects: `src/common/rbac/project/rbac_util.go` (`publicProjectPolicies`);
+//! - the system namespace: `src/common/rbac/system/policies.go` (`policies`);
 //! - robot-grantable permissions: `src/common/rbac/const.go` (`PoliciesMap` and
 //!   `NolimitProvider.GetPermissions`), which is what `src/server/v2.0/handler/robot.go`
 //!   (`validate`) and `src/server/v2.0/handler/permissions.go` use.
@@ -71,6 +72,23 @@ pub fn builtin_role(id: i64) -> Option<RoleDefinition> {
 /// What any caller, anonymous included, may do on a public project.
 pub const fn public_project_permissions() -> PermissionSet {
     PUBLIC_PROJECT
+}
+
+/// Every permission of a project namespace (`computeSubPoliciesForProject` in
+/// `src/common/rbac/project/rbac_util.go`: the union of the built-in roles' sets):
+/// what `GET /users/current/permissions?scope=/project/<id>` can list.
+pub const fn project_namespace_permissions() -> PermissionSet {
+    PROJECT_ADMIN
+        .union(&MAINTAINER)
+        .union(&DEVELOPER)
+        .union(&GUEST)
+        .union(&LIMITED_GUEST)
+}
+
+/// The system namespace's policies (`src/common/rbac/system/policies.go`): what
+/// `GET /users/current/permissions?scope=/system` can list.
+pub const fn system_namespace_permissions() -> PermissionSet {
+    SYSTEM
 }
 
 /// Which kind of robot permission is being granted.
@@ -334,6 +352,63 @@ const PUBLIC_PROJECT: PermissionSet = PermissionSet::from_slice(&[
     p(Resource::Accessory, Action::List),
 ]);
 
+/// The system namespace (`policies` in `src/common/rbac/system/policies.go`).
+const SYSTEM: PermissionSet = PermissionSet::from_slice(&[
+    p(Resource::Catalog, Action::Read),
+    p(Resource::AuditLog, Action::List),
+    p(Resource::Project, Action::Create),
+    p(Resource::Project, Action::Read),
+    p(Resource::Project, Action::Update),
+    p(Resource::Project, Action::Delete),
+    p(Resource::Project, Action::List),
+    p(Resource::User, Action::Create),
+    p(Resource::User, Action::Read),
+    p(Resource::User, Action::Update),
+    p(Resource::User, Action::Delete),
+    p(Resource::User, Action::List),
+    p(Resource::UserGroup, Action::Create),
+    p(Resource::UserGroup, Action::Read),
+    p(Resource::UserGroup, Action::Update),
+    p(Resource::UserGroup, Action::Delete),
+    p(Resource::UserGroup, Action::List),
+    p(Resource::Registry, Action::Create),
+    p(Resource::Registry, Action::Read),
+    p(Resource::Registry, Action::Update),
+    p(Resource::Registry, Action::Delete),
+    p(Resource::Registry, Action::List),
+    p(Resource::Replication, Action::Create),
+    p(Resource::Replication, Action::Read),
+    p(Resource::Replication, Action::Update),
+    p(Resource::Replication, Action::List),
+    p(Resource::Replication, Action::Delete),
+    p(Resource::Distribution, Action::Create),
+    p(Resource::Distribution, Action::Read),
+    p(Resource::Distribution, Action::Update),
+    p(Resource::Distribution, Action::Delete),
+    p(Resource::Distribution, Action::List),
+    p(Resource::GarbageCollection, Action::Create),
+    p(Resource::GarbageCollection, Action::Read),
+    p(Resource::GarbageCollection, Action::Update),
+    p(Resource::GarbageCollection, Action::Delete),
+    p(Resource::GarbageCollection, Action::List),
+    p(Resource::ScanAll, Action::Create),
+    p(Resource::ScanAll, Action::Read),
+    p(Resource::ScanAll, Action::Update),
+    p(Resource::ScanAll, Action::Delete),
+    p(Resource::ScanAll, Action::List),
+    p(Resource::ScanAll, Action::Stop),
+    p(Resource::SystemVolumes, Action::Read),
+    p(Resource::LdapUser, Action::Create),
+    p(Resource::LdapUser, Action::List),
+    p(Resource::Configuration, Action::Read),
+    p(Resource::Configuration, Action::Update),
+    p(Resource::JobserviceMonitor, Action::Read),
+    p(Resource::JobserviceMonitor, Action::List),
+    p(Resource::JobserviceMonitor, Action::Stop),
+    p(Resource::SecurityHub, Action::Read),
+    p(Resource::SecurityHub, Action::List),
+]);
+
 /// Grantable to robots with kind `system` (`PoliciesMap[ScopeSystem]` plus the `NolimitProvider` additions in `src/common/rbac/const.go`).
 const ROBOT_SYSTEM: PermissionSet = PermissionSet::from_slice(&[
     p(Resource::AuditLog, Action::List),
@@ -518,6 +593,9 @@ mod tests {
         assert_eq!(public_project_permissions().len(), 12);
         assert_eq!(robot_permissions(RobotLevel::System).len(), 70);
         assert_eq!(robot_permissions(RobotLevel::Project).len(), 70);
+        assert_eq!(system_namespace_permissions().len(), 53);
+        // Roles are nested, so the project namespace is the project admin's set.
+        assert_eq!(project_namespace_permissions(), role(ROLE_PROJECT_ADMIN));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::context::Ctx;
 use super::error::HarborError;
 use super::paging::{Page, paged};
 use super::projects::projects;
-use super::{body, created, json};
+use super::{body, created, json, null_as_default};
 
 /// Harbor's `ProjectMemberEntity`.
 fn member_json(member: &Member) -> Value {
@@ -56,15 +56,15 @@ pub async fn list(ctx: Ctx, Path(project): Path<String>) -> Result<Response, Har
 
 #[derive(Deserialize, Default)]
 struct UserEntity {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     user_id: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     username: String,
 }
 
 #[derive(Deserialize)]
 struct MemberReq {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     role_id: i64,
     member_user: Option<UserEntity>,
     member_group: Option<Value>,
@@ -112,7 +112,7 @@ pub async fn get(
 
 #[derive(Deserialize)]
 struct RoleReq {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     role_id: i64,
 }
 

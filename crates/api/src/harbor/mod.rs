@@ -24,8 +24,8 @@ use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use http::{StatusCode, header};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub use error::HarborError;
 
@@ -150,4 +150,14 @@ pub fn created(location: String) -> Response {
 pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, HarborError> {
     serde_json::from_slice(bytes)
         .map_err(|e| HarborError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// Reads a field's `null` as its default, as Harbor (Go) reads a null into a string or
+/// number: clients send `"old_password": null` when an administrator resets a password.
+pub fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }

@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use berth_app::manage::{ProjectDraft, ProjectRequest, Projects};
 use berth_meta::{FieldFilter, Match, Project, ProjectField};
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,7 +15,7 @@ use super::context::Ctx;
 use super::error::HarborError;
 use super::paging::paged;
 use super::query::{Fields, Kind, list_query};
-use super::{body, created, json};
+use super::{body, created, json, null_as_default};
 use crate::time_format::rfc3339;
 
 const FIELDS: Fields<ProjectField> = &[
@@ -100,16 +100,21 @@ pub async fn list(ctx: Ctx) -> Result<Response, HarborError> {
 
 #[derive(Deserialize, Default)]
 struct ProjectReq {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     project_name: String,
     public: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     metadata: BTreeMap<String, String>,
 }
 
-/// `POST /projects`
-pub async fn create(ctx: Ctx, raw: Bytes) -> Result<Response, HarborError> {
+/// `POST /projects`: `Location` names the new project by id, or by name when the
+/// client asks with `X-Resource-Name-In-Location: true`.
+pub async fn create(ctx: Ctx, headers: HeaderMap, raw: Bytes) -> Result<Response, HarborError> {
     let req: ProjectReq = body(&raw)?;
+    let name_in_location = headers
+        .get("x-resource-name-in-location")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    let name = req.project_name.clone();
     let id = projects(&ctx)
         .create(
             &ctx.who,
@@ -121,7 +126,11 @@ pub async fn create(ctx: Ctx, raw: Bytes) -> Result<Response, HarborError> {
             },
         )
         .await?;
-    Ok(created(format!("/api/v2.0/projects/{id}")))
+    Ok(created(if name_in_location {
+        format!("/api/v2.0/projects/{name}")
+    } else {
+        format!("/api/v2.0/projects/{id}")
+    }))
 }
 
 /// `HEAD /projects?project_name=`: 200 when it exists, 404 otherwise.

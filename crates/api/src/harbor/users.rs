@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use berth_app::manage::{NewAccount, PasswordChange, Users};
+use berth_app::manage::{ManageError, NewAccount, PasswordChange, Users};
 use berth_meta::{ProfileUpdate, User, UserField};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use super::context::Ctx;
 use super::error::HarborError;
 use super::paging::{Page, paged};
 use super::query::{Fields, Kind, list_query};
-use super::{body, created, json};
+use super::{body, created, json, null_as_default};
 use crate::time_format::rfc3339;
 
 const FIELDS: Fields<UserField> = &[
@@ -57,15 +57,15 @@ pub async fn list(ctx: Ctx) -> Result<Response, HarborError> {
 
 #[derive(Deserialize)]
 struct CreationReq {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     username: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     email: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     realname: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     comment: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     password: String,
 }
 
@@ -94,37 +94,86 @@ pub async fn current(ctx: Ctx) -> Result<Response, HarborError> {
     Ok(json(&user_json(&user)))
 }
 
-/// `GET /users/current/permissions?scope=/project/<id>&relative=`
+/// `GET /users/current/permissions?scope=&relative=`: what the caller may do in one
+/// namespace, as Harbor lists it: `/system` (resources `/system/<resource>`) or
+/// `/project/<id>` (resources `/project/<id>/<resource>`, the project itself
+/// `/project/<id>`). Any other scope, none included, names no namespace: an empty list.
 pub async fn permissions(ctx: Ctx) -> Result<Response, HarborError> {
+    use berth_authz::{
+        ProjectRef, Resource, effective_permissions, project_namespace_permissions,
+        system_namespace_permissions,
+    };
     let account = ctx.who.account()?.clone();
     let scope = ctx.params.get("scope").unwrap_or("");
     let relative = ctx.params.boolean("relative")?.unwrap_or(false);
-    let project = match scope.strip_prefix("/project/") {
-        Some(id) => {
-            let project = berth_app::manage::Projects::new(ctx.services.identity.clone())
-                .get(&ctx.who, id, false)
-                .await?;
-            Some(berth_authz::ProjectRef {
-                id: project.id,
-                public: project.public,
-            })
-        }
-        None if scope.is_empty() || scope == "/" => None,
-        None => return Err(HarborError::bad_request(format!("unknown scope {scope:?}"))),
+    let nothing = || Ok(json(&Vec::<Value>::new()));
+    let (namespace, set) = if scope.starts_with("/system") {
+        let set = effective_permissions(&account.principal, None);
+        (
+            "/system".to_owned(),
+            set.intersection(&system_namespace_permissions()),
+        )
+    } else if let Some(id) = project_scope(scope) {
+        let project = match berth_app::manage::Projects::new(ctx.services.identity.clone())
+            .get(&ctx.who, &id.to_string(), false)
+            .await
+        {
+            Ok(project) => project,
+            // A project the caller may not see grants nothing.
+            Err(ManageError::NotFound(_) | ManageError::Forbidden(_)) => return nothing(),
+            Err(e) => return Err(e.into()),
+        };
+        let project = ProjectRef {
+            id: project.id,
+            public: project.public,
+        };
+        let set = effective_permissions(&account.principal, Some(project));
+        (
+            format!("/project/{id}"),
+            set.intersection(&project_namespace_permissions()),
+        )
+    } else {
+        return nothing();
     };
-    let set = berth_authz::effective_permissions(&account.principal, project);
     let items: Vec<Value> = set
         .iter()
-        .map(|p| {
-            let resource = if relative {
-                p.resource.to_string()
-            } else {
-                format!("{scope}/{}", p.resource)
+        .filter_map(|p| {
+            let absolute = match p.resource {
+                // Harbor's "self" resource: the project itself.
+                Resource::Project if namespace.starts_with("/project/") => namespace.clone(),
+                resource => format!("{namespace}/{resource}"),
             };
-            json!({ "resource": resource, "action": p.action.as_str() })
+            let resource = if relative {
+                relative_to(&absolute, scope)?
+            } else {
+                absolute
+            };
+            Some(json!({ "resource": resource, "action": p.action.as_str() }))
         })
         .collect();
     Ok(json(&items))
+}
+
+/// The project id of a `/project/<id>[/...]` scope (Harbor's `projectNamespaceRe`).
+fn project_scope(scope: &str) -> Option<i64> {
+    scope
+        .strip_prefix("/project/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Harbor's `Resource.RelativeTo`: the resource below `scope`, `.` for the scope
+/// itself, nothing for a resource outside it.
+fn relative_to(resource: &str, scope: &str) -> Option<String> {
+    let rest = resource.strip_prefix(scope)?;
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    Some(if rest.is_empty() {
+        ".".into()
+    } else {
+        rest.into()
+    })
 }
 
 /// `GET /users/search?username=`: ids and names only.
@@ -196,9 +245,9 @@ pub async fn delete(ctx: Ctx, Path(id): Path<String>) -> Result<Response, Harbor
 
 #[derive(Deserialize)]
 struct PasswordReq {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     old_password: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     new_password: String,
 }
 
