@@ -365,6 +365,19 @@ impl ArtifactStore for SqliteMetaStore {
         })
     }
 
+    async fn stored_bytes(&self, projects: &[i64]) -> Result<u64, MetaError> {
+        let slots: Vec<String> = (1..=projects.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.digest IN (
+                 SELECT rb.digest FROM repository_blobs rb
+                 JOIN repositories r ON r.id = rb.repository_id
+                 WHERE r.project_id IN ({}))",
+            slots.join(", ")
+        );
+        self.readers
+            .with(|c| c.query_row(&sql, rusqlite::params_from_iter(projects), |r| r.get(0)))
+    }
+
     async fn add_tag(
         &self,
         repository: &RepositoryName,

@@ -173,6 +173,8 @@ pub trait ArtifactStore: Send + Sync {
         subject: &Digest,
         content_limit: u64,
     ) -> Result<Vec<ArtifactInfo>, MetaError>;
+    /// Bytes of the distinct blobs linked in the projects with these ids.
+    async fn stored_bytes(&self, projects: &[i64]) -> Result<u64, MetaError>;
     /// Points a new tag at an artifact; records `audit` in the same transaction.
     async fn add_tag(
         &self,

@@ -113,7 +113,7 @@ pub async fn statistics(ctx: Ctx) -> Result<Response, HarborError> {
         "public_repo_count": s.public_repositories,
         "total_project_count": s.private_projects + s.public_projects,
         "total_repo_count": s.private_repositories + s.public_repositories,
-        "total_storage_consumption": 0,
+        "total_storage_consumption": s.stored_bytes,
     })))
 }
 

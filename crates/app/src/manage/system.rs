@@ -27,6 +27,8 @@ pub struct Statistics {
     pub private_repositories: u64,
     /// Repositories in public projects.
     pub public_repositories: u64,
+    /// Bytes of the distinct blobs in those projects.
+    pub stored_bytes: u64,
 }
 
 /// What a search found.
@@ -99,7 +101,10 @@ impl System {
     pub async fn statistics(&self, who: &Requester) -> Result<Statistics, ManageError> {
         who.account()?;
         let mut stats = Statistics::default();
-        for project in self.visible_projects(who).await? {
+        let visible = self.visible_projects(who).await?;
+        let ids: Vec<i64> = visible.iter().map(|p| p.id).collect();
+        stats.stored_bytes = self.identity.stores.artifacts.stored_bytes(&ids).await?;
+        for project in visible {
             if project.public {
                 stats.public_projects += 1;
                 stats.public_repositories += project.repo_count;
