@@ -1266,3 +1266,182 @@ async fn current_user_permissions_list_one_namespace_as_harbor_does() {
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn project_metadata_is_read_and_changed_key_by_key() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    create_user(&reg, "mona").await;
+    let a = Some(("alice", PASSWORD));
+    call(
+        &reg,
+        a,
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "team"})),
+    )
+    .await;
+    call(
+        &reg,
+        a,
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 4, "member_user": {"username": "mona"}})),
+    )
+    .await;
+    let list = "/projects/{project_name_or_id}/metadatas/";
+    let one = "/projects/{project_name_or_id}/metadatas/{meta_name}";
+    let r = call(
+        &reg,
+        a,
+        Method::POST,
+        "/projects/team/metadatas/",
+        list,
+        Some(json!({"auto_scan": "true", "severity": "low"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = call(
+        &reg,
+        a,
+        Method::GET,
+        "/projects/team/metadatas/",
+        list,
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.json(),
+        json!({"auto_scan": "true", "severity": "low", "public": "false"})
+    );
+    let r = call(
+        &reg,
+        a,
+        Method::PUT,
+        "/projects/team/metadatas/severity",
+        one,
+        Some(json!({"severity": "critical"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &reg,
+            a,
+            Method::GET,
+            "/projects/team/metadatas/severity",
+            one,
+            None
+        )
+        .await
+        .json(),
+        json!({"severity": "critical"})
+    );
+    assert_eq!(
+        call(
+            &reg,
+            a,
+            Method::PUT,
+            "/projects/team/metadatas/severity",
+            one,
+            Some(json!({"auto_scan": "false"}))
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(
+            &reg,
+            a,
+            Method::POST,
+            "/projects/team/metadatas/",
+            list,
+            Some(json!({"severity": "extreme"}))
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
+    // B2 (Harbor CVE-2024-22278): a maintainer reads but never changes metadata.
+    let m = Some(("mona", PASSWORD));
+    assert_eq!(
+        call(
+            &reg,
+            m,
+            Method::GET,
+            "/projects/team/metadatas/",
+            list,
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    for (method, uri, template, body) in [
+        (
+            Method::POST,
+            "/projects/team/metadatas/",
+            list,
+            Some(json!({"public": "true"})),
+        ),
+        (
+            Method::PUT,
+            "/projects/team/metadatas/auto_scan",
+            one,
+            Some(json!({"auto_scan": "false"})),
+        ),
+        (
+            Method::DELETE,
+            "/projects/team/metadatas/severity",
+            one,
+            None,
+        ),
+    ] {
+        assert_eq!(
+            call(&reg, m, method.clone(), uri, template, body)
+                .await
+                .status,
+            StatusCode::FORBIDDEN,
+            "{method} {uri}"
+        );
+    }
+    let r = call(
+        &reg,
+        a,
+        Method::DELETE,
+        "/projects/team/metadatas/severity",
+        one,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        call(
+            &reg,
+            a,
+            Method::GET,
+            "/projects/team/metadatas/severity",
+            one,
+            None
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(
+            &reg,
+            a,
+            Method::GET,
+            "/projects/team/metadatas/",
+            list,
+            None
+        )
+        .await
+        .json(),
+        json!({"auto_scan": "true", "public": "false"})
+    );
+}

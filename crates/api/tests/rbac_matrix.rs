@@ -67,6 +67,8 @@ enum Prepare {
     ExtraTag,
     /// No user `made` exists.
     NoMadeUser,
+    /// The project's `severity` metadata is set.
+    Severity,
 }
 
 fn rows() -> Vec<Row> {
@@ -166,6 +168,46 @@ fn rows() -> Vec<Row> {
             P(R::Project, A::Delete),
             412,
             Pr::Nothing,
+        ),
+        row(
+            "metadata list",
+            H,
+            M::GET,
+            "/api/v2.0/projects/{p}/metadatas/",
+            None,
+            P(R::Metadata, A::Read),
+            200,
+            Pr::Nothing,
+        ),
+        row(
+            "metadata add",
+            H,
+            M::POST,
+            "/api/v2.0/projects/{p}/metadatas/",
+            Some(json!({"auto_scan": "true"})),
+            P(R::Metadata, A::Create),
+            200,
+            Pr::Nothing,
+        ),
+        row(
+            "metadata update",
+            H,
+            M::PUT,
+            "/api/v2.0/projects/{p}/metadatas/auto_scan",
+            Some(json!({"auto_scan": "false"})),
+            P(R::Metadata, A::Update),
+            200,
+            Pr::Nothing,
+        ),
+        row(
+            "metadata delete",
+            H,
+            M::DELETE,
+            "/api/v2.0/projects/{p}/metadatas/severity",
+            None,
+            P(R::Metadata, A::Delete),
+            200,
+            Pr::Severity,
         ),
         row(
             "project summary",
@@ -647,6 +689,16 @@ async fn prepare(reg: &TestRegistry, p: &str, what: Prepare) -> Vec<(&'static st
             {
                 api(reg, Method::DELETE, &format!("/api/v2.0/users/{id}"), None).await;
             }
+        }
+        Prepare::Severity => {
+            let body = json!({"metadata": {"severity": "high"}});
+            api(
+                reg,
+                Method::PUT,
+                &format!("/api/v2.0/projects/{p}"),
+                Some(body),
+            )
+            .await;
         }
         Prepare::NoExtraTag => {
             api(

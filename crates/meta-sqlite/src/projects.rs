@@ -303,6 +303,35 @@ impl ProjectStore for SqliteMetaStore {
             .await
     }
 
+    async fn delete_project_metadata(
+        &self,
+        id: i64,
+        key: &str,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        let (key, audit) = (key.to_owned(), audit.clone());
+        self.writer
+            .run(move |c| {
+                let removed = c
+                    .execute(
+                        "DELETE FROM project_metadata WHERE project_id = ?1 AND name = ?2",
+                        params![id, key],
+                    )
+                    .map_err(db_err)?
+                    > 0;
+                if removed {
+                    c.execute(
+                        "UPDATE projects SET updated_at = ?2 WHERE id = ?1",
+                        params![id, now],
+                    )
+                    .map_err(db_err)?;
+                }
+                audited(c, removed, &audit)
+            })
+            .await
+    }
+
     async fn delete_project(&self, id: i64, audit: &AuditEntry) -> Result<bool, ProjectError> {
         let audit = audit.clone();
         self.writer

@@ -198,6 +198,14 @@ pub trait ProjectStore: Send + Sync {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
+    /// Removes one metadata key; returns whether it was set.
+    async fn delete_project_metadata(
+        &self,
+        id: i64,
+        key: &str,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError>;
     /// Deletes an empty project and its members; returns whether it existed.
     async fn delete_project(&self, id: i64, audit: &AuditEntry) -> Result<bool, ProjectError>;
 

@@ -8,6 +8,7 @@ mod audit;
 mod context;
 mod error;
 mod members;
+mod metadata;
 mod paging;
 mod params;
 mod projects;
@@ -74,6 +75,16 @@ pub fn routes() -> Router<Arc<Services>> {
         )
         .route("/projects/{project}/_deletable", get(projects::deletable))
         .route("/projects/{project}/summary", get(projects::summary))
+        .route(
+            "/projects/{project}/metadatas/",
+            get(metadata::list).post(metadata::add),
+        )
+        .route(
+            "/projects/{project}/metadatas/{meta_name}",
+            get(metadata::get)
+                .put(metadata::update)
+                .delete(metadata::delete),
+        )
         .route(
             "/projects/{project}/members",
             get(members::list).post(members::create),

@@ -200,6 +200,87 @@ impl Projects {
         Ok(())
     }
 
+    /// A project's metadata (Harbor's `/metadatas`), `public` included.
+    pub async fn metadata(
+        &self,
+        who: &Requester,
+        name_or_id: &str,
+        by_name: bool,
+    ) -> Result<BTreeMap<String, String>, ManageError> {
+        let project = self
+            .with_permission(who, name_or_id, by_name, Resource::Metadata, Action::Read)
+            .await?;
+        let mut metadata = project.metadata;
+        metadata.insert("public".into(), project.public.to_string());
+        Ok(metadata)
+    }
+
+    /// Sets metadata keys (`create` for new ones, `update` for existing ones).
+    pub async fn set_metadata(
+        &self,
+        who: &Requester,
+        name_or_id: &str,
+        by_name: bool,
+        values: BTreeMap<String, String>,
+        action: Action,
+    ) -> Result<(), ManageError> {
+        let project = self
+            .with_permission(who, name_or_id, by_name, Resource::Metadata, action)
+            .await?;
+        let mut metadata = validate_metadata(values)?;
+        let public = metadata.remove("public").map(|p| p == "true");
+        let now = self.identity.clock.now_ms();
+        let audit = who
+            .actor()
+            .audit("update", "project", &project.name, Some(project.id), now);
+        let update = ProjectUpdate { public, metadata };
+        self.identity
+            .stores
+            .projects
+            .update_project(project.id, &update, now, &audit)
+            .await?;
+        self.changed(&project.name);
+        Ok(())
+    }
+
+    /// Removes a metadata key (`public` stays: it is made `false` instead).
+    pub async fn delete_metadata(
+        &self,
+        who: &Requester,
+        name_or_id: &str,
+        by_name: bool,
+        key: &str,
+    ) -> Result<(), ManageError> {
+        if key == "public" {
+            return self
+                .set_metadata(
+                    who,
+                    name_or_id,
+                    by_name,
+                    BTreeMap::from([("public".into(), "false".into())]),
+                    Action::Delete,
+                )
+                .await;
+        }
+        let project = self
+            .with_permission(who, name_or_id, by_name, Resource::Metadata, Action::Delete)
+            .await?;
+        let now = self.identity.clock.now_ms();
+        let audit = who
+            .actor()
+            .audit("update", "project", &project.name, Some(project.id), now);
+        if !self
+            .identity
+            .stores
+            .projects
+            .delete_project_metadata(project.id, key, now, &audit)
+            .await?
+        {
+            return Err(ManageError::NotFound(format!("metadata {key} not found")));
+        }
+        Ok(())
+    }
+
     /// Deletes an empty project.
     pub async fn delete(
         &self,
