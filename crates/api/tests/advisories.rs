@@ -312,3 +312,85 @@ async fn a1_a_token_carrying_its_own_certificate_chain_is_refused() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }
+
+/// D1 (Harbor CVE-2019-19026 and kin): SQL metacharacters in `q`, `sort` and paging
+/// parameters are refused or matched literally; nothing fails and nothing changes.
+#[tokio::test]
+async fn d1_query_parameters_never_reach_sql_as_code() {
+    let reg = two_projects().await;
+    for query in [
+        "q=username%3D~%27%20OR%201%3D1--",
+        "q=username%3D%27%3B%20DROP%20TABLE%20users%3B--",
+        "q=username%3D~%25",
+        "q=username%3D~_",
+        "sort=username%3BDROP%20TABLE%20users",
+        "sort=-password",
+        "page=1%3B",
+        "page_size=10%20OR%201%3D1",
+        "q=creation_time%3D%5B1%20OR%201%3D1~2%5D",
+        "q=username%3D%7Balice%20bob%27%29%20OR%20%28%271%7D",
+    ] {
+        let r = call(
+            &reg,
+            Some(ADMIN),
+            Method::GET,
+            &format!("/users?{query}"),
+            "/users",
+            None,
+        )
+        .await;
+        assert!(
+            r.status == StatusCode::OK || r.status == StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            r.status
+        );
+        if r.status == StatusCode::OK {
+            let names: Vec<Value> = r
+                .json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["username"].clone())
+                .collect();
+            assert!(
+                names.is_empty() || query.contains("%7B"),
+                "{query} matched {names:?}"
+            );
+        }
+    }
+    let r = call(&reg, Some(ADMIN), Method::GET, "/users", "/users", None).await;
+    assert_eq!(r.header("x-total-count"), "4", "users are all still there");
+}
+
+/// D3 (Harbor GHSA-f9vc-vf3r-pqqq): stored markup comes back as JSON data, never
+/// sniffed as a document.
+#[tokio::test]
+async fn d3_stored_markup_is_served_as_json_that_is_not_sniffed() {
+    let reg = two_projects().await;
+    let a = Some(("alice", PASSWORD));
+    let template = "/projects/{project_name}/repositories/{repository_name}";
+    call(
+        &reg,
+        a,
+        Method::PUT,
+        "/projects/p1/repositories/x",
+        template,
+        Some(json!({"description": "<img src=x onerror=alert(1)>"})),
+    )
+    .await;
+    let r = call(
+        &reg,
+        a,
+        Method::GET,
+        "/projects/p1/repositories/x",
+        template,
+        None,
+    )
+    .await;
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+    assert_eq!(
+        r.json()["description"],
+        json!("<img src=x onerror=alert(1)>")
+    );
+}

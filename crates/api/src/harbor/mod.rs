@@ -137,6 +137,17 @@ pub fn routes() -> Router<Arc<Services>> {
             get(artifacts::accessories),
         )
         .fallback(not_found)
+        .layer(axum::middleware::map_response(no_sniff))
+}
+
+/// Every management answer is data, never a document to sniff and render: stored
+/// text such as a repository description cannot turn into script.
+async fn no_sniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn not_found() -> HarborError {
