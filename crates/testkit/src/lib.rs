@@ -120,18 +120,29 @@ impl TestRegistry {
     /// Starts a registry with the given limits and clock, in open mode (every `/v2/`
     /// request allowed), as the core registry's tests expect.
     pub fn with_clock(config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
-        Self::build(config, clock, true)
+        Self::build(config, clock, true, CHEAP_HASHING)
     }
 
     /// Starts a registry with accounts and permissions applied, its database
     /// bootstrapped with the administrator `admin` / [`ADMIN_PASSWORD`].
     pub async fn secure() -> Self {
-        let registry = Self::build(RegistryConfig::default(), Arc::new(SystemClock), false);
+        Self::secure_hashing_at(CHEAP_HASHING).await
+    }
+
+    /// Like [`TestRegistry::secure`], hashing passwords and secrets at `cost` (timing
+    /// tests need the real cost).
+    pub async fn secure_hashing_at(cost: HashCost) -> Self {
+        let registry = Self::build(
+            RegistryConfig::default(),
+            Arc::new(SystemClock),
+            false,
+            cost,
+        );
         registry.identity.bootstrap().await.expect("bootstrap");
         registry
     }
 
-    fn build(config: RegistryConfig, clock: Arc<dyn Clock>, open: bool) -> Self {
+    fn build(config: RegistryConfig, clock: Arc<dyn Clock>, open: bool, cost: HashCost) -> Self {
         let signing_key_pem = SigningKey::generate_pem().expect("key");
         let dir = tempfile::tempdir().expect("temp dir");
         let store =
@@ -161,7 +172,7 @@ impl TestRegistry {
                 },
                 IdentityConfig {
                     open,
-                    hash_cost: CHEAP_HASHING,
+                    hash_cost: cost,
                     admin_password: Some(ADMIN_PASSWORD.into()),
                     htpasswd: None,
                     signing_key_pem: signing_key_pem.clone(),
