@@ -1,5 +1,5 @@
-//! The offline commands (`berth admin`, `berth user`, `berth project`) against a data
-//! directory, alone and beside a running server.
+//! The offline commands (`berth admin`, `berth user`, `berth project`, `berth robot`)
+//! against a data directory, alone and beside a running server.
 
 mod support;
 
@@ -269,4 +269,216 @@ fn weak_passwords_are_refused_with_the_policy() {
     );
     assert!(both.contains("cannot be used with"), "{both}");
     assert!(!ok(&data, &["user", "list"], None).contains("dave"));
+}
+
+/// The status of `method path` on the registry with Basic credentials.
+async fn registry(berth: &Berth, method: reqwest::Method, path: &str, auth: (&str, &str)) -> u16 {
+    support::client()
+        .request(method, format!("{}{path}", berth.url()))
+        .basic_auth(auth.0, Some(auth.1))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn robots_created_offline_push_where_their_permissions_say() {
+    use reqwest::Method;
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    for project in ["team", "other"] {
+        ok(&data, &["project", "create", project], None);
+    }
+    // Created beside a running server, which sees them at once.
+    let berth = secure(&data);
+    let created = ok(
+        &data,
+        &[
+            "robot",
+            "create",
+            "ci",
+            "--project",
+            "team",
+            "--permission",
+            "repository:pull",
+            "--permission",
+            "repository:push",
+            "--never-expires",
+            "--description",
+            "pushes from CI",
+        ],
+        None,
+    );
+    let lines: Vec<&str> = created.lines().collect();
+    let [name, secret] = lines[..] else {
+        panic!("not a name and a secret: {created:?}")
+    };
+    assert_eq!(name, "robot$team+ci");
+    assert!(secret.len() >= 16, "{created}");
+    let ops = ok(
+        &data,
+        &[
+            "robot",
+            "create",
+            "ops",
+            "--project-permission",
+            "*:repository:pull",
+            "--project-permission",
+            "other:repository:push",
+            "--duration-days",
+            "30",
+        ],
+        None,
+    );
+    let ops: Vec<&str> = ops.lines().collect();
+    assert_eq!(ops[0], "robot$ops");
+
+    let ci = (name, secret);
+    assert_eq!(registry(&berth, Method::GET, "/v2/", ci).await, 200);
+    let uploads = |project: &str| format!("/v2/{project}/x/blobs/uploads/");
+    assert_eq!(
+        registry(&berth, Method::POST, &uploads("team"), ci).await,
+        202
+    );
+    assert_eq!(
+        registry(&berth, Method::POST, &uploads("other"), ci).await,
+        403
+    );
+    let wrong = (name, "Wr0ngSecret");
+    assert_eq!(registry(&berth, Method::GET, "/v2/", wrong).await, 401);
+    let ops = (ops[0], ops[1]);
+    assert_eq!(
+        registry(&berth, Method::POST, &uploads("other"), ops).await,
+        202
+    );
+    assert_eq!(
+        registry(&berth, Method::POST, &uploads("team"), ops).await,
+        403
+    );
+    let pull = "/v2/team/x/tags/list";
+    assert_eq!(registry(&berth, Method::GET, pull, ops).await, 404);
+
+    let list = ok(&data, &["robot", "list"], None);
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0],
+        [
+            "ID",
+            "NAME",
+            "LEVEL",
+            "DISABLED",
+            "EXPIRES",
+            "(UTC)",
+            "PERMISSIONS"
+        ],
+        "{list}"
+    );
+    let row = |name: &str| {
+        rows.iter()
+            .find(|cells| cells[1] == name)
+            .unwrap_or_else(|| panic!("{name} not listed:\n{list}"))
+    };
+    assert_eq!(
+        row("robot$team+ci")[2..],
+        [
+            "project",
+            "no",
+            "never",
+            "team:repository:pull,team:repository:push"
+        ]
+    );
+    let ops_row = row("robot$ops");
+    assert_eq!(ops_row[2..4], ["system", "no"]);
+    assert_eq!(
+        ops_row.last().unwrap(),
+        &"*:repository:pull,other:repository:push"
+    );
+    assert!(!list.contains(secret), "a secret is listed");
+}
+
+#[test]
+fn robot_flags_are_checked_with_clear_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    ok(&data, &["project", "create", "team"], None);
+    let create = |extra: &[&str]| {
+        let mut args = vec!["robot", "create", "ci"];
+        args.extend_from_slice(extra);
+        refused(&data, &args, None)
+    };
+    let pull = ["--permission", "repository:pull"];
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "required arguments were not provided"),
+        (&["--project", "team"], "--permission"),
+        (&pull, "--project"),
+        (
+            &["--project", "team", "--permission", "repository"],
+            "is not of the form RESOURCE:ACTION",
+        ),
+        (
+            &["--project-permission", "repository:pull"],
+            "is not of the form PROJECT:RESOURCE:ACTION",
+        ),
+        (
+            &[
+                "--project",
+                "team",
+                "--permission",
+                "repository:pull",
+                "--system-permission",
+                "project:create",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--system-permission",
+                "project:create",
+                "--never-expires",
+                "--duration-days",
+                "3",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--system-permission",
+                "project:create",
+                "--duration-days",
+                "0",
+            ],
+            "--duration-days",
+        ),
+        (
+            &["--project", "team", "--permission", "repository:fly"],
+            "unknown action \"fly\"",
+        ),
+        (
+            &["--project", "team", "--permission", "user:create"],
+            "a robot cannot be granted",
+        ),
+        (
+            &["--project", "nope", "--permission", "repository:pull"],
+            "nope",
+        ),
+    ];
+    for (extra, message) in cases {
+        let err = create(extra);
+        assert!(err.contains(message), "{extra:?}: {err}");
+    }
+    let mut bad_name = vec!["robot", "create", "Not Valid", "--project", "team"];
+    bad_name.extend_from_slice(&pull);
+    assert!(refused(&data, &bad_name, None).contains("lower-case"));
+
+    let mut args = vec!["robot", "create", "ci", "--project", "team"];
+    args.extend_from_slice(&pull);
+    let first = ok(&data, &args, None);
+    assert_eq!(first.lines().count(), 2, "{first}");
+    assert!(refused(&data, &args, None).contains("already exists"));
+    assert_eq!(ok(&data, &["robot", "list"], None).lines().count(), 2);
 }

@@ -120,7 +120,7 @@ impl TestRegistry {
     /// Starts a registry with the given limits and clock, in open mode (every `/v2/`
     /// request allowed), as the core registry's tests expect.
     pub fn with_clock(config: RegistryConfig, clock: Arc<dyn Clock>) -> Self {
-        Self::build(config, clock, true, None)
+        Self::build(config, clock, true, None, CHEAP_HASHING)
     }
 
     /// Starts a registry with accounts and permissions applied, its database
@@ -129,13 +129,27 @@ impl TestRegistry {
         Self::secure_with(RegistryConfig::default(), Arc::new(SystemClock), None).await
     }
 
+    /// Like [`TestRegistry::secure`], hashing passwords and secrets at `cost` (timing
+    /// tests need the real cost).
+    pub async fn secure_hashing_at(cost: HashCost) -> Self {
+        let registry = Self::build(
+            RegistryConfig::default(),
+            Arc::new(SystemClock),
+            false,
+            None,
+            cost,
+        );
+        registry.identity.bootstrap().await.expect("bootstrap");
+        registry
+    }
+
     /// [`TestRegistry::secure`] with the given limits, clock and htpasswd users.
     pub async fn secure_with(
         config: RegistryConfig,
         clock: Arc<dyn Clock>,
         htpasswd: Option<Htpasswd>,
     ) -> Self {
-        let registry = Self::build(config, clock, false, htpasswd);
+        let registry = Self::build(config, clock, false, htpasswd, CHEAP_HASHING);
         registry.identity.bootstrap().await.expect("bootstrap");
         registry
     }
@@ -145,6 +159,7 @@ impl TestRegistry {
         clock: Arc<dyn Clock>,
         open: bool,
         htpasswd: Option<Htpasswd>,
+        cost: HashCost,
     ) -> Self {
         let signing_key_pem = SigningKey::generate_pem().expect("key");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -175,7 +190,7 @@ impl TestRegistry {
                 },
                 IdentityConfig {
                     open,
-                    hash_cost: CHEAP_HASHING,
+                    hash_cost: cost,
                     admin_password: Some(ADMIN_PASSWORD.into()),
                     htpasswd,
                     signing_key_pem: signing_key_pem.clone(),

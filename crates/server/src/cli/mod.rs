@@ -1,11 +1,12 @@
 //! The command line: `serve`, `config`, and the offline commands that work on a
 //! server's database directly, with or without the server running (`admin`, `user`,
-//! `project`), for bootstrap and recovery.
+//! `project`, `robot`), for bootstrap and recovery.
 
 mod admin;
 mod offline;
 mod output;
 mod project;
+mod robot;
 mod user;
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ enum Command {
     /// Create and list projects (offline: works on the database directly).
     #[command(subcommand)]
     Project(project::ProjectCommand),
+    /// Create and list robot accounts (offline: works on the database directly).
+    #[command(subcommand)]
+    Robot(robot::RobotCommand),
 }
 
 /// Where the configuration comes from.
@@ -101,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin(command) => admin::run(command),
         Command::User(command) => user::run(command),
         Command::Project(command) => project::run(command),
+        Command::Robot(command) => robot::run(command),
     }
 }
 

@@ -146,12 +146,17 @@ impl Password {
         }
     }
 
-    /// Shows a generated password, once: alone on standard output (so a script can
-    /// capture it), with a note on standard error. Never logged.
+    /// Shows a generated password, once (see [`show_secret`]).
     pub fn show_if_generated(&self, user: &str) {
         if let Password::Generated(password) = self {
-            eprintln!("The password of {user:?}, shown only this once:");
-            println!("{password}");
+            show_secret(&format!("The password of {user:?}"), password);
         }
     }
+}
+
+/// Shows a secret, once: alone on its line of standard output (so a script can capture
+/// it), after a note naming `what` on standard error. Never logged.
+pub fn show_secret(what: &str, secret: &str) {
+    eprintln!("{what}, shown only this once:");
+    println!("{secret}");
 }

@@ -45,22 +45,31 @@ impl Berth {
         Self::start_with(data_dir, port, &[])
     }
 
-    /// Starts Berth on `data_dir` and `port` with extra `BERTH_*` variables.
+    /// Starts Berth on `data_dir` and `port` with extra `BERTH_*` variables. Its
+    /// standard error is appended to `data_dir.with_extension("log")`.
     pub fn start_with(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::launch(data_dir, port, env, Stdio::null())
+    }
+
+    /// Like [`Berth::start_with`] on a free port, with standard output appended to
+    /// `data_dir.with_extension("out")`.
+    pub fn start_keeping_stdout(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let out = append_to(&data_dir.with_extension("out"));
+        Self::launch(data_dir, free_port(), env, out.into())
+    }
+
+    fn launch(data_dir: &Path, port: u16, env: &[(&str, &str)], stdout: Stdio) -> Self {
         let addr = format!("127.0.0.1:{port}");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.with_extension("log"))
-            .unwrap();
+        let log = append_to(&data_dir.with_extension("log"));
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(data_dir)
             .env("BERTH_LOG__LEVEL", "warn")
-            // The core registry's tests run without accounts; auth tests say otherwise.
+            // The core registry's tests run without accounts; auth tests say otherwise
+            // (`env` overrides both).
             .env("BERTH_AUTH__MODE", "open")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(log)
             .spawn()
             .expect("spawning berth");
@@ -127,6 +136,15 @@ impl Drop for Berth {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `path` opened for appending, created if needed.
+fn append_to(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
 }
 
 /// Fails loudly when a client the suite depends on is missing (scripts/test installs them).
