@@ -12,7 +12,7 @@ use crate::Services;
 pub struct MalformedCredentials;
 
 /// The credentials in `Authorization`: Basic or Bearer; none without the header.
-pub fn credentials(headers: &HeaderMap) -> Result<Credentials, MalformedCredentials> {
+pub fn credentials(headers: &HeaderMap) -> Result<Credentials<'_>, MalformedCredentials> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(Credentials::None);
     };
@@ -29,7 +29,7 @@ pub fn credentials(headers: &HeaderMap) -> Result<Credentials, MalformedCredenti
         });
     }
     if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
-        return Ok(Credentials::Bearer(rest.to_owned()));
+        return Ok(Credentials::Bearer(rest));
     }
     Err(MalformedCredentials)
 }
@@ -94,7 +94,7 @@ mod tests {
         );
         assert_eq!(
             credentials(&with("bearer abc.def.ghi")),
-            Ok(Credentials::Bearer("abc.def.ghi".into()))
+            Ok(Credentials::Bearer("abc.def.ghi"))
         );
         for bad in [
             "Basic !!!",

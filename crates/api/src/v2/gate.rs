@@ -35,11 +35,14 @@ pub async fn admit(
             ),
         )
     };
-    let scope = endpoint
-        .repository()
-        .map(|r| scope_for(r, endpoint.access(&parts.method)));
+    // Built only for a refusal: an allowed request pays nothing for it.
+    let scope = || {
+        endpoint
+            .repository()
+            .map(|r| scope_for(r, endpoint.access(&parts.method)))
+    };
     let creds = credentials(&parts.headers)
-        .map_err(|_| refuse(scope.clone(), None, "malformed Authorization header"))?;
+        .map_err(|_| refuse(scope(), None, "malformed Authorization header"))?;
     let client = parts.extensions.get::<crate::ClientAddr>().map(|c| c.0);
     let caller = match access.caller(&creds, client).await {
         Ok(caller) => caller,
@@ -50,10 +53,10 @@ pub async fn admit(
             return Err(ApiError::new(Kind::Internal, e.to_string()));
         }
         Err(CallerError::Login(AuthError::BadCredentials)) => {
-            return Err(refuse(scope, None, "authentication required"));
+            return Err(refuse(scope(), None, "authentication required"));
         }
         Err(CallerError::Token(e)) => {
-            return Err(refuse(scope, Some("invalid_token"), &e.to_string()));
+            return Err(refuse(scope(), Some("invalid_token"), &e.to_string()));
         }
     };
     let (repository, action) = match (endpoint.repository(), endpoint.access(&parts.method)) {
@@ -90,8 +93,8 @@ pub async fn admit(
         ));
     }
     Err(match caller {
-        Caller::Anonymous => refuse(scope, None, "authentication required"),
-        Caller::Token(_) => refuse(scope, Some("insufficient_scope"), &denied),
+        Caller::Anonymous => refuse(scope(), None, "authentication required"),
+        Caller::Token(_) => refuse(scope(), Some("insufficient_scope"), &denied),
         Caller::Account(_) => ApiError::new(Kind::Denied, denied),
     })
 }

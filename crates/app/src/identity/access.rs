@@ -17,9 +17,10 @@ use crate::Clock;
 /// Refresh tokens live this long (seconds).
 const REFRESH_TTL_SECS: i64 = 30 * 24 * 3600;
 
-/// What a request carried to say who it comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credentials {
+/// What a request carried to say who it comes from (a bearer token is borrowed from
+/// the request: the hot path allocates nothing for it).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials<'a> {
     /// Nothing.
     None,
     /// `Authorization: Basic`.
@@ -30,7 +31,18 @@ pub enum Credentials {
         password: String,
     },
     /// `Authorization: Bearer`.
-    Bearer(String),
+    Bearer(&'a str),
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    /// Names the kind and the login, never a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Basic { name, .. } => write!(f, "Basic({name:?}, <secret>)"),
+            Credentials::Bearer(_) => f.write_str("Bearer(<token>)"),
+        }
+    }
 }
 
 /// The answer to "may this caller do that in this repository?".
@@ -107,7 +119,7 @@ impl AccessControl {
     /// Establishes the caller from its credentials.
     pub async fn caller(
         &self,
-        credentials: &Credentials,
+        credentials: &Credentials<'_>,
         client: Option<IpAddr>,
     ) -> Result<Caller, CallerError> {
         match credentials {

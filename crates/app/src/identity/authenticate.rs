@@ -4,6 +4,11 @@
 //! the name and password (never the password itself), so that Basic auth on every
 //! `/v2/` request does not run argon2 each time. Every change to accounts, robots or
 //! memberships on this node forgets what was remembered.
+//!
+//! Concurrent requests with the same credentials wait for one verification instead of
+//! each running argon2, and at most one verification per core runs at a time (each
+//! takes tens of megabytes), so a burst of logins neither stalls the server nor
+//! grows its memory.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -63,6 +68,10 @@ pub struct Authenticator {
     throttle: LoginThrottle,
     remember_key: hmac::Key,
     remembered: Mutex<Remembered>,
+    /// Verifications in progress, by keyed hash of the credentials.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds the hash verifications running at once.
+    hashing: tokio::sync::Semaphore,
 }
 
 /// What an [`Authenticator`] reads.
@@ -98,6 +107,10 @@ impl Authenticator {
             throttle: LoginThrottle::default(),
             remember_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             remembered: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
     }
 
@@ -115,7 +128,28 @@ impl Authenticator {
         if let Some(retry_after_secs) = client.and_then(|c| self.throttle.check(c)) {
             return Err(AuthError::Throttled { retry_after_secs });
         }
-        match self.check(name, password).await? {
+        let flight = self
+            .in_flight
+            .lock()
+            .expect("login flights lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        let outcome = {
+            let _turn = flight.lock().await;
+            // Whoever went first may have verified these very credentials.
+            match self.remembered(&key) {
+                Some(account) => Ok(Some(account)),
+                None => self.check(name, password).await,
+            }
+        };
+        {
+            let mut flights = self.in_flight.lock().expect("login flights lock");
+            if Arc::strong_count(&flight) <= 2 {
+                flights.remove(&key);
+            }
+        }
+        match outcome? {
             Some(account) => {
                 self.remember(key, account.clone());
                 Ok(account)
@@ -189,8 +223,12 @@ impl Authenticator {
         Ok(Some(Arc::new(self.user_account(&user).await?)))
     }
 
-    /// Verifies on a blocking thread (argon2 takes tens of milliseconds).
+    /// Verifies on a blocking thread (argon2 takes tens of milliseconds), one per core
+    /// at most.
     async fn verify(&self, password: &str, stored: Option<String>) -> bool {
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
         let passwords = self.passwords.clone();
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || passwords.verify(&password, stored.as_deref()))

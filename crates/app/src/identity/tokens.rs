@@ -2,8 +2,10 @@
 //! Docker token specification describes them, and refresh tokens for its OAuth2 flow.
 //!
 //! A token is verified once, then remembered until it expires, so a client reusing
-//! its token costs a map lookup per request and no database round trip. Expiry and
-//! not-before are checked against the application's clock on every use.
+//! its token costs a map lookup per request and no database round trip. The lookup
+//! hashes only the signature (the token's last part) and then compares the whole
+//! token. Expiry and not-before are checked against the application's clock on every
+//! use.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -192,7 +194,18 @@ pub struct Tokens {
     service: String,
     access_validation: Validation,
     refresh_validation: Validation,
-    remembered: RwLock<HashMap<Box<str>, Arc<VerifiedToken>>>,
+    remembered: RwLock<HashMap<Box<str>, Remembered>>,
+}
+
+/// A verified token, filed under its signature.
+struct Remembered {
+    token: Box<str>,
+    verified: Arc<VerifiedToken>,
+}
+
+/// The token's signature: its last part.
+fn signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap_or(token)
 }
 
 impl Tokens {
@@ -286,8 +299,9 @@ impl Tokens {
             .remembered
             .read()
             .expect("token cache lock")
-            .get(token)
-            .cloned();
+            .get(signature(token))
+            .filter(|r| &*r.token == token)
+            .map(|r| r.verified.clone());
         let verified = match known {
             Some(v) => v,
             None => {
@@ -322,12 +336,18 @@ impl Tokens {
     fn remember(&self, token: &str, verified: Arc<VerifiedToken>, now_secs: i64) {
         let mut remembered = self.remembered.write().expect("token cache lock");
         if remembered.len() >= MAX_REMEMBERED {
-            remembered.retain(|_, v| v.expires_at + LEEWAY_SECS >= now_secs);
+            remembered.retain(|_, r| r.verified.expires_at + LEEWAY_SECS >= now_secs);
             if remembered.len() >= MAX_REMEMBERED {
                 remembered.clear();
             }
         }
-        remembered.insert(token.into(), verified);
+        remembered.insert(
+            signature(token).into(),
+            Remembered {
+                token: token.into(),
+                verified,
+            },
+        );
     }
 }
 
@@ -380,6 +400,22 @@ mod tests {
             t.verify(&issued.token, 1_000 - LEEWAY_SECS - 1),
             Err(TokenError::Expired)
         );
+    }
+
+    #[test]
+    fn a_remembered_signature_never_vouches_for_another_payload() {
+        let t = tokens();
+        let issued = t.issue("alice", pull("p/x"), 300, 1_000);
+        t.verify(&issued.token, 1_000).unwrap();
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        let other = t.issue("mallory", pull("p/secret"), 300, 1_000).token;
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            other.split('.').nth(1).unwrap(),
+            parts[2]
+        );
+        assert_eq!(t.verify(&forged, 1_000), Err(TokenError::Invalid));
     }
 
     #[test]
