@@ -68,7 +68,8 @@ pub enum CallerError {
 }
 
 /// Tokens as the token endpoint hands them out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Not `Debug`: it holds bearer tokens.
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenGrant {
     /// The access token.
     pub token: IssuedToken,

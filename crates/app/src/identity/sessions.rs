@@ -16,7 +16,8 @@ use crate::Clock;
 const LIFETIME_MS: i64 = 60 * 60 * 1000;
 
 /// A new session's secrets, for the cookies; shown to the client only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Not `Debug`: it holds the session's secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewSession {
     /// The session id (the cookie's value).
     pub id: String,

@@ -177,7 +177,8 @@ impl VerifiedToken {
 }
 
 /// A token as the token endpoint returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Not `Debug`: it holds a bearer token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     /// The JWT.
     pub token: String,

@@ -21,7 +21,8 @@ use crate::identity::{Identity, check_policy, random_secret};
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// A robot to create, as a request gives it.
-#[derive(Debug, Clone, Default)]
+/// Not `Debug`: it may hold a secret.
+#[derive(Clone, Default)]
 pub struct RobotRequest {
     /// Short name (without prefix or project).
     pub name: String,
@@ -40,7 +41,8 @@ pub struct RobotRequest {
 }
 
 /// A created robot with its secret, shown this once.
-#[derive(Debug, Clone)]
+/// Not `Debug`: it holds the secret.
+#[derive(Clone)]
 pub struct CreatedRobot {
     /// The stored robot.
     pub robot: Robot,

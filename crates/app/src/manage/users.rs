@@ -16,7 +16,8 @@ const USER_UPDATE: Permission = Permission::new(Resource::User, Action::Update);
 const USER_DELETE: Permission = Permission::new(Resource::User, Action::Delete);
 
 /// A user to create, as a request gives it.
-#[derive(Debug, Clone, Default)]
+/// Not `Debug`: it holds a password.
+#[derive(Clone, Default)]
 pub struct NewAccount {
     /// Login name.
     pub username: String,
@@ -33,7 +34,8 @@ pub struct NewAccount {
 }
 
 /// A password change.
-#[derive(Debug, Clone, Default)]
+/// Not `Debug`: it holds passwords.
+#[derive(Clone, Default)]
 pub struct PasswordChange {
     /// The current password (needed when users change their own).
     pub old_password: String,
