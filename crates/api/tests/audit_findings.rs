@@ -333,3 +333,84 @@ impl PushStatus for TestRegistry {
         .status
     }
 }
+
+/// F7 (MEDIUM). Ids are SQLite rowids without `AUTOINCREMENT`, so a deleted
+/// project's id (and a deleted user's) is given to the next one created. The audit log
+/// keeps the old project's entries under that id: the new project's owner reads another
+/// tenant's history (member names, repositories, robots) through `/projects/{p}/logs`.
+#[tokio::test]
+async fn f7_a_new_project_inherits_a_deleted_projects_id_and_audit_history() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    create_user(&reg, "carol").await;
+    create_user(&reg, "mallory").await;
+    create_project(&reg, ("alice", PASSWORD), "secret-plans").await;
+    let r = call(
+        &reg,
+        Some(("alice", PASSWORD)),
+        Method::POST,
+        "/projects/secret-plans/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 2, "member_user": {"username": "carol"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let old_id = call(
+        &reg,
+        Some(("alice", PASSWORD)),
+        Method::GET,
+        "/projects/secret-plans",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await
+    .json()["project_id"]
+        .as_i64()
+        .unwrap();
+    let r = call(
+        &reg,
+        Some(("alice", PASSWORD)),
+        Method::DELETE,
+        "/projects/secret-plans",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+
+    create_project(&reg, ("mallory", PASSWORD), "mine").await;
+    let r = call(
+        &reg,
+        Some(("mallory", PASSWORD)),
+        Method::GET,
+        "/projects/mine/logs?page_size=100",
+        "/projects/{project_name}/logs",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let new_id = call(
+        &reg,
+        Some(("mallory", PASSWORD)),
+        Method::GET,
+        "/projects/mine",
+        "/projects/{project_name_or_id}",
+        None,
+    )
+    .await
+    .json()["project_id"]
+        .as_i64()
+        .unwrap();
+    let leaked: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {}", e["operation"], e["resource_type"], e["resource"]))
+        .filter(|e| e.contains("carol") || e.contains("secret-plans"))
+        .collect();
+    assert!(
+        new_id != old_id && leaked.is_empty(),
+        "new project id {new_id} (deleted one was {old_id}); mallory reads: {leaked:?}"
+    );
+}
