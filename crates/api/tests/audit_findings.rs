@@ -414,3 +414,46 @@ async fn f7_a_new_project_inherits_a_deleted_projects_id_and_audit_history() {
         "new project id {new_id} (deleted one was {old_id}); mallory reads: {leaked:?}"
     );
 }
+
+/// F8 (MEDIUM). Adding a member (or changing a role) never checks that the role's
+/// permissions are ones the caller holds, unlike robot grants. A project robot granted
+/// only `member:create` (and pull) makes any user — e.g. its operator — projectAdmin,
+/// who then holds everything in the project (robots, deletion, members).
+#[tokio::test]
+async fn f8_a_robot_with_member_create_makes_a_user_project_admin() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    create_user(&reg, "bob").await;
+    create_project(&reg, ("alice", PASSWORD), "p1").await;
+    let r = call(
+        &reg,
+        Some(("alice", PASSWORD)),
+        Method::POST,
+        "/robots",
+        "/robots",
+        Some(json!({
+            "name": "onboarding", "level": "project", "duration": -1,
+            "permissions": [{"kind": "project", "namespace": "p1", "access": [
+                {"resource": "repository", "action": "pull"},
+                {"resource": "member", "action": "create"}]}],
+        })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let robot = r.json()["name"].as_str().unwrap().to_owned();
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    let r = call(
+        &reg,
+        Some((&robot, &secret)),
+        Method::POST,
+        "/projects/p1/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 1, "member_user": {"username": "bob"}})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a robot holding only pull and member:create made bob projectAdmin"
+    );
+}
