@@ -457,3 +457,43 @@ async fn f8_a_robot_with_member_create_makes_a_user_project_admin() {
         "a robot holding only pull and member:create made bob projectAdmin"
     );
 }
+
+/// F9 (LOW). A robot with any permission on every project (namespace `*`) sees every
+/// project as `Visibility::All`: one granted only `label:read` lists the names of all
+/// repositories of every private project in `/v2/_catalog`, though it may pull none.
+#[tokio::test]
+async fn f9_a_robot_with_an_unrelated_all_projects_permission_reads_the_whole_catalog() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    create_project(&reg, ("alice", PASSWORD), "private").await;
+    reg.log_in(Some(("alice", PASSWORD)));
+    reg.push_image("private/launch-plans", "v1", &[b"x"]).await;
+    reg.log_in(None);
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/robots",
+        "/robots",
+        Some(json!({
+            "name": "labeler", "level": "system", "duration": -1,
+            "permissions": [{"kind": "project", "namespace": "*", "access": [
+                {"resource": "label", "action": "read"}]}],
+        })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let robot = r.json()["name"].as_str().unwrap().to_owned();
+    let secret = r.json()["secret"].as_str().unwrap().to_owned();
+    reg.log_in(Some((&robot, &secret)));
+    assert_ne!(
+        reg.get("/v2/private/launch-plans/manifests/v1").await.status,
+        StatusCode::OK
+    );
+    let r = reg.get("/v2/_catalog").await;
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains("launch-plans"),
+        "catalog: {:?}",
+        r.body
+    );
+}
