@@ -1,5 +1,8 @@
-//! Security review findings (branch `audit`): each test reproduces one weakness and
-//! fails until it is fixed. See the report for the severity and suggested fix.
+//! Findings of the adversarial review of identity and access: each test replays one
+//! weakness it found (robot grants outliving their project, concurrent guesses past
+//! the login throttle, refresh tokens and sessions outliving a password or an account,
+//! reused ids, role escalation through membership, catalog leaks to robots, a robot
+//! prefix shadowing users, unbounded token lifetimes) and checks it is gone.
 
 mod common;
 
@@ -125,7 +128,9 @@ async fn f1_system_robot_grant_outlives_its_project_and_applies_to_a_namesake() 
         StatusCode::OK,
         "the old system robot pulls from alice's new private project p1"
     );
-    let r = reg.push_blob_status("p1/private", b"planted by the robot").await;
+    let r = reg
+        .push_blob_status("p1/private", b"planted by the robot")
+        .await;
     assert!(
         !r.is_success(),
         "the old system robot pushes into alice's new private project p1: {r}"
@@ -406,7 +411,12 @@ async fn f7_a_new_project_inherits_a_deleted_projects_id_and_audit_history() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| format!("{} {} {}", e["operation"], e["resource_type"], e["resource"]))
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["operation"], e["resource_type"], e["resource"]
+            )
+        })
         .filter(|e| e.contains("carol") || e.contains("secret-plans"))
         .collect();
     assert!(
@@ -487,7 +497,9 @@ async fn f9_a_robot_with_an_unrelated_all_projects_permission_reads_the_whole_ca
     let secret = r.json()["secret"].as_str().unwrap().to_owned();
     reg.log_in(Some((&robot, &secret)));
     assert_ne!(
-        reg.get("/v2/private/launch-plans/manifests/v1").await.status,
+        reg.get("/v2/private/launch-plans/manifests/v1")
+            .await
+            .status,
         StatusCode::OK
     );
     let r = reg.get("/v2/_catalog").await;

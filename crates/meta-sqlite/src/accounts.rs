@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::audit::{audited, insert_audit};
 use crate::listing::{Clauses, Column, Columns, list};
-use crate::{SqliteMetaStore, db_err, unique_violation};
+use crate::{Sequence, SqliteMetaStore, db_err, next_id, unique_violation};
 
 const USER_COLUMNS: &str =
     "id, username, email, realname, comment, password_hash, sysadmin, created_at, updated_at";
@@ -50,10 +50,11 @@ fn user_conflict(e: rusqlite::Error, username: &str, email: &str) -> UserError {
 }
 
 fn insert_user(c: &Connection, user: &NewUser, now: i64) -> Result<i64, UserError> {
+    let id = next_id(c, Sequence::Users)?;
     c.prepare_cached(
         "INSERT INTO users (username, email, realname, comment, password_hash, sysadmin,
-                            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) RETURNING id",
+                            created_at, updated_at, id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8) RETURNING id",
     )
     .and_then(|mut s| {
         s.query_row(
@@ -64,7 +65,8 @@ fn insert_user(c: &Connection, user: &NewUser, now: i64) -> Result<i64, UserErro
                 user.comment,
                 user.password_hash,
                 user.sysadmin,
-                now
+                now,
+                id
             ],
             |r| r.get(0),
         )

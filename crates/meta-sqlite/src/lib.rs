@@ -96,6 +96,28 @@ fn audit_deletion(
     }
 }
 
+/// Tables whose ids are never reused (migration 0011).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sequence {
+    Users,
+    Projects,
+    Robots,
+}
+
+/// The next id of `table`, never one a deleted row had; in the caller's transaction.
+pub(crate) fn next_id(c: &rusqlite::Connection, table: Sequence) -> Result<i64, MetaError> {
+    let (name, sql) = match table {
+        Sequence::Users => ("users", "SELECT coalesce(max(id), 0) FROM users"),
+        Sequence::Projects => ("projects", "SELECT coalesce(max(id), 0) FROM projects"),
+        Sequence::Robots => ("robots", "SELECT coalesce(max(id), 0) FROM robots"),
+    };
+    c.prepare_cached(&format!(
+        "UPDATE id_sequences SET last = max(last, ({sql})) + 1 WHERE name = ?1 RETURNING last"
+    ))
+    .and_then(|mut s| s.query_row([name], |r| r.get(0)))
+    .map_err(db_err)
+}
+
 /// The message of a unique-constraint violation (it names the table and column).
 pub(crate) fn unique_violation(e: &rusqlite::Error) -> Option<&str> {
     match e {

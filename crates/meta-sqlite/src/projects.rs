@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::audit::{audited, insert_audit};
 use crate::listing::{Clauses, Column, Columns, list};
-use crate::{SqliteMetaStore, db_err, unique_violation};
+use crate::{Sequence, SqliteMetaStore, db_err, next_id, unique_violation};
 
 const PROJECT_FROM: &str = "projects p LEFT JOIN users u ON u.id = p.owner_id";
 const PROJECT_COLUMNS: &str = "p.id, p.name, p.owner_id, coalesce(u.username, ''), p.public,
@@ -198,14 +198,15 @@ impl ProjectStore for SqliteMetaStore {
         let (project, mut audit) = (project.clone(), audit.clone());
         self.writer
             .run(move |c| {
+                let next = next_id(c, Sequence::Projects)?;
                 let id: i64 = c
                     .prepare_cached(
-                        "INSERT INTO projects (name, public, owner_id, created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
+                        "INSERT INTO projects (name, public, owner_id, created_at, updated_at, id)
+                         VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING id",
                     )
                     .and_then(|mut s| {
                         s.query_row(
-                            params![project.name, project.public, project.owner_id, now],
+                            params![project.name, project.public, project.owner_id, now, next],
                             |r| r.get(0),
                         )
                     })
@@ -346,6 +347,14 @@ impl ProjectStore for SqliteMetaStore {
                 if repositories > 0 {
                     return Err(ProjectError::NotEmpty(repositories));
                 }
+                // Robots' grants name projects; a later project of the same name must
+                // not inherit them.
+                c.execute(
+                    "DELETE FROM robot_permissions WHERE kind = 'project'
+                       AND namespace = (SELECT name FROM projects WHERE id = ?1)",
+                    params![id],
+                )
+                .map_err(db_err)?;
                 let deleted = c
                     .execute("DELETE FROM projects WHERE id = ?1", params![id])
                     .map_err(db_err)?

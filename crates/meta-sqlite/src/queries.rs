@@ -81,13 +81,19 @@ pub fn ensure_repository(
     now: i64,
 ) -> Result<i64, MetaError> {
     // A project made by a push (open mode) belongs to the first administrator.
-    c.prepare_cached(
-        "INSERT INTO projects (name, created_at, updated_at, owner_id)
-         VALUES (?1, ?2, ?2, (SELECT min(id) FROM users WHERE sysadmin))
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .and_then(|mut s| s.execute(params![repository.project(), now]))
-    .map_err(db_err)?;
+    let exists = c
+        .prepare_cached("SELECT 1 FROM projects WHERE name = ?1")
+        .and_then(|mut s| s.exists(params![repository.project()]))
+        .map_err(db_err)?;
+    if !exists {
+        let id = crate::next_id(c, crate::Sequence::Projects)?;
+        c.prepare_cached(
+            "INSERT INTO projects (id, name, created_at, updated_at, owner_id)
+             VALUES (?3, ?1, ?2, ?2, (SELECT min(id) FROM users WHERE sysadmin))",
+        )
+        .and_then(|mut s| s.execute(params![repository.project(), now, id]))
+        .map_err(db_err)?;
+    }
     c.prepare_cached(
         "INSERT INTO repositories (project_id, name, created_at, updated_at)
          SELECT id, ?2, ?3, ?3 FROM projects WHERE name = ?1

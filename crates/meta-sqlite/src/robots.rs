@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::audit::{audited, insert_audit};
 use crate::listing::{Clauses, Column, Columns, list};
-use crate::{SqliteMetaStore, db_err, unique_violation};
+use crate::{Sequence, SqliteMetaStore, db_err, next_id, unique_violation};
 
 const ROBOT_COLUMNS: &str = "id, name, description, secret_hash, level, project_id, duration_days,
      expires_at, disabled, creator, created_at, updated_at";
@@ -135,12 +135,13 @@ impl RobotStore for SqliteMetaStore {
         let (robot, audit) = (robot.clone(), audit.clone());
         self.writer
             .run(move |c| {
+                let next = next_id(c, Sequence::Robots)?;
                 let id: i64 = c
                     .prepare_cached(
                         "INSERT INTO robots (name, description, secret_hash, level, project_id,
                                              duration_days, expires_at, disabled, creator,
-                                             created_at, updated_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id",
+                                             created_at, updated_at, id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11) RETURNING id",
                     )
                     .and_then(|mut s| {
                         s.query_row(
@@ -154,7 +155,8 @@ impl RobotStore for SqliteMetaStore {
                                 robot.expires_at,
                                 robot.disabled,
                                 robot.creator,
-                                now
+                                now,
+                                next
                             ],
                             |r| r.get(0),
                         )

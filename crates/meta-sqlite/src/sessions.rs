@@ -52,6 +52,20 @@ impl SessionStore for SqliteMetaStore {
             .await
     }
 
+    async fn end_sessions_of(&self, username: &str) -> Result<u64, MetaError> {
+        let username = username.to_owned();
+        self.writer
+            .run(move |c| {
+                c.execute(
+                    "DELETE FROM sessions WHERE username = ?1",
+                    params![username],
+                )
+                .map(|n| n as u64)
+                .map_err(db_err)
+            })
+            .await
+    }
+
     async fn purge_sessions(&self, now: i64) -> Result<u64, MetaError> {
         self.writer
             .run(move |c| {

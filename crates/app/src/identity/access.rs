@@ -200,9 +200,18 @@ impl AccessControl {
         self.authenticator.login(name, password, client).await
     }
 
-    /// The account a refresh token was issued to, if it may still log in.
+    /// The account a refresh token was issued to, if it may still log in with the
+    /// credentials it had then.
     pub async fn refresh(&self, refresh_token: &str) -> Result<Arc<Account>, CallerError> {
-        let subject = self.tokens.verify_refresh(refresh_token, self.now_secs())?;
+        let (subject, stamp) = self.tokens.verify_refresh(refresh_token, self.now_secs())?;
+        let current = self
+            .authenticator
+            .stamp(&subject)
+            .await
+            .map_err(AuthError::from)?;
+        if current.as_deref() != Some(stamp.as_str()) {
+            return Err(CallerError::Login(AuthError::BadCredentials));
+        }
         self.authenticator
             .account(&subject)
             .await
@@ -230,8 +239,16 @@ impl AccessControl {
         let token = self
             .tokens
             .issue(subject, access, settings.token_expiration * 60, now);
-        let refresh_token = (offline && account.is_some())
-            .then(|| self.tokens.issue_refresh(subject, REFRESH_TTL_SECS, now));
+        let refresh_token = match account {
+            Some(account) if offline => {
+                let stamp = self.authenticator.stamp(&account.name).await?;
+                stamp.map(|s| {
+                    self.tokens
+                        .issue_refresh(subject, &s, REFRESH_TTL_SECS, now)
+                })
+            }
+            _ => None,
+        };
         Ok(TokenGrant {
             token,
             refresh_token,
@@ -291,7 +308,12 @@ pub fn visibility_of(account: &Account) -> Visibility {
     match &account.principal {
         Principal::User(u) if u.sysadmin => Visibility::All,
         Principal::User(u) => Visibility::PublicOrMemberOf(u.user_id),
-        Principal::Robot(r) if !r.all_projects.is_empty() => Visibility::All,
+        Principal::Robot(r)
+            if r.all_projects
+                .contains(berth_authz::RegistryAction::Pull.permission()) =>
+        {
+            Visibility::All
+        }
         Principal::Robot(r) => Visibility::PublicOr(r.projects.keys().copied().collect()),
         Principal::Anonymous => Visibility::PublicOnly,
     }

@@ -125,7 +125,9 @@ impl Authenticator {
         if let Some(account) = self.remembered(&key) {
             return Ok(account);
         }
-        if let Some(retry_after_secs) = client.and_then(|c| self.throttle.check(c)) {
+        if let Some(c) = client
+            && let Err(retry_after_secs) = self.throttle.begin(c)
+        {
             return Err(AuthError::Throttled { retry_after_secs });
         }
         let flight = self
@@ -149,17 +151,16 @@ impl Authenticator {
                 flights.remove(&key);
             }
         }
-        match outcome? {
+        let found = outcome?;
+        if let (Some(_), Some(c)) = (&found, client) {
+            self.throttle.succeeded(c);
+        }
+        match found {
             Some(account) => {
                 self.remember(key, account.clone());
                 Ok(account)
             }
-            None => {
-                if let Some(c) = client {
-                    self.throttle.failed(c);
-                }
-                Err(AuthError::BadCredentials)
-            }
+            None => Err(AuthError::BadCredentials),
         }
     }
 
@@ -181,6 +182,29 @@ impl Authenticator {
             Some(user) => Ok(Some(Arc::new(self.user_account(&user).await?))),
             None => Ok(None),
         }
+    }
+
+    /// A stamp of the credentials account `name` has now (its id and stored hash,
+    /// hashed): it changes when the password or secret does, or when the name is
+    /// given to a new account. `None` when there is no such account.
+    pub async fn stamp(&self, name: &str) -> Result<Option<String>, MetaError> {
+        let prefix = self.settings.current().await?.robot_name_prefix.clone();
+        let stored = match name.strip_prefix(prefix.as_str()) {
+            Some(robot) => self
+                .robots
+                .robot_by_name(robot)
+                .await?
+                .map(|r| format!("robot:{}:{}", r.id, r.secret_hash)),
+            None => self
+                .users
+                .user_by_name(name)
+                .await?
+                .map(|u| format!("user:{}:{}", u.id, u.password_hash)),
+        };
+        Ok(stored.map(|s| {
+            use sha2::Digest as _;
+            hex::encode(&sha2::Sha256::digest(s.as_bytes())[..16])
+        }))
     }
 
     /// Forgets every remembered credential (after accounts, robots or memberships

@@ -85,10 +85,10 @@ impl SystemSettings {
     /// Applies one key's value, checking its type and range.
     pub fn apply(&mut self, key: &str, value: &Value) -> Result<(), SettingsError> {
         let invalid = |why: &str| SettingsError::Invalid(format!("{key}: {why}"));
-        let positive = |v: &Value| -> Result<i64, SettingsError> {
+        let positive = |v: &Value, max: i64| -> Result<i64, SettingsError> {
             v.as_i64()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| invalid("expected a positive integer"))
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| invalid(&format!("expected an integer from 1 to {max}")))
         };
         match key {
             "auth_mode" => {
@@ -107,8 +107,9 @@ impl SystemSettings {
                 }
                 _ => return Err(invalid("expected \"everyone\" or \"adminonly\"")),
             },
-            "token_expiration" => self.token_expiration = positive(value)?,
-            "robot_token_duration" => self.robot_token_duration = positive(value)?,
+            // A year of minutes; ten years of days.
+            "token_expiration" => self.token_expiration = positive(value, 525_600)?,
+            "robot_token_duration" => self.robot_token_duration = positive(value, 3_650)?,
             "robot_name_prefix" => match value.as_str() {
                 Some(p) if !p.is_empty() && p.len() <= 32 && !p.contains(char::is_whitespace) => {
                     self.robot_name_prefix = p.to_owned();

@@ -1,4 +1,6 @@
-//! Throttling of failed logins per client address.
+//! Throttling of failed logins per client address. An attempt is counted as a
+//! failure when it starts and given back when it succeeds, so concurrent guesses
+//! cannot all slip in before the first of them fails.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,26 +21,34 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// `Some(seconds to wait)` when `client` has failed too often recently.
-    pub fn check(&self, client: IpAddr) -> Option<u64> {
-        let failures = self.failures.lock().expect("throttle lock");
-        let (count, since) = failures.get(&client)?;
-        let elapsed = since.elapsed();
-        (*count >= FAILURES_PER_WINDOW && elapsed < WINDOW)
-            .then(|| (WINDOW - elapsed).as_secs().max(1))
-    }
-
-    /// Counts a failed login from `client`.
-    pub fn failed(&self, client: IpAddr) {
+    /// Starts an attempt from `client`, counted as failed until [`Self::succeeded`];
+    /// `Err(seconds to wait)` when it has failed too often recently.
+    pub fn begin(&self, client: IpAddr) -> Result<(), u64> {
         let mut failures = self.failures.lock().expect("throttle lock");
         if failures.len() >= MAX_ADDRESSES {
             failures.retain(|_, (_, since)| since.elapsed() < WINDOW);
         }
         let entry = failures.entry(client).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= WINDOW {
+        let elapsed = entry.1.elapsed();
+        if elapsed >= WINDOW {
             *entry = (0, Instant::now());
+        } else if entry.0 >= FAILURES_PER_WINDOW {
+            return Err((WINDOW - elapsed).as_secs().max(1));
         }
         entry.0 += 1;
+        Ok(())
+    }
+
+    /// Gives back the attempt of a login from `client` that succeeded.
+    pub fn succeeded(&self, client: IpAddr) {
+        if let Some(entry) = self
+            .failures
+            .lock()
+            .expect("throttle lock")
+            .get_mut(&client)
+        {
+            entry.0 = entry.0.saturating_sub(1);
+        }
     }
 }
 
@@ -51,10 +61,14 @@ mod tests {
         let t = LoginThrottle::default();
         let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..FAILURES_PER_WINDOW {
-            assert_eq!(t.check(a), None);
-            t.failed(a);
+            assert_eq!(t.begin(a), Ok(()));
         }
-        assert!(t.check(a).is_some_and(|s| (1..=60).contains(&s)));
-        assert_eq!(t.check(b), None);
+        assert!(t.begin(a).is_err_and(|s| (1..=60).contains(&s)));
+        assert_eq!(t.begin(b), Ok(()));
+        t.succeeded(b);
+        for _ in 0..FAILURES_PER_WINDOW {
+            assert_eq!(t.begin(b), Ok(()), "a success gives its attempt back");
+            t.succeeded(b);
+        }
     }
 }

@@ -143,6 +143,9 @@ struct Claims {
     jti: String,
     #[serde(default)]
     access: Vec<GrantedAccess>,
+    /// On refresh tokens: the account's credential stamp when it was issued.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    stamp: String,
 }
 
 /// A verified access token.
@@ -259,15 +262,25 @@ impl Tokens {
     }
 
     /// Signs a refresh token for `subject`, valid for `ttl_secs`; it only buys new
-    /// access tokens, and only while the account still exists and is enabled.
-    pub fn issue_refresh(&self, subject: &str, ttl_secs: i64, now_secs: i64) -> String {
-        self.sign(
-            &refresh_audience(&self.service),
-            subject,
-            Vec::new(),
-            ttl_secs,
-            now_secs,
-        )
+    /// access tokens, and only while the account still exists, is enabled and has
+    /// the credential `stamp` it had when the token was issued.
+    pub fn issue_refresh(
+        &self,
+        subject: &str,
+        stamp: &str,
+        ttl_secs: i64,
+        now_secs: i64,
+    ) -> String {
+        self.sign_claims(Claims {
+            stamp: stamp.to_owned(),
+            ..self.claims(
+                &refresh_audience(&self.service),
+                subject,
+                Vec::new(),
+                ttl_secs,
+                now_secs,
+            )
+        })
     }
 
     fn sign(
@@ -278,16 +291,31 @@ impl Tokens {
         ttl_secs: i64,
         now_secs: i64,
     ) -> String {
-        let claims = Claims {
+        self.sign_claims(self.claims(audience, subject, access, ttl_secs, now_secs))
+    }
+
+    fn claims(
+        &self,
+        audience: &str,
+        subject: &str,
+        access: Vec<GrantedAccess>,
+        ttl_secs: i64,
+        now_secs: i64,
+    ) -> Claims {
+        Claims {
             iss: self.issuer.clone(),
             sub: subject.to_owned(),
             aud: audience.to_owned(),
-            exp: now_secs + ttl_secs,
+            exp: now_secs.saturating_add(ttl_secs),
             nbf: now_secs,
             iat: now_secs,
             jti: hex::encode(rand::random::<[u8; 16]>()),
             access,
-        };
+            stamp: String::new(),
+        }
+    }
+
+    fn sign_claims(&self, claims: Claims) -> String {
         let mut header = Header::new(self.key.algorithm);
         header.kid = Some(self.key.kid.clone());
         jsonwebtoken::encode(&header, &claims, &self.key.encoding)
@@ -321,11 +349,15 @@ impl Tokens {
         Ok(verified)
     }
 
-    /// Verifies a refresh token; returns its subject.
-    pub fn verify_refresh(&self, token: &str, now_secs: i64) -> Result<String, TokenError> {
+    /// Verifies a refresh token; returns its subject and credential stamp.
+    pub fn verify_refresh(
+        &self,
+        token: &str,
+        now_secs: i64,
+    ) -> Result<(String, String), TokenError> {
         let claims = self.decode(token, &self.refresh_validation)?;
         check_period(claims.nbf, claims.exp, now_secs)?;
-        Ok(claims.sub)
+        Ok((claims.sub, claims.stamp))
     }
 
     fn decode(&self, token: &str, validation: &Validation) -> Result<Claims, TokenError> {
@@ -424,9 +456,12 @@ mod tests {
         let (a, b) = (tokens(), tokens());
         let issued = a.issue("alice", pull("p/x"), 300, 1_000);
         assert_eq!(b.verify(&issued.token, 1_000), Err(TokenError::Invalid));
-        let refresh = a.issue_refresh("alice", 3_600, 1_000);
+        let refresh = a.issue_refresh("alice", "stamp", 3_600, 1_000);
         assert_eq!(a.verify(&refresh, 1_000), Err(TokenError::Invalid));
-        assert_eq!(a.verify_refresh(&refresh, 1_000).unwrap(), "alice");
+        assert_eq!(
+            a.verify_refresh(&refresh, 1_000).unwrap(),
+            ("alice".to_owned(), "stamp".to_owned())
+        );
         assert_eq!(
             a.verify_refresh(&issued.token, 1_000),
             Err(TokenError::Invalid)

@@ -401,6 +401,7 @@ impl Projects {
         let project = self
             .with_permission(who, name_or_id, by_name, Resource::Member, Action::Create)
             .await?;
+        self.may_grant_role(who, &project, role_id).await?;
         let users = &self.identity.stores.users;
         let found = match user {
             (id, _) if id > 0 => users.user(id).await?,
@@ -437,6 +438,7 @@ impl Projects {
         let project = self
             .with_permission(who, name_or_id, by_name, Resource::Member, Action::Update)
             .await?;
+        self.may_grant_role(who, &project, role_id).await?;
         let member = self.member_of(project.id, member_id).await?;
         let now = self.identity.clock.now_ms();
         let audit = who.actor().audit(
@@ -490,6 +492,28 @@ impl Projects {
         }
         self.identity.authenticator.forget_all();
         Ok(())
+    }
+
+    /// Refuses a role holding permissions the caller does not hold in the project:
+    /// nobody makes anyone more powerful than themselves.
+    async fn may_grant_role(
+        &self,
+        who: &Requester,
+        project: &Project,
+        role_id: i64,
+    ) -> Result<(), ManageError> {
+        let roles = self.identity.directory.roles().await?;
+        let Some(role) = roles.get(&role_id) else {
+            return Err(ManageError::Invalid(format!("no role has id {role_id}")));
+        };
+        let held = berth_authz::effective_permissions(who.principal(), Some(project_ref(project)));
+        if role.is_subset(&held) {
+            Ok(())
+        } else {
+            Err(ManageError::Forbidden(format!(
+                "you cannot give role {role_id}: it holds permissions you do not hold"
+            )))
+        }
     }
 
     async fn member_of(&self, project_id: i64, member_id: i64) -> Result<Member, ManageError> {

@@ -66,6 +66,9 @@ impl System {
         who.require_system(CONFIG_UPDATE)?;
         let values: BTreeMap<String, Value> =
             values.into_iter().filter(|(_, v)| !v.is_null()).collect();
+        if let Some(prefix) = values.get("robot_name_prefix").and_then(Value::as_str) {
+            self.prefix_shadows_nobody(prefix).await?;
+        }
         let now = self.identity.clock.now_ms();
         let keys: Vec<&str> = values.keys().map(String::as_str).collect();
         let audit = who
@@ -80,6 +83,26 @@ impl System {
                 SettingsError::Meta(e) => ManageError::Meta(e),
             })?;
         self.identity.authenticator.forget_all();
+        Ok(())
+    }
+
+    /// Refuses a robot name prefix that a login name starts with: that user could no
+    /// longer log in, and a robot could answer to the name.
+    async fn prefix_shadows_nobody(&self, prefix: &str) -> Result<(), ManageError> {
+        let query = ListQuery {
+            filters: vec![FieldFilter {
+                field: berth_meta::UserField::Username,
+                matching: Match::Fuzzy(prefix.to_owned()),
+            }],
+            ..ListQuery::default()
+        };
+        let users = self.identity.stores.users.list_users(&query).await?;
+        if let Some(user) = users.items.iter().find(|u| u.username.starts_with(prefix)) {
+            return Err(ManageError::Invalid(format!(
+                "robot_name_prefix {prefix:?} would take the login name {:?}",
+                user.username
+            )));
+        }
         Ok(())
     }
 

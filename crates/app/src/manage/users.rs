@@ -203,6 +203,13 @@ impl Users {
             .users
             .set_password(id, &hash, now, &audit)
             .await?;
+        // Sessions opened with the old password end; refresh tokens issued with it
+        // no longer match the account's stamp.
+        self.identity
+            .stores
+            .sessions
+            .end_sessions_of(&user.username)
+            .await?;
         self.identity.authenticator.forget_all();
         Ok(())
     }
@@ -243,6 +250,11 @@ impl Users {
         if !self.identity.stores.users.delete_user(id, &audit).await? {
             return Err(not_found(id));
         }
+        self.identity
+            .stores
+            .sessions
+            .end_sessions_of(&user.username)
+            .await?;
         self.identity.authenticator.forget_all();
         Ok(())
     }
