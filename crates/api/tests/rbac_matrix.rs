@@ -24,6 +24,9 @@ enum Need {
     System(Resource, Action),
     /// Any logged-in caller (the answer is filtered to what it may see).
     LoggedIn,
+    /// A permission in the project, and every permission of the role given (nobody
+    /// makes a member stronger than themselves).
+    GrantRole(Resource, Action, i64),
 }
 
 /// Which API answers.
@@ -255,7 +258,7 @@ fn rows() -> Vec<Row> {
             M::POST,
             "/api/v2.0/projects/{p}/members",
             Some(json!({"role_id": 3, "member_user": {"username": "target"}})),
-            P(R::Member, A::Create),
+            Need::GrantRole(R::Member, A::Create, 3),
             201,
             Pr::NoTargetMember,
         ),
@@ -265,7 +268,7 @@ fn rows() -> Vec<Row> {
             M::PUT,
             "/api/v2.0/projects/{p}/members/{member}",
             Some(json!({"role_id": 2})),
-            P(R::Member, A::Update),
+            Need::GrantRole(R::Member, A::Update, 2),
             200,
             Pr::TargetMember,
         ),
@@ -830,6 +833,16 @@ fn expected(row: &Row, principal: &Principal, project: ProjectRef) -> u16 {
         ),
         Need::System(r, a) => (allowed(principal, None, Permission::new(r, a)), true),
         Need::LoggedIn => (!principal.is_anonymous(), true),
+        Need::GrantRole(r, a, role) => {
+            let held = berth_authz::effective_permissions(principal, Some(project));
+            let role = berth_authz::builtin_role(role)
+                .expect("a built-in role")
+                .permissions;
+            (
+                allowed(principal, Some(project), Permission::new(r, a)) && role.is_subset(&held),
+                !held.is_empty(),
+            )
+        }
     };
     match (ok, principal.is_anonymous(), row.surface, readable) {
         (true, _, _, _) => row.success,
@@ -878,7 +891,7 @@ async fn every_caller_gets_what_its_role_allows_on_every_endpoint() {
                 credentials: c.credentials.clone(),
             })
             .collect();
-        if let Need::Project(r, a) = row.need {
+        if let Need::Project(r, a) | Need::GrantRole(r, a, _) = row.need {
             let needed = Permission::new(r, a);
             if grantable.contains(needed) {
                 let (_, name, secret) = robot(&reg, OWN, &format!("with{index}"), &[(r, a)]).await;

@@ -217,17 +217,28 @@ pub async fn tags(
         .iter()
         .map(|t| tag_json(view.info.repository_id, t))
         .collect();
+    let path = artifact_path(&project, &name, &r, "tags");
+    Ok(page_of(&all, page, &path, &ctx))
+}
+
+/// The URL of a list under an artifact (for `Link`).
+fn artifact_path(project: &str, name: &str, reference: &str, list: &str) -> String {
+    format!(
+        "/api/v2.0/projects/{project}/repositories/{}/artifacts/{reference}/{list}",
+        name.replace('/', "%252F")
+    )
+}
+
+/// One page of a list held whole in memory (an artifact's tags or accessories).
+fn page_of(all: &[Value], page: Page, path: &str, ctx: &Ctx) -> Response {
+    let offset = usize::try_from(page.offset()).unwrap_or(usize::MAX);
     let items: Vec<Value> = all
         .iter()
-        .skip(page.offset() as usize)
+        .skip(offset)
         .take(page.size as usize)
         .cloned()
         .collect();
-    let path = format!(
-        "/api/v2.0/projects/{project}/repositories/{}/artifacts/{r}/tags",
-        name.replace('/', "%252F")
-    );
-    Ok(paged(&items, all.len() as u64, page, &path, &ctx.params))
+    paged(&items, all.len() as u64, page, path, &ctx.params)
 }
 
 #[derive(Deserialize, Default)]
@@ -248,8 +259,8 @@ pub async fn create_tag(
         .add_tag(&ctx.who, &project, &name, &reference(&r)?, &req.name)
         .await?;
     Ok(created(format!(
-        "/api/v2.0/projects/{project}/repositories/{}/artifacts/{r}/tags/{}",
-        name.replace('/', "%252F"),
+        "{}/{}",
+        artifact_path(&project, &name, &r, "tags"),
         req.name
     )))
 }
@@ -281,15 +292,6 @@ pub async fn accessories(
         .iter()
         .map(|a| accessory_json(&view, a))
         .collect();
-    let items: Vec<Value> = all
-        .iter()
-        .skip(page.offset() as usize)
-        .take(page.size as usize)
-        .cloned()
-        .collect();
-    let path = format!(
-        "/api/v2.0/projects/{project}/repositories/{}/artifacts/{r}/accessories",
-        name.replace('/', "%252F")
-    );
-    Ok(paged(&items, all.len() as u64, page, &path, &ctx.params))
+    let path = artifact_path(&project, &name, &r, "accessories");
+    Ok(page_of(&all, page, &path, &ctx))
 }

@@ -162,7 +162,7 @@ impl Artifacts {
             .artifacts
             .repository_info(&name)
             .await?
-            .ok_or_else(|| ManageError::NotFound(format!("repository {name} not found")))
+            .ok_or_else(|| repository_not_found(&name))
     }
 
     /// Sets a repository's description.
@@ -173,26 +173,43 @@ impl Artifacts {
         name: &str,
         description: &str,
     ) -> Result<(), ManageError> {
-        let project = self
-            .project(who, project, Resource::Repository, Action::Update)
+        let (name, audit, now) = self
+            .repository_change(who, project, name, Action::Update, "update")
             .await?;
-        let name = Self::repository_name(&project, name)?;
-        let now = self.identity.clock.now_ms();
-        let audit = who
-            .actor()
-            .audit("update", "repository", name.as_str(), Some(project.id), now);
-        if !self
+        let found = self
             .identity
             .stores
             .artifacts
             .set_repository_description(&name, description, now, &audit)
-            .await?
-        {
-            return Err(ManageError::NotFound(format!(
-                "repository {name} not found"
-            )));
-        }
-        Ok(())
+            .await?;
+        found
+            .then_some(())
+            .ok_or_else(|| repository_not_found(&name))
+    }
+
+    /// The repository a change names, once the caller may perform `action` on
+    /// repositories of its project, with the change's audit entry and time.
+    async fn repository_change(
+        &self,
+        who: &Requester,
+        project: &str,
+        name: &str,
+        action: Action,
+        operation: &str,
+    ) -> Result<(RepositoryName, berth_meta::AuditEntry, i64), ManageError> {
+        let project = self
+            .project(who, project, Resource::Repository, action)
+            .await?;
+        let name = Self::repository_name(&project, name)?;
+        let now = self.identity.clock.now_ms();
+        let audit = who.actor().audit(
+            operation,
+            "repository",
+            name.as_str(),
+            Some(project.id),
+            now,
+        );
+        Ok((name, audit, now))
     }
 
     /// Deletes a repository with everything in it.
@@ -202,26 +219,18 @@ impl Artifacts {
         project: &str,
         name: &str,
     ) -> Result<(), ManageError> {
-        let project = self
-            .project(who, project, Resource::Repository, Action::Delete)
+        let (name, audit, _) = self
+            .repository_change(who, project, name, Action::Delete, "delete")
             .await?;
-        let name = Self::repository_name(&project, name)?;
-        let now = self.identity.clock.now_ms();
-        let audit = who
-            .actor()
-            .audit("delete", "repository", name.as_str(), Some(project.id), now);
-        if !self
+        let found = self
             .identity
             .stores
             .artifacts
             .delete_repository(&name, &audit)
-            .await?
-        {
-            return Err(ManageError::NotFound(format!(
-                "repository {name} not found"
-            )));
-        }
-        Ok(())
+            .await?;
+        found
+            .then_some(())
+            .ok_or_else(|| repository_not_found(&name))
     }
 
     /// A page of a repository's artifacts, described.
@@ -558,6 +567,10 @@ fn accessory_kind(artifact_type: Option<&str>, manifest: &Value) -> String {
         _ => "subject.accessory",
     }
     .to_owned()
+}
+
+fn repository_not_found(name: &RepositoryName) -> ManageError {
+    ManageError::NotFound(format!("repository {name} not found"))
 }
 
 fn registry_error(e: RegistryError) -> ManageError {

@@ -186,11 +186,21 @@ impl Projects {
             .remove("public")
             .map(|p| p == "true")
             .or(draft.public);
+        self.apply(who, &project, ProjectUpdate { public, metadata })
+            .await
+    }
+
+    /// Writes a validated update with its audit entry.
+    async fn apply(
+        &self,
+        who: &Requester,
+        project: &Project,
+        update: ProjectUpdate,
+    ) -> Result<(), ManageError> {
         let now = self.identity.clock.now_ms();
         let audit = who
             .actor()
             .audit("update", "project", &project.name, Some(project.id), now);
-        let update = ProjectUpdate { public, metadata };
         self.identity
             .stores
             .projects
@@ -229,18 +239,8 @@ impl Projects {
             .await?;
         let mut metadata = validate_metadata(values)?;
         let public = metadata.remove("public").map(|p| p == "true");
-        let now = self.identity.clock.now_ms();
-        let audit = who
-            .actor()
-            .audit("update", "project", &project.name, Some(project.id), now);
-        let update = ProjectUpdate { public, metadata };
-        self.identity
-            .stores
-            .projects
-            .update_project(project.id, &update, now, &audit)
-            .await?;
-        self.changed(&project.name);
-        Ok(())
+        self.apply(who, &project, ProjectUpdate { public, metadata })
+            .await
     }
 
     /// Removes a metadata key (`public` stays: it is made `false` instead).
