@@ -301,14 +301,7 @@ impl ArtifactStore for SqliteMetaStore {
                 &rest,
                 artifact_row,
             )?;
-            Ok(Listed {
-                items: page
-                    .items
-                    .into_iter()
-                    .map(|a| with_tags(c, a))
-                    .collect::<rusqlite::Result<_>>()?,
-                total: page.total,
-            })
+            page.try_map(|a| with_tags(c, a))
         })
     }
 

@@ -267,14 +267,7 @@ impl ProjectStore for SqliteMetaStore {
                 query,
                 project_row,
             )?;
-            Ok(Listed {
-                items: page
-                    .items
-                    .into_iter()
-                    .map(|p| with_metadata(c, p))
-                    .collect::<rusqlite::Result<_>>()?,
-                total: page.total,
-            })
+            page.try_map(|p| with_metadata(c, p))
         })
     }
 

@@ -184,14 +184,7 @@ impl RobotStore for SqliteMetaStore {
         let clauses = Clauses::new(query, "1", Vec::new(), "id");
         self.readers.with(|c| {
             let page = list(c, "robots", ROBOT_COLUMNS, &clauses, query, robot_row)?;
-            Ok(Listed {
-                items: page
-                    .items
-                    .into_iter()
-                    .map(|r| with_grants(c, r))
-                    .collect::<rusqlite::Result<_>>()?,
-                total: page.total,
-            })
+            page.try_map(|r| with_grants(c, r))
         })
     }
 

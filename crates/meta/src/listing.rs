@@ -65,3 +65,13 @@ pub struct Listed<T> {
     /// Rows matching the filters, on every page.
     pub total: u64,
 }
+
+impl<T> Listed<T> {
+    /// The same page with each row completed by `f` (the first failure ends it).
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Listed<U>, E> {
+        Ok(Listed {
+            items: self.items.into_iter().map(f).collect::<Result<_, E>>()?,
+            total: self.total,
+        })
+    }
+}
