@@ -14,7 +14,7 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_core.sql")];
 pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
 
 /// The advisory-lock key every Berth node takes while migrating ("berth" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6265_7274_68;
+const MIGRATION_LOCK: i64 = 0x0062_6572_7468;
 
 /// Applies the migrations the database has not seen yet, each in its own transaction,
 /// holding the migration lock for the whole run: a node that starts while another
