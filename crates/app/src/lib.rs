@@ -14,6 +14,7 @@ mod manifest_buffers;
 mod metered_body;
 mod pulls;
 mod registry;
+mod upload_claims;
 mod upload_limits;
 mod uploads;
 

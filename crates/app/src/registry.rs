@@ -34,6 +34,9 @@ pub struct RegistryConfig {
     pub max_blob_bytes: u64,
     /// Upload sessions idle for longer than this are purged.
     pub upload_max_age: Duration,
+    /// Term of a claim on an upload session: a node that dies while writing one holds
+    /// it this long at most; a live one renews its claim every third of it.
+    pub upload_lease: Duration,
     /// Page size of `_catalog` and `tags/list` when the client gives no `n`.
     pub default_page: u32,
     /// Largest page a client may ask for; larger `n` values are clamped (with a `Link`).
@@ -71,6 +74,7 @@ impl Default for RegistryConfig {
             max_manifest_bytes: 4 << 20,
             max_blob_bytes: 64 << 30,
             upload_max_age: Duration::from_secs(3600),
+            upload_lease: Duration::from_secs(30),
             default_page: 10_000,
             max_page: 10_000,
             max_upload_sessions: 4096,

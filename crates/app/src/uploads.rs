@@ -156,9 +156,9 @@ impl Registry {
 
     /// Appends a chunk (`PATCH`); returns the session at its new offset.
     ///
-    /// The append runs in a task of its own, under the session's lock, to its end: a
-    /// client that disconnects cannot leave a write running while another request
-    /// proceeds on the same session.
+    /// The append runs in a task of its own, under the session's claim, to its end: a
+    /// client that disconnects cannot leave a write running while another request, on
+    /// this node or another, proceeds on the same session.
     pub async fn append_chunk(
         self: &Arc<Self>,
         repository: &RepositoryName,
@@ -167,9 +167,14 @@ impl Registry {
     ) -> Result<UploadSession, RegistryError> {
         let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
         self.detached(async move {
-            let _lock = this.upload_locks.lock(&id).await;
-            let session = this.session(&repository, &id).await?;
-            this.append_to_session(session, body).await
+            let claim = this.claim_session(&id).await?;
+            let result = async {
+                let session = this.session(&repository, &id).await?;
+                this.append_to_session(session, body).await
+            }
+            .await;
+            claim.release().await;
+            result
         })
         .await
     }
@@ -194,13 +199,17 @@ impl Registry {
             })?;
         let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
         self.detached(async move {
-            let _lock = this.upload_locks.lock(&id).await;
-            let mut session = this.session(&repository, &id).await?;
-            if !body.is_empty() {
-                session = this.append_to_session(session, body).await?;
+            let claim = this.claim_session(&id).await?;
+            let result = async {
+                let mut session = this.session(&repository, &id).await?;
+                if !body.is_empty() {
+                    session = this.append_to_session(session, body).await?;
+                }
+                this.finish_session(&session, &digest).await
             }
-            this.finish_session(&session, &digest).await?;
-            Ok(digest)
+            .await;
+            claim.release().await;
+            result.map(|()| digest)
         })
         .await
     }
@@ -213,10 +222,13 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
         self.detached(async move {
-            let _lock = this.upload_locks.lock(&id).await;
-            this.session(&repository, &id).await?;
-            this.discard(&id).await;
-            Ok(())
+            let claim = this.claim_session(&id).await?;
+            let found = this.session(&repository, &id).await;
+            if found.is_ok() {
+                this.discard(&id).await;
+            }
+            claim.release().await;
+            found.map(drop)
         })
         .await
     }
@@ -224,21 +236,22 @@ impl Registry {
     /// Removes sessions idle for longer than the configured age, and stray upload bytes
     /// with no session; returns how many uploads were removed.
     ///
-    /// An upload with a request in flight is in use, whatever its age: it is skipped
-    /// without waiting for it, and each session is checked again once its lock is held.
+    /// An upload with a request in flight, on this node or another, is in use whatever
+    /// its age: it is skipped without waiting for it, and each session is checked again
+    /// once it is claimed.
     pub async fn purge_stale_uploads(&self) -> Result<usize, RegistryError> {
         let cutoff = self.clock.now_ms() - self.config.upload_max_age.as_millis() as i64;
         let mut purged = 0;
         for id in self.meta.stale_uploads(cutoff).await? {
-            let Some(_lock) = self.upload_locks.try_lock(&id) else {
+            let Some(claim) = self.try_claim_session(&id).await? else {
                 continue;
             };
-            match self.meta.upload(&id).await? {
-                Some(s) if s.updated_at < cutoff => {}
-                _ => continue,
+            let stale = matches!(self.meta.upload(&id).await, Ok(Some(s)) if s.updated_at < cutoff);
+            if stale {
+                self.discard(&id).await;
+                purged += 1;
             }
-            self.discard(&id).await;
-            purged += 1;
+            claim.release().await;
         }
         for (id, modified) in self.blobs.list_uploads().await? {
             let modified_ms = modified
@@ -431,7 +444,7 @@ impl Registry {
         let now = self.clock.now_ms();
         if !self
             .meta
-            .advance_upload(&session.id, session.offset, end, &state, now)
+            .advance_upload(&session.id, session.offset, end, &state, self.instance, now)
             .await?
         {
             return Err(RegistryError::UploadRangeInvalid {

@@ -40,7 +40,7 @@ use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
     NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
+    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -221,12 +221,37 @@ impl UploadStore for SqliteMetaStore {
         from: u64,
         to: u64,
         hash_state: &[u8],
+        writer: i64,
         now: i64,
     ) -> Result<bool, MetaError> {
         let (id, state) = (id.clone(), hash_state.to_vec());
         self.writer
             .run_with(Durability::ProcessCrash, move |c| {
-                queries::advance_upload(c, id.as_str(), from, to, &state, now)
+                queries::advance_upload(c, id.as_str(), from, to, &state, writer, now)
+            })
+            .await
+    }
+
+    async fn lease_upload(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        let id = id.clone();
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                queries::lease_upload(c, id.as_str(), holder, now, until)
+            })
+            .await
+    }
+
+    async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError> {
+        let id = id.clone();
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                queries::release_upload(c, id.as_str(), holder)
             })
             .await
     }

@@ -2,7 +2,8 @@
 
 use berth_meta::{
     CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
-    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadSession, Visibility,
+    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadLease,
+    UploadSession, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -297,14 +298,56 @@ pub fn advance_upload(
     from: u64,
     to: u64,
     state: &[u8],
+    writer: i64,
     now: i64,
 ) -> Result<bool, MetaError> {
     c.prepare_cached(
-        "UPDATE uploads SET offset = ?3, hash_state = ?4, verified_digest = NULL, updated_at = ?5
+        "UPDATE uploads SET offset = ?3, hash_state = ?4, verified_digest = NULL, updated_at = ?5,
+                verified_by = CASE WHEN verified_by = ?6 THEN verified_by END
          WHERE id = ?1 AND offset = ?2",
     )
-    .and_then(|mut s| s.execute(params![id, from as i64, to as i64, state, now]))
+    .and_then(|mut s| s.execute(params![id, from as i64, to as i64, state, now, writer]))
     .map(|n| n == 1)
+    .map_err(db_err)
+}
+
+/// Claims session `id` for `holder` until `until` unless another claim holds at `now`.
+pub fn lease_upload(
+    c: &Connection,
+    id: &str,
+    holder: i64,
+    now: i64,
+    until: i64,
+) -> Result<UploadLease, MetaError> {
+    let granted = c
+        .prepare_cached(
+            "UPDATE uploads SET lease_holder = ?2, lease_until = ?4
+             WHERE id = ?1 AND (lease_holder IS NULL OR lease_holder = ?2 OR lease_until <= ?3)",
+        )
+        .and_then(|mut s| s.execute(params![id, holder, now, until]))
+        .map_err(db_err)?;
+    if granted == 1 {
+        return Ok(UploadLease::Granted);
+    }
+    let exists = c
+        .prepare_cached("SELECT 1 FROM uploads WHERE id = ?1")
+        .and_then(|mut s| s.exists([id]))
+        .map_err(db_err)?;
+    Ok(if exists {
+        UploadLease::Held
+    } else {
+        UploadLease::Missing
+    })
+}
+
+/// Ends `holder`'s claim on session `id`.
+pub fn release_upload(c: &Connection, id: &str, holder: i64) -> Result<(), MetaError> {
+    c.prepare_cached(
+        "UPDATE uploads SET lease_holder = NULL, lease_until = NULL
+         WHERE id = ?1 AND lease_holder = ?2",
+    )
+    .and_then(|mut s| s.execute(params![id, holder]))
+    .map(drop)
     .map_err(db_err)
 }
 

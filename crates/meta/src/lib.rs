@@ -42,7 +42,7 @@ pub use model::{
 };
 pub use store::{
     BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
-    PutManifestError, RepositoryStore, UploadStore,
+    PutManifestError, RepositoryStore, UploadLease, UploadStore,
 };
 
 #[cfg(feature = "conformance")]

@@ -88,6 +88,17 @@ pub enum Deletion {
     ReferencedBy(Digest),
 }
 
+/// What claiming the right to write an upload session did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadLease {
+    /// The claimant holds the session until the time it asked for.
+    Granted,
+    /// Another holder's claim is still valid.
+    Held,
+    /// The session does not exist (any more).
+    Missing,
+}
+
 /// Repositories and the catalog.
 #[async_trait]
 pub trait RepositoryStore: Send + Sync {
@@ -153,9 +164,24 @@ pub trait UploadStore: Send + Sync {
     ) -> Result<(), CreateUploadError>;
     /// Looks a session up.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError>;
+    /// Claims the right to write session `id` for `holder` until `until`, unless another
+    /// holder's claim is still valid at `now`; a holder renews its own claim the same
+    /// way. Requests on one session may reach different nodes: this claim, not a lock in
+    /// one process, keeps their bytes from interleaving. A holder that dies stops
+    /// renewing, and its claim lapses at `until`.
+    async fn lease_upload(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError>;
+    /// Ends `holder`'s claim on session `id`, if it still has it.
+    async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError>;
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
     /// still at `from`; returns whether it moved. A recorded digest no longer holds for
-    /// the new bytes and is cleared.
+    /// the new bytes and is cleared. The session stays vouched for by the process that
+    /// wrote every byte so far only if `writer` is that process.
     ///
     /// The move survives a crash of the process but need not survive a power loss: the
     /// appended bytes themselves are only flushed when the upload completes, so after a
@@ -167,6 +193,7 @@ pub trait UploadStore: Send + Sync {
         from: u64,
         to: u64,
         hash_state: &[u8],
+        writer: i64,
         now: i64,
     ) -> Result<bool, MetaError>;
     /// Records that the session's first `size` bytes, as stored, hash to `digest`, if the

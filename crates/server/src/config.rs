@@ -195,6 +195,9 @@ pub struct LimitsConfig {
     pub upload_max_age_secs: u64,
     /// How often (seconds) stale uploads are looked for.
     pub upload_purge_interval_secs: u64,
+    /// Term (seconds) of a node's claim on an upload session it writes: the longest a
+    /// session stays blocked after its node dies.
+    pub upload_lease_secs: u64,
     /// Largest `n` a listing honours; larger pages are clamped.
     pub max_page: u32,
     /// Seconds in-flight requests get to finish after a shutdown signal.
@@ -308,6 +311,7 @@ impl Default for LimitsConfig {
             max_blob_bytes: 64 << 30,
             upload_max_age_secs: 3600,
             upload_purge_interval_secs: 300,
+            upload_lease_secs: 30,
             max_page: 10_000,
             shutdown_grace_secs: 30,
             max_upload_sessions: 4096,
@@ -427,6 +431,7 @@ impl Config {
                 l.max_blob_bytes
             },
             upload_max_age: seconds(l.upload_max_age_secs),
+            upload_lease: seconds(l.upload_lease_secs.max(1)),
             default_page: l.max_page,
             max_page: l.max_page,
             max_upload_sessions: l.max_upload_sessions,

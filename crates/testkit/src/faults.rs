@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
     NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagPage, UploadSession, UploadStore, Visibility,
+    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -112,11 +112,26 @@ impl UploadStore for FaultyMeta {
         from: u64,
         to: u64,
         hash_state: &[u8],
+        writer: i64,
         now: i64,
     ) -> Result<bool, MetaError> {
         self.inner
-            .advance_upload(id, from, to, hash_state, now)
+            .advance_upload(id, from, to, hash_state, writer, now)
             .await
+    }
+
+    async fn lease_upload(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        self.inner.lease_upload(id, holder, now, until).await
+    }
+
+    async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError> {
+        self.inner.release_upload(id, holder).await
     }
 
     async fn record_upload_digest(

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
+mod upload_leases;
+
 use crate::{
     CreateUploadError, Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, Referrer,
     ReferrerLimit, ReferrerPage, SessionLimits, UploadSession, Visibility,
@@ -47,6 +49,7 @@ pub async fn run(store: Arc<dyn MetaStore>) {
     session_limits_hold(&*store).await;
     session_limits_hold_under_concurrent_creations(store.clone()).await;
     concurrent_writes_all_commit(store.clone()).await;
+    upload_leases::run(&*store).await;
     store.check().await.unwrap();
 }
 
@@ -558,8 +561,8 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
     let recorded = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(recorded.verified_digest.as_ref(), Some(&hashed));
     assert_eq!(recorded.updated_at, 10, "recording is not progress");
-    assert!(store.advance_upload(&id, 0, 5, &[3], 20).await.unwrap());
-    assert!(!store.advance_upload(&id, 0, 9, &[4], 21).await.unwrap());
+    assert!(store.advance_upload(&id, 0, 5, &[3], 77, 20).await.unwrap());
+    assert!(!store.advance_upload(&id, 0, 9, &[4], 77, 21).await.unwrap());
     let now = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(
         (now.offset, now.hash_state.as_slice(), now.updated_at),

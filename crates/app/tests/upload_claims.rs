@@ -1,0 +1,185 @@
+//! Two registries on one metadata store and one blob store are two nodes behind a load
+//! balancer: requests on one upload session take turns whichever node they reach, and
+//! a node that dies holding a session blocks it for one lease term at most.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_app::{Clock, Registry, RegistryConfig, RegistryError, SystemClock, UploadBody};
+use berth_blob::{ByteStream, FsBlobStore};
+use berth_meta::{UploadLease, UploadStore};
+use berth_meta_sqlite::SqliteMetaStore;
+use berth_oci::{Algorithm, Digest, RepositoryName};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+struct Cluster {
+    nodes: [Arc<Registry>; 2],
+    meta: Arc<SqliteMetaStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn cluster(lease: Duration) -> Cluster {
+    cluster_with(RegistryConfig {
+        upload_lease: lease,
+        ..RegistryConfig::default()
+    })
+}
+
+fn cluster_with(config: RegistryConfig) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
+    let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
+    let node = || {
+        Arc::new(Registry::new(
+            meta.clone(),
+            blobs.clone(),
+            Arc::new(SystemClock),
+            config.clone(),
+        ))
+    };
+    Cluster {
+        nodes: [node(), node()],
+        meta,
+        _dir: dir,
+    }
+}
+
+fn body(stream: ByteStream, len: u64) -> UploadBody {
+    UploadBody {
+        stream,
+        content_length: Some(len),
+        content_range: None,
+        client: None,
+    }
+}
+
+fn whole(bytes: &'static [u8]) -> UploadBody {
+    let stream = futures_util::stream::once(async move { Ok(Bytes::from_static(bytes)) });
+    body(Box::pin(stream), bytes.len() as u64)
+}
+
+/// A body whose chunks arrive when the test sends them.
+fn trickled(len: u64) -> (mpsc::Sender<Bytes>, UploadBody) {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (Ok(chunk), rx))
+    });
+    (tx, body(Box::pin(stream), len))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_reaching_two_nodes_take_turns() {
+    let c = cluster(Duration::from_secs(30));
+    let [a, b] = &c.nodes;
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    let (tx, first) = trickled(6);
+    let on_a = tokio::spawn({
+        let (a, repo, id) = (a.clone(), repo.clone(), session.id.clone());
+        async move { a.append_chunk(&repo, &id, first).await }
+    });
+    tx.send(Bytes::from_static(b"abc")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Node B's append waits while node A writes.
+    let on_b = tokio::spawn({
+        let (b, repo, id) = (b.clone(), repo.clone(), session.id.clone());
+        async move { b.append_chunk(&repo, &id, whole(b"XYZ")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !on_b.is_finished(),
+        "node B wrote while node A held the session"
+    );
+    tx.send(Bytes::from_static(b"def")).await.unwrap();
+    drop(tx);
+    assert_eq!(on_a.await.unwrap().unwrap().offset, 6);
+    assert_eq!(on_b.await.unwrap().unwrap().offset, 9);
+    let digest = Digest::compute(Algorithm::Sha256, b"abcdefXYZ");
+    let completed = b
+        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .await
+        .unwrap();
+    assert_eq!(completed, digest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_claim_lapses_after_its_term() {
+    let term = Duration::from_secs(1);
+    let c = cluster(term);
+    let [a, b] = &c.nodes;
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    // A node claimed the session, then died without renewing or releasing it.
+    let now = SystemClock.now_ms();
+    let claimed = c
+        .meta
+        .lease_upload(&session.id, 42, now, now + 1000)
+        .await
+        .unwrap();
+    assert_eq!(claimed, UploadLease::Granted);
+    let started = Instant::now();
+    let appended = b
+        .append_chunk(&repo, &session.id, whole(b"abc"))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(appended.offset, 3);
+    assert!(
+        waited >= Duration::from_millis(800) && waited < 2 * term,
+        "waited {waited:?} for a claim with 1 s left"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
+    let term = Duration::from_millis(500);
+    let c = cluster(term);
+    let [a, b] = &c.nodes;
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    // A live node keeps renewing its claim.
+    let renewing = tokio::spawn({
+        let (meta, id) = (c.meta.clone(), session.id.clone());
+        async move {
+            loop {
+                let now = SystemClock.now_ms();
+                meta.lease_upload(&id, 42, now, now + 500).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let refused = b.append_chunk(&repo, &session.id, whole(b"abc")).await;
+    renewing.abort();
+    assert!(
+        matches!(refused, Err(RegistryError::TooManyRequests(_))),
+        "{:?}",
+        refused.map(|s| s.offset)
+    );
+    // Nothing was written.
+    let status = b.upload_status(&repo, &session.id).await.unwrap();
+    assert_eq!(status.offset, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purge_skips_a_session_another_node_writes() {
+    let c = cluster_with(RegistryConfig {
+        upload_max_age: Duration::ZERO,
+        ..RegistryConfig::default()
+    });
+    let [a, b] = &c.nodes;
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let now = SystemClock.now_ms();
+    c.meta
+        .lease_upload(&session.id, 42, now, now + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(b.purge_stale_uploads().await.unwrap(), 0);
+    assert!(b.upload_status(&repo, &session.id).await.is_ok());
+    // Once released, the stale session goes.
+    c.meta.release_upload(&session.id, 42).await.unwrap();
+    assert_eq!(b.purge_stale_uploads().await.unwrap(), 1);
+    assert!(b.upload_status(&repo, &session.id).await.is_err());
+}
