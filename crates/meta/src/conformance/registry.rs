@@ -1,42 +1,20 @@
-//! The behaviour every metadata-store adapter must show; each adapter's tests call [`run`].
+//! Checks of the registry traits: [`crate::BlobLinkStore`], [`crate::ManifestStore`],
+//! [`crate::UploadStore`] and the catalog of [`crate::RepositoryStore`].
 
 use std::sync::Arc;
 
-use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
-use bytes::Bytes;
+use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 
+use super::Adapter;
+use super::support::{PROJECT_ADMIN, audit, audit_trail, digest, manifest, new_project, repo};
 use crate::{
     CreateUploadError, Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, Referrer,
     ReferrerLimit, ReferrerPage, SessionLimits, UploadSession, Visibility,
 };
 
-fn repo(s: &str) -> RepositoryName {
-    RepositoryName::parse(s).unwrap()
-}
-
-fn digest(s: &str) -> Digest {
-    Digest::compute(Algorithm::Sha256, s.as_bytes())
-}
-
-fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) -> NewManifest {
-    NewManifest {
-        repository: repo(repository),
-        digest: digest(body),
-        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-        artifact_type: None,
-        annotations: None,
-        subject: None,
-        content: Bytes::from(body.to_owned()),
-        blobs: blobs.iter().map(|(b, s)| (digest(b), *s)).collect(),
-        children: Vec::new(),
-        tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
-        pushed_at: 1,
-        audit: None,
-    }
-}
-
-/// Runs every check against a fresh, empty store.
-pub async fn run(store: Arc<dyn MetaStore>) {
+/// Runs the registry checks: blob links, manifests, tags, referrers, upload sessions and
+/// the audit entries of registry changes.
+pub(super) async fn run(store: Arc<dyn Adapter>) {
     blobs_are_linked_per_repository(&*store).await;
     manifests_need_their_blobs(&*store).await;
     referenced_content_is_not_deleted(&*store).await;
@@ -46,8 +24,8 @@ pub async fn run(store: Arc<dyn MetaStore>) {
     uploads_advance_only_from_their_offset(&*store).await;
     session_limits_hold(&*store).await;
     session_limits_hold_under_concurrent_creations(store.clone()).await;
-    concurrent_writes_all_commit(store.clone()).await;
-    store.check().await.unwrap();
+    changes_are_audited_with_their_project(&*store).await;
+    concurrent_writes_all_commit(store).await;
 }
 
 async fn blobs_are_linked_per_repository(store: &dyn MetaStore) {
@@ -723,5 +701,95 @@ async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {
             .names()
             .len(),
         64
+    );
+}
+
+/// A registry change records its audit entry, naming the repository's project, exactly
+/// when it changed something: a refused push, a missing tag or a held blob or manifest
+/// records none.
+async fn changes_are_audited_with_their_project(store: &dyn Adapter) {
+    let actor = "cf-raud-actor";
+    let project = new_project("cf-raud", None, false);
+    let created = audit("cf-raud-creator", "create", "cf-raud");
+    let project = store
+        .create_project(&project, PROJECT_ADMIN, 1, &created)
+        .await
+        .unwrap();
+    let r = repo("cf-raud/app");
+    let layer = digest("cf-raud layer");
+    store.link_blob(&r, &layer, 5, 1).await.unwrap();
+    let missed = audit(actor, "delete", "missed");
+
+    let refused = NewManifest {
+        audit: Some(audit(actor, "create", "refused push")),
+        ..manifest(
+            "cf-raud/app",
+            "cf-raud refused",
+            &[("cf-raud none", 1)],
+            &["v0"],
+        )
+    };
+    assert!(matches!(
+        store.put_manifest(&refused).await,
+        Err(PutManifestError::BlobUnknown(_))
+    ));
+    let pushed = NewManifest {
+        audit: Some(audit(actor, "create", "pushed")),
+        ..manifest(
+            "cf-raud/app",
+            "cf-raud m",
+            &[("cf-raud layer", 5)],
+            &["v1", "v2"],
+        )
+    };
+    store.put_manifest(&pushed).await.unwrap();
+    let pull = PullRecord {
+        repository: r.clone(),
+        digest: pushed.digest.clone(),
+        tag: Some(Tag::parse("v1").unwrap()),
+        count: 1,
+    };
+    let pulled = (r.clone(), audit(actor, "pull", "pulled"));
+    store.record_pulls(&[pull], 2, &[pulled]).await.unwrap();
+
+    let v2 = Tag::parse("v2").unwrap();
+    let untagged = audit(actor, "delete", "untagged");
+    assert!(store.delete_tag(&r, &v2, Some(&untagged)).await.unwrap());
+    assert!(!store.delete_tag(&r, &v2, Some(&missed)).await.unwrap());
+    assert_eq!(
+        store.unlink_blob(&r, &layer, Some(&missed)).await.unwrap(),
+        Deletion::ReferencedBy(pushed.digest.clone())
+    );
+    let deleted = audit(actor, "delete", "deleted");
+    assert_eq!(
+        store
+            .delete_manifest(&r, &pushed.digest, Some(&deleted))
+            .await
+            .unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(
+        store
+            .delete_manifest(&r, &pushed.digest, Some(&missed))
+            .await
+            .unwrap(),
+        Deletion::NotFound
+    );
+    let unlinked = audit(actor, "delete", "unlinked");
+    let unlink = store.unlink_blob(&r, &layer, Some(&unlinked)).await;
+    assert_eq!(unlink.unwrap(), Deletion::Deleted);
+    let unlink = store.unlink_blob(&r, &layer, Some(&missed)).await;
+    assert_eq!(unlink.unwrap(), Deletion::NotFound);
+
+    let trail = audit_trail(store, actor).await;
+    let recorded: Vec<(&str, Option<i64>)> = trail
+        .iter()
+        .map(|e| (e.resource.as_str(), e.project_id))
+        .collect();
+    let expected = ["pushed", "pulled", "untagged", "deleted", "unlinked"];
+    assert_eq!(
+        recorded,
+        expected.map(|resource| (resource, Some(project))),
+        "each change once, naming its project"
     );
 }

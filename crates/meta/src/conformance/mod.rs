@@ -1,0 +1,64 @@
+//! The behaviour every metadata-store adapter must show; each adapter's tests call [`run`]
+//! on a new store.
+//!
+//! One file checks one aggregate. The checks share the store, so each names its own
+//! projects, users, robots and audit actor (`cf-…`) and looks only at those: a check
+//! holds whatever else the store contains.
+
+mod accounts;
+mod artifacts;
+mod audit;
+mod projects;
+mod registry;
+mod robots;
+mod sessions;
+mod settings;
+mod support;
+
+use std::sync::Arc;
+
+use crate::{
+    ArtifactStore, AuditStore, MetaStore, ProjectStore, RobotStore, SessionStore, SettingsStore,
+    UserStore,
+};
+
+/// What one adapter implements: every store trait.
+pub trait Adapter:
+    MetaStore
+    + UserStore
+    + ProjectStore
+    + RobotStore
+    + SettingsStore
+    + AuditStore
+    + ArtifactStore
+    + SessionStore
+{
+}
+
+impl<S> Adapter for S where
+    S: MetaStore
+        + UserStore
+        + ProjectStore
+        + RobotStore
+        + SettingsStore
+        + AuditStore
+        + ArtifactStore
+        + SessionStore
+{
+}
+
+/// Runs every check against a new store.
+pub async fn run<S: Adapter>(store: Arc<S>) {
+    let store: Arc<dyn Adapter> = store;
+    // First: it needs a store in which no administrator exists yet.
+    accounts::first_administrator(store.clone()).await;
+    registry::run(store.clone()).await;
+    accounts::run(&*store).await;
+    projects::run(&*store).await;
+    robots::run(&*store).await;
+    artifacts::run(&*store).await;
+    audit::run(&*store).await;
+    settings::run(&*store).await;
+    sessions::run(&*store).await;
+    store.check().await.unwrap();
+}
