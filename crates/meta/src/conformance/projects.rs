@@ -9,8 +9,8 @@ use super::support::{
     check_listings, digest, exact, fuzzy, new_project, new_user, query, range, repo, seed_roles,
 };
 use crate::{
-    ListQuery, Listed, Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo,
-    ProjectError, ProjectField, ProjectUpdate, Role, Visibility,
+    AuditEntry, ListQuery, Listed, Match, Member, MemberError, MemberKind, NewProject, Project,
+    ProjectAccessInfo, ProjectError, ProjectField, ProjectUpdate, Role, Visibility,
 };
 
 /// Runs the project checks.
@@ -103,7 +103,7 @@ async fn projects_are_created_with_their_owner_as_administrator(store: &dyn Adap
     let trail = audit_trail(store, actor).await;
     assert_eq!(
         trail,
-        [crate::AuditEntry {
+        [AuditEntry {
             project_id: Some(id),
             ..created.clone()
         }],
@@ -358,7 +358,7 @@ async fn project_listings_filter_sort_and_page(store: &dyn Adapter) {
     );
 
     let ours = (ProjectField::Name, fuzzy("cf-plist-"));
-    let list = async |filters: &[(ProjectField, crate::Match)], sort: &[(ProjectField, bool)]| {
+    let list = async |filters: &[(ProjectField, Match)], sort: &[(ProjectField, bool)]| {
         let mut all = vec![ours.clone()];
         all.extend_from_slice(filters);
         let query = query(&all, sort);

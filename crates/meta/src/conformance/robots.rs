@@ -9,7 +9,8 @@ use super::support::{
     range,
 };
 use crate::{
-    ListQuery, Listed, NewRobot, Robot, RobotError, RobotField, RobotGrant, RobotLevel, RobotUpdate,
+    ListQuery, Listed, Match, NewRobot, Robot, RobotError, RobotField, RobotGrant, RobotLevel,
+    RobotUpdate,
 };
 
 /// Runs the robot checks.
@@ -287,7 +288,7 @@ async fn robot_listings_filter_sort_and_page(store: &dyn Adapter) {
     );
 
     let ours = (RobotField::Name, fuzzy("cf-rlist"));
-    let list = async |filters: &[(RobotField, crate::Match)], sort: &[(RobotField, bool)]| {
+    let list = async |filters: &[(RobotField, Match)], sort: &[(RobotField, bool)]| {
         let mut all = vec![ours.clone()];
         all.extend_from_slice(filters);
         store.list_robots(&query(&all, sort)).await.unwrap()
