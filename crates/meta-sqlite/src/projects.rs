@@ -15,7 +15,8 @@ use crate::listing::{Clauses, Column, Columns, list};
 use crate::{Sequence, SqliteMetaStore, db_err, next_id, unique_violation};
 
 const PROJECT_FROM: &str = "projects p LEFT JOIN users u ON u.id = p.owner_id";
-const PROJECT_COLUMNS: &str = "p.id, p.name, p.owner_id, coalesce(u.username, ''), p.public,
+/// The owner is read from `users`, so a deleted owner's id is not shown.
+const PROJECT_COLUMNS: &str = "p.id, p.name, u.id, coalesce(u.username, ''), p.public,
      (SELECT count(*) FROM repositories r WHERE r.project_id = p.id), p.created_at, p.updated_at";
 
 impl Columns for ProjectField {

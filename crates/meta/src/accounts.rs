@@ -87,16 +87,17 @@ pub enum UserError {
 /// Local user accounts.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates a user and records `audit`, in one transaction; returns its id.
+    /// Creates a user and records `audit`, in one transaction; returns its id, which no
+    /// user ever had, deleted ones included.
     async fn create_user(
         &self,
         user: &NewUser,
         now: i64,
         audit: &AuditEntry,
     ) -> Result<i64, UserError>;
-    /// Creates the user only when no system administrator exists yet; returns whether
-    /// it was created. Checked and written in one transaction, so concurrent first
-    /// starts create one administrator.
+    /// Creates the user only when no system administrator exists yet, and makes them the
+    /// owner of every project without one; returns whether it was created. Checked and
+    /// written in one transaction, so concurrent first starts create one administrator.
     async fn create_first_admin(&self, user: &NewUser, now: i64) -> Result<bool, UserError>;
     /// The user with this id.
     async fn user(&self, id: i64) -> Result<Option<User>, MetaError>;
@@ -129,6 +130,7 @@ pub trait UserStore: Send + Sync {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
-    /// Deletes the user and their memberships; returns whether the user existed.
+    /// Deletes the user and their memberships; returns whether the user existed. The
+    /// projects they owned stay, without an owner.
     async fn delete_user(&self, id: i64, audit: &AuditEntry) -> Result<bool, MetaError>;
 }

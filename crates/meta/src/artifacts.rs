@@ -25,9 +25,9 @@ pub struct RepositoryInfo {
     pub artifact_count: u64,
     /// Manifest pulls counted so far.
     pub pull_count: u64,
-    /// When it was created (Unix milliseconds).
+    /// When it was created, by its first blob or manifest (Unix milliseconds).
     pub created_at: i64,
-    /// When it last changed.
+    /// When it last changed: a blob linked, a manifest pushed, its description set.
     pub updated_at: i64,
 }
 
@@ -78,7 +78,8 @@ pub struct ArtifactInfo {
     pub subject: Option<Digest>,
     /// Its bytes, when at most the size the query allowed.
     pub content: Option<Bytes>,
-    /// Its size plus its blobs' (and, for an index, its children's) sizes.
+    /// Its size plus its blobs' sizes and, for an index, each child's total size (the
+    /// child's size plus its blobs').
     pub total_size: u64,
     /// When it was pushed.
     pub pushed_at: i64,
@@ -97,9 +98,10 @@ pub enum ArtifactField {
     MediaType,
     /// `push_time`
     PushTime,
-    /// `pull_time`
+    /// `pull_time` (artifacts never pulled sort as the oldest)
     PullTime,
-    /// `tags`: a tag name, `*` (tagged) or `nil` (untagged)
+    /// `tags`: exactly a tag name, `*` (tagged) or `nil` (untagged), or fuzzily part of
+    /// a tag name
     Tags,
     /// `id`
     Id,
@@ -122,7 +124,7 @@ pub enum AddTagError {
 /// Repositories and artifacts as Harbor's API shows and changes them.
 #[async_trait]
 pub trait ArtifactStore: Send + Sync {
-    /// A page of the repositories of the projects with these ids.
+    /// A page of the repositories of the projects with these ids (none for no id).
     async fn list_repositories(
         &self,
         projects: &[i64],
@@ -173,9 +175,11 @@ pub trait ArtifactStore: Send + Sync {
         subject: &Digest,
         content_limit: u64,
     ) -> Result<Vec<ArtifactInfo>, MetaError>;
-    /// Bytes of the distinct blobs linked in the projects with these ids.
+    /// Bytes of the distinct blobs linked in the projects with these ids: a blob linked
+    /// in several repositories counts once.
     async fn stored_bytes(&self, projects: &[i64]) -> Result<u64, MetaError>;
-    /// Points a new tag at an artifact; records `audit` in the same transaction.
+    /// Points a new tag at an artifact of the repository; records `audit` in the same
+    /// transaction.
     async fn add_tag(
         &self,
         repository: &RepositoryName,

@@ -57,12 +57,13 @@ pub enum AuditField {
 pub trait AuditStore: Send + Sync {
     /// Records an entry on its own, for operations that change nothing else.
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<(), MetaError>;
-    /// A page of entries: of these projects, or all of them (`None`).
+    /// A page of entries: of these projects (none for no project), or all of them
+    /// (`None`).
     async fn list_audit(
         &self,
         projects: Option<&[i64]>,
         query: &ListQuery<AuditField>,
     ) -> Result<Listed<AuditRecord>, MetaError>;
-    /// Deletes entries older than `before`; returns how many.
+    /// Deletes entries older than `before` (`op_time < before`); returns how many.
     async fn purge_audit(&self, before: i64) -> Result<u64, MetaError>;
 }

@@ -2,12 +2,14 @@
 //! query parameters ask for them. Each resource names its own field type, so only the
 //! fields a listing exposes can be filtered or sorted on.
 
-/// How one field is matched.
+/// How one field is matched. Values are text: integers and times (Unix milliseconds) as
+/// decimal digits, booleans as `1` or `0`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {
     /// Equal to the value.
     Exact(String),
-    /// Contains the value (Harbor's `k=~v`).
+    /// Contains the value, ignoring case (Harbor's `k=~v`); `%`, `_` and `\` in it are
+    /// plain characters.
     Fuzzy(String),
     /// Within the bounds, inclusive (Harbor's `k=[a~b]`); either may be open.
     Range(Option<String>, Option<String>),
@@ -38,7 +40,7 @@ pub struct SortKey<F> {
 pub struct ListQuery<F> {
     /// Every condition must hold.
     pub filters: Vec<FieldFilter<F>>,
-    /// Sort keys, most significant first; ties and an empty list sort by id.
+    /// Sort keys, most significant first; ties and an empty list sort by ascending id.
     pub sort: Vec<SortKey<F>>,
     /// Rows skipped.
     pub offset: u64,

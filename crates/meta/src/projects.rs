@@ -164,13 +164,15 @@ pub struct Role {
     pub permissions: Vec<(String, String)>,
 }
 
-/// Projects, members and roles.
+/// Projects, members and roles. A new store holds one project, `library`: public and
+/// without an owner until the first administrator exists.
 #[async_trait]
 pub trait ProjectStore: Send + Sync {
     /// Creates a project, makes its owner (if any) its project administrator
-    /// (`owner_role`) and records `audit`, in one transaction; returns its id. Every
-    /// change below likewise records its `audit` entry in its own transaction, when it
-    /// changed something.
+    /// (`owner_role`) and records `audit` naming the new project, in one transaction;
+    /// returns its id, which no project ever had, deleted ones included. Every change
+    /// below likewise records its `audit` entry in its own transaction, when it changed
+    /// something.
     async fn create_project(
         &self,
         project: &NewProject,
@@ -206,10 +208,12 @@ pub trait ProjectStore: Send + Sync {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
-    /// Deletes an empty project and its members; returns whether it existed.
+    /// Deletes an empty project with its members, its metadata and its project robots,
+    /// and removes the robots' permissions naming it, so that a later project of the same
+    /// name inherits none of them; returns whether it existed.
     async fn delete_project(&self, id: i64, audit: &AuditEntry) -> Result<bool, ProjectError>;
 
-    /// Adds a member; returns the membership id.
+    /// Adds a member with an existing role; returns the membership id.
     async fn add_member(
         &self,
         project_id: i64,

@@ -49,7 +49,7 @@ pub struct Robot {
     pub disabled: bool,
     /// Who created it (a login name).
     pub creator: String,
-    /// What it may do.
+    /// What it may do: the permissions it was given, in no particular grouping or order.
     pub grants: Vec<RobotGrant>,
     /// When it was created (Unix milliseconds).
     pub created_at: i64,
@@ -126,8 +126,9 @@ pub enum RobotError {
 /// Robot accounts.
 #[async_trait]
 pub trait RobotStore: Send + Sync {
-    /// Creates a robot and records `audit`, in one transaction; returns its id. The
-    /// changes below likewise record their `audit` entry, when they changed something.
+    /// Creates a robot and records `audit`, in one transaction; returns its id, which no
+    /// robot ever had, deleted ones included. The changes below likewise record their
+    /// `audit` entry, when they changed something.
     async fn create_robot(
         &self,
         robot: &NewRobot,

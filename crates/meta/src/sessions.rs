@@ -22,13 +22,13 @@ pub struct StoredSession {
 pub trait SessionStore: Send + Sync {
     /// Stores a new session.
     async fn create_session(&self, session: &StoredSession) -> Result<(), MetaError>;
-    /// The session with this id hash, if it has not ended before `now`.
+    /// The session with this id hash, if `now` is before its end (`expires_at`).
     async fn session(&self, id_hash: &str, now: i64) -> Result<Option<StoredSession>, MetaError>;
     /// Ends a session; returns whether it existed.
     async fn end_session(&self, id_hash: &str) -> Result<bool, MetaError>;
     /// Ends every session of `username` (after its password changed or it was
     /// deleted); returns how many.
     async fn end_sessions_of(&self, username: &str) -> Result<u64, MetaError>;
-    /// Deletes sessions that ended before `now`; returns how many.
+    /// Deletes the sessions ended at `now` (`expires_at <= now`); returns how many.
     async fn purge_sessions(&self, now: i64) -> Result<u64, MetaError>;
 }

@@ -128,7 +128,8 @@ pub trait BlobLinkStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<RepositoryName>, MetaError>;
     /// Records a committed blob and links it to `repository` (creating repository and
-    /// project if needed), durably.
+    /// project if needed), durably. A project made so is private and belongs to the
+    /// first system administrator (the lowest id), if one exists.
     async fn link_blob(
         &self,
         repository: &RepositoryName,
