@@ -131,4 +131,14 @@ impl AuditStore for SqliteMetaStore {
             })
             .await
     }
+
+    /// The newest entry's id: one writer commits in id order, so every commit that
+    /// records an entry raises it.
+    async fn change_mark(&self) -> Result<i64, MetaError> {
+        self.readers.with(|c| {
+            c.query_row("SELECT coalesce(max(id), 0) FROM audit_log", [], |r| {
+                r.get(0)
+            })
+        })
+    }
 }

@@ -66,4 +66,9 @@ pub trait AuditStore: Send + Sync {
     ) -> Result<Listed<AuditRecord>, MetaError>;
     /// Deletes entries older than `before` (`op_time < before`); returns how many.
     async fn purge_audit(&self, before: i64) -> Result<u64, MetaError>;
+    /// A mark that differs after every committed change to accounts, projects,
+    /// members, robots or settings (each records an audit entry in its transaction),
+    /// whichever node made it: a node that sees it change knows that what it cached of
+    /// those may be stale. Other writes may change it too.
+    async fn change_mark(&self) -> Result<i64, MetaError>;
 }

@@ -60,6 +60,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     let workers = tokio::spawn(crate::workers::run(
         registry.clone(),
+        identity.clone(),
         purge_every,
         retention,
         stopped,

@@ -1,9 +1,11 @@
-//! Background work of one node: purging stale uploads, stamping pull times, and
-//! dropping audit entries past their retention.
+//! Background work of one node: purging stale uploads, stamping pull times, dropping
+//! audit entries past their retention, and noticing changes other nodes made to
+//! accounts, projects and settings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_app::identity::Identity;
 use berth_app::{Clock, Registry};
 use berth_meta::AuditStore;
 use tokio::sync::watch;
@@ -12,6 +14,9 @@ use tokio::sync::watch;
 const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 /// How often old audit entries are looked for.
 const AUDIT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often the store is asked whether another node changed accounts, projects or
+/// settings: the longest such a change goes unseen by this node's caches.
+const CHANGE_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Audit entries older than `keep` are deleted.
 pub struct AuditRetention {
@@ -26,6 +31,7 @@ pub struct AuditRetention {
 /// Runs until `shutdown` flips, then flushes pending pull times once more.
 pub async fn run(
     registry: Arc<Registry>,
+    identity: Arc<Identity>,
     purge_every: Duration,
     retention: Option<AuditRetention>,
     mut shutdown: watch::Receiver<bool>,
@@ -33,8 +39,15 @@ pub async fn run(
     let mut purge = tokio::time::interval(purge_every);
     let mut flush = tokio::time::interval(PULL_FLUSH_INTERVAL);
     let mut audit = tokio::time::interval(AUDIT_PURGE_INTERVAL);
+    let mut changes = tokio::time::interval(CHANGE_POLL_INTERVAL);
+    let mut change_mark = None;
     loop {
         tokio::select! {
+            _ = changes.tick() => {
+                if let Err(e) = identity.follow_changes(&mut change_mark).await {
+                    tracing::warn!(error = %e, "checking for changes made by other nodes failed");
+                }
+            }
             _ = audit.tick(), if retention.is_some() => {
                 if let Some(r) = &retention {
                     purge_audit(r).await;

@@ -1,6 +1,7 @@
 //! What access checks read on every request, kept in memory for a short while: each
 //! project's id and visibility, and each role's permissions. A change made on this
-//! node is seen at once; one made on another node within [`FRESHNESS`].
+//! node is seen at once; one made on another node within [`FRESHNESS`], or sooner when
+//! the node follows the store's change mark (`Identity::follow_changes`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -53,6 +54,12 @@ impl Directory {
     /// Forgets what is known about project `name` (after this node changed it).
     pub fn forget(&self, name: &str) {
         self.projects.write().expect("directory lock").remove(name);
+    }
+
+    /// Forgets every project and role (after another node changed some).
+    pub fn forget_all(&self) {
+        self.projects.write().expect("directory lock").clear();
+        self.roles.lock().expect("directory lock").1 = None;
     }
 
     /// The `(project id, role id)` pairs of a user's memberships.

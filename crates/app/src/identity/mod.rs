@@ -176,6 +176,21 @@ impl Identity {
         })
     }
 
+    /// Drops what this node cached of accounts, projects, roles and settings when the
+    /// store's change mark moved since `seen` (another node changed some), and keeps the
+    /// new mark in `seen`. Run every second or so, it bounds how long a change made on
+    /// another node (a password, a membership, a disabled robot) goes unseen here.
+    pub async fn follow_changes(&self, seen: &mut Option<i64>) -> Result<(), MetaError> {
+        let mark = self.stores.audit.change_mark().await?;
+        if seen.is_some_and(|s| s != mark) {
+            self.authenticator.forget_all();
+            self.directory.forget_all();
+            self.settings.expire();
+        }
+        *seen = Some(mark);
+        Ok(())
+    }
+
     /// Stores the built-in roles and the first settings, and creates the first
     /// administrator when there is none. Safe to run at every start.
     pub async fn bootstrap(&self) -> Result<Bootstrap, IdentityError> {

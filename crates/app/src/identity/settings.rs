@@ -174,6 +174,12 @@ impl Settings {
         self.reload().await
     }
 
+    /// Makes the next [`Settings::current`] read the store (after another node changed
+    /// the settings).
+    pub fn expire(&self) {
+        self.cached.lock().expect("settings lock").1 = None;
+    }
+
     async fn reload(&self) -> Result<Arc<SystemSettings>, MetaError> {
         let current = Arc::new(SystemSettings::from_stored(&self.store.settings().await?));
         *self.cached.lock().expect("settings lock") = (current.clone(), Some(Instant::now()));

@@ -6,16 +6,81 @@
 
 use super::Adapter;
 use super::support::{
-    Case, PROJECT_ADMIN, any_of, audit, audit_trail, check_listings, exact, fuzzy, new_project,
-    query, range,
+    Case, DEVELOPER, PROJECT_ADMIN, any_of, audit, audit_trail, check_listings, exact, fuzzy,
+    new_project, new_user, query, range,
 };
-use crate::{AuditEntry, AuditField, AuditRecord, ListQuery, Listed, Match};
+use crate::{
+    AuditEntry, AuditField, AuditRecord, ListQuery, Listed, Match, MemberKind, ProjectUpdate,
+};
 
 /// Runs the audit-log checks.
 pub(super) async fn run(store: &dyn Adapter) {
     entries_are_kept_whole_and_listed_by_project(store).await;
     audit_listings_filter_sort_and_page(store).await;
     old_entries_are_purged(store).await;
+    management_changes_move_the_change_mark(store).await;
+}
+
+/// Each kind of management write moves the change mark, so another node learns that
+/// its caches of accounts, projects and settings may be stale.
+async fn management_changes_move_the_change_mark(store: &dyn Adapter) {
+    let mut mark = store.change_mark().await.unwrap();
+    let mut moved = async |what: &str| {
+        let now = store.change_mark().await.unwrap();
+        assert_ne!(now, mark, "{what} left the change mark as it was");
+        mark = now;
+    };
+    let user = store
+        .create_user(
+            &new_user("cf-mark-user"),
+            1,
+            &audit("cf-mark", "create", "user"),
+        )
+        .await
+        .unwrap();
+    moved("creating a user").await;
+    let project = store
+        .create_project(
+            &new_project("cf-mark-project", None, false),
+            PROJECT_ADMIN,
+            1,
+            &audit("cf-mark", "create", "project"),
+        )
+        .await
+        .unwrap();
+    moved("creating a project").await;
+    let public = ProjectUpdate {
+        public: Some(true),
+        metadata: Default::default(),
+    };
+    store
+        .update_project(project, &public, 2, &audit("cf-mark", "update", "project"))
+        .await
+        .unwrap();
+    moved("making a project public").await;
+    store
+        .add_member(
+            project,
+            MemberKind::User,
+            user,
+            DEVELOPER,
+            3,
+            &audit("cf-mark", "create", "member"),
+        )
+        .await
+        .unwrap();
+    moved("adding a member").await;
+    let settings = [("robot_name_prefix".to_owned(), "\"bot$\"".to_owned())].into();
+    store
+        .put_settings(&settings, &audit("cf-mark", "update", "configuration"))
+        .await
+        .unwrap();
+    moved("changing a setting").await;
+    store
+        .delete_user(user, &audit("cf-mark", "delete", "user"))
+        .await
+        .unwrap();
+    moved("deleting a user").await;
 }
 
 /// An entry by `actor` at `op_time`, about `resource` of `resource_type`.
