@@ -4,9 +4,11 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod dockerd;
+pub mod garage;
 pub mod image;
 pub mod journal;
 pub mod lossy;
+pub mod nginx;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
