@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_repository_details.sql"),
     include_str!("../migrations/0010_sessions.sql"),
     include_str!("../migrations/0011_id_sequences.sql"),
+    include_str!("../migrations/0012_jobs.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

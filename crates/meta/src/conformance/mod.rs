@@ -1,5 +1,7 @@
 //! The behaviour every metadata-store adapter must show; each adapter's tests call [`run`].
 
+pub mod jobs;
+
 use std::sync::Arc;
 
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
