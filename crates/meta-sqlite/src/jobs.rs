@@ -128,6 +128,15 @@ fn sweep_sql(kinds: usize) -> String {
     )
 }
 
+/// Whether any job of `kinds` is due (`?1` now, the kinds from `?2`).
+fn any_due_sql(kinds: usize) -> String {
+    format!(
+        "SELECT 1 FROM jobs
+         WHERE state IN ('queued', 'running') AND due_at <= ?1 AND kind IN ({})",
+        parameters(2, kinds)
+    )
+}
+
 /// Claims the first due job of `kinds` (`?1` now, `?2` the lease's length, the kinds
 /// from `?3`).
 fn claim_sql(kinds: usize) -> String {
@@ -143,10 +152,12 @@ fn claim_sql(kinds: usize) -> String {
     )
 }
 
-/// `now`, `second`, then `kinds`: the parameters of [`sweep_sql`] and [`claim_sql`].
-fn kinds_after<'a>(now: &'a i64, second: &'a dyn ToSql, kinds: &'a [String]) -> Vec<&'a dyn ToSql> {
-    [now as &dyn ToSql, second]
-        .into_iter()
+/// `leading` then `kinds`: the parameters of [`any_due_sql`], [`sweep_sql`] and
+/// [`claim_sql`].
+fn with_kinds<'a>(leading: &[&'a dyn ToSql], kinds: &'a [String]) -> Vec<&'a dyn ToSql> {
+    leading
+        .iter()
+        .copied()
         .chain(kinds.iter().map(|k| k as &dyn ToSql))
         .collect()
 }
@@ -159,23 +170,26 @@ fn claim(
     lease_ms: i64,
 ) -> Result<Option<ClaimedJob>, MetaError> {
     c.prepare_cached(&sweep_sql(kinds.len()))
-        .and_then(|mut s| s.execute(params_from_iter(kinds_after(&now, &RUNNER_LOST, kinds))))
+        .and_then(|mut s| s.execute(params_from_iter(with_kinds(&[&now, &RUNNER_LOST], kinds))))
         .map_err(db_err)?;
     c.prepare_cached(&claim_sql(kinds.len()))
         .and_then(|mut s| {
-            s.query_row(params_from_iter(kinds_after(&now, &lease_ms, kinds)), |r| {
-                Ok(ClaimedJob {
-                    lease: Lease {
-                        job: r.get(0)?,
-                        token: r.get(1)?,
-                    },
-                    kind: r.get(2)?,
-                    payload: r.get(3)?,
-                    attempt: r.get(4)?,
-                    max_attempts: r.get(5)?,
-                    lease_expires_at: r.get(6)?,
-                })
-            })
+            s.query_row(
+                params_from_iter(with_kinds(&[&now, &lease_ms], kinds)),
+                |r| {
+                    Ok(ClaimedJob {
+                        lease: Lease {
+                            job: r.get(0)?,
+                            token: r.get(1)?,
+                        },
+                        kind: r.get(2)?,
+                        payload: r.get(3)?,
+                        attempt: r.get(4)?,
+                        max_attempts: r.get(5)?,
+                        lease_expires_at: r.get(6)?,
+                    })
+                },
+            )
             .optional()
         })
         .map_err(db_err)
@@ -251,7 +265,13 @@ impl JobStore for SqliteMetaStore {
         now: i64,
         lease_ms: i64,
     ) -> Result<Option<ClaimedJob>, MetaError> {
-        if kinds.is_empty() {
+        // Runners poll often; an idle queue is answered by a reader, without a write.
+        let any_due = !kinds.is_empty()
+            && self.readers.with(|c| {
+                c.prepare_cached(&any_due_sql(kinds.len()))?
+                    .exists(params_from_iter(with_kinds(&[&now], kinds)))
+            })?;
+        if !any_due {
             return Ok(None);
         }
         let kinds = kinds.to_vec();
@@ -461,11 +481,20 @@ mod tests {
         let path = dir.path().join("meta.db");
         drop(SqliteMetaStore::open(&path).unwrap());
         let conn = rusqlite::Connection::open(&path).unwrap();
-        for sql in [super::sweep_sql(2), super::claim_sql(2)] {
+        let kinds = ["a".to_owned(), "b".to_owned()];
+        let checks = [
+            (super::any_due_sql(2), super::with_kinds(&[&1], &kinds)),
+            (
+                super::sweep_sql(2),
+                super::with_kinds(&[&1, &"lost"], &kinds),
+            ),
+            (super::claim_sql(2), super::with_kinds(&[&1, &2], &kinds)),
+        ];
+        for (sql, params) in checks {
             let plan: Vec<String> = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
                 .unwrap()
-                .query_map(rusqlite::params![1, 2, "a", "b"], |r| r.get(3))
+                .query_map(rusqlite::params_from_iter(params), |r| r.get(3))
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
