@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_meta::{JobSpec, JobStore, Period, RetryPolicy, Schedule};
+use berth_meta::{JobSpec, JobStore, Period, RetryPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Clock;
 use crate::jobs::handler::JobHandler;
 use crate::jobs::run::{self, RunEnv};
-use crate::jobs::schedules::{self, Plan};
+use crate::jobs::schedules::{self, Plan, Wanted};
 
 /// How a node runs jobs.
 #[derive(Debug, Clone, Copy)]
@@ -74,11 +74,10 @@ impl JobRunner {
     /// Keeps the schedule `name` in the store, firing `spec` every `period` (first at
     /// start when it is new), once cluster-wide.
     pub fn schedule(&mut self, name: &str, spec: JobSpec, period: Period) -> &mut Self {
-        self.plan.wanted.push(Schedule {
+        self.plan.wanted.push(Wanted {
             name: name.to_owned(),
             spec,
             period,
-            next_fire: 0,
         });
         self
     }

@@ -1,12 +1,19 @@
 //! The schedules a node keeps in the store, and firing those that are due.
 
-use berth_meta::{JobStore, MetaError, Schedule};
+use berth_meta::{JobSpec, JobStore, MetaError, Period, Schedule};
+
+/// A schedule a node wants, before it is stored.
+pub(super) struct Wanted {
+    pub name: String,
+    pub spec: JobSpec,
+    pub period: Period,
+}
 
 /// The schedules a node wants, applied to the store when it starts.
 #[derive(Default)]
 pub(super) struct Plan {
     /// Put, keeping a stored next fire time when the period is unchanged.
-    pub wanted: Vec<Schedule>,
+    pub wanted: Vec<Wanted>,
     /// Deleted: work this node's configuration turned off.
     pub retired: Vec<String>,
 }
@@ -14,10 +21,12 @@ pub(super) struct Plan {
 impl Plan {
     /// Puts the wanted schedules (first due at `now` when new) and deletes the retired.
     pub async fn apply(&self, store: &dyn JobStore, now: i64) -> Result<(), MetaError> {
-        for schedule in &self.wanted {
+        for wanted in &self.wanted {
             let schedule = Schedule {
+                name: wanted.name.clone(),
+                spec: wanted.spec.clone(),
+                period: wanted.period,
                 next_fire: now,
-                ..schedule.clone()
             };
             store.put_schedule(&schedule).await?;
         }
