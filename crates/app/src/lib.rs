@@ -8,6 +8,7 @@ mod clock;
 mod error;
 mod foreign_urls;
 pub mod identity;
+pub mod jobs;
 mod locks;
 pub mod manage;
 mod manifest_buffers;

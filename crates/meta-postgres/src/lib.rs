@@ -5,6 +5,7 @@
 //! SQLite adapter keeps (a manifest push is one transaction, a delete checks references
 //! in the transaction that deletes) hold here too, between nodes as well as within one.
 
+mod jobs;
 mod migrate;
 
 use std::time::Duration;

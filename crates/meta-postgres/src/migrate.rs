@@ -7,7 +7,10 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::db_err;
 
 /// Every migration in order; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_core.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_core.sql"),
+    include_str!("../migrations/0002_jobs.sql"),
+];
 
 /// The schema version of a fully migrated database.
 #[cfg(test)]

@@ -2,7 +2,8 @@ use berth_testkit_postgres::TempDatabase;
 
 use super::{PgConfig, PgMetaStore};
 
-fn config(db: &TempDatabase) -> PgConfig {
+/// A pool on the test database, as a node would open it.
+pub(crate) fn config(db: &TempDatabase) -> PgConfig {
     PgConfig {
         url: db.url().to_owned(),
         pool_size: 8,

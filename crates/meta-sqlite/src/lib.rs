@@ -22,6 +22,7 @@
 mod accounts;
 mod artifacts;
 mod audit;
+mod jobs;
 mod listing;
 mod manifest_cache;
 mod migrate;

@@ -18,7 +18,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_repository_details.sql"),
     include_str!("../migrations/0010_sessions.sql"),
     include_str!("../migrations/0011_id_sequences.sql"),
-    include_str!("../migrations/0012_upload_leases.sql"),
+    include_str!("../migrations/0012_jobs.sql"),
+    include_str!("../migrations/0013_upload_leases.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

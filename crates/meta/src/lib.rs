@@ -11,6 +11,7 @@
 mod accounts;
 mod artifacts;
 mod audit;
+mod jobs;
 mod listing;
 mod model;
 mod projects;
@@ -25,6 +26,10 @@ pub use artifacts::{
     TagInfo,
 };
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
+pub use jobs::{
+    ClaimedJob, Enqueued, JobError, JobId, JobOutcome, JobRecord, JobSpec, JobState, JobStore,
+    Lease, MAX_BACKOFF_MS, NewJob, Period, RUNNER_LOST, RetryPolicy, RunEnd, Schedule,
+};
 pub use listing::{FieldFilter, ListQuery, Listed, Match, SortKey};
 pub use projects::{
     Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo, ProjectError,

@@ -46,6 +46,55 @@ pub struct Config {
     pub settings: SettingsConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Background jobs.
+    pub jobs: JobsConfig,
+}
+
+/// Background jobs: how this node runs its share of the cluster's job queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Jobs this node runs at once (at least one).
+    pub workers: usize,
+    /// Seconds a claimed job is held without a heartbeat: the jobs of a node that died
+    /// are taken over this long after its last heartbeat (heartbeats come every third).
+    pub lease_secs: u64,
+    /// How often (seconds) schedules and the queue are looked at.
+    pub poll_secs: u64,
+    /// Seconds running jobs get to finish at shutdown before they are given back to the
+    /// queue.
+    pub shutdown_grace_secs: u64,
+    /// Days ended jobs are kept.
+    pub history_days: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 2,
+            lease_secs: 60,
+            poll_secs: 1,
+            shutdown_grace_secs: 10,
+            history_days: 14,
+        }
+    }
+}
+
+impl JobsConfig {
+    /// The runner's settings.
+    pub fn runner(&self) -> berth_app::jobs::RunnerConfig {
+        berth_app::jobs::RunnerConfig {
+            workers: self.workers.max(1),
+            lease: seconds(self.lease_secs.max(1)),
+            poll: seconds(self.poll_secs.max(1)),
+            shutdown_grace: seconds(self.shutdown_grace_secs),
+        }
+    }
+
+    /// How long ended jobs are kept.
+    pub fn history(&self) -> Duration {
+        seconds(self.history_days.saturating_mul(86_400))
+    }
 }
 
 /// The audit log.
@@ -300,6 +349,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             settings: SettingsConfig::default(),
             audit: AuditConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -485,11 +535,14 @@ mod tests {
             )?;
             jail.set_env("BERTH_LOG__FORMAT", "json");
             jail.set_env("BERTH_DATA_DIR", "/srv/berth");
+            jail.set_env("BERTH_JOBS__LEASE_SECS", "30");
             let c = Config::load(Some(Path::new("berth.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.port(), 6000);
             assert_eq!(c.log.level, "debug");
             assert_eq!(c.log.format, LogFormat::Json);
             assert_eq!(c.database_path(), PathBuf::from("/srv/berth/berth.db"));
+            assert_eq!(c.jobs.runner().lease, Duration::from_secs(30));
+            assert_eq!(c.jobs.runner().workers, 2);
             jail.create_file("bad.toml", "listne = \"x\"\n")?;
             assert!(Config::load(Some(Path::new("bad.toml"))).is_err());
             jail.create_file(

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod connection;
 mod identity;
+mod jobs;
 mod serve;
 mod signing_key;
 mod telemetry;

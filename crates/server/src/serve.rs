@@ -30,7 +30,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         clock.clone(),
         config.registry_config(),
     ));
-    let identity = Arc::new(crate::identity::open(&config, meta, clock).await?);
+    let identity = Arc::new(crate::identity::open(&config, meta.clone(), clock).await?);
+    let jobs = crate::jobs::runner(&config, meta, registry.clone(), &identity);
     if config.auth.mode == AuthMode::Open {
         tracing::warn!(
             "auth.mode = \"open\": every /v2/ request is allowed, anonymous pushes and \
@@ -49,22 +50,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
 
     let (stop, stopped) = watch::channel(false);
-    let purge_every = config.upload_purge_interval();
-    let retention = config
-        .audit
-        .retention()
-        .map(|keep| crate::workers::AuditRetention {
-            store: identity.stores.audit.clone(),
-            keep,
-            clock: identity.clock.clone(),
-        });
     let workers = tokio::spawn(crate::workers::run(
         registry.clone(),
         identity.clone(),
-        purge_every,
-        retention,
-        stopped,
+        stopped.clone(),
     ));
+    let jobs = tokio::spawn(jobs.run(stopped));
     let app = berth_api::router(Arc::new(berth_api::Services {
         registry,
         identity,
@@ -80,12 +71,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await;
     let _ = stop.send(true);
-    // A purge in progress may take a while; it is not worth waiting past a second for.
     if tokio::time::timeout(Duration::from_secs(1), workers)
         .await
         .is_err()
     {
-        tracing::warn!("background work did not stop in time; leaving it");
+        tracing::warn!("pull times were not recorded in time; leaving them");
+    }
+    // Running jobs get their grace period, then give their jobs back to the queue.
+    let jobs_grace = config.jobs.runner().shutdown_grace + Duration::from_secs(1);
+    if tokio::time::timeout(jobs_grace, jobs).await.is_err() {
+        tracing::warn!("background jobs did not stop in time; their leases will expire");
     }
     tracing::info!("berth stopped");
     Ok(())

@@ -16,6 +16,8 @@ mod settings;
 mod support;
 mod upload_leases;
 
+pub mod jobs;
+
 use std::sync::Arc;
 
 use crate::{
