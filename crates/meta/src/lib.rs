@@ -11,7 +11,9 @@
 mod accounts;
 mod artifacts;
 mod audit;
+pub mod cache;
 mod listing;
+mod metadata;
 mod model;
 mod projects;
 mod robots;
@@ -26,6 +28,7 @@ pub use artifacts::{
 };
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use listing::{FieldFilter, ListQuery, Listed, Match, SortKey};
+pub use metadata::Metadata;
 pub use projects::{
     Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo, ProjectError,
     ProjectField, ProjectStore, ProjectUpdate, Role, Visibility,
