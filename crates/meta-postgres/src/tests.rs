@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use berth_testkit_postgres::TempDatabase;
 
 use super::{PgConfig, PgMetaStore};
@@ -29,4 +31,13 @@ async fn nodes_starting_together_migrate_once() {
         .await
         .unwrap();
     assert_eq!(version as usize, super::migrate::MIGRATION_COUNT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_passes_the_conformance_suite() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = PgMetaStore::connect(&config(&db)).await.unwrap();
+    berth_meta::conformance::run(Arc::new(store)).await;
 }
