@@ -30,11 +30,16 @@
 //! digest, which names them forever, after the database confirmed the repository
 //! holds the manifest.
 
+mod accounts;
+mod artifacts;
 mod audit;
 mod listing;
 mod migrate;
 mod projects;
 mod queries;
+mod robots;
+mod sessions;
+mod settings;
 
 use std::fmt;
 use std::time::Duration;

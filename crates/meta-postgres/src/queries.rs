@@ -101,6 +101,18 @@ pub async fn ensure_repository(
     repository: &RepositoryName,
     now: i64,
 ) -> Result<i64, MetaError> {
+    // Most writes go to a repository that exists: one update finds and locks it, and
+    // takes no value from the id sequence (an upsert takes one even when the row exists).
+    let existing: Option<i64> =
+        sqlx::query_scalar("UPDATE repositories SET updated_at = $2 WHERE name = $1 RETURNING id")
+            .bind(repository.as_str())
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db_err)?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
     // A project deleted between the creation and the upsert is created again: each
     // round sees what was committed before it, so this ends unless projects of this
     // name are deleted as fast as they are created.
@@ -733,11 +745,14 @@ pub async fn referrers(
     Ok(page)
 }
 
-/// A page of all the referrers of a subject; it walks `manifests_subject`.
+/// A page of all the referrers of a subject; it walks `manifests_subject`. The
+/// repository is looked up first, so that its id bounds the walk of the index (under a
+/// join the rows would come in the repository's order, and need a sort).
 pub(crate) const REFERRERS: &str =
     "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
-     FROM repositories r JOIN manifests m ON m.repository_id = r.id
-     WHERE r.name = $1 AND m.subject = $2 AND m.digest > $3
+     FROM manifests m
+     WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
+       AND m.subject = $2 AND m.digest > $3
      ORDER BY m.digest
      LIMIT $4";
 
@@ -745,8 +760,9 @@ pub(crate) const REFERRERS: &str =
 /// `manifests_subject_type`, so it reads no referrer of another type.
 pub(crate) const REFERRERS_OF_TYPE: &str =
     "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
-     FROM repositories r JOIN manifests m ON m.repository_id = r.id
-     WHERE r.name = $1 AND m.subject = $2 AND m.artifact_type = $3 AND m.digest > $4
+     FROM manifests m
+     WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
+       AND m.subject = $2 AND m.artifact_type = $3 AND m.digest > $4
      ORDER BY m.digest
      LIMIT $5";
 
