@@ -63,7 +63,8 @@ pub struct PgConfig {
     pub url: String,
     /// Most connections this node opens.
     pub pool_size: u32,
-    /// Longest a statement may run before the server cancels it.
+    /// Longest a statement may run (lock waits included) before the server cancels it,
+    /// and longest a transaction may stay idle before the server ends it.
     pub statement_timeout: Duration,
 }
 
@@ -126,10 +127,14 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions, MetaError> {
         .url
         .parse()
         .map_err(|e| MetaError(format!("database.url: {e}")))?;
-    let timeout_ms = config.statement_timeout.as_millis();
-    Ok(options
-        .application_name("berth")
-        .options([("statement_timeout", format!("{timeout_ms}"))]))
+    let timeout_ms = config.statement_timeout.as_millis().to_string();
+    // A transaction left idle (its node stopped answering mid-transaction) is ended by
+    // the server after as long, so the rows it locked do not stay locked for the other
+    // nodes; Berth never waits on anything else inside a transaction.
+    Ok(options.application_name("berth").options([
+        ("statement_timeout", timeout_ms.as_str()),
+        ("idle_in_transaction_session_timeout", timeout_ms.as_str()),
+    ]))
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> MetaError {

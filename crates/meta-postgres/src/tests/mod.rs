@@ -3,6 +3,7 @@
 //! management stores (`parity`), and races between nodes (`nodes`: two stores on one
 //! database are two nodes).
 
+mod nodes;
 mod parity;
 mod plans;
 
@@ -138,4 +139,26 @@ async fn projects_from_before_accounts_go_to_the_first_administrator() {
     store.link_blob(&repo("later/app"), &d, 1, 4).await.unwrap();
     let later = store.project_by_name("later").await.unwrap().unwrap();
     assert_eq!(later.owner_id, Some(id));
+}
+
+#[tokio::test]
+async fn connections_carry_the_configured_timeouts() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = PgMetaStore::connect(&PgConfig {
+        statement_timeout: std::time::Duration::from_millis(1500),
+        ..config(&db)
+    })
+    .await
+    .unwrap();
+    for setting in ["statement_timeout", "idle_in_transaction_session_timeout"] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(value, "1500ms", "{setting}");
+    }
+    let slow = sqlx::query("SELECT pg_sleep(3)").execute(&store.pool).await;
+    assert!(slow.is_err(), "the statement is cancelled");
 }
