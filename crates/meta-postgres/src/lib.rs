@@ -9,10 +9,10 @@
 //! statement sees what was committed before it started. Races between nodes are settled
 //! by locks taken before the checks they protect:
 //! - every write that touches a repository's manifests, tags or blob links first locks
-//!   the repository's row (the upsert that creates it on a push does; deletes use
-//!   `SELECT … FOR UPDATE`), so such writes in one repository run one after the other
-//!   and each check reads what the previous writer committed; a push racing a delete of
-//!   a blob or manifest it needs either sees it gone or keeps it;
+//!   the repository's row (a push updates it, or creates it, before anything else;
+//!   deletes use `SELECT … FOR UPDATE`), so such writes in one repository run one after
+//!   the other and each check reads what the previous writer committed; a push racing a
+//!   delete of a blob or manifest it needs either sees it gone or keeps it;
 //! - a project is created with `INSERT … ON CONFLICT DO NOTHING` and read back, so
 //!   two nodes pushing into a new project share one; a push locks the project's row
 //!   (`FOR KEY SHARE`) against a concurrent delete;

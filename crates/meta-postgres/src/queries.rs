@@ -536,8 +536,8 @@ async fn check_references(
     Ok(())
 }
 
-/// Commits a manifest with its references and tags. The upsert of the repository locks
-/// its row, so no delete in the repository runs between the checks and the commit.
+/// Commits a manifest with its references and tags. `ensure_repository` locks the
+/// repository's row, so no delete in the repository runs between the checks and the commit.
 pub async fn put_manifest(c: &mut PgConnection, m: &NewManifest) -> Result<(), PutManifestError> {
     let repo_id = ensure_repository(c, &m.repository, m.pushed_at).await?;
     check_references(c, repo_id, m).await?;
