@@ -97,6 +97,10 @@ impl PgMetaStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.pool_size.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // The pool pings each connection when it is released; a second ping before
+            // each use would add a round trip to every request. A connection the server
+            // dropped while it sat idle fails the one statement that finds it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(db_err)?;
