@@ -377,6 +377,11 @@ impl Default for LogConfig {
     }
 }
 
+/// `BERTH_*` variables that configure Berth's test suite (which PostgreSQL server its
+/// tests use, and whether they may skip without one), not Berth: CI sets them for every
+/// process, the `berth` binaries the tests start included.
+const TEST_VARIABLES: &[&str] = &["test_postgres", "require_postgres"];
+
 impl Config {
     /// Loads defaults, then the file (if any), then `BERTH_*` variables. Nested keys use
     /// a double underscore: `BERTH_LOG__LEVEL=debug`, `BERTH_TLS__CERT=/etc/berth/cert.pem`.
@@ -392,7 +397,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("BERTH_").split("__"))
+            .merge(Env::prefixed("BERTH_").ignore(TEST_VARIABLES).split("__"))
             .extract()
             .map_err(Box::new)?;
         // Patterns are compiled here so a bad one stops the start with a clear message.
@@ -547,6 +552,11 @@ mod tests {
                 "listen = \"127.0.0.1:6000\"\n[log]\nlevel = \"debug\"\n",
             )?;
             jail.set_env("BERTH_LOG__FORMAT", "json");
+            jail.set_env("BERTH_REQUIRE_POSTGRES", "1");
+            jail.set_env(
+                "BERTH_TEST_POSTGRES",
+                "postgres://postgres@127.0.0.1/postgres",
+            );
             jail.set_env("BERTH_DATA_DIR", "/srv/berth");
             let c = Config::load(Some(Path::new("berth.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.port(), 6000);
