@@ -4,30 +4,88 @@
 //! only in one node's memory. Each write is one transaction, so the invariants the
 //! SQLite adapter keeps (a manifest push is one transaction, a delete checks references
 //! in the transaction that deletes) hold here too, between nodes as well as within one.
+//!
+//! Transactions run at PostgreSQL's default isolation, READ COMMITTED, where each
+//! statement sees what was committed before it started. Races between nodes are settled
+//! by locks taken before the checks they protect:
+//! - every write that touches a repository's manifests, tags or blob links first locks
+//!   the repository's row (a push updates it, or creates it, before anything else;
+//!   deletes use `SELECT … FOR UPDATE`), so such writes in one repository run one after
+//!   the other and each check reads what the previous writer committed; a push racing a
+//!   delete of a blob or manifest it needs either sees it gone or keeps it;
+//! - a project is created with `INSERT … ON CONFLICT DO NOTHING` and read back, so
+//!   two nodes pushing into a new project share one; a push locks the project's row
+//!   (`FOR KEY SHARE`) against a concurrent delete;
+//! - upload-session creation and the first administrator's creation take a
+//!   transaction-scoped advisory lock ([`Lock`]).
+//!
+//! Upload-session writes (creation, progress, a recorded digest) commit with
+//! `synchronous_commit = off`: like the SQLite adapter's `synchronous=NORMAL` batches
+//! they survive a crash of Berth, and a crash of the database server may lose the last
+//! few of them (whole transactions only); the next durable commit flushes them too.
+//! Every other write is flushed before it is acknowledged.
+//!
+//! The caches are correct whatever other nodes write: a tag list is served from memory
+//! only at the `tag_version` the database reports, and manifest bytes are cached by
+//! digest, which names them forever, after the database confirmed the repository
+//! holds the manifest.
 
+mod accounts;
+mod artifacts;
+mod audit;
 mod jobs;
+mod listing;
 mod migrate;
+mod projects;
+mod queries;
+mod robots;
+mod sessions;
+mod settings;
 
+use std::fmt;
 use std::time::Duration;
 
-use berth_meta::MetaError;
+use async_trait::async_trait;
+use berth_meta::cache::{ManifestCache, TagCache};
+use berth_meta::{
+    AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
+    NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
+    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
+};
+use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
+use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
 
 /// How to reach the database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database?…`.
     pub url: String,
     /// Most connections this node opens.
     pub pool_size: u32,
-    /// Longest a statement may run before the server cancels it.
+    /// Longest a statement may run (lock waits included) before the server cancels it,
+    /// and longest a transaction may stay idle before the server ends it.
     pub statement_timeout: Duration,
+}
+
+impl fmt::Debug for PgConfig {
+    /// Never shows the URL, which may hold a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Metadata store on a PostgreSQL database.
 pub struct PgMetaStore {
     pool: PgPool,
+    /// Complete tag lists of recently listed repositories.
+    tag_cache: TagCache,
+    /// Recently served manifest bytes, shared by the responses that send them.
+    manifest_cache: ManifestCache,
 }
 
 impl PgMetaStore {
@@ -38,12 +96,34 @@ impl PgMetaStore {
         migrate::run(&mut conn).await?;
         conn.close().await.map_err(db_err)?;
         let pool = PgPoolOptions::new()
-            .max_connections(config.pool_size)
+            .max_connections(config.pool_size.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // The pool pings each connection when it is released; a second ping before
+            // each use would add a round trip to every request. A connection the server
+            // dropped while it sat idle fails the one statement that finds it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(db_err)?;
-        Ok(PgMetaStore { pool })
+        Ok(PgMetaStore {
+            pool,
+            tag_cache: TagCache::default(),
+            manifest_cache: ManifestCache::default(),
+        })
+    }
+
+    /// A transaction whose commit is on disk before it returns.
+    async fn durable(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
+        self.pool.begin().await.map_err(db_err)
+    }
+
+    /// A transaction whose commit returns before it is flushed: it survives a crash of
+    /// Berth, not necessarily one of the database server (upload-session progress).
+    async fn progress(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
+        self.pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+            .await
+            .map_err(db_err)
     }
 }
 
@@ -52,14 +132,383 @@ fn connect_options(config: &PgConfig) -> Result<PgConnectOptions, MetaError> {
         .url
         .parse()
         .map_err(|e| MetaError(format!("database.url: {e}")))?;
-    let timeout_ms = config.statement_timeout.as_millis();
-    Ok(options
-        .application_name("berth")
-        .options([("statement_timeout", format!("{timeout_ms}"))]))
+    let timeout_ms = config.statement_timeout.as_millis().to_string();
+    // A transaction left idle (its node stopped answering mid-transaction) is ended by
+    // the server after as long, so the rows it locked do not stay locked for the other
+    // nodes; Berth never waits on anything else inside a transaction.
+    Ok(options.application_name("berth").options([
+        ("statement_timeout", timeout_ms.as_str()),
+        ("idle_in_transaction_session_timeout", timeout_ms.as_str()),
+    ]))
 }
 
 pub(crate) fn db_err(e: sqlx::Error) -> MetaError {
     MetaError(e.to_string())
+}
+
+/// The constraint a failed statement violated, when it was a unique constraint.
+pub(crate) fn unique_violation(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Some(d.constraint().unwrap_or("")),
+        _ => None,
+    }
+}
+
+/// The first columns of a row, as a tuple (a listing's trailing count is left).
+pub(crate) fn columns<'r, T: sqlx::FromRow<'r, sqlx::postgres::PgRow>>(
+    row: &'r sqlx::postgres::PgRow,
+) -> Result<T, MetaError> {
+    T::from_row(row).map_err(db_err)
+}
+
+/// A value read from the database that does not parse as what it names.
+pub(crate) fn corrupt(what: &str, e: impl fmt::Display) -> MetaError {
+    MetaError(format!("stored {what} is invalid: {e}"))
+}
+
+/// Transaction-scoped advisory locks (`pg_advisory_xact_lock`): each serializes one kind
+/// of check-then-write between nodes, and is released when the transaction ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lock {
+    /// Counting open upload sessions and opening one. The registry-wide limit makes any
+    /// two creations conflict, so one lock serves; it is held for a count over a table
+    /// of at most `max_upload_sessions` rows and one insert, and only by creations.
+    UploadSessions,
+    /// Creating the first administrator (taken exclusively) against creating projects
+    /// that become theirs (taken shared), so no project created meanwhile stays without
+    /// an owner and concurrent first starts create one administrator.
+    FirstAdmin,
+}
+
+impl Lock {
+    /// The lock's key: "berth" in ASCII (the migration lock's key), then a number.
+    fn key(self) -> i64 {
+        match self {
+            Lock::UploadSessions => 0x0062_6572_7468_0001,
+            Lock::FirstAdmin => 0x0062_6572_7468_0002,
+        }
+    }
+
+    /// Takes the lock exclusively until the transaction ends.
+    pub(crate) async fn exclusive(self, c: &mut PgConnection) -> Result<(), MetaError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(self.key())
+            .execute(c)
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    /// Takes the lock shared until the transaction ends.
+    pub(crate) async fn shared(self, c: &mut PgConnection) -> Result<(), MetaError> {
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(self.key())
+            .execute(c)
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
+}
+
+/// Records the audit entry of a deletion that happened.
+async fn audit_deletion(
+    c: &mut PgConnection,
+    deletion: &Deletion,
+    audit: Option<&AuditEntry>,
+    repository: &RepositoryName,
+) -> Result<(), MetaError> {
+    match (deletion, audit) {
+        (Deletion::Deleted, Some(entry)) => {
+            audit::insert_for_repository(c, entry, repository).await
+        }
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl RepositoryStore for PgMetaStore {
+    async fn catalog(
+        &self,
+        visibility: &Visibility,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<TagPage, MetaError> {
+        queries::catalog(&self.pool, visibility, last.unwrap_or(""), limit).await
+    }
+}
+
+#[async_trait]
+impl BlobLinkStore for PgMetaStore {
+    async fn linked_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, MetaError> {
+        queries::linked_blob(&self.pool, repository.as_str(), digest.as_str()).await
+    }
+
+    async fn blob_repositories(
+        &self,
+        digest: &Digest,
+        limit: u32,
+    ) -> Result<Vec<RepositoryName>, MetaError> {
+        queries::blob_repositories(&self.pool, digest.as_str(), limit).await
+    }
+
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.durable().await?;
+        let repo_id = queries::ensure_repository(&mut tx, repository, now).await?;
+        queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        audit: Option<&AuditEntry>,
+    ) -> Result<Deletion, MetaError> {
+        let mut tx = self.durable().await?;
+        let deletion = queries::unlink_blob(&mut tx, repository.as_str(), digest.as_str()).await?;
+        audit_deletion(&mut tx, &deletion, audit, repository).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(deletion)
+    }
+}
+
+#[async_trait]
+impl UploadStore for PgMetaStore {
+    async fn create_upload(
+        &self,
+        session: &UploadSession,
+        limits: SessionLimits,
+    ) -> Result<(), CreateUploadError> {
+        let mut tx = self.progress().await?;
+        Lock::UploadSessions.exclusive(&mut tx).await?;
+        queries::create_upload(&mut tx, session, limits).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError> {
+        queries::upload(&self.pool, id.as_str()).await
+    }
+
+    async fn advance_upload(
+        &self,
+        id: &UploadId,
+        from: u64,
+        to: u64,
+        hash_state: &[u8],
+        writer: i64,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.progress().await?;
+        let moved =
+            queries::advance_upload(&mut tx, id.as_str(), from, to, hash_state, writer, now)
+                .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(moved)
+    }
+
+    async fn lease_upload(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        now: i64,
+        until: i64,
+    ) -> Result<UploadLease, MetaError> {
+        let mut tx = self.progress().await?;
+        let lease = queries::lease_upload(&mut tx, id.as_str(), holder, now, until).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(lease)
+    }
+
+    async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError> {
+        let mut tx = self.progress().await?;
+        queries::release_upload(&mut tx, id.as_str(), holder).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn record_upload_digest(
+        &self,
+        id: &UploadId,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.progress().await?;
+        let recorded =
+            queries::record_upload_digest(&mut tx, id.as_str(), size, digest.as_str()).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(recorded)
+    }
+
+    async fn complete_upload(
+        &self,
+        id: &UploadId,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<(), MetaError> {
+        let mut tx = self.durable().await?;
+        let repo_id = queries::ensure_repository(&mut tx, repository, now).await?;
+        queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await?;
+        queries::delete_upload(&mut *tx, id.as_str()).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
+        queries::delete_upload(&self.pool, id.as_str()).await
+    }
+
+    async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
+        queries::stale_uploads(&self.pool, before).await
+    }
+
+    async fn upload_bytes(&self) -> Result<u64, MetaError> {
+        queries::upload_bytes(&self.pool).await
+    }
+}
+
+#[async_trait]
+impl ManifestStore for PgMetaStore {
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
+        let mut tx = self.durable().await?;
+        queries::put_manifest(&mut tx, manifest).await?;
+        if let Some(entry) = &manifest.audit {
+            audit::insert_for_repository(&mut tx, entry, &manifest.repository).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>, MetaError> {
+        let mut row = queries::manifest_row(&self.pool, repository.as_str(), reference).await?;
+        if let Some(m) = &mut row {
+            m.cached = self.manifest_cache.get(m.digest.as_str());
+        }
+        Ok(row)
+    }
+
+    async fn manifest_content(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Bytes>, MetaError> {
+        let (repository, digest) = (repository.as_str(), digest.as_str());
+        // The cache is keyed by digest alone, so the repository must hold the manifest.
+        if let Some(content) = self.manifest_cache.get(digest) {
+            let held = queries::manifest_exists(&self.pool, repository, digest).await?;
+            return Ok(held.then_some(content));
+        }
+        let content = queries::manifest_content(&self.pool, repository, digest).await?;
+        Ok(content.map(|c| self.manifest_cache.insert(digest, c)))
+    }
+
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        audit: Option<&AuditEntry>,
+    ) -> Result<Deletion, MetaError> {
+        let mut tx = self.durable().await?;
+        let deletion =
+            queries::delete_manifest(&mut tx, repository.as_str(), digest.as_str()).await?;
+        audit_deletion(&mut tx, &deletion, audit, repository).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(deletion)
+    }
+
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        audit: Option<&AuditEntry>,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.durable().await?;
+        let deleted = queries::delete_tag(&mut tx, repository.as_str(), tag.as_str()).await?;
+        if let (true, Some(entry)) = (deleted, audit) {
+            audit::insert_for_repository(&mut tx, entry, repository).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted)
+    }
+
+    async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<TagPage>, MetaError> {
+        let last = last.unwrap_or("");
+        let Some((repo_id, version)) =
+            queries::repository_tag_version(&self.pool, repository.as_str()).await?
+        else {
+            return Ok(None);
+        };
+        if let Some(page) = self.tag_cache.page(repo_id, version, last, limit) {
+            return Ok(Some(page));
+        }
+        let page = queries::tags(&self.pool, repo_id, last, limit).await?;
+        if last.is_empty() && !page.more {
+            self.tag_cache
+                .store(repo_id, version, page.names().to_vec());
+        }
+        Ok(Some(page))
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+        after: Option<&Digest>,
+        limit: ReferrerLimit,
+    ) -> Result<ReferrerPage, MetaError> {
+        queries::referrers(
+            &self.pool,
+            repository.as_str(),
+            subject.as_str(),
+            artifact_type,
+            after.map_or("", Digest::as_str),
+            limit,
+        )
+        .await
+    }
+
+    async fn record_pulls(
+        &self,
+        pulls: &[PullRecord],
+        at: i64,
+        audits: &[(RepositoryName, AuditEntry)],
+    ) -> Result<(), MetaError> {
+        let mut tx = self.durable().await?;
+        queries::record_pulls(&mut tx, pulls, at).await?;
+        audit::insert_for_repositories(&mut tx, audits).await?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+#[async_trait]
+impl MetaStore for PgMetaStore {
+    async fn check(&self) -> Result<(), MetaError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,6 @@ mod artifacts;
 mod audit;
 mod jobs;
 mod listing;
-mod manifest_cache;
 mod migrate;
 mod projects;
 mod queries;
@@ -32,12 +31,12 @@ mod readers;
 mod robots;
 mod sessions;
 mod settings;
-mod tag_cache;
 mod writer;
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use berth_meta::cache::{ManifestCache, TagCache};
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
     NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
@@ -46,9 +45,7 @@ use berth_meta::{
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
-use crate::manifest_cache::ManifestCache;
 use crate::readers::Readers;
-use crate::tag_cache::TagCache;
 use crate::writer::{Durability, Writer};
 
 /// Metadata store on an SQLite database file.

@@ -11,8 +11,10 @@
 mod accounts;
 mod artifacts;
 mod audit;
+pub mod cache;
 mod jobs;
 mod listing;
+mod metadata;
 mod model;
 mod projects;
 mod robots;
@@ -31,6 +33,7 @@ pub use jobs::{
     Lease, MAX_BACKOFF_MS, NewJob, Period, RUNNER_LOST, RetryPolicy, RunEnd, Schedule,
 };
 pub use listing::{FieldFilter, ListQuery, Listed, Match, SortKey};
+pub use metadata::Metadata;
 pub use projects::{
     Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo, ProjectError,
     ProjectField, ProjectStore, ProjectUpdate, Role, Visibility,

@@ -204,12 +204,45 @@ impl SettingsConfig {
     }
 }
 
-/// Where metadata lives.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Where metadata lives: an SQLite file, or a PostgreSQL database when `url` is set.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// SQLite database file (default: `<data_dir>/berth.db`).
+    /// SQLite database file (default: `<data_dir>/berth.db`); unused with `url`.
     pub path: Option<PathBuf>,
+    /// `postgres://user:password@host:port/database?…`: metadata lives in that
+    /// PostgreSQL database, which every node of a cluster shares. Shown with its
+    /// password hidden.
+    #[serde(serialize_with = "crate::database::serialize_url")]
+    pub url: Option<String>,
+    /// Most connections a node opens to PostgreSQL.
+    pub pool_size: u32,
+    /// Seconds a PostgreSQL statement may run, lock waits included, and a transaction
+    /// may stay idle (0: no limit).
+    pub statement_timeout_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            path: None,
+            url: None,
+            pool_size: 16,
+            statement_timeout_secs: 30,
+        }
+    }
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    /// Shows the URL with its password hidden.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("path", &self.path)
+            .field("url", &self.url.as_deref().map(crate::database::redacted))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout_secs", &self.statement_timeout_secs)
+            .finish()
+    }
 }
 
 /// Where blob bytes live.
@@ -398,6 +431,11 @@ impl Default for LogConfig {
     }
 }
 
+/// `BERTH_*` variables that configure Berth's test suite (which PostgreSQL server its
+/// tests use, and whether they may skip without one), not Berth: CI sets them for every
+/// process, the `berth` binaries the tests start included.
+const TEST_VARIABLES: &[&str] = &["test_postgres", "require_postgres"];
+
 impl Config {
     /// Loads defaults, then the file (if any), then `BERTH_*` variables. Nested keys use
     /// a double underscore: `BERTH_LOG__LEVEL=debug`, `BERTH_TLS__CERT=/etc/berth/cert.pem`.
@@ -413,7 +451,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("BERTH_").split("__"))
+            .merge(Env::prefixed("BERTH_").ignore(TEST_VARIABLES).split("__"))
             .extract()
             .map_err(Box::new)?;
         // Patterns are compiled here so a bad one stops the start with a clear message.
@@ -422,10 +460,11 @@ impl Config {
                 "validation.foreign_layer_urls: {e}"
             )))
         })?;
+        crate::database::Location::of(&config).map_err(|e| Box::new(figment::Error::from(e)))?;
         Ok(config)
     }
 
-    /// The SQLite database file.
+    /// The SQLite database file (when no PostgreSQL URL is set).
     pub fn database_path(&self) -> PathBuf {
         self.database
             .path
@@ -527,6 +566,40 @@ mod tests {
 
     #[test]
     #[allow(clippy::result_large_err)] // figment's Jail dictates the error type.
+    fn a_postgres_url_selects_postgresql_and_is_never_shown_with_its_password() {
+        use crate::database::Location;
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(matches!(Location::of(&c), Ok(Location::Sqlite(_))));
+            assert_eq!(
+                (c.database.pool_size, c.database.statement_timeout_secs),
+                (16, 30)
+            );
+            jail.set_env("BERTH_DATABASE__URL", "postgres://berth:s3cret@db/berth");
+            jail.set_env("BERTH_DATABASE__POOL_SIZE", "40");
+            jail.set_env("BERTH_DATABASE__STATEMENT_TIMEOUT_SECS", "5");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let Ok(Location::Postgres(pg)) = Location::of(&c) else {
+                panic!("PostgreSQL is not selected");
+            };
+            assert_eq!(pg.url, "postgres://berth:s3cret@db/berth");
+            assert_eq!(pg.pool_size, 40);
+            assert_eq!(pg.statement_timeout, Duration::from_secs(5));
+            let shown = toml::to_string(&c).unwrap() + &format!("{c:?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("postgres://berth:***@db/berth"), "{shown}");
+            jail.set_env("BERTH_DATABASE__URL", "mysql://berth:s3cret@db/berth");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("database.url") && !err.contains("s3cret"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the error type.
     fn file_then_environment_override_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -534,6 +607,11 @@ mod tests {
                 "listen = \"127.0.0.1:6000\"\n[log]\nlevel = \"debug\"\n",
             )?;
             jail.set_env("BERTH_LOG__FORMAT", "json");
+            jail.set_env("BERTH_REQUIRE_POSTGRES", "1");
+            jail.set_env(
+                "BERTH_TEST_POSTGRES",
+                "postgres://postgres@127.0.0.1/postgres",
+            );
             jail.set_env("BERTH_DATA_DIR", "/srv/berth");
             jail.set_env("BERTH_JOBS__LEASE_SECS", "30");
             let c = Config::load(Some(Path::new("berth.toml"))).map_err(|e| e.to_string())?;

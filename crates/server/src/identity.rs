@@ -6,7 +6,7 @@ use std::sync::Arc;
 use berth_app::identity::{
     Bootstrap, FIRST_ADMIN, HashCost, Htpasswd, Identity, IdentityConfig, IdentityStores,
 };
-use berth_meta_sqlite::SqliteMetaStore;
+use berth_meta::Metadata;
 
 use crate::config::{AuthMode, Config};
 
@@ -15,7 +15,7 @@ use crate::config::{AuthMode, Config};
 /// terminal).
 pub async fn open(
     config: &Config,
-    meta: Arc<SqliteMetaStore>,
+    meta: Arc<dyn Metadata>,
     clock: Arc<dyn berth_app::Clock>,
 ) -> anyhow::Result<Identity> {
     let htpasswd = config

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod connection;
+mod database;
 mod identity;
 mod jobs;
 mod serve;

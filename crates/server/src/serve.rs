@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Context;
 use berth_app::{Registry, SystemClock};
 use berth_blob::FsBlobStore;
-use berth_meta_sqlite::SqliteMetaStore;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -19,9 +18,8 @@ use crate::connection::{self, Activity, Timeouts, Watched, WatchedIo};
 
 /// Opens the stores, binds the listener and serves until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let meta = Arc::new(
-        SqliteMetaStore::open(config.database_path()).context("opening the metadata database")?,
-    );
+    let database = crate::database::Location::of(&config).map_err(anyhow::Error::msg)?;
+    let meta = database.open().await?;
     let blobs = FsBlobStore::open(config.storage_path()).context("opening the blob store")?;
     let clock: Arc<dyn berth_app::Clock> = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(
@@ -46,6 +44,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         address = %listener.local_addr()?,
         tls = tls.is_some(),
         data_dir = %config.data_dir.display(),
+        database = %database.describe(),
         "berth is listening"
     );
 

@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use super::Adapter;
 use super::support::{
     Case, DEVELOPER, PROJECT_ADMIN, any_of, audit, audited, check_listings, digest, exact, fuzzy,
     new_project, new_user, query, range, repo, seed_roles,
 };
+use crate::Metadata;
 use crate::{
     ListQuery, Listed, Match, MemberKind, NewUser, ProfileUpdate, User, UserError, UserField,
 };
 
 /// Runs the account checks (after [`first_administrator`]).
-pub(super) async fn run(store: &dyn Adapter) {
+pub(super) async fn run(store: &dyn Metadata) {
     users_are_created_read_and_changed(store).await;
     names_and_emails_are_unique(store).await;
     user_listings_filter_sort_and_page(store).await;
@@ -24,7 +24,7 @@ pub(super) async fn run(store: &dyn Adapter) {
 /// A new store holds the public project `library`, without an owner. Of concurrent first
 /// starts, one creates the administrator, who then owns every project without an owner
 /// and the projects pushes create later. Needs a store without an administrator.
-pub(super) async fn first_administrator(store: Arc<dyn Adapter>) {
+pub(super) async fn first_administrator(store: Arc<dyn Metadata>) {
     let library = store.project_by_name("library").await.unwrap();
     let library = library.expect("a new store holds the project library");
     assert_eq!((library.public, library.owner_id), (true, None));
@@ -102,7 +102,7 @@ pub(super) async fn first_administrator(store: Arc<dyn Adapter>) {
 
 /// Accounts are read back as created; each change touches its own fields and the update
 /// time, and records its audit entry only when the user exists.
-async fn users_are_created_read_and_changed(store: &dyn Adapter) {
+async fn users_are_created_read_and_changed(store: &dyn Metadata) {
     let actor = "cf-users-actor";
     let new = new_user("cf-user-ann");
     let id = store
@@ -212,7 +212,7 @@ async fn users_are_created_read_and_changed(store: &dyn Adapter) {
 
 /// Login names are unique, and so are e-mail addresses that are not empty; a refused
 /// change changes nothing and records no audit entry.
-async fn names_and_emails_are_unique(store: &dyn Adapter) {
+async fn names_and_emails_are_unique(store: &dyn Metadata) {
     let actor = "cf-unique-actor";
     let created = audit(actor, "create", "created");
     let refused = audit(actor, "create", "refused");
@@ -283,7 +283,7 @@ fn names(listed: &Listed<User>) -> Vec<&str> {
 
 /// Users are filtered by each field and kind of match, sorted by each key with ties by
 /// id, and paged with the total of the whole listing.
-async fn user_listings_filter_sort_and_page(store: &dyn Adapter) {
+async fn user_listings_filter_sort_and_page(store: &dyn Metadata) {
     let audit = audit("cf-list-actor", "create", "user");
     for (name, at) in [
         ("cf-list-alpha", 100),
@@ -452,7 +452,7 @@ async fn user_listings_filter_sort_and_page(store: &dyn Adapter) {
 }
 
 /// Deleting a user ends their memberships; the projects they owned stay, without owner.
-async fn deleted_users_lose_their_memberships(store: &dyn Adapter) {
+async fn deleted_users_lose_their_memberships(store: &dyn Metadata) {
     seed_roles(store).await;
     let actor = "cf-leaver-actor";
     let user = store
@@ -507,7 +507,7 @@ async fn deleted_users_lose_their_memberships(store: &dyn Adapter) {
 }
 
 /// A user created after another was deleted never gets its id.
-async fn user_ids_are_never_reused(store: &dyn Adapter) {
+async fn user_ids_are_never_reused(store: &dyn Metadata) {
     let audit = audit("cf-ids-actor", "create", "user");
     let first = store
         .create_user(&new_user("cf-ids-first"), 1, &audit)

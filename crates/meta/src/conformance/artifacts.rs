@@ -3,18 +3,18 @@
 
 use berth_oci::{Digest, Reference, Tag};
 
-use super::Adapter;
 use super::support::{
     Case, PROJECT_ADMIN, any_of, audit, audited, check_listings, digest, exact, fuzzy, manifest,
     new_project, query, range, repo,
 };
+use crate::Metadata;
 use crate::{
     AddTagError, ArtifactField, ArtifactInfo, ListQuery, Listed, Match, NewManifest, PullRecord,
     RepositoryField, RepositoryInfo, TagInfo,
 };
 
 /// Runs the artifact checks.
-pub(super) async fn run(store: &dyn Adapter) {
+pub(super) async fn run(store: &dyn Metadata) {
     let gallery = Gallery::push(store).await;
     repositories_list_with_counts_and_times(store, &gallery).await;
     descriptions_are_set_on_existing_repositories(store).await;
@@ -52,7 +52,7 @@ struct Gallery {
 }
 
 impl Gallery {
-    async fn push(store: &dyn Adapter) -> Gallery {
+    async fn push(store: &dyn Metadata) -> Gallery {
         let mut ids = Vec::new();
         for name in ["cf-art", "cf-art-other"] {
             let project = new_project(name, None, false);
@@ -124,7 +124,7 @@ fn repository_names(listed: &Listed<RepositoryInfo>) -> Vec<&str> {
 
 /// A repository counts its artifacts and the pulls recorded; it was created by its first
 /// blob and changed by its last push. Listings are per project, filtered, sorted, paged.
-async fn repositories_list_with_counts_and_times(store: &dyn Adapter, gallery: &Gallery) {
+async fn repositories_list_with_counts_and_times(store: &dyn Metadata, gallery: &Gallery) {
     let app = store.repository_info(&repo(APP)).await.unwrap().unwrap();
     assert_eq!(
         (app.project_id, app.artifact_count, app.pull_count),
@@ -231,7 +231,7 @@ async fn repositories_list_with_counts_and_times(store: &dyn Adapter, gallery: &
 
 /// A description is set on an existing repository only, stamping its update time, with
 /// its audit entry.
-async fn descriptions_are_set_on_existing_repositories(store: &dyn Adapter) {
+async fn descriptions_are_set_on_existing_repositories(store: &dyn Metadata) {
     let actor = "cf-art-describer";
     let described = audit(actor, "update", "described");
     assert!(
@@ -279,7 +279,7 @@ fn bodies(listed: &Listed<ArtifactInfo>) -> Vec<&'static str> {
 /// Artifacts carry their content up to the limit asked, their total size (an index
 /// counts its children's), their push and pull times and their tags by name; they are
 /// filtered (tags included), sorted (never-pulled ones as the oldest) and paged.
-async fn artifacts_list_with_tags_sizes_and_times(store: &dyn Adapter) {
+async fn artifacts_list_with_tags_sizes_and_times(store: &dyn Metadata) {
     let app = store.repository_info(&repo(APP)).await.unwrap().unwrap();
     let list = async |filters: &[(ArtifactField, Match)], sort: &[(ArtifactField, bool)]| {
         let query = query(filters, sort);
@@ -436,7 +436,7 @@ async fn artifacts_list_with_tags_sizes_and_times(store: &dyn Adapter) {
 
 /// An artifact is found by tag or digest in its own repository only, as listed; the
 /// referrers of a subject are found in the subject's repository.
-async fn artifacts_are_found_by_tag_or_digest(store: &dyn Adapter) {
+async fn artifacts_are_found_by_tag_or_digest(store: &dyn Metadata) {
     let listed = store
         .list_artifacts(&repo(APP), &ListQuery::default(), u64::MAX)
         .await
@@ -492,7 +492,7 @@ async fn artifacts_are_found_by_tag_or_digest(store: &dyn Adapter) {
 
 /// A new tag points at an artifact of its repository, with its audit entry; a name in
 /// use or an artifact elsewhere is refused and not audited.
-async fn tags_are_added_to_artifacts_of_their_repository(store: &dyn Adapter) {
+async fn tags_are_added_to_artifacts_of_their_repository(store: &dyn Metadata) {
     let actor = "cf-art-tagger";
     let v3 = Tag::parse("v3").unwrap();
     let tagged = audit(actor, "create", "tagged");
@@ -548,7 +548,7 @@ async fn tags_are_added_to_artifacts_of_their_repository(store: &dyn Adapter) {
 }
 
 /// Stored bytes count each distinct blob linked in the projects once.
-async fn stored_bytes_count_each_blob_once(store: &dyn Adapter, gallery: &Gallery) {
+async fn stored_bytes_count_each_blob_once(store: &dyn Metadata, gallery: &Gallery) {
     let (art, other) = (gallery.art, gallery.other);
     assert_eq!(store.stored_bytes(&[art]).await.unwrap(), 30 + 40 + 50 + 60);
     assert_eq!(store.stored_bytes(&[other]).await.unwrap(), 30 + 70);
@@ -558,7 +558,7 @@ async fn stored_bytes_count_each_blob_once(store: &dyn Adapter, gallery: &Galler
 
 /// Deleting a repository removes its artifacts, tags and blob links, with its audit
 /// entry; a repository of the name made later starts empty.
-async fn deleting_a_repository_removes_what_it_held(store: &dyn Adapter, gallery: &Gallery) {
+async fn deleting_a_repository_removes_what_it_held(store: &dyn Metadata, gallery: &Gallery) {
     let actor = "cf-art-deleter";
     let web = repo(WEB);
     let deleted = audit(actor, "delete", "deleted");

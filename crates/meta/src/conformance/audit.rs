@@ -4,17 +4,17 @@
 //! Entries here happen before 1970 (negative times), which no other check uses, so that
 //! a purge removes entries of this file only.
 
-use super::Adapter;
 use super::support::{
     Case, DEVELOPER, PROJECT_ADMIN, any_of, audit, audit_trail, check_listings, exact, fuzzy,
     new_project, new_user, query, range,
 };
+use crate::Metadata;
 use crate::{
     AuditEntry, AuditField, AuditRecord, ListQuery, Listed, Match, MemberKind, ProjectUpdate,
 };
 
 /// Runs the audit-log checks.
-pub(super) async fn run(store: &dyn Adapter) {
+pub(super) async fn run(store: &dyn Metadata) {
     entries_are_kept_whole_and_listed_by_project(store).await;
     audit_listings_filter_sort_and_page(store).await;
     old_entries_are_purged(store).await;
@@ -23,7 +23,7 @@ pub(super) async fn run(store: &dyn Adapter) {
 
 /// Each kind of management write moves the change mark, so another node learns that
 /// its caches of accounts, projects and settings may be stale.
-async fn management_changes_move_the_change_mark(store: &dyn Adapter) {
+async fn management_changes_move_the_change_mark(store: &dyn Metadata) {
     let mut mark = store.change_mark().await.unwrap();
     let mut moved = async |what: &str| {
         let now = store.change_mark().await.unwrap();
@@ -95,7 +95,7 @@ fn entry(actor: &str, operation: &str, resource_type: &str, resource: &str, at: 
 
 /// An entry is read back with every field; listed for some projects, only the entries
 /// of those projects show, none for no project.
-async fn entries_are_kept_whole_and_listed_by_project(store: &dyn Adapter) {
+async fn entries_are_kept_whole_and_listed_by_project(store: &dyn Metadata) {
     let actor = "cf-audit-kept";
     let mut projects = Vec::new();
     for name in ["cf-audit-one", "cf-audit-two"] {
@@ -160,7 +160,7 @@ fn resources(listed: &Listed<AuditRecord>) -> Vec<&str> {
 
 /// Entries are filtered by each field, sorted by each key and paged with the total of
 /// the whole listing.
-async fn audit_listings_filter_sort_and_page(store: &dyn Adapter) {
+async fn audit_listings_filter_sort_and_page(store: &dyn Metadata) {
     let actor = "cf-audit-list";
     let (a, b, c, d) = ("app:a", "app:b", "web", "project");
     let entries = [
@@ -223,7 +223,7 @@ async fn audit_listings_filter_sort_and_page(store: &dyn Adapter) {
 }
 
 /// A purge deletes the entries older than its time, says how many, and keeps the rest.
-async fn old_entries_are_purged(store: &dyn Adapter) {
+async fn old_entries_are_purged(store: &dyn Metadata) {
     let actor = "cf-audit-purge";
     let entries = [
         entry(actor, "create", "artifact", "oldest", -1_000_003),

@@ -20,39 +20,11 @@ pub mod jobs;
 
 use std::sync::Arc;
 
-use crate::{
-    ArtifactStore, AuditStore, MetaStore, ProjectStore, RobotStore, SessionStore, SettingsStore,
-    UserStore,
-};
-
-/// What one adapter implements: every store trait.
-pub trait Adapter:
-    MetaStore
-    + UserStore
-    + ProjectStore
-    + RobotStore
-    + SettingsStore
-    + AuditStore
-    + ArtifactStore
-    + SessionStore
-{
-}
-
-impl<S> Adapter for S where
-    S: MetaStore
-        + UserStore
-        + ProjectStore
-        + RobotStore
-        + SettingsStore
-        + AuditStore
-        + ArtifactStore
-        + SessionStore
-{
-}
+use crate::Metadata;
 
 /// Runs every check against a new store.
-pub async fn run<S: Adapter>(store: Arc<S>) {
-    let store: Arc<dyn Adapter> = store;
+pub async fn run<S: Metadata>(store: Arc<S>) {
+    let store: Arc<dyn Metadata> = store;
     // First: it needs a store in which no administrator exists yet.
     accounts::first_administrator(store.clone()).await;
     registry::run(store.clone()).await;

@@ -3,18 +3,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Adapter;
 use super::support::{
     Case, DEVELOPER, GUEST, MAINTAINER, PROJECT_ADMIN, any_of, audit, audit_trail, audited,
     check_listings, digest, exact, fuzzy, new_project, new_user, query, range, repo, seed_roles,
 };
+use crate::Metadata;
 use crate::{
     AuditEntry, ListQuery, Listed, Match, Member, MemberError, MemberKind, NewProject, Project,
     ProjectAccessInfo, ProjectError, ProjectField, ProjectUpdate, Role, Visibility,
 };
 
 /// Runs the project checks.
-pub(super) async fn run(store: &dyn Adapter) {
+pub(super) async fn run(store: &dyn Metadata) {
     seed_roles(store).await;
     projects_are_created_with_their_owner_as_administrator(store).await;
     updates_set_visibility_and_merge_metadata(store).await;
@@ -26,14 +26,14 @@ pub(super) async fn run(store: &dyn Adapter) {
 }
 
 /// Creates a user named `name`; returns its id.
-async fn user(store: &dyn Adapter, name: &str) -> i64 {
+async fn user(store: &dyn Metadata, name: &str) -> i64 {
     let audit = audit("cf-project-users", "create", name);
     store.create_user(&new_user(name), 1, &audit).await.unwrap()
 }
 
 /// A project is read back as created, by id and by name; its owner becomes its project
 /// administrator; its audit entry names the new project. A name is taken once.
-async fn projects_are_created_with_their_owner_as_administrator(store: &dyn Adapter) {
+async fn projects_are_created_with_their_owner_as_administrator(store: &dyn Metadata) {
     let actor = "cf-proj-actor";
     let owner = user(store, "cf-proj-owner").await;
     let metadata = BTreeMap::from([
@@ -146,7 +146,7 @@ async fn projects_are_created_with_their_owner_as_administrator(store: &dyn Adap
 /// An update sets visibility when given and the metadata keys given, keeping the others;
 /// a metadata key can be removed. Each change stamps the update time and is audited,
 /// and a change of a missing project or key changes nothing and is not audited.
-async fn updates_set_visibility_and_merge_metadata(store: &dyn Adapter) {
+async fn updates_set_visibility_and_merge_metadata(store: &dyn Metadata) {
     let actor = "cf-meta-actor";
     let new = NewProject {
         metadata: BTreeMap::from([
@@ -251,7 +251,7 @@ fn names(listed: &Listed<Project>) -> Vec<&str> {
 /// Anonymous callers see public projects; users also those they are members of; robots
 /// those they hold permissions in; administrators all. The catalog shows the
 /// repositories of the same projects.
-async fn listings_and_the_catalog_respect_visibility(store: &dyn Adapter) {
+async fn listings_and_the_catalog_respect_visibility(store: &dyn Metadata) {
     let actor = "cf-vis-actor";
     let member = user(store, "cf-vis-user").await;
     let mut ids = BTreeMap::new();
@@ -320,7 +320,7 @@ async fn listings_and_the_catalog_respect_visibility(store: &dyn Adapter) {
 
 /// Projects are filtered by each field, sorted by each key, and paged with the total of
 /// the whole listing; a listed project is the stored project.
-async fn project_listings_filter_sort_and_page(store: &dyn Adapter) {
+async fn project_listings_filter_sort_and_page(store: &dyn Metadata) {
     let actor = "cf-plist-actor";
     let first = user(store, "cf-plist-owner1").await;
     let second = user(store, "cf-plist-owner2").await;
@@ -435,7 +435,7 @@ async fn project_listings_filter_sort_and_page(store: &dyn Adapter) {
 
 /// A project holding repositories is not deleted. Deleting an empty one removes its
 /// members and metadata, so a later project of the same name starts bare, with a new id.
-async fn deleting_a_project_removes_what_it_held(store: &dyn Adapter) {
+async fn deleting_a_project_removes_what_it_held(store: &dyn Metadata) {
     let actor = "cf-del-actor";
     let owner = user(store, "cf-del-owner").await;
     let project = NewProject {
@@ -518,7 +518,7 @@ async fn deleting_a_project_removes_what_it_held(store: &dyn Adapter) {
 
 /// Members are added once each, with a known role, to existing users; they are listed,
 /// filtered by name and paged; roles change and members go, within their project only.
-async fn members_are_added_changed_and_removed(store: &dyn Adapter) {
+async fn members_are_added_changed_and_removed(store: &dyn Metadata) {
     let actor = "cf-mem-actor";
     let project = new_project("cf-mem", None, false);
     let id = store
@@ -685,7 +685,7 @@ async fn members_are_added_changed_and_removed(store: &dyn Adapter) {
 
 /// Seeding stores roles with their permissions, and seeding again replaces the name and
 /// permissions of the roles it names, leaving the others.
-async fn roles_are_seeded_and_replaced(store: &dyn Adapter) {
+async fn roles_are_seeded_and_replaced(store: &dyn Metadata) {
     let role = |name: &str, permissions: &[(&str, &str)]| Role {
         id: 1005,
         name: name.into(),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 
-use super::Adapter;
 use super::support::{PROJECT_ADMIN, audit, audit_trail, digest, manifest, new_project, repo};
+use crate::Metadata;
 use crate::{
     CreateUploadError, Deletion, MetaStore, NewManifest, PullRecord, PutManifestError, Referrer,
     ReferrerLimit, ReferrerPage, SessionLimits, UploadSession, Visibility,
@@ -14,7 +14,7 @@ use crate::{
 
 /// Runs the registry checks: blob links, manifests, tags, referrers, upload sessions and
 /// the audit entries of registry changes.
-pub(super) async fn run(store: Arc<dyn Adapter>) {
+pub(super) async fn run(store: Arc<dyn Metadata>) {
     blobs_are_linked_per_repository(&*store).await;
     manifests_need_their_blobs(&*store).await;
     referenced_content_is_not_deleted(&*store).await;
@@ -707,7 +707,7 @@ async fn concurrent_writes_all_commit(store: Arc<dyn MetaStore>) {
 /// A registry change records its audit entry, naming the repository's project, exactly
 /// when it changed something: a refused push, a missing tag or a held blob or manifest
 /// records none.
-async fn changes_are_audited_with_their_project(store: &dyn Adapter) {
+async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
     let actor = "cf-raud-actor";
     let project = new_project("cf-raud", None, false);
     let created = audit("cf-raud-creator", "create", "cf-raud");

@@ -3,18 +3,18 @@
 
 use std::collections::BTreeSet;
 
-use super::Adapter;
 use super::support::{
     Case, PROJECT_ADMIN, any_of, audit, audited, check_listings, exact, fuzzy, new_project, query,
     range,
 };
+use crate::Metadata;
 use crate::{
     ListQuery, Listed, Match, NewRobot, Robot, RobotError, RobotField, RobotGrant, RobotLevel,
     RobotUpdate,
 };
 
 /// Runs the robot checks.
-pub(super) async fn run(store: &dyn Adapter) {
+pub(super) async fn run(store: &dyn Metadata) {
     robots_are_created_read_and_changed(store).await;
     robot_listings_filter_sort_and_page(store).await;
     deleting_a_project_removes_its_robots_and_grants(store).await;
@@ -61,7 +61,7 @@ fn split(robot: Robot) -> (Robot, Permissions) {
 }
 
 /// The robot with this id, split.
-async fn stored(store: &dyn Adapter, id: i64) -> Option<(Robot, Permissions)> {
+async fn stored(store: &dyn Metadata, id: i64) -> Option<(Robot, Permissions)> {
     store.robot(id).await.unwrap().map(split)
 }
 
@@ -95,7 +95,7 @@ fn project_robot(project: &str, project_id: i64, name: &str) -> NewRobot {
 /// A robot is read back as created, by id and by name; a name is taken once; an update
 /// replaces what it names, grants included, and keeps the rest; each change is audited
 /// when the robot exists; ids of deleted robots are not given again.
-async fn robots_are_created_read_and_changed(store: &dyn Adapter) {
+async fn robots_are_created_read_and_changed(store: &dyn Metadata) {
     let actor = "cf-bot-actor";
     let project = new_project("cf-botproj", None, false);
     let project = store
@@ -257,7 +257,7 @@ fn names(listed: &Listed<Robot>) -> Vec<&str> {
 
 /// Robots are filtered by each field, sorted by each key, and paged with the total of
 /// the whole listing; a listed robot is the stored robot, grants included.
-async fn robot_listings_filter_sort_and_page(store: &dyn Adapter) {
+async fn robot_listings_filter_sort_and_page(store: &dyn Metadata) {
     let actor = "cf-rlist-actor";
     let project = new_project("cf-rlistp", None, false);
     let project = store
@@ -350,7 +350,7 @@ async fn robot_listings_filter_sort_and_page(store: &dyn Adapter) {
 
 /// Deleting a project deletes its project robots and every grant naming it, so a later
 /// project of the same name is reachable by no robot; other grants stay.
-async fn deleting_a_project_removes_its_robots_and_grants(store: &dyn Adapter) {
+async fn deleting_a_project_removes_its_robots_and_grants(store: &dyn Metadata) {
     let actor = "cf-botgone-actor";
     let mut ids = Vec::new();
     for name in ["cf-botgone", "cf-botkeep"] {

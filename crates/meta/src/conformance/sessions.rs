@@ -1,10 +1,10 @@
 //! Checks of [`crate::SessionStore`]: browser sessions, their end and their purge.
 
-use super::Adapter;
+use crate::Metadata;
 use crate::StoredSession;
 
 /// Runs the session checks.
-pub(super) async fn run(store: &dyn Adapter) {
+pub(super) async fn run(store: &dyn Metadata) {
     sessions_last_until_they_end(store).await;
     ended_sessions_are_purged(store).await;
 }
@@ -21,7 +21,7 @@ fn session(label: &str, username: &str, expires_at: i64) -> StoredSession {
 
 /// A session is found until its end, exclusive; it ends alone, or with every session of
 /// its account.
-async fn sessions_last_until_they_end(store: &dyn Adapter) {
+async fn sessions_last_until_they_end(store: &dyn Metadata) {
     let first = session("first", "cf-sess-ann", 1000);
     let second = session("second", "cf-sess-ann", 2000);
     let other = session("other", "cf-sess-bob", 3000);
@@ -43,7 +43,7 @@ async fn sessions_last_until_they_end(store: &dyn Adapter) {
 }
 
 /// A purge deletes the sessions ended by its time, says how many, and keeps the others.
-async fn ended_sessions_are_purged(store: &dyn Adapter) {
+async fn ended_sessions_are_purged(store: &dyn Metadata) {
     let sessions = [
         session("old", "cf-sess-carl", 500),
         session("at the limit", "cf-sess-carl", 600),

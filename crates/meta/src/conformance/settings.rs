@@ -2,16 +2,16 @@
 
 use std::collections::BTreeMap;
 
-use super::Adapter;
 use super::support::{audit, audited};
+use crate::Metadata;
 
 /// Runs the settings checks.
-pub(super) async fn run(store: &dyn Adapter) {
+pub(super) async fn run(store: &dyn Metadata) {
     settings_are_put_and_initialised(store).await;
 }
 
 /// The settings this check writes (`cf.…`).
-async fn ours(store: &dyn Adapter) -> BTreeMap<String, String> {
+async fn ours(store: &dyn Metadata) -> BTreeMap<String, String> {
     let mut all = store.settings().await.unwrap();
     all.retain(|key, _| key.starts_with("cf."));
     all
@@ -27,7 +27,7 @@ fn values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 /// A first start sets the settings without a value; a put replaces the values it names,
 /// keeps the others and is audited; a later start changes no value.
-async fn settings_are_put_and_initialised(store: &dyn Adapter) {
+async fn settings_are_put_and_initialised(store: &dyn Metadata) {
     let actor = "cf-settings-actor";
     store
         .init_settings(&values(&[("cf.a", "1"), ("cf.b", r#""first""#)]))

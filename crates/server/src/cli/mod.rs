@@ -1,8 +1,9 @@
-//! The command line: `serve`, `config`, and the offline commands that work on a
-//! server's database directly, with or without the server running (`admin`, `user`,
-//! `project`, `robot`), for bootstrap and recovery.
+//! The command line: `serve`, `config`, `migrate`, and the offline commands that work
+//! on a server's database directly, with or without the server running (`admin`,
+//! `user`, `project`, `robot`), for bootstrap and recovery.
 
 mod admin;
+mod migrate;
 mod offline;
 mod output;
 mod project;
@@ -30,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults, file and BERTH_* variables merged) as TOML.
     Config(ConfigArgs),
+    /// Apply the metadata database's pending migrations and exit (every start does too).
+    Migrate(DataArgs),
     /// Recover administrative access (offline: works on the database directly).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -102,6 +105,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Migrate(args) => migrate::run(&args),
         Command::Admin(command) => admin::run(command),
         Command::User(command) => user::run(command),
         Command::Project(command) => project::run(command),

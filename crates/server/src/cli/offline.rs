@@ -1,6 +1,6 @@
 //! What the offline commands share: the identity over the server's database (SQLite in
-//! WAL mode lets them write while a server runs), the operator acting as a system
-//! administrator, and how they are given a password.
+//! WAL mode or PostgreSQL, both of which let them write while servers run), the operator
+//! acting as a system administrator, and how they are given a password.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -10,7 +10,6 @@ use berth_app::SystemClock;
 use berth_app::identity::{Identity, check_policy, random_secret};
 use berth_app::manage::{ManageError, Requester, Users};
 use berth_meta::{FieldFilter, ListQuery, Match, User, UserField};
-use berth_meta_sqlite::SqliteMetaStore;
 
 use super::DataArgs;
 use crate::config::LogConfig;
@@ -64,10 +63,7 @@ pub fn run(
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let meta = Arc::new(
-            SqliteMetaStore::open(config.database_path())
-                .context("opening the metadata database")?,
-        );
+        let meta = crate::database::open(&config).await?;
         let identity = crate::identity::open(&config, meta, Arc::new(SystemClock)).await?;
         command(Offline {
             identity: Arc::new(identity),

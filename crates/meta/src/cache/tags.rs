@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use berth_meta::TagPage;
+use crate::TagPage;
 use berth_oci::tag_listing_order;
 
 /// Repositories whose lists are kept; beyond that an arbitrary one is dropped.

@@ -1,0 +1,873 @@
+//! The registry's SQL, one function per operation. Writes run in the caller's
+//! transaction; see the crate's documentation for the locks that order them between
+//! nodes.
+
+use berth_meta::{
+    CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
+    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadLease,
+    UploadSession, Visibility,
+};
+use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
+use bytes::Bytes;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+
+use crate::listing::{Value, arguments};
+use crate::{Lock, corrupt, db_err};
+
+fn page(mut names: Vec<String>, limit: u32) -> TagPage {
+    let more = names.len() > limit as usize;
+    names.truncate(limit as usize);
+    TagPage::new(names, more)
+}
+
+/// A stored digest.
+pub(crate) fn parse_digest(text: &str) -> Result<Digest, MetaError> {
+    Digest::parse(text).map_err(|e| corrupt("digest", e))
+}
+
+/// A stored repository name.
+pub(crate) fn parse_repository(text: &str) -> Result<RepositoryName, MetaError> {
+    RepositoryName::parse(text).map_err(|e| corrupt("repository name", e))
+}
+
+pub async fn catalog(
+    pool: &PgPool,
+    visibility: &Visibility,
+    last: &str,
+    limit: u32,
+) -> Result<TagPage, MetaError> {
+    let (condition, mut values) = crate::projects::visibility_condition(visibility, 3);
+    values.splice(
+        0..0,
+        [
+            Value::Text(last.to_owned()),
+            Value::Int(i64::from(limit) + 1),
+        ],
+    );
+    let names = sqlx::query_scalar_with(
+        &format!(
+            "SELECT r.name FROM repositories r JOIN projects p ON p.id = r.project_id
+             WHERE r.name > $1 AND {condition} ORDER BY r.name LIMIT $2"
+        ),
+        arguments(&values)?,
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(page(names, limit))
+}
+
+/// A repository's id and tag-list version.
+pub async fn repository_tag_version(
+    pool: &PgPool,
+    repository: &str,
+) -> Result<Option<(i64, i64)>, MetaError> {
+    sqlx::query_as("SELECT id, tag_version FROM repositories WHERE name = $1")
+        .bind(repository)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)
+}
+
+/// Up to `limit` tags of a repository after `last`, in `berth_oci::tag_listing_order`:
+/// case-insensitively, then by bytes. The first condition bounds the walk of the
+/// `tags_listing` index; the second skips the names equal to `last` but for case that
+/// sort before it, and `last` itself.
+pub async fn tags(
+    pool: &PgPool,
+    repo_id: i64,
+    last: &str,
+    limit: u32,
+) -> Result<TagPage, MetaError> {
+    let names = sqlx::query_scalar(TAGS_AFTER)
+        .bind(repo_id)
+        .bind(last)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(page(names, limit))
+}
+
+pub(crate) const TAGS_AFTER: &str = "SELECT name FROM tags
+     WHERE repository_id = $1 AND lower(name) >= lower($2 COLLATE \"C\")
+       AND (lower(name) > lower($2 COLLATE \"C\") OR name > $2)
+     ORDER BY lower(name), name LIMIT $3";
+
+/// Creates the project and repository on first use and locks the repository's row
+/// until the transaction ends; returns the repository id.
+pub async fn ensure_repository(
+    c: &mut PgConnection,
+    repository: &RepositoryName,
+    now: i64,
+) -> Result<i64, MetaError> {
+    // Most writes go to a repository that exists: one update finds and locks it, and
+    // takes no value from the id sequence (an upsert takes one even when the row exists).
+    let existing: Option<i64> =
+        sqlx::query_scalar("UPDATE repositories SET updated_at = $2 WHERE name = $1 RETURNING id")
+            .bind(repository.as_str())
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db_err)?;
+    if let Some(id) = existing {
+        return Ok(id);
+    }
+    // A project deleted between the creation and the upsert is created again: each
+    // round sees what was committed before it, so this ends unless projects of this
+    // name are deleted as fast as they are created.
+    for _ in 0..3 {
+        // The project is locked against a delete (which checks it holds no repository)
+        // until the repository exists.
+        let id: Option<i64> = sqlx::query_scalar(
+            "WITH p AS (SELECT id FROM projects WHERE name = $1 FOR KEY SHARE)
+             INSERT INTO repositories (project_id, name, created_at, updated_at)
+             SELECT id, $2, $3, $3 FROM p
+             ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at
+             RETURNING id",
+        )
+        .bind(repository.project())
+        .bind(repository.as_str())
+        .bind(now)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+        if let Some(id) = id {
+            return Ok(id);
+        }
+        // A project made by a push (open mode) belongs to the first administrator.
+        Lock::FirstAdmin.shared(c).await?;
+        sqlx::query(
+            "INSERT INTO projects (name, created_at, updated_at, owner_id)
+             VALUES ($1, $2, $2, (SELECT min(id) FROM users WHERE sysadmin))
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(repository.project())
+        .bind(now)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    }
+    Err(MetaError(format!(
+        "project {:?} keeps being deleted while {repository} is created",
+        repository.project()
+    )))
+}
+
+pub async fn linked_blob(
+    pool: &PgPool,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<u64>, MetaError> {
+    let size: Option<i64> = sqlx::query_scalar(
+        "SELECT b.size FROM repositories r
+         JOIN repository_blobs rb ON rb.repository_id = r.id
+         JOIN blobs b ON b.digest = rb.digest
+         WHERE r.name = $1 AND rb.digest = $2 AND b.status = 'present'",
+    )
+    .bind(repository)
+    .bind(digest)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(size.map(|s| s as u64))
+}
+
+pub async fn blob_repositories(
+    pool: &PgPool,
+    digest: &str,
+    limit: u32,
+) -> Result<Vec<RepositoryName>, MetaError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT r.name FROM repository_blobs rb
+         JOIN repositories r ON r.id = rb.repository_id
+         JOIN blobs b ON b.digest = rb.digest
+         WHERE rb.digest = $1 AND b.status = 'present'
+         ORDER BY r.name LIMIT $2",
+    )
+    .bind(digest)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    names.iter().map(|n| parse_repository(n)).collect()
+}
+
+/// Records a blob (present again if it was being deleted) and links it to the
+/// repository, in one statement.
+pub async fn link_blob(
+    c: &mut PgConnection,
+    repo_id: i64,
+    digest: &str,
+    size: u64,
+    now: i64,
+) -> Result<(), MetaError> {
+    sqlx::query(
+        "WITH blob AS (
+             INSERT INTO blobs (digest, size, created_at) VALUES ($2, $3, $4)
+             ON CONFLICT (digest) DO UPDATE SET status = 'present'
+             WHERE blobs.status <> 'present')
+         INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .bind(size as i64)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(drop)
+    .map_err(db_err)
+}
+
+/// Locks the row of `repository` until the transaction ends; returns its id, or `None`
+/// when there is no such repository.
+pub async fn lock_repository(
+    c: &mut PgConnection,
+    repository: &str,
+) -> Result<Option<i64>, MetaError> {
+    sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1 FOR UPDATE")
+        .bind(repository)
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)
+}
+
+/// Whether the repository holds `digest` (as a blob link for `kind` `blob`, as a
+/// manifest for `manifest`), and the first of its manifests that references `digest` as
+/// `kind` (`blob` for a config or layer, `manifest` for an index child).
+async fn held_and_referrer(
+    c: &mut PgConnection,
+    repo_id: i64,
+    kind: &str,
+    digest: &str,
+) -> Result<(bool, Option<Digest>), MetaError> {
+    let (held, referrer): (bool, Option<String>) = sqlx::query_as(
+        "SELECT CASE $2 WHEN 'blob'
+                    THEN EXISTS (SELECT 1 FROM repository_blobs
+                                 WHERE repository_id = $1 AND digest = $3)
+                    ELSE EXISTS (SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $3)
+                END,
+                (SELECT m.digest FROM manifest_references mr
+                 JOIN manifests m ON m.id = mr.manifest_id
+                 WHERE mr.digest = $3 AND mr.kind = $2 AND m.repository_id = $1
+                 ORDER BY m.id LIMIT 1)",
+    )
+    .bind(repo_id)
+    .bind(kind)
+    .bind(digest)
+    .fetch_one(c)
+    .await
+    .map_err(db_err)?;
+    Ok((held, referrer.as_deref().map(parse_digest).transpose()?))
+}
+
+/// Deletes `digest` of `kind` from the repository unless one of its manifests
+/// references it. The repository is locked first, so no push into it can add a
+/// reference between the check and the delete.
+async fn delete_unreferenced(
+    c: &mut PgConnection,
+    repository: &str,
+    kind: &str,
+    digest: &str,
+    delete: &str,
+) -> Result<Deletion, MetaError> {
+    let Some(repo_id) = lock_repository(c, repository).await? else {
+        return Ok(Deletion::NotFound);
+    };
+    match held_and_referrer(c, repo_id, kind, digest).await? {
+        (false, _) => Ok(Deletion::NotFound),
+        (true, Some(referrer)) => Ok(Deletion::ReferencedBy(referrer)),
+        (true, None) => {
+            sqlx::query(delete)
+                .bind(repo_id)
+                .bind(digest)
+                .execute(c)
+                .await
+                .map_err(db_err)?;
+            Ok(Deletion::Deleted)
+        }
+    }
+}
+
+/// Unlinks a blob unless a manifest of the repository references it.
+pub async fn unlink_blob(
+    c: &mut PgConnection,
+    repository: &str,
+    digest: &str,
+) -> Result<Deletion, MetaError> {
+    delete_unreferenced(
+        c,
+        repository,
+        "blob",
+        digest,
+        "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+    )
+    .await
+}
+
+/// Deletes a manifest (its tags and references cascade) unless an index of the
+/// repository lists it.
+pub async fn delete_manifest(
+    c: &mut PgConnection,
+    repository: &str,
+    digest: &str,
+) -> Result<Deletion, MetaError> {
+    delete_unreferenced(
+        c,
+        repository,
+        "manifest",
+        digest,
+        "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
+    )
+    .await
+}
+
+/// Counts the open sessions and inserts the new one when the limits allow, in one
+/// statement; the caller holds [`Lock::UploadSessions`], so no other creation counts
+/// between this count and this insert.
+pub async fn create_upload(
+    c: &mut PgConnection,
+    s: &UploadSession,
+    limits: SessionLimits,
+) -> Result<(), CreateUploadError> {
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let (open, in_repository): (i64, i64) = sqlx::query_as(
+        "WITH open AS (
+             SELECT count(*) AS total, count(*) FILTER (WHERE repository = $2) AS here
+             FROM uploads),
+         created AS (
+             INSERT INTO uploads
+                 (id, repository, algorithm, \"offset\", hash_state, verified_by,
+                  verified_digest, created_at, updated_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM open
+             WHERE total < $10 AND here < $11)
+         SELECT total, here FROM open",
+    )
+    .bind(s.id.as_str())
+    .bind(s.repository.as_str())
+    .bind(s.algorithm.as_str())
+    .bind(s.offset as i64)
+    .bind(&s.hash_state)
+    .bind(s.verified_by)
+    .bind(s.verified_digest.as_ref().map(Digest::as_str))
+    .bind(s.created_at)
+    .bind(s.updated_at)
+    .bind(clamp(limits.total))
+    .bind(clamp(limits.per_repository))
+    .fetch_one(c)
+    .await
+    .map_err(db_err)?;
+    let (open, in_repository) = (open as u64, in_repository as u64);
+    if open >= limits.total {
+        return Err(CreateUploadError::TooManySessions { open });
+    }
+    if in_repository >= limits.per_repository {
+        return Err(CreateUploadError::TooManyInRepository {
+            open: in_repository,
+        });
+    }
+    Ok(())
+}
+
+fn upload_row(r: &PgRow) -> Result<UploadSession, MetaError> {
+    let text = |i: usize| r.try_get::<&str, _>(i).map_err(db_err);
+    Ok(UploadSession {
+        id: UploadId::parse(text(0)?).map_err(|e| corrupt("upload id", e))?,
+        repository: parse_repository(text(1)?)?,
+        algorithm: Algorithm::parse(text(2)?).map_err(|e| corrupt("algorithm", e))?,
+        offset: r.try_get::<i64, _>(3).map_err(db_err)? as u64,
+        hash_state: r.try_get(4).map_err(db_err)?,
+        verified_by: r.try_get(5).map_err(db_err)?,
+        verified_digest: r
+            .try_get::<Option<&str>, _>(6)
+            .map_err(db_err)?
+            .map(parse_digest)
+            .transpose()?,
+        created_at: r.try_get(7).map_err(db_err)?,
+        updated_at: r.try_get(8).map_err(db_err)?,
+    })
+}
+
+pub async fn upload(pool: &PgPool, id: &str) -> Result<Option<UploadSession>, MetaError> {
+    sqlx::query(
+        "SELECT id, repository, algorithm, \"offset\", hash_state, verified_by,
+                verified_digest, created_at, updated_at
+         FROM uploads WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?
+    .as_ref()
+    .map(upload_row)
+    .transpose()
+}
+
+/// Moves a session from `from` to `to`, compare-and-set on the offset: of two nodes
+/// moving it from the same offset, the second finds it moved (PostgreSQL re-checks the
+/// condition on the row the first one committed) and changes nothing.
+pub async fn advance_upload(
+    c: &mut PgConnection,
+    id: &str,
+    from: u64,
+    to: u64,
+    state: &[u8],
+    writer: i64,
+    now: i64,
+) -> Result<bool, MetaError> {
+    sqlx::query(
+        "UPDATE uploads
+         SET \"offset\" = $3, hash_state = $4, verified_digest = NULL, updated_at = $5,
+             verified_by = CASE WHEN verified_by = $6 THEN verified_by END
+         WHERE id = $1 AND \"offset\" = $2",
+    )
+    .bind(id)
+    .bind(from as i64)
+    .bind(to as i64)
+    .bind(state)
+    .bind(now)
+    .bind(writer)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected() == 1)
+    .map_err(db_err)
+}
+
+/// Claims session `id` for `holder` until `until` unless another claim holds at `now`.
+pub async fn lease_upload(
+    c: &mut PgConnection,
+    id: &str,
+    holder: i64,
+    now: i64,
+    until: i64,
+) -> Result<UploadLease, MetaError> {
+    let granted = sqlx::query(
+        "UPDATE uploads SET lease_holder = $2, lease_until = $4
+         WHERE id = $1 AND (lease_holder IS NULL OR lease_holder = $2 OR lease_until <= $3)",
+    )
+    .bind(id)
+    .bind(holder)
+    .bind(now)
+    .bind(until)
+    .execute(&mut *c)
+    .await
+    .map_err(db_err)?;
+    if granted.rows_affected() == 1 {
+        return Ok(UploadLease::Granted);
+    }
+    let exists = sqlx::query("SELECT 1 FROM uploads WHERE id = $1")
+        .bind(id)
+        .fetch_optional(c)
+        .await
+        .map_err(db_err)?;
+    Ok(match exists {
+        Some(_) => UploadLease::Held,
+        None => UploadLease::Missing,
+    })
+}
+
+/// Ends `holder`'s claim on session `id`.
+pub async fn release_upload(c: &mut PgConnection, id: &str, holder: i64) -> Result<(), MetaError> {
+    sqlx::query(
+        "UPDATE uploads SET lease_holder = NULL, lease_until = NULL
+         WHERE id = $1 AND lease_holder = $2",
+    )
+    .bind(id)
+    .bind(holder)
+    .execute(c)
+    .await
+    .map(drop)
+    .map_err(db_err)
+}
+
+pub async fn record_upload_digest(
+    c: &mut PgConnection,
+    id: &str,
+    size: u64,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    sqlx::query("UPDATE uploads SET verified_digest = $3 WHERE id = $1 AND \"offset\" = $2")
+        .bind(id)
+        .bind(size as i64)
+        .bind(digest)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(db_err)
+}
+
+pub async fn delete_upload(c: impl PgExecutor<'_>, id: &str) -> Result<bool, MetaError> {
+    sqlx::query("DELETE FROM uploads WHERE id = $1")
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(db_err)
+}
+
+pub async fn upload_bytes(pool: &PgPool) -> Result<u64, MetaError> {
+    sqlx::query_scalar::<_, i64>("SELECT coalesce(sum(\"offset\"), 0)::BIGINT FROM uploads")
+        .fetch_one(pool)
+        .await
+        .map(|n| n as u64)
+        .map_err(db_err)
+}
+
+pub async fn stale_uploads(pool: &PgPool, before: i64) -> Result<Vec<UploadId>, MetaError> {
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < $1")
+        .bind(before)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| UploadId::parse(id).ok())
+        .collect())
+}
+
+/// Checks that every blob of the manifest is linked to the repository and every child
+/// is a manifest there, each with its declared size, in one statement; the first
+/// failure, blobs before children, is the error.
+async fn check_references(
+    c: &mut PgConnection,
+    repo_id: i64,
+    m: &NewManifest,
+) -> Result<(), PutManifestError> {
+    let references: Vec<(&str, &Digest, u64)> = (m.blobs.iter().map(|(d, s)| ("blob", d, *s)))
+        .chain(m.children.iter().map(|(d, s)| ("manifest", d, *s)))
+        .collect();
+    if references.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = references.iter().map(|r| r.0).collect();
+    let digests: Vec<&str> = references.iter().map(|r| r.1.as_str()).collect();
+    let sizes: Vec<Option<i64>> = sqlx::query_scalar(
+        "SELECT CASE d.kind
+                    WHEN 'blob' THEN (SELECT b.size FROM repository_blobs rb
+                                      JOIN blobs b ON b.digest = rb.digest
+                                      WHERE rb.repository_id = $1 AND rb.digest = d.digest
+                                        AND b.status = 'present')
+                    ELSE (SELECT m.size FROM manifests m
+                          WHERE m.repository_id = $1 AND m.digest = d.digest)
+                END
+         FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS d(kind, digest, n)
+         ORDER BY d.n",
+    )
+    .bind(repo_id)
+    .bind(&kinds)
+    .bind(&digests)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    for ((kind, digest, declared), actual) in references.into_iter().zip(sizes) {
+        let digest = digest.clone();
+        let (blob, actual) = (kind == "blob", actual.map(|a| a as u64));
+        match actual {
+            None if blob => return Err(PutManifestError::BlobUnknown(digest)),
+            None => return Err(PutManifestError::ManifestUnknown(digest)),
+            Some(actual) if actual != declared && blob => {
+                return Err(PutManifestError::SizeMismatch {
+                    digest,
+                    declared,
+                    actual,
+                });
+            }
+            Some(actual) if actual != declared => {
+                return Err(PutManifestError::ManifestSizeMismatch {
+                    digest,
+                    declared,
+                    actual,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Commits a manifest with its references and tags. `ensure_repository` locks the
+/// repository's row, so no delete in the repository runs between the checks and the commit.
+pub async fn put_manifest(c: &mut PgConnection, m: &NewManifest) -> Result<(), PutManifestError> {
+    let repo_id = ensure_repository(c, &m.repository, m.pushed_at).await?;
+    check_references(c, repo_id, m).await?;
+    // One digest is served with one media type: a re-push of the same bytes under another
+    // type would otherwise be acknowledged while its tags keep serving the first type.
+    // The upsert returns the stored type; a conflict rolls the transaction back.
+    let (manifest_id, stored): (i64, String) = sqlx::query_as(
+        "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, annotations,
+                                subject, size, content, pushed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at
+         RETURNING id, media_type",
+    )
+    .bind(repo_id)
+    .bind(m.digest.as_str())
+    .bind(&m.media_type)
+    .bind(&m.artifact_type)
+    .bind(&m.annotations)
+    .bind(m.subject.as_ref().map(Digest::as_str))
+    .bind(m.content.len() as i64)
+    .bind(&m.content[..])
+    .bind(m.pushed_at)
+    .fetch_one(&mut *c)
+    .await
+    .map_err(db_err)?;
+    if stored != m.media_type {
+        return Err(PutManifestError::MediaTypeConflict { stored });
+    }
+    if m.blobs.is_empty() && m.children.is_empty() && m.tags.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = (m.blobs.iter().map(|_| "blob"))
+        .chain(m.children.iter().map(|_| "manifest"))
+        .collect();
+    let digests: Vec<&str> = (m.blobs.iter().chain(&m.children))
+        .map(|(d, _)| d.as_str())
+        .collect();
+    // A statement may not update one tag twice.
+    let mut tags: Vec<&str> = m.tags.iter().map(|t| t.as_str()).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    sqlx::query(
+        "WITH refs AS (
+             INSERT INTO manifest_references (manifest_id, kind, digest)
+             SELECT $1, kind, digest FROM unnest($2::text[], $3::text[]) AS r(kind, digest)
+             ON CONFLICT DO NOTHING)
+         INSERT INTO tags (repository_id, name, manifest_id, pushed_at)
+         SELECT $4, name, $1, $6 FROM unnest($5::text[]) AS name
+         ON CONFLICT (repository_id, name)
+         DO UPDATE SET manifest_id = excluded.manifest_id, pushed_at = excluded.pushed_at",
+    )
+    .bind(manifest_id)
+    .bind(&kinds)
+    .bind(&digests)
+    .bind(repo_id)
+    .bind(&tags)
+    .bind(m.pushed_at)
+    .execute(c)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn stored_manifest(r: &PgRow) -> Result<StoredManifest, MetaError> {
+    Ok(StoredManifest {
+        digest: parse_digest(r.try_get(0).map_err(db_err)?)?,
+        media_type: r.try_get(1).map_err(db_err)?,
+        size: r.try_get::<i64, _>(2).map_err(db_err)? as u64,
+        cached: None,
+    })
+}
+
+/// Resolves a reference to its manifest row: digest, media type and size.
+pub async fn manifest_row(
+    pool: &PgPool,
+    repository: &str,
+    reference: &Reference,
+) -> Result<Option<StoredManifest>, MetaError> {
+    let (sql, key) = match reference {
+        Reference::Tag(tag) => (
+            "SELECT m.digest, m.media_type, m.size FROM repositories r
+             JOIN tags t ON t.repository_id = r.id
+             JOIN manifests m ON m.id = t.manifest_id
+             WHERE r.name = $1 AND t.name = $2",
+            tag.as_str(),
+        ),
+        Reference::Digest(digest) => (
+            "SELECT m.digest, m.media_type, m.size FROM repositories r
+             JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = $1 AND m.digest = $2",
+            digest.as_str(),
+        ),
+    };
+    sqlx::query(sql)
+        .bind(repository)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(stored_manifest)
+        .transpose()
+}
+
+/// Whether manifest `digest` is in `repository`.
+pub async fn manifest_exists(
+    pool: &PgPool,
+    repository: &str,
+    digest: &str,
+) -> Result<bool, MetaError> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM repositories r JOIN manifests m ON m.repository_id = r.id
+                        WHERE r.name = $1 AND m.digest = $2)",
+    )
+    .bind(repository)
+    .bind(digest)
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)
+}
+
+/// The stored bytes of manifest `digest` in `repository`.
+pub async fn manifest_content(
+    pool: &PgPool,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<Bytes>, MetaError> {
+    let content: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT m.content FROM repositories r JOIN manifests m ON m.repository_id = r.id
+         WHERE r.name = $1 AND m.digest = $2",
+    )
+    .bind(repository)
+    .bind(digest)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(content.map(Bytes::from))
+}
+
+/// Deletes one tag, the repository locked first (as by every write to its tags, so two
+/// of them never wait on each other's rows in opposite orders).
+pub async fn delete_tag(
+    c: &mut PgConnection,
+    repository: &str,
+    tag: &str,
+) -> Result<bool, MetaError> {
+    let Some(repo_id) = lock_repository(c, repository).await? else {
+        return Ok(false);
+    };
+    sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
+        .bind(repo_id)
+        .bind(tag)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(db_err)
+}
+
+/// One page of referrers in digest order, after `after` (`""` for the first page). Each
+/// form of the query (with or without an artifact type) walks an index of its own in
+/// digest order.
+pub async fn referrers(
+    pool: &PgPool,
+    repository: &str,
+    subject: &str,
+    artifact_type: Option<&str>,
+    after: &str,
+    limit: ReferrerLimit,
+) -> Result<ReferrerPage, MetaError> {
+    let query = match artifact_type {
+        Some(artifact_type) => sqlx::query(REFERRERS_OF_TYPE)
+            .bind(repository)
+            .bind(subject)
+            .bind(artifact_type),
+        None => sqlx::query(REFERRERS).bind(repository).bind(subject),
+    };
+    let rows = query
+        .bind(after)
+        .bind(i64::from(limit.count) + 1)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    let mut page = ReferrerPage {
+        referrers: Vec::new(),
+        more: false,
+    };
+    let mut bytes = 0_u64;
+    for r in &rows {
+        let referrer = Referrer {
+            digest: parse_digest(r.try_get(0).map_err(db_err)?)?,
+            media_type: r.try_get(1).map_err(db_err)?,
+            size: r.try_get::<i64, _>(2).map_err(db_err)? as u64,
+            artifact_type: r.try_get(3).map_err(db_err)?,
+            annotations: r.try_get(4).map_err(db_err)?,
+        };
+        bytes = bytes.saturating_add(referrer.listed_size());
+        let full = page.referrers.len() == limit.count as usize
+            || (bytes > limit.bytes && !page.referrers.is_empty());
+        if full {
+            page.more = true;
+            break;
+        }
+        page.referrers.push(referrer);
+    }
+    Ok(page)
+}
+
+/// A page of all the referrers of a subject; it walks `manifests_subject`. The
+/// repository is looked up first, so that its id bounds the walk of the index (under a
+/// join the rows would come in the repository's order, and need a sort).
+pub(crate) const REFERRERS: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+     FROM manifests m
+     WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
+       AND m.subject = $2 AND m.digest > $3
+     ORDER BY m.digest
+     LIMIT $4";
+
+/// A page of the referrers of a subject with one artifact type; it walks
+/// `manifests_subject_type`, so it reads no referrer of another type.
+pub(crate) const REFERRERS_OF_TYPE: &str =
+    "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+     FROM manifests m
+     WHERE m.repository_id = (SELECT id FROM repositories WHERE name = $1)
+       AND m.subject = $2 AND m.artifact_type = $3 AND m.digest > $4
+     ORDER BY m.digest
+     LIMIT $5";
+
+/// Stamps last-pull times and adds to pull counts. The repositories are locked first,
+/// in id order: every other write locks its repository before its manifests and tags,
+/// and batches from several nodes lock theirs in the same order, so none of them waits
+/// on another in a cycle.
+pub async fn record_pulls(
+    c: &mut PgConnection,
+    pulls: &[PullRecord],
+    at: i64,
+) -> Result<(), MetaError> {
+    if pulls.is_empty() {
+        return Ok(());
+    }
+    let repositories: Vec<&str> = pulls.iter().map(|p| p.repository.as_str()).collect();
+    let digests: Vec<&str> = pulls.iter().map(|p| p.digest.as_str()).collect();
+    let tags: Vec<Option<&str>> = pulls
+        .iter()
+        .map(|p| p.tag.as_ref().map(|t| t.as_str()))
+        .collect();
+    let counts: Vec<i64> = pulls
+        .iter()
+        .map(|p| i64::try_from(p.count).unwrap_or(i64::MAX))
+        .collect();
+    sqlx::query("SELECT id FROM repositories WHERE name = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&repositories)
+        .execute(&mut *c)
+        .await
+        .map_err(db_err)?;
+    sqlx::query(
+        "WITH pulls AS (
+             SELECT r.id AS repository_id, p.digest, p.tag, p.count
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                  AS p(repository, digest, tag, count)
+             JOIN repositories r ON r.name = p.repository),
+         counted AS (
+             UPDATE repositories r SET pull_count = r.pull_count + n.count
+             FROM (SELECT repository_id, sum(count)::BIGINT AS count FROM pulls
+                   GROUP BY repository_id) AS n
+             WHERE r.id = n.repository_id),
+         artifacts AS (
+             UPDATE manifests m SET pulled_at = $5
+             FROM pulls WHERE m.repository_id = pulls.repository_id AND m.digest = pulls.digest)
+         UPDATE tags t SET pulled_at = $5
+         FROM pulls WHERE t.repository_id = pulls.repository_id AND t.name = pulls.tag",
+    )
+    .bind(&repositories)
+    .bind(&digests)
+    .bind(&tags)
+    .bind(&counts)
+    .bind(at)
+    .execute(c)
+    .await
+    .map(drop)
+    .map_err(db_err)
+}

@@ -1,0 +1,164 @@
+//! The PostgreSQL adapter against a real server: the shared conformance suite, the
+//! SQLite adapter's own checks that apply here, the same answers as SQLite for the
+//! management stores (`parity`), and races between nodes (`nodes`: two stores on one
+//! database are two nodes).
+
+mod nodes;
+mod parity;
+mod plans;
+
+use std::sync::Arc;
+
+use berth_meta::{BlobLinkStore, NewUser, ProjectStore, UserStore};
+use berth_oci::{Algorithm, Digest, RepositoryName};
+use berth_testkit_postgres::TempDatabase;
+
+use super::{PgConfig, PgMetaStore};
+
+pub(crate) fn config(db: &TempDatabase) -> PgConfig {
+    PgConfig {
+        url: db.url().to_owned(),
+        pool_size: 8,
+        statement_timeout: std::time::Duration::from_secs(30),
+    }
+}
+
+/// A node on `db`.
+async fn node(db: &TempDatabase) -> PgMetaStore {
+    PgMetaStore::connect(&config(db)).await.unwrap()
+}
+
+fn repo(name: &str) -> RepositoryName {
+    RepositoryName::parse(name).unwrap()
+}
+
+fn digest(text: &str) -> Digest {
+    Digest::compute(Algorithm::Sha256, text.as_bytes())
+}
+
+fn new_user(username: &str, sysadmin: bool) -> NewUser {
+    NewUser {
+        username: username.into(),
+        email: String::new(),
+        realname: String::new(),
+        comment: String::new(),
+        password_hash: "x".into(),
+        sysadmin,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let config = config(&db);
+    let starts = (0..4).map(|_| {
+        let config = config.clone();
+        tokio::spawn(async move { PgMetaStore::connect(&config).await.map(drop) })
+    });
+    for start in starts {
+        start.await.unwrap().unwrap();
+    }
+    let store = node(&db).await;
+    let version: i64 = sqlx::query_scalar("SELECT version FROM schema_version")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(version as usize, super::migrate::MIGRATION_COUNT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_passes_the_conformance_suite() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    berth_meta::conformance::run(Arc::new(node(&db).await)).await;
+}
+
+#[tokio::test]
+async fn reconnecting_keeps_data_and_skips_applied_migrations() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let d = digest("x");
+    node(&db)
+        .await
+        .link_blob(&repo("p/r"), &d, 1, 1)
+        .await
+        .unwrap();
+    let again = node(&db).await;
+    assert_eq!(again.linked_blob(&repo("p/r"), &d).await.unwrap(), Some(1));
+}
+
+#[tokio::test]
+async fn upload_progress_alone_commits_without_waiting_for_a_flush() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = node(&db).await;
+    let setting = async |mut tx: sqlx::Transaction<'static, sqlx::Postgres>| -> String {
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap()
+    };
+    assert_eq!(setting(store.progress().await.unwrap()).await, "off");
+    assert_eq!(setting(store.durable().await.unwrap()).await, "on");
+    let after: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, "on", "the setting ends with its transaction");
+}
+
+#[tokio::test]
+async fn projects_from_before_accounts_go_to_the_first_administrator() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = node(&db).await;
+    let d = digest("x");
+    for name in ["legacy/app", "library/app"] {
+        store.link_blob(&repo(name), &d, 1, 1).await.unwrap();
+    }
+    let legacy = store.project_by_name("legacy").await.unwrap().unwrap();
+    assert_eq!((legacy.owner_id, legacy.public), (None, false));
+    let admin = new_user("admin", true);
+    assert!(store.create_first_admin(&admin, 2).await.unwrap());
+    assert!(
+        !store.create_first_admin(&admin, 3).await.unwrap(),
+        "only once"
+    );
+    let id = store.user_by_name("admin").await.unwrap().unwrap().id;
+    let legacy = store.project_by_name("legacy").await.unwrap().unwrap();
+    assert_eq!((legacy.owner_id, legacy.public), (Some(id), false));
+    let library = store.project_by_name("library").await.unwrap().unwrap();
+    assert!(library.public);
+    // Projects a push makes later belong to the administrator from the start.
+    store.link_blob(&repo("later/app"), &d, 1, 4).await.unwrap();
+    let later = store.project_by_name("later").await.unwrap().unwrap();
+    assert_eq!(later.owner_id, Some(id));
+}
+
+#[tokio::test]
+async fn connections_carry_the_configured_timeouts() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = PgMetaStore::connect(&PgConfig {
+        statement_timeout: std::time::Duration::from_millis(1500),
+        ..config(&db)
+    })
+    .await
+    .unwrap();
+    for setting in ["statement_timeout", "idle_in_transaction_session_timeout"] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(value, "1500ms", "{setting}");
+    }
+    let slow = sqlx::query("SELECT pg_sleep(3)").execute(&store.pool).await;
+    assert!(slow.is_err(), "the statement is cancelled");
+}

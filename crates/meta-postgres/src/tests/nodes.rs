@@ -1,0 +1,459 @@
+//! Races between nodes: two stores on one database are two nodes, each with its own
+//! pool and caches. Each race runs many times at once, so that the interleavings the
+//! locks rule out would show.
+
+use std::sync::Arc;
+
+use berth_meta::{
+    ArtifactStore, AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore,
+    MemberError, MemberKind, NewManifest, NewProject, ProjectError, ProjectStore, PullRecord,
+    PutManifestError, RepositoryStore, Role, SessionLimits, UploadSession, UploadStore, UserStore,
+    Visibility,
+};
+use berth_oci::{Algorithm, Reference, Tag, UploadId};
+use berth_testkit_postgres::TempDatabase;
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::{digest, new_user, node, repo};
+use crate::PgMetaStore;
+
+type Node = Arc<PgMetaStore>;
+
+/// A fresh database and two nodes on it.
+async fn two_nodes() -> Option<(TempDatabase, Node, Node)> {
+    let db = TempDatabase::create().await?;
+    let (a, b) = (node(&db).await, node(&db).await);
+    Some((db, Arc::new(a), Arc::new(b)))
+}
+
+fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) -> NewManifest {
+    NewManifest {
+        repository: repo(repository),
+        digest: digest(body),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: None,
+        annotations: None,
+        subject: None,
+        content: Bytes::from(body.to_owned()),
+        blobs: blobs.iter().map(|(b, s)| (digest(b), *s)).collect(),
+        children: Vec::new(),
+        tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
+        pushed_at: 1,
+        audit: None,
+    }
+}
+
+fn audit() -> AuditEntry {
+    AuditEntry {
+        project_id: None,
+        username: "tester".into(),
+        operation: "delete".into(),
+        resource_type: "thing".into(),
+        resource: "thing".into(),
+        success: true,
+        client_ip: "192.0.2.1".into(),
+        op_time: 1,
+    }
+}
+
+/// Awaits every task, in order.
+async fn all<T>(tasks: Vec<JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_racing_a_blob_delete_never_keeps_a_manifest_without_its_blob() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut races = Vec::new();
+    for i in 0..40 {
+        let (repository, layer) = (format!("race/blob{i}"), format!("layer{i}"));
+        a.link_blob(&repo(&repository), &digest(&layer), 1, 1)
+            .await
+            .unwrap();
+        let m = manifest(&repository, &format!("image{i}"), &[(&layer, 1)], &["v1"]);
+        let (a, b) = (a.clone(), b.clone());
+        races.push(tokio::spawn(async move {
+            let (r, layer) = (repo(&repository), digest(&layer));
+            let (pushed, unlinked) =
+                tokio::join!(a.put_manifest(&m), b.unlink_blob(&r, &layer, None));
+            match (pushed, unlinked.unwrap()) {
+                (Ok(()), Deletion::ReferencedBy(by)) => assert_eq!(by, m.digest),
+                (Err(PutManifestError::BlobUnknown(_)), Deletion::Deleted) => {}
+                other => panic!("{repository}: {other:?}"),
+            }
+            let kept = a.manifest(&r, &Reference::Digest(m.digest.clone())).await;
+            let linked = b.linked_blob(&r, &layer).await.unwrap();
+            assert_eq!(kept.unwrap().is_some(), linked.is_some(), "{repository}");
+        }));
+    }
+    all(races).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_push_racing_a_child_delete_never_keeps_an_index_without_its_child() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut races = Vec::new();
+    for i in 0..40 {
+        let repository = format!("race/index{i}");
+        let child = manifest(&repository, &format!("child{i}"), &[], &[]);
+        a.put_manifest(&child).await.unwrap();
+        let mut index = manifest(&repository, &format!("index{i}"), &[], &["multi"]);
+        index.children = vec![(child.digest.clone(), child.content.len() as u64)];
+        let (a, b) = (a.clone(), b.clone());
+        races.push(tokio::spawn(async move {
+            let r = repo(&repository);
+            let (pushed, deleted) = tokio::join!(
+                a.put_manifest(&index),
+                b.delete_manifest(&r, &child.digest, None)
+            );
+            match (pushed, deleted.unwrap()) {
+                (Ok(()), Deletion::ReferencedBy(by)) => assert_eq!(by, index.digest),
+                (Err(PutManifestError::ManifestUnknown(_)), Deletion::Deleted) => {}
+                other => panic!("{repository}: {other:?}"),
+            }
+        }));
+    }
+    all(races).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_creating_one_project_share_it() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let pushes = (0..16).map(|i| {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            let r = repo(&format!("shared/app{i}"));
+            node.link_blob(&r, &digest("layer"), 1, 1).await.unwrap();
+            node.repository_info(&r).await.unwrap().unwrap().project_id
+        })
+    });
+    let projects = all(pushes.collect()).await;
+    let shared = a.project_by_name("shared").await.unwrap().unwrap();
+    assert!(projects.iter().all(|&p| p == shared.id), "{projects:?}");
+    assert_eq!(shared.repo_count, 16);
+
+    // A project created by a user while a push creates it: one of them makes it, and the
+    // push's repository is in it.
+    let races = (0..20).map(|i| {
+        let (a, b) = (a.clone(), b.clone());
+        tokio::spawn(async move {
+            let name = format!("made{i}");
+            let project = NewProject {
+                name: name.clone(),
+                owner_id: None,
+                public: false,
+                metadata: Default::default(),
+            };
+            let (r, layer, entry) = (repo(&format!("{name}/app")), digest("layer"), audit());
+            let (created, pushed) = tokio::join!(
+                a.create_project(&project, 1, 1, &entry),
+                b.link_blob(&r, &layer, 1, 1)
+            );
+            pushed.unwrap();
+            match created {
+                Ok(_) | Err(ProjectError::NameTaken(_)) => {}
+                Err(e) => panic!("{name}: {e}"),
+            }
+            let project = a.project_by_name(&name).await.unwrap().unwrap();
+            let repository = a.repository_info(&r).await.unwrap().unwrap();
+            assert_eq!(repository.project_id, project.id, "{name}");
+        })
+    });
+    all(races.collect()).await;
+    let listed = a
+        .catalog(&Visibility::All, None, 1000)
+        .await
+        .unwrap()
+        .names()
+        .len();
+    assert_eq!(listed, 36);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_into_a_project_being_deleted_stops_the_delete_or_makes_it_again() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let mut races = Vec::new();
+    for i in 0..20 {
+        let name = format!("doomed{i}");
+        let project = NewProject {
+            name: name.clone(),
+            owner_id: None,
+            public: false,
+            metadata: Default::default(),
+        };
+        let id = a.create_project(&project, 1, 1, &audit()).await.unwrap();
+        let (a, b) = (a.clone(), b.clone());
+        races.push(tokio::spawn(async move {
+            let (r, layer, entry) = (repo(&format!("{name}/app")), digest("layer"), audit());
+            let (deleted, pushed) =
+                tokio::join!(a.delete_project(id, &entry), b.link_blob(&r, &layer, 1, 1));
+            pushed.unwrap_or_else(|e| panic!("{name}: the push failed: {e}"));
+            match deleted {
+                Ok(true) | Err(ProjectError::NotEmpty(1)) => {}
+                other => panic!("{name}: {other:?}"),
+            }
+            let project = b.project_by_name(&name).await.unwrap().unwrap();
+            let repository = b.repository_info(&r).await.unwrap().unwrap();
+            assert_eq!(repository.project_id, project.id, "{name}");
+        }));
+    }
+    all(races).await;
+}
+
+fn session(seed: u16, repository: &str) -> UploadSession {
+    let mut id = [0x5a; 16];
+    id[..2].copy_from_slice(&seed.to_be_bytes());
+    UploadSession {
+        id: UploadId::from_random(id),
+        repository: repo(repository),
+        algorithm: Algorithm::Sha256,
+        offset: 0,
+        hash_state: Vec::new(),
+        verified_by: None,
+        verified_digest: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_limits_hold_across_nodes() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let limits = SessionLimits {
+        total: 5,
+        per_repository: 3,
+    };
+    let creations = (0..32).map(|i| {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let s = session(i, if i % 4 < 2 { "up/a" } else { "up/b" });
+        tokio::spawn(async move { node.create_upload(&s, limits).await.map(|()| s) })
+    });
+    let mut opened = Vec::new();
+    for created in all(creations.collect()).await {
+        match created {
+            Ok(s) => opened.push(s.repository),
+            Err(CreateUploadError::TooManySessions { open }) => assert_eq!(open, 5),
+            Err(CreateUploadError::TooManyInRepository { open }) => assert_eq!(open, 3),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(opened.len(), 5, "{opened:?}");
+    for r in ["up/a", "up/b"] {
+        assert!(
+            opened.iter().filter(|o| o.as_str() == r).count() <= 3,
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_advances_once_from_each_offset() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let s = session(1, "up/cas");
+    a.create_upload(
+        &s,
+        SessionLimits {
+            total: 9,
+            per_repository: 9,
+        },
+    )
+    .await
+    .unwrap();
+    let mut offset = 0;
+    for round in 0..30 {
+        let (by_a, by_b) = tokio::join!(
+            a.advance_upload(&s.id, offset, offset + 1, &[1], 1, round),
+            b.advance_upload(&s.id, offset, offset + 2, &[2], 2, round)
+        );
+        let (by_a, by_b) = (by_a.unwrap(), by_b.unwrap());
+        assert!(by_a != by_b, "round {round}: exactly one advances");
+        offset += if by_a { 1 } else { 2 };
+        let stored = b.upload(&s.id).await.unwrap().unwrap();
+        assert_eq!(stored.offset, offset, "round {round}");
+        assert_eq!(stored.hash_state, if by_a { [1] } else { [2] });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caches_follow_what_another_node_writes() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let r = repo("cache/app");
+    let listed = async || {
+        let page = a.tags(&r, None, 100).await.unwrap().unwrap();
+        page.names().to_vec()
+    };
+    b.put_manifest(&manifest("cache/app", "one", &[], &["v1"]))
+        .await
+        .unwrap();
+    assert_eq!(listed().await, ["v1"]);
+    b.put_manifest(&manifest("cache/app", "two", &[], &["v2", "latest"]))
+        .await
+        .unwrap();
+    assert_eq!(listed().await, ["latest", "v1", "v2"]);
+    let v2 = Tag::parse("v2").unwrap();
+    assert!(b.delete_tag(&r, &v2, None).await.unwrap());
+    assert_eq!(listed().await, ["latest", "v1"]);
+    b.add_tag(
+        &r,
+        &digest("one"),
+        &Tag::parse("stable").unwrap(),
+        2,
+        &audit(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed().await, ["latest", "stable", "v1"]);
+    // A tag moved to another manifest: same names, another target.
+    b.put_manifest(&manifest("cache/app", "two", &[], &["v1"]))
+        .await
+        .unwrap();
+    let v1 = Reference::Tag(Tag::parse("v1").unwrap());
+    let moved = a.manifest(&r, &v1).await.unwrap().unwrap();
+    assert_eq!(moved.digest, digest("two"));
+    // Manifest bytes cached on one node are not served once another deleted them.
+    let one = digest("one");
+    assert_eq!(
+        a.manifest_content(&r, &one).await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(
+        b.delete_manifest(&r, &one, None).await.unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(a.manifest_content(&r, &one).await.unwrap(), None);
+    assert_eq!(listed().await, ["latest", "v1"]);
+    // A repository deleted and pushed again is another repository.
+    assert!(b.delete_repository(&r, &audit()).await.unwrap());
+    assert!(a.tags(&r, None, 100).await.unwrap().is_none());
+    b.put_manifest(&manifest("cache/app", "three", &[], &["new"]))
+        .await
+        .unwrap();
+    assert_eq!(listed().await, ["new"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_create_one_administrator() {
+    for _ in 0..3 {
+        let Some((_db, a, b)) = two_nodes().await else {
+            return;
+        };
+        let (first, second) = (new_user("admin-a", true), new_user("admin-b", true));
+        let (by_a, by_b) = tokio::join!(
+            a.create_first_admin(&first, 1),
+            b.create_first_admin(&second, 1)
+        );
+        assert!(by_a.unwrap() != by_b.unwrap(), "exactly one is created");
+        let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE sysadmin")
+            .fetch_one(&a.pool)
+            .await
+            .unwrap();
+        assert_eq!(admins, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_added_while_its_user_is_deleted_is_not_left_behind() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let role = Role {
+        id: 2,
+        name: "developer".into(),
+        permissions: Vec::new(),
+    };
+    a.seed_roles(&[role]).await.unwrap();
+    let project = NewProject {
+        name: "team".into(),
+        owner_id: None,
+        public: false,
+        metadata: Default::default(),
+    };
+    let project = a.create_project(&project, 2, 1, &audit()).await.unwrap();
+    let mut races = Vec::new();
+    for i in 0..30 {
+        let user = a
+            .create_user(&new_user(&format!("u{i}"), false), 1, &audit())
+            .await
+            .unwrap();
+        let (a, b) = (a.clone(), b.clone());
+        races.push(tokio::spawn(async move {
+            let entry = audit();
+            let (added, deleted) = tokio::join!(
+                a.add_member(project, MemberKind::User, user, 2, 1, &entry),
+                b.delete_user(user, &entry)
+            );
+            assert!(deleted.unwrap());
+            match added {
+                Ok(_) | Err(MemberError::UnknownEntity) => {}
+                Err(e) => panic!("u{i}: {e}"),
+            }
+            assert_eq!(a.user_roles(user).await.unwrap(), [], "u{i}");
+        }));
+    }
+    all(races).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_batches_and_pushes_from_several_nodes_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let names: Vec<String> = (0..4).map(|i| format!("pulled/app{i}")).collect();
+    for name in &names {
+        a.put_manifest(&manifest(name, "image", &[], &["v1"]))
+            .await
+            .unwrap();
+    }
+    let pulls: Vec<PullRecord> = names
+        .iter()
+        .map(|name| PullRecord {
+            repository: repo(name),
+            digest: digest("image"),
+            tag: Some(Tag::parse("v1").unwrap()),
+            count: 1,
+        })
+        .collect();
+    let mut work = Vec::new();
+    for round in 0..20_i64 {
+        for (node, reversed) in [(a.clone(), false), (b.clone(), true)] {
+            let mut batch = pulls.clone();
+            if reversed {
+                batch.reverse();
+            }
+            work.push(tokio::spawn(async move {
+                node.record_pulls(&batch, round, &[]).await.unwrap();
+            }));
+        }
+        let (node, name) = (b.clone(), names[round as usize % names.len()].clone());
+        work.push(tokio::spawn(async move {
+            let tag = format!("t{round}");
+            node.put_manifest(&manifest(&name, "image", &[], &["v1", &tag]))
+                .await
+                .unwrap();
+        }));
+    }
+    all(work).await;
+    for name in &names {
+        let info = a.repository_info(&repo(name)).await.unwrap().unwrap();
+        assert_eq!(info.pull_count, 40, "{name}");
+    }
+}
