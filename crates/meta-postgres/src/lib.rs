@@ -33,6 +33,7 @@
 mod accounts;
 mod artifacts;
 mod audit;
+mod import;
 mod jobs;
 mod listing;
 mod migrate;
@@ -41,6 +42,8 @@ mod queries;
 mod robots;
 mod sessions;
 mod settings;
+
+pub use import::{ImportError, ImportReport, import_sqlite};
 
 use std::fmt;
 use std::time::Duration;

@@ -139,3 +139,84 @@ async fn two_nodes_on_one_postgres_database_serve_one_registry() {
     assert_eq!(deleted.status(), StatusCode::ACCEPTED);
     assert_eq!(get(&two, &by_digest).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_moves_to_postgres_with_migrate_from_sqlite() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("single");
+    let single = [
+        ("BERTH_DATA_DIR", data.to_str().unwrap()),
+        ("BERTH_ADMIN_PASSWORD", "Adm1nPassword"),
+    ];
+    ok(&["migrate"], &single);
+    ok(
+        &["user", "add", "carol", "--password", "Car0lPassword"],
+        &single,
+    );
+    let node = Berth::start_with(&data, free_port(), &single);
+    let layer = push_blob(&node, "team/app", b"layer bytes").await;
+    let config = push_blob(&node, "team/app", b"{}").await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":11}}]}}"#
+    );
+    let put = client()
+        .put(format!("{}/v2/team/app/manifests/v1", node.url()))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    assert!(node.terminate(), "the single node stops cleanly");
+
+    let from = format!("sqlite:{}", data.join("berth.db").display());
+    let copied = ok(&["migrate", "--from", &from, "--to", db.url()], &[]);
+    assert!(
+        copied.contains("users") && copied.contains("manifests"),
+        "{copied}"
+    );
+    let again = berth(&["migrate", "--from", &from, "--to", db.url()], &[]);
+    assert!(
+        !again.status.success(),
+        "a second copy over the first is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // A node on PostgreSQL, with the same blob directory, serves what the single node
+    // stored, and knows its users.
+    let storage = data.join("storage");
+    let cluster = [
+        ("BERTH_DATABASE__URL", db.url()),
+        ("BERTH_STORAGE__PATH", storage.to_str().unwrap()),
+        ("BERTH_DATA_DIR", work.path().to_str().unwrap()),
+    ];
+    let moved = Berth::start_with(&work.path().join("moved"), free_port(), &cluster);
+    let pulled = get(&moved, "/v2/team/app/manifests/v1").await;
+    assert_eq!(pulled, (StatusCode::OK, manifest.into_bytes()));
+    let blob = get(&moved, &format!("/v2/team/app/blobs/{layer}")).await;
+    assert_eq!(blob, (StatusCode::OK, b"layer bytes".to_vec()));
+    let users = ok(&["user", "list"], &cluster);
+    assert!(users.contains("carol"), "{users}");
+    // Ids continue after the copied ones.
+    ok(
+        &["user", "add", "dave", "--password", "Dav3Password"],
+        &cluster,
+    );
+    let listed = ok(&["user", "list"], &cluster);
+    let id_of = |name: &str| -> i64 {
+        listed
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {listed}"))
+    };
+    assert!(id_of("dave") > id_of("carol"), "{listed}");
+}

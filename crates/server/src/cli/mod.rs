@@ -31,8 +31,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the effective configuration (defaults, file and BERTH_* variables merged) as TOML.
     Config(ConfigArgs),
-    /// Apply the metadata database's pending migrations and exit (every start does too).
-    Migrate(DataArgs),
+    /// Apply the metadata database's pending migrations and exit (every start does too),
+    /// or copy a single node's SQLite database into PostgreSQL (--from, --to).
+    Migrate(migrate::MigrateArgs),
     /// Recover administrative access (offline: works on the database directly).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
