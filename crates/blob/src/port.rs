@@ -18,8 +18,9 @@ pub enum BlobError {
     /// The blob or upload does not exist.
     #[error("not found")]
     NotFound,
-    /// The upload's bytes at rest are shorter than its recorded offset (lost after a crash).
-    #[error("upload data is shorter than its recorded offset")]
+    /// The upload's bytes at rest are not those acknowledged: shorter than its recorded
+    /// offset (lost after a crash), or written by another append than the acknowledged one.
+    #[error("upload data is shorter than its recorded offset or not what was acknowledged")]
     UploadTruncated,
     /// The client's body stream failed (disconnect, timeout).
     #[error("reading the request body failed: {0}")]
@@ -125,4 +126,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Checks the store is reachable and writable (for `/readyz`).
     async fn check(&self) -> Result<(), BlobError>;
+
+    /// A URL the client may fetch the committed blob from directly for a short while (a
+    /// presigned URL), when the store is configured to hand them out; `None`, the
+    /// default, serves the blob through Berth.
+    async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
 }
