@@ -7,6 +7,7 @@ mod connection;
 mod identity;
 mod serve;
 mod signing_key;
+mod storage;
 mod telemetry;
 mod tls;
 mod workers;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_app::{Registry, SystemClock};
-use berth_blob::FsBlobStore;
 use berth_meta_sqlite::SqliteMetaStore;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -22,11 +21,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let meta = Arc::new(
         SqliteMetaStore::open(config.database_path()).context("opening the metadata database")?,
     );
-    let blobs = FsBlobStore::open(config.storage_path()).context("opening the blob store")?;
+    let blobs = crate::storage::open(&config).await?;
     let clock: Arc<dyn berth_app::Clock> = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(
         meta.clone(),
-        Arc::new(blobs),
+        blobs,
         clock.clone(),
         config.registry_config(),
     ));

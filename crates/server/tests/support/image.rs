@@ -121,3 +121,63 @@ pub fn write_layout(layout: &Path, archs: &[&str]) -> String {
     .unwrap();
     top["digest"].as_str().unwrap().to_owned()
 }
+
+/// Writes an OCI layout whose tag `latest` is a single-arch image with the busybox
+/// layer and one more layer per entry of `extra_layers` (a file of that many random
+/// bytes each); returns the manifest's digest.
+pub fn write_layered_layout(layout: &Path, extra_layers: &[usize]) -> String {
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let mut tars = vec![rootfs_tar("berth layered test image\n")];
+    for (i, &len) in extra_layers.iter().enumerate() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(len as u64);
+        h.set_mtime(0);
+        tar.append_data(
+            &mut h,
+            format!("data/layer-{i}"),
+            &super::random_bytes(len)[..],
+        )
+        .unwrap();
+        tars.push(tar.into_inner().unwrap());
+    }
+    let layers: Vec<_> = tars
+        .iter()
+        .map(|tar| {
+            let blob = put_blob(layout, &gzip(tar));
+            json!({ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": blob["digest"], "size": blob["size"] })
+        })
+        .collect();
+    let diff_ids: Vec<_> = tars.iter().map(|t| sha256(t)).collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": { "Cmd": ["/bin/sh"], "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .unwrap();
+    let config = put_blob(layout, &config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config["digest"], "size": config["size"] },
+        "layers": layers,
+    }))
+    .unwrap();
+    let m = put_blob(layout, &manifest);
+    let tagged = json!({ "mediaType": MANIFEST, "digest": m["digest"], "size": m["size"],
+        "annotations": { "org.opencontainers.image.ref.name": "latest" } });
+    let index = json!({ "schemaVersion": 2, "mediaType": INDEX, "manifests": [tagged] });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    m["digest"].as_str().unwrap().to_owned()
+}
