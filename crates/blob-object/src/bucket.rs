@@ -115,6 +115,15 @@ impl Bucket {
             .map_err(storage)
     }
 
+    /// Size of the object at `path`, or `None` when there is none.
+    pub(crate) async fn size(&self, path: &Path) -> Result<Option<u64>, BlobError> {
+        match self.writes.head(path).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(storage(e)),
+        }
+    }
+
     /// Every object of an upload.
     pub(crate) async fn objects(&self, up: &UploadKeys) -> Result<Vec<ObjectMeta>, BlobError> {
         self.writes

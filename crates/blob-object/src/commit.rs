@@ -29,7 +29,7 @@ pub(crate) async fn commit(
     let up = bucket.keys.upload(id);
     let blob = bucket.keys.blob(digest);
     let view = bucket.view(&up, len).await?;
-    if exists(bucket, &blob).await? {
+    if bucket.size(&blob).await?.is_some() {
         discard(bucket, &up).await;
         return Ok(Committed::AlreadyPresent);
     }
@@ -47,15 +47,6 @@ pub(crate) async fn commit(
     let committed = publish(bucket, &up, &chunks, &blob).await?;
     discard(bucket, &up).await;
     Ok(committed)
-}
-
-/// True when an object is at `path`.
-pub(crate) async fn exists(bucket: &Bucket, path: &Path) -> Result<bool, BlobError> {
-    match bucket.writes.head(path).await {
-        Ok(_) => Ok(true),
-        Err(object_store::Error::NotFound { .. }) => Ok(false),
-        Err(e) => Err(storage(e)),
-    }
 }
 
 /// Removes what is left of a committed upload. The blob is published by now, so a

@@ -55,14 +55,7 @@ pub(crate) async fn finalize(
         Ok(_) => {}
         // Completed before, by a call cut short before it stored the new state.
         Err(e) if is_not_found(&e) => {
-            let meta = bucket.writes.head(&data).await.map_err(|e| {
-                if is_not_found(&e) {
-                    BlobError::UploadTruncated
-                } else {
-                    storage(e)
-                }
-            })?;
-            if meta.size != state.offset {
+            if bucket.size(&data).await? != Some(state.offset) {
                 return Err(BlobError::UploadTruncated);
             }
         }
