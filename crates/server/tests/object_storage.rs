@@ -1,7 +1,7 @@
 //! Berth keeping its blobs in an S3 bucket (`s3s-fs`, started per test): skopeo pushes an
 //! image with a layer spanning several multipart parts and pulls it back byte for byte, and
 //! with `storage.redirect` blob GETs answer `307` with a presigned URL the client fetches
-//! itself.
+//! itself. The secret key never reaches the log.
 
 mod support;
 
@@ -96,6 +96,7 @@ async fn blob_gets_redirect_to_presigned_urls_when_configured() {
         &[
             ("BERTH_STORAGE__REDIRECT", "true"),
             ("BERTH_STORAGE__REDIRECT_EXPIRY_SECS", "30"),
+            ("BERTH_LOG__LEVEL", "debug"),
         ],
     );
     let http = client();
@@ -151,4 +152,16 @@ async fn blob_gets_redirect_to_presigned_urls_when_configured() {
     let other = format!("{}/v2/lib/other/blobs/{digest}", berth.url());
     let missing = no_redirects.get(&other).send().await.unwrap();
     assert_eq!(missing.status(), 404);
+
+    // Even at debug level, the log never shows the secret key.
+    drop(berth);
+    let log = std::fs::read_to_string(work.path().join("data.log")).unwrap();
+    assert!(
+        log.contains("object store"),
+        "the log is the server's: {log}"
+    );
+    assert!(
+        !log.contains(server.secret_access_key()),
+        "the secret key is logged"
+    );
 }
