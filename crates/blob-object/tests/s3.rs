@@ -155,6 +155,12 @@ async fn small_patches_accumulate_into_parts() {
     for size in std::iter::repeat_n(1024, 300).chain(std::iter::repeat_n(100 * 1024, 110)) {
         append(&store, &id, &content[..at], &content[at..at + size]).await;
         at += size;
+        if at == 300 * 1024 {
+            // Merged chunks, and only the latest states (older ones are deleted by the
+            // next append), not 300 of each.
+            let objects = files_in(&server).len();
+            assert!(objects <= 16, "{objects} objects for 300 small patches");
+        }
     }
     assert!(content.len() > 2 * PART);
     commit_and_check(&store, &id, &content).await;
