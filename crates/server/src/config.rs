@@ -421,6 +421,11 @@ impl Default for LogConfig {
     }
 }
 
+/// `BERTH_*` variables that configure Berth's test suite (which PostgreSQL server its
+/// tests use, and whether they may skip without one), not Berth: CI sets them for every
+/// process, the `berth` binaries the tests start included.
+const TEST_VARIABLES: &[&str] = &["test_postgres", "require_postgres", "require_s3"];
+
 impl Config {
     /// Loads defaults, then the file (if any), then `BERTH_*` variables. Nested keys use
     /// a double underscore: `BERTH_LOG__LEVEL=debug`, `BERTH_TLS__CERT=/etc/berth/cert.pem`.
@@ -436,7 +441,7 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         let config: Config = figment
-            .merge(Env::prefixed("BERTH_").split("__"))
+            .merge(Env::prefixed("BERTH_").ignore(TEST_VARIABLES).split("__"))
             .extract()
             .map_err(Box::new)?;
         // Patterns are compiled here so a bad one stops the start with a clear message.
@@ -593,6 +598,8 @@ mod tests {
                 "[storage]\nkind = \"s3\"\nbucket = \"images\"\naccess_key = \"AzureKey0123456789\"\n",
             )?;
             jail.set_env("BERTH_STORAGE__SECRET_ACCESS_KEY", "S3Secret0123456789");
+            // CI's switch for the S3 tests reaches the servers they start.
+            jail.set_env("BERTH_REQUIRE_S3", "1");
             let c = Config::load(Some(Path::new("berth.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.storage.kind, StorageKind::S3);
             let secret = c.storage.secret_access_key.as_ref().map(|s| s.expose());
