@@ -26,7 +26,7 @@ pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use manifest_buffers::HeldManifest;
 pub use registry::{
-    BlobContent, BodyRoom, MountOutcome, PushedManifest, ReferrersPage, Registry, RegistryConfig,
-    TagList,
+    BlobContent, BlobReply, BodyRoom, MountOutcome, PushedManifest, ReferrersPage, Registry,
+    RegistryConfig, TagList,
 };
 pub use uploads::UploadBody;

@@ -112,6 +112,14 @@ pub struct Registry {
     pulls: PendingPulls,
 }
 
+/// What a blob read answers.
+pub enum BlobReply {
+    /// The bytes, sent by Berth.
+    Content(BlobContent),
+    /// A URL the client fetches the blob (or its range) from for a short while.
+    Redirect(String),
+}
+
 /// A blob opened for a (possibly ranged) read.
 pub struct BlobContent {
     /// The bytes to send.
@@ -291,13 +299,15 @@ impl Registry {
             .ok_or(RegistryError::BlobUnknown)
     }
 
-    /// Opens a blob, or the requested range of it.
+    /// Opens a blob, or the requested range of it; or, when the blob store hands out
+    /// presigned URLs, where the client fetches it from. A store that fails to sign one
+    /// is logged and the blob is sent by Berth.
     pub async fn read_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
         range: Option<RangeRequest>,
-    ) -> Result<BlobContent, RegistryError> {
+    ) -> Result<BlobReply, RegistryError> {
         let size = self.blob_size(repository, digest).await?;
         let range = range
             .map(|r| r.resolve(size))
@@ -307,6 +317,13 @@ impl Registry {
                     RegistryError::ReadRangeInvalid { size }
                 }
             })?;
+        match self.blobs.redirect_url(digest).await {
+            Ok(Some(url)) => return Ok(BlobReply::Redirect(url)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "could not presign a blob URL; sending the blob");
+            }
+        }
         // A response holds at most the chunk the connection is sending and the next one.
         let permit = self
             .buffers
@@ -320,12 +337,12 @@ impl Registry {
             }
             other => other?,
         };
-        Ok(BlobContent {
+        Ok(BlobReply::Content(BlobContent {
             read,
             permit,
             size,
             range,
-        })
+        }))
     }
 
     /// The bytes of a small blob linked to `repository` (a config), or `None` when it

@@ -325,8 +325,10 @@ impl Registry {
     /// area.
     ///
     /// Bytes this process wrote and hashed with the digest's algorithm (`hashed_alike`,
-    /// already checked against the digest) are published as they are. Any others, written
-    /// before a restart or hashed with another algorithm, are hashed again at rest, and
+    /// already checked against the digest) are published as they are, and so are bytes
+    /// any process wrote to a store whose appends are durable once acknowledged. Any
+    /// others, written before a restart or by several processes, or hashed with another
+    /// algorithm, are hashed again at rest, and
     /// the digest they hash to is recorded in the session before they are published, for
     /// a retry after a cut between publishing and linking. The session's lock is held
     /// throughout, so nothing writes to the bytes between their hashing and publishing.
@@ -336,7 +338,8 @@ impl Registry {
         digest: &Digest,
         hashed_alike: bool,
     ) -> Result<Published, RegistryError> {
-        if !(hashed_alike && session.verified_by == Some(self.instance)) {
+        let hashed_here = session.verified_by == Some(self.instance);
+        if !(hashed_alike && (hashed_here || self.blobs.appends_are_durable())) {
             let at_rest = self
                 .blobs
                 .hash_upload(&session.id, session.offset, digest.algorithm())

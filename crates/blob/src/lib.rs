@@ -15,5 +15,5 @@ mod write_batch;
 pub use fs::FsBlobStore;
 pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
 
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;

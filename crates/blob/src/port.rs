@@ -18,8 +18,9 @@ pub enum BlobError {
     /// The blob or upload does not exist.
     #[error("not found")]
     NotFound,
-    /// The upload's bytes at rest are shorter than its recorded offset (lost after a crash).
-    #[error("upload data is shorter than its recorded offset")]
+    /// The upload's bytes at rest are not those acknowledged: shorter than its recorded
+    /// offset (lost after a crash), or written by another append than the acknowledged one.
+    #[error("upload data is shorter than its recorded offset or not what was acknowledged")]
     UploadTruncated,
     /// The client's body stream failed (disconnect, timeout).
     #[error("reading the request body failed: {0}")]
@@ -93,6 +94,15 @@ pub trait BlobStore: Send + Sync + 'static {
     /// until the connection has sent it.
     fn read_chunk_bytes(&self) -> usize;
 
+    /// Whether an append's bytes are durable, and readable as written from any node,
+    /// once [`BlobStore::append_upload`] has returned (an object store's parts are). The
+    /// hash state of an acknowledged offset then speaks for the bytes at rest whichever
+    /// process wrote them, and completing an upload need not hash them again. A
+    /// filesystem store answers no: its appends reach the disk only at commit.
+    fn appends_are_durable(&self) -> bool {
+        false
+    }
+
     /// Hashes the upload's first `len` bytes as they are at rest, with `algorithm`. Fewer
     /// than `len` bytes at rest is `UploadTruncated`; an upload that is gone (published,
     /// or lost) is `NotFound`.
@@ -125,4 +135,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Checks the store is reachable and writable (for `/readyz`).
     async fn check(&self) -> Result<(), BlobError>;
+
+    /// A URL the client may fetch the committed blob from directly for a short while (a
+    /// presigned URL), when the store is configured to hand them out; `None`, the
+    /// default, serves the blob through Berth.
+    async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>, BlobError> {
+        Ok(None)
+    }
 }

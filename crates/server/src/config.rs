@@ -245,12 +245,88 @@ impl std::fmt::Debug for DatabaseConfig {
     }
 }
 
-/// Where blob bytes live.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Where blob bytes live: a local directory, or a bucket of an object store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
+    /// Which store holds the blobs.
+    pub kind: StorageKind,
     /// Root directory of the filesystem store (default: `<data_dir>/storage`).
     pub path: Option<PathBuf>,
+    /// The bucket (S3, GCS).
+    pub bucket: Option<String>,
+    /// The service URL without the bucket (S3; Azure: an emulator or sovereign cloud).
+    pub endpoint: Option<String>,
+    /// The region requests are signed for (S3).
+    pub region: Option<String>,
+    /// The access key id (S3; default: `AWS_ACCESS_KEY_ID`, then the machine's role).
+    pub access_key_id: Option<String>,
+    /// The secret access key (S3). Never printed back.
+    #[serde(skip_serializing)]
+    pub secret_access_key: Option<Secret>,
+    /// A file holding the secret access key (S3).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Name the bucket in the URL path rather than the host name (S3: MinIO, Garage,
+    /// Ceph and most self-hosted services need it).
+    pub path_style: bool,
+    /// The storage account (Azure).
+    pub account: Option<String>,
+    /// The container (Azure).
+    pub container: Option<String>,
+    /// The account's access key (Azure). Never printed back.
+    #[serde(skip_serializing)]
+    pub access_key: Option<Secret>,
+    /// A file holding the account's access key (Azure).
+    pub access_key_file: Option<PathBuf>,
+    /// A service-account key file (GCS; default: the machine's service account).
+    pub service_account_file: Option<PathBuf>,
+    /// A key prefix for everything Berth writes in the bucket.
+    pub prefix: Option<String>,
+    /// Answer blob GETs with `307` to a presigned URL of the object store.
+    pub redirect: bool,
+    /// How long a presigned URL stays valid, in seconds.
+    pub redirect_expiry_secs: u64,
+}
+
+/// Which store holds the blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// A local directory (`storage.path`).
+    Filesystem,
+    /// Amazon S3 or an S3-compatible service (MinIO, Garage, Ceph RGW, Aliyun OSS, ...).
+    S3,
+    /// Azure Blob Storage.
+    Azure,
+    /// Google Cloud Storage.
+    Gcs,
+}
+
+/// A secret setting: `Debug` never shows it, and it is never serialized.
+pub type Secret = berth_blob_object::Secret;
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: StorageKind::Filesystem,
+            path: None,
+            bucket: None,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            secret_access_key_file: None,
+            path_style: false,
+            account: None,
+            container: None,
+            access_key: None,
+            access_key_file: None,
+            service_account_file: None,
+            prefix: None,
+            redirect: false,
+            redirect_expiry_secs: 60,
+        }
+    }
 }
 
 /// TLS settings (rustls).
@@ -290,7 +366,8 @@ pub struct LimitsConfig {
     pub max_upload_sessions_per_repository: u64,
     /// Most bytes held by open upload sessions together (0: no limit).
     pub max_open_upload_bytes: u64,
-    /// Most upload bodies streaming at once (each holds up to 3 MiB of write buffers).
+    /// Most upload bodies streaming at once (each holds up to 3 MiB of write buffers on
+    /// the filesystem store, up to three 8 MiB parts on an object store).
     pub max_upload_bodies: usize,
     /// Most upload and manifest bodies one client address streams at once (0: no
     /// limit). Behind a proxy every client has the proxy's address: raise it or set 0.
@@ -434,7 +511,7 @@ impl Default for LogConfig {
 /// `BERTH_*` variables that configure Berth's test suite (which PostgreSQL server its
 /// tests use, and whether they may skip without one), not Berth: CI sets them for every
 /// process, the `berth` binaries the tests start included.
-const TEST_VARIABLES: &[&str] = &["test_postgres", "require_postgres"];
+const TEST_VARIABLES: &[&str] = &["test_postgres", "require_postgres", "require_s3"];
 
 impl Config {
     /// Loads defaults, then the file (if any), then `BERTH_*` variables. Nested keys use
@@ -639,6 +716,29 @@ mod tests {
             )?;
             let err = Config::load(Some(Path::new("bad-url.toml"))).unwrap_err();
             assert!(err.to_string().contains("foreign_layer_urls"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the error type.
+    fn storage_secrets_are_never_shown() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "berth.toml",
+                "[storage]\nkind = \"s3\"\nbucket = \"images\"\naccess_key = \"AzureKey0123456789\"\n",
+            )?;
+            jail.set_env("BERTH_STORAGE__SECRET_ACCESS_KEY", "S3Secret0123456789");
+            // CI's switch for the S3 tests reaches the servers they start.
+            jail.set_env("BERTH_REQUIRE_S3", "1");
+            let c = Config::load(Some(Path::new("berth.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.storage.kind, StorageKind::S3);
+            let secret = c.storage.secret_access_key.as_ref().map(|s| s.expose());
+            assert_eq!(secret, Some("S3Secret0123456789"));
+            let shown = format!("{c:?}\n{}", toml::to_string(&c).unwrap());
+            for secret in ["S3Secret0123456789", "AzureKey0123456789"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
             Ok(())
         });
     }

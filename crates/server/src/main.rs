@@ -9,6 +9,7 @@ mod identity;
 mod jobs;
 mod serve;
 mod signing_key;
+mod storage;
 mod telemetry;
 mod tls;
 mod workers;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_app::{Registry, SystemClock};
-use berth_blob::FsBlobStore;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -20,11 +19,11 @@ use crate::connection::{self, Activity, Timeouts, Watched, WatchedIo};
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let database = crate::database::Location::of(&config).map_err(anyhow::Error::msg)?;
     let meta = database.open().await?;
-    let blobs = FsBlobStore::open(config.storage_path()).context("opening the blob store")?;
+    let blobs = crate::storage::open(&config).await?;
     let clock: Arc<dyn berth_app::Clock> = Arc::new(SystemClock);
     let registry = Arc::new(Registry::new(
         meta.clone(),
-        Arc::new(blobs),
+        blobs,
         clock.clone(),
         config.registry_config(),
     ));

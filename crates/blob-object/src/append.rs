@@ -1,0 +1,329 @@
+//! Appending a request body to an upload: every full part's worth goes to the multipart
+//! upload as a part, the rest to a chunk object, and a new state object names them all.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+
+use berth_blob::{AppendOutcome, BlobError, ByteStream};
+use berth_oci::{ResumableHasher, UploadId};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::PutPayload;
+use object_store::multipart::PartId;
+use tokio::task::JoinHandle;
+
+use crate::bucket::{Bucket, View, storage};
+use crate::finalize::finalize;
+use crate::keys::{UploadKeys, new_chunk_name, state_name};
+use crate::state::{Chunk, Multipart, Part, SavedHash, UploadState};
+
+/// Most parts a multipart upload may have (S3's limit).
+const MAX_PARTS: usize = 10_000;
+
+/// Parts being put at once by one append, while the next is received.
+pub(crate) const PARTS_IN_FLIGHT: usize = 2;
+
+/// Appends `body` to the upload at `offset` (see [`berth_blob::BlobStore::append_upload`]).
+pub(crate) async fn append(
+    bucket: &Arc<Bucket>,
+    id: &UploadId,
+    offset: u64,
+    mut hasher: ResumableHasher,
+    mut body: ByteStream,
+    limit: u64,
+) -> Result<AppendOutcome, BlobError> {
+    // An empty body touches nothing.
+    let first = loop {
+        match body.next().await {
+            Some(Ok(frame)) if frame.is_empty() => continue,
+            Some(Ok(frame)) => break frame,
+            Some(Err(e)) => return Err(BlobError::Body(e)),
+            None => return Ok(AppendOutcome { written: 0, hasher }),
+        }
+    };
+    let up = bucket.keys.upload(id);
+    let view = bucket.view(&up, offset).await?;
+    // The acknowledged state was written by the append that computed the caller's hash
+    // state; any other is not the upload the caller knows.
+    if view.exact
+        && view
+            .state
+            .hash
+            .as_ref()
+            .is_some_and(|h| *h != SavedHash::of(&hasher))
+    {
+        return Err(BlobError::UploadTruncated);
+    }
+    let base = match view.state.truncated(offset) {
+        Some(base) => base,
+        None => finalize(bucket, &up, view.state.clone())
+            .await?
+            .truncated(offset)
+            .expect("a completed upload's bytes are all in readable chunks"),
+    };
+    if view.exact {
+        forget_superseded(bucket, &up, &view.state);
+    }
+    let mut writer = PartWriter::new(bucket.clone(), up.clone(), base);
+    let streamed = stream_body(&mut writer, &mut hasher, first, &mut body, limit).await;
+    let written = match streamed {
+        Ok(received) => writer
+            .finish(offset + received, &hasher)
+            .await
+            .map(|s| (s, received)),
+        Err(e) => {
+            writer.abandon().await;
+            Err(e)
+        }
+    };
+    let (mut state, received) = written?;
+    if view.exact {
+        state.superseded = superseded(&view, &state);
+    }
+    bucket.put_state(&up, &state).await?;
+    Ok(AppendOutcome {
+        written: received,
+        hasher,
+    })
+}
+
+/// Deletes, in the background, the objects only the state before the acknowledged
+/// `state` needed. No state the caller can name needs them, so the deletion may outlive
+/// the append; one that fails leaves them to the upload's removal.
+fn forget_superseded(bucket: &Arc<Bucket>, up: &UploadKeys, state: &UploadState) {
+    if state.superseded.is_empty() {
+        return;
+    }
+    let paths = state
+        .superseded
+        .iter()
+        .map(|name| up.object(name))
+        .collect();
+    let bucket = bucket.clone();
+    tokio::spawn(async move {
+        if let Err(e) = bucket.delete_all(paths).await {
+            tracing::debug!(error = %e, "could not delete superseded upload objects");
+        }
+    });
+}
+
+/// Feeds the body, from `first` on, to `writer`; returns the bytes received.
+async fn stream_body(
+    writer: &mut PartWriter,
+    hasher: &mut ResumableHasher,
+    first: Bytes,
+    body: &mut ByteStream,
+    limit: u64,
+) -> Result<u64, BlobError> {
+    let mut received = 0u64;
+    let mut frame = first;
+    loop {
+        received += frame.len() as u64;
+        if received > limit {
+            return Err(BlobError::TooLarge);
+        }
+        hasher.update(&frame);
+        writer.push(frame).await?;
+        frame = match body.next().await {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Err(BlobError::Body(e)),
+            None => return Ok(received),
+        };
+    }
+}
+
+/// Objects the acknowledged state `view` read that `next` does not, with `view`'s own
+/// state object.
+fn superseded(view: &View, next: &UploadState) -> Vec<String> {
+    let mut gone = vec![state_name(view.state.offset)];
+    for chunk in &view.state.chunks {
+        if !next.needs(&chunk.name) && !gone.contains(&chunk.name) {
+            gone.push(chunk.name.clone());
+        }
+    }
+    gone
+}
+
+/// Turns an upload's staged bytes and a body into full parts, in order, and stages what
+/// is left over.
+///
+/// It holds at most a part of body bytes not yet in a part, the part being put together
+/// and [`PARTS_IN_FLIGHT`] parts being put.
+struct PartWriter {
+    bucket: Arc<Bucket>,
+    up: UploadKeys,
+    multipart: Option<Multipart>,
+    /// Parts being put, oldest first, with their lengths.
+    in_flight: VecDeque<(u64, JoinHandle<object_store::Result<PartId>>)>,
+    /// Staged bytes not yet in a part, in order.
+    carry: VecDeque<Chunk>,
+    carry_len: u64,
+    /// Body bytes not yet in a part, in order.
+    pending: VecDeque<Bytes>,
+    pending_len: u64,
+}
+
+impl PartWriter {
+    fn new(bucket: Arc<Bucket>, up: UploadKeys, base: UploadState) -> Self {
+        let carry_len = base.chunks.iter().map(|c| c.len).sum();
+        PartWriter {
+            bucket,
+            up,
+            multipart: base.multipart,
+            in_flight: VecDeque::new(),
+            carry: base.chunks.into(),
+            carry_len,
+            pending: VecDeque::new(),
+            pending_len: 0,
+        }
+    }
+
+    fn part_size(&self) -> u64 {
+        self.bucket.part_size as u64
+    }
+
+    /// Takes the next body bytes, putting every full part they complete.
+    async fn push(&mut self, frame: Bytes) -> Result<(), BlobError> {
+        self.pending_len += frame.len() as u64;
+        self.pending.push_back(frame);
+        while self.carry_len + self.pending_len >= self.part_size() {
+            self.put_part().await?;
+        }
+        Ok(())
+    }
+
+    /// Puts the next part's worth, staged bytes first, as a part.
+    async fn put_part(&mut self) -> Result<(), BlobError> {
+        let mut payload = Vec::new();
+        let mut need = self.part_size();
+        while need > 0
+            && let Some(chunk) = self.carry.front_mut()
+        {
+            let take = chunk.len.min(need);
+            let path = self.up.object(&chunk.name);
+            payload.extend(self.bucket.read_range(&path, chunk.start, take).await?);
+            chunk.start += take;
+            chunk.len -= take;
+            self.carry_len -= take;
+            need -= take;
+            if chunk.len == 0 {
+                self.carry.pop_front();
+            }
+        }
+        while need > 0 {
+            let mut frame = self.pending.pop_front().expect("a part's worth is pending");
+            if frame.len() as u64 > need {
+                self.pending.push_front(frame.split_off(need as usize));
+            }
+            need -= frame.len() as u64;
+            self.pending_len -= frame.len() as u64;
+            payload.push(frame);
+        }
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.settle_oldest().await?;
+        }
+        let multipart = match &mut self.multipart {
+            Some(m) => m,
+            None => self
+                .multipart
+                .insert(self.bucket.start_multipart(&self.up).await?),
+        };
+        let index = multipart.parts.len() + self.in_flight.len();
+        if index >= MAX_PARTS {
+            return Err(BlobError::Io(io::Error::other(format!(
+                "an upload holds at most {MAX_PARTS} parts of {} bytes",
+                self.bucket.part_size
+            ))));
+        }
+        let client = self.bucket.writes.clone();
+        let (path, id) = (self.up.data(), multipart.id.clone());
+        let job = tokio::spawn(async move {
+            client
+                .put_part(&path, &id, index, PutPayload::from_iter(payload))
+                .await
+        });
+        self.in_flight.push_back((self.part_size(), job));
+        Ok(())
+    }
+
+    /// Waits for the oldest part in flight and records it.
+    async fn settle_oldest(&mut self) -> Result<(), BlobError> {
+        let Some((len, job)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let part = job
+            .await
+            .map_err(|e| BlobError::Io(io::Error::other(e)))?
+            .map_err(storage)?;
+        self.multipart
+            .as_mut()
+            .expect("parts in flight belong to a multipart upload")
+            .parts
+            .push(Part {
+                id: part.content_id,
+                len,
+            });
+        Ok(())
+    }
+
+    /// Waits for every part in flight, whatever its outcome: after this nothing of the
+    /// append is still writing.
+    async fn abandon(mut self) {
+        for (_, job) in self.in_flight.drain(..) {
+            let _ = job.await;
+        }
+    }
+
+    /// Settles the parts in flight, stages what is left and returns the upload's state
+    /// at `offset`.
+    async fn finish(
+        mut self,
+        offset: u64,
+        hasher: &ResumableHasher,
+    ) -> Result<UploadState, BlobError> {
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.settle_oldest().await {
+                self.abandon().await;
+                return Err(e);
+            }
+        }
+        if self.pending_len > 0 {
+            let chunk = self.stage_rest().await?;
+            self.carry.push_back(chunk);
+        }
+        Ok(UploadState {
+            offset,
+            hash: Some(SavedHash::of(hasher)),
+            multipart: self.multipart,
+            chunks: self.carry.into(),
+            superseded: Vec::new(),
+        })
+    }
+
+    /// Writes the pending bytes as one new chunk object, together with the staged chunks
+    /// at most twice their length before them. Each remaining chunk is then more than
+    /// twice as long as the next, so an upload has at most about log2(part size) chunks,
+    /// and a chunk rewritten grows by half at least, so a byte is rewritten at most
+    /// about log1.5(part size) times however small the appends.
+    async fn stage_rest(&mut self) -> Result<Chunk, BlobError> {
+        let mut bytes = std::mem::take(&mut self.pending);
+        let mut len = std::mem::take(&mut self.pending_len);
+        while let Some(last) = self.carry.back()
+            && last.len <= 2 * len
+        {
+            let last = self.carry.pop_back().expect("just looked at");
+            self.carry_len -= last.len;
+            let path = self.up.object(&last.name);
+            let read = self.bucket.read_range(&path, last.start, last.len).await?;
+            for piece in read.into_iter().rev() {
+                bytes.push_front(piece);
+            }
+            len += last.len;
+        }
+        let name = new_chunk_name();
+        let payload = PutPayload::from_iter(bytes);
+        self.bucket.put(&self.up.object(&name), payload).await?;
+        Ok(Chunk::whole(name, len))
+    }
+}

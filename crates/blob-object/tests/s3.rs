@@ -1,0 +1,354 @@
+//! The object-store adapter against a real S3 server (`s3s-fs`, started per test).
+
+use std::sync::Arc;
+
+use berth_blob::{BlobError, BlobStore, ByteStream, Committed};
+use berth_blob_object::{
+    Backend, MIN_PART_SIZE, ObjectBlobStore, S3Settings, Secret, StoreOptions,
+};
+use berth_oci::{Algorithm, Digest, ResumableHasher, UploadId};
+use berth_testkit_s3::S3Server;
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+/// Parts as small as S3 allows, so tests cross part boundaries with little data.
+const PART: usize = MIN_PART_SIZE;
+
+/// A store on `server`'s bucket: another call gives another instance, as another node
+/// would have.
+fn store_on(server: &S3Server, options: StoreOptions) -> ObjectBlobStore {
+    let backend = Backend::S3(S3Settings {
+        endpoint: Some(server.endpoint().to_owned()),
+        region: Some(berth_testkit_s3::REGION.to_owned()),
+        bucket: server.bucket().to_owned(),
+        access_key_id: Some(server.access_key_id().to_owned()),
+        secret_access_key: Some(Secret::new(server.secret_access_key())),
+        path_style: true,
+    });
+    ObjectBlobStore::open(&backend, options).expect("store")
+}
+
+fn store(server: &S3Server) -> ObjectBlobStore {
+    store_on(
+        server,
+        StoreOptions {
+            part_size: PART,
+            ..StoreOptions::default()
+        },
+    )
+}
+
+/// `len` bytes that do not repeat with any short period, different for each `seed`.
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A body sending `bytes` in frames of at most `frame` bytes.
+fn body(bytes: &[u8], frame: usize) -> ByteStream {
+    let frames: Vec<Result<Bytes, std::io::Error>> = bytes
+        .chunks(frame.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures_util::stream::iter(frames))
+}
+
+fn new_id() -> UploadId {
+    UploadId::from_random(rand::random())
+}
+
+/// Appends `bytes` at `offset` with the hash state of `before`, the bytes already there.
+async fn append(store: &dyn BlobStore, id: &UploadId, before: &[u8], bytes: &[u8]) {
+    let mut hasher = ResumableHasher::new(Algorithm::Sha256);
+    hasher.update(before);
+    let out = store
+        .append_upload(
+            id,
+            before.len() as u64,
+            hasher,
+            body(bytes, 64 << 10),
+            u64::MAX,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.written, bytes.len() as u64);
+}
+
+async fn read_all(store: &dyn BlobStore, digest: &Digest) -> Vec<u8> {
+    let read = store.read(digest, None).await.unwrap();
+    let mut out = Vec::new();
+    let mut body = read.body;
+    while let Some(piece) = body.next().await {
+        out.extend_from_slice(&piece.unwrap());
+    }
+    assert_eq!(out.len() as u64, read.len);
+    out
+}
+
+/// Commits `expected`, the upload's whole content, and checks what was published.
+async fn commit_and_check(store: &dyn BlobStore, id: &UploadId, expected: &[u8]) -> Digest {
+    let digest = Digest::compute(Algorithm::Sha256, expected);
+    let committed = store
+        .commit_upload(id, expected.len() as u64, &digest)
+        .await;
+    assert_eq!(committed.unwrap(), Committed::Published);
+    assert_eq!(
+        store.size(&digest).await.unwrap(),
+        Some(expected.len() as u64)
+    );
+    assert!(
+        read_all(store, &digest).await == expected,
+        "published bytes differ"
+    );
+    assert!(
+        store.list_uploads().await.unwrap().is_empty(),
+        "nothing of the upload is left"
+    );
+    digest
+}
+
+/// Files the server holds for the bucket: objects, and parts of multipart uploads
+/// (`s3s-fs` keeps the metadata files of deleted objects: they hold no bytes).
+fn files_in(server: &S3Server) -> Vec<String> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if !(name.ends_with(".metadata.json") || name.ends_with(".internal.json")) {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(server.bucket_dir().parent().unwrap(), &mut out);
+    out
+}
+
+#[tokio::test]
+async fn passes_the_blob_conformance_suite() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    berth_blob::conformance::run(Arc::new(store(&server))).await;
+}
+
+#[tokio::test]
+async fn small_patches_accumulate_into_parts() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    // 300 patches of 1 KiB, then 100 KiB ones past two part boundaries.
+    let content = data(1, 300 * 1024 + 110 * 100 * 1024);
+    let mut at = 0;
+    for size in std::iter::repeat_n(1024, 300).chain(std::iter::repeat_n(100 * 1024, 110)) {
+        append(&store, &id, &content[..at], &content[at..at + size]).await;
+        at += size;
+        if at == 300 * 1024 {
+            // Merged chunks, and only the latest states (older ones are deleted by the
+            // next append), not 300 of each.
+            let objects = files_in(&server).len();
+            assert!(objects <= 16, "{objects} objects for 300 small patches");
+        }
+    }
+    assert!(content.len() > 2 * PART);
+    commit_and_check(&store, &id, &content).await;
+}
+
+#[tokio::test]
+async fn another_instance_continues_an_upload() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let (first, second) = (store(&server), store(&server));
+    let id = new_id();
+    let content = data(2, 2 * PART + 12345);
+    first.create_upload(&id).await.unwrap();
+    let cut = PART + 777;
+    append(&first, &id, &[], &content[..cut]).await;
+    append(&second, &id, &content[..cut], &content[cut..]).await;
+    // Either node may complete it.
+    commit_and_check(&first, &id, &content).await;
+}
+
+#[tokio::test]
+async fn a_retry_at_the_same_offset_replaces_an_unacknowledged_append() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let head = data(3, PART / 2);
+    append(&store, &id, &[], &head).await;
+    // Two parts and a chunk are written, but the new offset is never acknowledged.
+    append(&store, &id, &head, &data(4, 2 * PART + 99)).await;
+    // The client retries from the acknowledged offset with other bytes.
+    let retry = data(5, PART + 5);
+    append(&store, &id, &head, &retry).await;
+    let content = [head, retry].concat();
+    commit_and_check(&store, &id, &content).await;
+}
+
+#[tokio::test]
+async fn an_append_may_resume_inside_a_part_never_acknowledged() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let written = data(6, 2 * PART + 10);
+    append(&store, &id, &[], &written).await;
+    // Only part of the first part was acknowledged: the parts are completed, read back
+    // and put again from there.
+    let kept = &written[..PART / 3];
+    let rest = data(7, PART + 1);
+    append(&store, &id, kept, &rest).await;
+    let content = [kept, &rest[..]].concat();
+    let sha512 = store
+        .hash_upload(&id, content.len() as u64, Algorithm::Sha512)
+        .await
+        .unwrap();
+    assert_eq!(sha512, Digest::compute(Algorithm::Sha512, &content));
+    commit_and_check(&store, &id, &content).await;
+}
+
+#[tokio::test]
+async fn a_commit_of_fewer_bytes_than_written_publishes_exactly_those() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let written = data(8, 3 * PART);
+    append(&store, &id, &[], &written).await;
+    // More than a part, cut inside one: streamed through into a new multipart upload.
+    let kept = &written[..2 * PART - 3];
+    commit_and_check(&store, &id, kept).await;
+}
+
+#[tokio::test]
+async fn an_abandoned_upload_is_purged_without_a_trace() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let before = files_in(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    append(&store, &id, &[], &data(9, 2 * PART + 1)).await;
+    let listed = store.list_uploads().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, id);
+    let age = listed[0].1.elapsed().unwrap_or_default();
+    assert!(age.as_secs() < 60, "last written just now, not {age:?} ago");
+    assert!(files_in(&server).len() > before.len());
+    store.delete_upload(&id).await.unwrap();
+    assert!(store.list_uploads().await.unwrap().is_empty());
+    assert_eq!(
+        files_in(&server),
+        before,
+        "parts, chunks and states are gone"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_commits_of_one_digest_publish_it_once() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    for size in [1000, PART + 1] {
+        let store = Arc::new(store(&server));
+        let content = data(10, size);
+        let digest = Digest::compute(Algorithm::Sha256, &content);
+        let mut commits = Vec::new();
+        for _ in 0..4 {
+            let id = new_id();
+            store.create_upload(&id).await.unwrap();
+            append(&*store, &id, &[], &content).await;
+            let (store, digest) = (store.clone(), digest.clone());
+            commits.push(tokio::spawn(async move {
+                store.commit_upload(&id, size as u64, &digest).await
+            }));
+        }
+        for commit in commits {
+            let committed = commit.await.unwrap().unwrap();
+            assert!(matches!(
+                committed,
+                Committed::Published | Committed::AlreadyPresent
+            ));
+        }
+        assert!(read_all(&*store, &digest).await == content);
+        assert!(store.list_uploads().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_append_from_a_state_it_did_not_write_is_refused() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    append(&store, &id, &[], b"acknowledged").await;
+    // A caller whose hash state is of other bytes of the same length.
+    let mut other = ResumableHasher::new(Algorithm::Sha256);
+    other.update(b"other bytes!");
+    let refused = store
+        .append_upload(&id, 12, other, body(b"more", 4), 100)
+        .await;
+    assert!(matches!(refused, Err(BlobError::UploadTruncated)));
+    let wrong = Digest::compute(Algorithm::Sha256, b"other bytes!");
+    let refused = store.commit_upload(&id, 12, &wrong).await;
+    assert!(matches!(refused, Err(BlobError::UploadTruncated)));
+    assert_eq!(store.size(&wrong).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn presigned_urls_serve_blobs_and_ranges() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let plain = store(&server);
+    let id = new_id();
+    let content = data(11, 4096);
+    plain.create_upload(&id).await.unwrap();
+    append(&plain, &id, &[], &content).await;
+    let digest = commit_and_check(&plain, &id, &content).await;
+    assert_eq!(plain.redirect_url(&digest).await.unwrap(), None);
+    let redirecting = store_on(
+        &server,
+        StoreOptions {
+            redirect_expiry: Some(std::time::Duration::from_secs(60)),
+            ..StoreOptions::default()
+        },
+    );
+    let url = redirecting.redirect_url(&digest).await.unwrap().unwrap();
+    assert!(url.contains("X-Amz-Expires=60"), "{url}");
+    let client = reqwest::Client::new();
+    let whole = client.get(&url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert!(whole.bytes().await.unwrap() == content);
+    let part = client
+        .get(&url)
+        .header("Range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert!(part.bytes().await.unwrap() == content[100..200]);
+}
