@@ -259,17 +259,36 @@ async fn three_nodes_behind_nginx_on_postgres_and_garage() {
     assert_eq!(finish(cluster.node(1), &upload, &digest).await, 201);
     blob_reads_back(&cluster, "cluster/chunked", &digest, &blob).await;
 
-    // 3. A node dies during pushes. Pushes through the balancer go on (a client
-    //    retries a push cut by the death, as clients do), and an upload the dead node
-    //    served continues on the others.
+    // 3. A node dies during pushes, one of them a chunk it is receiving. Pushes through
+    //    the balancer go on (a client retries a push cut by the death, as clients do),
+    //    and the upload the dead node was writing continues on another node once the
+    //    dead node's claim on it has lapsed.
     let orphan = random_bytes(3 << 20);
     let (first, second) = orphan.split_at(1 << 20);
     let upload = open_upload(cluster.node(2), "cluster/orphan").await;
     assert_eq!(patch(cluster.node(2), &upload, 0, first).await, 202);
+    let (feed, body) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let cut_patch = tokio::spawn({
+        let url = format!("{}{upload}", cluster.node(2).url());
+        let body = futures_util::stream::unfold(body, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        });
+        let range = format!("{}-{}", first.len(), orphan.len() - 1);
+        let length = second.len();
+        async move {
+            as_admin(client().patch(url))
+                .header("Content-Range", range)
+                .header("Content-Length", length)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+        }
+    });
+    feed.send(Ok(second[..4096].to_vec())).await.unwrap();
     let pushes: Vec<_> = (0..4)
         .map(|i| {
             let layout = work.path().join(format!("during-{i}"));
-            let digest = image::write_layered_layout(&layout, &[2 << 20, 512 << 10]);
+            let digest = image::write_layered_layout(&layout, &[32 << 20, 512 << 10]);
             let dest = format!("{}/cluster/during-{i}:latest", cluster.balancer.addr);
             tokio::task::spawn_blocking(move || {
                 let acked = (0..3).any(|_| skopeo_push(&layout, &dest));
@@ -284,13 +303,27 @@ async fn three_nodes_behind_nginx_on_postgres_and_garage() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        pushes.iter().any(|p| !p.is_finished()),
+        "the node dies while pushes are in flight"
+    );
     cluster.nodes[2].take().unwrap().kill9();
+    assert!(
+        cut_patch.await.unwrap().is_err(),
+        "the cut chunk was never answered"
+    );
     for push in pushes {
         let (acked, pushed) = push.await.unwrap();
         assert!(acked, "{} was never acknowledged", pushed.repository);
         acknowledged.push(pushed);
     }
+    let status = as_admin(client().get(format!("{}{upload}", cluster.node(0).url())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 204);
+    assert_eq!(status.headers()["range"], format!("0-{}", first.len() - 1));
     let started = Instant::now();
     let status = patch(cluster.node(0), &upload, first.len(), second).await;
     assert_eq!(status, 202, "the dead node's upload continues on another");
