@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use berth_app::{Clock, Registry, RegistryConfig, RegistryError, SystemClock, UploadBody};
 use berth_blob::{ByteStream, FsBlobStore};
-use berth_meta::{UploadLease, UploadStore};
+use berth_meta::{BlobLinkStore, UploadLease, UploadStore};
 use berth_meta_sqlite::SqliteMetaStore;
 use berth_oci::{Algorithm, Digest, RepositoryName};
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 struct Cluster {
     nodes: [Arc<Registry>; 2],
     meta: Arc<SqliteMetaStore>,
+    blobs: Arc<FsBlobStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -41,6 +42,7 @@ fn cluster_with(config: RegistryConfig) -> Cluster {
     Cluster {
         nodes: [node(), node()],
         meta,
+        blobs,
         _dir: dir,
     }
 }
@@ -182,4 +184,29 @@ async fn the_purge_skips_a_session_another_node_writes() {
     c.meta.release_upload(&session.id, 42).await.unwrap();
     assert_eq!(b.purge_stale_uploads().await.unwrap(), 1);
     assert!(b.upload_status(&repo, &session.id).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_cut_on_one_node_is_finished_by_a_retry_on_another() {
+    use berth_blob::BlobStore;
+    let c = cluster(Duration::from_secs(30));
+    let [a, b] = &c.nodes;
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    a.append_chunk(&repo, &session.id, whole(b"abcdef"))
+        .await
+        .unwrap();
+    let digest = Digest::compute(Algorithm::Sha256, b"abcdef");
+    // Node A published the bytes, then died before linking them.
+    c.blobs
+        .commit_upload(&session.id, 6, &digest)
+        .await
+        .unwrap();
+    // The client's retry reaches node B, which links the published blob.
+    let completed = b
+        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .await
+        .unwrap();
+    assert_eq!(completed, digest);
+    assert_eq!(c.meta.linked_blob(&repo, &digest).await.unwrap(), Some(6));
 }
