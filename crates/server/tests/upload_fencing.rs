@@ -53,14 +53,18 @@ fn trickled(len: u64) -> (mpsc::Sender<Bytes>, UploadBody) {
     (tx, body)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_under_a_digest() {
-    let Some(db) = TempDatabase::create().await else {
-        return;
-    };
-    let Some(s3) = S3Server::start() else {
-        return;
-    };
+/// Two nodes on one PostgreSQL database and one bucket, with the servers they use.
+struct Cluster {
+    nodes: [Arc<Registry>; 2],
+    meta: Arc<PgMetaStore>,
+    _db: TempDatabase,
+    _s3: S3Server,
+}
+
+/// Two nodes configured with `config`, or `None` when PostgreSQL or S3 is missing.
+async fn cluster(config: RegistryConfig) -> Option<Cluster> {
+    let db = TempDatabase::create().await?;
+    let s3 = S3Server::start()?;
     let meta = Arc::new(
         PgMetaStore::connect(&PgConfig {
             url: db.url().to_owned(),
@@ -91,10 +95,23 @@ async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_unde
             meta.clone(),
             Arc::new(blobs),
             Arc::new(SystemClock),
-            RegistryConfig::default(),
+            config.clone(),
         ))
     };
-    let (a, b) = (node(), node());
+    Some(Cluster {
+        nodes: [node(), node()],
+        meta,
+        _db: db,
+        _s3: s3,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_under_a_digest() {
+    let Some(c) = cluster(RegistryConfig::default()).await else {
+        return;
+    };
+    let ([a, b], meta) = (&c.nodes, &c.meta);
     let repo = RepositoryName::parse("p/r").unwrap();
     let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
 
@@ -164,5 +181,44 @@ async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_unde
         Digest::compute(Algorithm::Sha256, &served) == digest,
         "the blob served under {digest} hashes to {}: a lapsed node's bytes were spliced in",
         Digest::compute(Algorithm::Sha256, &served)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_purge_never_removes_a_monolithic_upload_still_arriving() {
+    // Every upload idle for a moment counts as stale, as one arriving for longer than
+    // `limits.upload_max_age` (an hour by default) does.
+    let Some(c) = cluster(RegistryConfig {
+        upload_max_age: Duration::from_millis(100),
+        ..RegistryConfig::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let [a, b] = &c.nodes;
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let content = bytes_of(4, 2 * PART + 10);
+    let digest = Digest::compute(Algorithm::Sha256, &content);
+    let (tx, slow) = trickled(content.len() as u64);
+    let on_a = tokio::spawn({
+        let (a, repo, digest) = (a.clone(), repo.clone(), digest.clone());
+        async move { a.upload_monolithic(&repo, &digest, slow).await }
+    });
+    // Node A receives the first part's worth, and puts it while the rest arrives.
+    tx.send(Bytes::copy_from_slice(&content[..PART + 1]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Node B's purge runs meanwhile; node A is still receiving and writing the upload.
+    b.purge_stale_uploads().await.unwrap();
+    tx.send(Bytes::copy_from_slice(&content[PART + 1..]))
+        .await
+        .unwrap();
+    drop(tx);
+    on_a.await.unwrap().expect("the push in progress failed");
+    assert_eq!(
+        a.blob_size(&repo, &digest).await.unwrap(),
+        content.len() as u64
     );
 }
