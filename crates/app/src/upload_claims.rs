@@ -5,12 +5,22 @@
 //! claim at a time, renewed while the work runs, released when it ends, and lapsing on
 //! its own when its node dies. Within a node, the session's lock queues requests first,
 //! so that they do not poll the store for one another.
+//!
+//! A node that lost its claim (it was paused, or cut off from the database, for longer
+//! than the lease term, and another node took the session over) must stop writing at
+//! once: the body it streams is fenced ([`SessionClaim::fence`]), so that before its
+//! bytes go on to the blob store, at least every [`FENCE_EVERY`] and [`FENCE_BYTES`]
+//! and at its end, the claim is renewed in the store, and a claim found lost fails the
+//! body. As a blob store writes a part only once it holds a part's worth (5 MiB at
+//! least), no part is made of bytes that passed no check.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_blob::ByteStream;
 use berth_meta::{MetaStore, UploadLease};
 use berth_oci::UploadId;
+use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -22,6 +32,17 @@ use crate::registry::Registry;
 const FIRST_RETRY: Duration = Duration::from_millis(20);
 /// Longest pause between two attempts.
 const LONGEST_RETRY: Duration = Duration::from_millis(250);
+/// A streaming body's claim is checked in the store before its bytes go on, at least
+/// this often and at its end.
+pub(crate) const FENCE_EVERY: Duration = Duration::from_secs(1);
+/// … and at least once per this many bytes: less than the smallest part an object
+/// store accepts.
+pub(crate) const FENCE_BYTES: u64 = 4 << 20;
+
+/// A body failed because the claim on its upload was lost to another node.
+#[derive(Debug, thiserror::Error)]
+#[error("another request took this upload over; ask where it stands and resume from there")]
+pub(crate) struct ClaimLost;
 
 /// The right to write one upload session, until [`SessionClaim::release`] or drop.
 pub(crate) struct SessionClaim<'a> {
@@ -31,11 +52,29 @@ pub(crate) struct SessionClaim<'a> {
 
 /// The store-side part of a claim: its holder and the task renewing it.
 struct Lease {
-    meta: Arc<dyn MetaStore>,
-    id: UploadId,
-    holder: i64,
+    term: Term,
     renewal: JoinHandle<()>,
     released: bool,
+}
+
+/// What renews one claim: the store, the session, the holder and the term.
+#[derive(Clone)]
+struct Term {
+    meta: Arc<dyn MetaStore>,
+    clock: Arc<dyn Clock>,
+    id: UploadId,
+    holder: i64,
+    length: Duration,
+}
+
+impl Term {
+    /// Extends the claim by a term from now, if it is still held.
+    async fn renew(&self) -> Result<bool, berth_meta::MetaError> {
+        let until = lease_end(&*self.clock, self.length);
+        self.meta
+            .renew_upload_lease(&self.id, self.holder, until)
+            .await
+    }
 }
 
 impl Registry {
@@ -99,19 +138,20 @@ impl Registry {
             )
             .await?
         {
-            UploadLease::Granted => Ok(Some(Lease {
-                meta: self.meta.clone(),
-                id: id.clone(),
-                holder,
-                renewal: tokio::spawn(renew(
-                    self.meta.clone(),
-                    self.clock.clone(),
-                    id.clone(),
+            UploadLease::Granted => {
+                let term = Term {
+                    meta: self.meta.clone(),
+                    clock: self.clock.clone(),
+                    id: id.clone(),
                     holder,
+                    length: term,
+                };
+                Ok(Some(Lease {
+                    renewal: tokio::spawn(renew(term.clone())),
                     term,
-                )),
-                released: false,
-            })),
+                    released: false,
+                }))
+            }
             UploadLease::Held => Ok(None),
             UploadLease::Missing => Err(RegistryError::BlobUploadUnknown),
         }
@@ -119,19 +159,70 @@ impl Registry {
 }
 
 impl SessionClaim<'_> {
+    /// `body`, failing with [`ClaimLost`] as soon as the claim is found lost: the claim
+    /// is renewed in the store before the body's bytes go on, when the last renewal is
+    /// older than [`FENCE_EVERY`] or [`FENCE_BYTES`] ago, and before its end is passed on
+    /// (after which the blob store writes what it has left).
+    pub(crate) fn fence(&self, body: ByteStream) -> ByteStream {
+        let fence = Fence {
+            body,
+            term: self.lease.term.clone(),
+            checked_at: Instant::now(),
+            unchecked_bytes: 0,
+            failed: false,
+        };
+        Box::pin(futures_util::stream::unfold(
+            fence,
+            |mut fence| async move {
+                let item = fence.next().await?;
+                Some((item, fence))
+            },
+        ))
+    }
+
     /// Gives the session up, so that the next request, here or on another node, may
     /// take it at once.
     pub(crate) async fn release(mut self) {
         self.lease.renewal.abort();
         self.lease.released = true;
-        if let Err(e) = self
-            .lease
-            .meta
-            .release_upload(&self.lease.id, self.lease.holder)
-            .await
-        {
-            tracing::warn!(upload = %self.lease.id, error = %e, "releasing an upload claim failed");
+        let term = &self.lease.term;
+        if let Err(e) = term.meta.release_upload(&term.id, term.holder).await {
+            tracing::warn!(upload = %term.id, error = %e, "releasing an upload claim failed");
         }
+    }
+}
+
+/// A body being fenced, and when its claim was last found held.
+struct Fence {
+    body: ByteStream,
+    term: Term,
+    checked_at: Instant,
+    unchecked_bytes: u64,
+    failed: bool,
+}
+
+impl Fence {
+    /// The body's next item, or `ClaimLost` in its place once the claim is found lost.
+    async fn next(&mut self) -> Option<std::io::Result<bytes::Bytes>> {
+        if self.failed {
+            return None;
+        }
+        let next = self.body.next().await;
+        if let Some(Ok(chunk)) = &next {
+            self.unchecked_bytes += chunk.len() as u64;
+        }
+        let due = next.is_none()
+            || self.unchecked_bytes >= FENCE_BYTES
+            || self.checked_at.elapsed() >= FENCE_EVERY;
+        if due {
+            if !matches!(self.term.renew().await, Ok(true)) {
+                self.failed = true;
+                return Some(Err(std::io::Error::other(ClaimLost)));
+            }
+            self.checked_at = Instant::now();
+            self.unchecked_bytes = 0;
+        }
+        next
     }
 }
 
@@ -143,33 +234,27 @@ impl Drop for Lease {
         }
         // Dropped without a release (a failed or cancelled task): release in the
         // background; at worst the lease lapses at the end of its term.
-        let (meta, id, holder) = (self.meta.clone(), self.id.clone(), self.holder);
+        let term = self.term.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { meta.release_upload(&id, holder).await });
+            runtime.spawn(async move { term.meta.release_upload(&term.id, term.holder).await });
         }
     }
 }
 
-/// Renews the lease every third of its term while the work runs.
-async fn renew(
-    meta: Arc<dyn MetaStore>,
-    clock: Arc<dyn Clock>,
-    id: UploadId,
-    holder: i64,
-    term: Duration,
-) {
+/// Renews the lease every third of its term while the work runs (a client that stalls
+/// sends nothing for the fence to renew it on).
+async fn renew(term: Term) {
     loop {
-        tokio::time::sleep(term / 3).await;
-        match meta
-            .lease_upload(&id, holder, clock.now_ms(), lease_end(&*clock, term))
-            .await
-        {
-            Ok(UploadLease::Granted) => {}
-            Ok(lost) => {
-                tracing::warn!(upload = %id, ?lost, "an upload claim lapsed while in use");
+        tokio::time::sleep(term.length / 3).await;
+        match term.renew().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(upload = %term.id, "an upload claim lapsed while in use");
                 return;
             }
-            Err(e) => tracing::warn!(upload = %id, error = %e, "renewing an upload claim failed"),
+            Err(e) => {
+                tracing::warn!(upload = %term.id, error = %e, "renewing an upload claim failed")
+            }
         }
     }
 }

@@ -4,12 +4,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_blob::{BlobError, ByteStream};
-use berth_meta::UploadSession;
+use berth_meta::{SessionLimits, UploadSession};
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
 use crate::error::RegistryError;
 use crate::metered_body::metered;
 use crate::registry::{MountOutcome, Registry};
+use crate::upload_claims::{ClaimLost, SessionClaim};
 use crate::upload_limits::{OpenBytesExhausted, Reservation};
 
 /// The body of a `PATCH` or final `PUT` on an upload, with its framing headers.
@@ -48,6 +49,17 @@ impl Registry {
         repository: &RepositoryName,
         algorithm: Algorithm,
     ) -> Result<UploadSession, RegistryError> {
+        self.open_session(repository, algorithm, self.limits.sessions())
+            .await
+    }
+
+    /// Records a new session, within `limits`, and creates its byte area.
+    async fn open_session(
+        &self,
+        repository: &RepositoryName,
+        algorithm: Algorithm,
+        limits: SessionLimits,
+    ) -> Result<UploadSession, RegistryError> {
         let now = self.clock.now_ms();
         let session = UploadSession {
             id: UploadId::from_random(rand::random()),
@@ -62,9 +74,7 @@ impl Registry {
         };
         // The store checks the limits on open sessions as it records this one, so a
         // refused session never touches the blob store.
-        self.meta
-            .create_upload(&session, self.limits.sessions())
-            .await?;
+        self.meta.create_upload(&session, limits).await?;
         if let Err(e) = self.blobs.create_upload(&session.id).await {
             let _ = self.meta.delete_upload(&session.id).await;
             return Err(e.into());
@@ -84,30 +94,20 @@ impl Registry {
                 "Content-Range is not allowed on a monolithic upload".into(),
             ));
         }
-        let (this, repository, digest) = (self.clone(), repository.clone(), digest.clone());
-        self.detached(async move {
-            let id = UploadId::from_random(rand::random());
-            // Held so that the purge never takes these bytes while they arrive.
-            let _lock = this.upload_locks.lock(&id).await;
-            this.blobs.create_upload(&id).await?;
-            let result = async {
-                let hasher = ResumableHasher::new(digest.algorithm());
-                let appended = this.append(&id, 0, hasher, body).await?;
-                let len = appended.end;
-                this.verify(&appended.hasher.finish(), &digest)?;
-                this.blobs.commit_upload(&id, len, &digest).await?;
-                this.meta
-                    .link_blob(&repository, &digest, len, this.clock.now_ms())
-                    .await?;
-                Ok(())
-            }
+        // A session, so that its bytes are claimed and never purged while they arrive,
+        // on this node or another. The limits on open sessions bound sessions left
+        // between requests; this one lives only as long as its request, which holds a
+        // body slot, so they do not apply.
+        let session = self
+            .open_session(repository, digest.algorithm(), SessionLimits::NONE)
+            .await?;
+        let completed = self
+            .complete_upload(repository, &session.id, Some(digest.as_str()), body)
             .await;
-            if result.is_err() {
-                let _ = this.blobs.delete_upload(&id).await;
-            }
-            result
-        })
-        .await
+        if completed.is_err() {
+            let _ = self.cancel_upload(repository, &session.id).await;
+        }
+        completed.map(drop)
     }
 
     /// Links a blob from another repository (`POST ?mount=&from=`), or opens a session
@@ -170,7 +170,7 @@ impl Registry {
             let claim = this.claim_session(&id).await?;
             let result = async {
                 let session = this.session(&repository, &id).await?;
-                this.append_to_session(session, body).await
+                this.append_to_session(session, body, &claim).await
             }
             .await;
             claim.release().await;
@@ -203,7 +203,7 @@ impl Registry {
             let result = async {
                 let mut session = this.session(&repository, &id).await?;
                 if !body.is_empty() {
-                    session = this.append_to_session(session, body).await?;
+                    session = this.append_to_session(session, body, &claim).await?;
                 }
                 this.finish_session(&session, &digest).await
             }
@@ -420,7 +420,12 @@ impl Registry {
         &self,
         mut session: UploadSession,
         body: UploadBody,
+        claim: &SessionClaim<'_>,
     ) -> Result<UploadSession, RegistryError> {
+        let body = UploadBody {
+            stream: claim.fence(body.stream),
+            ..body
+        };
         if let Some(range) = body.content_range {
             if range.0.start != session.offset {
                 return Err(RegistryError::UploadRangeInvalid {
@@ -512,6 +517,9 @@ impl Registry {
                 if e.get_ref().is_some_and(|e| e.is::<OpenBytesExhausted>()) =>
             {
                 return Err(RegistryError::TooManyRequests(e.to_string()));
+            }
+            (Err(BlobError::Body(e)), _) if e.get_ref().is_some_and(|e| e.is::<ClaimLost>()) => {
+                return Err(RegistryError::BlobUploadInvalid(e.to_string()));
             }
             // A body that ends early or stalls is shorter than it said.
             (Err(BlobError::Body(e)), Some(declared)) => {

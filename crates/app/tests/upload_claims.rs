@@ -140,7 +140,10 @@ async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
     let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    // A live node keeps renewing its claim.
+    // A live node holds the session and keeps renewing its claim.
+    let now = SystemClock.now_ms();
+    let held = c.meta.lease_upload(&session.id, 42, now, now + 500).await;
+    assert_eq!(held.unwrap(), UploadLease::Granted);
     let renewing = tokio::spawn({
         let (meta, id) = (c.meta.clone(), session.id.clone());
         async move {

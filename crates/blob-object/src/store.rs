@@ -32,6 +32,9 @@ const READ_CHUNK_BOUND: usize = 512 << 10;
 pub struct ObjectBlobStore {
     bucket: Arc<Bucket>,
     redirect_expiry: Option<Duration>,
+    /// Whether completing a multipart upload checks each part's e-tag against the one
+    /// named (S3 and its compatibles, GCS do; Azure does not check its blocks).
+    completion_checks_parts: bool,
 }
 
 impl std::fmt::Debug for ObjectBlobStore {
@@ -61,6 +64,7 @@ impl ObjectBlobStore {
                 part_size: options.part_size,
             }),
             redirect_expiry: options.redirect_expiry,
+            completion_checks_parts: !matches!(backend, Backend::Azure(_)),
         })
     }
 }
@@ -132,9 +136,13 @@ impl BlobStore for ObjectBlobStore {
     }
 
     /// Parts, chunks and state objects are stored when their PUT returns, and the state
-    /// object of an offset records the hash state of exactly the bytes it lists.
+    /// object of an offset records the hash state of exactly the bytes it lists. A part
+    /// overwritten later by a writer that lost its claim (the application fences its
+    /// bodies, but a write already sent may land) fails the completion where the
+    /// backend checks the parts' e-tags; where it does not (Azure), the bytes are
+    /// hashed again at completion.
     fn appends_are_durable(&self) -> bool {
-        true
+        self.completion_checks_parts
     }
 
     async fn hash_upload(

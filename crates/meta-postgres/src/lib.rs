@@ -293,7 +293,10 @@ impl UploadStore for PgMetaStore {
         limits: SessionLimits,
     ) -> Result<(), CreateUploadError> {
         let mut tx = self.progress().await?;
-        Lock::UploadSessions.exclusive(&mut tx).await?;
+        // Nothing to count without limits: no lock serializes such creations.
+        if limits != SessionLimits::NONE {
+            Lock::UploadSessions.exclusive(&mut tx).await?;
+        }
         queries::create_upload(&mut tx, session, limits).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(())
@@ -331,6 +334,18 @@ impl UploadStore for PgMetaStore {
         let lease = queries::lease_upload(&mut tx, id.as_str(), holder, now, until).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(lease)
+    }
+
+    async fn renew_upload_lease(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        until: i64,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.progress().await?;
+        let renewed = queries::renew_upload_lease(&mut tx, id.as_str(), holder, until).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(renewed)
     }
 
     async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError> {

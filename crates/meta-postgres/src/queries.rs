@@ -468,6 +468,23 @@ pub async fn lease_upload(
     })
 }
 
+/// Extends `holder`'s claim on session `id` to `until` if it still holds it.
+pub async fn renew_upload_lease(
+    c: &mut PgConnection,
+    id: &str,
+    holder: i64,
+    until: i64,
+) -> Result<bool, MetaError> {
+    sqlx::query("UPDATE uploads SET lease_until = $3 WHERE id = $1 AND lease_holder = $2")
+        .bind(id)
+        .bind(holder)
+        .bind(until)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(db_err)
+}
+
 /// Ends `holder`'s claim on session `id`.
 pub async fn release_upload(c: &mut PgConnection, id: &str, holder: i64) -> Result<(), MetaError> {
     sqlx::query(

@@ -245,6 +245,20 @@ impl UploadStore for SqliteMetaStore {
             .await
     }
 
+    async fn renew_upload_lease(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        until: i64,
+    ) -> Result<bool, MetaError> {
+        let id = id.clone();
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                queries::renew_upload_lease(c, id.as_str(), holder, until)
+            })
+            .await
+    }
+
     async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError> {
         let id = id.clone();
         self.writer

@@ -340,6 +340,19 @@ pub fn lease_upload(
     })
 }
 
+/// Extends `holder`'s claim on session `id` to `until` if it still holds it.
+pub fn renew_upload_lease(
+    c: &Connection,
+    id: &str,
+    holder: i64,
+    until: i64,
+) -> Result<bool, MetaError> {
+    c.prepare_cached("UPDATE uploads SET lease_until = ?3 WHERE id = ?1 AND lease_holder = ?2")
+        .and_then(|mut s| s.execute(params![id, holder, until]))
+        .map(|n| n == 1)
+        .map_err(db_err)
+}
+
 /// Ends `holder`'s claim on session `id`.
 pub fn release_upload(c: &Connection, id: &str, holder: i64) -> Result<(), MetaError> {
     c.prepare_cached(

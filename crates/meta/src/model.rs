@@ -41,6 +41,15 @@ pub struct SessionLimits {
     pub per_repository: u64,
 }
 
+impl SessionLimits {
+    /// No limit: for a session that lives only as long as its request, which other
+    /// limits bound.
+    pub const NONE: SessionLimits = SessionLimits {
+        total: u64::MAX,
+        per_repository: u64::MAX,
+    };
+}
+
 /// A validated manifest ready to be committed, with everything it references.
 #[derive(Debug, Clone)]
 pub struct NewManifest {

@@ -177,6 +177,15 @@ pub trait UploadStore: Send + Sync {
         now: i64,
         until: i64,
     ) -> Result<UploadLease, MetaError>;
+    /// Extends `holder`'s claim on session `id` to `until`, only if `holder` still has
+    /// it; returns whether it did. Unlike [`UploadStore::lease_upload`], this never
+    /// grants a claim that was lost: a node that finds its claim gone must stop writing.
+    async fn renew_upload_lease(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        until: i64,
+    ) -> Result<bool, MetaError>;
     /// Ends `holder`'s claim on session `id`, if it still has it.
     async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError>;
     /// Moves a session from `from` to `to` bytes with a new hash state, only if it is

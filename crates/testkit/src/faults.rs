@@ -130,6 +130,15 @@ impl UploadStore for FaultyMeta {
         self.inner.lease_upload(id, holder, now, until).await
     }
 
+    async fn renew_upload_lease(
+        &self,
+        id: &UploadId,
+        holder: i64,
+        until: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner.renew_upload_lease(id, holder, until).await
+    }
+
     async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError> {
         self.inner.release_upload(id, holder).await
     }

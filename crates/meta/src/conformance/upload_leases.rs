@@ -65,8 +65,17 @@ async fn one_holder_at_a_time(store: &dyn MetaStore) {
         store.lease_upload(&id, a, 310, 410).await.unwrap(),
         UploadLease::Held
     );
+    // A renewal extends only a claim still held: a lapsed holder's renewal fails even
+    // once the claim is free again.
+    assert!(store.renew_upload_lease(&id, b, 450).await.unwrap());
+    assert!(!store.renew_upload_lease(&id, a, 460).await.unwrap());
+    assert_eq!(
+        store.lease_upload(&id, a, 420, 520).await.unwrap(),
+        UploadLease::Held
+    );
     // A release ends the claim at once.
     store.release_upload(&id, b).await.unwrap();
+    assert!(!store.renew_upload_lease(&id, b, 470).await.unwrap());
     assert_eq!(
         store.lease_upload(&id, a, 320, 420).await.unwrap(),
         UploadLease::Granted
