@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use berth_meta::MetaError;
-use rusqlite::OpenFlags;
 use rusqlite::types::ValueRef;
+use rusqlite::{OpenFlags, OptionalExtension};
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Connection, PgConnection};
 
@@ -121,18 +121,22 @@ pub async fn import_sqlite(source: &Path, target: &PgConfig) -> Result<ImportRep
         .await
         .map_err(db_err)?;
     let mut report = ImportReport::default();
+    // Errors reading the source name the file.
+    let named = |e: ImportError| match e {
+        ImportError::Source { message, .. } => ImportError::Source {
+            path: source.display().to_string(),
+            message,
+        },
+        other => other,
+    };
     for table in &tables {
         let columns = target_columns(&mut tx, table).await?;
         let copied = copy_table(&snapshot, &mut tx, table, &columns, &source_tables[table])
             .await
-            .map_err(|e| match e {
-                ImportError::Source { message, .. } => ImportError::Source {
-                    path: source.display().to_string(),
-                    message,
-                },
-                other => other,
-            })?;
-        continue_identities(&snapshot, &mut tx, table, &columns).await?;
+            .map_err(named)?;
+        continue_identities(&snapshot, &mut tx, table, &columns)
+            .await
+            .map_err(named)?;
         report.tables.push((table.clone(), copied));
     }
     tx.commit().await.map_err(db_err)?;
@@ -317,6 +321,11 @@ async fn continue_identities(
                 [table],
                 |r| r.get(0),
             )
+            .optional()
+            .map_err(|e| ImportError::Source {
+                path: String::new(),
+                message: e.to_string(),
+            })?
             .unwrap_or(0);
         sqlx::query(&format!(
             "SELECT setval(pg_get_serial_sequence($1, $2),
