@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 
-/// Concurrent readiness probes each write their own probe file, so none fails because
-/// another removed a shared one.
+/// Concurrent readiness probes each write their own probe file (or object), so none fails
+/// because another removed a shared one, and none is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_readiness_probes_all_succeed() {
     let reg = std::sync::Arc::new(TestRegistry::new());
@@ -18,10 +18,10 @@ async fn concurrent_readiness_probes_all_succeed() {
     for probe in probes {
         expect_status(&probe.await.unwrap(), 200, "readyz");
     }
-    let uploads = reg.dir.path().join("storage/uploads");
-    assert_eq!(
-        std::fs::read_dir(uploads).unwrap().count(),
-        0,
-        "no probe file is left"
-    );
+    let left: Vec<_> = reg
+        .blob_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("readyz"))
+        .collect();
+    assert!(left.is_empty(), "probe files are left: {left:?}");
 }

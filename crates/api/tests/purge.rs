@@ -13,8 +13,9 @@ use common::*;
 
 const MAX_AGE: Duration = Duration::from_secs(3600);
 
-fn files_under(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+/// How many uploads have bytes at rest in the blob store.
+async fn uploads_at_rest(reg: &TestRegistry) -> usize {
+    reg.blobs.list_uploads().await.unwrap().len()
 }
 
 fn registry(clock: &Arc<ManualClock>) -> TestRegistry {
@@ -29,7 +30,6 @@ fn registry(clock: &Arc<ManualClock>) -> TestRegistry {
 async fn only_idle_sessions_are_purged() {
     let clock = ManualClock::new();
     let reg = registry(&clock);
-    let uploads_dir = reg.dir.path().join("storage/uploads");
     let idle: Vec<String> =
         futures_util::future::join_all((0..5).map(|_| start_upload(&reg, "p/idle"))).await;
     let active = start_upload(&reg, "p/active").await;
@@ -38,7 +38,7 @@ async fn only_idle_sessions_are_purged() {
         202,
         "idle data",
     );
-    assert_eq!(files_under(&uploads_dir), 6);
+    assert_eq!(uploads_at_rest(&reg).await, 6);
 
     clock.advance(MAX_AGE / 2);
     expect_status(
@@ -59,9 +59,9 @@ async fn only_idle_sessions_are_purged() {
     }
     expect_upload_at(&reg, &active, 3, "active session survives").await;
     assert_eq!(
-        files_under(&uploads_dir),
+        uploads_at_rest(&reg).await,
         1,
-        "purged bytes are gone from disk"
+        "purged bytes are gone from the store"
     );
     let data = b"abcdef";
     expect_status(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_app::RegistryConfig;
+use berth_oci::UploadId;
 use common::*;
 
 #[tokio::test]
@@ -524,28 +525,20 @@ async fn a_lost_upload_is_not_completed_by_a_blob_published_under_its_digest() {
     let reg = TestRegistry::new();
     let data = pattern(1000);
     let digest = sha512(&data);
-    let hex = digest.encoded();
-    let published = reg
-        .dir
-        .path()
-        .join("storage/blobs/sha512")
-        .join(&hex[..2])
-        .join(hex);
-    let upload_file = |location: &str| {
-        let id = location.rsplit('/').next().unwrap();
-        reg.dir.path().join("storage/uploads").join(id)
-    };
+    let upload_id = |location: &str| UploadId::parse(location.rsplit('/').next().unwrap()).unwrap();
 
     // The session's own bytes, published under the digest as a crash of a completion
     // that recorded nothing would leave them.
     let location = start_upload(&reg, "lost/own").await;
     expect_status(&patch(&reg, &location, None, &data).await, 202, "PATCH");
-    std::fs::create_dir_all(published.parent().unwrap()).unwrap();
-    std::fs::rename(upload_file(&location), &published).unwrap();
+    reg.blobs
+        .commit_upload(&upload_id(&location), data.len() as u64, &digest)
+        .await
+        .unwrap();
     let r = put_upload(&reg, &location, digest.as_str(), None, b"").await;
     expect_error(&r, 400, "BLOB_UPLOAD_INVALID", "no record of the hash");
     expect_no_blob(&reg, "lost/own", &digest, "nothing linked").await;
-    std::fs::remove_file(&published).unwrap();
+    reg.blobs.delete(&digest).await.unwrap();
 
     // Other bytes of the same length, lost, while another repository holds the digest.
     let uri = format!("/v2/lost/elsewhere/blobs/uploads/?digest={digest}");
@@ -557,7 +550,10 @@ async fn a_lost_upload_is_not_completed_by_a_blob_published_under_its_digest() {
         202,
         "PATCH other bytes",
     );
-    std::fs::remove_file(upload_file(&location)).unwrap();
+    reg.blobs
+        .delete_upload(&upload_id(&location))
+        .await
+        .unwrap();
     let r = put_upload(&reg, &location, digest.as_str(), None, b"").await;
     expect_error(&r, 400, "BLOB_UPLOAD_INVALID", "bytes lost");
     expect_no_blob(

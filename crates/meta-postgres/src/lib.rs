@@ -94,25 +94,37 @@ pub struct PgMetaStore {
 impl PgMetaStore {
     /// Connects, then applies pending migrations under the migration lock.
     pub async fn connect(config: &PgConfig) -> Result<Self, MetaError> {
-        let options = connect_options(config)?;
-        let mut conn = options.connect().await.map_err(db_err)?;
-        migrate::run(&mut conn).await?;
-        conn.close().await.map_err(db_err)?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.pool_size.max(1))
-            .acquire_timeout(Duration::from_secs(30))
-            // The pool pings each connection when it is released; a second ping before
-            // each use would add a round trip to every request. A connection the server
-            // dropped while it sat idle fails the one statement that finds it.
-            .test_before_acquire(false)
-            .connect_with(options)
+        Self::migrate(config).await?;
+        let pool = pool_options(config)
+            .connect_with(connect_options(config)?)
             .await
             .map_err(db_err)?;
-        Ok(PgMetaStore {
+        Ok(Self::over(pool))
+    }
+
+    /// Applies pending migrations under the migration lock, over a connection of its
+    /// own that is closed afterwards.
+    pub async fn migrate(config: &PgConfig) -> Result<(), MetaError> {
+        let mut conn = connect_options(config)?.connect().await.map_err(db_err)?;
+        migrate::run(&mut conn).await?;
+        conn.close().await.map_err(db_err)
+    }
+
+    /// A store whose pool connects on first use, and which applies no migrations: the
+    /// caller has run [`PgMetaStore::migrate`] on the database (possibly in another
+    /// runtime, as the pool belongs to the runtime it is created in). Must be called
+    /// within a Tokio runtime.
+    pub fn connect_lazy(config: &PgConfig) -> Result<Self, MetaError> {
+        let pool = pool_options(config).connect_lazy_with(connect_options(config)?);
+        Ok(Self::over(pool))
+    }
+
+    fn over(pool: PgPool) -> Self {
+        PgMetaStore {
             pool,
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),
-        })
+        }
     }
 
     /// A transaction whose commit is on disk before it returns.
@@ -128,6 +140,16 @@ impl PgMetaStore {
             .await
             .map_err(db_err)
     }
+}
+
+fn pool_options(config: &PgConfig) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(config.pool_size.max(1))
+        .acquire_timeout(Duration::from_secs(30))
+        // The pool pings each connection when it is released; a second ping before
+        // each use would add a round trip to every request. A connection the server
+        // dropped while it sat idle fails the one statement that finds it.
+        .test_before_acquire(false)
 }
 
 fn connect_options(config: &PgConfig) -> Result<PgConnectOptions, MetaError> {

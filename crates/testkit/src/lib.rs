@@ -1,6 +1,9 @@
-//! Test support: a complete in-process Berth over temporary directories, driven through
-//! its real router with `tower::ServiceExt::oneshot`.
+//! Test support: a complete in-process Berth, driven through its real router with
+//! `tower::ServiceExt::oneshot`, on the stores `BERTH_TEST_BACKENDS` selects (see
+//! [`Backends`]): SQLite and the filesystem store in a temporary directory by default.
 
+mod at_rest;
+mod backends;
 mod faults;
 
 use std::sync::Arc;
@@ -12,14 +15,16 @@ use berth_app::identity::{
     HashCost, Htpasswd, Identity, IdentityConfig, IdentityStores, SigningKey, SystemSettings,
 };
 use berth_app::{Clock, Registry, RegistryConfig, SystemClock};
-use berth_blob::FsBlobStore;
-use berth_meta_sqlite::SqliteMetaStore;
+use berth_blob::BlobStore;
 use berth_oci::{Algorithm, Digest};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+pub use crate::at_rest::StoredPart;
+use crate::backends::ScaleOutServers;
+pub use crate::backends::{BACKENDS_VARIABLE, Backends};
 use crate::faults::FaultyMeta;
 pub use crate::faults::MetaFaults;
 
@@ -44,13 +49,16 @@ impl Clock for ManualClock {
     }
 }
 
-/// An in-process registry on the embedded default (SQLite + filesystem).
+/// An in-process registry on the [`Backends`] `BERTH_TEST_BACKENDS` selects.
 pub struct TestRegistry {
     /// The HTTP application under test.
     pub router: Router,
     /// The registry behind it, for calling use cases directly.
     pub registry: Arc<Registry>,
-    /// Holds the data directory alive for the test's duration.
+    /// The blob store behind it, for looking at bytes at rest whatever the backend.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The data directory, alive for the test's duration: it holds the SQLite database
+    /// and the filesystem store's files, and stays empty on the other backends.
     pub dir: tempfile::TempDir,
     /// Failures to inject into the metadata store.
     pub faults: Arc<MetaFaults>,
@@ -60,6 +68,9 @@ pub struct TestRegistry {
     pub signing_key_pem: String,
     /// The `Authorization` sent with requests that name none.
     authorization: std::sync::Mutex<Option<String>>,
+    /// The database and S3 server of the scale-out backends; declared last, so they are
+    /// dropped after everything that uses them.
+    scale_out: Option<ScaleOutServers>,
 }
 
 /// The administrator's password in [`TestRegistry::secure`] registries.
@@ -107,7 +118,8 @@ impl TestResponse {
 }
 
 impl TestRegistry {
-    /// Starts a registry with default limits.
+    /// Starts a registry with default limits. Like every constructor, it is called within
+    /// a Tokio runtime, which the registry's database connections then belong to.
     pub fn new() -> Self {
         Self::with_config(RegistryConfig::default())
     }
@@ -163,9 +175,8 @@ impl TestRegistry {
     ) -> Self {
         let signing_key_pem = SigningKey::generate_pem().expect("key");
         let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).expect("metadata store"));
-        let blobs = FsBlobStore::open(dir.path().join("storage")).expect("blob store");
+        let stores = Backends::selected().open(dir.path());
+        let store = stores.meta;
         let faults = Arc::new(MetaFaults::default());
         let meta = FaultyMeta {
             inner: store.clone(),
@@ -173,7 +184,7 @@ impl TestRegistry {
         };
         let registry = Arc::new(Registry::new(
             Arc::new(meta),
-            Arc::new(blobs),
+            stores.blobs.clone(),
             clock.clone(),
             config,
         ));
@@ -211,11 +222,13 @@ impl TestRegistry {
         TestRegistry {
             router: berth_api::router(services),
             registry,
+            blobs: stores.blobs,
             identity,
             dir,
             faults,
             signing_key_pem,
             authorization: std::sync::Mutex::new(None),
+            scale_out: stores.scale_out,
         }
     }
 

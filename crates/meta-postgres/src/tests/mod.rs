@@ -91,6 +91,44 @@ async fn reconnecting_keeps_data_and_skips_applied_migrations() {
     assert_eq!(again.linked_blob(&repo("p/r"), &d).await.unwrap(), Some(1));
 }
 
+/// A database migrated from another runtime serves a lazily connected store created in
+/// this one; the lazy store applies no migrations of its own.
+#[tokio::test]
+async fn a_lazy_store_uses_a_database_migrated_elsewhere() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let config = config(&db);
+    let unmigrated = PgMetaStore::connect_lazy(&config).unwrap();
+    assert!(
+        unmigrated
+            .linked_blob(&repo("p/r"), &digest("x"))
+            .await
+            .is_err(),
+        "no tables before the migration"
+    );
+    let migrating = config.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(PgMetaStore::migrate(&migrating))
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    let store = PgMetaStore::connect_lazy(&config).unwrap();
+    store
+        .link_blob(&repo("p/r"), &digest("x"), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.linked_blob(&repo("p/r"), &digest("x")).await.unwrap(),
+        Some(1)
+    );
+}
+
 #[tokio::test]
 async fn upload_progress_alone_commits_without_waiting_for_a_flush() {
     let Some(db) = TempDatabase::create().await else {
