@@ -180,6 +180,13 @@ impl SessionClaim<'_> {
         ))
     }
 
+    /// Ends the claim of a session that is gone (completed): there is no row left to
+    /// release.
+    pub(crate) fn ended(mut self) {
+        self.lease.renewal.abort();
+        self.lease.released = true;
+    }
+
     /// Gives the session up, so that the next request, here or on another node, may
     /// take it at once.
     pub(crate) async fn release(mut self) {

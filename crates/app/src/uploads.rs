@@ -208,7 +208,10 @@ impl Registry {
                 this.finish_session(&session, &digest).await
             }
             .await;
-            claim.release().await;
+            match result {
+                Ok(()) => claim.ended(),
+                Err(_) => claim.release().await,
+            }
             result.map(|()| digest)
         })
         .await

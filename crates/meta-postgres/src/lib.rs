@@ -25,10 +25,14 @@
 //! few of them (whole transactions only); the next durable commit flushes them too.
 //! Every other write is flushed before it is acknowledged.
 //!
-//! The caches are correct whatever other nodes write: a tag list is served from memory
-//! only at the `tag_version` the database reports, and manifest bytes are cached by
-//! digest, which names them forever, after the database confirmed the repository
-//! holds the manifest.
+//! The caches are correct whatever other nodes write. What a tag or digest resolves
+//! to, which blobs a repository links and its tag list are served from memory only at
+//! the repository version (`tag_version`) the database reports when the request
+//! arrives; the triggers of the schema bump it with every change that could make one of
+//! them wrong. The versions of every repository read at a time are read together, in
+//! one query ([`versions`]), so a cached read costs a share of one round trip. Manifest
+//! bytes are cached by digest, which names them forever, after the database confirmed
+//! the repository holds the manifest.
 
 mod accounts;
 mod artifacts;
@@ -42,6 +46,7 @@ mod queries;
 mod robots;
 mod sessions;
 mod settings;
+mod versions;
 
 pub use import::{ImportError, ImportReport, import_sqlite};
 
@@ -49,7 +54,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_meta::cache::{ManifestCache, TagCache};
+use berth_meta::cache::{ManifestCache, TagCache, VersionedCache};
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
     NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
@@ -60,12 +65,18 @@ use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
 
+use crate::versions::VersionReader;
+
+/// Resolved references and blob links kept per node, each at most.
+const CACHED_FACTS: usize = 1 << 16;
+
 /// How to reach the database.
 #[derive(Clone)]
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database?…`.
     pub url: String,
-    /// Most connections this node opens.
+    /// Most connections this node opens (at least two): a quarter of them, at least one,
+    /// carry upload-session progress, the others everything else.
     pub pool_size: u32,
     /// Longest a statement may run (lock waits included) before the server cancels it,
     /// and longest a transaction may stay idle before the server ends it.
@@ -84,22 +95,33 @@ impl fmt::Debug for PgConfig {
 
 /// Metadata store on a PostgreSQL database.
 pub struct PgMetaStore {
+    /// Connections whose commits are flushed before they return.
     pool: PgPool,
+    /// Connections for upload-session progress, whose commits return before they are
+    /// flushed (`synchronous_commit = off`): a single-statement write needs no
+    /// transaction block of its own to say so.
+    progress_pool: PgPool,
     /// Complete tag lists of recently listed repositories.
     tag_cache: TagCache,
     /// Recently served manifest bytes, shared by the responses that send them.
     manifest_cache: ManifestCache,
+    /// Reads repository versions in batches.
+    versions: VersionReader,
+    /// What recently pulled references (a tag, or a digest as text) resolved to.
+    references: VersionedCache<String, StoredManifest>,
+    /// Sizes of recently checked blob links, by digest.
+    blob_links: VersionedCache<String, u64>,
 }
 
 impl PgMetaStore {
     /// Connects, then applies pending migrations under the migration lock.
     pub async fn connect(config: &PgConfig) -> Result<Self, MetaError> {
         Self::migrate(config).await?;
-        let pool = pool_options(config)
+        let pool = pool_options(durable_share(config))
             .connect_with(connect_options(config)?)
             .await
             .map_err(db_err)?;
-        Ok(Self::over(pool))
+        Ok(Self::over(pool, progress_pool(config)?))
     }
 
     /// Applies pending migrations under the migration lock, over a connection of its
@@ -115,15 +137,19 @@ impl PgMetaStore {
     /// runtime, as the pool belongs to the runtime it is created in). Must be called
     /// within a Tokio runtime.
     pub fn connect_lazy(config: &PgConfig) -> Result<Self, MetaError> {
-        let pool = pool_options(config).connect_lazy_with(connect_options(config)?);
-        Ok(Self::over(pool))
+        let pool = pool_options(durable_share(config)).connect_lazy_with(connect_options(config)?);
+        Ok(Self::over(pool, progress_pool(config)?))
     }
 
-    fn over(pool: PgPool) -> Self {
+    fn over(pool: PgPool, progress_pool: PgPool) -> Self {
         PgMetaStore {
+            versions: VersionReader::spawn(pool.clone()),
             pool,
+            progress_pool,
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),
+            references: VersionedCache::new(CACHED_FACTS),
+            blob_links: VersionedCache::new(CACHED_FACTS),
         }
     }
 
@@ -135,16 +161,32 @@ impl PgMetaStore {
     /// A transaction whose commit returns before it is flushed: it survives a crash of
     /// Berth, not necessarily one of the database server (upload-session progress).
     async fn progress(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
-        self.pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-            .await
-            .map_err(db_err)
+        self.progress_pool.begin().await.map_err(db_err)
     }
 }
 
-fn pool_options(config: &PgConfig) -> PgPoolOptions {
+/// Connections of `pool_size` kept for upload-session progress: a quarter, at least one.
+fn progress_share(config: &PgConfig) -> u32 {
+    (config.pool_size / 4).max(1)
+}
+
+/// Connections of `pool_size` for everything else: the rest, at least one.
+fn durable_share(config: &PgConfig) -> u32 {
+    config
+        .pool_size
+        .saturating_sub(progress_share(config))
+        .max(1)
+}
+
+/// The pool of upload-session progress, connecting on first use.
+fn progress_pool(config: &PgConfig) -> Result<PgPool, MetaError> {
+    let options = connect_options(config)?.options([("synchronous_commit", "off")]);
+    Ok(pool_options(progress_share(config)).connect_lazy_with(options))
+}
+
+fn pool_options(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
-        .max_connections(config.pool_size.max(1))
+        .max_connections(size)
         .acquire_timeout(Duration::from_secs(30))
         // The pool pings each connection when it is released; a second ping before
         // each use would add a round trip to every request. A connection the server
@@ -269,7 +311,25 @@ impl BlobLinkStore for PgMetaStore {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, MetaError> {
-        queries::linked_blob(&self.pool, repository.as_str(), digest.as_str()).await
+        let Some(current) = self.versions.of(repository.as_str()).await? else {
+            return Ok(None);
+        };
+        if let Some(size) = self
+            .blob_links
+            .get(current.id, current.version, digest.as_str())
+        {
+            return Ok(Some(size));
+        }
+        let linked = queries::linked_blob(&self.pool, repository.as_str(), digest.as_str()).await?;
+        Ok(linked.map(|(size, read_at)| {
+            self.blob_links.store(
+                read_at.id,
+                read_at.version,
+                digest.as_str().to_owned(),
+                size,
+            );
+            size
+        }))
     }
 
     async fn blob_repositories(
@@ -337,12 +397,16 @@ impl UploadStore for PgMetaStore {
         writer: i64,
         now: i64,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.progress().await?;
-        let moved =
-            queries::advance_upload(&mut tx, id.as_str(), from, to, hash_state, writer, now)
-                .await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(moved)
+        queries::advance_upload(
+            &self.progress_pool,
+            id.as_str(),
+            from,
+            to,
+            hash_state,
+            writer,
+            now,
+        )
+        .await
     }
 
     async fn lease_upload(
@@ -352,10 +416,7 @@ impl UploadStore for PgMetaStore {
         now: i64,
         until: i64,
     ) -> Result<UploadLease, MetaError> {
-        let mut tx = self.progress().await?;
-        let lease = queries::lease_upload(&mut tx, id.as_str(), holder, now, until).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(lease)
+        queries::lease_upload(&self.progress_pool, id.as_str(), holder, now, until).await
     }
 
     async fn renew_upload_lease(
@@ -364,16 +425,11 @@ impl UploadStore for PgMetaStore {
         holder: i64,
         until: i64,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.progress().await?;
-        let renewed = queries::renew_upload_lease(&mut tx, id.as_str(), holder, until).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(renewed)
+        queries::renew_upload_lease(&self.progress_pool, id.as_str(), holder, until).await
     }
 
     async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError> {
-        let mut tx = self.progress().await?;
-        queries::release_upload(&mut tx, id.as_str(), holder).await?;
-        tx.commit().await.map_err(db_err)
+        queries::release_upload(&self.progress_pool, id.as_str(), holder).await
     }
 
     async fn record_upload_digest(
@@ -382,11 +438,7 @@ impl UploadStore for PgMetaStore {
         size: u64,
         digest: &Digest,
     ) -> Result<bool, MetaError> {
-        let mut tx = self.progress().await?;
-        let recorded =
-            queries::record_upload_digest(&mut tx, id.as_str(), size, digest.as_str()).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(recorded)
+        queries::record_upload_digest(&self.progress_pool, id.as_str(), size, digest.as_str()).await
     }
 
     async fn complete_upload(
@@ -434,11 +486,24 @@ impl ManifestStore for PgMetaStore {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Option<StoredManifest>, MetaError> {
-        let mut row = queries::manifest_row(&self.pool, repository.as_str(), reference).await?;
-        if let Some(m) = &mut row {
+        let Some(current) = self.versions.of(repository.as_str()).await? else {
+            return Ok(None);
+        };
+        let key = reference.to_string();
+        let found = match self.references.get(current.id, current.version, &key) {
+            Some(hit) => Some(hit),
+            None => queries::manifest_row(&self.pool, repository.as_str(), reference)
+                .await?
+                .map(|(row, read_at)| {
+                    self.references
+                        .store(read_at.id, read_at.version, key, row.clone());
+                    row
+                }),
+        };
+        Ok(found.map(|mut m| {
             m.cached = self.manifest_cache.get(m.digest.as_str());
-        }
-        Ok(row)
+            m
+        }))
     }
 
     async fn manifest_content(
@@ -492,11 +557,10 @@ impl ManifestStore for PgMetaStore {
         limit: u32,
     ) -> Result<Option<TagPage>, MetaError> {
         let last = last.unwrap_or("");
-        let Some((repo_id, version)) =
-            queries::repository_tag_version(&self.pool, repository.as_str()).await?
-        else {
+        let Some(current) = self.versions.of(repository.as_str()).await? else {
             return Ok(None);
         };
+        let (repo_id, version) = (current.id, current.version);
         if let Some(page) = self.tag_cache.page(repo_id, version, last, limit) {
             return Ok(Some(page));
         }

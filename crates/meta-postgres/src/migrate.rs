@@ -10,6 +10,7 @@ use crate::db_err;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_core.sql"),
     include_str!("../migrations/0002_jobs.sql"),
+    include_str!("../migrations/0003_repository_version.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -2,6 +2,8 @@
 //! transaction; see the crate's documentation for the locks that order them between
 //! nodes.
 
+use std::collections::HashMap;
+
 use berth_meta::{
     CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
     ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadLease,
@@ -13,6 +15,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgExecutor, PgPool, Row};
 
 use crate::listing::{Value, arguments};
+use crate::versions::RepositoryVersion;
 use crate::{Lock, corrupt, db_err};
 
 fn page(mut names: Vec<String>, limit: u32) -> TagPage {
@@ -58,16 +61,21 @@ pub async fn catalog(
     Ok(page(names, limit))
 }
 
-/// A repository's id and tag-list version.
-pub async fn repository_tag_version(
+/// The ids and versions of those of `names` that exist, by name.
+pub async fn repository_versions(
     pool: &PgPool,
-    repository: &str,
-) -> Result<Option<(i64, i64)>, MetaError> {
-    sqlx::query_as("SELECT id, tag_version FROM repositories WHERE name = $1")
-        .bind(repository)
-        .fetch_optional(pool)
-        .await
-        .map_err(db_err)
+    names: &[&str],
+) -> Result<HashMap<String, RepositoryVersion>, MetaError> {
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT name, id, tag_version FROM repositories WHERE name = ANY($1)")
+            .bind(names)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, id, version)| (name, RepositoryVersion { id, version }))
+        .collect())
 }
 
 /// Up to `limit` tags of a repository after `last`, in `berth_oci::tag_listing_order`:
@@ -159,9 +167,9 @@ pub async fn linked_blob(
     pool: &PgPool,
     repository: &str,
     digest: &str,
-) -> Result<Option<u64>, MetaError> {
-    let size: Option<i64> = sqlx::query_scalar(
-        "SELECT b.size FROM repositories r
+) -> Result<Option<(u64, RepositoryVersion)>, MetaError> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT b.size, r.id, r.tag_version FROM repositories r
          JOIN repository_blobs rb ON rb.repository_id = r.id
          JOIN blobs b ON b.digest = rb.digest
          WHERE r.name = $1 AND rb.digest = $2 AND b.status = 'present'",
@@ -171,7 +179,7 @@ pub async fn linked_blob(
     .fetch_optional(pool)
     .await
     .map_err(db_err)?;
-    Ok(size.map(|s| s as u64))
+    Ok(row.map(|(size, id, version)| (size as u64, RepositoryVersion { id, version })))
 }
 
 pub async fn blob_repositories(
@@ -409,7 +417,7 @@ pub async fn upload(pool: &PgPool, id: &str) -> Result<Option<UploadSession>, Me
 /// moving it from the same offset, the second finds it moved (PostgreSQL re-checks the
 /// condition on the row the first one committed) and changes nothing.
 pub async fn advance_upload(
-    c: &mut PgConnection,
+    c: impl PgExecutor<'_>,
     id: &str,
     from: u64,
     to: u64,
@@ -437,7 +445,7 @@ pub async fn advance_upload(
 
 /// Claims session `id` for `holder` until `until` unless another claim holds at `now`.
 pub async fn lease_upload(
-    c: &mut PgConnection,
+    pool: &PgPool,
     id: &str,
     holder: i64,
     now: i64,
@@ -451,7 +459,7 @@ pub async fn lease_upload(
     .bind(holder)
     .bind(now)
     .bind(until)
-    .execute(&mut *c)
+    .execute(pool)
     .await
     .map_err(db_err)?;
     if granted.rows_affected() == 1 {
@@ -459,7 +467,7 @@ pub async fn lease_upload(
     }
     let exists = sqlx::query("SELECT 1 FROM uploads WHERE id = $1")
         .bind(id)
-        .fetch_optional(c)
+        .fetch_optional(pool)
         .await
         .map_err(db_err)?;
     Ok(match exists {
@@ -470,7 +478,7 @@ pub async fn lease_upload(
 
 /// Extends `holder`'s claim on session `id` to `until` if it still holds it.
 pub async fn renew_upload_lease(
-    c: &mut PgConnection,
+    c: impl PgExecutor<'_>,
     id: &str,
     holder: i64,
     until: i64,
@@ -486,7 +494,11 @@ pub async fn renew_upload_lease(
 }
 
 /// Ends `holder`'s claim on session `id`.
-pub async fn release_upload(c: &mut PgConnection, id: &str, holder: i64) -> Result<(), MetaError> {
+pub async fn release_upload(
+    c: impl PgExecutor<'_>,
+    id: &str,
+    holder: i64,
+) -> Result<(), MetaError> {
     sqlx::query(
         "UPDATE uploads SET lease_holder = NULL, lease_until = NULL
          WHERE id = $1 AND lease_holder = $2",
@@ -500,7 +512,7 @@ pub async fn release_upload(c: &mut PgConnection, id: &str, holder: i64) -> Resu
 }
 
 pub async fn record_upload_digest(
-    c: &mut PgConnection,
+    c: impl PgExecutor<'_>,
     id: &str,
     size: u64,
     digest: &str,
@@ -678,36 +690,42 @@ fn stored_manifest(r: &PgRow) -> Result<StoredManifest, MetaError> {
     })
 }
 
-/// Resolves a reference to its manifest row: digest, media type and size.
+/// Resolves a reference to its manifest row (digest, media type and size), with the
+/// repository's version as the same statement read it.
 pub async fn manifest_row(
     pool: &PgPool,
     repository: &str,
     reference: &Reference,
-) -> Result<Option<StoredManifest>, MetaError> {
+) -> Result<Option<(StoredManifest, RepositoryVersion)>, MetaError> {
     let (sql, key) = match reference {
         Reference::Tag(tag) => (
-            "SELECT m.digest, m.media_type, m.size FROM repositories r
+            "SELECT m.digest, m.media_type, m.size, r.id, r.tag_version FROM repositories r
              JOIN tags t ON t.repository_id = r.id
              JOIN manifests m ON m.id = t.manifest_id
              WHERE r.name = $1 AND t.name = $2",
             tag.as_str(),
         ),
         Reference::Digest(digest) => (
-            "SELECT m.digest, m.media_type, m.size FROM repositories r
+            "SELECT m.digest, m.media_type, m.size, r.id, r.tag_version FROM repositories r
              JOIN manifests m ON m.repository_id = r.id
              WHERE r.name = $1 AND m.digest = $2",
             digest.as_str(),
         ),
     };
-    sqlx::query(sql)
+    let Some(row) = sqlx::query(sql)
         .bind(repository)
         .bind(key)
         .fetch_optional(pool)
         .await
         .map_err(db_err)?
-        .as_ref()
-        .map(stored_manifest)
-        .transpose()
+    else {
+        return Ok(None);
+    };
+    let version = RepositoryVersion {
+        id: row.try_get(3).map_err(db_err)?,
+        version: row.try_get(4).map_err(db_err)?,
+    };
+    Ok(Some((stored_manifest(&row)?, version)))
 }
 
 /// Whether manifest `digest` is in `repository`.

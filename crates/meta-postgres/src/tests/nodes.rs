@@ -323,14 +323,27 @@ async fn caches_follow_what_another_node_writes() {
     .unwrap();
     assert_eq!(listed().await, ["latest", "stable", "v1"]);
     // A tag moved to another manifest: same names, another target.
+    let v1 = Reference::Tag(Tag::parse("v1").unwrap());
+    let resolved = async |reference: &Reference| {
+        let found = a.manifest(&r, reference).await.unwrap();
+        found.map(|m| m.digest)
+    };
+    assert_eq!(resolved(&v1).await, Some(digest("one")));
     b.put_manifest(&manifest("cache/app", "two", &[], &["v1"]))
         .await
         .unwrap();
-    let v1 = Reference::Tag(Tag::parse("v1").unwrap());
-    let moved = a.manifest(&r, &v1).await.unwrap().unwrap();
-    assert_eq!(moved.digest, digest("two"));
-    // Manifest bytes cached on one node are not served once another deleted them.
+    assert_eq!(resolved(&v1).await, Some(digest("two")));
+    // Manifest bytes and resolutions cached on one node are not served once another
+    // deleted them.
     let one = digest("one");
+    let by_digest = Reference::Digest(one.clone());
+    // Untagged first, so that only the manifest's own removal can tell `a`.
+    assert!(
+        b.delete_tag(&r, &Tag::parse("stable").unwrap(), None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(resolved(&by_digest).await, Some(one.clone()));
     assert_eq!(
         a.manifest_content(&r, &one).await.unwrap().as_deref(),
         Some(&b"one"[..])
@@ -339,7 +352,26 @@ async fn caches_follow_what_another_node_writes() {
         b.delete_manifest(&r, &one, None).await.unwrap(),
         Deletion::Deleted
     );
+    assert_eq!(resolved(&by_digest).await, None);
     assert_eq!(a.manifest_content(&r, &one).await.unwrap(), None);
+    // A blob link another node removed, or a blob marked for deletion, is not served.
+    let (kept, unlinked) = (digest("kept"), digest("unlinked"));
+    for blob in [&kept, &unlinked] {
+        b.link_blob(&r, blob, 7, 1).await.unwrap();
+        assert_eq!(a.linked_blob(&r, blob).await.unwrap(), Some(7));
+    }
+    assert_eq!(
+        b.unlink_blob(&r, &unlinked, None).await.unwrap(),
+        Deletion::Deleted
+    );
+    assert_eq!(a.linked_blob(&r, &unlinked).await.unwrap(), None);
+    assert_eq!(a.linked_blob(&r, &kept).await.unwrap(), Some(7));
+    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
+        .bind(kept.as_str())
+        .execute(&b.pool)
+        .await
+        .unwrap();
+    assert_eq!(a.linked_blob(&r, &kept).await.unwrap(), None);
     assert_eq!(listed().await, ["latest", "v1"]);
     // A repository deleted and pushed again is another repository.
     assert!(b.delete_repository(&r, &audit()).await.unwrap());
