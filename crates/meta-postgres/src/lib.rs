@@ -75,8 +75,9 @@ const CACHED_FACTS: usize = 1 << 16;
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database?…`.
     pub url: String,
-    /// Most connections this node opens (at least two): a quarter of them, at least one,
-    /// carry upload-session progress, the others everything else.
+    /// Connections this node's pools open at most (at least two): a quarter of them, at
+    /// least one, carry upload-session progress, the others everything else. One more
+    /// reads repository versions.
     pub pool_size: u32,
     /// Longest a statement may run (lock waits included) before the server cancels it,
     /// and longest a transaction may stay idle before the server ends it.
@@ -121,7 +122,7 @@ impl PgMetaStore {
             .connect_with(connect_options(config)?)
             .await
             .map_err(db_err)?;
-        Ok(Self::over(pool, progress_pool(config)?))
+        Self::over(config, pool)
     }
 
     /// Applies pending migrations under the migration lock, over a connection of its
@@ -138,19 +139,20 @@ impl PgMetaStore {
     /// within a Tokio runtime.
     pub fn connect_lazy(config: &PgConfig) -> Result<Self, MetaError> {
         let pool = pool_options(durable_share(config)).connect_lazy_with(connect_options(config)?);
-        Ok(Self::over(pool, progress_pool(config)?))
+        Self::over(config, pool)
     }
 
-    fn over(pool: PgPool, progress_pool: PgPool) -> Self {
-        PgMetaStore {
-            versions: VersionReader::spawn(pool.clone()),
+    /// The store over `pool`, with the progress pool and version reader `config` asks.
+    fn over(config: &PgConfig, pool: PgPool) -> Result<Self, MetaError> {
+        Ok(PgMetaStore {
+            versions: VersionReader::spawn(connect_options(config)?),
             pool,
-            progress_pool,
+            progress_pool: progress_pool(config)?,
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),
             references: VersionedCache::new(CACHED_FACTS),
             blob_links: VersionedCache::new(CACHED_FACTS),
-        }
+        })
     }
 
     /// A transaction whose commit is on disk before it returns.

@@ -63,13 +63,13 @@ pub async fn catalog(
 
 /// The ids and versions of those of `names` that exist, by name.
 pub async fn repository_versions(
-    pool: &PgPool,
+    c: impl PgExecutor<'_>,
     names: &[&str],
 ) -> Result<HashMap<String, RepositoryVersion>, MetaError> {
     let rows: Vec<(String, i64, i64)> =
         sqlx::query_as("SELECT name, id, tag_version FROM repositories WHERE name = ANY($1)")
             .bind(names)
-            .fetch_all(pool)
+            .fetch_all(c)
             .await
             .map_err(db_err)?;
     Ok(rows

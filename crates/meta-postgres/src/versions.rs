@@ -7,17 +7,26 @@
 //! queued with one query, then answers them all. A request is answered only by a query
 //! that started after it was queued, so it sees every write committed before it
 //! arrived, from any node.
+//!
+//! The task has a connection of its own, outside the pools: it runs one query at a
+//! time, and a pooled connection would cost a checkout and the pool's ping per batch.
 
 use std::collections::HashMap;
 
 use berth_meta::MetaError;
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, PgConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::queries;
+use crate::{db_err, queries};
 
 /// Most requests one query answers.
 const MAX_BATCH: usize = 512;
+
+/// Times the task lets the runtime's other tasks run before it queries, so that
+/// requests arriving together share the query. Yielding costs no timer and no wait
+/// when nothing else is ready to run.
+const GATHER_YIELDS: usize = 32;
 
 /// A repository's id and its current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,17 +39,19 @@ pub(crate) struct RepositoryVersion {
 
 type Answer = Result<Option<RepositoryVersion>, MetaError>;
 
+type Request = (String, oneshot::Sender<Answer>);
+
 /// Queues version reads for the batching task.
 pub(crate) struct VersionReader {
-    requests: mpsc::UnboundedSender<(String, oneshot::Sender<Answer>)>,
+    requests: mpsc::UnboundedSender<Request>,
 }
 
 impl VersionReader {
-    /// Starts the batching task on the current Tokio runtime; it ends when the reader
-    /// is dropped.
-    pub(crate) fn spawn(pool: PgPool) -> Self {
+    /// Starts the batching task on the current Tokio runtime; it connects with
+    /// `options` when first needed, and ends when the reader is dropped.
+    pub(crate) fn spawn(options: PgConnectOptions) -> Self {
         let (requests, queued) = mpsc::unbounded_channel();
-        tokio::spawn(answer_batches(pool, queued));
+        tokio::spawn(answer_batches(options, queued));
         VersionReader { requests }
     }
 
@@ -56,17 +67,19 @@ impl VersionReader {
 }
 
 /// Answers queued requests, one query per batch, until the reader is dropped.
-async fn answer_batches(
-    pool: PgPool,
-    mut queued: mpsc::UnboundedReceiver<(String, oneshot::Sender<Answer>)>,
-) {
+async fn answer_batches(options: PgConnectOptions, mut queued: mpsc::UnboundedReceiver<Request>) {
+    let mut connection: Option<PgConnection> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let mut names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        let versions: Result<HashMap<String, RepositoryVersion>, MetaError> =
-            queries::repository_versions(&pool, &names).await;
+        for _ in 0..GATHER_YIELDS {
+            tokio::task::yield_now().await;
+        }
+        while batch.len() < MAX_BATCH
+            && let Ok(request) = queued.try_recv()
+        {
+            batch.push(request);
+        }
+        let versions = read_versions(&options, &mut connection, &batch).await;
         for (name, reply) in batch.drain(..) {
             // A request dropped meanwhile (its client went away) needs no answer.
             let _ = reply.send(match &versions {
@@ -75,4 +88,25 @@ async fn answer_batches(
             });
         }
     }
+}
+
+/// The versions of the batch's repositories, over `connection` (opened when there is
+/// none; dropped after a failure, so the next batch opens a new one).
+async fn read_versions(
+    options: &PgConnectOptions,
+    connection: &mut Option<PgConnection>,
+    batch: &[Request],
+) -> Result<HashMap<String, RepositoryVersion>, MetaError> {
+    let mut names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let conn = match connection {
+        Some(conn) => conn,
+        None => connection.insert(options.connect().await.map_err(db_err)?),
+    };
+    let versions = queries::repository_versions(conn, &names).await;
+    if versions.is_err() {
+        *connection = None;
+    }
+    versions
 }
