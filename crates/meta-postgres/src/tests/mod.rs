@@ -6,6 +6,7 @@
 mod nodes;
 mod parity;
 mod plans;
+mod version_reads;
 
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::{digest, new_user, node, repo};
-use crate::PgMetaStore;
+use crate::{PgMetaStore, queries};
 
 type Node = Arc<PgMetaStore>;
 
@@ -488,4 +488,44 @@ async fn pull_batches_and_pushes_from_several_nodes_never_deadlock() {
         let info = a.repository_info(&repo(name)).await.unwrap().unwrap();
         assert_eq!(info.pull_count, 40, "{name}");
     }
+}
+
+/// A blob marked for deletion and linked again by two nodes at once, into two
+/// repositories that both link it already (a completed upload or a mount each): the
+/// links take the repository, then the blob, as every push does, and both commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_reviving_a_blob_in_two_repositories_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let (first, second, layer) = (repo("revive/first"), repo("revive/second"), digest("layer"));
+    for r in [&first, &second] {
+        a.link_blob(r, &layer, 1, 1).await.unwrap();
+    }
+    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
+        .bind(layer.as_str())
+        .execute(&a.pool)
+        .await
+        .unwrap();
+    // Node b's link into `second` has its repository's row (the first statement of
+    // every push) when node a's link into `first` starts.
+    let mut tx = b.durable().await.unwrap();
+    let second_id = queries::ensure_repository(&mut tx, &second, 2)
+        .await
+        .unwrap();
+    let linking = {
+        let (a, first, layer) = (a.clone(), first.clone(), layer.clone());
+        tokio::spawn(async move { a.link_blob(&first, &layer, 1, 2).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second_linked = queries::link_blob(&mut tx, second_id, layer.as_str(), 1, 2).await;
+    let second_linked = match second_linked {
+        Ok(()) => tx.commit().await.map_err(crate::db_err),
+        Err(e) => Err(e),
+    };
+    let first_linked = linking.await.unwrap();
+    assert!(
+        first_linked.is_ok() && second_linked.is_ok(),
+        "a: {first_linked:?}, b: {second_linked:?}"
+    );
 }

@@ -1,0 +1,160 @@
+//! The repository-version reader under the conditions it meets in service: a busy
+//! runtime, and its one connection dropped while the database stays up.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use berth_meta::BlobLinkStore;
+use berth_testkit_postgres::TempDatabase;
+
+use super::{digest, node, repo};
+use crate::queries;
+
+/// A task that always has work ready, as a node serving many requests has: each poll
+/// works for `slice`, then asks to run again.
+struct Busy {
+    stop: Arc<AtomicBool>,
+    slice: Duration,
+}
+
+impl Future for Busy {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Poll::Ready(());
+        }
+        let until = Instant::now() + self.slice;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// The median time `read` takes, run in a task of the runtime, over `rounds` rounds.
+async fn median<F, Fut>(rounds: usize, read: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let work = read();
+        let started = Instant::now();
+        tokio::spawn(work).await.unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[rounds / 2]
+}
+
+/// A cached blob-link read needs one version read, which should cost about what the
+/// one query of an uncached read costs, also when other tasks keep the runtime busy
+/// (request handling, upload hashing): batching must not multiply the wait.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_runtime_delays_a_cached_read_no_more_than_a_query() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = Arc::new(node(&db).await);
+    let (r, d) = (repo("p/r"), digest("x"));
+    store.link_blob(&r, &d, 1, 1).await.unwrap();
+    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for _ in 0..8 {
+        tokio::spawn(Busy {
+            stop: stop.clone(),
+            slice: Duration::from_micros(200),
+        });
+    }
+    let direct = median(5, || {
+        let store = store.clone();
+        let d = d.clone();
+        async move {
+            let found = queries::linked_blob(&store.pool, "p/r", d.as_str())
+                .await
+                .unwrap();
+            assert_eq!(found.map(|(size, _)| size), Some(1));
+        }
+    })
+    .await;
+    let cached = median(5, || {
+        let (store, r, d) = (store.clone(), r.clone(), d.clone());
+        async move {
+            assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        cached <= direct * 3,
+        "a cached read took {cached:?}, the query it saves {direct:?}"
+    );
+}
+
+/// The version reader's connection alone is dropped (an idle timeout of the server or
+/// of a proxy on the way, a failover): the requests that find it gone may fail, as a
+/// pooled connection dropped while idle fails the one statement that finds it, but not
+/// every request that happened to arrive together. (On one thread, the requests are all
+/// queued before the reader runs, as they are on a busy node.)
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_version_connection_fails_one_request_at_most() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = Arc::new(node(&db).await);
+    let (r, d) = (repo("p/r"), digest("x"));
+    store.link_blob(&r, &d, 1, 1).await.unwrap();
+    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
+
+    let reader_pid: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND query LIKE '%tag_version FROM repositories WHERE name = ANY%'",
+    )
+    .fetch_one(&store.pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(reader_pid)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    // Gone once the server no longer lists it.
+    loop {
+        let alive: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                .bind(reader_pid)
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        if !alive {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let reads: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, r, d) = (store.clone(), r.clone(), d.clone());
+            tokio::spawn(async move { store.linked_blob(&r, &d).await })
+        })
+        .collect();
+    let mut failed = 0;
+    for read in reads {
+        if read.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    assert!(
+        failed <= 1,
+        "{failed} of 32 concurrent reads failed for one dropped idle connection"
+    );
+}
