@@ -13,7 +13,10 @@ CREATE TRIGGER repository_blobs_deleted AFTER DELETE ON repository_blobs
     FOR EACH STATEMENT EXECUTE FUNCTION tags_changed();
 
 -- A blob that stops being servable (marked for deletion) bumps the version of every
--- repository that links it.
+-- repository that links it. Becoming servable again only adds facts: no bump, and no
+-- lock on other repositories from the link that revives it. Whoever marks blobs for
+-- deletion locks the repositories linking them first, in id order, as pushes lock a
+-- repository before the blob.
 CREATE FUNCTION blob_status_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE repositories SET tag_version = tag_version + 1
@@ -23,5 +26,5 @@ END
 $$;
 CREATE TRIGGER blobs_status_updated AFTER UPDATE OF status ON blobs
     FOR EACH ROW
-    WHEN (OLD.status IS DISTINCT FROM NEW.status)
+    WHEN (OLD.status = 'present' AND NEW.status <> 'present')
     EXECUTE FUNCTION blob_status_changed();

@@ -145,7 +145,7 @@ impl PgMetaStore {
     /// The store over `pool`, with the progress pool and version reader `config` asks.
     fn over(config: &PgConfig, pool: PgPool) -> Result<Self, MetaError> {
         Ok(PgMetaStore {
-            versions: VersionReader::spawn(connect_options(config)?),
+            versions: VersionReader::spawn(connect_options(config)?, version_timeout(config)),
             pool,
             progress_pool: progress_pool(config)?,
             tag_cache: TagCache::default(),
@@ -178,6 +178,16 @@ fn durable_share(config: &PgConfig) -> u32 {
         .pool_size
         .saturating_sub(progress_share(config))
         .max(1)
+}
+
+/// Longest the version reader waits for a connection and its query: the server's
+/// statement timeout and some, or a minute without one.
+fn version_timeout(config: &PgConfig) -> Duration {
+    if config.statement_timeout.is_zero() {
+        Duration::from_secs(60)
+    } else {
+        config.statement_timeout + Duration::from_secs(5)
+    }
 }
 
 /// The pool of upload-session progress, connecting on first use.

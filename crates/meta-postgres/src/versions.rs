@@ -10,8 +10,12 @@
 //!
 //! The task has a connection of its own, outside the pools: it runs one query at a
 //! time, and a pooled connection would cost a checkout and the pool's ping per batch.
+//! When that connection turns out to be gone (dropped while idle by the server or a
+//! proxy), the query is retried once on a new one, so the batch does not fail for it;
+//! the retry, too, starts after every request it answers was queued.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use berth_meta::MetaError;
 use sqlx::postgres::PgConnectOptions;
@@ -26,8 +30,6 @@ const MAX_BATCH: usize = 512;
 /// Times the task lets the runtime's other tasks run before it queries, so that
 /// requests arriving together share the query. Yielding costs no timer and no wait
 /// when nothing else is ready to run.
-const GATHER_YIELDS: usize = 32;
-
 /// A repository's id and its current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RepositoryVersion {
@@ -48,10 +50,16 @@ pub(crate) struct VersionReader {
 
 impl VersionReader {
     /// Starts the batching task on the current Tokio runtime; it connects with
-    /// `options` when first needed, and ends when the reader is dropped.
-    pub(crate) fn spawn(options: PgConnectOptions) -> Self {
+    /// `options` when first needed, gives a connection and query up after `timeout`
+    /// (a connection that hangs without closing), and ends when the reader is dropped.
+    pub(crate) fn spawn(options: PgConnectOptions, timeout: Duration) -> Self {
         let (requests, queued) = mpsc::unbounded_channel();
-        tokio::spawn(answer_batches(options, queued));
+        let reader = Reader {
+            options,
+            timeout,
+            connection: None,
+        };
+        tokio::spawn(reader.answer_batches(queued));
         VersionReader { requests }
     }
 
@@ -66,47 +74,71 @@ impl VersionReader {
     }
 }
 
-/// Answers queued requests, one query per batch, until the reader is dropped.
-async fn answer_batches(options: PgConnectOptions, mut queued: mpsc::UnboundedReceiver<Request>) {
-    let mut connection: Option<PgConnection> = None;
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        for _ in 0..GATHER_YIELDS {
-            tokio::task::yield_now().await;
-        }
-        while batch.len() < MAX_BATCH
-            && let Ok(request) = queued.try_recv()
-        {
-            batch.push(request);
-        }
-        let versions = read_versions(&options, &mut connection, &batch).await;
-        for (name, reply) in batch.drain(..) {
-            // A request dropped meanwhile (its client went away) needs no answer.
-            let _ = reply.send(match &versions {
-                Ok(found) => Ok(found.get(&name).copied()),
-                Err(e) => Err(e.clone()),
-            });
-        }
-    }
+/// The batching task's state: how to connect, and its connection once it has one.
+struct Reader {
+    options: PgConnectOptions,
+    timeout: Duration,
+    connection: Option<PgConnection>,
 }
 
-/// The versions of the batch's repositories, over `connection` (opened when there is
-/// none; dropped after a failure, so the next batch opens a new one).
-async fn read_versions(
-    options: &PgConnectOptions,
-    connection: &mut Option<PgConnection>,
-    batch: &[Request],
-) -> Result<HashMap<String, RepositoryVersion>, MetaError> {
-    let mut names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
-    let conn = match connection {
-        Some(conn) => conn,
-        None => connection.insert(options.connect().await.map_err(db_err)?),
-    };
-    let versions = queries::repository_versions(conn, &names).await;
-    if versions.is_err() {
-        *connection = None;
+impl Reader {
+    /// Answers queued requests, one query per batch, until the reader is dropped.
+    async fn answer_batches(mut self, mut queued: mpsc::UnboundedReceiver<Request>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let mut names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            let versions = self.read(&names).await;
+            for (name, reply) in batch.drain(..) {
+                // A request dropped meanwhile (its client went away) needs no answer.
+                let _ = reply.send(match &versions {
+                    Ok(found) => Ok(found.get(&name).copied()),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+        }
     }
-    versions
+
+    /// The versions of `names`; a query that fails on a connection opened before it is
+    /// retried once on a new connection.
+    async fn read(
+        &mut self,
+        names: &[&str],
+    ) -> Result<HashMap<String, RepositoryVersion>, MetaError> {
+        let reused = self.connection.is_some();
+        match self.read_once(names).await {
+            Err(_) if reused => self.read_once(names).await,
+            read => read,
+        }
+    }
+
+    /// One query, over the connection (opened when there is none, dropped after a
+    /// failure), within the timeout.
+    async fn read_once(
+        &mut self,
+        names: &[&str],
+    ) -> Result<HashMap<String, RepositoryVersion>, MetaError> {
+        let attempt = async {
+            let conn = match &mut self.connection {
+                Some(conn) => conn,
+                None => self
+                    .connection
+                    .insert(self.options.connect().await.map_err(db_err)?),
+            };
+            queries::repository_versions(conn, names).await
+        };
+        let read = tokio::time::timeout(self.timeout, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(MetaError(format!(
+                    "reading repository versions took longer than {:?}",
+                    self.timeout
+                )))
+            });
+        if read.is_err() {
+            self.connection = None;
+        }
+        read
+    }
 }

@@ -201,27 +201,3 @@ async fn connections_carry_the_configured_timeouts() {
     let slow = sqlx::query("SELECT pg_sleep(3)").execute(&store.pool).await;
     assert!(slow.is_err(), "the statement is cancelled");
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn version_reads_recover_from_a_dropped_connection() {
-    let Some(db) = TempDatabase::create().await else {
-        return;
-    };
-    let store = node(&db).await;
-    let (r, d) = (repo("p/r"), digest("x"));
-    store.link_blob(&r, &d, 1, 1).await.unwrap();
-    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
-    // The server ends every connection of the store (a restart, a failover).
-    let admin = PgMetaStore::connect_lazy(&config(&db)).unwrap();
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .execute(&admin.pool)
-    .await
-    .unwrap();
-    // The first read may fail with the broken connection; the next ones reconnect.
-    let _ = store.linked_blob(&r, &d).await;
-    let _ = store.linked_blob(&r, &d).await;
-    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
-}

@@ -158,3 +158,27 @@ async fn a_dropped_version_connection_fails_one_request_at_most() {
         "{failed} of 32 concurrent reads failed for one dropped idle connection"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_recover_when_the_server_ends_every_connection() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = node(&db).await;
+    let (r, d) = (repo("p/r"), digest("x"));
+    store.link_blob(&r, &d, 1, 1).await.unwrap();
+    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
+    // The server ends every connection of the store (a restart, a failover).
+    let admin = crate::PgMetaStore::connect_lazy(&super::config(&db)).unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&admin.pool)
+    .await
+    .unwrap();
+    // The first read may fail with the broken connection; the next ones reconnect.
+    let _ = store.linked_blob(&r, &d).await;
+    let _ = store.linked_blob(&r, &d).await;
+    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
+}
