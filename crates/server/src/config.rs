@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Threads serving requests; 0 (the default) means one per CPU core. Nodes sharing
+    /// a machine do better with their share of its cores.
+    pub worker_threads: usize,
     /// Directory holding the database and blobs unless they are placed elsewhere.
     pub data_dir: PathBuf,
     /// Metadata database.
@@ -446,6 +449,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: "0.0.0.0:5000".parse().expect("valid address"),
+            worker_threads: 0,
             data_dir: PathBuf::from("./berth-data"),
             database: DatabaseConfig::default(),
             storage: StorageConfig::default(),

@@ -120,7 +120,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         config.listen = listen;
     }
     crate::telemetry::init(&config.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        runtime.worker_threads(config.worker_threads);
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the runtime")?;
