@@ -1,11 +1,13 @@
 //! Appending a request body to an upload: every full part's worth goes to the multipart
 //! upload as a part, the rest to a chunk object, and a new state object names them all.
+//! A part the body is known to fill (it declared its length) is streamed as its bytes
+//! arrive where the backend allows it; any other is put once its bytes are all here.
 
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
-use berth_blob::{AppendOutcome, BlobError, ByteStream};
+use berth_blob::{AppendOutcome, BlobError, BodyLength, ByteStream};
 use berth_oci::{ResumableHasher, UploadId};
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -16,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::bucket::{Bucket, View, storage};
 use crate::finalize::finalize;
 use crate::keys::{UploadKeys, new_chunk_name, state_name};
+use crate::part_stream::StreamedPart;
 use crate::state::{Chunk, Multipart, Part, SavedHash, UploadState};
 
 /// Most parts a multipart upload may have (S3's limit).
@@ -31,8 +34,9 @@ pub(crate) async fn append(
     offset: u64,
     mut hasher: ResumableHasher,
     mut body: ByteStream,
-    limit: u64,
+    length: BodyLength,
 ) -> Result<AppendOutcome, BlobError> {
+    let limit = length.limit();
     // An empty body touches nothing.
     let first = loop {
         match body.next().await {
@@ -65,7 +69,7 @@ pub(crate) async fn append(
     if view.exact {
         forget_superseded(bucket, &up, &view.state);
     }
-    let mut writer = PartWriter::new(bucket.clone(), up.clone(), base);
+    let mut writer = PartWriter::new(bucket.clone(), up.clone(), base, length.declared());
     let streamed = stream_body(&mut writer, &mut hasher, first, &mut body, limit).await;
     let written = match streamed {
         Ok(received) => writer
@@ -148,7 +152,7 @@ fn superseded(view: &View, next: &UploadState) -> Vec<String> {
 /// Turns an upload's staged bytes and a body into full parts, in order, and stages what
 /// is left over.
 ///
-/// It holds at most a part of body bytes not yet in a part, the part being put together
+/// It holds at most a part of body bytes not yet in a part (or the part being streamed),
 /// and [`PARTS_IN_FLIGHT`] parts being put.
 struct PartWriter {
     bucket: Arc<Bucket>,
@@ -162,10 +166,24 @@ struct PartWriter {
     /// Body bytes not yet in a part, in order.
     pending: VecDeque<Bytes>,
     pending_len: u64,
+    /// Body bytes still to come, when the body declared its length.
+    to_come: Option<u64>,
+    /// The part being streamed as its bytes arrive, if any.
+    open: Option<OpenPart>,
+}
+
+/// A part whose request started before all its bytes were here.
+struct OpenPart {
+    index: usize,
+    stream: StreamedPart,
+    /// Its bytes so far, to put it whole should the stream fail.
+    bytes: Vec<Bytes>,
+    /// Bytes it still lacks.
+    missing: u64,
 }
 
 impl PartWriter {
-    fn new(bucket: Arc<Bucket>, up: UploadKeys, base: UploadState) -> Self {
+    fn new(bucket: Arc<Bucket>, up: UploadKeys, base: UploadState, declared: Option<u64>) -> Self {
         let carry_len = base.chunks.iter().map(|c| c.len).sum();
         PartWriter {
             bucket,
@@ -176,6 +194,8 @@ impl PartWriter {
             carry_len,
             pending: VecDeque::new(),
             pending_len: 0,
+            to_come: declared,
+            open: None,
         }
     }
 
@@ -183,43 +203,136 @@ impl PartWriter {
         self.bucket.part_size as u64
     }
 
-    /// Takes the next body bytes, putting every full part they complete.
+    /// Takes the next body bytes, putting every full part they complete and starting to
+    /// stream every part the rest of the body is known to fill.
     async fn push(&mut self, frame: Bytes) -> Result<(), BlobError> {
+        if let Some(to_come) = &mut self.to_come {
+            *to_come = to_come.saturating_sub(frame.len() as u64);
+        }
         self.pending_len += frame.len() as u64;
         self.pending.push_back(frame);
-        while self.carry_len + self.pending_len >= self.part_size() {
-            self.put_part().await?;
+        loop {
+            if self.open.is_some() {
+                if !self.feed_open() {
+                    return Ok(());
+                }
+                self.close_open();
+            } else if self.will_fill_a_part() {
+                self.open_part().await?;
+            } else if self.carry_len + self.pending_len >= self.part_size() {
+                self.put_part().await?;
+            } else {
+                return Ok(());
+            }
         }
+    }
+
+    /// True when the staged bytes, the pending ones and those the body declared still to
+    /// come fill a part, and it can be streamed.
+    fn will_fill_a_part(&self) -> bool {
+        let streams = self.bucket.streamer.as_ref().is_some_and(|s| s.enabled());
+        streams
+            && self
+                .to_come
+                .is_some_and(|c| self.carry_len + self.pending_len + c >= self.part_size())
+    }
+
+    /// Starts streaming the next part, staged bytes first.
+    async fn open_part(&mut self) -> Result<(), BlobError> {
+        let streamer = self
+            .bucket
+            .streamer
+            .clone()
+            .expect("parts are streamed only with a streamer");
+        let index = self.next_index().await?;
+        let bytes = self.take_carry(self.part_size()).await?;
+        let staged: u64 = bytes.iter().map(|b| b.len() as u64).sum();
+        let stream = streamer.start(self.up.data(), self.multipart_id(), index, self.part_size());
+        for piece in &bytes {
+            stream.send(piece.clone());
+        }
+        self.open = Some(OpenPart {
+            index,
+            stream,
+            bytes,
+            missing: self.part_size() - staged,
+        });
         Ok(())
+    }
+
+    /// Moves pending bytes into the open part; true once it has all its bytes.
+    fn feed_open(&mut self) -> bool {
+        let open = self.open.as_mut().expect("a part is open");
+        let frames = take_frames(&mut self.pending, &mut self.pending_len, open.missing);
+        for frame in frames {
+            open.missing -= frame.len() as u64;
+            open.stream.send(frame.clone());
+            open.bytes.push(frame);
+        }
+        open.missing == 0
+    }
+
+    /// Ends the open part, which has all its bytes: it is in flight until its request
+    /// answers, and put whole should that fail.
+    fn close_open(&mut self) {
+        let open = self.open.take().expect("a part is open");
+        let streamer = self
+            .bucket
+            .streamer
+            .clone()
+            .expect("parts are streamed only with a streamer");
+        let (client, path, id) = (
+            self.bucket.writes.clone(),
+            self.up.data(),
+            self.multipart_id(),
+        );
+        let job = tokio::spawn(async move {
+            let streamed = open.stream.finish().await;
+            streamer.record(&streamed);
+            match streamed {
+                Ok(part) => Ok(part),
+                Err(_) => {
+                    let payload = PutPayload::from_iter(open.bytes);
+                    client.put_part(&path, &id, open.index, payload).await
+                }
+            }
+        });
+        self.in_flight.push_back((self.part_size(), job));
     }
 
     /// Puts the next part's worth, staged bytes first, as a part.
     async fn put_part(&mut self) -> Result<(), BlobError> {
-        let mut payload = Vec::new();
-        let mut need = self.part_size();
-        while need > 0
-            && let Some(chunk) = self.carry.front_mut()
-        {
-            let take = chunk.len.min(need);
-            let path = self.up.object(&chunk.name);
-            payload.extend(self.bucket.read_range(&path, chunk.start, take).await?);
-            chunk.start += take;
-            chunk.len -= take;
-            self.carry_len -= take;
-            need -= take;
-            if chunk.len == 0 {
-                self.carry.pop_front();
-            }
-        }
-        while need > 0 {
-            let mut frame = self.pending.pop_front().expect("a part's worth is pending");
-            if frame.len() as u64 > need {
-                self.pending.push_front(frame.split_off(need as usize));
-            }
-            need -= frame.len() as u64;
-            self.pending_len -= frame.len() as u64;
-            payload.push(frame);
-        }
+        let index = self.next_index().await?;
+        let mut payload = self.take_carry(self.part_size()).await?;
+        let staged: u64 = payload.iter().map(|b| b.len() as u64).sum();
+        let need = self.part_size() - staged;
+        payload.extend(take_frames(&mut self.pending, &mut self.pending_len, need));
+        let (client, path, id) = (
+            self.bucket.writes.clone(),
+            self.up.data(),
+            self.multipart_id(),
+        );
+        let job = tokio::spawn(async move {
+            client
+                .put_part(&path, &id, index, PutPayload::from_iter(payload))
+                .await
+        });
+        self.in_flight.push_back((self.part_size(), job));
+        Ok(())
+    }
+
+    /// The id of the multipart upload, once started.
+    fn multipart_id(&self) -> String {
+        self.multipart
+            .as_ref()
+            .expect("a part belongs to a multipart upload")
+            .id
+            .clone()
+    }
+
+    /// The index of the next part, once fewer than [`PARTS_IN_FLIGHT`] are being put,
+    /// starting the multipart upload with the first.
+    async fn next_index(&mut self) -> Result<usize, BlobError> {
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             self.settle_oldest().await?;
         }
@@ -236,15 +349,28 @@ impl PartWriter {
                 self.bucket.part_size
             ))));
         }
-        let client = self.bucket.writes.clone();
-        let (path, id) = (self.up.data(), multipart.id.clone());
-        let job = tokio::spawn(async move {
-            client
-                .put_part(&path, &id, index, PutPayload::from_iter(payload))
-                .await
-        });
-        self.in_flight.push_back((self.part_size(), job));
-        Ok(())
+        Ok(index)
+    }
+
+    /// Reads back up to `need` bytes of the staged chunks (which hold less than a part),
+    /// oldest first, and drops them from the staged bytes.
+    async fn take_carry(&mut self, mut need: u64) -> Result<Vec<Bytes>, BlobError> {
+        let mut bytes = Vec::new();
+        while need > 0
+            && let Some(chunk) = self.carry.front_mut()
+        {
+            let take = chunk.len.min(need);
+            let path = self.up.object(&chunk.name);
+            bytes.extend(self.bucket.read_range(&path, chunk.start, take).await?);
+            chunk.start += take;
+            chunk.len -= take;
+            self.carry_len -= take;
+            need -= take;
+            if chunk.len == 0 {
+                self.carry.pop_front();
+            }
+        }
+        Ok(bytes)
     }
 
     /// Waits for the oldest part in flight and records it.
@@ -267,21 +393,32 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Waits for every part in flight, whatever its outcome: after this nothing of the
-    /// append is still writing.
+    /// Cuts the open part short and waits for every part in flight, whatever its
+    /// outcome: after this nothing of the append is still writing.
     async fn abandon(mut self) {
+        if let Some(open) = self.open.take() {
+            open.stream.abort().await;
+        }
         for (_, job) in self.in_flight.drain(..) {
             let _ = job.await;
         }
     }
 
     /// Settles the parts in flight, stages what is left and returns the upload's state
-    /// at `offset`.
+    /// at `offset`. A part still open means the body ended before the length it
+    /// declared.
     async fn finish(
         mut self,
         offset: u64,
         hasher: &ResumableHasher,
     ) -> Result<UploadState, BlobError> {
+        if let Some(declared) = self.to_come.filter(|_| self.open.is_some()) {
+            self.abandon().await;
+            return Err(BlobError::Body(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the body ended {declared} bytes before the length it declared"),
+            )));
+        }
         while !self.in_flight.is_empty() {
             if let Err(e) = self.settle_oldest().await {
                 self.abandon().await;
@@ -326,4 +463,21 @@ impl PartWriter {
         self.bucket.put(&self.up.object(&name), payload).await?;
         Ok(Chunk::whole(name, len))
     }
+}
+
+/// Takes frames off the front of `pending` (of `pending_len` bytes) up to `need` bytes,
+/// splitting the last one taken if it holds more.
+fn take_frames(pending: &mut VecDeque<Bytes>, pending_len: &mut u64, mut need: u64) -> Vec<Bytes> {
+    let mut taken = Vec::new();
+    while need > 0
+        && let Some(mut frame) = pending.pop_front()
+    {
+        if frame.len() as u64 > need {
+            pending.push_front(frame.split_off(need as usize));
+        }
+        need -= frame.len() as u64;
+        *pending_len -= frame.len() as u64;
+        taken.push(frame);
+    }
+    taken
 }
