@@ -70,22 +70,19 @@ pub(crate) async fn append(
         forget_superseded(bucket, &up, &view.state);
     }
     let mut writer = PartWriter::new(bucket.clone(), up.clone(), base, length.declared());
-    let streamed = stream_body(&mut writer, &mut hasher, first, &mut body, limit).await;
-    let written = match streamed {
-        Ok(received) => writer
-            .finish(offset + received, &hasher)
-            .await
-            .map(|s| (s, received)),
+    let received = match stream_body(&mut writer, &mut hasher, first, &mut body, limit).await {
+        Ok(received) => received,
         Err(e) => {
             writer.abandon().await;
-            Err(e)
+            return Err(e);
         }
     };
-    let (mut state, received) = written?;
-    if view.exact {
-        state.superseded = superseded(&view, &state);
-    }
-    bucket.put_state(&up, &state).await?;
+    let complete = |state: &mut UploadState| {
+        if view.exact {
+            state.superseded = superseded(&view, state);
+        }
+    };
+    writer.finish(offset + received, &hasher, complete).await?;
     Ok(AppendOutcome {
         written: received,
         hasher,
@@ -158,8 +155,8 @@ struct PartWriter {
     bucket: Arc<Bucket>,
     up: UploadKeys,
     multipart: Option<Multipart>,
-    /// Parts being put, oldest first, with their lengths.
-    in_flight: VecDeque<(u64, JoinHandle<object_store::Result<PartId>>)>,
+    /// Parts being put, oldest first.
+    in_flight: VecDeque<InFlight>,
     /// Staged bytes not yet in a part, in order.
     carry: VecDeque<Chunk>,
     carry_len: u64,
@@ -170,6 +167,14 @@ struct PartWriter {
     to_come: Option<u64>,
     /// The part being streamed as its bytes arrive, if any.
     open: Option<OpenPart>,
+}
+
+/// A part being put.
+struct InFlight {
+    len: u64,
+    /// The entity tag it will have, when known before it is stored (a streamed part's).
+    expected: Option<String>,
+    job: JoinHandle<object_store::Result<PartId>>,
 }
 
 /// A part whose request started before all its bytes were here.
@@ -247,7 +252,8 @@ impl PartWriter {
         let index = self.next_index().await?;
         let bytes = self.take_carry(self.part_size()).await?;
         let staged: u64 = bytes.iter().map(|b| b.len() as u64).sum();
-        let stream = streamer.start(self.up.data(), self.multipart_id(), index, self.part_size());
+        let mut stream =
+            streamer.start(self.up.data(), self.multipart_id(), index, self.part_size());
         for piece in &bytes {
             stream.send(piece.clone());
         }
@@ -286,8 +292,9 @@ impl PartWriter {
             self.up.data(),
             self.multipart_id(),
         );
+        let (expected, request) = open.stream.finish();
         let job = tokio::spawn(async move {
-            let streamed = open.stream.finish().await;
+            let streamed = request.await;
             streamer.record(&streamed);
             match streamed {
                 Ok(part) => Ok(part),
@@ -297,7 +304,11 @@ impl PartWriter {
                 }
             }
         });
-        self.in_flight.push_back((self.part_size(), job));
+        self.in_flight.push_back(InFlight {
+            len: self.part_size(),
+            expected: Some(expected),
+            job,
+        });
     }
 
     /// Puts the next part's worth, staged bytes first, as a part.
@@ -317,7 +328,11 @@ impl PartWriter {
                 .put_part(&path, &id, index, PutPayload::from_iter(payload))
                 .await
         });
-        self.in_flight.push_back((self.part_size(), job));
+        self.in_flight.push_back(InFlight {
+            len: self.part_size(),
+            expected: None,
+            job,
+        });
         Ok(())
     }
 
@@ -375,10 +390,11 @@ impl PartWriter {
 
     /// Waits for the oldest part in flight and records it.
     async fn settle_oldest(&mut self) -> Result<(), BlobError> {
-        let Some((len, job)) = self.in_flight.pop_front() else {
+        let Some(part) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let part = job
+        let put = part
+            .job
             .await
             .map_err(|e| BlobError::Io(io::Error::other(e)))?
             .map_err(storage)?;
@@ -387,55 +403,103 @@ impl PartWriter {
             .expect("parts in flight belong to a multipart upload")
             .parts
             .push(Part {
-                id: part.content_id,
-                len,
+                id: put.content_id,
+                len: part.len,
             });
+        Ok(())
+    }
+
+    /// Waits for every part in flight and records them; should one fail, waits for the
+    /// others all the same.
+    async fn settle_all(&mut self) -> Result<(), BlobError> {
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.settle_oldest().await {
+                self.stop().await;
+                return Err(e);
+            }
+        }
         Ok(())
     }
 
     /// Cuts the open part short and waits for every part in flight, whatever its
     /// outcome: after this nothing of the append is still writing.
-    async fn abandon(mut self) {
+    async fn stop(&mut self) {
         if let Some(open) = self.open.take() {
             open.stream.abort().await;
         }
-        for (_, job) in self.in_flight.drain(..) {
-            let _ = job.await;
+        for part in self.in_flight.drain(..) {
+            let _ = part.job.await;
         }
     }
 
-    /// Settles the parts in flight, stages what is left and returns the upload's state
-    /// at `offset`. A part still open means the body ended before the length it
-    /// declared.
+    /// Gives the append up: nothing of it is still writing once this returns.
+    async fn abandon(mut self) {
+        self.stop().await;
+    }
+
+    /// Settles the parts in flight, stages what is left, and stores the upload's state
+    /// at `offset`, made whole by `complete`. A part still open means the body ended
+    /// before the length it declared.
+    ///
+    /// When the parts still in flight were all streamed, the entity tags they will have
+    /// are known (the MD5s of their bytes), so the state is stored while their answers
+    /// come: the append returns, and is acknowledged, only once both are stored. A part
+    /// that ends with another entity tag (put again whole after its stream failed) has
+    /// the state stored again. A state stored for parts that then failed is one no
+    /// acknowledged offset names, as after any failed append.
     async fn finish(
         mut self,
         offset: u64,
         hasher: &ResumableHasher,
-    ) -> Result<UploadState, BlobError> {
-        if let Some(declared) = self.to_come.filter(|_| self.open.is_some()) {
+        complete: impl FnOnce(&mut UploadState),
+    ) -> Result<(), BlobError> {
+        if let Some(missing) = self.to_come.filter(|_| self.open.is_some()) {
             self.abandon().await;
             return Err(BlobError::Body(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
-                format!("the body ended {declared} bytes before the length it declared"),
+                format!("the body ended {missing} bytes before the length it declared"),
             )));
         }
-        while !self.in_flight.is_empty() {
-            if let Err(e) = self.settle_oldest().await {
-                self.abandon().await;
-                return Err(e);
-            }
+        if self.in_flight.iter().any(|p| p.expected.is_none()) {
+            self.settle_all().await?;
         }
         if self.pending_len > 0 {
-            let chunk = self.stage_rest().await?;
-            self.carry.push_back(chunk);
+            match self.stage_rest().await {
+                Ok(chunk) => self.carry.push_back(chunk),
+                Err(e) => {
+                    self.abandon().await;
+                    return Err(e);
+                }
+            }
         }
-        Ok(UploadState {
+        let mut state = UploadState {
             offset,
             hash: Some(SavedHash::of(hasher)),
-            multipart: self.multipart,
-            chunks: self.carry.into(),
+            multipart: self.multipart.clone(),
+            chunks: self.carry.iter().cloned().collect(),
             superseded: Vec::new(),
-        })
+        };
+        if let Some(multipart) = &mut state.multipart {
+            multipart.parts.extend(self.in_flight.iter().map(|p| {
+                Part {
+                    id: p
+                        .expected
+                        .clone()
+                        .expect("the parts left in flight were streamed"),
+                    len: p.len,
+                }
+            }));
+        }
+        complete(&mut state);
+        let (bucket, up) = (self.bucket.clone(), self.up.clone());
+        let (stored, settled) = tokio::join!(bucket.put_state(&up, &state), self.settle_all());
+        settled?;
+        stored?;
+        if state.multipart != self.multipart {
+            state.multipart = self.multipart;
+            bucket.put_state(&up, &state).await?;
+        }
+        Ok(())
     }
 
     /// Writes the pending bytes as one new chunk object, together with the staged chunks

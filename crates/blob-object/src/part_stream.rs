@@ -8,8 +8,9 @@
 //!
 //! Its payload cannot be signed (SigV4 signs the payload's SHA-256 in the headers, before
 //! the body), so it is sent `UNSIGNED-PAYLOAD` and checked afterwards instead: the MD5 of
-//! the bytes sent must be the part's entity tag, which S3 and its compatibles compute
-//! as the MD5 of the bytes they received. A part whose check or request fails is put
+//! the bytes fed to it must be the part's entity tag, which S3 and its compatibles
+//! compute as the MD5 of the bytes they received. That entity tag is therefore known
+//! once the part was fed, before the store answers. A part whose check or request fails is put
 //! again whole, signed, through `object_store` and its retries, from the bytes the append
 //! holds anyway (the same part number: the new part replaces it). After
 //! [`FAILURES_TO_STOP`] such failures in a row (a bucket encrypted with KMS keys, whose
@@ -82,6 +83,10 @@ pub(crate) struct PartStreamer {
 /// A part being streamed: feed it exactly its length, then [`StreamedPart::finish`].
 pub(crate) struct StreamedPart {
     feed: mpsc::UnboundedSender<Bytes>,
+    /// The MD5 of the bytes fed so far.
+    md5: Md5,
+    /// Where the MD5 of all its bytes goes, for the request to check the part.
+    fed: oneshot::Sender<String>,
     request: JoinHandle<Result<PartId, StreamError>>,
 }
 
@@ -120,10 +125,16 @@ impl PartStreamer {
         len: u64,
     ) -> StreamedPart {
         let (feed, bytes) = mpsc::unbounded_channel();
+        let (fed, md5) = oneshot::channel();
         let this = self.clone();
         let request =
-            tokio::spawn(async move { this.put(&path, &upload_id, index, len, bytes).await });
-        StreamedPart { feed, request }
+            tokio::spawn(async move { this.put(&path, &upload_id, index, len, bytes, md5).await });
+        StreamedPart {
+            feed,
+            md5: Md5::new(),
+            fed,
+            request,
+        }
     }
 
     /// Records how a streamed part ended.
@@ -150,6 +161,7 @@ impl PartStreamer {
         index: usize,
         len: u64,
         bytes: mpsc::UnboundedReceiver<Bytes>,
+        md5: oneshot::Receiver<String>,
     ) -> Result<PartId, StreamError> {
         let credential = self.s3.credentials().get_credential().await?;
         // The object's URL as `object_store` builds it (endpoint, bucket, encoded key).
@@ -168,13 +180,12 @@ impl PartStreamer {
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .with_sign_payload(false)
             .authorize(&mut signed, None);
-        let (md5_tx, md5_rx) = oneshot::channel();
         let response = self
             .http
             .put(url)
             .headers(signed.headers().clone())
             .header(http::header::CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(passed_on(bytes, len, md5_tx)))
+            .body(reqwest::Body::wrap_stream(passed_on(bytes, len)))
             .send()
             .await?;
         let status = response.status();
@@ -189,13 +200,9 @@ impl PartStreamer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        // The body was sent whole, so its MD5 is known.
-        let md5 = md5_rx.await.unwrap_or_default();
-        if !e_tag
-            .trim_start_matches("W/")
-            .trim_matches('"')
-            .eq_ignore_ascii_case(&md5)
-        {
+        // The body was sent whole, so it was fed whole and its MD5 is known.
+        let md5 = md5.await.unwrap_or_default();
+        if e_tag != e_tag_of(&md5) {
             return Err(StreamError::Mismatch { e_tag, md5 });
         }
         Ok(PartId { content_id: e_tag })
@@ -205,14 +212,24 @@ impl PartStreamer {
 impl StreamedPart {
     /// Sends the part's next bytes. A request that already failed drops them: its
     /// outcome says so.
-    pub(crate) fn send(&self, bytes: Bytes) {
+    pub(crate) fn send(&mut self, bytes: Bytes) {
+        self.md5.update(&bytes);
         let _ = self.feed.send(bytes);
     }
 
-    /// Waits for the part, once it was fed all its bytes.
-    pub(crate) async fn finish(self) -> Result<PartId, StreamError> {
+    /// Ends a part fed all its bytes: the entity tag it will have once stored, and its
+    /// request, which answers once it is (and checks it has that entity tag).
+    pub(crate) fn finish(
+        self,
+    ) -> (
+        String,
+        impl Future<Output = Result<PartId, StreamError>> + Send + 'static,
+    ) {
+        let md5 = hex::encode(self.md5.finalize());
+        let _ = self.fed.send(md5.clone());
         drop(self.feed);
-        self.request.await?
+        let request = self.request;
+        (e_tag_of(&md5), async move { request.await? })
     }
 
     /// Cuts the part short (it was not fed all its bytes, so the server never stores
@@ -223,31 +240,31 @@ impl StreamedPart {
     }
 }
 
-/// The `len` bytes arriving on `bytes`, as a request body, whose MD5 (in hex) is sent on
-/// `md5` with the last of them. Bytes that stop short fail the body, and the request.
+/// The entity tag S3 gives a part whose bytes have this MD5 (in hex).
+fn e_tag_of(md5: &str) -> String {
+    format!("\"{md5}\"")
+}
+
+/// The `len` bytes arriving on `bytes`, as a request body. Bytes that stop short fail
+/// the body, and the request.
 fn passed_on(
     bytes: mpsc::UnboundedReceiver<Bytes>,
     len: u64,
-    md5: oneshot::Sender<String>,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let state = (bytes, len, Md5::new(), Some(md5));
-    futures_util::stream::unfold(state, |(mut bytes, left, mut hash, md5)| async move {
-        let md5 = md5?;
+    futures_util::stream::unfold((bytes, len), |(mut bytes, left)| async move {
+        if left == 0 {
+            return None;
+        }
         let Some(piece) = bytes.recv().await else {
             let short = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the part's bytes stopped short",
             );
-            return Some((Err(short), (bytes, 0, hash, None)));
+            return Some((Err(short), (bytes, 0)));
         };
         let piece = piece.slice(..piece.len().min(left as usize));
-        hash.update(&piece);
         let left = left - piece.len() as u64;
-        if left > 0 {
-            return Some((Ok(piece), (bytes, left, hash, Some(md5))));
-        }
-        let _ = md5.send(hex::encode(hash.finalize_reset()));
-        Some((Ok(piece), (bytes, 0, hash, None)))
+        Some((Ok(piece), (bytes, left)))
     })
 }
 
@@ -300,17 +317,19 @@ mod tests {
         let mut parts = Vec::new();
         for content in [&first, &second] {
             let len = content.len() as u64;
-            let part = streamer.start(path.clone(), id.clone(), parts.len(), len);
+            let mut part = streamer.start(path.clone(), id.clone(), parts.len(), len);
             for frame in content.chunks(100_003) {
                 part.send(Bytes::copy_from_slice(frame));
             }
-            let outcome = part.finish().await;
+            let (expected, request) = part.finish();
+            let outcome = request.await;
             streamer.record(&outcome);
+            assert_eq!(outcome.as_ref().unwrap().content_id, expected);
             parts.push(outcome.unwrap());
         }
         assert!(streamer.enabled());
         // A third part, cut short: its request fails and nothing is stored.
-        let cut = streamer.start(path.clone(), id.clone(), 2, 1 << 20);
+        let mut cut = streamer.start(path.clone(), id.clone(), 2, 1 << 20);
         cut.send(Bytes::from(bytes(1000, 3)));
         cut.abort().await;
         store.complete_multipart(&path, &id, parts).await.unwrap();
@@ -318,9 +337,9 @@ mod tests {
         assert_eq!(stored.len(), first.len() + second.len());
         assert!(stored[..first.len()] == first[..] && stored[first.len()..] == second[..]);
         // A refused request is reported as such.
-        let refused = streamer.start(path.clone(), "no-such-upload".into(), 0, 10);
+        let mut refused = streamer.start(path.clone(), "no-such-upload".into(), 0, 10);
         refused.send(Bytes::from_static(b"0123456789"));
-        let outcome = refused.finish().await;
+        let outcome = refused.finish().1.await;
         assert!(
             matches!(outcome, Err(StreamError::Refused { .. })),
             "{outcome:?}"
