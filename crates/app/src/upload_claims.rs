@@ -11,8 +11,9 @@
 //! once: the body it streams is fenced ([`SessionClaim::fence`]), so that before its
 //! bytes go on to the blob store, at least every [`FENCE_EVERY`] and [`FENCE_BYTES`]
 //! and at its end, the claim is renewed in the store, and a claim found lost fails the
-//! body. As a blob store writes a part only once it holds a part's worth (5 MiB at
-//! least), no part is made of bytes that passed no check.
+//! body. As a blob store completes a part only once it was given a part's worth (5 MiB
+//! at least; an object store may stream a part as its bytes arrive, but a part cut short
+//! is never stored), no part is made of bytes that passed no check.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use berth_blob::{BlobError, ByteStream};
+use berth_blob::{BlobError, BodyLength, ByteStream};
 use berth_meta::{SessionLimits, UploadSession};
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
@@ -497,10 +497,13 @@ impl Registry {
             Some(_) => body.stream,
             None => metered(body.stream, reservation.clone()),
         };
-        let limit = expected.unwrap_or(room);
+        let length = match expected {
+            Some(e) => BodyLength::Declared(e),
+            None => BodyLength::AtMost(room),
+        };
         let outcome = match (
             self.blobs
-                .append_upload(id, offset, hasher, stream, limit)
+                .append_upload(id, offset, hasher, stream, length)
                 .await,
             expected,
         ) {

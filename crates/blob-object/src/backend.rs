@@ -2,15 +2,17 @@
 //! also read the provider's usual environment variables and instance credentials).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::multipart::MultipartStore;
 use object_store::signer::Signer;
 use object_store::{ClientOptions, ObjectStore};
 
-use crate::config::{AzureSettings, Backend, GcsSettings, S3Settings};
+use crate::config::{AzureSettings, Backend, GcsSettings, OpenError, S3Settings};
+use crate::part_stream::PartStreamer;
 
 /// What the store needs of a backend: objects, multipart uploads, presigned URLs.
 pub(crate) trait Client: ObjectStore + MultipartStore + Signer {}
@@ -29,10 +31,49 @@ pub(crate) fn client(
     })
 }
 
+/// A streamer of parts for `backend` when it is S3, configured with nothing a streamed
+/// part would not send: no checksums, customer-provided encryption keys (both sent with
+/// every part), requester-pays or S3 Express sessions, and signed requests.
+pub(crate) fn part_streamer(
+    backend: &Backend,
+    timeout: Duration,
+) -> Result<Option<PartStreamer>, OpenError> {
+    let Backend::S3(s3) = backend else {
+        return Ok(None);
+    };
+    let builder = s3_builder(s3, ClientOptions::new().with_timeout(timeout));
+    let set = |key: AmazonS3ConfigKey| {
+        builder
+            .get_config_value(&key)
+            .is_some_and(|value| !value.is_empty() && value != "false")
+    };
+    let customer_key = "aws_sse_customer_key_base64"
+        .parse::<AmazonS3ConfigKey>()
+        .expect("object_store knows its own keys");
+    let unsupported = [
+        AmazonS3ConfigKey::Checksum,
+        AmazonS3ConfigKey::SkipSignature,
+        AmazonS3ConfigKey::S3Express,
+        AmazonS3ConfigKey::RequestPayer,
+        customer_key,
+    ];
+    if unsupported.into_iter().any(set) {
+        return Ok(None);
+    }
+    let region = builder
+        .get_config_value(&AmazonS3ConfigKey::Region)
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    Ok(Some(PartStreamer::new(builder.build()?, region, timeout)?))
+}
+
 fn s3_client(
     s3: &S3Settings,
     options: ClientOptions,
 ) -> Result<object_store::aws::AmazonS3, object_store::Error> {
+    s3_builder(s3, options).build()
+}
+
+fn s3_builder(s3: &S3Settings, options: ClientOptions) -> AmazonS3Builder {
     let plain_http = s3
         .endpoint
         .as_deref()
@@ -53,7 +94,7 @@ fn s3_client(
     if let Some(secret) = &s3.secret_access_key {
         builder = builder.with_secret_access_key(secret.expose());
     }
-    builder.build()
+    builder
 }
 
 /// The endpoint `object_store` expects: the service URL itself for path-style requests,

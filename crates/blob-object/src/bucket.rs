@@ -14,8 +14,10 @@ use object_store::{GetOptions, GetRange, ObjectMeta, PutPayload};
 
 use crate::backend::Client;
 use crate::keys::{Keys, UploadKeys, is_marker, new_marker_name, state_offset};
+use crate::part_stream::PartStreamer;
 use crate::read::IdleTimeout;
 use crate::state::{Multipart, UploadState};
+use crate::state_cache::StateCache;
 
 /// Longest a streamed read may wait for its next bytes.
 pub(crate) const READ_IDLE: Duration = Duration::from_secs(60);
@@ -30,6 +32,10 @@ pub(crate) struct Bucket {
     pub keys: Keys,
     /// Bytes in each full part.
     pub part_size: usize,
+    /// Puts parts while their bytes arrive, where the backend allows it (S3).
+    pub streamer: Option<Arc<PartStreamer>>,
+    /// The state objects this process wrote last.
+    pub states: StateCache,
 }
 
 /// An upload's stored state at or after an offset asked for.
@@ -80,14 +86,24 @@ impl Bucket {
         })
     }
 
-    /// The state stored at `offset`, if any.
+    /// The state stored at `offset`, if any. When this process wrote the last state of
+    /// the upload at `offset`, the store is only asked whether the object is still that
+    /// one (`If-None-Match` its entity tag), and a `304` answer is taken from memory.
     pub(crate) async fn state(
         &self,
         up: &UploadKeys,
         offset: u64,
     ) -> Result<Option<UploadState>, BlobError> {
-        let stored = match self.writes.get(&up.state(offset)).await {
+        let remembered = self.states.recall(up, offset);
+        let options = GetOptions {
+            if_none_match: remembered.as_ref().map(|(_, e_tag)| e_tag.clone()),
+            ..GetOptions::default()
+        };
+        let stored = match self.writes.get_opts(&up.state(offset), options).await {
             Ok(result) => result.bytes().await.map_err(storage)?,
+            Err(object_store::Error::NotModified { .. }) if remembered.is_some() => {
+                return Ok(remembered.map(|(state, _)| state));
+            }
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) => return Err(storage(e)),
         };
@@ -103,7 +119,13 @@ impl Bucket {
         state: &UploadState,
     ) -> Result<(), BlobError> {
         let payload = PutPayload::from(state.to_bytes());
-        self.put(&up.state(state.offset), payload).await
+        let stored = self
+            .writes
+            .put(&up.state(state.offset), payload)
+            .await
+            .map_err(storage)?;
+        self.states.remember(up, state, stored.e_tag);
+        Ok(())
     }
 
     /// Writes (or replaces) the object at `path`.
@@ -208,6 +230,7 @@ impl Bucket {
     /// objects, its states last (while one remains, the upload is still listed for the
     /// purge).
     pub(crate) async fn remove_upload(&self, up: &UploadKeys) -> Result<(), BlobError> {
+        self.states.forget(up);
         let objects = self.objects(up).await?;
         for marker in objects
             .iter()

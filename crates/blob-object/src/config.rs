@@ -124,6 +124,9 @@ pub enum OpenError {
     /// The key prefix is not a valid object path.
     #[error("key prefix: {0}")]
     Prefix(#[from] object_store::path::Error),
+    /// The HTTP client that streams parts could not be built.
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
     /// The part size is below what S3 accepts.
     #[error("part size {0} is below the 5 MiB minimum")]
     PartSize(usize),

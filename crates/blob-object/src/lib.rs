@@ -15,8 +15,10 @@ mod commit;
 mod config;
 mod finalize;
 mod keys;
+mod part_stream;
 mod read;
 mod state;
+mod state_cache;
 mod store;
 
 pub use config::{

@@ -5,18 +5,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use berth_blob::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
+use berth_blob::{
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed,
+};
 use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::{ClientOptions, GetOptions, GetRange, PutPayload};
 
-use crate::backend::client;
+use crate::backend::{client, part_streamer};
 use crate::bucket::{Bucket, READ_IDLE, is_not_found, storage};
 use crate::config::{Backend, MIN_PART_SIZE, OpenError, StoreOptions};
 use crate::finalize::readable;
 use crate::keys::Keys;
 use crate::read::IdleTimeout;
 use crate::state::UploadState;
+use crate::state_cache::StateCache;
 
 /// Longest any request but a streamed read may take, retries included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -62,6 +65,8 @@ impl ObjectBlobStore {
                 reads,
                 keys: Keys::new(options.prefix.as_deref())?,
                 part_size: options.part_size,
+                streamer: part_streamer(backend, REQUEST_TIMEOUT)?.map(Arc::new),
+                states: StateCache::default(),
             }),
             redirect_expiry: options.redirect_expiry,
             completion_checks_parts: !matches!(backend, Backend::Azure(_)),
@@ -126,9 +131,9 @@ impl BlobStore for ObjectBlobStore {
         offset: u64,
         hasher: ResumableHasher,
         body: ByteStream,
-        limit: u64,
+        length: BodyLength,
     ) -> Result<AppendOutcome, BlobError> {
-        crate::append::append(&self.bucket, id, offset, hasher, body, limit).await
+        crate::append::append(&self.bucket, id, offset, hasher, body, length).await
     }
 
     fn read_chunk_bytes(&self) -> usize {

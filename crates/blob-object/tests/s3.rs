@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use berth_blob::{BlobError, BlobStore, ByteStream, Committed};
+use berth_blob::{AppendOutcome, BlobError, BlobStore, BodyLength, ByteStream, Committed};
 use berth_blob_object::{
     Backend, MIN_PART_SIZE, ObjectBlobStore, S3Settings, Secret, StoreOptions,
 };
@@ -64,21 +64,26 @@ fn new_id() -> UploadId {
     UploadId::from_random(rand::random())
 }
 
-/// Appends `bytes` at `offset` with the hash state of `before`, the bytes already there.
+/// Appends `bytes`, declaring their length, after `before`, the bytes already there.
 async fn append(store: &dyn BlobStore, id: &UploadId, before: &[u8], bytes: &[u8]) {
+    let declared = BodyLength::Declared(bytes.len() as u64);
+    let out = append_as(store, id, before, body(bytes, 64 << 10), declared).await;
+    assert_eq!(out.unwrap().written, bytes.len() as u64);
+}
+
+/// Appends `body`, of `length`, after `before`, the bytes already there.
+async fn append_as(
+    store: &dyn BlobStore,
+    id: &UploadId,
+    before: &[u8],
+    body: ByteStream,
+    length: BodyLength,
+) -> Result<AppendOutcome, BlobError> {
     let mut hasher = ResumableHasher::new(Algorithm::Sha256);
     hasher.update(before);
-    let out = store
-        .append_upload(
-            id,
-            before.len() as u64,
-            hasher,
-            body(bytes, 64 << 10),
-            u64::MAX,
-        )
+    store
+        .append_upload(id, before.len() as u64, hasher, body, length)
         .await
-        .unwrap();
-    assert_eq!(out.written, bytes.len() as u64);
 }
 
 async fn read_all(store: &dyn BlobStore, digest: &Digest) -> Vec<u8> {
@@ -163,6 +168,63 @@ async fn small_patches_accumulate_into_parts() {
         }
     }
     assert!(content.len() > 2 * PART);
+    commit_and_check(&store, &id, &content).await;
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_fills_parts_as_it_arrives() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(12, 2 * PART + 4321);
+    let (head, tail) = content.split_at(1000);
+    let unknown = BodyLength::AtMost(u64::MAX);
+    append_as(&store, &id, &[], body(head, 333), unknown)
+        .await
+        .unwrap();
+    append_as(&store, &id, head, body(tail, 70_001), unknown)
+        .await
+        .unwrap();
+    commit_and_check(&store, &id, &content).await;
+}
+
+#[tokio::test]
+async fn a_body_that_stops_short_of_its_declared_length_leaves_no_part() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let store = store(&server);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(13, 2 * PART + 10);
+    let (head, tail) = content.split_at(100);
+    append(&store, &id, &[], head).await;
+    // The declared length fills two parts, but the body ends inside the first, and then
+    // fails inside the second.
+    let declared = BodyLength::Declared(tail.len() as u64);
+    let short = append_as(&store, &id, head, body(&tail[..PART / 2], 65_536), declared).await;
+    assert!(
+        matches!(short, Err(BlobError::Body(_))),
+        "{:?}",
+        short.err()
+    );
+    let mut frames: Vec<std::io::Result<Bytes>> = tail[..PART + 5000]
+        .chunks(100_000)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    frames.push(Err(std::io::Error::other("the client went away")));
+    let failing: ByteStream = Box::pin(futures_util::stream::iter(frames));
+    let failed = append_as(&store, &id, head, failing, declared).await;
+    assert!(
+        matches!(failed, Err(BlobError::Body(_))),
+        "{:?}",
+        failed.err()
+    );
+    // The acknowledged state is untouched: the upload resumes from it.
+    append(&store, &id, head, tail).await;
     commit_and_check(&store, &id, &content).await;
 }
 
@@ -309,7 +371,7 @@ async fn an_append_from_a_state_it_did_not_write_is_refused() {
     let mut other = ResumableHasher::new(Algorithm::Sha256);
     other.update(b"other bytes!");
     let refused = store
-        .append_upload(&id, 12, other, body(b"more", 4), 100)
+        .append_upload(&id, 12, other, body(b"more", 4), BodyLength::AtMost(100))
         .await;
     assert!(matches!(refused, Err(BlobError::UploadTruncated)));
     let wrong = Digest::compute(Algorithm::Sha256, b"other bytes!");

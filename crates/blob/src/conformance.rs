@@ -6,7 +6,7 @@ use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
-use crate::{BlobError, BlobStore, ByteStream, Committed};
+use crate::{BlobError, BlobStore, BodyLength, ByteStream, Committed};
 
 fn body(parts: &[&'static [u8]]) -> ByteStream {
     Box::pin(stream::iter(
@@ -43,7 +43,7 @@ async fn staged(store: &dyn BlobStore, seed: u8, data: &'static [u8]) -> (Upload
     store.create_upload(&id).await.unwrap();
     let h = ResumableHasher::new(Algorithm::Sha256);
     let out = store
-        .append_upload(&id, 0, h, body(&[data]), 1 << 20)
+        .append_upload(&id, 0, h, body(&[data]), BodyLength::AtMost(1 << 20))
         .await
         .unwrap();
     (id, out.hasher.finish())
@@ -95,14 +95,20 @@ async fn upload_resume_commit_read(store: &dyn BlobStore) {
     store.create_upload(&id).await.unwrap();
     let h = ResumableHasher::new(Algorithm::Sha256);
     let first = store
-        .append_upload(&id, 0, h, body(&[b"hello ", b"wor"]), 100)
+        .append_upload(
+            &id,
+            0,
+            h,
+            body(&[b"hello ", b"wor"]),
+            BodyLength::AtMost(100),
+        )
         .await
         .unwrap();
     assert_eq!(first.written, 9);
     // Resume from a saved state, as another node or a restarted process would.
     let saved = ResumableHasher::restore(Algorithm::Sha256, &first.hasher.save()).unwrap();
     let second = store
-        .append_upload(&id, 9, saved, body(&[b"ld"]), 100)
+        .append_upload(&id, 9, saved, body(&[b"ld"]), BodyLength::Declared(2))
         .await
         .unwrap();
     let digest = second.hasher.finish();
@@ -134,14 +140,14 @@ async fn unacknowledged_bytes_are_discarded(store: &dyn BlobStore) {
     store.create_upload(&id).await.unwrap();
     let h = ResumableHasher::new(Algorithm::Sha256);
     store
-        .append_upload(&id, 0, h, body(&[b"abcXYZ"]), 100)
+        .append_upload(&id, 0, h, body(&[b"abcXYZ"]), BodyLength::AtMost(100))
         .await
         .unwrap();
     // Only 3 bytes were acknowledged; the append from offset 3 replaces the rest.
     let mut h = ResumableHasher::new(Algorithm::Sha256);
     h.update(b"abc");
     let out = store
-        .append_upload(&id, 3, h, body(&[b"def"]), 100)
+        .append_upload(&id, 3, h, body(&[b"def"]), BodyLength::AtMost(100))
         .await
         .unwrap();
     let digest = out.hasher.finish();
@@ -155,7 +161,13 @@ async fn limits_and_absence(store: &dyn BlobStore) {
     store.create_upload(&id).await.unwrap();
     let h = ResumableHasher::new(Algorithm::Sha256);
     let err = store
-        .append_upload(&id, 0, h, body(&[b"0123456789"]), 5)
+        .append_upload(&id, 0, h, body(&[b"0123456789"]), BodyLength::AtMost(5))
+        .await;
+    assert!(matches!(err, Err(BlobError::TooLarge)));
+    // A body longer than it declared is refused alike.
+    let h = ResumableHasher::new(Algorithm::Sha256);
+    let err = store
+        .append_upload(&id, 0, h, body(&[b"0123456789"]), BodyLength::Declared(5))
         .await;
     assert!(matches!(err, Err(BlobError::TooLarge)));
     assert_eq!(store.list_uploads().await.unwrap().len(), 1);
@@ -167,11 +179,16 @@ async fn limits_and_absence(store: &dyn BlobStore) {
         Err(BlobError::NotFound)
     ));
     let h = ResumableHasher::new(Algorithm::Sha256);
-    let gone = store.append_upload(&id, 0, h, body(&[b"x"]), 5).await;
+    let gone = store
+        .append_upload(&id, 0, h, body(&[b"x"]), BodyLength::AtMost(5))
+        .await;
     assert!(matches!(gone, Err(BlobError::NotFound)));
     // An empty body touches nothing, so it succeeds even where no upload is.
     let h = ResumableHasher::new(Algorithm::Sha256);
-    let empty = store.append_upload(&id, 0, h, body(&[]), 5).await.unwrap();
+    let empty = store
+        .append_upload(&id, 0, h, body(&[]), BodyLength::AtMost(5))
+        .await
+        .unwrap();
     assert_eq!(empty.written, 0);
     store.check().await.unwrap();
 }

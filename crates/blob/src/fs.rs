@@ -19,7 +19,9 @@ use futures_util::StreamExt;
 use crate::buffer_pool::BufferPool;
 use crate::durable_dirs::{DurableDirs, sync_dir};
 use crate::file_chunks::FileChunks;
-use crate::port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
+use crate::port::{
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed,
+};
 use crate::write_batch::WriteBatcher;
 
 /// Bytes gathered from the body before they are handed to the writer thread.
@@ -313,8 +315,9 @@ impl BlobStore for FsBlobStore {
         offset: u64,
         hasher: ResumableHasher,
         mut body: ByteStream,
-        limit: u64,
+        length: BodyLength,
     ) -> Result<AppendOutcome, BlobError> {
+        let limit = length.limit();
         // An empty body touches nothing: the file is opened with the first byte.
         let first = loop {
             match body.next().await {
@@ -553,7 +556,9 @@ mod tests {
         let body: ByteStream = Box::pin(futures_util::stream::once(async {
             Ok(Bytes::from_static(b"more"))
         }));
-        let err = store.append_upload(&id, 0, hasher, body, 100).await;
+        let err = store
+            .append_upload(&id, 0, hasher, body, BodyLength::AtMost(100))
+            .await;
         assert!(matches!(err, Err(BlobError::NotFound)));
         assert_eq!(std::fs::read(dir.path().join("published")).unwrap(), b"");
     }
@@ -568,7 +573,9 @@ mod tests {
         let body: ByteStream = Box::pin(futures_util::stream::once(async {
             Ok(Bytes::from_static(b"more"))
         }));
-        let err = store.append_upload(&id, 10, hasher, body, 100).await;
+        let err = store
+            .append_upload(&id, 10, hasher, body, BodyLength::AtMost(100))
+            .await;
         assert!(matches!(err, Err(BlobError::UploadTruncated)));
     }
 }

@@ -13,7 +13,7 @@ mod port;
 mod write_batch;
 
 pub use fs::FsBlobStore;
-pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, ByteStream, Committed};
+pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed};
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

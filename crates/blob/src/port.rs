@@ -54,6 +54,36 @@ pub struct BlobRead {
     pub len: u64,
 }
 
+/// What the caller of an append knows of its body's length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// The request declared exactly this many bytes (`Content-Length`, `Content-Range`),
+    /// and the caller refuses an append of any other length. A store may act on it
+    /// before the bytes have all arrived (an object store starts putting a part it knows
+    /// the body will fill), and may fail a body that ends early with
+    /// [`BlobError::Body`].
+    Declared(u64),
+    /// Unknown: at most this many bytes are allowed.
+    AtMost(u64),
+}
+
+impl BodyLength {
+    /// The most bytes the body may hold: more fails the append with `TooLarge`.
+    pub fn limit(self) -> u64 {
+        match self {
+            BodyLength::Declared(n) | BodyLength::AtMost(n) => n,
+        }
+    }
+
+    /// The declared length, if the request declared one.
+    pub fn declared(self) -> Option<u64> {
+        match self {
+            BodyLength::Declared(n) => Some(n),
+            BodyLength::AtMost(_) => None,
+        }
+    }
+}
+
 /// What appending to an upload did.
 pub struct AppendOutcome {
     /// Bytes appended by this call.
@@ -79,7 +109,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Appends `body` at `offset`, hashing as it writes. Bytes past `offset` left by an
     /// unacknowledged earlier append are discarded first. Fails with `TooLarge` once more
-    /// than `limit` bytes arrive. No write to the upload happens after this returns,
+    /// than `length.limit()` bytes arrive. No write to the upload happens after this returns,
     /// whether it succeeded or failed; no thread is held while waiting for the body.
     async fn append_upload(
         &self,
@@ -87,7 +117,7 @@ pub trait BlobStore: Send + Sync + 'static {
         offset: u64,
         hasher: ResumableHasher,
         body: ByteStream,
-        limit: u64,
+        length: BodyLength,
     ) -> Result<AppendOutcome, BlobError>;
 
     /// Size of the chunks a [`BlobStore::read`] stream yields; each is held in memory

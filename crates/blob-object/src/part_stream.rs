@@ -1,0 +1,348 @@
+//! Putting a part of an S3 multipart upload while its bytes are still arriving.
+//!
+//! `object_store` puts a part from bytes held whole, so a part could only start once the
+//! body had delivered all of it. When a body declares its length, the store knows ahead
+//! which parts it will fill, and this module sends such a part as its bytes arrive: an
+//! `UploadPart` request of a declared length, whose body is each byte as it comes. A
+//! request cut short (the client's body failed) is never stored as a part.
+//!
+//! Its payload cannot be signed (SigV4 signs the payload's SHA-256 in the headers, before
+//! the body), so it is sent `UNSIGNED-PAYLOAD` and checked afterwards instead: the MD5 of
+//! the bytes fed to it must be the part's entity tag, which S3 and its compatibles
+//! compute as the MD5 of the bytes they received. That entity tag is therefore known
+//! once the part was fed, before the store answers. A part whose check or request fails is put
+//! again whole, signed, through `object_store` and its retries, from the bytes the append
+//! holds anyway (the same part number: the new part replaces it). After
+//! [`FAILURES_TO_STOP`] such failures in a row (a bucket encrypted with KMS keys, whose
+//! entity tags are no MD5, or a server refusing unsigned payloads) parts are no longer
+//! streamed.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use md5::{Digest as _, Md5};
+use object_store::aws::{AmazonS3, AwsAuthorizer};
+use object_store::client::HttpRequestBody;
+use object_store::multipart::PartId;
+use object_store::path::Path;
+use object_store::signer::Signer as _;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Streamed parts that may fail in a row before parts are no longer streamed.
+const FAILURES_TO_STOP: u32 = 3;
+
+/// Why a part could not be streamed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StreamError {
+    /// The credentials or the object's URL could not be had.
+    #[error("preparing the request failed: {0}")]
+    Prepare(#[from] object_store::Error),
+    /// The request could not be built.
+    #[error("building the request failed: {0}")]
+    Build(#[from] http::Error),
+    /// The request failed on its way (connection, body, timeout).
+    #[error("the request failed: {0}")]
+    Request(#[from] reqwest::Error),
+    /// The server refused it.
+    #[error("the server answered {status}: {body}")]
+    Refused {
+        /// The answer's status.
+        status: reqwest::StatusCode,
+        /// The start of its body.
+        body: String,
+    },
+    /// The entity tag the server gave is not the MD5 of the bytes sent.
+    #[error("the part's entity tag {e_tag} is not the MD5 of its bytes ({md5})")]
+    Mismatch {
+        /// What the server answered.
+        e_tag: String,
+        /// What was sent.
+        md5: String,
+    },
+    /// The request's task ended abnormally.
+    #[error("the request's task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Sends parts of S3 multipart uploads as their bytes arrive.
+pub(crate) struct PartStreamer {
+    /// The store, for its credentials and its objects' URLs.
+    s3: AmazonS3,
+    /// The region requests are signed for.
+    region: String,
+    http: reqwest::Client,
+    /// Streamed parts that failed in a row.
+    failures: AtomicU32,
+}
+
+/// A part being streamed: feed it exactly its length, then [`StreamedPart::finish`].
+pub(crate) struct StreamedPart {
+    feed: mpsc::UnboundedSender<Bytes>,
+    /// The MD5 of the bytes fed so far.
+    md5: Md5,
+    /// Where the MD5 of all its bytes goes, for the request to check the part.
+    fed: oneshot::Sender<String>,
+    request: JoinHandle<Result<PartId, StreamError>>,
+}
+
+impl PartStreamer {
+    /// A streamer for `s3`'s parts, signed for `region`, whose requests take at most
+    /// `timeout`.
+    pub(crate) fn new(
+        s3: AmazonS3,
+        region: String,
+        timeout: Duration,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(timeout)
+            .build()?;
+        Ok(PartStreamer {
+            s3,
+            region,
+            http,
+            failures: AtomicU32::new(0),
+        })
+    }
+
+    /// False once streamed parts failed [`FAILURES_TO_STOP`] times in a row.
+    pub(crate) fn enabled(&self) -> bool {
+        self.failures.load(Ordering::Relaxed) < FAILURES_TO_STOP
+    }
+
+    /// Starts putting part `index` (from 0) of multipart upload `upload_id` into `path`:
+    /// `len` bytes, to be fed to the returned part.
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        path: Path,
+        upload_id: String,
+        index: usize,
+        len: u64,
+    ) -> StreamedPart {
+        let (feed, bytes) = mpsc::unbounded_channel();
+        let (fed, md5) = oneshot::channel();
+        let this = self.clone();
+        let request =
+            tokio::spawn(async move { this.put(&path, &upload_id, index, len, bytes, md5).await });
+        StreamedPart {
+            feed,
+            md5: Md5::new(),
+            fed,
+            request,
+        }
+    }
+
+    /// Records how a streamed part ended.
+    pub(crate) fn record(&self, outcome: &Result<PartId, StreamError>) {
+        match outcome {
+            Ok(_) => self.failures.store(0, Ordering::Relaxed),
+            Err(e) => {
+                let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(error = %e, "a part could not be streamed; it is put whole");
+                if failed == FAILURES_TO_STOP {
+                    tracing::warn!(
+                        "parts failed to stream {FAILURES_TO_STOP} times in a row; they are put \
+                         whole from now on"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn put(
+        &self,
+        path: &Path,
+        upload_id: &str,
+        index: usize,
+        len: u64,
+        bytes: mpsc::UnboundedReceiver<Bytes>,
+        md5: oneshot::Receiver<String>,
+    ) -> Result<PartId, StreamError> {
+        let credential = self.s3.credentials().get_credential().await?;
+        // The object's URL as `object_store` builds it (endpoint, bucket, encoded key).
+        let mut url = self
+            .s3
+            .signed_url(http::Method::PUT, path, Duration::from_secs(60))
+            .await?;
+        url.set_query(None);
+        url.query_pairs_mut()
+            .append_pair("partNumber", &(index + 1).to_string())
+            .append_pair("uploadId", upload_id);
+        let mut signed = http::Request::builder()
+            .method(http::Method::PUT)
+            .uri(url.as_str())
+            .body(HttpRequestBody::empty())?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
+            .with_sign_payload(false)
+            .authorize(&mut signed, None);
+        let response = self
+            .http
+            .put(url)
+            .headers(signed.headers().clone())
+            .header(http::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(passed_on(bytes, len)))
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let mut body = response.text().await.unwrap_or_default();
+            body.truncate(512);
+            return Err(StreamError::Refused { status, body });
+        }
+        let e_tag = response
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        // The body was sent whole, so it was fed whole and its MD5 is known.
+        let md5 = md5.await.unwrap_or_default();
+        if e_tag != e_tag_of(&md5) {
+            return Err(StreamError::Mismatch { e_tag, md5 });
+        }
+        Ok(PartId { content_id: e_tag })
+    }
+}
+
+impl StreamedPart {
+    /// Sends the part's next bytes. A request that already failed drops them: its
+    /// outcome says so.
+    pub(crate) fn send(&mut self, bytes: Bytes) {
+        self.md5.update(&bytes);
+        let _ = self.feed.send(bytes);
+    }
+
+    /// Ends a part fed all its bytes: the entity tag it will have once stored, and its
+    /// request, which answers once it is (and checks it has that entity tag).
+    pub(crate) fn finish(
+        self,
+    ) -> (
+        String,
+        impl Future<Output = Result<PartId, StreamError>> + Send + 'static,
+    ) {
+        let md5 = hex::encode(self.md5.finalize());
+        let _ = self.fed.send(md5.clone());
+        drop(self.feed);
+        let request = self.request;
+        (e_tag_of(&md5), async move { request.await? })
+    }
+
+    /// Cuts the part short (it was not fed all its bytes, so the server never stores
+    /// it) and waits for its request to end.
+    pub(crate) async fn abort(self) {
+        drop(self.feed);
+        let _ = self.request.await;
+    }
+}
+
+/// The entity tag S3 gives a part whose bytes have this MD5 (in hex).
+fn e_tag_of(md5: &str) -> String {
+    format!("\"{md5}\"")
+}
+
+/// The `len` bytes arriving on `bytes`, as a request body. Bytes that stop short fail
+/// the body, and the request.
+fn passed_on(
+    bytes: mpsc::UnboundedReceiver<Bytes>,
+    len: u64,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    futures_util::stream::unfold((bytes, len), |(mut bytes, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let Some(piece) = bytes.recv().await else {
+            let short = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the part's bytes stopped short",
+            );
+            return Some((Err(short), (bytes, 0)));
+        };
+        let piece = piece.slice(..piece.len().min(left as usize));
+        let left = left - piece.len() as u64;
+        Some((Ok(piece), (bytes, left)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use berth_testkit_s3::S3Server;
+    use object_store::ObjectStore;
+    use object_store::aws::AmazonS3Builder;
+    use object_store::multipart::MultipartStore;
+
+    use super::*;
+
+    fn s3(server: &S3Server) -> AmazonS3 {
+        AmazonS3Builder::new()
+            .with_endpoint(server.endpoint())
+            .with_region(berth_testkit_s3::REGION)
+            .with_bucket_name(server.bucket())
+            .with_access_key_id(server.access_key_id())
+            .with_secret_access_key(server.secret_access_key())
+            .with_allow_http(true)
+            .build()
+            .unwrap()
+    }
+
+    fn bytes(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_part_is_stored_whole_and_one_cut_short_not_at_all() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        let store = s3(&server);
+        let streamer = Arc::new(
+            PartStreamer::new(
+                store.clone(),
+                berth_testkit_s3::REGION.into(),
+                Duration::from_secs(30),
+            )
+            .unwrap(),
+        );
+        let path = Path::from("streamed/data");
+        let id = store.create_multipart(&path).await.unwrap();
+        let (first, second) = (bytes(5 << 20, 1), bytes(200_001, 2));
+        let mut parts = Vec::new();
+        for content in [&first, &second] {
+            let len = content.len() as u64;
+            let mut part = streamer.start(path.clone(), id.clone(), parts.len(), len);
+            for frame in content.chunks(100_003) {
+                part.send(Bytes::copy_from_slice(frame));
+            }
+            let (expected, request) = part.finish();
+            let outcome = request.await;
+            streamer.record(&outcome);
+            assert_eq!(outcome.as_ref().unwrap().content_id, expected);
+            parts.push(outcome.unwrap());
+        }
+        assert!(streamer.enabled());
+        // A third part, cut short: its request fails and nothing is stored.
+        let mut cut = streamer.start(path.clone(), id.clone(), 2, 1 << 20);
+        cut.send(Bytes::from(bytes(1000, 3)));
+        cut.abort().await;
+        store.complete_multipart(&path, &id, parts).await.unwrap();
+        let stored = store.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.len(), first.len() + second.len());
+        assert!(stored[..first.len()] == first[..] && stored[first.len()..] == second[..]);
+        // A refused request is reported as such.
+        let mut refused = streamer.start(path.clone(), "no-such-upload".into(), 0, 10);
+        refused.send(Bytes::from_static(b"0123456789"));
+        let outcome = refused.finish().1.await;
+        assert!(
+            matches!(outcome, Err(StreamError::Refused { .. })),
+            "{outcome:?}"
+        );
+    }
+}
