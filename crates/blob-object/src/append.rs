@@ -13,12 +13,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::PutPayload;
 use object_store::multipart::PartId;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::bucket::{Bucket, View, storage};
 use crate::finalize::finalize;
 use crate::keys::{UploadKeys, new_chunk_name, state_name};
-use crate::part_stream::StreamedPart;
+use crate::part_stream::{StreamedPart, e_tag_of};
 use crate::state::{Chunk, Multipart, Part, SavedHash, UploadState};
 
 /// Most parts a multipart upload may have (S3's limit).
@@ -172,8 +173,9 @@ struct PartWriter {
 /// A part being put.
 struct InFlight {
     len: u64,
-    /// The entity tag it will have, when known before it is stored (a streamed part's).
-    expected: Option<String>,
+    /// The MD5 of its bytes, known before it is stored (a streamed part's, once its
+    /// bytes are all sent): its entity tag to be.
+    md5: Option<oneshot::Receiver<String>>,
     job: JoinHandle<object_store::Result<PartId>>,
 }
 
@@ -252,8 +254,7 @@ impl PartWriter {
         let index = self.next_index().await?;
         let bytes = self.take_carry(self.part_size()).await?;
         let staged: u64 = bytes.iter().map(|b| b.len() as u64).sum();
-        let mut stream =
-            streamer.start(self.up.data(), self.multipart_id(), index, self.part_size());
+        let stream = streamer.start(self.up.data(), self.multipart_id(), index, self.part_size());
         for piece in &bytes {
             stream.send(piece.clone());
         }
@@ -292,7 +293,7 @@ impl PartWriter {
             self.up.data(),
             self.multipart_id(),
         );
-        let (expected, request) = open.stream.finish();
+        let (md5, request) = open.stream.finish();
         let job = tokio::spawn(async move {
             let streamed = request.await;
             streamer.record(&streamed);
@@ -306,7 +307,7 @@ impl PartWriter {
         });
         self.in_flight.push_back(InFlight {
             len: self.part_size(),
-            expected: Some(expected),
+            md5: Some(md5),
             job,
         });
     }
@@ -330,7 +331,7 @@ impl PartWriter {
         });
         self.in_flight.push_back(InFlight {
             len: self.part_size(),
-            expected: None,
+            md5: None,
             job,
         });
         Ok(())
@@ -432,6 +433,17 @@ impl PartWriter {
         }
     }
 
+    /// The entity tags the parts in flight will have, once their bytes are all sent, when
+    /// they were all streamed (and none failed before sending them all).
+    async fn expected_e_tags(&mut self) -> Option<Vec<String>> {
+        let mut expected = Vec::new();
+        for part in &mut self.in_flight {
+            let md5 = part.md5.take()?.await.ok()?;
+            expected.push(e_tag_of(&md5));
+        }
+        Some(expected)
+    }
+
     /// Gives the append up: nothing of it is still writing once this returns.
     async fn abandon(mut self) {
         self.stop().await;
@@ -460,7 +472,8 @@ impl PartWriter {
                 format!("the body ended {missing} bytes before the length it declared"),
             )));
         }
-        if self.in_flight.iter().any(|p| p.expected.is_none()) {
+        let expected = self.expected_e_tags().await;
+        if expected.is_none() {
             self.settle_all().await?;
         }
         if self.pending_len > 0 {
@@ -479,16 +492,14 @@ impl PartWriter {
             chunks: self.carry.iter().cloned().collect(),
             superseded: Vec::new(),
         };
-        if let Some(multipart) = &mut state.multipart {
-            multipart.parts.extend(self.in_flight.iter().map(|p| {
-                Part {
-                    id: p
-                        .expected
-                        .clone()
-                        .expect("the parts left in flight were streamed"),
-                    len: p.len,
-                }
-            }));
+        if let (Some(multipart), Some(expected)) = (&mut state.multipart, expected) {
+            let lens = self.in_flight.iter().map(|p| p.len);
+            multipart.parts.extend(
+                expected
+                    .into_iter()
+                    .zip(lens)
+                    .map(|(id, len)| Part { id, len }),
+            );
         }
         complete(&mut state);
         let (bucket, up) = (self.bucket.clone(), self.up.clone());

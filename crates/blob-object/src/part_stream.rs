@@ -8,9 +8,9 @@
 //!
 //! Its payload cannot be signed (SigV4 signs the payload's SHA-256 in the headers, before
 //! the body), so it is sent `UNSIGNED-PAYLOAD` and checked afterwards instead: the MD5 of
-//! the bytes fed to it must be the part's entity tag, which S3 and its compatibles
-//! compute as the MD5 of the bytes they received. That entity tag is therefore known
-//! once the part was fed, before the store answers. A part whose check or request fails is put
+//! the bytes sent must be the part's entity tag, which S3 and its compatibles compute as
+//! the MD5 of the bytes they received. That entity tag is therefore known once the bytes
+//! are all sent, before the store answers. A part whose check or request fails is put
 //! again whole, signed, through `object_store` and its retries, from the bytes the append
 //! holds anyway (the same part number: the new part replaces it). After
 //! [`FAILURES_TO_STOP`] such failures in a row (a bucket encrypted with KMS keys, whose
@@ -83,10 +83,8 @@ pub(crate) struct PartStreamer {
 /// A part being streamed: feed it exactly its length, then [`StreamedPart::finish`].
 pub(crate) struct StreamedPart {
     feed: mpsc::UnboundedSender<Bytes>,
-    /// The MD5 of the bytes fed so far.
-    md5: Md5,
-    /// Where the MD5 of all its bytes goes, for the request to check the part.
-    fed: oneshot::Sender<String>,
+    /// The MD5 of the part's bytes, once they are all sent.
+    md5: oneshot::Receiver<String>,
     request: JoinHandle<Result<PartId, StreamError>>,
 }
 
@@ -125,16 +123,11 @@ impl PartStreamer {
         len: u64,
     ) -> StreamedPart {
         let (feed, bytes) = mpsc::unbounded_channel();
-        let (fed, md5) = oneshot::channel();
+        let (sent, md5) = oneshot::channel();
         let this = self.clone();
         let request =
-            tokio::spawn(async move { this.put(&path, &upload_id, index, len, bytes, md5).await });
-        StreamedPart {
-            feed,
-            md5: Md5::new(),
-            fed,
-            request,
-        }
+            tokio::spawn(async move { this.put(&path, &upload_id, index, len, bytes, sent).await });
+        StreamedPart { feed, md5, request }
     }
 
     /// Records how a streamed part ended.
@@ -161,7 +154,7 @@ impl PartStreamer {
         index: usize,
         len: u64,
         bytes: mpsc::UnboundedReceiver<Bytes>,
-        md5: oneshot::Receiver<String>,
+        sent: oneshot::Sender<String>,
     ) -> Result<PartId, StreamError> {
         let credential = self.s3.credentials().get_credential().await?;
         // The object's URL as `object_store` builds it (endpoint, bucket, encoded key).
@@ -180,12 +173,17 @@ impl PartStreamer {
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .with_sign_payload(false)
             .authorize(&mut signed, None);
+        let (md5_tx, md5_rx) = oneshot::channel();
         let response = self
             .http
             .put(url)
             .headers(signed.headers().clone())
             .header(http::header::CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(passed_on(bytes, len)))
+            .body(reqwest::Body::wrap_stream(passed_on(
+                bytes,
+                len,
+                [md5_tx, sent],
+            )))
             .send()
             .await?;
         let status = response.status();
@@ -200,8 +198,8 @@ impl PartStreamer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        // The body was sent whole, so it was fed whole and its MD5 is known.
-        let md5 = md5.await.unwrap_or_default();
+        // The body was sent whole, so its MD5 is known.
+        let md5 = md5_rx.await.unwrap_or_default();
         if e_tag != e_tag_of(&md5) {
             return Err(StreamError::Mismatch { e_tag, md5 });
         }
@@ -212,24 +210,23 @@ impl PartStreamer {
 impl StreamedPart {
     /// Sends the part's next bytes. A request that already failed drops them: its
     /// outcome says so.
-    pub(crate) fn send(&mut self, bytes: Bytes) {
-        self.md5.update(&bytes);
+    pub(crate) fn send(&self, bytes: Bytes) {
         let _ = self.feed.send(bytes);
     }
 
-    /// Ends a part fed all its bytes: the entity tag it will have once stored, and its
-    /// request, which answers once it is (and checks it has that entity tag).
+    /// Ends a part fed all its bytes: the MD5 of its bytes (sent once they all are;
+    /// never, should its request fail before), which [`e_tag_of`] makes the entity tag
+    /// it will have, and its request, which answers once it is stored (and checks it has
+    /// that entity tag).
     pub(crate) fn finish(
         self,
     ) -> (
-        String,
+        oneshot::Receiver<String>,
         impl Future<Output = Result<PartId, StreamError>> + Send + 'static,
     ) {
-        let md5 = hex::encode(self.md5.finalize());
-        let _ = self.fed.send(md5.clone());
         drop(self.feed);
         let request = self.request;
-        (e_tag_of(&md5), async move { request.await? })
+        (self.md5, async move { request.await? })
     }
 
     /// Cuts the part short (it was not fed all its bytes, so the server never stores
@@ -241,30 +238,39 @@ impl StreamedPart {
 }
 
 /// The entity tag S3 gives a part whose bytes have this MD5 (in hex).
-fn e_tag_of(md5: &str) -> String {
+pub(crate) fn e_tag_of(md5: &str) -> String {
     format!("\"{md5}\"")
 }
 
-/// The `len` bytes arriving on `bytes`, as a request body. Bytes that stop short fail
-/// the body, and the request.
+/// The `len` bytes arriving on `bytes`, as a request body, whose MD5 (in hex) goes to
+/// each of `md5` with the last of them. Bytes that stop short fail the body, and the
+/// request.
 fn passed_on(
     bytes: mpsc::UnboundedReceiver<Bytes>,
     len: u64,
+    md5: [oneshot::Sender<String>; 2],
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    futures_util::stream::unfold((bytes, len), |(mut bytes, left)| async move {
-        if left == 0 {
-            return None;
-        }
+    let state = (bytes, len, Md5::new(), Some(md5));
+    futures_util::stream::unfold(state, |(mut bytes, left, mut hash, md5)| async move {
+        let md5 = md5?;
         let Some(piece) = bytes.recv().await else {
             let short = io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the part's bytes stopped short",
             );
-            return Some((Err(short), (bytes, 0)));
+            return Some((Err(short), (bytes, 0, hash, None)));
         };
         let piece = piece.slice(..piece.len().min(left as usize));
+        hash.update(&piece);
         let left = left - piece.len() as u64;
-        Some((Ok(piece), (bytes, left)))
+        if left > 0 {
+            return Some((Ok(piece), (bytes, left, hash, Some(md5))));
+        }
+        let hex = hex::encode(hash.finalize_reset());
+        for to in md5 {
+            let _ = to.send(hex.clone());
+        }
+        Some((Ok(piece), (bytes, 0, hash, None)))
     })
 }
 
@@ -317,19 +323,20 @@ mod tests {
         let mut parts = Vec::new();
         for content in [&first, &second] {
             let len = content.len() as u64;
-            let mut part = streamer.start(path.clone(), id.clone(), parts.len(), len);
+            let part = streamer.start(path.clone(), id.clone(), parts.len(), len);
             for frame in content.chunks(100_003) {
                 part.send(Bytes::copy_from_slice(frame));
             }
             let (expected, request) = part.finish();
             let outcome = request.await;
             streamer.record(&outcome);
+            let expected = e_tag_of(&expected.await.unwrap());
             assert_eq!(outcome.as_ref().unwrap().content_id, expected);
             parts.push(outcome.unwrap());
         }
         assert!(streamer.enabled());
         // A third part, cut short: its request fails and nothing is stored.
-        let mut cut = streamer.start(path.clone(), id.clone(), 2, 1 << 20);
+        let cut = streamer.start(path.clone(), id.clone(), 2, 1 << 20);
         cut.send(Bytes::from(bytes(1000, 3)));
         cut.abort().await;
         store.complete_multipart(&path, &id, parts).await.unwrap();
@@ -337,7 +344,7 @@ mod tests {
         assert_eq!(stored.len(), first.len() + second.len());
         assert!(stored[..first.len()] == first[..] && stored[first.len()..] == second[..]);
         // A refused request is reported as such.
-        let mut refused = streamer.start(path.clone(), "no-such-upload".into(), 0, 10);
+        let refused = streamer.start(path.clone(), "no-such-upload".into(), 0, 10);
         refused.send(Bytes::from_static(b"0123456789"));
         let outcome = refused.finish().1.await;
         assert!(
