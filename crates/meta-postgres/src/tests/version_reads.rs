@@ -9,10 +9,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use berth_meta::BlobLinkStore;
+use berth_oci::{Digest, RepositoryName};
 use berth_testkit_postgres::TempDatabase;
 
 use super::{digest, node, repo};
-use crate::queries;
+use crate::{PgMetaStore, queries};
 
 /// A task that always has work ready, as a node serving many requests has: each poll
 /// works for `slice`, then asks to run again.
@@ -54,18 +55,26 @@ where
     times[rounds / 2]
 }
 
+/// A node on a fresh database whose repository `p/r` links blob `x`, read once so that
+/// the link is cached; `None` without a database.
+async fn store_with_a_cached_link()
+-> Option<(TempDatabase, Arc<PgMetaStore>, RepositoryName, Digest)> {
+    let db = TempDatabase::create().await?;
+    let store = Arc::new(node(&db).await);
+    let (r, d) = (repo("p/r"), digest("x"));
+    store.link_blob(&r, &d, 1, 1).await.unwrap();
+    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
+    Some((db, store, r, d))
+}
+
 /// A cached blob-link read needs one version read, which should cost about what the
 /// one query of an uncached read costs, also when other tasks keep the runtime busy
 /// (request handling, upload hashing): batching must not multiply the wait.
 #[tokio::test(flavor = "current_thread")]
 async fn a_busy_runtime_delays_a_cached_read_no_more_than_a_query() {
-    let Some(db) = TempDatabase::create().await else {
+    let Some((_db, store, r, d)) = store_with_a_cached_link().await else {
         return;
     };
-    let store = Arc::new(node(&db).await);
-    let (r, d) = (repo("p/r"), digest("x"));
-    store.link_blob(&r, &d, 1, 1).await.unwrap();
-    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
 
     let stop = Arc::new(AtomicBool::new(false));
     for _ in 0..8 {
@@ -106,13 +115,9 @@ async fn a_busy_runtime_delays_a_cached_read_no_more_than_a_query() {
 /// queued before the reader runs, as they are on a busy node.)
 #[tokio::test(flavor = "current_thread")]
 async fn a_dropped_version_connection_fails_one_request_at_most() {
-    let Some(db) = TempDatabase::create().await else {
+    let Some((_db, store, r, d)) = store_with_a_cached_link().await else {
         return;
     };
-    let store = Arc::new(node(&db).await);
-    let (r, d) = (repo("p/r"), digest("x"));
-    store.link_blob(&r, &d, 1, 1).await.unwrap();
-    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
 
     let reader_pid: i32 = sqlx::query_scalar(
         "SELECT pid FROM pg_stat_activity
