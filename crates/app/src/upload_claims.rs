@@ -10,7 +10,8 @@
 //! than the lease term, and another node took the session over) must stop writing at
 //! once: the body it streams is fenced ([`SessionClaim::fence`]), so that before its
 //! bytes go on to the blob store, at least every [`FENCE_EVERY`] and [`FENCE_BYTES`]
-//! and at its end, the claim is renewed in the store, and a claim found lost fails the
+//! and at its end, the claim is known held: renewed in the store, or granted or
+//! renewed so recently that it cannot have lapsed since. A claim found lost fails the
 //! body. As a blob store completes a part only once it was given a part's worth (5 MiB
 //! at least; an object store may stream a part as its bytes arrive, but a part cut short
 //! is never stored), no part is made of bytes that passed no check.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_blob::ByteStream;
-use berth_meta::{MetaStore, UploadLease};
+use berth_meta::{MetaStore, UploadLease, UploadSession};
 use berth_oci::UploadId;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
@@ -49,11 +50,15 @@ pub(crate) struct ClaimLost;
 pub(crate) struct SessionClaim<'a> {
     _local: SessionGuard<'a>,
     lease: Lease,
+    /// The session as it stood when the claim was granted.
+    pub(crate) session: UploadSession,
 }
 
 /// The store-side part of a claim: its holder and the task renewing it.
 struct Lease {
     term: Term,
+    /// When the request that granted the claim was sent: it holds until a term later.
+    asked_at: Instant,
     renewal: JoinHandle<()>,
     released: bool,
 }
@@ -90,10 +95,11 @@ impl Registry {
         let started = Instant::now();
         let mut pause = FIRST_RETRY;
         loop {
-            if let Some(lease) = self.lease(id).await? {
+            if let Some((lease, session)) = self.lease(id).await? {
                 return Ok(SessionClaim {
                     _local: local,
                     lease,
+                    session,
                 });
             }
             if started.elapsed() > self.config.upload_lease * 2 {
@@ -116,19 +122,22 @@ impl Registry {
             return Ok(None);
         };
         match self.lease(id).await {
-            Ok(Some(lease)) => Ok(Some(SessionClaim {
+            Ok(Some((lease, session))) => Ok(Some(SessionClaim {
                 _local: local,
                 lease,
+                session,
             })),
             Ok(None) | Err(RegistryError::BlobUploadUnknown) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// One attempt at the store's lease: `Ok(None)` while another claim holds it.
-    async fn lease(&self, id: &UploadId) -> Result<Option<Lease>, RegistryError> {
+    /// One attempt at the store's lease, with the session it grants: `Ok(None)` while
+    /// another claim holds it.
+    async fn lease(&self, id: &UploadId) -> Result<Option<(Lease, UploadSession)>, RegistryError> {
         let holder = rand::random_range(1..i64::MAX);
         let term = self.config.upload_lease;
+        let asked_at = Instant::now();
         match self
             .meta
             .lease_upload(
@@ -139,7 +148,7 @@ impl Registry {
             )
             .await?
         {
-            UploadLease::Granted => {
+            UploadLease::Granted(session) => {
                 let term = Term {
                     meta: self.meta.clone(),
                     clock: self.clock.clone(),
@@ -147,11 +156,13 @@ impl Registry {
                     holder,
                     length: term,
                 };
-                Ok(Some(Lease {
+                let lease = Lease {
                     renewal: tokio::spawn(renew(term.clone())),
                     term,
+                    asked_at,
                     released: false,
-                }))
+                };
+                Ok(Some((lease, *session)))
             }
             UploadLease::Held => Ok(None),
             UploadLease::Missing => Err(RegistryError::BlobUploadUnknown),
@@ -161,14 +172,16 @@ impl Registry {
 
 impl SessionClaim<'_> {
     /// `body`, failing with [`ClaimLost`] as soon as the claim is found lost: the claim
-    /// is renewed in the store before the body's bytes go on, when the last renewal is
-    /// older than [`FENCE_EVERY`] or [`FENCE_BYTES`] ago, and before its end is passed on
-    /// (after which the blob store writes what it has left).
+    /// is renewed in the store before the body's bytes go on, when it was last known held
+    /// longer than [`FENCE_EVERY`] or [`FENCE_BYTES`] ago, and before its end is passed on
+    /// (after which the blob store writes what it has left) unless it was known held a
+    /// moment ago, well within its term: a small body that arrives at once costs no
+    /// renewal.
     pub(crate) fn fence(&self, body: ByteStream) -> ByteStream {
         let fence = Fence {
             body,
             term: self.lease.term.clone(),
-            checked_at: Instant::now(),
+            checked_at: self.lease.asked_at,
             unchecked_bytes: 0,
             failed: false,
         };
@@ -200,7 +213,8 @@ impl SessionClaim<'_> {
     }
 }
 
-/// A body being fenced, and when its claim was last found held.
+/// A body being fenced, and when its claim was last known held (when the request that
+/// found it held was sent).
 struct Fence {
     body: ByteStream,
     term: Term,
@@ -219,18 +233,27 @@ impl Fence {
         if let Some(Ok(chunk)) = &next {
             self.unchecked_bytes += chunk.len() as u64;
         }
-        let due = next.is_none()
-            || self.unchecked_bytes >= FENCE_BYTES
-            || self.checked_at.elapsed() >= FENCE_EVERY;
+        let since = self.checked_at.elapsed();
+        let due = self.unchecked_bytes >= FENCE_BYTES
+            || since >= FENCE_EVERY
+            || (next.is_none() && since >= self.recent());
         if due {
+            let asked_at = Instant::now();
             if !matches!(self.term.renew().await, Ok(true)) {
                 self.failed = true;
                 return Some(Err(std::io::Error::other(ClaimLost)));
             }
-            self.checked_at = Instant::now();
+            self.checked_at = asked_at;
             self.unchecked_bytes = 0;
         }
         next
+    }
+
+    /// How long after the claim was last known held it surely still is: a small part
+    /// of its term, so that neither a pause of this node nor the clocks of two nodes
+    /// drifting apart by less than the rest of the term make a lapsed claim look held.
+    fn recent(&self) -> Duration {
+        (self.term.length / 8).min(FENCE_EVERY)
     }
 }
 

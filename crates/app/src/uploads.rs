@@ -169,7 +169,7 @@ impl Registry {
         self.detached(async move {
             let claim = this.claim_session(&id).await?;
             let result = async {
-                let session = this.session(&repository, &id).await?;
+                let session = Self::of_repository(&claim, &repository)?;
                 this.append_to_session(session, body, &claim).await
             }
             .await;
@@ -201,7 +201,7 @@ impl Registry {
         self.detached(async move {
             let claim = this.claim_session(&id).await?;
             let result = async {
-                let mut session = this.session(&repository, &id).await?;
+                let mut session = Self::of_repository(&claim, &repository)?;
                 if !body.is_empty() {
                     session = this.append_to_session(session, body, &claim).await?;
                 }
@@ -226,12 +226,12 @@ impl Registry {
         let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
         self.detached(async move {
             let claim = this.claim_session(&id).await?;
-            let found = this.session(&repository, &id).await;
+            let found = Self::of_repository(&claim, &repository).map(drop);
             if found.is_ok() {
                 this.discard(&id).await;
             }
             claim.release().await;
-            found.map(drop)
+            found
         })
         .await
     }
@@ -249,8 +249,7 @@ impl Registry {
             let Some(claim) = self.try_claim_session(&id).await? else {
                 continue;
             };
-            let stale = matches!(self.meta.upload(&id).await, Ok(Some(s)) if s.updated_at < cutoff);
-            if stale {
+            if claim.session.updated_at < cutoff {
                 self.discard(&id).await;
                 purged += 1;
             }
@@ -411,6 +410,18 @@ impl Registry {
         match self.meta.upload(id).await? {
             Some(s) if &s.repository == repository => Ok(s),
             _ => Err(RegistryError::BlobUploadUnknown),
+        }
+    }
+
+    /// The claimed session, if it belongs to `repository` (an upload URL names both).
+    fn of_repository(
+        claim: &SessionClaim<'_>,
+        repository: &RepositoryName,
+    ) -> Result<UploadSession, RegistryError> {
+        if &claim.session.repository == repository {
+            Ok(claim.session.clone())
+        } else {
+            Err(RegistryError::BlobUploadUnknown)
         }
     }
 

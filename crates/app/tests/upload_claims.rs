@@ -119,7 +119,7 @@ async fn a_dead_nodes_claim_lapses_after_its_term() {
         .lease_upload(&session.id, 42, now, now + 1000)
         .await
         .unwrap();
-    assert_eq!(claimed, UploadLease::Granted);
+    assert!(matches!(claimed, UploadLease::Granted(_)));
     let started = Instant::now();
     let appended = b
         .append_chunk(&repo, &session.id, whole(b"abc"))
@@ -143,7 +143,7 @@ async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
     // A live node holds the session and keeps renewing its claim.
     let now = SystemClock.now_ms();
     let held = c.meta.lease_upload(&session.id, 42, now, now + 500).await;
-    assert_eq!(held.unwrap(), UploadLease::Granted);
+    assert!(matches!(held.unwrap(), UploadLease::Granted(_)));
     let renewing = tokio::spawn({
         let (meta, id) = (c.meta.clone(), session.id.clone());
         async move {
@@ -212,4 +212,48 @@ async fn a_completion_cut_on_one_node_is_finished_by_a_retry_on_another() {
         .unwrap();
     assert_eq!(completed, digest);
     assert_eq!(c.meta.linked_blob(&repo, &digest).await.unwrap(), Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_whose_claim_was_lost_before_its_end_is_refused() {
+    let c = cluster(Duration::from_secs(1));
+    let [a, b] = &c.nodes;
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    let (tx, slow) = trickled(6);
+    let on_a = tokio::spawn({
+        let (a, repo, id) = (a.clone(), repo.clone(), session.id.clone());
+        async move { a.append_chunk(&repo, &id, slow).await }
+    });
+    tx.send(Bytes::from_static(b"abc")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Node A's claim is taken over (it missed its renewals), and node B appends.
+    let later = SystemClock.now_ms() + 120_000;
+    c.meta
+        .lease_upload(&session.id, 42, later, later + 1)
+        .await
+        .unwrap();
+    c.meta.release_upload(&session.id, 42).await.unwrap();
+    assert_eq!(
+        b.append_chunk(&repo, &session.id, whole(b"XYZ"))
+            .await
+            .unwrap()
+            .offset,
+        3
+    );
+    // The rest of node A's body arrives well after its claim was last known held: its
+    // end is not passed on before the claim is checked, and found lost.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.send(Bytes::from_static(b"def")).await.unwrap();
+    drop(tx);
+    assert!(
+        on_a.await.unwrap().is_err(),
+        "a body was acknowledged after its claim was lost"
+    );
+    let digest = Digest::compute(Algorithm::Sha256, b"XYZ");
+    let completed = b
+        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .await
+        .unwrap();
+    assert_eq!(completed, digest);
 }

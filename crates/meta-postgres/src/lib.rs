@@ -461,6 +461,19 @@ impl UploadStore for PgMetaStore {
         size: u64,
         now: i64,
     ) -> Result<(), MetaError> {
+        // Most uploads complete into a repository that exists: one round trip.
+        if queries::complete_upload_in_existing_repository(
+            &self.pool,
+            id.as_str(),
+            repository.as_str(),
+            digest.as_str(),
+            size,
+            now,
+        )
+        .await?
+        {
+            return Ok(());
+        }
         let mut tx = self.durable().await?;
         let repo_id = queries::ensure_repository(&mut tx, repository, now).await?;
         queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await?;

@@ -229,6 +229,45 @@ pub async fn link_blob(
     .map_err(db_err)
 }
 
+/// Links the blob of a finished upload and ends the session, in one statement (so in
+/// one implicit transaction): the repository's row is locked and touched, the blob
+/// recorded (present again if it was being deleted) and linked, and the session row
+/// deleted, in the same order as [`ensure_repository`] and [`link_blob`] take them.
+/// Returns `false`, having changed nothing, when the repository does not exist yet.
+pub async fn complete_upload_in_existing_repository(
+    c: impl PgExecutor<'_>,
+    id: &str,
+    repository: &str,
+    digest: &str,
+    size: u64,
+    now: i64,
+) -> Result<bool, MetaError> {
+    sqlx::query_scalar::<_, i64>(
+        "WITH repo AS (
+             UPDATE repositories SET updated_at = $3 WHERE name = $2 RETURNING id),
+         blob AS (
+             INSERT INTO blobs (digest, size, created_at) SELECT $4, $5, $3 FROM repo
+             ON CONFLICT (digest) DO UPDATE SET status = 'present'
+             WHERE blobs.status <> 'present'),
+         link AS (
+             INSERT INTO repository_blobs (repository_id, digest, created_at)
+             SELECT id, $4, $3 FROM repo
+             ON CONFLICT DO NOTHING),
+         ended AS (
+             DELETE FROM uploads WHERE id = $1 AND EXISTS (SELECT 1 FROM repo))
+         SELECT id FROM repo",
+    )
+    .bind(id)
+    .bind(repository)
+    .bind(now)
+    .bind(digest)
+    .bind(size as i64)
+    .fetch_optional(c)
+    .await
+    .map(|found| found.is_some())
+    .map_err(db_err)
+}
+
 /// Locks the row of `repository` until the transaction ends; returns its id, or `None`
 /// when there is no such repository.
 pub async fn lock_repository(
@@ -379,6 +418,7 @@ pub async fn create_upload(
     Ok(())
 }
 
+/// A session from a row of [`UPLOAD_COLUMNS`].
 fn upload_row(r: &PgRow) -> Result<UploadSession, MetaError> {
     let text = |i: usize| r.try_get::<&str, _>(i).map_err(db_err);
     Ok(UploadSession {
@@ -398,12 +438,14 @@ fn upload_row(r: &PgRow) -> Result<UploadSession, MetaError> {
     })
 }
 
+/// The columns [`upload_row`] reads, in its order.
+const UPLOAD_COLUMNS: &str = "id, repository, algorithm, \"offset\", hash_state, verified_by, \
+                              verified_digest, created_at, updated_at";
+
 pub async fn upload(pool: &PgPool, id: &str) -> Result<Option<UploadSession>, MetaError> {
-    sqlx::query(
-        "SELECT id, repository, algorithm, \"offset\", hash_state, verified_by,
-                verified_digest, created_at, updated_at
-         FROM uploads WHERE id = $1",
-    )
+    sqlx::query(&format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = $1"
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await
@@ -451,19 +493,20 @@ pub async fn lease_upload(
     now: i64,
     until: i64,
 ) -> Result<UploadLease, MetaError> {
-    let granted = sqlx::query(
+    let granted = sqlx::query(&format!(
         "UPDATE uploads SET lease_holder = $2, lease_until = $4
-         WHERE id = $1 AND (lease_holder IS NULL OR lease_holder = $2 OR lease_until <= $3)",
-    )
+         WHERE id = $1 AND (lease_holder IS NULL OR lease_holder = $2 OR lease_until <= $3)
+         RETURNING {UPLOAD_COLUMNS}"
+    ))
     .bind(id)
     .bind(holder)
     .bind(now)
     .bind(until)
-    .execute(pool)
+    .fetch_optional(pool)
     .await
     .map_err(db_err)?;
-    if granted.rows_affected() == 1 {
-        return Ok(UploadLease::Granted);
+    if let Some(row) = granted {
+        return Ok(UploadLease::Granted(Box::new(upload_row(&row)?)));
     }
     let exists = sqlx::query("SELECT 1 FROM uploads WHERE id = $1")
         .bind(id)

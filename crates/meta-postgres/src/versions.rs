@@ -27,9 +27,6 @@ use crate::{db_err, queries};
 /// Most requests one query answers.
 const MAX_BATCH: usize = 512;
 
-/// Times the task lets the runtime's other tasks run before it queries, so that
-/// requests arriving together share the query. Yielding costs no timer and no wait
-/// when nothing else is ready to run.
 /// A repository's id and its current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RepositoryVersion {

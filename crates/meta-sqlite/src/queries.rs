@@ -263,33 +263,38 @@ pub fn create_upload(
     Ok(())
 }
 
+/// The columns [`upload_row`] reads, in its order.
+const UPLOAD_COLUMNS: &str = "id, repository, algorithm, offset, hash_state, verified_by, \
+                              verified_digest, created_at, updated_at";
+
 pub fn upload(c: &Connection, id: &str) -> rusqlite::Result<Option<UploadSession>> {
-    c.prepare_cached(
-        "SELECT id, repository, algorithm, offset, hash_state, verified_by, verified_digest,
-                created_at, updated_at
-         FROM uploads WHERE id = ?1",
-    )?
-    .query_row([id], |r| {
-        let conv = |i: usize, e: String| {
-            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
-        };
-        let id: String = r.get(0)?;
-        let repository: String = r.get(1)?;
-        let algorithm: String = r.get(2)?;
-        let offset: i64 = r.get(3)?;
-        Ok(UploadSession {
-            id: UploadId::parse(&id).map_err(|e| conv(0, e.to_string()))?,
-            repository: RepositoryName::parse(&repository).map_err(|e| conv(1, e.to_string()))?,
-            algorithm: Algorithm::parse(&algorithm).map_err(|e| conv(2, e.to_string()))?,
-            offset: offset as u64,
-            hash_state: r.get(4)?,
-            verified_by: r.get(5)?,
-            verified_digest: r.get::<_, Option<String>>(6)?.map(digest_col).transpose()?,
-            created_at: r.get(7)?,
-            updated_at: r.get(8)?,
-        })
-    })
+    c.prepare_cached(&format!(
+        "SELECT {UPLOAD_COLUMNS} FROM uploads WHERE id = ?1"
+    ))?
+    .query_row([id], upload_row)
     .optional()
+}
+
+/// A session from a row of [`UPLOAD_COLUMNS`].
+fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadSession> {
+    let conv = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    let id: String = r.get(0)?;
+    let repository: String = r.get(1)?;
+    let algorithm: String = r.get(2)?;
+    let offset: i64 = r.get(3)?;
+    Ok(UploadSession {
+        id: UploadId::parse(&id).map_err(|e| conv(0, e.to_string()))?,
+        repository: RepositoryName::parse(&repository).map_err(|e| conv(1, e.to_string()))?,
+        algorithm: Algorithm::parse(&algorithm).map_err(|e| conv(2, e.to_string()))?,
+        offset: offset as u64,
+        hash_state: r.get(4)?,
+        verified_by: r.get(5)?,
+        verified_digest: r.get::<_, Option<String>>(6)?.map(digest_col).transpose()?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
 }
 
 pub fn advance_upload(
@@ -320,14 +325,18 @@ pub fn lease_upload(
     until: i64,
 ) -> Result<UploadLease, MetaError> {
     let granted = c
-        .prepare_cached(
+        .prepare_cached(&format!(
             "UPDATE uploads SET lease_holder = ?2, lease_until = ?4
-             WHERE id = ?1 AND (lease_holder IS NULL OR lease_holder = ?2 OR lease_until <= ?3)",
-        )
-        .and_then(|mut s| s.execute(params![id, holder, now, until]))
+             WHERE id = ?1 AND (lease_holder IS NULL OR lease_holder = ?2 OR lease_until <= ?3)
+             RETURNING {UPLOAD_COLUMNS}"
+        ))
+        .and_then(|mut s| {
+            s.query_row(params![id, holder, now, until], upload_row)
+                .optional()
+        })
         .map_err(db_err)?;
-    if granted == 1 {
-        return Ok(UploadLease::Granted);
+    if let Some(session) = granted {
+        return Ok(UploadLease::Granted(Box::new(session)));
     }
     let exists = c
         .prepare_cached("SELECT 1 FROM uploads WHERE id = ?1")

@@ -89,10 +89,11 @@ pub enum Deletion {
 }
 
 /// What claiming the right to write an upload session did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadLease {
-    /// The claimant holds the session until the time it asked for.
-    Granted,
+    /// The claimant holds the session until the time it asked for; the session as it
+    /// stood when the claim was granted (no other claimant can change it meanwhile).
+    Granted(Box<UploadSession>),
     /// Another holder's claim is still valid.
     Held,
     /// The session does not exist (any more).
@@ -169,7 +170,8 @@ pub trait UploadStore: Send + Sync {
     /// holder's claim is still valid at `now`; a holder renews its own claim the same
     /// way. Requests on one session may reach different nodes: this claim, not a lock in
     /// one process, keeps their bytes from interleaving. A holder that dies stops
-    /// renewing, and its claim lapses at `until`.
+    /// renewing, and its claim lapses at `until`. A granted claim comes with the session,
+    /// read in the same statement.
     async fn lease_upload(
         &self,
         id: &UploadId,

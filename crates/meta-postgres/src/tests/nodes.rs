@@ -529,3 +529,35 @@ async fn links_reviving_a_blob_in_two_repositories_never_deadlock() {
         "a: {first_linked:?}, b: {second_linked:?}"
     );
 }
+
+/// An upload completed into a repository that exists (one statement) links its blob,
+/// makes a blob marked for deletion present again, and ends the session; another node
+/// that had the link cached sees each step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_completed_into_an_existing_repository_revives_its_blob() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let (r, layer) = (repo("done/app"), digest("layer"));
+    a.link_blob(&r, &layer, 5, 1).await.unwrap();
+    assert_eq!(b.linked_blob(&r, &layer).await.unwrap(), Some(5));
+    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
+        .bind(layer.as_str())
+        .execute(&a.pool)
+        .await
+        .unwrap();
+    assert_eq!(b.linked_blob(&r, &layer).await.unwrap(), None);
+    let upload = session(1, "done/app");
+    a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+    a.complete_upload(&upload.id, &r, &layer, 5, 2)
+        .await
+        .unwrap();
+    assert!(b.upload(&upload.id).await.unwrap().is_none());
+    assert_eq!(b.linked_blob(&r, &layer).await.unwrap(), Some(5));
+    let status: String = sqlx::query_scalar("SELECT status FROM blobs WHERE digest = $1")
+        .bind(layer.as_str())
+        .fetch_one(&b.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "present");
+}

@@ -577,6 +577,20 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
         store.linked_blob(&repo("p5/up"), &d).await.unwrap(),
         Some(8)
     );
+
+    // Completing into a repository that exists links there too, and ends the session.
+    let next = new_session(50, "p5/up");
+    store.create_upload(&next, ROOMY).await.unwrap();
+    let d2 = digest("uploaded again");
+    store
+        .complete_upload(&next.id, &repo("p5/up"), &d2, 14, 31)
+        .await
+        .unwrap();
+    assert!(store.upload(&next.id).await.unwrap().is_none());
+    assert_eq!(
+        store.linked_blob(&repo("p5/up"), &d2).await.unwrap(),
+        Some(14)
+    );
 }
 
 /// Limits no check reaches.

@@ -37,29 +37,31 @@ async fn one_holder_at_a_time(store: &dyn MetaStore) {
         .await
         .unwrap();
     let (a, b) = (1, 2);
+    let stored = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(
         store.lease_upload(&id, a, 100, 200).await.unwrap(),
-        UploadLease::Granted
+        UploadLease::Granted(Box::new(stored)),
+        "a granted claim comes with the session"
     );
     assert_eq!(
         store.lease_upload(&id, b, 150, 250).await.unwrap(),
         UploadLease::Held
     );
     // The holder renews its own claim.
-    assert_eq!(
+    assert!(matches!(
         store.lease_upload(&id, a, 190, 300).await.unwrap(),
-        UploadLease::Granted
-    );
+        UploadLease::Granted(_)
+    ));
     assert_eq!(
         store.lease_upload(&id, b, 250, 350).await.unwrap(),
         UploadLease::Held
     );
     // A claim lapses at its end; the next holder takes it, and the lapsed holder's
     // release does not end the new claim.
-    assert_eq!(
+    assert!(matches!(
         store.lease_upload(&id, b, 300, 400).await.unwrap(),
-        UploadLease::Granted
-    );
+        UploadLease::Granted(_)
+    ));
     store.release_upload(&id, a).await.unwrap();
     assert_eq!(
         store.lease_upload(&id, a, 310, 410).await.unwrap(),
@@ -76,10 +78,10 @@ async fn one_holder_at_a_time(store: &dyn MetaStore) {
     // A release ends the claim at once.
     store.release_upload(&id, b).await.unwrap();
     assert!(!store.renew_upload_lease(&id, b, 470).await.unwrap());
-    assert_eq!(
+    assert!(matches!(
         store.lease_upload(&id, a, 320, 420).await.unwrap(),
-        UploadLease::Granted
-    );
+        UploadLease::Granted(_)
+    ));
     assert!(store.delete_upload(&id).await.unwrap());
     assert_eq!(
         store.lease_upload(&id, a, 330, 430).await.unwrap(),
