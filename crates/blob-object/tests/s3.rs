@@ -1,6 +1,9 @@
 //! The object-store adapter against a real S3 server (`s3s-fs`, started per test).
 
+mod fault_proxy;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_blob::{AppendOutcome, BlobError, BlobStore, BodyLength, ByteStream, Committed};
 use berth_blob_object::{
@@ -9,7 +12,9 @@ use berth_blob_object::{
 use berth_oci::{Algorithm, Digest, ResumableHasher, UploadId};
 use berth_testkit_s3::S3Server;
 use bytes::Bytes;
+use fault_proxy::{Fault, FaultProxy, Logged, Seen};
 use futures_util::StreamExt;
+use http::{Method, StatusCode};
 
 /// Parts as small as S3 allows, so tests cross part boundaries with little data.
 const PART: usize = MIN_PART_SIZE;
@@ -17,8 +22,13 @@ const PART: usize = MIN_PART_SIZE;
 /// A store on `server`'s bucket: another call gives another instance, as another node
 /// would have.
 fn store_on(server: &S3Server, options: StoreOptions) -> ObjectBlobStore {
+    store_at(server, server.endpoint(), options)
+}
+
+/// A store on `server`'s bucket, reached at `endpoint` (a proxy in front of it).
+fn store_at(server: &S3Server, endpoint: &str, options: StoreOptions) -> ObjectBlobStore {
     let backend = Backend::S3(S3Settings {
-        endpoint: Some(server.endpoint().to_owned()),
+        endpoint: Some(endpoint.to_owned()),
         region: Some(berth_testkit_s3::REGION.to_owned()),
         bucket: server.bucket().to_owned(),
         access_key_id: Some(server.access_key_id().to_owned()),
@@ -31,6 +41,18 @@ fn store_on(server: &S3Server, options: StoreOptions) -> ObjectBlobStore {
 fn store(server: &S3Server) -> ObjectBlobStore {
     store_on(
         server,
+        StoreOptions {
+            part_size: PART,
+            ..StoreOptions::default()
+        },
+    )
+}
+
+/// A store on `server`'s bucket through `proxy`.
+fn store_via(server: &S3Server, proxy: &FaultProxy) -> ObjectBlobStore {
+    store_at(
+        server,
+        &proxy.endpoint(),
         StoreOptions {
             part_size: PART,
             ..StoreOptions::default()
@@ -413,4 +435,200 @@ async fn presigned_urls_serve_blobs_and_ranges() {
         .unwrap();
     assert_eq!(part.status(), 206);
     assert!(part.bytes().await.unwrap() == content[100..200]);
+}
+
+/// The conditional reads of state objects `log` holds: (status, whether asked with an
+/// entity tag).
+fn state_reads(log: &[Logged]) -> Vec<(StatusCode, bool)> {
+    log.iter()
+        .filter(|l| l.seen.method == Method::GET && l.seen.path.contains("/state-"))
+        .map(|l| {
+            let conditional = l.seen.headers.contains_key(http::header::IF_NONE_MATCH);
+            (l.status.expect("answered"), conditional)
+        })
+        .collect()
+}
+
+/// The `UploadPart` requests `log` holds, by part number: (part number, unsigned,
+/// status).
+fn part_puts(log: &[Logged]) -> Vec<(u32, bool, Option<StatusCode>)> {
+    let mut puts: Vec<_> = log
+        .iter()
+        .filter_map(|l| Some((l.seen.part_number()?, l.seen.is_unsigned_part(), l.status)))
+        .collect();
+    puts.sort_by_key(|p| (p.0, !p.1));
+    puts
+}
+
+#[tokio::test]
+async fn a_state_another_node_rewrote_is_read_again_not_recalled() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let (a, b) = (store_via(&server, &proxy), store_via(&server, &proxy));
+    let id = new_id();
+    a.create_upload(&id).await.unwrap();
+    // Node A appends, but its acknowledgement is lost; node B serves the retry, with
+    // other bytes of the same length, and B's append is the acknowledged one.
+    let (mine, theirs) = (data(20, PART + 100), data(21, PART + 100));
+    append(&a, &id, &[], &mine).await;
+    append(&b, &id, &[], &theirs).await;
+    // The next PATCH lands on A, which remembers the state it wrote at that offset.
+    let tail = data(22, 3000);
+    append(&a, &id, &theirs, &tail).await;
+    let so_far = [&theirs[..], &tail].concat();
+    // And the one after that on A again: this time the state is the one A wrote.
+    let more = data(23, PART);
+    append(&a, &id, &so_far, &more).await;
+    let reads = state_reads(&proxy.log());
+    assert!(
+        reads.contains(&(StatusCode::OK, true)),
+        "the rewritten state was read again: {reads:?}"
+    );
+    assert!(
+        reads.contains(&(StatusCode::NOT_MODIFIED, true)),
+        "the unchanged state was recalled: {reads:?}"
+    );
+    commit_and_check(&a, &id, &[&so_far[..], &more].concat()).await;
+}
+
+#[tokio::test]
+async fn patches_alternating_between_nodes_stay_correct() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let nodes = [store_via(&server, &proxy), store_via(&server, &proxy)];
+    let id = new_id();
+    nodes[0].create_upload(&id).await.unwrap();
+    let sizes = [1000, PART, 7, PART + 3, 2 * PART - 1, 5000, PART];
+    let content = data(24, sizes.iter().sum());
+    let mut at = 0;
+    for (i, size) in sizes.into_iter().enumerate() {
+        let node = &nodes[i % 2];
+        append(node, &id, &content[..at], &content[at..at + size]).await;
+        at += size;
+    }
+    commit_and_check(&nodes[1], &id, &content).await;
+}
+
+/// A proxy applying `fault` to every streamed part.
+async fn on_streamed_parts(server: &S3Server, fault: Fault) -> FaultProxy {
+    let rule = move |seen: &Seen| match seen.is_unsigned_part() {
+        true => fault.clone(),
+        false => Fault::Pass,
+    };
+    FaultProxy::start(server.endpoint(), Arc::new(rule)).await
+}
+
+/// Appends three parts and a bit, declaring their length, through a proxy applying
+/// `fault` to every streamed part, commits, and returns the part requests made.
+async fn three_parts_through(fault: Fault) -> Option<Vec<(u32, bool, Option<StatusCode>)>> {
+    let server = S3Server::start()?;
+    let proxy = on_streamed_parts(&server, fault).await;
+    let store = store_via(&server, &proxy);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(25, 3 * PART + 100);
+    append(&store, &id, &[], &content).await;
+    commit_and_check(&store, &id, &content).await;
+    Some(part_puts(&proxy.log()))
+}
+
+#[tokio::test]
+async fn a_part_altered_on_the_way_is_put_again_whole() {
+    let Some(puts) = three_parts_through(Fault::CorruptBody).await else {
+        return;
+    };
+    // Each of the three streamed parts was stored altered, refused for its entity
+    // tag, and put again signed; then the last part at commit.
+    let streamed = puts.iter().filter(|p| p.1).count();
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(streamed, 3, "{puts:?}");
+    assert_eq!(signed, [1, 2, 3, 4], "{puts:?}");
+}
+
+#[tokio::test]
+async fn a_part_answered_with_another_entity_tag_is_put_again_whole() {
+    let fault = Fault::ReplaceETag("\"d41d8cd98f00b204e9800998ecf8427e\"".into());
+    let Some(puts) = three_parts_through(fault).await else {
+        return;
+    };
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(signed, [1, 2, 3, 4], "{puts:?}");
+}
+
+#[tokio::test]
+async fn an_error_answer_to_a_streamed_part_falls_back_to_a_whole_part() {
+    // An error body of more than 512 bytes, in a script of several bytes a character.
+    let body = Bytes::from("€".repeat(300));
+    let Some(puts) = three_parts_through(Fault::Answer(StatusCode::FORBIDDEN, body)).await else {
+        return;
+    };
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(signed, [1, 2, 3, 4], "{puts:?}");
+}
+
+/// A body sending `bytes`, then nothing for `stall`, then failing.
+fn stalling_body(bytes: &[u8], stall: Duration) -> ByteStream {
+    let frames: Vec<std::io::Result<Bytes>> = bytes
+        .chunks(64 << 10)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let failure = async move {
+        tokio::time::sleep(stall).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client sent nothing for too long",
+        ))
+    };
+    Box::pin(futures_util::stream::iter(frames).chain(futures_util::stream::once(failure)))
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_part_leaves_no_part_and_the_upload_continues() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let store = store_via(&server, &proxy);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(26, 2 * PART + 10);
+    let (head, tail) = content.split_at(1000);
+    append(&store, &id, &[], head).await;
+    let declared = BodyLength::Declared(tail.len() as u64);
+    // A body that stalls inside its second part, then fails (the server's body timeout).
+    let stalled = stalling_body(&tail[..PART + PART / 2], Duration::from_millis(500));
+    let failed = append_as(&store, &id, head, stalled, declared).await;
+    assert!(
+        matches!(failed, Err(BlobError::Body(_))),
+        "{:?}",
+        failed.err()
+    );
+    // One whose append is dropped while it stalls (its task cancelled).
+    let forever = stalling_body(&tail[..PART / 2], Duration::from_secs(3600));
+    let cancelled = append_as(&store, &id, head, forever, declared);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), cancelled)
+            .await
+            .is_err()
+    );
+    // The cancelled part's request ends, cut short, without waiting for anything.
+    let cut_short = |log: &[Logged]| {
+        part_puts(log)
+            .iter()
+            .filter(|p| p.1 && p.2.is_none())
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cut_short(&proxy.log()) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let puts = part_puts(&proxy.log());
+    assert_eq!(cut_short(&proxy.log()), 2, "{puts:?}");
+    // The first part of the stalled body was stored, but no state names it.
+    append(&store, &id, head, tail).await;
+    commit_and_check(&store, &id, &content).await;
 }
