@@ -36,6 +36,9 @@ use tokio::task::JoinHandle;
 /// Streamed parts that may fail in a row before parts are no longer streamed.
 const FAILURES_TO_STOP: u32 = 3;
 
+/// Most bytes of an error answer's body read and reported.
+const EXCERPT: usize = 512;
+
 /// Why a part could not be streamed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StreamError {
@@ -188,8 +191,7 @@ impl PartStreamer {
             .await?;
         let status = response.status();
         if !status.is_success() {
-            let mut body = response.text().await.unwrap_or_default();
-            body.truncate(512);
+            let body = excerpt(response).await;
             return Err(StreamError::Refused { status, body });
         }
         let e_tag = response
@@ -235,6 +237,20 @@ impl StreamedPart {
         drop(self.feed);
         let _ = self.request.await;
     }
+}
+
+/// The start of an answer's body, to report it: at most [`EXCERPT`] bytes, cut on a
+/// character boundary, and nothing more is read.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < EXCERPT
+        && let Ok(Some(chunk)) = response.chunk().await
+    {
+        body.extend_from_slice(&chunk);
+    }
+    body.truncate(EXCERPT);
+    let text = String::from_utf8_lossy(&body);
+    text[..text.floor_char_boundary(EXCERPT)].to_owned()
 }
 
 /// The entity tag S3 gives a part whose bytes have this MD5 (in hex).
@@ -297,6 +313,52 @@ mod tests {
             .unwrap()
     }
 
+    fn streamer(s3: AmazonS3, timeout: Duration) -> Arc<PartStreamer> {
+        Arc::new(PartStreamer::new(s3, berth_testkit_s3::REGION.into(), timeout).unwrap())
+    }
+
+    /// How a [`fake`] server treats each connection.
+    #[derive(Clone, Copy)]
+    enum Fake {
+        /// Reads the request head, sends these bytes and closes.
+        Answer(&'static str),
+    }
+
+    /// A stand-in for an S3 server on a loopback port, as `fake` says: a store for it.
+    async fn fake(kind: Fake) -> AmazonS3 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                match kind {
+                    Fake::Answer(answer) => {
+                        tokio::spawn(async move {
+                            let mut head = Vec::new();
+                            let mut byte = [0u8; 1];
+                            while !head.ends_with(b"\r\n\r\n")
+                                && socket.read(&mut byte).await.unwrap_or(0) == 1
+                            {
+                                head.push(byte[0]);
+                            }
+                            let _ = socket.write_all(answer.as_bytes()).await;
+                            let _ = socket.shutdown().await;
+                        });
+                    }
+                }
+            }
+        });
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_region(berth_testkit_s3::REGION)
+            .with_bucket_name("bucket")
+            .with_access_key_id("AKFAKE")
+            .with_secret_access_key("secret")
+            .with_allow_http(true)
+            .build()
+            .unwrap()
+    }
+
     fn bytes(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ seed)
@@ -351,5 +413,27 @@ mod tests {
             matches!(outcome, Err(StreamError::Refused { .. })),
             "{outcome:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_reported_however_its_body_is_written() {
+        // More than 512 bytes of three-byte characters: byte 512 is inside one.
+        const ANSWER: &str = concat!(
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: 900\r\nconnection: close\r\n\r\n",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€",
+        );
+        let streamer = streamer(fake(Fake::Answer(ANSWER)).await, Duration::from_secs(30));
+        let part = streamer.start(Path::from("data"), "upload".into(), 0, 10);
+        part.send(Bytes::from_static(b"0123456789"));
+        let outcome = part.finish().1.await;
+        let Err(StreamError::Refused { status, body }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(status, 403);
+        assert!(body.len() <= 512 && body.starts_with("€€€"), "{body}");
     }
 }
