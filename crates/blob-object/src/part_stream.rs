@@ -48,9 +48,12 @@ pub(crate) enum StreamError {
     /// The request could not be built.
     #[error("building the request failed: {0}")]
     Build(#[from] http::Error),
-    /// The request failed on its way (connection, body, timeout).
+    /// The request failed on its way (connection, body).
     #[error("the request failed: {0}")]
     Request(#[from] reqwest::Error),
+    /// The store did not answer in time once the part's bytes were all handed over.
+    #[error("no answer within {0:?} of the part's last byte")]
+    TimedOut(Duration),
     /// The server refused it.
     #[error("the server answered {status}: {body}")]
     Refused {
@@ -79,6 +82,8 @@ pub(crate) struct PartStreamer {
     /// The region requests are signed for.
     region: String,
     http: reqwest::Client,
+    /// How long the store has to answer once a part's bytes are all handed over.
+    timeout: Duration,
     /// Streamed parts that failed in a row.
     failures: AtomicU32,
 }
@@ -89,11 +94,18 @@ pub(crate) struct StreamedPart {
     /// The MD5 of the part's bytes, once they are all sent.
     md5: oneshot::Receiver<String>,
     request: JoinHandle<Result<PartId, StreamError>>,
+    /// How long the store has to answer once the part's bytes are all handed over.
+    timeout: Duration,
 }
 
 impl PartStreamer {
-    /// A streamer for `s3`'s parts, signed for `region`, whose requests take at most
-    /// `timeout`.
+    /// A streamer for `s3`'s parts, signed for `region`, whose store has `timeout` to
+    /// answer once a part's bytes are all handed over.
+    ///
+    /// Until then the request lasts as long as the body takes to bring the part's bytes
+    /// (a request timeout would cut short every part of a client slower than a part per
+    /// `timeout`, and have it put again whole): the caller's body has timeouts of its
+    /// own, and a body that fails cuts the part short ([`StreamedPart::abort`]).
     pub(crate) fn new(
         s3: AmazonS3,
         region: String,
@@ -101,12 +113,12 @@ impl PartStreamer {
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
             .build()?;
         Ok(PartStreamer {
             s3,
             region,
             http,
+            timeout,
             failures: AtomicU32::new(0),
         })
     }
@@ -130,7 +142,12 @@ impl PartStreamer {
         let this = self.clone();
         let request =
             tokio::spawn(async move { this.put(&path, &upload_id, index, len, bytes, sent).await });
-        StreamedPart { feed, md5, request }
+        StreamedPart {
+            feed,
+            md5,
+            request,
+            timeout: self.timeout,
+        }
     }
 
     /// Records how a streamed part ended.
@@ -219,7 +236,8 @@ impl StreamedPart {
     /// Ends a part fed all its bytes: the MD5 of its bytes (sent once they all are;
     /// never, should its request fail before), which [`e_tag_of`] makes the entity tag
     /// it will have, and its request, which answers once it is stored (and checks it has
-    /// that entity tag).
+    /// that entity tag). From now on the store has the streamer's timeout to take the
+    /// bytes and answer; past it the request is dropped.
     pub(crate) fn finish(
         self,
     ) -> (
@@ -227,14 +245,25 @@ impl StreamedPart {
         impl Future<Output = Result<PartId, StreamError>> + Send + 'static,
     ) {
         drop(self.feed);
-        let request = self.request;
-        (self.md5, async move { request.await? })
+        let (mut request, timeout) = (self.request, self.timeout);
+        let answered = async move {
+            match tokio::time::timeout(timeout, &mut request).await {
+                Ok(joined) => joined?,
+                Err(_) => {
+                    request.abort();
+                    Err(StreamError::TimedOut(timeout))
+                }
+            }
+        };
+        (self.md5, answered)
     }
 
     /// Cuts the part short (it was not fed all its bytes, so the server never stores
-    /// it) and waits for its request to end.
+    /// it): its request is dropped at once, even one waiting for a store that stopped
+    /// reading, and is over when this returns.
     pub(crate) async fn abort(self) {
         drop(self.feed);
+        self.request.abort();
         let _ = self.request.await;
     }
 }
@@ -322,6 +351,10 @@ mod tests {
     enum Fake {
         /// Reads the request head, sends these bytes and closes.
         Answer(&'static str),
+        /// Reads nothing, answers nothing, and keeps the connection open.
+        Silent,
+        /// Reads everything, answers nothing.
+        Drain,
     }
 
     /// A stand-in for an S3 server on a loopback port, as `fake` says: a store for it.
@@ -330,8 +363,16 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
+            let mut held = Vec::new();
             while let Ok((mut socket, _)) = listener.accept().await {
                 match kind {
+                    Fake::Silent => held.push(socket),
+                    Fake::Drain => {
+                        tokio::spawn(async move {
+                            let mut sink = vec![0u8; 64 << 10];
+                            while socket.read(&mut sink).await.unwrap_or(0) > 0 {}
+                        });
+                    }
                     Fake::Answer(answer) => {
                         tokio::spawn(async move {
                             let mut head = Vec::new();
@@ -435,5 +476,64 @@ mod tests {
         };
         assert_eq!(status, 403);
         assert!(body.len() <= 512 && body.starts_with("€€€"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_part_whose_bytes_arrive_slowly_is_not_cut_short() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        let store = s3(&server);
+        // A request timeout shorter than the client takes to send the part.
+        let streamer = streamer(store.clone(), Duration::from_secs(1));
+        let path = Path::from("slow/data");
+        let id = store.create_multipart(&path).await.unwrap();
+        let content = bytes(1 << 20, 4);
+        let part = streamer.start(path.clone(), id.clone(), 0, content.len() as u64);
+        let (first, second) = content.split_at(1000);
+        part.send(Bytes::copy_from_slice(first));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        part.send(Bytes::copy_from_slice(second));
+        let outcome = part.finish().1.await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        store
+            .complete_multipart(&path, &id, vec![outcome.unwrap()])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_part_the_store_does_not_answer_fails_after_the_timeout() {
+        let streamer = streamer(fake(Fake::Drain).await, Duration::from_millis(500));
+        let part = streamer.start(Path::from("data"), "upload".into(), 0, 10);
+        part.send(Bytes::from_static(b"0123456789"));
+        let started = tokio::time::Instant::now();
+        let (md5, request) = part.finish();
+        let outcome = request.await;
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(md5.await.unwrap(), hex::encode(Md5::digest(b"0123456789")));
+    }
+
+    #[tokio::test]
+    async fn a_part_cut_short_ends_at_once_even_when_the_store_stalls() {
+        let streamer = streamer(fake(Fake::Silent).await, Duration::from_secs(20));
+        // More than the connection's buffers take: the request waits for the store.
+        let part = streamer.start(Path::from("data"), "upload".into(), 0, 256 << 20);
+        for _ in 0..64 {
+            part.send(Bytes::from(vec![7u8; 1 << 20]));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = tokio::time::Instant::now();
+        part.abort().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
