@@ -456,8 +456,9 @@ impl PartWriter {
     /// When the parts still in flight were all streamed, the entity tags they will have
     /// are known (the MD5s of their bytes), so the state is stored while their answers
     /// come: the append returns, and is acknowledged, only once both are stored. A part
-    /// that ends with another entity tag (put again whole after its stream failed) has
-    /// the state stored again. A state stored for parts that then failed is one no
+    /// that ends with another entity tag (put again whole after its stream failed, or the
+    /// same MD5 written otherwise by the store, as Aliyun OSS's upper case) has the state
+    /// stored again. A state stored for parts that then failed is one no
     /// acknowledged offset names, as after any failed append.
     async fn finish(
         mut self,

@@ -219,9 +219,10 @@ impl PartStreamer {
             .to_owned();
         // The body was sent whole, so its MD5 is known.
         let md5 = md5_rx.await.unwrap_or_default();
-        if e_tag != e_tag_of(&md5) {
+        if !is_md5(&e_tag, &md5) {
             return Err(StreamError::Mismatch { e_tag, md5 });
         }
+        // Recorded as the store wrote it: the store compares it at completion.
         Ok(PartId { content_id: e_tag })
     }
 }
@@ -285,6 +286,16 @@ async fn excerpt(mut response: reqwest::Response) -> String {
 /// The entity tag S3 gives a part whose bytes have this MD5 (in hex).
 pub(crate) fn e_tag_of(md5: &str) -> String {
     format!("\"{md5}\"")
+}
+
+/// True when `e_tag`, as a store answered it, is the MD5 `md5` (in hex): S3 quotes it in
+/// lower case, Aliyun OSS in upper case, and some stores leave the quotes out.
+fn is_md5(e_tag: &str, md5: &str) -> bool {
+    let bare = e_tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(e_tag);
+    !md5.is_empty() && bare.eq_ignore_ascii_case(md5)
 }
 
 /// The `len` bytes arriving on `bytes`, as a request body, whose MD5 (in hex) goes to
@@ -535,5 +546,26 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn an_entity_tag_is_the_md5_whatever_its_case_and_quotes() {
+        let md5 = "5d41402abc4b2a76b9719d911017c592";
+        for e_tag in [
+            "\"5d41402abc4b2a76b9719d911017c592\"",
+            "\"5D41402ABC4B2A76B9719D911017C592\"",
+            "5d41402abc4b2a76b9719d911017c592",
+        ] {
+            assert!(is_md5(e_tag, md5), "{e_tag}");
+        }
+        for e_tag in [
+            "\"5d41402abc4b2a76b9719d911017c593\"",
+            "\"\"",
+            "",
+            "\"5d41\"",
+        ] {
+            assert!(!is_md5(e_tag, md5), "{e_tag}");
+        }
+        assert!(!is_md5("\"\"", ""));
     }
 }

@@ -560,6 +560,18 @@ async fn a_part_answered_with_another_entity_tag_is_put_again_whole() {
 }
 
 #[tokio::test]
+async fn an_upper_case_entity_tag_is_still_the_md5_of_the_part() {
+    // Aliyun OSS gives entity tags in upper-case hex.
+    let Some(puts) = three_parts_through(Fault::UpperCaseETag).await else {
+        return;
+    };
+    let streamed: Vec<u32> = puts.iter().filter(|p| p.1).map(|p| p.0).collect();
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(streamed, [1, 2, 3], "{puts:?}");
+    assert_eq!(signed, [4], "only the last part is put signed: {puts:?}");
+}
+
+#[tokio::test]
 async fn an_error_answer_to_a_streamed_part_falls_back_to_a_whole_part() {
     // An error body of more than 512 bytes, in a script of several bytes a character.
     let body = Bytes::from("€".repeat(300));

@@ -61,6 +61,8 @@ pub enum Fault {
     CorruptBody,
     /// Passes it on, and the answer back with this `ETag` instead of the server's.
     ReplaceETag(String),
+    /// Passes it on, and the answer back with the server's `ETag` in upper case.
+    UpperCaseETag,
     /// Answers this instead of passing it on.
     Answer(StatusCode, Bytes),
 }
@@ -195,7 +197,13 @@ impl Shared {
             _ => body,
         };
         let (status, mut headers, body) = self.forward(seen, body).await;
-        if let Fault::ReplaceETag(e_tag) = fault {
+        let e_tag = headers.get(header::ETAG).and_then(|v| v.to_str().ok());
+        let e_tag = match fault {
+            Fault::ReplaceETag(e_tag) => Some(e_tag),
+            Fault::UpperCaseETag => e_tag.map(str::to_ascii_uppercase),
+            _ => None,
+        };
+        if let Some(e_tag) = e_tag {
             headers.insert(header::ETAG, HeaderValue::from_str(&e_tag).unwrap());
         }
         let unchanged = seen
