@@ -235,13 +235,13 @@ impl PartWriter {
     }
 
     /// True when the staged bytes, the pending ones and those the body declared still to
-    /// come fill a part, and it can be streamed.
+    /// come fill a part, and it can be streamed (the streamer is asked last: it may let
+    /// this part be the one that tries streaming again).
     fn will_fill_a_part(&self) -> bool {
-        let streams = self.bucket.streamer.as_ref().is_some_and(|s| s.enabled());
-        streams
-            && self
-                .to_come
-                .is_some_and(|c| self.carry_len + self.pending_len + c >= self.part_size())
+        let fills = self
+            .to_come
+            .is_some_and(|c| self.carry_len + self.pending_len + c >= self.part_size());
+        fills && self.bucket.streamer.as_ref().is_some_and(|s| s.enabled())
     }
 
     /// Starts streaming the next part, staged bytes first.

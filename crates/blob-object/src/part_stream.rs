@@ -15,11 +15,12 @@
 //! holds anyway (the same part number: the new part replaces it). After
 //! [`FAILURES_TO_STOP`] such failures in a row (a bucket encrypted with KMS keys, whose
 //! entity tags are no MD5, or a server refusing unsigned payloads) parts are no longer
-//! streamed.
+//! streamed for [`PAUSE`]; then one part is streamed again, and its outcome decides (a
+//! run of passing failures, a store's outage or clients the store timed out, must not
+//! stop streaming for good).
 
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,9 +33,13 @@ use object_store::path::Path;
 use object_store::signer::Signer as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Streamed parts that may fail in a row before parts are no longer streamed.
 const FAILURES_TO_STOP: u32 = 3;
+
+/// How long parts are put whole after streaming stopped, before one is streamed again.
+const PAUSE: Duration = Duration::from_secs(600);
 
 /// Most bytes of an error answer's body read and reported.
 const EXCERPT: usize = 512;
@@ -84,8 +89,16 @@ pub(crate) struct PartStreamer {
     http: reqwest::Client,
     /// How long the store has to answer once a part's bytes are all handed over.
     timeout: Duration,
-    /// Streamed parts that failed in a row.
-    failures: AtomicU32,
+    /// Streamed parts that failed in a row, and when the last one did.
+    failures: Mutex<Failures>,
+}
+
+/// Streamed parts that failed in a row.
+#[derive(Default)]
+struct Failures {
+    in_a_row: u32,
+    /// When the last one failed, or a part was let try again after [`PAUSE`].
+    last: Option<Instant>,
 }
 
 /// A part being streamed: feed it exactly its length, then [`StreamedPart::finish`].
@@ -119,13 +132,31 @@ impl PartStreamer {
             region,
             http,
             timeout,
-            failures: AtomicU32::new(0),
+            failures: Mutex::default(),
         })
     }
 
-    /// False once streamed parts failed [`FAILURES_TO_STOP`] times in a row.
+    /// Whether to stream the next part: false once streamed parts failed
+    /// [`FAILURES_TO_STOP`] times in a row, until [`PAUSE`] has passed since; then true
+    /// for one caller, which is to stream a part (whose outcome decides), and false for
+    /// the others for another pause.
     pub(crate) fn enabled(&self) -> bool {
-        self.failures.load(Ordering::Relaxed) < FAILURES_TO_STOP
+        let mut failures = self.failures();
+        if failures.in_a_row < FAILURES_TO_STOP {
+            return true;
+        }
+        let now = Instant::now();
+        if failures.last.is_some_and(|last| now < last + PAUSE) {
+            return false;
+        }
+        failures.last = Some(now);
+        true
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.failures
+            .lock()
+            .expect("the failure count is never poisoned")
     }
 
     /// Starts putting part `index` (from 0) of multipart upload `upload_id` into `path`:
@@ -152,18 +183,19 @@ impl PartStreamer {
 
     /// Records how a streamed part ended.
     pub(crate) fn record(&self, outcome: &Result<PartId, StreamError>) {
-        match outcome {
-            Ok(_) => self.failures.store(0, Ordering::Relaxed),
-            Err(e) => {
-                let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(error = %e, "a part could not be streamed; it is put whole");
-                if failed == FAILURES_TO_STOP {
-                    tracing::warn!(
-                        "parts failed to stream {FAILURES_TO_STOP} times in a row; they are put \
-                         whole from now on"
-                    );
-                }
-            }
+        let mut failures = self.failures();
+        let Err(e) = outcome else {
+            *failures = Failures::default();
+            return;
+        };
+        failures.in_a_row += 1;
+        failures.last = Some(Instant::now());
+        tracing::warn!(error = %e, "a part could not be streamed; it is put whole");
+        if failures.in_a_row == FAILURES_TO_STOP {
+            tracing::warn!(
+                "parts failed to stream {FAILURES_TO_STOP} times in a row; they are put whole \
+                 for the next {PAUSE:?}"
+            );
         }
     }
 
@@ -567,5 +599,29 @@ mod tests {
             assert!(!is_md5(e_tag, md5), "{e_tag}");
         }
         assert!(!is_md5("\"\"", ""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parts_are_streamed_again_after_a_pause() {
+        let streamer = streamer(fake(Fake::Silent).await, Duration::from_secs(30));
+        let failed = || {
+            Err(StreamError::Mismatch {
+                e_tag: "\"a\"".into(),
+                md5: "b".into(),
+            })
+        };
+        for _ in 0..FAILURES_TO_STOP {
+            assert!(streamer.enabled());
+            streamer.record(&failed());
+        }
+        assert!(!streamer.enabled());
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        // One part tries again; the others wait for its outcome.
+        assert!(streamer.enabled());
+        assert!(!streamer.enabled());
+        streamer.record(&Ok(PartId {
+            content_id: "\"b\"".into(),
+        }));
+        assert!(streamer.enabled() && streamer.enabled());
     }
 }
