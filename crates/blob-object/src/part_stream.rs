@@ -101,6 +101,58 @@ struct Failures {
     last: Option<Instant>,
 }
 
+/// How the streamer's connections are made: as the store's own client makes them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Connections {
+    /// Plain HTTP allowed.
+    pub allow_http: bool,
+    /// TLS certificates not checked.
+    pub allow_invalid_certificates: bool,
+    /// HTTP/1 only.
+    pub http1_only: bool,
+    /// HTTP/2 only, without negotiating it.
+    pub http2_only: bool,
+    /// The proxy every request goes through.
+    pub proxy_url: Option<String>,
+    /// The proxy's certificate authority, in PEM.
+    pub proxy_ca_certificate: Option<String>,
+    /// Hosts reached without the proxy (as `NO_PROXY` lists them).
+    pub proxy_excludes: Option<String>,
+    /// The `User-Agent` of each request.
+    pub user_agent: Option<String>,
+}
+
+impl Connections {
+    /// A client making its connections so, which gives up connecting after 5 s.
+    fn client(&self) -> reqwest::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .https_only(!self.allow_http)
+            .danger_accept_invalid_certs(self.allow_invalid_certificates);
+        if let Some(url) = &self.proxy_url {
+            let mut proxy = reqwest::Proxy::all(url)?;
+            if let Some(pem) = &self.proxy_ca_certificate {
+                builder =
+                    builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+            }
+            if let Some(excludes) = &self.proxy_excludes {
+                proxy = proxy.no_proxy(reqwest::NoProxy::from_string(excludes));
+            }
+            builder = builder.proxy(proxy);
+        }
+        if let Some(agent) = &self.user_agent {
+            builder = builder.user_agent(agent);
+        }
+        if self.http1_only {
+            builder = builder.http1_only();
+        }
+        if self.http2_only {
+            builder = builder.http2_prior_knowledge();
+        }
+        builder.build()
+    }
+}
+
 /// A part being streamed: feed it exactly its length, then [`StreamedPart::finish`].
 pub(crate) struct StreamedPart {
     feed: mpsc::UnboundedSender<Bytes>,
@@ -112,8 +164,8 @@ pub(crate) struct StreamedPart {
 }
 
 impl PartStreamer {
-    /// A streamer for `s3`'s parts, signed for `region`, whose store has `timeout` to
-    /// answer once a part's bytes are all handed over.
+    /// A streamer for `s3`'s parts, signed for `region`, connecting as `connections`
+    /// say, whose store has `timeout` to answer once a part's bytes are all handed over.
     ///
     /// Until then the request lasts as long as the body takes to bring the part's bytes
     /// (a request timeout would cut short every part of a client slower than a part per
@@ -123,10 +175,9 @@ impl PartStreamer {
         s3: AmazonS3,
         region: String,
         timeout: Duration,
+        connections: &Connections,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()?;
+        let http = connections.client()?;
         Ok(PartStreamer {
             s3,
             region,
@@ -386,7 +437,11 @@ mod tests {
     }
 
     fn streamer(s3: AmazonS3, timeout: Duration) -> Arc<PartStreamer> {
-        Arc::new(PartStreamer::new(s3, berth_testkit_s3::REGION.into(), timeout).unwrap())
+        let plain = Connections {
+            allow_http: true,
+            ..Connections::default()
+        };
+        Arc::new(PartStreamer::new(s3, berth_testkit_s3::REGION.into(), timeout, &plain).unwrap())
     }
 
     /// How a [`fake`] server treats each connection.
@@ -455,14 +510,7 @@ mod tests {
             return;
         };
         let store = s3(&server);
-        let streamer = Arc::new(
-            PartStreamer::new(
-                store.clone(),
-                berth_testkit_s3::REGION.into(),
-                Duration::from_secs(30),
-            )
-            .unwrap(),
-        );
+        let streamer = streamer(store.clone(), Duration::from_secs(30));
         let path = Path::from("streamed/data");
         let id = store.create_multipart(&path).await.unwrap();
         let (first, second) = (bytes(5 << 20, 1), bytes(200_001, 2));
