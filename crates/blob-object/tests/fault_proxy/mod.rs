@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use md5::Digest as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -63,6 +64,10 @@ pub enum Fault {
     ReplaceETag(String),
     /// Passes it on, and the answer back with the server's `ETag` in upper case.
     UpperCaseETag,
+    /// Passes it on with the first byte of its body changed, and answers the entity tag
+    /// of the body received (its MD5): what a party on the way could do to a payload
+    /// no signature covers.
+    CorruptBodyForgeETag,
     /// Answers this instead of passing it on.
     Answer(StatusCode, Bytes),
 }
@@ -187,9 +192,10 @@ impl Shared {
     }
 
     async fn answer(&self, seen: &Seen, fault: Fault, body: Bytes) -> Response<Full<Bytes>> {
+        let forged = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
         let body = match fault {
             Fault::Answer(status, body) => return respond(status, HeaderMap::new(), body),
-            Fault::CorruptBody if !body.is_empty() => {
+            Fault::CorruptBody | Fault::CorruptBodyForgeETag if !body.is_empty() => {
                 let mut changed = body.to_vec();
                 changed[0] ^= 0xff;
                 Bytes::from(changed)
@@ -201,6 +207,7 @@ impl Shared {
         let e_tag = match fault {
             Fault::ReplaceETag(e_tag) => Some(e_tag),
             Fault::UpperCaseETag => e_tag.map(str::to_ascii_uppercase),
+            Fault::CorruptBodyForgeETag => Some(forged),
             _ => None,
         };
         if let Some(e_tag) = e_tag {
