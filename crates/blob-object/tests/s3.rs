@@ -3,6 +3,7 @@
 mod fault_proxy;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use berth_blob::{AppendOutcome, BlobError, BlobStore, BodyLength, ByteStream, Committed};
@@ -718,4 +719,103 @@ async fn a_part_altered_on_the_way_with_a_forged_entity_tag_is_never_published()
             "published bytes differ from the digest's in {differ} places"
         );
     }
+}
+
+/// Body bytes alive, and the most ever alive at once.
+#[derive(Default)]
+struct Alive {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// A frame that counts itself in [`Alive`] while it lives.
+struct Counted {
+    bytes: Vec<u8>,
+    alive: Arc<Alive>,
+}
+
+impl Counted {
+    fn frame(bytes: &[u8], alive: &Arc<Alive>) -> Bytes {
+        let now = alive.now.fetch_add(bytes.len(), Ordering::SeqCst) + bytes.len();
+        alive.peak.fetch_max(now, Ordering::SeqCst);
+        Bytes::from_owner(Counted {
+            bytes: bytes.to_vec(),
+            alive: alive.clone(),
+        })
+    }
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.alive.now.fetch_sub(self.bytes.len(), Ordering::SeqCst);
+    }
+}
+
+/// A body sending `bytes` in frames of `frame` bytes made only when asked for, counted
+/// in `alive`.
+fn counted_body(bytes: Arc<Vec<u8>>, frame: usize, alive: Arc<Alive>) -> ByteStream {
+    let frames = futures_util::stream::unfold(0, move |at| {
+        let (bytes, alive) = (bytes.clone(), alive.clone());
+        async move {
+            let end = (at + frame).min(bytes.len());
+            (at < end).then(|| (Ok(Counted::frame(&bytes[at..end], &alive)), end))
+        }
+    });
+    Box::pin(frames)
+}
+
+#[tokio::test]
+async fn appends_hold_at_most_three_parts_of_their_body_each() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    // A store slower than the clients: parts pile up unless the appends wait.
+    let rule = |seen: &Seen| match seen.part_number() {
+        Some(_) => Fault::Delay(Duration::from_millis(300)),
+        None => Fault::Pass,
+    };
+    let proxy = FaultProxy::start(server.endpoint(), Arc::new(rule)).await;
+    let store = Arc::new(store_via(&server, &proxy));
+    let alive = Arc::new(Alive::default());
+    let frame = 64 << 10;
+    let mut appends = Vec::new();
+    for (i, declared) in [true, true, false].into_iter().enumerate() {
+        let (store, alive) = (store.clone(), alive.clone());
+        appends.push(tokio::spawn(async move {
+            let id = new_id();
+            store.create_upload(&id).await.unwrap();
+            let content = Arc::new(data(30 + i as u64, 8 * PART + 10));
+            let len = content.len() as u64;
+            let length = match declared {
+                true => BodyLength::Declared(len),
+                false => BodyLength::AtMost(len),
+            };
+            let body = counted_body(content.clone(), frame, alive);
+            let out = append_as(&*store, &id, &[], body, length).await.unwrap();
+            assert_eq!(out.written, len);
+            (id, content)
+        }));
+    }
+    for append in appends {
+        let (id, content) = append.await.unwrap();
+        let digest = Digest::compute(Algorithm::Sha256, &content);
+        let committed = store.commit_upload(&id, content.len() as u64, &digest);
+        assert_eq!(committed.await.unwrap(), Committed::Published);
+        assert!(read_all(&*store, &digest).await == *content);
+    }
+    let peak = alive.peak.load(Ordering::SeqCst);
+    let bound = 3 * (3 * PART + frame);
+    eprintln!("peak {peak} bytes of bodies alive, bound {bound}");
+    assert!(peak <= bound, "{peak} bytes of bodies alive at once");
+    assert_eq!(
+        alive.now.load(Ordering::SeqCst),
+        0,
+        "every frame was let go"
+    );
 }

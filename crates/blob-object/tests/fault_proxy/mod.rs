@@ -68,6 +68,8 @@ pub enum Fault {
     /// of the body received (its MD5): what a party on the way could do to a payload
     /// no signature covers.
     CorruptBodyForgeETag,
+    /// Passes it on, and the answer back after this long.
+    Delay(std::time::Duration),
     /// Answers this instead of passing it on.
     Answer(StatusCode, Bytes),
 }
@@ -203,6 +205,9 @@ impl Shared {
             _ => body,
         };
         let (status, mut headers, body) = self.forward(seen, body).await;
+        if let Fault::Delay(delay) = fault {
+            tokio::time::sleep(delay).await;
+        }
         let e_tag = headers.get(header::ETAG).and_then(|v| v.to_str().ok());
         let e_tag = match fault {
             Fault::ReplaceETag(e_tag) => Some(e_tag),
