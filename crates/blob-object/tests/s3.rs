@@ -496,6 +496,35 @@ async fn a_state_another_node_rewrote_is_read_again_not_recalled() {
 }
 
 #[tokio::test]
+async fn a_state_another_node_completed_is_read_again_not_recalled() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let (a, b) = (store_via(&server, &proxy), store_via(&server, &proxy));
+    let id = new_id();
+    a.create_upload(&id).await.unwrap();
+    let head = data(40, 2 * PART + 10);
+    append(&a, &id, &[], &head).await;
+    // Node B hashes the upload, which completes its multipart upload and rewrites the
+    // state A remembers at that offset.
+    let sha512 = b.hash_upload(&id, head.len() as u64, Algorithm::Sha512);
+    assert_eq!(
+        sha512.await.unwrap(),
+        Digest::compute(Algorithm::Sha512, &head)
+    );
+    let tail = data(41, PART + 3);
+    append(&a, &id, &head, &tail).await;
+    let reads = state_reads(&proxy.log());
+    assert_eq!(
+        reads.last(),
+        Some(&(StatusCode::OK, true)),
+        "the completed state was read again: {reads:?}"
+    );
+    commit_and_check(&a, &id, &[&head[..], &tail].concat()).await;
+}
+
+#[tokio::test]
 async fn patches_alternating_between_nodes_stay_correct() {
     let Some(server) = S3Server::start() else {
         return;
