@@ -235,13 +235,13 @@ impl PartWriter {
     }
 
     /// True when the staged bytes, the pending ones and those the body declared still to
-    /// come fill a part, and it can be streamed.
+    /// come fill a part, and it can be streamed (the streamer is asked last: it may let
+    /// this part be the one that tries streaming again).
     fn will_fill_a_part(&self) -> bool {
-        let streams = self.bucket.streamer.as_ref().is_some_and(|s| s.enabled());
-        streams
-            && self
-                .to_come
-                .is_some_and(|c| self.carry_len + self.pending_len + c >= self.part_size())
+        let fills = self
+            .to_come
+            .is_some_and(|c| self.carry_len + self.pending_len + c >= self.part_size());
+        fills && self.bucket.streamer.as_ref().is_some_and(|s| s.enabled())
     }
 
     /// Starts streaming the next part, staged bytes first.
@@ -456,8 +456,9 @@ impl PartWriter {
     /// When the parts still in flight were all streamed, the entity tags they will have
     /// are known (the MD5s of their bytes), so the state is stored while their answers
     /// come: the append returns, and is acknowledged, only once both are stored. A part
-    /// that ends with another entity tag (put again whole after its stream failed) has
-    /// the state stored again. A state stored for parts that then failed is one no
+    /// that ends with another entity tag (put again whole after its stream failed, or the
+    /// same MD5 written otherwise by the store, as Aliyun OSS's upper case) has the state
+    /// stored again. A state stored for parts that then failed is one no
     /// acknowledged offset names, as after any failed append.
     async fn finish(
         mut self,

@@ -15,11 +15,12 @@
 //! holds anyway (the same part number: the new part replaces it). After
 //! [`FAILURES_TO_STOP`] such failures in a row (a bucket encrypted with KMS keys, whose
 //! entity tags are no MD5, or a server refusing unsigned payloads) parts are no longer
-//! streamed.
+//! streamed for [`PAUSE`]; then one part is streamed again, and its outcome decides (a
+//! run of passing failures, a store's outage or clients the store timed out, must not
+//! stop streaming for good).
 
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,9 +33,16 @@ use object_store::path::Path;
 use object_store::signer::Signer as _;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// Streamed parts that may fail in a row before parts are no longer streamed.
 const FAILURES_TO_STOP: u32 = 3;
+
+/// How long parts are put whole after streaming stopped, before one is streamed again.
+const PAUSE: Duration = Duration::from_secs(600);
+
+/// Most bytes of an error answer's body read and reported.
+const EXCERPT: usize = 512;
 
 /// Why a part could not be streamed.
 #[derive(Debug, thiserror::Error)]
@@ -45,9 +53,12 @@ pub(crate) enum StreamError {
     /// The request could not be built.
     #[error("building the request failed: {0}")]
     Build(#[from] http::Error),
-    /// The request failed on its way (connection, body, timeout).
+    /// The request failed on its way (connection, body).
     #[error("the request failed: {0}")]
     Request(#[from] reqwest::Error),
+    /// The store did not answer in time once the part's bytes were all handed over.
+    #[error("no answer within {0:?} of the part's last byte")]
+    TimedOut(Duration),
     /// The server refused it.
     #[error("the server answered {status}: {body}")]
     Refused {
@@ -76,8 +87,70 @@ pub(crate) struct PartStreamer {
     /// The region requests are signed for.
     region: String,
     http: reqwest::Client,
-    /// Streamed parts that failed in a row.
-    failures: AtomicU32,
+    /// How long the store has to answer once a part's bytes are all handed over.
+    timeout: Duration,
+    /// Streamed parts that failed in a row, and when the last one did.
+    failures: Mutex<Failures>,
+}
+
+/// Streamed parts that failed in a row.
+#[derive(Default)]
+struct Failures {
+    in_a_row: u32,
+    /// When the last one failed, or a part was let try again after [`PAUSE`].
+    last: Option<Instant>,
+}
+
+/// How the streamer's connections are made: as the store's own client makes them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Connections {
+    /// Plain HTTP allowed.
+    pub allow_http: bool,
+    /// TLS certificates not checked.
+    pub allow_invalid_certificates: bool,
+    /// HTTP/1 only.
+    pub http1_only: bool,
+    /// HTTP/2 only, without negotiating it.
+    pub http2_only: bool,
+    /// The proxy every request goes through.
+    pub proxy_url: Option<String>,
+    /// The proxy's certificate authority, in PEM.
+    pub proxy_ca_certificate: Option<String>,
+    /// Hosts reached without the proxy (as `NO_PROXY` lists them).
+    pub proxy_excludes: Option<String>,
+    /// The `User-Agent` of each request.
+    pub user_agent: Option<String>,
+}
+
+impl Connections {
+    /// A client making its connections so, which gives up connecting after 5 s.
+    fn client(&self) -> reqwest::Result<reqwest::Client> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .https_only(!self.allow_http)
+            .danger_accept_invalid_certs(self.allow_invalid_certificates);
+        if let Some(url) = &self.proxy_url {
+            let mut proxy = reqwest::Proxy::all(url)?;
+            if let Some(pem) = &self.proxy_ca_certificate {
+                builder =
+                    builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+            }
+            if let Some(excludes) = &self.proxy_excludes {
+                proxy = proxy.no_proxy(reqwest::NoProxy::from_string(excludes));
+            }
+            builder = builder.proxy(proxy);
+        }
+        if let Some(agent) = &self.user_agent {
+            builder = builder.user_agent(agent);
+        }
+        if self.http1_only {
+            builder = builder.http1_only();
+        }
+        if self.http2_only {
+            builder = builder.http2_prior_knowledge();
+        }
+        builder.build()
+    }
 }
 
 /// A part being streamed: feed it exactly its length, then [`StreamedPart::finish`].
@@ -86,31 +159,55 @@ pub(crate) struct StreamedPart {
     /// The MD5 of the part's bytes, once they are all sent.
     md5: oneshot::Receiver<String>,
     request: JoinHandle<Result<PartId, StreamError>>,
+    /// How long the store has to answer once the part's bytes are all handed over.
+    timeout: Duration,
 }
 
 impl PartStreamer {
-    /// A streamer for `s3`'s parts, signed for `region`, whose requests take at most
-    /// `timeout`.
+    /// A streamer for `s3`'s parts, signed for `region`, connecting as `connections`
+    /// say, whose store has `timeout` to answer once a part's bytes are all handed over.
+    ///
+    /// Until then the request lasts as long as the body takes to bring the part's bytes
+    /// (a request timeout would cut short every part of a client slower than a part per
+    /// `timeout`, and have it put again whole): the caller's body has timeouts of its
+    /// own, and a body that fails cuts the part short ([`StreamedPart::abort`]).
     pub(crate) fn new(
         s3: AmazonS3,
         region: String,
         timeout: Duration,
+        connections: &Connections,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
-            .build()?;
+        let http = connections.client()?;
         Ok(PartStreamer {
             s3,
             region,
             http,
-            failures: AtomicU32::new(0),
+            timeout,
+            failures: Mutex::default(),
         })
     }
 
-    /// False once streamed parts failed [`FAILURES_TO_STOP`] times in a row.
+    /// Whether to stream the next part: false once streamed parts failed
+    /// [`FAILURES_TO_STOP`] times in a row, until [`PAUSE`] has passed since; then true
+    /// for one caller, which is to stream a part (whose outcome decides), and false for
+    /// the others for another pause.
     pub(crate) fn enabled(&self) -> bool {
-        self.failures.load(Ordering::Relaxed) < FAILURES_TO_STOP
+        let mut failures = self.failures();
+        if failures.in_a_row < FAILURES_TO_STOP {
+            return true;
+        }
+        let now = Instant::now();
+        if failures.last.is_some_and(|last| now < last + PAUSE) {
+            return false;
+        }
+        failures.last = Some(now);
+        true
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.failures
+            .lock()
+            .expect("the failure count is never poisoned")
     }
 
     /// Starts putting part `index` (from 0) of multipart upload `upload_id` into `path`:
@@ -127,23 +224,29 @@ impl PartStreamer {
         let this = self.clone();
         let request =
             tokio::spawn(async move { this.put(&path, &upload_id, index, len, bytes, sent).await });
-        StreamedPart { feed, md5, request }
+        StreamedPart {
+            feed,
+            md5,
+            request,
+            timeout: self.timeout,
+        }
     }
 
     /// Records how a streamed part ended.
     pub(crate) fn record(&self, outcome: &Result<PartId, StreamError>) {
-        match outcome {
-            Ok(_) => self.failures.store(0, Ordering::Relaxed),
-            Err(e) => {
-                let failed = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(error = %e, "a part could not be streamed; it is put whole");
-                if failed == FAILURES_TO_STOP {
-                    tracing::warn!(
-                        "parts failed to stream {FAILURES_TO_STOP} times in a row; they are put \
-                         whole from now on"
-                    );
-                }
-            }
+        let mut failures = self.failures();
+        let Err(e) = outcome else {
+            *failures = Failures::default();
+            return;
+        };
+        failures.in_a_row += 1;
+        failures.last = Some(Instant::now());
+        tracing::warn!(error = %e, "a part could not be streamed; it is put whole");
+        if failures.in_a_row == FAILURES_TO_STOP {
+            tracing::warn!(
+                "parts failed to stream {FAILURES_TO_STOP} times in a row; they are put whole \
+                 for the next {PAUSE:?}"
+            );
         }
     }
 
@@ -188,8 +291,7 @@ impl PartStreamer {
             .await?;
         let status = response.status();
         if !status.is_success() {
-            let mut body = response.text().await.unwrap_or_default();
-            body.truncate(512);
+            let body = excerpt(response).await;
             return Err(StreamError::Refused { status, body });
         }
         let e_tag = response
@@ -200,9 +302,10 @@ impl PartStreamer {
             .to_owned();
         // The body was sent whole, so its MD5 is known.
         let md5 = md5_rx.await.unwrap_or_default();
-        if e_tag != e_tag_of(&md5) {
+        if !is_md5(&e_tag, &md5) {
             return Err(StreamError::Mismatch { e_tag, md5 });
         }
+        // Recorded as the store wrote it: the store compares it at completion.
         Ok(PartId { content_id: e_tag })
     }
 }
@@ -217,7 +320,8 @@ impl StreamedPart {
     /// Ends a part fed all its bytes: the MD5 of its bytes (sent once they all are;
     /// never, should its request fail before), which [`e_tag_of`] makes the entity tag
     /// it will have, and its request, which answers once it is stored (and checks it has
-    /// that entity tag).
+    /// that entity tag). From now on the store has the streamer's timeout to take the
+    /// bytes and answer; past it the request is dropped.
     pub(crate) fn finish(
         self,
     ) -> (
@@ -225,21 +329,56 @@ impl StreamedPart {
         impl Future<Output = Result<PartId, StreamError>> + Send + 'static,
     ) {
         drop(self.feed);
-        let request = self.request;
-        (self.md5, async move { request.await? })
+        let (mut request, timeout) = (self.request, self.timeout);
+        let answered = async move {
+            match tokio::time::timeout(timeout, &mut request).await {
+                Ok(joined) => joined?,
+                Err(_) => {
+                    request.abort();
+                    Err(StreamError::TimedOut(timeout))
+                }
+            }
+        };
+        (self.md5, answered)
     }
 
     /// Cuts the part short (it was not fed all its bytes, so the server never stores
-    /// it) and waits for its request to end.
+    /// it): its request is dropped at once, even one waiting for a store that stopped
+    /// reading, and is over when this returns.
     pub(crate) async fn abort(self) {
         drop(self.feed);
+        self.request.abort();
         let _ = self.request.await;
     }
+}
+
+/// The start of an answer's body, to report it: at most [`EXCERPT`] bytes, cut on a
+/// character boundary, and nothing more is read.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < EXCERPT
+        && let Ok(Some(chunk)) = response.chunk().await
+    {
+        body.extend_from_slice(&chunk);
+    }
+    body.truncate(EXCERPT);
+    let text = String::from_utf8_lossy(&body);
+    text[..text.floor_char_boundary(EXCERPT)].to_owned()
 }
 
 /// The entity tag S3 gives a part whose bytes have this MD5 (in hex).
 pub(crate) fn e_tag_of(md5: &str) -> String {
     format!("\"{md5}\"")
+}
+
+/// True when `e_tag`, as a store answered it, is the MD5 `md5` (in hex): S3 quotes it in
+/// lower case, Aliyun OSS in upper case, and some stores leave the quotes out.
+fn is_md5(e_tag: &str, md5: &str) -> bool {
+    let bare = e_tag
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(e_tag);
+    !md5.is_empty() && bare.eq_ignore_ascii_case(md5)
 }
 
 /// The `len` bytes arriving on `bytes`, as a request body, whose MD5 (in hex) goes to
@@ -297,6 +436,68 @@ mod tests {
             .unwrap()
     }
 
+    fn streamer(s3: AmazonS3, timeout: Duration) -> Arc<PartStreamer> {
+        let plain = Connections {
+            allow_http: true,
+            ..Connections::default()
+        };
+        Arc::new(PartStreamer::new(s3, berth_testkit_s3::REGION.into(), timeout, &plain).unwrap())
+    }
+
+    /// How a [`fake`] server treats each connection.
+    #[derive(Clone, Copy)]
+    enum Fake {
+        /// Reads the request head, sends these bytes and closes.
+        Answer(&'static str),
+        /// Reads nothing, answers nothing, and keeps the connection open.
+        Silent,
+        /// Reads everything, answers nothing.
+        Drain,
+    }
+
+    /// A stand-in for an S3 server on a loopback port, as `fake` says: a store for it.
+    async fn fake(kind: Fake) -> AmazonS3 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                match kind {
+                    Fake::Silent => held.push(socket),
+                    Fake::Drain => {
+                        tokio::spawn(async move {
+                            let mut sink = vec![0u8; 64 << 10];
+                            while socket.read(&mut sink).await.unwrap_or(0) > 0 {}
+                        });
+                    }
+                    Fake::Answer(answer) => {
+                        tokio::spawn(async move {
+                            let mut head = Vec::new();
+                            let mut byte = [0u8; 1];
+                            while !head.ends_with(b"\r\n\r\n")
+                                && socket.read(&mut byte).await.unwrap_or(0) == 1
+                            {
+                                head.push(byte[0]);
+                            }
+                            let _ = socket.write_all(answer.as_bytes()).await;
+                            let _ = socket.shutdown().await;
+                        });
+                    }
+                }
+            }
+        });
+        AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_region(berth_testkit_s3::REGION)
+            .with_bucket_name("bucket")
+            .with_access_key_id("AKFAKE")
+            .with_secret_access_key("secret")
+            .with_allow_http(true)
+            .build()
+            .unwrap()
+    }
+
     fn bytes(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
             .map(|i| (i as u8).wrapping_mul(31) ^ seed)
@@ -309,14 +510,7 @@ mod tests {
             return;
         };
         let store = s3(&server);
-        let streamer = Arc::new(
-            PartStreamer::new(
-                store.clone(),
-                berth_testkit_s3::REGION.into(),
-                Duration::from_secs(30),
-            )
-            .unwrap(),
-        );
+        let streamer = streamer(store.clone(), Duration::from_secs(30));
         let path = Path::from("streamed/data");
         let id = store.create_multipart(&path).await.unwrap();
         let (first, second) = (bytes(5 << 20, 1), bytes(200_001, 2));
@@ -351,5 +545,131 @@ mod tests {
             matches!(outcome, Err(StreamError::Refused { .. })),
             "{outcome:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_is_reported_however_its_body_is_written() {
+        // More than 512 bytes of three-byte characters: byte 512 is inside one.
+        const ANSWER: &str = concat!(
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: 900\r\nconnection: close\r\n\r\n",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€€",
+            "€€€€",
+        );
+        let streamer = streamer(fake(Fake::Answer(ANSWER)).await, Duration::from_secs(30));
+        let part = streamer.start(Path::from("data"), "upload".into(), 0, 10);
+        part.send(Bytes::from_static(b"0123456789"));
+        let outcome = part.finish().1.await;
+        let Err(StreamError::Refused { status, body }) = outcome else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(status, 403);
+        assert!(body.len() <= 512 && body.starts_with("€€€"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_part_whose_bytes_arrive_slowly_is_not_cut_short() {
+        let Some(server) = S3Server::start() else {
+            return;
+        };
+        let store = s3(&server);
+        // A request timeout shorter than the client takes to send the part.
+        let streamer = streamer(store.clone(), Duration::from_secs(1));
+        let path = Path::from("slow/data");
+        let id = store.create_multipart(&path).await.unwrap();
+        let content = bytes(1 << 20, 4);
+        let part = streamer.start(path.clone(), id.clone(), 0, content.len() as u64);
+        let (first, second) = content.split_at(1000);
+        part.send(Bytes::copy_from_slice(first));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        part.send(Bytes::copy_from_slice(second));
+        let outcome = part.finish().1.await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        store
+            .complete_multipart(&path, &id, vec![outcome.unwrap()])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_part_the_store_does_not_answer_fails_after_the_timeout() {
+        let streamer = streamer(fake(Fake::Drain).await, Duration::from_millis(500));
+        let part = streamer.start(Path::from("data"), "upload".into(), 0, 10);
+        part.send(Bytes::from_static(b"0123456789"));
+        let started = tokio::time::Instant::now();
+        let (md5, request) = part.finish();
+        let outcome = request.await;
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(md5.await.unwrap(), hex::encode(Md5::digest(b"0123456789")));
+    }
+
+    #[tokio::test]
+    async fn a_part_cut_short_ends_at_once_even_when_the_store_stalls() {
+        let streamer = streamer(fake(Fake::Silent).await, Duration::from_secs(20));
+        // More than the connection's buffers take: the request waits for the store.
+        let part = streamer.start(Path::from("data"), "upload".into(), 0, 256 << 20);
+        for _ in 0..64 {
+            part.send(Bytes::from(vec![7u8; 1 << 20]));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = tokio::time::Instant::now();
+        part.abort().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn an_entity_tag_is_the_md5_whatever_its_case_and_quotes() {
+        let md5 = "5d41402abc4b2a76b9719d911017c592";
+        for e_tag in [
+            "\"5d41402abc4b2a76b9719d911017c592\"",
+            "\"5D41402ABC4B2A76B9719D911017C592\"",
+            "5d41402abc4b2a76b9719d911017c592",
+        ] {
+            assert!(is_md5(e_tag, md5), "{e_tag}");
+        }
+        for e_tag in [
+            "\"5d41402abc4b2a76b9719d911017c593\"",
+            "\"\"",
+            "",
+            "\"5d41\"",
+        ] {
+            assert!(!is_md5(e_tag, md5), "{e_tag}");
+        }
+        assert!(!is_md5("\"\"", ""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn parts_are_streamed_again_after_a_pause() {
+        let streamer = streamer(fake(Fake::Silent).await, Duration::from_secs(30));
+        let failed = || {
+            Err(StreamError::Mismatch {
+                e_tag: "\"a\"".into(),
+                md5: "b".into(),
+            })
+        };
+        for _ in 0..FAILURES_TO_STOP {
+            assert!(streamer.enabled());
+            streamer.record(&failed());
+        }
+        assert!(!streamer.enabled());
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        // One part tries again; the others wait for its outcome.
+        assert!(streamer.enabled());
+        assert!(!streamer.enabled());
+        streamer.record(&Ok(PartId {
+            content_id: "\"b\"".into(),
+        }));
+        assert!(streamer.enabled() && streamer.enabled());
     }
 }

@@ -1,6 +1,10 @@
 //! The object-store adapter against a real S3 server (`s3s-fs`, started per test).
 
+mod fault_proxy;
+
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use berth_blob::{AppendOutcome, BlobError, BlobStore, BodyLength, ByteStream, Committed};
 use berth_blob_object::{
@@ -9,7 +13,10 @@ use berth_blob_object::{
 use berth_oci::{Algorithm, Digest, ResumableHasher, UploadId};
 use berth_testkit_s3::S3Server;
 use bytes::Bytes;
+use fault_proxy::{Fault, FaultProxy, Logged, Seen};
 use futures_util::StreamExt;
+use http::{Method, StatusCode};
+use md5::Digest as _;
 
 /// Parts as small as S3 allows, so tests cross part boundaries with little data.
 const PART: usize = MIN_PART_SIZE;
@@ -17,8 +24,13 @@ const PART: usize = MIN_PART_SIZE;
 /// A store on `server`'s bucket: another call gives another instance, as another node
 /// would have.
 fn store_on(server: &S3Server, options: StoreOptions) -> ObjectBlobStore {
+    store_at(server, server.endpoint(), options)
+}
+
+/// A store on `server`'s bucket, reached at `endpoint` (a proxy in front of it).
+fn store_at(server: &S3Server, endpoint: &str, options: StoreOptions) -> ObjectBlobStore {
     let backend = Backend::S3(S3Settings {
-        endpoint: Some(server.endpoint().to_owned()),
+        endpoint: Some(endpoint.to_owned()),
         region: Some(berth_testkit_s3::REGION.to_owned()),
         bucket: server.bucket().to_owned(),
         access_key_id: Some(server.access_key_id().to_owned()),
@@ -31,6 +43,18 @@ fn store_on(server: &S3Server, options: StoreOptions) -> ObjectBlobStore {
 fn store(server: &S3Server) -> ObjectBlobStore {
     store_on(
         server,
+        StoreOptions {
+            part_size: PART,
+            ..StoreOptions::default()
+        },
+    )
+}
+
+/// A store on `server`'s bucket through `proxy`.
+fn store_via(server: &S3Server, proxy: &FaultProxy) -> ObjectBlobStore {
+    store_at(
+        server,
+        &proxy.endpoint(),
         StoreOptions {
             part_size: PART,
             ..StoreOptions::default()
@@ -413,4 +437,414 @@ async fn presigned_urls_serve_blobs_and_ranges() {
         .unwrap();
     assert_eq!(part.status(), 206);
     assert!(part.bytes().await.unwrap() == content[100..200]);
+}
+
+/// The conditional reads of state objects `log` holds: (status, whether asked with an
+/// entity tag).
+fn state_reads(log: &[Logged]) -> Vec<(StatusCode, bool)> {
+    log.iter()
+        .filter(|l| l.seen.method == Method::GET && l.seen.path.contains("/state-"))
+        .map(|l| {
+            let conditional = l.seen.headers.contains_key(http::header::IF_NONE_MATCH);
+            (l.status.expect("answered"), conditional)
+        })
+        .collect()
+}
+
+/// The `UploadPart` requests `log` holds, by part number: (part number, unsigned,
+/// status).
+fn part_puts(log: &[Logged]) -> Vec<(u32, bool, Option<StatusCode>)> {
+    let mut puts: Vec<_> = log
+        .iter()
+        .filter_map(|l| Some((l.seen.part_number()?, l.seen.is_unsigned_part(), l.status)))
+        .collect();
+    puts.sort_by_key(|p| (p.0, !p.1));
+    puts
+}
+
+#[tokio::test]
+async fn a_state_another_node_rewrote_is_read_again_not_recalled() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let (a, b) = (store_via(&server, &proxy), store_via(&server, &proxy));
+    let id = new_id();
+    a.create_upload(&id).await.unwrap();
+    // Node A appends, but its acknowledgement is lost; node B serves the retry, with
+    // other bytes of the same length, and B's append is the acknowledged one.
+    let (mine, theirs) = (data(20, PART + 100), data(21, PART + 100));
+    append(&a, &id, &[], &mine).await;
+    append(&b, &id, &[], &theirs).await;
+    // The next PATCH lands on A, which remembers the state it wrote at that offset.
+    let tail = data(22, 3000);
+    append(&a, &id, &theirs, &tail).await;
+    let so_far = [&theirs[..], &tail].concat();
+    // And the one after that on A again: this time the state is the one A wrote.
+    let more = data(23, PART);
+    append(&a, &id, &so_far, &more).await;
+    let reads = state_reads(&proxy.log());
+    assert!(
+        reads.contains(&(StatusCode::OK, true)),
+        "the rewritten state was read again: {reads:?}"
+    );
+    assert!(
+        reads.contains(&(StatusCode::NOT_MODIFIED, true)),
+        "the unchanged state was recalled: {reads:?}"
+    );
+    commit_and_check(&a, &id, &[&so_far[..], &more].concat()).await;
+}
+
+#[tokio::test]
+async fn a_state_another_node_completed_is_read_again_not_recalled() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let (a, b) = (store_via(&server, &proxy), store_via(&server, &proxy));
+    let id = new_id();
+    a.create_upload(&id).await.unwrap();
+    let head = data(40, 2 * PART + 10);
+    append(&a, &id, &[], &head).await;
+    // Node B hashes the upload, which completes its multipart upload and rewrites the
+    // state A remembers at that offset.
+    let sha512 = b.hash_upload(&id, head.len() as u64, Algorithm::Sha512);
+    assert_eq!(
+        sha512.await.unwrap(),
+        Digest::compute(Algorithm::Sha512, &head)
+    );
+    let tail = data(41, PART + 3);
+    append(&a, &id, &head, &tail).await;
+    let reads = state_reads(&proxy.log());
+    assert_eq!(
+        reads.last(),
+        Some(&(StatusCode::OK, true)),
+        "the completed state was read again: {reads:?}"
+    );
+    commit_and_check(&a, &id, &[&head[..], &tail].concat()).await;
+}
+
+#[tokio::test]
+async fn patches_alternating_between_nodes_stay_correct() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let nodes = [store_via(&server, &proxy), store_via(&server, &proxy)];
+    let id = new_id();
+    nodes[0].create_upload(&id).await.unwrap();
+    let sizes = [1000, PART, 7, PART + 3, 2 * PART - 1, 5000, PART];
+    let content = data(24, sizes.iter().sum());
+    let mut at = 0;
+    for (i, size) in sizes.into_iter().enumerate() {
+        let node = &nodes[i % 2];
+        append(node, &id, &content[..at], &content[at..at + size]).await;
+        at += size;
+    }
+    commit_and_check(&nodes[1], &id, &content).await;
+}
+
+/// A proxy applying `fault` to every streamed part.
+async fn on_streamed_parts(server: &S3Server, fault: Fault) -> FaultProxy {
+    let rule = move |seen: &Seen| match seen.is_unsigned_part() {
+        true => fault.clone(),
+        false => Fault::Pass,
+    };
+    FaultProxy::start(server.endpoint(), Arc::new(rule)).await
+}
+
+/// Appends three parts and a bit, declaring their length, through a proxy applying
+/// `fault` to every streamed part, commits, and returns the part requests made.
+async fn three_parts_through(fault: Fault) -> Option<Vec<(u32, bool, Option<StatusCode>)>> {
+    let server = S3Server::start()?;
+    let proxy = on_streamed_parts(&server, fault).await;
+    let store = store_via(&server, &proxy);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(25, 3 * PART + 100);
+    append(&store, &id, &[], &content).await;
+    commit_and_check(&store, &id, &content).await;
+    Some(part_puts(&proxy.log()))
+}
+
+#[tokio::test]
+async fn a_part_altered_on_the_way_is_put_again_whole() {
+    let Some(puts) = three_parts_through(Fault::CorruptBody).await else {
+        return;
+    };
+    // Each of the three streamed parts was stored altered, refused for its entity
+    // tag, and put again signed; then the last part at commit.
+    let streamed = puts.iter().filter(|p| p.1).count();
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(streamed, 3, "{puts:?}");
+    assert_eq!(signed, [1, 2, 3, 4], "{puts:?}");
+}
+
+#[tokio::test]
+async fn a_part_answered_with_another_entity_tag_is_put_again_whole() {
+    let fault = Fault::ReplaceETag("\"d41d8cd98f00b204e9800998ecf8427e\"".into());
+    let Some(puts) = three_parts_through(fault).await else {
+        return;
+    };
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(signed, [1, 2, 3, 4], "{puts:?}");
+}
+
+#[tokio::test]
+async fn an_upper_case_entity_tag_is_still_the_md5_of_the_part() {
+    // Aliyun OSS gives entity tags in upper-case hex.
+    let Some(puts) = three_parts_through(Fault::UpperCaseETag).await else {
+        return;
+    };
+    let streamed: Vec<u32> = puts.iter().filter(|p| p.1).map(|p| p.0).collect();
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(streamed, [1, 2, 3], "{puts:?}");
+    assert_eq!(signed, [4], "only the last part is put signed: {puts:?}");
+}
+
+/// The parts' entity tags the state stored at `offset` names, as s3s-fs keeps it.
+fn stored_part_tags(server: &S3Server, id: &UploadId, offset: usize) -> Vec<String> {
+    let path = server
+        .bucket_dir()
+        .join("uploads")
+        .join(id.as_str())
+        .join(format!("state-{offset:020}"));
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    state["multipart"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_state_put_alongside_its_parts_is_put_again_with_the_tags_they_got() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    // The parts' entity tags are their MD5, but not written as expected.
+    let proxy = on_streamed_parts(&server, Fault::UpperCaseETag).await;
+    let store = store_via(&server, &proxy);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(28, 2 * PART + 100);
+    append(&store, &id, &[], &content).await;
+    let md5 = |part: &[u8]| hex::encode(md5::Md5::digest(part));
+    let expected: Vec<String> = content
+        .chunks(PART)
+        .take(2)
+        .map(|part| format!("\"{}\"", md5(part).to_ascii_uppercase()))
+        .collect();
+    assert_eq!(stored_part_tags(&server, &id, content.len()), expected);
+    commit_and_check(&store, &id, &content).await;
+}
+
+#[tokio::test]
+async fn an_error_answer_to_a_streamed_part_falls_back_to_a_whole_part() {
+    // An error body of more than 512 bytes, in a script of several bytes a character.
+    let body = Bytes::from("€".repeat(300));
+    let Some(puts) = three_parts_through(Fault::Answer(StatusCode::FORBIDDEN, body)).await else {
+        return;
+    };
+    let signed: Vec<u32> = puts.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    assert_eq!(signed, [1, 2, 3, 4], "{puts:?}");
+}
+
+/// A body sending `bytes`, then nothing for `stall`, then failing.
+fn stalling_body(bytes: &[u8], stall: Duration) -> ByteStream {
+    let frames: Vec<std::io::Result<Bytes>> = bytes
+        .chunks(64 << 10)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let failure = async move {
+        tokio::time::sleep(stall).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client sent nothing for too long",
+        ))
+    };
+    Box::pin(futures_util::stream::iter(frames).chain(futures_util::stream::once(failure)))
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_part_leaves_no_part_and_the_upload_continues() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = FaultProxy::passing(server.endpoint()).await;
+    let store = store_via(&server, &proxy);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(26, 2 * PART + 10);
+    let (head, tail) = content.split_at(1000);
+    append(&store, &id, &[], head).await;
+    let declared = BodyLength::Declared(tail.len() as u64);
+    // A body that stalls inside its second part, then fails (the server's body timeout).
+    let stalled = stalling_body(&tail[..PART + PART / 2], Duration::from_millis(500));
+    let failed = append_as(&store, &id, head, stalled, declared).await;
+    assert!(
+        matches!(failed, Err(BlobError::Body(_))),
+        "{:?}",
+        failed.err()
+    );
+    // One whose append is dropped while it stalls (its task cancelled).
+    let forever = stalling_body(&tail[..PART / 2], Duration::from_secs(3600));
+    let cancelled = append_as(&store, &id, head, forever, declared);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), cancelled)
+            .await
+            .is_err()
+    );
+    // The cancelled part's request ends, cut short, without waiting for anything.
+    let cut_short = |log: &[Logged]| {
+        part_puts(log)
+            .iter()
+            .filter(|p| p.1 && p.2.is_none())
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cut_short(&proxy.log()) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let puts = part_puts(&proxy.log());
+    assert_eq!(cut_short(&proxy.log()), 2, "{puts:?}");
+    // The first part of the stalled body was stored, but no state names it.
+    append(&store, &id, head, tail).await;
+    commit_and_check(&store, &id, &content).await;
+}
+
+/// A party on the way that alters a streamed part and answers the entity tag of the
+/// bytes it was sent defeats the part's check (its payload is not signed). S3 and Garage
+/// still refuse to complete the multipart upload, whose part's entity tag is then not
+/// the one recorded; s3s-fs checks nothing at completion, and publishes the altered
+/// bytes under the digest: commit compares the digest with the hash of the bytes
+/// received, not of the bytes at rest.
+#[tokio::test]
+#[ignore = "s3s-fs does not check the parts' entity tags at completion"]
+async fn a_part_altered_on_the_way_with_a_forged_entity_tag_is_never_published() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let proxy = on_streamed_parts(&server, Fault::CorruptBodyForgeETag).await;
+    let store = store_via(&server, &proxy);
+    let id = new_id();
+    store.create_upload(&id).await.unwrap();
+    let content = data(27, 3 * PART + 100);
+    append(&store, &id, &[], &content).await;
+    let digest = Digest::compute(Algorithm::Sha256, &content);
+    let committed = store
+        .commit_upload(&id, content.len() as u64, &digest)
+        .await;
+    if committed.is_ok() {
+        let published = read_all(&store, &digest).await;
+        let differ = published
+            .iter()
+            .zip(&content)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            differ, 0,
+            "published bytes differ from the digest's in {differ} places"
+        );
+    }
+}
+
+/// Body bytes alive, and the most ever alive at once.
+#[derive(Default)]
+struct Alive {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// A frame that counts itself in [`Alive`] while it lives.
+struct Counted {
+    bytes: Vec<u8>,
+    alive: Arc<Alive>,
+}
+
+impl Counted {
+    fn frame(bytes: &[u8], alive: &Arc<Alive>) -> Bytes {
+        let now = alive.now.fetch_add(bytes.len(), Ordering::SeqCst) + bytes.len();
+        alive.peak.fetch_max(now, Ordering::SeqCst);
+        Bytes::from_owner(Counted {
+            bytes: bytes.to_vec(),
+            alive: alive.clone(),
+        })
+    }
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.alive.now.fetch_sub(self.bytes.len(), Ordering::SeqCst);
+    }
+}
+
+/// A body sending `bytes` in frames of `frame` bytes made only when asked for, counted
+/// in `alive`.
+fn counted_body(bytes: Arc<Vec<u8>>, frame: usize, alive: Arc<Alive>) -> ByteStream {
+    let frames = futures_util::stream::unfold(0, move |at| {
+        let (bytes, alive) = (bytes.clone(), alive.clone());
+        async move {
+            let end = (at + frame).min(bytes.len());
+            (at < end).then(|| (Ok(Counted::frame(&bytes[at..end], &alive)), end))
+        }
+    });
+    Box::pin(frames)
+}
+
+#[tokio::test]
+async fn appends_hold_at_most_three_parts_of_their_body_each() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    // A store slower than the clients: parts pile up unless the appends wait.
+    let rule = |seen: &Seen| match seen.part_number() {
+        Some(_) => Fault::Delay(Duration::from_millis(300)),
+        None => Fault::Pass,
+    };
+    let proxy = FaultProxy::start(server.endpoint(), Arc::new(rule)).await;
+    let store = Arc::new(store_via(&server, &proxy));
+    let alive = Arc::new(Alive::default());
+    let frame = 64 << 10;
+    let mut appends = Vec::new();
+    for (i, declared) in [true, true, false].into_iter().enumerate() {
+        let (store, alive) = (store.clone(), alive.clone());
+        appends.push(tokio::spawn(async move {
+            let id = new_id();
+            store.create_upload(&id).await.unwrap();
+            let content = Arc::new(data(30 + i as u64, 8 * PART + 10));
+            let len = content.len() as u64;
+            let length = match declared {
+                true => BodyLength::Declared(len),
+                false => BodyLength::AtMost(len),
+            };
+            let body = counted_body(content.clone(), frame, alive);
+            let out = append_as(&*store, &id, &[], body, length).await.unwrap();
+            assert_eq!(out.written, len);
+            (id, content)
+        }));
+    }
+    for append in appends {
+        let (id, content) = append.await.unwrap();
+        let digest = Digest::compute(Algorithm::Sha256, &content);
+        let committed = store.commit_upload(&id, content.len() as u64, &digest);
+        assert_eq!(committed.await.unwrap(), Committed::Published);
+        assert!(read_all(&*store, &digest).await == *content);
+    }
+    let peak = alive.peak.load(Ordering::SeqCst);
+    let bound = 3 * (3 * PART + frame);
+    eprintln!("peak {peak} bytes of bodies alive, bound {bound}");
+    assert!(peak <= bound, "{peak} bytes of bodies alive at once");
+    assert_eq!(
+        alive.now.load(Ordering::SeqCst),
+        0,
+        "every frame was let go"
+    );
 }
