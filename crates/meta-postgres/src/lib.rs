@@ -145,7 +145,7 @@ impl PgMetaStore {
     /// The store over `pool`, with the progress pool and version reader `config` asks.
     fn over(config: &PgConfig, pool: PgPool) -> Result<Self, MetaError> {
         Ok(PgMetaStore {
-            versions: VersionReader::spawn(connect_options(config)?, version_timeout(config)),
+            versions: VersionReader::spawn(connect_options(config)?, version_timeout(config))?,
             pool,
             progress_pool: progress_pool(config)?,
             tag_cache: TagCache::default(),
@@ -153,6 +153,12 @@ impl PgMetaStore {
             references: VersionedCache::new(CACHED_FACTS),
             blob_links: VersionedCache::new(CACHED_FACTS),
         })
+    }
+
+    /// How many repository-version queries this node has sent: each cached read needs
+    /// a version, and one query answers all the reads queued while it waited.
+    pub fn version_queries(&self) -> u64 {
+        self.versions.queries()
     }
 
     /// A transaction whose commit is on disk before it returns.

@@ -13,9 +13,18 @@
 //! When that connection turns out to be gone (dropped while idle by the server or a
 //! proxy), the query is retried once on a new one, so the batch does not fail for it;
 //! the retry, too, starts after every request it answers was queued.
+//!
+//! The task runs on a thread of its own, so that a node busy with requests never
+//! delays it, and it starts a query at most every [`QUERY_GAP`]: under load, a query
+//! answers the requests of the whole gap, rather than the few that arrived during the
+//! last round trip. Nodes sharing a database then send it a few thousand small
+//! queries a second each at most, however many requests they serve; an idle node's
+//! request waits for no gap.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use berth_meta::MetaError;
 use sqlx::postgres::PgConnectOptions;
@@ -26,6 +35,10 @@ use crate::{db_err, queries};
 
 /// Most requests one query answers.
 const MAX_BATCH: usize = 512;
+
+/// Least time between the starts of two queries. A request waits this long at most
+/// (plus a round trip) for its version, and only while the node is busy.
+pub(crate) const QUERY_GAP: Duration = Duration::from_micros(500);
 
 /// A repository's id and its current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,21 +56,38 @@ type Request = (String, oneshot::Sender<Answer>);
 /// Queues version reads for the batching task.
 pub(crate) struct VersionReader {
     requests: mpsc::UnboundedSender<Request>,
+    queries: Arc<AtomicU64>,
 }
 
 impl VersionReader {
-    /// Starts the batching task on the current Tokio runtime; it connects with
-    /// `options` when first needed, gives a connection and query up after `timeout`
-    /// (a connection that hangs without closing), and ends when the reader is dropped.
-    pub(crate) fn spawn(options: PgConnectOptions, timeout: Duration) -> Self {
+    /// Starts the batching task on a thread of its own; it connects with `options` when
+    /// first needed, gives a connection and query up after `timeout` (a connection that
+    /// hangs without closing), and ends when the reader is dropped.
+    pub(crate) fn spawn(options: PgConnectOptions, timeout: Duration) -> Result<Self, MetaError> {
         let (requests, queued) = mpsc::unbounded_channel();
+        let queries = Arc::new(AtomicU64::new(0));
         let reader = Reader {
             options,
             timeout,
             connection: None,
+            queries: queries.clone(),
         };
-        tokio::spawn(reader.answer_batches(queued));
-        VersionReader { requests }
+        let cannot_start =
+            |e: std::io::Error| MetaError(format!("starting the repository version reader: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(cannot_start)?;
+        std::thread::Builder::new()
+            .name("berth-versions".into())
+            .spawn(move || runtime.block_on(reader.answer_batches(queued)))
+            .map_err(cannot_start)?;
+        Ok(VersionReader { requests, queries })
+    }
+
+    /// How many queries the task has started so far.
+    pub(crate) fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 
     /// The id and current version of `repository`, or `None` if it does not exist.
@@ -76,13 +106,29 @@ struct Reader {
     options: PgConnectOptions,
     timeout: Duration,
     connection: Option<PgConnection>,
+    /// Queries started, retries included.
+    queries: Arc<AtomicU64>,
 }
 
 impl Reader {
-    /// Answers queued requests, one query per batch, until the reader is dropped.
+    /// Answers queued requests, one query per batch and at most one per [`QUERY_GAP`],
+    /// until the reader is dropped.
     async fn answer_batches(mut self, mut queued: mpsc::UnboundedReceiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut last_query: Option<Instant> = None;
         while queued.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            if let Some(wait) = last_query.and_then(|at| QUERY_GAP.checked_sub(at.elapsed())) {
+                // This thread runs nothing else: sleeping here delays no other work,
+                // and is finer than the runtime's millisecond timer.
+                std::thread::sleep(wait);
+                while batch.len() < MAX_BATCH {
+                    let Ok(request) = queued.try_recv() else {
+                        break;
+                    };
+                    batch.push(request);
+                }
+            }
+            last_query = Some(Instant::now());
             let mut names: Vec<&str> = batch.iter().map(|(name, _)| name.as_str()).collect();
             names.sort_unstable();
             names.dedup();
@@ -116,6 +162,7 @@ impl Reader {
         &mut self,
         names: &[&str],
     ) -> Result<HashMap<String, RepositoryVersion>, MetaError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
         let attempt = async {
             let conn = match &mut self.connection {
                 Some(conn) => conn,

@@ -108,6 +108,45 @@ async fn a_busy_runtime_delays_a_cached_read_no_more_than_a_query() {
     );
 }
 
+/// A node serving many reads at once sends at most one version query per gap: the
+/// reads that arrive meanwhile share it, rather than each round trip's few.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_node_sends_one_version_query_per_gap_at_most() {
+    let Some((_db, store, r, d)) = store_with_a_cached_link().await else {
+        return;
+    };
+    let before = store.version_queries();
+    let started = Instant::now();
+    let readers: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, r, d) = (store.clone(), r.clone(), d.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while started.elapsed() < Duration::from_millis(300) {
+                    assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let queries = store.version_queries() - before;
+    let most = (elapsed.as_micros() / crate::versions::QUERY_GAP.as_micros()) as u64 + 2;
+    assert!(
+        queries <= most,
+        "{queries} version queries for {reads} reads in {elapsed:?}: more than {most}"
+    );
+    assert!(
+        reads >= 4 * queries,
+        "{reads} reads shared {queries} queries"
+    );
+}
+
 /// The version reader's connection alone is dropped (an idle timeout of the server or
 /// of a proxy on the way, a failover): the requests that find it gone may fail, as a
 /// pooled connection dropped while idle fails the one statement that finds it, but not
