@@ -165,12 +165,6 @@ impl PgMetaStore {
     async fn durable(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
         self.pool.begin().await.map_err(db_err)
     }
-
-    /// A transaction whose commit returns before it is flushed: it survives a crash of
-    /// Berth, not necessarily one of the database server (upload-session progress).
-    async fn progress(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
-        self.progress_pool.begin().await.map_err(db_err)
-    }
 }
 
 /// Connections of `pool_size` kept for upload-session progress: a quarter, at least one.
@@ -267,7 +261,7 @@ pub(crate) enum Lock {
 
 impl Lock {
     /// The lock's key: "berth" in ASCII (the migration lock's key), then a number.
-    fn key(self) -> i64 {
+    pub(crate) fn key(self) -> i64 {
         match self {
             Lock::UploadSessions => 0x0062_6572_7468_0001,
             Lock::FirstAdmin => 0x0062_6572_7468_0002,
@@ -392,14 +386,9 @@ impl UploadStore for PgMetaStore {
         session: &UploadSession,
         limits: SessionLimits,
     ) -> Result<(), CreateUploadError> {
-        let mut tx = self.progress().await?;
         // Nothing to count without limits: no lock serializes such creations.
-        if limits != SessionLimits::NONE {
-            Lock::UploadSessions.exclusive(&mut tx).await?;
-        }
-        queries::create_upload(&mut tx, session, limits).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(())
+        let lock = (limits != SessionLimits::NONE).then_some(Lock::UploadSessions);
+        queries::create_upload(&self.progress_pool, lock, session, limits).await
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadSession>, MetaError> {

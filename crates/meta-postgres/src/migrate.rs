@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_core.sql"),
     include_str!("../migrations/0002_jobs.sql"),
     include_str!("../migrations/0003_repository_version.sql"),
+    include_str!("../migrations/0004_open_upload_session.sql"),
 ];
 
 /// The schema version of a fully migrated database.

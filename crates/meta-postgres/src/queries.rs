@@ -372,26 +372,20 @@ pub async fn delete_manifest(
 }
 
 /// Counts the open sessions and inserts the new one when the limits allow, in one
-/// statement; the caller holds [`Lock::UploadSessions`], so no other creation counts
-/// between this count and this insert.
+/// round trip (`open_upload_session`, migration 0004): under `lock` when given, so that
+/// no other creation counts between this count and this insert.
 pub async fn create_upload(
-    c: &mut PgConnection,
+    c: impl PgExecutor<'_>,
+    lock: Option<Lock>,
     s: &UploadSession,
     limits: SessionLimits,
 ) -> Result<(), CreateUploadError> {
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let (open, in_repository): (i64, i64) = sqlx::query_as(
-        "WITH open AS (
-             SELECT count(*) AS total, count(*) FILTER (WHERE repository = $2) AS here
-             FROM uploads),
-         created AS (
-             INSERT INTO uploads
-                 (id, repository, algorithm, \"offset\", hash_state, verified_by,
-                  verified_digest, created_at, updated_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM open
-             WHERE total < $10 AND here < $11)
-         SELECT total, here FROM open",
+        "SELECT total, in_repository
+         FROM open_upload_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
+    .bind(lock.map(Lock::key))
     .bind(s.id.as_str())
     .bind(s.repository.as_str())
     .bind(s.algorithm.as_str())

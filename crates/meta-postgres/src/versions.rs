@@ -17,9 +17,9 @@
 //! The task runs on a thread of its own, so that a node busy with requests never
 //! delays it, and it starts a query at most every [`QUERY_GAP`]: under load, a query
 //! answers the requests of the whole gap, rather than the few that arrived during the
-//! last round trip. Nodes sharing a database then send it a few thousand small
-//! queries a second each at most, however many requests they serve; an idle node's
-//! request waits for no gap.
+//! last round trip. Each node then sends the database a thousand small queries a
+//! second at most, however many requests it serves; an idle node's request waits for
+//! no gap.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,8 +37,11 @@ use crate::{db_err, queries};
 const MAX_BATCH: usize = 512;
 
 /// Least time between the starts of two queries. A request waits this long at most
-/// (plus a round trip) for its version, and only while the node is busy.
-pub(crate) const QUERY_GAP: Duration = Duration::from_micros(500);
+/// (plus a round trip) for its version, and only while the node is busy. Measured on
+/// two cores, three nodes behind a load balancer sent 2.5 times the queries of one
+/// (about 1,300 a second each) without a gap, which cost a quarter of the machine;
+/// with a millisecond they send as many as one, and serve as many requests.
+pub(crate) const QUERY_GAP: Duration = Duration::from_millis(1);
 
 /// A repository's id and its current version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

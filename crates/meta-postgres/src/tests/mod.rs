@@ -136,14 +136,17 @@ async fn upload_progress_alone_commits_without_waiting_for_a_flush() {
         return;
     };
     let store = node(&db).await;
-    let setting = async |mut tx: sqlx::Transaction<'static, sqlx::Postgres>| -> String {
-        sqlx::query_scalar("SHOW synchronous_commit")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap()
-    };
-    assert_eq!(setting(store.progress().await.unwrap()).await, "off");
-    assert_eq!(setting(store.durable().await.unwrap()).await, "on");
+    let progress: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&store.progress_pool)
+        .await
+        .unwrap();
+    assert_eq!(progress, "off");
+    let mut tx = store.durable().await.unwrap();
+    let durable: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(durable, "on");
     let after: String = sqlx::query_scalar("SHOW synchronous_commit")
         .fetch_one(&store.pool)
         .await
