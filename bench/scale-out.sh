@@ -10,6 +10,9 @@
 # Needs: PostgreSQL on 127.0.0.1:5432 (user postgres), garage (cargo install
 # garage@2.5.0 --locked), nginx-light, wrk, awscli. Output: bench/results/scale-*.json.
 # The nodes run with auth.mode = "open": this measures storage and metadata, not logins.
+# They reach PostgreSQL on loopback without TLS (sslmode=disable), as nodes on a
+# private network to their database may: Debian's server offers TLS by default, and
+# encrypting loopback traffic would measure that instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REGBENCH=${1:?usage: bench/scale-out.sh PATH/TO/regbench.py [args]}
@@ -79,7 +82,7 @@ bench() { # LABEL PORT PID ONLY
     --out "$OUT/scale-$1.json" "${EXTRA[@]}" >/dev/null
 }
 EXTRA=("$@")
-PG=(BERTH_DATABASE__URL=postgres://postgres@127.0.0.1:5432/berth_bench)
+PG=(BERTH_DATABASE__URL=postgres://postgres@127.0.0.1:5432/berth_bench?sslmode=disable)
 S3=(BERTH_STORAGE__KIND=s3 BERTH_STORAGE__ENDPOINT=http://127.0.0.1:23900
     BERTH_STORAGE__REGION=garage BERTH_STORAGE__BUCKET=berth BERTH_STORAGE__PATH_STYLE=true
     BERTH_STORAGE__ACCESS_KEY_ID=$KEY_ID BERTH_STORAGE__SECRET_ACCESS_KEY=$SECRET)
