@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use berth_app::{Clock, Registry, RegistryConfig, RegistryError, SystemClock, UploadBody};
 use berth_blob::{ByteStream, FsBlobStore};
-use berth_meta::{BlobLinkStore, UploadLease, UploadStore};
+use berth_meta::{BlobLinkStore, UploadLease, UploadSession, UploadStore};
 use berth_meta_sqlite::SqliteMetaStore;
-use berth_oci::{Algorithm, Digest, RepositoryName};
+use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -70,17 +70,29 @@ fn trickled(len: u64) -> (mpsc::Sender<Bytes>, UploadBody) {
     (tx, body(Box::pin(stream), len))
 }
 
+/// An append of `len` bytes on `node`, running while the test sends its chunks.
+fn append_trickled(
+    node: &Arc<Registry>,
+    repo: &RepositoryName,
+    id: &UploadId,
+    len: u64,
+) -> (
+    mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<Result<UploadSession, RegistryError>>,
+) {
+    let (tx, body) = trickled(len);
+    let (node, repo, id) = (node.clone(), repo.clone(), id.clone());
+    let appending = tokio::spawn(async move { node.append_chunk(&repo, &id, body).await });
+    (tx, appending)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_reaching_two_nodes_take_turns() {
     let c = cluster(Duration::from_secs(30));
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
     let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    let (tx, first) = trickled(6);
-    let on_a = tokio::spawn({
-        let (a, repo, id) = (a.clone(), repo.clone(), session.id.clone());
-        async move { a.append_chunk(&repo, &id, first).await }
-    });
+    let (tx, on_a) = append_trickled(a, &repo, &session.id, 6);
     tx.send(Bytes::from_static(b"abc")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Node B's append waits while node A writes.
@@ -220,11 +232,7 @@ async fn a_small_body_whose_claim_was_lost_before_its_end_is_refused() {
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
     let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    let (tx, slow) = trickled(6);
-    let on_a = tokio::spawn({
-        let (a, repo, id) = (a.clone(), repo.clone(), session.id.clone());
-        async move { a.append_chunk(&repo, &id, slow).await }
-    });
+    let (tx, on_a) = append_trickled(a, &repo, &session.id, 6);
     tx.send(Bytes::from_static(b"abc")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Node A's claim is taken over (it missed its renewals), and node B appends.

@@ -462,15 +462,43 @@ fn part_puts(log: &[Logged]) -> Vec<(u32, bool, Option<StatusCode>)> {
     puts
 }
 
-#[tokio::test]
-async fn a_state_another_node_rewrote_is_read_again_not_recalled() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
+/// Two nodes on one bucket through one logging proxy, and an upload node A created.
+struct TwoNodes {
+    _server: S3Server,
+    proxy: FaultProxy,
+    a: ObjectBlobStore,
+    b: ObjectBlobStore,
+    id: UploadId,
+}
+
+/// [`TwoNodes`], or `None` without an S3 server.
+async fn two_nodes_and_an_upload() -> Option<TwoNodes> {
+    let server = S3Server::start()?;
     let proxy = FaultProxy::passing(server.endpoint()).await;
     let (a, b) = (store_via(&server, &proxy), store_via(&server, &proxy));
     let id = new_id();
     a.create_upload(&id).await.unwrap();
+    Some(TwoNodes {
+        _server: server,
+        proxy,
+        a,
+        b,
+        id,
+    })
+}
+
+#[tokio::test]
+async fn a_state_another_node_rewrote_is_read_again_not_recalled() {
+    let Some(TwoNodes {
+        _server,
+        proxy,
+        a,
+        b,
+        id,
+    }) = two_nodes_and_an_upload().await
+    else {
+        return;
+    };
     // Node A appends, but its acknowledgement is lost; node B serves the retry, with
     // other bytes of the same length, and B's append is the acknowledged one.
     let (mine, theirs) = (data(20, PART + 100), data(21, PART + 100));
@@ -497,13 +525,16 @@ async fn a_state_another_node_rewrote_is_read_again_not_recalled() {
 
 #[tokio::test]
 async fn a_state_another_node_completed_is_read_again_not_recalled() {
-    let Some(server) = S3Server::start() else {
+    let Some(TwoNodes {
+        _server,
+        proxy,
+        a,
+        b,
+        id,
+    }) = two_nodes_and_an_upload().await
+    else {
         return;
     };
-    let proxy = FaultProxy::passing(server.endpoint()).await;
-    let (a, b) = (store_via(&server, &proxy), store_via(&server, &proxy));
-    let id = new_id();
-    a.create_upload(&id).await.unwrap();
     let head = data(40, 2 * PART + 10);
     append(&a, &id, &[], &head).await;
     // Node B hashes the upload, which completes its multipart upload and rewrites the
