@@ -561,3 +561,96 @@ async fn an_upload_completed_into_an_existing_repository_revives_its_blob() {
         .unwrap();
     assert_eq!(status, "present");
 }
+
+/// A session opened the way a node of the previous release opens one (in a
+/// transaction: the session-limit lock, then the count and insert in one statement),
+/// so that creations by nodes of both releases can race during an upgrade.
+async fn create_upload_as_before(
+    node: &PgMetaStore,
+    s: &UploadSession,
+    limits: SessionLimits,
+) -> Result<(), CreateUploadError> {
+    let mut tx = node.progress_pool.begin().await.map_err(crate::db_err)?;
+    crate::Lock::UploadSessions.exclusive(&mut tx).await?;
+    let (open, here): (i64, i64) = sqlx::query_as(
+        "WITH open AS (
+             SELECT count(*) AS total, count(*) FILTER (WHERE repository = $2) AS here
+             FROM uploads),
+         created AS (
+             INSERT INTO uploads
+                 (id, repository, algorithm, \"offset\", hash_state, verified_by,
+                  verified_digest, created_at, updated_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM open
+             WHERE total < $10 AND here < $11)
+         SELECT total, here FROM open",
+    )
+    .bind(s.id.as_str())
+    .bind(s.repository.as_str())
+    .bind(s.algorithm.as_str())
+    .bind(s.offset as i64)
+    .bind(&s.hash_state)
+    .bind(s.verified_by)
+    .bind(s.verified_digest.as_ref().map(|d| d.as_str()))
+    .bind(s.created_at)
+    .bind(s.updated_at)
+    .bind(limits.total as i64)
+    .bind(limits.per_repository as i64)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(crate::db_err)?;
+    tx.commit().await.map_err(crate::db_err)?;
+    let (open, here) = (open as u64, here as u64);
+    if open >= limits.total {
+        return Err(CreateUploadError::TooManySessions { open });
+    }
+    if here >= limits.per_repository {
+        return Err(CreateUploadError::TooManyInRepository { open: here });
+    }
+    Ok(())
+}
+
+/// During an upgrade, nodes of the previous release (a transaction around the lock)
+/// and of this one (`open_upload_session`) open sessions at once: they take the same
+/// lock, so the limits hold across both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_limits_hold_across_nodes_of_two_releases() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let limits = SessionLimits {
+        total: 7,
+        per_repository: 4,
+    };
+    for round in 0..8_u16 {
+        let creations = (0..24_u16).map(|i| {
+            let (a, b) = (a.clone(), b.clone());
+            let s = session(round * 100 + i, if i % 4 < 2 { "up/a" } else { "up/b" });
+            tokio::spawn(async move {
+                let created = if i % 2 == 0 {
+                    a.create_upload(&s, limits).await
+                } else {
+                    create_upload_as_before(&b, &s, limits).await
+                };
+                created.map(|()| s)
+            })
+        });
+        let mut opened = Vec::new();
+        for created in all(creations.collect()).await {
+            match created {
+                Ok(s) => opened.push(s.repository),
+                Err(CreateUploadError::TooManySessions { open }) => assert_eq!(open, 7),
+                Err(CreateUploadError::TooManyInRepository { open }) => assert_eq!(open, 4),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(opened.len(), 7, "round {round}: {opened:?}");
+        for r in ["up/a", "up/b"] {
+            let here = opened.iter().filter(|o| o.as_str() == r).count();
+            assert!(here <= 4, "round {round}: {here} sessions in {r}");
+        }
+        sqlx::query("DELETE FROM uploads")
+            .execute(&a.pool)
+            .await
+            .unwrap();
+    }
+}
