@@ -10,7 +10,7 @@ use berth_meta::{
     PutManifestError, RepositoryStore, Role, SessionLimits, UploadSession, UploadStore, UserStore,
     Visibility,
 };
-use berth_oci::{Algorithm, Reference, Tag, UploadId};
+use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 use berth_testkit_postgres::TempDatabase;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
@@ -653,4 +653,144 @@ async fn upload_limits_hold_across_nodes_of_two_releases() {
             .await
             .unwrap();
     }
+}
+
+/// Marks a blob for deletion as the schema asks of whoever does (migration 0003): the
+/// repositories linking it locked first, in id order, then the blob.
+async fn mark_for_deletion(node: &PgMetaStore, digest: &str) -> Result<(), sqlx::Error> {
+    let mut tx = node.pool.begin().await?;
+    sqlx::query(
+        "SELECT id FROM repositories
+         WHERE id IN (SELECT repository_id FROM repository_blobs WHERE digest = $1)
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(digest)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
+        .bind(digest)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// What another node does to a repository, or to a blob it links, while an upload
+/// completes into it.
+#[derive(Clone, Copy)]
+enum Interference {
+    MarkForDeletion,
+    Unlink,
+    DeleteRepository,
+}
+
+/// Completes 60 uploads of `layer`, one into each of `names` in turn (each repository
+/// linking `layer` already), while node `b` interferes as `interference` says for the
+/// `i`th: nothing may fail (a deadlock fails one of the two), and each completion ends
+/// its session.
+async fn complete_while_interfering(
+    a: &Node,
+    b: &Node,
+    names: &[String],
+    layer: &Digest,
+    interference: fn(u16) -> Interference,
+) {
+    for name in names {
+        a.link_blob(&repo(name), layer, 7, 1).await.unwrap();
+    }
+    let mut work = Vec::new();
+    for i in 0..60_u16 {
+        let name = names[usize::from(i) % names.len()].clone();
+        let (a, b, layer) = (a.clone(), b.clone(), layer.clone());
+        work.push(tokio::spawn(async move {
+            let r = repo(&name);
+            let upload = session(1000 + i, &name);
+            a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+            let interfering = async {
+                match interference(i) {
+                    Interference::MarkForDeletion => mark_for_deletion(&b, layer.as_str())
+                        .await
+                        .map_err(crate::db_err),
+                    Interference::Unlink => b.unlink_blob(&r, &layer, None).await.map(drop),
+                    Interference::DeleteRepository => {
+                        b.delete_repository(&r, &audit()).await.map(drop)
+                    }
+                }
+            };
+            let (completed, interfered) =
+                tokio::join!(a.complete_upload(&upload.id, &r, &layer, 7, 2), interfering);
+            completed.unwrap_or_else(|e| panic!("completion {i}: {e}"));
+            interfered.unwrap_or_else(|e| panic!("interference {i}: {e}"));
+            assert!(a.upload(&upload.id).await.unwrap().is_none(), "{i}");
+        }));
+    }
+    all(work).await;
+    // A completion into each repository again links a present blob.
+    for (i, name) in (5000..).zip(names) {
+        let upload = session(i, name);
+        a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+        a.complete_upload(&upload.id, &repo(name), layer, 7, 3)
+            .await
+            .unwrap();
+        assert_eq!(b.linked_blob(&repo(name), layer).await.unwrap(), Some(7));
+        assert!(a.upload(&upload.id).await.unwrap().is_none());
+    }
+}
+
+fn names(prefix: &str) -> Vec<String> {
+    (0..3).map(|i| format!("{prefix}/r{i}")).collect()
+}
+
+/// Uploads completed into existing repositories (one statement each) while another
+/// node deletes those repositories or unlinks the blob: the completion and the delete
+/// each lock the repository first, and neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_racing_repository_deletes_and_unlinks_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    complete_while_interfering(&a, &b, &names("gone"), &digest("layer"), |i| {
+        if i % 2 == 0 {
+            Interference::Unlink
+        } else {
+            Interference::DeleteRepository
+        }
+    })
+    .await;
+}
+
+/// Uploads completed into repositories that link their blob already while another node
+/// marks the blob for deletion (locking those repositories first): the completions
+/// revive the blob, and nothing deadlocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_racing_blob_marking_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    complete_while_interfering(&a, &b, &names("marked"), &digest("layer"), |_| {
+        Interference::MarkForDeletion
+    })
+    .await;
+}
+
+/// The same races at once. A repository whose link to the blob is committed after the
+/// marker locked the linking repositories (a link made again after an unlink, into a
+/// repository made again after its delete) is not among those it locked, but its
+/// trigger (`blob_status_changed`) bumps its version: when a completion or link holds
+/// that repository and waits for the blob the marker holds, the two deadlock. This
+/// happens as well with the transaction the one-statement completion replaced (and
+/// with `link_blob`, a mount): the order migration 0003 asks of a marker does not
+/// suffice. No marker exists yet in this adapter; one must, after locking the blob,
+/// check that no repository outside those it locked links it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "deadlocks: the marking order of migration 0003 misses links made meanwhile"]
+async fn completions_racing_deletes_and_blob_marking_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    complete_while_interfering(&a, &b, &names("mixed"), &digest("layer"), |i| match i % 3 {
+        0 => Interference::MarkForDeletion,
+        1 => Interference::Unlink,
+        _ => Interference::DeleteRepository,
+    })
+    .await;
 }
