@@ -59,6 +59,8 @@ struct Lease {
     term: Term,
     /// When the request that granted the claim was sent: it holds until a term later.
     asked_at: Instant,
+    /// … and what the clock the term is measured with read then.
+    asked_at_ms: i64,
     renewal: JoinHandle<()>,
     released: bool,
 }
@@ -137,15 +139,10 @@ impl Registry {
     async fn lease(&self, id: &UploadId) -> Result<Option<(Lease, UploadSession)>, RegistryError> {
         let holder = rand::random_range(1..i64::MAX);
         let term = self.config.upload_lease;
-        let asked_at = Instant::now();
+        let (asked_at, asked_at_ms) = (Instant::now(), self.clock.now_ms());
         match self
             .meta
-            .lease_upload(
-                id,
-                holder,
-                self.clock.now_ms(),
-                lease_end(&*self.clock, term),
-            )
+            .lease_upload(id, holder, asked_at_ms, lease_end(&*self.clock, term))
             .await?
         {
             UploadLease::Granted(session) => {
@@ -160,6 +157,7 @@ impl Registry {
                     renewal: tokio::spawn(renew(term.clone())),
                     term,
                     asked_at,
+                    asked_at_ms,
                     released: false,
                 };
                 Ok(Some((lease, *session)))
@@ -182,6 +180,7 @@ impl SessionClaim<'_> {
             body,
             term: self.lease.term.clone(),
             checked_at: self.lease.asked_at,
+            checked_at_ms: self.lease.asked_at_ms,
             unchecked_bytes: 0,
             failed: false,
         };
@@ -219,6 +218,8 @@ struct Fence {
     body: ByteStream,
     term: Term,
     checked_at: Instant,
+    /// What the term's clock read at `checked_at`.
+    checked_at_ms: i64,
     unchecked_bytes: u64,
     failed: bool,
 }
@@ -233,20 +234,34 @@ impl Fence {
         if let Some(Ok(chunk)) = &next {
             self.unchecked_bytes += chunk.len() as u64;
         }
-        let since = self.checked_at.elapsed();
+        let since = self.since();
         let due = self.unchecked_bytes >= FENCE_BYTES
             || since >= FENCE_EVERY
             || (next.is_none() && since >= self.recent());
         if due {
-            let asked_at = Instant::now();
+            let (asked_at, asked_at_ms) = (Instant::now(), self.term.clock.now_ms());
             if !matches!(self.term.renew().await, Ok(true)) {
                 self.failed = true;
                 return Some(Err(std::io::Error::other(ClaimLost)));
             }
             self.checked_at = asked_at;
+            self.checked_at_ms = asked_at_ms;
             self.unchecked_bytes = 0;
         }
         next
+    }
+
+    /// How long ago the claim was last known held, by the monotonic clock and by the
+    /// clock its term is measured with, whichever says longer: a suspend of the machine
+    /// (or virtual machine) stops the monotonic clock on Linux, while the term, measured
+    /// by the other nodes' clocks, runs on. A clock that went back says nothing: it
+    /// counts as long ago.
+    fn since(&self) -> Duration {
+        let elapsed = self.checked_at.elapsed();
+        match u64::try_from(self.term.clock.now_ms() - self.checked_at_ms) {
+            Ok(ms) => elapsed.max(Duration::from_millis(ms)),
+            Err(_) => Duration::MAX,
+        }
     }
 
     /// How long after the claim was last known held it surely still is: a small part

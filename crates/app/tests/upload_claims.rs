@@ -3,6 +3,7 @@
 //! a node that dies holding a session blocks it for one lease term at most.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_app::{Clock, Registry, RegistryConfig, RegistryError, SystemClock, UploadBody};
@@ -264,4 +265,83 @@ async fn a_small_body_whose_claim_was_lost_before_its_end_is_refused() {
         .await
         .unwrap();
     assert_eq!(completed, digest);
+}
+
+/// A wall clock that can be moved on, as it has moved on when a node resumes from a
+/// suspend (of its machine or virtual machine) during which its monotonic clock, what
+/// `Instant` reads on Linux, stood still.
+#[derive(Default)]
+struct MovedOn(AtomicI64);
+
+impl Clock for MovedOn {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
+    use berth_blob::BlobStore;
+    use futures_util::StreamExt;
+    // An eighth of the term is a second: the whole race fits well within it.
+    let term = Duration::from_secs(8);
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
+    let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
+    let clock = Arc::new(MovedOn::default());
+    let config = RegistryConfig {
+        upload_lease: term,
+        ..RegistryConfig::default()
+    };
+    let node = || {
+        Arc::new(Registry::new(
+            meta.clone(),
+            blobs.clone(),
+            clock.clone(),
+            config.clone(),
+        ))
+    };
+    let (a, b) = (node(), node());
+    let repo = RepositoryName::parse("p/r").unwrap();
+    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    let (tx, slow) = trickled(6);
+    let on_a = tokio::spawn({
+        let (a, repo, id) = (a.clone(), repo.clone(), session.id.clone());
+        async move { a.append_chunk(&repo, &id, slow).await }
+    });
+    tx.send(Bytes::from_static(b"abc")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Node A is suspended for three terms: when it resumes, the wall clock has moved on
+    // by as much, its monotonic clock has not. Meanwhile its claim lapsed, and node B
+    // took the session over and appended.
+    let three_terms = i64::try_from(3 * term.as_millis()).unwrap();
+    clock.0.store(three_terms, Ordering::Relaxed);
+    assert_eq!(
+        b.append_chunk(&repo, &session.id, whole(b"XYZ"))
+            .await
+            .unwrap()
+            .offset,
+        3
+    );
+    // The rest of node A's body arrives at once after it resumed.
+    tx.send(Bytes::from_static(b"def")).await.unwrap();
+    drop(tx);
+    let on_a = on_a.await.unwrap();
+    assert!(
+        matches!(on_a, Err(RegistryError::BlobUploadInvalid(_))),
+        "node A's body was passed on after its claim lapsed: {:?}",
+        on_a.map(|s| s.offset)
+    );
+    let digest = Digest::compute(Algorithm::Sha256, b"XYZ");
+    let completed = b
+        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .await
+        .unwrap();
+    assert_eq!(completed, digest);
+    let mut stored = Vec::new();
+    let mut read = blobs.read(&digest, None).await.unwrap().body;
+    while let Some(chunk) = read.next().await {
+        stored.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(stored, b"XYZ", "the blob holds node A's bytes");
 }

@@ -10,7 +10,7 @@ use berth_meta::{
     PutManifestError, RepositoryStore, Role, SessionLimits, UploadSession, UploadStore, UserStore,
     Visibility,
 };
-use berth_oci::{Algorithm, Reference, Tag, UploadId};
+use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 use berth_testkit_postgres::TempDatabase;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
@@ -560,4 +560,237 @@ async fn an_upload_completed_into_an_existing_repository_revives_its_blob() {
         .await
         .unwrap();
     assert_eq!(status, "present");
+}
+
+/// A session opened the way a node of the previous release opens one (in a
+/// transaction: the session-limit lock, then the count and insert in one statement),
+/// so that creations by nodes of both releases can race during an upgrade.
+async fn create_upload_as_before(
+    node: &PgMetaStore,
+    s: &UploadSession,
+    limits: SessionLimits,
+) -> Result<(), CreateUploadError> {
+    let mut tx = node.progress_pool.begin().await.map_err(crate::db_err)?;
+    crate::Lock::UploadSessions.exclusive(&mut tx).await?;
+    let (open, here): (i64, i64) = sqlx::query_as(
+        "WITH open AS (
+             SELECT count(*) AS total, count(*) FILTER (WHERE repository = $2) AS here
+             FROM uploads),
+         created AS (
+             INSERT INTO uploads
+                 (id, repository, algorithm, \"offset\", hash_state, verified_by,
+                  verified_digest, created_at, updated_at)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM open
+             WHERE total < $10 AND here < $11)
+         SELECT total, here FROM open",
+    )
+    .bind(s.id.as_str())
+    .bind(s.repository.as_str())
+    .bind(s.algorithm.as_str())
+    .bind(s.offset as i64)
+    .bind(&s.hash_state)
+    .bind(s.verified_by)
+    .bind(s.verified_digest.as_ref().map(|d| d.as_str()))
+    .bind(s.created_at)
+    .bind(s.updated_at)
+    .bind(limits.total as i64)
+    .bind(limits.per_repository as i64)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(crate::db_err)?;
+    tx.commit().await.map_err(crate::db_err)?;
+    let (open, here) = (open as u64, here as u64);
+    if open >= limits.total {
+        return Err(CreateUploadError::TooManySessions { open });
+    }
+    if here >= limits.per_repository {
+        return Err(CreateUploadError::TooManyInRepository { open: here });
+    }
+    Ok(())
+}
+
+/// During an upgrade, nodes of the previous release (a transaction around the lock)
+/// and of this one (`open_upload_session`) open sessions at once: they take the same
+/// lock, so the limits hold across both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_limits_hold_across_nodes_of_two_releases() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let limits = SessionLimits {
+        total: 7,
+        per_repository: 4,
+    };
+    for round in 0..8_u16 {
+        let creations = (0..24_u16).map(|i| {
+            let (a, b) = (a.clone(), b.clone());
+            let s = session(round * 100 + i, if i % 4 < 2 { "up/a" } else { "up/b" });
+            tokio::spawn(async move {
+                let created = if i % 2 == 0 {
+                    a.create_upload(&s, limits).await
+                } else {
+                    create_upload_as_before(&b, &s, limits).await
+                };
+                created.map(|()| s)
+            })
+        });
+        let mut opened = Vec::new();
+        for created in all(creations.collect()).await {
+            match created {
+                Ok(s) => opened.push(s.repository),
+                Err(CreateUploadError::TooManySessions { open }) => assert_eq!(open, 7),
+                Err(CreateUploadError::TooManyInRepository { open }) => assert_eq!(open, 4),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(opened.len(), 7, "round {round}: {opened:?}");
+        for r in ["up/a", "up/b"] {
+            let here = opened.iter().filter(|o| o.as_str() == r).count();
+            assert!(here <= 4, "round {round}: {here} sessions in {r}");
+        }
+        sqlx::query("DELETE FROM uploads")
+            .execute(&a.pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// Marks a blob for deletion as the schema asks of whoever does (migration 0003): the
+/// repositories linking it locked first, in id order, then the blob.
+async fn mark_for_deletion(node: &PgMetaStore, digest: &str) -> Result<(), sqlx::Error> {
+    let mut tx = node.pool.begin().await?;
+    sqlx::query(
+        "SELECT id FROM repositories
+         WHERE id IN (SELECT repository_id FROM repository_blobs WHERE digest = $1)
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(digest)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
+        .bind(digest)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
+}
+
+/// What another node does to a repository, or to a blob it links, while an upload
+/// completes into it.
+#[derive(Clone, Copy)]
+enum Interference {
+    MarkForDeletion,
+    Unlink,
+    DeleteRepository,
+}
+
+/// Completes 60 uploads of `layer`, one into each of `names` in turn (each repository
+/// linking `layer` already), while node `b` interferes as `interference` says for the
+/// `i`th: nothing may fail (a deadlock fails one of the two), and each completion ends
+/// its session.
+async fn complete_while_interfering(
+    a: &Node,
+    b: &Node,
+    names: &[String],
+    layer: &Digest,
+    interference: fn(u16) -> Interference,
+) {
+    for name in names {
+        a.link_blob(&repo(name), layer, 7, 1).await.unwrap();
+    }
+    let mut work = Vec::new();
+    for i in 0..60_u16 {
+        let name = names[usize::from(i) % names.len()].clone();
+        let (a, b, layer) = (a.clone(), b.clone(), layer.clone());
+        work.push(tokio::spawn(async move {
+            let r = repo(&name);
+            let upload = session(1000 + i, &name);
+            a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+            let interfering = async {
+                match interference(i) {
+                    Interference::MarkForDeletion => mark_for_deletion(&b, layer.as_str())
+                        .await
+                        .map_err(crate::db_err),
+                    Interference::Unlink => b.unlink_blob(&r, &layer, None).await.map(drop),
+                    Interference::DeleteRepository => {
+                        b.delete_repository(&r, &audit()).await.map(drop)
+                    }
+                }
+            };
+            let (completed, interfered) =
+                tokio::join!(a.complete_upload(&upload.id, &r, &layer, 7, 2), interfering);
+            completed.unwrap_or_else(|e| panic!("completion {i}: {e}"));
+            interfered.unwrap_or_else(|e| panic!("interference {i}: {e}"));
+            assert!(a.upload(&upload.id).await.unwrap().is_none(), "{i}");
+        }));
+    }
+    all(work).await;
+    // A completion into each repository again links a present blob.
+    for (i, name) in (5000..).zip(names) {
+        let upload = session(i, name);
+        a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+        a.complete_upload(&upload.id, &repo(name), layer, 7, 3)
+            .await
+            .unwrap();
+        assert_eq!(b.linked_blob(&repo(name), layer).await.unwrap(), Some(7));
+        assert!(a.upload(&upload.id).await.unwrap().is_none());
+    }
+}
+
+fn names(prefix: &str) -> Vec<String> {
+    (0..3).map(|i| format!("{prefix}/r{i}")).collect()
+}
+
+/// Uploads completed into existing repositories (one statement each) while another
+/// node deletes those repositories or unlinks the blob: the completion and the delete
+/// each lock the repository first, and neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_racing_repository_deletes_and_unlinks_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    complete_while_interfering(&a, &b, &names("gone"), &digest("layer"), |i| {
+        if i % 2 == 0 {
+            Interference::Unlink
+        } else {
+            Interference::DeleteRepository
+        }
+    })
+    .await;
+}
+
+/// Uploads completed into repositories that link their blob already while another node
+/// marks the blob for deletion (locking those repositories first): the completions
+/// revive the blob, and nothing deadlocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_racing_blob_marking_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    complete_while_interfering(&a, &b, &names("marked"), &digest("layer"), |_| {
+        Interference::MarkForDeletion
+    })
+    .await;
+}
+
+/// The same races at once. A repository whose link to the blob is committed after the
+/// marker locked the linking repositories (a link made again after an unlink, into a
+/// repository made again after its delete) is not among those it locked, but its
+/// trigger (`blob_status_changed`) bumps its version: when a completion or link holds
+/// that repository and waits for the blob the marker holds, the two deadlock. This
+/// happens as well with the transaction the one-statement completion replaced (and
+/// with `link_blob`, a mount): the order migration 0003 asks of a marker does not
+/// suffice. No marker exists yet in this adapter; one must, after locking the blob,
+/// check that no repository outside those it locked links it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "deadlocks: the marking order of migration 0003 misses links made meanwhile"]
+async fn completions_racing_deletes_and_blob_marking_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    complete_while_interfering(&a, &b, &names("mixed"), &digest("layer"), |i| match i % 3 {
+        0 => Interference::MarkForDeletion,
+        1 => Interference::Unlink,
+        _ => Interference::DeleteRepository,
+    })
+    .await;
 }

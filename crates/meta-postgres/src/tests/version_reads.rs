@@ -224,3 +224,39 @@ async fn reads_recover_when_the_server_ends_every_connection() {
     let _ = store.linked_blob(&r, &d).await;
     assert_eq!(store.linked_blob(&r, &d).await.unwrap(), Some(1));
 }
+
+/// A store dropped (a node shutting down, a test ending) ends its version reader: the
+/// thread stops once the last request is answered, and its connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_store_ends_its_version_reader() {
+    let Some((db, store, _, _)) = store_with_a_cached_link().await else {
+        return;
+    };
+    let admin = PgMetaStore::connect_lazy(&super::config(&db)).unwrap();
+    let reader_pid: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND query LIKE '%tag_version FROM repositories WHERE name = ANY%'",
+    )
+    .fetch_one(&admin.pool)
+    .await
+    .unwrap();
+    drop(Arc::into_inner(store).expect("no other owner of the store"));
+    let started = Instant::now();
+    loop {
+        let alive: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
+                .bind(reader_pid)
+                .fetch_one(&admin.pool)
+                .await
+                .unwrap();
+        if !alive {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the version reader's connection outlived its store"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
