@@ -230,9 +230,9 @@ pub async fn link_blob(
 }
 
 /// Links the blob of a finished upload and ends the session, in one statement (so in
-/// one implicit transaction): the repository's row is locked and touched, the blob
-/// recorded (present again if it was being deleted) and linked, and the session row
-/// deleted, in the same order as [`ensure_repository`] and [`link_blob`] take them.
+/// one implicit transaction): the repository's row is locked and touched first, as
+/// [`ensure_repository`] does, then the session row deleted, the blob linked and
+/// recorded (present again if it was being deleted), as [`link_blob`] does.
 /// Returns `false`, having changed nothing, when the repository does not exist yet.
 pub async fn complete_upload_in_existing_repository(
     c: impl PgExecutor<'_>,

@@ -86,13 +86,28 @@ impl VersionReader {
         };
         let cannot_start =
             |e: std::io::Error| MetaError(format!("starting the repository version reader: {e}"));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(cannot_start)?;
+        // The runtime is built on the thread, so that nothing drops it in async code.
+        let (started, start) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("berth-versions".into())
-            .spawn(move || runtime.block_on(reader.answer_batches(queued)))
+            .spawn(move || {
+                let built = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match built {
+                    Ok(runtime) => {
+                        let _ = started.send(Ok(()));
+                        runtime.block_on(reader.answer_batches(queued));
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                }
+            })
+            .map_err(cannot_start)?;
+        start
+            .recv()
+            .map_err(|_| MetaError("the repository version reader stopped at start".into()))?
             .map_err(cannot_start)?;
         Ok(VersionReader { requests, queries })
     }
