@@ -29,6 +29,11 @@ fn cluster(lease: Duration) -> Cluster {
 }
 
 fn cluster_with(config: RegistryConfig) -> Cluster {
+    cluster_on_clock(config, Arc::new(SystemClock))
+}
+
+/// Two nodes reading the time from `clock`.
+fn cluster_on_clock(config: RegistryConfig, clock: Arc<dyn Clock>) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
     let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
@@ -36,7 +41,7 @@ fn cluster_with(config: RegistryConfig) -> Cluster {
         Arc::new(Registry::new(
             meta.clone(),
             blobs.clone(),
-            Arc::new(SystemClock),
+            clock.clone(),
             config.clone(),
         ))
     };
@@ -285,30 +290,16 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
     use futures_util::StreamExt;
     // An eighth of the term is a second: the whole race fits well within it.
     let term = Duration::from_secs(8);
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
-    let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
     let clock = Arc::new(MovedOn::default());
     let config = RegistryConfig {
         upload_lease: term,
         ..RegistryConfig::default()
     };
-    let node = || {
-        Arc::new(Registry::new(
-            meta.clone(),
-            blobs.clone(),
-            clock.clone(),
-            config.clone(),
-        ))
-    };
-    let (a, b) = (node(), node());
+    let c = cluster_on_clock(config, clock.clone());
+    let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
     let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    let (tx, slow) = trickled(6);
-    let on_a = tokio::spawn({
-        let (a, repo, id) = (a.clone(), repo.clone(), session.id.clone());
-        async move { a.append_chunk(&repo, &id, slow).await }
-    });
+    let (tx, on_a) = append_trickled(a, &repo, &session.id, 6);
     tx.send(Bytes::from_static(b"abc")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Node A is suspended for three terms: when it resumes, the wall clock has moved on
@@ -339,7 +330,7 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
         .unwrap();
     assert_eq!(completed, digest);
     let mut stored = Vec::new();
-    let mut read = blobs.read(&digest, None).await.unwrap().body;
+    let mut read = c.blobs.read(&digest, None).await.unwrap().body;
     while let Some(chunk) = read.next().await {
         stored.extend_from_slice(&chunk.unwrap());
     }
