@@ -65,6 +65,7 @@ use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
 
+use crate::queries::ManifestPut;
 use crate::versions::VersionReader;
 
 /// Resolved references and blob links kept per node, each at most.
@@ -492,13 +493,21 @@ impl UploadStore for PgMetaStore {
 #[async_trait]
 impl ManifestStore for PgMetaStore {
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
-        let mut tx = self.durable().await?;
-        queries::put_manifest(&mut tx, manifest).await?;
-        if let Some(entry) = &manifest.audit {
-            audit::insert_for_repository(&mut tx, entry, &manifest.repository).await?;
+        // Most pushes go to a repository that exists: one round trip.
+        if let ManifestPut::Stored = queries::put_manifest(&self.pool, manifest).await? {
+            return Ok(());
         }
-        tx.commit().await.map_err(db_err)?;
-        Ok(())
+        // A failed check drops the transaction, and the repository it created with it.
+        let mut tx = self.durable().await?;
+        queries::ensure_repository(&mut tx, &manifest.repository, manifest.pushed_at).await?;
+        match queries::put_manifest(&mut *tx, manifest).await? {
+            ManifestPut::Stored => tx.commit().await.map_err(db_err).map_err(Into::into),
+            ManifestPut::RepositoryAbsent => Err(MetaError(format!(
+                "repository {} vanished while its manifest was pushed",
+                manifest.repository
+            ))
+            .into()),
+        }
     }
 
     async fn manifest(

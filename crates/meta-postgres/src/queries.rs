@@ -593,129 +593,99 @@ pub async fn stale_uploads(pool: &PgPool, before: i64) -> Result<Vec<UploadId>, 
         .collect())
 }
 
-/// Checks that every blob of the manifest is linked to the repository and every child
-/// is a manifest there, each with its declared size, in one statement; the first
-/// failure, blobs before children, is the error.
-async fn check_references(
-    c: &mut PgConnection,
-    repo_id: i64,
+/// What [`put_manifest`] did.
+pub enum ManifestPut {
+    /// The manifest was committed.
+    Stored,
+    /// There is no such repository; nothing was changed.
+    RepositoryAbsent,
+}
+
+/// Commits a manifest with its references, tags and audit entry, in one statement (the
+/// `put_manifest` function): the repository's row is locked first, so no delete in the
+/// repository runs between the checks and the commit, and nothing is changed unless
+/// every check passes. Blobs are checked before children, each as the repository holds
+/// it and with its declared size; the first failure is the error.
+pub async fn put_manifest(
+    c: impl PgExecutor<'_>,
     m: &NewManifest,
-) -> Result<(), PutManifestError> {
+) -> Result<ManifestPut, PutManifestError> {
     let references: Vec<(&str, &Digest, u64)> = (m.blobs.iter().map(|(d, s)| ("blob", d, *s)))
         .chain(m.children.iter().map(|(d, s)| ("manifest", d, *s)))
         .collect();
-    if references.is_empty() {
-        return Ok(());
-    }
     let kinds: Vec<&str> = references.iter().map(|r| r.0).collect();
     let digests: Vec<&str> = references.iter().map(|r| r.1.as_str()).collect();
-    let sizes: Vec<Option<i64>> = sqlx::query_scalar(
-        "SELECT CASE d.kind
-                    WHEN 'blob' THEN (SELECT b.size FROM repository_blobs rb
-                                      JOIN blobs b ON b.digest = rb.digest
-                                      WHERE rb.repository_id = $1 AND rb.digest = d.digest
-                                        AND b.status = 'present')
-                    ELSE (SELECT m.size FROM manifests m
-                          WHERE m.repository_id = $1 AND m.digest = d.digest)
-                END
-         FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS d(kind, digest, n)
-         ORDER BY d.n",
-    )
-    .bind(repo_id)
-    .bind(&kinds)
-    .bind(&digests)
-    .fetch_all(&mut *c)
-    .await
-    .map_err(db_err)?;
-    for ((kind, digest, declared), actual) in references.into_iter().zip(sizes) {
-        let digest = digest.clone();
-        let (blob, actual) = (kind == "blob", actual.map(|a| a as u64));
-        match actual {
-            None if blob => return Err(PutManifestError::BlobUnknown(digest)),
-            None => return Err(PutManifestError::ManifestUnknown(digest)),
-            Some(actual) if actual != declared && blob => {
-                return Err(PutManifestError::SizeMismatch {
-                    digest,
-                    declared,
-                    actual,
-                });
-            }
-            Some(actual) if actual != declared => {
-                return Err(PutManifestError::ManifestSizeMismatch {
-                    digest,
-                    declared,
-                    actual,
-                });
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// Commits a manifest with its references and tags. `ensure_repository` locks the
-/// repository's row, so no delete in the repository runs between the checks and the commit.
-pub async fn put_manifest(c: &mut PgConnection, m: &NewManifest) -> Result<(), PutManifestError> {
-    let repo_id = ensure_repository(c, &m.repository, m.pushed_at).await?;
-    check_references(c, repo_id, m).await?;
-    // One digest is served with one media type: a re-push of the same bytes under another
-    // type would otherwise be acknowledged while its tags keep serving the first type.
-    // The upsert returns the stored type; a conflict rolls the transaction back.
-    let (manifest_id, stored): (i64, String) = sqlx::query_as(
-        "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, annotations,
-                                subject, size, content, pushed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at
-         RETURNING id, media_type",
-    )
-    .bind(repo_id)
-    .bind(m.digest.as_str())
-    .bind(&m.media_type)
-    .bind(&m.artifact_type)
-    .bind(&m.annotations)
-    .bind(m.subject.as_ref().map(Digest::as_str))
-    .bind(m.content.len() as i64)
-    .bind(&m.content[..])
-    .bind(m.pushed_at)
-    .fetch_one(&mut *c)
-    .await
-    .map_err(db_err)?;
-    if stored != m.media_type {
-        return Err(PutManifestError::MediaTypeConflict { stored });
-    }
-    if m.blobs.is_empty() && m.children.is_empty() && m.tags.is_empty() {
-        return Ok(());
-    }
-    let kinds: Vec<&str> = (m.blobs.iter().map(|_| "blob"))
-        .chain(m.children.iter().map(|_| "manifest"))
-        .collect();
-    let digests: Vec<&str> = (m.blobs.iter().chain(&m.children))
-        .map(|(d, _)| d.as_str())
-        .collect();
+    let sizes: Vec<i64> = references.iter().map(|r| r.2 as i64).collect();
     // A statement may not update one tag twice.
     let mut tags: Vec<&str> = m.tags.iter().map(|t| t.as_str()).collect();
     tags.sort_unstable();
     tags.dedup();
-    sqlx::query(
-        "WITH refs AS (
-             INSERT INTO manifest_references (manifest_id, kind, digest)
-             SELECT $1, kind, digest FROM unnest($2::text[], $3::text[]) AS r(kind, digest)
-             ON CONFLICT DO NOTHING)
-         INSERT INTO tags (repository_id, name, manifest_id, pushed_at)
-         SELECT $4, name, $1, $6 FROM unnest($5::text[]) AS name
-         ON CONFLICT (repository_id, name)
-         DO UPDATE SET manifest_id = excluded.manifest_id, pushed_at = excluded.pushed_at",
-    )
-    .bind(manifest_id)
-    .bind(&kinds)
-    .bind(&digests)
-    .bind(repo_id)
-    .bind(&tags)
-    .bind(m.pushed_at)
-    .execute(c)
-    .await
-    .map_err(db_err)?;
-    Ok(())
+    let audit = m.audit.as_ref();
+    let (outcome, failed_at, actual, stored): (String, Option<i64>, Option<i64>, Option<String>) =
+        sqlx::query_as(
+            "SELECT outcome, failed_at, actual_size, stored_media_type
+             FROM put_manifest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                               $13, $14, $15, $16, $17, $18, $19, $20)",
+        )
+        .bind(m.repository.as_str())
+        .bind(m.pushed_at)
+        .bind(m.digest.as_str())
+        .bind(&m.media_type)
+        .bind(&m.artifact_type)
+        .bind(&m.annotations)
+        .bind(m.subject.as_ref().map(Digest::as_str))
+        .bind(&m.content[..])
+        .bind(&kinds)
+        .bind(&digests)
+        .bind(&sizes)
+        .bind(&tags)
+        .bind(audit.and_then(|e| e.project_id))
+        .bind(audit.map(|e| e.username.as_str()))
+        .bind(audit.map(|e| e.operation.as_str()))
+        .bind(audit.map(|e| e.resource_type.as_str()))
+        .bind(audit.map(|e| e.resource.as_str()))
+        .bind(audit.map(|e| e.success))
+        .bind(audit.map(|e| e.client_ip.as_str()))
+        .bind(audit.map(|e| e.op_time))
+        .fetch_one(c)
+        .await
+        .map_err(db_err)?;
+    let failed = failed_at
+        .and_then(|n| usize::try_from(n).ok()?.checked_sub(1))
+        .and_then(|i| references.get(i));
+    match (outcome.as_str(), failed, stored) {
+        ("stored", _, _) => Ok(ManifestPut::Stored),
+        ("absent", _, _) => Ok(ManifestPut::RepositoryAbsent),
+        ("media_type", _, Some(stored)) => Err(PutManifestError::MediaTypeConflict { stored }),
+        ("reference", Some(failed), _) => Err(reference_error(failed, actual.map(|a| a as u64))),
+        _ => Err(MetaError(format!(
+            "put_manifest answered {outcome:?} at {failed_at:?}"
+        ))
+        .into()),
+    }
+}
+
+/// Why a manifest's reference (its kind, digest and declared size) does not hold, given
+/// the size the repository holds it with, if it holds it at all.
+fn reference_error(
+    (kind, digest, declared): &(&str, &Digest, u64),
+    actual: Option<u64>,
+) -> PutManifestError {
+    let (digest, declared) = ((*digest).clone(), *declared);
+    match (*kind == "blob", actual) {
+        (true, None) => PutManifestError::BlobUnknown(digest),
+        (false, None) => PutManifestError::ManifestUnknown(digest),
+        (true, Some(actual)) => PutManifestError::SizeMismatch {
+            digest,
+            declared,
+            actual,
+        },
+        (false, Some(actual)) => PutManifestError::ManifestSizeMismatch {
+            digest,
+            declared,
+            actual,
+        },
+    }
 }
 
 fn stored_manifest(r: &PgRow) -> Result<StoredManifest, MetaError> {

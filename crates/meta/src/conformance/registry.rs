@@ -62,6 +62,11 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
         Err(PutManifestError::BlobUnknown(d)) => assert_eq!(d, digest("cfg")),
         other => panic!("expected BlobUnknown, got {other:?}"),
     }
+    let listed = store.catalog(&Visibility::All, None, 1000).await.unwrap();
+    assert!(
+        !listed.names().contains(&r.to_string()),
+        "a refused push creates no repository"
+    );
     store.link_blob(&r, &digest("cfg"), 3, 1).await.unwrap();
     store.link_blob(&r, &digest("l1"), 99, 1).await.unwrap();
     assert!(matches!(
