@@ -24,10 +24,13 @@ BERTH=$PWD/target/release/berth
 GARAGE=$(command -v garage || echo "$HOME/.cargo/bin/garage")
 WORK=$(mktemp -d)
 PIDS=()
+DATABASES=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS berth_bench WITH (FORCE)" >/dev/null 2>&1 || true
+  for db in "${DATABASES[@]}"; do
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -38,14 +41,19 @@ export AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGIO
 
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
+# Nothing a run wrote is deleted before the end: on ext4, a burst of deletions makes
+# inode allocation slower for the next half minute, which would weigh on the next run.
+# fresh_database NAME: creates database NAME (dropped at exit) and points PG at it.
 fresh_database() {
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS berth_bench WITH (FORCE)" >/dev/null
-  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE berth_bench" >/dev/null
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
+  psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $1" >/dev/null
+  DATABASES+=("$1")
+  PG=("BERTH_DATABASE__URL=postgres://postgres@127.0.0.1:5432/$1?sslmode=disable")
 }
 
-start_garage() {
-  local dir=$WORK/garage
-  rm -rf "$dir"; mkdir -p "$dir"
+start_garage() { # NAME
+  local dir=$WORK/$1
+  mkdir -p "$dir"
   cat > "$dir/garage.toml" <<TOML
 metadata_dir = "$dir/meta"
 data_dir = "$dir/data"
@@ -82,7 +90,6 @@ bench() { # LABEL PORT PID ONLY
     --out "$OUT/scale-$1.json" "${EXTRA[@]}" >/dev/null
 }
 EXTRA=("$@")
-PG=(BERTH_DATABASE__URL=postgres://postgres@127.0.0.1:5432/berth_bench?sslmode=disable)
 S3=(BERTH_STORAGE__KIND=s3 BERTH_STORAGE__ENDPOINT=http://127.0.0.1:23900
     BERTH_STORAGE__REGION=garage BERTH_STORAGE__BUCKET=berth BERTH_STORAGE__PATH_STYLE=true
     BERTH_STORAGE__ACCESS_KEY_ID=$KEY_ID BERTH_STORAGE__SECRET_ACCESS_KEY=$SECRET)
@@ -90,14 +97,14 @@ ALL=push,pull,manifest,head
 META=$ALL,images
 
 echo "== sqlite + filesystem" >&2
-start_node sqlite 5101; bench sqlite 5101 "$NODE_PID" "$META"; stop "$NODE_PID"; rm -rf "$WORK/sqlite"
+start_node sqlite 5101; bench sqlite 5101 "$NODE_PID" "$META"; stop "$NODE_PID"
 
 echo "== postgres + filesystem" >&2
-fresh_database
-start_node postgres 5102 "${PG[@]}"; bench postgres 5102 "$NODE_PID" "$META"; stop "$NODE_PID"; rm -rf "$WORK/postgres"
+fresh_database berth_bench_postgres
+start_node postgres 5102 "${PG[@]}"; bench postgres 5102 "$NODE_PID" "$META"; stop "$NODE_PID"
 
 echo "== garage, raw (aws s3 cp, 1 GiB)" >&2
-start_garage
+start_garage garage-s3
 head -c 1073741824 /dev/urandom > "$WORK/gib"
 S3CP=(aws --endpoint-url http://127.0.0.1:23900 s3 cp --only-show-errors)
 t0=$(date +%s.%N); "${S3CP[@]}" "$WORK/gib" s3://berth/raw/gib; t1=$(date +%s.%N)
@@ -113,13 +120,13 @@ rm -f "$WORK/gib" "$WORK/gib.back"
 aws --endpoint-url http://127.0.0.1:23900 s3 rm --only-show-errors s3://berth/raw/gib
 
 echo "== postgres + garage" >&2
-fresh_database
+fresh_database berth_bench_s3
 start_node s3 5103 "${PG[@]}" "${S3[@]}"; bench s3 5103 "$NODE_PID" push,pull; stop "$NODE_PID"
 stop "$GARAGE_PID"
 
 echo "== one and three nodes behind nginx (postgres + garage)" >&2
-start_garage
-fresh_database
+start_garage garage-lb
+fresh_database berth_bench_lb
 NODES=()
 for i in 1 2 3; do start_node "n$i" $((5110 + i)) "${PG[@]}" "${S3[@]}"; NODES+=("$NODE_PID"); done
 lb() { # NAME UPSTREAM_PORTS... : nginx on 5120 in front of the ports; sets LB_PID
