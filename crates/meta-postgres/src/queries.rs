@@ -862,7 +862,8 @@ pub(crate) const REFERRERS_OF_TYPE: &str =
 /// Stamps last-pull times and adds to pull counts. The repositories are locked first,
 /// in id order: every other write locks its repository before its manifests and tags,
 /// and batches from several nodes lock theirs in the same order, so none of them waits
-/// on another in a cycle.
+/// on another in a cycle. Only the repositories so locked are written: one made again
+/// since (a new row of the same name) is not the one pulled.
 pub async fn record_pulls(
     c: &mut PgConnection,
     pulls: &[PullRecord],
@@ -881,17 +882,22 @@ pub async fn record_pulls(
         .iter()
         .map(|p| i64::try_from(p.count).unwrap_or(i64::MAX))
         .collect();
-    sqlx::query("SELECT id FROM repositories WHERE name = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&repositories)
-        .execute(&mut *c)
-        .await
-        .map_err(db_err)?;
+    // Only the rows locked here are touched below: a repository made (again) after this
+    // statement is a row the batch does not hold, and its pulls are dropped.
+    let locked: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, name FROM repositories WHERE name = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&repositories)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(db_err)?;
+    let (ids, names): (Vec<i64>, Vec<String>) = locked.into_iter().unzip();
     sqlx::query(
         "WITH pulls AS (
              SELECT r.id AS repository_id, p.digest, p.tag, p.count
              FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
                   AS p(repository, digest, tag, count)
-             JOIN repositories r ON r.name = p.repository),
+             JOIN unnest($6::bigint[], $7::text[]) AS r(id, name) ON r.name = p.repository),
          counted AS (
              UPDATE repositories r SET pull_count = r.pull_count + n.count
              FROM (SELECT repository_id, sum(count)::BIGINT AS count FROM pulls
@@ -908,6 +914,8 @@ pub async fn record_pulls(
     .bind(&tags)
     .bind(&counts)
     .bind(at)
+    .bind(&ids)
+    .bind(&names)
     .execute(c)
     .await
     .map(drop)

@@ -490,6 +490,65 @@ async fn pull_batches_and_pushes_from_several_nodes_never_deadlock() {
     }
 }
 
+/// Pull batches while other nodes push into, delete and make again the repositories
+/// they name: a repository made again after the batch locked the others is a new row
+/// the batch holds no lock on, so the batch must leave it alone rather than take it
+/// after the manifests and tags a push in it waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_batches_racing_repository_deletes_never_deadlock() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let names: Vec<String> = (0..3).map(|i| format!("remade/app{i}")).collect();
+    let layer = digest("layer");
+    for name in &names {
+        a.link_blob(&repo(name), &layer, 1, 1).await.unwrap();
+    }
+    let pulls: Vec<PullRecord> = names
+        .iter()
+        .map(|name| PullRecord {
+            repository: repo(name),
+            digest: digest("image1"),
+            tag: Some(Tag::parse("v1").unwrap()),
+            count: 1,
+        })
+        .collect();
+    let mut work = Vec::new();
+    for i in 0..240_usize {
+        let (node, other) = if i % 2 == 0 {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        let (name, pulls, layer) = (names[i % names.len()].clone(), pulls.clone(), layer.clone());
+        work.push(tokio::spawn(async move {
+            let r = repo(&name);
+            let done = match i % 5 {
+                0 | 1 => {
+                    let image = format!("image{}", i % 3);
+                    match node
+                        .put_manifest(&manifest(&name, &image, &[("layer", 1)], &["v1", "v2"]))
+                        .await
+                    {
+                        Ok(()) | Err(PutManifestError::BlobUnknown(_)) => Ok(()),
+                        Err(e) => Err(berth_meta::MetaError(e.to_string())),
+                    }
+                }
+                2 => other.delete_repository(&r, &audit()).await.map(drop),
+                3 => node.link_blob(&r, &layer, 1, 2).await,
+                _ => node.record_pulls(&pulls, 3, &[]).await,
+            };
+            done.map_err(|e| format!("{i}: {e}"))
+        }));
+    }
+    let failed: Vec<String> = all(work)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
 /// A blob marked for deletion and linked again by two nodes at once, into two
 /// repositories that both link it already (a completed upload or a mount each): the
 /// links take the repository, then the blob, as every push does, and both commit.
