@@ -2,9 +2,10 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_blob::{BlobError, BodyLength, ByteStream};
-use berth_meta::{SessionLimits, UploadSession};
+use berth_meta::{PinOutcome, SessionLimits, UploadSession};
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
 use crate::error::RegistryError;
@@ -12,6 +13,13 @@ use crate::metered_body::metered;
 use crate::registry::{MountOutcome, Registry};
 use crate::upload_claims::{ClaimLost, SessionClaim};
 use crate::upload_limits::{OpenBytesExhausted, Reservation};
+
+/// Longest a completion waits for garbage collection to delete a blob of its digest
+/// before publishing its own bytes: a sweep deletes one blob's bytes in milliseconds,
+/// so only a collection stopped midway (and not yet resumed) makes it wait this long.
+const PIN_WAIT: Duration = Duration::from_secs(10);
+/// Pause between two attempts to pin a digest whose blob is being deleted.
+const PIN_RETRY: Duration = Duration::from_millis(50);
 
 /// The body of a `PATCH` or final `PUT` on an upload, with its framing headers.
 pub struct UploadBody {
@@ -123,17 +131,22 @@ impl Registry {
             Some(source) => self.meta.linked_blob(source, digest).await?,
             None => None,
         };
-        match size {
+        // A blob marked for deletion since it was found is not linked: the client
+        // uploads it instead.
+        let mounted = match size {
             Some(size) => {
                 self.meta
                     .link_blob(repository, digest, size, self.clock.now_ms())
-                    .await?;
-                Ok(MountOutcome::Mounted)
+                    .await?
             }
-            None => Ok(MountOutcome::Started(
-                self.start_upload(repository, digest.algorithm()).await?,
-            )),
+            None => false,
+        };
+        if mounted {
+            return Ok(MountOutcome::Mounted);
         }
+        Ok(MountOutcome::Started(
+            self.start_upload(repository, digest.algorithm()).await?,
+        ))
     }
 
     /// Some repositories (at most 100) holding the blob, candidates for a mount
@@ -291,6 +304,7 @@ impl Registry {
         digest: &Digest,
     ) -> Result<(), RegistryError> {
         let hashed = Self::restore_hasher(session)?;
+        self.pin_digest(&session.id, digest).await?;
         // The stored hash state speaks for the bytes the client sent when it was computed
         // with the algorithm the client now names.
         let hashed_alike = hashed.algorithm() == digest.algorithm();
@@ -321,6 +335,28 @@ impl Registry {
             )
             .await?;
         Ok(())
+    }
+
+    /// Pins `digest` in the session before its bytes are published, so that garbage
+    /// collection does not delete a blob of that digest meanwhile. While one is being
+    /// deleted, waits for its bytes to go (the session's own are published after), as
+    /// long as [`PIN_WAIT`].
+    async fn pin_digest(&self, id: &UploadId, digest: &Digest) -> Result<(), RegistryError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.meta.pin_upload_digest(id, digest).await? {
+                PinOutcome::Pinned => return Ok(()),
+                PinOutcome::NoSession => return Err(RegistryError::BlobUploadUnknown),
+                PinOutcome::BlobDeleting if started.elapsed() < PIN_WAIT => {
+                    tokio::time::sleep(PIN_RETRY).await;
+                }
+                PinOutcome::BlobDeleting => {
+                    return Err(RegistryError::TooManyRequests(format!(
+                        "blob {digest} is being garbage collected; complete the upload again later"
+                    )));
+                }
+            }
+        }
     }
 
     /// Publishes the session's bytes as `digest`, unless they are gone from the upload

@@ -74,9 +74,9 @@ BEGIN
     SELECT stored_id, r.kind, r.digest
     FROM unnest(reference_kinds, reference_digests) AS r(kind, digest)
     ON CONFLICT DO NOTHING;
-    -- A statement may not update one tag twice: the names come distinct.
+    -- A statement may not update one tag twice.
     INSERT INTO tags (repository_id, name, manifest_id, pushed_at)
-    SELECT repo_id, t.name, stored_id, pushed FROM unnest(tag_names) AS t(name)
+    SELECT DISTINCT repo_id, t.name, stored_id, pushed FROM unnest(tag_names) AS t(name)
     ON CONFLICT (repository_id, name)
     DO UPDATE SET manifest_id = excluded.manifest_id, pushed_at = excluded.pushed_at;
     IF audit_op_time IS NOT NULL THEN

@@ -9,15 +9,19 @@
 //! statement sees what was committed before it started. Races between nodes are settled
 //! by locks taken before the checks they protect:
 //! - every write that touches a repository's manifests, tags or blob links first locks
-//!   the repository's row (a push updates it, or creates it, before anything else;
-//!   deletes use `SELECT … FOR UPDATE`), so such writes in one repository run one after
+//!   the repository's row (a push locks it with `SELECT … FOR UPDATE` in
+//!   `put_manifest`, or updates or creates it, before anything else; deletes use
+//!   `SELECT … FOR UPDATE`), so such writes in one repository run one after
 //!   the other and each check reads what the previous writer committed; a push racing a
 //!   delete of a blob or manifest it needs either sees it gone or keeps it;
 //! - a project is created with `INSERT … ON CONFLICT DO NOTHING` and read back, so
 //!   two nodes pushing into a new project share one; a push locks the project's row
 //!   (`FOR KEY SHARE`) against a concurrent delete;
 //! - upload-session creation and the first administrator's creation take a
-//!   transaction-scoped advisory lock ([`Lock`]).
+//!   transaction-scoped advisory lock ([`Lock`]), and so do a completing upload's pin
+//!   and garbage collection's mark, on the digest (migration 0006): a blob is marked
+//!   for deletion only when no repository links it and no session pins it, and a
+//!   link or pin never takes a blob so marked.
 //!
 //! Upload-session writes (creation, progress, a recorded digest) commit with
 //! `synchronous_commit = off`: like the SQLite adapter's `synchronous=NORMAL` batches
@@ -37,6 +41,7 @@
 mod accounts;
 mod artifacts;
 mod audit;
+mod collection;
 mod import;
 mod jobs;
 mod listing;
@@ -242,6 +247,13 @@ pub(crate) fn columns<'r, T: sqlx::FromRow<'r, sqlx::postgres::PgRow>>(
 }
 
 /// A value read from the database that does not parse as what it names.
+/// A completion found its blob marked for deletion, which its pin rules out.
+fn marked_while_pinned(digest: &Digest) -> MetaError {
+    MetaError(format!(
+        "blob {digest} was marked for deletion while an upload completing it pinned it"
+    ))
+}
+
 pub(crate) fn corrupt(what: &str, e: impl fmt::Display) -> MetaError {
     MetaError(format!("stored {what} is invalid: {e}"))
 }
@@ -359,11 +371,15 @@ impl BlobLinkStore for PgMetaStore {
         digest: &Digest,
         size: u64,
         now: i64,
-    ) -> Result<(), MetaError> {
+    ) -> Result<bool, MetaError> {
         let mut tx = self.durable().await?;
         let repo_id = queries::ensure_repository(&mut tx, repository, now).await?;
-        queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await?;
-        tx.commit().await.map_err(db_err)
+        // Refused: the transaction is dropped with the repository it may have created.
+        if !queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await? {
+            return Ok(false);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn unlink_blob(
@@ -472,7 +488,9 @@ impl UploadStore for PgMetaStore {
         }
         let mut tx = self.durable().await?;
         let repo_id = queries::ensure_repository(&mut tx, repository, now).await?;
-        queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await?;
+        if !queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await? {
+            return Err(marked_while_pinned(digest));
+        }
         queries::delete_upload(&mut *tx, id.as_str()).await?;
         tx.commit().await.map_err(db_err)
     }

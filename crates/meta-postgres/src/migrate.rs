@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_repository_version.sql"),
     include_str!("../migrations/0004_open_upload_session.sql"),
     include_str!("../migrations/0005_put_manifest.sql"),
+    include_str!("../migrations/0006_collection.sql"),
 ];
 
 /// The schema version of a fully migrated database.

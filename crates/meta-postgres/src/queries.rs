@@ -202,37 +202,43 @@ pub async fn blob_repositories(
     names.iter().map(|n| parse_repository(n)).collect()
 }
 
-/// Records a blob (present again if it was being deleted) and links it to the
-/// repository, in one statement.
+/// Records a blob and links it to the repository, in one statement, unless it is
+/// marked for deletion: returns whether it linked. The blob's row is locked (`FOR
+/// SHARE`) first, so a marker that holds it is waited for and its mark seen.
 pub async fn link_blob(
     c: &mut PgConnection,
     repo_id: i64,
     digest: &str,
     size: u64,
     now: i64,
-) -> Result<(), MetaError> {
-    sqlx::query(
-        "WITH blob AS (
-             INSERT INTO blobs (digest, size, created_at) VALUES ($2, $3, $4)
-             ON CONFLICT (digest) DO UPDATE SET status = 'present'
-             WHERE blobs.status <> 'present')
-         INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $4)
-         ON CONFLICT DO NOTHING",
+) -> Result<bool, MetaError> {
+    sqlx::query_scalar(
+        "WITH existing AS (SELECT status FROM blobs WHERE digest = $2 FOR SHARE),
+         blob AS (
+             INSERT INTO blobs (digest, size, created_at)
+             SELECT $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM existing)
+             ON CONFLICT (digest) DO NOTHING),
+         link AS (
+             INSERT INTO repository_blobs (repository_id, digest, created_at)
+             SELECT $1, $2, $4
+             WHERE NOT EXISTS (SELECT 1 FROM existing WHERE status <> 'present')
+             ON CONFLICT DO NOTHING)
+         SELECT NOT EXISTS (SELECT 1 FROM existing WHERE status <> 'present')",
     )
     .bind(repo_id)
     .bind(digest)
     .bind(size as i64)
     .bind(now)
-    .execute(c)
+    .fetch_one(c)
     .await
-    .map(drop)
     .map_err(db_err)
 }
 
 /// Links the blob of a finished upload and ends the session, in one statement (so in
 /// one implicit transaction): the repository's row is locked and touched first, as
-/// [`ensure_repository`] does, then the session row deleted, the blob linked and
-/// recorded (present again if it was being deleted), as [`link_blob`] does.
+/// [`ensure_repository`] does, then the session row deleted (which ends its pin), the
+/// blob linked and recorded. The session's pin kept the blob from being marked for
+/// deletion since before its bytes were published.
 /// Returns `false`, having changed nothing, when the repository does not exist yet.
 pub async fn complete_upload_in_existing_repository(
     c: impl PgExecutor<'_>,
@@ -247,8 +253,7 @@ pub async fn complete_upload_in_existing_repository(
              UPDATE repositories SET updated_at = $3 WHERE name = $2 RETURNING id),
          blob AS (
              INSERT INTO blobs (digest, size, created_at) SELECT $4, $5, $3 FROM repo
-             ON CONFLICT (digest) DO UPDATE SET status = 'present'
-             WHERE blobs.status <> 'present'),
+             ON CONFLICT (digest) DO NOTHING),
          link AS (
              INSERT INTO repository_blobs (repository_id, digest, created_at)
              SELECT id, $4, $3 FROM repo

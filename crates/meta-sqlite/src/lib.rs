@@ -22,6 +22,7 @@
 mod accounts;
 mod artifacts;
 mod audit;
+mod collection;
 mod jobs;
 mod listing;
 mod migrate;
@@ -167,12 +168,16 @@ impl BlobLinkStore for SqliteMetaStore {
         digest: &Digest,
         size: u64,
         now: i64,
-    ) -> Result<(), MetaError> {
+    ) -> Result<bool, MetaError> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.writer
             .run(move |c| {
+                if queries::blob_deleting(c, digest.as_str())? {
+                    return Ok(false);
+                }
                 let repo_id = queries::ensure_repository(c, &repository, now)?;
-                queries::link_blob(c, repo_id, digest.as_str(), size, now)
+                queries::link_blob(c, repo_id, digest.as_str(), size, now)?;
+                Ok(true)
             })
             .await
     }
@@ -293,6 +298,13 @@ impl UploadStore for SqliteMetaStore {
         let (id, repository, digest) = (id.clone(), repository.clone(), digest.clone());
         self.writer
             .run(move |c| {
+                // The session's pin kept the blob from being marked since before its
+                // bytes were published.
+                if queries::blob_deleting(c, digest.as_str())? {
+                    return Err(MetaError(format!(
+                        "blob {digest} was marked for deletion while an upload completing it pinned it"
+                    )));
+                }
                 let repo_id = queries::ensure_repository(c, &repository, now)?;
                 queries::link_blob(c, repo_id, digest.as_str(), size, now)?;
                 queries::delete_upload(c, id.as_str()).map(|_| ())

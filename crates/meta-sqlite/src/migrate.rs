@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_id_sequences.sql"),
     include_str!("../migrations/0012_jobs.sql"),
     include_str!("../migrations/0013_upload_leases.sql"),
+    include_str!("../migrations/0014_upload_pins.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

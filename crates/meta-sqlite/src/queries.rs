@@ -18,7 +18,7 @@ fn page(mut names: Vec<String>, limit: u32) -> TagPage {
     TagPage::new(names, more)
 }
 
-fn digest_col(text: String) -> rusqlite::Result<Digest> {
+pub(crate) fn digest_col(text: String) -> rusqlite::Result<Digest> {
     Digest::parse(&text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
@@ -147,6 +147,17 @@ pub fn blob_repositories(
     .collect()
 }
 
+/// Whether blob `digest` is marked for deletion: it may not be linked again.
+pub fn blob_deleting(c: &Connection, digest: &str) -> Result<bool, MetaError> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1 AND status = 'deleting')",
+    )
+    .and_then(|mut s| s.query_row(params![digest], |r| r.get(0)))
+    .map_err(db_err)
+}
+
+/// Records a blob and links it to the repository; callers check [`blob_deleting`] first,
+/// in the same transaction.
 pub fn link_blob(
     c: &Connection,
     repo_id: i64,
@@ -156,7 +167,7 @@ pub fn link_blob(
 ) -> Result<(), MetaError> {
     c.prepare_cached(
         "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (digest) DO UPDATE SET status = 'present'",
+         ON CONFLICT (digest) DO NOTHING",
     )
     .and_then(|mut s| s.execute(params![digest, size as i64, now]))
     .map_err(db_err)?;

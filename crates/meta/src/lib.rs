@@ -12,6 +12,7 @@ mod accounts;
 mod artifacts;
 mod audit;
 pub mod cache;
+mod collection;
 mod jobs;
 mod listing;
 mod metadata;
@@ -28,6 +29,9 @@ pub use artifacts::{
     TagInfo,
 };
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
+pub use collection::{
+    BoxedDelete, BytesDeleter, CollectionStore, MarkedBlob, PinOutcome, SweepError, SweepFailed,
+};
 pub use jobs::{
     ClaimedJob, Enqueued, JobError, JobId, JobOutcome, JobRecord, JobSpec, JobState, JobStore,
     Lease, MAX_BACKOFF_MS, NewJob, Period, RUNNER_LOST, RetryPolicy, RunEnd, Schedule,

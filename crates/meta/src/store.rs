@@ -8,7 +8,7 @@ use crate::model::{
     NewManifest, PullRecord, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage,
     UploadSession,
 };
-use crate::{AuditEntry, Visibility};
+use crate::{AuditEntry, CollectionStore, Visibility};
 
 /// A failure of the metadata backend itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -130,14 +130,15 @@ pub trait BlobLinkStore: Send + Sync {
     ) -> Result<Vec<RepositoryName>, MetaError>;
     /// Records a committed blob and links it to `repository` (creating repository and
     /// project if needed), durably. A project made so is private and belongs to the
-    /// first system administrator (the lowest id), if one exists.
+    /// first system administrator (the lowest id), if one exists. Returns `false`,
+    /// having linked nothing, when the blob is marked for deletion (its bytes are going).
     async fn link_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
         now: i64,
-    ) -> Result<(), MetaError>;
+    ) -> Result<bool, MetaError>;
     /// Removes the link unless a manifest of the repository references the blob, checked
     /// in the same transaction as the delete. Bytes stay until garbage collection.
     /// Registry changes below record their `audit` entry in the same transaction, with
@@ -304,7 +305,7 @@ pub trait ManifestStore: Send + Sync {
 /// The whole metadata store, as the application holds it.
 #[async_trait]
 pub trait MetaStore:
-    RepositoryStore + BlobLinkStore + UploadStore + ManifestStore + 'static
+    RepositoryStore + BlobLinkStore + UploadStore + ManifestStore + CollectionStore + 'static
 {
     /// Checks the store answers (for `/readyz`).
     async fn check(&self) -> Result<(), MetaError>;

@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use berth_meta::{
-    AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
-    NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
+    AuditEntry, BlobLinkStore, BytesDeleter, CollectionStore, CreateUploadError, Deletion,
+    ManifestStore, MarkedBlob, MetaError, MetaStore, NewManifest, PinOutcome, PullRecord,
+    PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest,
+    SweepError, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -78,7 +79,7 @@ impl BlobLinkStore for FaultyMeta {
         digest: &Digest,
         size: u64,
         now: i64,
-    ) -> Result<(), MetaError> {
+    ) -> Result<bool, MetaError> {
         self.inner.link_blob(repository, digest, size, now).await
     }
 
@@ -252,6 +253,38 @@ impl ManifestStore for FaultyMeta {
         audits: &[(RepositoryName, AuditEntry)],
     ) -> Result<(), MetaError> {
         self.inner.record_pulls(pulls, at, audits).await
+    }
+}
+
+#[async_trait]
+impl CollectionStore for FaultyMeta {
+    async fn pin_upload_digest(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<PinOutcome, MetaError> {
+        self.inner.pin_upload_digest(id, digest).await
+    }
+
+    async fn mark_unlinked_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        self.inner.mark_unlinked_blobs(after, limit, before).await
+    }
+
+    async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError> {
+        self.inner.marked_blobs(after, limit).await
+    }
+
+    async fn sweep_blob(
+        &self,
+        digest: &Digest,
+        delete_bytes: BytesDeleter<'_>,
+    ) -> Result<bool, SweepError> {
+        self.inner.sweep_blob(digest, delete_bytes).await
     }
 }
 

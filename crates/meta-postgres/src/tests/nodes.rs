@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use berth_meta::{
-    ArtifactStore, AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore,
-    MemberError, MemberKind, NewManifest, NewProject, ProjectError, ProjectStore, PullRecord,
-    PutManifestError, RepositoryStore, Role, SessionLimits, UploadSession, UploadStore, UserStore,
-    Visibility,
+    ArtifactStore, AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion,
+    ManifestStore, MarkedBlob, MemberError, MemberKind, NewManifest, NewProject, PinOutcome,
+    ProjectError, ProjectStore, PullRecord, PutManifestError, RepositoryStore, Role, SessionLimits,
+    UploadSession, UploadStore, UserStore, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 use berth_testkit_postgres::TempDatabase;
@@ -535,7 +535,7 @@ async fn pull_batches_racing_repository_deletes_never_deadlock() {
                     }
                 }
                 2 => other.delete_repository(&r, &audit()).await.map(drop),
-                3 => node.link_blob(&r, &layer, 1, 2).await,
+                3 => node.link_blob(&r, &layer, 1, 2).await.map(drop),
                 _ => node.record_pulls(&pulls, 3, &[]).await,
             };
             done.map_err(|e| format!("{i}: {e}"))
@@ -549,25 +549,25 @@ async fn pull_batches_racing_repository_deletes_never_deadlock() {
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
-/// A blob marked for deletion and linked again by two nodes at once, into two
-/// repositories that both link it already (a completed upload or a mount each): the
-/// links take the repository, then the blob, as every push does, and both commit.
+/// A blob that garbage collection marked for deletion is linked again by no node: two
+/// mounts at once, one of them holding its repository's row (the first statement of
+/// every push) when the other starts, both refuse, and neither deadlocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn links_reviving_a_blob_in_two_repositories_never_deadlock() {
+async fn a_blob_marked_for_deletion_is_linked_again_by_no_node() {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
-    let (first, second, layer) = (repo("revive/first"), repo("revive/second"), digest("layer"));
-    for r in [&first, &second] {
-        a.link_blob(r, &layer, 1, 1).await.unwrap();
-    }
-    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
-        .bind(layer.as_str())
-        .execute(&a.pool)
-        .await
-        .unwrap();
-    // Node b's link into `second` has its repository's row (the first statement of
-    // every push) when node a's link into `first` starts.
+    let (first, second, layer) = (repo("marked/first"), repo("marked/second"), digest("layer"));
+    a.link_blob(&first, &layer, 1, 1).await.unwrap();
+    a.unlink_blob(&first, &layer, None).await.unwrap();
+    let marked = b.mark_unlinked_blobs("", 10, 2).await.unwrap();
+    assert_eq!(
+        marked,
+        [MarkedBlob {
+            digest: layer.clone(),
+            size: 1
+        }]
+    );
     let mut tx = b.durable().await.unwrap();
     let second_id = queries::ensure_repository(&mut tx, &second, 2)
         .await
@@ -578,47 +578,45 @@ async fn links_reviving_a_blob_in_two_repositories_never_deadlock() {
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let second_linked = queries::link_blob(&mut tx, second_id, layer.as_str(), 1, 2).await;
-    let second_linked = match second_linked {
-        Ok(()) => tx.commit().await.map_err(crate::db_err),
-        Err(e) => Err(e),
-    };
+    tx.commit().await.unwrap();
     let first_linked = linking.await.unwrap();
     assert!(
-        first_linked.is_ok() && second_linked.is_ok(),
+        matches!((&first_linked, &second_linked), (Ok(false), Ok(false))),
         "a: {first_linked:?}, b: {second_linked:?}"
     );
+    for r in [&first, &second] {
+        assert_eq!(b.linked_blob(r, &layer).await.unwrap(), None);
+    }
 }
 
-/// An upload completed into a repository that exists (one statement) links its blob,
-/// makes a blob marked for deletion present again, and ends the session; another node
-/// that had the link cached sees each step.
+/// An upload completed into a repository that exists (one statement) links its blob
+/// and ends the session, and with it the session's pin; another node that had the
+/// repository's links cached sees each step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upload_completed_into_an_existing_repository_revives_its_blob() {
+async fn an_upload_completed_into_an_existing_repository_links_its_blob() {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
-    let (r, layer) = (repo("done/app"), digest("layer"));
-    a.link_blob(&r, &layer, 5, 1).await.unwrap();
-    assert_eq!(b.linked_blob(&r, &layer).await.unwrap(), Some(5));
-    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
-        .bind(layer.as_str())
-        .execute(&a.pool)
-        .await
-        .unwrap();
+    let (r, other, layer) = (repo("done/app"), digest("other"), digest("layer"));
+    a.link_blob(&r, &other, 5, 1).await.unwrap();
+    assert_eq!(b.linked_blob(&r, &other).await.unwrap(), Some(5));
     assert_eq!(b.linked_blob(&r, &layer).await.unwrap(), None);
     let upload = session(1, "done/app");
     a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+    assert_eq!(
+        a.pin_upload_digest(&upload.id, &layer).await.unwrap(),
+        PinOutcome::Pinned
+    );
     a.complete_upload(&upload.id, &r, &layer, 5, 2)
         .await
         .unwrap();
     assert!(b.upload(&upload.id).await.unwrap().is_none());
     assert_eq!(b.linked_blob(&r, &layer).await.unwrap(), Some(5));
-    let status: String = sqlx::query_scalar("SELECT status FROM blobs WHERE digest = $1")
-        .bind(layer.as_str())
+    let pins: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads WHERE completing IS NOT NULL")
         .fetch_one(&b.pool)
         .await
         .unwrap();
-    assert_eq!(status, "present");
+    assert_eq!(pins, 0);
 }
 
 /// A session opened the way a node of the previous release opens one (in a
@@ -714,30 +712,38 @@ async fn upload_limits_hold_across_nodes_of_two_releases() {
     }
 }
 
-/// Marks a blob for deletion as the schema asks of whoever does (migration 0003): the
-/// repositories linking it locked first, in id order, then the blob.
-async fn mark_for_deletion(node: &PgMetaStore, digest: &str) -> Result<(), sqlx::Error> {
-    let mut tx = node.pool.begin().await?;
-    sqlx::query(
-        "SELECT id FROM repositories
-         WHERE id IN (SELECT repository_id FROM repository_blobs WHERE digest = $1)
-         ORDER BY id FOR UPDATE",
-    )
-    .bind(digest)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("UPDATE blobs SET status = 'deleting' WHERE digest = $1")
-        .bind(digest)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await
+/// What garbage collection does to blobs no repository links: marks them, then sweeps
+/// each (no bytes to delete here).
+async fn collect(node: &PgMetaStore) -> Result<(), berth_meta::MetaError> {
+    node.mark_unlinked_blobs("", 100, i64::MAX).await?;
+    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+    for blob in node.marked_blobs("", 100).await? {
+        node.sweep_blob(&blob.digest, &no_bytes)
+            .await
+            .map_err(|e| berth_meta::MetaError(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Pins `digest` in session `id`, waiting while a sweep removes a marked blob of it, as
+/// a completing upload does.
+async fn pin(node: &PgMetaStore, id: &UploadId, digest: &Digest) {
+    loop {
+        match node.pin_upload_digest(id, digest).await.unwrap() {
+            PinOutcome::Pinned => return,
+            PinOutcome::BlobDeleting => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await
+            }
+            PinOutcome::NoSession => panic!("session {id} is gone"),
+        }
+    }
 }
 
 /// What another node does to a repository, or to a blob it links, while an upload
 /// completes into it.
 #[derive(Clone, Copy)]
 enum Interference {
-    MarkForDeletion,
+    Collect,
     Unlink,
     DeleteRepository,
 }
@@ -766,27 +772,40 @@ async fn complete_while_interfering(
             a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
             let interfering = async {
                 match interference(i) {
-                    Interference::MarkForDeletion => mark_for_deletion(&b, layer.as_str())
-                        .await
-                        .map_err(crate::db_err),
+                    Interference::Collect => collect(&b).await,
                     Interference::Unlink => b.unlink_blob(&r, &layer, None).await.map(drop),
                     Interference::DeleteRepository => {
                         b.delete_repository(&r, &audit()).await.map(drop)
                     }
                 }
             };
-            let (completed, interfered) =
-                tokio::join!(a.complete_upload(&upload.id, &r, &layer, 7, 2), interfering);
+            let completing = async {
+                pin(&a, &upload.id, &layer).await;
+                a.complete_upload(&upload.id, &r, &layer, 7, 2).await
+            };
+            let (completed, interfered) = tokio::join!(completing, interfering);
             completed.unwrap_or_else(|e| panic!("completion {i}: {e}"));
             interfered.unwrap_or_else(|e| panic!("interference {i}: {e}"));
             assert!(a.upload(&upload.id).await.unwrap().is_none(), "{i}");
         }));
     }
     all(work).await;
+    let linked_but_marked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+         WHERE b.status <> 'present'",
+    )
+    .fetch_one(&a.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        linked_but_marked, 0,
+        "no link to a blob marked for deletion"
+    );
     // A completion into each repository again links a present blob.
     for (i, name) in (5000..).zip(names) {
         let upload = session(i, name);
         a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+        pin(a, &upload.id, layer).await;
         a.complete_upload(&upload.id, &repo(name), layer, 7, 3)
             .await
             .unwrap();
@@ -818,36 +837,31 @@ async fn completions_racing_repository_deletes_and_unlinks_never_deadlock() {
 }
 
 /// Uploads completed into repositories that link their blob already while another node
-/// marks the blob for deletion (locking those repositories first): the completions
-/// revive the blob, and nothing deadlocks.
+/// collects garbage: nothing marks a linked blob, and nothing deadlocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn completions_racing_blob_marking_never_deadlock() {
+async fn completions_racing_garbage_collection_never_deadlock() {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
     complete_while_interfering(&a, &b, &names("marked"), &digest("layer"), |_| {
-        Interference::MarkForDeletion
+        Interference::Collect
     })
     .await;
 }
 
-/// The same races at once. A repository whose link to the blob is committed after the
-/// marker locked the linking repositories (a link made again after an unlink, into a
-/// repository made again after its delete) is not among those it locked, but its
-/// trigger (`blob_status_changed`) bumps its version: when a completion or link holds
-/// that repository and waits for the blob the marker holds, the two deadlock. This
-/// happens as well with the transaction the one-statement completion replaced (and
-/// with `link_blob`, a mount): the order migration 0003 asks of a marker does not
-/// suffice. No marker exists yet in this adapter; one must, after locking the blob,
-/// check that no repository outside those it locked links it.
+/// The same races at once, with unlinks and repository deletes that leave the blob
+/// linked nowhere for a moment: the collector marks and sweeps it then, and the
+/// completions that pin it meanwhile wait for the sweep and link it anew. The mark and
+/// the pin each lock the digest, then the row, before they check, so a link made
+/// meanwhile (an unlink undone, a repository made again) is seen, and no lock is taken
+/// out of order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "deadlocks: the marking order of migration 0003 misses links made meanwhile"]
-async fn completions_racing_deletes_and_blob_marking_never_deadlock() {
+async fn completions_racing_deletes_and_garbage_collection_never_deadlock() {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
     complete_while_interfering(&a, &b, &names("mixed"), &digest("layer"), |i| match i % 3 {
-        0 => Interference::MarkForDeletion,
+        0 => Interference::Collect,
         1 => Interference::Unlink,
         _ => Interference::DeleteRepository,
     })

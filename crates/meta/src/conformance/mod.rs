@@ -8,6 +8,7 @@
 mod accounts;
 mod artifacts;
 mod audit;
+mod collection;
 mod projects;
 mod registry;
 mod robots;
@@ -36,5 +37,7 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     audit::run(&*store).await;
     settings::run(&*store).await;
     sessions::run(&*store).await;
+    // Last: it marks every blob of the store that nothing links.
+    collection::run(&*store).await;
     store.check().await.unwrap();
 }

@@ -1,0 +1,129 @@
+//! Garbage collection's steps. The single writer runs each in a transaction of its own,
+//! so a pin and a mark of one digest never interleave; sweeps of one blob are kept
+//! apart by the caller (one process serves a SQLite store).
+
+use async_trait::async_trait;
+use berth_meta::{BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError};
+use berth_oci::{Digest, UploadId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::writer::Durability;
+use crate::{SqliteMetaStore, db_err, queries};
+
+fn pin(c: &Connection, id: &str, digest: &str) -> Result<PinOutcome, MetaError> {
+    if queries::blob_deleting(c, digest)? {
+        return Ok(PinOutcome::BlobDeleting);
+    }
+    let pinned = c
+        .prepare_cached("UPDATE uploads SET completing = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![id, digest]))
+        .map_err(db_err)?;
+    Ok(if pinned == 1 {
+        PinOutcome::Pinned
+    } else {
+        PinOutcome::NoSession
+    })
+}
+
+/// A blob row read as (digest, size).
+fn marked_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MarkedBlob> {
+    Ok(MarkedBlob {
+        digest: queries::digest_col(r.get(0)?)?,
+        size: r.get::<_, i64>(1)? as u64,
+    })
+}
+
+fn mark(
+    c: &Connection,
+    after: &str,
+    limit: u32,
+    before: i64,
+) -> Result<Vec<MarkedBlob>, MetaError> {
+    let mut marked = c
+        .prepare_cached(
+            "UPDATE blobs SET status = 'deleting'
+             WHERE digest IN (
+                 SELECT b.digest FROM blobs b
+                 WHERE b.digest > ?1 AND b.status = 'present' AND b.created_at < ?3
+                   AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)
+                   AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = b.digest)
+                 ORDER BY b.digest LIMIT ?2)
+             RETURNING digest, size",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![after, limit, before], marked_row)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db_err)?;
+    marked.sort_unstable_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+    Ok(marked)
+}
+
+fn marked(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Vec<MarkedBlob>> {
+    c.prepare_cached(
+        "SELECT digest, size FROM blobs WHERE status = 'deleting' AND digest > ?1
+         ORDER BY digest LIMIT ?2",
+    )?
+    .query_map(params![after, limit], marked_row)?
+    .collect()
+}
+
+fn is_marked(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1 AND status = 'deleting'")?
+        .query_row(params![digest], |_| Ok(()))
+        .optional()
+        .map(|found| found.is_some())
+}
+
+#[async_trait]
+impl CollectionStore for SqliteMetaStore {
+    async fn pin_upload_digest(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<PinOutcome, MetaError> {
+        let (id, digest) = (id.clone(), digest.clone());
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                pin(c, id.as_str(), digest.as_str())
+            })
+            .await
+    }
+
+    async fn mark_unlinked_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        let after = after.to_owned();
+        self.writer
+            .run(move |c| mark(c, &after, limit, before))
+            .await
+    }
+
+    async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError> {
+        self.readers.with(|c| marked(c, after, limit))
+    }
+
+    async fn sweep_blob(
+        &self,
+        digest: &Digest,
+        delete_bytes: BytesDeleter<'_>,
+    ) -> Result<bool, SweepError> {
+        if !self.readers.with(|c| is_marked(c, digest.as_str()))? {
+            return Ok(false);
+        }
+        delete_bytes().await?;
+        let digest = digest.clone();
+        let removed = self
+            .writer
+            .run(move |c| {
+                c.prepare_cached("DELETE FROM blobs WHERE digest = ?1 AND status = 'deleting'")
+                    .and_then(|mut s| s.execute(params![digest.as_str()]))
+                    .map_err(db_err)
+            })
+            .await?;
+        Ok(removed == 1)
+    }
+}

@@ -1,0 +1,89 @@
+//! Garbage collection's side of the metadata store: the pin a completing upload puts on
+//! its digest, and the steps that mark and sweep blobs nothing links (see
+//! `docs/design/gc.md` for the protocol and why it loses nothing a push needs).
+
+use async_trait::async_trait;
+use berth_oci::{Digest, UploadId};
+
+use crate::MetaError;
+
+/// What [`CollectionStore::pin_upload_digest`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinOutcome {
+    /// The session now names the digest: the blob is not marked for deletion until the
+    /// session ends.
+    Pinned,
+    /// The blob is marked for deletion: its bytes are going. Pin again once the sweep
+    /// removed its row, then publish the session's own bytes.
+    BlobDeleting,
+    /// There is no such session.
+    NoSession,
+}
+
+/// A blob marked for deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarkedBlob {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size, the bytes its sweep frees.
+    pub size: u64,
+}
+
+/// Deletes a marked blob's bytes, for [`CollectionStore::sweep_blob`].
+pub type BytesDeleter<'a> = &'a (dyn Fn() -> BoxedDelete<'a> + Send + Sync);
+
+/// The deletion a [`BytesDeleter`] starts.
+pub type BoxedDelete<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), SweepFailed>> + Send + 'a>>;
+
+/// The bytes of a marked blob could not be deleted; its row stays marked for a later
+/// sweep.
+#[derive(Debug, thiserror::Error)]
+#[error("deleting the bytes failed: {0}")]
+pub struct SweepFailed(pub String);
+
+/// Why a sweep did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// Deleting the bytes failed.
+    #[error(transparent)]
+    Bytes(#[from] SweepFailed),
+    /// The backend failed.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+/// The metadata steps of garbage collection.
+#[async_trait]
+pub trait CollectionStore: Send + Sync {
+    /// Records in session `id` that it is about to publish `digest`, unless the blob is
+    /// marked for deletion. Until the session ends, [`CollectionStore::mark_unlinked_blobs`]
+    /// passes the blob over; the pin and a mark never both succeed for one digest.
+    async fn pin_upload_digest(
+        &self,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<PinOutcome, MetaError>;
+
+    /// Marks for deletion, in digest order after `after`, up to `limit` blobs that no
+    /// repository links and no session pins, recorded before `before`; returns them.
+    /// From then on no request serves them and no push links them.
+    async fn mark_unlinked_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError>;
+
+    /// Blobs marked for deletion, in digest order after `after`, up to `limit`.
+    async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError>;
+
+    /// Deletes a marked blob: its bytes with `delete_bytes`, then its row, while holding
+    /// the row against any other sweep of it. Returns `false`, and calls nothing, when
+    /// the blob is not marked (another sweep removed it).
+    async fn sweep_blob(
+        &self,
+        digest: &Digest,
+        delete_bytes: BytesDeleter<'_>,
+    ) -> Result<bool, SweepError>;
+}

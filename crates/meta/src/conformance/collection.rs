@@ -1,0 +1,121 @@
+//! Garbage collection's steps: a blob is marked only when nothing links or pins it, a
+//! marked blob is linked and pinned by nobody, and a sweep removes it once.
+//!
+//! Marking takes every blob of the store that qualifies, so this check runs after the
+//! others and looks only at its own blobs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
+
+use super::support::{digest, repo};
+use crate::{
+    BoxedDelete, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadSession,
+};
+
+/// Runs the collection checks on `store`.
+pub(super) async fn run(store: &dyn MetaStore) {
+    a_blob_is_marked_only_when_nothing_links_or_pins_it(store).await;
+}
+
+fn session(n: u8, repository: &RepositoryName) -> UploadSession {
+    UploadSession {
+        id: UploadId::from_random([n; 16]),
+        repository: repository.clone(),
+        algorithm: Algorithm::Sha256,
+        offset: 0,
+        hash_state: vec![0],
+        verified_by: None,
+        verified_digest: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// Whether marking blobs recorded before `before` marks `blob`.
+async fn marks(store: &dyn MetaStore, blob: &Digest, before: i64) -> bool {
+    let marked = store.mark_unlinked_blobs("", 10_000, before).await.unwrap();
+    marked.iter().any(|m| &m.digest == blob)
+}
+
+async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaStore) {
+    let (r, blob) = (repo("cf-gc/app"), digest("cf-gc-layer"));
+    let roomy = SessionLimits::NONE;
+    store.link_blob(&r, &blob, 7, 10).await.unwrap();
+    assert!(!marks(store, &blob, 100).await, "a linked blob stays");
+    store.unlink_blob(&r, &blob, None).await.unwrap();
+    assert!(
+        !marks(store, &blob, 10).await,
+        "a blob recorded since stays"
+    );
+
+    let pinning = session(71, &r);
+    store.create_upload(&pinning, roomy).await.unwrap();
+    assert_eq!(
+        store.pin_upload_digest(&pinning.id, &blob).await.unwrap(),
+        PinOutcome::Pinned
+    );
+    assert!(!marks(store, &blob, 100).await, "a pinned blob stays");
+    store.delete_upload(&pinning.id).await.unwrap();
+    assert_eq!(
+        store.pin_upload_digest(&pinning.id, &blob).await.unwrap(),
+        PinOutcome::NoSession
+    );
+
+    assert!(
+        marks(store, &blob, 100).await,
+        "unlinked and unpinned, it is marked"
+    );
+    assert!(!marks(store, &blob, 100).await, "a blob is marked once");
+    assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
+    assert!(
+        !store.link_blob(&r, &blob, 7, 20).await.unwrap(),
+        "a marked blob is not linked again"
+    );
+    assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
+    let completing = session(72, &r);
+    store.create_upload(&completing, roomy).await.unwrap();
+    assert_eq!(
+        store
+            .pin_upload_digest(&completing.id, &blob)
+            .await
+            .unwrap(),
+        PinOutcome::BlobDeleting
+    );
+    let listed = store.marked_blobs("", 10_000).await.unwrap();
+    assert!(listed.iter().any(|m| m.digest == blob && m.size == 7));
+
+    // A sweep whose deletion fails leaves the blob marked.
+    let failing = || -> BoxedDelete<'_> { Box::pin(async { Err(SweepFailed("disk".into())) }) };
+    assert!(matches!(
+        store.sweep_blob(&blob, &failing).await,
+        Err(SweepError::Bytes(_))
+    ));
+    let deletions = AtomicUsize::new(0);
+    let deleting = || -> BoxedDelete<'_> {
+        deletions.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    };
+    assert!(store.sweep_blob(&blob, &deleting).await.unwrap());
+    assert!(
+        !store.sweep_blob(&blob, &deleting).await.unwrap(),
+        "swept once"
+    );
+    assert_eq!(deletions.load(Ordering::SeqCst), 1);
+    let listed = store.marked_blobs("", 10_000).await.unwrap();
+    assert!(!listed.iter().any(|m| m.digest == blob));
+
+    // Swept, the digest is new again: the waiting completion pins it and links it.
+    assert_eq!(
+        store
+            .pin_upload_digest(&completing.id, &blob)
+            .await
+            .unwrap(),
+        PinOutcome::Pinned
+    );
+    store
+        .complete_upload(&completing.id, &r, &blob, 7, 30)
+        .await
+        .unwrap();
+    assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(7));
+}
