@@ -5,6 +5,7 @@
 
 mod buffer_budget;
 mod clock;
+mod collector;
 mod error;
 mod foreign_urls;
 pub mod identity;
@@ -22,6 +23,7 @@ mod uploads;
 pub use berth_meta::UploadSession;
 pub use buffer_budget::BufferPermit;
 pub use clock::{Clock, SystemClock};
+pub use collector::{CollectionOptions, CollectionReport};
 pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use manifest_buffers::HeldManifest;

@@ -1,65 +1,83 @@
-//! Per-session locks, so two requests on one upload never interleave their bytes.
+//! Locks by key within the process: per upload session, so two requests on one upload
+//! never interleave their bytes, and per digest, so two garbage-collection sweeps of
+//! one blob never interleave.
 //!
 //! A lock is held by the task doing the work, not by the HTTP request: the work runs to
 //! its end (or is rolled back) even when the client goes away, and only then is the lock
 //! released.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-use berth_oci::UploadId;
+use berth_oci::{Digest, UploadId};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// One async lock per upload session that has a request in flight.
-#[derive(Default)]
-pub struct SessionLocks {
-    /// Locks of sessions in use; an entry is removed when its last holder or waiter leaves.
-    held: Mutex<HashMap<UploadId, Arc<AsyncMutex<()>>>>,
+/// One async lock per key in use.
+pub struct KeyedLocks<K> {
+    /// Locks of keys in use; an entry is removed when its last holder or waiter leaves.
+    held: Mutex<HashMap<K, Arc<AsyncMutex<()>>>>,
 }
 
-/// A claim on a session's lock: held once [`SessionLocks::lock`] returns it, and removed
-/// from the table when dropped, whether it was granted or its waiter was cancelled.
-pub struct SessionGuard<'a> {
-    locks: &'a SessionLocks,
-    id: UploadId,
+impl<K> Default for KeyedLocks<K> {
+    fn default() -> Self {
+        KeyedLocks {
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// One lock per upload session that has a request in flight.
+pub type SessionLocks = KeyedLocks<UploadId>;
+/// One lock per blob digest being swept.
+pub type DigestLocks = KeyedLocks<Digest>;
+
+/// A claim on a key's lock: held once [`KeyedLocks::lock`] returns it, and removed from
+/// the table when dropped, whether it was granted or its waiter was cancelled.
+pub struct KeyGuard<'a, K: Eq + Hash + Clone> {
+    locks: &'a KeyedLocks<K>,
+    id: K,
     /// The granted lock; `None` while waiting.
     guard: Option<OwnedMutexGuard<()>>,
     /// The table entry this claim counts on, dropped before the table is tidied.
     entry: Option<Arc<AsyncMutex<()>>>,
 }
 
-impl SessionLocks {
-    /// Waits for exclusive use of session `id`.
-    pub async fn lock(&self, id: &UploadId) -> SessionGuard<'_> {
+/// A claim on an upload session's lock.
+pub type SessionGuard<'a> = KeyGuard<'a, UploadId>;
+
+impl<K: Eq + Hash + Clone> KeyedLocks<K> {
+    /// Waits for exclusive use of `id`.
+    pub async fn lock(&self, id: &K) -> KeyGuard<'_, K> {
         let mut claim = self.claim(id);
         let entry = claim.entry.clone().expect("a new claim has its entry");
         claim.guard = Some(entry.lock_owned().await);
         claim
     }
 
-    /// Takes session `id` only if nobody holds or waits for it.
-    pub fn try_lock(&self, id: &UploadId) -> Option<SessionGuard<'_>> {
+    /// Takes `id` only if nobody holds or waits for it.
+    pub fn try_lock(&self, id: &K) -> Option<KeyGuard<'_, K>> {
         let mut claim = self.claim(id);
         let entry = claim.entry.clone().expect("a new claim has its entry");
         claim.guard = Some(entry.try_lock_owned().ok()?);
         Some(claim)
     }
 
-    /// Number of sessions with a holder or waiter (for tests of the table's upkeep).
+    /// Number of keys with a holder or waiter (for tests of the table's upkeep).
     #[cfg(test)]
     pub fn in_use(&self) -> usize {
         self.held.lock().expect("session lock table").len()
     }
 
-    fn claim(&self, id: &UploadId) -> SessionGuard<'_> {
+    fn claim(&self, id: &K) -> KeyGuard<'_, K> {
         let entry = self
             .held
             .lock()
-            .expect("session lock table")
+            .expect("lock table")
             .entry(id.clone())
             .or_default()
             .clone();
-        SessionGuard {
+        KeyGuard {
             locks: self,
             id: id.clone(),
             guard: None,
@@ -68,11 +86,11 @@ impl SessionLocks {
     }
 }
 
-impl Drop for SessionGuard<'_> {
+impl<K: Eq + Hash + Clone> Drop for KeyGuard<'_, K> {
     fn drop(&mut self) {
         drop(self.guard.take());
         drop(self.entry.take());
-        let mut held = self.locks.held.lock().expect("session lock table");
+        let mut held = self.locks.held.lock().expect("lock table");
         // Only the table itself still refers to the lock: nobody holds or awaits it.
         if held
             .get(&self.id)

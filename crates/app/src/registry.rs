@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::foreign_urls::ForeignUrlPolicy;
 use crate::identity::Actor;
-use crate::locks::SessionLocks;
+use crate::locks::{DigestLocks, SessionLocks};
 use crate::manifest_buffers::{HeldManifest, ManifestBuffers, SHARED_FROM};
 use crate::pulls::PendingPulls;
 use crate::upload_limits::{BodySlot, UploadLimits};
@@ -99,6 +99,9 @@ pub struct Registry {
     pub(crate) config: RegistryConfig,
     /// Serializes requests on one upload session.
     pub(crate) upload_locks: SessionLocks,
+    /// Keeps two sweeps of one blob apart (on SQLite, the sweep's only guard: see
+    /// `docs/design/gc.md`).
+    pub(crate) digest_locks: DigestLocks,
     /// Limits on uploads in progress.
     pub(crate) limits: UploadLimits,
     /// Bytes buffered bodies may hold.
@@ -198,6 +201,7 @@ impl Registry {
             manifests: ManifestBuffers::default(),
             config,
             upload_locks: SessionLocks::default(),
+            digest_locks: DigestLocks::default(),
             instance: rand::random_range(1..i64::MAX),
             pulls: PendingPulls::default(),
         }
@@ -587,6 +591,7 @@ impl Registry {
                     repository,
                     d,
                     Some(&actor.audit("delete", "artifact", &resource, None, now)),
+                    now,
                 )
                 .await?
             {

@@ -54,3 +54,30 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Removes, in up to `batch` repositories after `after` (id order), the blob links no
+-- manifest of the repository references, set before `set_before`. Each repository's row
+-- is locked before its links are checked, as a delete does, so a manifest pushed
+-- meanwhile either keeps its blobs or finds them gone.
+CREATE FUNCTION unlink_unreferenced(after BIGINT, batch INTEGER, set_before BIGINT,
+                                    OUT last_repository BIGINT, OUT unlinked BIGINT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    repo BIGINT;
+    removed BIGINT;
+BEGIN
+    unlinked := 0;
+    FOR repo IN SELECT id FROM repositories WHERE id > after ORDER BY id LIMIT batch LOOP
+        PERFORM 1 FROM repositories WHERE id = repo FOR UPDATE;
+        DELETE FROM repository_blobs rb
+        WHERE rb.repository_id = repo AND rb.created_at < set_before
+          AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                          JOIN manifests m ON m.id = mr.manifest_id
+                          WHERE m.repository_id = repo AND mr.kind = 'blob'
+                            AND mr.digest = rb.digest);
+        GET DIAGNOSTICS removed = ROW_COUNT;
+        unlinked := unlinked + removed;
+        last_repository := repo;
+    END LOOP;
+END
+$$;

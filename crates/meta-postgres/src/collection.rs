@@ -3,7 +3,9 @@
 //! the bytes are deleted, so two sweeps of one blob never both delete.
 
 use async_trait::async_trait;
-use berth_meta::{BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError};
+use berth_meta::{
+    BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, UnlinkBatch,
+};
 use berth_oci::{Digest, UploadId};
 
 use crate::queries::parse_digest;
@@ -41,6 +43,55 @@ impl CollectionStore for PgMetaStore {
             "no_session" => Ok(PinOutcome::NoSession),
             other => Err(MetaError(format!("pin_upload_digest answered {other:?}"))),
         }
+    }
+
+    async fn unlink_unreferenced(
+        &self,
+        after: i64,
+        limit: u32,
+        before: i64,
+    ) -> Result<UnlinkBatch, MetaError> {
+        let (last_repository, unlinked): (Option<i64>, i64) =
+            sqlx::query_as("SELECT last_repository, unlinked FROM unlink_unreferenced($1, $2, $3)")
+                .bind(after)
+                .bind(i32::try_from(limit).unwrap_or(i32::MAX))
+                .bind(before)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(UnlinkBatch {
+            last_repository,
+            unlinked: unlinked as u64,
+        })
+    }
+
+    async fn collectable_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        let rows = sqlx::query_as(
+            "SELECT b.digest, b.size FROM blobs b
+             WHERE b.digest > $1 AND b.status = 'present' AND b.created_at < $3
+               AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = b.digest)
+               AND NOT EXISTS (
+                   SELECT 1 FROM repository_blobs rb
+                   WHERE rb.digest = b.digest
+                     AND (rb.created_at >= $3 OR EXISTS (
+                         SELECT 1 FROM manifest_references mr
+                         JOIN manifests m ON m.id = mr.manifest_id
+                         WHERE mr.kind = 'blob' AND mr.digest = rb.digest
+                           AND m.repository_id = rb.repository_id)))
+             ORDER BY b.digest LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        marked_blobs(rows)
     }
 
     async fn mark_unlinked_blobs(

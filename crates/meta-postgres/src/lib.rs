@@ -573,10 +573,11 @@ impl ManifestStore for PgMetaStore {
         repository: &RepositoryName,
         digest: &Digest,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError> {
         let mut tx = self.durable().await?;
         let deletion =
-            queries::delete_manifest(&mut tx, repository.as_str(), digest.as_str()).await?;
+            queries::delete_manifest(&mut tx, repository.as_str(), digest.as_str(), now).await?;
         audit_deletion(&mut tx, &deletion, audit, repository).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(deletion)

@@ -11,8 +11,9 @@ use berth_meta::{
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgExecutor, PgPool, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Row};
 
 use crate::listing::{Value, arguments};
 use crate::versions::RepositoryVersion;
@@ -317,13 +318,14 @@ async fn held_and_referrer(
 
 /// Deletes `digest` of `kind` from the repository unless one of its manifests
 /// references it. The repository is locked first, so no push into it can add a
-/// reference between the check and the delete.
-async fn delete_unreferenced(
+/// reference between the check and the delete, which `delete` makes for the
+/// repository's id.
+async fn delete_unreferenced<'q>(
     c: &mut PgConnection,
     repository: &str,
     kind: &str,
     digest: &str,
-    delete: &str,
+    delete: impl FnOnce(i64) -> Query<'q, Postgres, PgArguments>,
 ) -> Result<Deletion, MetaError> {
     let Some(repo_id) = lock_repository(c, repository).await? else {
         return Ok(Deletion::NotFound);
@@ -332,12 +334,7 @@ async fn delete_unreferenced(
         (false, _) => Ok(Deletion::NotFound),
         (true, Some(referrer)) => Ok(Deletion::ReferencedBy(referrer)),
         (true, None) => {
-            sqlx::query(delete)
-                .bind(repo_id)
-                .bind(digest)
-                .execute(c)
-                .await
-                .map_err(db_err)?;
+            delete(repo_id).execute(c).await.map_err(db_err)?;
             Ok(Deletion::Deleted)
         }
     }
@@ -349,30 +346,37 @@ pub async fn unlink_blob(
     repository: &str,
     digest: &str,
 ) -> Result<Deletion, MetaError> {
-    delete_unreferenced(
-        c,
-        repository,
-        "blob",
-        digest,
-        "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
-    )
+    delete_unreferenced(c, repository, "blob", digest, |repo_id| {
+        sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+    })
     .await
 }
 
 /// Deletes a manifest (its tags and references cascade) unless an index of the
-/// repository lists it.
+/// repository lists it. The repository's links to the blobs it referenced are set to
+/// `now`: garbage collection counts their grace period from the delete.
 pub async fn delete_manifest(
     c: &mut PgConnection,
     repository: &str,
     digest: &str,
+    now: i64,
 ) -> Result<Deletion, MetaError> {
-    delete_unreferenced(
-        c,
-        repository,
-        "manifest",
-        digest,
-        "DELETE FROM manifests WHERE repository_id = $1 AND digest = $2",
-    )
+    delete_unreferenced(c, repository, "manifest", digest, |repo_id| {
+        sqlx::query(
+            "WITH gone AS (
+                 DELETE FROM manifests WHERE repository_id = $1 AND digest = $2 RETURNING id)
+             UPDATE repository_blobs SET created_at = $3
+             WHERE repository_id = $1
+               AND digest IN (SELECT mr.digest FROM manifest_references mr
+                              JOIN gone ON gone.id = mr.manifest_id
+                              WHERE mr.kind = 'blob')",
+        )
+        .bind(repo_id)
+        .bind(digest)
+        .bind(now)
+    })
     .await
 }
 

@@ -3,7 +3,9 @@
 //! apart by the caller (one process serves a SQLite store).
 
 use async_trait::async_trait;
-use berth_meta::{BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError};
+use berth_meta::{
+    BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, UnlinkBatch,
+};
 use berth_oci::{Digest, UploadId};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -59,6 +61,63 @@ fn mark(
     Ok(marked)
 }
 
+fn unlink_unreferenced(
+    c: &Connection,
+    after: i64,
+    limit: u32,
+    before: i64,
+) -> Result<UnlinkBatch, MetaError> {
+    let repositories: Vec<i64> = c
+        .prepare_cached("SELECT id FROM repositories WHERE id > ?1 ORDER BY id LIMIT ?2")
+        .and_then(|mut s| {
+            s.query_map(params![after, limit], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(db_err)?;
+    let mut unlinked = 0;
+    for repository in &repositories {
+        unlinked += c
+            .prepare_cached(
+                "DELETE FROM repository_blobs
+                 WHERE repository_id = ?1 AND created_at < ?2
+                   AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                                   JOIN manifests m ON m.id = mr.manifest_id
+                                   WHERE m.repository_id = ?1 AND mr.kind = 'blob'
+                                     AND mr.digest = repository_blobs.digest)",
+            )
+            .and_then(|mut s| s.execute(params![repository, before]))
+            .map_err(db_err)? as u64;
+    }
+    Ok(UnlinkBatch {
+        last_repository: repositories.last().copied(),
+        unlinked,
+    })
+}
+
+fn collectable(
+    c: &Connection,
+    after: &str,
+    limit: u32,
+    before: i64,
+) -> rusqlite::Result<Vec<MarkedBlob>> {
+    c.prepare_cached(
+        "SELECT b.digest, b.size FROM blobs b
+         WHERE b.digest > ?1 AND b.status = 'present' AND b.created_at < ?3
+           AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = b.digest)
+           AND NOT EXISTS (
+               SELECT 1 FROM repository_blobs rb
+               WHERE rb.digest = b.digest
+                 AND (rb.created_at >= ?3 OR EXISTS (
+                     SELECT 1 FROM manifest_references mr
+                     JOIN manifests m ON m.id = mr.manifest_id
+                     WHERE mr.kind = 'blob' AND mr.digest = rb.digest
+                       AND m.repository_id = rb.repository_id)))
+         ORDER BY b.digest LIMIT ?2",
+    )?
+    .query_map(params![after, limit, before], marked_row)?
+    .collect()
+}
+
 fn marked(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Vec<MarkedBlob>> {
     c.prepare_cached(
         "SELECT digest, size FROM blobs WHERE status = 'deleting' AND digest > ?1
@@ -88,6 +147,26 @@ impl CollectionStore for SqliteMetaStore {
                 pin(c, id.as_str(), digest.as_str())
             })
             .await
+    }
+
+    async fn unlink_unreferenced(
+        &self,
+        after: i64,
+        limit: u32,
+        before: i64,
+    ) -> Result<UnlinkBatch, MetaError> {
+        self.writer
+            .run(move |c| unlink_unreferenced(c, after, limit, before))
+            .await
+    }
+
+    async fn collectable_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        self.readers.with(|c| collectable(c, after, limit, before))
     }
 
     async fn mark_unlinked_blobs(

@@ -381,11 +381,13 @@ impl ManifestStore for SqliteMetaStore {
         repository: &RepositoryName,
         digest: &Digest,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError> {
         let (repository, digest, audit) = (repository.clone(), digest.clone(), audit.cloned());
         self.writer
             .run(move |c| {
-                let deletion = queries::delete_manifest(c, repository.as_str(), digest.as_str())?;
+                let deletion =
+                    queries::delete_manifest(c, repository.as_str(), digest.as_str(), now)?;
                 audit_deletion(c, &deletion, audit, &repository)?;
                 Ok(deletion)
             })

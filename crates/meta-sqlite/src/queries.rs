@@ -590,10 +590,14 @@ pub fn manifest_content(c: &Connection, id: i64) -> rusqlite::Result<Bytes> {
 
 /// Deletes a manifest (its tags and references cascade) unless an index of the repository
 /// lists it; the check and the delete run in the caller's transaction.
+/// Deletes a manifest (its tags and references cascade) unless an index of the
+/// repository lists it; the repository's links to the blobs it referenced are set to
+/// `now`, from when garbage collection counts their grace period.
 pub fn delete_manifest(
     c: &Connection,
     repository: &str,
     digest: &str,
+    now: i64,
 ) -> Result<Deletion, MetaError> {
     let Some(repo_id) = repository_id(c, repository)? else {
         return Ok(Deletion::NotFound);
@@ -608,6 +612,15 @@ pub fn delete_manifest(
     if let Some(referrer) = referrer_in_repository(c, repo_id, "manifest", digest)? {
         return Ok(Deletion::ReferencedBy(referrer));
     }
+    c.prepare_cached(
+        "UPDATE repository_blobs SET created_at = ?3
+         WHERE repository_id = ?1
+           AND digest IN (SELECT mr.digest FROM manifest_references mr
+                          JOIN manifests m ON m.id = mr.manifest_id
+                          WHERE m.repository_id = ?1 AND m.digest = ?2 AND mr.kind = 'blob')",
+    )
+    .and_then(|mut s| s.execute(params![repo_id, digest, now]))
+    .map_err(db_err)?;
     c.prepare_cached("DELETE FROM manifests WHERE repository_id = ?1 AND digest = ?2")
         .and_then(|mut s| s.execute(params![repo_id, digest]))
         .map_err(db_err)?;

@@ -29,6 +29,16 @@ pub struct MarkedBlob {
     pub size: u64,
 }
 
+/// What one batch of [`CollectionStore::unlink_unreferenced`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnlinkBatch {
+    /// The last repository visited, where the next batch starts after; `None` when no
+    /// repository was left.
+    pub last_repository: Option<i64>,
+    /// Links removed.
+    pub unlinked: u64,
+}
+
 /// Deletes a marked blob's bytes, for [`CollectionStore::sweep_blob`].
 pub type BytesDeleter<'a> = &'a (dyn Fn() -> BoxedDelete<'a> + Send + Sync);
 
@@ -64,6 +74,29 @@ pub trait CollectionStore: Send + Sync {
         id: &UploadId,
         digest: &Digest,
     ) -> Result<PinOutcome, MetaError>;
+
+    /// Removes the blob links that no manifest of their repository references, set
+    /// before `before`, in up to `limit` repositories with ids after `after`, in id
+    /// order. Each repository's links go in a transaction that holds the repository as
+    /// a delete does, so a manifest pushed meanwhile either keeps its blobs or finds
+    /// them gone.
+    async fn unlink_unreferenced(
+        &self,
+        after: i64,
+        limit: u32,
+        before: i64,
+    ) -> Result<UnlinkBatch, MetaError>;
+
+    /// The blobs a collection would delete now, in digest order after `after`, up to
+    /// `limit`: present, pinned by no session, and linked only where no manifest of the
+    /// repository references them and the link was set before `before` (or not at all).
+    /// Changes nothing (a dry run).
+    async fn collectable_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError>;
 
     /// Marks for deletion, in digest order after `after`, up to `limit` blobs that no
     /// repository links and no session pins, recorded before `before`; returns them.

@@ -31,6 +31,7 @@ pub use artifacts::{
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
     BoxedDelete, BytesDeleter, CollectionStore, MarkedBlob, PinOutcome, SweepError, SweepFailed,
+    UnlinkBatch,
 };
 pub use jobs::{
     ClaimedJob, Enqueued, JobError, JobId, JobOutcome, JobRecord, JobSpec, JobState, JobStore,

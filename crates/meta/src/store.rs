@@ -259,12 +259,15 @@ pub trait ManifestStore: Send + Sync {
     ) -> Result<Option<Bytes>, MetaError>;
     /// Deletes a manifest and every tag pointing at it, unless an index of the repository
     /// lists it as a child, checked in the same transaction as the delete. Manifests whose
-    /// `subject` it is do not hold it: referrers may exist without their subject.
+    /// `subject` it is do not hold it: referrers may exist without their subject. The
+    /// repository's links to the blobs it referenced are set to `now`, so garbage
+    /// collection counts their grace period from the delete.
     async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError>;
     /// Deletes one tag; returns whether it existed.
     async fn delete_tag(

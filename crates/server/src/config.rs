@@ -51,6 +51,46 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Background jobs.
     pub jobs: JobsConfig,
+    /// Garbage collection.
+    pub gc: GcConfig,
+}
+
+/// Garbage collection (`berth gc`, and collections run by the API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// How long a blob may stay unreferenced before a collection deletes it: the time a
+    /// client has between uploading a blob and pushing the manifest that references it,
+    /// as a duration such as `"1h"` or `"30m"`.
+    #[serde(with = "human_duration")]
+    pub grace_period: Duration,
+    /// Blobs a collection deletes at once.
+    pub workers: usize,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            grace_period: Duration::from_secs(3600),
+            workers: 4,
+        }
+    }
+}
+
+/// A duration written as text (`"1h"`, `"90s"`, `"1h 30m"`).
+mod human_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Background jobs: how this node runs its share of the cluster's job queue.
@@ -464,6 +504,7 @@ impl Default for Config {
             settings: SettingsConfig::default(),
             audit: AuditConfig::default(),
             jobs: JobsConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }

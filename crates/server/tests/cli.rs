@@ -1,5 +1,5 @@
-//! The offline commands (`berth admin`, `berth user`, `berth project`, `berth robot`)
-//! against a data directory, alone and beside a running server.
+//! The offline commands (`berth admin`, `berth user`, `berth project`, `berth robot`,
+//! `berth gc`) against a data directory, alone and beside a running server.
 
 mod support;
 
@@ -484,4 +484,66 @@ fn robot_flags_are_checked_with_clear_errors() {
     assert_eq!(first.lines().count(), 2, "{first}");
     assert!(refused(&data, &args, None).contains("already exists"));
     assert_eq!(ok(&data, &["robot", "list"], None).lines().count(), 2);
+}
+
+#[tokio::test]
+async fn gc_deletes_a_blob_nothing_references_beside_a_running_server() {
+    use berth_oci::{Algorithm, Digest};
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    ok(&data, &["project", "create", "gc"], None);
+    let config = work.path().join("berth.toml");
+    std::fs::write(&config, "[gc]\ngrace_period = \"0s\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let berth = secure(&data);
+    let stray = b"a layer no manifest names";
+    let digest = Digest::compute(Algorithm::Sha256, stray);
+    let pushed = support::client()
+        .post(format!(
+            "{}/v2/gc/app/blobs/uploads/?digest={digest}",
+            berth.url()
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(stray.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let blob = format!("/v2/gc/app/blobs/{digest}");
+    let auth = ("admin", ADMIN_PASSWORD);
+    // Collected with a grace period of nothing: the dry run lists the blob and keeps it.
+    let dry = ok(&data, &["gc", "--dry-run", "--config", config], None);
+    assert!(dry.contains(digest.as_str()), "{dry}");
+    assert!(dry.contains("would delete 1 blobs, 25 bytes"), "{dry}");
+    assert_eq!(
+        registry(&berth, reqwest::Method::HEAD, &blob, auth).await,
+        200
+    );
+    let done = ok(&data, &["gc", "--config", config], None);
+    assert!(
+        done.contains("deleted 1 blobs, 25 bytes; removed 1 unreferenced"),
+        "{done}"
+    );
+    assert_eq!(
+        registry(&berth, reqwest::Method::HEAD, &blob, auth).await,
+        404
+    );
+    // With the default grace period, a blob pushed now stays.
+    let kept = support::client()
+        .post(format!(
+            "{}/v2/gc/app/blobs/uploads/?digest={digest}",
+            berth.url()
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(stray.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 201);
+    let none = ok(&data, &["gc"], None);
+    assert!(none.contains("deleted 0 blobs, 0 bytes"), "{none}");
+    assert_eq!(
+        registry(&berth, reqwest::Method::HEAD, &blob, auth).await,
+        200
+    );
 }

@@ -9,7 +9,7 @@ use berth_meta::{
     AuditEntry, BlobLinkStore, BytesDeleter, CollectionStore, CreateUploadError, Deletion,
     ManifestStore, MarkedBlob, MetaError, MetaStore, NewManifest, PinOutcome, PullRecord,
     PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest,
-    SweepError, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
+    SweepError, TagPage, UnlinkBatch, UploadLease, UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -211,8 +211,11 @@ impl ManifestStore for FaultyMeta {
         repository: &RepositoryName,
         digest: &Digest,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError> {
-        self.inner.delete_manifest(repository, digest, audit).await
+        self.inner
+            .delete_manifest(repository, digest, audit, now)
+            .await
     }
 
     async fn delete_tag(
@@ -264,6 +267,24 @@ impl CollectionStore for FaultyMeta {
         digest: &Digest,
     ) -> Result<PinOutcome, MetaError> {
         self.inner.pin_upload_digest(id, digest).await
+    }
+
+    async fn unlink_unreferenced(
+        &self,
+        after: i64,
+        limit: u32,
+        before: i64,
+    ) -> Result<UnlinkBatch, MetaError> {
+        self.inner.unlink_unreferenced(after, limit, before).await
+    }
+
+    async fn collectable_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        self.inner.collectable_blobs(after, limit, before).await
     }
 
     async fn mark_unlinked_blobs(

@@ -113,7 +113,7 @@ async fn an_index_push_racing_a_child_delete_never_keeps_an_index_without_its_ch
             let r = repo(&repository);
             let (pushed, deleted) = tokio::join!(
                 a.put_manifest(&index),
-                b.delete_manifest(&r, &child.digest, None)
+                b.delete_manifest(&r, &child.digest, None, 2)
             );
             match (pushed, deleted.unwrap()) {
                 (Ok(()), Deletion::ReferencedBy(by)) => assert_eq!(by, index.digest),
@@ -349,7 +349,7 @@ async fn caches_follow_what_another_node_writes() {
         Some(&b"one"[..])
     );
     assert_eq!(
-        b.delete_manifest(&r, &one, None).await.unwrap(),
+        b.delete_manifest(&r, &one, None, 2).await.unwrap(),
         Deletion::Deleted
     );
     assert_eq!(resolved(&by_digest).await, None);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
 
-use super::support::{digest, repo};
+use super::support::{digest, manifest, repo};
 use crate::{
     BoxedDelete, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadSession,
 };
@@ -16,6 +16,7 @@ use crate::{
 /// Runs the collection checks on `store`.
 pub(super) async fn run(store: &dyn MetaStore) {
     a_blob_is_marked_only_when_nothing_links_or_pins_it(store).await;
+    unreferenced_links_go_once_their_grace_is_over(store).await;
 }
 
 fn session(n: u8, repository: &RepositoryName) -> UploadSession {
@@ -118,4 +119,77 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         .await
         .unwrap();
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(7));
+}
+
+/// Walks every repository in batches of two, as a collection does; returns the links
+/// removed.
+async fn unlink_all(store: &dyn MetaStore, before: i64) -> u64 {
+    let (mut after, mut unlinked) = (0, 0);
+    loop {
+        let batch = store.unlink_unreferenced(after, 2, before).await.unwrap();
+        unlinked += batch.unlinked;
+        match batch.last_repository {
+            Some(last) => after = last,
+            None => return unlinked,
+        }
+    }
+}
+
+async fn unreferenced_links_go_once_their_grace_is_over(store: &dyn MetaStore) {
+    let r = repo("cf-gc/links");
+    let (kept, dropped, young) = (
+        digest("cf-gc-kept"),
+        digest("cf-gc-dropped"),
+        digest("cf-gc-young"),
+    );
+    store.link_blob(&r, &kept, 3, 10).await.unwrap();
+    store.link_blob(&r, &dropped, 4, 10).await.unwrap();
+    store.link_blob(&r, &young, 5, 50).await.unwrap();
+    store
+        .put_manifest(&manifest(
+            "cf-gc/links",
+            "cf-gc-m",
+            &[("cf-gc-kept", 3)],
+            &["v1"],
+        ))
+        .await
+        .unwrap();
+    // The dry run lists what a collection now would delete, and changes nothing.
+    let listed = store.collectable_blobs("", 10_000, 40).await.unwrap();
+    assert!(listed.iter().any(|b| b.digest == dropped && b.size == 4));
+    assert!(!listed.iter().any(|b| b.digest == kept || b.digest == young));
+    assert_eq!(store.linked_blob(&r, &dropped).await.unwrap(), Some(4));
+
+    assert!(unlink_all(store, 40).await >= 1);
+    assert_eq!(store.linked_blob(&r, &dropped).await.unwrap(), None);
+    assert_eq!(
+        store.linked_blob(&r, &kept).await.unwrap(),
+        Some(3),
+        "referenced"
+    );
+    assert_eq!(
+        store.linked_blob(&r, &young).await.unwrap(),
+        Some(5),
+        "within its grace"
+    );
+    assert_eq!(unlink_all(store, 40).await, 0, "nothing left to unlink");
+    let marked = store.mark_unlinked_blobs("", 10_000, 40).await.unwrap();
+    assert!(marked.iter().any(|b| b.digest == dropped));
+    assert!(!marked.iter().any(|b| b.digest == kept || b.digest == young));
+
+    // Deleting the manifest at 60 starts its blobs' grace period then.
+    let deleted = store
+        .delete_manifest(&r, &digest("cf-gc-m"), None, 60)
+        .await
+        .unwrap();
+    assert_eq!(deleted, crate::Deletion::Deleted);
+    unlink_all(store, 55).await;
+    assert_eq!(
+        store.linked_blob(&r, &kept).await.unwrap(),
+        Some(3),
+        "deleted since"
+    );
+    assert_eq!(store.linked_blob(&r, &young).await.unwrap(), None);
+    unlink_all(store, 61).await;
+    assert_eq!(store.linked_blob(&r, &kept).await.unwrap(), None);
 }

@@ -155,14 +155,14 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("idx"), None)
+            .delete_manifest(&r, &digest("idx"), None, 2)
             .await
             .unwrap(),
         Deletion::Deleted
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("m1"), None)
+            .delete_manifest(&r, &digest("m1"), None, 2)
             .await
             .unwrap(),
         Deletion::Deleted
@@ -173,7 +173,7 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("m1"), None)
+            .delete_manifest(&r, &digest("m1"), None, 2)
             .await
             .unwrap(),
         Deletion::NotFound
@@ -218,7 +218,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-image"), None)
+            .delete_manifest(&r, &digest("p7-image"), None, 2)
             .await
             .unwrap(),
         Deletion::ReferencedBy(digest("p7-index"))
@@ -234,7 +234,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-index"), None)
+            .delete_manifest(&r, &digest("p7-index"), None, 2)
             .await
             .unwrap(),
         Deletion::Deleted,
@@ -252,7 +252,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-image"), None)
+            .delete_manifest(&r, &digest("p7-image"), None, 2)
             .await
             .unwrap(),
         Deletion::Deleted
@@ -782,14 +782,14 @@ async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
     let deleted = audit(actor, "delete", "deleted");
     assert_eq!(
         store
-            .delete_manifest(&r, &pushed.digest, Some(&deleted))
+            .delete_manifest(&r, &pushed.digest, Some(&deleted), 2)
             .await
             .unwrap(),
         Deletion::Deleted
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &pushed.digest, Some(&missed))
+            .delete_manifest(&r, &pushed.digest, Some(&missed), 2)
             .await
             .unwrap(),
         Deletion::NotFound

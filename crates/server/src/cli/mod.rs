@@ -1,8 +1,9 @@
-//! The command line: `serve`, `config`, `migrate`, and the offline commands that work
-//! on a server's database directly, with or without the server running (`admin`,
+//! The command line: `serve`, `config`, `migrate`, `gc`, and the offline commands that
+//! work on a server's database directly, with or without the server running (`admin`,
 //! `user`, `project`, `robot`), for bootstrap and recovery.
 
 mod admin;
+mod gc;
 mod migrate;
 mod offline;
 mod output;
@@ -34,6 +35,9 @@ enum Command {
     /// Apply the metadata database's pending migrations and exit (every start does too),
     /// or copy a single node's SQLite database into PostgreSQL (--from, --to).
     Migrate(migrate::MigrateArgs),
+    /// Delete the blobs nothing references any more (longer than `gc.grace_period`),
+    /// beside running servers.
+    Gc(gc::GcArgs),
     /// Recover administrative access (offline: works on the database directly).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate(args) => migrate::run(&args),
+        Command::Gc(args) => gc::run(&args),
         Command::Admin(command) => admin::run(command),
         Command::User(command) => user::run(command),
         Command::Project(command) => project::run(command),

@@ -1,0 +1,136 @@
+//! Garbage collection through the registry's use case, on whichever backends
+//! `BERTH_TEST_BACKENDS` selects: what nothing references goes once its grace period
+//! is over, what a manifest references stays, and a dry run changes nothing.
+
+use std::time::Duration;
+
+use berth_app::{CollectionOptions, CollectionReport, RegistryConfig};
+use berth_oci::{Algorithm, Digest};
+use berth_testkit::{ManualClock, TestRegistry};
+use http::StatusCode;
+
+const HOUR: Duration = Duration::from_secs(3600);
+const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
+
+fn options(dry_run: bool) -> CollectionOptions {
+    CollectionOptions {
+        dry_run,
+        grace: HOUR,
+        workers: 2,
+    }
+}
+
+fn digests(report: &CollectionReport) -> Vec<Digest> {
+    let mut found: Vec<Digest> = report.blobs.iter().map(|b| b.digest.clone()).collect();
+    found.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    found
+}
+
+fn sorted(mut d: Vec<Digest>) -> Vec<Digest> {
+    d.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    d
+}
+
+async fn blob_status(registry: &TestRegistry, repo: &str, digest: &Digest) -> StatusCode {
+    registry
+        .get(&format!("/v2/{repo}/blobs/{digest}"))
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn what_nothing_references_goes_once_its_grace_is_over() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let (only_old, shared, only_new) = (&b"old layer"[..], &b"shared layer"[..], &b"new layer"[..]);
+    let (old, _) = registry
+        .push_image("gc/app", "old", &[only_old, shared])
+        .await;
+    registry
+        .push_image("gc/app", "new", &[shared, only_new])
+        .await;
+    let stray = registry.push_blob("gc/app", b"never referenced").await;
+    let r = registry
+        .send_empty(http::Method::DELETE, &format!("/v2/gc/app/manifests/{old}"))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+
+    // Within the grace period nothing goes, whatever references it.
+    let gc = &registry.registry;
+    assert_eq!(gc.collect_garbage(options(true)).await.unwrap().blobs, []);
+    assert_eq!(gc.collect_garbage(options(false)).await.unwrap().blobs, []);
+
+    clock.advance(2 * HOUR);
+    let expected = sorted(vec![
+        Digest::compute(Algorithm::Sha256, only_old),
+        stray.clone(),
+    ]);
+    let bytes = (only_old.len() + b"never referenced".len()) as u64;
+    let dry = gc.collect_garbage(options(true)).await.unwrap();
+    assert_eq!((digests(&dry), dry.bytes), (expected.clone(), bytes));
+    assert_eq!(
+        blob_status(&registry, "gc/app", &stray).await,
+        StatusCode::OK
+    );
+
+    let done = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!((digests(&done), done.bytes), (expected.clone(), bytes));
+    assert_eq!(done.links_removed, 2);
+    for gone in &expected {
+        assert_eq!(
+            blob_status(&registry, "gc/app", gone).await,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            registry.blobs.size(gone).await.unwrap(),
+            None,
+            "bytes of {gone}"
+        );
+    }
+    for kept in [shared, only_new, CONFIG] {
+        let d = Digest::compute(Algorithm::Sha256, kept);
+        assert_eq!(blob_status(&registry, "gc/app", &d).await, StatusCode::OK);
+    }
+    assert_eq!(
+        registry.get("/v2/gc/app/manifests/new").await.status,
+        StatusCode::OK
+    );
+
+    // Nothing is left to collect, and a collected blob can be pushed again.
+    let again = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!((again.blobs.len(), again.links_removed), (0, 0));
+    assert_eq!(
+        registry.push_blob("gc/app", b"never referenced").await,
+        stray
+    );
+    assert_eq!(
+        blob_status(&registry, "gc/app", &stray).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_blob_marked_for_deletion_is_uploaded_again_not_mounted() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let blob = registry.push_blob("gc/source", b"mounted late").await;
+    clock.advance(2 * HOUR);
+    registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    // The blob is gone: a mount from its old repository opens an upload instead.
+    let r = registry
+        .send_empty(
+            http::Method::POST,
+            &format!("/v2/gc/target/blobs/uploads/?mount={blob}&from=gc/source"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(registry.push_blob("gc/target", b"mounted late").await, blob);
+    assert_eq!(
+        blob_status(&registry, "gc/target", &blob).await,
+        StatusCode::OK
+    );
+}

@@ -1,0 +1,64 @@
+//! `berth gc`: one garbage collection over the server's stores, beside running servers
+//! (collection is online: see `docs/design/gc.md`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_app::{CollectionOptions, Registry, SystemClock};
+
+use super::DataArgs;
+use super::output::table;
+use crate::config::LogConfig;
+
+/// What `berth gc` is asked.
+#[derive(clap::Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// List the blobs a collection would delete now, and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Runs one collection and prints what it deleted, or would delete.
+pub fn run(args: &GcArgs) -> anyhow::Result<()> {
+    let config = args.data.load()?;
+    crate::telemetry::init(&LogConfig {
+        level: "warn".into(),
+        format: config.log.format,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(async {
+        let meta = crate::database::open(&config).await?;
+        let blobs = crate::storage::open(&config).await?;
+        let registry = Registry::new(meta, blobs, Arc::new(SystemClock), config.registry_config());
+        let options = CollectionOptions {
+            dry_run: args.dry_run,
+            grace: config.gc.grace_period,
+            workers: config.gc.workers.max(1),
+        };
+        registry
+            .collect_garbage(options)
+            .await
+            .context("collecting garbage")
+    })?;
+    let rows: Vec<[String; 2]> = (report.blobs.iter())
+        .map(|b| [b.digest.to_string(), b.size.to_string()])
+        .collect();
+    if !rows.is_empty() {
+        print!("{}", table(["BLOB", "BYTES"], &rows));
+    }
+    let (blobs, bytes) = (report.blobs.len(), report.bytes);
+    if args.dry_run {
+        println!("would delete {blobs} blobs, {bytes} bytes");
+    } else {
+        println!(
+            "deleted {blobs} blobs, {bytes} bytes; removed {} unreferenced blob links",
+            report.links_removed
+        );
+    }
+    Ok(())
+}
