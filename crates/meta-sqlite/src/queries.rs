@@ -157,7 +157,8 @@ pub fn blob_deleting(c: &Connection, digest: &str) -> Result<bool, MetaError> {
 }
 
 /// Records a blob and links it to the repository; callers check [`blob_deleting`] first,
-/// in the same transaction.
+/// in the same transaction. A link made again is set to `now` (never back): the blob
+/// was acknowledged anew, and garbage collection counts its grace period from then.
 pub fn link_blob(
     c: &Connection,
     repo_id: i64,
@@ -173,7 +174,7 @@ pub fn link_blob(
     .map_err(db_err)?;
     c.prepare_cached(
         "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO UPDATE SET created_at = max(created_at, excluded.created_at)",
     )
     .and_then(|mut s| s.execute(params![repo_id, digest, now]))
     .map_err(db_err)?;
