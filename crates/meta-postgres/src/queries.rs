@@ -238,6 +238,34 @@ pub async fn link_blob(
     .map_err(db_err)
 }
 
+/// Links a blob that is recorded and not marked for deletion to the repository, in one
+/// statement: returns whether it linked. The blob's row is locked (`FOR SHARE`) first,
+/// so a marker that holds it is waited for and its mark seen, and a sweep that deleted
+/// it leaves nothing to link. A link made again is set to `now` (never back).
+pub async fn link_present_blob(
+    c: &mut PgConnection,
+    repo_id: i64,
+    digest: &str,
+    now: i64,
+) -> Result<bool, MetaError> {
+    sqlx::query_scalar(
+        "WITH present AS (
+             SELECT digest FROM blobs WHERE digest = $2 AND status = 'present' FOR SHARE),
+         link AS (
+             INSERT INTO repository_blobs AS rb (repository_id, digest, created_at)
+             SELECT $1, digest, $3 FROM present
+             ON CONFLICT (repository_id, digest) DO UPDATE
+             SET created_at = GREATEST(rb.created_at, excluded.created_at))
+         SELECT EXISTS (SELECT 1 FROM present)",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .bind(now)
+    .fetch_one(c)
+    .await
+    .map_err(db_err)
+}
+
 /// Links the blob of a finished upload and ends the session, in one statement (so in
 /// one implicit transaction): the repository's row is locked and touched first, as
 /// [`ensure_repository`] does, then the session row deleted (which ends its pin), the

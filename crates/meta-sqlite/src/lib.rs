@@ -182,6 +182,25 @@ impl BlobLinkStore for SqliteMetaStore {
             .await
     }
 
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        let (repository, digest) = (repository.clone(), digest.clone());
+        self.writer
+            .run(move |c| {
+                if !queries::blob_present(c, digest.as_str())? {
+                    return Ok(false);
+                }
+                let repo_id = queries::ensure_repository(c, &repository, now)?;
+                queries::link_recorded_blob(c, repo_id, digest.as_str(), now)?;
+                Ok(true)
+            })
+            .await
+    }
+
     async fn unlink_blob(
         &self,
         repository: &RepositoryName,

@@ -141,6 +141,17 @@ pub trait BlobLinkStore: Send + Sync {
         size: u64,
         now: i64,
     ) -> Result<bool, MetaError>;
+    /// Links to `repository` (creating repository and project as [`Self::link_blob`]
+    /// does) a blob that is recorded and not marked for deletion: a mount. Returns
+    /// `false`, having linked nothing, when no such blob is recorded, for its bytes may
+    /// be gone: garbage collection may have deleted it since the mount found it. A link
+    /// made again is set to `now`, as [`Self::link_blob`] does.
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<bool, MetaError>;
     /// Removes the link unless a manifest of the repository references the blob, checked
     /// in the same transaction as the delete. Bytes stay until garbage collection.
     /// Registry changes below record their `audit` entry in the same transaction, with

@@ -19,7 +19,7 @@ use bytes::Bytes;
 pub struct MetaFaults {
     /// Upload completions still to cut before they link their blob.
     cut_completions: AtomicUsize,
-    /// The next link of an existing blob (a mount) to hold before it links.
+    /// The next mount to hold before it links.
     held_link: Mutex<Option<HeldLink>>,
 }
 
@@ -47,8 +47,7 @@ impl MetaFaults {
         self.cut_completions.store(n, Ordering::SeqCst);
     }
 
-    /// Holds the next link of an existing blob into a repository (a mount) just before
-    /// it links: what a request paused between finding the blob and linking it does.
+    /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
     pub fn hold_next_link(&self) -> LinkHold {
         let (reached_tx, reached) = tokio::sync::oneshot::channel();
         let (release, release_rx) = tokio::sync::oneshot::channel();
@@ -119,8 +118,17 @@ impl BlobLinkStore for FaultyMeta {
         size: u64,
         now: i64,
     ) -> Result<bool, MetaError> {
-        self.faults.pass_held_link().await;
         self.inner.link_blob(repository, digest, size, now).await
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.faults.pass_held_link().await;
+        self.inner.mount_blob(repository, digest, now).await
     }
 
     async fn unlink_blob(

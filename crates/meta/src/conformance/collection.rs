@@ -75,6 +75,10 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         !store.link_blob(&r, &blob, 7, 20).await.unwrap(),
         "a marked blob is not linked again"
     );
+    assert!(
+        !store.mount_blob(&r, &blob, 20).await.unwrap(),
+        "nor mounted"
+    );
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
     let completing = session(72, &r);
     store.create_upload(&completing, roomy).await.unwrap();
@@ -105,6 +109,11 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         "swept once"
     );
     assert_eq!(deletions.load(Ordering::SeqCst), 1);
+    assert!(
+        !store.mount_blob(&r, &blob, 25).await.unwrap(),
+        "a swept blob has no bytes to mount"
+    );
+    assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(!listed.iter().any(|m| m.digest == blob));
 
@@ -216,7 +225,7 @@ async fn a_link_made_again_starts_its_grace_anew(store: &dyn MetaStore) {
         .complete_upload(&again.id, &r, &uploaded, 3, 100)
         .await
         .unwrap();
-    assert!(store.link_blob(&r, &mounted, 4, 100).await.unwrap());
+    assert!(store.mount_blob(&r, &mounted, 100).await.unwrap());
     unlink_all(store, 50).await;
     assert_eq!(
         store.linked_blob(&r, &uploaded).await.unwrap(),
@@ -229,7 +238,7 @@ async fn a_link_made_again_starts_its_grace_anew(store: &dyn MetaStore) {
         "mounted again at 100"
     );
     // A link is never set back by an earlier time.
-    assert!(store.link_blob(&r, &mounted, 4, 20).await.unwrap());
+    assert!(store.mount_blob(&r, &mounted, 20).await.unwrap());
     unlink_all(store, 50).await;
     assert_eq!(store.linked_blob(&r, &mounted).await.unwrap(), Some(4));
     unlink_all(store, 101).await;
