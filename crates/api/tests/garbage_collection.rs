@@ -134,3 +134,35 @@ async fn a_blob_marked_for_deletion_is_uploaded_again_not_mounted() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn a_mount_racing_a_collection_links_no_blob_whose_bytes_are_gone() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let blob = registry
+        .push_blob("gc/source", b"mounted while collected")
+        .await;
+    clock.advance(2 * HOUR);
+    // The mount finds the blob linked in its source, and pauses before it links it
+    // while a collection removes the source's link, the blob and its bytes.
+    let hold = registry.faults.hold_next_link();
+    let uri = format!("/v2/gc/target/blobs/uploads/?mount={blob}&from=gc/source");
+    let mount = registry.send_empty(http::Method::POST, &uri);
+    let collect = async {
+        hold.reached.await.unwrap();
+        let done = registry
+            .registry
+            .collect_garbage(options(false))
+            .await
+            .unwrap();
+        assert_eq!(digests(&done), std::slice::from_ref(&blob));
+        hold.release.send(()).unwrap();
+    };
+    let (mounted, ()) = tokio::join!(mount, collect);
+    // The mount opens an upload instead: a blob it linked would have no bytes.
+    assert_eq!(mounted.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        blob_status(&registry, "gc/target", &blob).await,
+        StatusCode::NOT_FOUND
+    );
+}

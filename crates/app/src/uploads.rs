@@ -127,20 +127,16 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<MountOutcome, RegistryError> {
-        let size = match from {
-            Some(source) => self.meta.linked_blob(source, digest).await?,
-            None => None,
-        };
-        // A blob marked for deletion since it was found is not linked: the client
-        // uploads it instead.
-        let mounted = match size {
-            Some(size) => {
-                self.meta
-                    .link_blob(repository, digest, size, self.clock.now_ms())
-                    .await?
-            }
+        let found = match from {
+            Some(source) => self.meta.linked_blob(source, digest).await?.is_some(),
             None => false,
         };
+        // A blob marked for deletion or deleted since it was found is not linked: the
+        // client uploads it instead.
+        let mounted = found
+            && (self.meta)
+                .mount_blob(repository, digest, self.clock.now_ms())
+                .await?;
         if mounted {
             return Ok(MountOutcome::Mounted);
         }

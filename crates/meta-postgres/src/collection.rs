@@ -1,4 +1,4 @@
-//! Garbage collection's steps (migration 0006): the pin and the mark each take the
+//! Garbage collection's steps (migrations 0006, 0007): the pin and the mark each take the
 //! digest's advisory lock and check after it; a sweep holds the marked row's lock while
 //! the bytes are deleted, so two sweeps of one blob never both delete.
 

@@ -382,6 +382,22 @@ impl BlobLinkStore for PgMetaStore {
         Ok(true)
     }
 
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.durable().await?;
+        let repo_id = queries::ensure_repository(&mut tx, repository, now).await?;
+        // Refused: the transaction is dropped with the repository it may have created.
+        if !queries::link_present_blob(&mut tx, repo_id, digest.as_str(), now).await? {
+            return Ok(false);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
     async fn unlink_blob(
         &self,
         repository: &RepositoryName,

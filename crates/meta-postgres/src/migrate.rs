@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_open_upload_session.sql"),
     include_str!("../migrations/0005_put_manifest.sql"),
     include_str!("../migrations/0006_collection.sql"),
+    include_str!("../migrations/0007_mark_skips_pins.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -205,7 +205,9 @@ pub async fn blob_repositories(
 
 /// Records a blob and links it to the repository, in one statement, unless it is
 /// marked for deletion: returns whether it linked. The blob's row is locked (`FOR
-/// SHARE`) first, so a marker that holds it is waited for and its mark seen.
+/// SHARE`) first, so a marker that holds it is waited for and its mark seen. A link
+/// made again is set to `now` (never back): garbage collection counts the blob's grace
+/// period from its latest acknowledgement.
 pub async fn link_blob(
     c: &mut PgConnection,
     repo_id: i64,
@@ -220,10 +222,11 @@ pub async fn link_blob(
              SELECT $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM existing)
              ON CONFLICT (digest) DO NOTHING),
          link AS (
-             INSERT INTO repository_blobs (repository_id, digest, created_at)
+             INSERT INTO repository_blobs AS rb (repository_id, digest, created_at)
              SELECT $1, $2, $4
              WHERE NOT EXISTS (SELECT 1 FROM existing WHERE status <> 'present')
-             ON CONFLICT DO NOTHING)
+             ON CONFLICT (repository_id, digest) DO UPDATE
+             SET created_at = GREATEST(rb.created_at, excluded.created_at))
          SELECT NOT EXISTS (SELECT 1 FROM existing WHERE status <> 'present')",
     )
     .bind(repo_id)
@@ -235,11 +238,40 @@ pub async fn link_blob(
     .map_err(db_err)
 }
 
+/// Links a blob that is recorded and not marked for deletion to the repository, in one
+/// statement: returns whether it linked. The blob's row is locked (`FOR SHARE`) first,
+/// so a marker that holds it is waited for and its mark seen, and a sweep that deleted
+/// it leaves nothing to link. A link made again is set to `now` (never back).
+pub async fn link_present_blob(
+    c: &mut PgConnection,
+    repo_id: i64,
+    digest: &str,
+    now: i64,
+) -> Result<bool, MetaError> {
+    sqlx::query_scalar(
+        "WITH present AS (
+             SELECT digest FROM blobs WHERE digest = $2 AND status = 'present' FOR SHARE),
+         link AS (
+             INSERT INTO repository_blobs AS rb (repository_id, digest, created_at)
+             SELECT $1, digest, $3 FROM present
+             ON CONFLICT (repository_id, digest) DO UPDATE
+             SET created_at = GREATEST(rb.created_at, excluded.created_at))
+         SELECT EXISTS (SELECT 1 FROM present)",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .bind(now)
+    .fetch_one(c)
+    .await
+    .map_err(db_err)
+}
+
 /// Links the blob of a finished upload and ends the session, in one statement (so in
 /// one implicit transaction): the repository's row is locked and touched first, as
 /// [`ensure_repository`] does, then the session row deleted (which ends its pin), the
-/// blob linked and recorded. The session's pin kept the blob from being marked for
-/// deletion since before its bytes were published.
+/// blob linked (a link made again set to `now`, as [`link_blob`] does) and recorded.
+/// The session's pin kept the blob from being marked for deletion since before its
+/// bytes were published.
 /// Returns `false`, having changed nothing, when the repository does not exist yet.
 pub async fn complete_upload_in_existing_repository(
     c: impl PgExecutor<'_>,
@@ -256,9 +288,10 @@ pub async fn complete_upload_in_existing_repository(
              INSERT INTO blobs (digest, size, created_at) SELECT $4, $5, $3 FROM repo
              ON CONFLICT (digest) DO NOTHING),
          link AS (
-             INSERT INTO repository_blobs (repository_id, digest, created_at)
+             INSERT INTO repository_blobs AS rb (repository_id, digest, created_at)
              SELECT id, $4, $3 FROM repo
-             ON CONFLICT DO NOTHING),
+             ON CONFLICT (repository_id, digest) DO UPDATE
+             SET created_at = GREATEST(rb.created_at, excluded.created_at)),
          ended AS (
              DELETE FROM uploads WHERE id = $1 AND EXISTS (SELECT 1 FROM repo))
          SELECT id FROM repo",

@@ -1,6 +1,11 @@
 //! Garbage collection's steps. The single writer runs each in a transaction of its own,
-//! so a pin and a mark of one digest never interleave; sweeps of one blob are kept
-//! apart by the caller (one process serves a SQLite store).
+//! so a pin and a mark of one digest never interleave. Sweeps are kept apart by a lock
+//! on a file beside the database, held from the check of a marked blob to the delete of
+//! its row: `berth gc` may sweep from another process than the server's, or twice at
+//! once, and the lock goes with a process that dies.
+
+use std::fs::File;
+use std::path::Path;
 
 use async_trait::async_trait;
 use berth_meta::{
@@ -127,6 +132,24 @@ fn marked(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Vec<Marke
     .collect()
 }
 
+/// Waits for the exclusive lock on `path` (created if need be); it is released when the
+/// file is closed.
+async fn lock_sweeps(path: &Path) -> Result<File, MetaError> {
+    let path = path.to_owned();
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| MetaError(format!("locking sweeps: {e}")))?;
+    locked.map_err(|e| MetaError(format!("locking sweeps: {e}")))
+}
+
 fn is_marked(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
     c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1 AND status = 'deleting'")?
         .query_row(params![digest], |_| Ok(()))
@@ -190,6 +213,7 @@ impl CollectionStore for SqliteMetaStore {
         digest: &Digest,
         delete_bytes: BytesDeleter<'_>,
     ) -> Result<bool, SweepError> {
+        let _sweeping = lock_sweeps(&self.sweep_lock).await?;
         if !self.readers.with(|c| is_marked(c, digest.as_str()))? {
             return Ok(false);
         }

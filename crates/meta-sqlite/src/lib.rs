@@ -57,6 +57,9 @@ pub struct SqliteMetaStore {
     /// Recently served manifest bytes, shared by the responses that send them.
     manifest_cache: ManifestCache,
     writer: Writer,
+    /// The file whose lock (across processes) a sweep holds from its check of a marked
+    /// blob to the delete of its row.
+    sweep_lock: PathBuf,
 }
 
 impl SqliteMetaStore {
@@ -69,7 +72,10 @@ impl SqliteMetaStore {
         }
         let mut conn = writer::open_writer_connection(&path)?;
         migrate::run(&mut conn)?;
+        let mut sweep_lock = path.clone().into_os_string();
+        sweep_lock.push("-sweep");
         Ok(SqliteMetaStore {
+            sweep_lock: sweep_lock.into(),
             readers: Readers::new(path),
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),
@@ -177,6 +183,25 @@ impl BlobLinkStore for SqliteMetaStore {
                 }
                 let repo_id = queries::ensure_repository(c, &repository, now)?;
                 queries::link_blob(c, repo_id, digest.as_str(), size, now)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        let (repository, digest) = (repository.clone(), digest.clone());
+        self.writer
+            .run(move |c| {
+                if !queries::blob_present(c, digest.as_str())? {
+                    return Ok(false);
+                }
+                let repo_id = queries::ensure_repository(c, &repository, now)?;
+                queries::link_recorded_blob(c, repo_id, digest.as_str(), now)?;
                 Ok(true)
             })
             .await

@@ -157,7 +157,8 @@ pub fn blob_deleting(c: &Connection, digest: &str) -> Result<bool, MetaError> {
 }
 
 /// Records a blob and links it to the repository; callers check [`blob_deleting`] first,
-/// in the same transaction.
+/// in the same transaction. A link made again is set to `now` (never back): the blob
+/// was acknowledged anew, and garbage collection counts its grace period from then.
 pub fn link_blob(
     c: &Connection,
     repo_id: i64,
@@ -171,9 +172,27 @@ pub fn link_blob(
     )
     .and_then(|mut s| s.execute(params![digest, size as i64, now]))
     .map_err(db_err)?;
+    link_recorded_blob(c, repo_id, digest, now)
+}
+
+/// Whether blob `digest` is recorded and not marked for deletion: its bytes are stored.
+pub fn blob_present(c: &Connection, digest: &str) -> Result<bool, MetaError> {
+    c.prepare_cached("SELECT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1 AND status = 'present')")
+        .and_then(|mut s| s.query_row(params![digest], |r| r.get(0)))
+        .map_err(db_err)
+}
+
+/// Links a recorded blob to the repository; a link made again is set to `now` (never
+/// back).
+pub fn link_recorded_blob(
+    c: &Connection,
+    repo_id: i64,
+    digest: &str,
+    now: i64,
+) -> Result<(), MetaError> {
     c.prepare_cached(
         "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO UPDATE SET created_at = max(created_at, excluded.created_at)",
     )
     .and_then(|mut s| s.execute(params![repo_id, digest, now]))
     .map_err(db_err)?;

@@ -90,3 +90,94 @@ fn referrer_pages_walk_an_index_in_digest_order() {
         );
     }
 }
+
+/// Two processes sweep one marked blob (`berth gc` run twice beside each other): the
+/// second to check must not delete bytes an upload published after the first sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use berth_meta::{
+        BlobLinkStore, BoxedDelete, CollectionStore, PinOutcome, SessionLimits, UploadSession,
+        UploadStore,
+    };
+    use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
+    use tokio::sync::oneshot;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let (first, second) = (
+        SqliteMetaStore::open(&path).unwrap(),
+        SqliteMetaStore::open(&path).unwrap(),
+    );
+    let r = RepositoryName::parse("p/r").unwrap();
+    let d = Digest::compute(Algorithm::Sha256, b"swept twice");
+    first.link_blob(&r, &d, 1, 1).await.unwrap();
+    first.unlink_blob(&r, &d, None).await.unwrap();
+    assert_eq!(
+        first.mark_unlinked_blobs("", 10, 100).await.unwrap().len(),
+        1
+    );
+
+    let republished = AtomicBool::new(false);
+    let late_deletes = AtomicUsize::new(0);
+    let (checked_tx, checked) = oneshot::channel::<()>();
+    let (go, go_rx) = oneshot::channel::<()>();
+    let (checked_tx, go_rx) = (Mutex::new(Some(checked_tx)), Mutex::new(Some(go_rx)));
+    // The second process checks the row, then pauses before it deletes the bytes.
+    let paused_delete = || -> BoxedDelete<'_> {
+        let checked = checked_tx.lock().unwrap().take();
+        let go = go_rx.lock().unwrap().take();
+        Box::pin(async {
+            if let Some(checked) = checked {
+                let _ = checked.send(());
+            }
+            if let Some(go) = go {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), go).await;
+            }
+            if republished.load(Ordering::SeqCst) {
+                late_deletes.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+    };
+    let paused = second.sweep_blob(&d, &paused_delete);
+    let meanwhile = async {
+        checked.await.unwrap();
+        let deleted = || -> BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+        first.sweep_blob(&d, &deleted).await.unwrap();
+        // The row is gone: an upload of the digest pins it, publishes and links it.
+        let session = UploadSession {
+            id: UploadId::from_random([9; 16]),
+            repository: r.clone(),
+            algorithm: Algorithm::Sha256,
+            offset: 0,
+            hash_state: vec![0],
+            verified_by: None,
+            verified_digest: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        first
+            .create_upload(&session, SessionLimits::NONE)
+            .await
+            .unwrap();
+        let pinned = first.pin_upload_digest(&session.id, &d).await.unwrap();
+        assert_eq!(pinned, PinOutcome::Pinned);
+        republished.store(true, Ordering::SeqCst);
+        first
+            .complete_upload(&session.id, &r, &d, 1, 200)
+            .await
+            .unwrap();
+        let _ = go.send(());
+    };
+    let (swept, ()) = tokio::join!(paused, meanwhile);
+    swept.unwrap();
+    assert_eq!(
+        late_deletes.load(Ordering::SeqCst),
+        0,
+        "the bytes of the upload completed after the first sweep were deleted"
+    );
+    assert_eq!(first.linked_blob(&r, &d).await.unwrap(), Some(1));
+}

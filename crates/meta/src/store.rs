@@ -130,13 +130,26 @@ pub trait BlobLinkStore: Send + Sync {
     ) -> Result<Vec<RepositoryName>, MetaError>;
     /// Records a committed blob and links it to `repository` (creating repository and
     /// project if needed), durably. A project made so is private and belongs to the
-    /// first system administrator (the lowest id), if one exists. Returns `false`,
-    /// having linked nothing, when the blob is marked for deletion (its bytes are going).
+    /// first system administrator (the lowest id), if one exists. A link made again is
+    /// set to `now` (never back): garbage collection counts the blob's grace period from
+    /// its latest acknowledgement. Returns `false`, having linked nothing, when the blob
+    /// is marked for deletion (its bytes are going).
     async fn link_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        now: i64,
+    ) -> Result<bool, MetaError>;
+    /// Links to `repository` (creating repository and project as [`Self::link_blob`]
+    /// does) a blob that is recorded and not marked for deletion: a mount. Returns
+    /// `false`, having linked nothing, when no such blob is recorded, for its bytes may
+    /// be gone: garbage collection may have deleted it since the mount found it. A link
+    /// made again is set to `now`, as [`Self::link_blob`] does.
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
         now: i64,
     ) -> Result<bool, MetaError>;
     /// Removes the link unless a manifest of the repository references the blob, checked
@@ -222,7 +235,8 @@ pub trait UploadStore: Send + Sync {
         digest: &Digest,
     ) -> Result<bool, MetaError>;
     /// Finishes a session whose bytes were committed as `digest`: links the blob to the
-    /// repository and ends the session, in one durable transaction.
+    /// repository (a link made again is set to `now`, as [`BlobLinkStore::link_blob`]
+    /// does) and ends the session, in one durable transaction.
     async fn complete_upload(
         &self,
         id: &UploadId,

@@ -1,8 +1,8 @@
 //! Failures a test can inject into the metadata store, at the steps where a crash, a
 //! disconnect or a full disk would cut an operation in a real deployment.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_meta::{
@@ -19,6 +19,24 @@ use bytes::Bytes;
 pub struct MetaFaults {
     /// Upload completions still to cut before they link their blob.
     cut_completions: AtomicUsize,
+    /// The next mount to hold before it links.
+    held_link: Mutex<Option<HeldLink>>,
+}
+
+/// A link held by [`MetaFaults::hold_next_link`]: it tells `reached` once it waits, and
+/// links once `release` is sent or dropped.
+#[derive(Debug)]
+struct HeldLink {
+    reached: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// The test's side of a held link.
+pub struct LinkHold {
+    /// Answers once the link waits.
+    pub reached: tokio::sync::oneshot::Receiver<()>,
+    /// Lets the link go on.
+    pub release: tokio::sync::oneshot::Sender<()>,
 }
 
 impl MetaFaults {
@@ -27,6 +45,26 @@ impl MetaFaults {
     /// publishing and linking leaves behind.
     pub fn cut_completions(&self, n: usize) {
         self.cut_completions.store(n, Ordering::SeqCst);
+    }
+
+    /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
+    pub fn hold_next_link(&self) -> LinkHold {
+        let (reached_tx, reached) = tokio::sync::oneshot::channel();
+        let (release, release_rx) = tokio::sync::oneshot::channel();
+        *self.held_link.lock().expect("held link") = Some(HeldLink {
+            reached: reached_tx,
+            release: release_rx,
+        });
+        LinkHold { reached, release }
+    }
+
+    /// Waits while a held link is armed, once.
+    async fn pass_held_link(&self) {
+        let held = self.held_link.lock().expect("held link").take();
+        if let Some(held) = held {
+            let _ = held.reached.send(());
+            let _ = held.release.await;
+        }
     }
 
     /// Takes one armed cut, if any is left.
@@ -81,6 +119,16 @@ impl BlobLinkStore for FaultyMeta {
         now: i64,
     ) -> Result<bool, MetaError> {
         self.inner.link_blob(repository, digest, size, now).await
+    }
+
+    async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.faults.pass_held_link().await;
+        self.inner.mount_blob(repository, digest, now).await
     }
 
     async fn unlink_blob(

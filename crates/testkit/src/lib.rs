@@ -26,7 +26,7 @@ pub use crate::at_rest::StoredPart;
 use crate::backends::ScaleOutServers;
 pub use crate::backends::{BACKENDS_VARIABLE, Backends};
 use crate::faults::FaultyMeta;
-pub use crate::faults::MetaFaults;
+pub use crate::faults::{LinkHold, MetaFaults};
 
 /// A clock that moves only when a test moves it; it starts at the system time.
 pub struct ManualClock(AtomicI64);

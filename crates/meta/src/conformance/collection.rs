@@ -17,6 +17,8 @@ use crate::{
 pub(super) async fn run(store: &dyn MetaStore) {
     a_blob_is_marked_only_when_nothing_links_or_pins_it(store).await;
     unreferenced_links_go_once_their_grace_is_over(store).await;
+    a_link_made_again_starts_its_grace_anew(store).await;
+    a_pinned_blob_does_not_end_the_marking(store).await;
 }
 
 fn session(n: u8, repository: &RepositoryName) -> UploadSession {
@@ -73,6 +75,10 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         !store.link_blob(&r, &blob, 7, 20).await.unwrap(),
         "a marked blob is not linked again"
     );
+    assert!(
+        !store.mount_blob(&r, &blob, 20).await.unwrap(),
+        "nor mounted"
+    );
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
     let completing = session(72, &r);
     store.create_upload(&completing, roomy).await.unwrap();
@@ -103,6 +109,11 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         "swept once"
     );
     assert_eq!(deletions.load(Ordering::SeqCst), 1);
+    assert!(
+        !store.mount_blob(&r, &blob, 25).await.unwrap(),
+        "a swept blob has no bytes to mount"
+    );
+    assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(!listed.iter().any(|m| m.digest == blob));
 
@@ -192,4 +203,76 @@ async fn unreferenced_links_go_once_their_grace_is_over(store: &dyn MetaStore) {
     assert_eq!(store.linked_blob(&r, &young).await.unwrap(), None);
     unlink_all(store, 61).await;
     assert_eq!(store.linked_blob(&r, &kept).await.unwrap(), None);
+}
+
+async fn a_link_made_again_starts_its_grace_anew(store: &dyn MetaStore) {
+    let r = repo("cf-gc/again");
+    let (uploaded, mounted) = (digest("cf-gc-again-up"), digest("cf-gc-again-mount"));
+    store.link_blob(&r, &uploaded, 3, 10).await.unwrap();
+    store.link_blob(&r, &mounted, 4, 10).await.unwrap();
+    // Both are pushed again at 100, into links set at 10: an upload completes, a mount
+    // links. Each acknowledges the blob, which gets a grace period from then.
+    let again = session(73, &r);
+    store
+        .create_upload(&again, SessionLimits::NONE)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pin_upload_digest(&again.id, &uploaded).await.unwrap(),
+        PinOutcome::Pinned
+    );
+    store
+        .complete_upload(&again.id, &r, &uploaded, 3, 100)
+        .await
+        .unwrap();
+    assert!(store.mount_blob(&r, &mounted, 100).await.unwrap());
+    unlink_all(store, 50).await;
+    assert_eq!(
+        store.linked_blob(&r, &uploaded).await.unwrap(),
+        Some(3),
+        "uploaded again at 100"
+    );
+    assert_eq!(
+        store.linked_blob(&r, &mounted).await.unwrap(),
+        Some(4),
+        "mounted again at 100"
+    );
+    // A link is never set back by an earlier time.
+    assert!(store.mount_blob(&r, &mounted, 20).await.unwrap());
+    unlink_all(store, 50).await;
+    assert_eq!(store.linked_blob(&r, &mounted).await.unwrap(), Some(4));
+    unlink_all(store, 101).await;
+    assert_eq!(store.linked_blob(&r, &uploaded).await.unwrap(), None);
+    assert_eq!(store.linked_blob(&r, &mounted).await.unwrap(), None);
+}
+
+/// Marking a batch whose first blob is pinned still marks the blobs after it: a batch
+/// that marks nothing ends a collection's marking.
+async fn a_pinned_blob_does_not_end_the_marking(store: &dyn MetaStore) {
+    // Whatever else qualifies is marked first, so what follows sees only its own blobs.
+    store.mark_unlinked_blobs("", 10_000, 100).await.unwrap();
+    let r = repo("cf-gc/pinned");
+    let mut blobs = [digest("cf-gc-pinned-a"), digest("cf-gc-pinned-b")];
+    blobs.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let [first, second] = blobs;
+    for blob in [&first, &second] {
+        store.link_blob(&r, blob, 2, 10).await.unwrap();
+        store.unlink_blob(&r, blob, None).await.unwrap();
+    }
+    let pinning = session(74, &r);
+    store
+        .create_upload(&pinning, SessionLimits::NONE)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pin_upload_digest(&pinning.id, &first).await.unwrap(),
+        PinOutcome::Pinned
+    );
+    let marked = store.mark_unlinked_blobs("", 1, 100).await.unwrap();
+    assert_eq!(
+        marked.iter().map(|m| &m.digest).collect::<Vec<_>>(),
+        [&second],
+        "the blob after the pinned one"
+    );
+    store.delete_upload(&pinning.id).await.unwrap();
 }
