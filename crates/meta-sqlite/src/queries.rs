@@ -608,10 +608,9 @@ pub fn manifest_content(c: &Connection, id: i64) -> rusqlite::Result<Bytes> {
 }
 
 /// Deletes a manifest (its tags and references cascade) unless an index of the repository
-/// lists it; the check and the delete run in the caller's transaction.
-/// Deletes a manifest (its tags and references cascade) unless an index of the
-/// repository lists it; the repository's links to the blobs it referenced are set to
-/// `now`, from when garbage collection counts their grace period.
+/// lists it; the check and the delete run in the caller's transaction. The repository's
+/// links to the blobs it referenced are set to `now`, from when garbage collection
+/// counts their grace period.
 pub fn delete_manifest(
     c: &Connection,
     repository: &str,
