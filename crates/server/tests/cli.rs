@@ -486,6 +486,23 @@ fn robot_flags_are_checked_with_clear_errors() {
     assert_eq!(ok(&data, &["robot", "list"], None).lines().count(), 2);
 }
 
+/// The status of a monolithic push of `data` into `repository`, as the administrator.
+async fn push_blob(berth: &Berth, repository: &str, data: &[u8]) -> u16 {
+    let digest = berth_oci::Digest::compute(berth_oci::Algorithm::Sha256, data);
+    support::client()
+        .post(format!(
+            "{}/v2/{repository}/blobs/uploads/?digest={digest}",
+            berth.url()
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
 async fn gc_deletes_a_blob_nothing_references_beside_a_running_server() {
     use berth_oci::{Algorithm, Digest};
@@ -498,17 +515,7 @@ async fn gc_deletes_a_blob_nothing_references_beside_a_running_server() {
     let berth = secure(&data);
     let stray = b"a layer no manifest names";
     let digest = Digest::compute(Algorithm::Sha256, stray);
-    let pushed = support::client()
-        .post(format!(
-            "{}/v2/gc/app/blobs/uploads/?digest={digest}",
-            berth.url()
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .body(stray.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 201);
+    assert_eq!(push_blob(&berth, "gc/app", stray).await, 201);
     let blob = format!("/v2/gc/app/blobs/{digest}");
     let auth = ("admin", ADMIN_PASSWORD);
     // Collected with a grace period of nothing: the dry run lists the blob and keeps it.
@@ -529,17 +536,7 @@ async fn gc_deletes_a_blob_nothing_references_beside_a_running_server() {
         404
     );
     // With the default grace period, a blob pushed now stays.
-    let kept = support::client()
-        .post(format!(
-            "{}/v2/gc/app/blobs/uploads/?digest={digest}",
-            berth.url()
-        ))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .body(stray.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(kept.status(), 201);
+    assert_eq!(push_blob(&berth, "gc/app", stray).await, 201);
     let none = ok(&data, &["gc"], None);
     assert!(none.contains("deleted 0 blobs, 0 bytes"), "{none}");
     assert_eq!(
