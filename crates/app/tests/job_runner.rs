@@ -1,6 +1,7 @@
-//! The job runner over the real SQLite queue: takeover after a node dies, heartbeats,
-//! retries, graceful shutdown, bounded concurrency, and schedules firing once across
-//! nodes. Leases are short, so each wait is a fraction of a second.
+//! The job runner over the real SQLite queue: takeover after a node dies (resuming from
+//! the last checkpoint), heartbeats, retries, stop requests, graceful shutdown, bounded
+//! concurrency, and schedules (intervals and cron) firing once across nodes. Leases are
+//! short, so each wait is a fraction of a second.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,9 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_app::jobs::{HandlerError, JobContext, JobHandler, JobRunner, RunnerConfig};
+use berth_app::jobs::{Finished, HandlerError, JobContext, JobHandler, JobRunner, RunnerConfig};
 use berth_app::{Clock, SystemClock};
-use berth_meta::{JobId, JobRecord, JobSpec, JobState, JobStore, NewJob, RetryPolicy};
+use berth_meta::{
+    Checkpoint, JobId, JobRecord, JobSpec, JobState, JobStore, NewJob, Period, RetryPolicy,
+    StopRequest,
+};
 use berth_meta_sqlite::SqliteMetaStore;
 use tokio::sync::{mpsc, watch};
 
@@ -116,7 +120,7 @@ impl Drop for SetOnDrop {
 
 #[async_trait]
 impl JobHandler for Stuck {
-    async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
+    async fn run(&self, job: &JobContext) -> Result<Finished, HandlerError> {
         let _noted = SetOnDrop(self.dropped.clone());
         self.started.send(job.attempt).unwrap();
         std::future::pending().await
@@ -146,7 +150,7 @@ struct Recorder {
 
 #[async_trait]
 impl JobHandler for Recorder {
-    async fn run(&self, job: &JobContext) -> Result<(), HandlerError> {
+    async fn run(&self, job: &JobContext) -> Result<Finished, HandlerError> {
         self.runs.lock().unwrap().push((job.id, job.attempt, now()));
         let at_once = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_at_once.fetch_max(at_once, Ordering::SeqCst);
@@ -155,7 +159,7 @@ impl JobHandler for Recorder {
         if job.attempt <= self.failing {
             return Err(format!("attempt {} fails", job.attempt).into());
         }
-        Ok(())
+        Ok(Finished::Done)
     }
 }
 
@@ -163,6 +167,44 @@ impl Recorder {
     fn runs(&self) -> Vec<(JobId, u32, i64)> {
         self.runs.lock().unwrap().clone()
     }
+}
+
+/// Counts from the progress it is given, saving each count as a checkpoint and saying
+/// so, until it reaches `until` or a checkpoint answers that a stop was requested.
+struct Counter {
+    saved: mpsc::UnboundedSender<(u32, u64)>,
+    until: u64,
+}
+
+#[async_trait]
+impl JobHandler for Counter {
+    async fn run(&self, job: &JobContext) -> Result<Finished, HandlerError> {
+        let mut count: u64 = match &job.progress {
+            Some(progress) => progress.parse()?,
+            None => 0,
+        };
+        while count < self.until {
+            count += 1;
+            if job.checkpoint(&count.to_string()).await? == Checkpoint::StopRequested {
+                job.log([format!("asked to stop at {count}")]).await?;
+                return Ok(Finished::Stopped);
+            }
+            self.saved.send((job.attempt, count))?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        job.log([format!("counted to {count}")]).await?;
+        Ok(Finished::Done)
+    }
+}
+
+fn counter(until: u64) -> (Arc<Counter>, mpsc::UnboundedReceiver<(u32, u64)>) {
+    let (saved, checkpoints) = mpsc::unbounded_channel();
+    (Arc::new(Counter { saved, until }), checkpoints)
+}
+
+async fn log_text(store: &dyn JobStore, id: JobId) -> Vec<String> {
+    let lines = store.job_log(id, 0, 100).await.unwrap();
+    lines.into_iter().map(|l| l.line).collect()
 }
 
 fn runner(q: &Queue, kind: &str, handler: Arc<dyn JobHandler>) -> JobRunner {
@@ -364,6 +406,111 @@ async fn a_schedule_fires_once_per_period_across_nodes() {
             "fired twice in a period: {times:?}"
         );
     }
+    let runs = recorder.runs();
+    let run_ids: BTreeSet<JobId> = runs.iter().map(|r| r.0).collect();
+    assert_eq!(run_ids.len(), runs.len(), "a job ran twice: {runs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_asked_to_stop_ends_its_job_stopped() {
+    let q = queue();
+    let id = enqueue(&*q.store, "test.stoppable", RetryPolicy::default()).await;
+    let (handler, mut checkpoints) = counter(u64::MAX);
+    let node = start(runner(&q, "test.stoppable", handler));
+    assert_eq!(checkpoints.recv().await, Some((1, 1)));
+    assert_eq!(
+        q.store.request_stop(id, now()).await.unwrap(),
+        StopRequest::Requested
+    );
+    eventually("the job stops", || async {
+        record(&*q.store, id).await.state == JobState::Stopped
+    })
+    .await;
+    node.shut_down().await;
+    let stopped = record(&*q.store, id).await;
+    assert_eq!((stopped.attempts, stopped.last_error), (1, None));
+    let at: u64 = stopped.progress.as_deref().unwrap().parse().unwrap();
+    assert!(at >= 2, "stopped at its checkpoint after the request: {at}");
+    assert_eq!(
+        log_text(&*q.store, id).await,
+        [format!("asked to stop at {at}")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_taken_over_resumes_from_its_last_checkpoint() {
+    let q = queue();
+    let id = enqueue(&*q.store, "test.resumable", RetryPolicy::default()).await;
+    let (handler, mut checkpoints) = counter(u64::MAX);
+    let dying = start(runner(&q, "test.resumable", handler));
+    assert_eq!(checkpoints.recv().await, Some((1, 1)));
+    dying.kill().await;
+    // No other node may claim the job before its lease expires; by then a checkpoint
+    // the dying handler had sent is stored too.
+    tokio::time::sleep(LEASE).await;
+    let left = record(&*q.store, id).await;
+    assert_eq!((left.state, left.attempts), (JobState::Running, 1));
+    let saved: u64 = left.progress.as_deref().unwrap().parse().unwrap();
+
+    let (handler, mut checkpoints) = counter(saved + 3);
+    let survivor = start(runner(&q, "test.resumable", handler));
+    assert_eq!(
+        checkpoints.recv().await,
+        Some((2, saved + 1)),
+        "the second attempt goes on from the first one's checkpoint"
+    );
+    eventually("the job is done", || async {
+        record(&*q.store, id).await.state == JobState::Succeeded
+    })
+    .await;
+    survivor.shut_down().await;
+    let done = record(&*q.store, id).await;
+    assert_eq!(done.progress, Some((saved + 3).to_string()));
+    assert_eq!(
+        log_text(&*q.store, id).await,
+        [format!("counted to {}", saved + 3)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_schedule_fires_at_its_times_once_across_nodes() {
+    let q = queue();
+    let recorder = Arc::new(Recorder::default());
+    let every_second: Period = "@cron * * * * * *".parse().unwrap();
+    let spec = JobSpec {
+        kind: "test.cron".into(),
+        payload: "{}".into(),
+        retry: RetryPolicy::default(),
+    };
+    let nodes: Vec<Node> = (0..3)
+        .map(|_| {
+            let mut runner = JobRunner::new(q.store.clone(), Arc::new(SystemClock), config());
+            runner.handle("test.cron", recorder.clone()).schedule(
+                "test.cron",
+                spec.clone(),
+                every_second.clone(),
+            );
+            start(runner)
+        })
+        .collect();
+    eventually("two firings ran", || async { recorder.runs().len() >= 2 }).await;
+    for node in nodes {
+        node.shut_down().await;
+    }
+
+    let jobs = q.store.jobs_of_kind("test.cron", None, 100).await.unwrap();
+    let fire_times: BTreeSet<i64> = jobs
+        .iter()
+        .map(|j| {
+            let key = j.dedup_key.as_deref().expect("a fired job has a dedup key");
+            key.strip_prefix("test.cron@").unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(fire_times.len(), jobs.len(), "one job per fire time");
+    assert!(
+        fire_times.iter().all(|t| t % 1000 == 0),
+        "fired on whole seconds only: {fire_times:?}"
+    );
     let runs = recorder.runs();
     let run_ids: BTreeSet<JobId> = runs.iter().map(|r| r.0).collect();
     assert_eq!(run_ids.len(), runs.len(), "a job ran twice: {runs:?}");

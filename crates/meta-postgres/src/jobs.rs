@@ -1,24 +1,31 @@
-//! The job queue and its schedules, shared by every node (migration 0002).
+//! The job queue and its schedules, shared by every node (migrations 0002 and 0008).
 //!
 //! A claim is one `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)`: claimers on
-//! any node lock different rows and never wait for each other. A finish or heartbeat
-//! matches the lease token in the same statement that changes the row, so a runner
-//! whose lease was taken over changes nothing. A schedule fires in one statement: the
-//! compare-and-set of its next fire time feeds the insert of its job.
+//! any node lock different rows and never wait for each other. A heartbeat, checkpoint,
+//! log append or release matches the lease token in the same statement that changes the
+//! row, so a runner whose lease was taken over changes nothing; a finish locks the row
+//! holding its token before it reads what the run's end depends on. A schedule fires in
+//! one statement: the compare-and-set of its next fire time feeds the insert of its job.
+//!
+//! Each statement that depends on a job's stop request reads it from the row it
+//! updates (or has locked), so a stop request committed meanwhile is never missed: a
+//! request and a claim, finish or release of the same job run one after the other on
+//! its row lock.
 
 use async_trait::async_trait;
 use berth_meta::{
-    ClaimedJob, Enqueued, JobError, JobId, JobOutcome, JobRecord, JobSpec, JobStore, Lease,
-    MetaError, NewJob, RUNNER_LOST, RetryPolicy, Schedule,
+    Checkpoint, ClaimedJob, Enqueued, JobError, JobId, JobLogLine, JobOutcome, JobRecord, JobSpec,
+    JobStore, Lease, MetaError, NewJob, RUNNER_LOST, RetryPolicy, Schedule, StopRequest,
 };
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row};
 
 use crate::{PgMetaStore, db_err};
 
 /// The columns [`job_record`] reads.
 const JOB_COLUMNS: &str = "id, kind, payload, max_attempts, backoff_ms, state, attempts, \
-                           created_at, due_at, finished_at, last_error, dedup_key";
+                           created_at, due_at, finished_at, last_error, dedup_key, progress, \
+                           stop_requested";
 
 /// A count stored as BIGINT, read back.
 fn count(row: &PgRow, column: &str) -> Result<u32, MetaError> {
@@ -49,6 +56,8 @@ fn job_record(row: &PgRow) -> Result<JobRecord, MetaError> {
         finished_at: row.try_get("finished_at").map_err(db_err)?,
         last_error: row.try_get("last_error").map_err(db_err)?,
         dedup_key: row.try_get("dedup_key").map_err(db_err)?,
+        progress: row.try_get("progress").map_err(db_err)?,
+        stop_requested: row.try_get("stop_requested").map_err(db_err)?,
     })
 }
 
@@ -64,12 +73,21 @@ fn schedule(row: &PgRow) -> Result<Schedule, MetaError> {
 
 impl PgMetaStore {
     /// Runs `sql`, an update of the job holding `lease` (`$1` the job, `$2` the token,
-    /// `$3` a time) returning one BIGINT; the lease is lost when no row matched.
-    async fn with_lease(&self, sql: &str, lease: &Lease, at: i64) -> Result<i64, JobError> {
+    /// `$3` `value`) returning one value; the lease is lost when no row matched.
+    async fn with_lease<'a, V, R>(
+        &self,
+        sql: &'a str,
+        lease: &'a Lease,
+        value: V,
+    ) -> Result<R, JobError>
+    where
+        V: 'a + sqlx::Encode<'a, Postgres> + sqlx::Type<Postgres> + Send,
+        R: for<'r> sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Send + Unpin,
+    {
         sqlx::query_scalar(sql)
             .bind(lease.job)
             .bind(&lease.token)
-            .bind(at)
+            .bind(value)
             .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?
@@ -119,12 +137,15 @@ impl JobStore for PgMetaStore {
         if kinds.is_empty() {
             return Ok(None);
         }
+        // Running jobs whose lease expired and that must not run again end: stopped
+        // when a stop was requested, failed on their last attempt.
         sqlx::query(
-            "UPDATE jobs SET state = 'failed', finished_at = $1, lease_token = NULL,
-                             last_error = $2
+            "UPDATE jobs SET state = CASE WHEN stop_requested THEN 'stopped' ELSE 'failed' END,
+                             finished_at = $1, lease_token = NULL,
+                             last_error = CASE WHEN stop_requested THEN last_error ELSE $2 END
              WHERE id IN (SELECT id FROM jobs
                           WHERE state = 'running' AND due_at <= $1 AND kind = ANY($3)
-                            AND attempts >= max_attempts
+                            AND (stop_requested OR attempts >= max_attempts)
                           FOR UPDATE SKIP LOCKED)",
         )
         .bind(now)
@@ -139,11 +160,13 @@ impl JobStore for PgMetaStore {
              WHERE id = (SELECT id FROM jobs
                          WHERE state IN ('queued', 'running') AND due_at <= $1
                            AND kind = ANY($3)
-                           AND (state = 'queued' OR attempts < max_attempts)
+                           AND (state = 'queued'
+                                OR (attempts < max_attempts AND NOT stop_requested))
                          ORDER BY due_at, id
                          LIMIT 1
                          FOR UPDATE SKIP LOCKED)
-             RETURNING id, lease_token, kind, payload, attempts, max_attempts, due_at",
+             RETURNING id, lease_token, kind, payload, attempts, max_attempts, due_at,
+                       progress",
         )
         .bind(now)
         .bind(lease_ms)
@@ -162,6 +185,7 @@ impl JobStore for PgMetaStore {
                 attempt: count(&r, "attempts")?,
                 max_attempts: count(&r, "max_attempts")?,
                 lease_expires_at: r.try_get("due_at").map_err(db_err)?,
+                progress: r.try_get("progress").map_err(db_err)?,
             })
         })
         .transpose()
@@ -179,13 +203,17 @@ impl JobStore for PgMetaStore {
     }
 
     async fn finish(&self, lease: &Lease, outcome: &JobOutcome, now: i64) -> Result<(), JobError> {
+        // The row is locked before it is read: a stop request or a claim taking the job
+        // over waits until the run's end is written.
+        let mut tx = self.durable().await?;
         let held = sqlx::query(
-            "SELECT attempts, max_attempts, backoff_ms FROM jobs
-             WHERE id = $1 AND lease_token = $2",
+            "SELECT attempts, max_attempts, backoff_ms, stop_requested FROM jobs
+             WHERE id = $1 AND lease_token = $2
+             FOR UPDATE",
         )
         .bind(lease.job)
         .bind(&lease.token)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?
         .ok_or(JobError::LeaseLost(lease.job))?;
@@ -193,33 +221,30 @@ impl JobStore for PgMetaStore {
             max_attempts: count(&held, "max_attempts")?,
             backoff_ms: held.try_get("backoff_ms").map_err(db_err)?,
         };
-        let end = outcome.end(count(&held, "attempts")?, retry, now);
-        // The token is matched again: a claim taking the job over in between (which
-        // changes the token) makes this change nothing.
-        let changed = sqlx::query(
-            "UPDATE jobs SET state = $3, due_at = coalesce($4, due_at), finished_at = $5,
-                             last_error = coalesce($6, last_error), lease_token = NULL
-             WHERE id = $1 AND lease_token = $2",
+        let stop_requested = held.try_get("stop_requested").map_err(db_err)?;
+        let end = outcome.end(count(&held, "attempts")?, retry, stop_requested, now);
+        sqlx::query(
+            "UPDATE jobs SET state = $2, due_at = coalesce($3, due_at), finished_at = $4,
+                             last_error = coalesce($5, last_error), lease_token = NULL
+             WHERE id = $1",
         )
         .bind(lease.job)
-        .bind(&lease.token)
         .bind(end.state.as_str())
         .bind(end.due_at)
         .bind(end.finished_at)
         .bind(end.error)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        match changed.rows_affected() {
-            0 => Err(JobError::LeaseLost(lease.job)),
-            _ => Ok(()),
-        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
     }
 
     async fn release(&self, lease: &Lease, now: i64) -> Result<(), JobError> {
-        self.with_lease(
-            "UPDATE jobs SET state = 'queued', due_at = $3, attempts = attempts - 1,
-                             lease_token = NULL
+        self.with_lease::<_, JobId>(
+            "UPDATE jobs SET state = CASE WHEN stop_requested THEN 'stopped' ELSE 'queued' END,
+                             finished_at = CASE WHEN stop_requested THEN $3 END,
+                             due_at = $3, attempts = attempts - 1, lease_token = NULL
              WHERE id = $1 AND lease_token = $2 AND state = 'running'
              RETURNING id",
             lease,
@@ -262,12 +287,110 @@ impl JobStore for PgMetaStore {
     }
 
     async fn purge_finished_jobs(&self, before: i64) -> Result<u64, MetaError> {
+        // Their log lines go with them (ON DELETE CASCADE).
         sqlx::query("DELETE FROM jobs WHERE finished_at < $1")
             .bind(before)
             .execute(&self.pool)
             .await
             .map(|done| done.rows_affected())
             .map_err(db_err)
+    }
+
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        progress: &str,
+        _now: i64,
+    ) -> Result<Checkpoint, JobError> {
+        self.with_lease(
+            "UPDATE jobs SET progress = $3
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'
+             RETURNING stop_requested",
+            lease,
+            progress,
+        )
+        .await
+        .map(Checkpoint::when_stop_requested)
+    }
+
+    async fn request_stop(&self, id: JobId, now: i64) -> Result<StopRequest, MetaError> {
+        // SET reads the row as it was: a queued job ends stopped, a running one is
+        // flagged. A claim racing the request runs before or after it on the row's lock.
+        let (left, exists): (Option<String>, bool) = sqlx::query_as(
+            "WITH asked AS (
+                 UPDATE jobs SET stop_requested = true,
+                                 state = CASE state WHEN 'queued' THEN 'stopped' ELSE state END,
+                                 finished_at = CASE state WHEN 'queued' THEN $2
+                                                          ELSE finished_at END
+                 WHERE id = $1 AND state IN ('queued', 'running')
+                 RETURNING state)
+             SELECT (SELECT state FROM asked), EXISTS (SELECT 1 FROM jobs WHERE id = $1)",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(match (left.as_deref(), exists) {
+            (Some("stopped"), _) => StopRequest::Stopped,
+            (Some(_), _) => StopRequest::Requested,
+            (None, true) => StopRequest::AlreadyEnded,
+            (None, false) => StopRequest::NotFound,
+        })
+    }
+
+    async fn append_job_log(
+        &self,
+        lease: &Lease,
+        lines: &[String],
+        now: i64,
+    ) -> Result<(), JobError> {
+        // The update of log_seq locks the job's row, so appends racing each other take
+        // consecutive numbers.
+        let held: i64 = sqlx::query_scalar(
+            "WITH held AS (
+                 UPDATE jobs SET log_seq = log_seq + cardinality($3::text[])
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'
+                 RETURNING id, log_seq - cardinality($3::text[]) AS logged),
+             appended AS (
+                 INSERT INTO job_logs (job_id, seq, logged_at, line)
+                 SELECT held.id, held.logged + l.n, $4, l.line
+                 FROM held, unnest($3::text[]) WITH ORDINALITY AS l (line, n))
+             SELECT count(*) FROM held",
+        )
+        .bind(lease.job)
+        .bind(&lease.token)
+        .bind(lines)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match held {
+            0 => Err(JobError::LeaseLost(lease.job)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn job_log(
+        &self,
+        id: JobId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<JobLogLine>, MetaError> {
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(
+            "SELECT seq, logged_at, line FROM job_logs WHERE job_id = $1 AND seq > $2
+             ORDER BY seq LIMIT $3",
+        )
+        .bind(id)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, at, line)| JobLogLine { seq, at, line })
+            .collect())
     }
 
     async fn put_schedule(&self, schedule: &Schedule) -> Result<(), MetaError> {

@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_put_manifest.sql"),
     include_str!("../migrations/0006_collection.sql"),
     include_str!("../migrations/0007_mark_skips_pins.sql"),
+    include_str!("../migrations/0008_job_control.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -1,19 +1,25 @@
-//! The job queue and its schedules, in the same database (migration 0012).
+//! The job queue and its schedules, in the same database (migrations 0012 and 0015).
 //!
-//! Every claim, heartbeat and firing goes through the one writer thread, so each is one
-//! transaction and no two claimers ever see the same job free. Leases still expire: a
+//! Every claim, heartbeat, checkpoint, stop request and firing goes through the one
+//! writer thread, so each is one transaction and no two claimers ever see the same job
+//! free. Leases still expire: a
 //! process that stops mid-job leaves its lease behind, and after a restart the job is
 //! claimed again once the lease has run out.
 //!
 //! Enqueued jobs and schedules must survive a power loss (a caller was told they are
-//! stored). Claims, heartbeats, finishes and firings need only survive a crash of the
-//! process: if a power loss rolls one back, the job runs once more, which every job
-//! must tolerate anyway (its runner may die after its work and before its finish).
+//! stored), and so must stop requests. Claims, heartbeats, checkpoints, log lines,
+//! finishes and firings need only survive a crash of the process: if a power loss rolls
+//! one back, the job runs once more (from an older checkpoint), which every job must
+//! tolerate anyway (its runner may die after its work and before its finish).
+//!
+//! A job's log lines are rows of `job_logs`, deleted with their job by its foreign key
+//! (the writer's connection enforces foreign keys). Each append takes its numbers from
+//! the job's `log_seq`, moved by the same transaction.
 
 use async_trait::async_trait;
 use berth_meta::{
-    ClaimedJob, Enqueued, JobError, JobId, JobOutcome, JobRecord, JobSpec, JobStore, Lease,
-    MetaError, NewJob, RUNNER_LOST, RetryPolicy, Schedule,
+    Checkpoint, ClaimedJob, Enqueued, JobError, JobId, JobLogLine, JobOutcome, JobRecord, JobSpec,
+    JobStore, Lease, MetaError, NewJob, Period, RUNNER_LOST, RetryPolicy, Schedule, StopRequest,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params, params_from_iter};
@@ -23,7 +29,8 @@ use crate::{SqliteMetaStore, db_err};
 
 /// The columns [`job_record`] reads, in its order.
 const JOB_COLUMNS: &str = "id, kind, payload, max_attempts, backoff_ms, state, attempts, \
-                           created_at, due_at, finished_at, last_error, dedup_key";
+                           created_at, due_at, finished_at, last_error, dedup_key, progress, \
+                           stop_requested";
 
 /// A fresh lease token: 128 random bits.
 const NEW_TOKEN: &str = "lower(hex(randomblob(16)))";
@@ -51,6 +58,8 @@ fn job_record(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         finished_at: r.get(9)?,
         last_error: r.get(10)?,
         dedup_key: r.get(11)?,
+        progress: r.get(12)?,
+        stop_requested: r.get(13)?,
     })
 }
 
@@ -66,7 +75,9 @@ fn schedule(r: &Row<'_>) -> rusqlite::Result<Schedule> {
                 backoff_ms: r.get(4)?,
             },
         },
-        period: period.parse().map_err(|e| conversion(5, e))?,
+        period: period
+            .parse::<Period>()
+            .map_err(|e| conversion(5, e.into()))?,
         next_fire: r.get(6)?,
     })
 }
@@ -115,15 +126,17 @@ fn parameters(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Marks failed the running jobs of `kinds` whose lease expired on their last attempt
-/// (`?1` now, `?2` the error, the kinds from `?3`). The `state IN` term lets SQLite
-/// use the partial index of live jobs.
+/// Ends the running jobs of `kinds` whose lease expired and that must not run again
+/// (`?1` now, `?2` the error of a lost last attempt, the kinds from `?3`): stopped when
+/// a stop was requested, failed when on their last attempt. The `state IN` term lets
+/// SQLite use the partial index of live jobs.
 fn sweep_sql(kinds: usize) -> String {
     format!(
-        "UPDATE jobs SET state = 'failed', finished_at = ?1, lease_token = NULL,
-                         last_error = ?2
+        "UPDATE jobs SET state = CASE WHEN stop_requested THEN 'stopped' ELSE 'failed' END,
+                         finished_at = ?1, lease_token = NULL,
+                         last_error = CASE WHEN stop_requested THEN last_error ELSE ?2 END
          WHERE state IN ('queued', 'running') AND due_at <= ?1 AND kind IN ({})
-           AND state = 'running' AND attempts >= max_attempts",
+           AND state = 'running' AND (stop_requested OR attempts >= max_attempts)",
         parameters(3, kinds)
     )
 }
@@ -147,7 +160,7 @@ fn claim_sql(kinds: usize) -> String {
                      WHERE state IN ('queued', 'running') AND due_at <= ?1
                        AND kind IN ({})
                      ORDER BY due_at, id LIMIT 1)
-         RETURNING id, lease_token, kind, payload, attempts, max_attempts, due_at",
+         RETURNING id, lease_token, kind, payload, attempts, max_attempts, due_at, progress",
         parameters(3, kinds)
     )
 }
@@ -187,6 +200,7 @@ fn claim(
                         attempt: r.get(4)?,
                         max_attempts: r.get(5)?,
                         lease_expires_at: r.get(6)?,
+                        progress: r.get(7)?,
                     })
                 },
             )
@@ -197,9 +211,9 @@ fn claim(
 
 /// Ends the run holding `lease` as `outcome` says; in the caller's transaction.
 fn finish(c: &Connection, lease: &Lease, outcome: &JobOutcome, now: i64) -> Result<(), JobError> {
-    let held: Option<(u32, RetryPolicy)> = c
+    let held: Option<(u32, RetryPolicy, bool)> = c
         .prepare_cached(
-            "SELECT attempts, max_attempts, backoff_ms FROM jobs
+            "SELECT attempts, max_attempts, backoff_ms, stop_requested FROM jobs
              WHERE id = ?1 AND lease_token = ?2",
         )
         .and_then(|mut s| {
@@ -210,13 +224,14 @@ fn finish(c: &Connection, lease: &Lease, outcome: &JobOutcome, now: i64) -> Resu
                         max_attempts: r.get(1)?,
                         backoff_ms: r.get(2)?,
                     },
+                    r.get(3)?,
                 ))
             })
             .optional()
         })
         .map_err(db_err)?;
-    let (attempt, retry) = held.ok_or(JobError::LeaseLost(lease.job))?;
-    let end = outcome.end(attempt, retry, now);
+    let (attempt, retry, stop_requested) = held.ok_or(JobError::LeaseLost(lease.job))?;
+    let end = outcome.end(attempt, retry, stop_requested, now);
     c.prepare_cached(
         "UPDATE jobs SET state = ?2, due_at = coalesce(?3, due_at), finished_at = ?4,
                          last_error = coalesce(?5, last_error), lease_token = NULL
@@ -236,20 +251,75 @@ fn finish(c: &Connection, lease: &Lease, outcome: &JobOutcome, now: i64) -> Resu
 }
 
 /// Runs `sql`, an update of the job holding `lease` (`?1` the job, `?2` the token, `?3`
-/// a time), returning one value; the lease is lost when no row matched.
+/// `value`), returning one value; the lease is lost when no row matched.
 fn with_lease<R: rusqlite::types::FromSql>(
     c: &Connection,
     sql: &str,
     lease: &Lease,
-    at: i64,
+    value: impl ToSql,
 ) -> Result<R, JobError> {
     c.prepare_cached(sql)
         .and_then(|mut s| {
-            s.query_row(params![lease.job, lease.token, at], |r| r.get(0))
+            s.query_row(params![lease.job, lease.token, value], |r| r.get(0))
                 .optional()
         })
         .map_err(db_err)?
         .ok_or(JobError::LeaseLost(lease.job))
+}
+
+/// Asks job `id` to stop at `now`; in the caller's transaction.
+fn request_stop(c: &Connection, id: JobId, now: i64) -> Result<StopRequest, MetaError> {
+    // SET reads the row as it was: a queued job ends stopped, a running one is flagged.
+    let left: Option<String> = c
+        .prepare_cached(
+            "UPDATE jobs SET stop_requested = 1,
+                             state = CASE state WHEN 'queued' THEN 'stopped' ELSE state END,
+                             finished_at = CASE state WHEN 'queued' THEN ?2
+                                                      ELSE finished_at END
+             WHERE id = ?1 AND state IN ('queued', 'running')
+             RETURNING state",
+        )
+        .and_then(|mut s| s.query_row(params![id, now], |r| r.get(0)).optional())
+        .map_err(db_err)?;
+    Ok(match left.as_deref() {
+        Some("stopped") => StopRequest::Stopped,
+        Some(_) => StopRequest::Requested,
+        None => {
+            let exists = c
+                .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")
+                .and_then(|mut s| s.exists([id]))
+                .map_err(db_err)?;
+            if exists {
+                StopRequest::AlreadyEnded
+            } else {
+                StopRequest::NotFound
+            }
+        }
+    })
+}
+
+/// Appends `lines` to the log of the job holding `lease`; in the caller's transaction.
+fn append_log(c: &Connection, lease: &Lease, lines: &[String], now: i64) -> Result<(), JobError> {
+    let count = i64::try_from(lines.len()).unwrap_or(i64::MAX);
+    let last: i64 = with_lease(
+        c,
+        "UPDATE jobs SET log_seq = log_seq + ?3
+         WHERE id = ?1 AND lease_token = ?2 AND state = 'running'
+         RETURNING log_seq",
+        lease,
+        count,
+    )?;
+    let mut insert = c
+        .prepare_cached(
+            "INSERT INTO job_logs (job_id, seq, logged_at, line) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db_err)?;
+    for (seq, line) in (last - count + 1..).zip(lines) {
+        insert
+            .execute(params![lease.job, seq, now, line])
+            .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -314,8 +384,10 @@ impl JobStore for SqliteMetaStore {
             .run_with(Durability::ProcessCrash, move |c| {
                 with_lease::<JobId>(
                     c,
-                    "UPDATE jobs SET state = 'queued', due_at = ?3, attempts = attempts - 1,
-                                     lease_token = NULL
+                    "UPDATE jobs SET state = CASE WHEN stop_requested THEN 'stopped'
+                                                  ELSE 'queued' END,
+                                     finished_at = CASE WHEN stop_requested THEN ?3 END,
+                                     due_at = ?3, attempts = attempts - 1, lease_token = NULL
                      WHERE id = ?1 AND lease_token = ?2 AND state = 'running'
                      RETURNING id",
                     &lease,
@@ -352,6 +424,7 @@ impl JobStore for SqliteMetaStore {
     }
 
     async fn purge_finished_jobs(&self, before: i64) -> Result<u64, MetaError> {
+        // Their log lines go with them (ON DELETE CASCADE).
         self.writer
             .run_with(Durability::ProcessCrash, move |c| {
                 c.execute("DELETE FROM jobs WHERE finished_at < ?1", [before])
@@ -359,6 +432,68 @@ impl JobStore for SqliteMetaStore {
                     .map_err(db_err)
             })
             .await
+    }
+
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        progress: &str,
+        _now: i64,
+    ) -> Result<Checkpoint, JobError> {
+        let (lease, progress) = (lease.clone(), progress.to_owned());
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                with_lease(
+                    c,
+                    "UPDATE jobs SET progress = ?3
+                     WHERE id = ?1 AND lease_token = ?2 AND state = 'running'
+                     RETURNING stop_requested",
+                    &lease,
+                    progress,
+                )
+                .map(Checkpoint::when_stop_requested)
+            })
+            .await
+    }
+
+    async fn request_stop(&self, id: JobId, now: i64) -> Result<StopRequest, MetaError> {
+        self.writer.run(move |c| request_stop(c, id, now)).await
+    }
+
+    async fn append_job_log(
+        &self,
+        lease: &Lease,
+        lines: &[String],
+        now: i64,
+    ) -> Result<(), JobError> {
+        let (lease, lines) = (lease.clone(), lines.to_vec());
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| {
+                append_log(c, &lease, &lines, now)
+            })
+            .await
+    }
+
+    async fn job_log(
+        &self,
+        id: JobId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<JobLogLine>, MetaError> {
+        self.readers.with(|c| {
+            c.prepare_cached(
+                "SELECT seq, logged_at, line FROM job_logs WHERE job_id = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
+            )?
+            .query_map(params![id, after, limit], |r| {
+                Ok(JobLogLine {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    line: r.get(2)?,
+                })
+            })?
+            .collect()
+        })
     }
 
     async fn put_schedule(&self, schedule: &Schedule) -> Result<(), MetaError> {

@@ -9,14 +9,23 @@
 //! advancing its next fire time (a compare-and-set on the time seen) and enqueueing its
 //! job are one transaction, and the job's dedup key (`name@fire time`) is unique.
 //!
+//! A run can save its progress (checkpoints, which the next attempt resumes from) and
+//! append to the job's log, both under its lease. A stop request ends a queued job at
+//! once and flags a running one; its runner sees the flag at its next checkpoint and
+//! ends the run as stopped. A flagged job is never run again: when its runner is lost,
+//! the claim that would take it over ends it as stopped instead.
+//!
 //! Times are Unix milliseconds, given by the caller.
 
-use std::fmt;
+mod period;
+
 use std::str::FromStr;
 
 use async_trait::async_trait;
 
 use crate::store::MetaError;
+
+pub use period::{CronError, CronSchedule, Period, PeriodError};
 
 /// A job's id; ids are never reused.
 pub type JobId = i64;
@@ -118,6 +127,8 @@ pub struct ClaimedJob {
     pub max_attempts: u32,
     /// When the lease ends unless a heartbeat extends it.
     pub lease_expires_at: i64,
+    /// The last checkpoint an earlier run of the job saved, to resume from.
+    pub progress: Option<String>,
 }
 
 /// How a run ended.
@@ -126,11 +137,13 @@ pub enum JobOutcome {
     /// The job is done.
     Succeeded,
     /// The run failed: the job runs again after its backoff, unless this was its last
-    /// attempt.
+    /// attempt or a stop was requested.
     Failed {
         /// What went wrong.
         error: String,
     },
+    /// The run stopped early, as a stop request asked: the job ends stopped, for good.
+    Stopped,
 }
 
 /// The error recorded on a job whose runner was lost on its last attempt.
@@ -139,7 +152,7 @@ pub const RUNNER_LOST: &str = "its runner stopped answering on its last attempt 
 /// What a run's end leaves in the job's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd<'a> {
-    /// The job's next state: succeeded, queued again or failed.
+    /// The job's next state: succeeded, queued again, failed or stopped.
     pub state: JobState,
     /// When it is due again, when queued again.
     pub due_at: Option<i64>,
@@ -151,27 +164,41 @@ pub struct RunEnd<'a> {
 
 impl JobOutcome {
     /// What ending the `attempt`-th run (counted from 1) this way at `now` leaves, under
-    /// `retry`; every adapter applies this, so retries behave alike on each.
-    pub fn end(&self, attempt: u32, retry: RetryPolicy, now: i64) -> RunEnd<'_> {
+    /// `retry`, when a stop was (`stop_requested`) or was not asked for; every adapter
+    /// applies this, so runs end alike on each. A failed run of a job asked to stop is
+    /// not retried: the job ends stopped, its error kept.
+    pub fn end(
+        &self,
+        attempt: u32,
+        retry: RetryPolicy,
+        stop_requested: bool,
+        now: i64,
+    ) -> RunEnd<'_> {
         match self {
-            JobOutcome::Succeeded => RunEnd {
-                state: JobState::Succeeded,
-                due_at: None,
-                finished_at: Some(now),
-                error: None,
-            },
+            JobOutcome::Succeeded => RunEnd::ended(JobState::Succeeded, now, None),
+            JobOutcome::Stopped => RunEnd::ended(JobState::Stopped, now, None),
+            JobOutcome::Failed { error } if stop_requested => {
+                RunEnd::ended(JobState::Stopped, now, Some(error))
+            }
             JobOutcome::Failed { error } if attempt < retry.max_attempts => RunEnd {
                 state: JobState::Queued,
                 due_at: Some(now.saturating_add(retry.delay_after(attempt))),
                 finished_at: None,
                 error: Some(error),
             },
-            JobOutcome::Failed { error } => RunEnd {
-                state: JobState::Failed,
-                due_at: None,
-                finished_at: Some(now),
-                error: Some(error),
-            },
+            JobOutcome::Failed { error } => RunEnd::ended(JobState::Failed, now, Some(error)),
+        }
+    }
+}
+
+impl<'a> RunEnd<'a> {
+    /// The job ended for good at `now`, in `state`.
+    fn ended(state: JobState, now: i64, error: Option<&'a str>) -> RunEnd<'a> {
+        RunEnd {
+            state,
+            due_at: None,
+            finished_at: Some(now),
+            error,
         }
     }
 }
@@ -187,6 +214,8 @@ pub enum JobState {
     Succeeded,
     /// Failed its last attempt.
     Failed,
+    /// Stopped on request, for good.
+    Stopped,
 }
 
 impl JobState {
@@ -197,6 +226,7 @@ impl JobState {
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
+            JobState::Stopped => "stopped",
         }
     }
 }
@@ -210,6 +240,7 @@ impl FromStr for JobState {
             JobState::Running,
             JobState::Succeeded,
             JobState::Failed,
+            JobState::Stopped,
         ]
         .into_iter()
         .find(|state| state.as_str() == s)
@@ -232,12 +263,16 @@ pub struct JobRecord {
     pub created_at: i64,
     /// While queued, when it is next run; while running, when its lease ends.
     pub due_at: i64,
-    /// When it succeeded or failed for good.
+    /// When it succeeded, failed for good or stopped.
     pub finished_at: Option<i64>,
     /// The error of its last failed run.
     pub last_error: Option<String>,
     /// Its dedup key, if it has one.
     pub dedup_key: Option<String>,
+    /// The last checkpoint a run saved.
+    pub progress: Option<String>,
+    /// Whether a stop was requested.
+    pub stop_requested: bool,
 }
 
 /// Why a lease holder was refused.
@@ -250,49 +285,6 @@ pub enum JobError {
     /// The backend failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
-}
-
-/// How often a schedule fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    /// Every so many milliseconds (at least one).
-    EveryMs(i64),
-}
-
-impl Period {
-    /// The first fire time after `now` on this period's grid through `fired`: periods
-    /// missed while no node ran are skipped, not made up for.
-    pub fn next_after(self, fired: i64, now: i64) -> i64 {
-        match self {
-            Period::EveryMs(every) => {
-                let every = every.max(1);
-                let missed = now.saturating_sub(fired).max(0) / every;
-                fired.saturating_add(every.saturating_mul(missed + 1))
-            }
-        }
-    }
-}
-
-/// Stored as `@every <n>ms`.
-impl fmt::Display for Period {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Period::EveryMs(every) => write!(f, "@every {every}ms"),
-        }
-    }
-}
-
-impl FromStr for Period {
-    type Err = MetaError;
-
-    fn from_str(s: &str) -> Result<Self, MetaError> {
-        s.strip_prefix("@every ")
-            .and_then(|rest| rest.strip_suffix("ms"))
-            .and_then(|n| n.parse::<i64>().ok())
-            .filter(|&every| every > 0)
-            .map(Period::EveryMs)
-            .ok_or_else(|| MetaError(format!("unknown schedule period {s:?}")))
-    }
 }
 
 /// Work that recurs: each time it fires, its job is enqueued once, cluster-wide.
@@ -315,6 +307,52 @@ impl Schedule {
     }
 }
 
+/// What a checkpoint answers the run that saved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkpoint {
+    /// Go on.
+    Continue,
+    /// A stop was requested: the run should end, as [`JobOutcome::Stopped`].
+    StopRequested,
+}
+
+impl Checkpoint {
+    /// The answer when a stop was (`true`) or was not requested.
+    pub fn when_stop_requested(stop_requested: bool) -> Checkpoint {
+        if stop_requested {
+            Checkpoint::StopRequested
+        } else {
+            Checkpoint::Continue
+        }
+    }
+}
+
+/// What [`JobStore::request_stop`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRequest {
+    /// The job was queued: it is stopped now and will not run.
+    Stopped,
+    /// The job is running: its runner sees the request at its next checkpoint (or, when
+    /// the runner is lost, the job is stopped once its lease expires).
+    Requested,
+    /// The job had already ended (succeeded, failed or stopped); nothing changed.
+    AlreadyEnded,
+    /// There is no such job.
+    NotFound,
+}
+
+/// A line of a job's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLogLine {
+    /// Its number in the job's log: 1 for the first line, each next one more, across
+    /// the runs of the job.
+    pub seq: i64,
+    /// When it was appended.
+    pub at: i64,
+    /// The text.
+    pub line: String,
+}
+
 /// The job queue and its schedules.
 #[async_trait]
 pub trait JobStore: Send + Sync {
@@ -325,7 +363,9 @@ pub trait JobStore: Send + Sync {
     /// `now + lease_ms`: a queued job whose run time has come, or a running one whose
     /// lease expired (its runner is presumed lost; the claim counts as a new attempt).
     /// Among concurrent claimers, each job goes to one only. A running job whose lease
-    /// expired on its last attempt is marked failed instead.
+    /// expired is not taken over but ended when it must not run again: stopped when a
+    /// stop was requested, failed when it was on its last attempt. The claim carries
+    /// the job's last checkpoint.
     async fn claim(
         &self,
         kinds: &[String],
@@ -335,11 +375,12 @@ pub trait JobStore: Send + Sync {
     /// Extends the lease to `now + lease_ms`; returns the new expiry. Refused once
     /// another runner claimed the job, or the lease was released or finished.
     async fn heartbeat(&self, lease: &Lease, now: i64, lease_ms: i64) -> Result<i64, JobError>;
-    /// Ends a run: done, or failed (queued again after the backoff of the job's retry
-    /// policy, or failed for good after its last attempt).
+    /// Ends a run: done, stopped, or failed (queued again after the backoff of the job's
+    /// retry policy; failed for good after its last attempt; stopped when a stop was
+    /// requested), as [`JobOutcome::end`] says.
     async fn finish(&self, lease: &Lease, outcome: &JobOutcome, now: i64) -> Result<(), JobError>;
     /// Gives the job back unrun (its runner is stopping): queued again, due at `now`,
-    /// and this run not counted as an attempt.
+    /// and this run not counted as an attempt; or, when a stop was requested, stopped.
     async fn release(&self, lease: &Lease, now: i64) -> Result<(), JobError>;
     /// One job, in whatever state.
     async fn job(&self, id: JobId) -> Result<Option<JobRecord>, MetaError>;
@@ -350,8 +391,39 @@ pub trait JobStore: Send + Sync {
         before: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<JobRecord>, MetaError>;
-    /// Deletes jobs that succeeded or failed before `before`; returns how many.
+    /// Deletes jobs that ended (succeeded, failed or stopped) before `before`, with their
+    /// logs; returns how many jobs.
     async fn purge_finished_jobs(&self, before: i64) -> Result<u64, MetaError>;
+
+    /// Saves the run's progress (the handler's own text, e.g. JSON), checked against the
+    /// lease; answers whether a stop was requested. The job's next claim carries it.
+    async fn checkpoint(
+        &self,
+        lease: &Lease,
+        progress: &str,
+        now: i64,
+    ) -> Result<Checkpoint, JobError>;
+    /// Asks a job to stop: a queued job is stopped at once; a running one is flagged,
+    /// and its runner sees the flag at its next checkpoint; an ended job is left as it
+    /// is. A flagged job is not run again: a claim finding its lease expired stops it,
+    /// and so does its run's end, unless the run succeeded.
+    async fn request_stop(&self, id: JobId, now: i64) -> Result<StopRequest, MetaError>;
+    /// Appends lines to the job's log, checked against the lease; they are numbered on
+    /// from the log's last line.
+    async fn append_job_log(
+        &self,
+        lease: &Lease,
+        lines: &[String],
+        now: i64,
+    ) -> Result<(), JobError>;
+    /// The job's log lines with sequence numbers after `after`, oldest first, up to
+    /// `limit`; none for an unknown job.
+    async fn job_log(
+        &self,
+        id: JobId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<JobLogLine>, MetaError>;
 
     /// Creates the schedule, or updates its job and period. Its stored next fire time is
     /// kept unless the period changed, so nodes starting with the same schedule do not
@@ -390,15 +462,59 @@ mod tests {
     }
 
     #[test]
-    fn periods_skip_missed_fires_and_round_trip_as_text() {
-        let p = Period::EveryMs(100);
-        assert_eq!(p.next_after(1000, 1000), 1100);
-        assert_eq!(p.next_after(1000, 1099), 1100);
-        assert_eq!(p.next_after(1000, 1100), 1200);
-        assert_eq!(p.next_after(1000, 1550), 1600);
-        assert_eq!(p.to_string().parse::<Period>().unwrap(), p);
-        for bad in ["@every 0ms", "@every 5s", "*/5 * * * *"] {
-            assert!(bad.parse::<Period>().is_err(), "{bad}");
+    fn runs_end_as_their_outcome_and_stop_requests_say() {
+        let retry = RetryPolicy {
+            max_attempts: 2,
+            backoff_ms: 1000,
+        };
+        let failed = JobOutcome::Failed {
+            error: "boom".into(),
+        };
+        let end = |outcome: &JobOutcome, attempt, stop| {
+            let end = outcome.end(attempt, retry, stop, 10);
+            (
+                end.state,
+                end.due_at,
+                end.finished_at,
+                end.error.map(str::to_owned),
+            )
+        };
+        assert_eq!(
+            end(&failed, 1, false),
+            (JobState::Queued, Some(1010), None, Some("boom".into()))
+        );
+        assert_eq!(
+            end(&failed, 2, false),
+            (JobState::Failed, None, Some(10), Some("boom".into()))
+        );
+        assert_eq!(
+            end(&failed, 1, true),
+            (JobState::Stopped, None, Some(10), Some("boom".into())),
+            "not retried once a stop was requested"
+        );
+        for stop in [false, true] {
+            assert_eq!(
+                end(&JobOutcome::Stopped, 1, stop),
+                (JobState::Stopped, None, Some(10), None)
+            );
+            assert_eq!(
+                end(&JobOutcome::Succeeded, 1, stop),
+                (JobState::Succeeded, None, Some(10), None)
+            );
         }
+    }
+
+    #[test]
+    fn states_round_trip_as_text() {
+        for state in [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Stopped,
+        ] {
+            assert_eq!(state.as_str().parse::<JobState>().unwrap(), state);
+        }
+        assert!("paused".parse::<JobState>().is_err());
     }
 }

@@ -34,8 +34,9 @@ pub use collection::{
     UnlinkBatch,
 };
 pub use jobs::{
-    ClaimedJob, Enqueued, JobError, JobId, JobOutcome, JobRecord, JobSpec, JobState, JobStore,
-    Lease, MAX_BACKOFF_MS, NewJob, Period, RUNNER_LOST, RetryPolicy, RunEnd, Schedule,
+    Checkpoint, ClaimedJob, CronError, CronSchedule, Enqueued, JobError, JobId, JobLogLine,
+    JobOutcome, JobRecord, JobSpec, JobState, JobStore, Lease, MAX_BACKOFF_MS, NewJob, Period,
+    PeriodError, RUNNER_LOST, RetryPolicy, RunEnd, Schedule, StopRequest,
 };
 pub use listing::{FieldFilter, ListQuery, Listed, Match, SortKey};
 pub use metadata::Metadata;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{AuditStore, JobStore};
 
-use crate::jobs::handler::{HandlerError, JobContext, JobHandler};
+use crate::jobs::handler::{Finished, HandlerError, JobContext, JobHandler};
 use crate::{Clock, Registry};
 
 /// `now` less `keep`, in Unix milliseconds.
@@ -26,12 +26,12 @@ impl UploadPurge {
 
 #[async_trait]
 impl JobHandler for UploadPurge {
-    async fn run(&self, _job: &JobContext) -> Result<(), HandlerError> {
+    async fn run(&self, _job: &JobContext) -> Result<Finished, HandlerError> {
         let purged = self.0.purge_stale_uploads().await?;
         if purged > 0 {
             tracing::info!(purged, "purged stale uploads");
         }
-        Ok(())
+        Ok(Finished::Done)
     }
 }
 
@@ -52,7 +52,7 @@ impl AuditRetention {
 
 #[async_trait]
 impl JobHandler for AuditRetention {
-    async fn run(&self, _job: &JobContext) -> Result<(), HandlerError> {
+    async fn run(&self, _job: &JobContext) -> Result<Finished, HandlerError> {
         let deleted = self
             .store
             .purge_audit(cutoff(&*self.clock, self.keep))
@@ -60,7 +60,7 @@ impl JobHandler for AuditRetention {
         if deleted > 0 {
             tracing::info!(deleted, "deleted audit entries past their retention");
         }
-        Ok(())
+        Ok(Finished::Done)
     }
 }
 
@@ -81,7 +81,7 @@ impl JobHistory {
 
 #[async_trait]
 impl JobHandler for JobHistory {
-    async fn run(&self, _job: &JobContext) -> Result<(), HandlerError> {
+    async fn run(&self, _job: &JobContext) -> Result<Finished, HandlerError> {
         let deleted = self
             .store
             .purge_finished_jobs(cutoff(&*self.clock, self.keep))
@@ -89,6 +89,6 @@ impl JobHandler for JobHistory {
         if deleted > 0 {
             tracing::info!(deleted, "deleted ended jobs past the history's length");
         }
-        Ok(())
+        Ok(Finished::Done)
     }
 }

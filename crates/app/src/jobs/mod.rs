@@ -3,16 +3,20 @@
 //! Every node runs a [`JobRunner`]: it fires the schedules that are due (each once
 //! cluster-wide, whichever node gets there first), claims due jobs of the kinds it has
 //! handlers for, and runs each under a lease it heartbeats, a bounded number at a time.
-//! A node that dies leaves its leases to expire; another node then takes its jobs over.
+//! A node that dies leaves its leases to expire; another node then takes its jobs over,
+//! and the new run resumes from the last checkpoint the old one saved. A run stops early
+//! when a checkpoint answers that a stop was requested.
 //! The queue is the one mechanism for background work: maintenance (the upload purge,
 //! audit retention, the job history) and every later kind of job.
 
+mod control;
 mod handler;
 mod maintenance;
 mod run;
 mod runner;
 mod schedules;
 
-pub use handler::{HandlerError, JobContext, JobHandler};
+pub use control::JobControl;
+pub use handler::{Finished, HandlerError, JobContext, JobHandler};
 pub use maintenance::{AuditRetention, JobHistory, UploadPurge};
 pub use runner::{JobRunner, RunnerConfig};

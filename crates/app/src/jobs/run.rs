@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::Clock;
-use crate::jobs::handler::{JobContext, JobHandler};
+use crate::jobs::handler::{Finished, HandlerError, JobContext, JobHandler};
 
 /// What every run of a node shares.
 #[derive(Clone)]
@@ -78,20 +78,16 @@ async fn run_and_record(
     shutdown: watch::Receiver<bool>,
 ) {
     let lease = job.lease.clone();
-    let context = JobContext {
-        id: lease.job,
-        kind: job.kind,
-        payload: job.payload,
-        attempt: job.attempt,
-        max_attempts: job.max_attempts,
-    };
+    let context = JobContext::claimed(job, env.store.clone(), env.clock.clone());
     let work = AbortOnDrop(tokio::spawn(
         async move { handler.run(&context).await }.in_current_span(),
     ));
     match supervise(&env, &lease, work, shutdown).await {
         Ok(outcome) => {
-            if let JobOutcome::Failed { error } = &outcome {
-                tracing::warn!(error = %error, "job failed");
+            match &outcome {
+                JobOutcome::Failed { error } => tracing::warn!(error = %error, "job failed"),
+                JobOutcome::Stopped => tracing::info!("job stopped as requested"),
+                JobOutcome::Succeeded => {}
             }
             let now = env.clock.now_ms();
             match env.store.finish(&lease, &outcome, now).await {
@@ -118,7 +114,7 @@ async fn run_and_record(
 async fn supervise(
     env: &RunEnv,
     lease: &Lease,
-    mut work: AbortOnDrop<Result<(), crate::jobs::HandlerError>>,
+    mut work: AbortOnDrop<Result<Finished, HandlerError>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JobOutcome, Interrupted> {
     let every = (env.lease / 3).max(Duration::from_millis(1));
@@ -136,7 +132,8 @@ async fn supervise(
         };
         tokio::select! {
             ended = &mut work.0 => return Ok(match ended {
-                Ok(Ok(())) => JobOutcome::Succeeded,
+                Ok(Ok(Finished::Done)) => JobOutcome::Succeeded,
+                Ok(Ok(Finished::Stopped)) => JobOutcome::Stopped,
                 Ok(Err(e)) => JobOutcome::Failed { error: e.to_string() },
                 Err(e) if e.is_panic() => JobOutcome::Failed { error: "the handler panicked".into() },
                 Err(_) => JobOutcome::Failed { error: "the handler was cancelled".into() },

@@ -71,8 +71,9 @@ impl JobRunner {
         self
     }
 
-    /// Keeps the schedule `name` in the store, firing `spec` every `period` (first at
-    /// start when it is new), once cluster-wide.
+    /// Keeps the schedule `name` in the store, firing `spec` every `period` once
+    /// cluster-wide (when new, first at start on an interval, at its first matching time
+    /// for a cron).
     pub fn schedule(&mut self, name: &str, spec: JobSpec, period: Period) -> &mut Self {
         self.plan.wanted.push(Wanted {
             name: name.to_owned(),

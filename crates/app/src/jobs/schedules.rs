@@ -19,14 +19,16 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    /// Puts the wanted schedules (first due at `now` when new) and deletes the retired.
+    /// Puts the wanted schedules (a new one first due as its period says from `now`: at
+    /// once on an interval, at the first matching time for a cron) and deletes the
+    /// retired.
     pub async fn apply(&self, store: &dyn JobStore, now: i64) -> Result<(), MetaError> {
         for wanted in &self.wanted {
             let schedule = Schedule {
                 name: wanted.name.clone(),
                 spec: wanted.spec.clone(),
-                period: wanted.period,
-                next_fire: now,
+                period: wanted.period.clone(),
+                next_fire: wanted.period.first_fire(now),
             };
             store.put_schedule(&schedule).await?;
         }

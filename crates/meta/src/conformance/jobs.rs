@@ -9,8 +9,8 @@ use std::sync::Arc;
 use tokio::sync::Barrier;
 
 use crate::{
-    ClaimedJob, Enqueued, JobError, JobId, JobOutcome, JobSpec, JobState, JobStore, NewJob, Period,
-    RetryPolicy, Schedule,
+    Checkpoint, ClaimedJob, Enqueued, JobError, JobId, JobLogLine, JobOutcome, JobSpec, JobState,
+    JobStore, NewJob, Period, RetryPolicy, Schedule, StopRequest,
 };
 
 /// A time far from zero, as real ones are.
@@ -32,6 +32,10 @@ pub async fn run(nodes: Vec<Arc<dyn JobStore>>) {
     dedup_keys_enqueue_once(&nodes).await;
     schedules_fire_once_per_period(&nodes).await;
     schedules_keep_their_next_fire_unless_the_period_changes(&nodes).await;
+    stop_requests_end_queued_jobs_and_flag_running_ones(&nodes).await;
+    a_flagged_job_is_not_run_again(&nodes).await;
+    checkpoints_carry_progress_to_the_next_run(&nodes).await;
+    job_logs_are_numbered_in_order_and_paged(&nodes).await;
     finished_jobs_are_purged(&nodes).await;
 }
 
@@ -475,6 +479,15 @@ async fn schedules_keep_their_next_fire_unless_the_period_changes(nodes: &[Arc<d
     assert_eq!(stored.next_fire, T0, "the same period keeps the fire time");
     assert_eq!(stored.spec, schedule.spec, "the job is updated");
 
+    schedule.period = Period::Cron("0 0 0 * * 0".parse().unwrap());
+    schedule.next_fire = T0 + 600;
+    a.put_schedule(&schedule).await.unwrap();
+    assert_eq!(
+        find(b.schedules().await.unwrap()),
+        Some(schedule.clone()),
+        "a cron period is stored and read back"
+    );
+
     schedule.period = Period::EveryMs(2000);
     schedule.next_fire = T0 + 700;
     a.put_schedule(&schedule).await.unwrap();
@@ -491,20 +504,323 @@ async fn schedules_keep_their_next_fire_unless_the_period_changes(nodes: &[Arc<d
     );
 }
 
-/// Jobs that finished before the cutoff are deleted; others stay.
+/// A stop request stops a queued job at once and flags a running one, whose runner sees
+/// it at its next checkpoint and ends the run as stopped; a run that fails or is given
+/// back after the request ends the job stopped too. An ended job is left as it is.
+async fn stop_requests_end_queued_jobs_and_flag_running_ones(nodes: &[Arc<dyn JobStore>]) {
+    let (a, b) = (&**node(nodes, 0), &**node(nodes, 1));
+    let queued = enqueue(a, &new_job("k.stop.queued", "{}", T0)).await;
+    assert_eq!(
+        b.request_stop(queued, T0 + 1).await.unwrap(),
+        StopRequest::Stopped
+    );
+    let record = a.job(queued).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.finished_at, record.stop_requested),
+        (JobState::Stopped, Some(T0 + 1), true)
+    );
+    assert_eq!(claim(a, "k.stop.queued", T0 + 10).await, None, "never run");
+    assert_eq!(
+        a.request_stop(queued, T0 + 2).await.unwrap(),
+        StopRequest::AlreadyEnded
+    );
+    assert_eq!(
+        a.job(queued).await.unwrap().unwrap().finished_at,
+        Some(T0 + 1),
+        "an ended job is left as it is"
+    );
+
+    let running = enqueue(a, &new_job("k.stop.running", "{}", T0)).await;
+    let run = claim(a, "k.stop.running", T0).await.unwrap();
+    assert_eq!(
+        a.checkpoint(&run.lease, "1", T0 + 1).await.unwrap(),
+        Checkpoint::Continue
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            b.request_stop(running, T0 + 2).await.unwrap(),
+            StopRequest::Requested
+        );
+    }
+    let record = b.job(running).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.stop_requested, record.finished_at),
+        (JobState::Running, true, None),
+        "a running job is only flagged"
+    );
+    assert_eq!(
+        a.checkpoint(&run.lease, "2", T0 + 3).await.unwrap(),
+        Checkpoint::StopRequested
+    );
+    a.finish(&run.lease, &JobOutcome::Stopped, T0 + 4)
+        .await
+        .unwrap();
+    let record = b.job(running).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.finished_at, record.last_error),
+        (JobState::Stopped, Some(T0 + 4), None)
+    );
+    assert_eq!(record.progress.as_deref(), Some("2"));
+    assert_eq!(
+        b.request_stop(running, T0 + 5).await.unwrap(),
+        StopRequest::AlreadyEnded
+    );
+
+    // A run that fails after the request is not retried, nor is one given back.
+    let failing = enqueue(a, &new_job("k.stop.failing", "{}", T0)).await;
+    let run = claim(a, "k.stop.failing", T0).await.unwrap();
+    b.request_stop(failing, T0 + 1).await.unwrap();
+    let boom = JobOutcome::Failed {
+        error: "boom".into(),
+    };
+    a.finish(&run.lease, &boom, T0 + 2).await.unwrap();
+    let record = b.job(failing).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.finished_at),
+        (JobState::Stopped, Some(T0 + 2))
+    );
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("boom"),
+        "its error is kept"
+    );
+    let released = enqueue(a, &new_job("k.stop.released", "{}", T0)).await;
+    let run = claim(a, "k.stop.released", T0).await.unwrap();
+    b.request_stop(released, T0 + 1).await.unwrap();
+    a.release(&run.lease, T0 + 2).await.unwrap();
+    let record = b.job(released).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.finished_at),
+        (JobState::Stopped, Some(T0 + 2))
+    );
+    assert_eq!(claim(a, "k.stop.released", T0 + 10).await, None);
+
+    let done = enqueue(a, &new_job("k.stop.done", "{}", T0)).await;
+    let run = claim(a, "k.stop.done", T0).await.unwrap();
+    a.finish(&run.lease, &JobOutcome::Succeeded, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.request_stop(done, T0 + 2).await.unwrap(),
+        StopRequest::AlreadyEnded
+    );
+    assert_eq!(
+        b.job(done).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    assert_eq!(
+        b.request_stop(JobId::MAX, T0).await.unwrap(),
+        StopRequest::NotFound
+    );
+}
+
+/// A running job asked to stop whose runner is lost is not taken over when its lease
+/// expires: the claim that would take it ends it as stopped.
+async fn a_flagged_job_is_not_run_again(nodes: &[Arc<dyn JobStore>]) {
+    let (a, b) = (&**node(nodes, 0), &**node(nodes, 1));
+    let id = enqueue(a, &new_job("k.stop.lost", "{}", T0)).await;
+    let run = claim(a, "k.stop.lost", T0).await.unwrap();
+    assert_eq!((run.attempt, run.max_attempts), (1, 3), "attempts are left");
+    assert_eq!(
+        b.request_stop(id, T0 + 1).await.unwrap(),
+        StopRequest::Requested
+    );
+    assert_eq!(claim(b, "k.stop.lost", T0 + LEASE - 1).await, None);
+    assert_eq!(
+        claim(b, "k.stop.lost", T0 + LEASE).await,
+        None,
+        "not run again"
+    );
+    let record = a.job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.attempts, record.finished_at),
+        (JobState::Stopped, 1, Some(T0 + LEASE))
+    );
+    assert_eq!(record.last_error, None, "stopping is no failure");
+    assert_lost(
+        a.checkpoint(&run.lease, "late", T0 + LEASE).await,
+        id,
+        "the lost runner's checkpoint",
+    );
+}
+
+/// A checkpoint is saved under the lease, and the job's next claim carries it: after a
+/// lease expired and after a release. A stale lease's checkpoint is refused.
+async fn checkpoints_carry_progress_to_the_next_run(nodes: &[Arc<dyn JobStore>]) {
+    let (a, b) = (&**node(nodes, 0), &**node(nodes, 1));
+    let id = enqueue(a, &new_job("k.progress", "{}", T0)).await;
+    let first = claim(a, "k.progress", T0).await.unwrap();
+    assert_eq!(first.progress, None, "a first run starts afresh");
+    assert_eq!(
+        a.checkpoint(&first.lease, r#"{"done":1}"#, T0 + 1)
+            .await
+            .unwrap(),
+        Checkpoint::Continue
+    );
+    a.checkpoint(&first.lease, r#"{"done":2}"#, T0 + 2)
+        .await
+        .unwrap();
+    let record = b.job(id).await.unwrap().unwrap();
+    assert_eq!(record.progress.as_deref(), Some(r#"{"done":2}"#));
+    assert!(!record.stop_requested);
+
+    let second = claim(b, "k.progress", T0 + LEASE)
+        .await
+        .expect("the expired job");
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.progress.as_deref(), Some(r#"{"done":2}"#));
+    assert_lost(
+        a.checkpoint(&first.lease, r#"{"done":3}"#, T0 + LEASE + 1)
+            .await,
+        id,
+        "the old holder's checkpoint",
+    );
+    b.checkpoint(&second.lease, r#"{"done":4}"#, T0 + LEASE + 2)
+        .await
+        .unwrap();
+    b.release(&second.lease, T0 + LEASE + 3).await.unwrap();
+    assert_lost(
+        b.checkpoint(&second.lease, r#"{"done":5}"#, T0 + LEASE + 4)
+            .await,
+        id,
+        "a checkpoint after releasing",
+    );
+
+    let third = claim(a, "k.progress", T0 + LEASE + 3).await.unwrap();
+    assert_eq!(third.attempt, 2, "the released run did not count");
+    assert_eq!(third.progress.as_deref(), Some(r#"{"done":4}"#));
+    a.finish(&third.lease, &JobOutcome::Succeeded, T0 + LEASE + 5)
+        .await
+        .unwrap();
+    assert_lost(
+        a.checkpoint(&third.lease, r#"{"done":6}"#, T0 + LEASE + 6)
+            .await,
+        id,
+        "a checkpoint after finishing",
+    );
+    assert_eq!(
+        b.job(id).await.unwrap().unwrap().progress.as_deref(),
+        Some(r#"{"done":4}"#)
+    );
+}
+
+fn log_lines(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|&l| l.to_owned()).collect()
+}
+
+/// Log lines are appended under the lease and numbered on across runs; they are read
+/// oldest first, a page at a time.
+async fn job_logs_are_numbered_in_order_and_paged(nodes: &[Arc<dyn JobStore>]) {
+    let (a, b) = (&**node(nodes, 0), &**node(nodes, 1));
+    let id = enqueue(a, &new_job("k.log", "{}", T0)).await;
+    let other = enqueue(a, &new_job("k.log.other", "{}", T0)).await;
+    let first = claim(a, "k.log", T0).await.unwrap();
+    a.append_job_log(&first.lease, &log_lines(&["one", "two"]), T0 + 1)
+        .await
+        .unwrap();
+    a.append_job_log(&first.lease, &[], T0 + 2).await.unwrap();
+    let neighbour = claim(b, "k.log.other", T0).await.unwrap();
+    b.append_job_log(&neighbour.lease, &log_lines(&["elsewhere"]), T0 + 2)
+        .await
+        .unwrap();
+
+    // The first runner is lost; the second goes on with the numbering.
+    let second = claim(b, "k.log", T0 + LEASE).await.unwrap();
+    assert_lost(
+        a.append_job_log(&first.lease, &log_lines(&["late"]), T0 + LEASE)
+            .await,
+        id,
+        "the old holder's log line",
+    );
+    b.append_job_log(&second.lease, &log_lines(&["three"]), T0 + LEASE + 1)
+        .await
+        .unwrap();
+
+    let line = |seq, at, text: &str| JobLogLine {
+        seq,
+        at,
+        line: text.into(),
+    };
+    assert_eq!(
+        a.job_log(id, 0, 10).await.unwrap(),
+        [
+            line(1, T0 + 1, "one"),
+            line(2, T0 + 1, "two"),
+            line(3, T0 + LEASE + 1, "three")
+        ]
+    );
+    assert_eq!(a.job_log(id, 1, 1).await.unwrap(), [line(2, T0 + 1, "two")]);
+    assert!(a.job_log(id, 3, 10).await.unwrap().is_empty());
+    assert_eq!(
+        b.job_log(other, 0, 10).await.unwrap(),
+        [line(1, T0 + 2, "elsewhere")]
+    );
+    assert!(a.job_log(JobId::MAX, 0, 10).await.unwrap().is_empty());
+
+    b.finish(&second.lease, &JobOutcome::Succeeded, T0 + LEASE + 2)
+        .await
+        .unwrap();
+    assert_lost(
+        b.append_job_log(&second.lease, &log_lines(&["after"]), T0 + LEASE + 3)
+            .await,
+        id,
+        "a log line after finishing",
+    );
+    assert_eq!(a.job_log(id, 0, 10).await.unwrap().len(), 3);
+
+    // Appends racing each other, from every node, take distinct consecutive numbers.
+    let appenders: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, lease) = (node(nodes, i).clone(), neighbour.lease.clone());
+            tokio::spawn(async move {
+                let lines = log_lines(&[&format!("{i}a"), &format!("{i}b")]);
+                store.append_job_log(&lease, &lines, T0 + 3).await.unwrap();
+            })
+        })
+        .collect();
+    for appender in appenders {
+        appender.await.unwrap();
+    }
+    let logged = a.job_log(other, 0, 100).await.unwrap();
+    let numbers: Vec<i64> = logged.iter().map(|l| l.seq).collect();
+    assert_eq!(numbers, (1..=17).collect::<Vec<_>>(), "{logged:?}");
+    for pair in logged[1..].chunks(2) {
+        let first = pair[0].line.strip_suffix('a');
+        assert_eq!(
+            first,
+            pair[1].line.strip_suffix('b'),
+            "an append's lines stay together"
+        );
+    }
+    b.finish(&neighbour.lease, &JobOutcome::Succeeded, T0 + 4)
+        .await
+        .unwrap();
+}
+
+/// Jobs that ended (succeeded, failed or stopped) before the cutoff are deleted with
+/// their logs; others stay.
 async fn finished_jobs_are_purged(nodes: &[Arc<dyn JobStore>]) {
-    // Long before every other check's times, so that only this check's job is old.
+    // Long before every other check's times, so that only this check's jobs are old.
     let old = T0 - 10_000_000;
     let store = &**node(nodes, 0);
     let done = enqueue(store, &new_job("k.history", "{}", old)).await;
     let running = enqueue(store, &new_job("k.history", "{}", old)).await;
     let waiting = enqueue(store, &new_job("k.history", "{}", old + 1_000)).await;
+    let stopped = enqueue(store, &new_job("k.history.stopped", "{}", old)).await;
     let run = claim(store, "k.history", old).await.unwrap();
     assert_eq!(run.lease.job, done);
+    store
+        .append_job_log(&run.lease, &log_lines(&["purged with its job"]), old + 5)
+        .await
+        .unwrap();
     store
         .finish(&run.lease, &JobOutcome::Succeeded, old + 10)
         .await
         .unwrap();
+    assert_eq!(
+        store.request_stop(stopped, old + 9).await.unwrap(),
+        StopRequest::Stopped
+    );
     let lease_held = store
         .claim(&kinds(&["k.history"]), old, 1_000_000_000)
         .await
@@ -512,9 +828,16 @@ async fn finished_jobs_are_purged(nodes: &[Arc<dyn JobStore>]) {
         .unwrap();
     assert_eq!(lease_held.lease.job, running);
 
-    assert_eq!(store.purge_finished_jobs(old + 10).await.unwrap(), 0);
+    assert_eq!(store.purge_finished_jobs(old + 9).await.unwrap(), 0);
+    assert_eq!(store.purge_finished_jobs(old + 10).await.unwrap(), 1);
+    assert_eq!(node(nodes, 1).job(stopped).await.unwrap(), None);
+    assert_eq!(store.job_log(done, 0, 10).await.unwrap().len(), 1);
     assert_eq!(store.purge_finished_jobs(old + 11).await.unwrap(), 1);
     assert_eq!(node(nodes, 1).job(done).await.unwrap(), None);
+    assert!(
+        store.job_log(done, 0, 10).await.unwrap().is_empty(),
+        "its log went with it"
+    );
     for kept in [running, waiting] {
         assert!(store.job(kept).await.unwrap().is_some(), "job {kept} kept");
     }
