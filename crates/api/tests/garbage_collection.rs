@@ -166,3 +166,50 @@ async fn a_mount_racing_a_collection_links_no_blob_whose_bytes_are_gone() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A collection stopped between marking a blob and sweeping it: a push of the blob
+/// finishes the sweep itself and goes through at once, rather than waiting for the next
+/// collection.
+#[tokio::test]
+async fn a_collection_cut_after_its_mark_holds_up_no_push_of_the_blob() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let blob = registry.push_blob("gc/cut", b"marked, never swept").await;
+    clock.advance(2 * HOUR);
+    registry.faults.cut_sweeps(1);
+    assert!(
+        registry
+            .registry
+            .collect_garbage(options(false))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        blob_status(&registry, "gc/cut", &blob).await,
+        StatusCode::NOT_FOUND,
+        "a marked blob is served no more"
+    );
+
+    let started = std::time::Instant::now();
+    assert_eq!(
+        registry.push_blob("gc/cut", b"marked, never swept").await,
+        blob
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        blob_status(&registry, "gc/cut", &blob).await,
+        StatusCode::OK
+    );
+    let pulled = registry.get(&format!("/v2/gc/cut/blobs/{blob}")).await;
+    assert_eq!(&pulled.body[..], b"marked, never swept");
+    let after = registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(after.blobs, [], "the pushed blob is new again");
+}

@@ -16,6 +16,9 @@ use crate::registry::Registry;
 const REPOSITORY_BATCH: u32 = 100;
 /// Blobs one statement marks, or one page of marked blobs lists.
 const BLOB_BATCH: u32 = 500;
+/// How long a sweep holds a blob against every other: a quarter of it for deleting the
+/// bytes, the rest a margin for a deletion that was given up on but still lands.
+const SWEEP_LEASE: Duration = Duration::from_secs(120);
 
 /// How a collection runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,8 +144,10 @@ impl Registry {
         }
     }
 
-    /// Deletes one marked blob, bytes then row; `false` when another sweep did.
-    async fn sweep(&self, digest: &Digest) -> Result<bool, RegistryError> {
+    /// Deletes one marked blob, bytes then row; `false` when another sweep did or is
+    /// doing it. A completing upload that finds its digest marked calls it too, to
+    /// finish a sweep that a collection cut short left undone.
+    pub(crate) async fn sweep(&self, digest: &Digest) -> Result<bool, RegistryError> {
         let _sweeping = self.digest_locks.lock(digest).await;
         let delete_bytes = || -> BoxedDelete<'_> {
             Box::pin(async move {
@@ -152,7 +157,11 @@ impl Registry {
                     .map_err(|e| SweepFailed(e.to_string()))
             })
         };
-        match self.meta.sweep_blob(digest, &delete_bytes).await {
+        match self
+            .meta
+            .sweep_blob(digest, SWEEP_LEASE, &delete_bytes)
+            .await
+        {
             Ok(removed) => Ok(removed),
             Err(SweepError::Meta(e)) => Err(e.into()),
             Err(SweepError::Bytes(e)) => Err(RegistryError::Internal(format!(

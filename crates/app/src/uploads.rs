@@ -334,9 +334,10 @@ impl Registry {
     }
 
     /// Pins `digest` in the session before its bytes are published, so that garbage
-    /// collection does not delete a blob of that digest meanwhile. While one is being
-    /// deleted, waits for its bytes to go (the session's own are published after), as
-    /// long as [`PIN_WAIT`].
+    /// collection does not delete a blob of that digest meanwhile. While one is marked
+    /// for deletion, sweeps it (unless another sweep holds it) and waits for its bytes
+    /// to go, as long as [`PIN_WAIT`]; the session's own bytes are published after.
+    /// A collection cut between marking and sweeping thus holds up no push.
     async fn pin_digest(&self, id: &UploadId, digest: &Digest) -> Result<(), RegistryError> {
         let started = std::time::Instant::now();
         loop {
@@ -344,7 +345,9 @@ impl Registry {
                 PinOutcome::Pinned => return Ok(()),
                 PinOutcome::NoSession => return Err(RegistryError::BlobUploadUnknown),
                 PinOutcome::BlobDeleting if started.elapsed() < PIN_WAIT => {
-                    tokio::time::sleep(PIN_RETRY).await;
+                    if !self.sweep(digest).await? {
+                        tokio::time::sleep(PIN_RETRY).await;
+                    }
                 }
                 PinOutcome::BlobDeleting => {
                     return Err(RegistryError::TooManyRequests(format!(

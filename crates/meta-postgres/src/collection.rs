@@ -1,10 +1,14 @@
-//! Garbage collection's steps (migrations 0006, 0007): the pin and the mark each take the
-//! digest's advisory lock and check after it; a sweep holds the marked row's lock while
-//! the bytes are deleted, so two sweeps of one blob never both delete.
+//! Garbage collection's steps (migrations 0006, 0007, 0009): the pin and the mark each
+//! take the digest's advisory lock and check after it; a sweep claims the marked row for
+//! a lease, by the database's clock, so two sweeps of one blob never delete at once, and
+//! gives up on its deletion long before the lease lapses.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, UnlinkBatch,
+    BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, SweepFailed,
+    UnlinkBatch,
 };
 use berth_oci::{Digest, UploadId};
 
@@ -129,26 +133,37 @@ impl CollectionStore for PgMetaStore {
     async fn sweep_blob(
         &self,
         digest: &Digest,
+        lease: Duration,
         delete_bytes: BytesDeleter<'_>,
     ) -> Result<bool, SweepError> {
-        let mut tx = self.durable().await?;
-        let marked: Option<i64> = sqlx::query_scalar(
-            "SELECT size FROM blobs WHERE digest = $1 AND status = 'deleting' FOR UPDATE",
+        let claimed: Option<String> = sqlx::query_scalar(
+            "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms)
+             UPDATE blobs SET sweep_token = gen_random_uuid()::text,
+                              sweep_until = (SELECT ms FROM now) + $2
+             WHERE digest = $1 AND status = 'deleting'
+               AND (sweep_until IS NULL OR sweep_until < (SELECT ms FROM now))
+             RETURNING sweep_token",
         )
         .bind(digest.as_str())
-        .fetch_optional(&mut *tx)
+        .bind(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        if marked.is_none() {
+        let Some(token) = claimed else {
             return Ok(false);
-        }
-        delete_bytes().await?;
-        sqlx::query("DELETE FROM blobs WHERE digest = $1")
-            .bind(digest.as_str())
-            .execute(&mut *tx)
+        };
+        let budget = lease / 4;
+        tokio::time::timeout(budget, delete_bytes())
             .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(true)
+            .map_err(|_| SweepFailed(format!("the deletion took longer than {budget:?}")))??;
+        let removed = sqlx::query(
+            "DELETE FROM blobs WHERE digest = $1 AND status = 'deleting' AND sweep_token = $2",
+        )
+        .bind(digest.as_str())
+        .bind(token)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(removed.rows_affected() == 1)
     }
 }

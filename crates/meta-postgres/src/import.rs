@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use berth_meta::MetaError;
+use rusqlite::OpenFlags;
 use rusqlite::types::ValueRef;
-use rusqlite::{OpenFlags, OptionalExtension};
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, Connection, PgConnection};
 
@@ -306,8 +306,26 @@ async fn copy_table(
     Ok(copied)
 }
 
+/// The highest id SQLite ever handed out in `table`, rows since deleted included: the
+/// counters of Berth's own `id_sequences` table and of SQLite's AUTOINCREMENT
+/// (`sqlite_sequence`, which keeps the jobs' ids).
+fn handed_out_ids(sqlite: &rusqlite::Connection, table: &str) -> rusqlite::Result<i64> {
+    let autoincrement: bool = sqlite.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence')",
+        [],
+        |r| r.get(0),
+    )?;
+    let counters = if autoincrement {
+        "SELECT coalesce(max(n), 0) FROM (SELECT last AS n FROM id_sequences WHERE name = ?1
+                                          UNION ALL SELECT seq FROM sqlite_sequence WHERE name = ?1)"
+    } else {
+        "SELECT coalesce(max(last), 0) FROM id_sequences WHERE name = ?1"
+    };
+    sqlite.query_row(counters, [table], |r| r.get(0))
+}
+
 /// Makes each identity column of `table` continue after the highest id in it, or after
-/// the highest the source ever handed out (its `id_sequences`), whichever is higher.
+/// the highest the source ever handed out ([`handed_out_ids`]), whichever is higher.
 async fn continue_identities(
     sqlite: &rusqlite::Connection,
     tx: &mut PgConnection,
@@ -315,18 +333,10 @@ async fn continue_identities(
     columns: &[Column],
 ) -> Result<(), ImportError> {
     for column in columns.iter().filter(|c| c.identity) {
-        let handed_out: i64 = sqlite
-            .query_row(
-                "SELECT last FROM id_sequences WHERE name = ?1",
-                [table],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| ImportError::Source {
-                path: String::new(),
-                message: e.to_string(),
-            })?
-            .unwrap_or(0);
+        let handed_out = handed_out_ids(sqlite, table).map_err(|e| ImportError::Source {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
         sqlx::query(&format!(
             "SELECT setval(pg_get_serial_sequence($1, $2),
                            GREATEST((SELECT coalesce(max({col}), 0) FROM {tbl}), $3, 1),

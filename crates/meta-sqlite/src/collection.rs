@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
@@ -211,8 +212,11 @@ impl CollectionStore for SqliteMetaStore {
     async fn sweep_blob(
         &self,
         digest: &Digest,
+        _lease: Duration,
         delete_bytes: BytesDeleter<'_>,
     ) -> Result<bool, SweepError> {
+        // The file lock is the claim: it lasts as long as the process that holds it, and
+        // every process that could sweep takes it, so no lease is needed.
         let _sweeping = lock_sweeps(&self.sweep_lock).await?;
         if !self.readers.with(|c| is_marked(c, digest.as_str()))? {
             return Ok(false);

@@ -105,6 +105,7 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
     use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
     use tokio::sync::oneshot;
 
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("meta.db");
     let (first, second) = (
@@ -142,11 +143,11 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
             Ok(())
         })
     };
-    let paused = second.sweep_blob(&d, &paused_delete);
+    let paused = second.sweep_blob(&d, LEASE, &paused_delete);
     let meanwhile = async {
         checked.await.unwrap();
         let deleted = || -> BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
-        first.sweep_blob(&d, &deleted).await.unwrap();
+        first.sweep_blob(&d, LEASE, &deleted).await.unwrap();
         // The row is gone: an upload of the digest pins it, publishes and links it.
         let session = UploadSession {
             id: UploadId::from_random([9; 16]),

@@ -2,6 +2,8 @@
 //! its digest, and the steps that mark and sweep blobs nothing links (see
 //! `docs/design/gc.md` for the protocol and why it loses nothing a push needs).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use berth_oci::{Digest, UploadId};
 
@@ -111,12 +113,20 @@ pub trait CollectionStore: Send + Sync {
     /// Blobs marked for deletion, in digest order after `after`, up to `limit`.
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError>;
 
-    /// Deletes a marked blob: its bytes with `delete_bytes`, then its row, while holding
-    /// the row against any other sweep of it. Returns `false`, and calls nothing, when
-    /// the blob is not marked (another sweep removed it).
+    /// Deletes a marked blob: claims it against every other sweep for `lease`, deletes
+    /// its bytes with `delete_bytes`, then its row. Returns `false`, and calls nothing,
+    /// when the blob is not marked (another sweep removed it) or another sweep's claim
+    /// on it has not lapsed.
+    ///
+    /// A claim outlives the process that made it, where other processes could take the
+    /// blob over: the deletion is then abandoned when it takes longer than a quarter of
+    /// the lease, and the claim left to lapse, so that no deletion still under way when
+    /// another sweep takes the blob over can remove bytes published after it. After a
+    /// failed deletion the blob stays marked, for a sweep once the lease has lapsed.
     async fn sweep_blob(
         &self,
         digest: &Digest,
+        lease: Duration,
         delete_bytes: BytesDeleter<'_>,
     ) -> Result<bool, SweepError>;
 }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
@@ -19,6 +20,9 @@ use bytes::Bytes;
 pub struct MetaFaults {
     /// Upload completions still to cut before they link their blob.
     cut_completions: AtomicUsize,
+    /// Sweeps still to cut before they start: what a collection that stops between
+    /// marking and sweeping leaves behind.
+    cut_sweeps: AtomicUsize,
     /// The next mount to hold before it links.
     held_link: Mutex<Option<HeldLink>>,
 }
@@ -47,6 +51,12 @@ impl MetaFaults {
         self.cut_completions.store(n, Ordering::SeqCst);
     }
 
+    /// Makes the next `n` sweeps of marked blobs fail before they do anything, leaving
+    /// those blobs marked: what a collection cut between marking and sweeping leaves.
+    pub fn cut_sweeps(&self, n: usize) {
+        self.cut_sweeps.store(n, Ordering::SeqCst);
+    }
+
     /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
     pub fn hold_next_link(&self) -> LinkHold {
         let (reached_tx, reached) = tokio::sync::oneshot::channel();
@@ -67,9 +77,9 @@ impl MetaFaults {
         }
     }
 
-    /// Takes one armed cut, if any is left.
-    fn take_cut(&self) -> bool {
-        self.cut_completions
+    /// Takes one armed cut of `armed`, if any is left.
+    fn take_cut(armed: &AtomicUsize) -> bool {
+        armed
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
     }
@@ -209,7 +219,7 @@ impl UploadStore for FaultyMeta {
         size: u64,
         now: i64,
     ) -> Result<(), MetaError> {
-        if self.faults.take_cut() {
+        if MetaFaults::take_cut(&self.faults.cut_completions) {
             return Err(MetaError(
                 "the test cut this completion before linking".into(),
             ));
@@ -351,9 +361,13 @@ impl CollectionStore for FaultyMeta {
     async fn sweep_blob(
         &self,
         digest: &Digest,
+        lease: Duration,
         delete_bytes: BytesDeleter<'_>,
     ) -> Result<bool, SweepError> {
-        self.inner.sweep_blob(digest, delete_bytes).await
+        if MetaFaults::take_cut(&self.faults.cut_sweeps) {
+            return Err(SweepError::Meta(MetaError("sweep cut by the test".into())));
+        }
+        self.inner.sweep_blob(digest, lease, delete_bytes).await
     }
 }
 

@@ -204,3 +204,42 @@ async fn connections_carry_the_configured_timeouts() {
     let slow = sqlx::query("SELECT pg_sleep(3)").execute(&store.pool).await;
     assert!(slow.is_err(), "the statement is cancelled");
 }
+
+/// A node moved from SQLite keeps handing out new job ids: SQLite's AUTOINCREMENT counts
+/// the purged jobs too, and none of their ids comes back (a job's id names its history
+/// in Harbor's API).
+#[tokio::test]
+async fn migrating_from_sqlite_never_hands_out_a_purged_job_id_again() {
+    use berth_meta::{JobSpec, JobStore, NewJob, RetryPolicy};
+
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let job = |n: u32| NewJob {
+        spec: JobSpec {
+            kind: "test".into(),
+            payload: n.to_string(),
+            retry: RetryPolicy {
+                max_attempts: 1,
+                backoff_ms: 1,
+            },
+        },
+        run_after: 0,
+        dedup_key: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let single = berth_meta_sqlite::SqliteMetaStore::open(&path).unwrap();
+    for n in 1..=3 {
+        assert_eq!(single.enqueue(&job(n), 1).await.unwrap().id(), i64::from(n));
+    }
+    drop(single);
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("DELETE FROM jobs WHERE id = 3", [])
+        .unwrap();
+
+    crate::import_sqlite(&path, &config(&db)).await.unwrap();
+    let moved = node(&db).await;
+    assert_eq!(moved.enqueue(&job(4), 1).await.unwrap().id(), 4);
+}

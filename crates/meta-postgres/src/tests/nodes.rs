@@ -3,6 +3,7 @@
 //! locks rule out would show.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_meta::{
     ArtifactStore, AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion,
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 
 use super::{digest, new_user, node, repo};
-use crate::{PgMetaStore, queries};
+use crate::{PgConfig, PgMetaStore, queries};
 
 type Node = Arc<PgMetaStore>;
 
@@ -718,7 +719,7 @@ async fn collect(node: &PgMetaStore) -> Result<(), berth_meta::MetaError> {
     node.mark_unlinked_blobs("", 100, i64::MAX).await?;
     let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
     for blob in node.marked_blobs("", 100).await? {
-        node.sweep_blob(&blob.digest, &no_bytes)
+        node.sweep_blob(&blob.digest, Duration::from_secs(60), &no_bytes)
             .await
             .map_err(|e| berth_meta::MetaError(e.to_string()))?;
     }
@@ -866,4 +867,109 @@ async fn completions_racing_deletes_and_garbage_collection_never_deadlock() {
         _ => Interference::DeleteRepository,
     })
     .await;
+}
+
+/// Two nodes whose server ends a transaction left idle for 1.5 s, as a node whose
+/// database connection stalls sees it.
+async fn two_nodes_with_short_timeouts() -> Option<(TempDatabase, Node, Node)> {
+    let db = TempDatabase::create().await?;
+    let config = PgConfig {
+        statement_timeout: Duration::from_millis(1500),
+        ..super::config(&db)
+    };
+    let (a, b) = (
+        PgMetaStore::connect(&config).await.unwrap(),
+        PgMetaStore::connect(&config).await.unwrap(),
+    );
+    Some((db, Arc::new(a), Arc::new(b)))
+}
+
+/// Links and unlinks `body`'s digest in `repository`, then marks it.
+async fn marked(node: &PgMetaStore, repository: &str, body: &str) -> Digest {
+    let d = digest(body);
+    node.link_blob(&repo(repository), &d, 1, 1).await.unwrap();
+    node.unlink_blob(&repo(repository), &d, None).await.unwrap();
+    let marked = node.mark_unlinked_blobs("", 100, i64::MAX).await.unwrap();
+    assert!(marked.iter().any(|m| m.digest == d));
+    d
+}
+
+/// A sweep's deletion outlasts the server's idle timeout, which ends whatever session
+/// the sweep had open: the blob stays the sweep's, so another node's sweep passes it
+/// over and an upload of the digest waits, and the late deletion removes no bytes
+/// published after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_outliving_its_session_deletes_no_bytes_published_after_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let Some((_db, a, b)) = two_nodes_with_short_timeouts().await else {
+        return;
+    };
+    let d = marked(&a, "slow/sweep", "slow sweep").await;
+    let (republished, late_deletes) = (AtomicBool::new(false), AtomicBool::new(false));
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let slow_delete = || -> berth_meta::BoxedDelete<'_> {
+        let started = started_tx.lock().unwrap().take();
+        Box::pin(async {
+            if let Some(started) = started {
+                let _ = started.send(());
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            late_deletes.store(republished.load(Ordering::SeqCst), Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let slow = a.sweep_blob(&d, Duration::from_secs(20), &slow_delete);
+    let meanwhile = async {
+        started.await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+        assert!(
+            !b.sweep_blob(&d, Duration::from_secs(20), &no_bytes)
+                .await
+                .unwrap(),
+            "the blob is the first sweep's"
+        );
+        let upload = session(1, "slow/sweep");
+        b.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+        assert_eq!(
+            b.pin_upload_digest(&upload.id, &d).await.unwrap(),
+            PinOutcome::BlobDeleting
+        );
+        upload
+    };
+    let (swept, upload) = tokio::join!(slow, meanwhile);
+    assert!(swept.unwrap(), "the first sweep removes the blob");
+    pin(&b, &upload.id, &d).await;
+    republished.store(true, Ordering::SeqCst);
+    b.complete_upload(&upload.id, &repo("slow/sweep"), &d, 1, 5)
+        .await
+        .unwrap();
+    assert!(!late_deletes.load(Ordering::SeqCst));
+}
+
+/// A deletion slower than a quarter of the lease is given up on, and the blob stays
+/// claimed until the lease lapses: no other sweep deletes while it may still land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_gives_up_on_a_slow_deletion_and_keeps_its_claim() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let d = marked(&a, "slow/give-up", "given up").await;
+    let lease = Duration::from_millis(1600);
+    let stalled = || -> berth_meta::BoxedDelete<'_> {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        })
+    };
+    let started = std::time::Instant::now();
+    let given_up = a.sweep_blob(&d, lease, &stalled).await;
+    assert!(matches!(given_up, Err(berth_meta::SweepError::Bytes(_))));
+    assert!(started.elapsed() < lease / 2, "{:?}", started.elapsed());
+    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+    assert!(!b.sweep_blob(&d, lease, &no_bytes).await.unwrap());
+    tokio::time::sleep(lease).await;
+    assert!(b.sweep_blob(&d, lease, &no_bytes).await.unwrap());
 }

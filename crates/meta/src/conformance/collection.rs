@@ -5,6 +5,7 @@
 //! others and looks only at its own blobs.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
 
@@ -12,6 +13,9 @@ use super::support::{digest, manifest, repo};
 use crate::{
     BoxedDelete, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadSession,
 };
+
+/// How long the sweeps of these checks hold a blob.
+const LEASE: Duration = Duration::from_millis(200);
 
 /// Runs the collection checks on `store`.
 pub(super) async fn run(store: &dyn MetaStore) {
@@ -92,20 +96,24 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(listed.iter().any(|m| m.digest == blob && m.size == 7));
 
-    // A sweep whose deletion fails leaves the blob marked.
+    // A sweep whose deletion fails leaves the blob marked, for a sweep once its lease
+    // has lapsed.
     let failing = || -> BoxedDelete<'_> { Box::pin(async { Err(SweepFailed("disk".into())) }) };
     assert!(matches!(
-        store.sweep_blob(&blob, &failing).await,
+        store.sweep_blob(&blob, LEASE, &failing).await,
         Err(SweepError::Bytes(_))
     ));
+    let listed = store.marked_blobs("", 10_000).await.unwrap();
+    assert!(listed.iter().any(|m| m.digest == blob));
+    tokio::time::sleep(LEASE).await;
     let deletions = AtomicUsize::new(0);
     let deleting = || -> BoxedDelete<'_> {
         deletions.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     };
-    assert!(store.sweep_blob(&blob, &deleting).await.unwrap());
+    assert!(store.sweep_blob(&blob, LEASE, &deleting).await.unwrap());
     assert!(
-        !store.sweep_blob(&blob, &deleting).await.unwrap(),
+        !store.sweep_blob(&blob, LEASE, &deleting).await.unwrap(),
         "swept once"
     );
     assert_eq!(deletions.load(Ordering::SeqCst), 1);
