@@ -151,7 +151,11 @@ impl PgMetaStore {
     /// The store over `pool`, with the progress pool and version reader `config` asks.
     fn over(config: &PgConfig, pool: PgPool) -> Result<Self, MetaError> {
         Ok(PgMetaStore {
-            versions: VersionReader::spawn(connect_options(config)?, version_timeout(config))?,
+            versions: VersionReader::spawn(
+                connect_options(config)?,
+                version_timeout(config),
+                versions::QUERY_GAP,
+            )?,
             pool,
             progress_pool: progress_pool(config)?,
             tag_cache: TagCache::default(),

@@ -260,3 +260,42 @@ async fn a_dropped_store_ends_its_version_reader() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The request that fills a batch wakes the reader before the gap is over, and a lone
+/// request waits the gap out: a busy node's requests do not idle behind a full batch,
+/// and a quiet one sends no more queries than the gap allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_wakes_the_reader_before_the_gap_is_over() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let gap = Duration::from_secs(2);
+    PgMetaStore::migrate(&super::config(&db)).await.unwrap();
+    let options = crate::connect_options(&super::config(&db)).unwrap();
+    let reader = Arc::new(
+        versions::VersionReader::spawn(options, Duration::from_secs(30), gap).unwrap(),
+    );
+    // The first query starts the gap.
+    assert_eq!(reader.of("p/none").await.unwrap(), None);
+
+    // Half a batch arrives, and the reader parks for the rest of the gap; the other
+    // half arrives while it is parked.
+    let started = Instant::now();
+    let read = |i: usize| {
+        let reader = reader.clone();
+        tokio::spawn(async move { reader.of(&format!("p/r{i}")).await })
+    };
+    let mut batch: Vec<_> = (0..versions::FULL_BATCH / 2).map(read).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    batch.extend((versions::FULL_BATCH / 2..versions::FULL_BATCH).map(read));
+    for read in batch {
+        assert_eq!(read.await.unwrap().unwrap(), None);
+    }
+    let full = started.elapsed();
+    assert!(full < gap / 2, "a full batch waited {full:?}");
+
+    let started = Instant::now();
+    assert_eq!(reader.of("p/alone").await.unwrap(), None);
+    let alone = started.elapsed();
+    assert!(alone > gap / 2, "a lone request waited only {alone:?}");
+}
