@@ -6,7 +6,9 @@
 #   s3        one node, PostgreSQL + Garage (S3), and Garage itself through `aws s3 cp`
 #   lb1/lb3   one and three nodes (PostgreSQL + Garage) behind nginx round robin
 #
-# Usage: bench/scale-out.sh PATH/TO/regbench.py [extra regbench args]
+# Usage: [STAGES="local s3 lb"] bench/scale-out.sh PATH/TO/regbench.py [extra regbench args]
+# STAGES picks some of: local (sqlite, postgres), s3 (postgres + Garage, Garage alone),
+# lb (lb1, lb3); all by default.
 # Needs: PostgreSQL on 127.0.0.1:5432 (user postgres), garage (cargo install
 # garage@2.5.0 --locked), nginx-light, wrk, awscli. Output: bench/results/scale-*.json.
 # The nodes run with auth.mode = "open": this measures storage and metadata, not logins.
@@ -96,13 +98,21 @@ S3=(BERTH_STORAGE__KIND=s3 BERTH_STORAGE__ENDPOINT=http://127.0.0.1:23900
 ALL=push,pull,manifest,head
 META=$ALL,images
 
+STAGES=${STAGES:-local s3 lb}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
+RAN=()
+
+if want local; then
 echo "== sqlite + filesystem" >&2
 start_node sqlite 5101; bench sqlite 5101 "$NODE_PID" "$META"; stop "$NODE_PID"
 
 echo "== postgres + filesystem" >&2
 fresh_database berth_bench_postgres
 start_node postgres 5102 "${PG[@]}"; bench postgres 5102 "$NODE_PID" "$META"; stop "$NODE_PID"
+RAN+=(sqlite postgres)
+fi
 
+if want s3; then
 echo "== garage, raw (aws s3 cp, 1 GiB)" >&2
 start_garage garage-s3
 head -c 1073741824 /dev/urandom > "$WORK/gib"
@@ -123,7 +133,10 @@ echo "== postgres + garage" >&2
 fresh_database berth_bench_s3
 start_node s3 5103 "${PG[@]}" "${S3[@]}"; bench s3 5103 "$NODE_PID" push,pull; stop "$NODE_PID"
 stop "$GARAGE_PID"
+RAN+=(s3)
+fi
 
+if want lb; then
 echo "== one and three nodes behind nginx (postgres + garage)" >&2
 start_garage garage-lb
 fresh_database berth_bench_lb
@@ -148,9 +161,11 @@ lb() { # NAME UPSTREAM_PORTS... : nginx on 5120 in front of the ports; sets LB_P
 }
 lb lb1 5111; bench lb1 5120 "${NODES[0]}" "$ALL"; stop "$LB_PID"
 lb lb3 5111 5112 5113; bench lb3 5120 "${NODES[0]}" "$ALL"; stop "$LB_PID"
+RAN+=(lb1 lb3)
+fi
 
-for name in sqlite postgres s3 lb1 lb3; do
+for name in "${RAN[@]}"; do
   echo "## $name"
   python3 "$(dirname "$REGBENCH")/summarize.py" "$OUT/scale-$name.json"
 done
-echo "## garage raw"; cat "$OUT/scale-s3-raw.json"
+if want s3; then echo "## garage raw"; cat "$OUT/scale-s3-raw.json"; fi
