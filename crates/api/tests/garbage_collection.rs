@@ -17,6 +17,7 @@ fn options(dry_run: bool) -> CollectionOptions {
         dry_run,
         grace: HOUR,
         workers: 2,
+        delete_untagged: false,
     }
 }
 
@@ -212,4 +213,81 @@ async fn a_collection_cut_after_its_mark_holds_up_no_push_of_the_blob() {
         .await
         .unwrap();
     assert_eq!(after.blobs, [], "the pushed blob is new again");
+}
+
+/// With `delete_untagged`, a manifest whose tag moved on goes once its grace is over,
+/// with the blobs only it referenced, in one run; tagged manifests and the referrers of
+/// a manifest still there stay.
+#[tokio::test]
+async fn untagged_manifests_go_with_the_blobs_only_they_referenced() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let (first, _) = registry
+        .push_image("gc/untag", "latest", &[b"first layer"])
+        .await;
+    let (second, _) = registry
+        .push_image("gc/untag", "latest", &[b"second layer"])
+        .await;
+    let signature = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": berth_oci::media_type::OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": registry.push_blob("gc/untag", b"{}").await.as_str(), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": berth_oci::media_type::OCI_MANIFEST,
+                    "digest": second.as_str(), "size": 1},
+    }))
+    .unwrap();
+    let signature_digest = Digest::compute(Algorithm::Sha256, &signature);
+    let r = registry
+        .put_manifest(
+            "gc/untag",
+            signature_digest.as_str(),
+            berth_oci::media_type::OCI_MANIFEST,
+            &signature,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let untagging = CollectionOptions {
+        delete_untagged: true,
+        ..options(false)
+    };
+    let gc = &registry.registry;
+    assert_eq!(gc.collect_garbage(untagging).await.unwrap().manifests, []);
+
+    clock.advance(2 * HOUR);
+    let dry = gc
+        .collect_garbage(CollectionOptions {
+            dry_run: true,
+            ..untagging
+        })
+        .await
+        .unwrap();
+    let listed: Vec<&Digest> = dry.manifests.iter().map(|m| &m.digest).collect();
+    assert_eq!(listed, [&first]);
+    let manifest = |d: &Digest| format!("/v2/gc/untag/manifests/{d}");
+    assert_eq!(registry.get(&manifest(&first)).await.status, StatusCode::OK);
+
+    let done = gc.collect_garbage(untagging).await.unwrap();
+    let deleted: Vec<(&str, &Digest)> = (done.manifests.iter())
+        .map(|m| (m.repository.as_str(), &m.digest))
+        .collect();
+    assert_eq!(deleted, [("gc/untag", &first)]);
+    assert_eq!(
+        digests(&done),
+        [Digest::compute(Algorithm::Sha256, b"first layer")],
+        "the layer only the untagged manifest referenced goes in the same run"
+    );
+    assert_eq!(
+        registry.get(&manifest(&first)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    for kept in [&second, &signature_digest] {
+        assert_eq!(registry.get(&manifest(kept)).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        registry.get("/v2/gc/untag/manifests/latest").await.status,
+        StatusCode::OK
+    );
 }

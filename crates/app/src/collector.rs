@@ -1,11 +1,11 @@
-//! Garbage collection, online: a run removes the blob links no manifest references,
-//! marks the blobs nothing links or pins any more, and sweeps them, bytes then row
-//! (`docs/design/gc.md`). Every step is idempotent, so a run cut short is finished by
+//! Garbage collection, online: a run deletes, when asked, the untagged manifests nothing
+//! needs, removes the blob links no manifest references, marks the blobs nothing links
+//! or pins any more, and sweeps them, bytes then row (`docs/design/gc.md`). Every step is idempotent, so a run cut short is finished by
 //! the next, which also sweeps what the earlier one marked.
 
 use std::time::Duration;
 
-use berth_meta::{BoxedDelete, MarkedBlob, SweepError, SweepFailed};
+use berth_meta::{BoxedDelete, MarkedBlob, SweepError, SweepFailed, UntaggedManifest};
 use berth_oci::Digest;
 use futures_util::{StreamExt, stream};
 
@@ -16,6 +16,8 @@ use crate::registry::Registry;
 const REPOSITORY_BATCH: u32 = 100;
 /// Blobs one statement marks, or one page of marked blobs lists.
 const BLOB_BATCH: u32 = 500;
+/// Untagged manifests one page lists.
+const MANIFEST_BATCH: u32 = 500;
 /// How long a sweep holds a blob against every other: a quarter of it for deleting the
 /// bytes, the rest a margin for a deletion that was given up on but still lands.
 const SWEEP_LEASE: Duration = Duration::from_secs(120);
@@ -30,6 +32,9 @@ pub struct CollectionOptions {
     pub grace: Duration,
     /// Sweeps run at once.
     pub workers: usize,
+    /// Delete the manifests that no tag names and nothing needs (Harbor's "delete
+    /// untagged artifacts"), pushed before the grace period, first.
+    pub delete_untagged: bool,
 }
 
 /// What a collection did, or would do.
@@ -37,6 +42,9 @@ pub struct CollectionOptions {
 pub struct CollectionReport {
     /// Blob links removed from repositories.
     pub links_removed: u64,
+    /// Untagged manifests deleted (in a dry run: the ones its first pass would delete,
+    /// see [`Registry::collect_garbage`]).
+    pub manifests: Vec<UntaggedManifest>,
     /// Blobs deleted (in a dry run: that would be).
     pub blobs: Vec<MarkedBlob>,
     /// The bytes those blobs held.
@@ -52,6 +60,10 @@ impl CollectionReport {
 
 impl Registry {
     /// Collects garbage once, beside whatever else runs (see the module's documentation).
+    ///
+    /// A dry run that deletes untagged manifests lists those that are untagged and
+    /// needed by nothing now; the ones they hold up (an index's children, their
+    /// referrers) and the blobs only they reference are listed by a dry run after them.
     pub async fn collect_garbage(
         &self,
         options: CollectionOptions,
@@ -59,12 +71,17 @@ impl Registry {
         let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
         let before = self.clock.now_ms().saturating_sub(grace_ms);
         if options.dry_run {
-            return self.collectable(before).await;
+            let mut report = self.collectable(before).await?;
+            if options.delete_untagged {
+                report.manifests = self.untagged(before, |_| async { Ok(true) }).await?;
+            }
+            return Ok(report);
         }
-        let mut report = CollectionReport {
-            links_removed: self.unlink_unreferenced(before).await?,
-            ..CollectionReport::default()
-        };
+        let mut report = CollectionReport::default();
+        if options.delete_untagged {
+            report.manifests = self.delete_untagged(before).await?;
+        }
+        report.links_removed = self.unlink_unreferenced(before).await?;
         self.mark_unlinked(before).await?;
         for blob in self.sweep_marked(options.workers.max(1)).await? {
             report.add(blob);
@@ -86,6 +103,57 @@ impl Registry {
             };
             after = last.digest.to_string();
             page.into_iter().for_each(|blob| report.add(blob));
+        }
+    }
+
+    /// Deletes untagged manifests pushed before `before` that nothing needs, pass after
+    /// pass, until one deletes nothing: each pass deletes the tops of the manifest
+    /// graphs, and the next the manifests those held up. Returns what was deleted.
+    async fn delete_untagged(&self, before: i64) -> Result<Vec<UntaggedManifest>, RegistryError> {
+        let mut deleted = Vec::new();
+        loop {
+            let pass = self
+                .untagged(before, |m: UntaggedManifest| async move {
+                    let gone = self
+                        .meta
+                        .delete_untagged_manifest(&m.repository, &m.digest, before)
+                        .await?;
+                    Ok(gone)
+                })
+                .await?;
+            if pass.is_empty() {
+                return Ok(deleted);
+            }
+            deleted.extend(pass);
+        }
+    }
+
+    /// Walks the untagged manifests pushed before `before` that nothing needs, once,
+    /// calling `take` on each; returns those it took.
+    async fn untagged<F, Fut>(
+        &self,
+        before: i64,
+        take: F,
+    ) -> Result<Vec<UntaggedManifest>, RegistryError>
+    where
+        F: Fn(UntaggedManifest) -> Fut,
+        Fut: Future<Output = Result<bool, RegistryError>>,
+    {
+        let (mut taken, mut after) = (Vec::new(), (0, String::new()));
+        loop {
+            let page = self
+                .meta
+                .untagged_manifests((after.0, &after.1), MANIFEST_BATCH, before)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(taken);
+            };
+            after = (last.repository_id, last.digest.to_string());
+            for manifest in page {
+                if take(manifest.clone()).await? {
+                    taken.push(manifest);
+                }
+            }
         }
     }
 

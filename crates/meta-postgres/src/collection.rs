@@ -8,11 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{
     BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, SweepFailed,
-    UnlinkBatch,
+    UnlinkBatch, UntaggedManifest,
 };
-use berth_oci::{Digest, UploadId};
+use berth_oci::{Digest, RepositoryName, UploadId};
 
-use crate::queries::parse_digest;
+use crate::queries::{lock_repository, parse_digest, parse_repository};
 use crate::{PgMetaStore, db_err};
 
 fn marked_blobs(rows: Vec<(String, i64)>) -> Result<Vec<MarkedBlob>, MetaError> {
@@ -25,6 +25,18 @@ fn marked_blobs(rows: Vec<(String, i64)>) -> Result<Vec<MarkedBlob>, MetaError> 
         })
         .collect()
 }
+
+/// The manifest `m` is untagged, pushed before `$3`, and needed by nothing of its
+/// repository: no index lists it, and its subject, if any, is not there.
+const UNTAGGED: &str = "m.pushed_at < $3
+    AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
+    AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                    JOIN manifests p ON p.id = mr.manifest_id
+                    WHERE mr.digest = m.digest AND mr.kind = 'manifest'
+                      AND p.repository_id = m.repository_id)
+    AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s
+                                          WHERE s.repository_id = m.repository_id
+                                            AND s.digest = m.subject))";
 
 #[async_trait]
 impl CollectionStore for PgMetaStore {
@@ -67,6 +79,60 @@ impl CollectionStore for PgMetaStore {
             last_repository,
             unlinked: unlinked as u64,
         })
+    }
+
+    async fn untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(&format!(
+            "SELECT m.repository_id, r.name, m.digest, m.size
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE (m.repository_id, m.digest) > ($1, $2) AND {UNTAGGED}
+             ORDER BY m.repository_id, m.digest LIMIT $4"
+        ))
+        .bind(after.0)
+        .bind(after.1)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(repository_id, repository, digest, size)| {
+                Ok(UntaggedManifest {
+                    repository_id,
+                    repository: parse_repository(&repository)?,
+                    digest: parse_digest(&digest)?,
+                    size: size as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_untagged_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        before: i64,
+    ) -> Result<bool, MetaError> {
+        let mut tx = self.durable().await?;
+        let Some(repo_id) = lock_repository(&mut tx, repository.as_str()).await? else {
+            return Ok(false);
+        };
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2 AND {UNTAGGED}"
+        ))
+        .bind(repo_id)
+        .bind(digest.as_str())
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(deleted.rows_affected() == 1)
     }
 
     async fn collectable_blobs(

@@ -153,7 +153,6 @@ impl VersionReader {
     }
 }
 
-
 /// The batching task's state: how to connect, and its connection once it has one.
 struct Reader {
     options: PgConnectOptions,

@@ -11,8 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{
     BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, UnlinkBatch,
+    UntaggedManifest,
 };
-use berth_oci::{Digest, UploadId};
+use berth_oci::{Digest, RepositoryName, UploadId};
+use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::writer::Durability;
@@ -124,6 +126,59 @@ fn collectable(
     .collect()
 }
 
+/// The manifest `m` is untagged, pushed before `?3`, and needed by nothing of its
+/// repository: no index lists it, and its subject, if any, is not there.
+const UNTAGGED: &str = "m.pushed_at < ?3
+    AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
+    AND NOT EXISTS (SELECT 1 FROM manifest_references mr
+                    JOIN manifests p ON p.id = mr.manifest_id
+                    WHERE mr.digest = m.digest AND mr.kind = 'manifest'
+                      AND p.repository_id = m.repository_id)
+    AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s
+                                          WHERE s.repository_id = m.repository_id
+                                            AND s.digest = m.subject))";
+
+fn untagged(
+    c: &Connection,
+    after: (i64, &str),
+    limit: u32,
+    before: i64,
+) -> rusqlite::Result<Vec<UntaggedManifest>> {
+    c.prepare_cached(&format!(
+        "SELECT m.repository_id, r.name, m.digest, m.size
+         FROM manifests m JOIN repositories r ON r.id = m.repository_id
+         WHERE (m.repository_id, m.digest) > (?1, ?2) AND {UNTAGGED}
+         ORDER BY m.repository_id, m.digest LIMIT ?4"
+    ))?
+    .query_map(params![after.0, after.1, before, limit], |r| {
+        let name: String = r.get(1)?;
+        Ok(UntaggedManifest {
+            repository_id: r.get(0)?,
+            repository: RepositoryName::parse(&name).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(1, Type::Text, Box::new(e))
+            })?,
+            digest: queries::digest_col(r.get(2)?)?,
+            size: r.get::<_, i64>(3)? as u64,
+        })
+    })?
+    .collect()
+}
+
+fn delete_untagged(
+    c: &Connection,
+    repository: &str,
+    digest: &str,
+    before: i64,
+) -> rusqlite::Result<bool> {
+    c.prepare_cached(&format!(
+        "DELETE FROM manifests AS m
+         WHERE m.repository_id = (SELECT id FROM repositories WHERE name = ?1)
+           AND m.digest = ?2 AND {UNTAGGED}"
+    ))?
+    .execute(params![repository, digest, before])
+    .map(|deleted| deleted == 1)
+}
+
 fn marked(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Vec<MarkedBlob>> {
     c.prepare_cached(
         "SELECT digest, size FROM blobs WHERE status = 'deleting' AND digest > ?1
@@ -181,6 +236,29 @@ impl CollectionStore for SqliteMetaStore {
     ) -> Result<UnlinkBatch, MetaError> {
         self.writer
             .run(move |c| unlink_unreferenced(c, after, limit, before))
+            .await
+    }
+
+    async fn untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError> {
+        self.readers.with(|c| untagged(c, after, limit, before))
+    }
+
+    async fn delete_untagged_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        before: i64,
+    ) -> Result<bool, MetaError> {
+        let (repository, digest) = (repository.clone(), digest.clone());
+        self.writer
+            .run(move |c| {
+                delete_untagged(c, repository.as_str(), digest.as_str(), before).map_err(db_err)
+            })
             .await
     }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_oci::{Digest, UploadId};
+use berth_oci::{Digest, RepositoryName, UploadId};
 
 use crate::MetaError;
 
@@ -39,6 +39,21 @@ pub struct UnlinkBatch {
     pub last_repository: Option<i64>,
     /// Links removed.
     pub unlinked: u64,
+}
+
+/// A manifest that no tag names and that nothing of its repository needs: no index of
+/// the repository lists it, and the manifest it names as its subject (a signature's, an
+/// SBOM's), if any, is not in the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntaggedManifest {
+    /// Its repository's row id; the next page starts after (`repository_id`, `digest`).
+    pub repository_id: i64,
+    /// Its repository.
+    pub repository: RepositoryName,
+    /// The manifest.
+    pub digest: Digest,
+    /// Its own size in bytes.
+    pub size: u64,
 }
 
 /// Deletes a marked blob's bytes, for [`CollectionStore::sweep_blob`].
@@ -88,6 +103,29 @@ pub trait CollectionStore: Send + Sync {
         limit: u32,
         before: i64,
     ) -> Result<UnlinkBatch, MetaError>;
+
+    /// Untagged manifests ([`UntaggedManifest`]) pushed before `before`, in order of
+    /// repository id and digest after `after`, up to `limit`. Deleting one can leave
+    /// others untagged and unneeded (an index's children, a deleted subject's
+    /// referrers): they are listed once it is gone.
+    async fn untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError>;
+
+    /// Deletes the manifest if it is still an [`UntaggedManifest`] pushed before
+    /// `before`, checked in the repository's lock, so that a tag or an index pushed
+    /// meanwhile keeps it; returns whether it was deleted. Its tags and references go
+    /// with it; the links of its blobs keep their time, so that a collection after it
+    /// finds them unreferenced.
+    async fn delete_untagged_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        before: i64,
+    ) -> Result<bool, MetaError>;
 
     /// The blobs a collection would delete now, in digest order after `after`, up to
     /// `limit`: present, pinned by no session, and linked only where no manifest of the

@@ -31,7 +31,7 @@ pub use artifacts::{
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
     BoxedDelete, BytesDeleter, CollectionStore, MarkedBlob, PinOutcome, SweepError, SweepFailed,
-    UnlinkBatch,
+    UnlinkBatch, UntaggedManifest,
 };
 pub use jobs::{
     Checkpoint, ClaimedJob, CronError, CronSchedule, Enqueued, JobError, JobId, JobLogLine,

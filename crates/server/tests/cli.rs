@@ -521,14 +521,17 @@ async fn gc_deletes_a_blob_nothing_references_beside_a_running_server() {
     // Collected with a grace period of nothing: the dry run lists the blob and keeps it.
     let dry = ok(&data, &["gc", "--dry-run", "--config", config], None);
     assert!(dry.contains(digest.as_str()), "{dry}");
-    assert!(dry.contains("would delete 1 blobs, 25 bytes"), "{dry}");
+    assert!(
+        dry.contains("would delete 0 untagged manifests, 1 blobs, 25 bytes"),
+        "{dry}"
+    );
     assert_eq!(
         registry(&berth, reqwest::Method::HEAD, &blob, auth).await,
         200
     );
     let done = ok(&data, &["gc", "--config", config], None);
     assert!(
-        done.contains("deleted 1 blobs, 25 bytes; removed 1 unreferenced"),
+        done.contains("deleted 0 untagged manifests, 1 blobs, 25 bytes; removed 1 unreferenced"),
         "{done}"
     );
     assert_eq!(
@@ -538,7 +541,10 @@ async fn gc_deletes_a_blob_nothing_references_beside_a_running_server() {
     // With the default grace period, a blob pushed now stays.
     assert_eq!(push_blob(&berth, "gc/app", stray).await, 201);
     let none = ok(&data, &["gc"], None);
-    assert!(none.contains("deleted 0 blobs, 0 bytes"), "{none}");
+    assert!(
+        none.contains("deleted 0 untagged manifests, 0 blobs, 0 bytes"),
+        "{none}"
+    );
     assert_eq!(
         registry(&berth, reqwest::Method::HEAD, &blob, auth).await,
         200

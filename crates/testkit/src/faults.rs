@@ -10,7 +10,8 @@ use berth_meta::{
     AuditEntry, BlobLinkStore, BytesDeleter, CollectionStore, CreateUploadError, Deletion,
     ManifestStore, MarkedBlob, MetaError, MetaStore, NewManifest, PinOutcome, PullRecord,
     PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest,
-    SweepError, TagPage, UnlinkBatch, UploadLease, UploadSession, UploadStore, Visibility,
+    SweepError, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
+    Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -343,6 +344,26 @@ impl CollectionStore for FaultyMeta {
         before: i64,
     ) -> Result<Vec<MarkedBlob>, MetaError> {
         self.inner.collectable_blobs(after, limit, before).await
+    }
+
+    async fn untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError> {
+        self.inner.untagged_manifests(after, limit, before).await
+    }
+
+    async fn delete_untagged_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        before: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner
+            .delete_untagged_manifest(repository, digest, before)
+            .await
     }
 
     async fn mark_unlinked_blobs(

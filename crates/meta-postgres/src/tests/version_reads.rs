@@ -272,9 +272,8 @@ async fn a_full_batch_wakes_the_reader_before_the_gap_is_over() {
     let gap = Duration::from_secs(2);
     PgMetaStore::migrate(&super::config(&db)).await.unwrap();
     let options = crate::connect_options(&super::config(&db)).unwrap();
-    let reader = Arc::new(
-        versions::VersionReader::spawn(options, Duration::from_secs(30), gap).unwrap(),
-    );
+    let reader =
+        Arc::new(versions::VersionReader::spawn(options, Duration::from_secs(30), gap).unwrap());
     // The first query starts the gap.
     assert_eq!(reader.of("p/none").await.unwrap(), None);
 

@@ -23,6 +23,116 @@ pub(super) async fn run(store: &dyn MetaStore) {
     unreferenced_links_go_once_their_grace_is_over(store).await;
     a_link_made_again_starts_its_grace_anew(store).await;
     a_pinned_blob_does_not_end_the_marking(store).await;
+    untagged_manifests_go_from_the_top_of_each_graph(store).await;
+}
+
+/// The untagged manifests of `repository` pushed before `before`, paged 2 at a time.
+async fn untagged_in(store: &dyn MetaStore, repository: &str, before: i64) -> Vec<Digest> {
+    let (mut found, mut after) = (Vec::new(), (0, String::new()));
+    loop {
+        let page = store
+            .untagged_manifests((after.0, &after.1), 2, before)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else {
+            return found;
+        };
+        after = (last.repository_id, last.digest.to_string());
+        found.extend(
+            (page.into_iter())
+                .filter(|m| m.repository.as_str() == repository)
+                .map(|m| m.digest),
+        );
+    }
+}
+
+async fn untagged_manifests_go_from_the_top_of_each_graph(store: &dyn MetaStore) {
+    let name = "cf-gc/untagged";
+    let r = repo(name);
+    store
+        .link_blob(&r, &digest("cf-u-layer"), 3, 1)
+        .await
+        .unwrap();
+    let image = |body: &str, tags: &[&str]| manifest(name, body, &[("cf-u-layer", 3)], tags);
+    let tagged = image("cf-u-tagged", &["v1"]);
+    let loose = image("cf-u-loose", &[]);
+    let child = image("cf-u-child", &[]);
+    let mut index = manifest(name, "cf-u-index", &[], &[]);
+    index.children = vec![(child.digest.clone(), child.content.len() as u64)];
+    let mut signature = image("cf-u-signature", &[]);
+    signature.subject = Some(tagged.digest.clone());
+    let mut loose_sbom = image("cf-u-loose-sbom", &[]);
+    loose_sbom.subject = Some(loose.digest.clone());
+    let mut recent = image("cf-u-recent", &[]);
+    recent.pushed_at = 50;
+    for m in [
+        &tagged,
+        &loose,
+        &child,
+        &index,
+        &signature,
+        &loose_sbom,
+        &recent,
+    ] {
+        store.put_manifest(m).await.unwrap();
+    }
+    let sorted = |mut d: Vec<Digest>| {
+        d.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        d
+    };
+
+    // Only the tops of the graph: not the index's child, nor the referrers of a manifest
+    // still there, nor what was pushed within the grace.
+    assert_eq!(
+        untagged_in(store, name, 50).await,
+        sorted(vec![loose.digest.clone(), index.digest.clone()])
+    );
+    assert!(
+        !store
+            .delete_untagged_manifest(&r, &tagged.digest, 50)
+            .await
+            .unwrap(),
+        "a tagged manifest stays"
+    );
+    assert!(
+        !store
+            .delete_untagged_manifest(&r, &child.digest, 50)
+            .await
+            .unwrap(),
+        "an index's child stays"
+    );
+    assert!(
+        !store
+            .delete_untagged_manifest(&r, &recent.digest, 50)
+            .await
+            .unwrap(),
+        "a manifest pushed within the grace stays"
+    );
+    for top in [&loose.digest, &index.digest] {
+        assert!(store.delete_untagged_manifest(&r, top, 50).await.unwrap());
+        assert!(
+            !store.delete_untagged_manifest(&r, top, 50).await.unwrap(),
+            "deleted once"
+        );
+    }
+
+    // What they held up is next; the tagged manifest and its signature stay.
+    assert_eq!(
+        untagged_in(store, name, 50).await,
+        sorted(vec![child.digest.clone(), loose_sbom.digest.clone()])
+    );
+    for next in [&child.digest, &loose_sbom.digest] {
+        assert!(store.delete_untagged_manifest(&r, next, 50).await.unwrap());
+    }
+    assert_eq!(untagged_in(store, name, 50).await, []);
+    assert_eq!(untagged_in(store, name, 51).await, [recent.digest.clone()]);
+    for kept in [&tagged.digest, &signature.digest, &recent.digest] {
+        let found = store
+            .manifest(&r, &berth_oci::Reference::Digest(kept.clone()))
+            .await
+            .unwrap();
+        assert!(found.is_some(), "{kept} stays");
+    }
 }
 
 fn session(n: u8, repository: &RepositoryName) -> UploadSession {
