@@ -41,6 +41,8 @@ pub struct Services {
     pub registry: Arc<Registry>,
     /// Accounts, projects and access.
     pub identity: Arc<Identity>,
+    /// The job queue: garbage collection's runs and schedule.
+    pub jobs: Arc<dyn berth_meta::JobStore>,
     /// The URL clients reach Berth at (token realm, links); when absent, each
     /// request's own scheme and host.
     pub external_url: Option<String>,

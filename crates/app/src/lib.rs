@@ -23,7 +23,10 @@ mod uploads;
 pub use berth_meta::UploadSession;
 pub use buffer_budget::BufferPermit;
 pub use clock::{Clock, SystemClock};
-pub use collector::{CollectionOptions, CollectionReport};
+pub use collector::{
+    CollectionOptions, CollectionPhase, CollectionProgress, CollectionReport, CollectionStep,
+    CollectionTotals,
+};
 pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use manifest_buffers::HeldManifest;

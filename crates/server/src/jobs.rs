@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use berth_app::Registry;
 use berth_app::identity::Identity;
-use berth_app::jobs::{AuditRetention, JobHistory, JobRunner, UploadPurge};
+use berth_app::jobs::{AuditRetention, GarbageCollection, JobHistory, JobRunner, UploadPurge};
 use berth_meta::JobStore;
 
 use crate::config::Config;
@@ -16,7 +16,8 @@ const AUDIT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 const JOB_HISTORY_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A runner for this node, handling and scheduling the upload purge, the job history
-/// and (when configured) audit retention; audit retention turned off is unscheduled.
+/// and (when configured) audit retention, and handling garbage collection (scheduled
+/// through Harbor's `/system/gc/schedule`); audit retention turned off is unscheduled.
 pub fn runner(
     config: &Config,
     store: Arc<dyn JobStore>,
@@ -26,6 +27,13 @@ pub fn runner(
     let clock = identity.clock.clone();
     let mut runner = JobRunner::new(store.clone(), clock.clone(), config.jobs.runner());
     runner
+        .handle(
+            GarbageCollection::KIND,
+            Arc::new(GarbageCollection {
+                registry: registry.clone(),
+                grace: config.gc.grace_period,
+            }),
+        )
         .recurring(
             UploadPurge::KIND,
             config.upload_purge_interval(),

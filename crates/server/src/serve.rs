@@ -28,6 +28,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.registry_config(),
     ));
     let identity = Arc::new(crate::identity::open(&config, meta.clone(), clock).await?);
+    let job_store: Arc<dyn berth_meta::JobStore> = meta.clone();
     let jobs = crate::jobs::runner(&config, meta, registry.clone(), &identity);
     if config.auth.mode == AuthMode::Open {
         tracing::warn!(
@@ -57,6 +58,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let app = berth_api::router(Arc::new(berth_api::Services {
         registry,
         identity,
+        jobs: job_store,
         external_url: config.external_url.clone(),
         scheme: if tls.is_some() { "https" } else { "http" },
     }));

@@ -16,6 +16,7 @@ use berth_app::identity::{
 };
 use berth_app::{Clock, Registry, RegistryConfig, SystemClock};
 use berth_blob::BlobStore;
+use berth_meta::JobStore;
 use berth_oci::{Algorithm, Digest};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -64,6 +65,8 @@ pub struct TestRegistry {
     pub faults: Arc<MetaFaults>,
     /// Accounts, projects and access.
     pub identity: Arc<Identity>,
+    /// The job queue (to run a job runner beside the registry).
+    pub jobs: Arc<dyn JobStore>,
     /// The PEM of the key registry tokens are signed with (to forge tokens in tests).
     pub signing_key_pem: String,
     /// The `Authorization` sent with requests that name none.
@@ -177,6 +180,7 @@ impl TestRegistry {
         let dir = tempfile::tempdir().expect("temp dir");
         let stores = Backends::selected().open(dir.path());
         let store = stores.meta;
+        let jobs: Arc<dyn JobStore> = store.clone();
         let faults = Arc::new(MetaFaults::default());
         let meta = FaultyMeta {
             inner: store.clone(),
@@ -216,6 +220,7 @@ impl TestRegistry {
         let services = Arc::new(berth_api::Services {
             registry: registry.clone(),
             identity: identity.clone(),
+            jobs: jobs.clone(),
             external_url: None,
             scheme: "http",
         });
@@ -224,6 +229,7 @@ impl TestRegistry {
             registry,
             blobs: stores.blobs,
             identity,
+            jobs,
             dir,
             faults,
             signing_key_pem,

@@ -7,6 +7,7 @@ mod artifacts;
 mod audit;
 mod context;
 mod error;
+mod gc;
 mod members;
 mod metadata;
 mod paging;
@@ -50,6 +51,15 @@ pub fn routes() -> Router<Arc<Services>> {
             get(system::configurations).put(system::update_configurations),
         )
         .route("/statistics", get(system::statistics))
+        .route("/system/gc", get(gc::list))
+        .route(
+            "/system/gc/schedule",
+            get(gc::schedule)
+                .post(gc::create_schedule)
+                .put(gc::update_schedule),
+        )
+        .route("/system/gc/{gc_id}", get(gc::get).put(gc::stop))
+        .route("/system/gc/{gc_id}/log", get(gc::log))
         .route("/search", get(system::search))
         .route("/users", get(users::list).post(users::create))
         .route("/users/current", get(users::current))

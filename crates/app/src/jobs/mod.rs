@@ -7,8 +7,9 @@
 //! and the new run resumes from the last checkpoint the old one saved. A run stops early
 //! when a checkpoint answers that a stop was requested.
 //! The queue is the one mechanism for background work: maintenance (the upload purge,
-//! audit retention, the job history) and every later kind of job.
+//! audit retention, the job history), garbage collection and every later kind of job.
 
+mod collection;
 mod control;
 mod handler;
 mod maintenance;
@@ -16,6 +17,7 @@ mod run;
 mod runner;
 mod schedules;
 
+pub use collection::{CollectionParameters, GarbageCollection, Trigger};
 pub use control::JobControl;
 pub use handler::{Finished, HandlerError, JobContext, JobHandler};
 pub use maintenance::{AuditRetention, JobHistory, UploadPurge};

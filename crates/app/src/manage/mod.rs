@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod audit;
+mod collections;
 mod error;
 mod projects;
 mod robots;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 pub use artifacts::{Accessory, ArtifactView, Artifacts, ChildReference};
 pub use audit::AuditLog;
+pub use collections::{Collections, GcSchedule, ScheduleRequest, ScheduleType, parameters_of};
 pub use error::ManageError;
 pub use projects::{ProjectDraft, ProjectRequest, ProjectSummary, Projects};
 pub use robots::{CreatedRobot, RobotRequest, Robots, level_name};

@@ -1,0 +1,276 @@
+//! Garbage collection, online: a run deletes, when asked, the untagged manifests nothing
+//! needs, removes the blob links no manifest references, marks the blobs nothing links
+//! or pins any more, and sweeps them, bytes then row (`docs/design/gc.md`). A run goes
+//! in steps of one batch each, from a [`CollectionProgress`] that can be saved between
+//! them; every step is idempotent, so a run cut short is finished by the next, which
+//! also sweeps what the earlier one marked.
+
+mod progress;
+
+use std::time::Duration;
+
+use berth_meta::{BoxedDelete, MarkedBlob, SweepError, SweepFailed, UntaggedManifest};
+use berth_oci::Digest;
+use futures_util::{StreamExt, stream};
+
+use crate::error::RegistryError;
+use crate::registry::Registry;
+
+pub use progress::{CollectionPhase, CollectionProgress, CollectionTotals};
+
+/// Repositories whose links one transaction checks.
+const REPOSITORY_BATCH: u32 = 100;
+/// Blobs one statement marks, or one page of marked blobs lists.
+const BLOB_BATCH: u32 = 500;
+/// Untagged manifests one page lists.
+const MANIFEST_BATCH: u32 = 500;
+/// How long a sweep holds a blob against every other: a quarter of it for deleting the
+/// bytes, the rest a margin for a deletion that was given up on but still lands.
+const SWEEP_LEASE: Duration = Duration::from_secs(120);
+
+/// How a collection runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectionOptions {
+    /// List what would be deleted, and change nothing.
+    pub dry_run: bool,
+    /// How long a blob may stay unreferenced before it is collected: the time a client
+    /// has between uploading a blob and pushing the manifest that references it.
+    pub grace: Duration,
+    /// Sweeps run at once.
+    pub workers: usize,
+    /// Delete the manifests that no tag names and nothing needs (Harbor's "delete
+    /// untagged artifacts"), pushed before the grace period, first.
+    pub delete_untagged: bool,
+}
+
+/// What a collection did, or would do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectionReport {
+    /// Blob links removed from repositories.
+    pub links_removed: u64,
+    /// Untagged manifests deleted (in a dry run: the ones its first pass would delete,
+    /// see [`Registry::collect_garbage`]).
+    pub manifests: Vec<UntaggedManifest>,
+    /// Blobs deleted (in a dry run: that would be).
+    pub blobs: Vec<MarkedBlob>,
+    /// The bytes those blobs held.
+    pub bytes: u64,
+}
+
+impl CollectionReport {
+    fn add(&mut self, blob: MarkedBlob) {
+        self.bytes += blob.size;
+        self.blobs.push(blob);
+    }
+}
+
+/// What one step of a collection did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectionStep {
+    /// Deleted these untagged manifests (none: a pass ended).
+    Manifests(Vec<UntaggedManifest>),
+    /// Removed this many blob links.
+    Unlinked(u64),
+    /// Marked this many blobs for deletion.
+    Marked(usize),
+    /// Deleted these blobs.
+    Swept(Vec<MarkedBlob>),
+    /// The collection is over.
+    Done,
+}
+
+impl Registry {
+    /// Collects garbage once, beside whatever else runs (see the module's documentation).
+    ///
+    /// A dry run that deletes untagged manifests lists those that are untagged and
+    /// needed by nothing now; the ones they hold up (an index's children, their
+    /// referrers) and the blobs only they reference are listed by a dry run after them.
+    pub async fn collect_garbage(
+        &self,
+        options: CollectionOptions,
+    ) -> Result<CollectionReport, RegistryError> {
+        let mut progress = self.start_collection(&options);
+        if options.dry_run {
+            let mut report = self.collectable(progress.before).await?;
+            if options.delete_untagged {
+                report.manifests = self.untagged_tops(progress.before).await?;
+            }
+            return Ok(report);
+        }
+        let mut report = CollectionReport::default();
+        loop {
+            match self.collection_step(&mut progress, options.workers).await? {
+                CollectionStep::Manifests(deleted) => report.manifests.extend(deleted),
+                CollectionStep::Unlinked(n) => report.links_removed += n,
+                CollectionStep::Marked(_) => {}
+                CollectionStep::Swept(blobs) => blobs.into_iter().for_each(|b| report.add(b)),
+                CollectionStep::Done => return Ok(report),
+            }
+        }
+    }
+
+    /// A collection from the start: of what is older than the grace period now.
+    pub fn start_collection(&self, options: &CollectionOptions) -> CollectionProgress {
+        let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
+        let before = self.clock.now_ms().saturating_sub(grace_ms);
+        CollectionProgress::start(before, options.delete_untagged)
+    }
+
+    /// Takes the next step of the collection at `progress` (one batch), with `workers`
+    /// sweeps at once, and moves `progress` past it.
+    pub async fn collection_step(
+        &self,
+        progress: &mut CollectionProgress,
+        workers: usize,
+    ) -> Result<CollectionStep, RegistryError> {
+        let before = progress.before;
+        match progress.phase {
+            CollectionPhase::Untagged => {
+                let after = (progress.after_repository, progress.after_digest.as_str());
+                let page = (self.meta)
+                    .untagged_manifests(after, MANIFEST_BATCH, before)
+                    .await?;
+                let Some(last) = page.last() else {
+                    // A pass that deleted something may have freed others: walk again.
+                    let another_pass = progress.pass_deleted;
+                    progress.enter(CollectionPhase::Untagged);
+                    if !another_pass {
+                        progress.enter(CollectionPhase::Unlink);
+                    }
+                    return Ok(CollectionStep::Manifests(Vec::new()));
+                };
+                (progress.after_repository, progress.after_digest) =
+                    (last.repository_id, last.digest.to_string());
+                let mut deleted = Vec::new();
+                for manifest in page {
+                    if (self.meta)
+                        .delete_untagged_manifest(&manifest.repository, &manifest.digest, before)
+                        .await?
+                    {
+                        deleted.push(manifest);
+                    }
+                }
+                progress.pass_deleted |= !deleted.is_empty();
+                progress.totals.manifests += deleted.len() as u64;
+                Ok(CollectionStep::Manifests(deleted))
+            }
+            CollectionPhase::Unlink => {
+                let batch = (self.meta)
+                    .unlink_unreferenced(progress.after_repository, REPOSITORY_BATCH, before)
+                    .await?;
+                progress.totals.links_removed += batch.unlinked;
+                match batch.last_repository {
+                    Some(last) => progress.after_repository = last,
+                    None => progress.enter(CollectionPhase::Mark),
+                }
+                Ok(CollectionStep::Unlinked(batch.unlinked))
+            }
+            CollectionPhase::Mark => {
+                let marked = (self.meta)
+                    .mark_unlinked_blobs(&progress.after_digest, BLOB_BATCH, before)
+                    .await?;
+                match marked.last() {
+                    Some(last) => progress.after_digest = last.digest.to_string(),
+                    None => progress.enter(CollectionPhase::Sweep),
+                }
+                Ok(CollectionStep::Marked(marked.len()))
+            }
+            CollectionPhase::Sweep => {
+                let page = self
+                    .meta
+                    .marked_blobs(&progress.after_digest, BLOB_BATCH)
+                    .await?;
+                let Some(last) = page.last() else {
+                    progress.enter(CollectionPhase::Done);
+                    return Ok(CollectionStep::Done);
+                };
+                progress.after_digest = last.digest.to_string();
+                let swept = self.sweep_page(page, workers.max(1)).await?;
+                progress.totals.blobs += swept.len() as u64;
+                progress.totals.bytes += swept.iter().map(|b| b.size).sum::<u64>();
+                Ok(CollectionStep::Swept(swept))
+            }
+            CollectionPhase::Done => Ok(CollectionStep::Done),
+        }
+    }
+
+    /// What a collection would delete now.
+    async fn collectable(&self, before: i64) -> Result<CollectionReport, RegistryError> {
+        let mut report = CollectionReport::default();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .meta
+                .collectable_blobs(&after, BLOB_BATCH, before)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(report);
+            };
+            after = last.digest.to_string();
+            page.into_iter().for_each(|blob| report.add(blob));
+        }
+    }
+
+    /// Every untagged manifest pushed before `before` that nothing needs now.
+    async fn untagged_tops(&self, before: i64) -> Result<Vec<UntaggedManifest>, RegistryError> {
+        let (mut found, mut after) = (Vec::new(), (0, String::new()));
+        loop {
+            let page = (self.meta)
+                .untagged_manifests((after.0, &after.1), MANIFEST_BATCH, before)
+                .await?;
+            let Some(last) = page.last() else {
+                return Ok(found);
+            };
+            after = (last.repository_id, last.digest.to_string());
+            found.extend(page);
+        }
+    }
+
+    /// Sweeps the marked blobs of `page`, `workers` at once; returns those this run
+    /// removed.
+    async fn sweep_page(
+        &self,
+        page: Vec<MarkedBlob>,
+        workers: usize,
+    ) -> Result<Vec<MarkedBlob>, RegistryError> {
+        let outcomes: Vec<_> = stream::iter(page)
+            .map(|blob| async move {
+                let removed = self.sweep(&blob.digest).await?;
+                Ok::<_, RegistryError>(removed.then_some(blob))
+            })
+            .buffer_unordered(workers)
+            .collect()
+            .await;
+        let mut swept = Vec::new();
+        for outcome in outcomes {
+            swept.extend(outcome?);
+        }
+        Ok(swept)
+    }
+
+    /// Deletes one marked blob, bytes then row; `false` when another sweep did or is
+    /// doing it. A completing upload that finds its digest marked calls it too, to
+    /// finish a sweep that a collection cut short left undone.
+    pub(crate) async fn sweep(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let _sweeping = self.digest_locks.lock(digest).await;
+        let delete_bytes = || -> BoxedDelete<'_> {
+            Box::pin(async move {
+                self.blobs
+                    .delete(digest)
+                    .await
+                    .map_err(|e| SweepFailed(e.to_string()))
+            })
+        };
+        match self
+            .meta
+            .sweep_blob(digest, SWEEP_LEASE, &delete_bytes)
+            .await
+        {
+            Ok(removed) => Ok(removed),
+            Err(SweepError::Meta(e)) => Err(e.into()),
+            Err(SweepError::Bytes(e)) => Err(RegistryError::Internal(format!(
+                "garbage collection could not delete blob {digest}: {e}"
+            ))),
+        }
+    }
+}
