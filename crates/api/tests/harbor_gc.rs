@@ -307,3 +307,45 @@ async fn only_administrators_see_or_start_collections() {
         assert_eq!(user.status, StatusCode::FORBIDDEN, "{uri}");
     }
 }
+
+/// A run whose database fails midway is run again from its last checkpoint.
+#[tokio::test]
+async fn a_failed_run_resumes_from_its_checkpoint() {
+    let clock = ManualClock::new();
+    let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;
+    reg.log_in(Some(ADMIN));
+    let mut strays = Vec::new();
+    for n in 0..3 {
+        strays.push(
+            reg.push_blob("library/app", format!("stray {n}").as_bytes())
+                .await,
+        );
+    }
+    clock.advance(2 * HOUR);
+    let _runner = runner(&reg, clock.clone());
+    // Marking fails: the run fails once it has unlinked everything.
+    reg.faults.cut_marks(1);
+    let r = start(&reg, json!({})).await;
+    let id = r.header("location").rsplit('/').next().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let job = reg.jobs.job(id.parse().unwrap()).await.unwrap().unwrap();
+        if job.attempts == 1 && job.state == berth_meta::JobState::Queued {
+            let progress = job.progress.expect("a checkpoint");
+            assert!(progress.contains(r#""phase":"mark""#), "{progress}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The retry, once its back-off is over, goes on from the marking.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(ended(&reg, &id).await["job_status"], "Success");
+    let log = gc_log(&reg, &id).await;
+    assert!(log.contains("resumed at the Mark phase"), "{log}");
+    assert!(log.contains("3 blob links, 3 blobs"), "{log}");
+    for stray in &strays {
+        let blob = format!("/v2/library/app/blobs/{stray}");
+        assert_eq!(reg.get(&blob).await.status, StatusCode::NOT_FOUND);
+    }
+}

@@ -25,7 +25,7 @@ pub use buffer_budget::BufferPermit;
 pub use clock::{Clock, SystemClock};
 pub use collector::{
     CollectionOptions, CollectionPhase, CollectionProgress, CollectionReport, CollectionStep,
-    CollectionTotals,
+    CollectionTotals, FailedSweep,
 };
 pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};

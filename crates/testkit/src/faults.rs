@@ -24,6 +24,8 @@ pub struct MetaFaults {
     /// Sweeps still to cut before they start: what a collection that stops between
     /// marking and sweeping leaves behind.
     cut_sweeps: AtomicUsize,
+    /// Marking batches still to fail: a database that fails a collection midway.
+    cut_marks: AtomicUsize,
     /// The next mount to hold before it links.
     held_link: Mutex<Option<HeldLink>>,
 }
@@ -56,6 +58,12 @@ impl MetaFaults {
     /// those blobs marked: what a collection cut between marking and sweeping leaves.
     pub fn cut_sweeps(&self, n: usize) {
         self.cut_sweeps.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` batches that mark blobs for deletion fail, marking nothing:
+    /// a collection whose database fails midway.
+    pub fn cut_marks(&self, n: usize) {
+        self.cut_marks.store(n, Ordering::SeqCst);
     }
 
     /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
@@ -372,6 +380,9 @@ impl CollectionStore for FaultyMeta {
         limit: u32,
         before: i64,
     ) -> Result<Vec<MarkedBlob>, MetaError> {
+        if MetaFaults::take_cut(&self.faults.cut_marks) {
+            return Err(MetaError("marking cut by the test".into()));
+        }
         self.inner.mark_unlinked_blobs(after, limit, before).await
     }
 

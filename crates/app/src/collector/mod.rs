@@ -55,6 +55,18 @@ pub struct CollectionReport {
     pub blobs: Vec<MarkedBlob>,
     /// The bytes those blobs held.
     pub bytes: u64,
+    /// Blobs whose deletion failed, and why: they stay marked, for the next run.
+    pub failed: Vec<FailedSweep>,
+}
+
+/// A marked blob a sweep could not delete; it stays marked, and the next collection
+/// tries again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedSweep {
+    /// The blob.
+    pub digest: Digest,
+    /// Why.
+    pub error: String,
 }
 
 impl CollectionReport {
@@ -73,8 +85,13 @@ pub enum CollectionStep {
     Unlinked(u64),
     /// Marked this many blobs for deletion.
     Marked(usize),
-    /// Deleted these blobs.
-    Swept(Vec<MarkedBlob>),
+    /// Deleted these blobs, and failed to delete those (they stay marked).
+    Swept {
+        /// Blobs deleted.
+        swept: Vec<MarkedBlob>,
+        /// Blobs not deleted.
+        failed: Vec<FailedSweep>,
+    },
     /// The collection is over.
     Done,
 }
@@ -103,7 +120,10 @@ impl Registry {
                 CollectionStep::Manifests(deleted) => report.manifests.extend(deleted),
                 CollectionStep::Unlinked(n) => report.links_removed += n,
                 CollectionStep::Marked(_) => {}
-                CollectionStep::Swept(blobs) => blobs.into_iter().for_each(|b| report.add(b)),
+                CollectionStep::Swept { swept, failed } => {
+                    swept.into_iter().for_each(|b| report.add(b));
+                    report.failed.extend(failed);
+                }
                 CollectionStep::Done => return Ok(report),
             }
         }
@@ -185,10 +205,11 @@ impl Registry {
                     return Ok(CollectionStep::Done);
                 };
                 progress.after_digest = last.digest.to_string();
-                let swept = self.sweep_page(page, workers.max(1)).await?;
+                let (swept, failed) = self.sweep_page(page, workers.max(1)).await;
                 progress.totals.blobs += swept.len() as u64;
                 progress.totals.bytes += swept.iter().map(|b| b.size).sum::<u64>();
-                Ok(CollectionStep::Swept(swept))
+                progress.totals.failed += failed.len() as u64;
+                Ok(CollectionStep::Swept { swept, failed })
             }
             CollectionPhase::Done => Ok(CollectionStep::Done),
         }
@@ -227,25 +248,30 @@ impl Registry {
     }
 
     /// Sweeps the marked blobs of `page`, `workers` at once; returns those this run
-    /// removed.
+    /// removed, and those it failed to (which stay marked: one blob that cannot be
+    /// deleted holds up no other).
     async fn sweep_page(
         &self,
         page: Vec<MarkedBlob>,
         workers: usize,
-    ) -> Result<Vec<MarkedBlob>, RegistryError> {
+    ) -> (Vec<MarkedBlob>, Vec<FailedSweep>) {
         let outcomes: Vec<_> = stream::iter(page)
-            .map(|blob| async move {
-                let removed = self.sweep(&blob.digest).await?;
-                Ok::<_, RegistryError>(removed.then_some(blob))
-            })
+            .map(|blob| async move { (self.sweep(&blob.digest).await, blob) })
             .buffer_unordered(workers)
             .collect()
             .await;
-        let mut swept = Vec::new();
-        for outcome in outcomes {
-            swept.extend(outcome?);
+        let (mut swept, mut failed) = (Vec::new(), Vec::new());
+        for (outcome, blob) in outcomes {
+            match outcome {
+                Ok(true) => swept.push(blob),
+                Ok(false) => {}
+                Err(e) => failed.push(FailedSweep {
+                    digest: blob.digest,
+                    error: e.to_string(),
+                }),
+            }
         }
-        Ok(swept)
+        (swept, failed)
     }
 
     /// Deletes one marked blob, bytes then row; `false` when another sweep did or is

@@ -30,6 +30,9 @@ pub struct CollectionTotals {
     pub blobs: u64,
     /// The bytes those blobs held.
     pub bytes: u64,
+    /// Blobs whose deletion failed (they stay marked, for the next run).
+    #[serde(default)]
+    pub failed: u64,
 }
 
 /// Where a collection stands. Each step is idempotent, so a run that resumes from a

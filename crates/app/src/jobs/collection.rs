@@ -93,8 +93,14 @@ fn step_lines(step: &CollectionStep) -> Vec<String> {
         CollectionStep::Manifests(deleted) => (deleted.iter())
             .map(|m| format!("deleted untagged manifest {}@{}", m.repository, m.digest))
             .collect(),
-        CollectionStep::Swept(blobs) => (blobs.iter())
+        CollectionStep::Swept { swept, failed } => (swept.iter())
             .map(|b| format!("deleted blob {} ({} bytes)", b.digest, b.size))
+            .chain(failed.iter().map(|f| {
+                format!(
+                    "could not delete blob {}, kept for the next run: {}",
+                    f.digest, f.error
+                )
+            }))
             .collect(),
         CollectionStep::Unlinked(_) | CollectionStep::Marked(_) | CollectionStep::Done => {
             Vec::new()
@@ -138,8 +144,9 @@ impl JobHandler for GarbageCollection {
             let checkpoint = job.checkpoint(&serde_json::to_string(&progress)?).await?;
             let totals = progress.totals;
             let summary = format!(
-                "{} untagged manifests, {} blob links, {} blobs and {} bytes deleted",
-                totals.manifests, totals.links_removed, totals.blobs, totals.bytes
+                "{} untagged manifests, {} blob links, {} blobs and {} bytes deleted; \
+                 {} blobs could not be deleted",
+                totals.manifests, totals.links_removed, totals.blobs, totals.bytes, totals.failed
             );
             if step == CollectionStep::Done {
                 job.log([format!("done: {summary}")]).await?;

@@ -72,6 +72,9 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
     if !rows.is_empty() {
         print!("{}", table(["BLOB", "BYTES"], &rows));
     }
+    for failed in &report.failed {
+        eprintln!("could not delete blob {}: {}", failed.digest, failed.error);
+    }
     let (blobs, bytes, untagged) = (report.blobs.len(), report.bytes, report.manifests.len());
     if args.dry_run {
         println!("would delete {untagged} untagged manifests, {blobs} blobs, {bytes} bytes");
@@ -80,6 +83,12 @@ pub fn run(args: &GcArgs) -> anyhow::Result<()> {
             "deleted {untagged} untagged manifests, {blobs} blobs, {bytes} bytes; \
              removed {} unreferenced blob links",
             report.links_removed
+        );
+    }
+    if !report.failed.is_empty() {
+        anyhow::bail!(
+            "{} blobs could not be deleted; they stay marked for the next collection",
+            report.failed.len()
         );
     }
     Ok(())
