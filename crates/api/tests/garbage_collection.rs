@@ -291,3 +291,33 @@ async fn untagged_manifests_go_with_the_blobs_only_they_referenced() {
         StatusCode::OK
     );
 }
+
+/// A blob whose link in one repository was collected, while another repository's image
+/// keeps it, is linked again by a push into the first, and a manifest there finds it.
+#[tokio::test]
+async fn a_blob_unlinked_in_one_repository_is_linked_again_by_a_push() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    registry
+        .push_image("gc/keeper", "v1", &[b"shared layer"])
+        .await;
+    let layer = registry.push_blob("gc/other", b"shared layer").await;
+    clock.advance(2 * HOUR);
+    let done = (registry.registry)
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(done.links_removed, 1);
+    assert_eq!(
+        blob_status(&registry, "gc/other", &layer).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(registry.push_blob("gc/other", b"shared layer").await, layer);
+    assert_eq!(
+        blob_status(&registry, "gc/other", &layer).await,
+        StatusCode::OK
+    );
+    registry
+        .push_image("gc/other", "v1", &[b"shared layer"])
+        .await;
+}
