@@ -45,6 +45,22 @@ impl Keys {
             .child(hex)
     }
 
+    /// The directory of every committed blob.
+    pub(crate) fn blobs(&self) -> Path {
+        self.root.child("blobs")
+    }
+
+    /// The committed blob a key under [`Keys::blobs`] holds, if it names one.
+    pub(crate) fn blob_of(&self, location: &Path) -> Option<Digest> {
+        let parts: Vec<_> = location.prefix_match(&self.blobs())?.collect();
+        match parts.as_slice() {
+            [algorithm, _, hex] => {
+                Digest::parse(&format!("{}:{}", algorithm.as_ref(), hex.as_ref())).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// The directory of every upload.
     pub(crate) fn uploads(&self) -> Path {
         self.root.child("uploads")

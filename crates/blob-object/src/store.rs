@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_blob::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, StoredBlob,
 };
 use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use futures_util::{StreamExt, TryStreamExt};
@@ -185,6 +185,38 @@ impl BlobStore for ObjectBlobStore {
         self.bucket
             .remove_upload(&self.bucket.keys.upload(id))
             .await
+    }
+
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlob>, BlobError> {
+        let keys = &self.bucket.keys;
+        // Keys sort as digests do: algorithm, then the hex (its first two characters
+        // name the directory between).
+        let mut objects = match after {
+            Some(after) => {
+                (self.bucket.writes).list_with_offset(Some(&keys.blobs()), &keys.blob(after))
+            }
+            None => self.bucket.writes.list(Some(&keys.blobs())),
+        };
+        let mut found = Vec::new();
+        while found.len() < limit {
+            let Some(meta) = objects.try_next().await.map_err(storage)? else {
+                break;
+            };
+            let Some(digest) = keys.blob_of(&meta.location) else {
+                continue;
+            };
+            let millis = u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0);
+            found.push(StoredBlob {
+                digest,
+                size: meta.size,
+                written: SystemTime::UNIX_EPOCH + Duration::from_millis(millis),
+            });
+        }
+        Ok(found)
     }
 
     async fn list_uploads(&self) -> Result<Vec<(UploadId, SystemTime)>, BlobError> {

@@ -35,6 +35,49 @@ pub async fn run(store: Arc<dyn BlobStore>) {
     limits_and_absence(&*store).await;
     an_existing_blob_is_never_replaced(&*store).await;
     short_bytes_are_never_hashed_or_published(&*store).await;
+    committed_blobs_are_listed_in_digest_order(&*store).await;
+}
+
+async fn committed_blobs_are_listed_in_digest_order(store: &dyn BlobStore) {
+    let started = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+    let contents: [&'static [u8]; 5] = [b"listed a", b"listed b", b"listed c", b"listed d", b"e"];
+    let mut digests = Vec::new();
+    for (seed, data) in (20..).zip(contents) {
+        let (id, digest) = staged(store, seed, data).await;
+        store
+            .commit_upload(&id, data.len() as u64, &digest)
+            .await
+            .unwrap();
+        digests.push((digest, data.len() as u64));
+    }
+    // A sha512 blob comes after every sha256 one.
+    let (id, _) = staged(store, 30, b"listed long").await;
+    let long = Digest::compute(Algorithm::Sha512, b"listed long");
+    store.commit_upload(&id, 11, &long).await.unwrap();
+    digests.push((long, 11));
+    digests.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+
+    let mut listed = Vec::new();
+    let mut after: Option<Digest> = None;
+    loop {
+        let page = store.list_blobs(after.as_ref(), 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.digest.clone());
+        // Blobs other checks left are listed too.
+        for blob in page {
+            if digests.iter().any(|(d, _)| d == &blob.digest) {
+                assert!(blob.written >= started, "{:?}", blob.written);
+                listed.push((blob.digest, blob.size));
+            }
+        }
+    }
+    assert_eq!(listed, digests);
+    for (digest, _) in &digests {
+        store.delete(digest).await.unwrap();
+    }
+    let left = store.list_blobs(None, 1000).await.unwrap();
+    assert!(!left.iter().any(|b| digests.iter().any(|(d, _)| d == &b.digest)));
 }
 
 /// Writes `data` into a new upload and returns its id and digest.

@@ -20,7 +20,7 @@ use crate::buffer_pool::BufferPool;
 use crate::durable_dirs::{DurableDirs, sync_dir};
 use crate::file_chunks::FileChunks;
 use crate::port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, StoredBlob,
 };
 use crate::write_batch::WriteBatcher;
 
@@ -499,6 +499,16 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlob>, BlobError> {
+        let root = self.root.join("blobs");
+        let after = after.map(Digest::to_string);
+        blocking(move || Ok(committed_blobs(&root, after.as_deref(), limit)?)).await
+    }
+
     async fn list_uploads(&self) -> Result<Vec<(UploadId, SystemTime)>, BlobError> {
         let dir = self.root.join("uploads");
         blocking(move || {
@@ -532,6 +542,60 @@ impl BlobStore for FsBlobStore {
         })
         .await
     }
+}
+
+/// The names in `dir`, sorted; none when it does not exist.
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        entries => entries?,
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+/// The committed blobs under `root` (`<alg>/<xx>/<hex>`) whose digest's text comes
+/// after `after`, in that order, up to `limit`; only the directories at or past
+/// `after`'s are read.
+fn committed_blobs(root: &Path, after: Option<&str>, limit: usize) -> io::Result<Vec<StoredBlob>> {
+    let mut found = Vec::new();
+    for algorithm in sorted_names(root)? {
+        for prefix in sorted_names(&root.join(&algorithm))? {
+            let directory = format!("{algorithm}:{prefix}");
+            if after.is_some_and(|a| directory.as_str() < a.get(..directory.len()).unwrap_or(a)) {
+                continue;
+            }
+            let dir = root.join(&algorithm).join(&prefix);
+            for name in sorted_names(&dir)? {
+                let text = format!("{algorithm}:{name}");
+                if after.is_some_and(|a| text.as_str() <= a) {
+                    continue;
+                }
+                let Ok(digest) = Digest::parse(&text) else {
+                    continue;
+                };
+                let meta = match std::fs::metadata(dir.join(&name)) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    meta => meta?,
+                };
+                found.push(StoredBlob {
+                    digest,
+                    size: meta.len(),
+                    written: meta.modified()?,
+                });
+                if found.len() == limit {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

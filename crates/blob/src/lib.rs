@@ -13,7 +13,9 @@ mod port;
 mod write_batch;
 
 pub use fs::FsBlobStore;
-pub use port::{AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed};
+pub use port::{
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, StoredBlob,
+};
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

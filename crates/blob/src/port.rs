@@ -92,6 +92,17 @@ pub struct AppendOutcome {
     pub hasher: ResumableHasher,
 }
 
+/// A committed blob as the store lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When its bytes were written.
+    pub written: SystemTime,
+}
+
 /// Content-addressed storage of committed blobs and of in-progress uploads.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -159,6 +170,15 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Discards an upload's bytes. Absent uploads are not an error.
     async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError>;
+
+    /// Committed blobs in order of their digest's text after `after` (from the first
+    /// when `None`), up to `limit`: garbage collection looks for bytes that no blob row
+    /// knows. Objects whose names are no digest are passed over.
+    async fn list_blobs(
+        &self,
+        after: Option<&Digest>,
+        limit: usize,
+    ) -> Result<Vec<StoredBlob>, BlobError>;
 
     /// Every upload with bytes at rest and when it was last written, for purging.
     async fn list_uploads(&self) -> Result<Vec<(UploadId, SystemTime)>, BlobError>;
