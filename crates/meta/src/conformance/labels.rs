@@ -128,12 +128,29 @@ async fn labels_are_created_read_changed_and_deleted(store: &dyn Metadata) {
         .update_label(in_p, &clash, 10, &audit(actor, "update", "clash"))
         .await;
     assert!(same.unwrap(), "its own name is no clash");
+    let other = create(
+        store,
+        &new_label("cf-label-other", LabelScope::Global),
+        10,
+        actor,
+    )
+    .await;
+    let taken = LabelUpdate {
+        name: "cf-label-other".into(),
+        ..update.clone()
+    };
     let refused = store
-        .update_label(global, &update, 10, &audit(actor, "update", "refused"))
+        .update_label(global, &taken, 10, &audit(actor, "update", "refused"))
         .await;
     assert!(
         matches!(refused, Err(LabelError::NameTaken(_))),
-        "the global scope is one: {refused:?}"
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .delete_label(other, &audit(actor, "delete", "other"))
+            .await
+            .unwrap()
     );
     let missing = store
         .update_label(i64::MAX, &update, 10, &audit(actor, "update", "missing"))
@@ -165,6 +182,8 @@ async fn labels_are_created_read_changed_and_deleted(store: &dyn Metadata) {
             "cf-label",
             "renamed",
             "clash",
+            "cf-label-other",
+            "other",
             "global",
             "cf-label",
         ]
