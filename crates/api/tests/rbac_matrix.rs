@@ -24,6 +24,8 @@ enum Need {
     System(Resource, Action),
     /// Any logged-in caller (the answer is filtered to what it may see).
     LoggedIn,
+    /// Anyone, anonymous callers included.
+    Anyone,
     /// A permission in the project, and every permission of the role given (nobody
     /// makes a member stronger than themselves).
     GrantRole(Resource, Action, i64),
@@ -41,8 +43,9 @@ struct Row {
     name: &'static str,
     surface: Surface,
     method: Method,
-    /// `{p}` is the project, `{member}`, `{robot}`, `{digest}`, `{doomed}` ids made by
-    /// the row's preparation.
+    /// `{p}` is the project, `{member}`, `{robot}`, `{digest}`, `{doomed}`, `{label}`,
+    /// `{glabel}` ids made by the row's preparation; in a body, `"{label:number}"` and
+    /// `"{pid:number}"` become the bare numbers.
     path: &'static str,
     body: Option<Value>,
     need: Need,
@@ -72,6 +75,16 @@ enum Prepare {
     NoMadeUser,
     /// The project's `severity` metadata is set.
     Severity,
+    /// Neither the project nor the system has a label `made`.
+    NoMadeLabel,
+    /// The project has a label `victim` (`{label}`).
+    ProjectLabel,
+    /// A global label `victim-global` exists (`{glabel}`).
+    GlobalLabel,
+    /// The project's label `victim` exists and `app:v1` does not carry it.
+    UnlabelledArtifact,
+    /// `app:v1` carries the project's label `victim`.
+    LabelledArtifact,
 }
 
 fn rows() -> Vec<Row> {
@@ -458,6 +471,136 @@ fn rows() -> Vec<Row> {
             Pr::Nothing,
         ),
         row(
+            "labels list (project)",
+            H,
+            M::GET,
+            "/api/v2.0/labels?scope=p&project_id={pid}",
+            None,
+            P(R::Label, A::List),
+            200,
+            Pr::Nothing,
+        ),
+        row(
+            "label create (project)",
+            H,
+            M::POST,
+            "/api/v2.0/labels",
+            Some(json!({"name": "made", "scope": "p", "project_id": "{pid:number}"})),
+            P(R::Label, A::Create),
+            201,
+            Pr::NoMadeLabel,
+        ),
+        row(
+            "label get (project)",
+            H,
+            M::GET,
+            "/api/v2.0/labels/{label}",
+            None,
+            P(R::Label, A::Read),
+            200,
+            Pr::ProjectLabel,
+        ),
+        row(
+            "label update (project)",
+            H,
+            M::PUT,
+            "/api/v2.0/labels/{label}",
+            Some(json!({"name": "victim", "description": "changed", "color": "#000000"})),
+            P(R::Label, A::Update),
+            200,
+            Pr::ProjectLabel,
+        ),
+        row(
+            "label delete (project)",
+            H,
+            M::DELETE,
+            "/api/v2.0/labels/{label}",
+            None,
+            P(R::Label, A::Delete),
+            200,
+            Pr::ProjectLabel,
+        ),
+        row(
+            "labels list (global)",
+            H,
+            M::GET,
+            "/api/v2.0/labels?scope=g",
+            None,
+            Need::Anyone,
+            200,
+            Pr::Nothing,
+        ),
+        row(
+            "label create (global)",
+            H,
+            M::POST,
+            "/api/v2.0/labels",
+            Some(json!({"name": "made", "scope": "g"})),
+            S(R::Label, A::Create),
+            201,
+            Pr::NoMadeLabel,
+        ),
+        row(
+            "label get (global)",
+            H,
+            M::GET,
+            "/api/v2.0/labels/{glabel}",
+            None,
+            S(R::Label, A::Read),
+            200,
+            Pr::GlobalLabel,
+        ),
+        row(
+            "label update (global)",
+            H,
+            M::PUT,
+            "/api/v2.0/labels/{glabel}",
+            Some(json!({"name": "victim-global", "description": "changed"})),
+            S(R::Label, A::Update),
+            200,
+            Pr::GlobalLabel,
+        ),
+        row(
+            "label delete (global)",
+            H,
+            M::DELETE,
+            "/api/v2.0/labels/{glabel}",
+            None,
+            S(R::Label, A::Delete),
+            200,
+            Pr::GlobalLabel,
+        ),
+        row(
+            "artifact label add",
+            H,
+            M::POST,
+            "/api/v2.0/projects/{p}/repositories/app/artifacts/v1/labels",
+            Some(json!({"id": "{label:number}"})),
+            P(R::ArtifactLabel, A::Create),
+            200,
+            Pr::UnlabelledArtifact,
+        ),
+        row(
+            "artifact label remove",
+            H,
+            M::DELETE,
+            "/api/v2.0/projects/{p}/repositories/app/artifacts/v1/labels/{label}",
+            None,
+            P(R::ArtifactLabel, A::Delete),
+            200,
+            Pr::LabelledArtifact,
+        ),
+        row(
+            "artifacts list by label",
+            H,
+            M::GET,
+            "/api/v2.0/projects/{p}/repositories/app/artifacts?with_label=true&q=labels%3D({label})",
+            None,
+            P(R::Artifact, A::List),
+            200,
+            Pr::LabelledArtifact,
+        ),
+        row(
             "users list",
             H,
             M::GET,
@@ -655,6 +798,7 @@ async fn prepare(reg: &TestRegistry, p: &str, what: Prepare) -> Vec<(&'static st
             .find(|r| r["name"] == json!(format!("robot${p}+{name}")))
             .map(|r| r["id"].as_i64().unwrap())
     };
+    values.extend(prepare_labels(reg, p, pid, what).await);
     match what {
         Prepare::NoMadeRobot => {
             if let Some(id) = find("made") {
@@ -723,7 +867,74 @@ async fn prepare(reg: &TestRegistry, p: &str, what: Prepare) -> Vec<(&'static st
         }
         _ => {}
     }
+    values.push(("\"{pid:number}\"", pid.to_string()));
     values.push(("{pid}", pid.to_string()));
+    values
+}
+
+/// The labels part of [`prepare`] in project `p` (id `pid`).
+async fn prepare_labels(
+    reg: &TestRegistry,
+    p: &str,
+    pid: i64,
+    what: Prepare,
+) -> Vec<(&'static str, String)> {
+    let find = async |query: String, name: &str| {
+        let listed = api(reg, Method::GET, &format!("/api/v2.0/labels?{query}"), None)
+            .await
+            .json();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == json!(name))
+            .map(|l| l["id"].as_i64().unwrap())
+    };
+    let ensure = async |query: String, body: Value| -> i64 {
+        let name = body["name"].as_str().unwrap().to_owned();
+        if let Some(id) = find(query, &name).await {
+            return id;
+        }
+        let r = api(reg, Method::POST, "/api/v2.0/labels", Some(body)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "label {name}: {:?}", r.body);
+        r.header("location")
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let in_project = format!("scope=p&project_id={pid}&page_size=100");
+    let artifact_labels = format!("/api/v2.0/projects/{p}/repositories/app/artifacts/v1/labels");
+    let mut values = Vec::new();
+    match what {
+        Prepare::NoMadeLabel => {
+            for query in [in_project, "scope=g&page_size=100".to_owned()] {
+                if let Some(id) = find(query, "made").await {
+                    api(reg, Method::DELETE, &format!("/api/v2.0/labels/{id}"), None).await;
+                }
+            }
+        }
+        Prepare::GlobalLabel => {
+            let body = json!({"name": "victim-global", "scope": "g"});
+            let id = ensure("scope=g&page_size=100".into(), body).await;
+            values.push(("{glabel}", id.to_string()));
+        }
+        Prepare::ProjectLabel | Prepare::UnlabelledArtifact | Prepare::LabelledArtifact => {
+            let body = json!({"name": "victim", "scope": "p", "project_id": pid});
+            let id = ensure(in_project, body).await;
+            if what == Prepare::UnlabelledArtifact {
+                let uri = format!("{artifact_labels}/{id}");
+                api(reg, Method::DELETE, &uri, None).await;
+            }
+            if what == Prepare::LabelledArtifact {
+                api(reg, Method::POST, &artifact_labels, Some(json!({"id": id}))).await;
+            }
+            values.push(("\"{label:number}\"", id.to_string()));
+            values.push(("{label}", id.to_string()));
+        }
+        _ => {}
+    }
     values
 }
 
@@ -764,8 +975,11 @@ async fn snapshot(reg: &TestRegistry, p: &str) -> String {
         format!("/api/v2.0/projects/{p}"),
         format!("/api/v2.0/projects/{p}/members?page_size=100"),
         format!("/api/v2.0/projects/{p}/repositories?page_size=100"),
-        format!("/api/v2.0/projects/{p}/repositories/app/artifacts?page_size=100"),
-        format!("/api/v2.0/projects/{p}/repositories/doomed/artifacts?page_size=100"),
+        format!("/api/v2.0/projects/{p}/repositories/app/artifacts?page_size=100&with_label=true"),
+        format!(
+            "/api/v2.0/projects/{p}/repositories/doomed/artifacts?page_size=100&with_label=true"
+        ),
+        "/api/v2.0/labels?scope=g&page_size=100".to_owned(),
     ] {
         let mut v = api(reg, Method::GET, &uri, None).await.json();
         strip_times(&mut v);
@@ -784,7 +998,16 @@ async fn snapshot(reg: &TestRegistry, p: &str) -> String {
     .await
     .json();
     strip_times(&mut robots);
-    state + &robots.to_string()
+    let mut labels = api(
+        reg,
+        Method::GET,
+        &format!("/api/v2.0/labels?scope=p&project_id={pid}&page_size=100"),
+        None,
+    )
+    .await
+    .json();
+    strip_times(&mut labels);
+    state + &robots.to_string() + &labels.to_string()
 }
 
 /// Pull times and counts change on reads; they are not what "unchanged" is about.
@@ -833,6 +1056,7 @@ fn expected(row: &Row, principal: &Principal, project: ProjectRef) -> u16 {
         ),
         Need::System(r, a) => (allowed(principal, None, Permission::new(r, a)), true),
         Need::LoggedIn => (!principal.is_anonymous(), true),
+        Need::Anyone => (true, true),
         Need::GrantRole(r, a, role) => {
             let held = berth_authz::effective_permissions(principal, Some(project));
             let role = berth_authz::builtin_role(role)

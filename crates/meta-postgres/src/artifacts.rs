@@ -84,8 +84,8 @@ impl Columns for ArtifactField {
             ArtifactField::MediaType => ("m.media_type", false),
             ArtifactField::PushTime => ("m.pushed_at", true),
             ArtifactField::PullTime => ("coalesce(m.pulled_at, 0)", true),
-            // Filtered by `tag_conditions`; sorting by tags sorts by id.
-            ArtifactField::Tags => ("m.id", true),
+            // Filtered by `relation_conditions`; sorting by tags or labels sorts by id.
+            ArtifactField::Tags | ArtifactField::Labels => ("m.id", true),
             ArtifactField::Id => ("m.id", true),
         };
         Column { sql, numeric }
@@ -156,37 +156,68 @@ fn artifact_row(r: &PgRow) -> Result<ArtifactInfo, MetaError> {
     })
 }
 
-/// Moves `tags=` filters out of the query into conditions on the tags table, whose
-/// parameters follow the listing's first two.
-fn tag_conditions(
+/// Moves `tags=` and `labels=` filters out of the query into conditions on the tags
+/// and label tables, whose parameters follow the listing's first two.
+fn relation_conditions(
     query: &ListQuery<ArtifactField>,
 ) -> (ListQuery<ArtifactField>, Vec<String>, Vec<Value>) {
     let mut rest = query.clone();
     let (mut conditions, mut values) = (Vec::new(), Vec::new());
     rest.filters.retain(|f| {
-        if f.field != ArtifactField::Tags {
-            return true;
+        match f.field {
+            ArtifactField::Tags => conditions.push(tag_condition(&f.matching, &mut values)),
+            ArtifactField::Labels => conditions.push(label_condition(&f.matching, &mut values)),
+            _ => return true,
         }
-        let tag_exists = |condition: &str| {
-            format!("EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id{condition})")
-        };
-        conditions.push(match &f.matching {
-            Match::Exact(t) if t == "*" => tag_exists(""),
-            Match::Exact(t) if t == "nil" => format!("NOT {}", tag_exists("")),
-            Match::Exact(t) => {
-                values.push(Value::Text(t.clone()));
-                tag_exists(&format!(" AND t.name = ${}", values.len() + 2))
-            }
-            Match::Fuzzy(t) => {
-                values.push(Value::Text(t.clone()));
-                let slot = format!("${}", values.len() + 2);
-                tag_exists(&format!(" AND {}", contains("t.name", &slot)))
-            }
-            _ => "FALSE".into(),
-        });
         false
     });
     (rest, conditions, values)
+}
+
+/// The condition of a `tags=` filter; its parameters are added to `values`.
+fn tag_condition(matching: &Match, values: &mut Vec<Value>) -> String {
+    let tag_exists = |condition: &str| {
+        format!("EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id{condition})")
+    };
+    match matching {
+        Match::Exact(t) if t == "*" => tag_exists(""),
+        Match::Exact(t) if t == "nil" => format!("NOT {}", tag_exists("")),
+        Match::Exact(t) => {
+            values.push(Value::Text(t.clone()));
+            tag_exists(&format!(" AND t.name = ${}", values.len() + 2))
+        }
+        Match::Fuzzy(t) => {
+            values.push(Value::Text(t.clone()));
+            let slot = format!("${}", values.len() + 2);
+            tag_exists(&format!(" AND {}", contains("t.name", &slot)))
+        }
+        _ => "FALSE".into(),
+    }
+}
+
+/// The condition of a `labels=` filter: the artifact carries each label named.
+fn label_condition(matching: &Match, values: &mut Vec<Value>) -> String {
+    let ids = match matching {
+        Match::Exact(id) => std::slice::from_ref(id),
+        Match::AllOf(ids) => ids.as_slice(),
+        _ => return "FALSE".into(),
+    };
+    let Ok(mut ids) = ids
+        .iter()
+        .map(|id| id.parse::<i64>())
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return "FALSE".into();
+    };
+    ids.sort_unstable();
+    ids.dedup();
+    let count = ids.len();
+    values.push(Value::Ints(ids));
+    format!(
+        "(SELECT count(*) FROM label_references lr
+          WHERE lr.manifest_id = m.id AND lr.label_id = ANY(${})) = {count}",
+        values.len() + 2
+    )
 }
 
 /// A content limit as a statement parameter.
@@ -290,14 +321,14 @@ impl ArtifactStore for PgMetaStore {
         query: &ListQuery<ArtifactField>,
         content_limit: u64,
     ) -> Result<Listed<ArtifactInfo>, MetaError> {
-        let (rest, tag_conditions, tag_values) = tag_conditions(query);
+        let (rest, relations, relation_values) = relation_conditions(query);
         // `$1` (the content limit) is only in the columns; a count on its own names it
         // in a condition that always holds.
         let mut fixed = String::from(
             "$1::BIGINT IS NOT NULL
              AND m.repository_id = (SELECT id FROM repositories WHERE name = $2)",
         );
-        for condition in &tag_conditions {
+        for condition in &relations {
             fixed += " AND ";
             fixed += condition;
         }
@@ -305,7 +336,7 @@ impl ArtifactStore for PgMetaStore {
             Value::Int(content_bound(content_limit)),
             Value::Text(repository.as_str().to_owned()),
         ];
-        values.extend(tag_values);
+        values.extend(relation_values);
         let clauses = Clauses::new(&rest, &fixed, values, "m.id");
         list(
             &self.pool,

@@ -44,6 +44,7 @@ mod audit;
 mod collection;
 mod import;
 mod jobs;
+mod labels;
 mod listing;
 mod migrate;
 mod projects;

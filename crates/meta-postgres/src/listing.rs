@@ -143,6 +143,19 @@ impl Clauses {
                     format!("{sql} IN ({})", slots.join(", "))
                 }
             }
+            Match::AllOf(values) => {
+                let equalities: Vec<String> = values
+                    .iter()
+                    .map(|v| match self.operand(column, v) {
+                        Some(slot) => format!("{sql} = {slot}"),
+                        None => "FALSE".into(),
+                    })
+                    .collect();
+                if equalities.is_empty() {
+                    return;
+                }
+                equalities.join(" AND ")
+            }
         };
         self.conditions += " AND ";
         self.conditions += &condition;

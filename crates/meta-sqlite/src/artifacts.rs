@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use berth_meta::{
-    AddTagError, ArtifactField, ArtifactInfo, ArtifactStore, AuditEntry, ListQuery, Listed,
+    AddTagError, ArtifactField, ArtifactInfo, ArtifactStore, AuditEntry, ListQuery, Listed, Match,
     MetaError, RepositoryField, RepositoryInfo, TagInfo,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
@@ -83,8 +83,8 @@ impl Columns for ArtifactField {
             ArtifactField::MediaType => ("m.media_type", false),
             ArtifactField::PushTime => ("m.pushed_at", true),
             ArtifactField::PullTime => ("coalesce(m.pulled_at, 0)", true),
-            // Filtered by `tag_condition`; sorting by tags sorts by id.
-            ArtifactField::Tags => ("m.id", true),
+            // Filtered by `relation_conditions`; sorting by tags or labels sorts by id.
+            ArtifactField::Tags | ArtifactField::Labels => ("m.id", true),
             ArtifactField::Id => ("m.id", true),
         };
         Column { sql, numeric }
@@ -132,44 +132,69 @@ fn with_tags(c: &Connection, mut artifact: ArtifactInfo) -> rusqlite::Result<Art
     Ok(artifact)
 }
 
-/// Moves `tags=` filters out of the query into conditions on the tags table.
-fn tag_conditions(
+/// Moves `tags=` and `labels=` filters out of the query into conditions on the tags
+/// and label tables, whose parameters follow the listing's first two.
+fn relation_conditions(
     query: &ListQuery<ArtifactField>,
 ) -> (ListQuery<ArtifactField>, Vec<String>, Vec<Value>) {
     let mut rest = query.clone();
     let (mut conditions, mut values) = (Vec::new(), Vec::new());
     rest.filters.retain(|f| {
-        if f.field != ArtifactField::Tags {
-            return true;
-        }
-        match &f.matching {
-            berth_meta::Match::Exact(t) if t == "*" => {
-                conditions.push("EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)".into());
-            }
-            berth_meta::Match::Exact(t) if t == "nil" => {
-                conditions
-                    .push("NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)".into());
-            }
-            berth_meta::Match::Exact(t) => {
-                values.push(Value::Text(t.clone()));
-                conditions.push(format!(
-                    "EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id AND t.name = ?{})",
-                    values.len() + 2
-                ));
-            }
-            berth_meta::Match::Fuzzy(t) => {
-                values.push(Value::Text(like_pattern(t)));
-                conditions.push(format!(
-                    "EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id \
-                     AND t.name LIKE ?{} ESCAPE '\\')",
-                    values.len() + 2
-                ));
-            }
-            _ => conditions.push("0".into()),
+        match f.field {
+            ArtifactField::Tags => conditions.push(tag_condition(&f.matching, &mut values)),
+            ArtifactField::Labels => label_conditions(&f.matching, &mut conditions, &mut values),
+            _ => return true,
         }
         false
     });
     (rest, conditions, values)
+}
+
+/// The condition of a `tags=` filter; its parameters are added to `values`.
+fn tag_condition(matching: &Match, values: &mut Vec<Value>) -> String {
+    let tag_exists = |condition: &str| {
+        format!("EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id{condition})")
+    };
+    match matching {
+        Match::Exact(t) if t == "*" => tag_exists(""),
+        Match::Exact(t) if t == "nil" => format!("NOT {}", tag_exists("")),
+        Match::Exact(t) => {
+            values.push(Value::Text(t.clone()));
+            tag_exists(&format!(" AND t.name = ?{}", values.len() + 2))
+        }
+        Match::Fuzzy(t) => {
+            values.push(Value::Text(like_pattern(t)));
+            tag_exists(&format!(
+                " AND t.name LIKE ?{} ESCAPE '\\'",
+                values.len() + 2
+            ))
+        }
+        _ => "0".into(),
+    }
+}
+
+/// The conditions of a `labels=` filter: the artifact carries each label named.
+fn label_conditions(matching: &Match, conditions: &mut Vec<String>, values: &mut Vec<Value>) {
+    let ids = match matching {
+        Match::Exact(id) => std::slice::from_ref(id),
+        Match::AllOf(ids) => ids.as_slice(),
+        _ => {
+            conditions.push("0".into());
+            return;
+        }
+    };
+    for id in ids {
+        let Ok(id) = id.parse::<i64>() else {
+            conditions.push("0".into());
+            return;
+        };
+        values.push(Value::Integer(id));
+        conditions.push(format!(
+            "EXISTS (SELECT 1 FROM label_references lr
+                     WHERE lr.manifest_id = m.id AND lr.label_id = ?{})",
+            values.len() + 2
+        ));
+    }
 }
 
 #[async_trait]
@@ -272,10 +297,10 @@ impl ArtifactStore for SqliteMetaStore {
         query: &ListQuery<ArtifactField>,
         content_limit: u64,
     ) -> Result<Listed<ArtifactInfo>, MetaError> {
-        let (rest, tag_conditions, tag_values) = tag_conditions(query);
+        let (rest, relations, relation_values) = relation_conditions(query);
         let mut fixed =
             String::from("m.repository_id = (SELECT id FROM repositories WHERE name = ?2)");
-        for condition in &tag_conditions {
+        for condition in &relations {
             fixed += " AND ";
             fixed += condition;
         }
@@ -283,7 +308,7 @@ impl ArtifactStore for SqliteMetaStore {
             Value::Integer(i64::try_from(content_limit).unwrap_or(i64::MAX)),
             Value::Text(repository.as_str().to_owned()),
         ];
-        values.extend(tag_values);
+        values.extend(relation_values);
         let clauses = Clauses::new(&rest, &fixed, values, "m.id");
         self.readers.with(|c| {
             // `?1` (the content limit) is only in the columns: the count needs it too,

@@ -24,6 +24,7 @@ mod artifacts;
 mod audit;
 mod collection;
 mod jobs;
+mod labels;
 mod listing;
 mod migrate;
 mod projects;

@@ -98,6 +98,12 @@ impl Clauses {
                 }
                 self.conditions += &format!(" AND {sql} IN ({})", slots.join(", "));
             }
+            Match::AllOf(values) => {
+                for v in values {
+                    self.params.push(value(v));
+                    self.conditions += &format!(" AND {sql} = ?{}", self.params.len());
+                }
+            }
         }
     }
 

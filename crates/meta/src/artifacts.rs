@@ -103,6 +103,8 @@ pub enum ArtifactField {
     /// `tags`: exactly a tag name, `*` (tagged) or `nil` (untagged), or fuzzily part of
     /// a tag name
     Tags,
+    /// `labels`: carries the label of each id given (`AllOf`), or of the id (`Exact`)
+    Labels,
     /// `id`
     Id,
 }

@@ -14,6 +14,7 @@ mod audit;
 pub mod cache;
 mod collection;
 mod jobs;
+mod labels;
 mod listing;
 mod metadata;
 mod model;
@@ -37,6 +38,9 @@ pub use jobs::{
     Checkpoint, ClaimedJob, CronError, CronSchedule, Enqueued, JobError, JobId, JobLogLine,
     JobOutcome, JobRecord, JobSpec, JobState, JobStore, Lease, MAX_BACKOFF_MS, NewJob, Period,
     PeriodError, RUNNER_LOST, RetryPolicy, RunEnd, Schedule, StopRequest,
+};
+pub use labels::{
+    AddLabelError, Label, LabelError, LabelField, LabelScope, LabelStore, LabelUpdate, NewLabel,
 };
 pub use listing::{FieldFilter, ListQuery, Listed, Match, SortKey};
 pub use metadata::Metadata;

@@ -15,6 +15,9 @@ pub enum Match {
     Range(Option<String>, Option<String>),
     /// Equal to one of the values (Harbor's `k={a b}`).
     AnyOf(Vec<String>),
+    /// Equal to every one of the values (Harbor's `k=(a b)`): of a field that holds
+    /// several values, such as an artifact's labels, it holds each of them.
+    AllOf(Vec<String>),
 }
 
 /// One condition of a listing.

@@ -1,8 +1,8 @@
 //! The whole metadata port, as a server holds it.
 
 use crate::{
-    ArtifactStore, AuditStore, JobStore, MetaStore, ProjectStore, RobotStore, SessionStore,
-    SettingsStore, UserStore,
+    ArtifactStore, AuditStore, JobStore, LabelStore, MetaStore, ProjectStore, RobotStore,
+    SessionStore, SettingsStore, UserStore,
 };
 
 /// Every store trait at once: what a server opens (an SQLite file or a PostgreSQL
@@ -17,6 +17,7 @@ pub trait Metadata:
     + ArtifactStore
     + SessionStore
     + JobStore
+    + LabelStore
 {
 }
 
@@ -30,5 +31,6 @@ impl<T> Metadata for T where
         + ArtifactStore
         + SessionStore
         + JobStore
+        + LabelStore
 {
 }

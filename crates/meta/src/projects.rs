@@ -208,8 +208,8 @@ pub trait ProjectStore: Send + Sync {
         now: i64,
         audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
-    /// Deletes an empty project with its members, its metadata and its project robots,
-    /// and removes the robots' permissions naming it, so that a later project of the same
+    /// Deletes an empty project with its members, its metadata, its project robots and
+    /// its project labels, and removes the robots' permissions naming it, so that a later project of the same
     /// name inherits none of them; returns whether it existed.
     async fn delete_project(&self, id: i64, audit: &AuditEntry) -> Result<bool, ProjectError>;
 

@@ -32,6 +32,7 @@ pub async fn open(
             settings: meta.clone(),
             audit: meta.clone(),
             artifacts: meta.clone(),
+            labels: meta.clone(),
             sessions: meta,
         },
         IdentityConfig {

@@ -201,6 +201,7 @@ impl TestRegistry {
                     settings: store.clone(),
                     audit: store.clone(),
                     artifacts: store.clone(),
+                    labels: store.clone(),
                     sessions: store,
                 },
                 IdentityConfig {

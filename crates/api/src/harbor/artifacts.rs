@@ -4,14 +4,15 @@
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use berth_app::manage::ArtifactView;
-use berth_meta::{ArtifactField, TagInfo};
+use berth_app::manage::{ArtifactDetail, ArtifactView};
+use berth_meta::{ArtifactField, ListQuery, Match, TagInfo};
 use berth_oci::Reference;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::context::Ctx;
 use super::error::HarborError;
+use super::labels::label_json;
 use super::paging::{Page, paged};
 use super::params::repository_param;
 use super::query::{Fields, Kind, list_query};
@@ -25,6 +26,7 @@ const FIELDS: Fields<ArtifactField> = &[
     ("push_time", ArtifactField::PushTime, Kind::Time),
     ("pull_time", ArtifactField::PullTime, Kind::Time),
     ("tags", ArtifactField::Tags, Kind::Text),
+    ("labels", ArtifactField::Labels, Kind::Integer),
     ("id", ArtifactField::Id, Kind::Integer),
 ];
 
@@ -58,8 +60,30 @@ fn tag_json(repository_id: i64, tag: &TagInfo) -> Value {
     })
 }
 
+/// What an artifact's JSON shows besides what it always shows (`with_tag`,
+/// `with_accessory`, `with_label`).
+#[derive(Debug, Clone, Copy)]
+struct Shown {
+    tags: bool,
+    detail: ArtifactDetail,
+}
+
+impl Shown {
+    /// Reads `with_tag` (default true), `with_accessory` and `with_label` (default
+    /// false).
+    fn from_params(ctx: &Ctx) -> Result<Self, HarborError> {
+        Ok(Shown {
+            tags: ctx.params.boolean("with_tag")?.unwrap_or(true),
+            detail: ArtifactDetail {
+                accessories: ctx.params.boolean("with_accessory")?.unwrap_or(false),
+                labels: ctx.params.boolean("with_label")?.unwrap_or(false),
+            },
+        })
+    }
+}
+
 /// Harbor's `Artifact`.
-fn artifact_json(view: &ArtifactView, with_tags: bool, with_accessories: bool) -> Value {
+fn artifact_json(view: &ArtifactView, shown: Shown) -> Value {
     let info = &view.info;
     let annotations: Value = info
         .annotations
@@ -103,14 +127,13 @@ fn artifact_json(view: &ArtifactView, with_tags: bool, with_accessories: bool) -
         "extra_attrs": view.extra_attrs,
         "annotations": annotations,
         "references": references,
-        "labels": [],
         "addition_links": {},
     });
     if let Some(t) = &info.artifact_type {
         artifact["artifact_type"] = json!(t);
     }
     // Harbor omits empty lists (its models' fields are `omitempty`).
-    if with_tags && !info.tags.is_empty() {
+    if shown.tags && !info.tags.is_empty() {
         artifact["tags"] = json!(
             info.tags
                 .iter()
@@ -118,7 +141,10 @@ fn artifact_json(view: &ArtifactView, with_tags: bool, with_accessories: bool) -
                 .collect::<Vec<_>>()
         );
     }
-    if with_accessories && !view.accessories.is_empty() {
+    if shown.detail.labels && !view.labels.is_empty() {
+        artifact["labels"] = json!(view.labels.iter().map(label_json).collect::<Vec<_>>());
+    }
+    if shown.detail.accessories && !view.accessories.is_empty() {
         artifact["accessories"] = json!(
             view.accessories
                 .iter()
@@ -145,28 +171,45 @@ fn accessory_json(subject: &ArtifactView, a: &berth_app::manage::Accessory) -> V
     })
 }
 
-fn reference(raw: &str) -> Result<Reference, HarborError> {
+/// A `{reference}` path parameter: a tag or a digest.
+pub(super) fn reference(raw: &str) -> Result<Reference, HarborError> {
     Reference::parse(raw).map_err(|e| HarborError::bad_request(e.to_string()))
 }
 
 type ArtifactPath = Path<(String, String, String)>;
 
-/// `GET …/artifacts` with `q`, `sort`, paging, `with_tag`, `with_accessory`.
+/// Harbor takes `labels` in `q` only as an intersection of label ids,
+/// `labels=(1 2)`.
+fn check_label_filters(query: &ListQuery<ArtifactField>) -> Result<(), HarborError> {
+    let refused = query
+        .filters
+        .iter()
+        .any(|f| f.field == ArtifactField::Labels && !matches!(f.matching, Match::AllOf(_)));
+    if refused {
+        return Err(HarborError::bad_request(
+            r#"the value of "labels" query can only be integer list with intersetion relationship"#,
+        ));
+    }
+    Ok(())
+}
+
+/// `GET …/artifacts` with `q` (`labels=(1 2)` among its keys), `sort`, paging,
+/// `with_tag`, `with_accessory`, `with_label`.
 pub async fn list(
     ctx: Ctx,
     Path((project, name)): Path<(String, String)>,
 ) -> Result<Response, HarborError> {
     let name = repository_param(&name)?;
     let (query, page) = list_query(&ctx.params, FIELDS)?;
-    let with_tags = ctx.params.boolean("with_tag")?.unwrap_or(true);
-    let with_accessories = ctx.params.boolean("with_accessory")?.unwrap_or(false);
+    check_label_filters(&query)?;
+    let shown = Shown::from_params(&ctx)?;
     let listed = artifacts(&ctx)
-        .list(&ctx.who, &project, &name, &query, with_accessories)
+        .list(&ctx.who, &project, &name, &query, shown.detail)
         .await?;
     let items: Vec<Value> = listed
         .items
         .iter()
-        .map(|v| artifact_json(v, with_tags, with_accessories))
+        .map(|v| artifact_json(v, shown))
         .collect();
     let path = format!(
         "/api/v2.0/projects/{project}/repositories/{}/artifacts",
@@ -181,12 +224,11 @@ pub async fn get(
     Path((project, name, r)): ArtifactPath,
 ) -> Result<Response, HarborError> {
     let name = repository_param(&name)?;
-    let with_tags = ctx.params.boolean("with_tag")?.unwrap_or(true);
-    let with_accessories = ctx.params.boolean("with_accessory")?.unwrap_or(false);
+    let shown = Shown::from_params(&ctx)?;
     let view = artifacts(&ctx)
-        .get(&ctx.who, &project, &name, &reference(&r)?, with_accessories)
+        .get(&ctx.who, &project, &name, &reference(&r)?, shown.detail)
         .await?;
-    Ok(json(&artifact_json(&view, with_tags, with_accessories)))
+    Ok(json(&artifact_json(&view, shown)))
 }
 
 /// `DELETE …/artifacts/{reference}`
@@ -209,7 +251,13 @@ pub async fn tags(
     let name = repository_param(&name)?;
     let page = Page::from_params(&ctx.params)?;
     let view = artifacts(&ctx)
-        .get(&ctx.who, &project, &name, &reference(&r)?, false)
+        .get(
+            &ctx.who,
+            &project,
+            &name,
+            &reference(&r)?,
+            ArtifactDetail::default(),
+        )
         .await?;
     let all: Vec<Value> = view
         .info
@@ -285,7 +333,16 @@ pub async fn accessories(
     let name = repository_param(&name)?;
     let page = Page::from_params(&ctx.params)?;
     let view = artifacts(&ctx)
-        .get(&ctx.who, &project, &name, &reference(&r)?, true)
+        .get(
+            &ctx.who,
+            &project,
+            &name,
+            &reference(&r)?,
+            ArtifactDetail {
+                accessories: true,
+                labels: false,
+            },
+        )
         .await?;
     let all: Vec<Value> = view
         .accessories

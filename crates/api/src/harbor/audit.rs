@@ -41,6 +41,11 @@ const EVENT_TYPES: &[&str] = &[
     "create_user",
     "update_user",
     "delete_user",
+    "create_label",
+    "update_label",
+    "delete_label",
+    "create_artifact_label",
+    "delete_artifact_label",
     "update_configuration",
 ];
 

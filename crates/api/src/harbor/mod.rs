@@ -8,6 +8,7 @@ mod audit;
 mod context;
 mod error;
 mod gc;
+mod labels;
 mod members;
 mod metadata;
 mod paging;
@@ -145,6 +146,19 @@ pub fn routes() -> Router<Arc<Services>> {
         .route(
             "/projects/{project}/repositories/{repository}/artifacts/{reference}/accessories",
             get(artifacts::accessories),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts/{reference}/labels",
+            axum::routing::post(labels::add_to_artifact),
+        )
+        .route(
+            "/projects/{project}/repositories/{repository}/artifacts/{reference}/labels/{label_id}",
+            axum::routing::delete(labels::remove_from_artifact),
+        )
+        .route("/labels", get(labels::list).post(labels::create))
+        .route(
+            "/labels/{label_id}",
+            get(labels::get).put(labels::update).delete(labels::delete),
         )
         .fallback(not_found)
         .layer(axum::middleware::map_response(no_sniff))

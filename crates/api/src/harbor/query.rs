@@ -52,7 +52,7 @@ fn field<F: Copy>(fields: Fields<F>, key: &str) -> Result<(F, Kind), HarborError
         .ok_or_else(|| HarborError::bad_request(format!("cannot filter or sort by {key:?}")))
 }
 
-/// Parses `k=v,k=~v,k=[a~b],k={a b}`.
+/// Parses `k=v,k=~v,k=[a~b],k={a b},k=(a b)`.
 pub fn parse_q<F: Copy>(q: &str, fields: Fields<F>) -> Result<Vec<FieldFilter<F>>, HarborError> {
     let mut filters = Vec::new();
     for item in split_top_level(q) {
@@ -86,10 +86,12 @@ pub fn parse_q<F: Copy>(q: &str, fields: Fields<F>) -> Result<Vec<FieldFilter<F>
                     .map(|v| convert(unquote(v), kind))
                     .collect::<Result<_, _>>()?,
             )
-        } else if value.starts_with('(') {
-            return Err(HarborError::bad_request(
-                "intersection queries k=(a b) are not supported",
-            ));
+        } else if let Some(list) = value.strip_prefix('(').and_then(|v| v.strip_suffix(')')) {
+            Match::AllOf(
+                list.split_whitespace()
+                    .map(|v| convert(unquote(v), kind))
+                    .collect::<Result<_, _>>()?,
+            )
         } else {
             Match::Exact(convert(unquote(value), kind)?)
         };
@@ -184,7 +186,7 @@ mod tests {
     #[test]
     fn every_pattern_parses_and_unknown_fields_are_refused() {
         let filters = parse_q(
-            r#"name=~lib,op_time=[2020-04-09 02:36:00~2020-04-10 00:00:00],name={"a" b},name='x,y'"#,
+            r#"name=~lib,op_time=[2020-04-09 02:36:00~2020-04-10 00:00:00],name={"a" b},name='x,y',name=(c d)"#,
             FIELDS,
         )
         .unwrap();
@@ -198,11 +200,15 @@ mod tests {
             Match::AnyOf(vec!["a".into(), "b".into()])
         );
         assert_eq!(filters[3].matching, Match::Exact("x,y".into()));
+        assert_eq!(
+            filters[4].matching,
+            Match::AllOf(vec!["c".into(), "d".into()])
+        );
         for bad in [
             "password=~a",
             "name",
             "op_time=yesterday",
-            "name=(a b)",
+            "op_time=(a b)",
             "secret=1",
         ] {
             assert!(parse_q(bad, FIELDS).is_err(), "{bad}");

@@ -17,8 +17,8 @@ mod tokens;
 use std::sync::Arc;
 
 use berth_meta::{
-    ArtifactStore, AuditStore, MetaError, NewUser, ProjectStore, RobotStore, Role, SessionStore,
-    SettingsStore, UserError, UserStore,
+    ArtifactStore, AuditStore, LabelStore, MetaError, NewUser, ProjectStore, RobotStore, Role,
+    SessionStore, SettingsStore, UserError, UserStore,
 };
 
 pub use access::{AccessControl, CallerError, Credentials, Decision, TokenGrant, visibility_of};
@@ -54,6 +54,8 @@ pub struct IdentityStores {
     pub audit: Arc<dyn AuditStore>,
     /// Repositories and artifacts as the management API shows them.
     pub artifacts: Arc<dyn ArtifactStore>,
+    /// Labels and the labels artifacts carry.
+    pub labels: Arc<dyn LabelStore>,
     /// Browser sessions.
     pub sessions: Arc<dyn SessionStore>,
 }

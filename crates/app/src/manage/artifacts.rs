@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use berth_authz::{Action, Resource};
 use berth_meta::{
-    AddTagError, ArtifactField, ArtifactInfo, ListQuery, Listed, Project, RepositoryField,
+    AddTagError, ArtifactField, ArtifactInfo, Label, ListQuery, Listed, Project, RepositoryField,
     RepositoryInfo,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
@@ -39,8 +39,19 @@ pub struct ArtifactView {
     pub extra_attrs: Value,
     /// An index's children: digest, id when stored, platform, annotations, urls.
     pub references: Vec<ChildReference>,
-    /// Signatures, SBOMs and other artifacts about this one.
+    /// Signatures, SBOMs and other artifacts about this one, when asked for.
     pub accessories: Vec<Accessory>,
+    /// The labels it carries, by id, when asked for.
+    pub labels: Vec<Label>,
+}
+
+/// What an artifact's description includes besides what its manifest and config give.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArtifactDetail {
+    /// Its accessories.
+    pub accessories: bool,
+    /// Its labels.
+    pub labels: bool,
 }
 
 /// A child manifest of an index.
@@ -98,7 +109,10 @@ impl Artifacts {
     }
 
     /// The full name of repository `name` (without the project) of `project`.
-    fn repository_name(project: &Project, name: &str) -> Result<RepositoryName, ManageError> {
+    pub(super) fn repository_name(
+        project: &Project,
+        name: &str,
+    ) -> Result<RepositoryName, ManageError> {
         RepositoryName::parse(&format!("{}/{name}", project.name))
             .map_err(|e| ManageError::Invalid(e.to_string()))
     }
@@ -240,7 +254,7 @@ impl Artifacts {
         project: &str,
         name: &str,
         query: &ListQuery<ArtifactField>,
-        with_accessories: bool,
+        detail: ArtifactDetail,
     ) -> Result<Listed<ArtifactView>, ManageError> {
         let project = self
             .project(who, project, Resource::Artifact, Action::List)
@@ -258,9 +272,12 @@ impl Artifacts {
         let mut items = Vec::with_capacity(listed.items.len());
         for info in listed.items {
             items.push(
-                self.describe_artifact(&project, &repository, info, with_accessories)
+                self.describe_artifact(&project, &repository, info, detail.accessories)
                     .await?,
             );
+        }
+        if detail.labels {
+            self.add_labels(&mut items).await?;
         }
         Ok(Listed {
             items,
@@ -275,15 +292,32 @@ impl Artifacts {
         project: &str,
         name: &str,
         reference: &Reference,
-        with_accessories: bool,
+        detail: ArtifactDetail,
     ) -> Result<ArtifactView, ManageError> {
         let project = self
             .project(who, project, Resource::Artifact, Action::Read)
             .await?;
         let repository = Self::repository_name(&project, name)?;
         let info = self.find(&repository, reference).await?;
-        self.describe_artifact(&project, &repository, info, with_accessories)
-            .await
+        let mut view = self
+            .describe_artifact(&project, &repository, info, detail.accessories)
+            .await?;
+        if detail.labels {
+            self.add_labels(std::slice::from_mut(&mut view)).await?;
+        }
+        Ok(view)
+    }
+
+    /// Fills in the labels of described artifacts, read in one query.
+    async fn add_labels(&self, views: &mut [ArtifactView]) -> Result<(), ManageError> {
+        let ids: Vec<i64> = views.iter().map(|v| v.info.id).collect();
+        let carried = self.identity.stores.labels.artifact_labels(&ids).await?;
+        for (artifact, label) in carried {
+            if let Some(view) = views.iter_mut().find(|v| v.info.id == artifact) {
+                view.labels.push(label);
+            }
+        }
+        Ok(())
     }
 
     /// Deletes an artifact (with its tags).
@@ -439,6 +473,7 @@ impl Artifacts {
             extra_attrs,
             references,
             accessories,
+            labels: Vec::new(),
         })
     }
 

@@ -9,6 +9,7 @@ mod accounts;
 mod artifacts;
 mod audit;
 mod collection;
+mod labels;
 mod projects;
 mod registry;
 mod robots;
@@ -34,6 +35,7 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     projects::run(&*store).await;
     robots::run(&*store).await;
     artifacts::run(&*store).await;
+    labels::run(&*store).await;
     audit::run(&*store).await;
     settings::run(&*store).await;
     sessions::run(&*store).await;
