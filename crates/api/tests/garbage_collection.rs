@@ -321,3 +321,70 @@ async fn a_blob_unlinked_in_one_repository_is_linked_again_by_a_push() {
         .push_image("gc/other", "v1", &[b"shared layer"])
         .await;
 }
+
+/// Bytes in the blob store that no blob row knows (a crash between publishing and
+/// linking) go once they are older than the grace period, and only then.
+#[tokio::test]
+async fn bytes_no_row_knows_go_once_their_grace_is_over() {
+    use berth_blob::BodyLength;
+    use berth_oci::{ResumableHasher, UploadId};
+
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let kept = registry.push_blob("gc/orphans", b"recorded bytes").await;
+    registry
+        .push_image("gc/orphans", "v1", &[b"recorded bytes"])
+        .await;
+    let data: &'static [u8] = b"bytes nothing records";
+    let id = UploadId::from_random([7; 16]);
+    let store = &registry.blobs;
+    store.create_upload(&id).await.unwrap();
+    let body = Box::pin(futures_util::stream::iter([Ok(bytes::Bytes::from_static(
+        data,
+    ))]));
+    let appended = store
+        .append_upload(
+            &id,
+            0,
+            ResumableHasher::new(Algorithm::Sha256),
+            body,
+            BodyLength::Declared(data.len() as u64),
+        )
+        .await
+        .unwrap();
+    let orphan = appended.hasher.finish();
+    store
+        .commit_upload(&id, data.len() as u64, &orphan)
+        .await
+        .unwrap();
+
+    let gc = &registry.registry;
+    assert_eq!(gc.collect_garbage(options(false)).await.unwrap().blobs, []);
+    assert!(
+        store.size(&orphan).await.unwrap().is_some(),
+        "within its grace"
+    );
+
+    clock.advance(2 * HOUR);
+    let dry = gc.collect_garbage(options(true)).await.unwrap();
+    assert_eq!(
+        (digests(&dry), dry.bytes),
+        (vec![orphan.clone()], data.len() as u64)
+    );
+    let done = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(
+        (digests(&done), done.bytes),
+        (vec![orphan.clone()], data.len() as u64)
+    );
+    assert_eq!(store.size(&orphan).await.unwrap(), None);
+    assert_eq!(
+        blob_status(&registry, "gc/orphans", &kept).await,
+        StatusCode::OK
+    );
+    // The digest can be pushed like any other.
+    assert_eq!(registry.push_blob("gc/orphans", data).await, orphan);
+    assert_eq!(
+        blob_status(&registry, "gc/orphans", &orphan).await,
+        StatusCode::OK
+    );
+}

@@ -77,7 +77,11 @@ async fn committed_blobs_are_listed_in_digest_order(store: &dyn BlobStore) {
         store.delete(digest).await.unwrap();
     }
     let left = store.list_blobs(None, 1000).await.unwrap();
-    assert!(!left.iter().any(|b| digests.iter().any(|(d, _)| d == &b.digest)));
+    assert!(
+        !left
+            .iter()
+            .any(|b| digests.iter().any(|(d, _)| d == &b.digest))
+    );
 }
 
 /// Writes `data` into a new upload and returns its id and digest.

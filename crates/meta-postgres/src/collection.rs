@@ -183,6 +183,57 @@ impl CollectionStore for PgMetaStore {
         marked_blobs(rows)
     }
 
+    async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        let texts: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT d FROM unnest($1::text[]) AS d
+             WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d)
+               AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = d)
+             ORDER BY d",
+        )
+        .bind(&texts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|d| parse_digest(d)).collect()
+    }
+
+    async fn claim_orphan_blobs(
+        &self,
+        orphans: &[MarkedBlob],
+        now: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        let digests: Vec<Digest> = orphans.iter().map(|o| o.digest.clone()).collect();
+        let unrecorded = self.unrecorded_blobs(&digests).await?;
+        let mut claimed = Vec::new();
+        for orphan in orphans.iter().filter(|o| unrecorded.contains(&o.digest)) {
+            // One transaction each, holding the digest's lock as a pin does.
+            let mut tx = self.durable().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(digest_lock_key($1))")
+                .bind(orphan.digest.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let inserted = sqlx::query(
+                "INSERT INTO blobs (digest, size, created_at, status)
+                 SELECT $1, $2, $3, 'deleting'
+                 WHERE NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = $1)
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(orphan.digest.as_str())
+            .bind(i64::try_from(orphan.size).unwrap_or(i64::MAX))
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            if inserted.rows_affected() == 1 {
+                claimed.push(orphan.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError> {
         let rows = sqlx::query_as(
             "SELECT digest, size FROM blobs WHERE status = 'deleting' AND digest > $1

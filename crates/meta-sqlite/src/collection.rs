@@ -179,6 +179,28 @@ fn delete_untagged(
     .map(|deleted| deleted == 1)
 }
 
+/// Whether no blob row knows `digest` and no session pins it.
+fn unrecorded(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1)
+            AND NOT EXISTS (SELECT 1 FROM uploads WHERE completing = ?1)",
+    )?
+    .query_row(params![digest], |r| r.get(0))
+}
+
+/// Records `orphan` as a blob marked for deletion if no row knows it and no session
+/// pins it; returns whether it did.
+fn claim_orphan(c: &Connection, orphan: &MarkedBlob, now: i64) -> rusqlite::Result<bool> {
+    c.prepare_cached(
+        "INSERT INTO blobs (digest, size, created_at, status)
+         SELECT ?1, ?2, ?3, 'deleting'
+         WHERE NOT EXISTS (SELECT 1 FROM uploads WHERE completing = ?1)
+         ON CONFLICT (digest) DO NOTHING",
+    )?
+    .execute(params![orphan.digest.as_str(), orphan.size as i64, now])
+    .map(|inserted| inserted == 1)
+}
+
 fn marked(c: &Connection, after: &str, limit: u32) -> rusqlite::Result<Vec<MarkedBlob>> {
     c.prepare_cached(
         "SELECT digest, size FROM blobs WHERE status = 'deleting' AND digest > ?1
@@ -280,6 +302,45 @@ impl CollectionStore for SqliteMetaStore {
         let after = after.to_owned();
         self.writer
             .run(move |c| mark(c, &after, limit, before))
+            .await
+    }
+
+    async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        self.readers.with(|c| {
+            let mut found = Vec::new();
+            for digest in digests {
+                if unrecorded(c, digest.as_str())? {
+                    found.push(digest.clone());
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    async fn claim_orphan_blobs(
+        &self,
+        orphans: &[MarkedBlob],
+        now: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        let digests: Vec<Digest> = orphans.iter().map(|o| o.digest.clone()).collect();
+        let unrecorded = self.unrecorded_blobs(&digests).await?;
+        let candidates: Vec<MarkedBlob> = (orphans.iter())
+            .filter(|o| unrecorded.contains(&o.digest))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .run(move |c| {
+                let mut claimed = Vec::new();
+                for orphan in candidates {
+                    if claim_orphan(c, &orphan, now).map_err(db_err)? {
+                        claimed.push(orphan);
+                    }
+                }
+                Ok(claimed)
+            })
             .await
     }
 

@@ -148,6 +148,21 @@ pub trait CollectionStore: Send + Sync {
         before: i64,
     ) -> Result<Vec<MarkedBlob>, MetaError>;
 
+    /// Those of `digests` that no blob row knows and no session pins: bytes in the blob
+    /// store that nothing records (left by a crash between publishing and linking).
+    /// Changes nothing.
+    async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError>;
+
+    /// Records each of `orphans` that no blob row knows and no session pins as a blob
+    /// marked for deletion, checked under the digest's lock as a pin is, so that the
+    /// sweep deletes its bytes; returns those it recorded. A completion that pins one
+    /// afterwards finds it marked, and publishes its own bytes once it is swept.
+    async fn claim_orphan_blobs(
+        &self,
+        orphans: &[MarkedBlob],
+        now: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError>;
+
     /// Blobs marked for deletion, in digest order after `after`, up to `limit`.
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError>;
 

@@ -386,6 +386,18 @@ impl CollectionStore for FaultyMeta {
         self.inner.mark_unlinked_blobs(after, limit, before).await
     }
 
+    async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        self.inner.unrecorded_blobs(digests).await
+    }
+
+    async fn claim_orphan_blobs(
+        &self,
+        orphans: &[MarkedBlob],
+        now: i64,
+    ) -> Result<Vec<MarkedBlob>, MetaError> {
+        self.inner.claim_orphan_blobs(orphans, now).await
+    }
+
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError> {
         self.inner.marked_blobs(after, limit).await
     }

@@ -76,6 +76,22 @@ impl CollectionReport {
     }
 }
 
+/// The digest a cursor names, or `None` for an empty cursor (the start).
+fn digest_after(cursor: &str) -> Result<Option<Digest>, RegistryError> {
+    match cursor {
+        "" => Ok(None),
+        text => Digest::parse(text)
+            .map(Some)
+            .map_err(|e| RegistryError::Internal(format!("a collection's cursor {text:?}: {e}"))),
+    }
+}
+
+/// `at` in Unix milliseconds (0 before 1970).
+fn unix_ms(at: std::time::SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// What one step of a collection did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CollectionStep {
@@ -83,7 +99,7 @@ pub enum CollectionStep {
     Manifests(Vec<UntaggedManifest>),
     /// Removed this many blob links.
     Unlinked(u64),
-    /// Marked this many blobs for deletion.
+    /// Marked this many blobs (or bytes no row knew) for deletion.
     Marked(usize),
     /// Deleted these blobs, and failed to delete those (they stay marked).
     Swept {
@@ -191,9 +207,26 @@ impl Registry {
                     .await?;
                 match marked.last() {
                     Some(last) => progress.after_digest = last.digest.to_string(),
-                    None => progress.enter(CollectionPhase::Sweep),
+                    None => progress.enter(CollectionPhase::Orphans),
                 }
                 Ok(CollectionStep::Marked(marked.len()))
+            }
+            CollectionPhase::Orphans => {
+                let after = digest_after(&progress.after_digest)?;
+                let Some((last, old)) = self.old_stored_blobs(after.as_ref(), before).await? else {
+                    progress.enter(CollectionPhase::Sweep);
+                    return Ok(CollectionStep::Marked(0));
+                };
+                progress.after_digest = last.to_string();
+                let claimed = match old.is_empty() {
+                    true => Vec::new(),
+                    false => {
+                        (self.meta)
+                            .claim_orphan_blobs(&old, self.clock.now_ms())
+                            .await?
+                    }
+                };
+                Ok(CollectionStep::Marked(claimed.len()))
             }
             CollectionPhase::Sweep => {
                 let page = self
@@ -215,7 +248,8 @@ impl Registry {
         }
     }
 
-    /// What a collection would delete now.
+    /// What a collection would delete now: blobs nothing needs, then bytes no row
+    /// knows.
     async fn collectable(&self, before: i64) -> Result<CollectionReport, RegistryError> {
         let mut report = CollectionReport::default();
         let mut after = String::new();
@@ -225,11 +259,42 @@ impl Registry {
                 .collectable_blobs(&after, BLOB_BATCH, before)
                 .await?;
             let Some(last) = page.last() else {
-                return Ok(report);
+                break;
             };
             after = last.digest.to_string();
             page.into_iter().for_each(|blob| report.add(blob));
         }
+        let mut after = None;
+        while let Some((last, old)) = self.old_stored_blobs(after.as_ref(), before).await? {
+            let digests: Vec<Digest> = old.iter().map(|b| b.digest.clone()).collect();
+            let unrecorded = self.meta.unrecorded_blobs(&digests).await?;
+            (old.into_iter())
+                .filter(|b| unrecorded.contains(&b.digest))
+                .for_each(|b| report.add(b));
+            after = Some(last);
+        }
+        Ok(report)
+    }
+
+    /// One page of the blob store's committed blobs after `after`: the last one listed,
+    /// and those written before `before`; `None` past the last.
+    async fn old_stored_blobs(
+        &self,
+        after: Option<&Digest>,
+        before: i64,
+    ) -> Result<Option<(Digest, Vec<MarkedBlob>)>, RegistryError> {
+        let page = self.blobs.list_blobs(after, BLOB_BATCH as usize).await?;
+        let Some(last) = page.last().map(|b| b.digest.clone()) else {
+            return Ok(None);
+        };
+        let old = (page.into_iter())
+            .filter(|b| unix_ms(b.written) < before)
+            .map(|b| MarkedBlob {
+                digest: b.digest,
+                size: b.size,
+            })
+            .collect();
+        Ok(Some((last, old)))
     }
 
     /// Every untagged manifest pushed before `before` that nothing needs now.

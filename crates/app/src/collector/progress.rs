@@ -13,6 +13,8 @@ pub enum CollectionPhase {
     Unlink,
     /// Marking the blobs nothing links or pins.
     Mark,
+    /// Recording bytes no blob row knows as marked blobs.
+    Orphans,
     /// Deleting marked blobs, bytes then row.
     Sweep,
     /// Nothing is left to do.

@@ -11,7 +11,8 @@ use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
 
 use super::support::{digest, manifest, repo};
 use crate::{
-    BoxedDelete, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadSession,
+    BoxedDelete, MarkedBlob, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed,
+    UploadSession,
 };
 
 /// How long the sweeps of these checks hold a blob.
@@ -24,6 +25,65 @@ pub(super) async fn run(store: &dyn MetaStore) {
     a_link_made_again_starts_its_grace_anew(store).await;
     a_pinned_blob_does_not_end_the_marking(store).await;
     untagged_manifests_go_from_the_top_of_each_graph(store).await;
+    bytes_no_row_knows_are_claimed_unless_pinned(store).await;
+}
+
+async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
+    let r = repo("cf-gc/orphans");
+    let (recorded, pinned, orphan) = (
+        digest("cf-orphan-recorded"),
+        digest("cf-orphan-pinned"),
+        digest("cf-orphan"),
+    );
+    store.link_blob(&r, &recorded, 4, 1).await.unwrap();
+    let pinning = session(73, &r);
+    store
+        .create_upload(&pinning, SessionLimits::NONE)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pin_upload_digest(&pinning.id, &pinned).await.unwrap(),
+        PinOutcome::Pinned
+    );
+    let all = [recorded.clone(), pinned.clone(), orphan.clone()];
+    assert_eq!(
+        store.unrecorded_blobs(&all).await.unwrap(),
+        vec![orphan.clone()]
+    );
+    let candidates: Vec<MarkedBlob> = (all.iter())
+        .map(|d| MarkedBlob {
+            digest: d.clone(),
+            size: 9,
+        })
+        .collect();
+    let claimed = store.claim_orphan_blobs(&candidates, 5).await.unwrap();
+    assert_eq!(
+        claimed,
+        [MarkedBlob {
+            digest: orphan.clone(),
+            size: 9
+        }]
+    );
+    assert_eq!(
+        store.claim_orphan_blobs(&candidates, 5).await.unwrap(),
+        [],
+        "claimed once"
+    );
+    // Claimed, the bytes are a marked blob: listed, refused to pins and links, swept.
+    let listed = store.marked_blobs("", 10_000).await.unwrap();
+    assert!(listed.iter().any(|m| m.digest == orphan));
+    assert_eq!(
+        store.pin_upload_digest(&pinning.id, &orphan).await.unwrap(),
+        PinOutcome::BlobDeleting
+    );
+    assert!(!store.link_blob(&r, &orphan, 9, 6).await.unwrap());
+    let no_bytes = || -> BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+    assert!(store.sweep_blob(&orphan, LEASE, &no_bytes).await.unwrap());
+    assert_eq!(
+        store.unrecorded_blobs(&all).await.unwrap(),
+        vec![orphan.clone()]
+    );
+    store.delete_upload(&pinning.id).await.unwrap();
 }
 
 /// The untagged manifests of `repository` pushed before `before`, paged 2 at a time.
