@@ -72,6 +72,20 @@ enum Prepare {
     NoMadeUser,
     /// The project's `severity` metadata is set.
     Severity,
+    /// The project has no immutable tag rule.
+    NoRule,
+    /// The project has the immutable tag rule [`rule_body`] (`{rule}`, and `"{rule_id}"`
+    /// for its id as a JSON number).
+    Rule,
+}
+
+/// An immutable tag rule that protects nothing the matrix pushes.
+fn rule_body() -> Value {
+    json!({
+        "action": "immutable", "template": "immutable_template", "disabled": false,
+        "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "never-pushed"}],
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
+    })
 }
 
 fn rows() -> Vec<Row> {
@@ -281,6 +295,50 @@ fn rows() -> Vec<Row> {
             P(R::Member, A::Delete),
             200,
             Pr::TargetMember,
+        ),
+        row(
+            "immutable rules list",
+            H,
+            M::GET,
+            "/api/v2.0/projects/{p}/immutabletagrules",
+            None,
+            P(R::ImmutableTag, A::List),
+            200,
+            Pr::Rule,
+        ),
+        row(
+            "immutable rule create",
+            H,
+            M::POST,
+            "/api/v2.0/projects/{p}/immutabletagrules",
+            Some(rule_body()),
+            P(R::ImmutableTag, A::Create),
+            201,
+            Pr::NoRule,
+        ),
+        row(
+            "immutable rule update",
+            H,
+            M::PUT,
+            "/api/v2.0/projects/{p}/immutabletagrules/{rule}",
+            Some({
+                let mut body = rule_body();
+                body["id"] = json!("{rule_id}");
+                body
+            }),
+            P(R::ImmutableTag, A::Update),
+            200,
+            Pr::Rule,
+        ),
+        row(
+            "immutable rule delete",
+            H,
+            M::DELETE,
+            "/api/v2.0/projects/{p}/immutabletagrules/{rule}",
+            None,
+            P(R::ImmutableTag, A::Delete),
+            200,
+            Pr::Rule,
         ),
         row(
             "robots list",
@@ -703,6 +761,31 @@ async fn prepare(reg: &TestRegistry, p: &str, what: Prepare) -> Vec<(&'static st
             )
             .await;
         }
+        Prepare::NoRule | Prepare::Rule => {
+            let uri = format!("/api/v2.0/projects/{p}/immutabletagrules");
+            let rules = api(reg, Method::GET, &format!("{uri}?page_size=100"), None)
+                .await
+                .json();
+            let mut ids: Vec<i64> = rules
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect();
+            if what == Prepare::NoRule {
+                for id in ids.drain(..) {
+                    api(reg, Method::DELETE, &format!("{uri}/{id}"), None).await;
+                }
+            } else if ids.is_empty() {
+                let r = api(reg, Method::POST, &uri, Some(rule_body())).await;
+                assert_eq!(r.status, StatusCode::CREATED, "rule: {:?}", r.body);
+                ids.push(r.header("location").rsplit('/').next().unwrap().parse().unwrap());
+            }
+            if let Some(id) = ids.first() {
+                values.push(("{rule}", id.to_string()));
+                values.push(("\"{rule_id}\"", id.to_string()));
+            }
+        }
         Prepare::NoExtraTag => {
             api(
                 reg,
@@ -766,6 +849,7 @@ async fn snapshot(reg: &TestRegistry, p: &str) -> String {
         format!("/api/v2.0/projects/{p}/repositories?page_size=100"),
         format!("/api/v2.0/projects/{p}/repositories/app/artifacts?page_size=100"),
         format!("/api/v2.0/projects/{p}/repositories/doomed/artifacts?page_size=100"),
+        format!("/api/v2.0/projects/{p}/immutabletagrules?page_size=100"),
     ] {
         let mut v = api(reg, Method::GET, &uri, None).await.json();
         strip_times(&mut v);

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_mark_skips_pins.sql"),
     include_str!("../migrations/0008_job_control.sql"),
     include_str!("../migrations/0009_sweep_claims.sql"),
+    include_str!("../migrations/0011_immutable_tag_rules.sql"),
 ];
 
 /// The schema version of a fully migrated database.

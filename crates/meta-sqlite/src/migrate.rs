@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_upload_leases.sql"),
     include_str!("../migrations/0014_upload_pins.sql"),
     include_str!("../migrations/0015_job_control.sql"),
+    include_str!("../migrations/0017_immutable_tag_rules.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

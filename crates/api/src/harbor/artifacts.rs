@@ -46,7 +46,7 @@ fn tag_id(repository_id: i64, name: &str) -> i64 {
 }
 
 /// Harbor's `Tag`.
-fn tag_json(repository_id: i64, tag: &TagInfo) -> Value {
+fn tag_json(repository_id: i64, tag: &TagInfo, immutable: bool) -> Value {
     json!({
         "id": tag_id(repository_id, tag.name.as_str()),
         "repository_id": repository_id,
@@ -54,12 +54,37 @@ fn tag_json(repository_id: i64, tag: &TagInfo) -> Value {
         "name": tag.name.as_str(),
         "push_time": rfc3339(tag.pushed_at),
         "pull_time": time_or_never(tag.pulled_at),
-        "immutable": false,
+        "immutable": immutable,
     })
 }
 
+/// What an artifact's answer includes besides the artifact itself.
+#[derive(Clone, Copy)]
+struct Include {
+    tags: bool,
+    accessories: bool,
+    immutable_status: bool,
+}
+
+impl Include {
+    /// `with_tag` (default true), `with_accessory` and `with_immutable_status`.
+    fn from_params(params: &super::params::Params) -> Result<Self, HarborError> {
+        Ok(Include {
+            tags: params.boolean("with_tag")?.unwrap_or(true),
+            accessories: params.boolean("with_accessory")?.unwrap_or(false),
+            immutable_status: params.boolean("with_immutable_status")?.unwrap_or(false),
+        })
+    }
+}
+
+/// Harbor's `Tag` of an artifact, marked immutable when asked and a rule protects it.
+fn artifact_tag_json(view: &ArtifactView, tag: &TagInfo, include: Include) -> Value {
+    let immutable = include.immutable_status && view.immutable_tags.contains(&tag.name);
+    tag_json(view.info.repository_id, tag, immutable)
+}
+
 /// Harbor's `Artifact`.
-fn artifact_json(view: &ArtifactView, with_tags: bool, with_accessories: bool) -> Value {
+fn artifact_json(view: &ArtifactView, include: Include) -> Value {
     let info = &view.info;
     let annotations: Value = info
         .annotations
@@ -110,15 +135,15 @@ fn artifact_json(view: &ArtifactView, with_tags: bool, with_accessories: bool) -
         artifact["artifact_type"] = json!(t);
     }
     // Harbor omits empty lists (its models' fields are `omitempty`).
-    if with_tags && !info.tags.is_empty() {
+    if include.tags && !info.tags.is_empty() {
         artifact["tags"] = json!(
             info.tags
                 .iter()
-                .map(|t| tag_json(info.repository_id, t))
+                .map(|t| artifact_tag_json(view, t, include))
                 .collect::<Vec<_>>()
         );
     }
-    if with_accessories && !view.accessories.is_empty() {
+    if include.accessories && !view.accessories.is_empty() {
         artifact["accessories"] = json!(
             view.accessories
                 .iter()
@@ -158,15 +183,14 @@ pub async fn list(
 ) -> Result<Response, HarborError> {
     let name = repository_param(&name)?;
     let (query, page) = list_query(&ctx.params, FIELDS)?;
-    let with_tags = ctx.params.boolean("with_tag")?.unwrap_or(true);
-    let with_accessories = ctx.params.boolean("with_accessory")?.unwrap_or(false);
+    let include = Include::from_params(&ctx.params)?;
     let listed = artifacts(&ctx)
-        .list(&ctx.who, &project, &name, &query, with_accessories)
+        .list(&ctx.who, &project, &name, &query, include.accessories)
         .await?;
     let items: Vec<Value> = listed
         .items
         .iter()
-        .map(|v| artifact_json(v, with_tags, with_accessories))
+        .map(|v| artifact_json(v, include))
         .collect();
     let path = format!(
         "/api/v2.0/projects/{project}/repositories/{}/artifacts",
@@ -181,12 +205,11 @@ pub async fn get(
     Path((project, name, r)): ArtifactPath,
 ) -> Result<Response, HarborError> {
     let name = repository_param(&name)?;
-    let with_tags = ctx.params.boolean("with_tag")?.unwrap_or(true);
-    let with_accessories = ctx.params.boolean("with_accessory")?.unwrap_or(false);
+    let include = Include::from_params(&ctx.params)?;
     let view = artifacts(&ctx)
-        .get(&ctx.who, &project, &name, &reference(&r)?, with_accessories)
+        .get(&ctx.who, &project, &name, &reference(&r)?, include.accessories)
         .await?;
-    Ok(json(&artifact_json(&view, with_tags, with_accessories)))
+    Ok(json(&artifact_json(&view, include)))
 }
 
 /// `DELETE …/artifacts/{reference}`
@@ -208,6 +231,7 @@ pub async fn tags(
 ) -> Result<Response, HarborError> {
     let name = repository_param(&name)?;
     let page = Page::from_params(&ctx.params)?;
+    let include = Include::from_params(&ctx.params)?;
     let view = artifacts(&ctx)
         .get(&ctx.who, &project, &name, &reference(&r)?, false)
         .await?;
@@ -215,7 +239,7 @@ pub async fn tags(
         .info
         .tags
         .iter()
-        .map(|t| tag_json(view.info.repository_id, t))
+        .map(|t| artifact_tag_json(&view, t, include))
         .collect();
     let path = artifact_path(&project, &name, &r, "tags");
     Ok(page_of(&all, page, &path, &ctx))

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::projects::Projects;
 use super::{ManageError, Requester};
 use crate::identity::Identity;
+use crate::immutability::Protection;
 use crate::{Registry, RegistryError};
 
 /// Manifests up to this size are read to describe their artifact (type, platforms).
@@ -41,6 +42,8 @@ pub struct ArtifactView {
     pub references: Vec<ChildReference>,
     /// Signatures, SBOMs and other artifacts about this one.
     pub accessories: Vec<Accessory>,
+    /// Its tags that an immutability rule protects.
+    pub immutable_tags: Vec<Tag>,
 }
 
 /// A child manifest of an index.
@@ -255,10 +258,11 @@ impl Artifacts {
         let listed = store
             .list_artifacts(&repository, query, DESCRIBED_MANIFEST_BYTES)
             .await?;
+        let protection = self.protection(&repository).await?;
         let mut items = Vec::with_capacity(listed.items.len());
         for info in listed.items {
             items.push(
-                self.describe_artifact(&project, &repository, info, with_accessories)
+                self.describe_artifact(&project, &repository, info, &protection, with_accessories)
                     .await?,
             );
         }
@@ -282,8 +286,16 @@ impl Artifacts {
             .await?;
         let repository = Self::repository_name(&project, name)?;
         let info = self.find(&repository, reference).await?;
-        self.describe_artifact(&project, &repository, info, with_accessories)
+        let protection = self.protection(&repository).await?;
+        self.describe_artifact(&project, &repository, info, &protection, with_accessories)
             .await
+    }
+
+    async fn protection(&self, repository: &RepositoryName) -> Result<Protection, ManageError> {
+        self.registry
+            .protection(repository)
+            .await
+            .map_err(registry_error)
     }
 
     /// Deletes an artifact (with its tags).
@@ -387,6 +399,7 @@ impl Artifacts {
         project: &Project,
         repository: &RepositoryName,
         info: ArtifactInfo,
+        protection: &Protection,
         with_accessories: bool,
     ) -> Result<ArtifactView, ManageError> {
         let manifest: Value = info
@@ -430,6 +443,12 @@ impl Artifacts {
         } else {
             Vec::new()
         };
+        let immutable_tags = info
+            .tags
+            .iter()
+            .filter(|t| protection.rule_for(repository, &t.name).is_some())
+            .map(|t| t.name.clone())
+            .collect();
         Ok(ArtifactView {
             info,
             project_id: project.id,
@@ -439,6 +458,7 @@ impl Artifacts {
             extra_attrs,
             references,
             accessories,
+            immutable_tags,
         })
     }
 
@@ -578,7 +598,9 @@ fn registry_error(e: RegistryError) -> ManageError {
         RegistryError::ManifestUnknown | RegistryError::NameUnknown => {
             ManageError::NotFound(e.to_string())
         }
-        RegistryError::ManifestReferenced { .. } => ManageError::Precondition(e.to_string()),
+        RegistryError::ManifestReferenced { .. } | RegistryError::TagImmutable(_) => {
+            ManageError::Precondition(e.to_string())
+        }
         RegistryError::Internal(m) => ManageError::Meta(berth_meta::MetaError(m)),
         other => ManageError::Invalid(other.to_string()),
     }

@@ -9,6 +9,7 @@ mod accounts;
 mod artifacts;
 mod audit;
 mod collection;
+mod immutable;
 mod projects;
 mod registry;
 mod robots;
@@ -33,6 +34,7 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     accounts::run(&*store).await;
     projects::run(&*store).await;
     robots::run(&*store).await;
+    immutable::run(&*store).await;
     artifacts::run(&*store).await;
     audit::run(&*store).await;
     settings::run(&*store).await;
