@@ -779,7 +779,14 @@ async fn prepare(reg: &TestRegistry, p: &str, what: Prepare) -> Vec<(&'static st
             } else if ids.is_empty() {
                 let r = api(reg, Method::POST, &uri, Some(rule_body())).await;
                 assert_eq!(r.status, StatusCode::CREATED, "rule: {:?}", r.body);
-                ids.push(r.header("location").rsplit('/').next().unwrap().parse().unwrap());
+                ids.push(
+                    r.header("location")
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                );
             }
             if let Some(id) = ids.first() {
                 values.push(("{rule}", id.to_string()));

@@ -109,7 +109,10 @@ pub(crate) async fn manifest_deletion_stale(
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    if tags.iter().all(|t| guard.tags.iter().any(|g| g.as_str() == t)) {
+    if tags
+        .iter()
+        .all(|t| guard.tags.iter().any(|g| g.as_str() == t))
+    {
         return Ok(None);
     }
     let tags = tags

@@ -63,8 +63,9 @@ use async_trait::async_trait;
 use berth_meta::cache::{ManifestCache, TagCache, VersionedCache};
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
-    NewManifest, TagGuard, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
+    NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
+    SessionLimits, StoredManifest, TagGuard, TagPage, UploadLease, UploadSession, UploadStore,
+    Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use berth_meta::{
-    CreateUploadError, Deletion, GuardFailure, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
-    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadLease,
-    UploadSession, Visibility,
+    CreateUploadError, Deletion, GuardFailure, MetaError, NewManifest, PullRecord,
+    PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
+    TagPage, UploadLease, UploadSession, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -664,9 +664,8 @@ pub async fn put_manifest(
     tags.dedup();
     let audit = m.audit.as_ref();
     let guard = m.guard.as_ref();
-    let protected: Vec<&str> = guard.map_or(Vec::new(), |g| {
-        g.tags.iter().map(Tag::as_str).collect()
-    });
+    let protected: Vec<&str> =
+        guard.map_or(Vec::new(), |g| g.tags.iter().map(Tag::as_str).collect());
     let (outcome, failed_at, actual, stored): (String, Option<i64>, Option<i64>, Option<String>) =
         sqlx::query_as(
             "SELECT outcome, failed_at, actual_size, stored_media_type
@@ -712,7 +711,9 @@ pub async fn put_manifest(
                 Some(tag) => Err(PutManifestError::TagProtected(
                     Tag::parse(tag).map_err(|e| corrupt("tag", e))?,
                 )),
-                None => Err(MetaError(format!("put_manifest answered immutable at {failed_at:?}")).into()),
+                None => Err(
+                    MetaError(format!("put_manifest answered immutable at {failed_at:?}")).into(),
+                ),
             }
         }
         ("reference", Some(failed), _) => Err(reference_error(failed, actual.map(|a| a as u64))),

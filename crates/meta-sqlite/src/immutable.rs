@@ -116,7 +116,10 @@ pub(crate) fn deletion_stale(
                 .collect()
         })
         .map_err(db_err)?;
-    if tags.iter().all(|t| guard.tags.iter().any(|g| g.as_str() == t)) {
+    if tags
+        .iter()
+        .all(|t| guard.tags.iter().any(|g| g.as_str() == t))
+    {
         return Ok(None);
     }
     let tags = tags
@@ -206,7 +209,9 @@ impl ImmutableRuleStore for SqliteMetaStore {
             // One read transaction: the revision and the rules belong together.
             let tx = c.unchecked_transaction()?;
             let Some((id, revision)) = tx
-                .prepare_cached("SELECT id, immutable_rules_revision FROM projects WHERE name = ?1")?
+                .prepare_cached(
+                    "SELECT id, immutable_rules_revision FROM projects WHERE name = ?1",
+                )?
                 .query_row([project_name], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
             else {

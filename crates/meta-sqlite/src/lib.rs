@@ -41,9 +41,9 @@ use async_trait::async_trait;
 use berth_meta::cache::{ManifestCache, TagCache};
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, GuardFailure, ManifestStore, MetaError,
-    MetaStore, TagGuard,
-    NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
+    MetaStore, NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage,
+    RepositoryStore, SessionLimits, StoredManifest, TagGuard, TagPage, UploadLease, UploadSession,
+    UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;

@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobLinkStore, BytesDeleter, CollectionStore, CreateUploadError, Deletion,
-    ImmutableRule, ImmutableRuleError, ImmutableRuleStore, Listed, ProjectRules, TagGuard,
-    ManifestStore, MarkedBlob, MetaError, MetaStore, NewManifest, PinOutcome, PullRecord,
-    PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest,
-    SweepError, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
+    ImmutableRule, ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob,
+    MetaError, MetaStore, NewManifest, PinOutcome, ProjectRules, PullRecord, PutManifestError,
+    ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepError,
+    TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
     Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
@@ -440,10 +440,7 @@ impl ImmutableRuleStore for FaultyMeta {
             .await
     }
 
-    async fn immutable_rules_of(
-        &self,
-        project_name: &str,
-    ) -> Result<ProjectRules, MetaError> {
+    async fn immutable_rules_of(&self, project_name: &str) -> Result<ProjectRules, MetaError> {
         self.inner.immutable_rules_of(project_name).await
     }
 
@@ -477,7 +474,9 @@ impl ImmutableRuleStore for FaultyMeta {
         id: i64,
         audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
-        self.inner.delete_immutable_rule(project_id, id, audit).await
+        self.inner
+            .delete_immutable_rule(project_id, id, audit)
+            .await
     }
 }
 

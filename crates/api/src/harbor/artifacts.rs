@@ -207,7 +207,13 @@ pub async fn get(
     let name = repository_param(&name)?;
     let include = Include::from_params(&ctx.params)?;
     let view = artifacts(&ctx)
-        .get(&ctx.who, &project, &name, &reference(&r)?, include.accessories)
+        .get(
+            &ctx.who,
+            &project,
+            &name,
+            &reference(&r)?,
+            include.accessories,
+        )
         .await?;
     Ok(json(&artifact_json(&view, include)))
 }

@@ -76,7 +76,9 @@ pub enum InvalidRule {
     #[error("selector kind {0:?} is not supported; use \"doublestar\"")]
     Kind(String),
     /// An unknown decoration.
-    #[error("selector decoration {0:?} is not one of matches, excludes, repoMatches, repoExcludes, nsMatches, nsExcludes")]
+    #[error(
+        "selector decoration {0:?} is not one of matches, excludes, repoMatches, repoExcludes, nsMatches, nsExcludes"
+    )]
     Decoration(String),
     /// An empty pattern.
     #[error("a selector needs a pattern")]
@@ -301,7 +303,10 @@ mod tests {
             "scope_selectors":{"repository":[{"kind":"doublestar","decoration":"repoMatches","pattern":"**"}]}}"#;
         let d = RuleDefinition::from_json(body).unwrap();
         d.validate().unwrap();
-        assert_eq!(d, definition(selector("repoMatches", "**"), selector("matches", "v*")));
+        assert_eq!(
+            d,
+            definition(selector("repoMatches", "**"), selector("matches", "v*"))
+        );
         assert_eq!(RuleDefinition::from_json(&d.to_json()).unwrap(), d);
     }
 
@@ -338,10 +343,13 @@ mod tests {
                 InvalidRule::NoRepositorySelector,
             ),
             (
-                definition(selector("repoMatches", "**"), SelectorSpec {
-                    kind: "regex".into(),
-                    ..selector("matches", "v*")
-                }),
+                definition(
+                    selector("repoMatches", "**"),
+                    SelectorSpec {
+                        kind: "regex".into(),
+                        ..selector("matches", "v*")
+                    },
+                ),
                 InvalidRule::Kind("regex".into()),
             ),
             (
@@ -365,19 +373,52 @@ mod tests {
     #[test]
     fn rules_protect_tags_of_repositories_named_without_their_project() {
         let p = protection(vec![
-            stored(1, false, &definition(selector("repoMatches", "team/**"), selector("matches", "v*"))),
-            stored(2, false, &definition(selector("repoMatches", "**"), selector("matches", "{latest,stable}"))),
-            stored(3, true, &definition(selector("repoMatches", "**"), selector("matches", "**"))),
-            stored(4, false, &definition(selector("repoExcludes", "tmp*"), selector("excludes", "dev-*"))),
+            stored(
+                1,
+                false,
+                &definition(
+                    selector("repoMatches", "team/**"),
+                    selector("matches", "v*"),
+                ),
+            ),
+            stored(
+                2,
+                false,
+                &definition(
+                    selector("repoMatches", "**"),
+                    selector("matches", "{latest,stable}"),
+                ),
+            ),
+            stored(
+                3,
+                true,
+                &definition(selector("repoMatches", "**"), selector("matches", "**")),
+            ),
+            stored(
+                4,
+                false,
+                &definition(
+                    selector("repoExcludes", "tmp*"),
+                    selector("excludes", "dev-*"),
+                ),
+            ),
         ]);
         assert_eq!(rule_for(&p, "lib/team/app", "v1"), Some(1));
         assert_eq!(rule_for(&p, "lib/app", "v1"), Some(4));
         assert_eq!(rule_for(&p, "lib/team/app", "stable"), Some(2));
-        assert_eq!(rule_for(&p, "lib/tmp-x", "dev-1"), None, "disabled rule 3 protects nothing");
+        assert_eq!(
+            rule_for(&p, "lib/tmp-x", "dev-1"),
+            None,
+            "disabled rule 3 protects nothing"
+        );
         assert_eq!(rule_for(&p, "lib/tmp-x", "latest"), Some(2));
         assert_eq!(rule_for(&p, "lib/app", "dev-1"), None);
         // The project is no part of the name the repository selector sees.
-        let q = protection(vec![stored(5, false, &definition(selector("repoMatches", "lib/*"), selector("matches", "*")))]);
+        let q = protection(vec![stored(
+            5,
+            false,
+            &definition(selector("repoMatches", "lib/*"), selector("matches", "*")),
+        )]);
         assert_eq!(rule_for(&q, "lib/app", "v1"), None);
         assert_eq!(rule_for(&q, "x/lib/app", "v1"), Some(5));
     }
@@ -393,7 +434,11 @@ mod tests {
 
     #[test]
     fn refusals_name_the_rule() {
-        let p = protection(vec![stored(9, false, &definition(selector("repoMatches", "**"), selector("matches", "v*")))]);
+        let p = protection(vec![stored(
+            9,
+            false,
+            &definition(selector("repoMatches", "**"), selector("matches", "v*")),
+        )]);
         let repository = RepositoryName::parse("lib/app").unwrap();
         let rule = p.rule_for(&repository, &Tag::parse("v1").unwrap()).unwrap();
         assert_eq!(

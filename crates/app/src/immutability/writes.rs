@@ -64,7 +64,10 @@ impl fmt::Display for ImmutableTag {
 
 impl Registry {
     /// The immutability rules of `repository`'s project as they stand.
-    pub async fn protection(&self, repository: &RepositoryName) -> Result<Protection, RegistryError> {
+    pub async fn protection(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Protection, RegistryError> {
         let stored = self.meta.immutable_rules_of(repository.project()).await?;
         Ok(Protection::new(&stored))
     }
@@ -78,7 +81,11 @@ impl Registry {
         repository: &RepositoryName,
         tag: &Tag,
     ) -> Result<Option<ProtectingRule>, RegistryError> {
-        Ok(self.protection(repository).await?.rule_for(repository, tag).cloned())
+        Ok(self
+            .protection(repository)
+            .await?
+            .rule_for(repository, tag)
+            .cloned())
     }
 
     /// Commits a pushed manifest, unless it would move a protected tag to another
@@ -104,7 +111,12 @@ impl Registry {
             match self.meta.put_manifest(&manifest).await {
                 Err(PutManifestError::Stale(_)) => continue,
                 Err(PutManifestError::TagProtected(tag)) => {
-                    return Err(refusal(&protection, &manifest.repository, tag, Refused::Overwrite));
+                    return Err(refusal(
+                        &protection,
+                        &manifest.repository,
+                        tag,
+                        Refused::Overwrite,
+                    ));
                 }
                 other => return Ok(other?),
             }
@@ -122,10 +134,19 @@ impl Registry {
         for _ in 0..GUARD_ATTEMPTS {
             let protection = self.protection(repository).await?;
             if protection.rule_for(repository, tag).is_some() {
-                return Err(refusal(&protection, repository, tag.clone(), Refused::Delete));
+                return Err(refusal(
+                    &protection,
+                    repository,
+                    tag.clone(),
+                    Refused::Delete,
+                ));
             }
             let guard = protection.guard(Vec::new());
-            match self.meta.delete_tag(repository, tag, Some(&guard), Some(audit)).await? {
+            match self
+                .meta
+                .delete_tag(repository, tag, Some(&guard), Some(audit))
+                .await?
+            {
                 Deletion::Deleted => return Ok(()),
                 Deletion::Stale(_) => continue,
                 Deletion::NotFound | Deletion::ReferencedBy(_) => {
@@ -148,8 +169,16 @@ impl Registry {
         let mut tags: Vec<Tag> = Vec::new();
         let mut protection = self.protection(repository).await?;
         for _ in 0..GUARD_ATTEMPTS {
-            if let Some(tag) = tags.iter().find(|t| protection.rule_for(repository, t).is_some()) {
-                return Err(refusal(&protection, repository, tag.clone(), Refused::Delete));
+            if let Some(tag) = tags
+                .iter()
+                .find(|t| protection.rule_for(repository, t).is_some())
+            {
+                return Err(refusal(
+                    &protection,
+                    repository,
+                    tag.clone(),
+                    Refused::Delete,
+                ));
             }
             let guard = protection.guard(tags.clone());
             match self

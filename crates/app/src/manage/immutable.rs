@@ -9,9 +9,9 @@ use berth_meta::{AuditEntry, ImmutableRule, ImmutableRuleError, Listed, MetaErro
 
 use super::projects::Projects;
 use super::{ManageError, Requester};
+use crate::Registry;
 use crate::identity::Identity;
 use crate::immutability::{MAX_RULES, RuleDefinition};
-use crate::Registry;
 
 /// A stored rule as Harbor shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,14 +58,25 @@ impl ImmutableRules {
             .await
     }
 
-    fn audit(&self, who: &Requester, operation: &str, project: &Project, rule: Option<i64>) -> AuditEntry {
+    fn audit(
+        &self,
+        who: &Requester,
+        operation: &str,
+        project: &Project,
+        rule: Option<i64>,
+    ) -> AuditEntry {
         let resource = match rule {
             Some(id) => format!("{}/immutabletagrules/{id}", project.name),
             None => format!("{}/immutabletagrules", project.name),
         };
         let now = self.identity.clock.now_ms();
-        who.actor()
-            .audit(operation, "immutable_tag_rule", &resource, Some(project.id), now)
+        who.actor().audit(
+            operation,
+            "immutable_tag_rule",
+            &resource,
+            Some(project.id),
+            now,
+        )
     }
 
     /// A page of a project's rules, in id order.
@@ -98,7 +109,9 @@ impl ImmutableRules {
         definition: &RuleDefinition,
     ) -> Result<i64, ManageError> {
         let project = self.project(who, project, by_name, Action::Create).await?;
-        definition.validate().map_err(|e| ManageError::Invalid(e.to_string()))?;
+        definition
+            .validate()
+            .map_err(|e| ManageError::Invalid(e.to_string()))?;
         let audit = self.audit(who, "create", &project, None);
         let now = self.identity.clock.now_ms();
         self.registry
@@ -161,8 +174,12 @@ impl ImmutableRules {
 }
 
 fn view(rule: &ImmutableRule) -> Result<RuleView, MetaError> {
-    let definition = RuleDefinition::from_json(&rule.definition)
-        .map_err(|e| MetaError(format!("stored immutable tag rule {} is invalid: {e}", rule.id)))?;
+    let definition = RuleDefinition::from_json(&rule.definition).map_err(|e| {
+        MetaError(format!(
+            "stored immutable tag rule {} is invalid: {e}",
+            rule.id
+        ))
+    })?;
     Ok(RuleView {
         id: rule.id,
         disabled: rule.disabled,

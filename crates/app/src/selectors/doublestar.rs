@@ -167,7 +167,11 @@ fn class_ranges(body: &[char]) -> Option<(bool, Vec<(char, char)>)> {
     if body.is_empty() {
         return None;
     }
-    let (negated, mut i) = if body[0] == '^' { (true, 1) } else { (false, 0) };
+    let (negated, mut i) = if body[0] == '^' {
+        (true, 1)
+    } else {
+        (false, 0)
+    };
     let mut ranges = Vec::new();
     while i < body.len() {
         let (low, next) = class_char(body, i)?;
@@ -233,9 +237,7 @@ fn match_component(pattern: &[char], name: &[char]) -> bool {
                 None => false,
             }
         }
-        '\\' => {
-            name.first() == pattern.get(1) && match_component(&pattern[2..], &name[1..])
-        }
+        '\\' => name.first() == pattern.get(1) && match_component(&pattern[2..], &name[1..]),
         literal => name.first() == Some(&literal) && match_component(&pattern[1..], &name[1..]),
     }
 }
@@ -251,11 +253,17 @@ mod tests {
     use super::*;
 
     fn yes(pattern: &str, name: &str) {
-        assert!(matches(pattern, name).unwrap(), "{pattern:?} matches {name:?}");
+        assert!(
+            matches(pattern, name).unwrap(),
+            "{pattern:?} matches {name:?}"
+        );
     }
 
     fn no(pattern: &str, name: &str) {
-        assert!(!matches(pattern, name).unwrap(), "{pattern:?} does not match {name:?}");
+        assert!(
+            !matches(pattern, name).unwrap(),
+            "{pattern:?} does not match {name:?}"
+        );
     }
 
     #[test]

@@ -66,7 +66,11 @@ pub struct Selector {
 impl Selector {
     /// A selector; `untagged` says whether a tag decoration selects an untagged
     /// candidate (Harbor's `{"untagged": …}` extras).
-    pub fn new(decoration: Decoration, pattern: &str, untagged: bool) -> Result<Self, PatternError> {
+    pub fn new(
+        decoration: Decoration,
+        pattern: &str,
+        untagged: bool,
+    ) -> Result<Self, PatternError> {
         let pattern = (!pattern.is_empty())
             .then(|| Pattern::parse(pattern))
             .transpose()?;

@@ -343,7 +343,8 @@ async fn caches_follow_what_another_node_writes() {
     assert!(
         b.delete_tag(&r, &Tag::parse("stable").unwrap(), None, None)
             .await
-            .unwrap() == Deletion::Deleted
+            .unwrap()
+            == Deletion::Deleted
     );
     assert_eq!(resolved(&by_digest).await, Some(one.clone()));
     assert_eq!(

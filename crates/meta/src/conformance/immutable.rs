@@ -6,8 +6,7 @@ use berth_oci::Tag;
 
 use super::support::{PROJECT_ADMIN, audit, audited, digest, manifest, new_project, repo};
 use crate::{
-    Deletion, GuardFailure, ImmutableRuleError, Metadata, ProjectRules, PutManifestError,
-    TagGuard,
+    Deletion, GuardFailure, ImmutableRuleError, Metadata, ProjectRules, PutManifestError, TagGuard,
 };
 
 /// Rules a project may hold in these checks.
@@ -49,12 +48,24 @@ async fn rules_are_created_listed_changed_and_deleted(store: &dyn Metadata) {
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow: {ids:?}");
     let duplicate = store
-        .create_immutable_rule(mine, r#"{"pattern":"a"}"#, MAX, 1, &audit(actor, "create", "dup"))
+        .create_immutable_rule(
+            mine,
+            r#"{"pattern":"a"}"#,
+            MAX,
+            1,
+            &audit(actor, "create", "dup"),
+        )
         .await;
     assert!(matches!(duplicate, Err(ImmutableRuleError::Duplicate)));
     // The same definition in another project is another rule.
     let elsewhere = store
-        .create_immutable_rule(other, r#"{"pattern":"a"}"#, MAX, 1, &audit(actor, "create", "x"))
+        .create_immutable_rule(
+            other,
+            r#"{"pattern":"a"}"#,
+            MAX,
+            1,
+            &audit(actor, "create", "x"),
+        )
         .await
         .unwrap();
 
@@ -67,21 +78,37 @@ async fn rules_are_created_listed_changed_and_deleted(store: &dyn Metadata) {
 
     let page = store.list_immutable_rules(mine, 1, Some(1)).await.unwrap();
     assert_eq!(page.total, 3);
-    assert_eq!(page.items.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[1]]);
+    assert_eq!(
+        page.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[1]]
+    );
     let all = store.list_immutable_rules(mine, 0, None).await.unwrap();
     assert_eq!(all.items.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
     let by_name = store.immutable_rules_of("cf-immutable").await.unwrap();
-    assert_eq!((by_name.project_id, &by_name.rules), (Some(mine), &all.items));
+    assert_eq!(
+        (by_name.project_id, &by_name.rules),
+        (Some(mine), &all.items)
+    );
     let none = store.immutable_rules_of("cf-no-such").await.unwrap();
     assert_eq!(none, ProjectRules::default());
 
     let changed = store
-        .update_immutable_rule(mine, ids[1], r#"{"pattern":"z"}"#, &audit(actor, "update", "b"))
+        .update_immutable_rule(
+            mine,
+            ids[1],
+            r#"{"pattern":"z"}"#,
+            &audit(actor, "update", "b"),
+        )
         .await
         .unwrap();
     assert!(changed);
     let clash = store
-        .update_immutable_rule(mine, ids[2], r#"{"pattern":"z"}"#, &audit(actor, "update", "c"))
+        .update_immutable_rule(
+            mine,
+            ids[2],
+            r#"{"pattern":"z"}"#,
+            &audit(actor, "update", "c"),
+        )
         .await;
     assert!(matches!(clash, Err(ImmutableRuleError::Duplicate)));
     let foreign = store
@@ -96,7 +123,10 @@ async fn rules_are_created_listed_changed_and_deleted(store: &dyn Metadata) {
             .unwrap()
     );
     let rule = store.immutable_rule(mine, ids[1]).await.unwrap().unwrap();
-    assert_eq!((rule.disabled, rule.definition.as_str()), (true, r#"{"pattern":"z"}"#));
+    assert_eq!(
+        (rule.disabled, rule.definition.as_str()),
+        (true, r#"{"pattern":"z"}"#)
+    );
 
     assert!(
         !store
@@ -117,10 +147,19 @@ async fn rules_are_created_listed_changed_and_deleted(store: &dyn Metadata) {
             .unwrap()
     );
     let left = store.list_immutable_rules(mine, 0, None).await.unwrap();
-    assert_eq!(left.items.iter().map(|r| r.id).collect::<Vec<_>>(), ids[1..]);
+    assert_eq!(
+        left.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids[1..]
+    );
     // A new rule never takes a deleted rule's id.
     let next = store
-        .create_immutable_rule(mine, r#"{"pattern":"a"}"#, MAX, 1, &audit(actor, "create", "a2"))
+        .create_immutable_rule(
+            mine,
+            r#"{"pattern":"a"}"#,
+            MAX,
+            1,
+            &audit(actor, "create", "a2"),
+        )
         .await
         .unwrap();
     assert!(next > elsewhere && next != ids[0]);
@@ -159,10 +198,20 @@ async fn deleting_a_project_removes_its_rules(store: &dyn Metadata) {
         store.immutable_rules_of("cf-immutable-gone").await.unwrap(),
         ProjectRules::default()
     );
-    assert_eq!(store.list_immutable_rules(id, 0, None).await.unwrap().total, 0);
+    assert_eq!(
+        store.list_immutable_rules(id, 0, None).await.unwrap().total,
+        0
+    );
     // A project of the same name starts without rules.
     let again = project(store, "cf-immutable-gone", actor).await;
-    assert_eq!(store.list_immutable_rules(again, 0, None).await.unwrap().total, 0);
+    assert_eq!(
+        store
+            .list_immutable_rules(again, 0, None)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
 }
 
 async fn rule_changes_move_the_revision_and_respect_the_limit(store: &dyn Metadata) {
@@ -229,7 +278,10 @@ async fn guards_are_checked_in_the_write(store: &dyn Metadata) {
     let mut first = manifest(r.as_str(), "cf-guard-one", &[], &["v1"]);
     first.guard = Some(unseen.clone());
     store.put_manifest(&first).await.unwrap();
-    let rules = store.immutable_rules_of("cf-immutable-guard").await.unwrap();
+    let rules = store
+        .immutable_rules_of("cf-immutable-guard")
+        .await
+        .unwrap();
     let id = rules.project_id.unwrap();
     let guard = TagGuard {
         project_id: Some(id),
@@ -317,7 +369,10 @@ async fn guards_are_checked_in_the_write(store: &dyn Metadata) {
         ..guard
     };
     assert_eq!(
-        store.delete_tag(&r, &v2, Some(&current), None).await.unwrap(),
+        store
+            .delete_tag(&r, &v2, Some(&current), None)
+            .await
+            .unwrap(),
         Deletion::Deleted
     );
     assert_eq!(

@@ -144,13 +144,15 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
         store
             .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
             .await
-            .unwrap() == Deletion::Deleted
+            .unwrap()
+            == Deletion::Deleted
     );
     assert!(
         store
             .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
             .await
-            .unwrap() == Deletion::NotFound
+            .unwrap()
+            == Deletion::NotFound
     );
     assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
     assert_eq!(
@@ -229,7 +231,8 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
         store
             .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
             .await
-            .unwrap() == Deletion::Deleted,
+            .unwrap()
+            == Deletion::Deleted,
         "tags of a listed manifest can go"
     );
     assert_eq!(
@@ -775,8 +778,20 @@ async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
 
     let v2 = Tag::parse("v2").unwrap();
     let untagged = audit(actor, "delete", "untagged");
-    assert!(store.delete_tag(&r, &v2, None, Some(&untagged)).await.unwrap() == Deletion::Deleted);
-    assert!(store.delete_tag(&r, &v2, None, Some(&missed)).await.unwrap() == Deletion::NotFound);
+    assert!(
+        store
+            .delete_tag(&r, &v2, None, Some(&untagged))
+            .await
+            .unwrap()
+            == Deletion::Deleted
+    );
+    assert!(
+        store
+            .delete_tag(&r, &v2, None, Some(&missed))
+            .await
+            .unwrap()
+            == Deletion::NotFound
+    );
     assert_eq!(
         store.unlink_blob(&r, &layer, Some(&missed)).await.unwrap(),
         Deletion::ReferencedBy(pushed.digest.clone())
