@@ -139,6 +139,8 @@ pub enum Kind {
     Unauthorized,
     /// Valid credentials that are not allowed the operation.
     Denied,
+    /// An immutability rule protects a tag the request would move or delete.
+    TagImmutable,
     /// The registry failed; the client did nothing wrong.
     Internal,
 }
@@ -146,7 +148,7 @@ pub enum Kind {
 impl Kind {
     /// Every kind, for checking the table.
     #[cfg(test)]
-    const ALL: [Kind; 21] = [
+    const ALL: [Kind; 22] = [
         Kind::EndpointUnknown,
         Kind::MethodNotAllowed,
         Kind::NameInvalid,
@@ -167,6 +169,7 @@ impl Kind {
         Kind::Unsupported,
         Kind::Unauthorized,
         Kind::Denied,
+        Kind::TagImmutable,
         Kind::Internal,
     ];
 
@@ -205,6 +208,9 @@ impl Kind {
             Kind::Unsupported => (S::METHOD_NOT_ALLOWED, Code::Unsupported),
             Kind::Unauthorized => (S::UNAUTHORIZED, Code::Unauthorized),
             Kind::Denied => (S::FORBIDDEN, Code::Denied),
+            // Harbor refuses these with 412 (its own code PRECONDITION, not one of the 14);
+            // of the spec's codes, DENIED says the request may not be done to the resource.
+            Kind::TagImmutable => (S::PRECONDITION_FAILED, Code::Denied),
             Kind::Internal => return (S::INTERNAL_SERVER_ERROR, None),
         };
         (status, Some(code))
@@ -284,6 +290,7 @@ impl From<RegistryError> for ApiError {
             RegistryError::ManifestReferenced { digest, referrer } => {
                 referenced(message, &digest, &referrer, "GET, HEAD, PUT")
             }
+            RegistryError::TagImmutable(_) => ApiError::new(Kind::TagImmutable, message),
             RegistryError::Unsupported(_) => ApiError::new(Kind::Unsupported, message),
             RegistryError::Internal(_) => ApiError::new(Kind::Internal, message),
         }

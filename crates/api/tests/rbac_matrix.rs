@@ -44,8 +44,8 @@ struct Row {
     surface: Surface,
     method: Method,
     /// `{p}` is the project, `{member}`, `{robot}`, `{digest}`, `{doomed}`, `{label}`,
-    /// `{glabel}` ids made by the row's preparation; in a body, `"{label:number}"` and
-    /// `"{pid:number}"` become the bare numbers.
+    /// `{glabel}`, `{rule}` ids made by the row's preparation; in a body,
+    /// `"{label:number}"`, `"{pid:number}"` and `"{rule_id}"` become the bare numbers.
     path: &'static str,
     body: Option<Value>,
     need: Need,
@@ -85,6 +85,20 @@ enum Prepare {
     UnlabelledArtifact,
     /// `app:v1` carries the project's label `victim`.
     LabelledArtifact,
+    /// The project has no immutable tag rule.
+    NoRule,
+    /// The project has the immutable tag rule [`rule_body`] (`{rule}`, and `"{rule_id}"`
+    /// for its id as a JSON number).
+    Rule,
+}
+
+/// An immutable tag rule that protects nothing the matrix pushes.
+fn rule_body() -> Value {
+    json!({
+        "action": "immutable", "template": "immutable_template", "disabled": false,
+        "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "never-pushed"}],
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
+    })
 }
 
 fn rows() -> Vec<Row> {
@@ -294,6 +308,50 @@ fn rows() -> Vec<Row> {
             P(R::Member, A::Delete),
             200,
             Pr::TargetMember,
+        ),
+        row(
+            "immutable rules list",
+            H,
+            M::GET,
+            "/api/v2.0/projects/{p}/immutabletagrules",
+            None,
+            P(R::ImmutableTag, A::List),
+            200,
+            Pr::Rule,
+        ),
+        row(
+            "immutable rule create",
+            H,
+            M::POST,
+            "/api/v2.0/projects/{p}/immutabletagrules",
+            Some(rule_body()),
+            P(R::ImmutableTag, A::Create),
+            201,
+            Pr::NoRule,
+        ),
+        row(
+            "immutable rule update",
+            H,
+            M::PUT,
+            "/api/v2.0/projects/{p}/immutabletagrules/{rule}",
+            Some({
+                let mut body = rule_body();
+                body["id"] = json!("{rule_id}");
+                body
+            }),
+            P(R::ImmutableTag, A::Update),
+            200,
+            Pr::Rule,
+        ),
+        row(
+            "immutable rule delete",
+            H,
+            M::DELETE,
+            "/api/v2.0/projects/{p}/immutabletagrules/{rule}",
+            None,
+            P(R::ImmutableTag, A::Delete),
+            200,
+            Pr::Rule,
         ),
         row(
             "robots list",
@@ -847,6 +905,38 @@ async fn prepare(reg: &TestRegistry, p: &str, what: Prepare) -> Vec<(&'static st
             )
             .await;
         }
+        Prepare::NoRule | Prepare::Rule => {
+            let uri = format!("/api/v2.0/projects/{p}/immutabletagrules");
+            let rules = api(reg, Method::GET, &format!("{uri}?page_size=100"), None)
+                .await
+                .json();
+            let mut ids: Vec<i64> = rules
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap())
+                .collect();
+            if what == Prepare::NoRule {
+                for id in ids.drain(..) {
+                    api(reg, Method::DELETE, &format!("{uri}/{id}"), None).await;
+                }
+            } else if ids.is_empty() {
+                let r = api(reg, Method::POST, &uri, Some(rule_body())).await;
+                assert_eq!(r.status, StatusCode::CREATED, "rule: {:?}", r.body);
+                ids.push(
+                    r.header("location")
+                        .rsplit('/')
+                        .next()
+                        .unwrap()
+                        .parse()
+                        .unwrap(),
+                );
+            }
+            if let Some(id) = ids.first() {
+                values.push(("{rule}", id.to_string()));
+                values.push(("\"{rule_id}\"", id.to_string()));
+            }
+        }
         Prepare::NoExtraTag => {
             api(
                 reg,
@@ -975,10 +1065,13 @@ async fn snapshot(reg: &TestRegistry, p: &str) -> String {
         format!("/api/v2.0/projects/{p}"),
         format!("/api/v2.0/projects/{p}/members?page_size=100"),
         format!("/api/v2.0/projects/{p}/repositories?page_size=100"),
-        format!("/api/v2.0/projects/{p}/repositories/app/artifacts?page_size=100&with_label=true"),
         format!(
-            "/api/v2.0/projects/{p}/repositories/doomed/artifacts?page_size=100&with_label=true"
+            "/api/v2.0/projects/{p}/repositories/app/artifacts?page_size=100&with_label=true&with_immutable_status=true"
         ),
+        format!(
+            "/api/v2.0/projects/{p}/repositories/doomed/artifacts?page_size=100&with_label=true&with_immutable_status=true"
+        ),
+        format!("/api/v2.0/projects/{p}/immutabletagrules?page_size=100"),
         "/api/v2.0/labels?scope=g&page_size=100".to_owned(),
     ] {
         let mut v = api(reg, Method::GET, &uri, None).await.json();

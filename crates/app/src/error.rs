@@ -4,6 +4,8 @@ use berth_blob::BlobError;
 use berth_meta::{CreateUploadError, MetaError, PutManifestError};
 use berth_oci::Digest;
 
+use crate::immutability::ImmutableTag;
+
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -76,6 +78,9 @@ pub enum RegistryError {
         /// An index that lists it.
         referrer: Digest,
     },
+    /// An immutability rule protects a tag the request would move or delete.
+    #[error("{0}")]
+    TagImmutable(Box<ImmutableTag>),
     /// The operation is not supported here.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
@@ -127,6 +132,10 @@ impl From<PutManifestError> for RegistryError {
                 RegistryError::ManifestInvalid(e.to_string())
             }
             PutManifestError::Meta(e) => e.into(),
+            // Guarded pushes handle these themselves (`immutability::writes`).
+            e @ (PutManifestError::Stale(_) | PutManifestError::TagProtected(_)) => {
+                RegistryError::Internal(e.to_string())
+            }
         }
     }
 }

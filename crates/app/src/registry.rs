@@ -410,6 +410,8 @@ impl Registry {
                 digest: digest.clone(),
                 referrer,
             }),
+            // Blob links are never guarded.
+            Deletion::Stale(stale) => Err(RegistryError::Internal(stale.to_string())),
         }
     }
 
@@ -490,8 +492,9 @@ impl Registry {
                 None,
                 self.clock.now_ms(),
             )),
+            guard: None,
         };
-        self.meta.put_manifest(&manifest).await?;
+        self.commit_manifest(manifest).await?;
         Ok(PushedManifest { digest, subject })
     }
 
@@ -570,7 +573,8 @@ impl Registry {
             .ok_or(RegistryError::ManifestUnknown)
     }
 
-    /// Deletes a manifest by digest, or untags by tag.
+    /// Deletes a manifest by digest, or untags by tag, unless an immutability rule
+    /// protects the tag or one of the manifest's tags.
     ///
     /// A manifest an index of the repository lists is kept (the index would be served with
     /// a child that is not); its tags can still be deleted. Referrers do not hold their
@@ -585,35 +589,14 @@ impl Registry {
         let now = self.clock.now_ms();
         let resource = artifact_resource(repository, reference);
         match reference {
-            Reference::Digest(d) => match self
-                .meta
-                .delete_manifest(
-                    repository,
-                    d,
-                    Some(&actor.audit("delete", "artifact", &resource, None, now)),
-                    now,
-                )
-                .await?
-            {
-                Deletion::Deleted => Ok(()),
-                Deletion::NotFound => Err(RegistryError::ManifestUnknown),
-                Deletion::ReferencedBy(referrer) => Err(RegistryError::ManifestReferenced {
-                    digest: d.clone(),
-                    referrer,
-                }),
-            },
-            Reference::Tag(t) => match self
-                .meta
-                .delete_tag(
-                    repository,
-                    t,
-                    Some(&actor.audit("delete", "tag", &resource, None, now)),
-                )
-                .await?
-            {
-                true => Ok(()),
-                false => Err(RegistryError::ManifestUnknown),
-            },
+            Reference::Digest(d) => {
+                let audit = actor.audit("delete", "artifact", &resource, None, now);
+                self.delete_by_digest(repository, d, &audit, now).await
+            }
+            Reference::Tag(t) => {
+                let audit = actor.audit("delete", "tag", &resource, None, now);
+                self.untag(repository, t, &audit).await
+            }
         }
     }
 

@@ -42,6 +42,7 @@ mod accounts;
 mod artifacts;
 mod audit;
 mod collection;
+mod immutable;
 mod import;
 mod jobs;
 mod labels;
@@ -64,7 +65,8 @@ use berth_meta::cache::{ManifestCache, TagCache, VersionedCache};
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
     NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
+    SessionLimits, StoredManifest, TagGuard, TagPage, UploadLease, UploadSession, UploadStore,
+    Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -593,10 +595,17 @@ impl ManifestStore for PgMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
         now: i64,
     ) -> Result<Deletion, MetaError> {
         let mut tx = self.durable().await?;
+        if let Some(guard) = guard
+            && let Some(stale) =
+                immutable::manifest_deletion_stale(&mut tx, repository, digest, guard).await?
+        {
+            return Ok(Deletion::Stale(stale));
+        }
         let deletion =
             queries::delete_manifest(&mut tx, repository.as_str(), digest.as_str(), now).await?;
         audit_deletion(&mut tx, &deletion, audit, repository).await?;
@@ -608,15 +617,23 @@ impl ManifestStore for PgMetaStore {
         &self,
         repository: &RepositoryName,
         tag: &Tag,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Deletion, MetaError> {
         let mut tx = self.durable().await?;
-        let deleted = queries::delete_tag(&mut tx, repository.as_str(), tag.as_str()).await?;
-        if let (true, Some(entry)) = (deleted, audit) {
-            audit::insert_for_repository(&mut tx, entry, repository).await?;
+        if let Some(guard) = guard
+            && let Some(stale) = immutable::tag_deletion_stale(&mut tx, repository, guard).await?
+        {
+            return Ok(Deletion::Stale(stale));
         }
+        let deletion = match queries::delete_tag(&mut tx, repository.as_str(), tag.as_str()).await?
+        {
+            true => Deletion::Deleted,
+            false => Deletion::NotFound,
+        };
+        audit_deletion(&mut tx, &deletion, audit, repository).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(deleted)
+        Ok(deletion)
     }
 
     async fn tags(

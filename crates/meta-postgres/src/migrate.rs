@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_job_control.sql"),
     include_str!("../migrations/0009_sweep_claims.sql"),
     include_str!("../migrations/0010_labels.sql"),
+    include_str!("../migrations/0011_immutable_tag_rules.sql"),
 ];
 
 /// The schema version of a fully migrated database.

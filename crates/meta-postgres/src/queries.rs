@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 
 use berth_meta::{
-    CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
-    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadLease,
-    UploadSession, Visibility,
+    CreateUploadError, Deletion, GuardFailure, MetaError, NewManifest, PullRecord,
+    PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
+    TagPage, UploadLease, UploadSession, Visibility,
 };
-use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
+use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -646,7 +646,7 @@ pub enum ManifestPut {
 /// Commits a manifest with its references, tags and audit entry, in one statement (the
 /// `put_manifest` function): the repository's row is locked first, so no delete in the
 /// repository runs between the checks and the commit, and nothing is changed unless
-/// every check passes. Blobs are checked before children, each as the repository holds
+/// every check passes. The guard, if any, is checked first; then blobs before children, each as the repository holds
 /// it and with its declared size; the first failure is the error.
 pub async fn put_manifest(
     c: impl PgExecutor<'_>,
@@ -663,11 +663,14 @@ pub async fn put_manifest(
     tags.sort_unstable();
     tags.dedup();
     let audit = m.audit.as_ref();
+    let guard = m.guard.as_ref();
+    let protected: Vec<&str> =
+        guard.map_or(Vec::new(), |g| g.tags.iter().map(Tag::as_str).collect());
     let (outcome, failed_at, actual, stored): (String, Option<i64>, Option<i64>, Option<String>) =
         sqlx::query_as(
             "SELECT outcome, failed_at, actual_size, stored_media_type
              FROM put_manifest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                               $13, $14, $15, $16, $17, $18, $19, $20)",
+                               $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
         )
         .bind(m.repository.as_str())
         .bind(m.pushed_at)
@@ -681,6 +684,9 @@ pub async fn put_manifest(
         .bind(&digests)
         .bind(&sizes)
         .bind(&tags)
+        .bind(guard.and_then(|g| g.project_id))
+        .bind(guard.map(|g| g.revision))
+        .bind(&protected)
         .bind(audit.and_then(|e| e.project_id))
         .bind(audit.map(|e| e.username.as_str()))
         .bind(audit.map(|e| e.operation.as_str()))
@@ -699,6 +705,17 @@ pub async fn put_manifest(
         ("stored", _, _) => Ok(ManifestPut::Stored),
         ("absent", _, _) => Ok(ManifestPut::RepositoryAbsent),
         ("media_type", _, Some(stored)) => Err(PutManifestError::MediaTypeConflict { stored }),
+        ("rules_changed", _, _) => Err(PutManifestError::Stale(GuardFailure::RulesChanged)),
+        ("immutable", _, _) => {
+            match failed_at.and_then(|n| protected.get(usize::try_from(n).ok()?.checked_sub(1)?)) {
+                Some(tag) => Err(PutManifestError::TagProtected(
+                    Tag::parse(tag).map_err(|e| corrupt("tag", e))?,
+                )),
+                None => Err(
+                    MetaError(format!("put_manifest answered immutable at {failed_at:?}")).into(),
+                ),
+            }
+        }
         ("reference", Some(failed), _) => Err(reference_error(failed, actual.map(|a| a as u64))),
         _ => Err(MetaError(format!(
             "put_manifest answered {outcome:?} at {failed_at:?}"

@@ -23,6 +23,7 @@ mod accounts;
 mod artifacts;
 mod audit;
 mod collection;
+mod immutable;
 mod jobs;
 mod labels;
 mod listing;
@@ -40,9 +41,10 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use berth_meta::cache::{ManifestCache, TagCache};
 use berth_meta::{
-    AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
-    NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagPage, UploadLease, UploadSession, UploadStore, Visibility,
+    AuditEntry, BlobLinkStore, CreateUploadError, Deletion, GuardFailure, ManifestStore, MetaError,
+    MetaStore, NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage,
+    RepositoryStore, SessionLimits, StoredManifest, TagGuard, TagPage, UploadLease, UploadSession,
+    UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -360,6 +362,7 @@ impl ManifestStore for SqliteMetaStore {
         let manifest = manifest.clone();
         self.writer
             .run(move |c| {
+                immutable::check_push(c, &manifest)?;
                 queries::put_manifest(c, &manifest)?;
                 if let Some(entry) = manifest.audit {
                     audit::insert_for_repository(c, entry, &manifest.repository)?;
@@ -406,12 +409,19 @@ impl ManifestStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
         now: i64,
     ) -> Result<Deletion, MetaError> {
-        let (repository, digest, audit) = (repository.clone(), digest.clone(), audit.cloned());
+        let (repository, digest) = (repository.clone(), digest.clone());
+        let (guard, audit) = (guard.cloned(), audit.cloned());
         self.writer
             .run(move |c| {
+                if let Some(guard) = &guard
+                    && let Some(stale) = immutable::deletion_stale(c, &repository, &digest, guard)?
+                {
+                    return Ok(Deletion::Stale(stale));
+                }
                 let deletion =
                     queries::delete_manifest(c, repository.as_str(), digest.as_str(), now)?;
                 audit_deletion(c, &deletion, audit, &repository)?;
@@ -424,16 +434,24 @@ impl ManifestStore for SqliteMetaStore {
         &self,
         repository: &RepositoryName,
         tag: &Tag,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
-    ) -> Result<bool, MetaError> {
-        let (repository, tag, audit) = (repository.clone(), tag.clone(), audit.cloned());
+    ) -> Result<Deletion, MetaError> {
+        let (repository, tag) = (repository.clone(), tag.clone());
+        let (guard, audit) = (guard.cloned(), audit.cloned());
         self.writer
             .run(move |c| {
-                let deleted = queries::delete_tag(c, repository.as_str(), tag.as_str())?;
-                if let (true, Some(entry)) = (deleted, audit) {
-                    audit::insert_for_repository(c, entry, &repository)?;
+                if let Some(guard) = &guard
+                    && immutable::rules_changed(c, &repository, guard)?
+                {
+                    return Ok(Deletion::Stale(GuardFailure::RulesChanged));
                 }
-                Ok(deleted)
+                let deletion = match queries::delete_tag(c, repository.as_str(), tag.as_str())? {
+                    true => Deletion::Deleted,
+                    false => Deletion::NotFound,
+                };
+                audit_deletion(c, &deletion, audit, &repository)?;
+                Ok(deletion)
             })
             .await
     }

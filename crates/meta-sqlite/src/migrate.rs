@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_upload_pins.sql"),
     include_str!("../migrations/0015_job_control.sql"),
     include_str!("../migrations/0016_labels.sql"),
+    include_str!("../migrations/0017_immutable_tag_rules.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

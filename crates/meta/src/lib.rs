@@ -13,6 +13,7 @@ mod artifacts;
 mod audit;
 pub mod cache;
 mod collection;
+mod immutable;
 mod jobs;
 mod labels;
 mod listing;
@@ -33,6 +34,9 @@ pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
     BoxedDelete, BytesDeleter, CollectionStore, MarkedBlob, PinOutcome, SweepError, SweepFailed,
     UnlinkBatch, UntaggedManifest,
+};
+pub use immutable::{
+    GuardFailure, ImmutableRule, ImmutableRuleError, ImmutableRuleStore, ProjectRules, TagGuard,
 };
 pub use jobs::{
     Checkpoint, ClaimedJob, CronError, CronSchedule, Enqueued, JobError, JobId, JobLogLine,

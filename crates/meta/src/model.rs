@@ -79,6 +79,8 @@ pub struct NewManifest {
     /// The audit entry of the push, written in the same transaction (its project is
     /// filled in from the repository's).
     pub audit: Option<crate::AuditEntry>,
+    /// The immutability decision that allowed the push, checked in its transaction.
+    pub guard: Option<crate::TagGuard>,
 }
 
 /// A manifest as stored. Its bytes come along only when the store holds them in memory

@@ -8,7 +8,7 @@ use crate::model::{
     NewManifest, PullRecord, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage,
     UploadSession,
 };
-use crate::{AuditEntry, CollectionStore, Visibility};
+use crate::{AuditEntry, CollectionStore, GuardFailure, ImmutableRuleStore, TagGuard, Visibility};
 
 /// A failure of the metadata backend itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,6 +51,12 @@ pub enum PutManifestError {
         /// The media type it is stored and served with.
         stored: String,
     },
+    /// The push's immutability decision is stale (see [`TagGuard`]).
+    #[error(transparent)]
+    Stale(GuardFailure),
+    /// A tag the guard protects points at another manifest.
+    #[error("tag {0} is protected and points at another manifest")]
+    TagProtected(Tag),
     /// The backend failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
@@ -86,6 +92,9 @@ pub enum Deletion {
     /// A manifest in the same repository still references it (as config, layer or index
     /// child), so nothing was deleted; the digest is one such manifest.
     ReferencedBy(Digest),
+    /// The immutability decision that allowed the delete is stale (see [`TagGuard`]);
+    /// nothing was deleted.
+    Stale(GuardFailure),
 }
 
 /// What claiming the right to write an upload session did.
@@ -256,7 +265,8 @@ pub trait UploadStore: Send + Sync {
 /// Manifests, tags and referrers.
 #[async_trait]
 pub trait ManifestStore: Send + Sync {
-    /// Commits a manifest, its references and its tags in one durable transaction.
+    /// Commits a manifest, its references and its tags in one durable transaction, after
+    /// checking its guard (if any) in that transaction.
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError>;
     /// Resolves a tag or digest in a repository.
     async fn manifest(
@@ -275,21 +285,25 @@ pub trait ManifestStore: Send + Sync {
     /// lists it as a child, checked in the same transaction as the delete. Manifests whose
     /// `subject` it is do not hold it: referrers may exist without their subject. The
     /// repository's links to the blobs it referenced are set to `now`, so garbage
-    /// collection counts their grace period from the delete.
+    /// collection counts their grace period from the delete. A `guard` is checked first, in
+    /// the same transaction.
     async fn delete_manifest(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
         now: i64,
     ) -> Result<Deletion, MetaError>;
-    /// Deletes one tag; returns whether it existed.
+    /// Deletes one tag (`Deleted` or `NotFound`), after checking `guard` (if any) in the
+    /// same transaction.
     async fn delete_tag(
         &self,
         repository: &RepositoryName,
         tag: &Tag,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
-    ) -> Result<bool, MetaError>;
+    ) -> Result<Deletion, MetaError>;
     /// Up to `limit` tags after `last`, or `None` when the repository does not exist.
     async fn tags(
         &self,
@@ -322,7 +336,13 @@ pub trait ManifestStore: Send + Sync {
 /// The whole metadata store, as the application holds it.
 #[async_trait]
 pub trait MetaStore:
-    RepositoryStore + BlobLinkStore + UploadStore + ManifestStore + CollectionStore + 'static
+    RepositoryStore
+    + BlobLinkStore
+    + UploadStore
+    + ManifestStore
+    + CollectionStore
+    + ImmutableRuleStore
+    + 'static
 {
     /// Checks the store answers (for `/readyz`).
     async fn check(&self) -> Result<(), MetaError>;

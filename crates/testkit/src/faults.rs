@@ -8,9 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobLinkStore, BytesDeleter, CollectionStore, CreateUploadError, Deletion,
-    ManifestStore, MarkedBlob, MetaError, MetaStore, NewManifest, PinOutcome, PullRecord,
-    PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest,
-    SweepError, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
+    ImmutableRule, ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob,
+    MetaError, MetaStore, NewManifest, PinOutcome, ProjectRules, PullRecord, PutManifestError,
+    ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepError,
+    TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
     Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
@@ -277,11 +278,12 @@ impl ManifestStore for FaultyMeta {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
         now: i64,
     ) -> Result<Deletion, MetaError> {
         self.inner
-            .delete_manifest(repository, digest, audit, now)
+            .delete_manifest(repository, digest, guard, audit, now)
             .await
     }
 
@@ -289,9 +291,10 @@ impl ManifestStore for FaultyMeta {
         &self,
         repository: &RepositoryName,
         tag: &Tag,
+        guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
-    ) -> Result<bool, MetaError> {
-        self.inner.delete_tag(repository, tag, audit).await
+    ) -> Result<Deletion, MetaError> {
+        self.inner.delete_tag(repository, tag, guard, audit).await
     }
 
     async fn tags(
@@ -412,6 +415,80 @@ impl CollectionStore for FaultyMeta {
             return Err(SweepError::Meta(MetaError("sweep cut by the test".into())));
         }
         self.inner.sweep_blob(digest, lease, delete_bytes).await
+    }
+}
+
+#[async_trait]
+impl ImmutableRuleStore for FaultyMeta {
+    async fn create_immutable_rule(
+        &self,
+        project_id: i64,
+        definition: &str,
+        max_rules: u64,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<i64, ImmutableRuleError> {
+        self.inner
+            .create_immutable_rule(project_id, definition, max_rules, now, audit)
+            .await
+    }
+
+    async fn immutable_rule(
+        &self,
+        project_id: i64,
+        id: i64,
+    ) -> Result<Option<ImmutableRule>, MetaError> {
+        self.inner.immutable_rule(project_id, id).await
+    }
+
+    async fn list_immutable_rules(
+        &self,
+        project_id: i64,
+        offset: u64,
+        limit: Option<u64>,
+    ) -> Result<Listed<ImmutableRule>, MetaError> {
+        self.inner
+            .list_immutable_rules(project_id, offset, limit)
+            .await
+    }
+
+    async fn immutable_rules_of(&self, project_name: &str) -> Result<ProjectRules, MetaError> {
+        self.inner.immutable_rules_of(project_name).await
+    }
+
+    async fn update_immutable_rule(
+        &self,
+        project_id: i64,
+        id: i64,
+        definition: &str,
+        audit: &AuditEntry,
+    ) -> Result<bool, ImmutableRuleError> {
+        self.inner
+            .update_immutable_rule(project_id, id, definition, audit)
+            .await
+    }
+
+    async fn set_immutable_rule_disabled(
+        &self,
+        project_id: i64,
+        id: i64,
+        disabled: bool,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        self.inner
+            .set_immutable_rule_disabled(project_id, id, disabled, audit)
+            .await
+    }
+
+    async fn delete_immutable_rule(
+        &self,
+        project_id: i64,
+        id: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        self.inner
+            .delete_immutable_rule(project_id, id, audit)
+            .await
     }
 }
 

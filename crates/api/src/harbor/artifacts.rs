@@ -48,7 +48,7 @@ fn tag_id(repository_id: i64, name: &str) -> i64 {
 }
 
 /// Harbor's `Tag`.
-fn tag_json(repository_id: i64, tag: &TagInfo) -> Value {
+fn tag_json(repository_id: i64, tag: &TagInfo, immutable: bool) -> Value {
     json!({
         "id": tag_id(repository_id, tag.name.as_str()),
         "repository_id": repository_id,
@@ -56,30 +56,41 @@ fn tag_json(repository_id: i64, tag: &TagInfo) -> Value {
         "name": tag.name.as_str(),
         "push_time": rfc3339(tag.pushed_at),
         "pull_time": time_or_never(tag.pulled_at),
-        "immutable": false,
+        "immutable": immutable,
     })
 }
 
 /// What an artifact's JSON shows besides what it always shows (`with_tag`,
-/// `with_accessory`, `with_label`).
+/// `with_immutable_status`, `with_accessory`, `with_label`).
 #[derive(Debug, Clone, Copy)]
 struct Shown {
     tags: bool,
+    immutable_status: bool,
     detail: ArtifactDetail,
 }
 
 impl Shown {
-    /// Reads `with_tag` (default true), `with_accessory` and `with_label` (default
-    /// false).
+    /// Reads `with_tag` (default true), `with_immutable_status`, `with_accessory` and
+    /// `with_label` (default false).
     fn from_params(ctx: &Ctx) -> Result<Self, HarborError> {
         Ok(Shown {
             tags: ctx.params.boolean("with_tag")?.unwrap_or(true),
+            immutable_status: ctx
+                .params
+                .boolean("with_immutable_status")?
+                .unwrap_or(false),
             detail: ArtifactDetail {
                 accessories: ctx.params.boolean("with_accessory")?.unwrap_or(false),
                 labels: ctx.params.boolean("with_label")?.unwrap_or(false),
             },
         })
     }
+}
+
+/// Harbor's `Tag` of an artifact, marked immutable when asked and a rule protects it.
+fn artifact_tag_json(view: &ArtifactView, tag: &TagInfo, shown: Shown) -> Value {
+    let immutable = shown.immutable_status && view.immutable_tags.contains(&tag.name);
+    tag_json(view.info.repository_id, tag, immutable)
 }
 
 /// Harbor's `Artifact`.
@@ -137,7 +148,7 @@ fn artifact_json(view: &ArtifactView, shown: Shown) -> Value {
         artifact["tags"] = json!(
             info.tags
                 .iter()
-                .map(|t| tag_json(info.repository_id, t))
+                .map(|t| artifact_tag_json(view, t, shown))
                 .collect::<Vec<_>>()
         );
     }
@@ -250,6 +261,7 @@ pub async fn tags(
 ) -> Result<Response, HarborError> {
     let name = repository_param(&name)?;
     let page = Page::from_params(&ctx.params)?;
+    let shown = Shown::from_params(&ctx)?;
     let view = artifacts(&ctx)
         .get(
             &ctx.who,
@@ -263,7 +275,7 @@ pub async fn tags(
         .info
         .tags
         .iter()
-        .map(|t| tag_json(view.info.repository_id, t))
+        .map(|t| artifact_tag_json(&view, t, shown))
         .collect();
     let path = artifact_path(&project, &name, &r, "tags");
     Ok(page_of(&all, page, &path, &ctx))

@@ -46,6 +46,9 @@ const EVENT_TYPES: &[&str] = &[
     "delete_label",
     "create_artifact_label",
     "delete_artifact_label",
+    "create_immutable_tag_rule",
+    "update_immutable_tag_rule",
+    "delete_immutable_tag_rule",
     "update_configuration",
 ];
 

@@ -8,6 +8,7 @@ mod audit;
 mod context;
 mod error;
 mod gc;
+mod immutable;
 mod labels;
 mod members;
 mod metadata;
@@ -105,6 +106,14 @@ pub fn routes() -> Router<Arc<Services>> {
             get(members::get)
                 .put(members::update)
                 .delete(members::delete),
+        )
+        .route(
+            "/projects/{project}/immutabletagrules",
+            get(immutable::list).post(immutable::create),
+        )
+        .route(
+            "/projects/{project}/immutabletagrules/{immutable_rule_id}",
+            put(immutable::update).delete(immutable::delete),
         )
         .route("/robots", get(robots::list).post(robots::create))
         .route(

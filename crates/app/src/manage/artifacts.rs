@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::projects::Projects;
 use super::{ManageError, Requester};
 use crate::identity::Identity;
+use crate::immutability::Protection;
 use crate::{Registry, RegistryError};
 
 /// Manifests up to this size are read to describe their artifact (type, platforms).
@@ -43,6 +44,8 @@ pub struct ArtifactView {
     pub accessories: Vec<Accessory>,
     /// The labels it carries, by id, when asked for.
     pub labels: Vec<Label>,
+    /// Its tags that an immutability rule protects.
+    pub immutable_tags: Vec<Tag>,
 }
 
 /// What an artifact's description includes besides what its manifest and config give.
@@ -269,11 +272,18 @@ impl Artifacts {
         let listed = store
             .list_artifacts(&repository, query, DESCRIBED_MANIFEST_BYTES)
             .await?;
+        let protection = self.protection(&repository).await?;
         let mut items = Vec::with_capacity(listed.items.len());
         for info in listed.items {
             items.push(
-                self.describe_artifact(&project, &repository, info, detail.accessories)
-                    .await?,
+                self.describe_artifact(
+                    &project,
+                    &repository,
+                    info,
+                    &protection,
+                    detail.accessories,
+                )
+                .await?,
             );
         }
         if detail.labels {
@@ -299,8 +309,9 @@ impl Artifacts {
             .await?;
         let repository = Self::repository_name(&project, name)?;
         let info = self.find(&repository, reference).await?;
+        let protection = self.protection(&repository).await?;
         let mut view = self
-            .describe_artifact(&project, &repository, info, detail.accessories)
+            .describe_artifact(&project, &repository, info, &protection, detail.accessories)
             .await?;
         if detail.labels {
             self.add_labels(std::slice::from_mut(&mut view)).await?;
@@ -318,6 +329,13 @@ impl Artifacts {
             }
         }
         Ok(())
+    }
+
+    async fn protection(&self, repository: &RepositoryName) -> Result<Protection, ManageError> {
+        self.registry
+            .protection(repository)
+            .await
+            .map_err(registry_error)
     }
 
     /// Deletes an artifact (with its tags).
@@ -421,6 +439,7 @@ impl Artifacts {
         project: &Project,
         repository: &RepositoryName,
         info: ArtifactInfo,
+        protection: &Protection,
         with_accessories: bool,
     ) -> Result<ArtifactView, ManageError> {
         let manifest: Value = info
@@ -464,6 +483,12 @@ impl Artifacts {
         } else {
             Vec::new()
         };
+        let immutable_tags = info
+            .tags
+            .iter()
+            .filter(|t| protection.rule_for(repository, &t.name).is_some())
+            .map(|t| t.name.clone())
+            .collect();
         Ok(ArtifactView {
             info,
             project_id: project.id,
@@ -474,6 +499,7 @@ impl Artifacts {
             references,
             accessories,
             labels: Vec::new(),
+            immutable_tags,
         })
     }
 
@@ -613,7 +639,9 @@ fn registry_error(e: RegistryError) -> ManageError {
         RegistryError::ManifestUnknown | RegistryError::NameUnknown => {
             ManageError::NotFound(e.to_string())
         }
-        RegistryError::ManifestReferenced { .. } => ManageError::Precondition(e.to_string()),
+        RegistryError::ManifestReferenced { .. } | RegistryError::TagImmutable(_) => {
+            ManageError::Precondition(e.to_string())
+        }
         RegistryError::Internal(m) => ManageError::Meta(berth_meta::MetaError(m)),
         other => ManageError::Invalid(other.to_string()),
     }

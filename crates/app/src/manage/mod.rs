@@ -6,6 +6,7 @@ mod artifacts;
 mod audit;
 mod collections;
 mod error;
+mod immutable;
 mod labels;
 mod projects;
 mod robots;
@@ -19,6 +20,7 @@ pub use artifacts::{Accessory, ArtifactDetail, ArtifactView, Artifacts, ChildRef
 pub use audit::AuditLog;
 pub use collections::{Collections, GcSchedule, ScheduleRequest, ScheduleType, parameters_of};
 pub use error::ManageError;
+pub use immutable::{ImmutableRules, RuleChange, RuleView};
 pub use labels::{LabelDraft, LabelFilter, Labels};
 pub use projects::{ProjectDraft, ProjectRequest, ProjectSummary, Projects};
 pub use robots::{CreatedRobot, RobotRequest, Robots, level_name};

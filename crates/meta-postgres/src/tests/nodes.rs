@@ -42,6 +42,7 @@ fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) 
         tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
         pushed_at: 1,
         audit: None,
+        guard: None,
     }
 }
 
@@ -114,7 +115,7 @@ async fn an_index_push_racing_a_child_delete_never_keeps_an_index_without_its_ch
             let r = repo(&repository);
             let (pushed, deleted) = tokio::join!(
                 a.put_manifest(&index),
-                b.delete_manifest(&r, &child.digest, None, 2)
+                b.delete_manifest(&r, &child.digest, None, None, 2)
             );
             match (pushed, deleted.unwrap()) {
                 (Ok(()), Deletion::ReferencedBy(by)) => assert_eq!(by, index.digest),
@@ -311,7 +312,7 @@ async fn caches_follow_what_another_node_writes() {
         .unwrap();
     assert_eq!(listed().await, ["latest", "v1", "v2"]);
     let v2 = Tag::parse("v2").unwrap();
-    assert!(b.delete_tag(&r, &v2, None).await.unwrap());
+    assert!(b.delete_tag(&r, &v2, None, None).await.unwrap() == Deletion::Deleted);
     assert_eq!(listed().await, ["latest", "v1"]);
     b.add_tag(
         &r,
@@ -340,9 +341,10 @@ async fn caches_follow_what_another_node_writes() {
     let by_digest = Reference::Digest(one.clone());
     // Untagged first, so that only the manifest's own removal can tell `a`.
     assert!(
-        b.delete_tag(&r, &Tag::parse("stable").unwrap(), None)
+        b.delete_tag(&r, &Tag::parse("stable").unwrap(), None, None)
             .await
             .unwrap()
+            == Deletion::Deleted
     );
     assert_eq!(resolved(&by_digest).await, Some(one.clone()));
     assert_eq!(
@@ -350,7 +352,7 @@ async fn caches_follow_what_another_node_writes() {
         Some(&b"one"[..])
     );
     assert_eq!(
-        b.delete_manifest(&r, &one, None, 2).await.unwrap(),
+        b.delete_manifest(&r, &one, None, None, 2).await.unwrap(),
         Deletion::Deleted
     );
     assert_eq!(resolved(&by_digest).await, None);

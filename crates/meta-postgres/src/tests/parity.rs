@@ -590,6 +590,7 @@ fn manifest(
         tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
         pushed_at: 100,
         audit: Some(audit("create", body, 100)),
+        guard: None,
     }
 }
 

@@ -368,7 +368,7 @@ async fn unreferenced_links_go_once_their_grace_is_over(store: &dyn MetaStore) {
 
     // Deleting the manifest at 60 starts its blobs' grace period then.
     let deleted = store
-        .delete_manifest(&r, &digest("cf-gc-m"), None, 60)
+        .delete_manifest(&r, &digest("cf-gc-m"), None, None, 60)
         .await
         .unwrap();
     assert_eq!(deleted, crate::Deletion::Deleted);

@@ -335,7 +335,7 @@ async fn artifacts_carry_labels_until_either_goes(store: &dyn Metadata) {
     );
     // A deleted artifact takes its labels with it; pushed again, it has none.
     store
-        .delete_manifest(&repository, &digest("cf-lart three"), None, 4)
+        .delete_manifest(&repository, &digest("cf-lart three"), None, None, 4)
         .await
         .unwrap();
     store

@@ -9,6 +9,7 @@ mod accounts;
 mod artifacts;
 mod audit;
 mod collection;
+mod immutable;
 mod labels;
 mod projects;
 mod registry;
@@ -34,6 +35,7 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     accounts::run(&*store).await;
     projects::run(&*store).await;
     robots::run(&*store).await;
+    immutable::run(&*store).await;
     artifacts::run(&*store).await;
     labels::run(&*store).await;
     audit::run(&*store).await;

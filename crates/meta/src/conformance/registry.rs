@@ -142,27 +142,29 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
 
     assert!(
         store
-            .delete_tag(&r, &Tag::parse("v1").unwrap(), None)
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
             .await
             .unwrap()
+            == Deletion::Deleted
     );
     assert!(
-        !store
-            .delete_tag(&r, &Tag::parse("v1").unwrap(), None)
+        store
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
             .await
             .unwrap()
+            == Deletion::NotFound
     );
     assert!(store.manifest(&r, &by_tag).await.unwrap().is_some());
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("idx"), None, 2)
+            .delete_manifest(&r, &digest("idx"), None, None, 2)
             .await
             .unwrap(),
         Deletion::Deleted
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("m1"), None, 2)
+            .delete_manifest(&r, &digest("m1"), None, None, 2)
             .await
             .unwrap(),
         Deletion::Deleted
@@ -173,7 +175,7 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("m1"), None, 2)
+            .delete_manifest(&r, &digest("m1"), None, None, 2)
             .await
             .unwrap(),
         Deletion::NotFound
@@ -218,7 +220,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-image"), None, 2)
+            .delete_manifest(&r, &digest("p7-image"), None, None, 2)
             .await
             .unwrap(),
         Deletion::ReferencedBy(digest("p7-index"))
@@ -227,14 +229,15 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());
     assert!(
         store
-            .delete_tag(&r, &Tag::parse("v1").unwrap(), None)
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
             .await
-            .unwrap(),
+            .unwrap()
+            == Deletion::Deleted,
         "tags of a listed manifest can go"
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-index"), None, 2)
+            .delete_manifest(&r, &digest("p7-index"), None, None, 2)
             .await
             .unwrap(),
         Deletion::Deleted,
@@ -252,7 +255,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &digest("p7-image"), None, 2)
+            .delete_manifest(&r, &digest("p7-image"), None, None, 2)
             .await
             .unwrap(),
         Deletion::Deleted
@@ -741,6 +744,7 @@ async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
 
     let refused = NewManifest {
         audit: Some(audit(actor, "create", "refused push")),
+        guard: None,
         ..manifest(
             "cf-raud/app",
             "cf-raud refused",
@@ -754,6 +758,7 @@ async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
     ));
     let pushed = NewManifest {
         audit: Some(audit(actor, "create", "pushed")),
+        guard: None,
         ..manifest(
             "cf-raud/app",
             "cf-raud m",
@@ -773,8 +778,20 @@ async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
 
     let v2 = Tag::parse("v2").unwrap();
     let untagged = audit(actor, "delete", "untagged");
-    assert!(store.delete_tag(&r, &v2, Some(&untagged)).await.unwrap());
-    assert!(!store.delete_tag(&r, &v2, Some(&missed)).await.unwrap());
+    assert!(
+        store
+            .delete_tag(&r, &v2, None, Some(&untagged))
+            .await
+            .unwrap()
+            == Deletion::Deleted
+    );
+    assert!(
+        store
+            .delete_tag(&r, &v2, None, Some(&missed))
+            .await
+            .unwrap()
+            == Deletion::NotFound
+    );
     assert_eq!(
         store.unlink_blob(&r, &layer, Some(&missed)).await.unwrap(),
         Deletion::ReferencedBy(pushed.digest.clone())
@@ -782,14 +799,14 @@ async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
     let deleted = audit(actor, "delete", "deleted");
     assert_eq!(
         store
-            .delete_manifest(&r, &pushed.digest, Some(&deleted), 2)
+            .delete_manifest(&r, &pushed.digest, None, Some(&deleted), 2)
             .await
             .unwrap(),
         Deletion::Deleted
     );
     assert_eq!(
         store
-            .delete_manifest(&r, &pushed.digest, Some(&missed), 2)
+            .delete_manifest(&r, &pushed.digest, None, Some(&missed), 2)
             .await
             .unwrap(),
         Deletion::NotFound

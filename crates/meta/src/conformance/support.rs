@@ -43,6 +43,7 @@ pub(super) fn manifest(
         tags: tags.iter().map(|t| Tag::parse(t).unwrap()).collect(),
         pushed_at: 1,
         audit: None,
+        guard: None,
     }
 }
 
