@@ -349,3 +349,28 @@ async fn a_failed_run_resumes_from_its_checkpoint() {
         assert_eq!(reg.get(&blob).await.status, StatusCode::NOT_FOUND);
     }
 }
+
+/// Two administrators (or one client retrying) ask for a run at the same moment: the
+/// check for a run that has not ended and the enqueue are not one step, so both are
+/// answered 201 and two runs are queued, where the second should be answered 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces audit finding 4"]
+async fn two_manual_runs_asked_at_once_start_one() {
+    let clock = ManualClock::new();
+    let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;
+    reg.log_in(Some(ADMIN));
+    let starts = (0..8).map(|_| start(&reg, json!({})));
+    let answers = futures_util::future::join_all(starts).await;
+    let created = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert!(
+        answers
+            .iter()
+            .all(|r| matches!(r.status, StatusCode::CREATED | StatusCode::CONFLICT)),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(created, 1, "runs queued by simultaneous starts");
+}
