@@ -374,3 +374,42 @@ async fn two_manual_runs_asked_at_once_start_one() {
     );
     assert_eq!(created, 1, "runs queued by simultaneous starts");
 }
+
+/// Harbor runs one collection at a time (its GC job's concurrency is 1); here a manual
+/// run is refused while another has not ended, but the schedule fires whatever runs:
+/// a scheduled run is queued beside a manual one that has not ended, and a runner with
+/// two workers runs both at once (each with up to five sweeps).
+#[tokio::test]
+#[ignore = "reproduces audit finding 5"]
+async fn the_schedule_fires_no_run_beside_one_that_has_not_ended() {
+    let clock = ManualClock::new();
+    let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;
+    reg.log_in(Some(ADMIN));
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/system/gc/schedule",
+        "/system/gc/schedule",
+        Some(json!({"schedule": {"type": "Custom", "cron": "* * * * * *"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = start(&reg, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    clock.advance(Duration::from_secs(2));
+    let now = berth_app::Clock::now_ms(&*clock);
+    for schedule in reg.jobs.schedules().await.unwrap() {
+        let next = schedule.period.next_after(schedule.next_fire, now);
+        reg.jobs
+            .fire_schedule(&schedule.name, schedule.next_fire, next, now)
+            .await
+            .unwrap();
+    }
+    let r = call(&reg, Some(ADMIN), Method::GET, "/system/gc", "/system/gc", None).await;
+    let runs: Vec<Value> = r.json().as_array().cloned().unwrap_or_default();
+    let unfinished = (runs.iter())
+        .filter(|run| matches!(run["job_status"].as_str(), Some("Pending" | "Running")))
+        .count();
+    assert_eq!(unfinished, 1, "{runs:?}");
+}
