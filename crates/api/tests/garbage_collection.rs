@@ -397,7 +397,9 @@ async fn bytes_no_row_knows_go_once_their_grace_is_over() {
 async fn one_failed_deletion_holds_up_no_push_of_the_blob() {
     let clock = ManualClock::new();
     let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
-    let blob = registry.push_blob("gc/failed", b"deletion failed once").await;
+    let blob = registry
+        .push_blob("gc/failed", b"deletion failed once")
+        .await;
     clock.advance(2 * HOUR);
     registry.faults.fail_deletions(1);
     let run = registry

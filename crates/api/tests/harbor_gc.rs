@@ -406,7 +406,15 @@ async fn the_schedule_fires_no_run_beside_one_that_has_not_ended() {
             .await
             .unwrap();
     }
-    let r = call(&reg, Some(ADMIN), Method::GET, "/system/gc", "/system/gc", None).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/system/gc",
+        "/system/gc",
+        None,
+    )
+    .await;
     let runs: Vec<Value> = r.json().as_array().cloned().unwrap_or_default();
     let unfinished = (runs.iter())
         .filter(|run| matches!(run["job_status"].as_str(), Some("Pending" | "Running")))

@@ -1013,12 +1013,14 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
                         }
                         // The node does not run for four leases; then its request goes out.
                         std::thread::sleep(4 * lease);
-                        late_delete
-                            .store(republished.load(Ordering::SeqCst), Ordering::SeqCst);
+                        late_delete.store(republished.load(Ordering::SeqCst), Ordering::SeqCst);
                         Ok(())
                     })
                 };
-                a.sweep_blob(&d, lease, &stalled_delete).await.map(drop).map_err(|e| e.to_string())
+                a.sweep_blob(&d, lease, &stalled_delete)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
             })
         })
     };
