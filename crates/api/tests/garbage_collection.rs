@@ -386,6 +386,8 @@ async fn bytes_no_row_knows_go_once_their_grace_is_over() {
     assert_eq!(
         blob_status(&registry, "gc/orphans", &orphan).await,
         StatusCode::OK
+    );
+}
 
 /// One DELETE the object store answers with an error (a 503, a timeout) leaves the blob
 /// marked and claimed for the sweep's whole lease (two minutes): a push of the digest,
