@@ -350,11 +350,9 @@ async fn a_failed_run_resumes_from_its_checkpoint() {
     }
 }
 
-/// Two administrators (or one client retrying) ask for a run at the same moment: the
-/// check for a run that has not ended and the enqueue are not one step, so both are
-/// answered 201 and two runs are queued, where the second should be answered 409.
+/// Two administrators (or one client retrying) ask for a run at the same moment: one
+/// run is queued, and the others are answered 409.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reproduces audit finding 4"]
 async fn two_manual_runs_asked_at_once_start_one() {
     let clock = ManualClock::new();
     let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;
@@ -375,12 +373,9 @@ async fn two_manual_runs_asked_at_once_start_one() {
     assert_eq!(created, 1, "runs queued by simultaneous starts");
 }
 
-/// Harbor runs one collection at a time (its GC job's concurrency is 1); here a manual
-/// run is refused while another has not ended, but the schedule fires whatever runs:
-/// a scheduled run is queued beside a manual one that has not ended, and a runner with
-/// two workers runs both at once (each with up to five sweeps).
+/// Harbor runs one collection at a time (its GC job's concurrency is 1): the schedule
+/// fires no run beside one that has not ended, as a manual start starts none.
 #[tokio::test]
-#[ignore = "reproduces audit finding 5"]
 async fn the_schedule_fires_no_run_beside_one_that_has_not_ended() {
     let clock = ManualClock::new();
     let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;

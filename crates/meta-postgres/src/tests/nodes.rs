@@ -1045,13 +1045,10 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
     );
 }
 
-/// A deletion that fails at once (an S3 error answer, a permission error) leaves the
-/// blob marked and still claimed for the whole lease: no other sweep, neither the next
-/// run's nor that of an upload completing the digest, may take it, and every pin of
-/// the digest answers `deleting` meanwhile (a push of a shared layer answers 429 for
-/// up to two minutes after one transient error).
+/// A deletion answered with an error (an S3 error answer, a permission error) is over:
+/// the blob stays marked but free at once for another sweep (the next run's, or that of
+/// an upload completing the digest), rather than held for the whole lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reproduces audit finding 2"]
 async fn a_sweep_whose_deletion_failed_holds_no_claim() {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
