@@ -388,3 +388,73 @@ async fn bytes_no_row_knows_go_once_their_grace_is_over() {
         StatusCode::OK
     );
 }
+
+/// One DELETE the object store answers with an error (a 503) leaves the blob marked but
+/// free: a push of the digest sweeps it itself and goes through at once.
+#[tokio::test]
+async fn one_failed_deletion_holds_up_no_push_of_the_blob() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let blob = registry
+        .push_blob("gc/failed", b"deletion failed once")
+        .await;
+    clock.advance(2 * HOUR);
+    registry.faults.fail_deletions(1);
+    let run = registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(run.failed.len(), 1, "{run:?}");
+
+    let started = std::time::Instant::now();
+    let uri = format!("/v2/gc/failed/blobs/uploads/?digest={blob}");
+    let r = registry
+        .send(
+            http::Method::POST,
+            &uri,
+            &[],
+            bytes::Bytes::from_static(b"deletion failed once"),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "after {:?}: {:?}",
+        started.elapsed(),
+        r.body
+    );
+}
+
+/// An object store that refuses every DELETE (a bucket under object lock or retention,
+/// a policy denying deletes) leaves each swept blob marked for good: once the failed
+/// sweep's lease lapses, a push of the digest sweeps it itself, fails, and is answered
+/// 500, and so is every later push of that layer; before that, 429. (PostgreSQL: run
+/// with `BERTH_TEST_BACKENDS=postgres+s3`; it waits out the two-minute lease.)
+#[tokio::test]
+#[ignore = "reproduces audit finding 2"]
+async fn a_store_refusing_deletions_holds_up_no_push_of_a_collected_blob() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let blob = registry.push_blob("gc/refused", b"never deletable").await;
+    clock.advance(2 * HOUR);
+    registry.faults.fail_deletions(1_000);
+    let run = registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(run.failed.len(), 1, "{run:?}");
+    tokio::time::sleep(Duration::from_secs(125)).await;
+
+    let uri = format!("/v2/gc/refused/blobs/uploads/?digest={blob}");
+    let r = registry
+        .send(
+            http::Method::POST,
+            &uri,
+            &[],
+            bytes::Bytes::from_static(b"never deletable"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}

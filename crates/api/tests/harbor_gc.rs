@@ -349,3 +349,70 @@ async fn a_failed_run_resumes_from_its_checkpoint() {
         assert_eq!(reg.get(&blob).await.status, StatusCode::NOT_FOUND);
     }
 }
+
+/// Two administrators (or one client retrying) ask for a run at the same moment: one
+/// run is queued, and the others are answered 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_manual_runs_asked_at_once_start_one() {
+    let clock = ManualClock::new();
+    let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;
+    reg.log_in(Some(ADMIN));
+    let starts = (0..8).map(|_| start(&reg, json!({})));
+    let answers = futures_util::future::join_all(starts).await;
+    let created = answers
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert!(
+        answers
+            .iter()
+            .all(|r| matches!(r.status, StatusCode::CREATED | StatusCode::CONFLICT)),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(created, 1, "runs queued by simultaneous starts");
+}
+
+/// Harbor runs one collection at a time (its GC job's concurrency is 1): the schedule
+/// fires no run beside one that has not ended, as a manual start starts none.
+#[tokio::test]
+async fn the_schedule_fires_no_run_beside_one_that_has_not_ended() {
+    let clock = ManualClock::new();
+    let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;
+    reg.log_in(Some(ADMIN));
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/system/gc/schedule",
+        "/system/gc/schedule",
+        Some(json!({"schedule": {"type": "Custom", "cron": "* * * * * *"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = start(&reg, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    clock.advance(Duration::from_secs(2));
+    let now = berth_app::Clock::now_ms(&*clock);
+    for schedule in reg.jobs.schedules().await.unwrap() {
+        let next = schedule.period.next_after(schedule.next_fire, now);
+        reg.jobs
+            .fire_schedule(&schedule.name, schedule.next_fire, next, now)
+            .await
+            .unwrap();
+    }
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/system/gc",
+        "/system/gc",
+        None,
+    )
+    .await;
+    let runs: Vec<Value> = r.json().as_array().cloned().unwrap_or_default();
+    let unfinished = (runs.iter())
+        .filter(|run| matches!(run["job_status"].as_str(), Some("Pending" | "Running")))
+        .count();
+    assert_eq!(unfinished, 1, "{runs:?}");
+}

@@ -345,8 +345,17 @@ impl Registry {
                 PinOutcome::Pinned => return Ok(()),
                 PinOutcome::NoSession => return Err(RegistryError::BlobUploadUnknown),
                 PinOutcome::BlobDeleting if started.elapsed() < PIN_WAIT => {
-                    if !self.sweep(digest).await? {
-                        tokio::time::sleep(PIN_RETRY).await;
+                    // Another sweep holding the blob, or one that fails or stalls, is
+                    // waited out within the same bound.
+                    let left = PIN_WAIT.saturating_sub(started.elapsed());
+                    let swept = tokio::time::timeout(left, self.sweep(digest)).await;
+                    match swept {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) | Err(_) => tokio::time::sleep(PIN_RETRY).await,
+                        Ok(Err(e)) => {
+                            tracing::warn!(%digest, error = %e, "sweeping a blob for a push failed");
+                            tokio::time::sleep(PIN_RETRY).await;
+                        }
                     }
                 }
                 PinOutcome::BlobDeleting => {

@@ -270,9 +270,28 @@ impl CollectionStore for PgMetaStore {
             return Ok(false);
         };
         let budget = lease / 4;
-        tokio::time::timeout(budget, delete_bytes())
-            .await
-            .map_err(|_| SweepFailed(format!("the deletion took longer than {budget:?}")))??;
+        match tokio::time::timeout(budget, delete_bytes()).await {
+            // Given up on, the deletion may still land: the claim is left to lapse.
+            Err(_) => {
+                let late = format!("the deletion took longer than {budget:?}");
+                return Err(SweepFailed(late).into());
+            }
+            // Answered with an error, the deletion is over: the blob is free at once for
+            // another sweep (the next run's, or a push's of the digest).
+            Ok(Err(failed)) => {
+                sqlx::query(
+                    "UPDATE blobs SET sweep_until = NULL, sweep_token = NULL
+                     WHERE digest = $1 AND sweep_token = $2",
+                )
+                .bind(digest.as_str())
+                .bind(&token)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+                return Err(failed.into());
+            }
+            Ok(Ok(())) => {}
+        }
         let removed = sqlx::query(
             "DELETE FROM blobs WHERE digest = $1 AND status = 'deleting' AND sweep_token = $2",
         )

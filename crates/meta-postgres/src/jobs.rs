@@ -456,6 +456,8 @@ impl JobStore for PgMetaStore {
              INSERT INTO jobs (kind, payload, max_attempts, backoff_ms, dedup_key, state,
                                due_at, created_at)
              SELECT kind, payload, max_attempts, backoff_ms, $4, 'queued', $2, $5 FROM fired
+             WHERE NOT EXISTS (SELECT 1 FROM jobs j
+                               WHERE j.kind = fired.kind AND j.state IN ('queued', 'running'))
              ON CONFLICT (dedup_key) DO NOTHING
              RETURNING id",
         )

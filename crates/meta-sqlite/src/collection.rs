@@ -1,8 +1,8 @@
 //! Garbage collection's steps. The single writer runs each in a transaction of its own,
-//! so a pin and a mark of one digest never interleave. Sweeps are kept apart by a lock
-//! on a file beside the database, held from the check of a marked blob to the delete of
-//! its row: `berth gc` may sweep from another process than the server's, or twice at
-//! once, and the lock goes with a process that dies.
+//! so a pin and a mark of one digest never interleave. Sweeps are kept apart by locks
+//! on files beside the database (one per shard of digests), held from the check of a
+//! marked blob to the delete of its row: `berth gc` may sweep from another process than
+//! the server's, or twice at once, and a lock goes with a process that dies.
 
 use std::fs::File;
 use std::path::Path;
@@ -355,8 +355,11 @@ impl CollectionStore for SqliteMetaStore {
         delete_bytes: BytesDeleter<'_>,
     ) -> Result<bool, SweepError> {
         // The file lock is the claim: it lasts as long as the process that holds it, and
-        // every process that could sweep takes it, so no lease is needed.
-        let _sweeping = lock_sweeps(&self.sweep_lock).await?;
+        // every process that could sweep the blob takes it, so no lease is needed. The
+        // deletion gets no time limit: giving up on it would let another sweep, and a
+        // push after it, go ahead while it may still land.
+        let shard = &digest.encoded()[..2];
+        let _sweeping = lock_sweeps(&self.sweep_locks.join(shard)).await?;
         if !self.readers.with(|c| is_marked(c, digest.as_str()))? {
             return Ok(false);
         }

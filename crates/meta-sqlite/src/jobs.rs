@@ -322,6 +322,15 @@ fn append_log(c: &Connection, lease: &Lease, lines: &[String], now: i64) -> Resu
     Ok(())
 }
 
+/// Whether a job of `kind` is queued or running.
+fn kind_unfinished(c: &Connection, kind: &str) -> Result<bool, MetaError> {
+    c.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = ?1 AND state IN ('queued', 'running'))",
+    )
+    .and_then(|mut s| s.query_row(params![kind], |r| r.get(0)))
+    .map_err(db_err)
+}
+
 #[async_trait]
 impl JobStore for SqliteMetaStore {
     async fn enqueue(&self, job: &NewJob, now: i64) -> Result<Enqueued, MetaError> {
@@ -583,6 +592,9 @@ impl JobStore for SqliteMetaStore {
                 let Some(spec) = fired else {
                     return Ok(None);
                 };
+                if kind_unfinished(c, &spec.kind)? {
+                    return Ok(None);
+                }
                 let job = NewJob {
                     spec,
                     run_after: seen,

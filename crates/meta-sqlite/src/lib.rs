@@ -60,9 +60,11 @@ pub struct SqliteMetaStore {
     /// Recently served manifest bytes, shared by the responses that send them.
     manifest_cache: ManifestCache,
     writer: Writer,
-    /// The file whose lock (across processes) a sweep holds from its check of a marked
-    /// blob to the delete of its row.
-    sweep_lock: PathBuf,
+    /// The directory of the files whose locks (across processes) sweeps hold from their
+    /// check of a marked blob to the delete of its row: one file per first two hex
+    /// digits of the digest, so a sweep stalled on one blob holds up only the sweeps
+    /// of its shard.
+    sweep_locks: PathBuf,
 }
 
 impl SqliteMetaStore {
@@ -75,10 +77,13 @@ impl SqliteMetaStore {
         }
         let mut conn = writer::open_writer_connection(&path)?;
         migrate::run(&mut conn)?;
-        let mut sweep_lock = path.clone().into_os_string();
-        sweep_lock.push("-sweep");
+        let mut sweep_locks = path.clone().into_os_string();
+        sweep_locks.push("-sweeps");
+        let sweep_locks: PathBuf = sweep_locks.into();
+        std::fs::create_dir_all(&sweep_locks)
+            .map_err(|e| MetaError(format!("{}: {e}", sweep_locks.display())))?;
         Ok(SqliteMetaStore {
-            sweep_lock: sweep_lock.into(),
+            sweep_locks,
             readers: Readers::new(path),
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),

@@ -182,3 +182,62 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
     );
     assert_eq!(first.linked_blob(&r, &d).await.unwrap(), Some(1));
 }
+
+/// One process's sweep stalls in its deletion (a hung disk or NFS mount): another
+/// process's sweep of a blob of another shard (a push completing that digest, which
+/// sweeps it before it pins) goes ahead, for sweeps lock only their digest's shard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sweep_holds_up_no_sweep_of_another_blob() {
+    use berth_meta::{BlobLinkStore, BoxedDelete, CollectionStore};
+    use berth_oci::{Algorithm, Digest, RepositoryName};
+
+    const LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let (gc, server) = (
+        std::sync::Arc::new(SqliteMetaStore::open(&path).unwrap()),
+        SqliteMetaStore::open(&path).unwrap(),
+    );
+    let r = RepositoryName::parse("p/r").unwrap();
+    let (stuck, pushed) = (
+        Digest::compute(Algorithm::Sha256, b"on a hung disk"),
+        Digest::compute(Algorithm::Sha256, b"pushed again"),
+    );
+    assert_ne!(stuck.encoded()[..2], pushed.encoded()[..2], "two shards");
+    for d in [&stuck, &pushed] {
+        gc.link_blob(&r, d, 1, 1).await.unwrap();
+        gc.unlink_blob(&r, d, None).await.unwrap();
+    }
+    assert_eq!(gc.mark_unlinked_blobs("", 10, 100).await.unwrap().len(), 2);
+
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    let stalled = {
+        let (gc, stuck) = (gc.clone(), stuck.clone());
+        tokio::spawn(async move {
+            let started_tx = std::sync::Mutex::new(Some(started_tx));
+            let never = || -> BoxedDelete<'_> {
+                let started = started_tx.lock().unwrap().take();
+                Box::pin(async move {
+                    if let Some(started) = started {
+                        let _ = started.send(());
+                    }
+                    std::future::pending::<()>().await;
+                    Ok(())
+                })
+            };
+            gc.sweep_blob(&stuck, LEASE, &never).await
+        })
+    };
+    started.await.unwrap();
+    let deleted = || -> BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+    let other = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        server.sweep_blob(&pushed, LEASE, &deleted),
+    )
+    .await;
+    stalled.abort();
+    assert!(
+        matches!(other, Ok(Ok(true))),
+        "the sweep of another blob waited on the stalled one: {other:?}"
+    );
+}

@@ -435,8 +435,10 @@ pub trait JobStore: Send + Sync {
     async fn delete_schedule(&self, name: &str) -> Result<bool, MetaError>;
     /// Fires the schedule if its next fire time is still `seen`: in one transaction,
     /// moves it to `next` and enqueues its job (due at `seen`, dedup key
-    /// [`Schedule::dedup_key`]). Returns the job when this call fired it; `None` when
-    /// another node did first or the schedule is gone.
+    /// [`Schedule::dedup_key`]), unless a job of its kind is still queued or running:
+    /// runs never pile up behind a slow one. Returns the job when this call enqueued
+    /// it; `None` when another node fired first, the schedule is gone, or a job of the
+    /// kind had not ended.
     async fn fire_schedule(
         &self,
         name: &str,

@@ -27,6 +27,9 @@ pub struct MetaFaults {
     cut_sweeps: AtomicUsize,
     /// Marking batches still to fail: a database that fails a collection midway.
     cut_marks: AtomicUsize,
+    /// Sweeps whose deletion of the bytes still to fail, once the blob is claimed: an
+    /// object store answering one DELETE with an error.
+    failed_deletions: AtomicUsize,
     /// The next mount to hold before it links.
     held_link: Mutex<Option<HeldLink>>,
 }
@@ -65,6 +68,12 @@ impl MetaFaults {
     /// a collection whose database fails midway.
     pub fn cut_marks(&self, n: usize) {
         self.cut_marks.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the deletion of the bytes in the next `n` sweeps fail, after the sweep
+    /// claimed the blob: what an object store's error answer to a DELETE does.
+    pub fn fail_deletions(&self, n: usize) {
+        self.failed_deletions.store(n, Ordering::SeqCst);
     }
 
     /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
@@ -413,6 +422,12 @@ impl CollectionStore for FaultyMeta {
     ) -> Result<bool, SweepError> {
         if MetaFaults::take_cut(&self.faults.cut_sweeps) {
             return Err(SweepError::Meta(MetaError("sweep cut by the test".into())));
+        }
+        if MetaFaults::take_cut(&self.faults.failed_deletions) {
+            let failing = || -> berth_meta::BoxedDelete<'_> {
+                Box::pin(async { Err(berth_meta::SweepFailed("503 Slow Down".into())) })
+            };
+            return self.inner.sweep_blob(digest, lease, &failing).await;
         }
         self.inner.sweep_blob(digest, lease, delete_bytes).await
     }

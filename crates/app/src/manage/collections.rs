@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use berth_authz::{Action, Permission, Resource};
 use berth_meta::{
-    CronSchedule, JobId, JobLogLine, JobRecord, JobSpec, JobState, JobStore, NewJob, Period,
-    RetryPolicy, Schedule, StopRequest,
+    CronSchedule, Enqueued, JobId, JobLogLine, JobRecord, JobSpec, JobState, JobStore, NewJob,
+    Period, RetryPolicy, Schedule, StopRequest,
 };
 
 use super::{ManageError, Requester};
@@ -135,26 +135,7 @@ impl Collections {
         who.require_system(permission)?;
         let now = self.identity.clock.now_ms();
         let cron = match (request.kind, request.cron.as_deref().map(str::trim)) {
-            (ScheduleType::Manual, _) => {
-                if let Some(ongoing) = (self.all_runs().await?.iter())
-                    .find(|r| matches!(r.state, JobState::Queued | JobState::Running))
-                {
-                    return Err(ManageError::Conflict(format!(
-                        "garbage collection {} has not ended yet",
-                        ongoing.id
-                    )));
-                }
-                let parameters = CollectionParameters {
-                    trigger: Trigger::Manual,
-                    ..request.parameters
-                };
-                let job = NewJob {
-                    spec: spec(&parameters)?,
-                    run_after: now,
-                    dedup_key: None,
-                };
-                return Ok(Some(self.jobs.enqueue(&job, now).await?.id()));
-            }
+            (ScheduleType::Manual, _) => return self.start_now(request.parameters, now).await,
             (ScheduleType::None, _) => {
                 self.jobs.delete_schedule(GarbageCollection::KIND).await?;
                 return Ok(None);
@@ -185,6 +166,37 @@ impl Collections {
         };
         self.jobs.put_schedule(&schedule).await?;
         Ok(None)
+    }
+
+    /// Enqueues a run now, unless one has not ended. Starts asked for at once are told
+    /// apart by the newest run each saw: they share a dedup key, so one of them
+    /// enqueues and the others find its job.
+    async fn start_now(
+        &self,
+        parameters: CollectionParameters,
+        now: i64,
+    ) -> Result<Option<JobId>, ManageError> {
+        let runs = self.all_runs().await?;
+        let conflict =
+            |id: JobId| ManageError::Conflict(format!("garbage collection {id} has not ended yet"));
+        let unfinished = |r: &&JobRecord| matches!(r.state, JobState::Queued | JobState::Running);
+        if let Some(ongoing) = runs.iter().find(unfinished) {
+            return Err(conflict(ongoing.id));
+        }
+        let parameters = CollectionParameters {
+            trigger: Trigger::Manual,
+            ..parameters
+        };
+        let newest = runs.first().map_or(0, |r| r.id);
+        let job = NewJob {
+            spec: spec(&parameters)?,
+            run_after: now,
+            dedup_key: Some(format!("gc-manual-after-{newest}")),
+        };
+        match self.jobs.enqueue(&job, now).await? {
+            Enqueued::New(id) => Ok(Some(id)),
+            Enqueued::Duplicate(id) => Err(conflict(id)),
+        }
     }
 
     /// One page (from 1) of the runs, newest first, and how many there are.

@@ -975,3 +975,95 @@ async fn a_sweep_gives_up_on_a_slow_deletion_and_keeps_its_claim() {
     tokio::time::sleep(lease).await;
     assert!(b.sweep_blob(&d, lease, &no_bytes).await.unwrap());
 }
+
+/// A node that stalls (a paused VM, a starved thread, a reply held up on the network)
+/// between claiming a blob and sending its deletion cannot be stopped by the deletion
+/// budget, which only starts once the node runs again: the lease lapses, another node
+/// sweeps the blob, the digest is pushed again, and the first node's deletion then
+/// lands on the bytes of that acknowledged push. Nothing fences the late deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces audit finding 1"]
+async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let Some((db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let d = marked(&a, "stalled/sweep", "stalled sweep").await;
+    let lease = Duration::from_millis(1000);
+    let republished = Arc::new(AtomicBool::new(false));
+    let late_delete = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+    // The first node is a process of its own, which the stall stops as a whole.
+    let first = {
+        let (config, d) = (super::config(&db), d.clone());
+        let (republished, late_delete) = (republished.clone(), late_delete.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let a = PgMetaStore::connect(&config).await.unwrap();
+                let started_tx = std::sync::Mutex::new(Some(started_tx));
+                let stalled_delete = || -> berth_meta::BoxedDelete<'_> {
+                    let started = started_tx.lock().unwrap().take();
+                    let (republished, late_delete) = (republished.clone(), late_delete.clone());
+                    Box::pin(async move {
+                        if let Some(started) = started {
+                            let _ = started.send(());
+                        }
+                        // The node does not run for four leases; then its request goes out.
+                        std::thread::sleep(4 * lease);
+                        late_delete.store(republished.load(Ordering::SeqCst), Ordering::SeqCst);
+                        Ok(())
+                    })
+                };
+                a.sweep_blob(&d, lease, &stalled_delete)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+        })
+    };
+    started.await.unwrap();
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+    assert!(
+        b.sweep_blob(&d, lease, &no_bytes).await.unwrap(),
+        "the lease lapsed: the other node sweeps"
+    );
+    let upload = session(7, "stalled/sweep");
+    b.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+    pin(&b, &upload.id, &d).await;
+    republished.store(true, Ordering::SeqCst);
+    b.complete_upload(&upload.id, &repo("stalled/sweep"), &d, 1, 5)
+        .await
+        .unwrap();
+    let _ = first.join().unwrap();
+    assert!(
+        !late_delete.load(Ordering::SeqCst),
+        "the stalled node's deletion landed on bytes pushed (and acknowledged) after it"
+    );
+}
+
+/// A deletion answered with an error (an S3 error answer, a permission error) is over:
+/// the blob stays marked but free at once for another sweep (the next run's, or that of
+/// an upload completing the digest), rather than held for the whole lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_whose_deletion_failed_holds_no_claim() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let d = marked(&a, "failed/sweep", "failed sweep").await;
+    let lease = Duration::from_secs(120);
+    let failing = || -> berth_meta::BoxedDelete<'_> {
+        Box::pin(async { Err(berth_meta::SweepFailed("503 Slow Down".into())) })
+    };
+    assert!(a.sweep_blob(&d, lease, &failing).await.is_err());
+    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+    assert!(
+        b.sweep_blob(&d, lease, &no_bytes).await.unwrap(),
+        "a deletion that failed still holds the blob against every other sweep"
+    );
+}

@@ -397,7 +397,8 @@ fn tick_schedule() -> Schedule {
 }
 
 /// Tickers on every node that all see a schedule due fire it once per period, and its
-/// job carries the schedule's spec and the fire time's dedup key.
+/// job carries the schedule's spec and the fire time's dedup key; a period whose time
+/// comes while the last run has not ended fires none.
 async fn schedules_fire_once_per_period(nodes: &[Arc<dyn JobStore>]) {
     let schedule = tick_schedule();
     node(nodes, 0).put_schedule(&schedule).await.unwrap();
@@ -429,6 +430,19 @@ async fn schedules_fire_once_per_period(nodes: &[Arc<dyn JobStore>]) {
         }
         assert_eq!(jobs.len(), 1, "period {period} fired {jobs:?}");
         fired.push(jobs[0]);
+        // The run ends before the next period, which fires no run beside one that has
+        // not ended.
+        let store = &**node(nodes, 0);
+        if period == 0 {
+            let later = T0 + 1000;
+            let unfinished = store.fire_schedule("tick", later, later + 1000, now).await;
+            assert_eq!(unfinished.unwrap(), None, "a run beside an unfinished one");
+            let mut moved_back = tick_schedule();
+            moved_back.next_fire = later;
+            store.delete_schedule("tick").await.unwrap();
+            store.put_schedule(&moved_back).await.unwrap();
+        }
+        store.request_stop(jobs[0], now).await.unwrap();
     }
     let store = &**node(nodes, 1);
     assert_eq!(
