@@ -2,6 +2,7 @@
 //! `BERTH_TEST_BACKENDS` selects: what nothing references goes once its grace period
 //! is over, what a manifest references stays, and a dry run changes nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_app::{CollectionOptions, CollectionReport, RegistryConfig};
@@ -30,6 +31,16 @@ fn digests(report: &CollectionReport) -> Vec<Digest> {
 fn sorted(mut d: Vec<Digest>) -> Vec<Digest> {
     d.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     d
+}
+
+/// A registry on a manual clock holding `data` in `repo`, pushed two hours (twice the
+/// grace period) ago.
+async fn aged_blob(repo: &str, data: &[u8]) -> (Arc<ManualClock>, TestRegistry, Digest) {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let blob = registry.push_blob(repo, data).await;
+    clock.advance(2 * HOUR);
+    (clock, registry, blob)
 }
 
 async fn blob_status(registry: &TestRegistry, repo: &str, digest: &Digest) -> StatusCode {
@@ -112,10 +123,7 @@ async fn what_nothing_references_goes_once_its_grace_is_over() {
 
 #[tokio::test]
 async fn a_blob_marked_for_deletion_is_uploaded_again_not_mounted() {
-    let clock = ManualClock::new();
-    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
-    let blob = registry.push_blob("gc/source", b"mounted late").await;
-    clock.advance(2 * HOUR);
+    let (_, registry, blob) = aged_blob("gc/source", b"mounted late").await;
     registry
         .registry
         .collect_garbage(options(false))
@@ -138,12 +146,7 @@ async fn a_blob_marked_for_deletion_is_uploaded_again_not_mounted() {
 
 #[tokio::test]
 async fn a_mount_racing_a_collection_links_no_blob_whose_bytes_are_gone() {
-    let clock = ManualClock::new();
-    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
-    let blob = registry
-        .push_blob("gc/source", b"mounted while collected")
-        .await;
-    clock.advance(2 * HOUR);
+    let (_, registry, blob) = aged_blob("gc/source", b"mounted while collected").await;
     // The mount finds the blob linked in its source, and pauses before it links it
     // while a collection removes the source's link, the blob and its bytes.
     let hold = registry.faults.hold_next_link();
@@ -173,10 +176,7 @@ async fn a_mount_racing_a_collection_links_no_blob_whose_bytes_are_gone() {
 /// collection.
 #[tokio::test]
 async fn a_collection_cut_after_its_mark_holds_up_no_push_of_the_blob() {
-    let clock = ManualClock::new();
-    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
-    let blob = registry.push_blob("gc/cut", b"marked, never swept").await;
-    clock.advance(2 * HOUR);
+    let (_, registry, blob) = aged_blob("gc/cut", b"marked, never swept").await;
     registry.faults.cut_sweeps(1);
     let cut = registry
         .registry
@@ -393,12 +393,7 @@ async fn bytes_no_row_knows_go_once_their_grace_is_over() {
 /// free: a push of the digest sweeps it itself and goes through at once.
 #[tokio::test]
 async fn one_failed_deletion_holds_up_no_push_of_the_blob() {
-    let clock = ManualClock::new();
-    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
-    let blob = registry
-        .push_blob("gc/failed", b"deletion failed once")
-        .await;
-    clock.advance(2 * HOUR);
+    let (_, registry, blob) = aged_blob("gc/failed", b"deletion failed once").await;
     registry.faults.fail_deletions(1);
     let run = registry
         .registry
@@ -434,10 +429,7 @@ async fn one_failed_deletion_holds_up_no_push_of_the_blob() {
 #[tokio::test]
 #[ignore = "reproduces audit finding 2"]
 async fn a_store_refusing_deletions_holds_up_no_push_of_a_collected_blob() {
-    let clock = ManualClock::new();
-    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
-    let blob = registry.push_blob("gc/refused", b"never deletable").await;
-    clock.advance(2 * HOUR);
+    let (_, registry, blob) = aged_blob("gc/refused", b"never deletable").await;
     registry.faults.fail_deletions(1_000);
     let run = registry
         .registry

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use berth_app::CollectionOptions;
+use berth_app::{CollectionOptions, CollectionReport};
 use berth_oci::{Algorithm, Digest, media_type};
 use berth_testkit::TestRegistry;
 use http::{Method, StatusCode};
@@ -89,6 +89,17 @@ async fn push_image(
     panic!("{repository}:{tag}: the manifest never found its blobs");
 }
 
+/// One collection with the race's grace period, untagged manifests included.
+async fn collect(reg: &TestRegistry) -> CollectionReport {
+    let options = CollectionOptions {
+        dry_run: false,
+        grace: GRACE,
+        workers: 2,
+        delete_untagged: true,
+    };
+    reg.registry.collect_garbage(options).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collections_beside_pushes_and_deletes_lose_nothing_acknowledged() {
     let reg = Arc::new(TestRegistry::new());
@@ -100,15 +111,7 @@ async fn collections_beside_pushes_and_deletes_lose_nothing_acknowledged() {
         tokio::spawn(async move {
             let (mut runs, mut collected) = (0, 0);
             while !stop.load(Ordering::SeqCst) {
-                let report = (reg.registry)
-                    .collect_garbage(CollectionOptions {
-                        dry_run: false,
-                        grace: GRACE,
-                        workers: 2,
-                        delete_untagged: true,
-                    })
-                    .await
-                    .unwrap();
+                let report = collect(&reg).await;
                 assert_eq!(report.failed, [], "every sweep succeeds");
                 runs += 1;
                 collected += report.blobs.len();
@@ -199,15 +202,7 @@ async fn collections_beside_pushes_and_deletes_lose_nothing_acknowledged() {
 
     // Once more after the grace period, with nothing else running.
     tokio::time::sleep(GRACE * 2).await;
-    (reg.registry)
-        .collect_garbage(CollectionOptions {
-            dry_run: false,
-            grace: GRACE,
-            workers: 2,
-            delete_untagged: true,
-        })
-        .await
-        .unwrap();
+    collect(&reg).await;
 
     let live = live.lock().await;
     assert!(live.len() >= WRITERS * ROUNDS - deleted);

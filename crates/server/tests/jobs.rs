@@ -78,3 +78,119 @@ async fn the_upload_purge_runs_as_a_scheduled_job() {
         "{jobs:?}"
     );
 }
+
+/// A garbage collection whose node is killed mid-run is taken over by the node started
+/// again on the same data once the run's lease lapses: it resumes from its checkpoint
+/// and finishes, and every blob nothing referenced is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_killed_midway_resumes_and_finishes() {
+    use futures_util::{StreamExt, stream};
+
+    const STRAYS: usize = 1500;
+    let env = [
+        ("BERTH_AUTH__MODE", "open"),
+        ("BERTH_ADMIN_PASSWORD", "Adm1nPassword"),
+        ("BERTH_GC__GRACE_PERIOD", "0s"),
+        ("BERTH_JOBS__LEASE_SECS", "2"),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let berth = Berth::start_with(&data, free_port(), &env);
+    let http = client();
+    let url = berth.url();
+    let strays: Vec<String> = stream::iter(0..STRAYS)
+        .map(|n| {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                let bytes = format!("stray blob {n}");
+                let digest =
+                    berth_oci::Digest::compute(berth_oci::Algorithm::Sha256, bytes.as_bytes());
+                let r = http
+                    .post(format!("{url}/v2/gc/strays/blobs/uploads/?digest={digest}"))
+                    .body(bytes)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 201);
+                digest.to_string()
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+
+    let api = |node: &Berth, path: &str| format!("{}/api/v2.0/system/gc{path}", node.url());
+    let started = http
+        .post(api(&berth, "/schedule"))
+        .basic_auth("admin", Some("Adm1nPassword"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"schedule": {"type": "Manual"}, "parameters": {"workers": 1}})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    let id = started.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let log = |node: &Berth| {
+        let (http, url) = (http.clone(), api(node, &format!("/{id}/log")));
+        async move {
+            let r = http
+                .get(url)
+                .basic_auth("admin", Some("Adm1nPassword"))
+                .send()
+                .await
+                .unwrap();
+            r.text().await.unwrap()
+        }
+    };
+    // Killed once the sweep has begun.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log(&berth).await.contains("deleted blob") {
+        assert!(Instant::now() < deadline, "the sweep never began");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    berth.kill9();
+
+    let again = Berth::start_with(&data, free_port(), &env);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = http
+            .get(api(&again, &format!("/{id}")))
+            .basic_auth("admin", Some("Adm1nPassword"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let run: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if run["job_status"] == "Success" {
+            break;
+        }
+        assert!(
+            matches!(run["job_status"].as_str(), Some("Pending" | "Running")),
+            "{run}"
+        );
+        assert!(Instant::now() < deadline, "the run never finished: {run}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let text = log(&again).await;
+    assert!(text.contains("resumed at the"), "{text}");
+    assert!(text.contains("done:"), "{text}");
+    for digest in strays.iter().step_by(50) {
+        let r = http
+            .head(format!("{}/v2/gc/strays/blobs/{digest}", again.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{digest}");
+    }
+}
