@@ -140,8 +140,14 @@ if want lb; then
 echo "== one and three nodes behind nginx (postgres + garage)" >&2
 start_garage garage-lb
 fresh_database berth_bench_lb
+# One node on its own, with a worker per core; three nodes that share the same two cores,
+# each with one worker (`worker_threads`, its share of the cores, as README.md advises).
+start_node n0 5110 "${PG[@]}" "${S3[@]}"; SOLO=$NODE_PID
 NODES=()
-for i in 1 2 3; do start_node "n$i" $((5110 + i)) "${PG[@]}" "${S3[@]}"; NODES+=("$NODE_PID"); done
+for i in 1 2 3; do
+  start_node "n$i" $((5110 + i)) "${PG[@]}" "${S3[@]}" BERTH_WORKER_THREADS=1
+  NODES+=("$NODE_PID")
+done
 lb() { # NAME UPSTREAM_PORTS... : nginx on 5120 in front of the ports; sets LB_PID
   local name=$1; shift
   mkdir -p "$WORK/$name/temp"
@@ -159,7 +165,7 @@ lb() { # NAME UPSTREAM_PORTS... : nginx on 5120 in front of the ports; sets LB_P
   LB_PID=$!; PIDS+=("$LB_PID")
   wait_port 5120
 }
-lb lb1 5111; bench lb1 5120 "${NODES[0]}" "$ALL"; stop "$LB_PID"
+lb lb1 5110; bench lb1 5120 "$SOLO" "$ALL"; stop "$LB_PID"
 lb lb3 5111 5112 5113; bench lb3 5120 "${NODES[0]}" "$ALL"; stop "$LB_PID"
 RAN+=(lb1 lb3)
 fi
