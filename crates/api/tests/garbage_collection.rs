@@ -292,6 +292,117 @@ async fn untagged_manifests_go_with_the_blobs_only_they_referenced() {
     );
 }
 
+/// A dry run that deletes untagged manifests lists what every pass of the run would
+/// delete, not only the first: an untagged index, the child only it listed, that child's
+/// referrer, and the blobs only they referenced; the run then deletes exactly that.
+#[tokio::test]
+async fn a_dry_run_lists_what_every_pass_would_delete() {
+    use berth_oci::media_type::{OCI_INDEX, OCI_MANIFEST};
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let repo = "gc/graph";
+    let (gone_child, gone_bytes) = registry.push_image(repo, "scratch", &[b"gone child"]).await;
+    let (kept_child, kept_bytes) = registry.push_image(repo, "scratch", &[b"kept child"]).await;
+    registry
+        .push_image(repo, "scratch", &[b"tagged image"])
+        .await;
+    let index = |children: &[(&Digest, &Vec<u8>)]| {
+        let manifests: Vec<_> = (children.iter())
+            .map(|(d, bytes)| {
+                serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d.as_str(),
+                                   "size": bytes.len()})
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests,
+        }))
+        .unwrap()
+    };
+    let old_index = index(&[(&gone_child, &gone_bytes), (&kept_child, &kept_bytes)]);
+    let r = registry
+        .put_manifest(repo, "multi", OCI_INDEX, &old_index)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let empty = registry.push_blob(repo, b"{}").await;
+    let signature = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json",
+                   "digest": empty.as_str(), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": gone_child.as_str(),
+                    "size": gone_bytes.len()},
+    }))
+    .unwrap();
+    let signature_digest = Digest::compute(Algorithm::Sha256, &signature);
+    let r = (registry)
+        .put_manifest(repo, signature_digest.as_str(), OCI_MANIFEST, &signature)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let new_index = index(&[(&kept_child, &kept_bytes)]);
+    let r = registry
+        .put_manifest(repo, "multi", OCI_INDEX, &new_index)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    clock.advance(2 * HOUR);
+
+    let untagging = CollectionOptions {
+        delete_untagged: true,
+        ..options(false)
+    };
+    let gc = &registry.registry;
+    let dry = gc
+        .collect_garbage(CollectionOptions {
+            dry_run: true,
+            ..untagging
+        })
+        .await
+        .unwrap();
+    let manifests = |report: &CollectionReport| {
+        sorted(report.manifests.iter().map(|m| m.digest.clone()).collect())
+    };
+    let expected = sorted(vec![
+        Digest::compute(Algorithm::Sha256, &old_index),
+        gone_child.clone(),
+        signature_digest.clone(),
+    ]);
+    assert_eq!(
+        manifests(&dry),
+        expected,
+        "every pass's manifests are listed"
+    );
+    let freed = sorted(vec![
+        Digest::compute(Algorithm::Sha256, b"gone child"),
+        empty,
+    ]);
+    assert_eq!(digests(&dry), freed, "and the blobs only they referenced");
+    assert_eq!(dry.bytes, (b"gone child".len() + 2) as u64);
+    let manifest = |d: &Digest| format!("/v2/{repo}/manifests/{d}");
+    assert_eq!(
+        registry.get(&manifest(&gone_child)).await.status,
+        StatusCode::OK
+    );
+
+    let done = gc.collect_garbage(untagging).await.unwrap();
+    assert_eq!(
+        manifests(&done),
+        expected,
+        "the run deletes what the dry run listed"
+    );
+    assert_eq!((digests(&done), done.bytes), (freed, dry.bytes));
+    assert_eq!(
+        registry.get(&manifest(&kept_child)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        registry
+            .get(&format!("/v2/{repo}/manifests/multi"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
 /// A blob whose link in one repository was collected, while another repository's image
 /// keeps it, is linked again by a push into the first, and a manifest there finds it.
 #[tokio::test]

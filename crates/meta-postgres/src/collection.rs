@@ -38,6 +38,63 @@ const UNTAGGED: &str = "m.pushed_at < $3
                                           WHERE s.repository_id = m.repository_id
                                             AND s.digest = m.subject))";
 
+/// The manifests a collection that deletes untagged manifests keeps, as the table
+/// `kept(id)`: those tagged or pushed since `$3`, and whatever they need, however
+/// indirectly, in their repository: the manifests an index lists, a subject's
+/// referrers.
+const KEPT: &str = "WITH RECURSIVE
+    needs(parent, child) AS MATERIALIZED (
+        SELECT p.id, c.id FROM manifest_references mr
+        JOIN manifests p ON p.id = mr.manifest_id
+        JOIN manifests c ON c.repository_id = p.repository_id AND c.digest = mr.digest
+        WHERE mr.kind = 'manifest'
+        UNION ALL
+        SELECT s.id, c.id FROM manifests c
+        JOIN manifests s ON s.repository_id = c.repository_id AND s.digest = c.subject
+        WHERE c.subject IS NOT NULL),
+    kept(id) AS (
+        SELECT m.id FROM manifests m
+        WHERE m.pushed_at >= $3 OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
+        UNION
+        SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
+
+impl PgMetaStore {
+    /// Manifests `m` matching `condition` (on `$3`, the cutoff), in order of repository
+    /// id and digest after `after`, up to `limit`; `with` comes before the query.
+    async fn untagged_where(
+        &self,
+        (with, condition): (&str, &str),
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError> {
+        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(&format!(
+            "{with}
+             SELECT m.repository_id, r.name, m.digest, m.size
+             FROM manifests m JOIN repositories r ON r.id = m.repository_id
+             WHERE (m.repository_id, m.digest) > ($1, $2) AND {condition}
+             ORDER BY m.repository_id, m.digest LIMIT $4"
+        ))
+        .bind(after.0)
+        .bind(after.1)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(repository_id, repository, digest, size)| {
+                Ok(UntaggedManifest {
+                    repository_id,
+                    repository: parse_repository(&repository)?,
+                    digest: parse_digest(&digest)?,
+                    size: size as u64,
+                })
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl CollectionStore for PgMetaStore {
     async fn pin_upload_digest(
@@ -87,29 +144,18 @@ impl CollectionStore for PgMetaStore {
         limit: u32,
         before: i64,
     ) -> Result<Vec<UntaggedManifest>, MetaError> {
-        let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(&format!(
-            "SELECT m.repository_id, r.name, m.digest, m.size
-             FROM manifests m JOIN repositories r ON r.id = m.repository_id
-             WHERE (m.repository_id, m.digest) > ($1, $2) AND {UNTAGGED}
-             ORDER BY m.repository_id, m.digest LIMIT $4"
-        ))
-        .bind(after.0)
-        .bind(after.1)
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.into_iter()
-            .map(|(repository_id, repository, digest, size)| {
-                Ok(UntaggedManifest {
-                    repository_id,
-                    repository: parse_repository(&repository)?,
-                    digest: parse_digest(&digest)?,
-                    size: size as u64,
-                })
-            })
-            .collect()
+        self.untagged_where(("", UNTAGGED), after, limit, before)
+            .await
+    }
+
+    async fn doomed_untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError> {
+        let doomed = (KEPT, "m.id NOT IN (SELECT id FROM kept)");
+        self.untagged_where(doomed, after, limit, before).await
     }
 
     async fn delete_untagged_manifest(
@@ -140,9 +186,15 @@ impl CollectionStore for PgMetaStore {
         after: &str,
         limit: u32,
         before: i64,
+        without_untagged: bool,
     ) -> Result<Vec<MarkedBlob>, MetaError> {
-        let rows = sqlx::query_as(
-            "SELECT b.digest, b.size FROM blobs b
+        let (kept, referenced_by_kept) = match without_untagged {
+            true => (KEPT, "AND m.id IN (SELECT id FROM kept)"),
+            false => ("", ""),
+        };
+        let rows = sqlx::query_as(&format!(
+            "{kept}
+             SELECT b.digest, b.size FROM blobs b
              WHERE b.digest > $1 AND b.status = 'present' AND b.created_at < $3
                AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = b.digest)
                AND NOT EXISTS (
@@ -152,9 +204,9 @@ impl CollectionStore for PgMetaStore {
                          SELECT 1 FROM manifest_references mr
                          JOIN manifests m ON m.id = mr.manifest_id
                          WHERE mr.kind = 'blob' AND mr.digest = rb.digest
-                           AND m.repository_id = rb.repository_id)))
-             ORDER BY b.digest LIMIT $2",
-        )
+                           AND m.repository_id = rb.repository_id {referenced_by_kept})))
+             ORDER BY b.digest LIMIT $2"
+        ))
         .bind(after)
         .bind(i64::from(limit))
         .bind(before)

@@ -102,14 +102,40 @@ fn unlink_unreferenced(
     })
 }
 
+/// The manifests a collection that deletes untagged manifests keeps, as the table
+/// `kept(id)`: those tagged or pushed since `?3`, and whatever they need, however
+/// indirectly, in their repository: the manifests an index lists, a subject's
+/// referrers.
+const KEPT: &str = "WITH RECURSIVE
+    needs(parent, child) AS MATERIALIZED (
+        SELECT p.id, c.id FROM manifest_references mr
+        JOIN manifests p ON p.id = mr.manifest_id
+        JOIN manifests c ON c.repository_id = p.repository_id AND c.digest = mr.digest
+        WHERE mr.kind = 'manifest'
+        UNION ALL
+        SELECT s.id, c.id FROM manifests c
+        JOIN manifests s ON s.repository_id = c.repository_id AND s.digest = c.subject
+        WHERE c.subject IS NOT NULL),
+    kept(id) AS (
+        SELECT m.id FROM manifests m
+        WHERE m.pushed_at >= ?3 OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
+        UNION
+        SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
+
 fn collectable(
     c: &Connection,
     after: &str,
     limit: u32,
     before: i64,
+    without_untagged: bool,
 ) -> rusqlite::Result<Vec<MarkedBlob>> {
-    c.prepare_cached(
-        "SELECT b.digest, b.size FROM blobs b
+    let (kept, referenced_by_kept) = match without_untagged {
+        true => (KEPT, "AND m.id IN (SELECT id FROM kept)"),
+        false => ("", ""),
+    };
+    c.prepare_cached(&format!(
+        "{kept}
+         SELECT b.digest, b.size FROM blobs b
          WHERE b.digest > ?1 AND b.status = 'present' AND b.created_at < ?3
            AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = b.digest)
            AND NOT EXISTS (
@@ -119,9 +145,9 @@ fn collectable(
                      SELECT 1 FROM manifest_references mr
                      JOIN manifests m ON m.id = mr.manifest_id
                      WHERE mr.kind = 'blob' AND mr.digest = rb.digest
-                       AND m.repository_id = rb.repository_id)))
-         ORDER BY b.digest LIMIT ?2",
-    )?
+                       AND m.repository_id = rb.repository_id {referenced_by_kept})))
+         ORDER BY b.digest LIMIT ?2"
+    ))?
     .query_map(params![after, limit, before], marked_row)?
     .collect()
 }
@@ -138,16 +164,20 @@ const UNTAGGED: &str = "m.pushed_at < ?3
                                           WHERE s.repository_id = m.repository_id
                                             AND s.digest = m.subject))";
 
-fn untagged(
+/// Manifests `m` matching `condition` (on `?3`, the cutoff), in order of repository id
+/// and digest after `after`, up to `limit`; `with` comes before the query.
+fn untagged_where(
     c: &Connection,
+    (with, condition): (&str, &str),
     after: (i64, &str),
     limit: u32,
     before: i64,
 ) -> rusqlite::Result<Vec<UntaggedManifest>> {
     c.prepare_cached(&format!(
-        "SELECT m.repository_id, r.name, m.digest, m.size
+        "{with}
+         SELECT m.repository_id, r.name, m.digest, m.size
          FROM manifests m JOIN repositories r ON r.id = m.repository_id
-         WHERE (m.repository_id, m.digest) > (?1, ?2) AND {UNTAGGED}
+         WHERE (m.repository_id, m.digest) > (?1, ?2) AND {condition}
          ORDER BY m.repository_id, m.digest LIMIT ?4"
     ))?
     .query_map(params![after.0, after.1, before, limit], |r| {
@@ -267,7 +297,19 @@ impl CollectionStore for SqliteMetaStore {
         limit: u32,
         before: i64,
     ) -> Result<Vec<UntaggedManifest>, MetaError> {
-        self.readers.with(|c| untagged(c, after, limit, before))
+        self.readers
+            .with(|c| untagged_where(c, ("", UNTAGGED), after, limit, before))
+    }
+
+    async fn doomed_untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError> {
+        let doomed = (KEPT, "m.id NOT IN (SELECT id FROM kept)");
+        self.readers
+            .with(|c| untagged_where(c, doomed, after, limit, before))
     }
 
     async fn delete_untagged_manifest(
@@ -289,8 +331,10 @@ impl CollectionStore for SqliteMetaStore {
         after: &str,
         limit: u32,
         before: i64,
+        without_untagged: bool,
     ) -> Result<Vec<MarkedBlob>, MetaError> {
-        self.readers.with(|c| collectable(c, after, limit, before))
+        self.readers
+            .with(|c| collectable(c, after, limit, before, without_untagged))
     }
 
     async fn mark_unlinked_blobs(

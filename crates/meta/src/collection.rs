@@ -127,15 +127,32 @@ pub trait CollectionStore: Send + Sync {
         before: i64,
     ) -> Result<bool, MetaError>;
 
+    /// Every manifest a collection that deletes untagged manifests would delete now,
+    /// over all its passes: pushed before `before`, untagged, and needed by no manifest
+    /// that stays, however indirectly (listed by no index that stays, and not the
+    /// referrer of a subject that stays); in order of repository id and digest after
+    /// `after`, up to `limit`. Changes nothing (a dry run).
+    async fn doomed_untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError>;
+
     /// The blobs a collection would delete now, in digest order after `after`, up to
     /// `limit`: present, pinned by no session, and linked only where no manifest of the
     /// repository references them and the link was set before `before` (or not at all).
-    /// Changes nothing (a dry run).
+    /// With `without_untagged`, the manifests [`doomed_untagged_manifests`] lists count
+    /// as gone, as they are for a collection that deletes them first. Changes nothing
+    /// (a dry run).
+    ///
+    /// [`doomed_untagged_manifests`]: CollectionStore::doomed_untagged_manifests
     async fn collectable_blobs(
         &self,
         after: &str,
         limit: u32,
         before: i64,
+        without_untagged: bool,
     ) -> Result<Vec<MarkedBlob>, MetaError>;
 
     /// Marks for deletion, in digest order after `after`, up to `limit` blobs that no

@@ -357,13 +357,27 @@ impl CollectionStore for FaultyMeta {
         self.inner.unlink_unreferenced(after, limit, before).await
     }
 
+    async fn doomed_untagged_manifests(
+        &self,
+        after: (i64, &str),
+        limit: u32,
+        before: i64,
+    ) -> Result<Vec<UntaggedManifest>, MetaError> {
+        (self.inner)
+            .doomed_untagged_manifests(after, limit, before)
+            .await
+    }
+
     async fn collectable_blobs(
         &self,
         after: &str,
         limit: u32,
         before: i64,
+        without_untagged: bool,
     ) -> Result<Vec<MarkedBlob>, MetaError> {
-        self.inner.collectable_blobs(after, limit, before).await
+        (self.inner)
+            .collectable_blobs(after, limit, before, without_untagged)
+            .await
     }
 
     async fn untagged_manifests(

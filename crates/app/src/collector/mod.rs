@@ -48,8 +48,8 @@ pub struct CollectionOptions {
 pub struct CollectionReport {
     /// Blob links removed from repositories.
     pub links_removed: u64,
-    /// Untagged manifests deleted (in a dry run: the ones its first pass would delete,
-    /// see [`Registry::collect_garbage`]).
+    /// Untagged manifests deleted (in a dry run: that would be, over all the run's
+    /// passes, see [`Registry::collect_garbage`]).
     pub manifests: Vec<UntaggedManifest>,
     /// Blobs deleted (in a dry run: that would be).
     pub blobs: Vec<MarkedBlob>,
@@ -115,18 +115,21 @@ pub enum CollectionStep {
 impl Registry {
     /// Collects garbage once, beside whatever else runs (see the module's documentation).
     ///
-    /// A dry run that deletes untagged manifests lists those that are untagged and
-    /// needed by nothing now; the ones they hold up (an index's children, their
-    /// referrers) and the blobs only they reference are listed by a dry run after them.
+    /// A dry run lists exactly what a run would delete now: with `delete_untagged`,
+    /// every untagged manifest its passes would delete (those that are needed by
+    /// nothing, then the index children and referrers only those held up), and the
+    /// blobs that only such manifests, or nothing, reference.
     pub async fn collect_garbage(
         &self,
         options: CollectionOptions,
     ) -> Result<CollectionReport, RegistryError> {
         let mut progress = self.start_collection(&options);
         if options.dry_run {
-            let mut report = self.collectable(progress.before).await?;
+            let mut report = self
+                .collectable(progress.before, options.delete_untagged)
+                .await?;
             if options.delete_untagged {
-                report.manifests = self.untagged_tops(progress.before).await?;
+                report.manifests = self.doomed_untagged(progress.before).await?;
             }
             return Ok(report);
         }
@@ -248,15 +251,20 @@ impl Registry {
         }
     }
 
-    /// What a collection would delete now: blobs nothing needs, then bytes no row
-    /// knows.
-    async fn collectable(&self, before: i64) -> Result<CollectionReport, RegistryError> {
+    /// What a collection would delete now: blobs nothing needs (with
+    /// `without_untagged`, nothing but the untagged manifests it would delete), then
+    /// bytes no row knows.
+    async fn collectable(
+        &self,
+        before: i64,
+        without_untagged: bool,
+    ) -> Result<CollectionReport, RegistryError> {
         let mut report = CollectionReport::default();
         let mut after = String::new();
         loop {
             let page = self
                 .meta
-                .collectable_blobs(&after, BLOB_BATCH, before)
+                .collectable_blobs(&after, BLOB_BATCH, before, without_untagged)
                 .await?;
             let Some(last) = page.last() else {
                 break;
@@ -297,12 +305,13 @@ impl Registry {
         Ok(Some((last, old)))
     }
 
-    /// Every untagged manifest pushed before `before` that nothing needs now.
-    async fn untagged_tops(&self, before: i64) -> Result<Vec<UntaggedManifest>, RegistryError> {
+    /// Every untagged manifest pushed before `before` that a collection's passes would
+    /// delete now.
+    async fn doomed_untagged(&self, before: i64) -> Result<Vec<UntaggedManifest>, RegistryError> {
         let (mut found, mut after) = (Vec::new(), (0, String::new()));
         loop {
             let page = (self.meta)
-                .untagged_manifests((after.0, &after.1), MANIFEST_BATCH, before)
+                .doomed_untagged_manifests((after.0, &after.1), MANIFEST_BATCH, before)
                 .await?;
             let Some(last) = page.last() else {
                 return Ok(found);

@@ -344,7 +344,10 @@ async fn unreferenced_links_go_once_their_grace_is_over(store: &dyn MetaStore) {
         .await
         .unwrap();
     // The dry run lists what a collection now would delete, and changes nothing.
-    let listed = store.collectable_blobs("", 10_000, 40).await.unwrap();
+    let listed = store
+        .collectable_blobs("", 10_000, 40, false)
+        .await
+        .unwrap();
     assert!(listed.iter().any(|b| b.digest == dropped && b.size == 4));
     assert!(!listed.iter().any(|b| b.digest == kept || b.digest == young));
     assert_eq!(store.linked_blob(&r, &dropped).await.unwrap(), Some(4));
