@@ -3,8 +3,8 @@
 # release build: a store of REFERENCED blobs that images reference and UNREFERENCED
 # blobs that nothing does (50 000 each by default) is collected through Harbor's
 # /system/gc API while two clients push new images and wrk pulls a blob. Reports the
-# collection's wall time, the blobs it deleted a second, and the pull p50/p99 without
-# a collection and in 3-second slices during it (bench/gc_load.py).
+# collection's wall time, the blobs it deleted a second, and the pull p99 of 3-second
+# slices without a collection and during it (bench/gc_load.py).
 #
 # Usage: [REFERENCED=50000 UNREFERENCED=50000] bench/gc.sh
 # Needs: wrk, python3. Output: bench/results/gc.json.

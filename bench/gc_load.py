@@ -4,11 +4,13 @@
   populate  REFERENCED UNREFERENCED: pushes REFERENCED/2 small images (a config and a
             1 KiB layer each, so REFERENCED blobs that manifests reference) and
             UNREFERENCED blobs that nothing references, over 100 repositories.
-  measure   runs pushes of new images in the background and pulls of a referenced
-            blob with wrk, first for a while without a collection, then while one runs
-            (started through Harbor's /system/gc/schedule); prints JSON: the
-            collection's wall time, blobs and bytes deleted, blobs deleted a second,
-            and the pull latencies of both phases.
+  measure [SLICES]
+            runs pushes of new images in the background (two clients) and pulls of a
+            referenced blob with wrk (8 connections: a steady load, not a saturating
+            one), in 3-second slices: SLICES (10) without a collection, then as many
+            as one takes (started through Harbor's /system/gc/schedule); prints JSON:
+            the collection's wall time, blobs and bytes deleted, blobs deleted a
+            second, and the median and worst slice p99 of both phases.
 
 Only the standard library and wrk are used.
 """
@@ -135,9 +137,9 @@ class Pusher(threading.Thread):
 
 
 def wrk(path, seconds):
-    """Pull latencies of `path` with wrk (16 connections) for `seconds`."""
+    """Pull latencies of `path` with wrk (one thread, 8 connections) for `seconds`."""
     out = subprocess.run(
-        ["wrk", "-t", "2", "-c", "16", "-d", "%ds" % seconds, "--latency",
+        ["wrk", "-t", "1", "-c", "8", "-d", "%ds" % seconds, "--latency",
          "-H", "Authorization: " + AUTH["Authorization"], URL + path],
         capture_output=True, text=True, check=True).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
@@ -155,7 +157,15 @@ def start_collection(client):
     return response.getheader("Location")
 
 
-def measure(seconds):
+def summary(slices):
+    """The median and worst p99, and the median rate, of 3-second slices."""
+    p99s = sorted(s["p99_ms"] for s in slices)
+    rates = sorted(s["rps"] for s in slices)
+    return {"slices": len(slices), "p99_ms_median": p99s[len(p99s) // 2],
+            "p99_ms_worst": p99s[-1], "rps_median": rates[len(rates) // 2]}
+
+
+def measure(baseline_slices):
     client = Client()
     layer = client.push_image("gc/pulled", "latest")
     pull = "/v2/gc/pulled/blobs/%s" % layer
@@ -163,12 +173,12 @@ def measure(seconds):
     for p in pushers:
         p.start()
     time.sleep(1)
-    without = wrk(pull, seconds)
+    without = [wrk(pull, 3) for _ in range(baseline_slices)]
     started = time.time()
     location = start_collection(client)
-    slices = []
+    during = []
     while True:
-        slices.append(wrk(pull, 3))
+        during.append(wrk(pull, 3))
         _, data = client.request("GET", location)
         run = json.loads(data)
         if run["job_status"] not in ("Pending", "Running"):
@@ -180,12 +190,14 @@ def measure(seconds):
     deleted = [line for line in log.decode().splitlines() if "deleted blob" in line]
     freed = sum(int(m.group(1)) for m in
                 (re.search(r"\((\d+) bytes\)", line) for line in deleted) if m)
+    without, during = summary(without), summary(during)
     print(json.dumps({
         "status": run["job_status"], "gc_wall_s": round(wall, 2),
         "blobs_deleted": len(deleted), "bytes_freed": freed,
         "blobs_per_s": round(len(deleted) / wall, 1),
-        "pull_without_gc": without, "pull_during_gc": slices,
-        "pull_p99_ratio_worst": round(max(s["p99_ms"] for s in slices) / without["p99_ms"], 2),
+        "pull_without_gc": without, "pull_during_gc": during,
+        "pull_p99_ratio_median": round(during["p99_ms_median"] / without["p99_ms_median"], 2),
+        "pull_p99_ratio_worst": round(during["p99_ms_worst"] / without["p99_ms_worst"], 2),
         "images_pushed_meanwhile": sum(p.pushed for p in pushers),
     }, indent=1))
 
