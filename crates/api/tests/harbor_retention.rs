@@ -69,7 +69,13 @@ async fn registry() -> (TestRegistry, Arc<ManualClock>, i64) {
     )
     .await;
     expect_status(&r, 201, "project");
-    let id = r.header("location").rsplit('/').next().unwrap().parse().unwrap();
+    let id = r
+        .header("location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     reg.log_in(Some(ADMIN));
     (reg, clock, id)
 }
@@ -98,7 +104,15 @@ fn policy(project: i64, rules: Vec<Value>, cron: &str) -> Value {
 
 /// Creates a policy as `who`; returns its id.
 async fn create(reg: &TestRegistry, who: (&str, &str), body: Value) -> i64 {
-    let r = call(reg, Some(who), Method::POST, "/retentions", POLICIES, Some(body)).await;
+    let r = call(
+        reg,
+        Some(who),
+        Method::POST,
+        "/retentions",
+        POLICIES,
+        Some(body),
+    )
+    .await;
     expect_status(&r, 201, "create policy");
     let location = r.header("location");
     let id = location.rsplit('/').next().unwrap().parse().unwrap();
@@ -109,11 +123,22 @@ async fn create(reg: &TestRegistry, who: (&str, &str), body: Value) -> i64 {
 /// Starts an execution as the administrator; returns its id.
 async fn trigger(reg: &TestRegistry, id: i64, dry_run: bool) -> i64 {
     let uri = format!("/retentions/{id}/executions");
-    let r = call(reg, Some(ADMIN), Method::POST, &uri, EXECUTIONS, Some(json!({"dry_run": dry_run}))).await;
+    let r = call(
+        reg,
+        Some(ADMIN),
+        Method::POST,
+        &uri,
+        EXECUTIONS,
+        Some(json!({"dry_run": dry_run})),
+    )
+    .await;
     expect_status(&r, 201, "trigger");
     let location = r.header("location");
     let eid = location.rsplit('/').next().unwrap().parse().unwrap();
-    assert_eq!(location, format!("/api/v2.0/retentions/{id}/executions/{eid}"));
+    assert_eq!(
+        location,
+        format!("/api/v2.0/retentions/{id}/executions/{eid}")
+    );
     eid
 }
 
@@ -148,7 +173,10 @@ async fn tasks(reg: &TestRegistry, id: i64, eid: i64) -> Vec<Value> {
     let uri = format!("/retentions/{id}/executions/{eid}/tasks");
     let r = call(reg, Some(ADMIN), Method::GET, &uri, TASKS, None).await;
     expect_status(&r, 200, "tasks");
-    assert_eq!(r.header("x-total-count"), r.json().as_array().unwrap().len().to_string());
+    assert_eq!(
+        r.header("x-total-count"),
+        r.json().as_array().unwrap().len().to_string()
+    );
     r.json().as_array().unwrap().clone()
 }
 
@@ -175,7 +203,10 @@ async fn push(reg: &TestRegistry, clock: &ManualClock, repo: &str, tag: &str) ->
 }
 
 async fn exists(reg: &TestRegistry, repo: &str, tag: &str) -> bool {
-    head(reg, &format!("/v2/{repo}/manifests/{tag}")).await.status == StatusCode::OK
+    head(reg, &format!("/v2/{repo}/manifests/{tag}"))
+        .await
+        .status
+        == StatusCode::OK
 }
 
 /// The log's table line of the artifact tagged exactly `tags`.
@@ -188,7 +219,15 @@ fn line<'a>(log: &'a str, tags: &str) -> &'a str {
 #[tokio::test]
 async fn policies_are_created_read_replaced_and_deleted_as_harbor_shows_them() {
     let (reg, _clock, project) = registry().await;
-    let r = call(&reg, Some(ADMIN), Method::GET, "/retentions/metadatas", METADATAS, None).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/retentions/metadatas",
+        METADATAS,
+        None,
+    )
+    .await;
     expect_status(&r, 200, "metadatas");
     let metadata = r.json();
     let templates: Vec<&str> = (metadata["templates"].as_array().unwrap().iter())
@@ -196,14 +235,32 @@ async fn policies_are_created_read_replaced_and_deleted_as_harbor_shows_them() {
         .collect();
     assert_eq!(
         templates,
-        ["latestPushedK", "latestPulledN", "nDaysSinceLastPush", "nDaysSinceLastPull", "always"]
+        [
+            "latestPushedK",
+            "latestPulledN",
+            "nDaysSinceLastPush",
+            "nDaysSinceLastPull",
+            "always"
+        ]
     );
     reg.log_in(None);
-    let r = call(&reg, None, Method::GET, "/retentions/metadatas", METADATAS, None).await;
+    let r = call(
+        &reg,
+        None,
+        Method::GET,
+        "/retentions/metadatas",
+        METADATAS,
+        None,
+    )
+    .await;
     expect_status(&r, 401, "anonymous metadatas");
     reg.log_in(Some(ADMIN));
 
-    let body = policy(project, vec![rule("latestPushedK", 3, "**", "**")], "0 0 0 * * *");
+    let body = policy(
+        project,
+        vec![rule("latestPushedK", 3, "**", "**")],
+        "0 0 0 * * *",
+    );
     let id = create(&reg, ADMIN, body.clone()).await;
     let meta = call(
         &reg,
@@ -215,20 +272,41 @@ async fn policies_are_created_read_replaced_and_deleted_as_harbor_shows_them() {
     )
     .await;
     assert_eq!(meta.json(), json!({"retention_id": id.to_string()}));
-    let r = call(&reg, Some(ADMIN), Method::GET, &format!("/retentions/{id}"), POLICY, None).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        &format!("/retentions/{id}"),
+        POLICY,
+        None,
+    )
+    .await;
     expect_status(&r, 200, "get");
     let shown = r.json();
     assert_eq!(shown["id"], id);
     assert_eq!(shown["algorithm"], "or");
     assert_eq!(shown["scope"], json!({"level": "project", "ref": project}));
     assert_eq!(shown["rules"][0]["params"], json!({"latestPushedK": 3}));
-    assert_eq!(shown["rules"][0]["tag_selectors"], body["rules"][0]["tag_selectors"]);
+    assert_eq!(
+        shown["rules"][0]["tag_selectors"],
+        body["rules"][0]["tag_selectors"]
+    );
     assert_eq!(shown["trigger"]["settings"]["cron"], "0 0 0 * * *");
-    let next = shown["trigger"]["settings"]["next_scheduled_time"].as_str().unwrap();
+    let next = shown["trigger"]["settings"]["next_scheduled_time"]
+        .as_str()
+        .unwrap();
     assert!(next.contains("T00:00:00") && next.ends_with('Z'), "{next}");
 
     // One policy per project.
-    let r = call(&reg, Some(ADMIN), Method::POST, "/retentions", POLICIES, Some(body.clone())).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/retentions",
+        POLICIES,
+        Some(body.clone()),
+    )
+    .await;
     expect_status(&r, 400, "second policy");
 
     // Replaced with what GET showed, changed: the shown next fire time is not stored.
@@ -241,16 +319,32 @@ async fn policies_are_created_read_replaced_and_deleted_as_harbor_shows_them() {
     let uri = format!("/retentions/{id}");
     let r = call(&reg, Some(ADMIN), Method::PUT, &uri, POLICY, Some(changed)).await;
     expect_status(&r, 200, "update");
-    let shown = call(&reg, Some(ADMIN), Method::GET, &uri, POLICY, None).await.json();
+    let shown = call(&reg, Some(ADMIN), Method::GET, &uri, POLICY, None)
+        .await
+        .json();
     assert_eq!(shown["rules"].as_array().unwrap().len(), 2);
     assert_eq!(shown["trigger"]["settings"], json!({"cron": ""}));
 
     // Refusals: Harbor's messages and statuses.
-    let twice = policy(project, vec![rule("always", 0, "**", "**"), rule("always", 0, "**", "**")], "");
+    let twice = policy(
+        project,
+        vec![rule("always", 0, "**", "**"), rule("always", 0, "**", "**")],
+        "",
+    );
     let r = call(&reg, Some(ADMIN), Method::PUT, &uri, POLICY, Some(twice)).await;
     expect_status(&r, 409, "conflicting rules");
-    let many: Vec<Value> = (0..16).map(|k| rule("latestPushedK", k, "**", "**")).collect();
-    let r = call(&reg, Some(ADMIN), Method::PUT, &uri, POLICY, Some(policy(project, many, ""))).await;
+    let many: Vec<Value> = (0..16)
+        .map(|k| rule("latestPushedK", k, "**", "**"))
+        .collect();
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::PUT,
+        &uri,
+        POLICY,
+        Some(policy(project, many, "")),
+    )
+    .await;
     expect_status(&r, 400, "16 rules");
     for bad in [
         policy(project, vec![rule("latestActiveK", 1, "**", "**")], ""),
@@ -259,10 +353,26 @@ async fn policies_are_created_read_replaced_and_deleted_as_harbor_shows_them() {
         policy(project, vec![], "5 0 0 * * *"),
         policy(project + 1000, vec![], ""),
     ] {
-        let r = call(&reg, Some(ADMIN), Method::PUT, &uri, POLICY, Some(bad.clone())).await;
+        let r = call(
+            &reg,
+            Some(ADMIN),
+            Method::PUT,
+            &uri,
+            POLICY,
+            Some(bad.clone()),
+        )
+        .await;
         expect_status(&r, 400, &bad.to_string());
     }
-    let r = call(&reg, Some(ADMIN), Method::GET, "/retentions/999999", POLICY, None).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        "/retentions/999999",
+        POLICY,
+        None,
+    )
+    .await;
     expect_status(&r, 404, "unknown policy");
 
     let r = call(&reg, Some(ADMIN), Method::DELETE, &uri, POLICY, None).await;
@@ -298,7 +408,10 @@ async fn fill(reg: &TestRegistry, clock: &ManualClock) -> Vec<Digest> {
     push(reg, clock, "team/lib", "l1").await;
     push(reg, clock, "team/lib", "l2").await;
     clock.advance(HOUR);
-    assert_eq!(reg.get("/v2/team/app/manifests/v1").await.status, StatusCode::OK);
+    assert_eq!(
+        reg.get("/v2/team/app/manifests/v1").await.status,
+        StatusCode::OK
+    );
     reg.registry.flush_pulls().await.unwrap();
     pushed.into_iter().map(|(digest, _)| digest).collect()
 }
@@ -324,8 +437,18 @@ async fn a_dry_run_logs_what_is_kept_and_by_which_rule_and_deletes_nothing() {
     let eid = trigger(&reg, id, true).await;
     let execution = ended(&reg, id, eid).await;
     assert_eq!(
-        (&execution["status"], &execution["trigger"], &execution["dry_run"], &execution["policy_id"]),
-        (&json!("Success"), &json!("MANUAL"), &json!(true), &json!(id))
+        (
+            &execution["status"],
+            &execution["trigger"],
+            &execution["dry_run"],
+            &execution["policy_id"]
+        ),
+        (
+            &json!("Success"),
+            &json!("MANUAL"),
+            &json!(true),
+            &json!(id)
+        )
     );
     assert!(execution["end_time"].is_string());
     // Only the repository a rule selects has a task.
@@ -333,23 +456,50 @@ async fn a_dry_run_logs_what_is_kept_and_by_which_rule_and_deletes_nothing() {
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     let task = &tasks[0];
     assert_eq!(
-        (&task["repository"], &task["status"], &task["status_code"], &task["total"], &task["retained"]),
-        (&json!("app"), &json!("Success"), &json!(3), &json!(4), &json!(2))
+        (
+            &task["repository"],
+            &task["status"],
+            &task["status_code"],
+            &task["total"],
+            &task["retained"]
+        ),
+        (
+            &json!("app"),
+            &json!("Success"),
+            &json!(3),
+            &json!(4),
+            &json!(2)
+        )
     );
     let log = task_log(&reg, id, eid, &task["id"]).await;
     assert!(log.contains("Dry Run: true"), "{log}");
-    assert!(log.contains("rule 1: the most recently pushed 1 artifacts"), "{log}");
+    assert!(
+        log.contains("rule 1: the most recently pushed 1 artifacts"),
+        "{log}"
+    );
     let kept_v4 = line(&log, "latest,v4");
-    assert!(kept_v4.contains("| RETAIN") && kept_v4.contains("rule 1"), "{log}");
+    assert!(
+        kept_v4.contains("| RETAIN") && kept_v4.contains("rule 1"),
+        "{log}"
+    );
     assert!(kept_v4.contains(digests[3].as_str()), "{log}");
     let kept_v1 = line(&log, "v1");
-    assert!(kept_v1.contains("| RETAIN") && kept_v1.contains("rule 2"), "{log}");
+    assert!(
+        kept_v1.contains("| RETAIN") && kept_v1.contains("rule 2"),
+        "{log}"
+    );
     for tag in ["v2", "v3"] {
         assert!(line(&log, tag).contains("| DEL"), "{log}");
     }
-    assert!(log.contains("2 retained, 2 would be deleted (dry run)"), "{log}");
+    assert!(
+        log.contains("2 retained, 2 would be deleted (dry run)"),
+        "{log}"
+    );
     for tag in ["v1", "v2", "v3", "v4", "latest"] {
-        assert!(exists(&reg, "team/app", tag).await, "{tag} was deleted by a dry run");
+        assert!(
+            exists(&reg, "team/app", tag).await,
+            "{tag} was deleted by a dry run"
+        );
     }
 }
 
@@ -384,13 +534,25 @@ async fn a_run_deletes_what_no_rule_keeps_but_never_an_immutable_tag() {
     let execution = ended(&reg, id, eid).await;
     assert_eq!(execution["status"], "Success", "{execution}");
     let tasks = tasks(&reg, id, eid).await;
-    let repositories: Vec<&str> = tasks.iter().map(|t| t["repository"].as_str().unwrap()).collect();
+    let repositories: Vec<&str> = tasks
+        .iter()
+        .map(|t| t["repository"].as_str().unwrap())
+        .collect();
     assert_eq!(repositories, ["app", "lib"]);
-    assert_eq!((&tasks[0]["total"], &tasks[0]["retained"]), (&json!(4), &json!(2)));
-    assert_eq!((&tasks[1]["total"], &tasks[1]["retained"]), (&json!(2), &json!(1)));
+    assert_eq!(
+        (&tasks[0]["total"], &tasks[0]["retained"]),
+        (&json!(4), &json!(2))
+    );
+    assert_eq!(
+        (&tasks[1]["total"], &tasks[1]["retained"]),
+        (&json!(2), &json!(1))
+    );
     let log = task_log(&reg, id, eid, &tasks[0]["id"]).await;
     let v2 = line(&log, "v2");
-    assert!(v2.contains("| IMMUTABLE") && v2.contains("immutable tag rule"), "{log}");
+    assert!(
+        v2.contains("| IMMUTABLE") && v2.contains("immutable tag rule"),
+        "{log}"
+    );
     assert!(log.contains("2 retained, 2 deleted"), "{log}");
     for (repo, tag, kept) in [
         ("team/app", "v4", true),
@@ -418,7 +580,10 @@ async fn a_run_deletes_what_no_rule_keeps_but_never_an_immutable_tag() {
         .cloned()
         .collect();
     assert_eq!(deletes.len(), 3, "{deletes:?}");
-    assert!(deletes.iter().all(|e| e["username"] == "admin"), "{deletes:?}");
+    assert!(
+        deletes.iter().all(|e| e["username"] == "admin"),
+        "{deletes:?}"
+    );
 }
 
 #[tokio::test]
@@ -428,20 +593,48 @@ async fn a_schedule_starts_executions_and_a_stop_ends_a_queued_one() {
     let id = create(
         &reg,
         ADMIN,
-        policy(project, vec![rule("latestPushedK", 10, "**", "**")], "0 0 * * * *"),
+        policy(
+            project,
+            vec![rule("latestPushedK", 10, "**", "**")],
+            "0 0 * * * *",
+        ),
     )
     .await;
     // Without a runner, an execution asked for waits queued; a stop ends it at once.
     let eid = trigger(&reg, id, false).await;
     let uri = format!("/retentions/{id}/executions/{eid}");
-    let r = call(&reg, Some(ADMIN), Method::PATCH, &uri, EXECUTION, Some(json!({"action": "pause"}))).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::PATCH,
+        &uri,
+        EXECUTION,
+        Some(json!({"action": "pause"})),
+    )
+    .await;
     expect_status(&r, 400, "unknown action");
-    let r = call(&reg, Some(ADMIN), Method::PATCH, &uri, EXECUTION, Some(json!({"action": "stop"}))).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::PATCH,
+        &uri,
+        EXECUTION,
+        Some(json!({"action": "stop"})),
+    )
+    .await;
     expect_status(&r, 200, "stop");
     let listed = executions(&reg, id).await;
     assert_eq!(listed[0]["status"], "Stopped", "{listed}");
     // Stopping it again changes nothing.
-    let r = call(&reg, Some(ADMIN), Method::PATCH, &uri, EXECUTION, Some(json!({"action": "stop"}))).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::PATCH,
+        &uri,
+        EXECUTION,
+        Some(json!({"action": "stop"})),
+    )
+    .await;
     expect_status(&r, 200, "stop again");
 
     let _runner = runner(&reg, clock.clone());
@@ -457,12 +650,31 @@ async fn a_schedule_starts_executions_and_a_stop_ends_a_queued_one() {
         assert!(tokio::time::Instant::now() < deadline, "{listed}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!((&scheduled["status"], &scheduled["dry_run"]), (&json!("Success"), &json!(false)));
-    let r = call(&reg, Some(ADMIN), Method::GET, &format!("/retentions/{id}/executions?page_size=1"), EXECUTIONS, None).await;
+    assert_eq!(
+        (&scheduled["status"], &scheduled["dry_run"]),
+        (&json!("Success"), &json!(false))
+    );
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::GET,
+        &format!("/retentions/{id}/executions?page_size=1"),
+        EXECUTIONS,
+        None,
+    )
+    .await;
     assert_eq!(r.header("x-total-count"), "2");
     assert!(next_link(&r).is_some());
     // An unknown execution of the policy is not found.
-    let r = call(&reg, Some(ADMIN), Method::PATCH, &format!("/retentions/{id}/executions/999999"), EXECUTION, Some(json!({"action": "stop"}))).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::PATCH,
+        &format!("/retentions/{id}/executions/999999"),
+        EXECUTION,
+        Some(json!({"action": "stop"})),
+    )
+    .await;
     expect_status(&r, 404, "unknown execution");
 }
 
@@ -488,22 +700,62 @@ async fn the_projects_tag_retention_permissions_decide_who_may_do_what() {
 
     // Guests, limited guests and strangers may not create one.
     for (who, status) in [("guest", 403), ("limited", 403), ("stranger", 404)] {
-        let r = call(&reg, Some(as_user(who)), Method::POST, "/retentions", POLICIES, Some(body.clone())).await;
+        let r = call(
+            &reg,
+            Some(as_user(who)),
+            Method::POST,
+            "/retentions",
+            POLICIES,
+            Some(body.clone()),
+        )
+        .await;
         expect_status(&r, status, who);
     }
     reg.log_in(None);
-    let r = call(&reg, None, Method::POST, "/retentions", POLICIES, Some(body.clone())).await;
+    let r = call(
+        &reg,
+        None,
+        Method::POST,
+        "/retentions",
+        POLICIES,
+        Some(body.clone()),
+    )
+    .await;
     expect_status(&r, 401, "anonymous");
     // A developer may (Harbor's developer holds every tag-retention permission).
     let id = create(&reg, as_user("dev"), body.clone()).await;
     let policy_uri = format!("/retentions/{id}");
     let executions_uri = format!("/retentions/{id}/executions");
     for who in ["dev", "maint"] {
-        let r = call(&reg, Some(as_user(who)), Method::GET, &policy_uri, POLICY, None).await;
+        let r = call(
+            &reg,
+            Some(as_user(who)),
+            Method::GET,
+            &policy_uri,
+            POLICY,
+            None,
+        )
+        .await;
         expect_status(&r, 200, who);
-        let r = call(&reg, Some(as_user(who)), Method::GET, &executions_uri, EXECUTIONS, None).await;
+        let r = call(
+            &reg,
+            Some(as_user(who)),
+            Method::GET,
+            &executions_uri,
+            EXECUTIONS,
+            None,
+        )
+        .await;
         expect_status(&r, 200, who);
-        let r = call(&reg, Some(as_user(who)), Method::PUT, &policy_uri, POLICY, Some(body.clone())).await;
+        let r = call(
+            &reg,
+            Some(as_user(who)),
+            Method::PUT,
+            &policy_uri,
+            POLICY,
+            Some(body.clone()),
+        )
+        .await;
         expect_status(&r, 200, who);
     }
     for (who, status) in [("guest", 403), ("limited", 403), ("stranger", 404)] {
@@ -512,9 +764,22 @@ async fn the_projects_tag_retention_permissions_decide_who_may_do_what() {
             (Method::PUT, &policy_uri, POLICY, Some(body.clone())),
             (Method::DELETE, &policy_uri, POLICY, None),
             (Method::GET, &executions_uri, EXECUTIONS, None),
-            (Method::POST, &executions_uri, EXECUTIONS, Some(json!({"dry_run": true}))),
+            (
+                Method::POST,
+                &executions_uri,
+                EXECUTIONS,
+                Some(json!({"dry_run": true})),
+            ),
         ] {
-            let r = call(&reg, Some(as_user(who)), method.clone(), uri, template, request).await;
+            let r = call(
+                &reg,
+                Some(as_user(who)),
+                method.clone(),
+                uri,
+                template,
+                request,
+            )
+            .await;
             expect_status(&r, status, &format!("{who} {method} {uri}"));
         }
     }
@@ -522,8 +787,24 @@ async fn the_projects_tag_retention_permissions_decide_who_may_do_what() {
     expect_status(&r, 401, "anonymous read");
     reg.log_in(Some(ADMIN));
     let uri = format!("/retentions/{id}/executions");
-    let r = call(&reg, Some(as_user("dev")), Method::POST, &uri, EXECUTIONS, Some(json!({"dry_run": true}))).await;
+    let r = call(
+        &reg,
+        Some(as_user("dev")),
+        Method::POST,
+        &uri,
+        EXECUTIONS,
+        Some(json!({"dry_run": true})),
+    )
+    .await;
     expect_status(&r, 201, "developer triggers");
-    let r = call(&reg, Some(as_user("maint")), Method::DELETE, &policy_uri, POLICY, None).await;
+    let r = call(
+        &reg,
+        Some(as_user("maint")),
+        Method::DELETE,
+        &policy_uri,
+        POLICY,
+        None,
+    )
+    .await;
     expect_status(&r, 200, "maintainer deletes");
 }

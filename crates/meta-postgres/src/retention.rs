@@ -8,8 +8,8 @@
 use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, ExecutionStart, ExecutionStatus, JobId, Listed, MetaError, RETENTION_ID_KEY,
-    RetentionCandidate, RetentionExecution, RetentionPolicy, RetentionPolicyError,
-    RetentionStore, RetentionTask, StartedExecution, TagInfo, TaskEnd, TaskStatus,
+    RetentionCandidate, RetentionExecution, RetentionPolicy, RetentionPolicyError, RetentionStore,
+    RetentionTask, StartedExecution, TagInfo, TaskEnd, TaskStatus,
 };
 use berth_oci::{Digest, RepositoryName, Tag};
 use sqlx::PgConnection;
@@ -48,7 +48,9 @@ type CandidateRow = (
     Vec<String>,
 );
 
-fn policy((id, project_id, definition, next_fire, created_at, updated_at): PolicyRow) -> RetentionPolicy {
+fn policy(
+    (id, project_id, definition, next_fire, created_at, updated_at): PolicyRow,
+) -> RetentionPolicy {
     RetentionPolicy {
         id,
         project_id,
@@ -125,11 +127,12 @@ async fn tasks_of(
     offset: u64,
     limit: Option<u64>,
 ) -> Result<Listed<RetentionTask>, MetaError> {
-    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM retention_tasks WHERE execution_id = $1")
-        .bind(execution_id)
-        .fetch_one(&mut *c)
-        .await
-        .map_err(db_err)?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM retention_tasks WHERE execution_id = $1")
+            .bind(execution_id)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(db_err)?;
     let rows: Vec<TaskRow> = sqlx::query_as(&format!(
         "SELECT {TASK_COLUMNS} FROM retention_tasks WHERE execution_id = $1
          ORDER BY id LIMIT $2 OFFSET $3"
@@ -406,10 +409,7 @@ impl RetentionStore for PgMetaStore {
         }))
     }
 
-    async fn retention_execution(
-        &self,
-        id: i64,
-    ) -> Result<Option<RetentionExecution>, MetaError> {
+    async fn retention_execution(&self, id: i64) -> Result<Option<RetentionExecution>, MetaError> {
         let row: Option<ExecutionRow> = sqlx::query_as(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM retention_executions WHERE id = $1"
         ))

@@ -276,7 +276,9 @@ impl RetentionStore for SqliteMetaStore {
         self.writer
             .run(move |c| {
                 let project: Option<i64> = c
-                    .prepare_cached("DELETE FROM retention_policies WHERE id = ?1 RETURNING project_id")
+                    .prepare_cached(
+                        "DELETE FROM retention_policies WHERE id = ?1 RETURNING project_id",
+                    )
                     .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
                     .map_err(db_err)?;
                 if let Some(project) = project {
@@ -284,9 +286,7 @@ impl RetentionStore for SqliteMetaStore {
                         "DELETE FROM project_metadata
                          WHERE project_id = ?1 AND name = ?2 AND value = ?3",
                     )
-                    .and_then(|mut s| {
-                        s.execute(params![project, RETENTION_ID_KEY, id.to_string()])
-                    })
+                    .and_then(|mut s| s.execute(params![project, RETENTION_ID_KEY, id.to_string()]))
                     .map_err(db_err)?;
                 }
                 audited(c, project.is_some(), &audit)
@@ -384,10 +384,7 @@ impl RetentionStore for SqliteMetaStore {
             .await
     }
 
-    async fn retention_execution(
-        &self,
-        id: i64,
-    ) -> Result<Option<RetentionExecution>, MetaError> {
+    async fn retention_execution(&self, id: i64) -> Result<Option<RetentionExecution>, MetaError> {
         self.readers.with(|c| execution_where(c, "id", id))
     }
 

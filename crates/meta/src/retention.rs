@@ -304,8 +304,7 @@ pub trait RetentionStore: Send + Sync {
         now: i64,
     ) -> Result<Option<StartedExecution>, MetaError>;
     /// One execution.
-    async fn retention_execution(&self, id: i64)
-    -> Result<Option<RetentionExecution>, MetaError>;
+    async fn retention_execution(&self, id: i64) -> Result<Option<RetentionExecution>, MetaError>;
     /// The execution job `job` runs.
     async fn retention_execution_of_job(
         &self,

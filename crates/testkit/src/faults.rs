@@ -564,10 +564,7 @@ impl RetentionStore for FaultyMeta {
         self.inner.start_retention_execution(start, now).await
     }
 
-    async fn retention_execution(
-        &self,
-        id: i64,
-    ) -> Result<Option<RetentionExecution>, MetaError> {
+    async fn retention_execution(&self, id: i64) -> Result<Option<RetentionExecution>, MetaError> {
         self.inner.retention_execution(id).await
     }
 

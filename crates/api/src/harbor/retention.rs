@@ -183,7 +183,9 @@ pub async fn trigger(
     let eid = retentions(&ctx)
         .trigger(&ctx.who, id, request.dry_run)
         .await?;
-    Ok(created(format!("/api/v2.0/retentions/{id}/executions/{eid}")))
+    Ok(created(format!(
+        "/api/v2.0/retentions/{id}/executions/{eid}"
+    )))
 }
 
 /// `GET /retentions/{id}/executions`: newest first.

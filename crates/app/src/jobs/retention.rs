@@ -54,8 +54,7 @@ impl TagRetention {
     pub fn job(policy_id: i64, dry_run: bool) -> JobSpec {
         JobSpec {
             kind: Self::KIND.into(),
-            payload: serde_json::json!({ "policy_id": policy_id, "dry_run": dry_run })
-                .to_string(),
+            payload: serde_json::json!({ "policy_id": policy_id, "dry_run": dry_run }).to_string(),
             retry: RetryPolicy {
                 max_attempts: 3,
                 backoff_ms: 60_000,
@@ -104,7 +103,11 @@ impl JobHandler for TagRetention {
         };
         let tasks = match job.progress {
             // A run before this one planned the tasks.
-            Some(_) => meta.list_retention_tasks(execution.id, 0, None).await?.items,
+            Some(_) => {
+                meta.list_retention_tasks(execution.id, 0, None)
+                    .await?
+                    .items
+            }
             None => {
                 let repositories = self.repositories(&plan).await?;
                 meta.add_retention_tasks(execution.id, &repositories)
@@ -272,7 +275,9 @@ impl TagRetention {
         let rules = plan.compiled.rules_for(plan.short(&task.repository));
         let mut stored = Vec::new();
         loop {
-            let after = stored.last().map_or(0, |c: &berth_meta::RetentionCandidate| c.id);
+            let after = stored
+                .last()
+                .map_or(0, |c: &berth_meta::RetentionCandidate| c.id);
             let page = (self.registry.meta)
                 .retention_candidates(&repository, after, CANDIDATE_PAGE)
                 .await?;
@@ -413,7 +418,10 @@ impl ScheduleSource for RetentionSchedules {
                 .ok()
                 .and_then(|d| d.cron().and_then(|c| c.parse::<CronSchedule>().ok()));
             let Some(cron) = cron else {
-                tracing::warn!(policy = policy.id, "a retention policy's schedule has no valid cron");
+                tracing::warn!(
+                    policy = policy.id,
+                    "a retention policy's schedule has no valid cron"
+                );
                 continue;
             };
             let start = ExecutionStart {

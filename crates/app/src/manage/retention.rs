@@ -136,14 +136,25 @@ impl Retentions {
             })
     }
 
-    fn audit(&self, who: &Requester, operation: &str, project: &Project, id: Option<i64>) -> AuditEntry {
+    fn audit(
+        &self,
+        who: &Requester,
+        operation: &str,
+        project: &Project,
+        id: Option<i64>,
+    ) -> AuditEntry {
         let resource = match id {
             Some(id) => format!("{}/retentions/{id}", project.name),
             None => format!("{}/retentions", project.name),
         };
         let now = self.identity.clock.now_ms();
-        who.actor()
-            .audit(operation, "retention_policy", &resource, Some(project.id), now)
+        who.actor().audit(
+            operation,
+            "retention_policy",
+            &resource,
+            Some(project.id),
+            now,
+        )
     }
 
     /// When a schedule of `cron` first fires from now.
@@ -251,9 +262,8 @@ impl Retentions {
                 .list_retention_executions(id, offset, 100)
                 .await?;
             let n = page.items.len() as u64;
-            running.extend(
-                (page.items.into_iter()).filter(|e| e.status == ExecutionStatus::Running),
-            );
+            running
+                .extend((page.items.into_iter()).filter(|e| e.status == ExecutionStatus::Running));
             offset += n;
             if n == 0 || offset >= page.total {
                 return Ok(running);
@@ -376,7 +386,10 @@ impl Retentions {
         Self::require_named(&project, id)?;
         self.execution(&project, id, eid).await?;
         let meta = &self.registry.meta;
-        let task = meta.retention_task(tid).await?.filter(|t| t.execution_id == eid);
+        let task = meta
+            .retention_task(tid)
+            .await?
+            .filter(|t| t.execution_id == eid);
         if task.is_none() {
             return Err(ManageError::NotFound(format!(
                 "project: {}, execution id {eid} not found",

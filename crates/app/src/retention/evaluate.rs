@@ -45,8 +45,7 @@ pub struct Candidate {
 impl Candidate {
     /// The candidate a stored one is.
     pub fn of(stored: &RetentionCandidate) -> Self {
-        let pushed_at = (stored.tags.iter().map(|t| t.pushed_at))
-            .fold(stored.pushed_at, i64::max);
+        let pushed_at = (stored.tags.iter().map(|t| t.pushed_at)).fold(stored.pushed_at, i64::max);
         let pulled_at = (stored.tags.iter().filter_map(|t| t.pulled_at))
             .chain(stored.pulled_at)
             .max();
@@ -91,16 +90,20 @@ impl CompiledRule {
         };
         self.selectors.iter().all(|s| match s {
             ArtifactSelector::Tags(selector) => selector.selects(&shown),
-            ArtifactSelector::Labels { with, names } => names
-                .iter()
-                .all(|n| candidate.labels.contains(n) == *with),
+            ArtifactSelector::Labels { with, names } => {
+                names.iter().all(|n| candidate.labels.contains(n) == *with)
+            }
         })
     }
 
     /// What the rule's template keeps of `selected`.
     fn keep<'a>(&self, mut selected: Vec<&'a Candidate>, now_ms: i64) -> Vec<&'a Candidate> {
         // Harbor compares Unix seconds: the cut-off is `now - n days`, truncated.
-        let since = |days: i64| now_ms.saturating_sub(days.saturating_mul(DAY_MS)).div_euclid(1000);
+        let since = |days: i64| {
+            now_ms
+                .saturating_sub(days.saturating_mul(DAY_MS))
+                .div_euclid(1000)
+        };
         match self.template {
             Template::Always => selected,
             Template::LatestPushedK(k) => {
@@ -161,8 +164,7 @@ impl CompiledPolicy {
                 continue;
             }
             evaluated = true;
-            let selected: Vec<&Candidate> =
-                candidates.iter().filter(|c| rule.selects(c)).collect();
+            let selected: Vec<&Candidate> = candidates.iter().filter(|c| rule.selects(c)).collect();
             for kept in rule.keep(selected, now_ms) {
                 let position = candidates
                     .iter()
@@ -416,7 +418,9 @@ mod tests {
                 artifacts: busy_repository(),
                 rules: vec![rule("nDaysSinceLastPull", 7, all, "**")],
                 immutable: vec![],
-                kept: &["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a11", "a12"],
+                kept: &[
+                    "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10", "a11", "a12",
+                ],
                 immutable_kept: &[],
                 deleted: &[],
             },
@@ -433,7 +437,12 @@ mod tests {
             Scenario {
                 name: "latestPushedK keeps the k pushed last",
                 repository: "app",
-                artifacts: vec![a("v1", 40, None), a("v2", 30, None), a("v3", 20, None), a("v4", 10, None)],
+                artifacts: vec![
+                    a("v1", 40, None),
+                    a("v2", 30, None),
+                    a("v3", 20, None),
+                    a("v4", 10, None),
+                ],
                 rules: vec![rule("latestPushedK", 2, all, "**")],
                 immutable: vec![],
                 kept: &["v3", "v4"],
@@ -444,7 +453,12 @@ mod tests {
                 name: "latestPushedK counts artifacts: one with two tags is one of the k",
                 repository: "app",
                 artifacts: vec![
-                    A { tags: "old,moved", pushed_h: 50, pulled_h: None, labels: &[] },
+                    A {
+                        tags: "old,moved",
+                        pushed_h: 50,
+                        pulled_h: None,
+                        labels: &[],
+                    },
                     a("v2", 30, None),
                     a("v3", 20, None),
                 ],
@@ -457,7 +471,12 @@ mod tests {
             Scenario {
                 name: "latestPulledN: never pulled sorts last, ties go to the newest",
                 repository: "app",
-                artifacts: vec![a("n1", 40, None), a("p1", 30, Some(5)), a("n2", 20, None), a("p2", 10, Some(1))],
+                artifacts: vec![
+                    a("n1", 40, None),
+                    a("p1", 30, Some(5)),
+                    a("n2", 20, None),
+                    a("p2", 10, Some(1)),
+                ],
                 rules: vec![rule("latestPulledN", 3, all, "**")],
                 immutable: vec![],
                 kept: &["p2", "p1", "n2"],
@@ -467,7 +486,11 @@ mod tests {
             Scenario {
                 name: "nDaysSinceLastPush keeps those pushed within n days",
                 repository: "app",
-                artifacts: vec![a("old", 24 * 10, None), a("edge", 24 * 3, None), a("new", 1, None)],
+                artifacts: vec![
+                    a("old", 24 * 10, None),
+                    a("edge", 24 * 3, None),
+                    a("new", 1, None),
+                ],
                 rules: vec![rule("nDaysSinceLastPush", 3, all, "**")],
                 immutable: vec![],
                 kept: &["edge", "new"],
@@ -477,7 +500,11 @@ mod tests {
             Scenario {
                 name: "nDaysSinceLastPull: never pulled is not kept",
                 repository: "app",
-                artifacts: vec![a("never", 1, None), a("stale", 1000, Some(24 * 8)), a("fresh", 1000, Some(24 * 6))],
+                artifacts: vec![
+                    a("never", 1, None),
+                    a("stale", 1000, Some(24 * 8)),
+                    a("fresh", 1000, Some(24 * 6)),
+                ],
                 rules: vec![rule("nDaysSinceLastPull", 7, all, "**")],
                 immutable: vec![],
                 kept: &["fresh"],
@@ -487,7 +514,11 @@ mod tests {
             Scenario {
                 name: "always, on some tags: what no rule keeps is deleted, unselected too",
                 repository: "app",
-                artifacts: vec![a("release-1", 10, None), a("dev-1", 10, None), a("release-2", 10, None)],
+                artifacts: vec![
+                    a("release-1", 10, None),
+                    a("dev-1", 10, None),
+                    a("release-2", 10, None),
+                ],
                 rules: vec![rule("always", 0, &["matches:release-*"], "**")],
                 immutable: vec![],
                 kept: &["release-1", "release-2"],
@@ -517,7 +548,15 @@ mod tests {
             Scenario {
                 name: "an artifact kept by one tag keeps all its tags",
                 repository: "app",
-                artifacts: vec![A { tags: "1.0,latest", pushed_h: 50, pulled_h: None, labels: &[] }, a("0.9", 60, None)],
+                artifacts: vec![
+                    A {
+                        tags: "1.0,latest",
+                        pushed_h: 50,
+                        pulled_h: None,
+                        labels: &[],
+                    },
+                    a("0.9", 60, None),
+                ],
                 rules: vec![rule("always", 0, &["matches:latest"], "**")],
                 immutable: vec![],
                 kept: &["1.0,latest"],
@@ -529,7 +568,12 @@ mod tests {
                 repository: "app",
                 artifacts: vec![
                     a("latest", 10, None),
-                    A { tags: "v1,latest", pushed_h: 20, pulled_h: None, labels: &[] },
+                    A {
+                        tags: "v1,latest",
+                        pushed_h: 20,
+                        pulled_h: None,
+                        labels: &[],
+                    },
                     a("v2", 30, None),
                 ],
                 rules: vec![rule("always", 0, &["excludes:latest"], "**")],
@@ -552,7 +596,12 @@ mod tests {
                 name: "untagged artifacts: {\"untagged\":false} leaves them out, so they go",
                 repository: "app",
                 artifacts: vec![a("v1", 30, None), a("-", 20, None), a("-", 10, None)],
-                rules: vec![rule("latestPushedK", 2, &["matches:**:untagged=false"], "**")],
+                rules: vec![rule(
+                    "latestPushedK",
+                    2,
+                    &["matches:**:untagged=false"],
+                    "**",
+                )],
                 immutable: vec![],
                 kept: &["v1"],
                 immutable_kept: &[],
@@ -562,7 +611,12 @@ mod tests {
                 name: "untagged artifacts: excludes selects them by default (Harbor's inversion)",
                 repository: "app",
                 artifacts: vec![a("v1", 30, None), a("-", 20, None)],
-                rules: vec![rule("always", 0, &["excludes:nothing:untagged=false"], "**")],
+                rules: vec![rule(
+                    "always",
+                    0,
+                    &["excludes:nothing:untagged=false"],
+                    "**",
+                )],
                 immutable: vec![],
                 kept: &["v1", "#2"],
                 immutable_kept: &[],
@@ -588,7 +642,12 @@ mod tests {
                     labelled("skip", 10, &["skip"]),
                 ],
                 rules: vec![
-                    rule("always", 0, &["matches:**", "label:withLabels:prod,keep"], "**"),
+                    rule(
+                        "always",
+                        0,
+                        &["matches:**", "label:withLabels:prod,keep"],
+                        "**",
+                    ),
                     rule("always", 0, &["label:withoutLabels:prod,skip"], "**"),
                 ],
                 immutable: vec![],
@@ -665,7 +724,9 @@ mod tests {
         excluded["scope_selectors"]["repository"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"kind": "doublestar", "decoration": "repoExcludes", "pattern": "**/cache"}));
+            .push(
+                json!({"kind": "doublestar", "decoration": "repoExcludes", "pattern": "**/cache"}),
+            );
         let mut disabled = rule("always", 0, &["matches:**"], "legacy/**");
         disabled["disabled"] = json!(true);
         let mut everywhere = rule("latestPushedK", 5, &["matches:**"], "**");
@@ -725,7 +786,12 @@ mod tests {
         let c = Candidate::of(&stored);
         assert_eq!(
             (c.tags, c.labels, c.pushed_at, c.pulled_at),
-            (vec!["a".to_owned(), "b".to_owned()], vec!["l".to_owned()], 300, Some(400))
+            (
+                vec!["a".to_owned(), "b".to_owned()],
+                vec!["l".to_owned()],
+                300,
+                Some(400)
+            )
         );
     }
 }

@@ -572,7 +572,10 @@ mod tests {
         let ok = policy(json!([
             rule("latestPushedK", json!({"latestPushedK": 3})),
             rule("latestPulledN", json!({"latestPulledN": 2.9})),
-            rule("nDaysSinceLastPush", json!({"nDaysSinceLastPush": 20190904})),
+            rule(
+                "nDaysSinceLastPush",
+                json!({"nDaysSinceLastPush": 20190904})
+            ),
             rule("nDaysSinceLastPull", json!({"nDaysSinceLastPull": 0})),
             rule("always", json!({})),
         ]))
@@ -593,9 +596,15 @@ mod tests {
         assert!(missing.contains("missing required parameter"), "{missing}");
         let negative = refused(json!([rule("latestPulledN", json!({"latestPulledN": -1}))]));
         assert!(negative.contains("less than zero"), "{negative}");
-        let large = refused(json!([rule("latestPushedK", json!({"latestPushedK": 32767}))]));
+        let large = refused(json!([rule(
+            "latestPushedK",
+            json!({"latestPushedK": 32767})
+        )]));
         assert!(large.contains("too large"), "{large}");
-        let text = refused(json!([rule("nDaysSinceLastPush", json!({"nDaysSinceLastPush": "3"}))]));
+        let text = refused(json!([rule(
+            "nDaysSinceLastPush",
+            json!({"nDaysSinceLastPush": "3"})
+        )]));
         assert!(text.contains("type error"), "{text}");
         let unknown = refused(json!([rule("latestActiveK", json!({"latestActiveK": 3}))]));
         assert!(unknown.contains("latestActiveK"), "{unknown}");
@@ -657,20 +666,33 @@ mod tests {
     #[test]
     fn triggers_and_scopes_are_checked() {
         let mut p = policy(json!([]));
-        p.trigger.as_mut().unwrap().settings = Map::from_iter([(
-            SETTING_CRON.to_owned(),
-            json!("0 0 0 * * *"),
-        )]);
+        p.trigger.as_mut().unwrap().settings =
+            Map::from_iter([(SETTING_CRON.to_owned(), json!("0 0 0 * * *"))]);
         p.validate().unwrap();
         assert_eq!(p.cron(), Some("0 0 0 * * *"));
         p.trigger.as_mut().unwrap().settings[SETTING_CRON] = json!("5 0 0 * * *");
         assert!(p.validate().unwrap_err().to_string().contains("must be 0"));
         p.trigger.as_mut().unwrap().settings[SETTING_CRON] = json!("not a cron");
-        assert!(p.validate().unwrap_err().to_string().contains("invalid cron"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("invalid cron")
+        );
         p.trigger.as_mut().unwrap().settings[SETTING_CRON] = json!(5);
-        assert!(p.validate().unwrap_err().to_string().contains("must be a string"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("must be a string")
+        );
         p.trigger.as_mut().unwrap().kind = "Event".into();
-        assert!(p.validate().unwrap_err().to_string().contains("not support Trigger"));
+        assert!(
+            p.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not support Trigger")
+        );
         p.trigger = None;
         assert!(p.validate().is_err());
         let mut p = policy(json!([]));
@@ -678,9 +700,15 @@ mod tests {
             level: "system".into(),
             reference: 0,
         });
-        assert_eq!(p.validate().unwrap_err().to_string(), "scope system is not support");
+        assert_eq!(
+            p.validate().unwrap_err().to_string(),
+            "scope system is not support"
+        );
         p.scope.as_mut().unwrap().level = "project".into();
-        assert_eq!(p.validate().unwrap_err().to_string(), "invalid Project id 0");
+        assert_eq!(
+            p.validate().unwrap_err().to_string(),
+            "invalid Project id 0"
+        );
         let mut p = policy(json!([]));
         p.algorithm = "and".into();
         assert!(p.validate().is_err());
@@ -690,10 +718,11 @@ mod tests {
     fn a_policy_shown_and_written_back_stores_what_was_given() {
         let mut p = policy(json!([rule("always", json!({}))]));
         let stored = p.to_json();
-        p.trigger.as_mut().unwrap().settings.insert(
-            SETTING_NEXT.into(),
-            json!("2030-01-01T00:00:00Z"),
-        );
+        p.trigger
+            .as_mut()
+            .unwrap()
+            .settings
+            .insert(SETTING_NEXT.into(), json!("2030-01-01T00:00:00Z"));
         assert_eq!(p.without_shown_fields().to_json(), stored);
         let nulls: PolicyDefinition = serde_json::from_value(json!({
             "algorithm": "or", "rules": [{"params": null, "tag_selectors": null,

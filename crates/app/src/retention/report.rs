@@ -156,7 +156,10 @@ mod tests {
         let rows: Vec<&str> = table.lines().collect();
         assert_eq!(rows.len(), 4);
         assert!(rows.iter().all(|r| r.len() == rows[0].len()), "{table}");
-        assert!(rows[0].starts_with("| Digest    | Tags      | Labels |"), "{table}");
+        assert!(
+            rows[0].starts_with("| Digest    | Tags      | Labels |"),
+            "{table}"
+        );
         assert!(rows[2].contains("| v1,latest |") && rows[2].contains("| RETAIN    | rule 1 |"));
         assert!(rows[3].contains("| DEL       |"), "{table}");
     }

@@ -73,7 +73,13 @@ async fn a_project_has_one_policy_named_in_its_metadata(store: &dyn Metadata) {
     let actor = "cf-retention-actor";
     let p = project(store, "cf-retention-policy").await;
     let id = store
-        .create_retention_policy(p, r#"{"rules":[]}"#, Some(50), 10, &audit(actor, "create", "p"))
+        .create_retention_policy(
+            p,
+            r#"{"rules":[]}"#,
+            Some(50),
+            10,
+            &audit(actor, "create", "p"),
+        )
         .await
         .unwrap();
     assert_eq!(retention_id(store, p).await, Some(id.to_string()));
@@ -102,13 +108,23 @@ async fn a_project_has_one_policy_named_in_its_metadata(store: &dyn Metadata) {
 
     assert!(
         store
-            .update_retention_policy(id, r#"{"rules":[1]}"#, None, 12, &audit(actor, "update", "p"))
+            .update_retention_policy(
+                id,
+                r#"{"rules":[1]}"#,
+                None,
+                12,
+                &audit(actor, "update", "p")
+            )
             .await
             .unwrap()
     );
     let stored = store.retention_policy(id).await.unwrap().unwrap();
     assert_eq!(
-        (stored.definition.as_str(), stored.next_fire, stored.updated_at),
+        (
+            stored.definition.as_str(),
+            stored.next_fire,
+            stored.updated_at
+        ),
         (r#"{"rules":[1]}"#, None, 12)
     );
     assert!(
@@ -208,7 +224,10 @@ async fn executions_start_with_their_job_and_old_ones_go(store: &dyn Metadata) {
             )
         );
         let job = store.job(started.job_id).await.unwrap().unwrap();
-        assert_eq!((job.spec.kind.as_str(), job.state), (KIND, JobState::Queued));
+        assert_eq!(
+            (job.spec.kind.as_str(), job.state),
+            (KIND, JobState::Queued)
+        );
         assert_eq!(
             store
                 .retention_execution_of_job(started.job_id)
@@ -239,12 +258,21 @@ async fn executions_start_with_their_job_and_old_ones_go(store: &dyn Metadata) {
         .await
         .unwrap();
     let listed_ids: Vec<i64> = listed.items.iter().map(|e| e.id).collect();
-    assert_eq!((listed_ids, listed.total), (vec![ids[3], ids[2], ids[1]], 3));
+    assert_eq!(
+        (listed_ids, listed.total),
+        (vec![ids[3], ids[2], ids[1]], 3)
+    );
     let ended = &listed.items[0];
-    assert_eq!((ended.status, ended.ended_at), (ExecutionStatus::Success, Some(104)));
+    assert_eq!(
+        (ended.status, ended.ended_at),
+        (ExecutionStatus::Success, Some(104))
+    );
     let page = store.list_retention_executions(policy, 1, 1).await.unwrap();
     assert_eq!(
-        (page.items.iter().map(|e| e.id).collect::<Vec<_>>(), page.total),
+        (
+            page.items.iter().map(|e| e.id).collect::<Vec<_>>(),
+            page.total
+        ),
         (vec![ids[2]], 3)
     );
     // The policy's definition when an execution starts is the one it runs.
@@ -270,7 +298,10 @@ async fn executions_start_with_their_job_and_old_ones_go(store: &dyn Metadata) {
         .await
         .unwrap();
     assert_eq!(
-        store.retention_execution(started.execution_id).await.unwrap(),
+        store
+            .retention_execution(started.execution_id)
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
@@ -324,7 +355,12 @@ async fn schedules_start_once_and_never_beside_a_running_execution(store: &dyn M
         .unwrap();
     assert_eq!(busy, None);
     assert_eq!(
-        store.retention_policy(policy).await.unwrap().unwrap().next_fire,
+        store
+            .retention_policy(policy)
+            .await
+            .unwrap()
+            .unwrap()
+            .next_fire,
         Some(3000)
     );
     // Once the job ended, whatever the row says, the schedule starts again.
@@ -372,8 +408,14 @@ async fn tasks_are_added_once_worked_and_stopped(store: &dyn Metadata) {
     let first = tasks[0].id;
     assert!(store.start_retention_task(first, 20).await.unwrap());
     let running = store.retention_task(first).await.unwrap().unwrap();
-    assert_eq!((running.status, running.started_at), (TaskStatus::Running, Some(20)));
-    assert_eq!(store.retention_task_log(first).await.unwrap().as_deref(), Some(""));
+    assert_eq!(
+        (running.status, running.started_at),
+        (TaskStatus::Running, Some(20))
+    );
+    assert_eq!(
+        store.retention_task_log(first).await.unwrap().as_deref(),
+        Some("")
+    );
     let end = TaskEnd {
         status: TaskStatus::Success,
         total: 5,
@@ -385,7 +427,13 @@ async fn tasks_are_added_once_worked_and_stopped(store: &dyn Metadata) {
     assert!(!store.start_retention_task(first, 32).await.unwrap());
     let done = store.retention_task(first).await.unwrap().unwrap();
     assert_eq!(
-        (done.status, done.started_at, done.ended_at, done.total, done.retained),
+        (
+            done.status,
+            done.started_at,
+            done.ended_at,
+            done.total,
+            done.retained
+        ),
         (TaskStatus::Success, Some(20), Some(30), 5, 3)
     );
     assert_eq!(
@@ -424,15 +472,30 @@ async fn candidates_are_the_artifacts_harbor_lists(store: &dyn Metadata) {
         m.pushed_at = at;
         m
     };
-    store.put_manifest(&push("cf-rc one", &["v1", "a-first"], 10)).await.unwrap();
-    store.put_manifest(&push("cf-rc two", &[], 20)).await.unwrap();
+    store
+        .put_manifest(&push("cf-rc one", &["v1", "a-first"], 10))
+        .await
+        .unwrap();
+    store
+        .put_manifest(&push("cf-rc two", &[], 20))
+        .await
+        .unwrap();
     // An index listing a tagged child and an untagged one.
-    store.put_manifest(&push("cf-rc child", &[], 30)).await.unwrap();
-    store.put_manifest(&push("cf-rc tagged child", &["child"], 31)).await.unwrap();
+    store
+        .put_manifest(&push("cf-rc child", &[], 30))
+        .await
+        .unwrap();
+    store
+        .put_manifest(&push("cf-rc tagged child", &["child"], 31))
+        .await
+        .unwrap();
     let mut index = push("cf-rc index", &["multi"], 40);
     index.children = vec![
         (digest("cf-rc child"), "cf-rc child".len() as u64),
-        (digest("cf-rc tagged child"), "cf-rc tagged child".len() as u64),
+        (
+            digest("cf-rc tagged child"),
+            "cf-rc tagged child".len() as u64,
+        ),
     ];
     store.put_manifest(&index).await.unwrap();
     // A signature of the first: not a candidate.
@@ -453,7 +516,11 @@ async fn candidates_are_the_artifacts_harbor_lists(store: &dyn Metadata) {
         .await
         .unwrap();
     let one = store
-        .artifact(&repository, &berth_oci::Reference::Digest(digest("cf-rc one")), 0)
+        .artifact(
+            &repository,
+            &berth_oci::Reference::Digest(digest("cf-rc one")),
+            0,
+        )
         .await
         .unwrap()
         .unwrap()
@@ -484,7 +551,10 @@ async fn candidates_are_the_artifacts_harbor_lists(store: &dyn Metadata) {
             })
             .collect()
     };
-    let all = store.retention_candidates(&repository, 0, 100).await.unwrap();
+    let all = store
+        .retention_candidates(&repository, 0, 100)
+        .await
+        .unwrap();
     let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     assert_eq!(
         shown(&all),
@@ -498,7 +568,10 @@ async fn candidates_are_the_artifacts_harbor_lists(store: &dyn Metadata) {
     let first = &all[0];
     assert_eq!(first.labels, ["cf-rc-a", "cf-rc-b"]);
     let v1 = first.tags.iter().find(|t| t.name.as_str() == "v1").unwrap();
-    assert_eq!((v1.artifact_id, v1.pushed_at, v1.pulled_at), (first.id, 10, Some(60)));
+    assert_eq!(
+        (v1.artifact_id, v1.pushed_at, v1.pulled_at),
+        (first.id, 10, Some(60))
+    );
     assert!(all[1].labels.is_empty());
     // Pages follow the id.
     let page = store
