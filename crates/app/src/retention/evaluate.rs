@@ -107,12 +107,12 @@ impl CompiledRule {
         match self.template {
             Template::Always => selected,
             Template::LatestPushedK(k) => {
-                selected.sort_by(|a, b| (b.pushed_secs(), b.id).cmp(&(a.pushed_secs(), a.id)));
+                selected.sort_by_key(|c| std::cmp::Reverse((c.pushed_secs(), c.id)));
                 selected.truncate(k);
                 selected
             }
             Template::LatestPulledN(n) => {
-                selected.sort_by(|a, b| (b.pulled_secs(), b.id).cmp(&(a.pulled_secs(), a.id)));
+                selected.sort_by_key(|c| std::cmp::Reverse((c.pulled_secs(), c.id)));
                 selected.truncate(n);
                 selected
             }
