@@ -17,6 +17,7 @@ mod manifest_buffers;
 mod metered_body;
 mod pulls;
 mod registry;
+pub mod retention;
 pub mod selectors;
 mod upload_claims;
 mod upload_limits;

@@ -50,6 +50,7 @@ mod listing;
 mod migrate;
 mod projects;
 mod queries;
+mod retention;
 mod robots;
 mod sessions;
 mod settings;

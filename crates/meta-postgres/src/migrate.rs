@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_sweep_claims.sql"),
     include_str!("../migrations/0010_labels.sql"),
     include_str!("../migrations/0011_immutable_tag_rules.sql"),
+    include_str!("../migrations/0012_retention.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -83,7 +83,7 @@ fn schedule(r: &Row<'_>) -> rusqlite::Result<Schedule> {
 }
 
 /// Inserts a job unless its dedup key is taken; in the caller's transaction.
-fn insert_job(c: &Connection, job: &NewJob, now: i64) -> Result<Enqueued, MetaError> {
+pub(crate) fn insert_job(c: &Connection, job: &NewJob, now: i64) -> Result<Enqueued, MetaError> {
     let spec = &job.spec;
     let inserted: Option<JobId> = c
         .prepare_cached(

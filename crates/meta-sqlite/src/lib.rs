@@ -31,6 +31,7 @@ mod migrate;
 mod projects;
 mod queries;
 mod readers;
+mod retention;
 mod robots;
 mod sessions;
 mod settings;

@@ -20,6 +20,7 @@ mod listing;
 mod metadata;
 mod model;
 mod projects;
+mod retention;
 mod robots;
 mod sessions;
 mod settings;
@@ -51,6 +52,11 @@ pub use metadata::Metadata;
 pub use projects::{
     Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo, ProjectError,
     ProjectField, ProjectStore, ProjectUpdate, Role, Visibility,
+};
+pub use retention::{
+    ExecutionStart, ExecutionStatus, RETENTION_ID_KEY, RetentionCandidate, RetentionExecution,
+    RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, ScheduleFire,
+    StartedExecution, TaskEnd, TaskStatus,
 };
 pub use robots::{
     NewRobot, Robot, RobotError, RobotField, RobotGrant, RobotLevel, RobotStore, RobotUpdate,

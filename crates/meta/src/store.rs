@@ -8,7 +8,10 @@ use crate::model::{
     NewManifest, PullRecord, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage,
     UploadSession,
 };
-use crate::{AuditEntry, CollectionStore, GuardFailure, ImmutableRuleStore, TagGuard, Visibility};
+use crate::{
+    AuditEntry, CollectionStore, GuardFailure, ImmutableRuleStore, RetentionStore, TagGuard,
+    Visibility,
+};
 
 /// A failure of the metadata backend itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -342,6 +345,7 @@ pub trait MetaStore:
     + ManifestStore
     + CollectionStore
     + ImmutableRuleStore
+    + RetentionStore
     + 'static
 {
     /// Checks the store answers (for `/readyz`).

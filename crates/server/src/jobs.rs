@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use berth_app::Registry;
 use berth_app::identity::Identity;
-use berth_app::jobs::{AuditRetention, GarbageCollection, JobHistory, JobRunner, UploadPurge};
+use berth_app::jobs::{
+    AuditRetention, GarbageCollection, JobHistory, JobRunner, RetentionSchedules, TagRetention,
+    UploadPurge,
+};
 use berth_meta::JobStore;
 
 use crate::config::Config;
@@ -16,13 +19,14 @@ const AUDIT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 const JOB_HISTORY_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A runner for this node, handling and scheduling the upload purge, the job history
-/// and (when configured) audit retention, and handling garbage collection (scheduled
-/// through Harbor's `/system/gc/schedule`); audit retention turned off is unscheduled.
+/// and (when configured) audit retention, handling garbage collection (scheduled
+/// through Harbor's `/system/gc/schedule`) and tag retention's executions, and firing
+/// the retention policies' schedules; audit retention turned off is unscheduled.
 pub fn runner(
     config: &Config,
     store: Arc<dyn JobStore>,
     registry: Arc<Registry>,
-    identity: &Identity,
+    identity: &Arc<Identity>,
 ) -> JobRunner {
     let clock = identity.clock.clone();
     let mut runner = JobRunner::new(store.clone(), clock.clone(), config.jobs.runner());
@@ -34,6 +38,16 @@ pub fn runner(
                 grace: config.gc.grace_period,
             }),
         )
+        .handle(
+            TagRetention::KIND,
+            Arc::new(TagRetention {
+                registry: registry.clone(),
+                identity: identity.clone(),
+            }),
+        )
+        .fire_also(Arc::new(RetentionSchedules {
+            registry: registry.clone(),
+        }))
         .recurring(
             UploadPurge::KIND,
             config.upload_purge_interval(),

@@ -14,6 +14,11 @@ use berth_meta::{
     TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
     Visibility,
 };
+use berth_meta::{
+    ExecutionStart, ExecutionStatus, JobId, RetentionCandidate, RetentionExecution,
+    RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, StartedExecution,
+    TaskEnd,
+};
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
@@ -517,6 +522,147 @@ impl ImmutableRuleStore for FaultyMeta {
     ) -> Result<bool, MetaError> {
         self.inner
             .delete_immutable_rule(project_id, id, audit)
+            .await
+    }
+}
+
+#[async_trait]
+impl RetentionStore for FaultyMeta {
+    async fn create_retention_policy(
+        &self,
+        project_id: i64,
+        definition: &str,
+        next_fire: Option<i64>,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<i64, RetentionPolicyError> {
+        self.inner
+            .create_retention_policy(project_id, definition, next_fire, now, audit)
+            .await
+    }
+
+    async fn retention_policy(&self, id: i64) -> Result<Option<RetentionPolicy>, MetaError> {
+        self.inner.retention_policy(id).await
+    }
+
+    async fn update_retention_policy(
+        &self,
+        id: i64,
+        definition: &str,
+        next_fire: Option<i64>,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        self.inner
+            .update_retention_policy(id, definition, next_fire, now, audit)
+            .await
+    }
+
+    async fn delete_retention_policy(
+        &self,
+        id: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        self.inner.delete_retention_policy(id, audit).await
+    }
+
+    async fn due_retention_policies(&self, now: i64) -> Result<Vec<RetentionPolicy>, MetaError> {
+        self.inner.due_retention_policies(now).await
+    }
+
+    async fn start_retention_execution(
+        &self,
+        start: &ExecutionStart,
+        now: i64,
+    ) -> Result<Option<StartedExecution>, MetaError> {
+        self.inner.start_retention_execution(start, now).await
+    }
+
+    async fn retention_execution(&self, id: i64) -> Result<Option<RetentionExecution>, MetaError> {
+        self.inner.retention_execution(id).await
+    }
+
+    async fn retention_execution_of_job(
+        &self,
+        job: JobId,
+    ) -> Result<Option<RetentionExecution>, MetaError> {
+        self.inner.retention_execution_of_job(job).await
+    }
+
+    async fn list_retention_executions(
+        &self,
+        policy_id: i64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Listed<RetentionExecution>, MetaError> {
+        self.inner
+            .list_retention_executions(policy_id, offset, limit)
+            .await
+    }
+
+    async fn end_retention_execution(
+        &self,
+        id: i64,
+        status: ExecutionStatus,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner.end_retention_execution(id, status, now).await
+    }
+
+    async fn add_retention_tasks(
+        &self,
+        execution_id: i64,
+        repositories: &[String],
+    ) -> Result<Vec<RetentionTask>, MetaError> {
+        self.inner
+            .add_retention_tasks(execution_id, repositories)
+            .await
+    }
+
+    async fn list_retention_tasks(
+        &self,
+        execution_id: i64,
+        offset: u64,
+        limit: Option<u64>,
+    ) -> Result<Listed<RetentionTask>, MetaError> {
+        self.inner
+            .list_retention_tasks(execution_id, offset, limit)
+            .await
+    }
+
+    async fn retention_task(&self, id: i64) -> Result<Option<RetentionTask>, MetaError> {
+        self.inner.retention_task(id).await
+    }
+
+    async fn start_retention_task(&self, id: i64, now: i64) -> Result<bool, MetaError> {
+        self.inner.start_retention_task(id, now).await
+    }
+
+    async fn end_retention_task(
+        &self,
+        id: i64,
+        end: &TaskEnd,
+        now: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner.end_retention_task(id, end, now).await
+    }
+
+    async fn stop_retention_tasks(&self, execution_id: i64, now: i64) -> Result<u64, MetaError> {
+        self.inner.stop_retention_tasks(execution_id, now).await
+    }
+
+    async fn retention_task_log(&self, id: i64) -> Result<Option<String>, MetaError> {
+        self.inner.retention_task_log(id).await
+    }
+
+    async fn retention_candidates(
+        &self,
+        repository: &RepositoryName,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RetentionCandidate>, MetaError> {
+        self.inner
+            .retention_candidates(repository, after, limit)
             .await
     }
 }

@@ -49,6 +49,9 @@ const EVENT_TYPES: &[&str] = &[
     "create_immutable_tag_rule",
     "update_immutable_tag_rule",
     "delete_immutable_tag_rule",
+    "create_retention_policy",
+    "update_retention_policy",
+    "delete_retention_policy",
     "update_configuration",
 ];
 

@@ -17,6 +17,7 @@ mod params;
 mod projects;
 mod query;
 mod repositories;
+mod retention;
 mod robots;
 mod sessions;
 mod system;
@@ -114,6 +115,30 @@ pub fn routes() -> Router<Arc<Services>> {
         .route(
             "/projects/{project}/immutabletagrules/{immutable_rule_id}",
             put(immutable::update).delete(immutable::delete),
+        )
+        .route("/retentions/metadatas", get(retention::metadatas))
+        .route("/retentions", axum::routing::post(retention::create))
+        .route(
+            "/retentions/{id}",
+            get(retention::get)
+                .put(retention::update)
+                .delete(retention::delete),
+        )
+        .route(
+            "/retentions/{id}/executions",
+            get(retention::executions).post(retention::trigger),
+        )
+        .route(
+            "/retentions/{id}/executions/{eid}",
+            axum::routing::patch(retention::operate),
+        )
+        .route(
+            "/retentions/{id}/executions/{eid}/tasks",
+            get(retention::tasks),
+        )
+        .route(
+            "/retentions/{id}/executions/{eid}/tasks/{tid}",
+            get(retention::task_log),
         )
         .route("/robots", get(robots::list).post(robots::create))
         .route(

@@ -7,12 +7,14 @@
 //! and the new run resumes from the last checkpoint the old one saved. A run stops early
 //! when a checkpoint answers that a stop was requested.
 //! The queue is the one mechanism for background work: maintenance (the upload purge,
-//! audit retention, the job history), garbage collection and every later kind of job.
+//! audit retention, the job history), garbage collection, tag retention and every later
+//! kind of job.
 
 mod collection;
 mod control;
 mod handler;
 mod maintenance;
+mod retention;
 mod run;
 mod runner;
 mod schedules;
@@ -21,4 +23,8 @@ pub use collection::{CollectionParameters, GarbageCollection, Trigger};
 pub use control::JobControl;
 pub use handler::{Finished, HandlerError, JobContext, JobHandler};
 pub use maintenance::{AuditRetention, JobHistory, UploadPurge};
-pub use runner::{JobRunner, RunnerConfig};
+pub use retention::{
+    KEPT_EXECUTIONS, RetentionSchedules, SCHEDULE_OPERATOR, TRIGGER_MANUAL, TRIGGER_SCHEDULE,
+    TagRetention,
+};
+pub use runner::{JobRunner, RunnerConfig, ScheduleSource};

@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use berth_meta::{JobSpec, JobStore, Period, RetryPolicy};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::Clock;
-use crate::jobs::handler::JobHandler;
+use crate::jobs::handler::{HandlerError, JobHandler};
 use crate::jobs::run::{self, RunEnv};
 use crate::jobs::schedules::{self, Plan, Wanted};
 
@@ -39,6 +40,15 @@ impl Default for RunnerConfig {
     }
 }
 
+/// Schedules kept beside the queue's own, fired at each poll of the runner: tag
+/// retention's, one per policy, stored with the policy.
+#[async_trait]
+pub trait ScheduleSource: Send + Sync + 'static {
+    /// Starts the work due at `now`, each firing once cluster-wide (as the queue's
+    /// schedules do, with a compare-and-set on the fire time seen).
+    async fn fire_due(&self, now: i64) -> Result<(), HandlerError>;
+}
+
 /// Runs this node's share of the cluster's jobs.
 pub struct JobRunner {
     env: RunEnv,
@@ -46,6 +56,7 @@ pub struct JobRunner {
     poll: Duration,
     handlers: HashMap<String, Arc<dyn JobHandler>>,
     plan: Plan,
+    sources: Vec<Arc<dyn ScheduleSource>>,
 }
 
 impl JobRunner {
@@ -62,7 +73,14 @@ impl JobRunner {
             poll: config.poll.max(Duration::from_millis(1)),
             handlers: HashMap::new(),
             plan: Plan::default(),
+            sources: Vec::new(),
         }
+    }
+
+    /// Fires `source`'s schedules at each poll, beside the queue's own.
+    pub fn fire_also(&mut self, source: Arc<dyn ScheduleSource>) -> &mut Self {
+        self.sources.push(source);
+        self
     }
 
     /// Runs the jobs of `kind` on this node with `handler`.
@@ -134,6 +152,11 @@ impl JobRunner {
             }
             if let Err(e) = schedules::fire_due(store, now).await {
                 tracing::warn!(error = %e, "firing due schedules failed");
+            }
+            for source in &self.sources {
+                if let Err(e) = source.fire_due(now).await {
+                    tracing::warn!(error = %e, "firing due schedules failed");
+                }
             }
             while running.len() < self.workers {
                 let claimed = store

@@ -13,6 +13,7 @@ mod immutable;
 mod labels;
 mod projects;
 mod registry;
+mod retention;
 mod robots;
 mod sessions;
 mod settings;
@@ -38,6 +39,7 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     immutable::run(&*store).await;
     artifacts::run(&*store).await;
     labels::run(&*store).await;
+    retention::run(&*store).await;
     audit::run(&*store).await;
     settings::run(&*store).await;
     sessions::run(&*store).await;
