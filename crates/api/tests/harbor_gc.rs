@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_app::RegistryConfig;
-use berth_app::jobs::{GarbageCollection, JobRunner, RunnerConfig};
+use berth_app::jobs::GarbageCollection;
 use berth_testkit::ManualClock;
 use common::harbor::*;
+use common::jobs::*;
 use common::*;
 use tokio::sync::watch;
 
@@ -19,26 +20,15 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Runs the registry's collection jobs until the sender is dropped.
 fn runner(reg: &TestRegistry, clock: Arc<ManualClock>) -> watch::Sender<bool> {
-    let mut runner = JobRunner::new(
-        reg.jobs.clone(),
-        clock,
-        RunnerConfig {
-            workers: 1,
-            lease: Duration::from_secs(5),
-            poll: Duration::from_millis(20),
-            shutdown_grace: Duration::from_millis(100),
-        },
-    );
-    runner.handle(
-        GarbageCollection::KIND,
-        Arc::new(GarbageCollection {
-            registry: reg.registry.clone(),
-            grace: HOUR,
-        }),
-    );
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(runner.run(stopped));
-    stop
+    job_runner(reg, clock, |runner| {
+        runner.handle(
+            GarbageCollection::KIND,
+            Arc::new(GarbageCollection {
+                registry: reg.registry.clone(),
+                grace: HOUR,
+            }),
+        );
+    })
 }
 
 async fn run_status(reg: &TestRegistry, id: &str) -> Value {

@@ -15,6 +15,7 @@ const TAG: &str =
 const ARTIFACT: &str =
     "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}";
 const ARTIFACTS: &str = "/projects/{project_name}/repositories/{repository_name}/artifacts";
+const REPOSITORY: &str = "/projects/{project_name}/repositories/{repository_name}";
 const ARTIFACT_LABELS: &str =
     "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/labels";
 const ARTIFACT_LABEL: &str = "/projects/{project_name}/repositories/{repository_name}/artifacts/{reference}/labels/{label_id}";
@@ -491,6 +492,48 @@ async fn harbor_api_refuses_to_delete_an_immutable_tag_or_its_artifact() {
     )
     .await;
     expect_status(&r, 200, "delete artifact once the rule is gone");
+}
+
+/// A repository holding an immutable tag is not deleted, as in Harbor, which deletes a
+/// repository artifact by artifact; once no tag in it is protected, it is.
+#[tokio::test]
+async fn harbor_api_refuses_to_delete_a_repository_holding_an_immutable_tag() {
+    let reg = registry().await;
+    expect_status(&push(&reg, "v1", b"one").await, 201, "push v1");
+    expect_status(&push(&reg, "v2", b"two").await, 201, "push v2");
+    let id = create_rule(&reg, rule("app", "v2")).await;
+    let delete_repository = async || {
+        call(
+            &reg,
+            Some(ADMIN),
+            Method::DELETE,
+            "/projects/team/repositories/app",
+            REPOSITORY,
+            None,
+        )
+        .await
+    };
+
+    let r = delete_repository().await;
+    expect_status(&r, 412, "delete repository");
+    assert_eq!(r.json()["errors"][0]["code"], json!("PRECONDITION"));
+    assert!(
+        message_of(&r).contains(&format!(
+            "the tag v2 configured as immutable, cannot be deleted (immutable tag rule {id}"
+        )),
+        "{}",
+        text(&r)
+    );
+    assert!(digest_of(&reg, "v1").await.is_some());
+    assert!(digest_of(&reg, "v2").await.is_some());
+
+    let mut off = rule("app", "v2");
+    off["id"] = json!(id);
+    off["disabled"] = json!(true);
+    expect_status(&update_rule(&reg, id, off).await, 200, "disable the rule");
+    expect_status(&delete_repository().await, 200, "delete repository");
+    assert!(digest_of(&reg, "v1").await.is_none());
+    expect_status(&delete_repository().await, 404, "delete it again");
 }
 
 /// An artifact shows its labels and its tags' immutability together, when both are asked

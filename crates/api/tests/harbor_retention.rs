@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_app::RegistryConfig;
-use berth_app::jobs::{JobRunner, RetentionSchedules, RunnerConfig, TagRetention};
 use berth_testkit::ManualClock;
 use common::harbor::*;
+use common::jobs::*;
 use common::*;
 use tokio::sync::watch;
 
@@ -28,30 +28,7 @@ const TASKS: &str = "/retentions/{id}/executions/{eid}/tasks";
 /// Runs the registry's retention jobs and fires its policies' schedules until the
 /// sender is dropped.
 fn runner(reg: &TestRegistry, clock: Arc<ManualClock>) -> watch::Sender<bool> {
-    let mut runner = JobRunner::new(
-        reg.jobs.clone(),
-        clock,
-        RunnerConfig {
-            workers: 1,
-            lease: Duration::from_secs(5),
-            poll: Duration::from_millis(20),
-            shutdown_grace: Duration::from_millis(100),
-        },
-    );
-    runner
-        .handle(
-            TagRetention::KIND,
-            Arc::new(TagRetention {
-                registry: reg.registry.clone(),
-                identity: reg.identity.clone(),
-            }),
-        )
-        .fire_also(Arc::new(RetentionSchedules {
-            registry: reg.registry.clone(),
-        }));
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(runner.run(stopped));
-    stop
+    job_runner(reg, clock, |runner| retention_jobs(reg, runner))
 }
 
 /// A secure registry on a manual clock with project `team`, logged in on `/v2/` as

@@ -13,6 +13,7 @@ use berth_authz::{
     Action, Permission, Principal, ProjectRef, Resource, allowed, robot_permissions,
 };
 use common::harbor::*;
+use common::jobs::*;
 use common::*;
 
 /// What an endpoint needs.
@@ -90,6 +91,25 @@ enum Prepare {
     /// The project has the immutable tag rule [`rule_body`] (`{rule}`, and `"{rule_id}"`
     /// for its id as a JSON number).
     Rule,
+    /// The project has no tag retention policy.
+    NoPolicy,
+    /// The project has the retention policy [`policy_body`] (`{policy}`), and a dry run
+    /// of it has ended (`{execution}`, with the task `{task}`).
+    Policy,
+}
+
+/// A tag retention policy of project `"{pid:number}"` that keeps everything.
+fn policy_body() -> Value {
+    json!({
+        "algorithm": "or",
+        "rules": [{
+            "action": "retain", "template": "always", "params": {"always": null},
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+            "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]},
+        }],
+        "trigger": {"kind": "Schedule", "settings": {"cron": ""}, "references": {}},
+        "scope": {"level": "project", "ref": "{pid:number}"},
+    })
 }
 
 /// An immutable tag rule that protects nothing the matrix pushes.
@@ -352,6 +372,96 @@ fn rows() -> Vec<Row> {
             P(R::ImmutableTag, A::Delete),
             200,
             Pr::Rule,
+        ),
+        row(
+            "retention policy get",
+            H,
+            M::GET,
+            "/api/v2.0/retentions/{policy}",
+            None,
+            P(R::TagRetention, A::Read),
+            200,
+            Pr::Policy,
+        ),
+        row(
+            "retention policy create",
+            H,
+            M::POST,
+            "/api/v2.0/retentions",
+            Some(policy_body()),
+            P(R::TagRetention, A::Create),
+            201,
+            Pr::NoPolicy,
+        ),
+        row(
+            "retention policy update",
+            H,
+            M::PUT,
+            "/api/v2.0/retentions/{policy}",
+            Some(policy_body()),
+            P(R::TagRetention, A::Update),
+            200,
+            Pr::Policy,
+        ),
+        row(
+            "retention policy delete",
+            H,
+            M::DELETE,
+            "/api/v2.0/retentions/{policy}",
+            None,
+            P(R::TagRetention, A::Delete),
+            200,
+            Pr::Policy,
+        ),
+        row(
+            "retention dry run",
+            H,
+            M::POST,
+            "/api/v2.0/retentions/{policy}/executions",
+            Some(json!({"dry_run": true})),
+            P(R::TagRetention, A::Update),
+            201,
+            Pr::Policy,
+        ),
+        row(
+            "retention executions list",
+            H,
+            M::GET,
+            "/api/v2.0/retentions/{policy}/executions",
+            None,
+            P(R::TagRetention, A::List),
+            200,
+            Pr::Policy,
+        ),
+        row(
+            "retention execution stop",
+            H,
+            M::PATCH,
+            "/api/v2.0/retentions/{policy}/executions/{execution}",
+            Some(json!({"action": "stop"})),
+            P(R::TagRetention, A::Update),
+            200,
+            Pr::Policy,
+        ),
+        row(
+            "retention tasks list",
+            H,
+            M::GET,
+            "/api/v2.0/retentions/{policy}/executions/{execution}/tasks",
+            None,
+            P(R::TagRetention, A::List),
+            200,
+            Pr::Policy,
+        ),
+        row(
+            "retention task log",
+            H,
+            M::GET,
+            "/api/v2.0/retentions/{policy}/executions/{execution}/tasks/{task}",
+            None,
+            P(R::TagRetention, A::Read),
+            200,
+            Pr::Policy,
         ),
         row(
             "robots list",
@@ -857,6 +967,7 @@ async fn prepare(reg: &TestRegistry, p: &str, what: Prepare) -> Vec<(&'static st
             .map(|r| r["id"].as_i64().unwrap())
     };
     values.extend(prepare_labels(reg, p, pid, what).await);
+    values.extend(prepare_retention(reg, p, pid, what).await);
     match what {
         Prepare::NoMadeRobot => {
             if let Some(id) = find("made") {
@@ -1028,6 +1139,83 @@ async fn prepare_labels(
     values
 }
 
+/// The tag retention part of [`prepare`] in project `p` (id `pid`).
+async fn prepare_retention(
+    reg: &TestRegistry,
+    p: &str,
+    pid: i64,
+    what: Prepare,
+) -> Vec<(&'static str, String)> {
+    if !matches!(what, Prepare::NoPolicy | Prepare::Policy) {
+        return Vec::new();
+    }
+    let current = retention_policy_of(reg, p).await;
+    if what == Prepare::NoPolicy {
+        if let Some(id) = current {
+            let r = api(
+                reg,
+                Method::DELETE,
+                &format!("/api/v2.0/retentions/{id}"),
+                None,
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "policy delete: {:?}", r.body);
+        }
+        return Vec::new();
+    }
+    let id = match current {
+        Some(id) => id,
+        None => {
+            let body = policy_body()
+                .to_string()
+                .replace("\"{pid:number}\"", &pid.to_string());
+            let r = api(
+                reg,
+                Method::POST,
+                "/api/v2.0/retentions",
+                Some(serde_json::from_str(&body).unwrap()),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::CREATED, "policy: {:?}", r.body);
+            r.header("location").rsplit('/').next().unwrap().to_owned()
+        }
+    };
+    let executions = format!("/api/v2.0/retentions/{id}/executions");
+    let mut listed = api(reg, Method::GET, &executions, None).await.json();
+    if listed.as_array().unwrap().is_empty() {
+        let r = api(
+            reg,
+            Method::POST,
+            &executions,
+            Some(json!({"dry_run": true})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "dry run: {:?}", r.body);
+        for _ in 0..500 {
+            listed = api(reg, Method::GET, &executions, None).await.json();
+            if listed[0]["status"] != json!("Running") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+    let execution = listed[0]["id"].as_i64().unwrap();
+    let tasks = api(
+        reg,
+        Method::GET,
+        &format!("{executions}/{execution}/tasks"),
+        None,
+    )
+    .await
+    .json();
+    let task = tasks[0]["id"].as_i64().expect("the dry run has a task");
+    vec![
+        ("{policy}", id),
+        ("{execution}", execution.to_string()),
+        ("{task}", task.to_string()),
+    ]
+}
+
 /// Creates a project robot holding `permissions`; returns its id, name and secret.
 async fn robot(
     reg: &TestRegistry,
@@ -1100,7 +1288,36 @@ async fn snapshot(reg: &TestRegistry, p: &str) -> String {
     .await
     .json();
     strip_times(&mut labels);
-    state + &robots.to_string() + &labels.to_string()
+    // A policy, and the ids of its executions (whose status moves on by itself).
+    let retention = match retention_policy_of(reg, p).await {
+        Some(id) => {
+            let uri = format!("/api/v2.0/retentions/{id}");
+            let mut policy = api(reg, Method::GET, &uri, None).await.json();
+            strip_times(&mut policy);
+            let executions = api(reg, Method::GET, &format!("{uri}/executions"), None)
+                .await
+                .json();
+            let ids: Vec<&Value> = executions
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| &e["id"])
+                .collect();
+            format!("{policy}{ids:?}")
+        }
+        None => String::new(),
+    };
+    state + &robots.to_string() + &labels.to_string() + &retention
+}
+
+/// The id of project `p`'s retention policy, if it has one.
+async fn retention_policy_of(reg: &TestRegistry, p: &str) -> Option<String> {
+    let project = api(reg, Method::GET, &format!("/api/v2.0/projects/{p}"), None)
+        .await
+        .json();
+    project["metadata"]["retention_id"]
+        .as_str()
+        .map(|id| id.to_owned())
 }
 
 /// Pull times and counts change on reads; they are not what "unchanged" is about.
@@ -1173,6 +1390,12 @@ fn expected(row: &Row, principal: &Principal, project: ProjectRef) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_caller_gets_what_its_role_allows_on_every_endpoint() {
     let reg = setup().await;
+    // Retention's dry runs, which the matrix starts, end.
+    let _jobs = job_runner(
+        &reg,
+        std::sync::Arc::new(berth_app::SystemClock),
+        |runner| retention_jobs(&reg, runner),
+    );
     let mut fixed = vec![Caller {
         label: "anonymous".into(),
         credentials: None,

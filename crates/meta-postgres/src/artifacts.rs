@@ -2,14 +2,15 @@
 
 use async_trait::async_trait;
 use berth_meta::{
-    AddTagError, ArtifactField, ArtifactInfo, ArtifactStore, AuditEntry, ListQuery, Listed, Match,
-    MetaError, RepositoryField, RepositoryInfo, TagInfo,
+    AddTagError, ArtifactField, ArtifactInfo, ArtifactStore, AuditEntry, Deletion, ListQuery,
+    Listed, Match, MetaError, RepositoryField, RepositoryInfo, TagGuard, TagInfo,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
 use sqlx::postgres::PgRow;
 
 use crate::audit::{audited, insert_audit};
+use crate::immutable::deletion_stale;
 use crate::listing::{Clauses, Column, Columns, Value, contains, list};
 use crate::queries::{lock_repository, parse_digest, parse_repository};
 use crate::{PgMetaStore, columns, corrupt, db_err};
@@ -292,11 +293,17 @@ impl ArtifactStore for PgMetaStore {
     async fn delete_repository(
         &self,
         name: &RepositoryName,
+        guard: Option<&TagGuard>,
         audit: &AuditEntry,
-    ) -> Result<bool, MetaError> {
+    ) -> Result<Deletion, MetaError> {
         let mut tx = self.durable().await?;
+        if let Some(guard) = guard
+            && let Some(stale) = deletion_stale(&mut tx, name, None, guard).await?
+        {
+            return Ok(Deletion::Stale(stale));
+        }
         let Some(id) = lock_repository(&mut tx, name.as_str()).await? else {
-            return Ok(false);
+            return Ok(Deletion::NotFound);
         };
         for sql in [
             "DELETE FROM tags WHERE repository_id = $1",
@@ -312,7 +319,7 @@ impl ArtifactStore for PgMetaStore {
         }
         insert_audit(&mut tx, audit).await?;
         tx.commit().await.map_err(db_err)?;
-        Ok(true)
+        Ok(Deletion::Deleted)
     }
 
     async fn list_artifacts(

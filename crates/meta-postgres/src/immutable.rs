@@ -86,40 +86,42 @@ pub(crate) async fn tag_deletion_stale(
         .then_some(GuardFailure::RulesChanged))
 }
 
-/// Why `guard` no longer allows deleting manifest `digest` of `repository`, if it does
-/// not: the rules changed, or the manifest has tags the guard does not cover. The
-/// repository's row is locked first, so its tags stay as read until the delete commits.
-pub(crate) async fn manifest_deletion_stale(
+/// Why `guard` no longer allows deleting manifest `digest` of `repository` (or, without
+/// a digest, the whole repository), if it does not: the rules changed, or what would be
+/// deleted has tags the guard does not cover. The repository's row is locked first, so
+/// its tags stay as read until the delete commits.
+pub(crate) async fn deletion_stale(
     c: &mut PgConnection,
     repository: &RepositoryName,
-    digest: &Digest,
+    digest: Option<&Digest>,
     guard: &TagGuard,
 ) -> Result<Option<GuardFailure>, MetaError> {
     if let Some(stale) = tag_deletion_stale(c, repository, guard).await? {
         return Ok(Some(stale));
     }
-    let tags: Vec<String> = sqlx::query_scalar(
-        "SELECT t.name FROM repositories r
-         JOIN manifests m ON m.repository_id = r.id
-         JOIN tags t ON t.manifest_id = m.id
-         WHERE r.name = $1 AND m.digest = $2 ORDER BY t.name",
-    )
-    .bind(repository.as_str())
-    .bind(digest.as_str())
+    let names: Vec<String> = match digest {
+        Some(digest) => sqlx::query_scalar(
+            "SELECT t.name FROM repositories r
+             JOIN manifests m ON m.repository_id = r.id
+             JOIN tags t ON t.manifest_id = m.id
+             WHERE r.name = $1 AND m.digest = $2 ORDER BY t.name",
+        )
+        .bind(repository.as_str())
+        .bind(digest.as_str()),
+        None => sqlx::query_scalar(
+            "SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
+             WHERE r.name = $1 ORDER BY t.name",
+        )
+        .bind(repository.as_str()),
+    }
     .fetch_all(c)
     .await
     .map_err(db_err)?;
-    if tags
-        .iter()
-        .all(|t| guard.tags.iter().any(|g| g.as_str() == t))
-    {
-        return Ok(None);
-    }
-    let tags = tags
+    let tags = names
         .iter()
         .map(|t| Tag::parse(t).map_err(|e| corrupt("tag", e)))
         .collect::<Result<_, _>>()?;
-    Ok(Some(GuardFailure::TagsChanged(tags)))
+    Ok(guard.uncovered(tags))
 }
 
 #[async_trait]

@@ -603,7 +603,7 @@ impl ManifestStore for PgMetaStore {
         let mut tx = self.durable().await?;
         if let Some(guard) = guard
             && let Some(stale) =
-                immutable::manifest_deletion_stale(&mut tx, repository, digest, guard).await?
+                immutable::deletion_stale(&mut tx, repository, Some(digest), guard).await?
         {
             return Ok(Deletion::Stale(stale));
         }

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use berth_meta::{
-    AddTagError, ArtifactField, ArtifactInfo, ArtifactStore, AuditEntry, ListQuery, Listed, Match,
-    MetaError, RepositoryField, RepositoryInfo, TagInfo,
+    AddTagError, ArtifactField, ArtifactInfo, ArtifactStore, AuditEntry, Deletion, ListQuery,
+    Listed, Match, MetaError, RepositoryField, RepositoryInfo, TagGuard, TagInfo,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
@@ -11,6 +11,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::audit::{audited, insert_audit};
+use crate::immutable::deletion_stale;
 use crate::listing::{Clauses, Column, Columns, like_pattern, list};
 use crate::{SqliteMetaStore, db_err};
 
@@ -261,11 +262,17 @@ impl ArtifactStore for SqliteMetaStore {
     async fn delete_repository(
         &self,
         name: &RepositoryName,
+        guard: Option<&TagGuard>,
         audit: &AuditEntry,
-    ) -> Result<bool, MetaError> {
-        let (name, audit) = (name.clone(), audit.clone());
+    ) -> Result<Deletion, MetaError> {
+        let (name, guard, audit) = (name.clone(), guard.cloned(), audit.clone());
         self.writer
             .run(move |c| {
+                if let Some(guard) = &guard
+                    && let Some(stale) = deletion_stale(c, &name, None, guard)?
+                {
+                    return Ok(Deletion::Stale(stale));
+                }
                 let Some(id) = c
                     .query_row(
                         "SELECT id FROM repositories WHERE name = ?1",
@@ -275,7 +282,7 @@ impl ArtifactStore for SqliteMetaStore {
                     .optional()
                     .map_err(db_err)?
                 else {
-                    return Ok(false);
+                    return Ok(Deletion::NotFound);
                 };
                 for sql in [
                     "DELETE FROM tags WHERE repository_id = ?1",
@@ -286,7 +293,7 @@ impl ArtifactStore for SqliteMetaStore {
                     c.execute(sql, params![id]).map_err(db_err)?;
                 }
                 insert_audit(c, &audit)?;
-                Ok(true)
+                Ok(Deletion::Deleted)
             })
             .await
     }

@@ -93,40 +93,43 @@ pub(crate) fn check_push(c: &Connection, m: &NewManifest) -> Result<(), PutManif
     Ok(())
 }
 
-/// Why `guard` no longer allows deleting manifest `digest` of `repository`, if it does
-/// not: the rules changed, or the manifest has tags the guard does not cover.
+/// Why `guard` no longer allows deleting manifest `digest` of `repository` (or, without
+/// a digest, the whole repository), if it does not: the rules changed, or what would be
+/// deleted has tags the guard does not cover.
 pub(crate) fn deletion_stale(
     c: &Connection,
     repository: &RepositoryName,
-    digest: &Digest,
+    digest: Option<&Digest>,
     guard: &TagGuard,
 ) -> Result<Option<GuardFailure>, MetaError> {
     if rules_changed(c, repository, guard)? {
         return Ok(Some(GuardFailure::RulesChanged));
     }
-    let tags: Vec<String> = c
-        .prepare_cached(
-            "SELECT t.name FROM repositories r
-             JOIN manifests m ON m.repository_id = r.id
-             JOIN tags t ON t.manifest_id = m.id
-             WHERE r.name = ?1 AND m.digest = ?2 ORDER BY t.name",
-        )
-        .and_then(|mut s| {
-            s.query_map([repository.as_str(), digest.as_str()], |r| r.get(0))?
-                .collect()
-        })
-        .map_err(db_err)?;
-    if tags
-        .iter()
-        .all(|t| guard.tags.iter().any(|g| g.as_str() == t))
-    {
-        return Ok(None);
+    let names: Vec<String> = match digest {
+        Some(digest) => c
+            .prepare_cached(
+                "SELECT t.name FROM repositories r
+                 JOIN manifests m ON m.repository_id = r.id
+                 JOIN tags t ON t.manifest_id = m.id
+                 WHERE r.name = ?1 AND m.digest = ?2 ORDER BY t.name",
+            )
+            .and_then(|mut s| {
+                s.query_map([repository.as_str(), digest.as_str()], |r| r.get(0))?
+                    .collect()
+            }),
+        None => c
+            .prepare_cached(
+                "SELECT t.name FROM repositories r JOIN tags t ON t.repository_id = r.id
+                 WHERE r.name = ?1 ORDER BY t.name",
+            )
+            .and_then(|mut s| s.query_map([repository.as_str()], |r| r.get(0))?.collect()),
     }
-    let tags = tags
+    .map_err(db_err)?;
+    let tags = names
         .iter()
         .map(|t| Tag::parse(t).map_err(|e| MetaError(format!("stored tag {t:?}: {e}"))))
         .collect::<Result<_, _>>()?;
-    Ok(Some(GuardFailure::TagsChanged(tags)))
+    Ok(guard.uncovered(tags))
 }
 
 #[async_trait]

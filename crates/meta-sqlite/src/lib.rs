@@ -424,7 +424,8 @@ impl ManifestStore for SqliteMetaStore {
         self.writer
             .run(move |c| {
                 if let Some(guard) = &guard
-                    && let Some(stale) = immutable::deletion_stale(c, &repository, &digest, guard)?
+                    && let Some(stale) =
+                        immutable::deletion_stale(c, &repository, Some(&digest), guard)?
                 {
                     return Ok(Deletion::Stale(stale));
                 }

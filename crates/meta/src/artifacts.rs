@@ -7,8 +7,9 @@ use berth_oci::{Digest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
 
 use crate::audit::AuditEntry;
+use crate::immutable::TagGuard;
 use crate::listing::{ListQuery, Listed};
-use crate::store::MetaError;
+use crate::store::{Deletion, MetaError};
 
 /// A repository as Harbor lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,13 +148,15 @@ pub trait ArtifactStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
     /// Deletes a repository with all its artifacts, tags and blob links (bytes stay
-    /// until garbage collection); returns whether it existed. Records `audit` in the
-    /// same transaction.
+    /// until garbage collection): `Deleted` or `NotFound`, or `Stale` when `guard` no
+    /// longer holds (its rules changed, or the repository has a tag it does not list;
+    /// then nothing is deleted). Records `audit` in the same transaction.
     async fn delete_repository(
         &self,
         name: &RepositoryName,
+        guard: Option<&TagGuard>,
         audit: &AuditEntry,
-    ) -> Result<bool, MetaError>;
+    ) -> Result<Deletion, MetaError>;
     /// A page of a repository's artifacts, each with its bytes when they are at most
     /// `content_limit` long.
     async fn list_artifacts(

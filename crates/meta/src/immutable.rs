@@ -53,15 +53,24 @@ pub struct TagGuard {
     pub tags: Vec<Tag>,
 }
 
+impl TagGuard {
+    /// Why this guard no longer allows a delete that would now remove `tags`, if it does
+    /// not: they include a tag the decision did not look at (then `tags` are all of them).
+    pub fn uncovered(&self, tags: Vec<Tag>) -> Option<GuardFailure> {
+        let covered = tags.iter().all(|t| self.tags.contains(t));
+        (!covered).then_some(GuardFailure::TagsChanged(tags))
+    }
+}
+
 /// Why a guarded write found its decision stale; nothing was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuardFailure {
     /// The project's rules changed (or the project was created or deleted).
     #[error("the project's immutability rules changed")]
     RulesChanged,
-    /// The manifest to delete has tags the decision did not cover: these are all of its
-    /// tags now.
-    #[error("the manifest's tags changed")]
+    /// The manifest or repository to delete has tags the decision did not cover: these
+    /// are all of its tags now.
+    #[error("the tags to delete changed")]
     TagsChanged(Vec<Tag>),
 }
 

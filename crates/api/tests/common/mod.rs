@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod harbor;
+pub mod jobs;
 pub mod swagger;
 
 pub use axum::body::Body;

@@ -9,8 +9,11 @@
 //! [`TagGuard`]: berth_meta::TagGuard
 
 use std::fmt;
+use std::future::Future;
 
-use berth_meta::{AuditEntry, Deletion, GuardFailure, NewManifest, PutManifestError};
+use berth_meta::{
+    AuditEntry, Deletion, GuardFailure, MetaError, NewManifest, PutManifestError, TagGuard,
+};
 use berth_oci::{Digest, RepositoryName, Tag};
 
 use super::rules::{ProtectingRule, Protection};
@@ -165,7 +168,37 @@ impl Registry {
         audit: &AuditEntry,
         now: i64,
     ) -> Result<(), RegistryError> {
-        // Most manifests deleted by digest have no tags left: the first guess.
+        let deletion = self
+            .delete_guarded(repository, |guard| async move {
+                self.meta
+                    .delete_manifest(repository, digest, Some(&guard), Some(audit), now)
+                    .await
+            })
+            .await?;
+        match deletion {
+            Deletion::Deleted => Ok(()),
+            Deletion::ReferencedBy(referrer) => Err(RegistryError::ManifestReferenced {
+                digest: digest.clone(),
+                referrer,
+            }),
+            Deletion::NotFound | Deletion::Stale(_) => Err(RegistryError::ManifestUnknown),
+        }
+    }
+
+    /// Runs `delete`, a guarded deletion in `repository`, until its guard holds, unless
+    /// a rule protects a tag it would remove. The first guess is that it removes no tag
+    /// (most manifests deleted by digest have none left); a stale guard names the tags
+    /// it would remove, which are decided on and put in the next guard. The answer is
+    /// never `Stale`.
+    pub async fn delete_guarded<F, Fut>(
+        &self,
+        repository: &RepositoryName,
+        mut delete: F,
+    ) -> Result<Deletion, RegistryError>
+    where
+        F: FnMut(TagGuard) -> Fut,
+        Fut: Future<Output = Result<Deletion, MetaError>>,
+    {
         let mut tags: Vec<Tag> = Vec::new();
         let mut protection = self.protection(repository).await?;
         for _ in 0..GUARD_ATTEMPTS {
@@ -180,24 +213,12 @@ impl Registry {
                     Refused::Delete,
                 ));
             }
-            let guard = protection.guard(tags.clone());
-            match self
-                .meta
-                .delete_manifest(repository, digest, Some(&guard), Some(audit), now)
-                .await?
-            {
-                Deletion::Deleted => return Ok(()),
-                Deletion::NotFound => return Err(RegistryError::ManifestUnknown),
-                Deletion::ReferencedBy(referrer) => {
-                    return Err(RegistryError::ManifestReferenced {
-                        digest: digest.clone(),
-                        referrer,
-                    });
-                }
+            match delete(protection.guard(tags.clone())).await? {
                 Deletion::Stale(GuardFailure::TagsChanged(current)) => tags = current,
                 Deletion::Stale(GuardFailure::RulesChanged) => {
                     protection = self.protection(repository).await?;
                 }
+                done => return Ok(done),
             }
         }
         Err(kept_changing(repository))

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use berth_authz::{Action, Resource};
 use berth_meta::{
-    AddTagError, ArtifactField, ArtifactInfo, Label, ListQuery, Listed, Project, RepositoryField,
-    RepositoryInfo,
+    AddTagError, ArtifactField, ArtifactInfo, Deletion, Label, ListQuery, Listed, Project,
+    RepositoryField, RepositoryInfo,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
 use serde_json::{Value, json};
@@ -239,15 +239,18 @@ impl Artifacts {
         let (name, audit, _) = self
             .repository_change(who, project, name, Action::Delete, "delete")
             .await?;
-        let found = self
-            .identity
-            .stores
-            .artifacts
-            .delete_repository(&name, &audit)
-            .await?;
-        found
-            .then_some(())
-            .ok_or_else(|| repository_not_found(&name))
+        let (store, name, audit) = (&self.identity.stores.artifacts, &name, &audit);
+        let deletion = self
+            .registry
+            .delete_guarded(name, |guard| async move {
+                store.delete_repository(name, Some(&guard), audit).await
+            })
+            .await
+            .map_err(registry_error)?;
+        match deletion {
+            Deletion::Deleted => Ok(()),
+            _ => Err(repository_not_found(name)),
+        }
     }
 
     /// A page of a repository's artifacts, described.

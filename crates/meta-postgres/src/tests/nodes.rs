@@ -377,7 +377,10 @@ async fn caches_follow_what_another_node_writes() {
     assert_eq!(a.linked_blob(&r, &kept).await.unwrap(), None);
     assert_eq!(listed().await, ["latest", "v1"]);
     // A repository deleted and pushed again is another repository.
-    assert!(b.delete_repository(&r, &audit()).await.unwrap());
+    assert_eq!(
+        b.delete_repository(&r, None, &audit()).await.unwrap(),
+        Deletion::Deleted
+    );
     assert!(a.tags(&r, None, 100).await.unwrap().is_none());
     b.put_manifest(&manifest("cache/app", "three", &[], &["new"]))
         .await
@@ -537,7 +540,7 @@ async fn pull_batches_racing_repository_deletes_never_deadlock() {
                         Err(e) => Err(berth_meta::MetaError(e.to_string())),
                     }
                 }
-                2 => other.delete_repository(&r, &audit()).await.map(drop),
+                2 => other.delete_repository(&r, None, &audit()).await.map(drop),
                 3 => node.link_blob(&r, &layer, 1, 2).await.map(drop),
                 _ => node.record_pulls(&pulls, 3, &[]).await,
             };
@@ -778,7 +781,7 @@ async fn complete_while_interfering(
                     Interference::Collect => collect(&b).await,
                     Interference::Unlink => b.unlink_blob(&r, &layer, None).await.map(drop),
                     Interference::DeleteRepository => {
-                        b.delete_repository(&r, &audit()).await.map(drop)
+                        b.delete_repository(&r, None, &audit()).await.map(drop)
                     }
                 }
             };

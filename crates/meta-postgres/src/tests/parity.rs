@@ -753,9 +753,9 @@ async fn artifacts(pair: &Pair) {
     .await;
     pair.check("repository deleted", async |s| {
         (
-            s.delete_repository(&app, &audit("delete", "app", 140))
+            s.delete_repository(&app, None, &audit("delete", "app", 140))
                 .await,
-            s.delete_repository(&app, &audit("delete", "app", 141))
+            s.delete_repository(&app, None, &audit("delete", "app", 141))
                 .await,
             s.linked_blob(&app, &digest("cfg")).await,
             s.linked_blob(&repo("delta/other"), &digest("l1")).await,

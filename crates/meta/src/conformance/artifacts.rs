@@ -9,8 +9,8 @@ use super::support::{
 };
 use crate::Metadata;
 use crate::{
-    AddTagError, ArtifactField, ArtifactInfo, ListQuery, Listed, Match, NewManifest, PullRecord,
-    RepositoryField, RepositoryInfo, TagInfo,
+    AddTagError, ArtifactField, ArtifactInfo, Deletion, ListQuery, Listed, Match, NewManifest,
+    PullRecord, RepositoryField, RepositoryInfo, TagInfo,
 };
 
 /// Runs the artifact checks.
@@ -562,7 +562,10 @@ async fn deleting_a_repository_removes_what_it_held(store: &dyn Metadata, galler
     let actor = "cf-art-deleter";
     let web = repo(WEB);
     let deleted = audit(actor, "delete", "deleted");
-    assert!(store.delete_repository(&web, &deleted).await.unwrap());
+    assert_eq!(
+        store.delete_repository(&web, None, &deleted).await.unwrap(),
+        Deletion::Deleted
+    );
     assert!(store.repository_info(&web).await.unwrap().is_none());
     assert!(store.tags(&web, None, 10).await.unwrap().is_none());
     let layer: Digest = digest("cf-art web layer");
@@ -579,13 +582,15 @@ async fn deleting_a_repository_removes_what_it_held(store: &dyn Metadata, galler
     assert!(store.manifest(&repo(APP), &v1).await.unwrap().is_some());
 
     let missed = audit(actor, "delete", "missed");
-    assert!(!store.delete_repository(&web, &missed).await.unwrap());
-    assert!(
-        !store
-            .delete_repository(&repo("cf-art/none"), &missed)
-            .await
-            .unwrap()
-    );
+    for missing in [web.clone(), repo("cf-art/none")] {
+        assert_eq!(
+            store
+                .delete_repository(&missing, None, &missed)
+                .await
+                .unwrap(),
+            Deletion::NotFound
+        );
+    }
     store.link_blob(&web, &layer, 60, 950).await.unwrap();
     let again = store.repository_info(&web).await.unwrap().unwrap();
     assert_eq!(

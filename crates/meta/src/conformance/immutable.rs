@@ -18,6 +18,7 @@ pub(super) async fn run(store: &dyn Metadata) {
     deleting_a_project_removes_its_rules(store).await;
     rule_changes_move_the_revision_and_respect_the_limit(store).await;
     guards_are_checked_in_the_write(store).await;
+    repository_deletes_are_guarded(store).await;
 }
 
 /// A project named `name`, created by `actor`; returns its id.
@@ -383,4 +384,80 @@ async fn guards_are_checked_in_the_write(store: &dyn Metadata) {
         Deletion::Deleted
     );
     assert_eq!(audited(store, actor).await, ["rule"]);
+}
+
+/// A repository's delete must know every tag in it and the rules' revision.
+async fn repository_deletes_are_guarded(store: &dyn Metadata) {
+    let actor = "cf-immutable-repository-actor";
+    let r = repo("cf-immutable-repository/app");
+    let tags =
+        |names: &[&str]| -> Vec<Tag> { names.iter().map(|t| Tag::parse(t).unwrap()).collect() };
+    store
+        .put_manifest(&manifest(r.as_str(), "cf-repo-one", &[], &["b", "a"]))
+        .await
+        .unwrap();
+    store
+        .put_manifest(&manifest(r.as_str(), "cf-repo-two", &[], &["c"]))
+        .await
+        .unwrap();
+    let rules = store
+        .immutable_rules_of("cf-immutable-repository")
+        .await
+        .unwrap();
+    let id = rules.project_id.unwrap();
+    let guard = TagGuard {
+        project_id: Some(id),
+        revision: rules.revision,
+        tags: tags(&["a", "b"]),
+    };
+    let removed = audit(actor, "delete", "repository");
+    assert_eq!(
+        store
+            .delete_repository(&r, Some(&guard), &removed)
+            .await
+            .unwrap(),
+        Deletion::Stale(GuardFailure::TagsChanged(tags(&["a", "b", "c"])))
+    );
+
+    store
+        .create_immutable_rule(id, "{}", MAX, 1, &audit(actor, "create", "rule"))
+        .await
+        .unwrap();
+    let everything = TagGuard {
+        tags: tags(&["a", "b", "c"]),
+        ..guard
+    };
+    assert_eq!(
+        store
+            .delete_repository(&r, Some(&everything), &removed)
+            .await
+            .unwrap(),
+        Deletion::Stale(GuardFailure::RulesChanged)
+    );
+    assert!(store.repository_info(&r).await.unwrap().is_some());
+
+    let current = TagGuard {
+        revision: store
+            .immutable_rules_of("cf-immutable-repository")
+            .await
+            .unwrap()
+            .revision,
+        ..everything
+    };
+    assert_eq!(
+        store
+            .delete_repository(&r, Some(&current), &removed)
+            .await
+            .unwrap(),
+        Deletion::Deleted
+    );
+    assert!(store.repository_info(&r).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .delete_repository(&r, Some(&current), &removed)
+            .await
+            .unwrap(),
+        Deletion::NotFound
+    );
+    assert_eq!(audited(store, actor).await, ["rule", "repository"]);
 }

@@ -9,8 +9,8 @@ use super::support::{
 };
 use crate::Metadata;
 use crate::{
-    AuditEntry, ListQuery, Listed, Match, Member, MemberError, MemberKind, NewProject, Project,
-    ProjectAccessInfo, ProjectError, ProjectField, ProjectUpdate, Role, Visibility,
+    AuditEntry, Deletion, ListQuery, Listed, Match, Member, MemberError, MemberKind, NewProject,
+    Project, ProjectAccessInfo, ProjectError, ProjectField, ProjectUpdate, Role, Visibility,
 };
 
 /// Runs the project checks.
@@ -468,11 +468,12 @@ async fn deleting_a_project_removes_what_it_held(store: &dyn Metadata) {
     );
 
     let emptied = audit(actor, "delete", "repository");
-    assert!(
+    assert_eq!(
         store
-            .delete_repository(&repository, &emptied)
+            .delete_repository(&repository, None, &emptied)
             .await
-            .unwrap()
+            .unwrap(),
+        Deletion::Deleted
     );
     let deleted = audit(actor, "delete", "deleted");
     assert!(store.delete_project(id, &deleted).await.unwrap());
