@@ -279,16 +279,8 @@ async fn guards_are_checked_in_the_write(store: &dyn Metadata) {
     let mut first = manifest(r.as_str(), "cf-guard-one", &[], &["v1"]);
     first.guard = Some(unseen.clone());
     store.put_manifest(&first).await.unwrap();
-    let rules = store
-        .immutable_rules_of("cf-immutable-guard")
-        .await
-        .unwrap();
-    let id = rules.project_id.unwrap();
-    let guard = TagGuard {
-        project_id: Some(id),
-        revision: rules.revision,
-        tags: vec![v1.clone()],
-    };
+    let guard = current_guard(store, "cf-immutable-guard", vec![v1.clone()]).await;
+    let id = guard.project_id.unwrap();
 
     // The same manifest again under a protected tag is allowed; another one is not.
     first.guard = Some(guard.clone());
@@ -360,15 +352,7 @@ async fn guards_are_checked_in_the_write(store: &dyn Metadata) {
     );
 
     // At the current revision, the writes go through.
-    let current = TagGuard {
-        revision: store
-            .immutable_rules_of("cf-immutable-guard")
-            .await
-            .unwrap()
-            .revision,
-        tags: vec![v1.clone()],
-        ..guard
-    };
+    let current = current_guard(store, "cf-immutable-guard", vec![v1.clone()]).await;
     assert_eq!(
         store
             .delete_tag(&r, &v2, Some(&current), None)
@@ -400,16 +384,8 @@ async fn repository_deletes_are_guarded(store: &dyn Metadata) {
         .put_manifest(&manifest(r.as_str(), "cf-repo-two", &[], &["c"]))
         .await
         .unwrap();
-    let rules = store
-        .immutable_rules_of("cf-immutable-repository")
-        .await
-        .unwrap();
-    let id = rules.project_id.unwrap();
-    let guard = TagGuard {
-        project_id: Some(id),
-        revision: rules.revision,
-        tags: tags(&["a", "b"]),
-    };
+    let guard = current_guard(store, "cf-immutable-repository", tags(&["a", "b"])).await;
+    let id = guard.project_id.unwrap();
     let removed = audit(actor, "delete", "repository");
     assert_eq!(
         store
@@ -425,7 +401,7 @@ async fn repository_deletes_are_guarded(store: &dyn Metadata) {
         .unwrap();
     let everything = TagGuard {
         tags: tags(&["a", "b", "c"]),
-        ..guard
+        ..guard.clone()
     };
     assert_eq!(
         store
@@ -436,14 +412,7 @@ async fn repository_deletes_are_guarded(store: &dyn Metadata) {
     );
     assert!(store.repository_info(&r).await.unwrap().is_some());
 
-    let current = TagGuard {
-        revision: store
-            .immutable_rules_of("cf-immutable-repository")
-            .await
-            .unwrap()
-            .revision,
-        ..everything
-    };
+    let current = current_guard(store, "cf-immutable-repository", tags(&["a", "b", "c"])).await;
     assert_eq!(
         store
             .delete_repository(&r, Some(&current), &removed)
@@ -460,4 +429,14 @@ async fn repository_deletes_are_guarded(store: &dyn Metadata) {
         Deletion::NotFound
     );
     assert_eq!(audited(store, actor).await, ["rule", "repository"]);
+}
+
+/// A guard at `project`'s current rule revision, covering `tags`.
+async fn current_guard(store: &dyn Metadata, project: &str, tags: Vec<Tag>) -> TagGuard {
+    let rules = store.immutable_rules_of(project).await.unwrap();
+    TagGuard {
+        project_id: rules.project_id,
+        revision: rules.revision,
+        tags,
+    }
 }
