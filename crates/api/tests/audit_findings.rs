@@ -13,19 +13,6 @@ use common::*;
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
-async fn create_project(reg: &TestRegistry, who: (&str, &str), name: &str) {
-    let r = call(
-        reg,
-        Some(who),
-        Method::POST,
-        "/projects",
-        "/projects",
-        Some(json!({"project_name": name})),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-}
-
 /// Opens a browser session; returns the `Cookie` header value.
 async fn session(reg: &TestRegistry, user: &str, password: &str) -> String {
     let r = reg

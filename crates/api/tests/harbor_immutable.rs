@@ -35,16 +35,7 @@ fn rule(repositories: &str, tags: &str) -> Value {
 /// A secure registry with project `team`, logged in on `/v2/` as the administrator.
 async fn registry() -> TestRegistry {
     let reg = TestRegistry::secure().await;
-    let r = call(
-        &reg,
-        Some(ADMIN),
-        Method::POST,
-        "/projects",
-        "/projects",
-        Some(json!({"project_name": "team"})),
-    )
-    .await;
-    expect_status(&r, 201, "project");
+    create_project(&reg, ADMIN, "team").await;
     reg.log_in(Some(ADMIN));
     reg
 }

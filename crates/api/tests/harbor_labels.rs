@@ -29,24 +29,7 @@ async fn populated() -> (TestRegistry, i64, i64) {
     create_user(&reg, "bob").await;
     let mut ids = Vec::new();
     for name in ["team", "side"] {
-        let r = call(
-            &reg,
-            Some(ALICE),
-            Method::POST,
-            "/projects",
-            "/projects",
-            Some(json!({"project_name": name})),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        ids.push(
-            r.header("location")
-                .rsplit('/')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap(),
-        );
+        ids.push(create_project(&reg, ALICE, name).await);
     }
     call(
         &reg,

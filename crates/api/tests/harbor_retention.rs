@@ -36,23 +36,7 @@ fn runner(reg: &TestRegistry, clock: Arc<ManualClock>) -> watch::Sender<bool> {
 async fn registry() -> (TestRegistry, Arc<ManualClock>, i64) {
     let clock = ManualClock::new();
     let reg = TestRegistry::secure_with(RegistryConfig::default(), clock.clone(), None).await;
-    let r = call(
-        &reg,
-        Some(ADMIN),
-        Method::POST,
-        "/projects",
-        "/projects",
-        Some(json!({"project_name": "team"})),
-    )
-    .await;
-    expect_status(&r, 201, "project");
-    let id = r
-        .header("location")
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let id = create_project(&reg, ADMIN, "team").await;
     reg.log_in(Some(ADMIN));
     (reg, clock, id)
 }

@@ -67,10 +67,35 @@ pub async fn create_user(reg: &TestRegistry, name: &str) -> i64 {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    r.header("location")
+    created_id(&r)
+}
+
+/// Creates project `name` as `who`; returns its id.
+pub async fn create_project(reg: &TestRegistry, who: (&str, &str), name: &str) -> i64 {
+    let r = call(
+        reg,
+        Some(who),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": name})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "project {name}: {:?}",
+        r.body
+    );
+    created_id(&r)
+}
+
+/// The id at the end of a `201`'s `Location`.
+pub fn created_id(r: &TestResponse) -> i64 {
+    let location = r.header("location");
+    location
         .rsplit('/')
         .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no id in Location {location:?}"))
 }
