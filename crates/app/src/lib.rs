@@ -16,6 +16,7 @@ pub mod manage;
 mod manifest_buffers;
 mod metered_body;
 mod pulls;
+mod quotas;
 mod registry;
 pub mod retention;
 pub mod selectors;

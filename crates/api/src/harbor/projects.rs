@@ -105,6 +105,8 @@ struct ProjectReq {
     public: Option<bool>,
     #[serde(default, deserialize_with = "null_as_default")]
     metadata: BTreeMap<String, String>,
+    /// Bytes, `-1` for no limit; absent or null: the `storage_per_project` setting.
+    storage_limit: Option<i64>,
 }
 
 /// `POST /projects`: `Location` names the new project by id, or by name when the
@@ -123,6 +125,7 @@ pub async fn create(ctx: Ctx, headers: HeaderMap, raw: Bytes) -> Result<Response
                 public: req.public,
                 metadata: req.metadata,
                 owner: None,
+                storage_limit: req.storage_limit,
             },
         )
         .await?;
