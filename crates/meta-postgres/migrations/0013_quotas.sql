@@ -142,12 +142,12 @@ GROUP BY r.project_id, c.digest;
 -- ('missing'), a usage ('used': stored and recomputed usage in the size columns) or a
 -- digest's count ('references') that differs. Empty when they agree.
 CREATE VIEW usage_drift AS
-SELECT 'missing' AS kind, p.name AS project, NULL AS digest,
-       NULL AS stored_size, NULL AS stored_refs, NULL AS recomputed_size,
-       NULL AS recomputed_refs
+SELECT 'missing'::TEXT AS kind, p.name AS project, NULL::TEXT AS digest,
+       NULL::BIGINT AS stored_size, NULL::BIGINT AS stored_refs,
+       NULL::BIGINT AS recomputed_size, NULL::BIGINT AS recomputed_refs
 FROM projects p WHERE NOT EXISTS (SELECT 1 FROM quotas q WHERE q.project_id = p.id)
 UNION ALL
-SELECT 'used', p.name, NULL, q.used, NULL, u.recomputed, NULL
+SELECT 'used', p.name, NULL, q.used, NULL, u.recomputed::BIGINT, NULL
 FROM projects p JOIN quotas q ON q.project_id = p.id
 JOIN (SELECT p2.id, (SELECT coalesce(sum(c.size), 0) FROM counted_blobs c
                      WHERE c.project_id = p2.id) AS recomputed
