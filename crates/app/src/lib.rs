@@ -10,6 +10,7 @@ mod error;
 mod foreign_urls;
 pub mod identity;
 pub mod immutability;
+mod integrity;
 pub mod jobs;
 mod locks;
 pub mod manage;
@@ -33,6 +34,7 @@ pub use collector::{
 };
 pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
+pub use integrity::{CorruptBlob, IntegrityReport};
 pub use manifest_buffers::HeldManifest;
 pub use registry::{
     BlobContent, BlobReply, BodyRoom, MountOutcome, PushedManifest, ReferrersPage, Registry,

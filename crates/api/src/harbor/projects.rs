@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use berth_app::manage::{ProjectDraft, ProjectRequest, Projects};
+use berth_app::manage::{ProjectDraft, ProjectRequest, Projects, Quotas};
 use berth_meta::{FieldFilter, Match, Project, ProjectField};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -212,12 +212,20 @@ pub async fn summary(ctx: Ctx, Path(project): Path<String>) -> Result<Response, 
         .summary(&ctx.who, &project, ctx.by_name)
         .await?;
     let count = |role: i64| summary.members_by_role.get(&role).copied().unwrap_or(0);
-    Ok(json(&json!({
+    let mut body = json!({
         "repo_count": summary.repo_count,
         "project_admin_count": count(berth_authz::ROLE_PROJECT_ADMIN),
         "maintainer_count": count(berth_authz::ROLE_MAINTAINER),
         "developer_count": count(berth_authz::ROLE_DEVELOPER),
         "guest_count": count(berth_authz::ROLE_GUEST),
         "limited_guest_count": count(berth_authz::ROLE_LIMITED_GUEST),
-    })))
+    });
+    let quotas = Quotas::new(ctx.services.identity.clone(), ctx.services.registry.clone());
+    if let Some(quota) = quotas.of_project(&ctx.who, &project, ctx.by_name).await? {
+        body["quota"] = json!({
+            "hard": {"storage": quota.hard},
+            "used": {"storage": quota.used},
+        });
+    }
+    Ok(json(&body))
 }

@@ -68,6 +68,24 @@ impl Quotas {
         Ok(quota)
     }
 
+    /// The quota of a project, for its summary: `None` when the caller may not read
+    /// the project's quota.
+    pub async fn of_project(
+        &self,
+        who: &Requester,
+        name_or_id: &str,
+        by_name: bool,
+    ) -> Result<Option<Quota>, ManageError> {
+        let readable = Projects::new(self.identity.clone())
+            .with_permission(who, name_or_id, by_name, Resource::Quota, Action::Read)
+            .await;
+        match readable {
+            Ok(project) => Ok(self.registry.meta.quota(project.id).await?),
+            Err(ManageError::Forbidden(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sets a quota's limit (`-1`: no limit).
     pub async fn set_limit(&self, who: &Requester, id: i64, hard: i64) -> Result<(), ManageError> {
         who.require_system(Permission::new(Resource::Quota, Action::Update))?;
