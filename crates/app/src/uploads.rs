@@ -305,8 +305,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let hashed = Self::restore_hasher(session)?;
         // An upload refused here changes nothing: its bytes go with its session.
-        if let Err(e) = (self.check_blob_quota(&session.repository, digest, session.offset)).await
-        {
+        if let Err(e) = (self.check_blob_quota(&session.repository, digest, session.offset)).await {
             self.discard(&session.id).await;
             return Err(e);
         }

@@ -699,11 +699,11 @@ pub async fn put_manifest(
         .bind(audit.map(|e| e.op_time))
         .fetch_one(c)
         .await
-    {
-        Ok(row) => row,
-        Err(e) if crate::quotas::is_quota_refusal(&e) => return Ok(ManifestPut::OverQuota),
-        Err(e) => return Err(db_err(e).into()),
-    };
+        {
+            Ok(row) => row,
+            Err(e) if crate::quotas::is_quota_refusal(&e) => return Ok(ManifestPut::OverQuota),
+            Err(e) => return Err(db_err(e).into()),
+        };
     let failed = failed_at
         .and_then(|n| usize::try_from(n).ok()?.checked_sub(1))
         .and_then(|i| references.get(i));

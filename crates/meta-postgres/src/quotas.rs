@@ -99,7 +99,9 @@ pub async fn exceeded(pool: &PgPool, m: &NewManifest) -> Result<QuotaExceeded, M
 fn drift_row(r: &PgRow) -> Result<UsageDrift, MetaError> {
     let get = |i: usize| r.try_get::<Option<i64>, _>(i).map_err(db_err);
     let pair = |size: usize, refs: usize| -> Result<Option<(u64, u64)>, MetaError> {
-        Ok(get(size)?.zip(get(refs)?).map(|(s, n)| (s as u64, n as u64)))
+        Ok(get(size)?
+            .zip(get(refs)?)
+            .map(|(s, n)| (s as u64, n as u64)))
     };
     let kind: String = r.try_get(0).map_err(db_err)?;
     let project: String = r.try_get(1).map_err(db_err)?;
@@ -175,7 +177,15 @@ impl QuotaStore for PgMetaStore {
 
     async fn quotas(&self, query: &ListQuery<QuotaField>) -> Result<Listed<Quota>, MetaError> {
         let clauses = Clauses::new(query, "TRUE", Vec::new(), "q.project_id");
-        list(&self.pool, QUOTA_FROM, QUOTA_COLUMNS, &clauses, query, quota_row).await
+        list(
+            &self.pool,
+            QUOTA_FROM,
+            QUOTA_COLUMNS,
+            &clauses,
+            query,
+            quota_row,
+        )
+        .await
     }
 
     async fn quota(&self, id: i64) -> Result<Option<Quota>, MetaError> {
@@ -199,15 +209,16 @@ impl QuotaStore for PgMetaStore {
         audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
         let mut tx = self.durable().await?;
-        let found = sqlx::query("UPDATE quotas SET hard = $2, updated_at = $3 WHERE project_id = $1")
-            .bind(id)
-            .bind(hard)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .rows_affected()
-            > 0;
+        let found =
+            sqlx::query("UPDATE quotas SET hard = $2, updated_at = $3 WHERE project_id = $1")
+                .bind(id)
+                .bind(hard)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
+                > 0;
         audited(&mut tx, found, audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(found)

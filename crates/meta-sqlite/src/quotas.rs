@@ -88,7 +88,8 @@ fn drift_row(r: &Row<'_>) -> rusqlite::Result<UsageDrift> {
     let kind: String = r.get(0)?;
     let project: String = r.get(1)?;
     let pair = |size: usize, refs: usize| -> rusqlite::Result<Option<(u64, u64)>> {
-        Ok(r.get::<_, Option<u64>>(size)?.zip(r.get::<_, Option<u64>>(refs)?))
+        Ok(r.get::<_, Option<u64>>(size)?
+            .zip(r.get::<_, Option<u64>>(refs)?))
     };
     Ok(match kind.as_str() {
         "missing" => UsageDrift::Missing { project },

@@ -161,9 +161,10 @@ impl NewManifest {
     /// What the manifest adds to its project's usage at most: its own digest and size,
     /// and each blob it references, once each.
     pub fn counted(&self) -> Vec<(&Digest, u64)> {
-        let mut counted: Vec<(&Digest, u64)> = std::iter::once((&self.digest, self.content.len() as u64))
-            .chain(self.blobs.iter().map(|(d, s)| (d, *s)))
-            .collect();
+        let mut counted: Vec<(&Digest, u64)> =
+            std::iter::once((&self.digest, self.content.len() as u64))
+                .chain(self.blobs.iter().map(|(d, s)| (d, *s)))
+                .collect();
         counted.sort_unstable();
         counted.dedup_by(|a, b| a.0 == b.0);
         counted

@@ -14,12 +14,12 @@ use berth_meta::{
     TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
     Visibility,
 };
+use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
 use berth_meta::{
     ExecutionStart, ExecutionStatus, JobId, RetentionCandidate, RetentionExecution,
     RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, StartedExecution,
     TaskEnd,
 };
-use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 

@@ -126,7 +126,11 @@ impl SystemSettings {
             },
             "storage_per_project" => match value.as_i64() {
                 Some(n) if n == berth_meta::UNLIMITED || n > 0 => self.storage_per_project = n,
-                _ => return Err(invalid("expected -1 (no limit) or a positive number of bytes")),
+                _ => {
+                    return Err(invalid(
+                        "expected -1 (no limit) or a positive number of bytes",
+                    ));
+                }
             },
             _ => {
                 return Err(SettingsError::Invalid(format!(

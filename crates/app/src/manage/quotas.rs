@@ -51,7 +51,12 @@ impl Quotas {
 
     /// One quota, for a caller who may read its project's quota.
     pub async fn get(&self, who: &Requester, id: i64) -> Result<Quota, ManageError> {
-        let quota = self.registry.meta.quota(id).await?.ok_or_else(|| not_found(id))?;
+        let quota = self
+            .registry
+            .meta
+            .quota(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         Projects::new(self.identity.clone())
             .with_permission(
                 who,
@@ -90,7 +95,12 @@ impl Quotas {
     pub async fn set_limit(&self, who: &Requester, id: i64, hard: i64) -> Result<(), ManageError> {
         who.require_system(Permission::new(Resource::Quota, Action::Update))?;
         validate_limit(hard)?;
-        let quota = self.registry.meta.quota(id).await?.ok_or_else(|| not_found(id))?;
+        let quota = self
+            .registry
+            .meta
+            .quota(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let now = self.identity.clock.now_ms();
         let audit = who.actor().audit(
             "update",
@@ -99,7 +109,12 @@ impl Quotas {
             Some(quota.project_id),
             now,
         );
-        if !self.registry.meta.set_quota_limit(id, hard, now, &audit).await? {
+        if !self
+            .registry
+            .meta
+            .set_quota_limit(id, hard, now, &audit)
+            .await?
+        {
             return Err(not_found(id));
         }
         Ok(())

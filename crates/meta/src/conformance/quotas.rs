@@ -34,7 +34,12 @@ async fn project_with_limit(store: &dyn Metadata, name: &str, limit: Option<i64>
         ..new_project(name, None, false)
     };
     let id = store
-        .create_project(&project, PROJECT_ADMIN, 1, &audit("cf-quota", "create", name))
+        .create_project(
+            &project,
+            PROJECT_ADMIN,
+            1,
+            &audit("cf-quota", "create", name),
+        )
         .await
         .unwrap();
     let quota = store.quota(id).await.unwrap().unwrap();
@@ -56,17 +61,36 @@ async fn used(store: &dyn Metadata, id: i64) -> u64 {
 
 async fn usage_counts_each_digest_once_per_project(store: &dyn Metadata) {
     let id = project_with_limit(store, "cf-q-count", None).await;
-    let first = manifest("cf-q-count/a", "qm-one", &[("q-cfg", 3), ("q-l1", 4)], &["v1"]);
+    let first = manifest(
+        "cf-q-count/a",
+        "qm-one",
+        &[("q-cfg", 3), ("q-l1", 4)],
+        &["v1"],
+    );
     push(store, &first).await.unwrap();
     assert_eq!(used(store, id).await, 6 + 3 + 4);
     // The same manifest again, and its layer from another repository: nothing new.
     push(store, &first).await.unwrap();
-    let second = manifest("cf-q-count/b", "qm-two", &[("q-l1", 4), ("q-l2", 5)], &["v1"]);
+    let second = manifest(
+        "cf-q-count/b",
+        "qm-two",
+        &[("q-l1", 4), ("q-l2", 5)],
+        &["v1"],
+    );
     push(store, &second).await.unwrap();
     assert_eq!(used(store, id).await, 13 + 6 + 5);
-    let third = manifest("cf-q-count/b", "qm-one", &[("q-cfg", 3), ("q-l1", 4)], &["v2"]);
+    let third = manifest(
+        "cf-q-count/b",
+        "qm-one",
+        &[("q-cfg", 3), ("q-l1", 4)],
+        &["v2"],
+    );
     push(store, &third).await.unwrap();
-    assert_eq!(used(store, id).await, 24, "the same digest in two repositories");
+    assert_eq!(
+        used(store, id).await,
+        24,
+        "the same digest in two repositories"
+    );
     // A blob only linked counts nothing.
     store
         .link_blob(&repo("cf-q-count/a"), &digest("q-loose"), 50, 1)
@@ -83,7 +107,10 @@ async fn usage_counts_each_digest_once_per_project(store: &dyn Metadata) {
         .await
         .unwrap()
         .unwrap();
-    assert!(found.counted, "counted in the project, whatever the repository");
+    assert!(
+        found.counted,
+        "counted in the project, whatever the repository"
+    );
     assert_clean(store).await;
     // Deletes release what no other manifest of the project holds.
     let deleted = store
@@ -91,7 +118,11 @@ async fn usage_counts_each_digest_once_per_project(store: &dyn Metadata) {
         .await
         .unwrap();
     assert_eq!(deleted, Deletion::Deleted);
-    assert_eq!(used(store, id).await, 24, "cf-q-count/b still holds all of it");
+    assert_eq!(
+        used(store, id).await,
+        24,
+        "cf-q-count/b still holds all of it"
+    );
     store
         .delete_manifest(&repo("cf-q-count/b"), &digest("qm-two"), None, None, 2)
         .await
@@ -112,7 +143,12 @@ async fn limits_refuse_pushes_past_them(store: &dyn Metadata) {
     let fits = manifest("cf-q-limit/a", "ql-one", &[("ql-l1", 20)], &["v1"]);
     push(store, &fits).await.unwrap();
     assert_eq!(used(store, id).await, 26);
-    let over = manifest("cf-q-limit/a", "ql-two", &[("ql-l1", 20), ("ql-l2", 9)], &["v2"]);
+    let over = manifest(
+        "cf-q-limit/a",
+        "ql-two",
+        &[("ql-l1", 20), ("ql-l2", 9)],
+        &["v2"],
+    );
     match push(store, &over).await {
         Err(PutManifestError::QuotaExceeded(e)) => assert_eq!(
             e,
@@ -126,7 +162,11 @@ async fn limits_refuse_pushes_past_them(store: &dyn Metadata) {
         other => panic!("expected QuotaExceeded, got {other:?}"),
     }
     assert_eq!(used(store, id).await, 26, "a refused push counts nothing");
-    let tags = store.tags(&repo("cf-q-limit/a"), None, 10).await.unwrap().unwrap();
+    let tags = store
+        .tags(&repo("cf-q-limit/a"), None, 10)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(tags.names(), ["v1".to_string()], "and writes nothing");
     // Exactly at the limit fits; what the project holds already adds nothing.
     let edge = manifest("cf-q-limit/b", "ql-3", &[("ql-l1", 20), ("ql-l3", 10)], &[]);
@@ -135,17 +175,28 @@ async fn limits_refuse_pushes_past_them(store: &dyn Metadata) {
     let again = manifest("cf-q-limit/c", "ql-one", &[("ql-l1", 20)], &["v1"]);
     push(store, &again).await.unwrap();
     let audited = audit("cf-quota-admin", "update", "cf-q-limit");
-    assert!(store.set_quota_limit(id, UNLIMITED, 5, &audited).await.unwrap());
-    assert!(!store.set_quota_limit(i64::MAX, 5, 5, &audited).await.unwrap());
+    assert!(
+        store
+            .set_quota_limit(id, UNLIMITED, 5, &audited)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_quota_limit(i64::MAX, 5, 5, &audited)
+            .await
+            .unwrap()
+    );
     assert_eq!(audit_trail(store, "cf-quota-admin").await, vec![audited]);
     push(store, &over).await.unwrap();
     let quota = store.quota(id).await.unwrap().unwrap();
-    assert_eq!((quota.hard, quota.used, quota.updated_at), (UNLIMITED, 55, 5));
-    assert_eq!(quota.project_name, "cf-q-limit");
-    let by_project = super::support::query(
-        &[(QuotaField::ProjectId, super::support::exact(id))],
-        &[],
+    assert_eq!(
+        (quota.hard, quota.used, quota.updated_at),
+        (UNLIMITED, 55, 5)
     );
+    assert_eq!(quota.project_name, "cf-q-limit");
+    let by_project =
+        super::support::query(&[(QuotaField::ProjectId, super::support::exact(id))], &[]);
     let listed = store.quotas(&by_project).await.unwrap();
     assert_eq!((listed.total, listed.items), (1, vec![quota]));
     assert_clean(store).await;
@@ -176,13 +227,19 @@ async fn the_warning_is_recorded_once_per_crossing(store: &dyn Metadata) {
     let r = repo("cf-q-warn/a");
     let entry = audit("cf-quota-warn", "quota_warning", "cf-q-warn");
     let warn = async || store.warn_quota(&r, 85, &entry).await.unwrap();
-    push(store, &manifest("cf-q-warn/a", "qw-one", &[("qw-l1", 70)], &[]))
-        .await
-        .unwrap();
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-one", &[("qw-l1", 70)], &[]),
+    )
+    .await
+    .unwrap();
     assert_eq!(warn().await, None, "76 % is below the threshold");
-    push(store, &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]))
-        .await
-        .unwrap();
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]),
+    )
+    .await
+    .unwrap();
     assert_eq!(warn().await.map(|q| q.used), Some(86));
     assert_eq!(warn().await, None, "once per crossing");
     store
@@ -190,9 +247,12 @@ async fn the_warning_is_recorded_once_per_crossing(store: &dyn Metadata) {
         .await
         .unwrap();
     assert_eq!(warn().await, None);
-    push(store, &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]))
-        .await
-        .unwrap();
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]),
+    )
+    .await
+    .unwrap();
     assert!(warn().await.is_some(), "crossed again");
     let trail = audit_trail(store, "cf-quota-warn").await;
     assert_eq!(trail.len(), 2);
@@ -208,7 +268,12 @@ async fn concurrent_pushes_never_pass_the_limit(store: Arc<dyn Metadata>) {
             tokio::spawn(async move {
                 let body = format!("qr-{i:03}");
                 let layer = format!("qr-layer-{i}");
-                let m = manifest(&format!("cf-q-race/r{}", i % 4), &body, &[(&layer, 94)], &[]);
+                let m = manifest(
+                    &format!("cf-q-race/r{}", i % 4),
+                    &body,
+                    &[(&layer, 94)],
+                    &[],
+                );
                 push(&*store, &m).await
             })
         })

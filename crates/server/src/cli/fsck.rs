@@ -24,7 +24,9 @@ pub struct FsckArgs {
 
 /// A stored size and reference count, or `-` when there is none.
 fn counts(pair: Option<(u64, u64)>) -> String {
-    pair.map_or("-".into(), |(size, refs)| format!("{size} bytes, {refs} refs"))
+    pair.map_or("-".into(), |(size, refs)| {
+        format!("{size} bytes, {refs} refs")
+    })
 }
 
 /// One line about a difference.
@@ -35,7 +37,9 @@ fn describe(drift: &UsageDrift) -> String {
             project,
             stored,
             recomputed,
-        } => format!("project {project:?} uses {stored} bytes by its counter, {recomputed} by its manifests"),
+        } => format!(
+            "project {project:?} uses {stored} bytes by its counter, {recomputed} by its manifests"
+        ),
         UsageDrift::References {
             project,
             digest,
@@ -59,7 +63,13 @@ pub fn run(args: &FsckArgs) -> anyhow::Result<()> {
     })?;
     if args.projects {
         let rows: Vec<[String; 3]> = (report.quotas.iter())
-            .map(|q| [q.project_name.clone(), q.hard.to_string(), q.used.to_string()])
+            .map(|q| {
+                [
+                    q.project_name.clone(),
+                    q.hard.to_string(),
+                    q.used.to_string(),
+                ]
+            })
             .collect();
         print!("{}", table(["PROJECT", "LIMIT", "USED"], &rows));
     }
