@@ -29,12 +29,7 @@ async fn project(reg: &TestRegistry, name: &str, storage_limit: Option<i64>) -> 
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    r.header("location")
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    location_id(&r)
 }
 
 /// The quota of project `id`, as `/quotas?reference_id=` lists it.
@@ -50,9 +45,30 @@ async fn used(reg: &TestRegistry, id: i64) -> i64 {
     quota_of(reg, id).await["used"]["storage"].as_i64().unwrap()
 }
 
+/// An image manifest over `config` and `layers`.
+fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let descriptor = |media: &str, data: &[u8]| json!({"mediaType": media, "digest": sha256(data).as_str(), "size": data.len()});
+    let layers: Vec<Value> = (layers.iter())
+        .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": berth_oci::media_type::OCI_MANIFEST,
+        "config": descriptor(berth_oci::media_type::OCI_CONFIG, config),
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+/// Pushes `manifest` as `repo:tag`.
+async fn put(reg: &TestRegistry, repo: &str, tag: &str, manifest: &[u8]) -> TestResponse {
+    reg.put_manifest(repo, tag, berth_oci::media_type::OCI_MANIFEST, manifest)
+        .await
+}
+
 /// A fresh blob upload of `data` to `repo` (monolithic), as the logged-in caller.
 async fn upload(reg: &TestRegistry, repo: &str, data: &[u8]) -> TestResponse {
-    let digest = berth_oci::Digest::compute(berth_oci::Algorithm::Sha256, data);
+    let digest = sha256(data);
     let uri = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
     reg.send(Method::POST, &uri, &[], data.to_vec()).await
 }
@@ -136,26 +152,9 @@ async fn pushes_past_the_limit_are_denied_and_write_nothing() {
         upload(&reg, "small/app", config).await.status,
         StatusCode::CREATED
     );
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": berth_oci::media_type::OCI_MANIFEST,
-        "config": {"mediaType": berth_oci::media_type::OCI_CONFIG,
-                   "digest": berth_oci::Digest::compute(berth_oci::Algorithm::Sha256, config).as_str(),
-                   "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": berth_oci::Digest::compute(berth_oci::Algorithm::Sha256, b"layer").as_str(),
-                    "size": 5}],
-    }))
-    .unwrap();
+    let manifest = image_manifest(config, &[b"layer"]);
     assert!(manifest.len() + config.len() + 5 > 200);
-    let r = reg
-        .put_manifest(
-            "small/app",
-            "v1",
-            berth_oci::media_type::OCI_MANIFEST,
-            &manifest,
-        )
-        .await;
+    let r = put(&reg, "small/app", "v1", &manifest).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     assert_eq!(r.error_code(), "DENIED");
     assert_eq!(used(&reg, id).await, 0);
@@ -174,14 +173,7 @@ async fn pushes_past_the_limit_are_denied_and_write_nothing() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let r = reg
-        .put_manifest(
-            "small/app",
-            "v1",
-            berth_oci::media_type::OCI_MANIFEST,
-            &manifest,
-        )
-        .await;
+    let r = put(&reg, "small/app", "v1", &manifest).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(
         used(&reg, id).await,
@@ -336,23 +328,8 @@ async fn new_projects_get_the_configured_default_and_warnings_are_audited() {
         r.json().as_array().map(Vec::len)
     };
     assert_eq!(warnings().await, Some(0), "a blob link counts nothing");
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": berth_oci::media_type::OCI_MANIFEST,
-        "config": {"mediaType": berth_oci::media_type::OCI_CONFIG,
-                   "digest": berth_oci::Digest::compute(berth_oci::Algorithm::Sha256, &[1u8; 900]).as_str(),
-                   "size": 900},
-        "layers": [],
-    }))
-    .unwrap();
-    let r = reg
-        .put_manifest(
-            "team/app",
-            "v1",
-            berth_oci::media_type::OCI_MANIFEST,
-            &manifest,
-        )
-        .await;
+    let manifest = image_manifest(&[1u8; 900], &[]);
+    let r = put(&reg, "team/app", "v1", &manifest).await;
     assert_eq!(
         r.status,
         StatusCode::FORBIDDEN,
@@ -368,24 +345,10 @@ async fn new_projects_get_the_configured_default_and_warnings_are_audited() {
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = reg
-        .put_manifest(
-            "team/app",
-            "v1",
-            berth_oci::media_type::OCI_MANIFEST,
-            &manifest,
-        )
-        .await;
+    let r = put(&reg, "team/app", "v1", &manifest).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(warnings().await, Some(1), "past 85 % of 1200");
-    let r = reg
-        .put_manifest(
-            "team/app",
-            "v2",
-            berth_oci::media_type::OCI_MANIFEST,
-            &manifest,
-        )
-        .await;
+    let r = put(&reg, "team/app", "v2", &manifest).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(warnings().await, Some(1), "once per crossing");
 }

@@ -67,6 +67,11 @@ pub async fn create_user(reg: &TestRegistry, name: &str) -> i64 {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    location_id(&r)
+}
+
+/// The id a `201`'s `Location` ends with.
+pub fn location_id(r: &TestResponse) -> i64 {
     r.header("location")
         .rsplit('/')
         .next()

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use berth_authz::{Action, Permission, Resource};
-use berth_meta::{ListQuery, Listed, Quota, QuotaField, UNLIMITED};
+use berth_meta::{ListQuery, Listed, Project, Quota, QuotaField, UNLIMITED};
 
 use super::projects::Projects;
 use super::{ManageError, Requester};
@@ -51,20 +51,8 @@ impl Quotas {
 
     /// One quota, for a caller who may read its project's quota.
     pub async fn get(&self, who: &Requester, id: i64) -> Result<Quota, ManageError> {
-        let quota = self
-            .registry
-            .meta
-            .quota(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        Projects::new(self.identity.clone())
-            .with_permission(
-                who,
-                &quota.project_id.to_string(),
-                false,
-                Resource::Quota,
-                Action::Read,
-            )
+        let quota = self.quota(id).await?;
+        self.readable(who, &quota.project_id.to_string(), false)
             .await
             .map_err(|e| match e {
                 ManageError::NotFound(_) => not_found(id),
@@ -81,26 +69,35 @@ impl Quotas {
         name_or_id: &str,
         by_name: bool,
     ) -> Result<Option<Quota>, ManageError> {
-        let readable = Projects::new(self.identity.clone())
-            .with_permission(who, name_or_id, by_name, Resource::Quota, Action::Read)
-            .await;
-        match readable {
+        match self.readable(who, name_or_id, by_name).await {
             Ok(project) => Ok(self.registry.meta.quota(project.id).await?),
             Err(ManageError::Forbidden(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
+    /// The project, when the caller may read its quota.
+    async fn readable(
+        &self,
+        who: &Requester,
+        name_or_id: &str,
+        by_name: bool,
+    ) -> Result<Project, ManageError> {
+        Projects::new(self.identity.clone())
+            .with_permission(who, name_or_id, by_name, Resource::Quota, Action::Read)
+            .await
+    }
+
+    /// Quota `id`, or `NotFound`.
+    async fn quota(&self, id: i64) -> Result<Quota, ManageError> {
+        (self.registry.meta.quota(id).await?).ok_or_else(|| not_found(id))
+    }
+
     /// Sets a quota's limit (`-1`: no limit).
     pub async fn set_limit(&self, who: &Requester, id: i64, hard: i64) -> Result<(), ManageError> {
         who.require_system(Permission::new(Resource::Quota, Action::Update))?;
         validate_limit(hard)?;
-        let quota = self
-            .registry
-            .meta
-            .quota(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let quota = self.quota(id).await?;
         let now = self.identity.clock.now_ms();
         let audit = who.actor().audit(
             "update",
