@@ -30,21 +30,21 @@ const LAYER: usize = 2_000;
 /// Concurrent pushes: together far more than the limit.
 const PUSHES: usize = 12;
 
-/// Runs `berth <args> --data-dir <data>`.
-fn berth(data: &Path, args: &[&str]) -> Output {
+/// Runs `berth <args> --data-dir <data>` with `env`.
+fn berth(data: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(args)
         .arg("--data-dir")
         .arg(data)
-        .envs(ENV.iter().copied())
+        .envs(env.iter().copied())
         .output()
         .expect("running berth")
 }
 
 /// Runs `berth fsck --projects` (and `--blobs`), which must find nothing; returns its
 /// output.
-fn fsck_clean(data: &Path) -> String {
-    let out = berth(data, &["fsck", "--projects", "--blobs"]);
+fn fsck_clean(data: &Path, env: &[(&str, &str)]) -> String {
+    let out = berth(data, env, &["fsck", "--projects", "--blobs"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -155,12 +155,29 @@ async fn used(url: &str, project_id: i64) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
+async fn usage_stays_exact_and_under_the_limit_through_every_phase_on_sqlite() {
+    phases(ENV).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_stays_exact_and_under_the_limit_through_every_phase_on_postgres() {
+    let Some(db) = berth_testkit_postgres::TempDatabase::create().await else {
+        return;
+    };
+    let mut env = ENV.to_vec();
+    env.push(("BERTH_DATABASE__URL", db.url()));
+    phases(&env).await;
+}
+
+/// Pushes concurrently near the limit, aborts uploads, deletes, and checks usage and
+/// `berth fsck` after each phase, with the stores `env` names.
+async fn phases(env: &[(&str, &str)]) {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let limit = LIMIT.to_string();
     let out = berth(
         &data,
+        env,
         &["project", "create", "team", "--storage-limit", &limit],
     );
     assert!(
@@ -168,7 +185,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let server = Berth::start_with(&data, free_port(), ENV);
+    let server = Berth::start_with(&data, free_port(), env);
     let url = server.url();
     let r = send(&url, Method::GET, "/api/v2.0/projects/team", Vec::new(), "").await;
     let project_id =
@@ -179,7 +196,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
         quota(&url, project_id).await["hard"]["storage"],
         json!(LIMIT)
     );
-    fsck_clean(&data);
+    fsck_clean(&data, env);
 
     // Phase 1: concurrent pushes near the limit, all sharing one config.
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
@@ -214,7 +231,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
         now, expected,
         "usage is exactly what the stored images hold"
     );
-    fsck_clean(&data);
+    fsck_clean(&data, env);
 
     // Phase 2: uploads aborted or left open change nothing.
     let r = send(
@@ -261,7 +278,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
         StatusCode::FORBIDDEN
     );
     assert_eq!(used(&url, project_id).await, expected);
-    fsck_clean(&data);
+    fsck_clean(&data, env);
 
     // Phase 3: deletes release what no other manifest holds.
     let (first, rest) = stored.split_first().unwrap();
@@ -274,7 +291,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
         used(&url, project_id).await,
         if rest.is_empty() { 0 } else { left }
     );
-    fsck_clean(&data);
+    fsck_clean(&data, env);
     // Room made, a push fits again.
     let layer = support::random_bytes(LAYER);
     assert!(
@@ -282,7 +299,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
             .await
             .is_some()
     );
-    fsck_clean(&data);
+    fsck_clean(&data, env);
     for (repository, _) in rest
         .iter()
         .map(|(r, m)| (r.as_str(), m))
@@ -294,7 +311,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     assert_eq!(used(&url, project_id).await, 0);
-    let report = fsck_clean(&data);
+    let report = fsck_clean(&data, env);
     assert!(report.contains("team"), "{report}");
 
     // A blob changed at rest is reported by `--blobs`.
@@ -307,7 +324,7 @@ async fn usage_stays_exact_and_under_the_limit_through_every_phase() {
         .find(|p| p.ends_with(&hex))
         .expect("the config blob's file");
     std::fs::write(&file, b"not the config").unwrap();
-    let out = berth(&data, &["fsck", "--blobs"]);
+    let out = berth(&data, env, &["fsck", "--blobs"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
