@@ -66,6 +66,20 @@ async fn put(reg: &TestRegistry, repo: &str, tag: &str, manifest: &[u8]) -> Test
         .await
 }
 
+/// Sets project `id`'s quota to `storage` bytes as the administrator.
+async fn set_limit(reg: &TestRegistry, id: i64, storage: i64) -> TestResponse {
+    let body = json!({"hard": {"storage": storage}});
+    call(
+        reg,
+        Some(ADMIN),
+        Method::PUT,
+        &format!("/quotas/{id}"),
+        QUOTA,
+        Some(body),
+    )
+    .await
+}
+
 /// A fresh blob upload of `data` to `repo` (monolithic), as the logged-in caller.
 async fn upload(reg: &TestRegistry, repo: &str, data: &[u8]) -> TestResponse {
     let digest = sha256(data);
@@ -163,15 +177,7 @@ async fn pushes_past_the_limit_are_denied_and_write_nothing() {
         StatusCode::NOT_FOUND
     );
     // Raised, the same push goes through.
-    let r = call(
-        &reg,
-        Some(ADMIN),
-        Method::PUT,
-        &format!("/quotas/{id}"),
-        QUOTA,
-        Some(json!({"hard": {"storage": -1}})),
-    )
-    .await;
+    let r = set_limit(&reg, id, -1).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = put(&reg, "small/app", "v1", &manifest).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
@@ -216,44 +222,19 @@ async fn quotas_are_read_by_members_and_changed_by_administrators() {
             .status,
         StatusCode::FORBIDDEN
     );
-    let set = |n: i64| Some(json!({"hard": {"storage": n}}));
-    assert_eq!(
-        call(&reg, Some(ALICE), Method::PUT, &uri, QUOTA, set(10))
-            .await
-            .status,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        call(&reg, Some(ADMIN), Method::PUT, &uri, QUOTA, set(0))
-            .await
-            .status,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        call(&reg, Some(ADMIN), Method::PUT, &uri, QUOTA, set(-2))
-            .await
-            .status,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        call(
-            &reg,
-            Some(ADMIN),
-            Method::PUT,
-            "/quotas/999",
-            QUOTA,
-            set(10)
-        )
-        .await
-        .status,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        call(&reg, Some(ADMIN), Method::PUT, &uri, QUOTA, set(10))
-            .await
-            .status,
-        StatusCode::OK
-    );
+    let unknown = "/quotas/999".to_owned();
+    let cases = [
+        (ALICE, &uri, 10, StatusCode::FORBIDDEN),
+        (ADMIN, &uri, 0, StatusCode::BAD_REQUEST),
+        (ADMIN, &uri, -2, StatusCode::BAD_REQUEST),
+        (ADMIN, &unknown, 10, StatusCode::NOT_FOUND),
+        (ADMIN, &uri, 10, StatusCode::OK),
+    ];
+    for (who, target, storage, status) in cases {
+        let body = json!({"hard": {"storage": storage}});
+        let r = call(&reg, Some(who), Method::PUT, target, QUOTA, Some(body)).await;
+        assert_eq!(r.status, status, "{:?} sets {storage} at {target}", who.0);
+    }
     assert_eq!(quota_of(&reg, id).await["hard"]["storage"], json!(10));
     let r = call(
         &reg,
@@ -281,35 +262,22 @@ async fn quotas_are_read_by_members_and_changed_by_administrators() {
 #[tokio::test]
 async fn new_projects_get_the_configured_default_and_warnings_are_audited() {
     let reg = TestRegistry::secure().await;
-    let r = call(
-        &reg,
-        Some(ADMIN),
-        Method::PUT,
-        "/configurations",
-        "/configurations",
-        Some(json!({"storage_per_project": 1000})),
-    )
-    .await;
+    let configure = async |method: Method, body: Option<Value>| {
+        call(
+            &reg,
+            Some(ADMIN),
+            method,
+            "/configurations",
+            "/configurations",
+            body,
+        )
+        .await
+    };
+    let r = configure(Method::PUT, Some(json!({"storage_per_project": 1000}))).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let r = call(
-        &reg,
-        Some(ADMIN),
-        Method::GET,
-        "/configurations",
-        "/configurations",
-        None,
-    )
-    .await;
+    let r = configure(Method::GET, None).await;
     assert_eq!(r.json()["storage_per_project"]["value"], json!(1000));
-    let r = call(
-        &reg,
-        Some(ADMIN),
-        Method::PUT,
-        "/configurations",
-        "/configurations",
-        Some(json!({"storage_per_project": 0})),
-    )
-    .await;
+    let r = configure(Method::PUT, Some(json!({"storage_per_project": 0}))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let id = project(&reg, "team", None).await;
     assert_eq!(quota_of(&reg, id).await["hard"]["storage"], json!(1000));
@@ -335,15 +303,7 @@ async fn new_projects_get_the_configured_default_and_warnings_are_audited() {
         StatusCode::FORBIDDEN,
         "900 + the manifest pass 1000"
     );
-    let r = call(
-        &reg,
-        Some(ADMIN),
-        Method::PUT,
-        &format!("/quotas/{id}"),
-        QUOTA,
-        Some(json!({"hard": {"storage": 1200}})),
-    )
-    .await;
+    let r = set_limit(&reg, id, 1200).await;
     assert_eq!(r.status, StatusCode::OK);
     let r = put(&reg, "team/app", "v1", &manifest).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
