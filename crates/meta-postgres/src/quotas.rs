@@ -158,6 +158,7 @@ impl QuotaStore for PgMetaStore {
              UPDATE quotas q
              SET warned = (q.hard >= 0 AND q.used * 100 >= q.hard * $2)
              FROM old WHERE q.project_id = old.project_id
+               AND old.warned <> (q.hard >= 0 AND q.used * 100 >= q.hard * $2)
              RETURNING q.warned AND NOT old.warned",
         )
         .bind(project)

@@ -129,6 +129,18 @@ impl QuotaStore for SqliteMetaStore {
         percent: u8,
         audit: &AuditEntry,
     ) -> Result<Option<Quota>, MetaError> {
+        // Most pushes change no mark: they cost no write.
+        let changes = self.readers.with(|c| {
+            c.prepare_cached(
+                "SELECT 1 FROM quotas
+                 WHERE project_id = (SELECT id FROM projects WHERE name = ?1)
+                   AND warned <> (hard >= 0 AND used * 100 >= hard * ?2)",
+            )?
+            .exists(params![repository.project(), percent])
+        })?;
+        if !changes {
+            return Ok(None);
+        }
         let (repository, audit) = (repository.clone(), audit.clone());
         self.writer
             .run(move |c| {
