@@ -291,6 +291,7 @@ impl From<RegistryError> for ApiError {
                 referenced(message, &digest, &referrer, "GET, HEAD, PUT")
             }
             RegistryError::TagImmutable(_) => ApiError::new(Kind::TagImmutable, message),
+            RegistryError::QuotaExceeded(_) => ApiError::new(Kind::Denied, message),
             RegistryError::Unsupported(_) => ApiError::new(Kind::Unsupported, message),
             RegistryError::Internal(_) => ApiError::new(Kind::Internal, message),
         }

@@ -55,6 +55,7 @@ async fn registry() -> TestRegistry {
                     owner_id: None,
                     public: false,
                     metadata: Default::default(),
+                    storage_limit: None,
                 },
                 berth_authz::ROLE_PROJECT_ADMIN,
                 now,

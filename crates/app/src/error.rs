@@ -1,7 +1,7 @@
 //! The application's error kinds; the HTTP layer maps each to one status and error code.
 
 use berth_blob::BlobError;
-use berth_meta::{CreateUploadError, MetaError, PutManifestError};
+use berth_meta::{CreateUploadError, MetaError, PutManifestError, QuotaExceeded};
 use berth_oci::Digest;
 
 use crate::immutability::ImmutableTag;
@@ -81,6 +81,9 @@ pub enum RegistryError {
     /// An immutability rule protects a tag the request would move or delete.
     #[error("{0}")]
     TagImmutable(Box<ImmutableTag>),
+    /// The write would take its project past its storage limit.
+    #[error(transparent)]
+    QuotaExceeded(QuotaExceeded),
     /// The operation is not supported here.
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
@@ -131,6 +134,7 @@ impl From<PutManifestError> for RegistryError {
             | PutManifestError::MediaTypeConflict { .. }) => {
                 RegistryError::ManifestInvalid(e.to_string())
             }
+            PutManifestError::QuotaExceeded(e) => RegistryError::QuotaExceeded(e),
             PutManifestError::Meta(e) => e.into(),
             // Guarded pushes handle these themselves (`immutability::writes`).
             e @ (PutManifestError::Stale(_) | PutManifestError::TagProtected(_)) => {

@@ -10,12 +10,14 @@ mod error;
 mod foreign_urls;
 pub mod identity;
 pub mod immutability;
+mod integrity;
 pub mod jobs;
 mod locks;
 pub mod manage;
 mod manifest_buffers;
 mod metered_body;
 mod pulls;
+mod quotas;
 mod registry;
 pub mod retention;
 pub mod selectors;
@@ -32,6 +34,7 @@ pub use collector::{
 };
 pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
+pub use integrity::{CorruptBlob, IntegrityReport};
 pub use manifest_buffers::HeldManifest;
 pub use registry::{
     BlobContent, BlobReply, BodyRoom, MountOutcome, PushedManifest, ReferrersPage, Registry,

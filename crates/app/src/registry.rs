@@ -66,6 +66,9 @@ pub struct RegistryConfig {
     pub foreign_urls: ForeignUrlPolicy,
     /// Record every manifest pull in the audit log.
     pub audit_pulls: bool,
+    /// Percent of a project's storage limit at which a push writes a `quota_warning`
+    /// audit entry.
+    pub quota_warning_percent: u8,
 }
 
 impl Default for RegistryConfig {
@@ -87,6 +90,7 @@ impl Default for RegistryConfig {
             max_referrers: 1000,
             foreign_urls: ForeignUrlPolicy::default(),
             audit_pulls: false,
+            quota_warning_percent: 85,
         }
     }
 }
@@ -495,6 +499,7 @@ impl Registry {
             guard: None,
         };
         self.commit_manifest(manifest).await?;
+        self.note_quota_warning(repository, actor).await;
         Ok(PushedManifest { digest, subject })
     }
 

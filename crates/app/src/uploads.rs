@@ -127,10 +127,14 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepositoryName>,
     ) -> Result<MountOutcome, RegistryError> {
-        let found = match from {
-            Some(source) => self.meta.linked_blob(source, digest).await?.is_some(),
-            None => false,
+        let size = match from {
+            Some(source) => self.meta.linked_blob(source, digest).await?,
+            None => None,
         };
+        if let Some(size) = size {
+            self.check_blob_quota(repository, digest, size).await?;
+        }
+        let found = size.is_some();
         // A blob marked for deletion or deleted since it was found is not linked: the
         // client uploads it instead.
         let mounted = found
@@ -300,6 +304,11 @@ impl Registry {
         digest: &Digest,
     ) -> Result<(), RegistryError> {
         let hashed = Self::restore_hasher(session)?;
+        // An upload refused here changes nothing: its bytes go with its session.
+        if let Err(e) = (self.check_blob_quota(&session.repository, digest, session.offset)).await {
+            self.discard(&session.id).await;
+            return Err(e);
+        }
         self.pin_digest(&session.id, digest).await?;
         // The stored hash state speaks for the bytes the client sent when it was computed
         // with the algorithm the client now names.

@@ -27,6 +27,13 @@ const TARGET_ONLY: &[&str] = &["schema_version", "change_mark"];
 /// Tables of the source whose content the target keeps otherwise: the highest ids ever
 /// handed out become the identity sequences' positions.
 const SOURCE_ONLY: &[&str] = &["id_sequences"];
+/// Triggers that derive rows (quotas, usage) from the rows copied: off during the copy,
+/// since the source's derived rows are copied as they are.
+const DERIVING_TRIGGERS: &[(&str, &str)] = &[
+    ("projects", "projects_quota"),
+    ("manifests", "manifests_count"),
+    ("manifest_references", "manifest_references_count"),
+];
 
 /// Why an import did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +127,7 @@ pub async fn import_sqlite(source: &Path, target: &PgConfig) -> Result<ImportRep
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+    switch_deriving_triggers(&mut tx, "DISABLE").await?;
     let mut report = ImportReport::default();
     // Errors reading the source name the file.
     let named = |e: ImportError| match e {
@@ -139,8 +147,21 @@ pub async fn import_sqlite(source: &Path, target: &PgConfig) -> Result<ImportRep
             .map_err(named)?;
         report.tables.push((table.clone(), copied));
     }
+    switch_deriving_triggers(&mut tx, "ENABLE").await?;
     tx.commit().await.map_err(db_err)?;
     Ok(report)
+}
+
+/// Turns the [`DERIVING_TRIGGERS`] off or on (`switch`: `DISABLE` or `ENABLE`) in the
+/// import's transaction.
+async fn switch_deriving_triggers(c: &mut PgConnection, switch: &str) -> Result<(), MetaError> {
+    for (table, trigger) in DERIVING_TRIGGERS {
+        sqlx::query(&format!("ALTER TABLE {table} {switch} TRIGGER {trigger}"))
+            .execute(&mut *c)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// Every table of the SQLite file with its columns.

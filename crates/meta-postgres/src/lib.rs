@@ -50,6 +50,7 @@ mod listing;
 mod migrate;
 mod projects;
 mod queries;
+mod quotas;
 mod retention;
 mod robots;
 mod sessions;
@@ -178,6 +179,14 @@ impl PgMetaStore {
     /// A transaction whose commit is on disk before it returns.
     async fn durable(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
         self.pool.begin().await.map_err(db_err)
+    }
+
+    /// The error of a push a quota trigger refused.
+    async fn over_quota(&self, manifest: &NewManifest) -> PutManifestError {
+        match quotas::exceeded(&self.pool, manifest).await {
+            Ok(exceeded) => PutManifestError::QuotaExceeded(exceeded),
+            Err(e) => e.into(),
+        }
     }
 }
 
@@ -536,14 +545,20 @@ impl UploadStore for PgMetaStore {
 impl ManifestStore for PgMetaStore {
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
         // Most pushes go to a repository that exists: one round trip.
-        if let ManifestPut::Stored = queries::put_manifest(&self.pool, manifest).await? {
-            return Ok(());
+        match queries::put_manifest(&self.pool, manifest).await? {
+            ManifestPut::Stored => return Ok(()),
+            ManifestPut::OverQuota => return Err(self.over_quota(manifest).await),
+            ManifestPut::RepositoryAbsent => {}
         }
         // A failed check drops the transaction, and the repository it created with it.
         let mut tx = self.durable().await?;
         queries::ensure_repository(&mut tx, &manifest.repository, manifest.pushed_at).await?;
         match queries::put_manifest(&mut *tx, manifest).await? {
             ManifestPut::Stored => tx.commit().await.map_err(db_err).map_err(Into::into),
+            ManifestPut::OverQuota => {
+                drop(tx);
+                Err(self.over_quota(manifest).await)
+            }
             ManifestPut::RepositoryAbsent => Err(MetaError(format!(
                 "repository {} vanished while its manifest was pushed",
                 manifest.repository

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_labels.sql"),
     include_str!("../migrations/0011_immutable_tag_rules.sql"),
     include_str!("../migrations/0012_retention.sql"),
+    include_str!("../migrations/0013_quotas.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -234,6 +234,14 @@ impl ProjectStore for PgMetaStore {
             None => ProjectError::Meta(db_err(e)),
         })?;
         set_metadata(&mut tx, id, &project.metadata).await?;
+        if let Some(limit) = project.storage_limit {
+            sqlx::query("UPDATE quotas SET hard = $2 WHERE project_id = $1")
+                .bind(id)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         if let Some(owner) = project.owner_id {
             insert_member(&mut tx, id, MemberKind::User, owner, owner_role, now)
                 .await

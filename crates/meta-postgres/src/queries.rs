@@ -641,6 +641,8 @@ pub enum ManifestPut {
     Stored,
     /// There is no such repository; nothing was changed.
     RepositoryAbsent,
+    /// A quota trigger refused the push (its project's limit); nothing was changed.
+    OverQuota,
 }
 
 /// Commits a manifest with its references, tags and audit entry, in one statement (the
@@ -667,7 +669,7 @@ pub async fn put_manifest(
     let protected: Vec<&str> =
         guard.map_or(Vec::new(), |g| g.tags.iter().map(Tag::as_str).collect());
     let (outcome, failed_at, actual, stored): (String, Option<i64>, Option<i64>, Option<String>) =
-        sqlx::query_as(
+        match sqlx::query_as(
             "SELECT outcome, failed_at, actual_size, stored_media_type
              FROM put_manifest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
                                $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
@@ -697,7 +699,11 @@ pub async fn put_manifest(
         .bind(audit.map(|e| e.op_time))
         .fetch_one(c)
         .await
-        .map_err(db_err)?;
+        {
+            Ok(row) => row,
+            Err(e) if crate::quotas::is_quota_refusal(&e) => return Ok(ManifestPut::OverQuota),
+            Err(e) => return Err(db_err(e).into()),
+        };
     let failed = failed_at
         .and_then(|n| usize::try_from(n).ok()?.checked_sub(1))
         .and_then(|i| references.get(i));

@@ -30,6 +30,7 @@ mod listing;
 mod migrate;
 mod projects;
 mod queries;
+mod quotas;
 mod readers;
 mod retention;
 mod robots;

@@ -216,6 +216,13 @@ impl ProjectStore for SqliteMetaStore {
                         None => ProjectError::Meta(db_err(e)),
                     })?;
                 set_metadata(c, id, &project.metadata).map_err(db_err)?;
+                if let Some(limit) = project.storage_limit {
+                    c.execute(
+                        "UPDATE quotas SET hard = ?2 WHERE project_id = ?1",
+                        params![id, limit],
+                    )
+                    .map_err(db_err)?;
+                }
                 if let Some(owner) = project.owner_id {
                     insert_member(c, id, MemberKind::User, owner, owner_role, now).map_err(
                         |e| match e {

@@ -497,6 +497,7 @@ pub fn put_manifest(c: &Connection, m: &NewManifest) -> Result<(), PutManifestEr
     {
         return Err(PutManifestError::MediaTypeConflict { stored });
     }
+    crate::quotas::check_push(c, m)?;
     let manifest_id: i64 = c
         .prepare_cached(
             "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, annotations,

@@ -20,6 +20,7 @@ mod listing;
 mod metadata;
 mod model;
 mod projects;
+mod quotas;
 mod retention;
 mod robots;
 mod sessions;
@@ -53,6 +54,7 @@ pub use projects::{
     Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo, ProjectError,
     ProjectField, ProjectStore, ProjectUpdate, Role, Visibility,
 };
+pub use quotas::{BlobQuota, Quota, QuotaExceeded, QuotaField, QuotaStore, UNLIMITED, UsageDrift};
 pub use retention::{
     ExecutionStart, ExecutionStatus, RETENTION_ID_KEY, RetentionCandidate, RetentionExecution,
     RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, ScheduleFire,

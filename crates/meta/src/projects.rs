@@ -43,6 +43,9 @@ pub struct NewProject {
     pub public: bool,
     /// Other metadata.
     pub metadata: BTreeMap<String, String>,
+    /// Storage limit in bytes (`-1`: none); `None` gives the `storage_per_project`
+    /// setting's.
+    pub storage_limit: Option<i64>,
 }
 
 /// What an update changes; `None` leaves `public` as it is, and only the metadata keys

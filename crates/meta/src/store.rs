@@ -9,8 +9,8 @@ use crate::model::{
     UploadSession,
 };
 use crate::{
-    AuditEntry, CollectionStore, GuardFailure, ImmutableRuleStore, RetentionStore, TagGuard,
-    Visibility,
+    AuditEntry, CollectionStore, GuardFailure, ImmutableRuleStore, QuotaExceeded, QuotaStore,
+    RetentionStore, TagGuard, Visibility,
 };
 
 /// A failure of the metadata backend itself.
@@ -60,6 +60,9 @@ pub enum PutManifestError {
     /// A tag the guard protects points at another manifest.
     #[error("tag {0} is protected and points at another manifest")]
     TagProtected(Tag),
+    /// The manifest would take its project past its storage limit; nothing was written.
+    #[error(transparent)]
+    QuotaExceeded(QuotaExceeded),
     /// The backend failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
@@ -269,7 +272,9 @@ pub trait UploadStore: Send + Sync {
 #[async_trait]
 pub trait ManifestStore: Send + Sync {
     /// Commits a manifest, its references and its tags in one durable transaction, after
-    /// checking its guard (if any) in that transaction.
+    /// checking its guard (if any) in that transaction. The project's usage grows in the
+    /// same transaction; a manifest that would take it past its limit is refused with
+    /// [`PutManifestError::QuotaExceeded`] and nothing is written.
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError>;
     /// Resolves a tag or digest in a repository.
     async fn manifest(
@@ -346,6 +351,7 @@ pub trait MetaStore:
     + CollectionStore
     + ImmutableRuleStore
     + RetentionStore
+    + QuotaStore
     + 'static
 {
     /// Checks the store answers (for `/readyz`).

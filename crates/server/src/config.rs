@@ -204,6 +204,8 @@ pub struct SettingsConfig {
     pub robot_token_duration: i64,
     /// What robot names start with.
     pub robot_name_prefix: String,
+    /// Storage limit in bytes of new projects created without one (`-1`: no limit).
+    pub storage_per_project: i64,
 }
 
 impl Default for AuthConfig {
@@ -229,6 +231,7 @@ impl Default for SettingsConfig {
             token_expiration: harbor.token_expiration,
             robot_token_duration: harbor.robot_token_duration,
             robot_name_prefix: harbor.robot_name_prefix,
+            storage_per_project: harbor.storage_per_project,
         }
     }
 }
@@ -243,6 +246,7 @@ impl SettingsConfig {
             token_expiration: self.token_expiration,
             robot_token_duration: self.robot_token_duration,
             robot_name_prefix: self.robot_name_prefix.clone(),
+            storage_per_project: self.storage_per_project,
         }
     }
 }
@@ -424,6 +428,9 @@ pub struct LimitsConfig {
     pub max_buffered_bytes: u64,
     /// Most descriptors on one page of the referrers API.
     pub max_referrers: u32,
+    /// Percent of a project's storage limit at which a push writes a `quota_warning`
+    /// audit entry (once each time usage reaches it).
+    pub quota_warning_percent: u8,
 }
 
 /// How long a connection may wait on its client, in seconds. The defaults leave a
@@ -528,6 +535,7 @@ impl Default for LimitsConfig {
             max_connections: 2048,
             max_buffered_bytes: 1 << 30,
             max_referrers: 1000,
+            quota_warning_percent: 85,
         }
     }
 }
@@ -658,6 +666,7 @@ impl Config {
                 .foreign_urls()
                 .expect("URL patterns are checked when the configuration is loaded"),
             audit_pulls: self.audit.log_pulls,
+            quota_warning_percent: l.quota_warning_percent.clamp(1, 100),
         }
     }
 }

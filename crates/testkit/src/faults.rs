@@ -14,6 +14,7 @@ use berth_meta::{
     TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
     Visibility,
 };
+use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
 use berth_meta::{
     ExecutionStart, ExecutionStatus, JobId, RetentionCandidate, RetentionExecution,
     RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, StartedExecution,
@@ -671,5 +672,47 @@ impl RetentionStore for FaultyMeta {
 impl MetaStore for FaultyMeta {
     async fn check(&self) -> Result<(), MetaError> {
         self.inner.check().await
+    }
+}
+
+#[async_trait]
+impl QuotaStore for FaultyMeta {
+    async fn blob_quota(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobQuota>, MetaError> {
+        self.inner.blob_quota(repository, digest).await
+    }
+
+    async fn warn_quota(
+        &self,
+        repository: &RepositoryName,
+        percent: u8,
+        audit: &AuditEntry,
+    ) -> Result<Option<Quota>, MetaError> {
+        self.inner.warn_quota(repository, percent, audit).await
+    }
+
+    async fn quotas(&self, query: &ListQuery<QuotaField>) -> Result<Listed<Quota>, MetaError> {
+        self.inner.quotas(query).await
+    }
+
+    async fn quota(&self, id: i64) -> Result<Option<Quota>, MetaError> {
+        self.inner.quota(id).await
+    }
+
+    async fn set_quota_limit(
+        &self,
+        id: i64,
+        hard: i64,
+        now: i64,
+        audit: &AuditEntry,
+    ) -> Result<bool, MetaError> {
+        self.inner.set_quota_limit(id, hard, now, audit).await
+    }
+
+    async fn usage_drift(&self) -> Result<Vec<UsageDrift>, MetaError> {
+        self.inner.usage_drift().await
     }
 }

@@ -16,6 +16,7 @@ mod paging;
 mod params;
 mod projects;
 mod query;
+mod quotas;
 mod repositories;
 mod retention;
 mod robots;
@@ -189,6 +190,8 @@ pub fn routes() -> Router<Arc<Services>> {
             "/projects/{project}/repositories/{repository}/artifacts/{reference}/labels/{label_id}",
             axum::routing::delete(labels::remove_from_artifact),
         )
+        .route("/quotas", get(quotas::list))
+        .route("/quotas/{id}", get(quotas::get).put(quotas::update))
         .route("/labels", get(labels::list).post(labels::create))
         .route(
             "/labels/{label_id}",

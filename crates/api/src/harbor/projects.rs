@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use berth_app::manage::{ProjectDraft, ProjectRequest, Projects};
+use berth_app::manage::{ProjectDraft, ProjectRequest, Projects, Quotas};
 use berth_meta::{FieldFilter, Match, Project, ProjectField};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -105,6 +105,8 @@ struct ProjectReq {
     public: Option<bool>,
     #[serde(default, deserialize_with = "null_as_default")]
     metadata: BTreeMap<String, String>,
+    /// Bytes, `-1` for no limit; absent or null: the `storage_per_project` setting.
+    storage_limit: Option<i64>,
 }
 
 /// `POST /projects`: `Location` names the new project by id, or by name when the
@@ -123,6 +125,7 @@ pub async fn create(ctx: Ctx, headers: HeaderMap, raw: Bytes) -> Result<Response
                 public: req.public,
                 metadata: req.metadata,
                 owner: None,
+                storage_limit: req.storage_limit,
             },
         )
         .await?;
@@ -209,12 +212,20 @@ pub async fn summary(ctx: Ctx, Path(project): Path<String>) -> Result<Response, 
         .summary(&ctx.who, &project, ctx.by_name)
         .await?;
     let count = |role: i64| summary.members_by_role.get(&role).copied().unwrap_or(0);
-    Ok(json(&json!({
+    let mut body = json!({
         "repo_count": summary.repo_count,
         "project_admin_count": count(berth_authz::ROLE_PROJECT_ADMIN),
         "maintainer_count": count(berth_authz::ROLE_MAINTAINER),
         "developer_count": count(berth_authz::ROLE_DEVELOPER),
         "guest_count": count(berth_authz::ROLE_GUEST),
         "limited_guest_count": count(berth_authz::ROLE_LIMITED_GUEST),
-    })))
+    });
+    let quotas = Quotas::new(ctx.services.identity.clone(), ctx.services.registry.clone());
+    if let Some(quota) = quotas.of_project(&ctx.who, &project, ctx.by_name).await? {
+        body["quota"] = json!({
+            "hard": {"storage": quota.hard},
+            "used": {"storage": quota.used},
+        });
+    }
+    Ok(json(&body))
 }

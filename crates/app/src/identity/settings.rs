@@ -27,6 +27,9 @@ pub struct SystemSettings {
     pub robot_token_duration: i64,
     /// `robot_name_prefix`: what robot names start with (`robot$`).
     pub robot_name_prefix: String,
+    /// `storage_per_project`: the storage limit, in bytes, new projects get unless they
+    /// are created with one (`-1`: no limit).
+    pub storage_per_project: i64,
 }
 
 impl Default for SystemSettings {
@@ -39,6 +42,7 @@ impl Default for SystemSettings {
             token_expiration: 30,
             robot_token_duration: 30,
             robot_name_prefix: "robot$".into(),
+            storage_per_project: berth_meta::UNLIMITED,
         }
     }
 }
@@ -79,6 +83,10 @@ impl SystemSettings {
                 "robot_name_prefix".into(),
                 Value::from(self.robot_name_prefix.clone()),
             ),
+            (
+                "storage_per_project".into(),
+                Value::from(self.storage_per_project),
+            ),
         ])
     }
 
@@ -115,6 +123,14 @@ impl SystemSettings {
                     self.robot_name_prefix = p.to_owned();
                 }
                 _ => return Err(invalid("expected a non-empty prefix without spaces")),
+            },
+            "storage_per_project" => match value.as_i64() {
+                Some(n) if n == berth_meta::UNLIMITED || n > 0 => self.storage_per_project = n,
+                _ => {
+                    return Err(invalid(
+                        "expected -1 (no limit) or a positive number of bytes",
+                    ));
+                }
             },
             _ => {
                 return Err(SettingsError::Invalid(format!(

@@ -38,6 +38,9 @@ pub struct ProjectRequest {
     /// The owner's login name, when an administrator creates the project for someone
     /// else; by default the caller (none for the system account).
     pub owner: Option<String>,
+    /// Storage limit in bytes (`-1`: none); by default the `storage_per_project`
+    /// setting's.
+    pub storage_limit: Option<i64>,
 }
 
 /// Changes to a project's settings.
@@ -90,6 +93,9 @@ impl Projects {
             ));
         }
         validate_project_name(&req.name)?;
+        if let Some(limit) = req.storage_limit {
+            crate::manage::quotas::validate_limit(limit)?;
+        }
         let mut metadata = validate_metadata(req.metadata)?;
         let public = match (req.public, metadata.remove("public")) {
             (_, Some(p)) => p == "true",
@@ -117,6 +123,7 @@ impl Projects {
             owner_id,
             public,
             metadata,
+            storage_limit: req.storage_limit,
         };
         let id = self
             .identity

@@ -156,6 +156,7 @@ async fn nodes_creating_one_project_share_it() {
                 owner_id: None,
                 public: false,
                 metadata: Default::default(),
+                storage_limit: None,
             };
             let (r, layer, entry) = (repo(&format!("{name}/app")), digest("layer"), audit());
             let (created, pushed) = tokio::join!(
@@ -195,6 +196,7 @@ async fn a_push_into_a_project_being_deleted_stops_the_delete_or_makes_it_again(
             owner_id: None,
             public: false,
             metadata: Default::default(),
+            storage_limit: None,
         };
         let id = a.create_project(&project, 1, 1, &audit()).await.unwrap();
         let (a, b) = (a.clone(), b.clone());
@@ -424,6 +426,7 @@ async fn a_membership_added_while_its_user_is_deleted_is_not_left_behind() {
         owner_id: None,
         public: false,
         metadata: Default::default(),
+        storage_limit: None,
     };
     let project = a.create_project(&project, 2, 1, &audit()).await.unwrap();
     let mut races = Vec::new();

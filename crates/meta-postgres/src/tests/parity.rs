@@ -279,6 +279,7 @@ async fn projects_and_members(pair: &Pair, [alice, bob, admin]: &[i64; 3]) -> i6
         owner_id: Some(*alice),
         public: false,
         metadata: BTreeMap::from([("auto_scan".into(), "true".into())]),
+        storage_limit: None,
     };
     let alpha = pair
         .same("alpha", async |s| {
@@ -292,6 +293,7 @@ async fn projects_and_members(pair: &Pair, [alice, bob, admin]: &[i64; 3]) -> i6
         owner_id: None,
         public: true,
         metadata: BTreeMap::new(),
+        storage_limit: None,
     };
     let beta = pair
         .same("beta", async |s| {
@@ -829,6 +831,7 @@ async fn refusals(pair: &Pair) {
         owner_id: None,
         public: false,
         metadata: BTreeMap::new(),
+        storage_limit: None,
     };
     let robot = NewRobot {
         name: "alpha+ci".into(),

@@ -12,6 +12,7 @@ mod collection;
 mod immutable;
 mod labels;
 mod projects;
+mod quotas;
 mod registry;
 mod retention;
 mod robots;
@@ -43,7 +44,9 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     audit::run(&*store).await;
     settings::run(&*store).await;
     sessions::run(&*store).await;
+    quotas::run(store.clone()).await;
     // Last: it marks every blob of the store that nothing links.
     collection::run(&*store).await;
+    quotas::assert_clean(&*store).await;
     store.check().await.unwrap();
 }

@@ -91,6 +91,7 @@ pub(super) fn new_project(name: &str, owner_id: Option<i64>, public: bool) -> Ne
         owner_id,
         public,
         metadata: BTreeMap::new(),
+        storage_limit: None,
     }
 }
 

@@ -1,14 +1,12 @@
 //! `berth gc`: one garbage collection over the server's stores, beside running servers
 //! (collection is online: see `docs/design/gc.md`).
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use berth_app::{CollectionOptions, Registry, SystemClock};
+use berth_app::CollectionOptions;
 
 use super::DataArgs;
 use super::output::table;
-use crate::config::LogConfig;
+use super::stores::with_registry;
 
 /// What `berth gc` is asked.
 #[derive(clap::Args)]
@@ -27,19 +25,7 @@ pub struct GcArgs {
 
 /// Runs one collection and prints what it deleted, or would delete.
 pub fn run(args: &GcArgs) -> anyhow::Result<()> {
-    let config = args.data.load()?;
-    crate::telemetry::init(&LogConfig {
-        level: "warn".into(),
-        format: config.log.format,
-    })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
-    let report = runtime.block_on(async {
-        let meta = crate::database::open(&config).await?;
-        let blobs = crate::storage::open(&config).await?;
-        let registry = Registry::new(meta, blobs, Arc::new(SystemClock), config.registry_config());
+    let report = with_registry(&args.data, async |registry, config| {
         let options = CollectionOptions {
             dry_run: args.dry_run,
             grace: config.gc.grace_period,

@@ -1,14 +1,16 @@
-//! The command line: `serve`, `config`, `migrate`, `gc`, and the offline commands that
+//! The command line: `serve`, `config`, `migrate`, `gc`, `fsck`, and the offline commands that
 //! work on a server's database directly, with or without the server running (`admin`,
 //! `user`, `project`, `robot`), for bootstrap and recovery.
 
 mod admin;
+mod fsck;
 mod gc;
 mod migrate;
 mod offline;
 mod output;
 mod project;
 mod robot;
+mod stores;
 mod user;
 
 use std::path::PathBuf;
@@ -38,6 +40,9 @@ enum Command {
     /// Delete the blobs nothing references any more (longer than `gc.grace_period`),
     /// beside running servers.
     Gc(gc::GcArgs),
+    /// Recompute every project's storage usage from its manifests and report any
+    /// difference from the stored counters (--blobs: also re-hash every stored blob).
+    Fsck(fsck::FsckArgs),
     /// Recover administrative access (offline: works on the database directly).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -112,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => migrate::run(&args),
         Command::Gc(args) => gc::run(&args),
+        Command::Fsck(args) => fsck::run(&args),
         Command::Admin(command) => admin::run(command),
         Command::User(command) => user::run(command),
         Command::Project(command) => project::run(command),

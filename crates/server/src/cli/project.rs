@@ -31,6 +31,10 @@ pub struct CreateArgs {
     /// no owner, and only system administrators manage it).
     #[arg(long, value_name = "USER")]
     owner: Option<String>,
+    /// Storage limit in bytes, -1 for none (by default the `storage_per_project`
+    /// setting's).
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    storage_limit: Option<i64>,
 }
 
 /// `berth project list`.
@@ -54,6 +58,7 @@ fn create(args: CreateArgs) -> anyhow::Result<()> {
             name: args.name.clone(),
             public: Some(args.public),
             owner: args.owner,
+            storage_limit: args.storage_limit,
             ..ProjectRequest::default()
         };
         let id = Projects::new(offline.identity.clone())

@@ -1,0 +1,106 @@
+//! `berth fsck`: the stored usage counters against a recomputation from the manifests,
+//! and, when asked, every stored blob's bytes against its digest.
+
+use berth_blob::BlobError;
+use berth_meta::{ListQuery, Quota, UsageDrift};
+use berth_oci::{Digest, ResumableHasher};
+use futures_util::StreamExt;
+
+use crate::error::RegistryError;
+use crate::registry::Registry;
+
+/// Blobs listed per page while re-hashing.
+const BLOB_PAGE: usize = 1000;
+
+/// A stored blob whose bytes are not what its name says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptBlob {
+    /// The blob.
+    pub digest: Digest,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntegrityReport {
+    /// Where the stored usage differs from the recomputation (none when they agree).
+    pub drift: Vec<UsageDrift>,
+    /// Every project's quota, as stored (when asked for).
+    pub quotas: Vec<Quota>,
+    /// Blobs re-hashed.
+    pub blobs_checked: u64,
+    /// Blobs whose bytes do not hash to their digest.
+    pub corrupt: Vec<CorruptBlob>,
+}
+
+impl IntegrityReport {
+    /// Whether nothing differs.
+    pub fn is_clean(&self) -> bool {
+        self.drift.is_empty() && self.corrupt.is_empty()
+    }
+}
+
+impl Registry {
+    /// Recomputes usage and counts from scratch and lists where they differ from the
+    /// stored ones; with `quotas`, also lists every quota; with `rehash`, also reads
+    /// every stored blob and checks its bytes against its digest.
+    pub async fn check_integrity(
+        &self,
+        quotas: bool,
+        rehash: bool,
+    ) -> Result<IntegrityReport, RegistryError> {
+        let mut report = IntegrityReport {
+            drift: self.meta.usage_drift().await?,
+            ..IntegrityReport::default()
+        };
+        if quotas {
+            report.quotas = self.meta.quotas(&ListQuery::default()).await?.items;
+        }
+        if rehash {
+            let mut after: Option<Digest> = None;
+            loop {
+                let page = self.blobs.list_blobs(after.as_ref(), BLOB_PAGE).await?;
+                for blob in &page {
+                    report.blobs_checked += 1;
+                    if let Some(problem) = self.rehash(&blob.digest, blob.size).await? {
+                        report.corrupt.push(CorruptBlob {
+                            digest: blob.digest.clone(),
+                            problem,
+                        });
+                    }
+                }
+                if page.len() < BLOB_PAGE {
+                    break;
+                }
+                after = page.last().map(|b| b.digest.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reads a blob through the store and says what is wrong with it, if anything.
+    async fn rehash(&self, digest: &Digest, size: u64) -> Result<Option<String>, RegistryError> {
+        let mut read = match self.blobs.read(digest, None).await {
+            Ok(read) => read,
+            // Deleted since it was listed.
+            Err(BlobError::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut hasher = ResumableHasher::new(digest.algorithm());
+        let mut length = 0u64;
+        while let Some(chunk) = read.body.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::Internal(e.to_string()))?;
+            length += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        let hashed = hasher.finish();
+        Ok(if &hashed != digest {
+            Some(format!("its {length} bytes hash to {hashed}"))
+        } else if length != size {
+            Some(format!("{length} bytes read, {size} listed"))
+        } else {
+            None
+        })
+    }
+}

@@ -1,0 +1,296 @@
+//! Checks of [`crate::QuotaStore`] and of the usage the registry's writes keep: each
+//! counted digest once per project, released with the last manifest holding it, limits
+//! enforced in the push's transaction, also under concurrent pushes, and the
+//! recomputation agreeing with the counters after every step.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::support::{PROJECT_ADMIN, audit, audit_trail, digest, manifest, new_project, repo};
+use crate::{
+    Deletion, Metadata, NewManifest, NewProject, PutManifestError, QuotaExceeded, QuotaField,
+    UNLIMITED,
+};
+
+/// Runs the quota checks.
+pub(super) async fn run(store: Arc<dyn Metadata>) {
+    usage_counts_each_digest_once_per_project(&*store).await;
+    limits_refuse_pushes_past_them(&*store).await;
+    new_projects_get_the_default_limit(&*store).await;
+    the_warning_is_recorded_once_per_crossing(&*store).await;
+    concurrent_pushes_never_pass_the_limit(store.clone()).await;
+    assert_clean(&*store).await;
+}
+
+/// Fails when the stored counters differ from their recomputation anywhere.
+pub(super) async fn assert_clean(store: &dyn Metadata) {
+    assert_eq!(store.usage_drift().await.unwrap(), Vec::new());
+}
+
+/// Creates project `name` with `limit` (or the default) and returns its quota's id.
+async fn project_with_limit(store: &dyn Metadata, name: &str, limit: Option<i64>) -> i64 {
+    let project = NewProject {
+        storage_limit: limit,
+        ..new_project(name, None, false)
+    };
+    let id = store
+        .create_project(
+            &project,
+            PROJECT_ADMIN,
+            1,
+            &audit("cf-quota", "create", name),
+        )
+        .await
+        .unwrap();
+    let quota = store.quota(id).await.unwrap().unwrap();
+    assert_eq!((quota.project_id, quota.used), (id, 0));
+    id
+}
+
+/// Links the blobs `m` references to its repository and pushes it.
+async fn push(store: &dyn Metadata, m: &NewManifest) -> Result<(), PutManifestError> {
+    for (d, size) in &m.blobs {
+        store.link_blob(&m.repository, d, *size, 1).await.unwrap();
+    }
+    store.put_manifest(m).await
+}
+
+async fn used(store: &dyn Metadata, id: i64) -> u64 {
+    store.quota(id).await.unwrap().unwrap().used
+}
+
+async fn usage_counts_each_digest_once_per_project(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-count", None).await;
+    let first = manifest(
+        "cf-q-count/a",
+        "qm-one",
+        &[("q-cfg", 3), ("q-l1", 4)],
+        &["v1"],
+    );
+    push(store, &first).await.unwrap();
+    assert_eq!(used(store, id).await, 6 + 3 + 4);
+    // The same manifest again, and its layer from another repository: nothing new.
+    push(store, &first).await.unwrap();
+    let second = manifest(
+        "cf-q-count/b",
+        "qm-two",
+        &[("q-l1", 4), ("q-l2", 5)],
+        &["v1"],
+    );
+    push(store, &second).await.unwrap();
+    assert_eq!(used(store, id).await, 13 + 6 + 5);
+    let third = manifest(
+        "cf-q-count/b",
+        "qm-one",
+        &[("q-cfg", 3), ("q-l1", 4)],
+        &["v2"],
+    );
+    push(store, &third).await.unwrap();
+    assert_eq!(
+        used(store, id).await,
+        24,
+        "the same digest in two repositories"
+    );
+    // A blob only linked counts nothing.
+    store
+        .link_blob(&repo("cf-q-count/a"), &digest("q-loose"), 50, 1)
+        .await
+        .unwrap();
+    let found = store
+        .blob_quota(&repo("cf-q-count/a"), &digest("q-loose"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.quota.used, found.counted), (24, false));
+    let found = store
+        .blob_quota(&repo("cf-q-count/z"), &digest("q-l2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        found.counted,
+        "counted in the project, whatever the repository"
+    );
+    assert_clean(store).await;
+    // Deletes release what no other manifest of the project holds.
+    let deleted = store
+        .delete_manifest(&repo("cf-q-count/a"), &digest("qm-one"), None, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(deleted, Deletion::Deleted);
+    assert_eq!(
+        used(store, id).await,
+        24,
+        "cf-q-count/b still holds all of it"
+    );
+    store
+        .delete_manifest(&repo("cf-q-count/b"), &digest("qm-two"), None, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(used(store, id).await, 6 + 3 + 4);
+    assert_clean(store).await;
+    let gone = store
+        .delete_repository(
+            &repo("cf-q-count/b"),
+            None,
+            &audit("cf-quota", "delete", "b"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone, crate::Deletion::Deleted);
+    assert_eq!(used(store, id).await, 0);
+    assert_clean(store).await;
+}
+
+async fn limits_refuse_pushes_past_them(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-limit", Some(40)).await;
+    let fits = manifest("cf-q-limit/a", "ql-one", &[("ql-l1", 20)], &["v1"]);
+    push(store, &fits).await.unwrap();
+    assert_eq!(used(store, id).await, 26);
+    let over = manifest(
+        "cf-q-limit/a",
+        "ql-two",
+        &[("ql-l1", 20), ("ql-l2", 9)],
+        &["v2"],
+    );
+    match push(store, &over).await {
+        Err(PutManifestError::QuotaExceeded(e)) => assert_eq!(
+            e,
+            QuotaExceeded {
+                project: "cf-q-limit".into(),
+                used: 26,
+                limit: 40,
+                needed: 6 + 9,
+            }
+        ),
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    assert_eq!(used(store, id).await, 26, "a refused push counts nothing");
+    let tags = store
+        .tags(&repo("cf-q-limit/a"), None, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(tags.names(), ["v1".to_string()], "and writes nothing");
+    // Exactly at the limit fits; what the project holds already adds nothing.
+    let edge = manifest("cf-q-limit/b", "ql-3", &[("ql-l1", 20), ("ql-l3", 10)], &[]);
+    push(store, &edge).await.unwrap();
+    assert_eq!(used(store, id).await, 40);
+    let again = manifest("cf-q-limit/c", "ql-one", &[("ql-l1", 20)], &["v1"]);
+    push(store, &again).await.unwrap();
+    let audited = audit("cf-quota-admin", "update", "cf-q-limit");
+    assert!(
+        store
+            .set_quota_limit(id, UNLIMITED, 5, &audited)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_quota_limit(i64::MAX, 5, 5, &audited)
+            .await
+            .unwrap()
+    );
+    assert_eq!(audit_trail(store, "cf-quota-admin").await, vec![audited]);
+    push(store, &over).await.unwrap();
+    let quota = store.quota(id).await.unwrap().unwrap();
+    assert_eq!(
+        (quota.hard, quota.used, quota.updated_at),
+        (UNLIMITED, 55, 5)
+    );
+    assert_eq!(quota.project_name, "cf-q-limit");
+    let by_project =
+        super::support::query(&[(QuotaField::ProjectId, super::support::exact(id))], &[]);
+    let listed = store.quotas(&by_project).await.unwrap();
+    assert_eq!((listed.total, listed.items), (1, vec![quota]));
+    assert_clean(store).await;
+}
+
+async fn new_projects_get_the_default_limit(store: &dyn Metadata) {
+    let setting = |v: &str| BTreeMap::from([("storage_per_project".to_string(), v.to_string())]);
+    let actor = audit("cf-quota", "update", "configurations");
+    store.put_settings(&setting("1024"), &actor).await.unwrap();
+    let limited = project_with_limit(store, "cf-q-default", None).await;
+    let chosen = project_with_limit(store, "cf-q-chosen", Some(UNLIMITED)).await;
+    store.put_settings(&setting("-1"), &actor).await.unwrap();
+    let implicit = manifest("cf-q-implicit/a", "qd-one", &[], &[]);
+    push(store, &implicit).await.unwrap();
+    let hard = async |id| store.quota(id).await.unwrap().unwrap().hard;
+    assert_eq!(hard(limited).await, 1024);
+    assert_eq!(hard(chosen).await, UNLIMITED);
+    let found = store
+        .blob_quota(&repo("cf-q-implicit/a"), &digest("qd-one"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.quota.hard, found.quota.used), (UNLIMITED, 6));
+}
+
+async fn the_warning_is_recorded_once_per_crossing(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-warn", Some(100)).await;
+    let r = repo("cf-q-warn/a");
+    let entry = audit("cf-quota-warn", "quota_warning", "cf-q-warn");
+    let warn = async || store.warn_quota(&r, 85, &entry).await.unwrap();
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-one", &[("qw-l1", 70)], &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(warn().await, None, "76 % is below the threshold");
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(warn().await.map(|q| q.used), Some(86));
+    assert_eq!(warn().await, None, "once per crossing");
+    store
+        .delete_manifest(&r, &digest("qw-two"), None, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(warn().await, None);
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]),
+    )
+    .await
+    .unwrap();
+    assert!(warn().await.is_some(), "crossed again");
+    let trail = audit_trail(store, "cf-quota-warn").await;
+    assert_eq!(trail.len(), 2);
+    assert!(trail.iter().all(|e| e.project_id == Some(id)));
+}
+
+async fn concurrent_pushes_never_pass_the_limit(store: Arc<dyn Metadata>) {
+    let id = project_with_limit(&*store, "cf-q-race", Some(1000)).await;
+    // 24 pushes of 6 + 94 bytes each, in 4 repositories: 10 fit.
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let body = format!("qr-{i:03}");
+                let layer = format!("qr-layer-{i}");
+                let m = manifest(
+                    &format!("cf-q-race/r{}", i % 4),
+                    &body,
+                    &[(&layer, 94)],
+                    &[],
+                );
+                push(&*store, &m).await
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(PutManifestError::QuotaExceeded(_)) => {}
+            Err(e) => panic!("unexpected failure: {e}"),
+        }
+    }
+    assert_eq!(stored, 10);
+    assert_eq!(used(&*store, id).await, 1000);
+    assert_clean(&*store).await;
+}
