@@ -18,6 +18,7 @@ mod robots;
 mod sessions;
 mod settings;
 mod support;
+pub mod sweep_bytes;
 mod upload_leases;
 
 pub mod jobs;
