@@ -589,6 +589,15 @@ pub(crate) fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The metadata of the file at `path`, `None` when it is gone (removed since it was
+/// listed).
+pub(crate) fn metadata_if_present(path: &Path) -> io::Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        meta => meta.map(Some),
+    }
+}
+
 /// The committed blobs under `root` (`<alg>/<xx>/<hex>`) whose digest's text comes
 /// after `after`, in that order, up to `limit`; only the directories at or past
 /// `after`'s are read.
@@ -609,9 +618,8 @@ fn committed_blobs(root: &Path, after: Option<&str>, limit: usize) -> io::Result
                 let Ok(digest) = Digest::parse(&text) else {
                     continue;
                 };
-                let meta = match std::fs::metadata(dir.join(&name)) {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    meta => meta?,
+                let Some(meta) = metadata_if_present(&dir.join(&name))? else {
+                    continue;
                 };
                 found.push(StoredBlob {
                     digest,

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use berth_oci::Digest;
 
 use crate::durable_dirs::{DurableDirs, sync_dir};
-use crate::fs::{rename_no_replace, sorted_names};
+use crate::fs::{metadata_if_present, rename_no_replace, sorted_names};
 use crate::port::RetiredBlob;
 
 /// Where the copy of `digest` retired under `token` lives, below the store's `root`.
@@ -81,9 +81,8 @@ pub(crate) fn list(root: &Path) -> io::Result<Vec<RetiredBlob>> {
                 let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
                     continue;
                 };
-                let meta = match std::fs::metadata(dir.join(&name)) {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    meta => meta?,
+                let Some(meta) = metadata_if_present(&dir.join(&name))? else {
+                    continue;
                 };
                 found.push(RetiredBlob {
                     digest,

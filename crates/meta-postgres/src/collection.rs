@@ -60,6 +60,23 @@ const KEPT: &str = "WITH RECURSIVE
         SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
 
 impl PgMetaStore {
+    /// Those of `digests` (each `d` in `condition`) that meet `condition`, in order.
+    async fn digests_where(
+        &self,
+        condition: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, MetaError> {
+        let texts: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+        let rows: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT d FROM unnest($1::text[]) AS d WHERE {condition} ORDER BY d"
+        ))
+        .bind(&texts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|d| parse_digest(d)).collect()
+    }
+
     /// Manifests `m` matching `condition` (on `$3`, the cutoff), in order of repository
     /// id and digest after `after`, up to `limit`; `with` comes before the query.
     async fn untagged_where(
@@ -237,18 +254,12 @@ impl CollectionStore for PgMetaStore {
     }
 
     async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        let texts: Vec<&str> = digests.iter().map(Digest::as_str).collect();
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT d FROM unnest($1::text[]) AS d
-             WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d)
-               AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = d)
-             ORDER BY d",
+        self.digests_where(
+            "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d)
+             AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = d)",
+            digests,
         )
-        .bind(&texts)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter().map(|d| parse_digest(d)).collect()
     }
 
     async fn claim_orphan_blobs(
@@ -301,16 +312,8 @@ impl CollectionStore for PgMetaStore {
     }
 
     async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        let texts: Vec<&str> = digests.iter().map(Digest::as_str).collect();
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT digest FROM blobs WHERE digest = ANY($1::text[]) AND status = 'present'
-             ORDER BY digest",
-        )
-        .bind(&texts)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(|d| parse_digest(d)).collect()
+        let present = "EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d AND b.status = 'present')";
+        self.digests_where(present, digests).await
     }
 
     async fn sweep_blob(

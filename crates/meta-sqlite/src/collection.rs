@@ -219,6 +219,21 @@ fn unrecorded(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
     .query_row(params![digest], |r| r.get(0))
 }
 
+/// Those of `digests` for which `holds` answers true.
+fn digests_where(
+    c: &Connection,
+    digests: &[Digest],
+    holds: fn(&Connection, &str) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<Vec<Digest>> {
+    let mut found = Vec::new();
+    for digest in digests {
+        if holds(c, digest.as_str())? {
+            found.push(digest.clone());
+        }
+    }
+    Ok(found)
+}
+
 /// Records `orphan` as a blob marked for deletion if no row knows it and no session
 /// pins it; returns whether it did.
 fn claim_orphan(c: &Connection, orphan: &MarkedBlob, now: i64) -> rusqlite::Result<bool> {
@@ -362,15 +377,7 @@ impl CollectionStore for SqliteMetaStore {
     }
 
     async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        self.readers.with(|c| {
-            let mut found = Vec::new();
-            for digest in digests {
-                if unrecorded(c, digest.as_str())? {
-                    found.push(digest.clone());
-                }
-            }
-            Ok(found)
-        })
+        self.readers.with(|c| digests_where(c, digests, unrecorded))
     }
 
     async fn claim_orphan_blobs(
@@ -405,15 +412,7 @@ impl CollectionStore for SqliteMetaStore {
     }
 
     async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        self.readers.with(|c| {
-            let mut found = Vec::new();
-            for digest in digests {
-                if live(c, digest.as_str())? {
-                    found.push(digest.clone());
-                }
-            }
-            Ok(found)
-        })
+        self.readers.with(|c| digests_where(c, digests, live))
     }
 
     async fn sweep_blob(
