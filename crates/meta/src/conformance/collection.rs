@@ -286,7 +286,10 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         deletions.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     });
-    assert_eq!(store.live_blobs(&[blob.clone()]).await.unwrap(), vec![]);
+    assert_eq!(
+        store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
+        vec![]
+    );
     assert!(store.sweep_blob(&blob, LEASE, &deleting).await.unwrap());
     assert!(
         !store.sweep_blob(&blob, LEASE, &deleting).await.unwrap(),
@@ -315,7 +318,7 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         .unwrap();
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(7));
     assert_eq!(
-        store.live_blobs(&[blob.clone()]).await.unwrap(),
+        store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
         vec![blob.clone()],
         "linked again, the blob is live"
     );
