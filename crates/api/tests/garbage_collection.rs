@@ -561,3 +561,60 @@ async fn a_store_refusing_deletions_holds_up_no_push_of_a_collected_blob() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
+
+/// Whether the blob store holds a retired copy of `digest`.
+async fn retired(registry: &TestRegistry, digest: &Digest) -> bool {
+    let copies = registry.blobs.list_retired().await.unwrap();
+    copies.iter().any(|c| c.digest == *digest)
+}
+
+/// A sweep cut between retiring a blob's bytes and deleting its row (a crash) leaves a
+/// retired copy and a marked row: the next collection sweeps the row and discards the
+/// copy.
+#[tokio::test]
+async fn a_sweep_cut_after_its_retire_is_settled_by_the_next_collection() {
+    let (_, registry, blob) = aged_blob("gc/retired", b"retired, never settled").await;
+    registry.faults.cut_after_retires(1);
+    let gc = &registry.registry;
+    let cut = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(cut.blobs, []);
+    assert_eq!(cut.failed.len(), 1, "the blob stays marked: {cut:?}");
+    assert!(retired(&registry, &blob).await);
+    assert_eq!(registry.blobs.size(&blob).await.unwrap(), None);
+
+    let after = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(digests(&after), std::slice::from_ref(&blob));
+    assert!(
+        !retired(&registry, &blob).await,
+        "the copy the cut sweep left is discarded"
+    );
+    assert_eq!(
+        blob_status(&registry, "gc/retired", &blob).await,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// A stalled sweep's retire that lands after its claim was taken over and the digest
+/// pushed again moves the bytes of a live blob aside; if that sweep then dies before it
+/// restores them, the next collection does.
+#[tokio::test]
+async fn bytes_of_a_live_blob_retired_late_are_restored_by_the_next_collection() {
+    let registry = TestRegistry::new();
+    registry
+        .push_image("gc/late", "v1", &[b"retired too late"])
+        .await;
+    let layer = Digest::compute(Algorithm::Sha256, b"retired too late");
+    registry.blobs.retire(&layer, "stalled0").await.unwrap();
+    assert_eq!(registry.blobs.size(&layer).await.unwrap(), None);
+
+    let report = registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(report.blobs, []);
+    assert!(!retired(&registry, &layer).await);
+    let pulled = registry.get(&format!("/v2/gc/late/blobs/{layer}")).await;
+    assert_eq!(pulled.status, StatusCode::OK);
+    assert_eq!(&pulled.body[..], b"retired too late");
+}

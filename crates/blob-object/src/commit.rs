@@ -10,7 +10,7 @@ use object_store::path::Path;
 use object_store::{PutMode, PutPayload, WriteMultipart};
 
 use crate::append::PARTS_IN_FLIGHT;
-use crate::bucket::{Bucket, storage};
+use crate::bucket::{Bucket, is_not_found, storage};
 use crate::finalize::readable;
 use crate::keys::UploadKeys;
 use crate::state::Chunk;
@@ -84,17 +84,24 @@ async fn publish(
 /// Copies `from` to `blob` on the server, with the backend's copy-if-absent where it has
 /// one. Without it the blob was looked for just before: two commits of one digest may
 /// then both copy, and the second replaces the first with the same bytes (both callers
-/// vouched for them).
-async fn copy_new(bucket: &Bucket, from: &Path, blob: &Path) -> Result<Committed, BlobError> {
-    match bucket.writes.copy_if_not_exists(from, blob).await {
+/// vouched for them). A `from` that is gone is `NotFound`.
+pub(crate) async fn copy_new(
+    bucket: &Bucket,
+    from: &Path,
+    blob: &Path,
+) -> Result<Committed, BlobError> {
+    let copied = match bucket.writes.copy_if_not_exists(from, blob).await {
         Ok(()) => Ok(Committed::Published),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(Committed::AlreadyPresent),
         Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented) => {
-            bucket.writes.copy(from, blob).await.map_err(storage)?;
-            Ok(Committed::Published)
+            (bucket.writes.copy(from, blob).await).map(|()| Committed::Published)
         }
-        Err(e) => Err(storage(e)),
-    }
+        Err(e) => Err(e),
+    };
+    copied.map_err(|e| match is_not_found(&e) {
+        true => BlobError::NotFound,
+        false => storage(e),
+    })
 }
 
 /// Writes `payload` at `blob` with a put that fails when the object exists (where the

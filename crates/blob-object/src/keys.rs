@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <prefix>/blobs/<alg>/<xx>/<hex>        committed blobs
+//! <prefix>/retired/<alg>/<xx>/<hex>.<token> a blob's bytes a sweep moved aside
 //! <prefix>/uploads/<id>/state-<offset>   an upload's state after an append ending there
 //! <prefix>/uploads/<id>/chunk-<nonce>    staged bytes after the last full part
 //! <prefix>/uploads/<id>/data             the multipart upload's object, once completed
@@ -59,6 +60,31 @@ impl Keys {
             }
             _ => None,
         }
+    }
+
+    /// Where the copy of `digest` retired under `token` lives.
+    pub(crate) fn retired(&self, digest: &Digest, token: &str) -> Path {
+        let hex = digest.encoded();
+        self.retired_dir()
+            .child(digest.algorithm().as_str())
+            .child(&hex[..2])
+            .child(format!("{hex}.{token}"))
+    }
+
+    /// The directory of every retired copy.
+    pub(crate) fn retired_dir(&self) -> Path {
+        self.root.child("retired")
+    }
+
+    /// The blob and token a key under [`Keys::retired_dir`] names, if it names one.
+    pub(crate) fn retired_of(&self, location: &Path) -> Option<(Digest, String)> {
+        let parts: Vec<_> = location.prefix_match(&self.retired_dir())?.collect();
+        let [algorithm, _, name] = parts.as_slice() else {
+            return None;
+        };
+        let (hex, token) = name.as_ref().split_once('.')?;
+        let digest = Digest::parse(&format!("{}:{hex}", algorithm.as_ref())).ok()?;
+        Some((digest, token.to_owned()))
     }
 
     /// The directory of every upload.
@@ -163,6 +189,17 @@ mod tests {
         assert_eq!(keys.upload_of(&state), Some(id));
         assert_eq!(state_offset(state.filename().unwrap()), Some(42));
         assert_eq!(keys.upload_of(&keys.probe()), None);
+        let retired = keys.retired(&digest, "t0");
+        assert!(
+            retired
+                .to_string()
+                .starts_with("registry/one/retired/sha256/")
+        );
+        assert_eq!(
+            keys.retired_of(&retired),
+            Some((digest.clone(), "t0".into()))
+        );
+        assert_eq!(keys.retired_of(&keys.blob(&digest)), None);
         let bare = Keys::new(None).unwrap();
         assert!(bare.blob(&digest).to_string().starts_with("blobs/"));
     }

@@ -17,6 +17,7 @@ mod finalize;
 mod keys;
 mod part_stream;
 mod read;
+mod retire;
 mod state;
 mod state_cache;
 mod store;

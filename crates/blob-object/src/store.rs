@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_blob::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, StoredBlob,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, RetiredBlob,
+    StoredBlob,
 };
 use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use futures_util::{StreamExt, TryStreamExt};
@@ -118,6 +119,22 @@ impl BlobStore for ObjectBlobStore {
         self.bucket
             .delete_all(vec![self.bucket.keys.blob(digest)])
             .await
+    }
+
+    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+        crate::retire::retire(&self.bucket, digest, token).await
+    }
+
+    async fn discard_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+        crate::retire::discard(&self.bucket, digest, token).await
+    }
+
+    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+        crate::retire::restore(&self.bucket, digest, token).await
+    }
+
+    async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError> {
+        crate::retire::list(&self.bucket).await
     }
 
     async fn create_upload(&self, id: &UploadId) -> Result<(), BlobError> {

@@ -36,6 +36,70 @@ pub async fn run(store: Arc<dyn BlobStore>) {
     an_existing_blob_is_never_replaced(&*store).await;
     short_bytes_are_never_hashed_or_published(&*store).await;
     committed_blobs_are_listed_in_digest_order(&*store).await;
+    retired_copies_are_discarded_or_restored(&*store).await;
+}
+
+/// The tokens under which `digest` has retired copies, with their sizes.
+async fn retired_of(store: &dyn BlobStore, digest: &Digest) -> Vec<(String, u64)> {
+    let mut found: Vec<_> = (store.list_retired().await.unwrap().into_iter())
+        .filter(|r| r.digest == *digest)
+        .map(|r| (r.token, r.size))
+        .collect();
+    found.sort();
+    found
+}
+
+async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
+    let started = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+    let missing = Digest::compute(Algorithm::Sha256, b"never published");
+    store.retire(&missing, "a1").await.unwrap();
+    assert!(
+        retired_of(store, &missing).await.is_empty(),
+        "nothing to retire"
+    );
+    let bad = store.retire(&missing, "../a1").await;
+    assert!(matches!(bad, Err(BlobError::InvalidToken(_))));
+
+    // Retired, the blob is absent and its copy listed, with the time of the retire.
+    let (id, digest) = staged(store, 40, b"retired bytes").await;
+    store.commit_upload(&id, 13, &digest).await.unwrap();
+    store.retire(&digest, "a1").await.unwrap();
+    assert_eq!(store.size(&digest).await.unwrap(), None);
+    assert!(matches!(
+        store.read(&digest, None).await,
+        Err(BlobError::NotFound)
+    ));
+    let listed = store.list_retired().await.unwrap();
+    let copy = listed.iter().find(|r| r.digest == digest).unwrap();
+    assert_eq!((copy.token.as_str(), copy.size), ("a1", 13));
+    assert!(copy.retired >= started, "{:?}", copy.retired);
+    let blobs = store.list_blobs(None, 1000).await.unwrap();
+    assert!(!blobs.iter().any(|b| b.digest == digest), "not a blob");
+
+    // Restored where the blob is absent: the bytes are back, under their digest.
+    store.restore_retired(&digest, "a1").await.unwrap();
+    assert_eq!(collect(store, &digest, None).await, b"retired bytes");
+    assert!(retired_of(store, &digest).await.is_empty());
+    store.restore_retired(&digest, "a1").await.unwrap();
+
+    // Restored where the digest was published again meanwhile: one copy is kept.
+    store.retire(&digest, "b2").await.unwrap();
+    let (id, _) = staged(store, 41, b"retired bytes").await;
+    let again = store.commit_upload(&id, 13, &digest).await.unwrap();
+    assert_eq!(again, Committed::Published);
+    store.restore_retired(&digest, "b2").await.unwrap();
+    assert_eq!(collect(store, &digest, None).await, b"retired bytes");
+    assert!(retired_of(store, &digest).await.is_empty());
+
+    // Discarded, the bytes are gone for good.
+    store.retire(&digest, "c3").await.unwrap();
+    assert_eq!(retired_of(store, &digest).await, vec![("c3".into(), 13)]);
+    store.discard_retired(&digest, "c3").await.unwrap();
+    store.discard_retired(&digest, "c3").await.unwrap();
+    assert!(retired_of(store, &digest).await.is_empty());
+    assert_eq!(store.size(&digest).await.unwrap(), None);
+    store.restore_retired(&digest, "c3").await.unwrap();
+    assert_eq!(store.size(&digest).await.unwrap(), None);
 }
 
 async fn committed_blobs_are_listed_in_digest_order(store: &dyn BlobStore) {

@@ -20,8 +20,10 @@ use crate::buffer_pool::BufferPool;
 use crate::durable_dirs::{DurableDirs, sync_dir};
 use crate::file_chunks::FileChunks;
 use crate::port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, StoredBlob,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, RetiredBlob,
+    StoredBlob, checked_token,
 };
+use crate::retired;
 use crate::write_batch::WriteBatcher;
 
 /// Bytes gathered from the body before they are handed to the writer thread.
@@ -74,6 +76,11 @@ impl FsBlobStore {
             .join(digest.algorithm().as_str())
             .join(&hex[..2])
             .join(hex)
+    }
+
+    fn retired_path(&self, digest: &Digest, token: &str) -> Result<PathBuf, BlobError> {
+        let token = checked_token(token)?;
+        Ok(retired::retired_path(&self.root, digest, token))
     }
 
     fn upload_path(&self, id: &UploadId) -> PathBuf {
@@ -246,7 +253,7 @@ fn create_root_durably(root: &Path) -> io::Result<()> {
 }
 
 /// Renames `from` to `to` unless `to` exists; returns whether it was renamed.
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
     match rustix::fs::renameat_with(
         rustix::fs::CWD,
         from,
@@ -294,6 +301,28 @@ impl BlobStore for FsBlobStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+        let (blob, to) = (self.blob_path(digest), self.retired_path(digest, token)?);
+        let dirs = self.dirs.clone();
+        blocking(move || Ok(retired::retire(&dirs, &blob, &to)?)).await
+    }
+
+    async fn discard_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+        let path = self.retired_path(digest, token)?;
+        blocking(move || Ok(retired::discard(&path)?)).await
+    }
+
+    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+        let (from, blob) = (self.retired_path(digest, token)?, self.blob_path(digest));
+        let dirs = self.dirs.clone();
+        blocking(move || Ok(retired::restore(&dirs, &from, &blob)?)).await
+    }
+
+    async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError> {
+        let root = self.root.join("retired");
+        blocking(move || Ok(retired::list(&root)?)).await
     }
 
     fn read_chunk_bytes(&self) -> usize {
@@ -545,7 +574,7 @@ impl BlobStore for FsBlobStore {
 }
 
 /// The names in `dir`, sorted; none when it does not exist.
-fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+pub(crate) fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
     let entries = match std::fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         entries => entries?,
@@ -558,6 +587,15 @@ fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
     }
     names.sort_unstable();
     Ok(names)
+}
+
+/// The metadata of the file at `path`, `None` when it is gone (removed since it was
+/// listed).
+pub(crate) fn metadata_if_present(path: &Path) -> io::Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        meta => meta.map(Some),
+    }
 }
 
 /// The committed blobs under `root` (`<alg>/<xx>/<hex>`) whose digest's text comes
@@ -580,9 +618,8 @@ fn committed_blobs(root: &Path, after: Option<&str>, limit: usize) -> io::Result
                 let Ok(digest) = Digest::parse(&text) else {
                     continue;
                 };
-                let meta = match std::fs::metadata(dir.join(&name)) {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    meta => meta?,
+                let Some(meta) = metadata_if_present(&dir.join(&name))? else {
+                    continue;
                 };
                 found.push(StoredBlob {
                     digest,

@@ -10,11 +10,13 @@ mod durable_dirs;
 mod file_chunks;
 mod fs;
 mod port;
+mod retired;
 mod write_batch;
 
 pub use fs::FsBlobStore;
 pub use port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, StoredBlob,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, RetiredBlob,
+    StoredBlob, checked_token, valid_token,
 };
 
 #[cfg(any(test, feature = "conformance"))]

@@ -32,6 +32,9 @@ pub enum BlobError {
     /// bytes were discarded.
     #[error("flushing the upload failed: {0}")]
     SyncFailed(io::Error),
+    /// A sweep's token that cannot name a retired copy (see [`valid_token`]).
+    #[error("invalid sweep token {0:?}")]
+    InvalidToken(String),
     /// The storage backend failed.
     #[error("storage I/O error: {0}")]
     Io(#[from] io::Error),
@@ -103,6 +106,33 @@ pub struct StoredBlob {
     pub written: SystemTime,
 }
 
+/// A blob's bytes moved aside by a sweep ([`BlobStore::retire`]), as the store lists
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredBlob {
+    /// The blob.
+    pub digest: Digest,
+    /// The token of the sweep that retired it.
+    pub token: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was retired.
+    pub retired: SystemTime,
+}
+
+/// Whether `token` may name a retired copy: 1 to 64 ASCII letters and digits.
+pub fn valid_token(token: &str) -> bool {
+    (1..=64).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `token` if it may name a retired copy, else [`BlobError::InvalidToken`].
+pub fn checked_token(token: &str) -> Result<&str, BlobError> {
+    match valid_token(token) {
+        true => Ok(token),
+        false => Err(BlobError::InvalidToken(token.to_owned())),
+    }
+}
+
 /// Content-addressed storage of committed blobs and of in-progress uploads.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -114,6 +144,26 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes a committed blob's bytes. Absent blobs are not an error.
     async fn delete(&self, digest: &Digest) -> Result<(), BlobError>;
+
+    /// Moves a committed blob's bytes aside, as a copy named by its digest and `token`
+    /// (a sweep's; see [`valid_token`]), durably: the blob is then absent. Absent blobs
+    /// are not an error. The bytes of a blob published under a digest are always the
+    /// same, so a copy may go back whoever published the blob since.
+    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), BlobError>;
+
+    /// Deletes the copy of `digest` retired under `token`. An absent copy is not an
+    /// error.
+    async fn discard_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError>;
+
+    /// Puts the copy of `digest` retired under `token` back as the blob, unless the blob
+    /// is present (published again since: it is kept), then deletes the copy. An absent
+    /// copy is not an error.
+    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError>;
+
+    /// Every retired copy, for garbage collection's recovery of a sweep cut short
+    /// between its retire and its discard or restore (there are few: a sweep settles
+    /// its own).
+    async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError>;
 
     /// Creates the empty byte area of a new upload.
     async fn create_upload(&self, id: &UploadId) -> Result<(), BlobError>;

@@ -1,14 +1,15 @@
 //! Garbage collection's steps (migrations 0006, 0007, 0009): the pin and the mark each
 //! take the digest's advisory lock and check after it; a sweep claims the marked row for
-//! a lease, by the database's clock, so two sweeps of one blob never delete at once, and
-//! gives up on its deletion long before the lease lapses.
+//! a lease, by the database's clock, retires the bytes under the claim's token, and
+//! deletes the row only while the claim is still its own (a retire that landed after
+//! another sweep took the blob over is then undone).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, SweepFailed,
-    UnlinkBatch, UntaggedManifest,
+    CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepBytes, SweepError, SweepFailed,
+    UnlinkBatch, UntaggedManifest, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName, UploadId};
 
@@ -59,6 +60,23 @@ const KEPT: &str = "WITH RECURSIVE
         SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
 
 impl PgMetaStore {
+    /// Those of `digests` (each `d` in `condition`) that meet `condition`, in order.
+    async fn digests_where(
+        &self,
+        condition: &str,
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>, MetaError> {
+        let texts: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+        let rows: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT d FROM unnest($1::text[]) AS d WHERE {condition} ORDER BY d"
+        ))
+        .bind(&texts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|d| parse_digest(d)).collect()
+    }
+
     /// Manifests `m` matching `condition` (on `$3`, the cutoff), in order of repository
     /// id and digest after `after`, up to `limit`; `with` comes before the query.
     async fn untagged_where(
@@ -236,18 +254,12 @@ impl CollectionStore for PgMetaStore {
     }
 
     async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        let texts: Vec<&str> = digests.iter().map(Digest::as_str).collect();
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT d FROM unnest($1::text[]) AS d
-             WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d)
-               AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = d)
-             ORDER BY d",
+        self.digests_where(
+            "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d)
+             AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.completing = d)",
+            digests,
         )
-        .bind(&texts)
-        .fetch_all(&self.pool)
         .await
-        .map_err(db_err)?;
-        rows.iter().map(|d| parse_digest(d)).collect()
     }
 
     async fn claim_orphan_blobs(
@@ -299,15 +311,20 @@ impl CollectionStore for PgMetaStore {
         marked_blobs(rows)
     }
 
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        let present = "EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d AND b.status = 'present')";
+        self.digests_where(present, digests).await
+    }
+
     async fn sweep_blob(
         &self,
         digest: &Digest,
         lease: Duration,
-        delete_bytes: BytesDeleter<'_>,
+        bytes: &dyn SweepBytes,
     ) -> Result<bool, SweepError> {
         let claimed: Option<String> = sqlx::query_scalar(
             "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms)
-             UPDATE blobs SET sweep_token = gen_random_uuid()::text,
+             UPDATE blobs SET sweep_token = replace(gen_random_uuid()::text, '-', ''),
                               sweep_until = (SELECT ms FROM now) + $2
              WHERE digest = $1 AND status = 'deleting'
                AND (sweep_until IS NULL OR sweep_until < (SELECT ms FROM now))
@@ -322,13 +339,14 @@ impl CollectionStore for PgMetaStore {
             return Ok(false);
         };
         let budget = lease / 4;
-        match tokio::time::timeout(budget, delete_bytes()).await {
-            // Given up on, the deletion may still land: the claim is left to lapse.
+        match tokio::time::timeout(budget, bytes.retire(digest, &token)).await {
+            // Given up on, the retire may still land: the claim is left to lapse, and
+            // the next collection's recovery restores or discards what it moved.
             Err(_) => {
-                let late = format!("the deletion took longer than {budget:?}");
+                let late = format!("retiring the bytes took longer than {budget:?}");
                 return Err(SweepFailed(late).into());
             }
-            // Answered with an error, the deletion is over: the blob is free at once for
+            // Answered with an error, the retire is over: the blob is free at once for
             // another sweep (the next run's, or a push's of the digest).
             Ok(Err(failed)) => {
                 sqlx::query(
@@ -344,14 +362,16 @@ impl CollectionStore for PgMetaStore {
             }
             Ok(Ok(())) => {}
         }
+        // However late the retire landed, the row goes only under this claim; if it was
+        // taken over, the bytes may be those of a push since, and go back.
         let removed = sqlx::query(
             "DELETE FROM blobs WHERE digest = $1 AND status = 'deleting' AND sweep_token = $2",
         )
         .bind(digest.as_str())
-        .bind(token)
+        .bind(&token)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
-        Ok(removed.rows_affected() == 1)
+        settle_retired(bytes, digest, &token, removed.rows_affected() == 1).await
     }
 }

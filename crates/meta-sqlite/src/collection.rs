@@ -2,7 +2,8 @@
 //! so a pin and a mark of one digest never interleave. Sweeps are kept apart by locks
 //! on files beside the database (one per shard of digests), held from the check of a
 //! marked blob to the delete of its row: `berth gc` may sweep from another process than
-//! the server's, or twice at once, and a lock goes with a process that dies.
+//! the server's, or twice at once, and a lock goes with a process that dies. The bytes
+//! are retired under a token drawn for the sweep, then discarded once the row is gone.
 
 use std::fs::File;
 use std::path::Path;
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    BytesDeleter, CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepError, UnlinkBatch,
-    UntaggedManifest,
+    CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepBytes, SweepError, UnlinkBatch,
+    UntaggedManifest, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName, UploadId};
 use rusqlite::types::Type;
@@ -218,6 +219,21 @@ fn unrecorded(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
     .query_row(params![digest], |r| r.get(0))
 }
 
+/// Those of `digests` for which `holds` answers true.
+fn digests_where(
+    c: &Connection,
+    digests: &[Digest],
+    holds: fn(&Connection, &str) -> rusqlite::Result<bool>,
+) -> rusqlite::Result<Vec<Digest>> {
+    let mut found = Vec::new();
+    for digest in digests {
+        if holds(c, digest.as_str())? {
+            found.push(digest.clone());
+        }
+    }
+    Ok(found)
+}
+
 /// Records `orphan` as a blob marked for deletion if no row knows it and no session
 /// pins it; returns whether it did.
 fn claim_orphan(c: &Connection, orphan: &MarkedBlob, now: i64) -> rusqlite::Result<bool> {
@@ -258,8 +274,19 @@ async fn lock_sweeps(path: &Path) -> Result<File, MetaError> {
     locked.map_err(|e| MetaError(format!("locking sweeps: {e}")))
 }
 
-fn is_marked(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1 AND status = 'deleting'")?
+/// A fresh token for the sweep of `digest` when it is marked for deletion, `None` when
+/// it is not.
+fn sweep_token(c: &Connection, digest: &str) -> rusqlite::Result<Option<String>> {
+    c.prepare_cached(
+        "SELECT lower(hex(randomblob(16))) FROM blobs WHERE digest = ?1 AND status = 'deleting'",
+    )?
+    .query_row(params![digest], |r| r.get(0))
+    .optional()
+}
+
+/// Whether `digest`'s row is recorded and not marked for deletion.
+fn live(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1 AND status = 'present'")?
         .query_row(params![digest], |_| Ok(()))
         .optional()
         .map(|found| found.is_some())
@@ -350,15 +377,7 @@ impl CollectionStore for SqliteMetaStore {
     }
 
     async fn unrecorded_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        self.readers.with(|c| {
-            let mut found = Vec::new();
-            for digest in digests {
-                if unrecorded(c, digest.as_str())? {
-                    found.push(digest.clone());
-                }
-            }
-            Ok(found)
-        })
+        self.readers.with(|c| digests_where(c, digests, unrecorded))
     }
 
     async fn claim_orphan_blobs(
@@ -392,31 +411,36 @@ impl CollectionStore for SqliteMetaStore {
         self.readers.with(|c| marked(c, after, limit))
     }
 
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        self.readers.with(|c| digests_where(c, digests, live))
+    }
+
     async fn sweep_blob(
         &self,
         digest: &Digest,
         _lease: Duration,
-        delete_bytes: BytesDeleter<'_>,
+        bytes: &dyn SweepBytes,
     ) -> Result<bool, SweepError> {
-        // The file lock is the claim: it lasts as long as the process that holds it, and
-        // every process that could sweep the blob takes it, so no lease is needed. The
-        // deletion gets no time limit: giving up on it would let another sweep, and a
-        // push after it, go ahead while it may still land.
+        // The file lock is the claim: it lasts as long as the process that holds it (an
+        // open descriptor cannot lose it), and every process that could sweep the blob
+        // takes it, so no lease is needed. The retire gets no time limit: giving up on
+        // it would let another sweep, and a push after it, go ahead while it may still
+        // land.
         let shard = &digest.encoded()[..2];
         let _sweeping = lock_sweeps(&self.sweep_locks.join(shard)).await?;
-        if !self.readers.with(|c| is_marked(c, digest.as_str()))? {
+        let Some(token) = self.readers.with(|c| sweep_token(c, digest.as_str()))? else {
             return Ok(false);
-        }
-        delete_bytes().await?;
-        let digest = digest.clone();
+        };
+        bytes.retire(digest, &token).await?;
+        let row = digest.clone();
         let removed = self
             .writer
             .run(move |c| {
                 c.prepare_cached("DELETE FROM blobs WHERE digest = ?1 AND status = 'deleting'")
-                    .and_then(|mut s| s.execute(params![digest.as_str()]))
+                    .and_then(|mut s| s.execute(params![row.as_str()]))
                     .map_err(db_err)
             })
             .await?;
-        Ok(removed == 1)
+        settle_retired(bytes, digest, &token, removed == 1).await
     }
 }

@@ -98,9 +98,9 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+    use berth_meta::conformance::sweep_bytes::{BoxedRetire, NoBytes, RetireWith};
     use berth_meta::{
-        BlobLinkStore, BoxedDelete, CollectionStore, PinOutcome, SessionLimits, UploadSession,
-        UploadStore,
+        BlobLinkStore, CollectionStore, PinOutcome, SessionLimits, UploadSession, UploadStore,
     };
     use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
     use tokio::sync::oneshot;
@@ -127,7 +127,7 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
     let (go, go_rx) = oneshot::channel::<()>();
     let (checked_tx, go_rx) = (Mutex::new(Some(checked_tx)), Mutex::new(Some(go_rx)));
     // The second process checks the row, then pauses before it deletes the bytes.
-    let paused_delete = || -> BoxedDelete<'_> {
+    let paused_delete = || -> BoxedRetire<'_> {
         let checked = checked_tx.lock().unwrap().take();
         let go = go_rx.lock().unwrap().take();
         Box::pin(async {
@@ -143,11 +143,11 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
             Ok(())
         })
     };
+    let paused_delete = RetireWith(paused_delete);
     let paused = second.sweep_blob(&d, LEASE, &paused_delete);
     let meanwhile = async {
         checked.await.unwrap();
-        let deleted = || -> BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
-        first.sweep_blob(&d, LEASE, &deleted).await.unwrap();
+        first.sweep_blob(&d, LEASE, &NoBytes).await.unwrap();
         // The row is gone: an upload of the digest pins it, publishes and links it.
         let session = UploadSession {
             id: UploadId::from_random([9; 16]),
@@ -188,7 +188,8 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
 /// sweeps it before it pins) goes ahead, for sweeps lock only their digest's shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_sweep_holds_up_no_sweep_of_another_blob() {
-    use berth_meta::{BlobLinkStore, BoxedDelete, CollectionStore};
+    use berth_meta::conformance::sweep_bytes::{BoxedRetire, NoBytes, RetireWith};
+    use berth_meta::{BlobLinkStore, CollectionStore};
     use berth_oci::{Algorithm, Digest, RepositoryName};
 
     const LEASE: std::time::Duration = std::time::Duration::from_secs(120);
@@ -215,7 +216,7 @@ async fn a_stalled_sweep_holds_up_no_sweep_of_another_blob() {
         let (gc, stuck) = (gc.clone(), stuck.clone());
         tokio::spawn(async move {
             let started_tx = std::sync::Mutex::new(Some(started_tx));
-            let never = || -> BoxedDelete<'_> {
+            let never = || -> BoxedRetire<'_> {
                 let started = started_tx.lock().unwrap().take();
                 Box::pin(async move {
                     if let Some(started) = started {
@@ -225,14 +226,13 @@ async fn a_stalled_sweep_holds_up_no_sweep_of_another_blob() {
                     Ok(())
                 })
             };
-            gc.sweep_blob(&stuck, LEASE, &never).await
+            gc.sweep_blob(&stuck, LEASE, &RetireWith(never)).await
         })
     };
     started.await.unwrap();
-    let deleted = || -> BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
     let other = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        server.sweep_blob(&pushed, LEASE, &deleted),
+        server.sweep_blob(&pushed, LEASE, &NoBytes),
     )
     .await;
     stalled.abort();

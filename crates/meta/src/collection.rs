@@ -56,23 +56,49 @@ pub struct UntaggedManifest {
     pub size: u64,
 }
 
-/// Deletes a marked blob's bytes, for [`CollectionStore::sweep_blob`].
-pub type BytesDeleter<'a> = &'a (dyn Fn() -> BoxedDelete<'a> + Send + Sync);
+/// The byte side of a sweep ([`CollectionStore::sweep_blob`]). A sweep never deletes a
+/// blob's bytes outright: it moves them aside under its claim's token (they are the
+/// same bytes whoever published them, for blobs are content-addressed), deletes the row
+/// only if its claim still holds, and then discards the retired copy, or restores it
+/// when another sweep or a push took the blob over meanwhile.
+#[async_trait]
+pub trait SweepBytes: Send + Sync {
+    /// Moves the blob's bytes aside, under `token`. Absent bytes are no error.
+    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
 
-/// The deletion a [`BytesDeleter`] starts.
-pub type BoxedDelete<'a> =
-    std::pin::Pin<Box<dyn Future<Output = Result<(), SweepFailed>> + Send + 'a>>;
+    /// Deletes the copy retired under `token`. An absent copy is no error.
+    async fn discard(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
 
-/// The bytes of a marked blob could not be deleted; its row stays marked for a later
-/// sweep.
+    /// Puts the copy retired under `token` back, unless the blob's bytes are there
+    /// (published again meanwhile), then deletes the copy. An absent copy is no error.
+    async fn restore(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
+}
+
+/// Ends a sweep whose bytes were retired under `token`: discards them when the sweep
+/// deleted the row (`row_deleted`), restores them otherwise; returns `row_deleted`. A
+/// copy left by a failure here is settled by the next collection's recovery.
+pub async fn settle_retired(
+    bytes: &dyn SweepBytes,
+    digest: &Digest,
+    token: &str,
+    row_deleted: bool,
+) -> Result<bool, SweepError> {
+    match row_deleted {
+        true => bytes.discard(digest, token).await?,
+        false => bytes.restore(digest, token).await?,
+    }
+    Ok(row_deleted)
+}
+
+/// A byte operation of a sweep ([`SweepBytes`]) failed.
 #[derive(Debug, thiserror::Error)]
-#[error("deleting the bytes failed: {0}")]
+#[error("moving the bytes failed: {0}")]
 pub struct SweepFailed(pub String);
 
 /// Why a sweep did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum SweepError {
-    /// Deleting the bytes failed.
+    /// Retiring, discarding or restoring the bytes failed.
     #[error(transparent)]
     Bytes(#[from] SweepFailed),
     /// The backend failed.
@@ -183,20 +209,27 @@ pub trait CollectionStore: Send + Sync {
     /// Blobs marked for deletion, in digest order after `after`, up to `limit`.
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError>;
 
-    /// Deletes a marked blob: claims it against every other sweep for `lease`, deletes
-    /// its bytes with `delete_bytes`, then its row. Returns `false`, and calls nothing,
-    /// when the blob is not marked (another sweep removed it) or another sweep's claim
-    /// on it has not lapsed.
+    /// Those of `digests` whose row is not marked for deletion: blobs whose bytes a
+    /// request may serve. Changes nothing.
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError>;
+
+    /// Deletes a marked blob: claims it against every other sweep for `lease`, which
+    /// yields a token; retires its bytes under the token ([`SweepBytes::retire`]);
+    /// deletes its row only if the claim is still this one; then discards the retired
+    /// bytes, or restores them when the row was taken over (another sweep, a completing
+    /// push: the digest may have been published again, and the retire may have moved
+    /// those bytes). Returns whether this sweep deleted the row; `false`, having called
+    /// nothing, when the blob is not marked or another sweep's claim on it holds.
     ///
-    /// A claim outlives the process that made it, where other processes could take the
-    /// blob over: the deletion is then abandoned when it takes longer than a quarter of
-    /// the lease, and the claim left to lapse, so that no deletion still under way when
-    /// another sweep takes the blob over can remove bytes published after it. After a
-    /// failed deletion the blob stays marked, for a sweep once the lease has lapsed.
+    /// A claim that outlives the process that made it, where other processes could take
+    /// the blob over, gives its retire a quarter of the lease: a retire that takes
+    /// longer is abandoned and the claim left to lapse (a retire that still lands moves
+    /// bytes aside that the next collection's recovery restores or discards). A retire
+    /// that failed frees the claim at once; the blob stays marked.
     async fn sweep_blob(
         &self,
         digest: &Digest,
         lease: Duration,
-        delete_bytes: BytesDeleter<'_>,
+        bytes: &dyn SweepBytes,
     ) -> Result<bool, SweepError>;
 }

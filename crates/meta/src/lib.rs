@@ -34,8 +34,8 @@ pub use artifacts::{
 };
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
-    BoxedDelete, BytesDeleter, CollectionStore, MarkedBlob, PinOutcome, SweepError, SweepFailed,
-    UnlinkBatch, UntaggedManifest,
+    CollectionStore, MarkedBlob, PinOutcome, SweepBytes, SweepError, SweepFailed, UnlinkBatch,
+    UntaggedManifest, settle_retired,
 };
 pub use immutable::{
     GuardFailure, ImmutableRule, ImmutableRuleError, ImmutableRuleStore, ProjectRules, TagGuard,

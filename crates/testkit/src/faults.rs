@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    AuditEntry, BlobLinkStore, BytesDeleter, CollectionStore, CreateUploadError, Deletion,
-    ImmutableRule, ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob,
-    MetaError, MetaStore, NewManifest, PinOutcome, ProjectRules, PullRecord, PutManifestError,
-    ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepError,
-    TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession, UploadStore,
-    Visibility,
+    AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion, ImmutableRule,
+    ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob, MetaError,
+    MetaStore, NewManifest, PinOutcome, ProjectRules, PullRecord, PutManifestError, ReferrerLimit,
+    ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepBytes, SweepError,
+    SweepFailed, TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession,
+    UploadStore, Visibility,
 };
 use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
 use berth_meta::{
@@ -33,9 +33,12 @@ pub struct MetaFaults {
     cut_sweeps: AtomicUsize,
     /// Marking batches still to fail: a database that fails a collection midway.
     cut_marks: AtomicUsize,
-    /// Sweeps whose deletion of the bytes still to fail, once the blob is claimed: an
-    /// object store answering one DELETE with an error.
+    /// Sweeps whose retire of the bytes still to fail, once the blob is claimed: an
+    /// object store answering one request with an error.
     failed_deletions: AtomicUsize,
+    /// Sweeps still to cut right after they retired the bytes, before the row's delete:
+    /// what a crash between the two leaves.
+    cut_after_retires: AtomicUsize,
     /// The next mount to hold before it links.
     held_link: Mutex<Option<HeldLink>>,
 }
@@ -76,10 +79,17 @@ impl MetaFaults {
         self.cut_marks.store(n, Ordering::SeqCst);
     }
 
-    /// Makes the deletion of the bytes in the next `n` sweeps fail, after the sweep
-    /// claimed the blob: what an object store's error answer to a DELETE does.
+    /// Makes the retire of the bytes in the next `n` sweeps fail, after the sweep
+    /// claimed the blob: what an object store's error answer does.
     pub fn fail_deletions(&self, n: usize) {
         self.failed_deletions.store(n, Ordering::SeqCst);
+    }
+
+    /// Cuts the next `n` sweeps right after they retired the bytes, before they delete
+    /// the row and discard or restore the bytes: what a crash between the two leaves
+    /// (a retired copy, and a row still marked).
+    pub fn cut_after_retires(&self, n: usize) {
+        self.cut_after_retires.store(n, Ordering::SeqCst);
     }
 
     /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
@@ -344,6 +354,44 @@ impl ManifestStore for FaultyMeta {
     }
 }
 
+/// Sweep bytes whose retire fails, as an object store's error answer does.
+struct FailingRetire;
+
+#[async_trait]
+impl SweepBytes for FailingRetire {
+    async fn retire(&self, _digest: &Digest, _token: &str) -> Result<(), SweepFailed> {
+        Err(SweepFailed("503 Slow Down".into()))
+    }
+
+    async fn discard(&self, _digest: &Digest, _token: &str) -> Result<(), SweepFailed> {
+        Ok(())
+    }
+
+    async fn restore(&self, _digest: &Digest, _token: &str) -> Result<(), SweepFailed> {
+        Ok(())
+    }
+}
+
+/// Sweep bytes that retire, then fail the sweep as a crash right after would: the row
+/// is neither deleted nor the retired copy settled.
+struct CutAfterRetire<'a>(&'a dyn SweepBytes);
+
+#[async_trait]
+impl SweepBytes for CutAfterRetire<'_> {
+    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+        self.0.retire(digest, token).await?;
+        Err(SweepFailed("sweep cut after its retire by the test".into()))
+    }
+
+    async fn discard(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+        self.0.discard(digest, token).await
+    }
+
+    async fn restore(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+        self.0.restore(digest, token).await
+    }
+}
+
 #[async_trait]
 impl CollectionStore for FaultyMeta {
     async fn pin_upload_digest(
@@ -434,22 +482,27 @@ impl CollectionStore for FaultyMeta {
         self.inner.marked_blobs(after, limit).await
     }
 
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+        self.inner.live_blobs(digests).await
+    }
+
     async fn sweep_blob(
         &self,
         digest: &Digest,
         lease: Duration,
-        delete_bytes: BytesDeleter<'_>,
+        bytes: &dyn SweepBytes,
     ) -> Result<bool, SweepError> {
         if MetaFaults::take_cut(&self.faults.cut_sweeps) {
             return Err(SweepError::Meta(MetaError("sweep cut by the test".into())));
         }
         if MetaFaults::take_cut(&self.faults.failed_deletions) {
-            let failing = || -> berth_meta::BoxedDelete<'_> {
-                Box::pin(async { Err(berth_meta::SweepFailed("503 Slow Down".into())) })
-            };
-            return self.inner.sweep_blob(digest, lease, &failing).await;
+            return self.inner.sweep_blob(digest, lease, &FailingRetire).await;
         }
-        self.inner.sweep_blob(digest, lease, delete_bytes).await
+        if MetaFaults::take_cut(&self.faults.cut_after_retires) {
+            let cut = CutAfterRetire(bytes);
+            return self.inner.sweep_blob(digest, lease, &cut).await;
+        }
+        self.inner.sweep_blob(digest, lease, bytes).await
     }
 }
 

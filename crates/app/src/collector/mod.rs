@@ -6,15 +6,17 @@
 //! also sweeps what the earlier one marked.
 
 mod progress;
+mod retired;
 
 use std::time::Duration;
 
-use berth_meta::{BoxedDelete, MarkedBlob, SweepError, SweepFailed, UntaggedManifest};
+use berth_meta::{MarkedBlob, SweepError, UntaggedManifest};
 use berth_oci::Digest;
 use futures_util::{StreamExt, stream};
 
 use crate::error::RegistryError;
 use crate::registry::Registry;
+use retired::StoreBytes;
 
 pub use progress::{CollectionPhase, CollectionProgress, CollectionTotals};
 
@@ -24,8 +26,8 @@ const REPOSITORY_BATCH: u32 = 100;
 const BLOB_BATCH: u32 = 500;
 /// Untagged manifests one page lists.
 const MANIFEST_BATCH: u32 = 500;
-/// How long a sweep holds a blob against every other: a quarter of it for deleting the
-/// bytes, the rest a margin for a deletion that was given up on but still lands.
+/// How long a sweep holds a blob against every other: a quarter of it for retiring the
+/// bytes, the rest a margin for a retire that was given up on but still lands.
 const SWEEP_LEASE: Duration = Duration::from_secs(120);
 
 /// How a collection runs.
@@ -217,6 +219,8 @@ impl Registry {
             CollectionPhase::Orphans => {
                 let after = digest_after(&progress.after_digest)?;
                 let Some((last, old)) = self.old_stored_blobs(after.as_ref(), before).await? else {
+                    // Past the last blob: settle what sweeps cut short left retired.
+                    self.recover_retired(before).await?;
                     progress.enter(CollectionPhase::Sweep);
                     return Ok(CollectionStep::Marked(0));
                 };
@@ -348,24 +352,15 @@ impl Registry {
         (swept, failed)
     }
 
-    /// Deletes one marked blob, bytes then row; `false` when another sweep did or is
-    /// doing it. A completing upload that finds its digest marked calls it too, to
-    /// finish a sweep that a collection cut short left undone.
+    /// Deletes one marked blob: retires its bytes, deletes its row under the sweep's
+    /// claim, then discards the bytes (or restores them, when the blob was taken over);
+    /// `false` when another sweep did or is doing it. A completing upload that finds its
+    /// digest marked calls it too, to finish a sweep that a collection cut short left
+    /// undone.
     pub(crate) async fn sweep(&self, digest: &Digest) -> Result<bool, RegistryError> {
         let _sweeping = self.digest_locks.lock(digest).await;
-        let delete_bytes = || -> BoxedDelete<'_> {
-            Box::pin(async move {
-                self.blobs
-                    .delete(digest)
-                    .await
-                    .map_err(|e| SweepFailed(e.to_string()))
-            })
-        };
-        match self
-            .meta
-            .sweep_blob(digest, SWEEP_LEASE, &delete_bytes)
-            .await
-        {
+        let bytes = StoreBytes(&*self.blobs);
+        match self.meta.sweep_blob(digest, SWEEP_LEASE, &bytes).await {
             Ok(removed) => Ok(removed),
             Err(SweepError::Meta(e)) => Err(e.into()),
             Err(SweepError::Bytes(e)) => Err(RegistryError::Internal(format!(

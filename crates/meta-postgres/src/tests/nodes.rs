@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_meta::conformance::sweep_bytes::{BoxedRetire, MemoryBytes, NoBytes, RetireWith};
 use berth_meta::{
     ArtifactStore, AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion,
     ManifestStore, MarkedBlob, MemberError, MemberKind, NewManifest, NewProject, PinOutcome,
     ProjectError, ProjectStore, PullRecord, PutManifestError, RepositoryStore, Role, SessionLimits,
-    UploadSession, UploadStore, UserStore, Visibility,
+    SweepBytes, UploadSession, UploadStore, UserStore, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 use berth_testkit_postgres::TempDatabase;
@@ -725,9 +726,8 @@ async fn upload_limits_hold_across_nodes_of_two_releases() {
 /// each (no bytes to delete here).
 async fn collect(node: &PgMetaStore) -> Result<(), berth_meta::MetaError> {
     node.mark_unlinked_blobs("", 100, i64::MAX).await?;
-    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
     for blob in node.marked_blobs("", 100).await? {
-        node.sweep_blob(&blob.digest, Duration::from_secs(60), &no_bytes)
+        node.sweep_blob(&blob.digest, Duration::from_secs(60), &NoBytes)
             .await
             .map_err(|e| berth_meta::MetaError(e.to_string()))?;
     }
@@ -917,7 +917,7 @@ async fn a_sweep_outliving_its_session_deletes_no_bytes_published_after_it() {
     let (republished, late_deletes) = (AtomicBool::new(false), AtomicBool::new(false));
     let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     let started_tx = std::sync::Mutex::new(Some(started_tx));
-    let slow_delete = || -> berth_meta::BoxedDelete<'_> {
+    let slow_delete = || -> BoxedRetire<'_> {
         let started = started_tx.lock().unwrap().take();
         Box::pin(async {
             if let Some(started) = started {
@@ -928,13 +928,13 @@ async fn a_sweep_outliving_its_session_deletes_no_bytes_published_after_it() {
             Ok(())
         })
     };
+    let slow_delete = RetireWith(slow_delete);
     let slow = a.sweep_blob(&d, Duration::from_secs(20), &slow_delete);
     let meanwhile = async {
         started.await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
         assert!(
-            !b.sweep_blob(&d, Duration::from_secs(20), &no_bytes)
+            !b.sweep_blob(&d, Duration::from_secs(20), &NoBytes)
                 .await
                 .unwrap(),
             "the blob is the first sweep's"
@@ -966,44 +966,40 @@ async fn a_sweep_gives_up_on_a_slow_deletion_and_keeps_its_claim() {
     };
     let d = marked(&a, "slow/give-up", "given up").await;
     let lease = Duration::from_millis(1600);
-    let stalled = || -> berth_meta::BoxedDelete<'_> {
+    let stalled = || -> BoxedRetire<'_> {
         Box::pin(async {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Ok(())
         })
     };
     let started = std::time::Instant::now();
-    let given_up = a.sweep_blob(&d, lease, &stalled).await;
+    let given_up = a.sweep_blob(&d, lease, &RetireWith(stalled)).await;
     assert!(matches!(given_up, Err(berth_meta::SweepError::Bytes(_))));
     assert!(started.elapsed() < lease / 2, "{:?}", started.elapsed());
-    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
-    assert!(!b.sweep_blob(&d, lease, &no_bytes).await.unwrap());
+    assert!(!b.sweep_blob(&d, lease, &NoBytes).await.unwrap());
     tokio::time::sleep(lease).await;
-    assert!(b.sweep_blob(&d, lease, &no_bytes).await.unwrap());
+    assert!(b.sweep_blob(&d, lease, &NoBytes).await.unwrap());
 }
 
 /// A node that stalls (a paused VM, a starved thread, a reply held up on the network)
-/// between claiming a blob and sending its deletion cannot be stopped by the deletion
+/// between claiming a blob and sending its retire cannot be stopped by the retire's
 /// budget, which only starts once the node runs again: the lease lapses, another node
-/// sweeps the blob, the digest is pushed again, and the first node's deletion then
-/// lands on the bytes of that acknowledged push. Nothing fences the late deletion.
+/// sweeps the blob, the digest is pushed again, and the first node's retire then lands
+/// on the bytes of that acknowledged push. Its row delete, under a claim that is no
+/// longer its own, deletes nothing, and it puts the bytes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reproduces audit finding 1"]
 async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     let Some((db, a, b)) = two_nodes().await else {
         return;
     };
     let d = marked(&a, "stalled/sweep", "stalled sweep").await;
     let lease = Duration::from_millis(1000);
-    let republished = Arc::new(AtomicBool::new(false));
-    let late_delete = Arc::new(AtomicBool::new(false));
+    let bytes = Arc::new(MemoryBytes::default());
+    bytes.publish(&d);
     let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     // The first node is a process of its own, which the stall stops as a whole.
     let first = {
-        let (config, d) = (super::config(&db), d.clone());
-        let (republished, late_delete) = (republished.clone(), late_delete.clone());
+        let (config, d, bytes) = (super::config(&db), d.clone(), bytes.clone());
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -1011,46 +1007,64 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
                 .unwrap();
             rt.block_on(async move {
                 let a = PgMetaStore::connect(&config).await.unwrap();
-                let started_tx = std::sync::Mutex::new(Some(started_tx));
-                let stalled_delete = || -> berth_meta::BoxedDelete<'_> {
-                    let started = started_tx.lock().unwrap().take();
-                    let (republished, late_delete) = (republished.clone(), late_delete.clone());
-                    Box::pin(async move {
-                        if let Some(started) = started {
-                            let _ = started.send(());
-                        }
-                        // The node does not run for four leases; then its request goes out.
-                        std::thread::sleep(4 * lease);
-                        late_delete.store(republished.load(Ordering::SeqCst), Ordering::SeqCst);
-                        Ok(())
-                    })
+                let stalled = Stalled {
+                    bytes: &bytes,
+                    started: std::sync::Mutex::new(Some(started_tx)),
+                    stall: 4 * lease,
                 };
-                a.sweep_blob(&d, lease, &stalled_delete)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                (a.sweep_blob(&d, lease, &stalled).await).map_err(|e| e.to_string())
             })
         })
     };
     started.await.unwrap();
     tokio::time::sleep(lease + Duration::from_millis(300)).await;
-    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
     assert!(
-        b.sweep_blob(&d, lease, &no_bytes).await.unwrap(),
+        b.sweep_blob(&d, lease, &*bytes).await.unwrap(),
         "the lease lapsed: the other node sweeps"
     );
+    assert!(!bytes.is_published(&d));
     let upload = session(7, "stalled/sweep");
     b.create_upload(&upload, SessionLimits::NONE).await.unwrap();
     pin(&b, &upload.id, &d).await;
-    republished.store(true, Ordering::SeqCst);
+    bytes.publish(&d);
     b.complete_upload(&upload.id, &repo("stalled/sweep"), &d, 1, 5)
         .await
         .unwrap();
-    let _ = first.join().unwrap();
+    let swept = first.join().unwrap();
+    assert_eq!(swept, Ok(false), "the stalled node's claim was taken over");
     assert!(
-        !late_delete.load(Ordering::SeqCst),
-        "the stalled node's deletion landed on bytes pushed (and acknowledged) after it"
+        bytes.is_published(&d),
+        "the stalled node's retire took the bytes of a push acknowledged after it"
     );
+    assert_eq!(bytes.retired(), 0, "the restored copy is gone");
+    assert_eq!(b.live_blobs(std::slice::from_ref(&d)).await.unwrap(), [d]);
+}
+
+/// Sweep bytes whose retire first stalls the whole node (its thread sleeps) for
+/// `stall`, then moves `bytes` aside.
+struct Stalled<'a> {
+    bytes: &'a MemoryBytes,
+    started: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    stall: Duration,
+}
+
+#[async_trait::async_trait]
+impl SweepBytes for Stalled<'_> {
+    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {
+        if let Some(started) = self.started.lock().unwrap().take() {
+            let _ = started.send(());
+        }
+        std::thread::sleep(self.stall);
+        self.bytes.retire(digest, token).await
+    }
+
+    async fn discard(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {
+        self.bytes.discard(digest, token).await
+    }
+
+    async fn restore(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {
+        self.bytes.restore(digest, token).await
+    }
 }
 
 /// A deletion answered with an error (an S3 error answer, a permission error) is over:
@@ -1063,13 +1077,12 @@ async fn a_sweep_whose_deletion_failed_holds_no_claim() {
     };
     let d = marked(&a, "failed/sweep", "failed sweep").await;
     let lease = Duration::from_secs(120);
-    let failing = || -> berth_meta::BoxedDelete<'_> {
+    let failing = || -> BoxedRetire<'_> {
         Box::pin(async { Err(berth_meta::SweepFailed("503 Slow Down".into())) })
     };
-    assert!(a.sweep_blob(&d, lease, &failing).await.is_err());
-    let no_bytes = || -> berth_meta::BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
+    assert!(a.sweep_blob(&d, lease, &RetireWith(failing)).await.is_err());
     assert!(
-        b.sweep_blob(&d, lease, &no_bytes).await.unwrap(),
+        b.sweep_blob(&d, lease, &NoBytes).await.unwrap(),
         "a deletion that failed still holds the blob against every other sweep"
     );
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
 
 use super::support::{digest, manifest, repo};
+use super::sweep_bytes::{BoxedRetire, MemoryBytes, NoBytes, RetireWith};
 use crate::{
-    BoxedDelete, MarkedBlob, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed,
-    UploadSession,
+    MarkedBlob, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadSession,
 };
 
 /// How long the sweeps of these checks hold a blob.
@@ -77,8 +77,13 @@ async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
         PinOutcome::BlobDeleting
     );
     assert!(!store.link_blob(&r, &orphan, 9, 6).await.unwrap());
-    let no_bytes = || -> BoxedDelete<'_> { Box::pin(async { Ok(()) }) };
-    assert!(store.sweep_blob(&orphan, LEASE, &no_bytes).await.unwrap());
+    // The sweep retires the bytes and, having deleted the row, discards them.
+    let bytes = MemoryBytes::default();
+    bytes.publish(&orphan);
+    assert!(store.sweep_blob(&orphan, LEASE, &bytes).await.unwrap());
+    assert!(!bytes.is_published(&orphan));
+    assert_eq!(bytes.retired(), 0, "the retired copy is discarded");
+    assert!(!store.sweep_blob(&orphan, LEASE, &NoBytes).await.unwrap());
     assert_eq!(
         store.unrecorded_blobs(&all).await.unwrap(),
         vec![orphan.clone()]
@@ -268,19 +273,23 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
 
     // A sweep whose deletion fails leaves the blob marked, for a sweep once its lease
     // has lapsed.
-    let failing = || -> BoxedDelete<'_> { Box::pin(async { Err(SweepFailed("disk".into())) }) };
+    let failing = || -> BoxedRetire<'_> { Box::pin(async { Err(SweepFailed("disk".into())) }) };
     assert!(matches!(
-        store.sweep_blob(&blob, LEASE, &failing).await,
+        store.sweep_blob(&blob, LEASE, &RetireWith(failing)).await,
         Err(SweepError::Bytes(_))
     ));
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(listed.iter().any(|m| m.digest == blob));
     tokio::time::sleep(LEASE).await;
     let deletions = AtomicUsize::new(0);
-    let deleting = || -> BoxedDelete<'_> {
+    let deleting = RetireWith(|| -> BoxedRetire<'_> {
         deletions.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
-    };
+    });
+    assert_eq!(
+        store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
+        vec![]
+    );
     assert!(store.sweep_blob(&blob, LEASE, &deleting).await.unwrap());
     assert!(
         !store.sweep_blob(&blob, LEASE, &deleting).await.unwrap(),
@@ -308,6 +317,11 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         .await
         .unwrap();
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(7));
+    assert_eq!(
+        store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
+        vec![blob.clone()],
+        "linked again, the blob is live"
+    );
 }
 
 /// Walks every repository in batches of two, as a collection does; returns the links

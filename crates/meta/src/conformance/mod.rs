@@ -19,6 +19,7 @@ mod robots;
 mod sessions;
 mod settings;
 mod support;
+pub mod sweep_bytes;
 mod upload_leases;
 
 pub mod jobs;

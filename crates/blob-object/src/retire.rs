@@ -1,0 +1,80 @@
+//! A sweep's retired copies (`retired/<alg>/<xx>/<hex>.<token>`): a blob is retired by a
+//! server-side copy to its retired key and the delete of the original, and restored by
+//! a copy back that keeps a blob published since, then the delete of the copy.
+
+use std::time::{Duration, SystemTime};
+
+use berth_blob::{BlobError, RetiredBlob, checked_token};
+use berth_oci::Digest;
+use futures_util::TryStreamExt;
+
+use crate::bucket::{Bucket, is_not_found, storage};
+use crate::commit::copy_new;
+
+/// Moves the blob's bytes to its retired key under `token`; an absent blob is no error.
+pub(crate) async fn retire(bucket: &Bucket, digest: &Digest, token: &str) -> Result<(), BlobError> {
+    let (blob, to) = (bucket.keys.blob(digest), retired(bucket, digest, token)?);
+    match bucket.writes.copy(&blob, &to).await {
+        Err(e) if is_not_found(&e) => return Ok(()),
+        copied => copied.map_err(storage)?,
+    }
+    bucket.delete_all(vec![blob]).await
+}
+
+/// Deletes the copy retired under `token`; an absent one is no error.
+pub(crate) async fn discard(
+    bucket: &Bucket,
+    digest: &Digest,
+    token: &str,
+) -> Result<(), BlobError> {
+    bucket
+        .delete_all(vec![retired(bucket, digest, token)?])
+        .await
+}
+
+/// Copies the retired copy back unless the blob is present (the copy is the same bytes
+/// as any blob published under the digest since), then deletes it; an absent copy is
+/// no error.
+pub(crate) async fn restore(
+    bucket: &Bucket,
+    digest: &Digest,
+    token: &str,
+) -> Result<(), BlobError> {
+    let from = retired(bucket, digest, token)?;
+    let blob = bucket.keys.blob(digest);
+    if bucket.size(&blob).await?.is_none() {
+        match copy_new(bucket, &from, &blob).await {
+            Err(BlobError::NotFound) => return Ok(()),
+            copied => copied.map(drop)?,
+        }
+    }
+    bucket.delete_all(vec![from]).await
+}
+
+/// Every retired copy; keys that name no digest and token are passed over.
+pub(crate) async fn list(bucket: &Bucket) -> Result<Vec<RetiredBlob>, BlobError> {
+    let keys = &bucket.keys;
+    let mut objects = bucket.writes.list(Some(&keys.retired_dir()));
+    let mut found = Vec::new();
+    while let Some(meta) = objects.try_next().await.map_err(storage)? {
+        let Some((digest, token)) = keys.retired_of(&meta.location) else {
+            continue;
+        };
+        let millis = u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0);
+        found.push(RetiredBlob {
+            digest,
+            token,
+            size: meta.size,
+            retired: SystemTime::UNIX_EPOCH + Duration::from_millis(millis),
+        });
+    }
+    Ok(found)
+}
+
+fn retired(
+    bucket: &Bucket,
+    digest: &Digest,
+    token: &str,
+) -> Result<object_store::path::Path, BlobError> {
+    Ok(bucket.keys.retired(digest, checked_token(token)?))
+}

@@ -1,0 +1,97 @@
+//! The filesystem store's retired copies (`retired/<alg>/<xx>/<hex>.<token>`), on the
+//! filesystem of `blobs/`, so that retiring a blob and restoring it are each one
+//! rename, made durable as publishing is.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use berth_oci::Digest;
+
+use crate::durable_dirs::{DurableDirs, sync_dir};
+use crate::fs::{metadata_if_present, rename_no_replace, sorted_names};
+use crate::port::RetiredBlob;
+
+/// Where the copy of `digest` retired under `token` lives, below the store's `root`.
+pub(crate) fn retired_path(root: &Path, digest: &Digest, token: &str) -> PathBuf {
+    let hex = digest.encoded();
+    root.join("retired")
+        .join(digest.algorithm().as_str())
+        .join(&hex[..2])
+        .join(format!("{hex}.{token}"))
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().expect("store paths have a parent")
+}
+
+/// Moves the blob at `blob` to `to`, stamped with the time of the move (the recovery's
+/// grace period counts from it), and makes both directories durable. An absent blob is
+/// no error.
+pub(crate) fn retire(dirs: &DurableDirs, blob: &Path, to: &Path) -> io::Result<()> {
+    dirs.ensure(parent(to))?;
+    match std::fs::rename(blob, to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        moved => moved?,
+    }
+    File::options()
+        .write(true)
+        .open(to)?
+        .set_modified(SystemTime::now())?;
+    sync_dir(parent(to))?;
+    sync_dir(parent(blob))
+}
+
+/// Deletes the retired copy at `path`; an absent one is no error. Its removal need not
+/// be durable: a copy back after a power loss is discarded again.
+pub(crate) fn discard(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Renames the retired copy at `from` back to `blob` unless a blob is there (then it is
+/// deleted), durably. An absent copy is no error.
+pub(crate) fn restore(dirs: &DurableDirs, from: &Path, blob: &Path) -> io::Result<()> {
+    dirs.ensure(parent(blob))?;
+    match rename_no_replace(from, blob) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(true) => {
+            sync_dir(parent(blob))?;
+            sync_dir(parent(from))
+        }
+        Ok(false) => discard(from),
+    }
+}
+
+/// Every retired copy below `root` (`<alg>/<xx>/<hex>.<token>`); names that are no
+/// digest and token are passed over.
+pub(crate) fn list(root: &Path) -> io::Result<Vec<RetiredBlob>> {
+    let mut found = Vec::new();
+    for algorithm in sorted_names(root)? {
+        for prefix in sorted_names(&root.join(&algorithm))? {
+            let dir = root.join(&algorithm).join(&prefix);
+            for name in sorted_names(&dir)? {
+                let Some((hex, token)) = name.split_once('.') else {
+                    continue;
+                };
+                let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
+                    continue;
+                };
+                let Some(meta) = metadata_if_present(&dir.join(&name))? else {
+                    continue;
+                };
+                found.push(RetiredBlob {
+                    digest,
+                    token: token.to_owned(),
+                    size: meta.len(),
+                    retired: meta.modified()?,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
