@@ -346,3 +346,41 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Quota audit finding 3: `berth fsck --blobs` re-hashes only what the blob store lists,
+/// so the bytes of a layer that a manifest still references, gone from storage, are
+/// never missed: fsck reports every stored blob sound and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces quota audit finding 3"]
+async fn audit_fsck_blobs_reports_a_referenced_blob_missing_from_storage() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let out = berth(&data, ENV, &["project", "create", "team"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Berth::start_with(&data, free_port(), ENV);
+    let url = server.url();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = support::random_bytes(LAYER);
+    assert!(push_image(&url, "team/app", config, &layer).await.is_some());
+    drop(server);
+    fsck_clean(&data, ENV);
+    let hex = Digest::compute(Algorithm::Sha256, &layer)
+        .as_str()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let file = walkdir(&data)
+        .into_iter()
+        .find(|p| p.ends_with(&hex))
+        .expect("the layer's file");
+    std::fs::remove_file(&file).unwrap();
+    let out = berth(&data, ENV, &["fsck", "--blobs"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a layer that team/app:v1 references has no bytes, yet fsck --blobs passes:\n{stdout}"
+    );
+}
