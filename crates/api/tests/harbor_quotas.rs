@@ -455,3 +455,28 @@ async fn audit_a_second_crossing_after_deletes_is_warned_again() {
         "from 0 bytes back past 85 % is a second crossing"
     );
 }
+
+/// Quota audit finding 5 (Harbor parity): Harbor's `GET /quotas/{id}` needs the system
+/// permission to read quotas (`RequireSystemAccess(read, quota)`), as `GET /quotas`
+/// does; a project member who is not a system administrator is refused with 403. Here
+/// any member with the project-level permission reads it.
+#[tokio::test]
+#[ignore = "reproduces quota audit finding 5"]
+async fn audit_reading_one_quota_needs_the_system_permission_as_in_harbor() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    let id = project(&reg, "team", None).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 1, "member_user": {"username": "alice"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let uri = format!("/quotas/{id}");
+    let r = call(&reg, Some(ALICE), Method::GET, &uri, QUOTA, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+}

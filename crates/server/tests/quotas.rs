@@ -384,3 +384,38 @@ async fn audit_fsck_blobs_reports_a_referenced_blob_missing_from_storage() {
         "a layer that team/app:v1 references has no bytes, yet fsck --blobs passes:\n{stdout}"
     );
 }
+
+/// Quota audit finding 4: the `storage_per_project` setting accepts any positive i64,
+/// but PostgreSQL's `projects_quota` trigger takes it only when it has at most 18
+/// digits (migration 0013), so on PostgreSQL a default of 10^18 bytes or more gives new
+/// projects no limit at all, where SQLite gives them the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces quota audit finding 4"]
+async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
+    let Some(db) = berth_testkit_postgres::TempDatabase::create().await else {
+        panic!("this check needs PostgreSQL");
+    };
+    let mut env = ENV.to_vec();
+    env.push(("BERTH_DATABASE__URL", db.url()));
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let server = Berth::start_with(&data, free_port(), &env);
+    let url = server.url();
+    const DEFAULT: i64 = 1_000_000_000_000_000_000;
+    let body = serde_json::to_vec(&json!({"storage_per_project": DEFAULT})).unwrap();
+    let r = send(&url, Method::PUT, "/api/v2.0/configurations", body, "application/json").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = serde_json::to_vec(&json!({"project_name": "team"})).unwrap();
+    let r = send(&url, Method::POST, "/api/v2.0/projects", body, "application/json").await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = send(&url, Method::GET, "/api/v2.0/projects/team", Vec::new(), "").await;
+    let project_id =
+        serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).unwrap()["project_id"]
+            .as_i64()
+            .unwrap();
+    assert_eq!(
+        quota(&url, project_id).await["hard"]["storage"],
+        json!(DEFAULT),
+        "the configured default, not -1"
+    );
+}
