@@ -403,10 +403,24 @@ async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
     let url = server.url();
     const DEFAULT: i64 = 1_000_000_000_000_000_000;
     let body = serde_json::to_vec(&json!({"storage_per_project": DEFAULT})).unwrap();
-    let r = send(&url, Method::PUT, "/api/v2.0/configurations", body, "application/json").await;
+    let r = send(
+        &url,
+        Method::PUT,
+        "/api/v2.0/configurations",
+        body,
+        "application/json",
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let body = serde_json::to_vec(&json!({"project_name": "team"})).unwrap();
-    let r = send(&url, Method::POST, "/api/v2.0/projects", body, "application/json").await;
+    let r = send(
+        &url,
+        Method::POST,
+        "/api/v2.0/projects",
+        body,
+        "application/json",
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = send(&url, Method::GET, "/api/v2.0/projects/team", Vec::new(), "").await;
     let project_id =
