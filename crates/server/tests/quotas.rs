@@ -433,3 +433,34 @@ async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
         "the configured default, not -1"
     );
 }
+
+/// Quota audit finding 6: a counter that went negative is the drift `berth fsck` exists
+/// to report, but the stored values are read as unsigned, so fsck fails with "Integer
+/// -5 out of range" and reports nothing. Needs the `sqlite3` command to edit the
+/// counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces quota audit finding 6"]
+async fn audit_fsck_reports_a_negative_usage_counter() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let out = berth(&data, ENV, &["project", "create", "team"]);
+    assert!(out.status.success());
+    fsck_clean(&data, ENV);
+    let out = Command::new("sqlite3")
+        .arg(data.join("berth.db"))
+        .arg(
+            "UPDATE quotas SET used = -5 \
+             WHERE project_id = (SELECT id FROM projects WHERE name = 'team')",
+        )
+        .output()
+        .expect("running sqlite3");
+    assert!(out.status.success());
+    let out = berth(&data, ENV, &["fsck"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("project \"team\" uses -5 bytes by its counter, 0 by its manifests"),
+        "no report of the difference:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
