@@ -312,3 +312,131 @@ async fn new_projects_get_the_configured_default_and_warnings_are_audited() {
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(warnings().await, Some(1), "once per crossing");
 }
+
+/// Sets the `storage_per_project` setting as the administrator.
+async fn default_limit(reg: &TestRegistry, bytes: i64) {
+    let r = call(
+        reg,
+        Some(ADMIN),
+        Method::PUT,
+        "/configurations",
+        "/configurations",
+        Some(json!({"storage_per_project": bytes})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
+
+/// Quota audit finding 1: Harbor gives a project created by anyone but a system
+/// administrator the `storage_per_project` limit whatever `storage_limit` it asks for;
+/// here a user escapes the default by asking for `-1`.
+#[tokio::test]
+#[ignore = "reproduces quota audit finding 1"]
+async fn audit_a_user_cannot_choose_the_limit_of_the_project_they_create() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    default_limit(&reg, 1000).await;
+    let r = call(
+        &reg,
+        Some(ALICE),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "mine", "storage_limit": -1})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = location_id(&r);
+    assert_eq!(
+        quota_of(&reg, id).await["hard"]["storage"],
+        json!(1000),
+        "a user's project gets the default limit, not the one it asked for"
+    );
+}
+
+/// Quota audit finding 1 (Harbor compatibility): `storage_limit: 0` means the default.
+#[tokio::test]
+#[ignore = "reproduces quota audit finding 1"]
+async fn audit_a_storage_limit_of_zero_means_the_default() {
+    let reg = TestRegistry::secure().await;
+    default_limit(&reg, 1000).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects",
+        "/projects",
+        Some(json!({"project_name": "zero", "storage_limit": 0})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        quota_of(&reg, location_id(&r)).await["hard"]["storage"],
+        json!(1000)
+    );
+}
+
+/// Quota audit finding 2: the warning mark is cleared only by a push, so usage that
+/// falls below the threshold by deletes and crosses it again is never audited again.
+#[tokio::test]
+#[ignore = "reproduces quota audit finding 2"]
+async fn audit_a_second_crossing_after_deletes_is_warned_again() {
+    let reg = TestRegistry::secure().await;
+    let id = project(&reg, "team", Some(1200)).await;
+    reg.log_in(Some(ADMIN));
+    reg.push_blob("team/app", &[1u8; 900]).await;
+    let warnings = async || {
+        let r = call(
+            &reg,
+            Some(ADMIN),
+            Method::GET,
+            "/audit-logs?q=operation=quota_warning",
+            "/audit-logs",
+            None,
+        )
+        .await;
+        r.json().as_array().map(Vec::len)
+    };
+    let manifest = image_manifest(&[1u8; 900], &[]);
+    let r = put(&reg, "team/app", "v1", &manifest).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(warnings().await, Some(1), "past 85 % of 1200");
+    let digest = sha256(&manifest);
+    let r = reg
+        .send_empty(Method::DELETE, &format!("/v2/team/app/manifests/{digest}"))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(used(&reg, id).await, 0);
+    let r = put(&reg, "team/app", "v1", &manifest).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(
+        warnings().await,
+        Some(2),
+        "from 0 bytes back past 85 % is a second crossing"
+    );
+}
+
+/// Quota audit finding 5 (Harbor parity): Harbor's `GET /quotas/{id}` needs the system
+/// permission to read quotas (`RequireSystemAccess(read, quota)`), as `GET /quotas`
+/// does; a project member who is not a system administrator is refused with 403. Here
+/// any member with the project-level permission reads it.
+#[tokio::test]
+#[ignore = "reproduces quota audit finding 5"]
+async fn audit_reading_one_quota_needs_the_system_permission_as_in_harbor() {
+    let reg = TestRegistry::secure().await;
+    create_user(&reg, "alice").await;
+    let id = project(&reg, "team", None).await;
+    let r = call(
+        &reg,
+        Some(ADMIN),
+        Method::POST,
+        "/projects/team/members",
+        "/projects/{project_name_or_id}/members",
+        Some(json!({"role_id": 1, "member_user": {"username": "alice"}})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let uri = format!("/quotas/{id}");
+    let r = call(&reg, Some(ALICE), Method::GET, &uri, QUOTA, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+}

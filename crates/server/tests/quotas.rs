@@ -346,3 +346,121 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Quota audit finding 3: `berth fsck --blobs` re-hashes only what the blob store lists,
+/// so the bytes of a layer that a manifest still references, gone from storage, are
+/// never missed: fsck reports every stored blob sound and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces quota audit finding 3"]
+async fn audit_fsck_blobs_reports_a_referenced_blob_missing_from_storage() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let out = berth(&data, ENV, &["project", "create", "team"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Berth::start_with(&data, free_port(), ENV);
+    let url = server.url();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = support::random_bytes(LAYER);
+    assert!(push_image(&url, "team/app", config, &layer).await.is_some());
+    drop(server);
+    fsck_clean(&data, ENV);
+    let hex = Digest::compute(Algorithm::Sha256, &layer)
+        .as_str()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let file = walkdir(&data)
+        .into_iter()
+        .find(|p| p.ends_with(&hex))
+        .expect("the layer's file");
+    std::fs::remove_file(&file).unwrap();
+    let out = berth(&data, ENV, &["fsck", "--blobs"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a layer that team/app:v1 references has no bytes, yet fsck --blobs passes:\n{stdout}"
+    );
+}
+
+/// Quota audit finding 4: the `storage_per_project` setting accepts any positive i64,
+/// but PostgreSQL's `projects_quota` trigger takes it only when it has at most 18
+/// digits (migration 0013), so on PostgreSQL a default of 10^18 bytes or more gives new
+/// projects no limit at all, where SQLite gives them the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces quota audit finding 4"]
+async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
+    let Some(db) = berth_testkit_postgres::TempDatabase::create().await else {
+        panic!("this check needs PostgreSQL");
+    };
+    let mut env = ENV.to_vec();
+    env.push(("BERTH_DATABASE__URL", db.url()));
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let server = Berth::start_with(&data, free_port(), &env);
+    let url = server.url();
+    const DEFAULT: i64 = 1_000_000_000_000_000_000;
+    let body = serde_json::to_vec(&json!({"storage_per_project": DEFAULT})).unwrap();
+    let r = send(
+        &url,
+        Method::PUT,
+        "/api/v2.0/configurations",
+        body,
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = serde_json::to_vec(&json!({"project_name": "team"})).unwrap();
+    let r = send(
+        &url,
+        Method::POST,
+        "/api/v2.0/projects",
+        body,
+        "application/json",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = send(&url, Method::GET, "/api/v2.0/projects/team", Vec::new(), "").await;
+    let project_id =
+        serde_json::from_slice::<Value>(&r.bytes().await.unwrap()).unwrap()["project_id"]
+            .as_i64()
+            .unwrap();
+    assert_eq!(
+        quota(&url, project_id).await["hard"]["storage"],
+        json!(DEFAULT),
+        "the configured default, not -1"
+    );
+}
+
+/// Quota audit finding 6: a counter that went negative is the drift `berth fsck` exists
+/// to report, but the stored values are read as unsigned, so fsck fails with "Integer
+/// -5 out of range" and reports nothing. Needs the `sqlite3` command to edit the
+/// counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "reproduces quota audit finding 6"]
+async fn audit_fsck_reports_a_negative_usage_counter() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let out = berth(&data, ENV, &["project", "create", "team"]);
+    assert!(out.status.success());
+    fsck_clean(&data, ENV);
+    let out = Command::new("sqlite3")
+        .arg(data.join("berth.db"))
+        .arg(
+            "UPDATE quotas SET used = -5 \
+             WHERE project_id = (SELECT id FROM projects WHERE name = 'team')",
+        )
+        .output()
+        .expect("running sqlite3");
+    assert!(out.status.success());
+    let out = berth(&data, ENV, &["fsck"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("project \"team\" uses -5 bytes by its counter, 0 by its manifests"),
+        "no report of the difference:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
