@@ -188,7 +188,7 @@ async fn pushes_past_the_limit_are_denied_and_write_nothing() {
 }
 
 #[tokio::test]
-async fn quotas_are_read_by_members_and_changed_by_administrators() {
+async fn quotas_are_read_and_changed_by_administrators() {
     let reg = TestRegistry::secure().await;
     create_user(&reg, "alice").await;
     create_user(&reg, "bob").await;
@@ -203,19 +203,23 @@ async fn quotas_are_read_by_members_and_changed_by_administrators() {
     )
     .await;
     let uri = format!("/quotas/{id}");
-    let r = call(&reg, Some(ALICE), Method::GET, &uri, QUOTA, None).await;
+    let r = call(&reg, Some(ADMIN), Method::GET, &uri, QUOTA, None).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(
         r.json()["hard"]["storage"],
         json!(-1),
         "the default: no limit"
     );
-    assert_eq!(
-        call(&reg, Some(BOB), Method::GET, &uri, QUOTA, None)
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
+    for who in [ALICE, BOB] {
+        assert_eq!(
+            call(&reg, Some(who), Method::GET, &uri, QUOTA, None)
+                .await
+                .status,
+            StatusCode::FORBIDDEN,
+            "{} is no system administrator",
+            who.0
+        );
+    }
     assert_eq!(
         call(&reg, Some(ALICE), Method::GET, "/quotas", QUOTAS, None)
             .await
@@ -327,12 +331,11 @@ async fn default_limit(reg: &TestRegistry, bytes: i64) {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
-/// Quota audit finding 1: Harbor gives a project created by anyone but a system
-/// administrator the `storage_per_project` limit whatever `storage_limit` it asks for;
-/// here a user escapes the default by asking for `-1`.
+/// As in Harbor, a project created by anyone but a system administrator gets the
+/// `storage_per_project` limit whatever `storage_limit` it asks for: a user cannot
+/// escape the default by asking for `-1`.
 #[tokio::test]
-#[ignore = "reproduces quota audit finding 1"]
-async fn audit_a_user_cannot_choose_the_limit_of_the_project_they_create() {
+async fn a_user_cannot_choose_the_limit_of_the_project_they_create() {
     let reg = TestRegistry::secure().await;
     create_user(&reg, "alice").await;
     default_limit(&reg, 1000).await;
@@ -346,7 +349,7 @@ async fn audit_a_user_cannot_choose_the_limit_of_the_project_they_create() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let id = location_id(&r);
+    let id = created_id(&r);
     assert_eq!(
         quota_of(&reg, id).await["hard"]["storage"],
         json!(1000),
@@ -354,10 +357,9 @@ async fn audit_a_user_cannot_choose_the_limit_of_the_project_they_create() {
     );
 }
 
-/// Quota audit finding 1 (Harbor compatibility): `storage_limit: 0` means the default.
+/// As in Harbor, `storage_limit: 0` means the default.
 #[tokio::test]
-#[ignore = "reproduces quota audit finding 1"]
-async fn audit_a_storage_limit_of_zero_means_the_default() {
+async fn a_storage_limit_of_zero_means_the_default() {
     let reg = TestRegistry::secure().await;
     default_limit(&reg, 1000).await;
     let r = call(
@@ -371,7 +373,7 @@ async fn audit_a_storage_limit_of_zero_means_the_default() {
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(
-        quota_of(&reg, location_id(&r)).await["hard"]["storage"],
+        quota_of(&reg, created_id(&r)).await["hard"]["storage"],
         json!(1000)
     );
 }
@@ -416,13 +418,11 @@ async fn audit_a_second_crossing_after_deletes_is_warned_again() {
     );
 }
 
-/// Quota audit finding 5 (Harbor parity): Harbor's `GET /quotas/{id}` needs the system
-/// permission to read quotas (`RequireSystemAccess(read, quota)`), as `GET /quotas`
-/// does; a project member who is not a system administrator is refused with 403. Here
-/// any member with the project-level permission reads it.
+/// As in Harbor, `GET /quotas/{id}` needs the system permission to read quotas, as
+/// `GET /quotas` does: a project administrator who is not a system administrator is
+/// refused with 403.
 #[tokio::test]
-#[ignore = "reproduces quota audit finding 5"]
-async fn audit_reading_one_quota_needs_the_system_permission_as_in_harbor() {
+async fn reading_one_quota_needs_the_system_permission_as_in_harbor() {
     let reg = TestRegistry::secure().await;
     create_user(&reg, "alice").await;
     let id = project(&reg, "team", None).await;

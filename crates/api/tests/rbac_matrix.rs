@@ -694,7 +694,7 @@ fn rows() -> Vec<Row> {
             M::GET,
             "/api/v2.0/quotas/{pid}",
             None,
-            P(R::Quota, A::Read),
+            S(R::Quota, A::Read),
             200,
             Pr::Nothing,
         ),

@@ -93,7 +93,12 @@ impl Projects {
             ));
         }
         validate_project_name(&req.name)?;
-        if let Some(limit) = req.storage_limit {
+        // As in Harbor, only a system administrator chooses a new project's limit; a
+        // limit of 0, or one asked for by anyone else, is the default for new projects.
+        let storage_limit = req
+            .storage_limit
+            .filter(|limit| *limit != 0 && who.is_sysadmin());
+        if let Some(limit) = storage_limit {
             crate::manage::quotas::validate_limit(limit)?;
         }
         let mut metadata = validate_metadata(req.metadata)?;
@@ -123,7 +128,7 @@ impl Projects {
             owner_id,
             public,
             metadata,
-            storage_limit: req.storage_limit,
+            storage_limit,
         };
         let id = self
             .identity

@@ -1,6 +1,6 @@
-//! Project quotas (Harbor's `/quotas`): listing and reading need the quota permissions
-//! Harbor gives (the whole list: a system permission; one quota: reading quotas in its
-//! project), changing a limit is for system administrators.
+//! Project quotas (Harbor's `/quotas`): listing and reading one need the system's quota
+//! permissions, as in Harbor's handler; a project's summary shows its quota to those who
+//! may read quotas in the project; changing a limit is for system administrators.
 
 use std::sync::Arc;
 
@@ -49,16 +49,10 @@ impl Quotas {
         Ok(self.registry.meta.quotas(query).await?)
     }
 
-    /// One quota, for a caller who may read its project's quota.
+    /// One quota, for a caller who may read quotas system-wide.
     pub async fn get(&self, who: &Requester, id: i64) -> Result<Quota, ManageError> {
-        let quota = self.quota(id).await?;
-        self.readable(who, &quota.project_id.to_string(), false)
-            .await
-            .map_err(|e| match e {
-                ManageError::NotFound(_) => not_found(id),
-                other => other,
-            })?;
-        Ok(quota)
+        who.require_system(Permission::new(Resource::Quota, Action::Read))?;
+        self.quota(id).await
     }
 
     /// The quota of a project, for its summary: `None` when the caller may not read
