@@ -12,7 +12,7 @@ use crate::registry::Registry;
 /// Blobs listed per page while re-hashing.
 const BLOB_PAGE: usize = 1000;
 
-/// A stored blob whose bytes are not what its name says.
+/// A blob whose bytes are not what its name or its row says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorruptBlob {
     /// The blob.
@@ -30,7 +30,8 @@ pub struct IntegrityReport {
     pub quotas: Vec<Quota>,
     /// Blobs re-hashed.
     pub blobs_checked: u64,
-    /// Blobs whose bytes do not hash to their digest.
+    /// Blobs whose bytes do not hash to their digest, and recorded blobs whose bytes
+    /// are missing or of another size than recorded.
     pub corrupt: Vec<CorruptBlob>,
 }
 
@@ -44,7 +45,8 @@ impl IntegrityReport {
 impl Registry {
     /// Recomputes usage and counts from scratch and lists where they differ from the
     /// stored ones; with `quotas`, also lists every quota; with `rehash`, also reads
-    /// every stored blob and checks its bytes against its digest.
+    /// every stored blob and checks its bytes against its digest, and checks that every
+    /// blob the metadata records has its bytes, of the recorded size.
     pub async fn check_integrity(
         &self,
         quotas: bool,
@@ -75,8 +77,35 @@ impl Registry {
                 }
                 after = page.last().map(|b| b.digest.clone());
             }
+            report.corrupt.extend(self.missing_bytes().await?);
         }
         Ok(report)
+    }
+
+    /// Recorded blobs whose bytes the blob store lacks, or holds at another size.
+    async fn missing_bytes(&self) -> Result<Vec<CorruptBlob>, RegistryError> {
+        let mut found = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page = self.meta.present_blobs(&after, BLOB_PAGE as u32).await?;
+            for blob in &page {
+                let problem = match self.blobs.size(&blob.digest).await? {
+                    None => format!("recorded with {} bytes, none stored", blob.size),
+                    Some(size) if size != blob.size => {
+                        format!("recorded with {} bytes, {size} stored", blob.size)
+                    }
+                    Some(_) => continue,
+                };
+                found.push(CorruptBlob {
+                    digest: blob.digest.clone(),
+                    problem,
+                });
+            }
+            match page.last() {
+                Some(last) if page.len() == BLOB_PAGE => after = last.digest.to_string(),
+                _ => return Ok(found),
+            }
+        }
     }
 
     /// Reads a blob through the store and says what is wrong with it, if anything.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepBytes, SweepError, SweepFailed,
-    UnlinkBatch, UntaggedManifest, settle_retired,
+    CollectionStore, MarkedBlob, MetaError, PinOutcome, RecordedBlob, SweepBytes, SweepError,
+    SweepFailed, UnlinkBatch, UntaggedManifest, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName, UploadId};
 
@@ -309,6 +309,26 @@ impl CollectionStore for PgMetaStore {
         .await
         .map_err(db_err)?;
         marked_blobs(rows)
+    }
+
+    async fn present_blobs(&self, after: &str, limit: u32) -> Result<Vec<RecordedBlob>, MetaError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT digest, size FROM blobs WHERE status = 'present' AND digest > $1
+             ORDER BY digest LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(digest, size)| {
+                Ok(RecordedBlob {
+                    digest: parse_digest(&digest)?,
+                    size: size as u64,
+                })
+            })
+            .collect()
     }
 
     async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {

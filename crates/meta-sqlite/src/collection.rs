@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, PinOutcome, SweepBytes, SweepError, UnlinkBatch,
-    UntaggedManifest, settle_retired,
+    CollectionStore, MarkedBlob, MetaError, PinOutcome, RecordedBlob, SweepBytes, SweepError,
+    UnlinkBatch, UntaggedManifest, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName, UploadId};
 use rusqlite::types::Type;
@@ -409,6 +409,22 @@ impl CollectionStore for SqliteMetaStore {
 
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError> {
         self.readers.with(|c| marked(c, after, limit))
+    }
+
+    async fn present_blobs(&self, after: &str, limit: u32) -> Result<Vec<RecordedBlob>, MetaError> {
+        self.readers.with(|c| {
+            c.prepare_cached(
+                "SELECT digest, size FROM blobs WHERE status = 'present' AND digest > ?1
+                 ORDER BY digest LIMIT ?2",
+            )?
+            .query_map(params![after, limit], |r| {
+                Ok(RecordedBlob {
+                    digest: queries::digest_col(r.get(0)?)?,
+                    size: r.get::<_, i64>(1)? as u64,
+                })
+            })?
+            .collect()
+        })
     }
 
     async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {

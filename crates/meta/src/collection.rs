@@ -31,6 +31,15 @@ pub struct MarkedBlob {
     pub size: u64,
 }
 
+/// A blob as its row records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedBlob {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size as recorded.
+    pub size: u64,
+}
+
 /// What one batch of [`CollectionStore::unlink_unreferenced`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnlinkBatch {
@@ -208,6 +217,10 @@ pub trait CollectionStore: Send + Sync {
 
     /// Blobs marked for deletion, in digest order after `after`, up to `limit`.
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError>;
+
+    /// Blobs whose row is not marked for deletion (whose bytes the blob store must
+    /// hold), in digest order after `after`, up to `limit`.
+    async fn present_blobs(&self, after: &str, limit: u32) -> Result<Vec<RecordedBlob>, MetaError>;
 
     /// Those of `digests` whose row is not marked for deletion: blobs whose bytes a
     /// request may serve. Changes nothing.

@@ -34,8 +34,8 @@ pub use artifacts::{
 };
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
-    CollectionStore, MarkedBlob, PinOutcome, SweepBytes, SweepError, SweepFailed, UnlinkBatch,
-    UntaggedManifest, settle_retired,
+    CollectionStore, MarkedBlob, PinOutcome, RecordedBlob, SweepBytes, SweepError, SweepFailed,
+    UnlinkBatch, UntaggedManifest, settle_retired,
 };
 pub use immutable::{
     GuardFailure, ImmutableRule, ImmutableRuleError, ImmutableRuleStore, ProjectRules, TagGuard,

@@ -482,6 +482,14 @@ impl CollectionStore for FaultyMeta {
         self.inner.marked_blobs(after, limit).await
     }
 
+    async fn present_blobs(
+        &self,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<berth_meta::RecordedBlob>, MetaError> {
+        self.inner.present_blobs(after, limit).await
+    }
+
     async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
         self.inner.live_blobs(digests).await
     }

@@ -290,6 +290,11 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
         vec![]
     );
+    let present = store.present_blobs("", 10_000).await.unwrap();
+    assert!(
+        !present.iter().any(|p| p.digest == blob),
+        "marked: not present"
+    );
     assert!(store.sweep_blob(&blob, LEASE, &deleting).await.unwrap());
     assert!(
         !store.sweep_blob(&blob, LEASE, &deleting).await.unwrap(),
@@ -321,6 +326,19 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
         vec![blob.clone()],
         "linked again, the blob is live"
+    );
+    let present = store.present_blobs("", 10_000).await.unwrap();
+    assert!(present.iter().any(|p| p.digest == blob && p.size == 7));
+    assert!(
+        present
+            .windows(2)
+            .all(|w| w[0].digest.as_str() < w[1].digest.as_str()),
+        "in digest order"
+    );
+    let later = store.present_blobs(blob.as_str(), 10_000).await.unwrap();
+    assert!(
+        !later.iter().any(|p| p.digest == blob),
+        "after it: not listed"
     );
 }
 
