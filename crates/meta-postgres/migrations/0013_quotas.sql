@@ -34,7 +34,10 @@ BEGIN
     INSERT INTO quotas (project_id, hard, created_at, updated_at)
     VALUES (NEW.id,
             coalesce((SELECT value::BIGINT FROM settings
-                      WHERE key = 'storage_per_project' AND value ~ '^(-1|[1-9][0-9]{0,17})$'),
+                      WHERE key = 'storage_per_project'
+                        AND CASE WHEN value ~ '^(-1|[1-9][0-9]{0,18})$'
+                                 THEN value::NUMERIC <= 9223372036854775807
+                                 ELSE FALSE END),
                      -1),
             NEW.created_at, NEW.created_at);
     RETURN NULL;

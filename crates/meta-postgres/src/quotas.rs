@@ -98,10 +98,8 @@ pub async fn exceeded(pool: &PgPool, m: &NewManifest) -> Result<QuotaExceeded, M
 
 fn drift_row(r: &PgRow) -> Result<UsageDrift, MetaError> {
     let get = |i: usize| r.try_get::<Option<i64>, _>(i).map_err(db_err);
-    let pair = |size: usize, refs: usize| -> Result<Option<(u64, u64)>, MetaError> {
-        Ok(get(size)?
-            .zip(get(refs)?)
-            .map(|(s, n)| (s as u64, n as u64)))
+    let pair = |size: usize, refs: usize| -> Result<Option<(i64, i64)>, MetaError> {
+        Ok(get(size)?.zip(get(refs)?))
     };
     let kind: String = r.try_get(0).map_err(db_err)?;
     let project: String = r.try_get(1).map_err(db_err)?;
@@ -109,8 +107,8 @@ fn drift_row(r: &PgRow) -> Result<UsageDrift, MetaError> {
         "missing" => UsageDrift::Missing { project },
         "used" => UsageDrift::Used {
             project,
-            stored: get(3)?.unwrap_or(0) as u64,
-            recomputed: get(5)?.unwrap_or(0) as u64,
+            stored: get(3)?.unwrap_or(0),
+            recomputed: get(5)?.unwrap_or(0),
         },
         _ => UsageDrift::References {
             project,
@@ -156,9 +154,9 @@ impl QuotaStore for PgMetaStore {
                           WHERE project_id = (SELECT id FROM projects WHERE name = $1)
                           FOR UPDATE)
              UPDATE quotas q
-             SET warned = (q.hard >= 0 AND q.used * 100 >= q.hard * $2)
+             SET warned = (q.hard >= 0 AND q.used >= (q.hard / 100) * $2 + ((q.hard % 100) * $2 + 99) / 100)
              FROM old WHERE q.project_id = old.project_id
-               AND old.warned <> (q.hard >= 0 AND q.used * 100 >= q.hard * $2)
+               AND old.warned <> (q.hard >= 0 AND q.used >= (q.hard / 100) * $2 + ((q.hard % 100) * $2 + 99) / 100)
              RETURNING q.warned AND NOT old.warned",
         )
         .bind(project)

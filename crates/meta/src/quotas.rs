@@ -96,10 +96,10 @@ pub enum UsageDrift {
     Used {
         /// The project.
         project: String,
-        /// Stored usage.
-        stored: u64,
+        /// Stored usage (negative when the counter is corrupt).
+        stored: i64,
         /// Recomputed usage.
-        recomputed: u64,
+        recomputed: i64,
     },
     /// A project's count of one digest is not what its manifests hold.
     References {
@@ -107,10 +107,10 @@ pub enum UsageDrift {
         project: String,
         /// The digest, as stored.
         digest: String,
-        /// Stored size and reference count, if stored.
-        stored: Option<(u64, u64)>,
+        /// Stored size and reference count, if stored (negative when corrupt).
+        stored: Option<(i64, i64)>,
         /// Recomputed size and reference count, if any manifest holds it.
-        recomputed: Option<(u64, u64)>,
+        recomputed: Option<(i64, i64)>,
     },
     /// A project has no quota.
     Missing {
