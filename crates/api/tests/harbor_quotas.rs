@@ -346,7 +346,7 @@ async fn audit_a_user_cannot_choose_the_limit_of_the_project_they_create() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let id = location_id(&r);
+    let id = created_id(&r);
     assert_eq!(
         quota_of(&reg, id).await["hard"]["storage"],
         json!(1000),
@@ -371,7 +371,7 @@ async fn audit_a_storage_limit_of_zero_means_the_default() {
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(
-        quota_of(&reg, location_id(&r)).await["hard"]["storage"],
+        quota_of(&reg, created_id(&r)).await["hard"]["storage"],
         json!(1000)
     );
 }
@@ -379,7 +379,6 @@ async fn audit_a_storage_limit_of_zero_means_the_default() {
 /// Quota audit finding 2: the warning mark is cleared only by a push, so usage that
 /// falls below the threshold by deletes and crosses it again is never audited again.
 #[tokio::test]
-#[ignore = "reproduces quota audit finding 2"]
 async fn audit_a_second_crossing_after_deletes_is_warned_again() {
     let reg = TestRegistry::secure().await;
     let id = project(&reg, "team", Some(1200)).await;

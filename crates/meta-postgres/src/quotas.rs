@@ -154,9 +154,10 @@ impl QuotaStore for PgMetaStore {
                           WHERE project_id = (SELECT id FROM projects WHERE name = $1)
                           FOR UPDATE)
              UPDATE quotas q
-             SET warned = (q.hard >= 0 AND q.used >= (q.hard / 100) * $2 + ((q.hard % 100) * $2 + 99) / 100)
+             SET warned = (q.hard >= 0 AND q.used >= quota_warn_at(q.hard, $2)),
+                 warn_percent = $2
              FROM old WHERE q.project_id = old.project_id
-               AND old.warned <> (q.hard >= 0 AND q.used >= (q.hard / 100) * $2 + ((q.hard % 100) * $2 + 99) / 100)
+               AND old.warned <> (q.hard >= 0 AND q.used >= quota_warn_at(q.hard, $2))
              RETURNING q.warned AND NOT old.warned",
         )
         .bind(project)
@@ -209,7 +210,13 @@ impl QuotaStore for PgMetaStore {
     ) -> Result<bool, MetaError> {
         let mut tx = self.durable().await?;
         let found =
-            sqlx::query("UPDATE quotas SET hard = $2, updated_at = $3 WHERE project_id = $1")
+            // A limit that puts usage below the mark's share of it clears the mark.
+            sqlx::query(
+                "UPDATE quotas
+                 SET hard = $2, updated_at = $3,
+                     warned = warned AND $2 >= 0 AND used >= quota_warn_at($2, warn_percent)
+                 WHERE project_id = $1",
+            )
                 .bind(id)
                 .bind(hard)
                 .bind(now)

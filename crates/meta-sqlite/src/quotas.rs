@@ -154,7 +154,7 @@ impl QuotaStore for SqliteMetaStore {
                 .map_err(db_err)?;
                 let marked = c
                     .prepare_cached(
-                        "UPDATE quotas SET warned = 1
+                        "UPDATE quotas SET warned = 1, warn_percent = ?2
                          WHERE project_id = (SELECT id FROM projects WHERE name = ?1)
                            AND NOT warned AND hard >= 0 AND used >= (hard / 100) * ?2 + ((hard % 100) * ?2 + 99) / 100",
                     )
@@ -196,8 +196,14 @@ impl QuotaStore for SqliteMetaStore {
         self.writer
             .run(move |c| {
                 let changed = c
+                    // A limit that puts usage below the mark's share of it clears the mark.
                     .execute(
-                        "UPDATE quotas SET hard = ?2, updated_at = ?3 WHERE project_id = ?1",
+                        "UPDATE quotas
+                         SET hard = ?2, updated_at = ?3,
+                             warned = warned AND ?2 >= 0
+                                 AND used >= (?2 / 100) * warn_percent
+                                     + ((?2 % 100) * warn_percent + 99) / 100
+                         WHERE project_id = ?1",
                         params![id, hard, now],
                     )
                     .map_err(db_err)?;

@@ -259,8 +259,43 @@ async fn the_warning_is_recorded_once_per_crossing(store: &dyn Metadata) {
     .await
     .unwrap();
     assert!(warn().await.is_some(), "crossed again");
+    // A delete below the threshold clears the mark by itself, with no warning asked for
+    // in between; one that stays above keeps it.
+    let three = manifest("cf-q-warn/a", "qw-three", &[("qw-l3", 2)], &[]);
+    push(store, &three).await.unwrap();
+    assert_eq!(warn().await, None, "96 %: still marked");
+    let delete = async |body: &str, now| {
+        store
+            .delete_manifest(&r, &digest(body), None, None, now)
+            .await
+            .unwrap()
+    };
+    delete("qw-three", 3).await;
+    push(store, &three).await.unwrap();
+    assert_eq!(
+        warn().await,
+        None,
+        "at least 86 % throughout: no new crossing"
+    );
+    delete("qw-three", 4).await;
+    delete("qw-two", 4).await;
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]),
+    )
+    .await
+    .unwrap();
+    assert!(warn().await.is_some(), "crossed again after deletes alone");
+    // A limit that puts usage below the threshold clears the mark too; one that leaves
+    // it at the threshold (85 % of 101 is 85.85: 86 bytes) keeps it.
+    let actor = audit("cf-quota", "update", "quota");
+    assert!(store.set_quota_limit(id, 101, 5, &actor).await.unwrap());
+    assert_eq!(warn().await, None, "86 of 101: still marked");
+    assert!(store.set_quota_limit(id, 102, 6, &actor).await.unwrap());
+    assert!(store.set_quota_limit(id, 100, 7, &actor).await.unwrap());
+    assert!(warn().await.is_some(), "crossed again by a lowered limit");
     let trail = audit_trail(store, "cf-quota-warn").await;
-    assert_eq!(trail.len(), 2);
+    assert_eq!(trail.len(), 4);
     assert!(trail.iter().all(|e| e.project_id == Some(id)));
 }
 
