@@ -381,7 +381,6 @@ async fn a_storage_limit_of_zero_means_the_default() {
 /// Quota audit finding 2: the warning mark is cleared only by a push, so usage that
 /// falls below the threshold by deletes and crosses it again is never audited again.
 #[tokio::test]
-#[ignore = "reproduces quota audit finding 2"]
 async fn audit_a_second_crossing_after_deletes_is_warned_again() {
     let reg = TestRegistry::secure().await;
     let id = project(&reg, "team", Some(1200)).await;

@@ -15,7 +15,10 @@ CREATE TABLE quotas (
     project_id BIGINT  PRIMARY KEY REFERENCES projects (id) ON DELETE CASCADE,
     hard       BIGINT  NOT NULL CHECK (hard = -1 OR hard > 0),
     used       BIGINT  NOT NULL DEFAULT 0,
+    -- The warning mark and the percentage of `hard` it was set at: a delete that takes
+    -- usage below that share, or a limit that puts it there, clears it.
     warned     BOOLEAN NOT NULL DEFAULT FALSE,
+    warn_percent INTEGER NOT NULL DEFAULT 0 CHECK (warn_percent BETWEEN 0 AND 100),
     created_at BIGINT  NOT NULL,
     updated_at BIGINT  NOT NULL
 );
@@ -28,13 +31,23 @@ CREATE TABLE project_blobs (
     PRIMARY KEY (project_id, digest)
 );
 
+-- The usage from which `percent` % of `hard` bytes is reached, rounded up, computed
+-- without overflow for any limit.
+CREATE FUNCTION quota_warn_at(hard BIGINT, percent BIGINT) RETURNS BIGINT
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (hard / 100) * percent + ((hard % 100) * percent + 99) / 100
+$$;
+
 -- Every project gets a quota with the default limit (Harbor's `storage_per_project`).
 CREATE FUNCTION projects_quota() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO quotas (project_id, hard, created_at, updated_at)
     VALUES (NEW.id,
             coalesce((SELECT value::BIGINT FROM settings
-                      WHERE key = 'storage_per_project' AND value ~ '^(-1|[1-9][0-9]{0,17})$'),
+                      WHERE key = 'storage_per_project'
+                        AND CASE WHEN value ~ '^(-1|[1-9][0-9]{0,18})$'
+                                 THEN value::NUMERIC <= 9223372036854775807
+                                 ELSE FALSE END),
                      -1),
             NEW.created_at, NEW.created_at);
     RETURN NULL;
@@ -106,8 +119,14 @@ BEGIN
     WITH gone AS (DELETE FROM project_blobs
                   WHERE project_id = project AND refs = 0 RETURNING size)
     SELECT coalesce(sum(size), 0) INTO released FROM gone;
+    -- Below its share of the limit, the warning mark goes: the next crossing is warned
+    -- again.
     IF released > 0 THEN
-        UPDATE quotas SET used = used - released WHERE project_id = project;
+        UPDATE quotas
+        SET used = used - released,
+            warned = warned AND hard >= 0
+                     AND used - released >= quota_warn_at(hard, warn_percent)
+        WHERE project_id = project;
     END IF;
     RETURN OLD;
 END

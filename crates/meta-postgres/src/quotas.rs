@@ -98,10 +98,8 @@ pub async fn exceeded(pool: &PgPool, m: &NewManifest) -> Result<QuotaExceeded, M
 
 fn drift_row(r: &PgRow) -> Result<UsageDrift, MetaError> {
     let get = |i: usize| r.try_get::<Option<i64>, _>(i).map_err(db_err);
-    let pair = |size: usize, refs: usize| -> Result<Option<(u64, u64)>, MetaError> {
-        Ok(get(size)?
-            .zip(get(refs)?)
-            .map(|(s, n)| (s as u64, n as u64)))
+    let pair = |size: usize, refs: usize| -> Result<Option<(i64, i64)>, MetaError> {
+        Ok(get(size)?.zip(get(refs)?))
     };
     let kind: String = r.try_get(0).map_err(db_err)?;
     let project: String = r.try_get(1).map_err(db_err)?;
@@ -109,8 +107,8 @@ fn drift_row(r: &PgRow) -> Result<UsageDrift, MetaError> {
         "missing" => UsageDrift::Missing { project },
         "used" => UsageDrift::Used {
             project,
-            stored: get(3)?.unwrap_or(0) as u64,
-            recomputed: get(5)?.unwrap_or(0) as u64,
+            stored: get(3)?.unwrap_or(0),
+            recomputed: get(5)?.unwrap_or(0),
         },
         _ => UsageDrift::References {
             project,
@@ -156,9 +154,10 @@ impl QuotaStore for PgMetaStore {
                           WHERE project_id = (SELECT id FROM projects WHERE name = $1)
                           FOR UPDATE)
              UPDATE quotas q
-             SET warned = (q.hard >= 0 AND q.used * 100 >= q.hard * $2)
+             SET warned = (q.hard >= 0 AND q.used >= quota_warn_at(q.hard, $2)),
+                 warn_percent = $2
              FROM old WHERE q.project_id = old.project_id
-               AND old.warned <> (q.hard >= 0 AND q.used * 100 >= q.hard * $2)
+               AND old.warned <> (q.hard >= 0 AND q.used >= quota_warn_at(q.hard, $2))
              RETURNING q.warned AND NOT old.warned",
         )
         .bind(project)
@@ -211,7 +210,13 @@ impl QuotaStore for PgMetaStore {
     ) -> Result<bool, MetaError> {
         let mut tx = self.durable().await?;
         let found =
-            sqlx::query("UPDATE quotas SET hard = $2, updated_at = $3 WHERE project_id = $1")
+            // A limit that puts usage below the mark's share of it clears the mark.
+            sqlx::query(
+                "UPDATE quotas
+                 SET hard = $2, updated_at = $3,
+                     warned = warned AND $2 >= 0 AND used >= quota_warn_at($2, warn_percent)
+                 WHERE project_id = $1",
+            )
                 .bind(id)
                 .bind(hard)
                 .bind(now)

@@ -12,7 +12,10 @@ CREATE TABLE quotas (
     project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
     hard       INTEGER NOT NULL CHECK (hard = -1 OR hard > 0),
     used       INTEGER NOT NULL DEFAULT 0,
+    -- The warning mark and the percentage of `hard` it was set at: a delete that takes
+    -- usage below that share, or a limit that puts it there, clears it.
     warned     INTEGER NOT NULL DEFAULT 0,
+    warn_percent INTEGER NOT NULL DEFAULT 0 CHECK (warn_percent BETWEEN 0 AND 100),
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
@@ -78,6 +81,13 @@ CREATE TRIGGER manifests_release BEFORE DELETE ON manifests BEGIN
     SET used = used - (SELECT coalesce(sum(size), 0) FROM project_blobs pb
                        WHERE pb.project_id = quotas.project_id AND pb.refs = 0)
     WHERE project_id = (SELECT project_id FROM repositories WHERE id = OLD.repository_id);
+    -- Below its share of the limit (rounded up, without overflow), the mark goes: the
+    -- next crossing is warned again.
+    UPDATE quotas SET warned = 0
+    WHERE project_id = (SELECT project_id FROM repositories WHERE id = OLD.repository_id)
+      AND warned
+      AND (hard < 0
+           OR used < (hard / 100) * warn_percent + ((hard % 100) * warn_percent + 99) / 100);
     DELETE FROM project_blobs
     WHERE project_id = (SELECT project_id FROM repositories WHERE id = OLD.repository_id)
       AND refs = 0;

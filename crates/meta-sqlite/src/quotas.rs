@@ -87,9 +87,9 @@ pub fn check_push(c: &Connection, m: &NewManifest) -> Result<(), PutManifestErro
 fn drift_row(r: &Row<'_>) -> rusqlite::Result<UsageDrift> {
     let kind: String = r.get(0)?;
     let project: String = r.get(1)?;
-    let pair = |size: usize, refs: usize| -> rusqlite::Result<Option<(u64, u64)>> {
-        Ok(r.get::<_, Option<u64>>(size)?
-            .zip(r.get::<_, Option<u64>>(refs)?))
+    let pair = |size: usize, refs: usize| -> rusqlite::Result<Option<(i64, i64)>> {
+        Ok(r.get::<_, Option<i64>>(size)?
+            .zip(r.get::<_, Option<i64>>(refs)?))
     };
     Ok(match kind.as_str() {
         "missing" => UsageDrift::Missing { project },
@@ -134,7 +134,7 @@ impl QuotaStore for SqliteMetaStore {
             c.prepare_cached(
                 "SELECT 1 FROM quotas
                  WHERE project_id = (SELECT id FROM projects WHERE name = ?1)
-                   AND warned <> (hard >= 0 AND used * 100 >= hard * ?2)",
+                   AND warned <> (hard >= 0 AND used >= (hard / 100) * ?2 + ((hard % 100) * ?2 + 99) / 100)",
             )?
             .exists(params![repository.project(), percent])
         })?;
@@ -148,15 +148,15 @@ impl QuotaStore for SqliteMetaStore {
                 c.prepare_cached(
                     "UPDATE quotas SET warned = 0
                      WHERE project_id = (SELECT id FROM projects WHERE name = ?1)
-                       AND warned AND (hard < 0 OR used * 100 < hard * ?2)",
+                       AND warned AND (hard < 0 OR used < (hard / 100) * ?2 + ((hard % 100) * ?2 + 99) / 100)",
                 )
                 .and_then(|mut s| s.execute(params![project, percent]))
                 .map_err(db_err)?;
                 let marked = c
                     .prepare_cached(
-                        "UPDATE quotas SET warned = 1
+                        "UPDATE quotas SET warned = 1, warn_percent = ?2
                          WHERE project_id = (SELECT id FROM projects WHERE name = ?1)
-                           AND NOT warned AND hard >= 0 AND used * 100 >= hard * ?2",
+                           AND NOT warned AND hard >= 0 AND used >= (hard / 100) * ?2 + ((hard % 100) * ?2 + 99) / 100",
                     )
                     .and_then(|mut s| s.execute(params![project, percent]))
                     .map_err(db_err)?;
@@ -196,8 +196,14 @@ impl QuotaStore for SqliteMetaStore {
         self.writer
             .run(move |c| {
                 let changed = c
+                    // A limit that puts usage below the mark's share of it clears the mark.
                     .execute(
-                        "UPDATE quotas SET hard = ?2, updated_at = ?3 WHERE project_id = ?1",
+                        "UPDATE quotas
+                         SET hard = ?2, updated_at = ?3,
+                             warned = warned AND ?2 >= 0
+                                 AND used >= (?2 / 100) * warn_percent
+                                     + ((?2 % 100) * warn_percent + 99) / 100
+                         WHERE project_id = ?1",
                         params![id, hard, now],
                     )
                     .map_err(db_err)?;

@@ -96,10 +96,10 @@ pub enum UsageDrift {
     Used {
         /// The project.
         project: String,
-        /// Stored usage.
-        stored: u64,
+        /// Stored usage (negative when the counter is corrupt).
+        stored: i64,
         /// Recomputed usage.
-        recomputed: u64,
+        recomputed: i64,
     },
     /// A project's count of one digest is not what its manifests hold.
     References {
@@ -107,10 +107,10 @@ pub enum UsageDrift {
         project: String,
         /// The digest, as stored.
         digest: String,
-        /// Stored size and reference count, if stored.
-        stored: Option<(u64, u64)>,
+        /// Stored size and reference count, if stored (negative when corrupt).
+        stored: Option<(i64, i64)>,
         /// Recomputed size and reference count, if any manifest holds it.
-        recomputed: Option<(u64, u64)>,
+        recomputed: Option<(i64, i64)>,
     },
     /// A project has no quota.
     Missing {
@@ -131,8 +131,10 @@ pub trait QuotaStore: Send + Sync {
     ) -> Result<Option<BlobQuota>, MetaError>;
     /// Marks the quota of `repository`'s project as warned and records `audit` (its
     /// project filled in), in one transaction, when its usage is at least `percent` of
-    /// a limit and it was not marked; clears the mark when it is below. Returns the
-    /// quota when it was marked now.
+    /// a limit (rounded up to a whole byte) and it was not marked; clears the mark when
+    /// it is below. The mark keeps `percent`: a delete of any kind that takes usage
+    /// below that share, or a limit that does, clears it in its own transaction, so the
+    /// next crossing is warned again. Returns the quota when it was marked now.
     async fn warn_quota(
         &self,
         repository: &RepositoryName,
@@ -144,7 +146,8 @@ pub trait QuotaStore: Send + Sync {
     /// One quota by id.
     async fn quota(&self, id: i64) -> Result<Option<Quota>, MetaError>;
     /// Sets quota `id`'s limit (bytes, or [`UNLIMITED`]) and records `audit`, in one
-    /// transaction; returns whether the quota exists.
+    /// transaction, clearing the warning mark when usage is below its share of the new
+    /// limit; returns whether the quota exists.
     async fn set_quota_limit(
         &self,
         id: i64,

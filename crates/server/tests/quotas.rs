@@ -388,7 +388,6 @@ async fn fsck_blobs_reports_a_referenced_blob_missing_from_storage() {
 /// digits (migration 0013), so on PostgreSQL a default of 10^18 bytes or more gives new
 /// projects no limit at all, where SQLite gives them the default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reproduces quota audit finding 4"]
 async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
     let Some(db) = berth_testkit_postgres::TempDatabase::create().await else {
         panic!("this check needs PostgreSQL");
@@ -437,7 +436,6 @@ async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
 /// -5 out of range" and reports nothing. Needs the `sqlite3` command to edit the
 /// counter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "reproduces quota audit finding 6"]
 async fn audit_fsck_reports_a_negative_usage_counter() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");

@@ -18,6 +18,7 @@ pub(super) async fn run(store: Arc<dyn Metadata>) {
     limits_refuse_pushes_past_them(&*store).await;
     new_projects_get_the_default_limit(&*store).await;
     the_warning_is_recorded_once_per_crossing(&*store).await;
+    a_limit_near_the_largest_is_warned_exactly(&*store).await;
     concurrent_pushes_never_pass_the_limit(store.clone()).await;
     assert_clean(&*store).await;
 }
@@ -258,9 +259,69 @@ async fn the_warning_is_recorded_once_per_crossing(store: &dyn Metadata) {
     .await
     .unwrap();
     assert!(warn().await.is_some(), "crossed again");
+    // A delete below the threshold clears the mark by itself, with no warning asked for
+    // in between; one that stays above keeps it.
+    let three = manifest("cf-q-warn/a", "qw-three", &[("qw-l3", 2)], &[]);
+    push(store, &three).await.unwrap();
+    assert_eq!(warn().await, None, "96 %: still marked");
+    let delete = async |body: &str, now| {
+        store
+            .delete_manifest(&r, &digest(body), None, None, now)
+            .await
+            .unwrap()
+    };
+    delete("qw-three", 3).await;
+    push(store, &three).await.unwrap();
+    assert_eq!(
+        warn().await,
+        None,
+        "at least 86 % throughout: no new crossing"
+    );
+    delete("qw-three", 4).await;
+    delete("qw-two", 4).await;
+    push(
+        store,
+        &manifest("cf-q-warn/a", "qw-two", &[("qw-l2", 4)], &[]),
+    )
+    .await
+    .unwrap();
+    assert!(warn().await.is_some(), "crossed again after deletes alone");
+    // A limit that puts usage below the threshold clears the mark too; one that leaves
+    // it at the threshold (85 % of 101 is 85.85: 86 bytes) keeps it.
+    let actor = audit("cf-quota", "update", "quota");
+    assert!(store.set_quota_limit(id, 101, 5, &actor).await.unwrap());
+    assert_eq!(warn().await, None, "86 of 101: still marked");
+    assert!(store.set_quota_limit(id, 102, 6, &actor).await.unwrap());
+    assert!(store.set_quota_limit(id, 100, 7, &actor).await.unwrap());
+    assert!(warn().await.is_some(), "crossed again by a lowered limit");
     let trail = audit_trail(store, "cf-quota-warn").await;
-    assert_eq!(trail.len(), 2);
+    assert_eq!(trail.len(), 4);
     assert!(trail.iter().all(|e| e.project_id == Some(id)));
+}
+
+async fn a_limit_near_the_largest_is_warned_exactly(store: &dyn Metadata) {
+    // 85 % of the largest limit is 7_839_866_231_326_559_435.95 bytes: the warning
+    // starts at the next whole byte, and no step of its test may overflow.
+    let id = project_with_limit(store, "cf-q-huge", Some(i64::MAX)).await;
+    let r = repo("cf-q-huge/a");
+    let entry = audit("cf-quota-huge", "quota_warning", "cf-q-huge");
+    let threshold = 7_839_866_231_326_559_436;
+    // A 6-byte manifest and its layer: one byte short of the threshold.
+    let layer = threshold - 1 - 6;
+    push(
+        store,
+        &manifest("cf-q-huge/a", "qh-one", &[("qh-l1", layer)], &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(used(store, id).await, threshold - 1);
+    assert_eq!(store.warn_quota(&r, 85, &entry).await.unwrap(), None);
+    // A 2-byte manifest reaches it.
+    push(store, &manifest("cf-q-huge/a", "qh", &[], &[]))
+        .await
+        .unwrap();
+    let warned = store.warn_quota(&r, 85, &entry).await.unwrap();
+    assert_eq!(warned.map(|q| q.used), Some(threshold + 1));
 }
 
 async fn concurrent_pushes_never_pass_the_limit(store: Arc<dyn Metadata>) {

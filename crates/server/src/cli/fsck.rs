@@ -23,7 +23,7 @@ pub struct FsckArgs {
 }
 
 /// A stored size and reference count, or `-` when there is none.
-fn counts(pair: Option<(u64, u64)>) -> String {
+fn counts(pair: Option<(i64, i64)>) -> String {
     pair.map_or("-".into(), |(size, refs)| {
         format!("{size} bytes, {refs} refs")
     })
