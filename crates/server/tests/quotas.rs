@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use berth_oci::{Algorithm, Digest};
@@ -315,26 +315,22 @@ async fn phases(env: &[(&str, &str)]) {
     assert!(report.contains("team"), "{report}");
 
     // A blob changed at rest is reported by `--blobs`.
-    let hex = Digest::compute(Algorithm::Sha256, &config)
-        .as_str()
-        .trim_start_matches("sha256:")
-        .to_owned();
-    let file = walkdir(&data)
-        .into_iter()
-        .find(|p| p.ends_with(&hex))
-        .expect("the config blob's file");
+    let file = blob_file(&data, &config);
     std::fs::write(&file, b"not the config").unwrap();
     let out = berth(&data, env, &["fsck", "--blobs"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
-        stdout.contains(&format!("blob sha256:{hex} is corrupt")),
+        stdout.contains(&format!(
+            "blob {} is corrupt",
+            Digest::compute(Algorithm::Sha256, &config)
+        )),
         "{stdout}"
     );
 }
 
 /// Every file under `dir`.
-fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
@@ -366,14 +362,7 @@ async fn fsck_blobs_reports_a_referenced_blob_missing_from_storage() {
     assert!(push_image(&url, "team/app", config, &layer).await.is_some());
     drop(server);
     fsck_clean(&data, ENV);
-    let hex = Digest::compute(Algorithm::Sha256, &layer)
-        .as_str()
-        .trim_start_matches("sha256:")
-        .to_owned();
-    let file = walkdir(&data)
-        .into_iter()
-        .find(|p| p.ends_with(&hex))
-        .expect("the layer's file");
+    let file = blob_file(&data, &layer);
     std::fs::remove_file(&file).unwrap();
     let out = berth(&data, ENV, &["fsck", "--blobs"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -383,12 +372,10 @@ async fn fsck_blobs_reports_a_referenced_blob_missing_from_storage() {
     );
 }
 
-/// Quota audit finding 4: the `storage_per_project` setting accepts any positive i64,
-/// but PostgreSQL's `projects_quota` trigger takes it only when it has at most 18
-/// digits (migration 0013), so on PostgreSQL a default of 10^18 bytes or more gives new
-/// projects no limit at all, where SQLite gives them the default.
+/// The `storage_per_project` setting accepts any positive i64, and on PostgreSQL too a
+/// default of 10^18 bytes or more is new projects' limit, as on SQLite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
+async fn a_nineteen_digit_default_limit_applies_on_postgres() {
     let Some(db) = berth_testkit_postgres::TempDatabase::create().await else {
         panic!("this check needs PostgreSQL");
     };
@@ -431,12 +418,10 @@ async fn audit_a_nineteen_digit_default_limit_applies_on_postgres() {
     );
 }
 
-/// Quota audit finding 6: a counter that went negative is the drift `berth fsck` exists
-/// to report, but the stored values are read as unsigned, so fsck fails with "Integer
-/// -5 out of range" and reports nothing. Needs the `sqlite3` command to edit the
-/// counter.
+/// A counter that went negative is drift `berth fsck` reports, rather than failing to
+/// read it. Needs the `sqlite3` command to edit the counter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_fsck_reports_a_negative_usage_counter() {
+async fn fsck_reports_a_negative_usage_counter() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let out = berth(&data, ENV, &["project", "create", "team"]);
@@ -459,4 +444,16 @@ async fn audit_fsck_reports_a_negative_usage_counter() {
         "no report of the difference:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The file holding the blob of `bytes` under the data directory.
+fn blob_file(data: &Path, bytes: &[u8]) -> PathBuf {
+    let hex = Digest::compute(Algorithm::Sha256, bytes)
+        .as_str()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    walkdir(data)
+        .into_iter()
+        .find(|p| p.ends_with(&hex))
+        .expect("the blob's file")
 }
