@@ -16,7 +16,7 @@ use crate::keys::UploadKeys;
 use crate::state::Chunk;
 
 /// Largest object S3 copies in one request (5 GiB); larger ones are streamed through.
-const COPY_LIMIT: u64 = 5 << 30;
+pub(crate) const COPY_LIMIT: u64 = 5 << 30;
 
 /// Publishes the upload's first `len` bytes as `digest` (see
 /// [`berth_blob::BlobStore::commit_upload`]), then removes the upload.

@@ -9,11 +9,18 @@ use berth_oci::Digest;
 use futures_util::TryStreamExt;
 
 use crate::bucket::{Bucket, is_not_found, storage};
-use crate::commit::copy_new;
+use crate::commit::{COPY_LIMIT, copy_new};
 
 /// Moves the blob's bytes to its retired key under `token`; an absent blob is no error.
+/// A blob larger than one server-side copy may be (5 GiB) is deleted where it is, as
+/// before sweeps retired bytes: such a sweep is not fenced against a stalled node.
 pub(crate) async fn retire(bucket: &Bucket, digest: &Digest, token: &str) -> Result<(), BlobError> {
     let (blob, to) = (bucket.keys.blob(digest), retired(bucket, digest, token)?);
+    match bucket.size(&blob).await? {
+        None => return Ok(()),
+        Some(size) if size > COPY_LIMIT => return bucket.delete_all(vec![blob]).await,
+        Some(_) => {}
+    }
     match bucket.writes.copy(&blob, &to).await {
         Err(e) if is_not_found(&e) => return Ok(()),
         copied => copied.map_err(storage)?,

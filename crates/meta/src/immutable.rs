@@ -57,7 +57,8 @@ impl TagGuard {
     /// Why this guard no longer allows a delete that would now remove `tags`, if it does
     /// not: they include a tag the decision did not look at (then `tags` are all of them).
     pub fn uncovered(&self, tags: Vec<Tag>) -> Option<GuardFailure> {
-        let covered = tags.iter().all(|t| self.tags.contains(t));
+        let guarded: std::collections::HashSet<&Tag> = self.tags.iter().collect();
+        let covered = tags.iter().all(|t| guarded.contains(t));
         (!covered).then_some(GuardFailure::TagsChanged(tags))
     }
 }

@@ -49,20 +49,26 @@ impl Registry {
         let live = self.meta.live_blobs(&digests).await?;
         let mut settled = 0;
         for copy in retired {
-            if live.contains(&copy.digest) {
+            let outcome = if live.contains(&copy.digest) {
                 tracing::warn!(digest = %copy.digest, token = %copy.token,
                     "restoring the retired bytes of a live blob");
                 self.blobs
                     .restore_retired(&copy.digest, &copy.token)
-                    .await?;
+                    .await
             } else if unix_ms(copy.retired) < before {
                 self.blobs
                     .discard_retired(&copy.digest, &copy.token)
-                    .await?;
+                    .await
             } else {
                 continue;
+            };
+            // One copy that cannot be settled holds up no collection: it is tried again
+            // by the next one.
+            match outcome {
+                Ok(()) => settled += 1,
+                Err(e) => tracing::error!(digest = %copy.digest, token = %copy.token,
+                    error = %e, "could not settle a retired copy"),
             }
-            settled += 1;
         }
         Ok(settled)
     }
