@@ -618,3 +618,115 @@ async fn bytes_of_a_live_blob_retired_late_are_restored_by_the_next_collection()
     assert_eq!(pulled.status, StatusCode::OK);
     assert_eq!(&pulled.body[..], b"retired too late");
 }
+
+/// Every file below `dir`, recursively.
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match path.is_dir() {
+            true => found.extend(files_below(&path)),
+            false => found.push(path),
+        }
+    }
+    found
+}
+
+/// Review finding 2: the recovery of retired copies stops at the first copy it cannot
+/// settle (here a file in `retired/` whose token `restore_retired`/`discard_retired`
+/// refuse, though `list_retired` listed it), and the `?` fails the whole collection
+/// before its sweep phase: no marked blob is ever deleted again.
+#[tokio::test]
+#[ignore = "reproduces review finding 2"]
+async fn one_retired_copy_that_cannot_be_settled_holds_up_no_collection() {
+    let (_, registry, blob) = aged_blob("gc/stuck", b"collectable while a copy is stuck").await;
+    let stray = registry
+        .push_blob("gc/other", b"a stray retired copy")
+        .await;
+    registry.blobs.retire(&stray, "stray0").await.unwrap();
+    let Some(copy) = files_below(registry.dir.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".stray0"))
+    else {
+        // Not a filesystem store: nothing to rename.
+        return;
+    };
+    std::fs::rename(&copy, copy.with_extension("stray-0")).unwrap();
+    assert!(
+        registry
+            .blobs
+            .list_retired()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.token == "stray-0"),
+        "the store lists the copy"
+    );
+
+    let report = registry.registry.collect_garbage(options(false)).await;
+    let report = report.expect("one copy that cannot be settled fails no collection");
+    assert_eq!(digests(&report), std::slice::from_ref(&blob));
+}
+
+/// Review finding 5: on SQLite the claim of a sweep is the lock of a file, held by the
+/// sweep's future. A completing push runs the sweep of its marked digest under
+/// `tokio::time::timeout(PIN_WAIT)` (uploads.rs `pin_digest`): when the retire is slow,
+/// the timeout drops the future, which closes the lock file (the claim is gone) while
+/// the retire, in a blocking thread, still runs. Another sweep then deletes the row, the
+/// digest is pushed again, and the first retire lands on the bytes of that push: the
+/// acknowledged blob answers 404, with nobody left to restore it before the next
+/// collection. (PostgreSQL is reached by the same drop: there the lease covers it.)
+#[tokio::test]
+#[ignore = "reproduces review finding 5"]
+async fn a_push_that_gives_up_on_a_slow_sweep_leaves_no_late_retire_behind() {
+    let data = b"retired by a sweep the push gave up on";
+    let (_, registry, blob) = aged_blob("gc/slow", data).await;
+    registry.faults.cut_sweeps(1);
+    let cut = registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(cut.failed.len(), 1, "the blob stays marked: {cut:?}");
+
+    // The push sweeps the marked blob itself; its retire takes 12 s, past the push's
+    // 10 s bound: the push gives up (429) and drops the sweep.
+    registry
+        .faults
+        .stall_next_retire(registry.blobs.clone(), Duration::from_secs(12));
+    let uri = format!("/v2/gc/slow/blobs/uploads/?digest={blob}");
+    let r = registry
+        .send(
+            http::Method::POST,
+            &uri,
+            &[],
+            bytes::Bytes::from_static(data),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+
+    // Another sweep (a collection) finds the claim free, deletes the row; the digest is
+    // pushed again and acknowledged.
+    registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(registry.push_blob("gc/slow", data).await, blob);
+    assert_eq!(
+        blob_status(&registry, "gc/slow", &blob).await,
+        StatusCode::OK
+    );
+
+    // The first sweep's retire lands.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pulled = registry.get(&format!("/v2/gc/slow/blobs/{blob}")).await;
+    let retired = registry.blobs.list_retired().await.unwrap();
+    assert_eq!(
+        pulled.status,
+        StatusCode::OK,
+        "the bytes of the acknowledged push were moved aside: {:?}, stored: {:?}, retired: {retired:?}",
+        pulled.body,
+        registry.blobs.size(&blob).await.unwrap(),
+    );
+}

@@ -879,3 +879,65 @@ async fn appends_hold_at_most_three_parts_of_their_body_each() {
         "every frame was let go"
     );
 }
+
+/// Review finding 3: on an object store a retire is two requests (a copy to the retired
+/// key, then the delete of the blob). A node stalled between the two (its delete held
+/// in flight past its lease) deletes the blob that a push published after another sweep
+/// took the row over; if a collection's recovery meanwhile "restored" the stalled
+/// node's copy (the row is live, the blob present: the copy is deleted), no copy is
+/// left, and the stalled node's own restore finds nothing: an acknowledged blob has no
+/// bytes anywhere. Metadata steps are played by hand; the byte calls are the ones
+/// `sweep_blob` and `recover_retired` make.
+#[tokio::test]
+#[ignore = "reproduces review finding 3"]
+async fn a_retire_stalled_between_its_copy_and_its_delete_loses_no_pushed_bytes() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    // Node A: its deletions are held in flight for 4 s; node B: direct.
+    let hold: fault_proxy::Rule = Arc::new(|seen: &Seen| match seen.method {
+        Method::POST | Method::DELETE => Fault::Hold(Duration::from_secs(4)),
+        _ => Fault::Pass,
+    });
+    let proxy = FaultProxy::start(server.endpoint(), hold).await;
+    let (a, b) = (store_via(&server, &proxy), store(&server));
+    let bytes = data(31, 1000);
+    let id = new_id();
+    b.create_upload(&id).await.unwrap();
+    append(&b, &id, &[], &bytes).await;
+    let digest = commit_and_check(&b, &id, &bytes).await;
+
+    // A claims the marked row (token stalled1) and retires: the copy lands, the delete
+    // of the blob is held.
+    let stalled = {
+        let (a, digest) = (a.clone(), digest.clone());
+        tokio::spawn(async move { a.retire(&digest, "stalled1").await })
+    };
+    for _ in 0..100 {
+        let copies = b.list_retired().await.unwrap();
+        if copies.iter().any(|c| c.token == "stalled1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A's lease lapses; a push takes the row over: sweeps it (token push2), then
+    // publishes its own bytes; the row is live again.
+    b.retire(&digest, "push2").await.unwrap();
+    b.discard_retired(&digest, "push2").await.unwrap();
+    let id = new_id();
+    b.create_upload(&id).await.unwrap();
+    append(&b, &id, &[], &bytes).await;
+    commit_and_check(&b, &id, &bytes).await;
+    // A collection's recovery finds A's copy of a live blob and restores it: the blob
+    // is present, so the copy is deleted.
+    b.restore_retired(&digest, "stalled1").await.unwrap();
+    // A's held delete lands; its row delete under stalled1 deletes nothing; it restores.
+    stalled.await.unwrap().unwrap();
+    a.restore_retired(&digest, "stalled1").await.unwrap();
+
+    assert_eq!(
+        b.size(&digest).await.unwrap(),
+        Some(bytes.len() as u64),
+        "the bytes of a blob pushed and acknowledged after the stalled sweep are gone"
+    );
+}

@@ -144,3 +144,34 @@ pub trait ImmutableRuleStore: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<bool, MetaError>;
 }
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+
+    /// Review finding 6: `uncovered` looks each tag up in a `Vec` (`contains`), so the
+    /// guard check of a repository delete is quadratic in the repository's tags, and it
+    /// runs inside the delete's transaction (SQLite: on the single writer; PostgreSQL:
+    /// with the repository locked and the project's row held in share mode).
+    #[test]
+    #[ignore = "reproduces review finding 6"]
+    fn a_guard_covering_many_tags_is_checked_in_linear_time() {
+        let tags: Vec<Tag> = (0..40_000)
+            .map(|i| Tag::parse(&format!("build-2026-12-06-{i:08}")).unwrap())
+            .collect();
+        let guard = TagGuard {
+            project_id: Some(1),
+            revision: 0,
+            tags: tags.clone(),
+        };
+        let mut current = tags;
+        current.reverse();
+        let started = std::time::Instant::now();
+        assert_eq!(guard.uncovered(current), None);
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_millis(200),
+            "checking 40 000 tags took {took:?}"
+        );
+    }
+}

@@ -41,6 +41,52 @@ pub struct MetaFaults {
     cut_after_retires: AtomicUsize,
     /// The next mount to hold before it links.
     held_link: Mutex<Option<HeldLink>>,
+    /// The next sweep's retire, to run on this store after this long, in a task of its
+    /// own: a rename stuck in a blocking thread, which dropping the sweep does not stop.
+    stalled_retire: Mutex<Option<StalledRetire>>,
+}
+
+/// A retire that lands late, whatever becomes of the sweep that started it.
+pub struct StalledRetire {
+    /// The store the retire runs on.
+    pub blobs: Arc<dyn berth_blob::BlobStore>,
+    /// How long it is held before it runs.
+    pub by: Duration,
+}
+
+impl std::fmt::Debug for StalledRetire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StalledRetire")
+            .field("by", &self.by)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl SweepBytes for StalledRetire {
+    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+        let (blobs, digest, token, by) = (
+            self.blobs.clone(),
+            digest.clone(),
+            token.to_owned(),
+            self.by,
+        );
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(by).await;
+            blobs.retire(&digest, &token).await
+        });
+        late.await
+            .map_err(|e| SweepFailed(e.to_string()))?
+            .map_err(|e| SweepFailed(e.to_string()))
+    }
+
+    async fn discard(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+        (self.blobs.discard_retired(digest, token).await).map_err(|e| SweepFailed(e.to_string()))
+    }
+
+    async fn restore(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+        (self.blobs.restore_retired(digest, token).await).map_err(|e| SweepFailed(e.to_string()))
+    }
 }
 
 /// A link held by [`MetaFaults::hold_next_link`]: it tells `reached` once it waits, and
@@ -90,6 +136,12 @@ impl MetaFaults {
     /// (a retired copy, and a row still marked).
     pub fn cut_after_retires(&self, n: usize) {
         self.cut_after_retires.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next sweep's retire land `by` late, in a task of its own that dropping
+    /// the sweep does not stop (as a rename stuck in a blocking thread).
+    pub fn stall_next_retire(&self, blobs: Arc<dyn berth_blob::BlobStore>, by: Duration) {
+        *self.stalled_retire.lock().expect("stalled retire") = Some(StalledRetire { blobs, by });
     }
 
     /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
@@ -509,6 +561,15 @@ impl CollectionStore for FaultyMeta {
         if MetaFaults::take_cut(&self.faults.cut_after_retires) {
             let cut = CutAfterRetire(bytes);
             return self.inner.sweep_blob(digest, lease, &cut).await;
+        }
+        let stalled = self
+            .faults
+            .stalled_retire
+            .lock()
+            .expect("stalled retire")
+            .take();
+        if let Some(stalled) = stalled {
+            return self.inner.sweep_blob(digest, lease, &stalled).await;
         }
         self.inner.sweep_blob(digest, lease, bytes).await
     }

@@ -72,6 +72,8 @@ pub enum Fault {
     Delay(std::time::Duration),
     /// Answers this instead of passing it on.
     Answer(StatusCode, Bytes),
+    /// Holds the request this long, then passes it on (a request held in flight).
+    Hold(std::time::Duration),
 }
 
 /// Decides the fault for each request (called once per request, in order).
@@ -194,6 +196,9 @@ impl Shared {
     }
 
     async fn answer(&self, seen: &Seen, fault: Fault, body: Bytes) -> Response<Full<Bytes>> {
+        if let Fault::Hold(hold) = fault {
+            tokio::time::sleep(hold).await;
+        }
         let forged = format!("\"{}\"", hex::encode(md5::Md5::digest(&body)));
         let body = match fault {
             Fault::Answer(status, body) => return respond(status, HeaderMap::new(), body),
