@@ -632,12 +632,10 @@ fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     found
 }
 
-/// Review finding 2: the recovery of retired copies stops at the first copy it cannot
-/// settle (here a file in `retired/` whose token `restore_retired`/`discard_retired`
-/// refuse, though `list_retired` listed it), and the `?` fails the whole collection
-/// before its sweep phase: no marked blob is ever deleted again.
+/// A retired copy the recovery cannot settle (here a file in `retired/` whose token
+/// `restore_retired`/`discard_retired` refuse, though `list_retired` listed it) holds up
+/// no collection: the marked blob is still swept.
 #[tokio::test]
-#[ignore = "reproduces review finding 2"]
 async fn one_retired_copy_that_cannot_be_settled_holds_up_no_collection() {
     let (_, registry, blob) = aged_blob("gc/stuck", b"collectable while a copy is stuck").await;
     let stray = registry

@@ -52,13 +52,9 @@ impl Registry {
             let outcome = if live.contains(&copy.digest) {
                 tracing::warn!(digest = %copy.digest, token = %copy.token,
                     "restoring the retired bytes of a live blob");
-                self.blobs
-                    .restore_retired(&copy.digest, &copy.token)
-                    .await
+                self.blobs.restore_retired(&copy.digest, &copy.token).await
             } else if unix_ms(copy.retired) < before {
-                self.blobs
-                    .discard_retired(&copy.digest, &copy.token)
-                    .await
+                self.blobs.discard_retired(&copy.digest, &copy.token).await
             } else {
                 continue;
             };
