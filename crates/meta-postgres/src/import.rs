@@ -24,6 +24,9 @@ use crate::{PgConfig, PgMetaStore, db_err};
 const BATCH_ROWS: usize = 500;
 /// Tables of the target that hold its own bookkeeping, never copied.
 const TARGET_ONLY: &[&str] = &["schema_version", "change_mark"];
+/// Tables of the target derived from the rows copied, which the source has no part of
+/// (the shards of usage counted without a lock): emptied with the tables copied.
+const TARGET_DERIVED: &[&str] = &["quota_shards"];
 /// Tables of the source whose content the target keeps otherwise: the highest ids ever
 /// handed out become the identity sequences' positions.
 const SOURCE_ONLY: &[&str] = &["id_sequences"];
@@ -122,7 +125,10 @@ pub async fn import_sqlite(source: &Path, target: &PgConfig) -> Result<ImportRep
         .into_iter()
         .filter(|t| source_tables.contains_key(t) && !TARGET_ONLY.contains(&t.as_str()))
         .collect();
-    let quoted: Vec<String> = tables.iter().map(|t| quote(t)).collect();
+    let quoted: Vec<String> = (tables.iter().map(String::as_str))
+        .chain(TARGET_DERIVED.iter().copied())
+        .map(quote)
+        .collect();
     sqlx::query(&format!("TRUNCATE {} RESTART IDENTITY", quoted.join(", ")))
         .execute(&mut *tx)
         .await

@@ -80,6 +80,8 @@ use crate::versions::VersionReader;
 
 /// Resolved references and blob links kept per node, each at most.
 const CACHED_FACTS: usize = 1 << 16;
+/// How often a push is tried when concurrent writes make its transaction fail.
+const PUSH_ATTEMPTS: usize = 5;
 
 /// How to reach the database.
 #[derive(Clone)]
@@ -179,6 +181,26 @@ impl PgMetaStore {
     /// A transaction whose commit is on disk before it returns.
     async fn durable(&self) -> Result<Transaction<'static, Postgres>, MetaError> {
         self.pool.begin().await.map_err(db_err)
+    }
+
+    /// One attempt at a push: committed, or what stopped it (nothing changed then).
+    async fn try_put_manifest(
+        &self,
+        manifest: &NewManifest,
+    ) -> Result<ManifestPut, PutManifestError> {
+        // Most pushes go to a repository that exists: one round trip.
+        match queries::put_manifest(&self.pool, manifest).await? {
+            ManifestPut::RepositoryAbsent => {}
+            outcome => return Ok(outcome),
+        }
+        // A failed check drops the transaction, and the repository it created with it.
+        let mut tx = self.durable().await?;
+        queries::ensure_repository(&mut tx, &manifest.repository, manifest.pushed_at).await?;
+        let outcome = queries::put_manifest(&mut *tx, manifest).await?;
+        if matches!(outcome, ManifestPut::Stored) {
+            tx.commit().await.map_err(db_err)?;
+        }
+        Ok(outcome)
     }
 
     /// The error of a push a quota trigger refused.
@@ -544,27 +566,25 @@ impl UploadStore for PgMetaStore {
 #[async_trait]
 impl ManifestStore for PgMetaStore {
     async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
-        // Most pushes go to a repository that exists: one round trip.
-        match queries::put_manifest(&self.pool, manifest).await? {
-            ManifestPut::Stored => return Ok(()),
-            ManifestPut::OverQuota => return Err(self.over_quota(manifest).await),
-            ManifestPut::RepositoryAbsent => {}
-        }
-        // A failed check drops the transaction, and the repository it created with it.
-        let mut tx = self.durable().await?;
-        queries::ensure_repository(&mut tx, &manifest.repository, manifest.pushed_at).await?;
-        match queries::put_manifest(&mut *tx, manifest).await? {
-            ManifestPut::Stored => tx.commit().await.map_err(db_err).map_err(Into::into),
-            ManifestPut::OverQuota => {
-                drop(tx);
-                Err(self.over_quota(manifest).await)
+        for _ in 0..PUSH_ATTEMPTS {
+            match self.try_put_manifest(manifest).await? {
+                ManifestPut::Stored => return Ok(()),
+                ManifestPut::OverQuota => return Err(self.over_quota(manifest).await),
+                ManifestPut::Conflicted => continue,
+                ManifestPut::RepositoryAbsent => {
+                    return Err(MetaError(format!(
+                        "repository {} vanished while its manifest was pushed",
+                        manifest.repository
+                    ))
+                    .into());
+                }
             }
-            ManifestPut::RepositoryAbsent => Err(MetaError(format!(
-                "repository {} vanished while its manifest was pushed",
-                manifest.repository
-            ))
-            .into()),
         }
+        Err(MetaError(format!(
+            "the push of {} into {} conflicted with other writes {PUSH_ATTEMPTS} times",
+            manifest.digest, manifest.repository
+        ))
+        .into())
     }
 
     async fn manifest(

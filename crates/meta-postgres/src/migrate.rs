@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_immutable_tag_rules.sql"),
     include_str!("../migrations/0012_retention.sql"),
     include_str!("../migrations/0013_quotas.sql"),
+    include_str!("../migrations/0014_quota_shards.sql"),
 ];
 
 /// The schema version of a fully migrated database.

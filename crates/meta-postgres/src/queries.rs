@@ -643,6 +643,16 @@ pub enum ManifestPut {
     RepositoryAbsent,
     /// A quota trigger refused the push (its project's limit); nothing was changed.
     OverQuota,
+    /// A concurrent write made the push's transaction fail (a quota limit set while it
+    /// counted, a deadlock); nothing was changed, and the push may be tried again.
+    Conflicted,
+}
+
+/// Whether a statement failed on a concurrent transaction (SQLSTATE 40001, a
+/// serialization failure, or 40P01, a deadlock), so that trying it again may succeed.
+fn is_conflict(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d)
+        if matches!(d.code().as_deref(), Some("40001" | "40P01")))
 }
 
 /// Commits a manifest with its references, tags and audit entry, in one statement (the
@@ -702,6 +712,7 @@ pub async fn put_manifest(
         {
             Ok(row) => row,
             Err(e) if crate::quotas::is_quota_refusal(&e) => return Ok(ManifestPut::OverQuota),
+            Err(e) if is_conflict(&e) => return Ok(ManifestPut::Conflicted),
             Err(e) => return Err(db_err(e).into()),
         };
     let failed = failed_at

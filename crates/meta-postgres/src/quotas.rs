@@ -1,6 +1,7 @@
 //! Quotas: the message of a refused push, the warning mark, Harbor's listing and
 //! `berth fsck`'s recomputation. Usage itself is kept, and limits enforced, by the
-//! triggers of migration 0013, in the transaction of each change.
+//! triggers of migrations 0013 and 0014, in the transaction of each change; a project's
+//! whole usage is read through the view `quota_totals`.
 
 use async_trait::async_trait;
 use berth_meta::{
@@ -18,7 +19,7 @@ use crate::{PgMetaStore, db_err};
 /// The SQLSTATE the quota triggers raise when a count would pass a limit.
 pub const QUOTA_EXCEEDED: &str = "BQ001";
 
-const QUOTA_FROM: &str = "quotas q JOIN projects p ON p.id = q.project_id
+const QUOTA_FROM: &str = "quota_totals q JOIN projects p ON p.id = q.project_id
      LEFT JOIN users u ON u.id = p.owner_id";
 const QUOTA_COLUMNS: &str =
     "q.project_id, p.name, u.username, q.hard, q.used, q.created_at, q.updated_at";
@@ -80,7 +81,7 @@ pub async fn exceeded(pool: &PgPool, m: &NewManifest) -> Result<QuotaExceeded, M
                           WHERE NOT EXISTS (SELECT 1 FROM project_blobs pb
                                             WHERE pb.project_id = p.id
                                               AND pb.digest = c.digest)), 0)::BIGINT
-         FROM projects p JOIN quotas q ON q.project_id = p.id WHERE p.name = $1",
+         FROM projects p JOIN quota_totals q ON q.project_id = p.id WHERE p.name = $1",
     )
     .bind(m.repository.project())
     .bind(&digests)
@@ -119,6 +120,25 @@ fn drift_row(r: &PgRow) -> Result<UsageDrift, MetaError> {
     })
 }
 
+/// Whether the warning mark of `project` would change at `percent` % of its limit as its
+/// usage stands, and what the mark would become.
+async fn mark_change(
+    c: impl PgExecutor<'_>,
+    project: &str,
+    percent: u8,
+) -> Result<(bool, bool), MetaError> {
+    let row: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT q.warned, q.hard >= 0 AND q.used >= quota_warn_at(q.hard, $2)
+         FROM quota_totals q JOIN projects p ON p.id = q.project_id WHERE p.name = $1",
+    )
+    .bind(project)
+    .bind(i64::from(percent))
+    .fetch_optional(c)
+    .await
+    .map_err(db_err)?;
+    Ok(row.map_or((false, false), |(warned, marks)| (warned != marks, marks)))
+}
+
 #[async_trait]
 impl QuotaStore for PgMetaStore {
     async fn blob_quota(
@@ -126,17 +146,22 @@ impl QuotaStore for PgMetaStore {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<BlobQuota>, MetaError> {
-        let Some(quota) = project_quota(&self.pool, repository.project()).await? else {
-            return Ok(None);
-        };
-        let counted: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM project_blobs WHERE project_id = $1 AND digest = $2)",
-        )
-        .bind(quota.project_id)
+        let row = sqlx::query(&format!(
+            "SELECT {QUOTA_COLUMNS},
+                    EXISTS (SELECT 1 FROM project_blobs pb
+                            WHERE pb.project_id = q.project_id AND pb.digest = $2)
+             FROM {QUOTA_FROM} WHERE p.name = $1"
+        ))
+        .bind(repository.project())
         .bind(digest.as_str())
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let quota = quota_row(&row)?;
+        let counted = row.try_get(7).map_err(db_err)?;
         Ok(Some(BlobQuota { quota, counted }))
     }
 
@@ -146,26 +171,36 @@ impl QuotaStore for PgMetaStore {
         percent: u8,
         audit: &AuditEntry,
     ) -> Result<Option<Quota>, MetaError> {
-        let mut tx = self.durable().await?;
         let project = repository.project();
-        // One statement sets the mark as the usage stands under the row's lock.
-        let marked: Option<bool> = sqlx::query_scalar(
-            "WITH old AS (SELECT project_id, warned FROM quotas
-                          WHERE project_id = (SELECT id FROM projects WHERE name = $1)
-                          FOR UPDATE)
-             UPDATE quotas q
-             SET warned = (q.hard >= 0 AND q.used >= quota_warn_at(q.hard, $2)),
-                 warn_percent = $2
-             FROM old WHERE q.project_id = old.project_id
-               AND old.warned <> (q.hard >= 0 AND q.used >= quota_warn_at(q.hard, $2))
-             RETURNING q.warned AND NOT old.warned",
+        // Most pushes change no mark: an unlocked look settles them without a lock.
+        let (changes, _) = mark_change(&self.pool, project, percent).await?;
+        if !changes {
+            return Ok(None);
+        }
+        let mut tx = self.durable().await?;
+        sqlx::query(
+            "SELECT 1 FROM quotas WHERE project_id = (SELECT id FROM projects WHERE name = $1)
+             FOR UPDATE",
         )
         .bind(project)
-        .bind(i64::from(percent))
-        .fetch_optional(&mut *tx)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        if marked != Some(true) {
+        // Under the row's lock, in a statement that sees every count committed before it.
+        let (changes, marks) = mark_change(&mut *tx, project, percent).await?;
+        if changes {
+            sqlx::query(
+                "UPDATE quotas SET warned = $2, warn_percent = $3
+                 WHERE project_id = (SELECT id FROM projects WHERE name = $1)",
+            )
+            .bind(project)
+            .bind(marks)
+            .bind(i64::from(percent))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        if !(changes && marks) {
             tx.commit().await.map_err(db_err)?;
             return Ok(None);
         }
@@ -209,12 +244,20 @@ impl QuotaStore for PgMetaStore {
         audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
         let mut tx = self.durable().await?;
+        // The lock waits for the pushes counting without one (migration 0014), so the
+        // next statement sees their counts and every later push sees the new limit.
+        sqlx::query("SELECT 1 FROM quotas WHERE project_id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let found =
             // A limit that puts usage below the mark's share of it clears the mark.
             sqlx::query(
                 "UPDATE quotas
                  SET hard = $2, updated_at = $3,
-                     warned = warned AND $2 >= 0 AND used >= quota_warn_at($2, warn_percent)
+                     warned = warned AND $2 >= 0
+                              AND quota_used($1) >= quota_warn_at($2, warn_percent)
                  WHERE project_id = $1",
             )
                 .bind(id)

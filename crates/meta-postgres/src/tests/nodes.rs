@@ -1086,3 +1086,85 @@ async fn a_sweep_whose_deletion_failed_holds_no_claim() {
         "a deletion that failed still holds the blob against every other sweep"
     );
 }
+
+/// A push into a project without a limit counts under a shared lock of the quota row; a
+/// limit set meanwhile on another node waits for no such push, and a push that finds the
+/// limit set once it has the lock is tried again, counted against the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let project = NewProject {
+        name: "capped".into(),
+        owner_id: None,
+        public: false,
+        metadata: Default::default(),
+        storage_limit: Some(berth_meta::UNLIMITED),
+    };
+    let id = a.create_project(&project, 1, 1, &audit()).await.unwrap();
+    let r = repo("capped/app");
+    for layer in ["capped-l1", "capped-l2"] {
+        b.link_blob(&r, &digest(layer), 7, 1).await.unwrap();
+    }
+    // The limit change in progress: the quota row locked as `set_quota_limit` locks it.
+    let mut change = a.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM quotas WHERE project_id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    let pushing = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.put_manifest(&manifest(
+                "capped/app",
+                "capped-1",
+                &[("capped-l1", 7)],
+                &[],
+            ))
+            .await
+        })
+    };
+    // The push waits on the row's lock.
+    let waits = async {
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                                WHERE wait_event_type = 'Lock' AND query LIKE '%put_manifest%')",
+            )
+            .fetch_one(&a.pool)
+            .await
+            .unwrap();
+            if waiting {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), waits)
+        .await
+        .expect("the push never waited for the limit change");
+    // Room for exactly that push: its manifest (8 bytes) and its layer.
+    sqlx::query("UPDATE quotas SET hard = 15 WHERE project_id = $1")
+        .bind(id)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    change.commit().await.unwrap();
+    pushing.await.unwrap().unwrap();
+    let over = manifest("capped/app", "capped-2", &[("capped-l2", 7)], &[]);
+    assert!(matches!(
+        b.put_manifest(&over).await,
+        Err(PutManifestError::QuotaExceeded(_))
+    ));
+    let quota = berth_meta::QuotaStore::quota(&*a, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((quota.hard, quota.used), (15, 15));
+    assert_eq!(
+        berth_meta::QuotaStore::usage_drift(&*a).await.unwrap(),
+        Vec::new()
+    );
+}

@@ -20,6 +20,7 @@ pub(super) async fn run(store: Arc<dyn Metadata>) {
     the_warning_is_recorded_once_per_crossing(&*store).await;
     a_limit_near_the_largest_is_warned_exactly(&*store).await;
     concurrent_pushes_never_pass_the_limit(store.clone()).await;
+    concurrent_pushes_without_a_limit_count_exactly(store.clone()).await;
     assert_clean(&*store).await;
 }
 
@@ -353,5 +354,59 @@ async fn concurrent_pushes_never_pass_the_limit(store: Arc<dyn Metadata>) {
     }
     assert_eq!(stored, 10);
     assert_eq!(used(&*store, id).await, 1000);
+    assert_clean(&*store).await;
+}
+
+/// 24 concurrent pushes into a project without a limit, sharing two layers listed in
+/// either order: each push is stored, the shared layers count once, deletes release
+/// exactly, and a limit set afterwards holds against the usage so counted.
+async fn concurrent_pushes_without_a_limit_count_exactly(store: Arc<dyn Metadata>) {
+    let id = project_with_limit(&*store, "cf-q-free", Some(UNLIMITED)).await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let own = format!("qf-own-{i}");
+                let mut layers = vec![("qf-shared-a", 100), ("qf-shared-b", 200), (&own, 7)];
+                if i % 2 == 1 {
+                    layers.reverse();
+                }
+                let m = manifest(
+                    &format!("cf-q-free/r{}", i % 4),
+                    &format!("qf-{i:03}"),
+                    &layers,
+                    &[],
+                );
+                push(&*store, &m).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // Manifests of 6 bytes, 7 bytes of each push's own layer, the shared ones once.
+    assert_eq!(used(&*store, id).await, 24 * (6 + 7) + 300);
+    assert_clean(&*store).await;
+    for i in 0..12 {
+        let r = repo(&format!("cf-q-free/r{}", i % 4));
+        let deleted = store
+            .delete_manifest(&r, &digest(&format!("qf-{i:03}")), None, None, 2)
+            .await
+            .unwrap();
+        assert_eq!(deleted, Deletion::Deleted);
+    }
+    assert_eq!(used(&*store, id).await, 12 * (6 + 7) + 300);
+    assert_clean(&*store).await;
+    let limit = 12 * (6 + 7) + 300 + 13;
+    let entry = audit("cf-quota", "update", "cf-q-free");
+    assert!(store.set_quota_limit(id, limit, 3, &entry).await.unwrap());
+    let fits = manifest("cf-q-free/r0", "qf-100", &[("qf-own-100", 7)], &[]);
+    push(&*store, &fits).await.unwrap();
+    let over = manifest("cf-q-free/r0", "qf-101", &[("qf-own-101", 7)], &[]);
+    assert!(matches!(
+        push(&*store, &over).await,
+        Err(PutManifestError::QuotaExceeded(_))
+    ));
+    assert_eq!(used(&*store, id).await, limit as u64);
     assert_clean(&*store).await;
 }
