@@ -596,27 +596,61 @@ async fn a_sweep_cut_after_its_retire_is_settled_by_the_next_collection() {
 
 /// A stalled sweep's retire that lands after its claim was taken over and the digest
 /// pushed again moves the bytes of a live blob aside; if that sweep then dies before it
-/// restores them, the next collection does.
+/// restores them, the next collection does, and keeps the copy while the blob lives
+/// (another late delete of the blob is repaired from it). Once the blob is collected,
+/// the copy goes too.
 #[tokio::test]
 async fn bytes_of_a_live_blob_retired_late_are_restored_by_the_next_collection() {
-    let registry = TestRegistry::new();
-    registry
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let (manifest, _) = registry
         .push_image("gc/late", "v1", &[b"retired too late"])
         .await;
     let layer = Digest::compute(Algorithm::Sha256, b"retired too late");
     registry.blobs.retire(&layer, "stalled0").await.unwrap();
     assert_eq!(registry.blobs.size(&layer).await.unwrap(), None);
 
-    let report = registry
-        .registry
-        .collect_garbage(options(false))
-        .await
-        .unwrap();
+    let gc = &registry.registry;
+    let report = gc.collect_garbage(options(false)).await.unwrap();
     assert_eq!(report.blobs, []);
-    assert!(!retired(&registry, &layer).await);
-    let pulled = registry.get(&format!("/v2/gc/late/blobs/{layer}")).await;
-    assert_eq!(pulled.status, StatusCode::OK);
-    assert_eq!(&pulled.body[..], b"retired too late");
+    assert_eq!(registry.blobs.size(&layer).await.unwrap(), Some(16));
+    assert!(retired(&registry, &layer).await, "the copy is kept");
+    registry.blobs.delete(&layer).await.unwrap();
+    gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(registry.blobs.size(&layer).await.unwrap(), Some(16));
+
+    let r = registry
+        .send_empty(
+            http::Method::DELETE,
+            &format!("/v2/gc/late/manifests/{manifest}"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    clock.advance(2 * HOUR);
+    let collected = gc.collect_garbage(options(false)).await.unwrap();
+    assert!(digests(&collected).contains(&layer), "{collected:?}");
+    assert!(
+        !retired(&registry, &layer).await,
+        "the copy goes with the blob"
+    );
+}
+
+/// A pull of a live blob whose bytes a late retire moved aside, before any collection
+/// restored them, puts them back from the retired copy and is served.
+#[tokio::test]
+async fn a_pull_restores_the_bytes_of_a_live_blob_retired_late() {
+    let registry = TestRegistry::new();
+    registry
+        .push_image("gc/pulled", "v1", &[b"retired before the pull"])
+        .await;
+    let layer = Digest::compute(Algorithm::Sha256, b"retired before the pull");
+    registry.blobs.retire(&layer, "stalled1").await.unwrap();
+    assert_eq!(registry.blobs.size(&layer).await.unwrap(), None);
+
+    let pulled = registry.get(&format!("/v2/gc/pulled/blobs/{layer}")).await;
+    assert_eq!(pulled.status, StatusCode::OK, "{:?}", pulled.body);
+    assert_eq!(&pulled.body[..], b"retired before the pull");
+    assert_eq!(registry.blobs.size(&layer).await.unwrap(), Some(23));
 }
 
 /// Every file below `dir`, recursively.

@@ -337,13 +337,10 @@ impl Registry {
             .buffers
             .reserve(2 * self.blobs.read_chunk_bytes())
             .await?;
-        let read = match self.blobs.read(digest, range).await {
-            Err(berth_blob::BlobError::NotFound) => {
-                return Err(RegistryError::Internal(format!(
-                    "blob {digest} is linked but its bytes are missing"
-                )));
-            }
-            other => other?,
+        let Some(read) = self.read_live(digest, range).await? else {
+            return Err(RegistryError::Internal(format!(
+                "blob {digest} is linked but its bytes are missing"
+            )));
         };
         Ok(BlobReply::Content(BlobContent {
             read,
@@ -367,9 +364,8 @@ impl Registry {
             _ => return Ok(None),
         }
         let permit = self.buffers.reserve(max as usize).await?;
-        let read = match self.blobs.read(digest, None).await {
-            Err(berth_blob::BlobError::NotFound) => return Ok(None),
-            other => other?,
+        let Some(read) = self.read_live(digest, None).await? else {
+            return Ok(None);
         };
         let mut bytes = bytes::BytesMut::new();
         let mut body = read.body;

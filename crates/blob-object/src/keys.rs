@@ -64,11 +64,15 @@ impl Keys {
 
     /// Where the copy of `digest` retired under `token` lives.
     pub(crate) fn retired(&self, digest: &Digest, token: &str) -> Path {
-        let hex = digest.encoded();
+        (self.retired_shard(digest)).child(format!("{}.{token}", digest.encoded()))
+    }
+
+    /// The directory of the copies of `digest` (and of the digests that share its
+    /// first two hex digits).
+    pub(crate) fn retired_shard(&self, digest: &Digest) -> Path {
         self.retired_dir()
             .child(digest.algorithm().as_str())
-            .child(&hex[..2])
-            .child(format!("{hex}.{token}"))
+            .child(&digest.encoded()[..2])
     }
 
     /// The directory of every retired copy.

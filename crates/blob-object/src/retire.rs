@@ -1,10 +1,12 @@
 //! A sweep's retired copies (`retired/<alg>/<xx>/<hex>.<token>`): a blob is retired by a
 //! server-side copy to its retired key and the delete of the original, and restored by
-//! a copy back that keeps a blob published since, then the delete of the copy.
+//! a copy back that keeps a blob published since. A restored copy is kept: a node
+//! stalled between the copy and the delete of its own retire may delete the blob
+//! after the restore, and is repaired from it.
 
 use std::time::{Duration, SystemTime};
 
-use berth_blob::{BlobError, RetiredBlob, checked_token};
+use berth_blob::{BlobError, Committed, RetiredBlob, checked_token};
 use berth_oci::Digest;
 use futures_util::TryStreamExt;
 
@@ -40,36 +42,47 @@ pub(crate) async fn discard(
 }
 
 /// Copies the retired copy back unless the blob is present (the copy is the same bytes
-/// as any blob published under the digest since), then deletes it; an absent copy is
-/// no error.
+/// as any blob published under the digest since), and keeps it; returns whether it went
+/// back. An absent copy is no error.
 pub(crate) async fn restore(
     bucket: &Bucket,
     digest: &Digest,
     token: &str,
-) -> Result<(), BlobError> {
+) -> Result<bool, BlobError> {
     let from = retired(bucket, digest, token)?;
     let blob = bucket.keys.blob(digest);
-    if bucket.size(&blob).await?.is_none() {
-        match copy_new(bucket, &from, &blob).await {
-            Err(BlobError::NotFound) => return Ok(()),
-            copied => copied.map(drop)?,
-        }
+    if bucket.size(&blob).await?.is_some() {
+        return Ok(false);
     }
-    bucket.delete_all(vec![from]).await
+    match copy_new(bucket, &from, &blob).await {
+        Err(BlobError::NotFound) => Ok(false),
+        copied => Ok(copied? == Committed::Published),
+    }
 }
 
-/// Every retired copy; keys that name no digest and token are passed over.
-pub(crate) async fn list(bucket: &Bucket) -> Result<Vec<RetiredBlob>, BlobError> {
+/// Every retired copy, or those of `digest` only; keys that name no digest and token
+/// are passed over.
+pub(crate) async fn list(
+    bucket: &Bucket,
+    digest: Option<&Digest>,
+) -> Result<Vec<RetiredBlob>, BlobError> {
     let keys = &bucket.keys;
-    let mut objects = bucket.writes.list(Some(&keys.retired_dir()));
+    let under = match digest {
+        Some(digest) => keys.retired_shard(digest),
+        None => keys.retired_dir(),
+    };
+    let mut objects = bucket.writes.list(Some(&under));
     let mut found = Vec::new();
     while let Some(meta) = objects.try_next().await.map_err(storage)? {
-        let Some((digest, token)) = keys.retired_of(&meta.location) else {
+        let Some((copy_of, token)) = keys.retired_of(&meta.location) else {
             continue;
         };
+        if digest.is_some_and(|d| *d != copy_of) {
+            continue;
+        }
         let millis = u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0);
         found.push(RetiredBlob {
-            digest,
+            digest: copy_of,
             token,
             size: meta.size,
             retired: SystemTime::UNIX_EPOCH + Duration::from_millis(millis),

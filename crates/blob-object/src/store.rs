@@ -129,12 +129,16 @@ impl BlobStore for ObjectBlobStore {
         crate::retire::discard(&self.bucket, digest, token).await
     }
 
-    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<bool, BlobError> {
         crate::retire::restore(&self.bucket, digest, token).await
     }
 
     async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError> {
-        crate::retire::list(&self.bucket).await
+        crate::retire::list(&self.bucket, None).await
+    }
+
+    async fn retired_copies(&self, digest: &Digest) -> Result<Vec<RetiredBlob>, BlobError> {
+        crate::retire::list(&self.bucket, Some(digest)).await
     }
 
     async fn create_upload(&self, id: &UploadId) -> Result<(), BlobError> {

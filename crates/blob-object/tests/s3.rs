@@ -880,16 +880,14 @@ async fn appends_hold_at_most_three_parts_of_their_body_each() {
     );
 }
 
-/// Review finding 3: on an object store a retire is two requests (a copy to the retired
-/// key, then the delete of the blob). A node stalled between the two (its delete held
-/// in flight past its lease) deletes the blob that a push published after another sweep
-/// took the row over; if a collection's recovery meanwhile "restored" the stalled
-/// node's copy (the row is live, the blob present: the copy is deleted), no copy is
-/// left, and the stalled node's own restore finds nothing: an acknowledged blob has no
-/// bytes anywhere. Metadata steps are played by hand; the byte calls are the ones
-/// `sweep_blob` and `recover_retired` make.
+/// On an object store a retire is two requests (a copy to the retired key, then the
+/// delete of the blob). A node stalled between the two (its delete held in flight past
+/// its lease) deletes the blob that a push published after another sweep took the row
+/// over, even after a collection's recovery found its copy of a live blob and restored
+/// it (the blob present, nothing to do): that copy is kept, and the stalled node's own
+/// restore puts the bytes back from it. Metadata steps are played by hand; the byte
+/// calls are the ones `sweep_blob` and `recover_retired` make.
 #[tokio::test]
-#[ignore = "reproduces review finding 3"]
 async fn a_retire_stalled_between_its_copy_and_its_delete_loses_no_pushed_bytes() {
     let Some(server) = S3Server::start() else {
         return;

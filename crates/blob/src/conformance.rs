@@ -39,14 +39,24 @@ pub async fn run(store: Arc<dyn BlobStore>) {
     retired_copies_are_discarded_or_restored(&*store).await;
 }
 
-/// The tokens under which `digest` has retired copies, with their sizes.
+/// The tokens under which `digest` has retired copies, with their sizes, as the store
+/// lists them for that digest and among every copy, which must agree.
 async fn retired_of(store: &dyn BlobStore, digest: &Digest) -> Vec<(String, u64)> {
-    let mut found: Vec<_> = (store.list_retired().await.unwrap().into_iter())
-        .filter(|r| r.digest == *digest)
-        .map(|r| (r.token, r.size))
-        .collect();
-    found.sort();
-    found
+    let tokens = |copies: Vec<crate::RetiredBlob>| {
+        let mut found: Vec<_> = (copies.into_iter())
+            .map(|r| (r.digest == *digest).then_some((r.token, r.size)))
+            .collect();
+        found.sort();
+        found
+    };
+    let of_digest = tokens(store.retired_copies(digest).await.unwrap());
+    let mut listed = tokens(store.list_retired().await.unwrap());
+    listed.retain(Option::is_some);
+    assert_eq!(
+        of_digest, listed,
+        "only copies of {digest}, and all of them"
+    );
+    of_digest.into_iter().flatten().collect()
 }
 
 async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
@@ -76,20 +86,28 @@ async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
     let blobs = store.list_blobs(None, 1000).await.unwrap();
     assert!(!blobs.iter().any(|b| b.digest == digest), "not a blob");
 
-    // Restored where the blob is absent: the bytes are back, under their digest.
-    store.restore_retired(&digest, "a1").await.unwrap();
+    // Restored where the blob is absent: the bytes are back, under their digest, and
+    // the copy is kept.
+    assert!(store.restore_retired(&digest, "a1").await.unwrap());
     assert_eq!(collect(store, &digest, None).await, b"retired bytes");
-    assert!(retired_of(store, &digest).await.is_empty());
-    store.restore_retired(&digest, "a1").await.unwrap();
+    assert_eq!(retired_of(store, &digest).await, vec![("a1".into(), 13)]);
+    assert!(!store.restore_retired(&digest, "a1").await.unwrap());
+    // The blob deleted after the restore (a late retire's delete): the copy brings it
+    // back again.
+    store.delete(&digest).await.unwrap();
+    assert!(store.restore_retired(&digest, "a1").await.unwrap());
+    assert_eq!(collect(store, &digest, None).await, b"retired bytes");
+    store.discard_retired(&digest, "a1").await.unwrap();
 
-    // Restored where the digest was published again meanwhile: one copy is kept.
+    // Restored where the digest was published again meanwhile: that blob is kept.
     store.retire(&digest, "b2").await.unwrap();
     let (id, _) = staged(store, 41, b"retired bytes").await;
     let again = store.commit_upload(&id, 13, &digest).await.unwrap();
     assert_eq!(again, Committed::Published);
-    store.restore_retired(&digest, "b2").await.unwrap();
+    assert!(!store.restore_retired(&digest, "b2").await.unwrap());
     assert_eq!(collect(store, &digest, None).await, b"retired bytes");
-    assert!(retired_of(store, &digest).await.is_empty());
+    assert_eq!(retired_of(store, &digest).await, vec![("b2".into(), 13)]);
+    store.discard_retired(&digest, "b2").await.unwrap();
 
     // Discarded, the bytes are gone for good.
     store.retire(&digest, "c3").await.unwrap();
@@ -98,7 +116,7 @@ async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
     store.discard_retired(&digest, "c3").await.unwrap();
     assert!(retired_of(store, &digest).await.is_empty());
     assert_eq!(store.size(&digest).await.unwrap(), None);
-    store.restore_retired(&digest, "c3").await.unwrap();
+    assert!(!store.restore_retired(&digest, "c3").await.unwrap());
     assert_eq!(store.size(&digest).await.unwrap(), None);
 }
 

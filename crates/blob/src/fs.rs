@@ -314,7 +314,7 @@ impl BlobStore for FsBlobStore {
         blocking(move || Ok(retired::discard(&path)?)).await
     }
 
-    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<bool, BlobError> {
         let (from, blob) = (self.retired_path(digest, token)?, self.blob_path(digest));
         let dirs = self.dirs.clone();
         blocking(move || Ok(retired::restore(&dirs, &from, &blob)?)).await
@@ -323,6 +323,11 @@ impl BlobStore for FsBlobStore {
     async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError> {
         let root = self.root.join("retired");
         blocking(move || Ok(retired::list(&root)?)).await
+    }
+
+    async fn retired_copies(&self, digest: &Digest) -> Result<Vec<RetiredBlob>, BlobError> {
+        let (root, digest) = (self.root.clone(), digest.clone());
+        blocking(move || Ok(retired::copies_of(&root, &digest)?)).await
     }
 
     fn read_chunk_bytes(&self) -> usize {

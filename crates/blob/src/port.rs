@@ -156,14 +156,21 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn discard_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError>;
 
     /// Puts the copy of `digest` retired under `token` back as the blob, unless the blob
-    /// is present (published again since: it is kept), then deletes the copy. An absent
-    /// copy is not an error.
-    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError>;
+    /// is present (published again since: it is kept), and keeps the copy: a retire of
+    /// the same blob still under way elsewhere (a node stalled between the two requests
+    /// of an object store's retire) may yet delete the blob, and the copy brings it
+    /// back. Returns whether the copy went back; an absent copy is not an error.
+    async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<bool, BlobError>;
 
     /// Every retired copy, for garbage collection's recovery of a sweep cut short
-    /// between its retire and its discard or restore (there are few: a sweep settles
-    /// its own).
+    /// between its retire and its discard or restore, and of the copies kept by
+    /// restores (there are few: a sweep discards its own copy, and keeps one only when
+    /// the blob was taken over meanwhile).
     async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError>;
+
+    /// The retired copies of `digest`, for a read that finds the bytes of a live blob
+    /// missing (a retire that landed late) and restores them.
+    async fn retired_copies(&self, digest: &Digest) -> Result<Vec<RetiredBlob>, BlobError>;
 
     /// Creates the empty byte area of a new upload.
     async fn create_upload(&self, id: &UploadId) -> Result<(), BlobError>;

@@ -1,6 +1,7 @@
 //! The filesystem store's retired copies (`retired/<alg>/<xx>/<hex>.<token>`), on the
-//! filesystem of `blobs/`, so that retiring a blob and restoring it are each one
-//! rename, made durable as publishing is.
+//! filesystem of `blobs/`, so that retiring a blob is one rename and restoring it one
+//! hard link (the copy is kept, at no cost in space), each made durable as publishing
+//! is.
 
 use std::fs::File;
 use std::io;
@@ -10,16 +11,19 @@ use std::time::SystemTime;
 use berth_oci::Digest;
 
 use crate::durable_dirs::{DurableDirs, sync_dir};
-use crate::fs::{metadata_if_present, rename_no_replace, sorted_names};
+use crate::fs::{metadata_if_present, sorted_names};
 use crate::port::RetiredBlob;
+
+/// The directory of the copies of `digest` retired below the store's `root`.
+fn shard(root: &Path, digest: &Digest) -> PathBuf {
+    root.join("retired")
+        .join(digest.algorithm().as_str())
+        .join(&digest.encoded()[..2])
+}
 
 /// Where the copy of `digest` retired under `token` lives, below the store's `root`.
 pub(crate) fn retired_path(root: &Path, digest: &Digest, token: &str) -> PathBuf {
-    let hex = digest.encoded();
-    root.join("retired")
-        .join(digest.algorithm().as_str())
-        .join(&hex[..2])
-        .join(format!("{hex}.{token}"))
+    shard(root, digest).join(format!("{}.{token}", digest.encoded()))
 }
 
 fn parent(path: &Path) -> &Path {
@@ -52,18 +56,21 @@ pub(crate) fn discard(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Renames the retired copy at `from` back to `blob` unless a blob is there (then it is
-/// deleted), durably. An absent copy is no error.
-pub(crate) fn restore(dirs: &DurableDirs, from: &Path, blob: &Path) -> io::Result<()> {
+/// Links the retired copy at `from` back as `blob` unless a blob is there, durably, and
+/// keeps the copy; returns whether it went back. An absent copy is no error.
+pub(crate) fn restore(dirs: &DurableDirs, from: &Path, blob: &Path) -> io::Result<bool> {
     dirs.ensure(parent(blob))?;
-    match rename_no_replace(from, blob) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(true) => {
-            sync_dir(parent(blob))?;
-            sync_dir(parent(from))
+    match std::fs::hard_link(from, blob) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists
+            ) =>
+        {
+            Ok(false)
         }
-        Ok(false) => discard(from),
+        Err(e) => Err(e),
+        Ok(()) => sync_dir(parent(blob)).map(|()| true),
     }
 }
 
@@ -73,25 +80,40 @@ pub(crate) fn list(root: &Path) -> io::Result<Vec<RetiredBlob>> {
     let mut found = Vec::new();
     for algorithm in sorted_names(root)? {
         for prefix in sorted_names(&root.join(&algorithm))? {
-            let dir = root.join(&algorithm).join(&prefix);
-            for name in sorted_names(&dir)? {
-                let Some((hex, token)) = name.split_once('.') else {
-                    continue;
-                };
-                let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
-                    continue;
-                };
-                let Some(meta) = metadata_if_present(&dir.join(&name))? else {
-                    continue;
-                };
-                found.push(RetiredBlob {
-                    digest,
-                    token: token.to_owned(),
-                    size: meta.len(),
-                    retired: meta.modified()?,
-                });
-            }
+            found.extend(list_shard(
+                &root.join(&algorithm).join(&prefix),
+                &algorithm,
+            )?);
         }
+    }
+    Ok(found)
+}
+
+/// The copies of `digest` retired below the store's `root`.
+pub(crate) fn copies_of(root: &Path, digest: &Digest) -> io::Result<Vec<RetiredBlob>> {
+    let copies = list_shard(&shard(root, digest), digest.algorithm().as_str())?;
+    Ok(copies.into_iter().filter(|c| c.digest == *digest).collect())
+}
+
+/// The retired copies in `dir`, one shard of `algorithm`'s.
+fn list_shard(dir: &Path, algorithm: &str) -> io::Result<Vec<RetiredBlob>> {
+    let mut found = Vec::new();
+    for name in sorted_names(dir)? {
+        let Some((hex, token)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) else {
+            continue;
+        };
+        let Some(meta) = metadata_if_present(&dir.join(&name))? else {
+            continue;
+        };
+        found.push(RetiredBlob {
+            digest,
+            token: token.to_owned(),
+            size: meta.len(),
+            retired: meta.modified()?,
+        });
     }
     Ok(found)
 }

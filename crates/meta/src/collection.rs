@@ -69,7 +69,8 @@ pub struct UntaggedManifest {
 /// blob's bytes outright: it moves them aside under its claim's token (they are the
 /// same bytes whoever published them, for blobs are content-addressed), deletes the row
 /// only if its claim still holds, and then discards the retired copy, or restores it
-/// when another sweep or a push took the blob over meanwhile.
+/// (and keeps it, see [`SweepBytes::restore`]) when another sweep or a push took the
+/// blob over meanwhile.
 #[async_trait]
 pub trait SweepBytes: Send + Sync {
     /// Moves the blob's bytes aside, under `token`. Absent bytes are no error.
@@ -79,7 +80,9 @@ pub trait SweepBytes: Send + Sync {
     async fn discard(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
 
     /// Puts the copy retired under `token` back, unless the blob's bytes are there
-    /// (published again meanwhile), then deletes the copy. An absent copy is no error.
+    /// (published again meanwhile), and keeps the copy: another node's retire of the
+    /// blob may still be under way, and delete the bytes after this; the copy is
+    /// discarded once the blob has no live row. An absent copy is no error.
     async fn restore(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
 }
 

@@ -85,7 +85,9 @@ impl SweepBytes for StalledRetire {
     }
 
     async fn restore(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
-        (self.blobs.restore_retired(digest, token).await).map_err(|e| SweepFailed(e.to_string()))
+        (self.blobs.restore_retired(digest, token).await)
+            .map(drop)
+            .map_err(|e| SweepFailed(e.to_string()))
     }
 }
 

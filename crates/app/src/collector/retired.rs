@@ -1,11 +1,12 @@
 //! A sweep's bytes on the blob store: retired under the sweep's token, then discarded
-//! or restored (`docs/design/gc.md`); and the recovery of sweeps cut short between the
-//! two, which every collection runs.
+//! or restored (`docs/design/gc.md`); the recovery of sweeps cut short between the two,
+//! which every collection runs; and the restore of a live blob's retired bytes that a
+//! read found missing.
 
 use async_trait::async_trait;
-use berth_blob::{BlobError, BlobStore};
+use berth_blob::{BlobError, BlobRead, BlobStore};
 use berth_meta::{SweepBytes, SweepFailed};
-use berth_oci::Digest;
+use berth_oci::{ByteRange, Digest};
 
 use super::unix_ms;
 use crate::error::RegistryError;
@@ -16,6 +17,14 @@ pub(super) struct StoreBytes<'a>(pub(super) &'a dyn BlobStore);
 
 fn failed(e: BlobError) -> SweepFailed {
     SweepFailed(e.to_string())
+}
+
+/// A read's blob, `None` when it is absent.
+fn found(read: Result<BlobRead, BlobError>) -> Result<Option<BlobRead>, BlobError> {
+    match read {
+        Err(BlobError::NotFound) => Ok(None),
+        read => read.map(Some),
+    }
 }
 
 #[async_trait]
@@ -29,30 +38,30 @@ impl SweepBytes for StoreBytes<'_> {
     }
 
     async fn restore(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
-        self.0.restore_retired(digest, token).await.map_err(failed)
+        (self.0.restore_retired(digest, token).await)
+            .map(drop)
+            .map_err(failed)
     }
 }
 
 impl Registry {
     /// Settles the retired copies that sweeps left (cut between their retire and their
-    /// discard or restore, or a retire given up on that landed later): a copy of a blob
-    /// whose row is live goes back, for a request may need it; a copy retired before
+    /// discard or restore, or a retire given up on that landed later), and those that
+    /// restores keep: a copy of a blob whose row is live is kept, and goes back if the
+    /// blob's bytes are missing, for a request may need them; a copy retired before
     /// `before` of a blob with no row, or a marked one, is discarded. A younger copy may
-    /// belong to a sweep still under way, and is left to it. Returns the copies settled.
-    pub(super) async fn recover_retired(&self, before: i64) -> Result<usize, RegistryError> {
+    /// belong to a sweep still under way, and is left to it.
+    pub(super) async fn recover_retired(&self, before: i64) -> Result<(), RegistryError> {
         let retired = self.blobs.list_retired().await?;
         if retired.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut digests: Vec<Digest> = retired.iter().map(|r| r.digest.clone()).collect();
         digests.dedup();
         let live = self.meta.live_blobs(&digests).await?;
-        let mut settled = 0;
         for copy in retired {
             let outcome = if live.contains(&copy.digest) {
-                tracing::warn!(digest = %copy.digest, token = %copy.token,
-                    "restoring the retired bytes of a live blob");
-                self.blobs.restore_retired(&copy.digest, &copy.token).await
+                self.restore_copy(&copy.digest, &copy.token).await.map(drop)
             } else if unix_ms(copy.retired) < before {
                 self.blobs.discard_retired(&copy.digest, &copy.token).await
             } else {
@@ -60,12 +69,44 @@ impl Registry {
             };
             // One copy that cannot be settled holds up no collection: it is tried again
             // by the next one.
-            match outcome {
-                Ok(()) => settled += 1,
-                Err(e) => tracing::error!(digest = %copy.digest, token = %copy.token,
-                    error = %e, "could not settle a retired copy"),
+            if let Err(e) = outcome {
+                tracing::error!(digest = %copy.digest, token = %copy.token,
+                    error = %e, "could not settle a retired copy");
             }
         }
-        Ok(settled)
+        Ok(())
+    }
+
+    /// Opens a live blob's bytes, or a range of them; when they are missing (a retire
+    /// that landed after the blob was pushed again), puts a retired copy back first.
+    /// `None` when they are gone with no copy left.
+    pub(crate) async fn read_live(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<Option<BlobRead>, BlobError> {
+        if let Some(read) = found(self.blobs.read(digest, range).await)? {
+            return Ok(Some(read));
+        }
+        let copies = self.blobs.retired_copies(digest).await?;
+        for copy in &copies {
+            if self.restore_copy(digest, &copy.token).await? {
+                break;
+            }
+        }
+        match copies.is_empty() {
+            true => Ok(None),
+            false => found(self.blobs.read(digest, range).await),
+        }
+    }
+
+    /// Restores one retired copy of a live blob (kept, see
+    /// [`BlobStore::restore_retired`]); returns whether the bytes went back.
+    async fn restore_copy(&self, digest: &Digest, token: &str) -> Result<bool, BlobError> {
+        let back = self.blobs.restore_retired(digest, token).await?;
+        if back {
+            tracing::warn!(%digest, %token, "restored the retired bytes of a live blob");
+        }
+        Ok(back)
     }
 }

@@ -101,7 +101,7 @@ impl SweepBytes for MemoryBytes {
 
     async fn restore(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
         let mut held = self.state.lock().unwrap();
-        if held.retired.remove(&(digest.clone(), token.to_owned())) {
+        if held.retired.contains(&(digest.clone(), token.to_owned())) {
             held.published.insert(digest.clone());
         }
         Ok(())
