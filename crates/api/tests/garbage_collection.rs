@@ -700,16 +700,12 @@ async fn one_retired_copy_that_cannot_be_settled_holds_up_no_collection() {
     assert_eq!(digests(&report), std::slice::from_ref(&blob));
 }
 
-/// Review finding 5: on SQLite the claim of a sweep is the lock of a file, held by the
-/// sweep's future. A completing push runs the sweep of its marked digest under
-/// `tokio::time::timeout(PIN_WAIT)` (uploads.rs `pin_digest`): when the retire is slow,
-/// the timeout drops the future, which closes the lock file (the claim is gone) while
-/// the retire, in a blocking thread, still runs. Another sweep then deletes the row, the
-/// digest is pushed again, and the first retire lands on the bytes of that push: the
-/// acknowledged blob answers 404, with nobody left to restore it before the next
-/// collection. (PostgreSQL is reached by the same drop: there the lease covers it.)
+/// A completing push runs the sweep of its marked digest within its bound (`PIN_WAIT`):
+/// when the retire is slow, the push gives up (429), but the sweep goes on in its own
+/// task and keeps its claim (on SQLite the lock of a file) until its retire has landed
+/// and been settled. No other sweep deletes the row meanwhile, so the retire cannot
+/// land on the bytes of a push acknowledged after it.
 #[tokio::test]
-#[ignore = "reproduces review finding 5"]
 async fn a_push_that_gives_up_on_a_slow_sweep_leaves_no_late_retire_behind() {
     let data = b"retired by a sweep the push gave up on";
     let (_, registry, blob) = aged_blob("gc/slow", data).await;
@@ -752,6 +748,11 @@ async fn a_push_that_gives_up_on_a_slow_sweep_leaves_no_late_retire_behind() {
 
     // The first sweep's retire lands.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        registry.blobs.size(&blob).await.unwrap(),
+        Some(data.len() as u64),
+        "the bytes of the acknowledged push were moved aside"
+    );
     let pulled = registry.get(&format!("/v2/gc/slow/blobs/{blob}")).await;
     let retired = registry.blobs.list_retired().await.unwrap();
     assert_eq!(

@@ -105,7 +105,7 @@ pub struct Registry {
     pub(crate) upload_locks: SessionLocks,
     /// Keeps two sweeps of one blob apart (on SQLite, the sweep's only guard: see
     /// `docs/design/gc.md`).
-    pub(crate) digest_locks: DigestLocks,
+    pub(crate) digest_locks: Arc<DigestLocks>,
     /// Limits on uploads in progress.
     pub(crate) limits: UploadLimits,
     /// Bytes buffered bodies may hold.
@@ -205,7 +205,7 @@ impl Registry {
             manifests: ManifestBuffers::default(),
             config,
             upload_locks: SessionLocks::default(),
-            digest_locks: DigestLocks::default(),
+            digest_locks: Arc::default(),
             instance: rand::random_range(1..i64::MAX),
             pulls: PendingPulls::default(),
         }

@@ -355,7 +355,8 @@ impl Registry {
                 PinOutcome::NoSession => return Err(RegistryError::BlobUploadUnknown),
                 PinOutcome::BlobDeleting if started.elapsed() < PIN_WAIT => {
                     // Another sweep holding the blob, or one that fails or stalls, is
-                    // waited out within the same bound.
+                    // waited out within the same bound; a sweep given up on goes on in
+                    // its own task, holding its claim until it is over.
                     let left = PIN_WAIT.saturating_sub(started.elapsed());
                     let swept = tokio::time::timeout(left, self.sweep(digest)).await;
                     match swept {

@@ -357,15 +357,25 @@ impl Registry {
     /// `false` when another sweep did or is doing it. A completing upload that finds its
     /// digest marked calls it too, to finish a sweep that a collection cut short left
     /// undone.
+    ///
+    /// The sweep runs in a task of its own, which holds the blob's claims (the digest's
+    /// lock in this process; on SQLite the sweep's file lock) until its work is over:
+    /// a caller that stops waiting (a push past its bound) leaves no retire running
+    /// that no claim covers.
     pub(crate) async fn sweep(&self, digest: &Digest) -> Result<bool, RegistryError> {
-        let _sweeping = self.digest_locks.lock(digest).await;
-        let bytes = StoreBytes(&*self.blobs);
-        match self.meta.sweep_blob(digest, SWEEP_LEASE, &bytes).await {
-            Ok(removed) => Ok(removed),
-            Err(SweepError::Meta(e)) => Err(e.into()),
-            Err(SweepError::Bytes(e)) => Err(RegistryError::Internal(format!(
-                "garbage collection could not delete blob {digest}: {e}"
-            ))),
-        }
+        let (meta, blobs) = (self.meta.clone(), self.blobs.clone());
+        let (locks, digest) = (self.digest_locks.clone(), digest.clone());
+        let sweep = tokio::spawn(async move {
+            let _sweeping = locks.lock(&digest).await;
+            let bytes = StoreBytes(&*blobs);
+            match meta.sweep_blob(&digest, SWEEP_LEASE, &bytes).await {
+                Ok(removed) => Ok(removed),
+                Err(SweepError::Meta(e)) => Err(e.into()),
+                Err(SweepError::Bytes(e)) => Err(RegistryError::Internal(format!(
+                    "garbage collection could not delete blob {digest}: {e}"
+                ))),
+            }
+        });
+        (sweep.await).map_err(|e| RegistryError::Internal(format!("a sweep's task failed: {e}")))?
     }
 }
