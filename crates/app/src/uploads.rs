@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_blob::{BlobError, BodyLength, ByteStream};
 use berth_meta::{PinOutcome, SessionLimits, UploadSession};
@@ -13,13 +12,6 @@ use crate::metered_body::metered;
 use crate::registry::{MountOutcome, Registry};
 use crate::upload_claims::{ClaimLost, SessionClaim};
 use crate::upload_limits::{OpenBytesExhausted, Reservation};
-
-/// Longest a completion waits for garbage collection to delete a blob of its digest
-/// before publishing its own bytes: a sweep deletes one blob's bytes in milliseconds,
-/// so only a collection stopped midway (and not yet resumed) makes it wait this long.
-const PIN_WAIT: Duration = Duration::from_secs(10);
-/// Pause between two attempts to pin a digest whose blob is being deleted.
-const PIN_RETRY: Duration = Duration::from_millis(50);
 
 /// The body of a `PATCH` or final `PUT` on an upload, with its framing headers.
 pub struct UploadBody {
@@ -343,37 +335,19 @@ impl Registry {
     }
 
     /// Pins `digest` in the session before its bytes are published, so that garbage
-    /// collection does not delete a blob of that digest meanwhile. While one is marked
-    /// for deletion, sweeps it (unless another sweep holds it) and waits for its bytes
-    /// to go, as long as [`PIN_WAIT`]; the session's own bytes are published after.
-    /// A collection cut between marking and sweeping thus holds up no push.
+    /// collection does not delete a blob of that digest meanwhile. A blob of the digest
+    /// marked for deletion is revived: a sweep under way restores what it retired, and
+    /// the session's own bytes are published unless the blob's are there. A collection
+    /// cut between marking and sweeping, or a store refusing deletions, thus holds up
+    /// no push.
     async fn pin_digest(&self, id: &UploadId, digest: &Digest) -> Result<(), RegistryError> {
-        let started = std::time::Instant::now();
-        loop {
-            match self.meta.pin_upload_digest(id, digest).await? {
-                PinOutcome::Pinned => return Ok(()),
-                PinOutcome::NoSession => return Err(RegistryError::BlobUploadUnknown),
-                PinOutcome::BlobDeleting if started.elapsed() < PIN_WAIT => {
-                    // Another sweep holding the blob, or one that fails or stalls, is
-                    // waited out within the same bound; a sweep given up on goes on in
-                    // its own task, holding its claim until it is over.
-                    let left = PIN_WAIT.saturating_sub(started.elapsed());
-                    let swept = tokio::time::timeout(left, self.sweep(digest)).await;
-                    match swept {
-                        Ok(Ok(true)) => {}
-                        Ok(Ok(false)) | Err(_) => tokio::time::sleep(PIN_RETRY).await,
-                        Ok(Err(e)) => {
-                            tracing::warn!(%digest, error = %e, "sweeping a blob for a push failed");
-                            tokio::time::sleep(PIN_RETRY).await;
-                        }
-                    }
-                }
-                PinOutcome::BlobDeleting => {
-                    return Err(RegistryError::TooManyRequests(format!(
-                        "blob {digest} is being garbage collected; complete the upload again later"
-                    )));
-                }
+        match self.meta.pin_upload_digest(id, digest).await? {
+            PinOutcome::Pinned => Ok(()),
+            PinOutcome::Revived => {
+                tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
+                Ok(())
             }
+            PinOutcome::NoSession => Err(RegistryError::BlobUploadUnknown),
         }
     }
 

@@ -130,7 +130,7 @@ impl CollectionStore for PgMetaStore {
             .map_err(db_err)?;
         match outcome.as_str() {
             "pinned" => Ok(PinOutcome::Pinned),
-            "deleting" => Ok(PinOutcome::BlobDeleting),
+            "revived" => Ok(PinOutcome::Revived),
             "no_session" => Ok(PinOutcome::NoSession),
             other => Err(MetaError(format!("pin_upload_digest answered {other:?}"))),
         }

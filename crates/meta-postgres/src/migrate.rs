@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_retention.sql"),
     include_str!("../migrations/0013_quotas.sql"),
     include_str!("../migrations/0014_quota_shards.sql"),
+    include_str!("../migrations/0015_revive_on_pin.sql"),
 ];
 
 /// The schema version of a fully migrated database.

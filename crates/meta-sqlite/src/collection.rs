@@ -22,17 +22,24 @@ use crate::writer::Durability;
 use crate::{SqliteMetaStore, db_err, queries};
 
 fn pin(c: &Connection, id: &str, digest: &str) -> Result<PinOutcome, MetaError> {
-    if queries::blob_deleting(c, digest)? {
-        return Ok(PinOutcome::BlobDeleting);
-    }
     let pinned = c
         .prepare_cached("UPDATE uploads SET completing = ?2 WHERE id = ?1")
         .and_then(|mut s| s.execute(params![id, digest]))
         .map_err(db_err)?;
-    Ok(if pinned == 1 {
-        PinOutcome::Pinned
-    } else {
-        PinOutcome::NoSession
+    if pinned == 0 {
+        return Ok(PinOutcome::NoSession);
+    }
+    // A sweep under way deletes the row only while it is marked: it finds it revived,
+    // and restores what it retired.
+    let revived = c
+        .prepare_cached(
+            "UPDATE blobs SET status = 'present' WHERE digest = ?1 AND status = 'deleting'",
+        )
+        .and_then(|mut s| s.execute(params![digest]))
+        .map_err(db_err)?;
+    Ok(match revived {
+        0 => PinOutcome::Pinned,
+        _ => PinOutcome::Revived,
     })
 }
 

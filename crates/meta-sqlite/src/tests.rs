@@ -184,8 +184,8 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
 }
 
 /// One process's sweep stalls in its deletion (a hung disk or NFS mount): another
-/// process's sweep of a blob of another shard (a push completing that digest, which
-/// sweeps it before it pins) goes ahead, for sweeps lock only their digest's shard.
+/// process's sweep of a blob of another shard (the server's collection) goes ahead, for
+/// sweeps lock only their digest's shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_sweep_holds_up_no_sweep_of_another_blob() {
     use berth_meta::conformance::sweep_bytes::{BoxedRetire, NoBytes, RetireWith};

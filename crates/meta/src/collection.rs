@@ -15,9 +15,10 @@ pub enum PinOutcome {
     /// The session now names the digest: the blob is not marked for deletion until the
     /// session ends.
     Pinned,
-    /// The blob is marked for deletion: its bytes are going. Pin again once the sweep
-    /// removed its row, then publish the session's own bytes.
-    BlobDeleting,
+    /// The blob was marked for deletion: it is live again, and the session names the
+    /// digest. A sweep under way finds its row taken over and restores what it
+    /// retired; the session's bytes are published unless the blob's are there.
+    Revived,
     /// There is no such session.
     NoSession,
 }
@@ -121,9 +122,11 @@ pub enum SweepError {
 /// The metadata steps of garbage collection.
 #[async_trait]
 pub trait CollectionStore: Send + Sync {
-    /// Records in session `id` that it is about to publish `digest`, unless the blob is
-    /// marked for deletion. Until the session ends, [`CollectionStore::mark_unlinked_blobs`]
-    /// passes the blob over; the pin and a mark never both succeed for one digest.
+    /// Records in session `id` that it is about to publish `digest`; a blob of the
+    /// digest marked for deletion is revived (present again, any sweep's claim on it
+    /// cleared, so that no sweep deletes its row). Until the session ends,
+    /// [`CollectionStore::mark_unlinked_blobs`] passes the blob over; both take the
+    /// digest's lock, so one of them always sees the other.
     async fn pin_upload_digest(
         &self,
         id: &UploadId,

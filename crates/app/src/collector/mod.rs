@@ -354,13 +354,11 @@ impl Registry {
 
     /// Deletes one marked blob: retires its bytes, deletes its row under the sweep's
     /// claim, then discards the bytes (or restores them, when the blob was taken over);
-    /// `false` when another sweep did or is doing it. A completing upload that finds its
-    /// digest marked calls it too, to finish a sweep that a collection cut short left
-    /// undone.
+    /// `false` when another sweep did or is doing it.
     ///
     /// The sweep runs in a task of its own, which holds the blob's claims (the digest's
     /// lock in this process; on SQLite the sweep's file lock) until its work is over:
-    /// a caller that stops waiting (a push past its bound) leaves no retire running
+    /// a caller that stops waiting (a collection given up on) leaves no retire running
     /// that no claim covers.
     pub(crate) async fn sweep(&self, digest: &Digest) -> Result<bool, RegistryError> {
         let (meta, blobs) = (self.meta.clone(), self.blobs.clone());

@@ -734,17 +734,12 @@ async fn collect(node: &PgMetaStore) -> Result<(), berth_meta::MetaError> {
     Ok(())
 }
 
-/// Pins `digest` in session `id`, waiting while a sweep removes a marked blob of it, as
-/// a completing upload does.
+/// Pins `digest` in session `id` (reviving a marked blob of it), as a completing upload
+/// does.
 async fn pin(node: &PgMetaStore, id: &UploadId, digest: &Digest) {
-    loop {
-        match node.pin_upload_digest(id, digest).await.unwrap() {
-            PinOutcome::Pinned => return,
-            PinOutcome::BlobDeleting => {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await
-            }
-            PinOutcome::NoSession => panic!("session {id} is gone"),
-        }
+    match node.pin_upload_digest(id, digest).await.unwrap() {
+        PinOutcome::Pinned | PinOutcome::Revived => {}
+        PinOutcome::NoSession => panic!("session {id} is gone"),
     }
 }
 
@@ -904,8 +899,8 @@ async fn marked(node: &PgMetaStore, repository: &str, body: &str) -> Digest {
 
 /// A sweep's deletion outlasts the server's idle timeout, which ends whatever session
 /// the sweep had open: the blob stays the sweep's, so another node's sweep passes it
-/// over and an upload of the digest waits, and the late deletion removes no bytes
-/// published after it.
+/// over; an upload of the digest revives it meanwhile, and the sweep, its row taken
+/// over, deletes no row and restores what its late deletion moved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_outliving_its_session_deletes_no_bytes_published_after_it() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -943,18 +938,23 @@ async fn a_sweep_outliving_its_session_deletes_no_bytes_published_after_it() {
         b.create_upload(&upload, SessionLimits::NONE).await.unwrap();
         assert_eq!(
             b.pin_upload_digest(&upload.id, &d).await.unwrap(),
-            PinOutcome::BlobDeleting
+            PinOutcome::Revived
         );
-        upload
+        republished.store(true, Ordering::SeqCst);
+        b.complete_upload(&upload.id, &repo("slow/sweep"), &d, 1, 5)
+            .await
+            .unwrap();
     };
-    let (swept, upload) = tokio::join!(slow, meanwhile);
-    assert!(swept.unwrap(), "the first sweep removes the blob");
-    pin(&b, &upload.id, &d).await;
-    republished.store(true, Ordering::SeqCst);
-    b.complete_upload(&upload.id, &repo("slow/sweep"), &d, 1, 5)
-        .await
-        .unwrap();
-    assert!(!late_deletes.load(Ordering::SeqCst));
+    let (swept, ()) = tokio::join!(slow, meanwhile);
+    assert!(
+        late_deletes.load(Ordering::SeqCst),
+        "the deletion landed late"
+    );
+    assert!(
+        !swept.unwrap(),
+        "the revived row is not the sweep's to delete"
+    );
+    assert_eq!(b.live_blobs(std::slice::from_ref(&d)).await.unwrap(), [d]);
 }
 
 /// A deletion slower than a quarter of the lease is given up on, and the blob stays

@@ -1,5 +1,5 @@
 //! Garbage collection's steps: a blob is marked only when nothing links or pins it, a
-//! marked blob is linked and pinned by nobody, and a sweep removes it once.
+//! marked blob is linked by nobody, a pin revives it, and a sweep removes it once.
 //!
 //! Marking takes every blob of the store that qualifies, so this check runs after the
 //! others and looks only at its own blobs.
@@ -24,6 +24,7 @@ pub(super) async fn run(store: &dyn MetaStore) {
     unreferenced_links_go_once_their_grace_is_over(store).await;
     a_link_made_again_starts_its_grace_anew(store).await;
     a_pinned_blob_does_not_end_the_marking(store).await;
+    a_pin_revives_a_marked_blob(store).await;
     untagged_manifests_go_from_the_top_of_each_graph(store).await;
     bytes_no_row_knows_are_claimed_unless_pinned(store).await;
 }
@@ -69,13 +70,9 @@ async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
         [],
         "claimed once"
     );
-    // Claimed, the bytes are a marked blob: listed, refused to pins and links, swept.
+    // Claimed, the bytes are a marked blob: listed, refused to links, swept.
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(listed.iter().any(|m| m.digest == orphan));
-    assert_eq!(
-        store.pin_upload_digest(&pinning.id, &orphan).await.unwrap(),
-        PinOutcome::BlobDeleting
-    );
     assert!(!store.link_blob(&r, &orphan, 9, 6).await.unwrap());
     // The sweep retires the bytes and, having deleted the row, discards them.
     let bytes = MemoryBytes::default();
@@ -261,13 +258,6 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
     let completing = session(72, &r);
     store.create_upload(&completing, roomy).await.unwrap();
-    assert_eq!(
-        store
-            .pin_upload_digest(&completing.id, &blob)
-            .await
-            .unwrap(),
-        PinOutcome::BlobDeleting
-    );
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(listed.iter().any(|m| m.digest == blob && m.size == 7));
 
@@ -309,7 +299,7 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(!listed.iter().any(|m| m.digest == blob));
 
-    // Swept, the digest is new again: the waiting completion pins it and links it.
+    // Swept, the digest is new again: a completion pins it and links it.
     assert_eq!(
         store
             .pin_upload_digest(&completing.id, &blob)
@@ -488,4 +478,46 @@ async fn a_pinned_blob_does_not_end_the_marking(store: &dyn MetaStore) {
         "the blob after the pinned one"
     );
     store.delete_upload(&pinning.id).await.unwrap();
+}
+
+/// A completion that pins the digest of a marked blob revives it: the blob is live
+/// again, no sweep deletes its row, and a sweep under way when the pin came (here the
+/// pin lands during its retire) leaves the row, to restore what it retired.
+async fn a_pin_revives_a_marked_blob(store: &dyn MetaStore) {
+    let (r, blob) = (repo("cf-gc/revived"), digest("cf-gc-revived"));
+    store.link_blob(&r, &blob, 5, 10).await.unwrap();
+    store.unlink_blob(&r, &blob, None).await.unwrap();
+    assert!(marks(store, &blob, 100).await);
+    let completing = session(74, &r);
+    (store.create_upload(&completing, SessionLimits::NONE).await).unwrap();
+
+    let (id, revived) = (&completing.id, &blob);
+    let pinned_during_retire = RetireWith(move || -> BoxedRetire<'_> {
+        Box::pin(async move {
+            match store.pin_upload_digest(id, revived).await {
+                Ok(PinOutcome::Revived) => Ok(()),
+                other => Err(SweepFailed(format!("the pin answered {other:?}"))),
+            }
+        })
+    });
+    let swept = store.sweep_blob(&blob, LEASE, &pinned_during_retire).await;
+    assert!(!swept.unwrap(), "the revived row stays");
+    assert_eq!(
+        store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
+        vec![blob.clone()]
+    );
+    let listed = store.marked_blobs("", 10_000).await.unwrap();
+    assert!(!listed.iter().any(|m| m.digest == blob));
+    assert!(!store.sweep_blob(&blob, LEASE, &NoBytes).await.unwrap());
+    assert!(
+        !marks(store, &blob, 100).await,
+        "pinned, it is not marked again"
+    );
+    assert_eq!(
+        store.pin_upload_digest(id, &blob).await.unwrap(),
+        PinOutcome::Pinned,
+        "revived once"
+    );
+    store.complete_upload(id, &r, &blob, 5, 30).await.unwrap();
+    assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(5));
 }
