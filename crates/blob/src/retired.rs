@@ -31,18 +31,19 @@ fn parent(path: &Path) -> &Path {
 }
 
 /// Moves the blob at `blob` to `to`, stamped with the time of the move (the recovery's
-/// grace period counts from it), and makes both directories durable. An absent blob is
-/// no error.
+/// grace period counts from it), and makes the stamp and both directories durable: a
+/// copy whose stamp fell back to the blob's publishing after a power loss could be
+/// discarded by a recovery while its sweep is still under way. An absent blob is no
+/// error.
 pub(crate) fn retire(dirs: &DurableDirs, blob: &Path, to: &Path) -> io::Result<()> {
     dirs.ensure(parent(to))?;
     match std::fs::rename(blob, to) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         moved => moved?,
     }
-    File::options()
-        .write(true)
-        .open(to)?
-        .set_modified(SystemTime::now())?;
+    let copy = File::options().write(true).open(to)?;
+    copy.set_modified(SystemTime::now())?;
+    copy.sync_all()?;
     sync_dir(parent(to))?;
     sync_dir(parent(blob))
 }
