@@ -2,7 +2,7 @@
 //! and, when asked, every stored blob's bytes against its digest.
 
 use berth_blob::BlobError;
-use berth_meta::{ListQuery, Quota, UsageDrift};
+use berth_meta::{ListQuery, Quota, RecordedBlob, UsageDrift};
 use berth_oci::{Digest, ResumableHasher};
 use futures_util::StreamExt;
 
@@ -82,30 +82,48 @@ impl Registry {
         Ok(report)
     }
 
-    /// Recorded blobs whose bytes the blob store lacks, or holds at another size.
+    /// Recorded blobs whose bytes the blob store lacks, or holds at another size. A
+    /// blob found so is looked at again once its row is known to be still live: a
+    /// collection may have marked and swept it since its page was read.
     async fn missing_bytes(&self) -> Result<Vec<CorruptBlob>, RegistryError> {
         let mut found = Vec::new();
         let mut after = String::new();
         loop {
             let page = self.meta.present_blobs(&after, BLOB_PAGE as u32).await?;
+            let mut suspects = Vec::new();
             for blob in &page {
-                let problem = match self.blobs.size(&blob.digest).await? {
-                    None => format!("recorded with {} bytes, none stored", blob.size),
-                    Some(size) if size != blob.size => {
-                        format!("recorded with {} bytes, {size} stored", blob.size)
-                    }
-                    Some(_) => continue,
-                };
-                found.push(CorruptBlob {
-                    digest: blob.digest.clone(),
-                    problem,
-                });
+                if self.size_problem(blob).await?.is_some() {
+                    suspects.push(blob.digest.clone());
+                }
+            }
+            let live = match suspects.is_empty() {
+                true => Vec::new(),
+                false => self.meta.live_blobs(&suspects).await?,
+            };
+            for blob in page.iter().filter(|b| live.contains(&b.digest)) {
+                if let Some(problem) = self.size_problem(blob).await? {
+                    found.push(CorruptBlob {
+                        digest: blob.digest.clone(),
+                        problem,
+                    });
+                }
             }
             match page.last() {
                 Some(last) if page.len() == BLOB_PAGE => after = last.digest.to_string(),
                 _ => return Ok(found),
             }
         }
+    }
+
+    /// What is wrong with the stored bytes of a recorded blob: none, or another size.
+    async fn size_problem(&self, blob: &RecordedBlob) -> Result<Option<String>, RegistryError> {
+        Ok(match self.blobs.size(&blob.digest).await? {
+            None => Some(format!("recorded with {} bytes, none stored", blob.size)),
+            Some(size) if size != blob.size => {
+                Some(format!("recorded with {} bytes, {size} stored", blob.size))
+            }
+            Some(_) => None,
+        })
     }
 
     /// Reads a blob through the store and says what is wrong with it, if anything.

@@ -44,6 +44,9 @@ pub struct MetaFaults {
     /// The next sweep's retire, to run on this store after this long, in a task of its
     /// own: a rename stuck in a blocking thread, which dropping the sweep does not stop.
     stalled_retire: Mutex<Option<StalledRetire>>,
+    /// Pages of present blobs still to answer as read before a collection marked
+    /// blobs: marked ones listed too.
+    stale_present_pages: AtomicUsize,
 }
 
 /// A retire that lands late, whatever becomes of the sweep that started it.
@@ -138,6 +141,12 @@ impl MetaFaults {
     /// (a retired copy, and a row still marked).
     pub fn cut_after_retires(&self, n: usize) {
         self.cut_after_retires.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes the next `n` pages of present blobs list the marked blobs too, as a page
+    /// read just before a collection marked them (and swept them since) does.
+    pub fn stale_present_pages(&self, n: usize) {
+        self.stale_present_pages.store(n, Ordering::SeqCst);
     }
 
     /// Makes the next sweep's retire land `by` late, in a task of its own that dropping
@@ -541,7 +550,17 @@ impl CollectionStore for FaultyMeta {
         after: &str,
         limit: u32,
     ) -> Result<Vec<berth_meta::RecordedBlob>, MetaError> {
-        self.inner.present_blobs(after, limit).await
+        let mut page = self.inner.present_blobs(after, limit).await?;
+        if MetaFaults::take_cut(&self.faults.stale_present_pages) {
+            let marked = self.inner.marked_blobs(after, limit).await?;
+            page.extend(marked.into_iter().map(|m| berth_meta::RecordedBlob {
+                digest: m.digest,
+                size: m.size,
+            }));
+            page.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+            page.truncate(limit as usize);
+        }
+        Ok(page)
     }
 
     async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
