@@ -1211,34 +1211,31 @@ async fn prepare_retention(
         }
     };
     let executions = format!("/api/v2.0/retentions/{id}/executions");
-    let mut listed = api(reg, Method::GET, &executions, None).await.json();
-    if listed.as_array().unwrap().is_empty() {
-        let r = api(
-            reg,
-            Method::POST,
-            &executions,
-            Some(json!({"dry_run": true})),
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::CREATED, "dry run: {:?}", r.body);
-        for _ in 0..500 {
-            listed = api(reg, Method::GET, &executions, None).await.json();
+    // The latest execution once it has ended, with its first task: one an earlier row
+    // started (or stopped before it had tasks) is waited for, or replaced by a dry run.
+    let mut started = false;
+    let (execution, task) = loop {
+        let mut listed = api(reg, Method::GET, &executions, None).await.json();
+        for _ in 0..1000 {
             if listed[0]["status"] != json!("Running") {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            listed = api(reg, Method::GET, &executions, None).await.json();
         }
-    }
-    let execution = listed[0]["id"].as_i64().unwrap();
-    let tasks = api(
-        reg,
-        Method::GET,
-        &format!("{executions}/{execution}/tasks"),
-        None,
-    )
-    .await
-    .json();
-    let task = tasks[0]["id"].as_i64().expect("the dry run has a task");
+        if let Some(execution) = listed[0]["id"].as_i64() {
+            let uri = format!("{executions}/{execution}/tasks");
+            let tasks = api(reg, Method::GET, &uri, None).await.json();
+            if let Some(task) = tasks[0]["id"].as_i64() {
+                break (execution, task);
+            }
+        }
+        assert!(!started, "the dry run has a task: {listed}");
+        let dry_run = Some(json!({"dry_run": true}));
+        let r = api(reg, Method::POST, &executions, dry_run).await;
+        assert_eq!(r.status, StatusCode::CREATED, "dry run: {:?}", r.body);
+        started = true;
+    };
     vec![
         ("{policy}", id),
         ("{execution}", execution.to_string()),
