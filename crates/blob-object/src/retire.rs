@@ -17,7 +17,7 @@ use crate::commit::{COPY_LIMIT, copy_new};
 /// A blob larger than one server-side copy may be (5 GiB) is deleted where it is, as
 /// before sweeps retired bytes: such a sweep is not fenced against a stalled node.
 pub(crate) async fn retire(bucket: &Bucket, digest: &Digest, token: &str) -> Result<(), BlobError> {
-    let (blob, to) = (bucket.keys.blob(digest), retired(bucket, digest, token)?);
+    let (blob, to) = (bucket.keys.blob(digest), key(bucket, digest, token)?);
     match bucket.size(&blob).await? {
         None => return Ok(()),
         Some(size) if size > COPY_LIMIT => return bucket.delete_all(vec![blob]).await,
@@ -36,9 +36,7 @@ pub(crate) async fn discard(
     digest: &Digest,
     token: &str,
 ) -> Result<(), BlobError> {
-    bucket
-        .delete_all(vec![retired(bucket, digest, token)?])
-        .await
+    bucket.delete_all(vec![key(bucket, digest, token)?]).await
 }
 
 /// Copies the retired copy back unless the blob is present (the copy is the same bytes
@@ -49,7 +47,7 @@ pub(crate) async fn restore(
     digest: &Digest,
     token: &str,
 ) -> Result<bool, BlobError> {
-    let from = retired(bucket, digest, token)?;
+    let from = key(bucket, digest, token)?;
     let blob = bucket.keys.blob(digest);
     if bucket.size(&blob).await?.is_some() {
         return Ok(false);
@@ -60,24 +58,29 @@ pub(crate) async fn restore(
     }
 }
 
-/// Every retired copy, or those of `digest` only; keys that name no digest and token
-/// are passed over.
+/// The retired copies below `under` after the key `after`, in key order (a digest's
+/// text, then the token), up to `limit`, of `only` when given; keys that name no digest
+/// and token are passed over.
 pub(crate) async fn list(
     bucket: &Bucket,
-    digest: Option<&Digest>,
+    under: &object_store::path::Path,
+    after: Option<&object_store::path::Path>,
+    limit: usize,
+    only: Option<&Digest>,
 ) -> Result<Vec<RetiredBlob>, BlobError> {
     let keys = &bucket.keys;
-    let under = match digest {
-        Some(digest) => keys.retired_shard(digest),
-        None => keys.retired_dir(),
+    let mut objects = match after {
+        Some(after) => bucket.writes.list_with_offset(Some(under), after),
+        None => bucket.writes.list(Some(under)),
     };
-    let mut objects = bucket.writes.list(Some(&under));
     let mut found = Vec::new();
-    while let Some(meta) = objects.try_next().await.map_err(storage)? {
+    while found.len() < limit
+        && let Some(meta) = objects.try_next().await.map_err(storage)?
+    {
         let Some((copy_of, token)) = keys.retired_of(&meta.location) else {
             continue;
         };
-        if digest.is_some_and(|d| *d != copy_of) {
+        if only.is_some_and(|d| *d != copy_of) {
             continue;
         }
         let millis = u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0);
@@ -91,7 +94,8 @@ pub(crate) async fn list(
     Ok(found)
 }
 
-fn retired(
+/// The key of the copy of `digest` retired under `token`, a token checked first.
+pub(crate) fn key(
     bucket: &Bucket,
     digest: &Digest,
     token: &str,

@@ -133,12 +133,21 @@ impl BlobStore for ObjectBlobStore {
         crate::retire::restore(&self.bucket, digest, token).await
     }
 
-    async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError> {
-        crate::retire::list(&self.bucket, None).await
+    async fn list_retired(
+        &self,
+        after: Option<&RetiredBlob>,
+        limit: usize,
+    ) -> Result<Vec<RetiredBlob>, BlobError> {
+        let under = self.bucket.keys.retired_dir();
+        let after = after
+            .map(|a| crate::retire::key(&self.bucket, &a.digest, &a.token))
+            .transpose()?;
+        crate::retire::list(&self.bucket, &under, after.as_ref(), limit, None).await
     }
 
     async fn retired_copies(&self, digest: &Digest) -> Result<Vec<RetiredBlob>, BlobError> {
-        crate::retire::list(&self.bucket, Some(digest)).await
+        let under = self.bucket.keys.retired_shard(digest);
+        crate::retire::list(&self.bucket, &under, None, usize::MAX, Some(digest)).await
     }
 
     async fn create_upload(&self, id: &UploadId) -> Result<(), BlobError> {

@@ -912,7 +912,7 @@ async fn a_retire_stalled_between_its_copy_and_its_delete_loses_no_pushed_bytes(
         tokio::spawn(async move { a.retire(&digest, "stalled1").await })
     };
     for _ in 0..100 {
-        let copies = b.list_retired().await.unwrap();
+        let copies = b.list_retired(None, 1000).await.unwrap();
         if copies.iter().any(|c| c.token == "stalled1") {
             break;
         }

@@ -50,13 +50,35 @@ async fn retired_of(store: &dyn BlobStore, digest: &Digest) -> Vec<(String, u64)
         found
     };
     let of_digest = tokens(store.retired_copies(digest).await.unwrap());
-    let mut listed = tokens(store.list_retired().await.unwrap());
+    let mut listed = tokens(every_retired(store, 1).await);
     listed.retain(Option::is_some);
     assert_eq!(
         of_digest, listed,
         "only copies of {digest}, and all of them"
     );
     of_digest.into_iter().flatten().collect()
+}
+
+/// Every retired copy, listed `page` at a time: in order of digest and token, each once,
+/// the same whatever the page.
+async fn every_retired(store: &dyn BlobStore, page: usize) -> Vec<crate::RetiredBlob> {
+    let mut all: Vec<crate::RetiredBlob> = Vec::new();
+    loop {
+        let listed = store.list_retired(all.last(), page).await.unwrap();
+        assert!(listed.len() <= page, "a page of {page}: {listed:?}");
+        let ended = listed.len() < page;
+        all.extend(listed);
+        if ended {
+            break;
+        }
+    }
+    let key = |c: &crate::RetiredBlob| (c.digest.to_string(), c.token.clone());
+    assert!(
+        all.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+        "in order, each once: {all:?}"
+    );
+    assert_eq!(all, store.list_retired(None, 10_000).await.unwrap());
+    all
 }
 
 async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
@@ -79,7 +101,7 @@ async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
         store.read(&digest, None).await,
         Err(BlobError::NotFound)
     ));
-    let listed = store.list_retired().await.unwrap();
+    let listed = every_retired(store, 2).await;
     let copy = listed.iter().find(|r| r.digest == digest).unwrap();
     assert_eq!((copy.token.as_str(), copy.size), ("a1", 13));
     assert!(copy.retired >= started, "{:?}", copy.retired);
@@ -118,6 +140,35 @@ async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
     assert_eq!(store.size(&digest).await.unwrap(), None);
     assert!(!store.restore_retired(&digest, "c3").await.unwrap());
     assert_eq!(store.size(&digest).await.unwrap(), None);
+
+    // Many copies, two of one digest and one of a sha512 blob, are listed in order a
+    // page at a time, whatever the page.
+    let mut retired = Vec::new();
+    for (seed, data) in (50..).zip([b"paged a", b"paged b", b"paged c"]) {
+        let (id, digest) = staged(store, seed, data).await;
+        store.commit_upload(&id, 7, &digest).await.unwrap();
+        store.retire(&digest, "p1").await.unwrap();
+        retired.push(digest);
+    }
+    assert!(store.restore_retired(&retired[1], "p1").await.unwrap());
+    store.retire(&retired[1], "p2").await.unwrap();
+    let (id, _) = staged(store, 53, b"paged long").await;
+    let long = Digest::compute(Algorithm::Sha512, b"paged long");
+    store.commit_upload(&id, 10, &long).await.unwrap();
+    store.retire(&long, "p1").await.unwrap();
+    let whole = every_retired(store, 1).await;
+    assert_eq!(whole.len(), 5, "{whole:?}");
+    assert_eq!(whole.last().map(|c| &c.digest), Some(&long));
+    for page in [2, 3, 4, 5, 6] {
+        assert_eq!(every_retired(store, page).await, whole);
+    }
+    for copy in whole {
+        store
+            .discard_retired(&copy.digest, &copy.token)
+            .await
+            .unwrap();
+    }
+    assert!(every_retired(store, 2).await.is_empty());
 }
 
 async fn committed_blobs_are_listed_in_digest_order(store: &dyn BlobStore) {

@@ -320,9 +320,13 @@ impl BlobStore for FsBlobStore {
         blocking(move || Ok(retired::restore(&dirs, &from, &blob)?)).await
     }
 
-    async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError> {
-        let root = self.root.join("retired");
-        blocking(move || Ok(retired::list(&root)?)).await
+    async fn list_retired(
+        &self,
+        after: Option<&RetiredBlob>,
+        limit: usize,
+    ) -> Result<Vec<RetiredBlob>, BlobError> {
+        let (root, after) = (self.root.join("retired"), after.cloned());
+        blocking(move || Ok(retired::list(&root, after.as_ref(), limit)?)).await
     }
 
     async fn retired_copies(&self, digest: &Digest) -> Result<Vec<RetiredBlob>, BlobError> {

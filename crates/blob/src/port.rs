@@ -162,11 +162,16 @@ pub trait BlobStore: Send + Sync + 'static {
     /// back. Returns whether the copy went back; an absent copy is not an error.
     async fn restore_retired(&self, digest: &Digest, token: &str) -> Result<bool, BlobError>;
 
-    /// Every retired copy, for garbage collection's recovery of a sweep cut short
-    /// between its retire and its discard or restore, and of the copies kept by
-    /// restores (there are few: a sweep discards its own copy, and keeps one only when
-    /// the blob was taken over meanwhile).
-    async fn list_retired(&self) -> Result<Vec<RetiredBlob>, BlobError>;
+    /// Retired copies in order of their digest's text and token, after `after` (from
+    /// the first when `None`), up to `limit`: garbage collection's recovery of sweeps
+    /// cut short between their retire and their discard or restore, and of the copies
+    /// kept by restores, a page at a time. Names that are no digest and token are
+    /// passed over.
+    async fn list_retired(
+        &self,
+        after: Option<&RetiredBlob>,
+        limit: usize,
+    ) -> Result<Vec<RetiredBlob>, BlobError>;
 
     /// The retired copies of `digest`, for a read that finds the bytes of a live blob
     /// missing (a retire that landed late) and restores them.

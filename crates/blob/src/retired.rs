@@ -75,16 +75,40 @@ pub(crate) fn restore(dirs: &DurableDirs, from: &Path, blob: &Path) -> io::Resul
     }
 }
 
-/// Every retired copy below `root` (`<alg>/<xx>/<hex>.<token>`); names that are no
-/// digest and token are passed over.
-pub(crate) fn list(root: &Path) -> io::Result<Vec<RetiredBlob>> {
+/// The retired copies below `root` (`<alg>/<xx>/<hex>.<token>`) after `after`, in the
+/// order of their names, up to `limit`; names that are no digest and token are passed
+/// over. Directories before the cursor's are not read.
+pub(crate) fn list(
+    root: &Path,
+    after: Option<&RetiredBlob>,
+    limit: usize,
+) -> io::Result<Vec<RetiredBlob>> {
+    let cursor = after.map(|a| {
+        let hex = a.digest.encoded();
+        (
+            a.digest.algorithm().as_str(),
+            &hex[..2],
+            (hex, a.token.as_str()),
+        )
+    });
     let mut found = Vec::new();
     for algorithm in sorted_names(root)? {
+        if cursor.is_some_and(|(alg, _, _)| algorithm.as_str() < alg) {
+            continue;
+        }
         for prefix in sorted_names(&root.join(&algorithm))? {
-            found.extend(list_shard(
-                &root.join(&algorithm).join(&prefix),
-                &algorithm,
-            )?);
+            let at = cursor.filter(|(alg, _, _)| algorithm == *alg);
+            if at.is_some_and(|(_, shard, _)| prefix.as_str() < shard) {
+                continue;
+            }
+            let copies = list_shard(&root.join(&algorithm).join(&prefix), &algorithm)?;
+            let past = |c: &RetiredBlob| {
+                at.is_none_or(|(_, _, last)| (c.digest.encoded(), c.token.as_str()) > last)
+            };
+            found.extend(copies.into_iter().filter(past).take(limit - found.len()));
+            if found.len() == limit {
+                return Ok(found);
+            }
         }
     }
     Ok(found)

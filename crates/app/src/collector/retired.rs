@@ -4,13 +4,16 @@
 //! read found missing.
 
 use async_trait::async_trait;
-use berth_blob::{BlobError, BlobRead, BlobStore};
+use berth_blob::{BlobError, BlobRead, BlobStore, RetiredBlob};
 use berth_meta::{SweepBytes, SweepFailed};
 use berth_oci::{ByteRange, Digest};
 
 use super::unix_ms;
 use crate::error::RegistryError;
 use crate::registry::Registry;
+
+/// How many retired copies the recovery settles per listing.
+const RETIRED_PAGE: usize = 1000;
 
 /// The byte operations of a sweep, on a blob store.
 pub(super) struct StoreBytes<'a>(pub(super) &'a dyn BlobStore);
@@ -52,29 +55,39 @@ impl Registry {
     /// `before` of a blob with no row, or a marked one, is discarded. A younger copy may
     /// belong to a sweep still under way, and is left to it.
     pub(super) async fn recover_retired(&self, before: i64) -> Result<(), RegistryError> {
-        let retired = self.blobs.list_retired().await?;
-        if retired.is_empty() {
-            return Ok(());
-        }
-        let mut digests: Vec<Digest> = retired.iter().map(|r| r.digest.clone()).collect();
-        digests.dedup();
-        let live = self.meta.live_blobs(&digests).await?;
-        for copy in retired {
-            let outcome = if live.contains(&copy.digest) {
-                self.restore_copy(&copy.digest, &copy.token).await.map(drop)
-            } else if unix_ms(copy.retired) < before {
-                self.blobs.discard_retired(&copy.digest, &copy.token).await
-            } else {
-                continue;
-            };
-            // One copy that cannot be settled holds up no collection: it is tried again
-            // by the next one.
-            if let Err(e) = outcome {
-                tracing::error!(digest = %copy.digest, token = %copy.token,
-                    error = %e, "could not settle a retired copy");
+        let mut after = None;
+        loop {
+            let page = (self.blobs)
+                .list_retired(after.as_ref(), RETIRED_PAGE)
+                .await?;
+            let mut digests: Vec<Digest> = page.iter().map(|r| r.digest.clone()).collect();
+            digests.dedup();
+            let live = self.meta.live_blobs(&digests).await?;
+            for copy in &page {
+                self.settle_copy(copy, live.contains(&copy.digest), before)
+                    .await;
             }
+            if page.len() < RETIRED_PAGE {
+                return Ok(());
+            }
+            after = page.into_iter().last();
         }
-        Ok(())
+    }
+
+    /// Settles one retired copy (see [`Self::recover_retired`]). A copy that cannot be
+    /// settled holds up no collection: it is logged, and tried again by the next one.
+    async fn settle_copy(&self, copy: &RetiredBlob, live: bool, before: i64) {
+        let outcome = if live {
+            self.restore_copy(&copy.digest, &copy.token).await.map(drop)
+        } else if unix_ms(copy.retired) < before {
+            self.blobs.discard_retired(&copy.digest, &copy.token).await
+        } else {
+            return;
+        };
+        if let Err(e) = outcome {
+            tracing::error!(digest = %copy.digest, token = %copy.token,
+                error = %e, "could not settle a retired copy");
+        }
     }
 
     /// Opens a live blob's bytes, or a range of them; when they are missing (a retire
