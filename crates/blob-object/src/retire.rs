@@ -14,13 +14,14 @@ use crate::bucket::{Bucket, is_not_found, storage};
 use crate::commit::{COPY_LIMIT, copy_new};
 
 /// Moves the blob's bytes to its retired key under `token`; an absent blob is no error.
-/// A blob larger than one server-side copy may be (5 GiB) is deleted where it is, as
-/// before sweeps retired bytes: such a sweep is not fenced against a stalled node.
+/// A blob larger than one server-side copy may be (5 GiB) is refused
+/// ([`BlobError::TooLargeToRetire`]) and kept: deleted in place, with no copy to put
+/// back, it could take with it the bytes of a push that revived it meanwhile.
 pub(crate) async fn retire(bucket: &Bucket, digest: &Digest, token: &str) -> Result<(), BlobError> {
     let (blob, to) = (bucket.keys.blob(digest), key(bucket, digest, token)?);
     match bucket.size(&blob).await? {
         None => return Ok(()),
-        Some(size) if size > COPY_LIMIT => return bucket.delete_all(vec![blob]).await,
+        Some(size) if size > COPY_LIMIT => return Err(BlobError::TooLargeToRetire(size)),
         Some(_) => {}
     }
     match bucket.writes.copy(&blob, &to).await {
@@ -95,7 +96,7 @@ pub(crate) async fn list(
 }
 
 /// The key of the copy of `digest` retired under `token`, a token checked first.
-pub(crate) fn key(
+fn key(
     bucket: &Bucket,
     digest: &Digest,
     token: &str,

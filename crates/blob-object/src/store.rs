@@ -139,9 +139,9 @@ impl BlobStore for ObjectBlobStore {
         limit: usize,
     ) -> Result<Vec<RetiredBlob>, BlobError> {
         let under = self.bucket.keys.retired_dir();
-        let after = after
-            .map(|a| crate::retire::key(&self.bucket, &a.digest, &a.token))
-            .transpose()?;
+        // A listed copy is the cursor whatever its token: a name that no sweep could
+        // have given is still a place in the listing.
+        let after = after.map(|a| self.bucket.keys.retired(&a.digest, &a.token));
         crate::retire::list(&self.bucket, &under, after.as_ref(), limit, None).await
     }
 

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_quotas.sql"),
     include_str!("../migrations/0014_quota_shards.sql"),
     include_str!("../migrations/0015_revive_on_pin.sql"),
+    include_str!("../migrations/0016_quota_usage_lock.sql"),
 ];
 
 /// The schema version of a fully migrated database.

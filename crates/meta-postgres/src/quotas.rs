@@ -244,13 +244,19 @@ impl QuotaStore for PgMetaStore {
         audit: &AuditEntry,
     ) -> Result<bool, MetaError> {
         let mut tx = self.durable().await?;
-        // The lock waits for the pushes counting without one (migration 0014), so the
-        // next statement sees their counts and every later push sees the new limit.
-        sqlx::query("SELECT 1 FROM quotas WHERE project_id = $1 FOR UPDATE")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        // The usage lock waits for the pushes counting without a limit (migrations 0014,
+        // 0016), so the next statement sees their counts and every later push the new
+        // limit.
+        for lock in [
+            "SELECT quota_usage_lock($1, TRUE)",
+            "SELECT 1 FROM quotas WHERE project_id = $1 FOR UPDATE",
+        ] {
+            sqlx::query(lock)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         let found =
             // A limit that puts usage below the mark's share of it clears the mark.
             sqlx::query(

@@ -38,13 +38,19 @@ impl TestRegistry {
     /// filesystem store's files, or the files the S3 server keeps its objects in (one
     /// per object, named by its key).
     pub fn blob_files(&self) -> Vec<PathBuf> {
-        let root = match &self.scale_out {
-            Some(servers) => servers.bucket_dir(),
-            None => self.dir.path().join("storage"),
-        };
+        let root = self.blob_root();
         let mut files = Vec::new();
         files_under(&root, &root, &mut files);
         files
+    }
+
+    /// The directory [`TestRegistry::blob_files`] are relative to: the filesystem
+    /// store's root, or the S3 server's directory of the bucket.
+    pub fn blob_root(&self) -> PathBuf {
+        match &self.scale_out {
+            Some(servers) => servers.bucket_dir(),
+            None => self.dir.path().join("storage"),
+        }
     }
 }
 

@@ -1111,13 +1111,19 @@ async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
     for layer in ["capped-l1", "capped-l2"] {
         b.link_blob(&r, &digest(layer), 7, 1).await.unwrap();
     }
-    // The limit change in progress: the quota row locked as `set_quota_limit` locks it.
+    // The limit change in progress: the usage and the quota row locked as
+    // `set_quota_limit` locks them.
     let mut change = a.pool.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM quotas WHERE project_id = $1 FOR UPDATE")
-        .bind(id)
-        .execute(&mut *change)
-        .await
-        .unwrap();
+    for lock in [
+        "SELECT quota_usage_lock($1, TRUE)",
+        "SELECT 1 FROM quotas WHERE project_id = $1 FOR UPDATE",
+    ] {
+        sqlx::query(lock)
+            .bind(id)
+            .execute(&mut *change)
+            .await
+            .unwrap();
+    }
     let pushing = {
         let b = b.clone();
         tokio::spawn(async move {
@@ -1167,6 +1173,184 @@ async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
         .unwrap()
         .unwrap();
     assert_eq!((quota.hard, quota.used), (15, 15));
+    assert_eq!(
+        berth_meta::QuotaStore::usage_drift(&*a).await.unwrap(),
+        Vec::new()
+    );
+}
+
+/// Backends of this test's database waiting for a lock in a statement that contains
+/// `text`.
+async fn waiting_in(node: &PgMetaStore, text: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'",
+    )
+    .bind(text)
+    .fetch_one(&node.pool)
+    .await
+    .unwrap()
+}
+
+/// Waits until `n` backends wait for a lock in a statement that contains `text`.
+async fn until_waiting(node: &PgMetaStore, text: &str, n: i64) {
+    let waits = async {
+        while waiting_in(node, text).await < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(10), waits)
+        .await
+        .is_err()
+    {
+        let sessions: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT state, wait_event_type || ':' || wait_event, left(query, 120)
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&node.pool)
+        .await
+        .unwrap();
+        panic!("never {n} statements with {text:?} waiting: {sessions:#?}");
+    }
+}
+
+/// In a project without a limit, pushes count under a shared lock, while a delete (and
+/// a limit change) needs it exclusive. A shared row lock would be granted at once to
+/// whoever asks while the only holders are shared, even with a `FOR UPDATE` waiting: so
+/// every push that started while the delete waited would go ahead of it, and as long as
+/// pushes overlap (here each is held up by another push counting the same shared layer,
+/// as pushes of images sharing a base are) the delete would wait, holding its
+/// repository's lock, until the statement timeout ended it. The usage lock (migration
+/// 0016) queues: pushes that start after the delete go after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_is_not_overtaken_by_pushes_that_start_after_it() {
+    overtaken_by_later_pushes(false).await;
+}
+
+/// The same for a limit change (`set_quota_limit`): pushes that start after it go after
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_change_is_not_overtaken_by_pushes_that_start_after_it() {
+    overtaken_by_later_pushes(true).await;
+}
+
+/// A write that locks the usage exclusively (a delete, or with `limit_change` a limit
+/// change) while pushes count, each push held up by another counting its layer;
+/// fails when pushes that started after the write go first.
+async fn overtaken_by_later_pushes(limit_change: bool) {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let project = NewProject {
+        name: "busy".into(),
+        owner_id: None,
+        public: false,
+        metadata: Default::default(),
+        storage_limit: Some(berth_meta::UNLIMITED),
+    };
+    let id = a.create_project(&project, 1, 1, &audit()).await.unwrap();
+    let old = repo("busy/old");
+    a.link_blob(&old, &digest("busy-doomed-layer"), 7, 1)
+        .await
+        .unwrap();
+    let doomed = manifest("busy/old", "busy-doomed", &[("busy-doomed-layer", 7)], &[]);
+    a.put_manifest(&doomed).await.unwrap();
+    const ROUNDS: usize = 4;
+    let shared = |i: usize| format!("busy-shared-{i}");
+    for i in 1..=ROUNDS {
+        // A layer the project already holds, and a repository each push has to itself.
+        for r in [format!("busy/base{i}"), format!("busy/top{i}")] {
+            a.link_blob(&repo(&r), &digest(&shared(i)), 7, 1)
+                .await
+                .unwrap();
+        }
+        let layer = shared(i);
+        let base = manifest(
+            &format!("busy/base{i}"),
+            &format!("busy-base-{i}"),
+            &[(layer.as_str(), 7)],
+            &[],
+        );
+        a.put_manifest(&base).await.unwrap();
+    }
+    // Another push counting layer `i` (its row of `project_blobs` locked until it
+    // commits), and a push of a new image on top of that layer.
+    let hold = |i: usize| {
+        let (a, layer) = (a.clone(), digest(&shared(i)));
+        async move {
+            let mut tx = a.pool.begin().await.unwrap();
+            sqlx::query(
+                "UPDATE project_blobs SET refs = refs WHERE project_id = $1 AND digest = $2",
+            )
+            .bind(id)
+            .bind(layer.as_str())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx
+        }
+    };
+    let push = |i: usize| {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let layer = format!("busy-shared-{i}");
+            let top = manifest(
+                &format!("busy/top{i}"),
+                &format!("busy-top-{i}"),
+                &[(layer.as_str(), 7)],
+                &[],
+            );
+            b.put_manifest(&top).await
+        })
+    };
+
+    let mut held = hold(1).await;
+    let mut pushing = push(1);
+    until_waiting(&a, "put_manifest", 1).await;
+    // The write starts while push 1 counts: it waits for that push.
+    let mut writing = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            if limit_change {
+                // Still no limit, so that the pushes after it count as before.
+                let (entry, limit) = (audit(), berth_meta::UNLIMITED);
+                return berth_meta::QuotaStore::set_quota_limit(&*a, id, limit, 2, &entry).await;
+            }
+            let deleted = a
+                .delete_manifest(&old, &digest("busy-doomed"), None, None, 2)
+                .await?;
+            Ok(deleted == Deletion::Deleted)
+        })
+    };
+    let (what, statement) = match limit_change {
+        true => ("limit change", "quota_usage_lock"),
+        false => ("delete", "DELETE FROM manifests"),
+    };
+    until_waiting(&a, statement, 1).await;
+    // Each round a push starts, then the one before it ends.
+    for i in 2..=ROUNDS {
+        let next = hold(i).await;
+        let next_pushing = push(i);
+        until_waiting(&a, "put_manifest", 2).await;
+        held.commit().await.unwrap();
+        pushing.await.unwrap().unwrap();
+        (held, pushing) = (next, next_pushing);
+    }
+
+    // Every push that was counting when the write started ended long ago.
+    let waited = tokio::time::timeout(Duration::from_secs(5), &mut writing).await;
+    let still_waiting = waited.is_err();
+    held.commit().await.unwrap();
+    pushing.await.unwrap().unwrap();
+    assert!(
+        !still_waiting,
+        "the {what} still waits for the usage lock: the {} pushes that started after it \
+         went first, and so would every later one",
+        ROUNDS - 1
+    );
+    assert!(waited.unwrap().unwrap().unwrap(), "the {what} is done");
     assert_eq!(
         berth_meta::QuotaStore::usage_drift(&*a).await.unwrap(),
         Vec::new()
