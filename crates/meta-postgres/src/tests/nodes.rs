@@ -1091,6 +1091,18 @@ async fn a_sweep_whose_deletion_failed_holds_no_claim() {
     );
 }
 
+/// Creates project `name` without a storage limit on `node`; returns its id.
+async fn project_without_limit(node: &PgMetaStore, name: &str) -> i64 {
+    let project = NewProject {
+        name: name.into(),
+        owner_id: None,
+        public: false,
+        metadata: Default::default(),
+        storage_limit: Some(berth_meta::UNLIMITED),
+    };
+    node.create_project(&project, 1, 1, &audit()).await.unwrap()
+}
+
 /// A push into a project without a limit counts under a shared lock of the quota row; a
 /// limit set meanwhile on another node waits for no such push, and a push that finds the
 /// limit set once it has the lock is tried again, counted against the limit.
@@ -1099,14 +1111,7 @@ async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
-    let project = NewProject {
-        name: "capped".into(),
-        owner_id: None,
-        public: false,
-        metadata: Default::default(),
-        storage_limit: Some(berth_meta::UNLIMITED),
-    };
-    let id = a.create_project(&project, 1, 1, &audit()).await.unwrap();
+    let id = project_without_limit(&a, "capped").await;
     let r = repo("capped/app");
     for layer in ["capped-l1", "capped-l2"] {
         b.link_blob(&r, &digest(layer), 7, 1).await.unwrap();
@@ -1243,14 +1248,7 @@ async fn overtaken_by_later_pushes(limit_change: bool) {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
-    let project = NewProject {
-        name: "busy".into(),
-        owner_id: None,
-        public: false,
-        metadata: Default::default(),
-        storage_limit: Some(berth_meta::UNLIMITED),
-    };
-    let id = a.create_project(&project, 1, 1, &audit()).await.unwrap();
+    let id = project_without_limit(&a, "busy").await;
     let old = repo("busy/old");
     a.link_blob(&old, &digest("busy-doomed-layer"), 7, 1)
         .await
