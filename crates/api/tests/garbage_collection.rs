@@ -750,6 +750,58 @@ async fn a_check_during_a_collection_reports_no_swept_blob_as_missing() {
     assert_eq!(missing, [&live], "{report:?}");
 }
 
+/// On an object store, a blob larger than one server-side copy may be (5 GiB) cannot be
+/// retired: deleted in place, with no copy to put back, it would take with it the bytes
+/// of a completion that revived it while the sweep was under way (the completion finds
+/// the blob there and keeps it). Its sweep is refused and the blob kept. The sweep's
+/// retire takes 8 s here, well inside its budget; the push comes 3 s into it. The stored
+/// object is made that large by growing its file on the S3 server to a sparse 5 GiB + 1
+/// byte. Runs with `BERTH_TEST_BACKENDS=postgres+s3` (the filesystem store retires by a
+/// rename).
+#[tokio::test]
+async fn a_push_during_the_sweep_of_a_blob_too_large_to_copy_keeps_its_bytes() {
+    if Backends::selected() != Backends::PostgresS3 {
+        return;
+    }
+    let data = b"a layer past the server-side copy limit";
+    let (_, registry, blob) = aged_blob("gc/huge", data).await;
+    let object = (registry.blob_files().into_iter())
+        .find(|f| {
+            f.file_name().and_then(|n| n.to_str()) == Some(blob.encoded())
+                && f.components().any(|c| c.as_os_str() == "blobs")
+        })
+        .expect("the blob's object");
+    let huge = (5u64 << 30) + 1;
+    (std::fs::OpenOptions::new().write(true))
+        .open(registry.blob_root().join(&object))
+        .unwrap()
+        .set_len(huge)
+        .unwrap();
+    assert_eq!(registry.blobs.size(&blob).await.unwrap(), Some(huge));
+
+    registry
+        .faults
+        .stall_next_retire(registry.blobs.clone(), Duration::from_secs(8));
+    let gc = &registry.registry;
+    let push = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        registry.push_blob("gc/huge", data).await
+    };
+    let (collected, pushed) = tokio::join!(gc.collect_garbage(options(false)), push);
+    collected.unwrap();
+    assert_eq!(pushed, blob, "the push is acknowledged");
+
+    // (A pull of the blob is only made when its bytes are gone: it would stream 5 GiB.)
+    if registry.blobs.size(&blob).await.unwrap().is_none() {
+        let retired = registry.blobs.retired_copies(&blob).await.unwrap();
+        let pulled = blob_status(&registry, "gc/huge", &blob).await;
+        panic!(
+            "the blob of an acknowledged push has no bytes, and no retired copy is left \
+             ({retired:?}): a pull answers {pulled}"
+        );
+    }
+}
+
 /// The recovery lists retired copies a page at a time (1000), and asks for the next page
 /// after the last copy listed. A copy whose token is no valid token (one that cannot be
 /// settled, which holds up no collection) at the end of a full page still marks the place

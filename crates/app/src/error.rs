@@ -103,9 +103,9 @@ impl From<BlobError> for RegistryError {
         match e {
             BlobError::NotFound => RegistryError::BlobUnknown,
             BlobError::UploadTruncated => RegistryError::UploadLost,
-            e @ (BlobError::SyncFailed(_) | BlobError::InvalidToken(_)) => {
-                RegistryError::Internal(e.to_string())
-            }
+            e @ (BlobError::SyncFailed(_)
+            | BlobError::InvalidToken(_)
+            | BlobError::TooLargeToRetire(_)) => RegistryError::Internal(e.to_string()),
             BlobError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body: {e}")),
             BlobError::TooLarge => RegistryError::TooLarge("blob exceeds the allowed size".into()),
             BlobError::Io(e) => RegistryError::Internal(e.to_string()),

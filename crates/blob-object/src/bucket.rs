@@ -32,8 +32,6 @@ pub(crate) struct Bucket {
     pub keys: Keys,
     /// Bytes in each full part.
     pub part_size: usize,
-    /// The largest object the backend copies on its side.
-    pub copy_limit: u64,
     /// Puts parts while their bytes arrive, where the backend allows it (S3).
     pub streamer: Option<Arc<PartStreamer>>,
     /// The state objects this process wrote last.

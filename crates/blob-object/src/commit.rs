@@ -15,6 +15,9 @@ use crate::finalize::readable;
 use crate::keys::UploadKeys;
 use crate::state::Chunk;
 
+/// Largest object S3 copies in one request (5 GiB); larger ones are streamed through.
+pub(crate) const COPY_LIMIT: u64 = 5 << 30;
+
 /// Publishes the upload's first `len` bytes as `digest` (see
 /// [`berth_blob::BlobStore::commit_upload`]), then removes the upload.
 pub(crate) async fn commit(
@@ -63,7 +66,7 @@ async fn publish(
 ) -> Result<Committed, BlobError> {
     let len: u64 = chunks.iter().map(|c| c.len).sum();
     match chunks {
-        [only] if only.is_whole_object() && only.size <= bucket.copy_limit => {
+        [only] if only.is_whole_object() && only.size <= COPY_LIMIT => {
             copy_new(bucket, &up.object(&only.name), blob).await
         }
         _ if len <= bucket.part_size as u64 => {
@@ -74,12 +77,7 @@ async fn publish(
             }
             put_new(bucket, blob, PutPayload::from_iter(bytes)).await
         }
-        _ => {
-            let sources: Vec<Range> = (chunks.iter())
-                .map(|c| (up.object(&c.name), c.start, c.len))
-                .collect();
-            stream_copy(bucket, &sources, blob).await
-        }
+        _ => stream_copy(bucket, up, chunks, blob).await,
     }
 }
 
@@ -128,21 +126,20 @@ async fn put_new(
     }
 }
 
-/// Bytes of an object: its key, the first byte's offset and the length.
-pub(crate) type Range = (Path, u64, u64);
-
-/// Streams `sources`, in order, through this process into a multipart upload at `blob`,
-/// which only its completing request makes visible (replacing an object there).
-pub(crate) async fn stream_copy(
+/// Streams `chunks` through this process into a multipart upload at `blob`, which only
+/// its completing request makes visible.
+async fn stream_copy(
     bucket: &Bucket,
-    sources: &[Range],
+    up: &UploadKeys,
+    chunks: &[Chunk],
     blob: &Path,
 ) -> Result<Committed, BlobError> {
     let upload = bucket.writes.put_multipart(blob).await.map_err(storage)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, bucket.part_size);
     let copied = async {
-        for (path, start, len) in sources {
-            let mut bytes = bucket.stream_range(path, *start, *len).await?;
+        for chunk in chunks {
+            let path = up.object(&chunk.name);
+            let mut bytes = bucket.stream_range(&path, chunk.start, chunk.len).await?;
             while let Some(piece) = bytes.next().await {
                 writer
                     .wait_for_capacity(PARTS_IN_FLIGHT)

@@ -92,9 +92,6 @@ pub struct GcsSettings {
     pub service_account_path: Option<PathBuf>,
 }
 
-/// Largest object S3 copies in one request (5 GiB).
-pub const COPY_LIMIT: u64 = 5 << 30;
-
 /// How the store uses its backend.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -106,10 +103,6 @@ pub struct StoreOptions {
     /// Bytes in each full part of a multipart upload, at least [`MIN_PART_SIZE`]; an
     /// append holds at most three parts in memory.
     pub part_size: usize,
-    /// The largest object the backend copies on its side in one request (S3's 5 GiB,
-    /// [`COPY_LIMIT`]); a larger one is streamed through the node when it is
-    /// published, retired or restored.
-    pub copy_limit: u64,
 }
 
 impl Default for StoreOptions {
@@ -118,7 +111,6 @@ impl Default for StoreOptions {
             prefix: None,
             redirect_expiry: None,
             part_size: DEFAULT_PART_SIZE,
-            copy_limit: COPY_LIMIT,
         }
     }
 }

@@ -23,7 +23,7 @@ mod state_cache;
 mod store;
 
 pub use config::{
-    AzureSettings, Backend, COPY_LIMIT, DEFAULT_PART_SIZE, GcsSettings, MIN_PART_SIZE, OpenError,
-    S3Settings, Secret, StoreOptions,
+    AzureSettings, Backend, DEFAULT_PART_SIZE, GcsSettings, MIN_PART_SIZE, OpenError, S3Settings,
+    Secret, StoreOptions,
 };
 pub use store::ObjectBlobStore;

@@ -1,7 +1,6 @@
 //! A sweep's retired copies (`retired/<alg>/<xx>/<hex>.<token>`): a blob is retired by a
-//! copy to its retired key (on the server, or streamed through the node past what one
-//! server-side copy may move) and the delete of the original, and restored by a copy back
-//! that keeps a blob published since. A restored copy is kept: a node
+//! server-side copy to its retired key and the delete of the original, and restored by
+//! a copy back that keeps a blob published since. A restored copy is kept: a node
 //! stalled between the copy and the delete of its own retire may delete the blob
 //! after the restore, and is repaired from it.
 
@@ -12,30 +11,22 @@ use berth_oci::Digest;
 use futures_util::TryStreamExt;
 
 use crate::bucket::{Bucket, is_not_found, storage};
-use crate::commit::{copy_new, stream_copy};
+use crate::commit::{COPY_LIMIT, copy_new};
 
 /// Moves the blob's bytes to its retired key under `token`; an absent blob is no error.
+/// A blob larger than one server-side copy may be (5 GiB) is refused
+/// ([`BlobError::TooLargeToRetire`]) and kept: deleted in place, with no copy to put
+/// back, it could take with it the bytes of a push that revived it meanwhile.
 pub(crate) async fn retire(bucket: &Bucket, digest: &Digest, token: &str) -> Result<(), BlobError> {
     let (blob, to) = (bucket.keys.blob(digest), key(bucket, digest, token)?);
-    let Some(size) = bucket.size(&blob).await? else {
-        return Ok(());
-    };
-    let copied = match size > bucket.copy_limit {
-        true => stream_copy(bucket, &[(blob.clone(), 0, size)], &to)
-            .await
-            .map(drop),
-        false => bucket
-            .writes
-            .copy(&blob, &to)
-            .await
-            .map_err(|e| match is_not_found(&e) {
-                true => BlobError::NotFound,
-                false => storage(e),
-            }),
-    };
-    match copied {
-        Err(BlobError::NotFound) => return Ok(()),
-        copied => copied?,
+    match bucket.size(&blob).await? {
+        None => return Ok(()),
+        Some(size) if size > COPY_LIMIT => return Err(BlobError::TooLargeToRetire(size)),
+        Some(_) => {}
+    }
+    match bucket.writes.copy(&blob, &to).await {
+        Err(e) if is_not_found(&e) => return Ok(()),
+        copied => copied.map_err(storage)?,
     }
     bucket.delete_all(vec![blob]).await
 }
@@ -62,16 +53,7 @@ pub(crate) async fn restore(
     if bucket.size(&blob).await?.is_some() {
         return Ok(false);
     }
-    let copied = match bucket.size(&from).await? {
-        None => return Ok(false),
-        // Past one server-side copy there is no copy-if-absent: a blob published since
-        // the look above is replaced by the same bytes.
-        Some(size) if size > bucket.copy_limit => {
-            stream_copy(bucket, &[(from, 0, size)], &blob).await
-        }
-        Some(_) => copy_new(bucket, &from, &blob).await,
-    };
-    match copied {
+    match copy_new(bucket, &from, &blob).await {
         Err(BlobError::NotFound) => Ok(false),
         copied => Ok(copied? == Committed::Published),
     }

@@ -66,7 +66,6 @@ impl ObjectBlobStore {
                 reads,
                 keys: Keys::new(options.prefix.as_deref())?,
                 part_size: options.part_size,
-                copy_limit: options.copy_limit,
                 streamer: part_streamer(backend, REQUEST_TIMEOUT)?.map(Arc::new),
                 states: StateCache::default(),
             }),

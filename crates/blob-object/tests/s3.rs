@@ -170,44 +170,6 @@ async fn passes_the_blob_conformance_suite() {
     berth_blob::conformance::run(Arc::new(store(&server))).await;
 }
 
-/// Past the copy limit (here 64 bytes, as S3's 5 GiB), a blob is published, retired and
-/// restored by streaming it through the node: retired, it is gone and its copy listed;
-/// restored where it is absent, it is back and the copy kept; restored where the digest
-/// was published again meanwhile, that blob is kept.
-#[tokio::test]
-async fn blobs_past_the_copy_limit_are_retired_and_restored_through_the_node() {
-    let Some(server) = S3Server::start() else {
-        return;
-    };
-    let options = StoreOptions {
-        part_size: PART,
-        copy_limit: 64,
-        ..StoreOptions::default()
-    };
-    let store = store_on(&server, options);
-    let bytes = data(91, 1000);
-    let id = new_id();
-    store.create_upload(&id).await.unwrap();
-    append(&store, &id, &[], &bytes).await;
-    let digest = commit_and_check(&store, &id, &bytes).await;
-
-    store.retire(&digest, "big1").await.unwrap();
-    assert_eq!(store.size(&digest).await.unwrap(), None);
-    let copies = store.retired_copies(&digest).await.unwrap();
-    let listed: Vec<(&str, u64)> = copies.iter().map(|c| (c.token.as_str(), c.size)).collect();
-    assert_eq!(listed, [("big1", 1000)]);
-
-    assert!(store.restore_retired(&digest, "big1").await.unwrap());
-    assert_eq!(read_all(&store, &digest).await, bytes);
-    assert_eq!(store.retired_copies(&digest).await.unwrap().len(), 1);
-    assert!(!store.restore_retired(&digest, "big1").await.unwrap());
-    assert_eq!(read_all(&store, &digest).await, bytes);
-
-    store.discard_retired(&digest, "big1").await.unwrap();
-    assert!(store.retired_copies(&digest).await.unwrap().is_empty());
-    assert_eq!(read_all(&store, &digest).await, bytes);
-}
-
 #[tokio::test]
 async fn small_patches_accumulate_into_parts() {
     let Some(server) = S3Server::start() else {

@@ -32,6 +32,10 @@ pub enum BlobError {
     /// bytes were discarded.
     #[error("flushing the upload failed: {0}")]
     SyncFailed(io::Error),
+    /// A blob larger than the store can retire (move aside recoverably) before its
+    /// deletion: it is kept, and its sweep fails.
+    #[error("a blob of {0} bytes is larger than this store can retire; it is kept")]
+    TooLargeToRetire(u64),
     /// A sweep's token that cannot name a retired copy (see [`valid_token`]).
     #[error("invalid sweep token {0:?}")]
     InvalidToken(String),
