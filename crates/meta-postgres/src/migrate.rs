@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_quota_shards.sql"),
     include_str!("../migrations/0015_revive_on_pin.sql"),
     include_str!("../migrations/0016_quota_usage_lock.sql"),
+    include_str!("../migrations/0017_quota_lock_order.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -1091,14 +1091,14 @@ async fn a_sweep_whose_deletion_failed_holds_no_claim() {
     );
 }
 
-/// Creates project `name` without a storage limit on `node`; returns its id.
-async fn project_without_limit(node: &PgMetaStore, name: &str) -> i64 {
+/// Creates project `name` with a storage `limit` on `node`; returns its id.
+async fn project_with_limit(node: &PgMetaStore, name: &str, limit: i64) -> i64 {
     let project = NewProject {
         name: name.into(),
         owner_id: None,
         public: false,
         metadata: Default::default(),
-        storage_limit: Some(berth_meta::UNLIMITED),
+        storage_limit: Some(limit),
     };
     node.create_project(&project, 1, 1, &audit()).await.unwrap()
 }
@@ -1111,7 +1111,7 @@ async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
-    let id = project_without_limit(&a, "capped").await;
+    let id = project_with_limit(&a, "capped", berth_meta::UNLIMITED).await;
     let r = repo("capped/app");
     for layer in ["capped-l1", "capped-l2"] {
         b.link_blob(&r, &digest(layer), 7, 1).await.unwrap();
@@ -1248,7 +1248,7 @@ async fn overtaken_by_later_pushes(limit_change: bool) {
     let Some((_db, a, b)) = two_nodes().await else {
         return;
     };
-    let id = project_without_limit(&a, "busy").await;
+    let id = project_with_limit(&a, "busy", berth_meta::UNLIMITED).await;
     let old = repo("busy/old");
     a.link_blob(&old, &digest("busy-doomed-layer"), 7, 1)
         .await
@@ -1353,4 +1353,79 @@ async fn overtaken_by_later_pushes(limit_change: bool) {
         berth_meta::QuotaStore::usage_drift(&*a).await.unwrap(),
         Vec::new()
     );
+}
+
+/// How a delete or a limit change locks a project's usage, then its quota row.
+const EXCLUSIVE: [&str; 2] = [
+    "SELECT quota_usage_lock($1, TRUE)",
+    "SELECT 1 FROM quotas WHERE project_id = $1 FOR UPDATE",
+];
+
+/// Runs `statements`, each on the project `id`, in `tx`.
+async fn run_all(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    statements: &[&str],
+) -> Result<(), sqlx::Error> {
+    for statement in statements {
+        sqlx::query(statement).bind(id).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// A push that waited for the quota row of a project with a limit, and finds the limit
+/// removed once it holds the row, starts over: counting on without a limit, it would ask
+/// for the usage lock while holding the row, and deadlock with a delete or limit change
+/// that took the usage lock and waits for the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_that_finds_its_limit_removed_deadlocks_with_no_delete() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let id = project_with_limit(&a, "unlimiting", 1000).await;
+    // The limit removed, as `set_quota_limit` does.
+    let mut removal = a.pool.begin().await.unwrap();
+    let removes = [
+        EXCLUSIVE.as_slice(),
+        &["UPDATE quotas SET hard = -1 WHERE project_id = $1"],
+    ];
+    run_all(&mut removal, id, &removes.concat()).await.unwrap();
+    let count = "SELECT quota_count($1, ARRAY[$2], ARRAY[1::BIGINT])";
+    let counting = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let mut tx = b.pool.begin().await.unwrap();
+            let first = sqlx::query(count)
+                .bind(id)
+                .bind(digest("unlimiting-1").as_str())
+                .execute(&mut *tx)
+                .await;
+            (tx, first.map(drop))
+        })
+    };
+    until_waiting(&a, "quota_count", 1).await;
+    removal.commit().await.unwrap();
+    let (mut push, first) = counting.await.unwrap();
+    // A delete (or another limit change) takes the usage lock, then waits for the row.
+    let deleting = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut tx = a.pool.begin().await?;
+            run_all(&mut tx, id, &EXCLUSIVE).await?;
+            tx.commit().await
+        })
+    };
+    if first.is_ok() {
+        until_waiting(&a, "WHERE project_id = $1 FOR UPDATE", 1).await;
+        let second = sqlx::query(count)
+            .bind(id)
+            .bind(digest("unlimiting-2").as_str())
+            .execute(&mut *push)
+            .await;
+        push.commit().await.unwrap();
+        second.unwrap();
+    } else {
+        drop(push);
+    }
+    deleting.await.unwrap().unwrap();
 }
