@@ -60,6 +60,26 @@ const KEPT: &str = "WITH RECURSIVE
         SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
 
 impl PgMetaStore {
+    /// The blob rows in `status` after the digest `after`, in digest order, up to
+    /// `limit`: digests and sizes as stored.
+    async fn blobs_in_status(
+        &self,
+        status: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, i64)>, MetaError> {
+        sqlx::query_as(
+            "SELECT digest, size FROM blobs WHERE status = $1 AND digest > $2
+             ORDER BY digest LIMIT $3",
+        )
+        .bind(status)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
     /// Those of `digests` (each `d` in `condition`) that meet `condition`, in order.
     async fn digests_where(
         &self,
@@ -299,36 +319,17 @@ impl CollectionStore for PgMetaStore {
     }
 
     async fn marked_blobs(&self, after: &str, limit: u32) -> Result<Vec<MarkedBlob>, MetaError> {
-        let rows = sqlx::query_as(
-            "SELECT digest, size FROM blobs WHERE status = 'deleting' AND digest > $1
-             ORDER BY digest LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        marked_blobs(rows)
+        marked_blobs(self.blobs_in_status("deleting", after, limit).await?)
     }
 
     async fn present_blobs(&self, after: &str, limit: u32) -> Result<Vec<RecordedBlob>, MetaError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT digest, size FROM blobs WHERE status = 'present' AND digest > $1
-             ORDER BY digest LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.into_iter()
-            .map(|(digest, size)| {
-                Ok(RecordedBlob {
-                    digest: parse_digest(&digest)?,
-                    size: size as u64,
-                })
+        let rows = self.blobs_in_status("present", after, limit).await?;
+        Ok((marked_blobs(rows)?.into_iter())
+            .map(|b| RecordedBlob {
+                digest: b.digest,
+                size: b.size,
             })
-            .collect()
+            .collect())
     }
 
     async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
