@@ -4,15 +4,14 @@
   populate  REFERENCED UNREFERENCED: pushes REFERENCED/2 small images (a config and a
             1 KiB layer each, so REFERENCED blobs that manifests reference) and
             UNREFERENCED blobs that nothing references, over 100 repositories.
-  measure [SLICES]
+  measure [SECONDS]
             runs pushes of new images in the background (two clients) and pulls of a
             referenced blob with wrk (8 connections: a steady load, not a saturating
-            one), in 3-second slices: SLICES (10) without a collection, then as many
-            as one takes (started through Harbor's /system/gc/schedule); prints JSON:
-            the collection's wall time, blobs and bytes deleted, blobs deleted a
-            second, and the median and worst slice p99 of both phases.
-
-Only the standard library and wrk are used.
+            one): SECONDS (30) without a collection, then for as long as one takes
+            (started through Harbor's /system/gc/schedule); prints JSON: the
+            collection's wall time, blobs and bytes deleted, blobs deleted a second,
+            and the pull latencies (p50, p99, worst) over each whole window, with the
+            ratios of the collection's window to the one without.
 """
 
 import base64
@@ -21,6 +20,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -136,17 +136,34 @@ class Pusher(threading.Thread):
             self.pushed += 1
 
 
-def wrk(path, seconds):
-    """Pull latencies of `path` with wrk (one thread, 8 connections) for `seconds`."""
-    out = subprocess.run(
-        ["wrk", "-t", "1", "-c", "8", "-d", "%ds" % seconds, "--latency",
-         "-H", "Authorization: " + AUTH["Authorization"], URL + path],
-        capture_output=True, text=True, check=True).stdout
+def parse_wrk(out):
+    """The rate, p50, p99 and worst latency wrk reports."""
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    scale = {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}
     for p in ("50", "99"):
-        value, unit = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % p, out, re.M).groups()
-        result["p%s_ms" % p] = float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+        value, unit = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s|m)\s*$" % p, out, re.M).groups()
+        result["p%s_ms" % p] = float(value) * scale[unit]
+    value, unit = re.search(r"^\s+Latency(?:\s+\S+){2}\s+([\d.]+)(us|ms|s|m)", out, re.M).groups()
+    result["max_ms"] = float(value) * scale[unit]
     return result
+
+
+class Pulls:
+    """wrk pulling `path` (one thread, 8 connections) from start to stop: latencies
+    over the whole window, not slices of it."""
+
+    def __init__(self, path):
+        self.started = time.time()
+        self.process = subprocess.Popen(
+            ["wrk", "-t", "1", "-c", "8", "-d", "3600s", "--latency",
+             "-H", "Authorization: " + AUTH["Authorization"], URL + path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop(self):
+        """Ends the window (wrk reports on SIGINT) and returns what wrk measured."""
+        self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate()
+        return dict(parse_wrk(out), window_s=round(time.time() - self.started, 1))
 
 
 def start_collection(client):
@@ -157,15 +174,7 @@ def start_collection(client):
     return response.getheader("Location")
 
 
-def summary(slices):
-    """The median and worst p99, and the median rate, of 3-second slices."""
-    p99s = sorted(s["p99_ms"] for s in slices)
-    rates = sorted(s["rps"] for s in slices)
-    return {"slices": len(slices), "p99_ms_median": p99s[len(p99s) // 2],
-            "p99_ms_worst": p99s[-1], "rps_median": rates[len(rates) // 2]}
-
-
-def measure(baseline_slices):
+def measure(baseline_seconds):
     client = Client()
     layer = client.push_image("gc/pulled", "latest")
     pull = "/v2/gc/pulled/blobs/%s" % layer
@@ -173,31 +182,33 @@ def measure(baseline_slices):
     for p in pushers:
         p.start()
     time.sleep(1)
-    without = [wrk(pull, 3) for _ in range(baseline_slices)]
+    pulls = Pulls(pull)
+    time.sleep(baseline_seconds)
+    without = pulls.stop()
+    pulls = Pulls(pull)
     started = time.time()
     location = start_collection(client)
-    during = []
     while True:
-        during.append(wrk(pull, 3))
+        time.sleep(0.5)
         _, data = client.request("GET", location)
         run = json.loads(data)
         if run["job_status"] not in ("Pending", "Running"):
             break
     wall = time.time() - started
+    during = pulls.stop()
     for p in pushers:
         p.stopped.set()
     _, log = client.request("GET", location + "/log")
     deleted = [line for line in log.decode().splitlines() if "deleted blob" in line]
     freed = sum(int(m.group(1)) for m in
                 (re.search(r"\((\d+) bytes\)", line) for line in deleted) if m)
-    without, during = summary(without), summary(during)
     print(json.dumps({
         "status": run["job_status"], "gc_wall_s": round(wall, 2),
         "blobs_deleted": len(deleted), "bytes_freed": freed,
         "blobs_per_s": round(len(deleted) / wall, 1),
         "pull_without_gc": without, "pull_during_gc": during,
-        "pull_p99_ratio_median": round(during["p99_ms_median"] / without["p99_ms_median"], 2),
-        "pull_p99_ratio_worst": round(during["p99_ms_worst"] / without["p99_ms_worst"], 2),
+        "pull_p99_ratio": round(during["p99_ms"] / without["p99_ms"], 2),
+        "pull_p50_ratio": round(during["p50_ms"] / without["p50_ms"], 2),
         "images_pushed_meanwhile": sum(p.pushed for p in pushers),
     }, indent=1))
 
@@ -206,4 +217,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "populate":
         populate(int(sys.argv[2]), int(sys.argv[3]))
     else:
-        measure(int(sys.argv[2]) if len(sys.argv) > 2 else 10)
+        measure(int(sys.argv[2]) if len(sys.argv) > 2 else 30)

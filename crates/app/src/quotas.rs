@@ -7,7 +7,7 @@
 //! blob that no manifest of the project could reference within the limit is refused
 //! before it is linked.
 
-use berth_meta::QuotaExceeded;
+use berth_meta::{BlobQuota, QuotaExceeded};
 use berth_oci::{Digest, RepositoryName};
 
 use crate::error::RegistryError;
@@ -23,18 +23,7 @@ impl Registry {
         digest: &Digest,
         size: u64,
     ) -> Result<(), RegistryError> {
-        let Some(state) = self.meta.blob_quota(repository, digest).await? else {
-            return Ok(());
-        };
-        if state.counted || !state.quota.refuses(size) {
-            return Ok(());
-        }
-        Err(RegistryError::QuotaExceeded(QuotaExceeded {
-            project: state.quota.project_name,
-            used: state.quota.used,
-            limit: state.quota.hard.max(0) as u64,
-            needed: size,
-        }))
+        refuse_over_quota(self.meta.blob_quota(repository, digest).await?, size)
     }
 
     /// Writes a `quota_warning` audit entry when the push just made brought its
@@ -61,4 +50,22 @@ impl Registry {
             Err(e) => tracing::error!(error = %e, "quota warning not recorded"),
         }
     }
+}
+
+/// Refuses a blob of `size` bytes when `state`, where its project stands for it (`None`:
+/// no such project), says its manifests do not hold it already and it does not fit
+/// under the project's limit.
+pub(crate) fn refuse_over_quota(state: Option<BlobQuota>, size: u64) -> Result<(), RegistryError> {
+    let Some(state) = state else {
+        return Ok(());
+    };
+    if state.counted || !state.quota.refuses(size) {
+        return Ok(());
+    }
+    Err(RegistryError::QuotaExceeded(QuotaExceeded {
+        project: state.quota.project_name,
+        used: state.quota.used,
+        limit: state.quota.hard.max(0) as u64,
+        needed: size,
+    }))
 }

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::foreign_urls::ForeignUrlPolicy;
 use crate::identity::Actor;
+use crate::immutability::Protections;
 use crate::locks::{DigestLocks, SessionLocks};
 use crate::manifest_buffers::{HeldManifest, ManifestBuffers, SHARED_FROM};
 use crate::pulls::PendingPulls;
@@ -117,6 +118,8 @@ pub struct Registry {
     pub(crate) instance: i64,
     /// Pulls waiting to be stamped on their artifacts.
     pulls: PendingPulls,
+    /// The immutability rules last read per project, for pushes.
+    pub(crate) protections: Protections,
 }
 
 /// What a blob read answers.
@@ -205,6 +208,7 @@ impl Registry {
             manifests: ManifestBuffers::default(),
             config,
             upload_locks: SessionLocks::default(),
+            protections: Protections::default(),
             digest_locks: Arc::default(),
             instance: rand::random_range(1..i64::MAX),
             pulls: PendingPulls::default(),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_blob::ByteStream;
-use berth_meta::{MetaStore, UploadLease, UploadSession};
+use berth_meta::{GrantedUpload, MetaStore, UploadLease, UploadSession};
 use berth_oci::UploadId;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
@@ -29,6 +29,7 @@ use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::locks::SessionGuard;
 use crate::registry::Registry;
+use crate::upload_limits::OpenBytesReading;
 
 /// First pause between two attempts to claim a session another node holds.
 const FIRST_RETRY: Duration = Duration::from_millis(20);
@@ -52,6 +53,14 @@ pub(crate) struct SessionClaim<'a> {
     lease: Lease,
     /// The session as it stood when the claim was granted.
     pub(crate) session: UploadSession,
+    /// The bytes open sessions held then, for the budget on them.
+    pub(crate) open_bytes: OpenBytesReading,
+}
+
+/// What a granted lease comes with.
+struct Granted {
+    session: UploadSession,
+    open_bytes: OpenBytesReading,
 }
 
 /// The store-side part of a claim: its holder and the task renewing it.
@@ -97,11 +106,12 @@ impl Registry {
         let started = Instant::now();
         let mut pause = FIRST_RETRY;
         loop {
-            if let Some((lease, session)) = self.lease(id).await? {
+            if let Some((lease, granted)) = self.lease(id).await? {
                 return Ok(SessionClaim {
                     _local: local,
                     lease,
-                    session,
+                    session: granted.session,
+                    open_bytes: granted.open_bytes,
                 });
             }
             if started.elapsed() > self.config.upload_lease * 2 {
@@ -124,10 +134,11 @@ impl Registry {
             return Ok(None);
         };
         match self.lease(id).await {
-            Ok(Some((lease, session))) => Ok(Some(SessionClaim {
+            Ok(Some((lease, granted))) => Ok(Some(SessionClaim {
                 _local: local,
                 lease,
-                session,
+                session: granted.session,
+                open_bytes: granted.open_bytes,
             })),
             Ok(None) | Err(RegistryError::BlobUploadUnknown) => Ok(None),
             Err(e) => Err(e),
@@ -136,16 +147,17 @@ impl Registry {
 
     /// One attempt at the store's lease, with the session it grants: `Ok(None)` while
     /// another claim holds it.
-    async fn lease(&self, id: &UploadId) -> Result<Option<(Lease, UploadSession)>, RegistryError> {
+    async fn lease(&self, id: &UploadId) -> Result<Option<(Lease, Granted)>, RegistryError> {
         let holder = rand::random_range(1..i64::MAX);
         let term = self.config.upload_lease;
         let (asked_at, asked_at_ms) = (Instant::now(), self.clock.now_ms());
+        let mark = self.limits.stored_mark();
         match self
             .meta
             .lease_upload(id, holder, asked_at_ms, lease_end(&*self.clock, term))
             .await?
         {
-            UploadLease::Granted(session) => {
+            UploadLease::Granted(granted) => {
                 let term = Term {
                     meta: self.meta.clone(),
                     clock: self.clock.clone(),
@@ -160,7 +172,21 @@ impl Registry {
                     asked_at_ms,
                     released: false,
                 };
-                Ok(Some((lease, *session)))
+                let GrantedUpload {
+                    session,
+                    open_bytes,
+                } = *granted;
+                let open_bytes = OpenBytesReading {
+                    mark,
+                    stored: open_bytes,
+                };
+                Ok(Some((
+                    lease,
+                    Granted {
+                        session,
+                        open_bytes,
+                    },
+                )))
             }
             UploadLease::Held => Ok(None),
             UploadLease::Missing => Err(RegistryError::BlobUploadUnknown),

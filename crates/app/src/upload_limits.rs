@@ -95,7 +95,18 @@ impl Drop for Reserved {
 }
 
 /// How many bytes appends had stored when it was taken.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct StoredMark(u64);
+
+/// The bytes open sessions held, read from the store, and where the count of bytes
+/// stored by this node's appends stood just before the read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenBytesReading {
+    /// Taken before the read.
+    pub(crate) mark: StoredMark,
+    /// The bytes read.
+    pub(crate) stored: u64,
+}
 
 /// The budget for bytes in open uploads has no room for more.
 #[derive(Debug, thiserror::Error)]
@@ -199,19 +210,19 @@ impl UploadLimits {
         StoredMark(self.counters.moved.load(Ordering::Relaxed))
     }
 
-    /// Sets aside `expected` bytes (when declared) on top of the `stored` bytes of open
-    /// sessions, or refuses when the budget for bytes in open uploads has no room for
+    /// Sets aside `expected` bytes (when declared) on top of the bytes of open sessions
+    /// `open` read, or refuses when the budget for bytes in open uploads has no room for
     /// them. A body of unknown length starts with nothing set aside and is counted as it
     /// streams (`metered_body`).
     ///
-    /// `stored` is read after `mark` was taken: bytes stored in between are then counted
-    /// twice rather than not at all.
+    /// The bytes were read after the reading's mark was taken: bytes stored in between are
+    /// then counted twice rather than not at all.
     pub(crate) fn reserve_bytes(
         &self,
-        mark: StoredMark,
-        stored: u64,
+        open: OpenBytesReading,
         expected: Option<u64>,
     ) -> Result<Reservation, RegistryError> {
+        let OpenBytesReading { mark, stored } = open;
         let reservation = Reservation(Arc::new(Reserved {
             counters: self.counters.clone(),
             stored_now: AtomicBool::new(false),

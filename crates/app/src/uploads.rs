@@ -4,14 +4,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_blob::{BlobError, BodyLength, ByteStream};
-use berth_meta::{PinOutcome, SessionLimits, UploadSession};
+use berth_meta::{PinOutcome, SessionLimits, UploadAdvance, UploadPin, UploadSession};
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
 use crate::error::RegistryError;
 use crate::metered_body::metered;
+use crate::quotas::refuse_over_quota;
 use crate::registry::{MountOutcome, Registry};
 use crate::upload_claims::{ClaimLost, SessionClaim};
-use crate::upload_limits::{OpenBytesExhausted, Reservation};
+use crate::upload_limits::{OpenBytesExhausted, OpenBytesReading, Reservation};
 
 /// The body of a `PATCH` or final `PUT` on an upload, with its framing headers.
 pub struct UploadBody {
@@ -206,11 +207,13 @@ impl Registry {
         self.detached(async move {
             let claim = this.claim_session(&id).await?;
             let result = async {
-                let mut session = Self::of_repository(&claim, &repository)?;
-                if !body.is_empty() {
-                    session = this.append_to_session(session, body, &claim).await?;
-                }
-                this.finish_session(&session, &digest).await
+                let session = Self::of_repository(&claim, &repository)?;
+                let last_chunk = if body.is_empty() {
+                    Unrecorded::Nothing(session)
+                } else {
+                    Unrecorded::Chunk(this.write_to_session(session, body, &claim).await?)
+                };
+                this.finish_session(last_chunk, &digest).await
             }
             .await;
             match result {
@@ -289,19 +292,16 @@ impl Registry {
             .map_err(|e| RegistryError::Internal(format!("upload task failed: {e}")))?
     }
 
-    /// Checks the session's bytes against `digest`, publishes them and links the blob.
+    /// Checks the session's bytes (with its last chunk, still to be recorded) against
+    /// `digest`, publishes them and links the blob.
     async fn finish_session(
         &self,
-        session: &UploadSession,
+        last_chunk: Unrecorded,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
+        let session = self.pin_digest(last_chunk, digest).await?;
+        let session = &session;
         let hashed = Self::restore_hasher(session)?;
-        // An upload refused here changes nothing: its bytes go with its session.
-        if let Err(e) = (self.check_blob_quota(&session.repository, digest, session.offset)).await {
-            self.discard(&session.id).await;
-            return Err(e);
-        }
-        self.pin_digest(&session.id, digest).await?;
         // The stored hash state speaks for the bytes the client sent when it was computed
         // with the algorithm the client now names.
         let hashed_alike = hashed.algorithm() == digest.algorithm();
@@ -335,20 +335,55 @@ impl Registry {
     }
 
     /// Pins `digest` in the session before its bytes are published, so that garbage
-    /// collection does not delete a blob of that digest meanwhile. A blob of the digest
+    /// collection does not delete a blob of that digest meanwhile, recording the last
+    /// chunk in the same step; returns the session as recorded. A blob of the digest
     /// marked for deletion is revived: a sweep under way restores what it retired, and
     /// the session's own bytes are published unless the blob's are there. A collection
     /// cut between marking and sweeping, or a store refusing deletions, thus holds up
     /// no push.
-    async fn pin_digest(&self, id: &UploadId, digest: &Digest) -> Result<(), RegistryError> {
-        match self.meta.pin_upload_digest(id, digest).await? {
-            PinOutcome::Pinned => Ok(()),
+    ///
+    /// An upload its project's quota refuses (the pin reads it) changes nothing: its
+    /// bytes go with its session.
+    async fn pin_digest(
+        &self,
+        last_chunk: Unrecorded,
+        digest: &Digest,
+    ) -> Result<UploadSession, RegistryError> {
+        let (session, append, reservation) = match last_chunk {
+            Unrecorded::Nothing(session) => (session, None, None),
+            Unrecorded::Chunk(written) => (
+                written.session,
+                Some(written.advance),
+                Some(written.reservation),
+            ),
+        };
+        let pin = UploadPin {
+            id: session.id.clone(),
+            repository: session.repository.clone(),
+            digest: digest.clone(),
+            append,
+        };
+        let pinned = self.meta.pin_upload_digest(&pin).await?;
+        match pinned.outcome {
+            PinOutcome::Pinned => {}
             PinOutcome::Revived => {
                 tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
-                Ok(())
             }
-            PinOutcome::NoSession => Err(RegistryError::BlobUploadUnknown),
+            PinOutcome::NoSession => return Err(RegistryError::BlobUploadUnknown),
+            PinOutcome::Moved => {
+                return Err(RegistryError::UploadRangeInvalid {
+                    offset: pin.append.map_or(session.offset, |a| a.from),
+                });
+            }
         }
+        if let Some(reservation) = reservation {
+            reservation.stored();
+        }
+        if let Err(e) = refuse_over_quota(pinned.quota, session.offset) {
+            self.discard(&session.id).await;
+            return Err(e);
+        }
+        Ok(session)
     }
 
     /// Publishes the session's bytes as `digest`, unless they are gone from the upload
@@ -458,12 +493,36 @@ impl Registry {
             .map_err(|e| RegistryError::Internal(format!("upload {}: {e}", session.id)))
     }
 
+    /// Writes `body` to the session and records it there; returns the session at its
+    /// new offset.
     async fn append_to_session(
+        &self,
+        session: UploadSession,
+        body: UploadBody,
+        claim: &SessionClaim<'_>,
+    ) -> Result<UploadSession, RegistryError> {
+        let written = self.write_to_session(session, body, claim).await?;
+        if !self
+            .meta
+            .advance_upload(&written.session.id, &written.advance)
+            .await?
+        {
+            return Err(RegistryError::UploadRangeInvalid {
+                offset: written.advance.from,
+            });
+        }
+        written.reservation.stored();
+        Ok(written.session)
+    }
+
+    /// Writes `body` to the session's bytes, under its claim; returns the chunk, still
+    /// to be recorded in the store.
+    async fn write_to_session(
         &self,
         mut session: UploadSession,
         body: UploadBody,
         claim: &SessionClaim<'_>,
-    ) -> Result<UploadSession, RegistryError> {
+    ) -> Result<WrittenChunk, RegistryError> {
         let body = UploadBody {
             stream: claim.fence(body.stream),
             ..body
@@ -481,7 +540,10 @@ impl Registry {
             }
         }
         let hasher = Self::restore_hasher(&session)?;
-        let appended = match self.append(&session.id, session.offset, hasher, body).await {
+        let appended = match self
+            .append(&session.id, session.offset, hasher, body, claim.open_bytes)
+            .await
+        {
             Err(RegistryError::UploadLost) => {
                 // The bytes at rest are shorter than acknowledged (lost in a crash).
                 self.discard(&session.id).await;
@@ -489,23 +551,21 @@ impl Registry {
             }
             other => other?,
         };
-        let (state, end) = (appended.hasher.save(), appended.end);
-        let reservation = appended.reservation;
-        let now = self.clock.now_ms();
-        if !self
-            .meta
-            .advance_upload(&session.id, session.offset, end, &state, self.instance, now)
-            .await?
-        {
-            return Err(RegistryError::UploadRangeInvalid {
-                offset: session.offset,
-            });
-        }
-        reservation.stored();
-        session.offset = end;
-        session.hash_state = state;
-        session.updated_at = now;
-        Ok(session)
+        let advance = UploadAdvance {
+            from: session.offset,
+            to: appended.end,
+            hash_state: appended.hasher.save(),
+            writer: self.instance,
+            now: self.clock.now_ms(),
+        };
+        session.offset = advance.to;
+        session.hash_state = advance.hash_state.clone();
+        session.updated_at = advance.now;
+        Ok(WrittenChunk {
+            session,
+            advance,
+            reservation: appended.reservation,
+        })
     }
 
     /// Writes `body` at `offset`; returns the hash state and the new end offset, and the
@@ -517,6 +577,7 @@ impl Registry {
         offset: u64,
         hasher: ResumableHasher,
         body: UploadBody,
+        open_bytes: OpenBytesReading,
     ) -> Result<Appended, RegistryError> {
         let expected = body
             .content_range
@@ -529,9 +590,7 @@ impl Registry {
             ));
         }
         let _slot = self.limits.body_slot(body.client).await?;
-        let mark = self.limits.stored_mark();
-        let stored = self.meta.upload_bytes().await?;
-        let reservation = self.limits.reserve_bytes(mark, stored, expected)?;
+        let reservation = self.limits.reserve_bytes(open_bytes, expected)?;
         let stream = match expected {
             Some(_) => body.stream,
             None => metered(body.stream, reservation.clone()),
@@ -611,6 +670,24 @@ impl Registry {
             tracing::warn!(upload = %id, error = %e, "could not delete upload bytes");
         }
     }
+}
+
+/// A session with the bytes a request wrote to it and has not recorded in the store.
+enum Unrecorded {
+    /// The request wrote nothing.
+    Nothing(UploadSession),
+    /// The request wrote a chunk.
+    Chunk(WrittenChunk),
+}
+
+/// A chunk written to a session's bytes, to record in the store.
+struct WrittenChunk {
+    /// The session as it stands with the chunk.
+    session: UploadSession,
+    /// The session's move over the chunk.
+    advance: UploadAdvance,
+    /// The chunk's place in the budget for open uploads, held until it is recorded.
+    reservation: Reservation,
 }
 
 /// What publishing a session's bytes did.

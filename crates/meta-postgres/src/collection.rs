@@ -1,4 +1,4 @@
-//! Garbage collection's steps (migrations 0006, 0007, 0009): the pin and the mark each
+//! Garbage collection's steps (migrations 0006, 0007, 0009, 0018): the pin and the mark each
 //! take the digest's advisory lock and check after it; a sweep claims the marked row for
 //! a lease, by the database's clock, retires the bytes under the claim's token, and
 //! deletes the row only while the claim is still its own (a retire that landed after
@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, PinOutcome, RecordedBlob, SweepBytes, SweepError,
-    SweepFailed, UnlinkBatch, UntaggedManifest, settle_retired,
+    CollectionStore, MarkedBlob, MetaError, PinOutcome, PinnedUpload, RecordedBlob, SweepBytes,
+    SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
 };
-use berth_oci::{Digest, RepositoryName, UploadId};
+use berth_oci::{Digest, RepositoryName};
+use sqlx::Row;
 
 use crate::queries::{lock_repository, parse_digest, parse_repository};
+use crate::quotas::{COUNTED, QUOTA_COLUMNS, QUOTA_FROM, blob_quota_row};
 use crate::{PgMetaStore, db_err};
 
 fn marked_blobs(rows: Vec<(String, i64)>) -> Result<Vec<MarkedBlob>, MetaError> {
@@ -135,25 +137,42 @@ impl PgMetaStore {
 
 #[async_trait]
 impl CollectionStore for PgMetaStore {
-    async fn pin_upload_digest(
-        &self,
-        id: &UploadId,
-        digest: &Digest,
-    ) -> Result<PinOutcome, MetaError> {
+    async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
+        let append = pin.append.as_ref();
         // A session write: like the session's progress, it commits without a flush (a
         // pin lost with the database server leaves the session to be completed again).
-        let outcome: String = sqlx::query_scalar("SELECT pin_upload_digest($1, $2)")
-            .bind(id.as_str())
-            .bind(digest.as_str())
-            .fetch_one(&self.progress_pool)
-            .await
-            .map_err(db_err)?;
-        match outcome.as_str() {
-            "pinned" => Ok(PinOutcome::Pinned),
-            "revived" => Ok(PinOutcome::Revived),
-            "no_session" => Ok(PinOutcome::NoSession),
-            other => Err(MetaError(format!("pin_upload_digest answered {other:?}"))),
-        }
+        // The quota is read beside it, from the statement's snapshot.
+        let row = sqlx::query(&format!(
+            "SELECT {QUOTA_COLUMNS}, {COUNTED},
+                    pin_completing_upload($1, $2, $3, $4, $5, $6, $7)
+             FROM (SELECT 1) AS one LEFT JOIN ({QUOTA_FROM}) ON p.name = $8"
+        ))
+        .bind(pin.id.as_str())
+        .bind(pin.digest.as_str())
+        .bind(append.map(|a| a.from as i64))
+        .bind(append.map(|a| a.to as i64))
+        .bind(append.map(|a| &a.hash_state))
+        .bind(append.map(|a| a.writer))
+        .bind(append.map(|a| a.now))
+        .bind(pin.repository.project())
+        .fetch_one(&self.progress_pool)
+        .await
+        .map_err(db_err)?;
+        let outcome = match row.try_get::<&str, _>(8).map_err(db_err)? {
+            "pinned" => PinOutcome::Pinned,
+            "revived" => PinOutcome::Revived,
+            "no_session" => PinOutcome::NoSession,
+            "moved" => PinOutcome::Moved,
+            other => {
+                return Err(MetaError(format!(
+                    "pin_completing_upload answered {other:?}"
+                )));
+            }
+        };
+        Ok(PinnedUpload {
+            outcome,
+            quota: blob_quota_row(&row)?,
+        })
     }
 
     async fn unlink_unreferenced(

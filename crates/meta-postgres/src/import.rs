@@ -32,11 +32,7 @@ const TARGET_DERIVED: &[&str] = &["quota_shards"];
 const SOURCE_ONLY: &[&str] = &["id_sequences"];
 /// Triggers that derive rows (quotas, usage) from the rows copied: off during the copy,
 /// since the source's derived rows are copied as they are.
-const DERIVING_TRIGGERS: &[(&str, &str)] = &[
-    ("projects", "projects_quota"),
-    ("manifests", "manifests_count"),
-    ("manifest_references", "manifest_references_count"),
-];
+const DERIVING_TRIGGERS: &[(&str, &str)] = &[("projects", "projects_quota")];
 
 /// Why an import did not happen.
 #[derive(Debug, thiserror::Error)]

@@ -67,8 +67,8 @@ use berth_meta::cache::{ManifestCache, TagCache, VersionedCache};
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
     NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
-    SessionLimits, StoredManifest, TagGuard, TagPage, UploadLease, UploadSession, UploadStore,
-    Visibility,
+    SessionLimits, StoredManifest, TagGuard, TagPage, UploadAdvance, UploadLease, UploadSession,
+    UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -470,22 +470,9 @@ impl UploadStore for PgMetaStore {
     async fn advance_upload(
         &self,
         id: &UploadId,
-        from: u64,
-        to: u64,
-        hash_state: &[u8],
-        writer: i64,
-        now: i64,
+        advance: &UploadAdvance,
     ) -> Result<bool, MetaError> {
-        queries::advance_upload(
-            &self.progress_pool,
-            id.as_str(),
-            from,
-            to,
-            hash_state,
-            writer,
-            now,
-        )
-        .await
+        queries::advance_upload(&self.progress_pool, id.as_str(), advance).await
     }
 
     async fn lease_upload(
@@ -556,10 +543,6 @@ impl UploadStore for PgMetaStore {
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
         queries::stale_uploads(&self.pool, before).await
-    }
-
-    async fn upload_bytes(&self) -> Result<u64, MetaError> {
-        queries::upload_bytes(&self.pool).await
     }
 }
 

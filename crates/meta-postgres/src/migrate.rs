@@ -25,6 +25,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0015_revive_on_pin.sql"),
     include_str!("../migrations/0016_quota_usage_lock.sql"),
     include_str!("../migrations/0017_quota_lock_order.sql"),
+    include_str!("../migrations/0018_pin_completing_upload.sql"),
+    include_str!("../migrations/0019_count_in_push.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use berth_meta::{
-    CreateUploadError, Deletion, GuardFailure, MetaError, NewManifest, PullRecord,
+    CreateUploadError, Deletion, GrantedUpload, GuardFailure, MetaError, NewManifest, PullRecord,
     PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
-    TagPage, UploadLease, UploadSession, Visibility,
+    TagPage, UploadAdvance, UploadLease, UploadSession, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -474,6 +474,9 @@ fn upload_row(r: &PgRow) -> Result<UploadSession, MetaError> {
     })
 }
 
+/// How many columns [`UPLOAD_COLUMNS`] names.
+const UPLOAD_COLUMN_COUNT: usize = 9;
+
 /// The columns [`upload_row`] reads, in its order.
 const UPLOAD_COLUMNS: &str = "id, repository, algorithm, \"offset\", hash_state, verified_by, \
                               verified_digest, created_at, updated_at";
@@ -491,17 +494,13 @@ pub async fn upload(pool: &PgPool, id: &str) -> Result<Option<UploadSession>, Me
     .transpose()
 }
 
-/// Moves a session from `from` to `to`, compare-and-set on the offset: of two nodes
+/// Moves a session over appended bytes, compare-and-set on the offset: of two nodes
 /// moving it from the same offset, the second finds it moved (PostgreSQL re-checks the
 /// condition on the row the first one committed) and changes nothing.
 pub async fn advance_upload(
     c: impl PgExecutor<'_>,
     id: &str,
-    from: u64,
-    to: u64,
-    state: &[u8],
-    writer: i64,
-    now: i64,
+    advance: &UploadAdvance,
 ) -> Result<bool, MetaError> {
     sqlx::query(
         "UPDATE uploads
@@ -510,18 +509,20 @@ pub async fn advance_upload(
          WHERE id = $1 AND \"offset\" = $2",
     )
     .bind(id)
-    .bind(from as i64)
-    .bind(to as i64)
-    .bind(state)
-    .bind(now)
-    .bind(writer)
+    .bind(advance.from as i64)
+    .bind(advance.to as i64)
+    .bind(&advance.hash_state)
+    .bind(advance.now)
+    .bind(advance.writer)
     .execute(c)
     .await
     .map(|r| r.rows_affected() == 1)
     .map_err(db_err)
 }
 
-/// Claims session `id` for `holder` until `until` unless another claim holds at `now`.
+/// Claims session `id` for `holder` until `until` unless another claim holds at `now`;
+/// a granted claim comes with the bytes of all open sessions, summed in the same
+/// statement.
 pub async fn lease_upload(
     pool: &PgPool,
     id: &str,
@@ -532,7 +533,8 @@ pub async fn lease_upload(
     let granted = sqlx::query(&format!(
         "UPDATE uploads SET lease_holder = $2, lease_until = $4
          WHERE id = $1 AND (lease_holder IS NULL OR lease_holder = $2 OR lease_until <= $3)
-         RETURNING {UPLOAD_COLUMNS}"
+         RETURNING {UPLOAD_COLUMNS},
+                   (SELECT coalesce(sum(\"offset\"), 0)::BIGINT FROM uploads)"
     ))
     .bind(id)
     .bind(holder)
@@ -542,7 +544,10 @@ pub async fn lease_upload(
     .await
     .map_err(db_err)?;
     if let Some(row) = granted {
-        return Ok(UploadLease::Granted(Box::new(upload_row(&row)?)));
+        return Ok(UploadLease::Granted(Box::new(GrantedUpload {
+            session: upload_row(&row)?,
+            open_bytes: row.try_get::<i64, _>(UPLOAD_COLUMN_COUNT).map_err(db_err)? as u64,
+        })));
     }
     let exists = sqlx::query("SELECT 1 FROM uploads WHERE id = $1")
         .bind(id)
@@ -612,14 +617,6 @@ pub async fn delete_upload(c: impl PgExecutor<'_>, id: &str) -> Result<bool, Met
         .execute(c)
         .await
         .map(|r| r.rows_affected() > 0)
-        .map_err(db_err)
-}
-
-pub async fn upload_bytes(pool: &PgPool) -> Result<u64, MetaError> {
-    sqlx::query_scalar::<_, i64>("SELECT coalesce(sum(\"offset\"), 0)::BIGINT FROM uploads")
-        .fetch_one(pool)
-        .await
-        .map(|n| n as u64)
         .map_err(db_err)
 }
 

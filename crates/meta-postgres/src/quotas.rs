@@ -19,9 +19,9 @@ use crate::{PgMetaStore, db_err};
 /// The SQLSTATE the quota triggers raise when a count would pass a limit.
 pub const QUOTA_EXCEEDED: &str = "BQ001";
 
-const QUOTA_FROM: &str = "quota_totals q JOIN projects p ON p.id = q.project_id
+pub(crate) const QUOTA_FROM: &str = "quota_totals q JOIN projects p ON p.id = q.project_id
      LEFT JOIN users u ON u.id = p.owner_id";
-const QUOTA_COLUMNS: &str =
+pub(crate) const QUOTA_COLUMNS: &str =
     "q.project_id, p.name, u.username, q.hard, q.used, q.created_at, q.updated_at";
 
 impl Columns for QuotaField {
@@ -48,6 +48,23 @@ fn quota_row(r: &PgRow) -> Result<Quota, MetaError> {
         created_at: r.try_get(5).map_err(db_err)?,
         updated_at: r.try_get(6).map_err(db_err)?,
     })
+}
+
+/// Whether the project of a row of [`QUOTA_FROM`] already counts the digest bound to
+/// `$2`: the column [`blob_quota_row`] reads after [`QUOTA_COLUMNS`].
+pub(crate) const COUNTED: &str =
+    "EXISTS (SELECT 1 FROM project_blobs pb WHERE pb.project_id = q.project_id AND pb.digest = $2)";
+
+/// A project's quota for one more blob, from the first columns of a row of
+/// [`QUOTA_COLUMNS`] and [`COUNTED`]; `None` when they are null (no such project, in an outer join).
+pub(crate) fn blob_quota_row(r: &PgRow) -> Result<Option<BlobQuota>, MetaError> {
+    if r.try_get::<Option<i64>, _>(0).map_err(db_err)?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(BlobQuota {
+        quota: quota_row(r)?,
+        counted: r.try_get(7).map_err(db_err)?,
+    }))
 }
 
 /// The quota of the project named `project`.
@@ -147,22 +164,17 @@ impl QuotaStore for PgMetaStore {
         digest: &Digest,
     ) -> Result<Option<BlobQuota>, MetaError> {
         let row = sqlx::query(&format!(
-            "SELECT {QUOTA_COLUMNS},
-                    EXISTS (SELECT 1 FROM project_blobs pb
-                            WHERE pb.project_id = q.project_id AND pb.digest = $2)
-             FROM {QUOTA_FROM} WHERE p.name = $1"
+            "SELECT {QUOTA_COLUMNS}, {COUNTED} FROM {QUOTA_FROM} WHERE p.name = $1"
         ))
         .bind(repository.project())
         .bind(digest.as_str())
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let quota = quota_row(&row)?;
-        let counted = row.try_get(7).map_err(db_err)?;
-        Ok(Some(BlobQuota { quota, counted }))
+        row.as_ref()
+            .map(blob_quota_row)
+            .transpose()
+            .map(Option::flatten)
     }
 
     async fn warn_quota(

@@ -11,36 +11,49 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, PinOutcome, RecordedBlob, SweepBytes, SweepError,
-    UnlinkBatch, UntaggedManifest, settle_retired,
+    CollectionStore, MarkedBlob, MetaError, PinOutcome, PinnedUpload, RecordedBlob, SweepBytes,
+    SweepError, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
 };
-use berth_oci::{Digest, RepositoryName, UploadId};
+use berth_oci::{Digest, RepositoryName};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::writer::Durability;
-use crate::{SqliteMetaStore, db_err, queries};
+use crate::{SqliteMetaStore, db_err, queries, quotas};
 
-fn pin(c: &Connection, id: &str, digest: &str) -> Result<PinOutcome, MetaError> {
-    let pinned = c
-        .prepare_cached("UPDATE uploads SET completing = ?2 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![id, digest]))
-        .map_err(db_err)?;
-    if pinned == 0 {
-        return Ok(PinOutcome::NoSession);
-    }
-    // A sweep under way deletes the row only while it is marked: it finds it revived,
-    // and restores what it retired.
-    let revived = c
-        .prepare_cached(
-            "UPDATE blobs SET status = 'present' WHERE digest = ?1 AND status = 'deleting'",
-        )
-        .and_then(|mut s| s.execute(params![digest]))
-        .map_err(db_err)?;
-    Ok(match revived {
-        0 => PinOutcome::Pinned,
-        _ => PinOutcome::Revived,
-    })
+/// Pins the digest in the session, after moving the session over the pin's append (if
+/// any), and reads the quota of its project for the blob.
+fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
+    let (id, digest) = (pin.id.as_str(), pin.digest.as_str());
+    let quota = quotas::blob_quota(c, pin.repository.project(), digest).map_err(db_err)?;
+    let placed = match &pin.append {
+        Some(advance) => queries::advance_upload(c, id, advance)?,
+        None => true,
+    };
+    let pinned = placed
+        && c.prepare_cached("UPDATE uploads SET completing = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id, digest]))
+            .map_err(db_err)?
+            == 1;
+    let outcome = if pinned {
+        // A sweep under way deletes the row only while it is marked: it finds it
+        // revived, and restores what it retired.
+        let revived = c
+            .prepare_cached(
+                "UPDATE blobs SET status = 'present' WHERE digest = ?1 AND status = 'deleting'",
+            )
+            .and_then(|mut s| s.execute(params![digest]))
+            .map_err(db_err)?;
+        match revived {
+            0 => PinOutcome::Pinned,
+            _ => PinOutcome::Revived,
+        }
+    } else if queries::upload_exists(c, id)? {
+        PinOutcome::Moved
+    } else {
+        PinOutcome::NoSession
+    };
+    Ok(PinnedUpload { outcome, quota })
 }
 
 /// A blob row read as (digest, size).
@@ -301,16 +314,10 @@ fn live(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
 
 #[async_trait]
 impl CollectionStore for SqliteMetaStore {
-    async fn pin_upload_digest(
-        &self,
-        id: &UploadId,
-        digest: &Digest,
-    ) -> Result<PinOutcome, MetaError> {
-        let (id, digest) = (id.clone(), digest.clone());
+    async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
+        let pin = pin.clone();
         self.writer
-            .run_with(Durability::ProcessCrash, move |c| {
-                pin(c, id.as_str(), digest.as_str())
-            })
+            .run_with(Durability::ProcessCrash, move |c| pin_in(c, &pin))
             .await
     }
 

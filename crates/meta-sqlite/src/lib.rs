@@ -45,8 +45,8 @@ use berth_meta::cache::{ManifestCache, TagCache};
 use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, GuardFailure, ManifestStore, MetaError,
     MetaStore, NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage,
-    RepositoryStore, SessionLimits, StoredManifest, TagGuard, TagPage, UploadLease, UploadSession,
-    UploadStore, Visibility,
+    RepositoryStore, SessionLimits, StoredManifest, TagGuard, TagPage, UploadAdvance, UploadLease,
+    UploadSession, UploadStore, Visibility,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -256,16 +256,12 @@ impl UploadStore for SqliteMetaStore {
     async fn advance_upload(
         &self,
         id: &UploadId,
-        from: u64,
-        to: u64,
-        hash_state: &[u8],
-        writer: i64,
-        now: i64,
+        advance: &UploadAdvance,
     ) -> Result<bool, MetaError> {
-        let (id, state) = (id.clone(), hash_state.to_vec());
+        let (id, advance) = (id.clone(), advance.clone());
         self.writer
             .run_with(Durability::ProcessCrash, move |c| {
-                queries::advance_upload(c, id.as_str(), from, to, &state, writer, now)
+                queries::advance_upload(c, id.as_str(), &advance)
             })
             .await
     }
@@ -356,10 +352,6 @@ impl UploadStore for SqliteMetaStore {
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
         self.readers.with(|c| queries::stale_uploads(c, before))
-    }
-
-    async fn upload_bytes(&self) -> Result<u64, MetaError> {
-        self.readers.with(queries::upload_bytes)
     }
 }
 

@@ -1,9 +1,9 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
 use berth_meta::{
-    CreateUploadError, Deletion, MetaError, NewManifest, PullRecord, PutManifestError, Referrer,
-    ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest, TagPage, UploadLease,
-    UploadSession, Visibility,
+    CreateUploadError, Deletion, GrantedUpload, MetaError, NewManifest, PullRecord,
+    PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
+    TagPage, UploadAdvance, UploadLease, UploadSession, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -330,23 +330,29 @@ fn upload_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadSession> {
 pub fn advance_upload(
     c: &Connection,
     id: &str,
-    from: u64,
-    to: u64,
-    state: &[u8],
-    writer: i64,
-    now: i64,
+    advance: &UploadAdvance,
 ) -> Result<bool, MetaError> {
     c.prepare_cached(
         "UPDATE uploads SET offset = ?3, hash_state = ?4, verified_digest = NULL, updated_at = ?5,
                 verified_by = CASE WHEN verified_by = ?6 THEN verified_by END
          WHERE id = ?1 AND offset = ?2",
     )
-    .and_then(|mut s| s.execute(params![id, from as i64, to as i64, state, now, writer]))
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            advance.from as i64,
+            advance.to as i64,
+            advance.hash_state,
+            advance.now,
+            advance.writer
+        ])
+    })
     .map(|n| n == 1)
     .map_err(db_err)
 }
 
-/// Claims session `id` for `holder` until `until` unless another claim holds at `now`.
+/// Claims session `id` for `holder` until `until` unless another claim holds at `now`;
+/// a granted claim comes with the bytes of all open sessions.
 pub fn lease_upload(
     c: &Connection,
     id: &str,
@@ -366,13 +372,12 @@ pub fn lease_upload(
         })
         .map_err(db_err)?;
     if let Some(session) = granted {
-        return Ok(UploadLease::Granted(Box::new(session)));
+        return Ok(UploadLease::Granted(Box::new(GrantedUpload {
+            session,
+            open_bytes: upload_bytes(c).map_err(db_err)?,
+        })));
     }
-    let exists = c
-        .prepare_cached("SELECT 1 FROM uploads WHERE id = ?1")
-        .and_then(|mut s| s.exists([id]))
-        .map_err(db_err)?;
-    Ok(if exists {
+    Ok(if upload_exists(c, id)? {
         UploadLease::Held
     } else {
         UploadLease::Missing
@@ -422,7 +427,14 @@ pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {
         .map_err(db_err)
 }
 
-pub fn upload_bytes(c: &Connection) -> rusqlite::Result<u64> {
+/// Whether session `id` exists.
+pub fn upload_exists(c: &Connection, id: &str) -> Result<bool, MetaError> {
+    c.prepare_cached("SELECT 1 FROM uploads WHERE id = ?1")
+        .and_then(|mut s| s.exists([id]))
+        .map_err(db_err)
+}
+
+fn upload_bytes(c: &Connection) -> rusqlite::Result<u64> {
     c.prepare_cached("SELECT coalesce(sum(offset), 0) FROM uploads")?
         .query_row([], |r| Ok(r.get::<_, i64>(0)? as u64))
 }

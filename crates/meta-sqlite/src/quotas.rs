@@ -55,6 +55,19 @@ fn project_quota(c: &Connection, project: &str) -> rusqlite::Result<Option<Quota
 }
 
 /// Whether the project's manifests hold `digest`.
+/// Where `project` stands for one more blob of `digest`; `None` without such a project.
+pub(crate) fn blob_quota(
+    c: &Connection,
+    project: &str,
+    digest: &str,
+) -> rusqlite::Result<Option<BlobQuota>> {
+    let Some(quota) = project_quota(c, project)? else {
+        return Ok(None);
+    };
+    let counted = counts(c, quota.project_id, digest)?;
+    Ok(Some(BlobQuota { quota, counted }))
+}
+
 fn counts(c: &Connection, project_id: i64, digest: &str) -> rusqlite::Result<bool> {
     c.prepare_cached("SELECT 1 FROM project_blobs WHERE project_id = ?1 AND digest = ?2")?
         .exists(params![project_id, digest])
@@ -114,13 +127,8 @@ impl QuotaStore for SqliteMetaStore {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<BlobQuota>, MetaError> {
-        self.readers.with(|c| {
-            let Some(quota) = project_quota(c, repository.project())? else {
-                return Ok(None);
-            };
-            let counted = counts(c, quota.project_id, digest.as_str())?;
-            Ok(Some(BlobQuota { quota, counted }))
-        })
+        self.readers
+            .with(|c| blob_quota(c, repository.project(), digest.as_str()))
     }
 
     async fn warn_quota(

@@ -100,7 +100,8 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
 
     use berth_meta::conformance::sweep_bytes::{BoxedRetire, NoBytes, RetireWith};
     use berth_meta::{
-        BlobLinkStore, CollectionStore, PinOutcome, SessionLimits, UploadSession, UploadStore,
+        BlobLinkStore, CollectionStore, PinOutcome, SessionLimits, UploadPin, UploadSession,
+        UploadStore,
     };
     use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
     use tokio::sync::oneshot;
@@ -164,8 +165,14 @@ async fn sweeps_from_two_processes_never_delete_bytes_published_since() {
             .create_upload(&session, SessionLimits::NONE)
             .await
             .unwrap();
-        let pinned = first.pin_upload_digest(&session.id, &d).await.unwrap();
-        assert_eq!(pinned, PinOutcome::Pinned);
+        let pin = UploadPin {
+            id: session.id.clone(),
+            repository: session.repository.clone(),
+            digest: d.clone(),
+            append: None,
+        };
+        let pinned = first.pin_upload_digest(&pin).await.unwrap();
+        assert_eq!(pinned.outcome, PinOutcome::Pinned);
         republished.store(true, Ordering::SeqCst);
         first
             .complete_upload(&session.id, &r, &d, 1, 200)

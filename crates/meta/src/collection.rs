@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_oci::{Digest, RepositoryName, UploadId};
 
-use crate::MetaError;
+use crate::{BlobQuota, MetaError, UploadAdvance};
 
 /// What [`CollectionStore::pin_upload_digest`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,34 @@ pub enum PinOutcome {
     Revived,
     /// There is no such session.
     NoSession,
+    /// The session is no longer at the offset the pin's append started from (another
+    /// request moved it): nothing was changed.
+    Moved,
+}
+
+/// A completing upload's pin on its digest ([`CollectionStore::pin_upload_digest`]).
+#[derive(Debug, Clone)]
+pub struct UploadPin {
+    /// The session.
+    pub id: UploadId,
+    /// Its repository, whose project's quota the pin reads.
+    pub repository: RepositoryName,
+    /// The digest the session is about to publish.
+    pub digest: Digest,
+    /// Bytes the completing request appended and has not recorded: the session moves
+    /// over them as it is pinned, as [`crate::UploadStore::advance_upload`] would.
+    pub append: Option<UploadAdvance>,
+}
+
+/// What [`CollectionStore::pin_upload_digest`] did, and where the quota of the
+/// session's project stands for its blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedUpload {
+    /// The pin.
+    pub outcome: PinOutcome,
+    /// The project's quota and whether its manifests already hold the digest, read in
+    /// the same statement (`None` when there is no such project).
+    pub quota: Option<BlobQuota>,
 }
 
 /// A blob marked for deletion.
@@ -122,16 +150,15 @@ pub enum SweepError {
 /// The metadata steps of garbage collection.
 #[async_trait]
 pub trait CollectionStore: Send + Sync {
-    /// Records in session `id` that it is about to publish `digest`; a blob of the
-    /// digest marked for deletion is revived (present again, any sweep's claim on it
-    /// cleared, so that no sweep deletes its row). Until the session ends,
+    /// Records in the session that it is about to publish the pin's digest, after
+    /// moving it over the pin's append (if any); a blob of the digest marked for
+    /// deletion is revived (present again, any sweep's claim on it cleared, so that no
+    /// sweep deletes its row). Until the session ends,
     /// [`CollectionStore::mark_unlinked_blobs`] passes the blob over; both take the
-    /// digest's lock, so one of them always sees the other.
-    async fn pin_upload_digest(
-        &self,
-        id: &UploadId,
-        digest: &Digest,
-    ) -> Result<PinOutcome, MetaError>;
+    /// digest's lock, so one of them always sees the other. The answer also holds the
+    /// quota of the session's project for the blob, so that completing an upload costs
+    /// one round trip here.
+    async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError>;
 
     /// Removes the blob links that no manifest of their repository references, set
     /// before `before`, in up to `limit` repositories with ids after `after`, in id

@@ -34,8 +34,8 @@ pub use artifacts::{
 };
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
-    CollectionStore, MarkedBlob, PinOutcome, RecordedBlob, SweepBytes, SweepError, SweepFailed,
-    UnlinkBatch, UntaggedManifest, settle_retired,
+    CollectionStore, MarkedBlob, PinOutcome, PinnedUpload, RecordedBlob, SweepBytes, SweepError,
+    SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
 };
 pub use immutable::{
     GuardFailure, ImmutableRule, ImmutableRuleError, ImmutableRuleStore, ProjectRules, TagGuard,
@@ -71,8 +71,8 @@ pub use model::{
     TagPage, UploadSession,
 };
 pub use store::{
-    BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
-    PutManifestError, RepositoryStore, UploadLease, UploadStore,
+    BlobLinkStore, CreateUploadError, Deletion, GrantedUpload, ManifestStore, MetaError, MetaStore,
+    PutManifestError, RepositoryStore, UploadAdvance, UploadLease, UploadStore,
 };
 
 #[cfg(feature = "conformance")]

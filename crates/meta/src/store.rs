@@ -106,13 +106,39 @@ pub enum Deletion {
 /// What claiming the right to write an upload session did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UploadLease {
-    /// The claimant holds the session until the time it asked for; the session as it
-    /// stood when the claim was granted (no other claimant can change it meanwhile).
-    Granted(Box<UploadSession>),
+    /// The claimant holds the session until the time it asked for.
+    Granted(Box<GrantedUpload>),
     /// Another holder's claim is still valid.
     Held,
     /// The session does not exist (any more).
     Missing,
+}
+
+/// A session's move over bytes appended to it, compare-and-set on its offset.
+#[derive(Debug, Clone)]
+pub struct UploadAdvance {
+    /// The offset the append started at, which the session must still be at.
+    pub from: u64,
+    /// The offset after the appended bytes.
+    pub to: u64,
+    /// The hash state after them.
+    pub hash_state: Vec<u8>,
+    /// The process that wrote them: the session stays vouched for by the process that
+    /// wrote every byte so far only if it is this one.
+    pub writer: i64,
+    /// When they were written.
+    pub now: i64,
+}
+
+/// A claim granted by [`UploadStore::lease_upload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantedUpload {
+    /// The session as it stood when the claim was granted (no other claimant can change
+    /// it meanwhile).
+    pub session: UploadSession,
+    /// The bytes all open sessions held then, for the limit on them: read in the same
+    /// statement, so that an append costs no round trip of its own for it.
+    pub open_bytes: u64,
 }
 
 /// Repositories and the catalog.
@@ -199,8 +225,8 @@ pub trait UploadStore: Send + Sync {
     /// holder's claim is still valid at `now`; a holder renews its own claim the same
     /// way. Requests on one session may reach different nodes: this claim, not a lock in
     /// one process, keeps their bytes from interleaving. A holder that dies stops
-    /// renewing, and its claim lapses at `until`. A granted claim comes with the session,
-    /// read in the same statement.
+    /// renewing, and its claim lapses at `until`. A granted claim comes with the session
+    /// and the bytes all open sessions hold, read in the same statement.
     async fn lease_upload(
         &self,
         id: &UploadId,
@@ -219,10 +245,11 @@ pub trait UploadStore: Send + Sync {
     ) -> Result<bool, MetaError>;
     /// Ends `holder`'s claim on session `id`, if it still has it.
     async fn release_upload(&self, id: &UploadId, holder: i64) -> Result<(), MetaError>;
-    /// Moves a session from `from` to `to` bytes with a new hash state, only if it is
-    /// still at `from`; returns whether it moved. A recorded digest no longer holds for
-    /// the new bytes and is cleared. The session stays vouched for by the process that
-    /// wrote every byte so far only if `writer` is that process.
+    /// Moves a session over appended bytes, from `advance.from` to `advance.to` with a
+    /// new hash state, only if it is still at `from`; returns whether it moved. A
+    /// recorded digest no longer holds for the new bytes and is cleared. The session
+    /// stays vouched for by the process that wrote every byte so far only if
+    /// `advance.writer` is that process.
     ///
     /// The move survives a crash of the process but need not survive a power loss: the
     /// appended bytes themselves are only flushed when the upload completes, so after a
@@ -231,11 +258,7 @@ pub trait UploadStore: Send + Sync {
     async fn advance_upload(
         &self,
         id: &UploadId,
-        from: u64,
-        to: u64,
-        hash_state: &[u8],
-        writer: i64,
-        now: i64,
+        advance: &UploadAdvance,
     ) -> Result<bool, MetaError>;
     /// Records that the session's first `size` bytes, as stored, hash to `digest`, if the
     /// session is still at `size`; returns whether it was recorded. Set before the bytes
@@ -264,8 +287,6 @@ pub trait UploadStore: Send + Sync {
     async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
     /// Sessions not written to since `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError>;
-    /// Bytes held by all open sessions, for the limit on them.
-    async fn upload_bytes(&self) -> Result<u64, MetaError>;
 }
 
 /// Manifests, tags and referrers.

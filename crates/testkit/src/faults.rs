@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion, ImmutableRule,
     ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob, MetaError,
-    MetaStore, NewManifest, PinOutcome, ProjectRules, PullRecord, PutManifestError, ReferrerLimit,
-    ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepBytes, SweepError,
-    SweepFailed, TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadLease, UploadSession,
-    UploadStore, Visibility,
+    MetaStore, NewManifest, PinnedUpload, ProjectRules, PullRecord, PutManifestError,
+    ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepBytes,
+    SweepError, SweepFailed, TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadAdvance,
+    UploadLease, UploadPin, UploadSession, UploadStore, Visibility,
 };
 use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
 use berth_meta::{
@@ -266,15 +266,9 @@ impl UploadStore for FaultyMeta {
     async fn advance_upload(
         &self,
         id: &UploadId,
-        from: u64,
-        to: u64,
-        hash_state: &[u8],
-        writer: i64,
-        now: i64,
+        advance: &UploadAdvance,
     ) -> Result<bool, MetaError> {
-        self.inner
-            .advance_upload(id, from, to, hash_state, writer, now)
-            .await
+        self.inner.advance_upload(id, advance).await
     }
 
     async fn lease_upload(
@@ -333,10 +327,6 @@ impl UploadStore for FaultyMeta {
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
         self.inner.stale_uploads(before).await
-    }
-
-    async fn upload_bytes(&self) -> Result<u64, MetaError> {
-        self.inner.upload_bytes().await
     }
 }
 
@@ -457,12 +447,8 @@ impl SweepBytes for CutAfterRetire<'_> {
 
 #[async_trait]
 impl CollectionStore for FaultyMeta {
-    async fn pin_upload_digest(
-        &self,
-        id: &UploadId,
-        digest: &Digest,
-    ) -> Result<PinOutcome, MetaError> {
-        self.inner.pin_upload_digest(id, digest).await
+    async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
+        self.inner.pin_upload_digest(pin).await
     }
 
     async fn unlink_unreferenced(

@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use berth_meta::{
     AuditEntry, Deletion, GuardFailure, MetaError, NewManifest, PutManifestError, TagGuard,
@@ -75,6 +76,29 @@ impl Registry {
         Ok(Protection::new(&stored))
     }
 
+    /// The immutability rules of `repository`'s project as last read, or as they stand
+    /// when none were.
+    async fn last_protection(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Arc<Protection>, RegistryError> {
+        match self.protections.get(repository.project()) {
+            Some(protection) => Ok(protection),
+            None => self.fresh_protection(repository).await,
+        }
+    }
+
+    /// The immutability rules of `repository`'s project as they stand, kept as the
+    /// last read.
+    async fn fresh_protection(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<Arc<Protection>, RegistryError> {
+        let protection = Arc::new(self.protection(repository).await?);
+        (self.protections).store(repository.project(), protection.clone());
+        Ok(protection)
+    }
+
     /// The rule that makes `tag` of `repository` immutable, if any: what tag retention
     /// asks before it removes a tag. The answer may be stale by the time a removal
     /// commits, but removals go through [`Registry::delete_manifest`], which decides
@@ -102,8 +126,9 @@ impl Registry {
             // No tag to protect: nothing the rules say matters.
             return Ok(self.meta.put_manifest(&manifest).await?);
         }
+        // The rules last read for the project, unless a guard made of them went stale.
+        let mut protection = self.last_protection(&manifest.repository).await?;
         for _ in 0..GUARD_ATTEMPTS {
-            let protection = self.protection(&manifest.repository).await?;
             let protected = manifest
                 .tags
                 .iter()
@@ -112,7 +137,9 @@ impl Registry {
                 .collect();
             manifest.guard = Some(protection.guard(protected));
             match self.meta.put_manifest(&manifest).await {
-                Err(PutManifestError::Stale(_)) => continue,
+                Err(PutManifestError::Stale(_)) => {
+                    protection = self.fresh_protection(&manifest.repository).await?;
+                }
                 Err(PutManifestError::TagProtected(tag)) => {
                     return Err(refusal(
                         &protection,

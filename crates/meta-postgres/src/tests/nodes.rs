@@ -10,7 +10,7 @@ use berth_meta::{
     ArtifactStore, AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion,
     ManifestStore, MarkedBlob, MemberError, MemberKind, NewManifest, NewProject, PinOutcome,
     ProjectError, ProjectStore, PullRecord, PutManifestError, RepositoryStore, Role, SessionLimits,
-    SweepBytes, UploadSession, UploadStore, UserStore, Visibility,
+    SweepBytes, UploadAdvance, UploadPin, UploadSession, UploadStore, UserStore, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 use berth_testkit_postgres::TempDatabase;
@@ -283,10 +283,9 @@ async fn an_upload_advances_once_from_each_offset() {
     .unwrap();
     let mut offset = 0;
     for round in 0..30 {
-        let (by_a, by_b) = tokio::join!(
-            a.advance_upload(&s.id, offset, offset + 1, &[1], 1, round),
-            b.advance_upload(&s.id, offset, offset + 2, &[2], 2, round)
-        );
+        let (one, two) = (chunk(offset, 1, 1, round), chunk(offset, 2, 2, round));
+        let (by_a, by_b) =
+            tokio::join!(a.advance_upload(&s.id, &one), b.advance_upload(&s.id, &two));
         let (by_a, by_b) = (by_a.unwrap(), by_b.unwrap());
         assert!(by_a != by_b, "round {round}: exactly one advances");
         offset += if by_a { 1 } else { 2 };
@@ -613,10 +612,7 @@ async fn an_upload_completed_into_an_existing_repository_links_its_blob() {
     assert_eq!(b.linked_blob(&r, &layer).await.unwrap(), None);
     let upload = session(1, "done/app");
     a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
-    assert_eq!(
-        a.pin_upload_digest(&upload.id, &layer).await.unwrap(),
-        PinOutcome::Pinned
-    );
+    assert_eq!(pin(&a, &upload, &layer).await, PinOutcome::Pinned);
     a.complete_upload(&upload.id, &r, &layer, 5, 2)
         .await
         .unwrap();
@@ -734,12 +730,35 @@ async fn collect(node: &PgMetaStore) -> Result<(), berth_meta::MetaError> {
     Ok(())
 }
 
-/// Pins `digest` in session `id` (reviving a marked blob of it), as a completing upload
+/// Pins `digest` in `session`, as a completing upload without a last chunk does; what
+/// the pin did.
+async fn pin(node: &PgMetaStore, session: &UploadSession, digest: &Digest) -> PinOutcome {
+    let pin = UploadPin {
+        id: session.id.clone(),
+        repository: session.repository.clone(),
+        digest: digest.clone(),
+        append: None,
+    };
+    node.pin_upload_digest(&pin).await.unwrap().outcome
+}
+
+/// Pins `digest` in `session` (reviving a marked blob of it), as a completing upload
 /// does.
-async fn pin(node: &PgMetaStore, id: &UploadId, digest: &Digest) {
-    match node.pin_upload_digest(id, digest).await.unwrap() {
+async fn pin_live(node: &PgMetaStore, session: &UploadSession, digest: &Digest) {
+    match pin(node, session, digest).await {
         PinOutcome::Pinned | PinOutcome::Revived => {}
-        PinOutcome::NoSession => panic!("session {id} is gone"),
+        other => panic!("pinning {digest} in {} answered {other:?}", session.id),
+    }
+}
+
+/// A move over `length` bytes from `from`, written by `writer` at `now`.
+fn chunk(from: u64, length: u64, writer: i64, now: i64) -> UploadAdvance {
+    UploadAdvance {
+        from,
+        to: from + length,
+        hash_state: vec![length as u8],
+        writer,
+        now,
     }
 }
 
@@ -784,7 +803,7 @@ async fn complete_while_interfering(
                 }
             };
             let completing = async {
-                pin(&a, &upload.id, &layer).await;
+                pin_live(&a, &upload, &layer).await;
                 a.complete_upload(&upload.id, &r, &layer, 7, 2).await
             };
             let (completed, interfered) = tokio::join!(completing, interfering);
@@ -809,7 +828,7 @@ async fn complete_while_interfering(
     for (i, name) in (5000..).zip(names) {
         let upload = session(i, name);
         a.create_upload(&upload, SessionLimits::NONE).await.unwrap();
-        pin(a, &upload.id, layer).await;
+        pin_live(a, &upload, layer).await;
         a.complete_upload(&upload.id, &repo(name), layer, 7, 3)
             .await
             .unwrap();
@@ -936,10 +955,7 @@ async fn a_sweep_outliving_its_session_deletes_no_bytes_published_after_it() {
         );
         let upload = session(1, "slow/sweep");
         b.create_upload(&upload, SessionLimits::NONE).await.unwrap();
-        assert_eq!(
-            b.pin_upload_digest(&upload.id, &d).await.unwrap(),
-            PinOutcome::Revived
-        );
+        assert_eq!(pin(&b, &upload, &d).await, PinOutcome::Revived);
         republished.store(true, Ordering::SeqCst);
         b.complete_upload(&upload.id, &repo("slow/sweep"), &d, 1, 5)
             .await
@@ -1025,7 +1041,7 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
     assert!(!bytes.is_published(&d));
     let upload = session(7, "stalled/sweep");
     b.create_upload(&upload, SessionLimits::NONE).await.unwrap();
-    pin(&b, &upload.id, &d).await;
+    pin_live(&b, &upload, &d).await;
     bytes.publish(&d);
     b.complete_upload(&upload.id, &repo("stalled/sweep"), &d, 1, 5)
         .await

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
 
-use super::support::{digest, manifest, repo};
+use super::support::{advance, digest, manifest, pin, repo};
 use super::sweep_bytes::{BoxedRetire, MemoryBytes, NoBytes, RetireWith};
 use crate::{
-    MarkedBlob, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadSession,
+    MarkedBlob, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadPin,
+    UploadSession,
 };
 
 /// How long the sweeps of these checks hold a blob.
@@ -25,6 +26,7 @@ pub(super) async fn run(store: &dyn MetaStore) {
     a_link_made_again_starts_its_grace_anew(store).await;
     a_pinned_blob_does_not_end_the_marking(store).await;
     a_pin_revives_a_marked_blob(store).await;
+    a_completing_pin_records_its_last_chunk(store).await;
     untagged_manifests_go_from_the_top_of_each_graph(store).await;
     bytes_no_row_knows_are_claimed_unless_pinned(store).await;
 }
@@ -43,7 +45,7 @@ async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.pin_upload_digest(&pinning.id, &pinned).await.unwrap(),
+        pin(store, &pinning.id, &r, &pinned).await,
         PinOutcome::Pinned
     );
     let all = [recorded.clone(), pinned.clone(), orphan.clone()];
@@ -197,6 +199,55 @@ async fn untagged_manifests_go_from_the_top_of_each_graph(store: &dyn MetaStore)
     }
 }
 
+/// A pin that carries the completing request's last chunk moves the session over it,
+/// compare-and-set on the offset: from any other offset it changes nothing, pins
+/// nothing, and says the session moved.
+async fn a_completing_pin_records_its_last_chunk(store: &dyn MetaStore) {
+    let (r, blob) = (repo("cf-gc/last-chunk"), digest("cf-gc-last-chunk"));
+    store.link_blob(&r, &blob, 5, 10).await.unwrap();
+    store.unlink_blob(&r, &blob, None).await.unwrap();
+    let completing = UploadSession {
+        verified_by: Some(7),
+        ..session(75, &r)
+    };
+    (store.create_upload(&completing, SessionLimits::NONE).await).unwrap();
+    let pin = |append| UploadPin {
+        id: completing.id.clone(),
+        repository: r.clone(),
+        digest: blob.clone(),
+        append: Some(append),
+    };
+    let stale = store.pin_upload_digest(&pin(advance(3, 8, 2, 7, 20))).await;
+    assert_eq!(stale.unwrap().outcome, PinOutcome::Moved);
+    assert_eq!(
+        store.upload(&completing.id).await.unwrap().as_ref(),
+        Some(&completing),
+        "a pin from another offset changes nothing"
+    );
+    assert!(
+        marks(store, &blob, 100).await,
+        "a pin from another offset pins nothing"
+    );
+
+    let pinned = store.pin_upload_digest(&pin(advance(0, 5, 2, 7, 20))).await;
+    assert_eq!(pinned.unwrap().outcome, PinOutcome::Revived);
+    let moved = store.upload(&completing.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            moved.offset,
+            moved.hash_state,
+            moved.updated_at,
+            moved.verified_by
+        ),
+        (5, vec![2], 20, Some(7)),
+        "moved over the chunk, still vouched for by its only writer"
+    );
+    assert!(!marks(store, &blob, 100).await, "a pinned blob stays");
+    store.delete_upload(&completing.id).await.unwrap();
+    let gone = store.pin_upload_digest(&pin(advance(5, 6, 3, 7, 21))).await;
+    assert_eq!(gone.unwrap().outcome, PinOutcome::NoSession);
+}
+
 fn session(n: u8, repository: &RepositoryName) -> UploadSession {
     UploadSession {
         id: UploadId::from_random([n; 16]),
@@ -230,14 +281,11 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
 
     let pinning = session(71, &r);
     store.create_upload(&pinning, roomy).await.unwrap();
-    assert_eq!(
-        store.pin_upload_digest(&pinning.id, &blob).await.unwrap(),
-        PinOutcome::Pinned
-    );
+    assert_eq!(pin(store, &pinning.id, &r, &blob).await, PinOutcome::Pinned);
     assert!(!marks(store, &blob, 100).await, "a pinned blob stays");
     store.delete_upload(&pinning.id).await.unwrap();
     assert_eq!(
-        store.pin_upload_digest(&pinning.id, &blob).await.unwrap(),
+        pin(store, &pinning.id, &r, &blob).await,
         PinOutcome::NoSession
     );
 
@@ -301,10 +349,7 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
 
     // Swept, the digest is new again: a completion pins it and links it.
     assert_eq!(
-        store
-            .pin_upload_digest(&completing.id, &blob)
-            .await
-            .unwrap(),
+        pin(store, &completing.id, &r, &blob).await,
         PinOutcome::Pinned
     );
     store
@@ -421,7 +466,7 @@ async fn a_link_made_again_starts_its_grace_anew(store: &dyn MetaStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.pin_upload_digest(&again.id, &uploaded).await.unwrap(),
+        pin(store, &again.id, &r, &uploaded).await,
         PinOutcome::Pinned
     );
     store
@@ -468,7 +513,7 @@ async fn a_pinned_blob_does_not_end_the_marking(store: &dyn MetaStore) {
         .await
         .unwrap();
     assert_eq!(
-        store.pin_upload_digest(&pinning.id, &first).await.unwrap(),
+        pin(store, &pinning.id, &r, &first).await,
         PinOutcome::Pinned
     );
     let marked = store.mark_unlinked_blobs("", 1, 100).await.unwrap();
@@ -491,11 +536,11 @@ async fn a_pin_revives_a_marked_blob(store: &dyn MetaStore) {
     let completing = session(74, &r);
     (store.create_upload(&completing, SessionLimits::NONE).await).unwrap();
 
-    let (id, revived) = (&completing.id, &blob);
+    let (id, repository, revived) = (&completing.id, &r, &blob);
     let pinned_during_retire = RetireWith(move || -> BoxedRetire<'_> {
         Box::pin(async move {
-            match store.pin_upload_digest(id, revived).await {
-                Ok(PinOutcome::Revived) => Ok(()),
+            match pin(store, id, repository, revived).await {
+                PinOutcome::Revived => Ok(()),
                 other => Err(SweepFailed(format!("the pin answered {other:?}"))),
             }
         })
@@ -514,7 +559,7 @@ async fn a_pin_revives_a_marked_blob(store: &dyn MetaStore) {
         "pinned, it is not marked again"
     );
     assert_eq!(
-        store.pin_upload_digest(id, &blob).await.unwrap(),
+        pin(store, id, &r, &blob).await,
         PinOutcome::Pinned,
         "revived once"
     );

@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::support::{PROJECT_ADMIN, audit, audit_trail, digest, manifest, new_project, repo};
+use berth_oci::{Algorithm, UploadId};
+
 use crate::{
-    Deletion, Metadata, NewManifest, NewProject, PutManifestError, QuotaExceeded, QuotaField,
-    UNLIMITED,
+    Deletion, Metadata, NewManifest, NewProject, PinOutcome, PutManifestError, QuotaExceeded,
+    QuotaField, SessionLimits, UNLIMITED, UploadPin, UploadSession,
 };
 
 /// Runs the quota checks.
@@ -113,6 +115,7 @@ async fn usage_counts_each_digest_once_per_project(store: &dyn Metadata) {
         found.counted,
         "counted in the project, whatever the repository"
     );
+    a_completing_pin_reads_the_quota(store).await;
     assert_clean(store).await;
     // Deletes release what no other manifest of the project holds.
     let deleted = store
@@ -206,6 +209,45 @@ async fn limits_refuse_pushes_past_them(store: &dyn Metadata) {
     let listed = store.quotas(&by_project).await.unwrap();
     assert_eq!((listed.total, listed.items), (1, vec![quota]));
     assert_clean(store).await;
+}
+
+/// A completion's pin answers with its project's quota for the blob, as
+/// [`crate::QuotaStore::blob_quota`] does, and with none outside any project.
+async fn a_completing_pin_reads_the_quota(store: &dyn Metadata) {
+    for (n, repository, blob) in [
+        (81, "cf-q-count/a", "q-loose"),
+        (82, "cf-q-count/z", "q-l2"),
+        (83, "cf-q-nowhere/a", "q-l2"),
+    ] {
+        let (repository, blob) = (repo(repository), digest(blob));
+        let session = UploadSession {
+            id: UploadId::from_random([n; 16]),
+            repository: repository.clone(),
+            algorithm: Algorithm::Sha256,
+            offset: 0,
+            hash_state: vec![0],
+            verified_by: None,
+            verified_digest: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        store
+            .create_upload(&session, SessionLimits::NONE)
+            .await
+            .unwrap();
+        let pin = UploadPin {
+            id: session.id.clone(),
+            repository: repository.clone(),
+            digest: blob.clone(),
+            append: None,
+        };
+        let pinned = store.pin_upload_digest(&pin).await.unwrap();
+        assert_eq!(pinned.outcome, PinOutcome::Pinned);
+        let expected = store.blob_quota(&repository, &blob).await.unwrap();
+        assert_eq!(expected.is_some(), n != 83, "{repository} is in a project");
+        assert_eq!(pinned.quota, expected, "{repository}");
+        store.delete_upload(&session.id).await.unwrap();
+    }
 }
 
 async fn new_projects_get_the_default_limit(store: &dyn Metadata) {

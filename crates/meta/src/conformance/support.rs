@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 
-use berth_oci::{Algorithm, Digest, RepositoryName, Tag};
+use berth_oci::{Algorithm, Digest, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
 
 use crate::{
-    AuditEntry, AuditField, AuditStore, FieldFilter, ListQuery, Listed, Match, NewManifest,
-    NewProject, NewUser, ProjectStore, Role, SortKey,
+    AuditEntry, AuditField, AuditStore, CollectionStore, FieldFilter, ListQuery, Listed, Match,
+    NewManifest, NewProject, NewUser, PinOutcome, ProjectStore, Role, SortKey, UploadAdvance,
+    UploadPin,
 };
 
 /// A repository name the checks know to be valid.
@@ -20,6 +21,35 @@ pub(super) fn repo(s: &str) -> RepositoryName {
 /// The sha256 digest of `s`.
 pub(super) fn digest(s: &str) -> Digest {
     Digest::compute(Algorithm::Sha256, s.as_bytes())
+}
+
+/// A session's move from `from` to `to` bytes, written by `writer` at `now`, with a
+/// one-byte hash state.
+pub(super) fn advance(from: u64, to: u64, state: u8, writer: i64, now: i64) -> UploadAdvance {
+    UploadAdvance {
+        from,
+        to,
+        hash_state: vec![state],
+        writer,
+        now,
+    }
+}
+
+/// Pins `digest` in session `id` of `repository`, recording nothing more; what the pin
+/// did.
+pub(super) async fn pin(
+    store: &dyn CollectionStore,
+    id: &UploadId,
+    repository: &RepositoryName,
+    digest: &Digest,
+) -> PinOutcome {
+    let pin = UploadPin {
+        id: id.clone(),
+        repository: repository.clone(),
+        digest: digest.clone(),
+        append: None,
+    };
+    store.pin_upload_digest(&pin).await.unwrap().outcome
 }
 
 /// An image manifest of `repository` whose bytes are `body`, referencing `blobs` (by the

@@ -3,6 +3,7 @@
 
 use berth_oci::{Algorithm, RepositoryName, UploadId};
 
+use super::support::advance;
 use crate::{MetaStore, SessionLimits, UploadLease, UploadSession};
 
 const ROOMY: SessionLimits = SessionLimits {
@@ -14,6 +15,7 @@ const ROOMY: SessionLimits = SessionLimits {
 pub(super) async fn run(store: &dyn MetaStore) {
     one_holder_at_a_time(store).await;
     a_writer_other_than_the_first_ends_its_vouching(store).await;
+    a_granted_claim_counts_the_bytes_of_open_sessions(store).await;
 }
 
 fn session(id: &UploadId, verified_by: Option<i64>) -> UploadSession {
@@ -38,9 +40,11 @@ async fn one_holder_at_a_time(store: &dyn MetaStore) {
         .unwrap();
     let (a, b) = (1, 2);
     let stored = store.upload(&id).await.unwrap().unwrap();
-    assert_eq!(
-        store.lease_upload(&id, a, 100, 200).await.unwrap(),
-        UploadLease::Granted(Box::new(stored)),
+    assert!(
+        matches!(
+            store.lease_upload(&id, a, 100, 200).await.unwrap(),
+            UploadLease::Granted(granted) if granted.session == stored
+        ),
         "a granted claim comes with the session"
     );
     assert_eq!(
@@ -96,14 +100,78 @@ async fn a_writer_other_than_the_first_ends_its_vouching(store: &dyn MetaStore) 
         .create_upload(&session(&id, Some(7)), ROOMY)
         .await
         .unwrap();
-    assert!(store.advance_upload(&id, 0, 3, &[1], 7, 10).await.unwrap());
+    assert!(
+        store
+            .advance_upload(&id, &advance(0, 3, 1, 7, 10))
+            .await
+            .unwrap()
+    );
     let same = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(same.verified_by, Some(7), "the same writer keeps vouching");
-    assert!(store.advance_upload(&id, 3, 6, &[2], 8, 11).await.unwrap());
+    assert!(
+        store
+            .advance_upload(&id, &advance(3, 6, 2, 8, 11))
+            .await
+            .unwrap()
+    );
     let other = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(other.verified_by, None, "no one process wrote every byte");
-    assert!(store.advance_upload(&id, 6, 9, &[3], 7, 12).await.unwrap());
+    assert!(
+        store
+            .advance_upload(&id, &advance(6, 9, 3, 7, 12))
+            .await
+            .unwrap()
+    );
     let back = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(back.verified_by, None, "nor after the first writes again");
     assert!(store.delete_upload(&id).await.unwrap());
+}
+
+/// The bytes of all open sessions, as a claim on `id` granted now reads them.
+async fn open_bytes(store: &dyn MetaStore, id: &UploadId) -> u64 {
+    let UploadLease::Granted(granted) = store.lease_upload(id, 9, 1_000, 1_100).await.unwrap()
+    else {
+        panic!("the claim on {id} is not granted");
+    };
+    store.release_upload(id, 9).await.unwrap();
+    granted.open_bytes
+}
+
+async fn a_granted_claim_counts_the_bytes_of_open_sessions(store: &dyn MetaStore) {
+    let (first, second) = (
+        UploadId::from_random([42; 16]),
+        UploadId::from_random([43; 16]),
+    );
+    for id in [&first, &second] {
+        store
+            .create_upload(&session(id, None), ROOMY)
+            .await
+            .unwrap();
+    }
+    // Sessions other checks left open count too.
+    let others = open_bytes(store, &first).await;
+    assert!(
+        store
+            .advance_upload(&first, &advance(0, 5, 1, 7, 10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .advance_upload(&second, &advance(0, 3, 1, 7, 10))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        open_bytes(store, &second).await,
+        others + 8,
+        "every open session counts"
+    );
+    assert!(store.delete_upload(&first).await.unwrap());
+    assert_eq!(
+        open_bytes(store, &second).await,
+        others + 3,
+        "an ended session counts no more"
+    );
+    assert!(store.delete_upload(&second).await.unwrap());
 }
