@@ -18,6 +18,7 @@ use crate::{
 pub(super) async fn run(store: Arc<dyn Metadata>) {
     usage_counts_each_digest_once_per_project(&*store).await;
     limits_refuse_pushes_past_them(&*store).await;
+    a_blob_listed_twice_counts_once(&*store).await;
     new_projects_get_the_default_limit(&*store).await;
     the_warning_is_recorded_once_per_crossing(&*store).await;
     a_limit_near_the_largest_is_warned_exactly(&*store).await;
@@ -248,6 +249,28 @@ async fn a_completing_pin_reads_the_quota(store: &dyn Metadata) {
         assert_eq!(pinned.quota, expected, "{repository}");
         store.delete_upload(&session.id).await.unwrap();
     }
+}
+
+/// A manifest that lists one blob twice (as config and layer, or as two layers) holds it
+/// once: its project counts it once, and deleting the manifest releases it.
+async fn a_blob_listed_twice_counts_once(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-twice", None).await;
+    let twice = manifest(
+        "cf-q-twice/a",
+        "qt-one",
+        &[("qt-l1", 4), ("qt-l1", 4), ("qt-l2", 5)],
+        &["v1"],
+    );
+    push(store, &twice).await.unwrap();
+    assert_eq!(used(store, id).await, 6 + 4 + 5);
+    assert_clean(store).await;
+    let deleted = store
+        .delete_manifest(&repo("cf-q-twice/a"), &digest("qt-one"), None, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(deleted, Deletion::Deleted);
+    assert_eq!(used(store, id).await, 0, "released with the manifest");
+    assert_clean(store).await;
 }
 
 async fn new_projects_get_the_default_limit(store: &dyn Metadata) {
