@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_blob::{BlobError, BodyLength, ByteStream};
-use berth_meta::{PinOutcome, SessionLimits, UploadAdvance, UploadPin, UploadSession};
+use berth_meta::{BlobQuota, PinOutcome, SessionLimits, UploadAdvance, UploadPin, UploadSession};
 use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
 
 use crate::error::RegistryError;
@@ -342,8 +342,8 @@ impl Registry {
     /// cut between marking and sweeping, or a store refusing deletions, thus holds up
     /// no push.
     ///
-    /// An upload its project's quota refuses (the pin reads it) changes nothing: its
-    /// bytes go with its session.
+    /// An upload its project's quota refuses (the pin checks it) changes nothing: it is
+    /// not pinned, no blob is revived, and its bytes go with its session.
     async fn pin_digest(
         &self,
         last_chunk: Unrecorded,
@@ -375,13 +375,13 @@ impl Registry {
                     offset: pin.append.map_or(session.offset, |a| a.from),
                 });
             }
+            PinOutcome::OverQuota => {
+                self.discard(&session.id).await;
+                return Err(over_quota(pinned.quota, session.offset));
+            }
         }
         if let Some(reservation) = reservation {
             reservation.stored();
-        }
-        if let Err(e) = refuse_over_quota(pinned.quota, session.offset) {
-            self.discard(&session.id).await;
-            return Err(e);
         }
         Ok(session)
     }
@@ -669,6 +669,16 @@ impl Registry {
         if let Err(e) = self.blobs.delete_upload(id).await {
             tracing::warn!(upload = %id, error = %e, "could not delete upload bytes");
         }
+    }
+}
+
+/// The refusal of a blob of `size` bytes the store found over its project's quota.
+fn over_quota(quota: Option<BlobQuota>, size: u64) -> RegistryError {
+    match refuse_over_quota(quota, size) {
+        Err(e) => e,
+        Ok(()) => RegistryError::Internal(format!(
+            "the store refused a blob of {size} bytes over a quota with room for it"
+        )),
     }
 }
 

@@ -141,10 +141,17 @@ impl CollectionStore for PgMetaStore {
         let append = pin.append.as_ref();
         // A session write: like the session's progress, it commits without a flush (a
         // pin lost with the database server leaves the session to be completed again).
-        // The quota is read beside it, from the statement's snapshot.
+        // The quota is read beside it, from the statement's snapshot; a blob it refuses
+        // (at the session's offset after the append) is not pinned: CASE calls the
+        // function only when the quota has room.
         let row = sqlx::query(&format!(
             "SELECT {QUOTA_COLUMNS}, {COUNTED},
-                    pin_completing_upload($1, $2, $3, $4, $5, $6, $7)
+                    CASE WHEN q.hard >= 0 AND NOT {COUNTED}
+                              AND q.used + coalesce($4, (SELECT u.\"offset\" FROM uploads u
+                                                         WHERE u.id = $1)) > q.hard
+                         THEN 'over_quota'
+                         ELSE pin_completing_upload($1, $2, $3, $4, $5, $6, $7)
+                    END
              FROM (SELECT 1) AS one LEFT JOIN ({QUOTA_FROM}) ON p.name = $8"
         ))
         .bind(pin.id.as_str())
@@ -163,6 +170,7 @@ impl CollectionStore for PgMetaStore {
             "revived" => PinOutcome::Revived,
             "no_session" => PinOutcome::NoSession,
             "moved" => PinOutcome::Moved,
+            "over_quota" => PinOutcome::OverQuota,
             other => {
                 return Err(MetaError(format!(
                     "pin_completing_upload answered {other:?}"

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, PinOutcome, PinnedUpload, RecordedBlob, SweepBytes,
-    SweepError, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
+    BlobQuota, CollectionStore, MarkedBlob, MetaError, PinOutcome, PinnedUpload, RecordedBlob,
+    SweepBytes, SweepError, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName};
 use rusqlite::types::Type;
@@ -26,6 +26,12 @@ use crate::{SqliteMetaStore, db_err, queries, quotas};
 fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
     let (id, digest) = (pin.id.as_str(), pin.digest.as_str());
     let quota = quotas::blob_quota(c, pin.repository.project(), digest).map_err(db_err)?;
+    if refused(c, pin, quota.as_ref())? {
+        return Ok(PinnedUpload {
+            outcome: PinOutcome::OverQuota,
+            quota,
+        });
+    }
     let placed = match &pin.append {
         Some(advance) => queries::advance_upload(c, id, advance)?,
         None => true,
@@ -54,6 +60,21 @@ fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
         PinOutcome::NoSession
     };
     Ok(PinnedUpload { outcome, quota })
+}
+
+/// Whether `quota` refuses the pinned blob: its size is the session's offset after the
+/// pin's append (no session, no refusal: the pin finds none).
+fn refused(c: &Connection, pin: &UploadPin, quota: Option<&BlobQuota>) -> Result<bool, MetaError> {
+    let Some(quota) = quota.filter(|q| !q.counted) else {
+        return Ok(false);
+    };
+    let size = match &pin.append {
+        Some(advance) => Some(advance.to),
+        None => queries::upload(c, pin.id.as_str())
+            .map_err(db_err)?
+            .map(|s| s.offset),
+    };
+    Ok(size.is_some_and(|size| quota.quota.refuses(size)))
 }
 
 /// A blob row read as (digest, size).

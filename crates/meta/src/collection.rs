@@ -24,6 +24,10 @@ pub enum PinOutcome {
     /// The session is no longer at the offset the pin's append started from (another
     /// request moved it): nothing was changed.
     Moved,
+    /// The project's quota has no room for the blob (at the session's offset after the
+    /// pin's append), which none of its manifests holds yet: nothing was changed, so a
+    /// refused completion revives no blob.
+    OverQuota,
 }
 
 /// A completing upload's pin on its digest ([`CollectionStore::pin_upload_digest`]).
@@ -157,7 +161,8 @@ pub trait CollectionStore: Send + Sync {
     /// [`CollectionStore::mark_unlinked_blobs`] passes the blob over; both take the
     /// digest's lock, so one of them always sees the other. The answer also holds the
     /// quota of the session's project for the blob, so that completing an upload costs
-    /// one round trip here.
+    /// one round trip here; a blob the quota refuses is neither pinned nor revived
+    /// ([`PinOutcome::OverQuota`]).
     async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError>;
 
     /// Removes the blob links that no manifest of their repository references, set

@@ -18,6 +18,8 @@ use crate::{
 pub(super) async fn run(store: Arc<dyn Metadata>) {
     usage_counts_each_digest_once_per_project(&*store).await;
     limits_refuse_pushes_past_them(&*store).await;
+    a_blob_listed_twice_counts_once(&*store).await;
+    a_pin_over_the_quota_changes_nothing(&*store).await;
     new_projects_get_the_default_limit(&*store).await;
     the_warning_is_recorded_once_per_crossing(&*store).await;
     a_limit_near_the_largest_is_warned_exactly(&*store).await;
@@ -248,6 +250,87 @@ async fn a_completing_pin_reads_the_quota(store: &dyn Metadata) {
         assert_eq!(pinned.quota, expected, "{repository}");
         store.delete_upload(&session.id).await.unwrap();
     }
+}
+
+/// A manifest that lists one blob twice (as config and layer, or as two layers) holds it
+/// once: its project counts it once, and deleting the manifest releases it.
+async fn a_blob_listed_twice_counts_once(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-twice", None).await;
+    let twice = manifest(
+        "cf-q-twice/a",
+        "qt-one",
+        &[("qt-l1", 4), ("qt-l1", 4), ("qt-l2", 5)],
+        &["v1"],
+    );
+    push(store, &twice).await.unwrap();
+    assert_eq!(used(store, id).await, 6 + 4 + 5);
+    assert_clean(store).await;
+    let deleted = store
+        .delete_manifest(&repo("cf-q-twice/a"), &digest("qt-one"), None, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(deleted, Deletion::Deleted);
+    assert_eq!(used(store, id).await, 0, "released with the manifest");
+    assert_clean(store).await;
+}
+
+/// A completion's pin that its project's quota refuses (at the session's offset after
+/// the pin's append) pins nothing, moves nothing and revives no marked blob.
+async fn a_pin_over_the_quota_changes_nothing(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-pin", Some(10)).await;
+    let (r, blob) = (repo("cf-q-pin/a"), digest("qp-marked"));
+    store.link_blob(&r, &blob, 20, 1).await.unwrap();
+    store.unlink_blob(&r, &blob, None).await.unwrap();
+    let marked = store.mark_unlinked_blobs("", 1000, 2).await.unwrap();
+    assert!(marked.iter().any(|m| m.digest == blob), "{marked:?}");
+    let session = UploadSession {
+        id: UploadId::from_random([84; 16]),
+        repository: r.clone(),
+        algorithm: Algorithm::Sha256,
+        offset: 0,
+        hash_state: vec![0],
+        verified_by: None,
+        verified_digest: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    store
+        .create_upload(&session, SessionLimits::NONE)
+        .await
+        .unwrap();
+    let pin = |to| UploadPin {
+        id: session.id.clone(),
+        repository: r.clone(),
+        digest: blob.clone(),
+        append: Some(crate::UploadAdvance {
+            from: 0,
+            to,
+            hash_state: vec![1],
+            writer: 7,
+            now: 5,
+        }),
+    };
+    let refused = store.pin_upload_digest(&pin(20)).await.unwrap();
+    assert_eq!(refused.outcome, PinOutcome::OverQuota);
+    assert_eq!(
+        refused.quota.map(|q| (q.quota.project_id, q.counted)),
+        Some((id, false))
+    );
+    assert_eq!(
+        store.upload(&session.id).await.unwrap().as_ref(),
+        Some(&session),
+        "a refused pin moves nothing"
+    );
+    let live = store.live_blobs(std::slice::from_ref(&blob)).await.unwrap();
+    assert!(live.is_empty(), "a refused pin revives nothing");
+    let fits = store.pin_upload_digest(&pin(10)).await.unwrap();
+    assert_eq!(
+        fits.outcome,
+        PinOutcome::Revived,
+        "exactly at the limit fits"
+    );
+    store.delete_upload(&session.id).await.unwrap();
+    assert_eq!(used(store, id).await, 0);
 }
 
 async fn new_projects_get_the_default_limit(store: &dyn Metadata) {
