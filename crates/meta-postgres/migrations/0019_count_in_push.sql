@@ -4,7 +4,9 @@
 -- put_manifest) each made one: a push takes the project's usage lock and upserts its
 -- counted digests once instead of twice. The call comes where the row trigger fired,
 -- right after the manifest's row, so locks are taken in the same order as before.
--- Reference sizes are those put_manifest has just checked against the blobs' rows.
+-- Reference sizes are those put_manifest has just checked against the blobs' rows; a
+-- blob listed twice (as config and layer, or as two layers) has one reference row, and
+-- counts once.
 DROP TRIGGER manifests_count ON manifests;
 DROP FUNCTION manifests_count();
 DROP TRIGGER manifest_references_count ON manifest_references;
@@ -93,14 +95,17 @@ BEGIN
             manifest_content, pushed)
     ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = excluded.pushed_at
     RETURNING id, xmax = 0 INTO stored_id, stored_new;
-    -- A manifest stored anew counts its own bytes and the blobs it references (its
-    -- references are all new with it; a manifest pushed again adds none).
+    -- A manifest stored anew counts its own bytes and the blobs it references, each
+    -- once however often it lists it (its references are all new with it; a manifest
+    -- pushed again adds none).
     IF stored_new THEN
         PERFORM quota_count(repo_project,
-                            manifest_digest || array_agg(r.digest) FILTER (WHERE r.kind = 'blob'),
-                            length(manifest_content)::BIGINT
-                                || array_agg(r.size) FILTER (WHERE r.kind = 'blob'))
-        FROM unnest(reference_kinds, reference_digests, reference_sizes) AS r(kind, digest, size);
+                            manifest_digest || array_agg(b.digest),
+                            length(manifest_content)::BIGINT || array_agg(b.size))
+        FROM (SELECT DISTINCT r.digest, r.size
+              FROM unnest(reference_kinds, reference_digests, reference_sizes)
+                   AS r(kind, digest, size)
+              WHERE r.kind = 'blob') AS b;
     END IF;
     INSERT INTO manifest_references (manifest_id, kind, digest)
     SELECT stored_id, r.kind, r.digest

@@ -27,7 +27,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0017_quota_lock_order.sql"),
     include_str!("../migrations/0018_pin_completing_upload.sql"),
     include_str!("../migrations/0019_count_in_push.sql"),
-    include_str!("../migrations/0020_count_each_blob_once.sql"),
 ];
 
 /// The schema version of a fully migrated database.
