@@ -7,9 +7,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
+use berth_oci::Digest;
 
-use super::support::{advance, digest, manifest, pin, repo};
+use super::support::{advance, digest, manifest, pin, repo, upload_session};
 use super::sweep_bytes::{BoxedRetire, MemoryBytes, NoBytes, RetireWith};
 use crate::{
     MarkedBlob, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadPin,
@@ -39,7 +39,7 @@ async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
         digest("cf-orphan"),
     );
     store.link_blob(&r, &recorded, 4, 1).await.unwrap();
-    let pinning = session(73, &r);
+    let pinning = upload_session(73, &r);
     store
         .create_upload(&pinning, SessionLimits::NONE)
         .await
@@ -208,7 +208,7 @@ async fn a_completing_pin_records_its_last_chunk(store: &dyn MetaStore) {
     store.unlink_blob(&r, &blob, None).await.unwrap();
     let completing = UploadSession {
         verified_by: Some(7),
-        ..session(75, &r)
+        ..upload_session(75, &r)
     };
     (store.create_upload(&completing, SessionLimits::NONE).await).unwrap();
     let pin = |append| UploadPin {
@@ -248,20 +248,6 @@ async fn a_completing_pin_records_its_last_chunk(store: &dyn MetaStore) {
     assert_eq!(gone.unwrap().outcome, PinOutcome::NoSession);
 }
 
-fn session(n: u8, repository: &RepositoryName) -> UploadSession {
-    UploadSession {
-        id: UploadId::from_random([n; 16]),
-        repository: repository.clone(),
-        algorithm: Algorithm::Sha256,
-        offset: 0,
-        hash_state: vec![0],
-        verified_by: None,
-        verified_digest: None,
-        created_at: 1,
-        updated_at: 1,
-    }
-}
-
 /// Whether marking blobs recorded before `before` marks `blob`.
 async fn marks(store: &dyn MetaStore, blob: &Digest, before: i64) -> bool {
     let marked = store.mark_unlinked_blobs("", 10_000, before).await.unwrap();
@@ -279,7 +265,7 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         "a blob recorded since stays"
     );
 
-    let pinning = session(71, &r);
+    let pinning = upload_session(71, &r);
     store.create_upload(&pinning, roomy).await.unwrap();
     assert_eq!(pin(store, &pinning.id, &r, &blob).await, PinOutcome::Pinned);
     assert!(!marks(store, &blob, 100).await, "a pinned blob stays");
@@ -304,7 +290,7 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
         "nor mounted"
     );
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), None);
-    let completing = session(72, &r);
+    let completing = upload_session(72, &r);
     store.create_upload(&completing, roomy).await.unwrap();
     let listed = store.marked_blobs("", 10_000).await.unwrap();
     assert!(listed.iter().any(|m| m.digest == blob && m.size == 7));
@@ -460,7 +446,7 @@ async fn a_link_made_again_starts_its_grace_anew(store: &dyn MetaStore) {
     store.link_blob(&r, &mounted, 4, 10).await.unwrap();
     // Both are pushed again at 100, into links set at 10: an upload completes, a mount
     // links. Each acknowledges the blob, which gets a grace period from then.
-    let again = session(73, &r);
+    let again = upload_session(73, &r);
     store
         .create_upload(&again, SessionLimits::NONE)
         .await
@@ -507,7 +493,7 @@ async fn a_pinned_blob_does_not_end_the_marking(store: &dyn MetaStore) {
         store.link_blob(&r, blob, 2, 10).await.unwrap();
         store.unlink_blob(&r, blob, None).await.unwrap();
     }
-    let pinning = session(74, &r);
+    let pinning = upload_session(74, &r);
     store
         .create_upload(&pinning, SessionLimits::NONE)
         .await
@@ -533,7 +519,7 @@ async fn a_pin_revives_a_marked_blob(store: &dyn MetaStore) {
     store.link_blob(&r, &blob, 5, 10).await.unwrap();
     store.unlink_blob(&r, &blob, None).await.unwrap();
     assert!(marks(store, &blob, 100).await);
-    let completing = session(74, &r);
+    let completing = upload_session(74, &r);
     (store.create_upload(&completing, SessionLimits::NONE).await).unwrap();
 
     let (id, repository, revived) = (&completing.id, &r, &blob);

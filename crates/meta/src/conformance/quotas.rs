@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::support::{PROJECT_ADMIN, audit, audit_trail, digest, manifest, new_project, repo};
-use berth_oci::{Algorithm, UploadId};
+use super::support::{
+    PROJECT_ADMIN, advance, audit, audit_trail, digest, manifest, new_project, repo, upload_session,
+};
 
 use crate::{
     Deletion, Metadata, NewManifest, NewProject, PinOutcome, PutManifestError, QuotaExceeded,
-    QuotaField, SessionLimits, UNLIMITED, UploadPin, UploadSession,
+    QuotaField, SessionLimits, UNLIMITED, UploadPin,
 };
 
 /// Runs the quota checks.
@@ -222,17 +223,7 @@ async fn a_completing_pin_reads_the_quota(store: &dyn Metadata) {
         (83, "cf-q-nowhere/a", "q-l2"),
     ] {
         let (repository, blob) = (repo(repository), digest(blob));
-        let session = UploadSession {
-            id: UploadId::from_random([n; 16]),
-            repository: repository.clone(),
-            algorithm: Algorithm::Sha256,
-            offset: 0,
-            hash_state: vec![0],
-            verified_by: None,
-            verified_digest: None,
-            created_at: 1,
-            updated_at: 1,
-        };
+        let session = upload_session(n, &repository);
         store
             .create_upload(&session, SessionLimits::NONE)
             .await
@@ -283,17 +274,7 @@ async fn a_pin_over_the_quota_changes_nothing(store: &dyn Metadata) {
     store.unlink_blob(&r, &blob, None).await.unwrap();
     let marked = store.mark_unlinked_blobs("", 1000, 2).await.unwrap();
     assert!(marked.iter().any(|m| m.digest == blob), "{marked:?}");
-    let session = UploadSession {
-        id: UploadId::from_random([84; 16]),
-        repository: r.clone(),
-        algorithm: Algorithm::Sha256,
-        offset: 0,
-        hash_state: vec![0],
-        verified_by: None,
-        verified_digest: None,
-        created_at: 1,
-        updated_at: 1,
-    };
+    let session = upload_session(84, &r);
     store
         .create_upload(&session, SessionLimits::NONE)
         .await
@@ -302,13 +283,7 @@ async fn a_pin_over_the_quota_changes_nothing(store: &dyn Metadata) {
         id: session.id.clone(),
         repository: r.clone(),
         digest: blob.clone(),
-        append: Some(crate::UploadAdvance {
-            from: 0,
-            to,
-            hash_state: vec![1],
-            writer: 7,
-            now: 5,
-        }),
+        append: Some(advance(0, to, 1, 7, 5)),
     };
     let refused = store.pin_upload_digest(&pin(20)).await.unwrap();
     assert_eq!(refused.outcome, PinOutcome::OverQuota);

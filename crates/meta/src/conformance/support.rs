@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::{
     AuditEntry, AuditField, AuditStore, CollectionStore, FieldFilter, ListQuery, Listed, Match,
     NewManifest, NewProject, NewUser, PinOutcome, ProjectStore, Role, SortKey, UploadAdvance,
-    UploadPin,
+    UploadPin, UploadSession,
 };
 
 /// A repository name the checks know to be valid.
@@ -21,6 +21,21 @@ pub(super) fn repo(s: &str) -> RepositoryName {
 /// The sha256 digest of `s`.
 pub(super) fn digest(s: &str) -> Digest {
     Digest::compute(Algorithm::Sha256, s.as_bytes())
+}
+
+/// A session of `repository` at offset 0, its id made of `n`.
+pub(super) fn upload_session(n: u8, repository: &RepositoryName) -> UploadSession {
+    UploadSession {
+        id: UploadId::from_random([n; 16]),
+        repository: repository.clone(),
+        algorithm: Algorithm::Sha256,
+        offset: 0,
+        hash_state: vec![0],
+        verified_by: None,
+        verified_digest: None,
+        created_at: 1,
+        updated_at: 1,
+    }
 }
 
 /// A session's move from `from` to `to` bytes, written by `writer` at `now`, with a
