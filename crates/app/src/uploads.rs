@@ -299,16 +299,18 @@ impl Registry {
         last_chunk: Unrecorded,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        let session = self.pin_digest(last_chunk, digest).await?;
-        let session = &session;
-        let hashed = Self::restore_hasher(session)?;
+        let hashed = Self::restore_hasher(last_chunk.session())?;
         // The stored hash state speaks for the bytes the client sent when it was computed
-        // with the algorithm the client now names.
+        // with the algorithm the client now names. Bytes that do not hash to the digest
+        // are refused before the pin, which would revive a blob of that digest marked for
+        // deletion: naming a digest without its bytes keeps no blob from collection.
         let hashed_alike = hashed.algorithm() == digest.algorithm();
         if hashed_alike && let Err(e) = self.verify(&hashed.finish(), digest) {
-            self.discard(&session.id).await;
+            self.discard(&last_chunk.session().id).await;
             return Err(e);
         }
+        let session = self.pin_digest(last_chunk, digest).await?;
+        let session = &session;
         if let Published::Gone = self.publish(session, digest, hashed_alike).await? {
             // The bytes are gone from the upload area: an earlier attempt may have published
             // them and been cut before linking. The blob published under the digest holds
@@ -688,6 +690,16 @@ enum Unrecorded {
     Nothing(UploadSession),
     /// The request wrote a chunk.
     Chunk(WrittenChunk),
+}
+
+impl Unrecorded {
+    /// The session as it stands with the request's chunk.
+    fn session(&self) -> &UploadSession {
+        match self {
+            Unrecorded::Nothing(session) => session,
+            Unrecorded::Chunk(written) => &written.session,
+        }
+    }
 }
 
 /// A chunk written to a session's bytes, to record in the store.

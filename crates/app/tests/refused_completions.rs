@@ -1,5 +1,7 @@
-//! Completions a project's quota refuses change nothing: not the session's blob, nor a
-//! blob of the same digest that garbage collection has marked for deletion.
+//! Completions refused — by their project's quota, or because the bytes do not hash to
+//! the digest — change nothing: not the session's blob, nor a blob of the same digest
+//! that garbage collection has marked for deletion (reviving it is for a completion that
+//! brings its bytes).
 
 use std::sync::Arc;
 
@@ -36,12 +38,11 @@ fn audit() -> AuditEntry {
     }
 }
 
-/// A completion refused by its project's quota leaves a blob of its digest that a
-/// collection marked for deletion marked: reviving it is for a completion that brings
-/// the bytes, and a refused one brings none.
-#[tokio::test]
-async fn a_completion_over_its_quota_revives_no_marked_blob() {
-    let dir = tempfile::tempdir().unwrap();
+/// A registry on SQLite and the filesystem in `dir`, holding `LAYER`'s blob marked for
+/// deletion by a collection cut before its sweep (unlinked from its last repository).
+async fn registry_with_marked_layer(
+    dir: &tempfile::TempDir,
+) -> (Arc<SqliteMetaStore>, Arc<Registry>, Digest) {
     let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
     let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
     let registry = Arc::new(Registry::new(
@@ -50,19 +51,34 @@ async fn a_completion_over_its_quota_revives_no_marked_blob() {
         Arc::new(SystemClock),
         RegistryConfig::default(),
     ));
-    let (big, small) = (
-        RepositoryName::parse("big/app").unwrap(),
-        RepositoryName::parse("small/app").unwrap(),
-    );
+    let big = RepositoryName::parse("big/app").unwrap();
     let layer = Digest::compute(Algorithm::Sha256, LAYER);
-    // Unlinked in its last repository, the blob is marked by a collection cut before
-    // its sweep.
     meta.link_blob(&big, &layer, LAYER.len() as u64, 1)
         .await
         .unwrap();
     meta.unlink_blob(&big, &layer, None).await.unwrap();
     let marked = meta.mark_unlinked_blobs("", 10, 2).await.unwrap();
     assert_eq!(marked.len(), 1, "{marked:?}");
+    (meta, registry, layer)
+}
+
+/// Fails unless `layer`'s blob is still marked for deletion and not linked to `repository`.
+async fn assert_still_marked(meta: &SqliteMetaStore, repository: &RepositoryName, layer: &Digest) {
+    assert_eq!(
+        meta.live_blobs(std::slice::from_ref(layer)).await.unwrap(),
+        Vec::<Digest>::new(),
+        "the marked blob stays marked"
+    );
+    assert_eq!(meta.linked_blob(repository, layer).await.unwrap(), None);
+}
+
+/// A completion refused by its project's quota leaves a blob of its digest that a
+/// collection marked for deletion marked.
+#[tokio::test]
+async fn a_completion_over_its_quota_revives_no_marked_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, registry, layer) = registry_with_marked_layer(&dir).await;
+    let small = RepositoryName::parse("small/app").unwrap();
     // A project whose limit the blob does not fit under.
     let filler = Digest::compute(Algorithm::Sha256, b"filler");
     meta.link_blob(&small, &filler, 6, 1).await.unwrap();
@@ -93,11 +109,36 @@ async fn a_completion_over_its_quota_revives_no_marked_blob() {
             matches!(refused, Err(RegistryError::QuotaExceeded(_))),
             "{refused:?}"
         );
-        assert_eq!(
-            meta.live_blobs(std::slice::from_ref(&layer)).await.unwrap(),
-            Vec::<Digest>::new(),
-            "the marked blob stays marked"
+        assert_still_marked(&meta, &small, &layer).await;
+    }
+}
+
+/// A completion whose bytes do not hash to its digest leaves a blob of that digest that
+/// a collection marked for deletion marked: a client that names a digest without its
+/// bytes keeps no blob from being collected.
+#[tokio::test]
+async fn a_completion_with_other_bytes_revives_no_marked_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, registry, layer) = registry_with_marked_layer(&dir).await;
+    let other = RepositoryName::parse("other/app").unwrap();
+    for body in [whole(b"not the layer's bytes"), whole(b"")] {
+        let session = registry
+            .start_upload(&other, Algorithm::Sha256)
+            .await
+            .unwrap();
+        if body.content_length == Some(0) {
+            registry
+                .append_chunk(&other, &session.id, whole(b"not the layer's bytes"))
+                .await
+                .unwrap();
+        }
+        let refused = registry
+            .complete_upload(&other, &session.id, Some(layer.as_str()), body)
+            .await;
+        assert!(
+            matches!(refused, Err(RegistryError::DigestInvalid(_))),
+            "{refused:?}"
         );
-        assert_eq!(meta.linked_blob(&small, &layer).await.unwrap(), None);
+        assert_still_marked(&meta, &other, &layer).await;
     }
 }
