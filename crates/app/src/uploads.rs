@@ -294,6 +294,10 @@ impl Registry {
 
     /// Checks the session's bytes (with its last chunk, still to be recorded) against
     /// `digest`, publishes them and links the blob.
+    ///
+    /// Every check of the bytes comes before the pin, which would revive a blob of that
+    /// digest marked for deletion: naming a digest without its bytes keeps no blob from
+    /// collection.
     async fn finish_session(
         &self,
         last_chunk: Unrecorded,
@@ -301,25 +305,35 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let hashed = Self::restore_hasher(last_chunk.session())?;
         // The stored hash state speaks for the bytes the client sent when it was computed
-        // with the algorithm the client now names. Bytes that do not hash to the digest
-        // are refused before the pin, which would revive a blob of that digest marked for
-        // deletion: naming a digest without its bytes keeps no blob from collection.
+        // with the algorithm the client now names.
         let hashed_alike = hashed.algorithm() == digest.algorithm();
         if hashed_alike && let Err(e) = self.verify(&hashed.finish(), digest) {
             self.discard(&last_chunk.session().id).await;
             return Err(e);
         }
+        let checked = self
+            .check_at_rest(last_chunk.session(), digest, hashed_alike)
+            .await?;
         let session = self.pin_digest(last_chunk, digest).await?;
         let session = &session;
-        if let Published::Gone = self.publish(session, digest, hashed_alike).await? {
-            // The bytes are gone from the upload area: an earlier attempt may have published
-            // them and been cut before linking. The blob published under the digest holds
-            // the session's bytes only if the session vouches for that digest (its stored
-            // hash state matched it, or its bytes at rest were found to hash to it just
-            // before publishing) and the blob has the session's size. Knowing a digest is
-            // never enough to have a blob linked.
-            let vouched = hashed_alike || session.verified_digest.as_ref() == Some(digest);
-            if !vouched || self.blobs.size(digest).await? != Some(session.offset) {
+        if checked == AtRest::Hashed
+            && !self
+                .meta
+                .record_upload_digest(&session.id, session.offset, digest)
+                .await?
+        {
+            return Err(RegistryError::BlobUploadUnknown);
+        }
+        let published = match checked {
+            AtRest::Gone => Published::Gone,
+            AtRest::Vouched | AtRest::Hashed => self.publish(session, digest).await?,
+        };
+        if let Published::Gone = published {
+            // The bytes are gone from the upload area: an earlier attempt published them
+            // and was cut before linking (a session that vouches for none was refused
+            // before its pin). The blob published under the digest holds the session's
+            // bytes only if it has the session's size.
+            if self.blobs.size(digest).await? != Some(session.offset) {
                 self.discard(&session.id).await;
                 return Err(RegistryError::UploadLost);
             }
@@ -334,6 +348,60 @@ impl Registry {
             )
             .await?;
         Ok(())
+    }
+
+    /// Checks that the session's bytes, as they are at rest, hash to `digest`, unless
+    /// the session's hash state speaks for them: bytes this process wrote and hashed with
+    /// the digest's algorithm (`hashed_alike`, already checked against the digest) and
+    /// bytes any process wrote to a store whose appends are durable once acknowledged.
+    /// Any others, written before a restart or by several processes, or hashed with
+    /// another algorithm, are hashed again. The session's claim is held throughout, so
+    /// nothing writes to the bytes between this check and their publishing.
+    ///
+    /// Bytes found gone from the upload area (an earlier attempt published them and was
+    /// cut before linking) are [`AtRest::Gone`] only if the session vouches for the
+    /// digest — its stored hash state matched it, or its bytes at rest were found to hash
+    /// to it before that attempt published them —; otherwise the session is ended as
+    /// lost: knowing a digest is never enough to have a blob linked.
+    async fn check_at_rest(
+        &self,
+        session: &UploadSession,
+        digest: &Digest,
+        hashed_alike: bool,
+    ) -> Result<AtRest, RegistryError> {
+        let hashed_here = session.verified_by == Some(self.instance);
+        if hashed_alike && (hashed_here || self.blobs.appends_are_durable()) {
+            return Ok(AtRest::Vouched);
+        }
+        let computed = match (self.blobs)
+            .hash_upload(&session.id, session.offset, digest.algorithm())
+            .await
+        {
+            Ok(computed) => computed,
+            Err(BlobError::NotFound)
+                if hashed_alike || session.verified_digest.as_ref() == Some(digest) =>
+            {
+                return Ok(AtRest::Gone);
+            }
+            Err(BlobError::NotFound) => {
+                self.discard(&session.id).await;
+                return Err(RegistryError::UploadLost);
+            }
+            Err(e) => return Err(self.refuse_commit(&session.id, e).await),
+        };
+        if &computed != digest {
+            self.discard(&session.id).await;
+            // When the stored hash matched the digest, the bytes at rest were lost or
+            // altered after they were acknowledged.
+            return Err(if hashed_alike {
+                RegistryError::UploadLost
+            } else {
+                RegistryError::DigestInvalid(format!(
+                    "content hashes to {computed}, not {digest}"
+                ))
+            });
+        }
+        Ok(AtRest::Hashed)
     }
 
     /// Pins `digest` in the session before its bytes are published, so that garbage
@@ -388,54 +456,13 @@ impl Registry {
         Ok(session)
     }
 
-    /// Publishes the session's bytes as `digest`, unless they are gone from the upload
-    /// area.
-    ///
-    /// Bytes this process wrote and hashed with the digest's algorithm (`hashed_alike`,
-    /// already checked against the digest) are published as they are, and so are bytes
-    /// any process wrote to a store whose appends are durable once acknowledged. Any
-    /// others, written before a restart or by several processes, or hashed with another
-    /// algorithm, are hashed again at rest, and
-    /// the digest they hash to is recorded in the session before they are published, for
-    /// a retry after a cut between publishing and linking. The session's lock is held
-    /// throughout, so nothing writes to the bytes between their hashing and publishing.
+    /// Publishes the session's bytes, checked by [`Self::check_at_rest`], as `digest`,
+    /// unless they are gone from the upload area.
     async fn publish(
         &self,
         session: &UploadSession,
         digest: &Digest,
-        hashed_alike: bool,
     ) -> Result<Published, RegistryError> {
-        let hashed_here = session.verified_by == Some(self.instance);
-        if !(hashed_alike && (hashed_here || self.blobs.appends_are_durable())) {
-            let at_rest = self
-                .blobs
-                .hash_upload(&session.id, session.offset, digest.algorithm())
-                .await;
-            let computed = match at_rest {
-                Ok(computed) => computed,
-                Err(BlobError::NotFound) => return Ok(Published::Gone),
-                Err(e) => return Err(self.refuse_commit(&session.id, e).await),
-            };
-            if &computed != digest {
-                self.discard(&session.id).await;
-                // When the stored hash matched the digest, the bytes at rest were lost or
-                // altered after they were acknowledged.
-                return Err(if hashed_alike {
-                    RegistryError::UploadLost
-                } else {
-                    RegistryError::DigestInvalid(format!(
-                        "content hashes to {computed}, not {digest}"
-                    ))
-                });
-            }
-            if !self
-                .meta
-                .record_upload_digest(&session.id, session.offset, digest)
-                .await?
-            {
-                return Err(RegistryError::BlobUploadUnknown);
-            }
-        }
         match self
             .blobs
             .commit_upload(&session.id, session.offset, digest)
@@ -710,6 +737,17 @@ struct WrittenChunk {
     advance: UploadAdvance,
     /// The chunk's place in the budget for open uploads, held until it is recorded.
     reservation: Reservation,
+}
+
+/// What checking a session's bytes at rest found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtRest {
+    /// The session's hash state speaks for them.
+    Vouched,
+    /// They were hashed again, and hash to the digest.
+    Hashed,
+    /// They are gone from the upload area, and the session vouches for the digest.
+    Gone,
 }
 
 /// What publishing a session's bytes did.

@@ -38,11 +38,9 @@ fn audit() -> AuditEntry {
     }
 }
 
-/// A registry on SQLite and the filesystem in `dir`, holding `LAYER`'s blob marked for
-/// deletion by a collection cut before its sweep (unlinked from its last repository).
-async fn registry_with_marked_layer(
-    dir: &tempfile::TempDir,
-) -> (Arc<SqliteMetaStore>, Arc<Registry>, Digest) {
+/// A registry on SQLite and the filesystem in `dir` (one process's; a second call on
+/// the same directory is the same store after a restart).
+fn registry_in(dir: &tempfile::TempDir) -> (Arc<SqliteMetaStore>, Arc<Registry>) {
     let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
     let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
     let registry = Arc::new(Registry::new(
@@ -51,8 +49,25 @@ async fn registry_with_marked_layer(
         Arc::new(SystemClock),
         RegistryConfig::default(),
     ));
+    (meta, registry)
+}
+
+/// A registry on SQLite and the filesystem in `dir`, holding `LAYER`'s blob marked for
+/// deletion by a collection cut before its sweep (unlinked from its last repository).
+async fn registry_with_marked_layer(
+    dir: &tempfile::TempDir,
+) -> (Arc<SqliteMetaStore>, Arc<Registry>, Digest) {
+    marked_layer(dir, Algorithm::Sha256).await
+}
+
+/// [`registry_with_marked_layer`], the layer's digest computed with `algorithm`.
+async fn marked_layer(
+    dir: &tempfile::TempDir,
+    algorithm: Algorithm,
+) -> (Arc<SqliteMetaStore>, Arc<Registry>, Digest) {
+    let (meta, registry) = registry_in(dir);
     let big = RepositoryName::parse("big/app").unwrap();
-    let layer = Digest::compute(Algorithm::Sha256, LAYER);
+    let layer = Digest::compute(algorithm, LAYER);
     meta.link_blob(&big, &layer, LAYER.len() as u64, 1)
         .await
         .unwrap();
@@ -141,4 +156,64 @@ async fn a_completion_with_other_bytes_revives_no_marked_blob() {
         );
         assert_still_marked(&meta, &other, &layer).await;
     }
+}
+
+/// A completion whose bytes are hashed again at rest — with the algorithm the digest
+/// names, other than the session's — and do not hash to its digest leaves a blob of that
+/// digest marked for deletion marked.
+#[tokio::test]
+async fn a_completion_hashed_at_rest_to_other_bytes_revives_no_marked_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, registry, layer) = marked_layer(&dir, Algorithm::Sha512).await;
+    let other = RepositoryName::parse("other/app").unwrap();
+    for body in [whole(b"not the layer's bytes"), whole(b"")] {
+        let session = registry
+            .start_upload(&other, Algorithm::Sha256)
+            .await
+            .unwrap();
+        if body.content_length == Some(0) {
+            registry
+                .append_chunk(&other, &session.id, whole(b"not the layer's bytes"))
+                .await
+                .unwrap();
+        }
+        let refused = registry
+            .complete_upload(&other, &session.id, Some(layer.as_str()), body)
+            .await;
+        assert!(
+            matches!(refused, Err(RegistryError::DigestInvalid(_))),
+            "{refused:?}"
+        );
+        assert_still_marked(&meta, &other, &layer).await;
+    }
+}
+
+/// A completion after a restart, whose bytes at rest were altered since they were
+/// acknowledged (the hash state speaks for bytes the disk no longer holds), is refused
+/// as lost, and leaves a blob of its digest marked for deletion marked.
+#[tokio::test]
+async fn a_completion_of_bytes_altered_at_rest_revives_no_marked_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, registry, layer) = registry_with_marked_layer(&dir).await;
+    let other = RepositoryName::parse("other/app").unwrap();
+    let session = registry
+        .start_upload(&other, Algorithm::Sha256)
+        .await
+        .unwrap();
+    registry
+        .append_chunk(&other, &session.id, whole(LAYER))
+        .await
+        .unwrap();
+    let at_rest = dir.path().join("storage/uploads").join(session.id.as_str());
+    std::fs::write(&at_rest, b"twenty other bytes!!").unwrap();
+    drop(registry);
+    let (_, restarted) = registry_in(&dir);
+    let refused = restarted
+        .complete_upload(&other, &session.id, Some(layer.as_str()), whole(b""))
+        .await;
+    assert!(
+        matches!(refused, Err(RegistryError::UploadLost)),
+        "{refused:?}"
+    );
+    assert_still_marked(&meta, &other, &layer).await;
 }
