@@ -882,3 +882,23 @@ async fn a_manifest_untagged_within_the_grace_period_stays() {
     let gone = sorted(done.manifests.iter().map(|m| m.digest.clone()).collect());
     assert_eq!(gone, sorted(vec![moved, deleted]), "once the grace is over");
 }
+
+/// A dry run lists the blobs a run would sweep: those a collection cut short left
+/// marked for deletion too, which the next run deletes.
+#[tokio::test]
+async fn a_dry_run_lists_the_blobs_a_cut_collection_left_marked() {
+    let (_, registry, blob) = aged_blob("gc/left", b"marked by a cut collection").await;
+    registry.faults.cut_sweeps(1);
+    let gc = &registry.registry;
+    let cut = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(cut.failed.len(), 1, "the blob stays marked: {cut:?}");
+
+    let dry = gc.collect_garbage(options(true)).await.unwrap();
+    let done = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(digests(&done), [blob.clone()], "the next run deletes it");
+    assert_eq!(
+        (digests(&dry), dry.bytes),
+        (digests(&done), done.bytes),
+        "the dry run lists what the run deletes"
+    );
+}
