@@ -895,7 +895,7 @@ async fn a_dry_run_lists_the_blobs_a_cut_collection_left_marked() {
 
     let dry = gc.collect_garbage(options(true)).await.unwrap();
     let done = gc.collect_garbage(options(false)).await.unwrap();
-    assert_eq!(digests(&done), [blob.clone()], "the next run deletes it");
+    assert_eq!(digests(&done), [blob], "the next run deletes it");
     assert_eq!(
         (digests(&dry), dry.bytes),
         (digests(&done), done.bytes),
