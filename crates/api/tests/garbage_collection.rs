@@ -840,3 +840,65 @@ async fn a_copy_that_cannot_be_settled_at_the_end_of_a_page_fails_no_collection(
     let report = report.expect("one copy that cannot be settled fails no collection");
     assert_eq!(digests(&report), std::slice::from_ref(&blob));
 }
+
+/// With `delete_untagged`, a manifest is unreferenced from the moment it loses its last
+/// tag, not from its push: one whose tag moved on, or was deleted, less than the grace
+/// period ago stays (and so do the blobs only it references) until the grace is over.
+#[tokio::test]
+async fn a_manifest_untagged_within_the_grace_period_stays() {
+    let clock = ManualClock::new();
+    let registry = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
+    let (moved, _) = registry
+        .push_image("gc/moved", "latest", &[b"moved layer"])
+        .await;
+    let (deleted, _) = registry
+        .push_image("gc/deleted", "latest", &[b"deleted layer"])
+        .await;
+    clock.advance(2 * HOUR);
+    // The tag moves on to another image, and the other is untagged.
+    registry
+        .push_image("gc/moved", "latest", &[b"newer layer"])
+        .await;
+    let r = registry
+        .send_empty(http::Method::DELETE, "/v2/gc/deleted/manifests/latest")
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+
+    let untagging = CollectionOptions {
+        delete_untagged: true,
+        ..options(false)
+    };
+    let done = registry.registry.collect_garbage(untagging).await.unwrap();
+    let gone: Vec<&Digest> = done.manifests.iter().map(|m| &m.digest).collect();
+    assert_eq!(gone, Vec::<&Digest>::new(), "untagged a moment ago");
+    assert_eq!(digests(&done), []);
+    for (repo, digest) in [("gc/moved", &moved), ("gc/deleted", &deleted)] {
+        let uri = format!("/v2/{repo}/manifests/{digest}");
+        assert_eq!(registry.get(&uri).await.status, StatusCode::OK, "{uri}");
+    }
+
+    clock.advance(2 * HOUR);
+    let done = registry.registry.collect_garbage(untagging).await.unwrap();
+    let gone = sorted(done.manifests.iter().map(|m| m.digest.clone()).collect());
+    assert_eq!(gone, sorted(vec![moved, deleted]), "once the grace is over");
+}
+
+/// A dry run lists the blobs a run would sweep: those a collection cut short left
+/// marked for deletion too, which the next run deletes.
+#[tokio::test]
+async fn a_dry_run_lists_the_blobs_a_cut_collection_left_marked() {
+    let (_, registry, blob) = aged_blob("gc/left", b"marked by a cut collection").await;
+    registry.faults.cut_sweeps(1);
+    let gc = &registry.registry;
+    let cut = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(cut.failed.len(), 1, "the blob stays marked: {cut:?}");
+
+    let dry = gc.collect_garbage(options(true)).await.unwrap();
+    let done = gc.collect_garbage(options(false)).await.unwrap();
+    assert_eq!(digests(&done), [blob], "the next run deletes it");
+    assert_eq!(
+        (digests(&dry), dry.bytes),
+        (digests(&done), done.bytes),
+        "the dry run lists what the run deletes"
+    );
+}

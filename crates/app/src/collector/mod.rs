@@ -256,8 +256,9 @@ impl Registry {
     }
 
     /// What a collection would delete now: blobs nothing needs (with
-    /// `without_untagged`, nothing but the untagged manifests it would delete), then
-    /// bytes no row knows.
+    /// `without_untagged`, nothing but the untagged manifests it would delete), blobs
+    /// already marked for deletion (by a collection cut short, or whose sweep failed),
+    /// which the sweep takes too, then bytes no row knows.
     async fn collectable(
         &self,
         before: i64,
@@ -270,6 +271,15 @@ impl Registry {
                 .meta
                 .collectable_blobs(&after, BLOB_BATCH, before, without_untagged)
                 .await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = last.digest.to_string();
+            page.into_iter().for_each(|blob| report.add(blob));
+        }
+        let mut after = String::new();
+        loop {
+            let page = self.meta.marked_blobs(&after, BLOB_BATCH).await?;
             let Some(last) = page.last() else {
                 break;
             };
