@@ -98,6 +98,10 @@ pub struct UntaggedManifest {
     pub size: u64,
 }
 
+/// Told the number of bytes a sweep's retire has just moved, each time it moves some
+/// (see [`SweepBytes::retire`]).
+pub type Moved<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
 /// The byte side of a sweep ([`CollectionStore::sweep_blob`]). A sweep never deletes a
 /// blob's bytes outright: it moves them aside under its claim's token (they are the
 /// same bytes whoever published them, for blobs are content-addressed), deletes the row
@@ -106,8 +110,15 @@ pub struct UntaggedManifest {
 /// blob over meanwhile.
 #[async_trait]
 pub trait SweepBytes: Send + Sync {
-    /// Moves the blob's bytes aside, under `token`. Absent bytes are no error.
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
+    /// Moves the blob's bytes aside, under `token`. Absent bytes are no error. A retire
+    /// that moves the bytes through the process (a blob larger than one server-side copy)
+    /// tells `moved` of them as they go, and the sweep keeps its claim meanwhile.
+    async fn retire(
+        &self,
+        digest: &Digest,
+        token: &str,
+        moved: Moved<'_>,
+    ) -> Result<(), SweepFailed>;
 
     /// Deletes the copy retired under `token`. An absent copy is no error.
     async fn discard(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
