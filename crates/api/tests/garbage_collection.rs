@@ -823,6 +823,9 @@ async fn a_push_during_the_sweep_of_a_blob_past_the_copy_limit_keeps_its_bytes()
     let collected = collected.unwrap();
     assert_eq!(pushed, blob, "the push is acknowledged");
     assert_eq!(collected.blobs, [], "the revived blob is not collected");
+    assert_eq!(collected.failed, [], "the sweep retired the blob, then put it back");
+    let kept = registry.blobs.retired_copies(&blob).await.unwrap();
+    assert_eq!(kept.len(), 1, "the restored copy is kept while the blob lives");
     assert_eq!(
         registry.blobs.size(&blob).await.unwrap(),
         Some(data.len() as u64),
