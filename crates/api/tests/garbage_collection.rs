@@ -762,17 +762,9 @@ async fn a_check_during_a_collection_reports_no_swept_blob_as_missing() {
     assert_eq!(missing, [&live], "{report:?}");
 }
 
-/// `len` bytes that do not repeat with any short period.
+/// `len` bytes of a layer, repeating every 251.
 fn layer_of(len: u64) -> Vec<u8> {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 /// On an object store, a blob larger than one server-side copy moves (5 GiB on S3; the
@@ -823,9 +815,17 @@ async fn a_push_during_the_sweep_of_a_blob_past_the_copy_limit_keeps_its_bytes()
     let collected = collected.unwrap();
     assert_eq!(pushed, blob, "the push is acknowledged");
     assert_eq!(collected.blobs, [], "the revived blob is not collected");
-    assert_eq!(collected.failed, [], "the sweep retired the blob, then put it back");
+    assert_eq!(
+        collected.failed,
+        [],
+        "the sweep retired the blob, then put it back"
+    );
     let kept = registry.blobs.retired_copies(&blob).await.unwrap();
-    assert_eq!(kept.len(), 1, "the restored copy is kept while the blob lives");
+    assert_eq!(
+        kept.len(),
+        1,
+        "the restored copy is kept while the blob lives"
+    );
     assert_eq!(
         registry.blobs.size(&blob).await.unwrap(),
         Some(data.len() as u64),

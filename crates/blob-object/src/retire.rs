@@ -173,7 +173,7 @@ mod tests {
     use object_store::PutPayload;
 
     use super::*;
-    use crate::{Backend, MIN_PART_SIZE, ObjectBlobStore, S3Settings, Secret, StoreOptions};
+    use crate::{MIN_PART_SIZE, ObjectBlobStore, StoreOptions};
 
     /// A copy that comes out another size than the blob measured before it (its bytes
     /// changed on the way) is deleted, and the original kept: whether copied on the
@@ -183,14 +183,7 @@ mod tests {
         let Some(server) = S3Server::start() else {
             return;
         };
-        let backend = Backend::S3(S3Settings {
-            endpoint: Some(server.endpoint().to_owned()),
-            region: Some(berth_testkit_s3::REGION.to_owned()),
-            bucket: server.bucket().to_owned(),
-            access_key_id: Some(server.access_key_id().to_owned()),
-            secret_access_key: Some(Secret::new(server.secret_access_key())),
-            path_style: true,
-        });
+        let backend = crate::backend::test_backend(&server);
         let options = StoreOptions {
             part_size: MIN_PART_SIZE,
             copy_limit: 1 << 20,

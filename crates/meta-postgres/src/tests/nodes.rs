@@ -997,39 +997,6 @@ async fn a_sweep_gives_up_on_a_slow_deletion_and_keeps_its_claim() {
     assert!(b.sweep_blob(&d, lease, &NoBytes).await.unwrap());
 }
 
-/// Sweep bytes whose retire moves the blob aside in `bytes`, then goes on moving a byte
-/// every 50 ms for `takes`, as a blob streamed through the node does.
-struct Streaming<'a> {
-    bytes: &'a MemoryBytes,
-    takes: Duration,
-}
-
-#[async_trait::async_trait]
-impl SweepBytes for Streaming<'_> {
-    async fn retire(
-        &self,
-        digest: &Digest,
-        token: &str,
-        moved: berth_meta::Moved<'_>,
-    ) -> Result<(), berth_meta::SweepFailed> {
-        self.bytes.retire(digest, token, moved).await?;
-        let end = std::time::Instant::now() + self.takes;
-        while std::time::Instant::now() < end {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            moved(1);
-        }
-        Ok(())
-    }
-
-    async fn discard(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {
-        self.bytes.discard(digest, token).await
-    }
-
-    async fn restore(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {
-        self.bytes.restore(digest, token).await
-    }
-}
-
 /// A retire that moves bytes for longer than the lease (a blob streamed through the
 /// node) keeps its claim all along: no other sweep takes the blob over meanwhile, and
 /// the sweep deletes the row.
@@ -1042,10 +1009,7 @@ async fn a_retire_that_keeps_moving_bytes_keeps_its_claim_past_the_lease() {
     let bytes = MemoryBytes::default();
     bytes.publish(&d);
     let lease = Duration::from_millis(1600);
-    let streaming = Streaming {
-        bytes: &bytes,
-        takes: 3 * lease,
-    };
+    let streaming = Stalled::streaming(&bytes, 3 * lease);
     let long = a.sweep_blob(&d, lease, &streaming);
     let meanwhile = async {
         tokio::time::sleep(2 * lease).await;
@@ -1071,10 +1035,7 @@ async fn a_long_retire_of_a_revived_blob_stops_and_puts_its_bytes_back() {
     let bytes = MemoryBytes::default();
     bytes.publish(&d);
     let lease = Duration::from_millis(1600);
-    let streaming = Streaming {
-        bytes: &bytes,
-        takes: 20 * lease,
-    };
+    let streaming = Stalled::streaming(&bytes, 20 * lease);
     let started = std::time::Instant::now();
     let long = a.sweep_blob(&d, lease, &streaming);
     let revive = async {
@@ -1122,6 +1083,7 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
                     bytes: &bytes,
                     started: std::sync::Mutex::new(Some(started_tx)),
                     stall: 4 * lease,
+                    streams: Duration::ZERO,
                 };
                 (a.sweep_blob(&d, lease, &stalled).await).map_err(|e| e.to_string())
             })
@@ -1156,11 +1118,25 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
 }
 
 /// Sweep bytes whose retire first stalls the whole node (its thread sleeps) for
-/// `stall`, then moves `bytes` aside.
+/// `stall`, then moves `bytes` aside, then goes on moving a byte every 50 ms for
+/// `streams`, as a blob streamed through the node does.
 struct Stalled<'a> {
     bytes: &'a MemoryBytes,
     started: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     stall: Duration,
+    streams: Duration,
+}
+
+impl<'a> Stalled<'a> {
+    /// A retire that never stalls and streams for `streams`.
+    fn streaming(bytes: &'a MemoryBytes, streams: Duration) -> Self {
+        Stalled {
+            bytes,
+            started: std::sync::Mutex::new(None),
+            stall: Duration::ZERO,
+            streams,
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -1175,7 +1151,13 @@ impl SweepBytes for Stalled<'_> {
             let _ = started.send(());
         }
         std::thread::sleep(self.stall);
-        self.bytes.retire(digest, token, moved).await
+        self.bytes.retire(digest, token, moved).await?;
+        let end = std::time::Instant::now() + self.streams;
+        while std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            moved(1);
+        }
+        Ok(())
     }
 
     async fn discard(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {
