@@ -284,10 +284,12 @@ pub trait CollectionStore: Send + Sync {
     /// nothing, when the blob is not marked or another sweep's claim on it holds.
     ///
     /// A claim that outlives the process that made it, where other processes could take
-    /// the blob over, gives its retire a quarter of the lease: a retire that takes
-    /// longer is abandoned and the claim left to lapse (a retire that still lands moves
-    /// bytes aside that the next collection's recovery restores or discards). A retire
-    /// that failed frees the claim at once; the blob stays marked.
+    /// the blob over, is renewed for another lease while its retire tells of bytes moved,
+    /// and gives the retire a quarter of the lease from its last renewal: a retire that
+    /// goes longer is abandoned and the claim left to lapse (a retire that still lands
+    /// moves bytes aside that the next collection's recovery restores or discards); one
+    /// whose claim a renewal finds taken over is stopped, and its bytes restored. A
+    /// retire that failed frees the claim at once; the blob stays marked.
     async fn sweep_blob(
         &self,
         digest: &Digest,
