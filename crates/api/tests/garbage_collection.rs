@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_app::{CollectionOptions, CollectionReport, RegistryConfig};
 use berth_oci::{Algorithm, Digest};
-use berth_testkit::{Backends, ManualClock, TestRegistry};
+use berth_testkit::{Backends, ManualClock, OBJECT_COPY_LIMIT, TestRegistry};
 use http::StatusCode;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -605,7 +605,11 @@ async fn bytes_of_a_live_blob_retired_late_are_restored_by_the_next_collection()
         .push_image("gc/late", "v1", &[b"retired too late"])
         .await;
     let layer = Digest::compute(Algorithm::Sha256, b"retired too late");
-    registry.blobs.retire(&layer, "stalled0").await.unwrap();
+    registry
+        .blobs
+        .retire(&layer, "stalled0", &|_| {})
+        .await
+        .unwrap();
     assert_eq!(registry.blobs.size(&layer).await.unwrap(), None);
 
     let gc = &registry.registry;
@@ -642,7 +646,11 @@ async fn a_pull_restores_the_bytes_of_a_live_blob_retired_late() {
         .push_image("gc/pulled", "v1", &[b"retired before the pull"])
         .await;
     let layer = Digest::compute(Algorithm::Sha256, b"retired before the pull");
-    registry.blobs.retire(&layer, "stalled1").await.unwrap();
+    registry
+        .blobs
+        .retire(&layer, "stalled1", &|_| {})
+        .await
+        .unwrap();
     assert_eq!(registry.blobs.size(&layer).await.unwrap(), None);
 
     let pulled = registry.get(&format!("/v2/gc/pulled/blobs/{layer}")).await;
@@ -673,7 +681,11 @@ async fn one_retired_copy_that_cannot_be_settled_holds_up_no_collection() {
     let stray = registry
         .push_blob("gc/other", b"a stray retired copy")
         .await;
-    registry.blobs.retire(&stray, "stray0").await.unwrap();
+    registry
+        .blobs
+        .retire(&stray, "stray0", &|_| {})
+        .await
+        .unwrap();
     let Some(copy) = files_below(registry.dir.path())
         .into_iter()
         .find(|p| p.to_string_lossy().ends_with(".stray0"))
@@ -750,56 +762,78 @@ async fn a_check_during_a_collection_reports_no_swept_blob_as_missing() {
     assert_eq!(missing, [&live], "{report:?}");
 }
 
-/// On an object store, a blob larger than one server-side copy may be (5 GiB) cannot be
-/// retired: deleted in place, with no copy to put back, it would take with it the bytes
-/// of a completion that revived it while the sweep was under way (the completion finds
-/// the blob there and keeps it). Its sweep is refused and the blob kept. The sweep's
-/// retire takes 8 s here, well inside its budget; the push comes 3 s into it. The stored
-/// object is made that large by growing its file on the S3 server to a sparse 5 GiB + 1
-/// byte. Runs with `BERTH_TEST_BACKENDS=postgres+s3` (the filesystem store retires by a
-/// rename).
+/// `len` bytes of a layer, repeating every 251.
+fn layer_of(len: u64) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// On an object store, a blob larger than one server-side copy moves (5 GiB on S3; the
+/// test registries' limit is lowered to `OBJECT_COPY_LIMIT`) is collected all the same:
+/// its retire streams it through the process into a multipart upload at its retired
+/// key, and the collection reports it freed. Runs with `BERTH_TEST_BACKENDS=postgres+s3`.
 #[tokio::test]
-async fn a_push_during_the_sweep_of_a_blob_too_large_to_copy_keeps_its_bytes() {
+async fn a_blob_past_the_copy_limit_is_collected_and_reported_freed() {
     if Backends::selected() != Backends::PostgresS3 {
         return;
     }
-    let data = b"a layer past the server-side copy limit";
-    let (_, registry, blob) = aged_blob("gc/huge", data).await;
-    let object = (registry.blob_files().into_iter())
-        .find(|f| {
-            f.file_name().and_then(|n| n.to_str()) == Some(blob.encoded())
-                && f.components().any(|c| c.as_os_str() == "blobs")
-        })
-        .expect("the blob's object");
-    let huge = (5u64 << 30) + 1;
-    (std::fs::OpenOptions::new().write(true))
-        .open(registry.blob_root().join(&object))
-        .unwrap()
-        .set_len(huge)
-        .unwrap();
-    assert_eq!(registry.blobs.size(&blob).await.unwrap(), Some(huge));
+    let data = layer_of(OBJECT_COPY_LIMIT + (1 << 20) + 7);
+    let (_, registry, blob) = aged_blob("gc/large", &data).await;
+    let report = registry.registry.collect_garbage(options(false)).await;
+    let report = report.unwrap();
+    assert_eq!(report.failed, [], "{report:?}");
+    assert_eq!(digests(&report), std::slice::from_ref(&blob));
+    assert_eq!(report.bytes, data.len() as u64);
+    assert_eq!(registry.blobs.size(&blob).await.unwrap(), None);
+    assert_eq!(registry.blobs.list_retired(None, 10).await.unwrap(), []);
+    assert_eq!(
+        blob_status(&registry, "gc/large", &blob).await,
+        StatusCode::NOT_FOUND
+    );
+}
 
+/// On an object store, a push revives a blob past the copy limit while its sweep's
+/// retire streams it aside: the sweep finds its row taken over and streams the bytes
+/// back, so the acknowledged push keeps them. The retire lands 8 s into the sweep, well
+/// inside its budget; the push comes 3 s into it. Runs with
+/// `BERTH_TEST_BACKENDS=postgres+s3` (the filesystem store retires by a rename).
+#[tokio::test]
+async fn a_push_during_the_sweep_of_a_blob_past_the_copy_limit_keeps_its_bytes() {
+    if Backends::selected() != Backends::PostgresS3 {
+        return;
+    }
+    let data = layer_of(OBJECT_COPY_LIMIT + 1);
+    let (_, registry, blob) = aged_blob("gc/huge", &data).await;
     registry
         .faults
         .stall_next_retire(registry.blobs.clone(), Duration::from_secs(8));
     let gc = &registry.registry;
     let push = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        registry.push_blob("gc/huge", data).await
+        registry.push_blob("gc/huge", &data).await
     };
     let (collected, pushed) = tokio::join!(gc.collect_garbage(options(false)), push);
-    collected.unwrap();
+    let collected = collected.unwrap();
     assert_eq!(pushed, blob, "the push is acknowledged");
-
-    // (A pull of the blob is only made when its bytes are gone: it would stream 5 GiB.)
-    if registry.blobs.size(&blob).await.unwrap().is_none() {
-        let retired = registry.blobs.retired_copies(&blob).await.unwrap();
-        let pulled = blob_status(&registry, "gc/huge", &blob).await;
-        panic!(
-            "the blob of an acknowledged push has no bytes, and no retired copy is left \
-             ({retired:?}): a pull answers {pulled}"
-        );
-    }
+    assert_eq!(collected.blobs, [], "the revived blob is not collected");
+    assert_eq!(
+        collected.failed,
+        [],
+        "the sweep retired the blob, then put it back"
+    );
+    let kept = registry.blobs.retired_copies(&blob).await.unwrap();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the restored copy is kept while the blob lives"
+    );
+    assert_eq!(
+        registry.blobs.size(&blob).await.unwrap(),
+        Some(data.len() as u64),
+        "the blob of an acknowledged push has its bytes"
+    );
+    let pulled = registry.get(&format!("/v2/gc/huge/blobs/{blob}")).await;
+    assert_eq!(pulled.status, StatusCode::OK);
+    assert!(pulled.body == data, "the bytes pulled are the blob's");
 }
 
 /// The recovery lists retired copies a page at a time (1000), and asks for the next page

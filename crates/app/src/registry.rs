@@ -107,6 +107,9 @@ pub struct Registry {
     /// Keeps two sweeps of one blob apart (on SQLite, the sweep's only guard: see
     /// `docs/design/gc.md`).
     pub(crate) digest_locks: Arc<DigestLocks>,
+    /// Lets one restore of a blob's retired bytes run at a time (reads that found them
+    /// missing together wait for it).
+    pub(crate) restore_locks: Arc<DigestLocks>,
     /// Limits on uploads in progress.
     pub(crate) limits: UploadLimits,
     /// Bytes buffered bodies may hold.
@@ -210,6 +213,7 @@ impl Registry {
             upload_locks: SessionLocks::default(),
             protections: Protections::default(),
             digest_locks: Arc::default(),
+            restore_locks: Arc::default(),
             instance: rand::random_range(1..i64::MAX),
             pulls: PendingPulls::default(),
         }

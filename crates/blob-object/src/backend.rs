@@ -219,6 +219,19 @@ fn gcs_client(
     builder.build()
 }
 
+/// The backend of a test S3 server's bucket.
+#[cfg(test)]
+pub(crate) fn test_backend(server: &berth_testkit_s3::S3Server) -> Backend {
+    Backend::S3(S3Settings {
+        endpoint: Some(server.endpoint().to_owned()),
+        region: Some(berth_testkit_s3::REGION.to_owned()),
+        bucket: server.bucket().to_owned(),
+        access_key_id: Some(server.access_key_id().to_owned()),
+        secret_access_key: Some(crate::config::Secret::new(server.secret_access_key())),
+        path_style: true,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -232,7 +245,6 @@ mod tests {
     use object_store::path::Path;
 
     use super::*;
-    use crate::config::Secret;
 
     #[test]
     fn virtual_hosted_requests_name_the_bucket_in_the_host() {
@@ -276,14 +288,7 @@ mod tests {
         // As `AWS_PROXY_URL` would set it.
         let key = "aws_proxy_url".parse().unwrap();
         let environment = || AmazonS3Builder::new().with_config(key, &proxy);
-        let backend = Backend::S3(S3Settings {
-            endpoint: Some(server.endpoint().to_owned()),
-            region: Some(berth_testkit_s3::REGION.to_owned()),
-            bucket: server.bucket().to_owned(),
-            access_key_id: Some(server.access_key_id().to_owned()),
-            secret_access_key: Some(Secret::new(server.secret_access_key())),
-            path_style: true,
-        });
+        let backend = test_backend(&server);
         let Backend::S3(s3) = &backend else {
             unreachable!()
         };

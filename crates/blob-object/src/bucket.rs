@@ -32,6 +32,8 @@ pub(crate) struct Bucket {
     pub keys: Keys,
     /// Bytes in each full part.
     pub part_size: usize,
+    /// The largest object one server-side copy moves; larger ones are streamed.
+    pub copy_limit: u64,
     /// Puts parts while their bytes arrive, where the backend allows it (S3).
     pub streamer: Option<Arc<PartStreamer>>,
     /// The state objects this process wrote last.
@@ -169,6 +171,37 @@ impl Bucket {
             out.push(bytes.map_err(BlobError::Io)?);
         }
         Ok(out)
+    }
+
+    /// The object at `path`, or the `range` of it, opened for a streamed read: its bytes
+    /// and their count. `NotFound` when there is none; a store that does not answer
+    /// within [`READ_IDLE`] fails with `TimedOut`.
+    pub(crate) async fn open_read(
+        &self,
+        path: &Path,
+        range: Option<GetRange>,
+    ) -> Result<(BoxStream<'static, io::Result<Bytes>>, u64), BlobError> {
+        let options = GetOptions {
+            range,
+            ..GetOptions::default()
+        };
+        let result = match tokio::time::timeout(READ_IDLE, self.reads.get_opts(path, options)).await
+        {
+            Err(_) => {
+                let silent = "the object store did not answer";
+                return Err(BlobError::Io(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    silent,
+                )));
+            }
+            Ok(Err(e)) if is_not_found(&e) => return Err(BlobError::NotFound),
+            Ok(result) => result.map_err(storage)?,
+        };
+        let len = result.range.end - result.range.start;
+        Ok((
+            IdleTimeout::new(result.into_stream(), READ_IDLE).boxed(),
+            len,
+        ))
     }
 
     /// Bytes `start..start + len` of the object at `path`, streamed; a stream that ends

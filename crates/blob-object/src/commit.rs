@@ -7,16 +7,13 @@ use berth_oci::{Digest, UploadId};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::path::Path;
-use object_store::{PutMode, PutPayload, WriteMultipart};
+use object_store::{PutMode, PutPayload};
 
-use crate::append::PARTS_IN_FLIGHT;
 use crate::bucket::{Bucket, is_not_found, storage};
 use crate::finalize::readable;
 use crate::keys::UploadKeys;
 use crate::state::Chunk;
-
-/// Largest object S3 copies in one request (5 GiB); larger ones are streamed through.
-pub(crate) const COPY_LIMIT: u64 = 5 << 30;
+use crate::streamed::stream_to;
 
 /// Publishes the upload's first `len` bytes as `digest` (see
 /// [`berth_blob::BlobStore::commit_upload`]), then removes the upload.
@@ -66,7 +63,7 @@ async fn publish(
 ) -> Result<Committed, BlobError> {
     let len: u64 = chunks.iter().map(|c| c.len).sum();
     match chunks {
-        [only] if only.is_whole_object() && only.size <= COPY_LIMIT => {
+        [only] if only.is_whole_object() && only.size <= bucket.copy_limit => {
             copy_new(bucket, &up.object(&only.name), blob).await
         }
         _ if len <= bucket.part_size as u64 => {
@@ -134,31 +131,10 @@ async fn stream_copy(
     chunks: &[Chunk],
     blob: &Path,
 ) -> Result<Committed, BlobError> {
-    let upload = bucket.writes.put_multipart(blob).await.map_err(storage)?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, bucket.part_size);
-    let copied = async {
-        for chunk in chunks {
-            let path = up.object(&chunk.name);
-            let mut bytes = bucket.stream_range(&path, chunk.start, chunk.len).await?;
-            while let Some(piece) = bytes.next().await {
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(storage)?;
-                writer.put(piece.map_err(BlobError::Io)?);
-            }
-        }
-        Ok::<_, BlobError>(())
-    }
-    .await;
-    match copied {
-        Ok(()) => {
-            writer.finish().await.map_err(storage)?;
-            Ok(Committed::Published)
-        }
-        Err(e) => {
-            let _ = writer.abort().await;
-            Err(e)
-        }
-    }
+    let sources = futures_util::stream::iter(chunks).then(|chunk| async move {
+        let path = up.object(&chunk.name);
+        bucket.stream_range(&path, chunk.start, chunk.len).await
+    });
+    stream_to(bucket, blob, sources, &|_| {}).await?;
+    Ok(Committed::Published)
 }

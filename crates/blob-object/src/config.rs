@@ -13,6 +13,9 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// The smallest part S3 and GCS accept, except for an upload's last part.
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
+/// The largest object S3 copies in one request (5 GiB), the default copy limit.
+pub const DEFAULT_COPY_LIMIT: u64 = 5 << 30;
+
 /// A secret setting (a key or password): `Debug` never shows it.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
@@ -103,6 +106,11 @@ pub struct StoreOptions {
     /// Bytes in each full part of a multipart upload, at least [`MIN_PART_SIZE`]; an
     /// append holds at most three parts in memory.
     pub part_size: usize,
+    /// The largest object one server-side copy moves ([`DEFAULT_COPY_LIMIT`], S3's); a
+    /// larger one (a blob published, retired or restored) is streamed through this
+    /// process into a multipart upload, holding at most three parts in memory. Lower it
+    /// for a compatible server whose limit is lower, or in tests, to stream small blobs.
+    pub copy_limit: u64,
 }
 
 impl Default for StoreOptions {
@@ -111,6 +119,7 @@ impl Default for StoreOptions {
             prefix: None,
             redirect_expiry: None,
             part_size: DEFAULT_PART_SIZE,
+            copy_limit: DEFAULT_COPY_LIMIT,
         }
     }
 }

@@ -21,9 +21,10 @@ mod retire;
 mod state;
 mod state_cache;
 mod store;
+mod streamed;
 
 pub use config::{
-    AzureSettings, Backend, DEFAULT_PART_SIZE, GcsSettings, MIN_PART_SIZE, OpenError, S3Settings,
-    Secret, StoreOptions,
+    AzureSettings, Backend, DEFAULT_COPY_LIMIT, DEFAULT_PART_SIZE, GcsSettings, MIN_PART_SIZE,
+    OpenError, S3Settings, Secret, StoreOptions,
 };
 pub use store::ObjectBlobStore;

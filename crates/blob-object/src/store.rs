@@ -6,19 +6,18 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_blob::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, RetiredBlob,
-    StoredBlob,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, Moved,
+    RetiredBlob, StoredBlob,
 };
 use berth_oci::{Algorithm, ByteRange, Digest, ResumableHasher, UploadId};
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::{ClientOptions, GetOptions, GetRange, PutPayload};
+use object_store::{ClientOptions, GetRange, PutPayload};
 
 use crate::backend::{client, part_streamer};
-use crate::bucket::{Bucket, READ_IDLE, is_not_found, storage};
+use crate::bucket::{Bucket, is_not_found, storage};
 use crate::config::{Backend, MIN_PART_SIZE, OpenError, StoreOptions};
 use crate::finalize::readable;
 use crate::keys::Keys;
-use crate::read::IdleTimeout;
 use crate::state::UploadState;
 use crate::state_cache::StateCache;
 
@@ -66,6 +65,7 @@ impl ObjectBlobStore {
                 reads,
                 keys: Keys::new(options.prefix.as_deref())?,
                 part_size: options.part_size,
+                copy_limit: options.copy_limit,
                 streamer: part_streamer(backend, REQUEST_TIMEOUT)?.map(Arc::new),
                 states: StateCache::default(),
             }),
@@ -78,28 +78,10 @@ impl ObjectBlobStore {
 #[async_trait]
 impl BlobStore for ObjectBlobStore {
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
-        let options = GetOptions {
-            range: range.map(|r| GetRange::Bounded(r.start..r.end.saturating_add(1))),
-            ..GetOptions::default()
-        };
+        let range = range.map(|r| GetRange::Bounded(r.start..r.end.saturating_add(1)));
         let path = self.bucket.keys.blob(digest);
-        let opened = tokio::time::timeout(READ_IDLE, self.bucket.reads.get_opts(&path, options));
-        let result = match opened.await {
-            Err(_) => {
-                return Err(BlobError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the object store did not answer",
-                )));
-            }
-            Ok(Err(e)) if is_not_found(&e) => return Err(BlobError::NotFound),
-            Ok(result) => result.map_err(storage)?,
-        };
-        let len = result.range.end - result.range.start;
-        let body = IdleTimeout::new(result.into_stream(), READ_IDLE);
-        Ok(BlobRead {
-            body: Box::pin(body),
-            len,
-        })
+        let (body, len) = self.bucket.open_read(&path, range).await?;
+        Ok(BlobRead { body, len })
     }
 
     async fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
@@ -121,8 +103,13 @@ impl BlobStore for ObjectBlobStore {
             .await
     }
 
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
-        crate::retire::retire(&self.bucket, digest, token).await
+    async fn retire(
+        &self,
+        digest: &Digest,
+        token: &str,
+        moved: Moved<'_>,
+    ) -> Result<(), BlobError> {
+        crate::retire::retire(&self.bucket, digest, token, moved).await
     }
 
     async fn discard_retired(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
@@ -287,5 +274,13 @@ impl BlobStore for ObjectBlobStore {
             .await
             .map_err(storage)?;
         Ok(Some(url.to_string()))
+    }
+}
+
+#[cfg(test)]
+impl ObjectBlobStore {
+    /// The store's bucket, for the tests of the modules that work on it.
+    pub(crate) fn bucket(&self) -> &Bucket {
+        &self.bucket
     }
 }

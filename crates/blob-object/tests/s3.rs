@@ -909,7 +909,7 @@ async fn a_retire_stalled_between_its_copy_and_its_delete_loses_no_pushed_bytes(
     // of the blob is held.
     let stalled = {
         let (a, digest) = (a.clone(), digest.clone());
-        tokio::spawn(async move { a.retire(&digest, "stalled1").await })
+        tokio::spawn(async move { a.retire(&digest, "stalled1", &|_| {}).await })
     };
     for _ in 0..100 {
         let copies = b.list_retired(None, 1000).await.unwrap();
@@ -920,7 +920,7 @@ async fn a_retire_stalled_between_its_copy_and_its_delete_loses_no_pushed_bytes(
     }
     // A's lease lapses; a push takes the row over: sweeps it (token push2), then
     // publishes its own bytes; the row is live again.
-    b.retire(&digest, "push2").await.unwrap();
+    b.retire(&digest, "push2", &|_| {}).await.unwrap();
     b.discard_retired(&digest, "push2").await.unwrap();
     let id = new_id();
     b.create_upload(&id).await.unwrap();
@@ -937,5 +937,78 @@ async fn a_retire_stalled_between_its_copy_and_its_delete_loses_no_pushed_bytes(
         b.size(&digest).await.unwrap(),
         Some(bytes.len() as u64),
         "the bytes of a blob pushed and acknowledged after the stalled sweep are gone"
+    );
+}
+
+/// A store on `server`'s bucket that copies on the server only objects of up to 1 MiB:
+/// larger ones are streamed through the process.
+fn streaming_store(server: &S3Server, endpoint: &str) -> ObjectBlobStore {
+    let options = StoreOptions {
+        part_size: PART,
+        copy_limit: 1 << 20,
+        ..StoreOptions::default()
+    };
+    store_at(server, endpoint, options)
+}
+
+/// A blob past the copy limit is retired by streaming it into a multipart upload at its
+/// retired key (three parts here), restored the same way, and discarded, byte for byte;
+/// the retire tells of every byte it moves.
+#[tokio::test]
+async fn a_blob_past_the_copy_limit_is_retired_and_restored_byte_for_byte() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let before = files_in(&server);
+    let store = streaming_store(&server, server.endpoint());
+    let len = 2 * PART as u64 + 12_345;
+    let moved = berth_blob::conformance::large_blobs_are_retired_and_restored(&store, len).await;
+    assert_eq!(moved, len, "every byte streamed is told of");
+    assert_eq!(files_in(&server), before, "no object or part is left");
+}
+
+/// A streamed retire given up on (its future dropped while a part is held in flight)
+/// leaves the blob where it was, no retired copy, and no multipart upload: the upload
+/// is aborted once its parts in flight have stopped.
+#[tokio::test]
+async fn a_streamed_retire_given_up_on_leaves_the_blob_and_no_upload_behind() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    let hold: fault_proxy::Rule = Arc::new(|seen: &Seen| match seen.part_number() {
+        Some(2) => Fault::Hold(Duration::from_secs(3)),
+        _ => Fault::Pass,
+    });
+    let proxy = FaultProxy::start(server.endpoint(), hold).await;
+    let store = streaming_store(&server, &proxy.endpoint());
+    let direct = store_on(&server, StoreOptions::default());
+    let bytes = data(32, 2 * PART + 100);
+    let id = new_id();
+    direct.create_upload(&id).await.unwrap();
+    append(&direct, &id, &[], &bytes).await;
+    let digest = commit_and_check(&direct, &id, &bytes).await;
+    let before = files_in(&server);
+
+    let retire = store.retire(&digest, "dropped1", &|_| {});
+    let given_up = tokio::time::timeout(Duration::from_secs(1), retire).await;
+    assert!(given_up.is_err(), "the retire waits on its held part");
+    assert!(
+        proxy.log().iter().any(|l| l.seen.part_number() == Some(1)),
+        "a part was put before the retire was given up on"
+    );
+
+    let mut left = files_in(&server);
+    for _ in 0..250 {
+        if left == before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = files_in(&server);
+    }
+    assert_eq!(left, before, "the multipart upload was aborted");
+    assert!(direct.retired_copies(&digest).await.unwrap().is_empty());
+    assert!(
+        read_all(&direct, &digest).await == bytes,
+        "the blob is intact"
     );
 }

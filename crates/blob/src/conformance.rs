@@ -39,6 +39,77 @@ pub async fn run(store: Arc<dyn BlobStore>) {
     retired_copies_are_discarded_or_restored(&*store).await;
 }
 
+/// Retires, restores and discards a blob of `len` bytes (for an object store, one past
+/// what a server-side copy moves, which is then streamed through the process), byte for
+/// byte; returns the bytes the retire said it moved.
+pub async fn large_blobs_are_retired_and_restored(store: &dyn BlobStore, len: u64) -> u64 {
+    let id = UploadId::from_random([60; 16]);
+    store.create_upload(&id).await.unwrap();
+    let h = ResumableHasher::new(Algorithm::Sha256);
+    let out = store
+        .append_upload(&id, 0, h, generated(len), BodyLength::Declared(len))
+        .await
+        .unwrap();
+    let digest = out.hasher.finish();
+    store.commit_upload(&id, len, &digest).await.unwrap();
+
+    let moved = std::sync::atomic::AtomicU64::new(0);
+    let count = |n: u64| {
+        moved.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    };
+    store.retire(&digest, "big1", &count).await.unwrap();
+    assert_eq!(store.size(&digest).await.unwrap(), None, "retired");
+    assert_eq!(retired_of(store, &digest).await, vec![("big1".into(), len)]);
+    assert!(store.restore_retired(&digest, "big1").await.unwrap());
+    assert_eq!(hashed(store, &digest).await, (digest.clone(), len));
+    assert!(!store.restore_retired(&digest, "big1").await.unwrap());
+    store.discard_retired(&digest, "big1").await.unwrap();
+
+    retire(store, &digest, "big2").await.unwrap();
+    store.discard_retired(&digest, "big2").await.unwrap();
+    assert!(retired_of(store, &digest).await.is_empty());
+    assert!(!store.restore_retired(&digest, "big2").await.unwrap());
+    assert_eq!(
+        store.size(&digest).await.unwrap(),
+        None,
+        "discarded for good"
+    );
+    moved.into_inner()
+}
+
+/// `len` bytes of a fixed pseudo-random sequence, 64 KiB at a time.
+fn generated(len: u64) -> ByteStream {
+    let mut state = 0x2545_f491_u32;
+    let mut left = len;
+    Box::pin(stream::iter(std::iter::from_fn(move || {
+        let n = left.min(64 << 10);
+        left -= n;
+        (n > 0).then(|| {
+            let piece: Vec<u8> = (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 17;
+                    state ^= state << 5;
+                    state as u8
+                })
+                .collect();
+            Ok(Bytes::from(piece))
+        })
+    })))
+}
+
+/// The digest and length of a blob's bytes as the store reads them.
+async fn hashed(store: &dyn BlobStore, digest: &Digest) -> (Digest, u64) {
+    let mut body = store.read(digest, None).await.unwrap().body;
+    let (mut hasher, mut len) = (ResumableHasher::new(Algorithm::Sha256), 0);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        len += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    (hasher.finish(), len)
+}
+
 /// The tokens under which `digest` has retired copies, with their sizes, as the store
 /// lists them for that digest and among every copy, which must agree.
 async fn retired_of(store: &dyn BlobStore, digest: &Digest) -> Vec<(String, u64)> {
@@ -81,21 +152,26 @@ async fn every_retired(store: &dyn BlobStore, page: usize) -> Vec<crate::Retired
     all
 }
 
+/// Retires `digest`'s bytes under `token`, with no one to tell of their progress.
+async fn retire(store: &dyn BlobStore, digest: &Digest, token: &str) -> Result<(), BlobError> {
+    store.retire(digest, token, &|_| {}).await
+}
+
 async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
     let started = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
     let missing = Digest::compute(Algorithm::Sha256, b"never published");
-    store.retire(&missing, "a1").await.unwrap();
+    retire(store, &missing, "a1").await.unwrap();
     assert!(
         retired_of(store, &missing).await.is_empty(),
         "nothing to retire"
     );
-    let bad = store.retire(&missing, "../a1").await;
+    let bad = retire(store, &missing, "../a1").await;
     assert!(matches!(bad, Err(BlobError::InvalidToken(_))));
 
     // Retired, the blob is absent and its copy listed, with the time of the retire.
     let (id, digest) = staged(store, 40, b"retired bytes").await;
     store.commit_upload(&id, 13, &digest).await.unwrap();
-    store.retire(&digest, "a1").await.unwrap();
+    retire(store, &digest, "a1").await.unwrap();
     assert_eq!(store.size(&digest).await.unwrap(), None);
     assert!(matches!(
         store.read(&digest, None).await,
@@ -122,7 +198,7 @@ async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
     store.discard_retired(&digest, "a1").await.unwrap();
 
     // Restored where the digest was published again meanwhile: that blob is kept.
-    store.retire(&digest, "b2").await.unwrap();
+    retire(store, &digest, "b2").await.unwrap();
     let (id, _) = staged(store, 41, b"retired bytes").await;
     let again = store.commit_upload(&id, 13, &digest).await.unwrap();
     assert_eq!(again, Committed::Published);
@@ -132,7 +208,7 @@ async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
     store.discard_retired(&digest, "b2").await.unwrap();
 
     // Discarded, the bytes are gone for good.
-    store.retire(&digest, "c3").await.unwrap();
+    retire(store, &digest, "c3").await.unwrap();
     assert_eq!(retired_of(store, &digest).await, vec![("c3".into(), 13)]);
     store.discard_retired(&digest, "c3").await.unwrap();
     store.discard_retired(&digest, "c3").await.unwrap();
@@ -147,15 +223,15 @@ async fn retired_copies_are_discarded_or_restored(store: &dyn BlobStore) {
     for (seed, data) in (50..).zip([b"paged a", b"paged b", b"paged c"]) {
         let (id, digest) = staged(store, seed, data).await;
         store.commit_upload(&id, 7, &digest).await.unwrap();
-        store.retire(&digest, "p1").await.unwrap();
+        retire(store, &digest, "p1").await.unwrap();
         retired.push(digest);
     }
     assert!(store.restore_retired(&retired[1], "p1").await.unwrap());
-    store.retire(&retired[1], "p2").await.unwrap();
+    retire(store, &retired[1], "p2").await.unwrap();
     let (id, _) = staged(store, 53, b"paged long").await;
     let long = Digest::compute(Algorithm::Sha512, b"paged long");
     store.commit_upload(&id, 10, &long).await.unwrap();
-    store.retire(&long, "p1").await.unwrap();
+    retire(store, &long, "p1").await.unwrap();
     let whole = every_retired(store, 1).await;
     assert_eq!(whole.len(), 5, "{whole:?}");
     assert_eq!(whole.last().map(|c| &c.digest), Some(&long));

@@ -20,8 +20,8 @@ use crate::buffer_pool::BufferPool;
 use crate::durable_dirs::{DurableDirs, sync_dir};
 use crate::file_chunks::FileChunks;
 use crate::port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, RetiredBlob,
-    StoredBlob, checked_token,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, Moved,
+    RetiredBlob, StoredBlob, checked_token,
 };
 use crate::retired;
 use crate::write_batch::WriteBatcher;
@@ -303,7 +303,7 @@ impl BlobStore for FsBlobStore {
         }
     }
 
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), BlobError> {
+    async fn retire(&self, digest: &Digest, token: &str, _: Moved<'_>) -> Result<(), BlobError> {
         let (blob, to) = (self.blob_path(digest), self.retired_path(digest, token)?);
         let dirs = self.dirs.clone();
         blocking(move || Ok(retired::retire(&dirs, &blob, &to)?)).await

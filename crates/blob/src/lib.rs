@@ -15,8 +15,8 @@ mod write_batch;
 
 pub use fs::FsBlobStore;
 pub use port::{
-    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, RetiredBlob,
-    StoredBlob, checked_token, valid_token,
+    AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, Moved,
+    RetiredBlob, StoredBlob, checked_token, valid_token,
 };
 
 #[cfg(any(test, feature = "conformance"))]

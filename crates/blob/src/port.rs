@@ -12,6 +12,11 @@ use futures_util::Stream;
 /// A stream of body bytes, as received from or sent to a client.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
 
+/// Told the number of bytes a long byte operation (a retire streamed through the
+/// process) has just moved, each time it moves some: whoever holds a claim on the blob
+/// keeps it while bytes move.
+pub type Moved<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
 /// Failures of a blob store.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -32,10 +37,15 @@ pub enum BlobError {
     /// bytes were discarded.
     #[error("flushing the upload failed: {0}")]
     SyncFailed(io::Error),
-    /// A blob larger than the store can retire (move aside recoverably) before its
-    /// deletion: it is kept, and its sweep fails.
-    #[error("a blob of {0} bytes is larger than this store can retire; it is kept")]
-    TooLargeToRetire(u64),
+    /// A copy of a blob came out another size than the blob (the bytes changed, or
+    /// were cut short, on the way): the copy was deleted and the blob kept.
+    #[error("a copy of {expected} bytes came out {copied} bytes long; the original is kept")]
+    CopyMismatch {
+        /// The blob's size.
+        expected: u64,
+        /// The copy's size (0 when the copy could not be found).
+        copied: u64,
+    },
     /// A sweep's token that cannot name a retired copy (see [`valid_token`]).
     #[error("invalid sweep token {0:?}")]
     InvalidToken(String),
@@ -152,8 +162,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Moves a committed blob's bytes aside, as a copy named by its digest and `token`
     /// (a sweep's; see [`valid_token`]), durably: the blob is then absent. Absent blobs
     /// are not an error. The bytes of a blob published under a digest are always the
-    /// same, so a copy may go back whoever published the blob since.
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), BlobError>;
+    /// same, so a copy may go back whoever published the blob since. A store that
+    /// moves the bytes through the process tells `moved` of them as they go; one that
+    /// moves them in one step (a rename, a server-side copy) need not.
+    async fn retire(&self, digest: &Digest, token: &str, moved: Moved<'_>)
+    -> Result<(), BlobError>;
 
     /// Deletes the copy of `digest` retired under `token`. An absent copy is not an
     /// error.

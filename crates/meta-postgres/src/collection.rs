@@ -16,6 +16,7 @@ use sqlx::Row;
 
 use crate::queries::{lock_repository, parse_digest, parse_repository};
 use crate::quotas::{COUNTED, QUOTA_COLUMNS, QUOTA_FROM, blob_quota_row};
+use crate::sweep_claim::Retired;
 use crate::{PgMetaStore, db_err};
 
 fn marked_blobs(rows: Vec<(String, i64)>) -> Result<Vec<MarkedBlob>, MetaError> {
@@ -386,17 +387,19 @@ impl CollectionStore for PgMetaStore {
         let Some(token) = claimed else {
             return Ok(false);
         };
-        let budget = lease / 4;
-        match tokio::time::timeout(budget, bytes.retire(digest, &token)).await {
+        match self.retire_claimed(digest, &token, lease, bytes).await {
+            Ok(Retired::Done) => {}
+            // Revived while the bytes moved: whatever the retire moved goes back.
+            Ok(Retired::TakenOver) => return settle_retired(bytes, digest, &token, false).await,
             // Given up on, the retire may still land: the claim is left to lapse, and
             // the next collection's recovery restores or discards what it moved.
-            Err(_) => {
-                let late = format!("retiring the bytes took longer than {budget:?}");
+            Ok(Retired::GivenUp(budget)) => {
+                let late = format!("retiring the bytes went {budget:?} without renewing its claim");
                 return Err(SweepFailed(late).into());
             }
             // Answered with an error, the retire is over: the blob is free at once for
             // another sweep (the next run's, or a push's of the digest).
-            Ok(Err(failed)) => {
+            Err(failed) => {
                 sqlx::query(
                     "UPDATE blobs SET sweep_until = NULL, sweep_token = NULL
                      WHERE digest = $1 AND sweep_token = $2",
@@ -408,7 +411,6 @@ impl CollectionStore for PgMetaStore {
                 .map_err(db_err)?;
                 return Err(failed.into());
             }
-            Ok(Ok(())) => {}
         }
         // However late the retire landed, the row goes only under this claim; if it was
         // taken over, the bytes may be those of a push since, and go back.

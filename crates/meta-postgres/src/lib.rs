@@ -55,6 +55,7 @@ mod retention;
 mod robots;
 mod sessions;
 mod settings;
+mod sweep_claim;
 mod versions;
 
 pub use import::{ImportError, ImportReport, import_sqlite};

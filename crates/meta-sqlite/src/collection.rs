@@ -482,7 +482,7 @@ impl CollectionStore for SqliteMetaStore {
         let Some(token) = self.readers.with(|c| sweep_token(c, digest.as_str()))? else {
             return Ok(false);
         };
-        bytes.retire(digest, &token).await?;
+        bytes.retire(digest, &token, &|_| {}).await?;
         let row = digest.clone();
         let removed = self
             .writer

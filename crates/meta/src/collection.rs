@@ -98,6 +98,10 @@ pub struct UntaggedManifest {
     pub size: u64,
 }
 
+/// Told the number of bytes a sweep's retire has just moved, each time it moves some
+/// (see [`SweepBytes::retire`]).
+pub type Moved<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
 /// The byte side of a sweep ([`CollectionStore::sweep_blob`]). A sweep never deletes a
 /// blob's bytes outright: it moves them aside under its claim's token (they are the
 /// same bytes whoever published them, for blobs are content-addressed), deletes the row
@@ -106,8 +110,15 @@ pub struct UntaggedManifest {
 /// blob over meanwhile.
 #[async_trait]
 pub trait SweepBytes: Send + Sync {
-    /// Moves the blob's bytes aside, under `token`. Absent bytes are no error.
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
+    /// Moves the blob's bytes aside, under `token`. Absent bytes are no error. A retire
+    /// that moves the bytes through the process (a blob larger than one server-side copy)
+    /// tells `moved` of them as they go, and the sweep keeps its claim meanwhile.
+    async fn retire(
+        &self,
+        digest: &Digest,
+        token: &str,
+        moved: Moved<'_>,
+    ) -> Result<(), SweepFailed>;
 
     /// Deletes the copy retired under `token`. An absent copy is no error.
     async fn discard(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed>;
@@ -273,10 +284,12 @@ pub trait CollectionStore: Send + Sync {
     /// nothing, when the blob is not marked or another sweep's claim on it holds.
     ///
     /// A claim that outlives the process that made it, where other processes could take
-    /// the blob over, gives its retire a quarter of the lease: a retire that takes
-    /// longer is abandoned and the claim left to lapse (a retire that still lands moves
-    /// bytes aside that the next collection's recovery restores or discards). A retire
-    /// that failed frees the claim at once; the blob stays marked.
+    /// the blob over, is renewed for another lease while its retire tells of bytes moved,
+    /// and gives the retire a quarter of the lease from its last renewal: a retire that
+    /// goes longer is abandoned and the claim left to lapse (a retire that still lands
+    /// moves bytes aside that the next collection's recovery restores or discards); one
+    /// whose claim a renewal finds taken over is stopped, and its bytes restored. A
+    /// retire that failed frees the claim at once; the blob stays marked.
     async fn sweep_blob(
         &self,
         digest: &Digest,

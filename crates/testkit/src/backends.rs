@@ -21,6 +21,11 @@ use berth_testkit_s3::S3Server;
 /// `sqlite+filesystem` for the default, `postgres+s3` for the scale-out pair.
 pub const BACKENDS_VARIABLE: &str = "BERTH_TEST_BACKENDS";
 
+/// The largest blob the object store of a `postgres+s3` registry copies on the S3
+/// server: a larger one is streamed through the process when it is published, retired
+/// or restored, so that tests take that path with a few MiB rather than 5 GiB.
+pub const OBJECT_COPY_LIMIT: u64 = 2 << 20;
+
 /// Connections each registry's pool opens at most on PostgreSQL.
 const POOL_SIZE: u32 = 8;
 
@@ -149,7 +154,8 @@ fn migrated_database() -> (TempDatabase, PgConfig) {
 }
 
 /// The object-store adapter on `server`'s bucket, with parts as small as S3 allows so
-/// that tests cross part boundaries with little data.
+/// that tests cross part boundaries with little data, and copies past
+/// [`OBJECT_COPY_LIMIT`] streamed.
 fn object_store_on(server: &S3Server) -> ObjectBlobStore {
     let backend = Backend::S3(S3Settings {
         endpoint: Some(server.endpoint().to_owned()),
@@ -161,6 +167,7 @@ fn object_store_on(server: &S3Server) -> ObjectBlobStore {
     });
     let options = StoreOptions {
         part_size: MIN_PART_SIZE,
+        copy_limit: OBJECT_COPY_LIMIT,
         ..StoreOptions::default()
     };
     ObjectBlobStore::open(&backend, options).expect("blob store")

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion, ImmutableRule,
     ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob, MetaError,
-    MetaStore, NewManifest, PinnedUpload, ProjectRules, PullRecord, PutManifestError,
+    MetaStore, Moved, NewManifest, PinnedUpload, ProjectRules, PullRecord, PutManifestError,
     ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepBytes,
     SweepError, SweepFailed, TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadAdvance,
     UploadLease, UploadPin, UploadSession, UploadStore, Visibility,
@@ -67,7 +67,7 @@ impl std::fmt::Debug for StalledRetire {
 
 #[async_trait]
 impl SweepBytes for StalledRetire {
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+    async fn retire(&self, digest: &Digest, token: &str, _: Moved<'_>) -> Result<(), SweepFailed> {
         let (blobs, digest, token, by) = (
             self.blobs.clone(),
             digest.clone(),
@@ -76,7 +76,7 @@ impl SweepBytes for StalledRetire {
         );
         let late = tokio::spawn(async move {
             tokio::time::sleep(by).await;
-            blobs.retire(&digest, &token).await
+            blobs.retire(&digest, &token, &|_| {}).await
         });
         late.await
             .map_err(|e| SweepFailed(e.to_string()))?
@@ -412,7 +412,7 @@ struct FailingRetire;
 
 #[async_trait]
 impl SweepBytes for FailingRetire {
-    async fn retire(&self, _digest: &Digest, _token: &str) -> Result<(), SweepFailed> {
+    async fn retire(&self, _: &Digest, _: &str, _: Moved<'_>) -> Result<(), SweepFailed> {
         Err(SweepFailed("503 Slow Down".into()))
     }
 
@@ -431,8 +431,13 @@ struct CutAfterRetire<'a>(&'a dyn SweepBytes);
 
 #[async_trait]
 impl SweepBytes for CutAfterRetire<'_> {
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
-        self.0.retire(digest, token).await?;
+    async fn retire(
+        &self,
+        digest: &Digest,
+        token: &str,
+        moved: Moved<'_>,
+    ) -> Result<(), SweepFailed> {
+        self.0.retire(digest, token, moved).await?;
         Err(SweepFailed("sweep cut after its retire by the test".into()))
     }
 

@@ -25,7 +25,7 @@ use tower::ServiceExt;
 
 pub use crate::at_rest::StoredPart;
 use crate::backends::ScaleOutServers;
-pub use crate::backends::{BACKENDS_VARIABLE, Backends};
+pub use crate::backends::{BACKENDS_VARIABLE, Backends, OBJECT_COPY_LIMIT};
 use crate::faults::FaultyMeta;
 pub use crate::faults::{LinkHold, MetaFaults};
 

@@ -26,8 +26,10 @@ const REPOSITORY_BATCH: u32 = 100;
 const BLOB_BATCH: u32 = 500;
 /// Untagged manifests one page lists.
 const MANIFEST_BATCH: u32 = 500;
-/// How long a sweep holds a blob against every other: a quarter of it for retiring the
-/// bytes, the rest a margin for a retire that was given up on but still lands.
+/// How long a sweep holds a blob against every other: renewed for as long again while a
+/// retire moves bytes (a blob streamed through the node), a retire is given up on a
+/// quarter of it after the claim's last renewal, the rest a margin for a retire that
+/// was given up on but still lands.
 const SWEEP_LEASE: Duration = Duration::from_secs(120);
 
 /// How a collection runs.

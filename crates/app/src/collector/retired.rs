@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use berth_blob::{BlobError, BlobRead, BlobStore, RetiredBlob};
-use berth_meta::{SweepBytes, SweepFailed};
+use berth_meta::{Moved, SweepBytes, SweepFailed};
 use berth_oci::{ByteRange, Digest};
 
 use super::unix_ms;
@@ -32,8 +32,13 @@ fn found(read: Result<BlobRead, BlobError>) -> Result<Option<BlobRead>, BlobErro
 
 #[async_trait]
 impl SweepBytes for StoreBytes<'_> {
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
-        self.0.retire(digest, token).await.map_err(failed)
+    async fn retire(
+        &self,
+        digest: &Digest,
+        token: &str,
+        moved: Moved<'_>,
+    ) -> Result<(), SweepFailed> {
+        self.0.retire(digest, token, moved).await.map_err(failed)
     }
 
     async fn discard(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
@@ -78,7 +83,9 @@ impl Registry {
     /// settled holds up no collection: it is logged, and tried again by the next one.
     async fn settle_copy(&self, copy: &RetiredBlob, live: bool, before: i64) {
         let outcome = if live {
-            self.restore_copy(&copy.digest, &copy.token).await.map(drop)
+            self.restore_from(&copy.digest, vec![copy.token.clone()])
+                .await
+                .map(drop)
         } else if unix_ms(copy.retired) < before {
             self.blobs.discard_retired(&copy.digest, &copy.token).await
         } else {
@@ -102,24 +109,34 @@ impl Registry {
             return Ok(Some(read));
         }
         let copies = self.blobs.retired_copies(digest).await?;
-        for copy in &copies {
-            if self.restore_copy(digest, &copy.token).await? {
-                break;
-            }
+        if copies.is_empty() {
+            return Ok(None);
         }
-        match copies.is_empty() {
-            true => Ok(None),
-            false => found(self.blobs.read(digest, range).await),
-        }
+        self.restore_from(digest, copies.into_iter().map(|c| c.token).collect())
+            .await?;
+        found(self.blobs.read(digest, range).await)
     }
 
-    /// Restores one retired copy of a live blob (kept, see
-    /// [`BlobStore::restore_retired`]); returns whether the bytes went back.
-    async fn restore_copy(&self, digest: &Digest, token: &str) -> Result<bool, BlobError> {
-        let back = self.blobs.restore_retired(digest, token).await?;
-        if back {
-            tracing::warn!(%digest, %token, "restored the retired bytes of a live blob");
-        }
-        Ok(back)
+    /// Puts the first of the copies retired under `tokens` that goes back as the live
+    /// blob's bytes, unless they are there (kept, see [`BlobStore::restore_retired`]);
+    /// returns whether some went back. One restore of a digest runs at a time in this
+    /// process, in a task of its own holding the digest's restore lock: reads that find
+    /// the bytes missing together wait for one restore (which may stream a blob of many
+    /// GiB) and find the bytes there after it, and a read given up on stops no restore
+    /// that others wait for.
+    async fn restore_from(&self, digest: &Digest, tokens: Vec<String>) -> Result<bool, BlobError> {
+        let (blobs, locks) = (self.blobs.clone(), self.restore_locks.clone());
+        let digest = digest.clone();
+        let restore = tokio::spawn(async move {
+            let _restoring = locks.lock(&digest).await;
+            for token in tokens {
+                if blobs.restore_retired(&digest, &token).await? {
+                    tracing::warn!(%digest, %token, "restored the retired bytes of a live blob");
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        });
+        (restore.await).map_err(|e| BlobError::Io(std::io::Error::other(e)))?
     }
 }

@@ -997,6 +997,62 @@ async fn a_sweep_gives_up_on_a_slow_deletion_and_keeps_its_claim() {
     assert!(b.sweep_blob(&d, lease, &NoBytes).await.unwrap());
 }
 
+/// A retire that moves bytes for longer than the lease (a blob streamed through the
+/// node) keeps its claim all along: no other sweep takes the blob over meanwhile, and
+/// the sweep deletes the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retire_that_keeps_moving_bytes_keeps_its_claim_past_the_lease() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let d = marked(&a, "long/retire", "long retire").await;
+    let bytes = MemoryBytes::default();
+    bytes.publish(&d);
+    let lease = Duration::from_millis(1600);
+    let streaming = Stalled::streaming(&bytes, 3 * lease);
+    let long = a.sweep_blob(&d, lease, &streaming);
+    let meanwhile = async {
+        tokio::time::sleep(2 * lease).await;
+        let taken = b.sweep_blob(&d, lease, &NoBytes).await.unwrap();
+        assert!(!taken, "the blob is still the first sweep's");
+    };
+    let (swept, ()) = tokio::join!(long, meanwhile);
+    assert!(
+        swept.unwrap(),
+        "the sweep kept its claim and deleted the row"
+    );
+    assert_eq!((bytes.is_published(&d), bytes.retired()), (false, 0));
+}
+
+/// A long retire whose blob a completion revives meanwhile is stopped at its next
+/// renewal, rather than streamed to its end, and what it moved goes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_retire_of_a_revived_blob_stops_and_puts_its_bytes_back() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let d = marked(&a, "long/revived", "long revived").await;
+    let bytes = MemoryBytes::default();
+    bytes.publish(&d);
+    let lease = Duration::from_millis(1600);
+    let streaming = Stalled::streaming(&bytes, 20 * lease);
+    let started = std::time::Instant::now();
+    let long = a.sweep_blob(&d, lease, &streaming);
+    let revive = async {
+        tokio::time::sleep(lease / 2).await;
+        let upload = session(8, "long/revived");
+        b.create_upload(&upload, SessionLimits::NONE).await.unwrap();
+        assert_eq!(pin(&b, &upload, &d).await, PinOutcome::Revived);
+    };
+    let (swept, ()) = tokio::join!(long, revive);
+    assert!(
+        !swept.unwrap(),
+        "the revived row is not the sweep's to delete"
+    );
+    assert!(started.elapsed() < 2 * lease, "{:?}", started.elapsed());
+    assert!(bytes.is_published(&d), "the retired bytes went back");
+}
+
 /// A node that stalls (a paused VM, a starved thread, a reply held up on the network)
 /// between claiming a blob and sending its retire cannot be stopped by the retire's
 /// budget, which only starts once the node runs again: the lease lapses, another node
@@ -1027,6 +1083,7 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
                     bytes: &bytes,
                     started: std::sync::Mutex::new(Some(started_tx)),
                     stall: 4 * lease,
+                    streams: Duration::ZERO,
                 };
                 (a.sweep_blob(&d, lease, &stalled).await).map_err(|e| e.to_string())
             })
@@ -1061,21 +1118,46 @@ async fn a_node_stalled_past_its_lease_deletes_no_bytes_pushed_after_it() {
 }
 
 /// Sweep bytes whose retire first stalls the whole node (its thread sleeps) for
-/// `stall`, then moves `bytes` aside.
+/// `stall`, then moves `bytes` aside, then goes on moving a byte every 50 ms for
+/// `streams`, as a blob streamed through the node does.
 struct Stalled<'a> {
     bytes: &'a MemoryBytes,
     started: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     stall: Duration,
+    streams: Duration,
+}
+
+impl<'a> Stalled<'a> {
+    /// A retire that never stalls and streams for `streams`.
+    fn streaming(bytes: &'a MemoryBytes, streams: Duration) -> Self {
+        Stalled {
+            bytes,
+            started: std::sync::Mutex::new(None),
+            stall: Duration::ZERO,
+            streams,
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl SweepBytes for Stalled<'_> {
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {
+    async fn retire(
+        &self,
+        digest: &Digest,
+        token: &str,
+        moved: berth_meta::Moved<'_>,
+    ) -> Result<(), berth_meta::SweepFailed> {
         if let Some(started) = self.started.lock().unwrap().take() {
             let _ = started.send(());
         }
         std::thread::sleep(self.stall);
-        self.bytes.retire(digest, token).await
+        self.bytes.retire(digest, token, moved).await?;
+        let end = std::time::Instant::now() + self.streams;
+        while std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            moved(1);
+        }
+        Ok(())
     }
 
     async fn discard(&self, digest: &Digest, token: &str) -> Result<(), berth_meta::SweepFailed> {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use berth_oci::Digest;
 
-use crate::{SweepBytes, SweepFailed};
+use crate::{Moved, SweepBytes, SweepFailed};
 
 /// The retire a [`RetireWith`] starts.
 pub type BoxedRetire<'a> = Pin<Box<dyn Future<Output = Result<(), SweepFailed>> + Send + 'a>>;
@@ -23,7 +23,7 @@ impl<'a, F> SweepBytes for RetireWith<F>
 where
     F: Fn() -> BoxedRetire<'a> + Send + Sync,
 {
-    async fn retire(&self, _digest: &Digest, _token: &str) -> Result<(), SweepFailed> {
+    async fn retire(&self, _: &Digest, _: &str, _: Moved<'_>) -> Result<(), SweepFailed> {
         (self.0)().await
     }
 
@@ -41,7 +41,7 @@ pub struct NoBytes;
 
 #[async_trait]
 impl SweepBytes for NoBytes {
-    async fn retire(&self, _digest: &Digest, _token: &str) -> Result<(), SweepFailed> {
+    async fn retire(&self, _: &Digest, _: &str, _: Moved<'_>) -> Result<(), SweepFailed> {
         Ok(())
     }
 
@@ -85,7 +85,7 @@ impl MemoryBytes {
 
 #[async_trait]
 impl SweepBytes for MemoryBytes {
-    async fn retire(&self, digest: &Digest, token: &str) -> Result<(), SweepFailed> {
+    async fn retire(&self, digest: &Digest, token: &str, _: Moved<'_>) -> Result<(), SweepFailed> {
         let mut held = self.state.lock().unwrap();
         if held.published.remove(digest) {
             held.retired.insert((digest.clone(), token.to_owned()));
