@@ -30,9 +30,9 @@ fn marked_blobs(rows: Vec<(String, i64)>) -> Result<Vec<MarkedBlob>, MetaError> 
         .collect()
 }
 
-/// The manifest `m` is untagged, pushed before `$3`, and needed by nothing of its
-/// repository: no index lists it, and its subject, if any, is not there.
-const UNTAGGED: &str = "m.pushed_at < $3
+/// The manifest `m` is untagged, pushed and last untagged before `$3`, and needed by
+/// nothing of its repository: no index lists it, and its subject, if any, is not there.
+const UNTAGGED: &str = "m.pushed_at < $3 AND m.untagged_at < $3
     AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
     AND NOT EXISTS (SELECT 1 FROM manifest_references mr
                     JOIN manifests p ON p.id = mr.manifest_id
@@ -43,7 +43,7 @@ const UNTAGGED: &str = "m.pushed_at < $3
                                             AND s.digest = m.subject))";
 
 /// The manifests a collection that deletes untagged manifests keeps, as the table
-/// `kept(id)`: those tagged or pushed since `$3`, and whatever they need, however
+/// `kept(id)`: those tagged, pushed or untagged since `$3`, and whatever they need, however
 /// indirectly, in their repository: the manifests an index lists, a subject's
 /// referrers.
 const KEPT: &str = "WITH RECURSIVE
@@ -58,7 +58,8 @@ const KEPT: &str = "WITH RECURSIVE
         WHERE c.subject IS NOT NULL),
     kept(id) AS (
         SELECT m.id FROM manifests m
-        WHERE m.pushed_at >= $3 OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
+        WHERE m.pushed_at >= $3 OR m.untagged_at >= $3
+           OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
         UNION
         SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
 

@@ -639,6 +639,7 @@ impl ManifestStore for PgMetaStore {
         tag: &Tag,
         guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError> {
         let mut tx = self.durable().await?;
         if let Some(guard) = guard
@@ -646,11 +647,11 @@ impl ManifestStore for PgMetaStore {
         {
             return Ok(Deletion::Stale(stale));
         }
-        let deletion = match queries::delete_tag(&mut tx, repository.as_str(), tag.as_str()).await?
-        {
-            true => Deletion::Deleted,
-            false => Deletion::NotFound,
-        };
+        let deletion =
+            match queries::delete_tag(&mut tx, repository.as_str(), tag.as_str(), now).await? {
+                true => Deletion::Deleted,
+                false => Deletion::NotFound,
+            };
         audit_deletion(&mut tx, &deletion, audit, repository).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(deletion)

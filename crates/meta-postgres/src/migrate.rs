@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0017_quota_lock_order.sql"),
     include_str!("../migrations/0018_pin_completing_upload.sql"),
     include_str!("../migrations/0019_count_in_push.sql"),
+    include_str!("../migrations/0020_untagged_at.sql"),
 ];
 
 /// The schema version of a fully migrated database.

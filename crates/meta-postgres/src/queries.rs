@@ -844,22 +844,30 @@ pub async fn manifest_content(
 }
 
 /// Deletes one tag, the repository locked first (as by every write to its tags, so two
-/// of them never wait on each other's rows in opposite orders).
+/// of them never wait on each other's rows in opposite orders), and records the
+/// manifest it named as untagged at `now`.
 pub async fn delete_tag(
     c: &mut PgConnection,
     repository: &str,
     tag: &str,
+    now: i64,
 ) -> Result<bool, MetaError> {
     let Some(repo_id) = lock_repository(c, repository).await? else {
         return Ok(false);
     };
-    sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2")
-        .bind(repo_id)
-        .bind(tag)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected() > 0)
-        .map_err(db_err)
+    sqlx::query_scalar::<_, bool>(
+        "WITH gone AS (
+             DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING manifest_id),
+         untagged AS (
+             UPDATE manifests SET untagged_at = $3 WHERE id IN (SELECT manifest_id FROM gone))
+         SELECT EXISTS (SELECT 1 FROM gone)",
+    )
+    .bind(repo_id)
+    .bind(tag)
+    .bind(now)
+    .fetch_one(c)
+    .await
+    .map_err(db_err)
 }
 
 /// One page of referrers in digest order, after `after` (`""` for the first page). Each

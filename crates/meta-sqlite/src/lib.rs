@@ -436,6 +436,7 @@ impl ManifestStore for SqliteMetaStore {
         tag: &Tag,
         guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError> {
         let (repository, tag) = (repository.clone(), tag.clone());
         let (guard, audit) = (guard.cloned(), audit.cloned());
@@ -446,7 +447,8 @@ impl ManifestStore for SqliteMetaStore {
                 {
                     return Ok(Deletion::Stale(GuardFailure::RulesChanged));
                 }
-                let deletion = match queries::delete_tag(c, repository.as_str(), tag.as_str())? {
+                let deletion = match queries::delete_tag(c, repository.as_str(), tag.as_str(), now)?
+                {
                     true => Deletion::Deleted,
                     false => Deletion::NotFound,
                 };

@@ -658,14 +658,23 @@ pub fn delete_manifest(
     Ok(Deletion::Deleted)
 }
 
-pub fn delete_tag(c: &Connection, repository: &str, tag: &str) -> Result<bool, MetaError> {
-    c.prepare_cached(
-        "DELETE FROM tags
-         WHERE repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2",
-    )
-    .and_then(|mut s| s.execute([repository, tag]))
-    .map(|n| n > 0)
-    .map_err(db_err)
+/// Deletes one tag and records the manifest it named as untagged at `now`.
+pub fn delete_tag(
+    c: &Connection,
+    repository: &str,
+    tag: &str,
+    now: i64,
+) -> Result<bool, MetaError> {
+    const TAG: &str = "repository_id = (SELECT id FROM repositories WHERE name = ?1) AND name = ?2";
+    c.prepare_cached(&format!(
+        "UPDATE manifests SET untagged_at = ?3 WHERE id = (SELECT manifest_id FROM tags WHERE {TAG})"
+    ))
+    .and_then(|mut s| s.execute(params![repository, tag, now]))
+    .map_err(db_err)?;
+    c.prepare_cached(&format!("DELETE FROM tags WHERE {TAG}"))
+        .and_then(|mut s| s.execute([repository, tag]))
+        .map(|n| n > 0)
+        .map_err(db_err)
 }
 
 /// One page of referrers in digest order, after `after` (`""` for the first page).

@@ -325,13 +325,15 @@ pub trait ManifestStore: Send + Sync {
         now: i64,
     ) -> Result<Deletion, MetaError>;
     /// Deletes one tag (`Deleted` or `NotFound`), after checking `guard` (if any) in the
-    /// same transaction.
+    /// same transaction. The manifest it named is recorded as untagged at `now`, so
+    /// garbage collection counts its grace period from the delete, not from its push.
     async fn delete_tag(
         &self,
         repository: &RepositoryName,
         tag: &Tag,
         guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError>;
     /// Up to `limit` tags after `last`, or `None` when the repository does not exist.
     async fn tags(

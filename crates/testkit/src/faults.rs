@@ -371,8 +371,11 @@ impl ManifestStore for FaultyMeta {
         tag: &Tag,
         guard: Option<&TagGuard>,
         audit: Option<&AuditEntry>,
+        now: i64,
     ) -> Result<Deletion, MetaError> {
-        self.inner.delete_tag(repository, tag, guard, audit).await
+        self.inner
+            .delete_tag(repository, tag, guard, audit, now)
+            .await
     }
 
     async fn tags(

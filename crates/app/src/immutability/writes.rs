@@ -174,7 +174,13 @@ impl Registry {
             let guard = protection.guard(Vec::new());
             match self
                 .meta
-                .delete_tag(repository, tag, Some(&guard), Some(audit))
+                .delete_tag(
+                    repository,
+                    tag,
+                    Some(&guard),
+                    Some(audit),
+                    self.clock.now_ms(),
+                )
                 .await?
             {
                 Deletion::Deleted => return Ok(()),

@@ -314,7 +314,7 @@ async fn caches_follow_what_another_node_writes() {
         .unwrap();
     assert_eq!(listed().await, ["latest", "v1", "v2"]);
     let v2 = Tag::parse("v2").unwrap();
-    assert!(b.delete_tag(&r, &v2, None, None).await.unwrap() == Deletion::Deleted);
+    assert!(b.delete_tag(&r, &v2, None, None, 0).await.unwrap() == Deletion::Deleted);
     assert_eq!(listed().await, ["latest", "v1"]);
     b.add_tag(
         &r,
@@ -343,7 +343,7 @@ async fn caches_follow_what_another_node_writes() {
     let by_digest = Reference::Digest(one.clone());
     // Untagged first, so that only the manifest's own removal can tell `a`.
     assert!(
-        b.delete_tag(&r, &Tag::parse("stable").unwrap(), None, None)
+        b.delete_tag(&r, &Tag::parse("stable").unwrap(), None, None, 0)
             .await
             .unwrap()
             == Deletion::Deleted

@@ -319,7 +319,10 @@ async fn guards_are_checked_in_the_write(store: &dyn Metadata) {
         .unwrap();
     let stale = Deletion::Stale(GuardFailure::RulesChanged);
     assert_eq!(
-        store.delete_tag(&r, &v1, Some(&guard), None).await.unwrap(),
+        store
+            .delete_tag(&r, &v1, Some(&guard), None, 0)
+            .await
+            .unwrap(),
         stale
     );
     assert_eq!(
@@ -355,7 +358,7 @@ async fn guards_are_checked_in_the_write(store: &dyn Metadata) {
     let current = current_guard(store, "cf-immutable-guard", vec![v1.clone()]).await;
     assert_eq!(
         store
-            .delete_tag(&r, &v2, Some(&current), None)
+            .delete_tag(&r, &v2, Some(&current), None, 0)
             .await
             .unwrap(),
         Deletion::Deleted

@@ -144,14 +144,14 @@ async fn manifests_need_their_blobs(store: &dyn MetaStore) {
 
     assert!(
         store
-            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None, 0)
             .await
             .unwrap()
             == Deletion::Deleted
     );
     assert!(
         store
-            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None, 0)
             .await
             .unwrap()
             == Deletion::NotFound
@@ -231,7 +231,7 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
     assert!(store.manifest(&r, &by_digest).await.unwrap().is_some());
     assert!(
         store
-            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None)
+            .delete_tag(&r, &Tag::parse("v1").unwrap(), None, None, 0)
             .await
             .unwrap()
             == Deletion::Deleted,
@@ -790,14 +790,14 @@ async fn changes_are_audited_with_their_project(store: &dyn Metadata) {
     let untagged = audit(actor, "delete", "untagged");
     assert!(
         store
-            .delete_tag(&r, &v2, None, Some(&untagged))
+            .delete_tag(&r, &v2, None, Some(&untagged), 0)
             .await
             .unwrap()
             == Deletion::Deleted
     );
     assert!(
         store
-            .delete_tag(&r, &v2, None, Some(&missed))
+            .delete_tag(&r, &v2, None, Some(&missed), 0)
             .await
             .unwrap()
             == Deletion::NotFound
