@@ -396,9 +396,7 @@ impl Registry {
             return Err(if hashed_alike {
                 RegistryError::UploadLost
             } else {
-                RegistryError::DigestInvalid(format!(
-                    "content hashes to {computed}, not {digest}"
-                ))
+                RegistryError::DigestInvalid(format!("content hashes to {computed}, not {digest}"))
             });
         }
         Ok(AtRest::Hashed)
