@@ -345,7 +345,7 @@ impl Registry {
             .buffers
             .reserve(2 * self.blobs.read_chunk_bytes())
             .await?;
-        let Some(read) = self.read_live(digest, range).await? else {
+        let Some(read) = self.read_live(digest, size, range).await? else {
             return Err(RegistryError::Internal(format!(
                 "blob {digest} is linked but its bytes are missing"
             )));
@@ -367,12 +367,12 @@ impl Registry {
         max: u64,
     ) -> Result<Option<Bytes>, RegistryError> {
         use futures_util::TryStreamExt;
-        match self.meta.linked_blob(repository, digest).await? {
-            Some(size) if size <= max => {}
+        let size = match self.meta.linked_blob(repository, digest).await? {
+            Some(size) if size <= max => size,
             _ => return Ok(None),
-        }
+        };
         let permit = self.buffers.reserve(max as usize).await?;
-        let Some(read) = self.read_live(digest, None).await? else {
+        let Some(read) = self.read_live(digest, size, None).await? else {
             return Ok(None);
         };
         let mut bytes = bytes::BytesMut::new();

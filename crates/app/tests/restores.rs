@@ -201,3 +201,95 @@ async fn reads_that_find_a_blob_missing_wait_for_one_restore() {
         "restores that put bytes back"
     );
 }
+
+/// A read given up on while it restores a blob's bytes (its client went away) stops no
+/// restore: the restore runs to its end in a task of its own, and the bytes are back
+/// for the reads after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_given_up_on_leaves_its_restore_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
+    let blobs = Arc::new(SlowRestores {
+        inner: FsBlobStore::open(dir.path().join("storage")).unwrap(),
+        running: AtomicUsize::new(0),
+        most_at_once: AtomicUsize::new(0),
+        put_back: AtomicUsize::new(0),
+    });
+    let registry = Arc::new(Registry::new(
+        meta,
+        blobs.clone(),
+        Arc::new(SystemClock),
+        RegistryConfig::default(),
+    ));
+    let repository = RepositoryName::parse("restored/dropped").unwrap();
+    let layer = Bytes::from_static(b"a layer whose first reader went away mid-restore");
+    let session = registry
+        .start_upload(&repository, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let body = UploadBody {
+        content_length: Some(layer.len() as u64),
+        stream: Box::pin(futures_util::stream::iter([Ok(layer.clone())])),
+        content_range: None,
+        client: None,
+    };
+    let digest = Digest::compute(Algorithm::Sha256, &layer);
+    (registry.complete_upload(&repository, &session.id, Some(digest.as_str()), body))
+        .await
+        .unwrap();
+    blobs.retire(&digest, "late1", &|_| {}).await.unwrap();
+
+    let read = registry.read_blob(&repository, &digest, None);
+    let given_up = tokio::time::timeout(Duration::from_millis(50), read).await;
+    assert!(given_up.is_err(), "the read waits for its restore");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        blobs.put_back.load(Ordering::SeqCst),
+        1,
+        "the restore went on without its reader"
+    );
+    assert_eq!(blobs.size(&digest).await.unwrap(), Some(layer.len() as u64));
+}
+
+/// A read that finds a live blob's bytes missing puts back a retired copy only if it
+/// has the blob's size: a copy cut short (a failing disk, or a copy that came out of
+/// another size and whose delete failed) is passed over for a whole one, never served
+/// as the blob.
+#[tokio::test]
+async fn a_read_restores_no_retired_copy_of_another_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
+    let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
+    let registry = Arc::new(Registry::new(
+        meta,
+        blobs.clone(),
+        Arc::new(SystemClock),
+        RegistryConfig::default(),
+    ));
+    let repository = RepositoryName::parse("restored/sized").unwrap();
+    let layer = Bytes::from_static(b"a layer with one whole retired copy and one cut short");
+    let session = registry
+        .start_upload(&repository, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let body = UploadBody {
+        content_length: Some(layer.len() as u64),
+        stream: Box::pin(futures_util::stream::iter([Ok(layer.clone())])),
+        content_range: None,
+        client: None,
+    };
+    let digest = Digest::compute(Algorithm::Sha256, &layer);
+    (registry.complete_upload(&repository, &session.id, Some(digest.as_str()), body))
+        .await
+        .unwrap();
+    blobs.retire(&digest, "whole2", &|_| {}).await.unwrap();
+    // A copy cut short, under a token listed before the whole one.
+    let shard = dir
+        .path()
+        .join("storage/retired/sha256")
+        .join(&digest.encoded()[..2]);
+    let cut = shard.join(format!("{}.cut1", digest.encoded()));
+    std::fs::write(&cut, &layer[..10]).unwrap();
+
+    assert_eq!(pulled(&registry, &repository, &digest).await, layer);
+}

@@ -53,7 +53,7 @@ impl PgMetaStore {
 
     /// Renews the claim each time the retire has moved bytes since the last renewal,
     /// looking every `lease / 16`; returns once the claim is no longer kept: taken over,
-    /// or not renewed for `lease / 4`.
+    /// or not renewed for `lease / 4` (a renewal still waiting then is given up on).
     async fn keep_claim(
         &self,
         digest: &Digest,
@@ -70,12 +70,16 @@ impl PgMetaStore {
             let now_moved = moved.load(Ordering::Relaxed);
             if now_moved > renewed_moved {
                 let asked = Instant::now();
-                match self.renew_sweep(digest, token, lease).await {
-                    Ok(true) => (renewed_at, renewed_moved) = (asked, now_moved),
-                    Ok(false) => return Retired::TakenOver,
-                    Err(e) => {
+                // A renewal that waits (the row locked, a database out of reach) waits
+                // only as long as the budget lasts: the retire goes on meanwhile.
+                let renewal = self.renew_sweep(digest, token, lease);
+                match tokio::time::timeout_at(renewed_at + budget, renewal).await {
+                    Ok(Ok(true)) => (renewed_at, renewed_moved) = (asked, now_moved),
+                    Ok(Ok(false)) => return Retired::TakenOver,
+                    Ok(Err(e)) => {
                         tracing::warn!(%digest, error = %e, "could not renew a sweep's claim")
                     }
+                    Err(_) => tracing::warn!(%digest, "a sweep's claim renewal did not answer"),
                 }
             }
             if renewed_at.elapsed() >= budget {

@@ -98,22 +98,27 @@ impl Registry {
     }
 
     /// Opens a live blob's bytes, or a range of them; when they are missing (a retire
-    /// that landed after the blob was pushed again), puts a retired copy back first.
-    /// `None` when they are gone with no copy left.
+    /// that landed after the blob was pushed again), puts a retired copy of the blob's
+    /// recorded `size` back first (a copy of another size, cut short, is not the blob).
+    /// `None` when they are gone with no such copy left.
     pub(crate) async fn read_live(
         &self,
         digest: &Digest,
+        size: u64,
         range: Option<ByteRange>,
     ) -> Result<Option<BlobRead>, BlobError> {
         if let Some(read) = found(self.blobs.read(digest, range).await)? {
             return Ok(Some(read));
         }
-        let copies = self.blobs.retired_copies(digest).await?;
-        if copies.is_empty() {
+        let tokens: Vec<String> = (self.blobs.retired_copies(digest).await?)
+            .into_iter()
+            .filter(|c| c.size == size)
+            .map(|c| c.token)
+            .collect();
+        if tokens.is_empty() {
             return Ok(None);
         }
-        self.restore_from(digest, copies.into_iter().map(|c| c.token).collect())
-            .await?;
+        self.restore_from(digest, tokens).await?;
         found(self.blobs.read(digest, range).await)
     }
 

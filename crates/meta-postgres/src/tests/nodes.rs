@@ -1024,6 +1024,45 @@ async fn a_retire_that_keeps_moving_bytes_keeps_its_claim_past_the_lease() {
     assert_eq!((bytes.is_published(&d), bytes.retired()), (false, 0));
 }
 
+/// A retire that goes on moving bytes while its claim's renewal waits (the row locked
+/// by another transaction, a database out of reach) is given up on a quarter of the
+/// lease after the claim's last renewal, as one that moves nothing is: it never runs on
+/// towards the claim's deadline, past which another node may take the blob over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retire_whose_renewal_hangs_is_given_up_on_within_its_budget() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let d = marked(&a, "hung/renewal", "hung renewal").await;
+    let bytes = MemoryBytes::default();
+    bytes.publish(&d);
+    let lease = Duration::from_millis(1600);
+    let streaming = Stalled::streaming(&bytes, 4 * lease);
+    let started = std::time::Instant::now();
+    let long = async {
+        let swept = a.sweep_blob(&d, lease, &streaming).await;
+        (swept, started.elapsed())
+    };
+    let hold_row = async {
+        tokio::time::sleep(lease / 4).await;
+        let mut held = b.pool.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM blobs WHERE digest = $1 FOR UPDATE")
+            .bind(d.as_str())
+            .execute(&mut *held)
+            .await
+            .unwrap();
+        tokio::time::sleep(3 * lease).await;
+        held.rollback().await.unwrap();
+    };
+    let ((swept, took), ()) = tokio::join!(long, hold_row);
+    assert!(swept.is_err(), "the retire was given up on: {swept:?}");
+    assert!(
+        took < lease,
+        "the retire ran {took:?} on a claim last renewed before {:?}",
+        lease / 4
+    );
+}
+
 /// A long retire whose blob a completion revives meanwhile is stopped at its next
 /// renewal, rather than streamed to its end, and what it moved goes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
