@@ -100,7 +100,10 @@ impl Registry {
                 true => Vec::new(),
                 false => self.meta.live_blobs(&suspects).await?,
             };
-            for blob in page.iter().filter(|b| live.contains(&b.digest)) {
+            for blob in page
+                .iter()
+                .filter(|b| live.iter().any(|l| l.digest == b.digest))
+            {
                 if let Some(problem) = self.size_problem(blob).await? {
                     found.push(CorruptBlob {
                         digest: blob.digest.clone(),

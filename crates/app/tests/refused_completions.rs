@@ -81,7 +81,7 @@ async fn marked_layer(
 async fn assert_still_marked(meta: &SqliteMetaStore, repository: &RepositoryName, layer: &Digest) {
     assert_eq!(
         meta.live_blobs(std::slice::from_ref(layer)).await.unwrap(),
-        Vec::<Digest>::new(),
+        [],
         "the marked blob stays marked"
     );
     assert_eq!(meta.linked_blob(repository, layer).await.unwrap(), None);

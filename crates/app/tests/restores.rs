@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use berth_app::{BlobReply, Registry, RegistryConfig, SystemClock, UploadBody};
+use berth_app::{BlobReply, CollectionOptions, Registry, RegistryConfig, SystemClock, UploadBody};
 use berth_blob::{
     AppendOutcome, BlobError, BlobRead, BlobStore, BodyLength, ByteStream, Committed, FsBlobStore,
     Moved, RetiredBlob, StoredBlob,
@@ -251,12 +251,18 @@ async fn a_read_given_up_on_leaves_its_restore_running() {
     assert_eq!(blobs.size(&digest).await.unwrap(), Some(layer.len() as u64));
 }
 
-/// A read that finds a live blob's bytes missing puts back a retired copy only if it
-/// has the blob's size: a copy cut short (a failing disk, or a copy that came out of
-/// another size and whose delete failed) is passed over for a whole one, never served
-/// as the blob.
-#[tokio::test]
-async fn a_read_restores_no_retired_copy_of_another_size() {
+/// A live blob whose bytes are missing, with two retired copies: a whole one, and one
+/// cut short (a failing disk, or a copy that came out of another size and whose delete
+/// failed) under a token listed before it. Returns the registry, its blob store, the
+/// blob's repository, bytes and digest, and the directory holding them.
+async fn live_blob_with_a_cut_copy() -> (
+    tempfile::TempDir,
+    Arc<Registry>,
+    Arc<FsBlobStore>,
+    RepositoryName,
+    Bytes,
+    Digest,
+) {
     let dir = tempfile::tempdir().unwrap();
     let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
     let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
@@ -283,13 +289,36 @@ async fn a_read_restores_no_retired_copy_of_another_size() {
         .await
         .unwrap();
     blobs.retire(&digest, "whole2", &|_| {}).await.unwrap();
-    // A copy cut short, under a token listed before the whole one.
     let shard = dir
         .path()
         .join("storage/retired/sha256")
         .join(&digest.encoded()[..2]);
     let cut = shard.join(format!("{}.cut1", digest.encoded()));
     std::fs::write(&cut, &layer[..10]).unwrap();
+    (dir, registry, blobs, repository, layer, digest)
+}
 
+/// A read that finds a live blob's bytes missing puts back a retired copy only if it
+/// has the blob's size: a copy cut short is passed over for a whole one, never served
+/// as the blob.
+#[tokio::test]
+async fn a_read_restores_no_retired_copy_of_another_size() {
+    let (_dir, registry, _, repository, layer, digest) = live_blob_with_a_cut_copy().await;
     assert_eq!(pulled(&registry, &repository, &digest).await, layer);
+}
+
+/// A collection's recovery of retired copies puts back, for a live blob whose bytes are
+/// missing, only a copy of the blob's recorded size: the cut copy listed first is
+/// passed over, and the whole one goes back.
+#[tokio::test]
+async fn a_collection_restores_no_retired_copy_of_another_size() {
+    let (_dir, registry, blobs, _, layer, digest) = live_blob_with_a_cut_copy().await;
+    let options = CollectionOptions {
+        dry_run: false,
+        grace: Duration::from_secs(3600),
+        workers: 1,
+        delete_untagged: false,
+    };
+    registry.collect_garbage(options).await.unwrap();
+    assert_eq!(blobs.size(&digest).await.unwrap(), Some(layer.len() as u64));
 }

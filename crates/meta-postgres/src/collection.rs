@@ -361,9 +361,24 @@ impl CollectionStore for PgMetaStore {
             .collect())
     }
 
-    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        let present = "EXISTS (SELECT 1 FROM blobs b WHERE b.digest = d AND b.status = 'present')";
-        self.digests_where(present, digests).await
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<RecordedBlob>, MetaError> {
+        let texts: Vec<&str> = digests.iter().map(Digest::as_str).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT digest, size FROM blobs WHERE digest = ANY($1) AND status = 'present'
+             ORDER BY digest",
+        )
+        .bind(&texts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter()
+            .map(|(digest, size)| {
+                Ok(RecordedBlob {
+                    digest: parse_digest(&digest)?,
+                    size: size as u64,
+                })
+            })
+            .collect()
     }
 
     async fn sweep_blob(

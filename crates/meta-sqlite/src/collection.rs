@@ -326,12 +326,26 @@ fn sweep_token(c: &Connection, digest: &str) -> rusqlite::Result<Option<String>>
     .optional()
 }
 
-/// Whether `digest`'s row is recorded and not marked for deletion.
-fn live(c: &Connection, digest: &str) -> rusqlite::Result<bool> {
-    c.prepare_cached("SELECT 1 FROM blobs WHERE digest = ?1 AND status = 'present'")?
-        .query_row(params![digest], |_| Ok(()))
-        .optional()
-        .map(|found| found.is_some())
+/// Those of `digests` recorded and not marked for deletion, with their recorded sizes,
+/// in digest order.
+fn live(c: &Connection, digests: &[Digest]) -> rusqlite::Result<Vec<RecordedBlob>> {
+    let mut size =
+        c.prepare_cached("SELECT size FROM blobs WHERE digest = ?1 AND status = 'present'")?;
+    let mut found = Vec::new();
+    for digest in digests {
+        if let Some(size) = size
+            .query_row(params![digest.as_str()], |r| r.get::<_, i64>(0))
+            .optional()?
+        {
+            found.push(RecordedBlob {
+                digest: digest.clone(),
+                size: size as u64,
+            });
+        }
+    }
+    found.sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+    found.dedup();
+    Ok(found)
 }
 
 #[async_trait]
@@ -463,8 +477,8 @@ impl CollectionStore for SqliteMetaStore {
         })
     }
 
-    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
-        self.readers.with(|c| digests_where(c, digests, live))
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<RecordedBlob>, MetaError> {
+        self.readers.with(|c| live(c, digests))
     }
 
     async fn sweep_blob(

@@ -271,9 +271,9 @@ pub trait CollectionStore: Send + Sync {
     /// hold), in digest order after `after`, up to `limit`.
     async fn present_blobs(&self, after: &str, limit: u32) -> Result<Vec<RecordedBlob>, MetaError>;
 
-    /// Those of `digests` whose row is not marked for deletion: blobs whose bytes a
-    /// request may serve. Changes nothing.
-    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError>;
+    /// Those of `digests` whose row is not marked for deletion, with their recorded
+    /// sizes, in digest order: blobs whose bytes a request may serve. Changes nothing.
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<RecordedBlob>, MetaError>;
 
     /// Deletes a marked blob: claims it against every other sweep for `lease`, which
     /// yields a token; retires its bytes under the token ([`SweepBytes::retire`]);

@@ -10,9 +10,9 @@ use berth_meta::{
     AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion, ImmutableRule,
     ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob, MetaError,
     MetaStore, Moved, NewManifest, PinnedUpload, ProjectRules, PullRecord, PutManifestError,
-    ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest, SweepBytes,
-    SweepError, SweepFailed, TagGuard, TagPage, UnlinkBatch, UntaggedManifest, UploadAdvance,
-    UploadLease, UploadPin, UploadSession, UploadStore, Visibility,
+    RecordedBlob, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest,
+    SweepBytes, SweepError, SweepFailed, TagGuard, TagPage, UnlinkBatch, UntaggedManifest,
+    UploadAdvance, UploadLease, UploadPin, UploadSession, UploadStore, Visibility,
 };
 use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
 use berth_meta::{
@@ -557,7 +557,7 @@ impl CollectionStore for FaultyMeta {
         Ok(page)
     }
 
-    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<Digest>, MetaError> {
+    async fn live_blobs(&self, digests: &[Digest]) -> Result<Vec<RecordedBlob>, MetaError> {
         self.inner.live_blobs(digests).await
     }
 

@@ -55,9 +55,10 @@ impl SweepBytes for StoreBytes<'_> {
 impl Registry {
     /// Settles the retired copies that sweeps left (cut between their retire and their
     /// discard or restore, or a retire given up on that landed later), and those that
-    /// restores keep: a copy of a blob whose row is live is kept, and goes back if the
-    /// blob's bytes are missing, for a request may need them; a copy retired before
-    /// `before` of a blob with no row, or a marked one, is discarded. A younger copy may
+    /// restores keep: a copy of a blob whose row is live, of the blob's recorded size, is
+    /// kept, and goes back if the blob's bytes are missing, for a request may need them;
+    /// a copy retired before `before` of a blob with no row, of a marked one, or of
+    /// another size than the live blob's (cut short) is discarded. A younger copy may
     /// belong to a sweep still under way, and is left to it.
     pub(super) async fn recover_retired(&self, before: i64) -> Result<(), RegistryError> {
         let mut after = None;
@@ -69,7 +70,8 @@ impl Registry {
             digests.dedup();
             let live = self.meta.live_blobs(&digests).await?;
             for copy in &page {
-                self.settle_copy(copy, live.contains(&copy.digest), before)
+                let recorded = live.iter().find(|b| b.digest == copy.digest);
+                self.settle_copy(copy, recorded.map(|b| b.size), before)
                     .await;
             }
             if page.len() < RETIRED_PAGE {
@@ -79,10 +81,13 @@ impl Registry {
         }
     }
 
-    /// Settles one retired copy (see [`Self::recover_retired`]). A copy that cannot be
-    /// settled holds up no collection: it is logged, and tried again by the next one.
-    async fn settle_copy(&self, copy: &RetiredBlob, live: bool, before: i64) {
-        let outcome = if live {
+    /// Settles one retired copy (see [`Self::recover_retired`]), given the recorded size
+    /// of its blob if the blob is live. Only a copy of that size goes back: one of
+    /// another size (cut short) is not the blob, and is discarded like a dead blob's.
+    /// A copy that cannot be settled holds up no collection: it is logged, and tried
+    /// again by the next one.
+    async fn settle_copy(&self, copy: &RetiredBlob, live_size: Option<u64>, before: i64) {
+        let outcome = if live_size == Some(copy.size) {
             self.restore_from(&copy.digest, vec![copy.token.clone()])
                 .await
                 .map(drop)

@@ -12,8 +12,8 @@ use berth_oci::Digest;
 use super::support::{advance, digest, manifest, pin, repo, upload_session};
 use super::sweep_bytes::{BoxedRetire, MemoryBytes, NoBytes, RetireWith};
 use crate::{
-    MarkedBlob, MetaStore, PinOutcome, SessionLimits, SweepError, SweepFailed, UploadPin,
-    UploadSession,
+    MarkedBlob, MetaStore, PinOutcome, RecordedBlob, SessionLimits, SweepError, SweepFailed,
+    UploadPin, UploadSession,
 };
 
 /// How long the sweeps of these checks hold a blob.
@@ -345,8 +345,11 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(7));
     assert_eq!(
         store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
-        vec![blob.clone()],
-        "linked again, the blob is live"
+        vec![RecordedBlob {
+            digest: blob.clone(),
+            size: 7
+        }],
+        "linked again, the blob is live, with its recorded size"
     );
     let present = store.present_blobs("", 10_000).await.unwrap();
     assert!(present.iter().any(|p| p.digest == blob && p.size == 7));
@@ -534,7 +537,10 @@ async fn a_pin_revives_a_marked_blob(store: &dyn MetaStore) {
     let swept = store.sweep_blob(&blob, LEASE, &pinned_during_retire).await;
     assert!(!swept.unwrap(), "the revived row stays");
     assert_eq!(
-        store.live_blobs(std::slice::from_ref(&blob)).await.unwrap(),
+        (store.live_blobs(std::slice::from_ref(&blob)).await.unwrap())
+            .into_iter()
+            .map(|b| b.digest)
+            .collect::<Vec<_>>(),
         vec![blob.clone()]
     );
     let listed = store.marked_blobs("", 10_000).await.unwrap();
