@@ -26,6 +26,18 @@ struct SlowRestores {
     put_back: AtomicUsize,
 }
 
+impl SlowRestores {
+    /// The filesystem store in `dir`, with no restore counted yet.
+    fn over(dir: &std::path::Path) -> Self {
+        SlowRestores {
+            inner: FsBlobStore::open(dir.join("storage")).unwrap(),
+            running: AtomicUsize::new(0),
+            most_at_once: AtomicUsize::new(0),
+            put_back: AtomicUsize::new(0),
+        }
+    }
+}
+
 #[async_trait]
 impl BlobStore for SlowRestores {
     async fn read(&self, digest: &Digest, range: Option<ByteRange>) -> Result<BlobRead, BlobError> {
@@ -137,6 +149,43 @@ impl BlobStore for SlowRestores {
     }
 }
 
+/// A registry on SQLite in `dir` over `blobs`.
+fn registry_over(dir: &std::path::Path, blobs: Arc<dyn BlobStore>) -> Arc<Registry> {
+    let meta = Arc::new(SqliteMetaStore::open(dir.join("berth.db")).unwrap());
+    Arc::new(Registry::new(
+        meta,
+        blobs,
+        Arc::new(SystemClock),
+        RegistryConfig::default(),
+    ))
+}
+
+/// Pushes `layer` into `repository` in one request; returns the repository, the bytes
+/// and their digest.
+async fn pushed(
+    registry: &Arc<Registry>,
+    repository: &str,
+    layer: &'static str,
+) -> (RepositoryName, Bytes, Digest) {
+    let repository = RepositoryName::parse(repository).unwrap();
+    let layer = Bytes::from_static(layer.as_bytes());
+    let session = registry
+        .start_upload(&repository, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let body = UploadBody {
+        content_length: Some(layer.len() as u64),
+        stream: Box::pin(futures_util::stream::iter([Ok(layer.clone())])),
+        content_range: None,
+        client: None,
+    };
+    let digest = Digest::compute(Algorithm::Sha256, &layer);
+    (registry.complete_upload(&repository, &session.id, Some(digest.as_str()), body))
+        .await
+        .unwrap();
+    (repository, layer, digest)
+}
+
 /// The bytes a read of `digest` in `repository` sends.
 async fn pulled(registry: &Registry, repository: &RepositoryName, digest: &Digest) -> Vec<u8> {
     let reply = registry.read_blob(repository, digest, None).await.unwrap();
@@ -152,35 +201,10 @@ async fn pulled(registry: &Registry, repository: &RepositoryName, digest: &Diges
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_that_find_a_blob_missing_wait_for_one_restore() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
-    let blobs = Arc::new(SlowRestores {
-        inner: FsBlobStore::open(dir.path().join("storage")).unwrap(),
-        running: AtomicUsize::new(0),
-        most_at_once: AtomicUsize::new(0),
-        put_back: AtomicUsize::new(0),
-    });
-    let registry = Arc::new(Registry::new(
-        meta,
-        blobs.clone(),
-        Arc::new(SystemClock),
-        RegistryConfig::default(),
-    ));
-    let repository = RepositoryName::parse("restored/app").unwrap();
-    let layer = Bytes::from_static(b"a layer whose bytes a late retire moved aside");
-    let session = registry
-        .start_upload(&repository, Algorithm::Sha256)
-        .await
-        .unwrap();
-    let body = UploadBody {
-        content_length: Some(layer.len() as u64),
-        stream: Box::pin(futures_util::stream::iter([Ok(layer.clone())])),
-        content_range: None,
-        client: None,
-    };
-    let digest = Digest::compute(Algorithm::Sha256, &layer);
-    (registry.complete_upload(&repository, &session.id, Some(digest.as_str()), body))
-        .await
-        .unwrap();
+    let blobs = Arc::new(SlowRestores::over(dir.path()));
+    let registry = registry_over(dir.path(), blobs.clone());
+    let layer = "a layer whose bytes a late retire moved aside";
+    let (repository, layer, digest) = pushed(&registry, "restored/app", layer).await;
     blobs.retire(&digest, "late1", &|_| {}).await.unwrap();
 
     let reads = (0..4).map(|_| {
@@ -208,35 +232,10 @@ async fn reads_that_find_a_blob_missing_wait_for_one_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_given_up_on_leaves_its_restore_running() {
     let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
-    let blobs = Arc::new(SlowRestores {
-        inner: FsBlobStore::open(dir.path().join("storage")).unwrap(),
-        running: AtomicUsize::new(0),
-        most_at_once: AtomicUsize::new(0),
-        put_back: AtomicUsize::new(0),
-    });
-    let registry = Arc::new(Registry::new(
-        meta,
-        blobs.clone(),
-        Arc::new(SystemClock),
-        RegistryConfig::default(),
-    ));
-    let repository = RepositoryName::parse("restored/dropped").unwrap();
-    let layer = Bytes::from_static(b"a layer whose first reader went away mid-restore");
-    let session = registry
-        .start_upload(&repository, Algorithm::Sha256)
-        .await
-        .unwrap();
-    let body = UploadBody {
-        content_length: Some(layer.len() as u64),
-        stream: Box::pin(futures_util::stream::iter([Ok(layer.clone())])),
-        content_range: None,
-        client: None,
-    };
-    let digest = Digest::compute(Algorithm::Sha256, &layer);
-    (registry.complete_upload(&repository, &session.id, Some(digest.as_str()), body))
-        .await
-        .unwrap();
+    let blobs = Arc::new(SlowRestores::over(dir.path()));
+    let registry = registry_over(dir.path(), blobs.clone());
+    let layer = "a layer whose first reader went away mid-restore";
+    let (repository, layer, digest) = pushed(&registry, "restored/dropped", layer).await;
     blobs.retire(&digest, "late1", &|_| {}).await.unwrap();
 
     let read = registry.read_blob(&repository, &digest, None);
@@ -264,30 +263,10 @@ async fn live_blob_with_a_cut_copy() -> (
     Digest,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
     let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
-    let registry = Arc::new(Registry::new(
-        meta,
-        blobs.clone(),
-        Arc::new(SystemClock),
-        RegistryConfig::default(),
-    ));
-    let repository = RepositoryName::parse("restored/sized").unwrap();
-    let layer = Bytes::from_static(b"a layer with one whole retired copy and one cut short");
-    let session = registry
-        .start_upload(&repository, Algorithm::Sha256)
-        .await
-        .unwrap();
-    let body = UploadBody {
-        content_length: Some(layer.len() as u64),
-        stream: Box::pin(futures_util::stream::iter([Ok(layer.clone())])),
-        content_range: None,
-        client: None,
-    };
-    let digest = Digest::compute(Algorithm::Sha256, &layer);
-    (registry.complete_upload(&repository, &session.id, Some(digest.as_str()), body))
-        .await
-        .unwrap();
+    let registry = registry_over(dir.path(), blobs.clone());
+    let layer = "a layer with one whole retired copy and one cut short";
+    let (repository, layer, digest) = pushed(&registry, "restored/sized", layer).await;
     blobs.retire(&digest, "whole2", &|_| {}).await.unwrap();
     let shard = dir
         .path()
