@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_oci::{Digest, RepositoryName, UploadId};
 
-use crate::{BlobQuota, MetaError, UploadAdvance};
+use crate::{BlobQuota, MetaError, UploadAdvance, UploadSession};
 
 /// What [`CollectionStore::pin_upload_digest`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub enum PinOutcome {
     /// pin's append), which none of its manifests holds yet: nothing was changed, so a
     /// refused completion revives no blob.
     OverQuota,
+    /// The id already has a session ([`CollectionStore::pin_new_upload`] only): nothing
+    /// was changed.
+    Taken,
 }
 
 /// A completing upload's pin on its digest ([`CollectionStore::pin_upload_digest`]).
@@ -42,6 +45,22 @@ pub struct UploadPin {
     /// Bytes the completing request appended and has not recorded: the session moves
     /// over them as it is pinned, as [`crate::UploadStore::advance_upload`] would.
     pub append: Option<UploadAdvance>,
+}
+
+/// A session recorded as it completes ([`CollectionStore::pin_new_upload`]): its whole
+/// bytes were written and hashed by the completing request, before it had a record.
+#[derive(Debug, Clone)]
+pub struct NewUploadPin {
+    /// The session as it is recorded: its offset is the blob's size, its hash state
+    /// that of every byte.
+    pub session: UploadSession,
+    /// The digest the session is about to publish.
+    pub digest: Digest,
+    /// The claim the session is recorded with, as [`crate::UploadStore::lease_upload`]
+    /// grants it: its holder…
+    pub holder: i64,
+    /// … and until when it holds.
+    pub until: i64,
 }
 
 /// What [`CollectionStore::pin_upload_digest`] did, and where the quota of the
@@ -175,6 +194,13 @@ pub trait CollectionStore: Send + Sync {
     /// one round trip here; a blob the quota refuses is neither pinned nor revived
     /// ([`PinOutcome::OverQuota`]).
     async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError>;
+
+    /// Records a new session already pinned on `pin.digest` and claimed by `pin.holder`,
+    /// as [`CollectionStore::pin_upload_digest`] pins an existing one (quota and revival
+    /// alike), in one step: unless the id already has a session
+    /// ([`PinOutcome::Taken`]) or was ended ([`PinOutcome::NoSession`]). The open-session
+    /// limits do not apply: the session lives only as long as the request completing it.
+    async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError>;
 
     /// Removes the blob links that no manifest of their repository references, set
     /// before `before`, in up to `limit` repositories with ids after `after`, in id

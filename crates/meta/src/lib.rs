@@ -34,8 +34,8 @@ pub use artifacts::{
 };
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
-    CollectionStore, MarkedBlob, Moved, PinOutcome, PinnedUpload, RecordedBlob, SweepBytes,
-    SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
+    CollectionStore, MarkedBlob, Moved, NewUploadPin, PinOutcome, PinnedUpload, RecordedBlob,
+    SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
 };
 pub use immutable::{
     GuardFailure, ImmutableRule, ImmutableRuleError, ImmutableRuleStore, ProjectRules, TagGuard,

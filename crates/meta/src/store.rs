@@ -83,6 +83,9 @@ pub enum CreateUploadError {
         /// Sessions open in the repository.
         open: u64,
     },
+    /// The id already has a session, or was ended: nothing was recorded.
+    #[error("the upload id is taken")]
+    Taken,
     /// The backend failed.
     #[error(transparent)]
     Meta(#[from] MetaError),
@@ -209,8 +212,10 @@ pub trait BlobLinkStore: Send + Sync {
 #[async_trait]
 pub trait UploadStore: Send + Sync {
     /// Records a new session unless the registry or its repository already has as many
-    /// open sessions as `limits` allow; the count and the insert are one atomic step, so
-    /// concurrent creations never open more than the limits. Like
+    /// open sessions as `limits` allow, or its id is taken (it has a session, or was
+    /// ended: [`CreateUploadError::Taken`]); the checks and the insert are one atomic
+    /// step, so concurrent creations never open more than the limits nor one id twice.
+    /// Like
     /// [`UploadStore::advance_upload`], this survives a crash of the process but need not
     /// survive a power loss: a client whose session was lost gets `BLOB_UPLOAD_UNKNOWN`
     /// and starts again; no acknowledged push depends on it.
@@ -274,7 +279,8 @@ pub trait UploadStore: Send + Sync {
     ) -> Result<bool, MetaError>;
     /// Finishes a session whose bytes were committed as `digest`: links the blob to the
     /// repository (a link made again is set to `now`, as [`BlobLinkStore::link_blob`]
-    /// does) and ends the session, in one durable transaction.
+    /// does) and ends the session, recording its id as ended at `now` (as
+    /// [`UploadStore::delete_upload`] does), in one durable transaction.
     async fn complete_upload(
         &self,
         id: &UploadId,
@@ -283,8 +289,16 @@ pub trait UploadStore: Send + Sync {
         size: u64,
         now: i64,
     ) -> Result<(), MetaError>;
-    /// Ends a session; returns whether it existed.
-    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError>;
+    /// Ends session `id`: removes its record, if any, and records the id as ended at
+    /// `now`, so that it is never opened again (an upload URL may name a session that
+    /// has no record yet: see `docs/design/uploads.md`). Returns whether the id was open:
+    /// it had a session, or it had none and was not ended yet.
+    async fn delete_upload(&self, id: &UploadId, now: i64) -> Result<bool, MetaError>;
+    /// Whether the id was ended (and not yet forgotten by
+    /// [`UploadStore::purge_ended_uploads`]).
+    async fn upload_ended(&self, id: &UploadId) -> Result<bool, MetaError>;
+    /// Forgets the ids ended before `before`; returns how many.
+    async fn purge_ended_uploads(&self, before: i64) -> Result<u64, MetaError>;
     /// Sessions not written to since `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError>;
 }
