@@ -15,11 +15,28 @@ fn expect_too_many(r: &TestResponse, ctx: &str) {
     assert_eq!(r.header("retry-after"), "1", "{ctx}: Retry-After");
 }
 
-async fn post_upload(reg: &TestRegistry, repo: &str) -> TestResponse {
-    reg.send_empty(Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
-        .await
+/// Opens a session in `repo` and sends it its first (empty) chunk, which records it:
+/// the answer to that chunk.
+async fn open_session(reg: &TestRegistry, repo: &str) -> TestResponse {
+    let location = start_upload(reg, repo).await;
+    reg.send(
+        Method::PATCH,
+        &location,
+        &[("content-length", "0")],
+        Body::empty(),
+    )
+    .await
 }
 
+/// Opens and records a session in `repo`; its URL.
+async fn open_recorded(reg: &TestRegistry, repo: &str) -> String {
+    let r = open_session(reg, repo).await;
+    expect_status(&r, 202, "first chunk");
+    r.header("location").to_owned()
+}
+
+/// Sessions count against the limits once recorded, by their first request: a `POST`
+/// alone records nothing.
 #[tokio::test]
 async fn open_sessions_are_limited_per_repository_and_in_all() {
     let reg = TestRegistry::with_config(RegistryConfig {
@@ -29,12 +46,16 @@ async fn open_sessions_are_limited_per_repository_and_in_all() {
     });
     let mut first = Vec::new();
     for _ in 0..3 {
-        first.push(start_upload(&reg, "p/a").await);
+        first.push(open_recorded(&reg, "p/a").await);
     }
-    expect_too_many(&post_upload(&reg, "p/a").await, "fourth session in p/a");
-    start_upload(&reg, "p/b").await;
-    start_upload(&reg, "p/b").await;
-    expect_too_many(&post_upload(&reg, "p/c").await, "sixth session in all");
+    expect_too_many(&open_session(&reg, "p/a").await, "fourth session in p/a");
+    open_recorded(&reg, "p/b").await;
+    open_recorded(&reg, "p/b").await;
+    expect_too_many(&open_session(&reg, "p/c").await, "sixth session in all");
+    // Opening more is free: only recording them is refused.
+    for _ in 0..10 {
+        start_upload(&reg, "p/c").await;
+    }
     // Finishing a session makes room again.
     let d = sha256(b"done");
     expect_status(
@@ -43,18 +64,25 @@ async fn open_sessions_are_limited_per_repository_and_in_all() {
         "finish",
     );
     expect_status(
-        &post_upload(&reg, "p/c").await,
+        &open_session(&reg, "p/c").await,
         202,
         "room after a completion",
     );
-    // A monolithic push opens no session, so it is not refused.
+    // A blob sent whole completes its session in its request, so it is not refused.
     reg.push_blob("p/a", b"whole").await;
+    let location = start_upload(&reg, "p/a").await;
+    let d = sha256(b"also whole");
+    expect_status(
+        &put_upload(&reg, &location, d.as_str(), None, b"also whole").await,
+        201,
+        "POST and PUT of a whole blob past the limit",
+    );
 }
 
-/// Concurrent POSTs never open more sessions than allowed, in all or in one repository,
-/// and the refused ones leave no upload bytes behind.
+/// Concurrent first chunks never record more sessions than allowed, in all or in one
+/// repository, and the refused ones leave no upload bytes behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_posts_never_open_more_sessions_than_allowed() {
+async fn concurrent_sessions_never_open_more_than_allowed() {
     let reg = Arc::new(TestRegistry::with_config(RegistryConfig {
         max_upload_sessions: 6,
         max_upload_sessions_per_repository: 4,
@@ -64,7 +92,7 @@ async fn concurrent_posts_never_open_more_sessions_than_allowed() {
         .map(|i| {
             let reg = reg.clone();
             let repo = if i % 2 == 0 { "p/even" } else { "p/odd" };
-            tokio::spawn(async move { (repo, post_upload(&reg, repo).await) })
+            tokio::spawn(async move { (repo, open_session(&reg, repo).await) })
         })
         .collect();
     let (mut even, mut odd) = (0, 0);
@@ -77,7 +105,7 @@ async fn concurrent_posts_never_open_more_sessions_than_allowed() {
                 &mut odd
             } += 1;
         } else {
-            expect_too_many(&r, "a POST past a limit");
+            expect_too_many(&r, "a session past a limit");
         }
     }
     assert!(

@@ -120,6 +120,9 @@ impl From<CreateUploadError> for RegistryError {
             | CreateUploadError::TooManyInRepository { .. }) => {
                 RegistryError::TooManyRequests(e.to_string())
             }
+            // A new session's id is random: only a request on an ended one's URL finds
+            // it taken.
+            CreateUploadError::Taken => RegistryError::BlobUploadUnknown,
             CreateUploadError::Meta(e) => e.into(),
         }
     }

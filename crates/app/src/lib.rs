@@ -16,6 +16,7 @@ mod locks;
 pub mod manage;
 mod manifest_buffers;
 mod metered_body;
+mod opened_uploads;
 mod pulls;
 mod quotas;
 mod registry;
@@ -36,6 +37,7 @@ pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use integrity::{CorruptBlob, IntegrityReport};
 pub use manifest_buffers::HeldManifest;
+pub use opened_uploads::UploadState;
 pub use registry::{
     BlobContent, BlobReply, BodyRoom, MountOutcome, PushedManifest, ReferrersPage, Registry,
     RegistryConfig, TagList,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use berth_blob::{BlobRead, BlobStore};
 use berth_meta::{
     Deletion, MetaStore, NewManifest, PullRecord, ReferrerLimit, StoredManifest, TagPage,
-    UploadSession, Visibility,
+    Visibility,
 };
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
@@ -23,6 +23,7 @@ use crate::identity::Actor;
 use crate::immutability::Protections;
 use crate::locks::{DigestLocks, SessionLocks};
 use crate::manifest_buffers::{HeldManifest, ManifestBuffers, SHARED_FROM};
+use crate::opened_uploads::UploadState;
 use crate::pulls::PendingPulls;
 use crate::upload_limits::{BodySlot, UploadLimits};
 
@@ -164,7 +165,7 @@ pub enum MountOutcome {
     /// The blob is now linked (`201`).
     Mounted,
     /// It could not be mounted; an upload session was opened instead (`202`).
-    Started(UploadSession),
+    Started(UploadState),
 }
 
 /// A committed manifest push.

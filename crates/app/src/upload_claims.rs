@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::error::RegistryError;
 use crate::locks::SessionGuard;
 use crate::registry::Registry;
-use crate::upload_limits::OpenBytesReading;
+use crate::upload_limits::{OpenBytesReading, StoredMark};
 
 /// First pause between two attempts to claim a session another node holds.
 const FIRST_RETRY: Duration = Duration::from_millis(20);
@@ -148,40 +148,23 @@ impl Registry {
     /// One attempt at the store's lease, with the session it grants: `Ok(None)` while
     /// another claim holds it.
     async fn lease(&self, id: &UploadId) -> Result<Option<(Lease, Granted)>, RegistryError> {
-        let holder = rand::random_range(1..i64::MAX);
-        let term = self.config.upload_lease;
-        let (asked_at, asked_at_ms) = (Instant::now(), self.clock.now_ms());
-        let mark = self.limits.stored_mark();
+        let ask = self.ask_lease();
         match self
             .meta
-            .lease_upload(id, holder, asked_at_ms, lease_end(&*self.clock, term))
+            .lease_upload(id, ask.holder, ask.asked_at_ms, ask.until)
             .await?
         {
             UploadLease::Granted(granted) => {
-                let term = Term {
-                    meta: self.meta.clone(),
-                    clock: self.clock.clone(),
-                    id: id.clone(),
-                    holder,
-                    length: term,
-                };
-                let lease = Lease {
-                    renewal: tokio::spawn(renew(term.clone())),
-                    term,
-                    asked_at,
-                    asked_at_ms,
-                    released: false,
-                };
                 let GrantedUpload {
                     session,
                     open_bytes,
                 } = *granted;
                 let open_bytes = OpenBytesReading {
-                    mark,
+                    mark: ask.mark,
                     stored: open_bytes,
                 };
                 Ok(Some((
-                    lease,
+                    self.granted_lease(id, ask),
                     Granted {
                         session,
                         open_bytes,
@@ -192,6 +175,68 @@ impl Registry {
             UploadLease::Missing => Err(RegistryError::BlobUploadUnknown),
         }
     }
+
+    /// A new holder's request for a claim, for the store to grant.
+    pub(crate) fn ask_lease(&self) -> LeaseAsk {
+        let term = self.config.upload_lease;
+        LeaseAsk {
+            holder: rand::random_range(1..i64::MAX),
+            until: lease_end(&*self.clock, term),
+            asked_at: Instant::now(),
+            asked_at_ms: self.clock.now_ms(),
+            mark: self.limits.stored_mark(),
+        }
+    }
+
+    /// The claim `ask` asked for, which the store granted with `session` recorded as it
+    /// stands (a session recorded already claimed, by
+    /// [`berth_meta::CollectionStore::pin_new_upload`]), under this node's lock `local`.
+    pub(crate) fn recorded_claim<'a>(
+        &'a self,
+        local: SessionGuard<'a>,
+        ask: LeaseAsk,
+        session: UploadSession,
+    ) -> SessionClaim<'a> {
+        let open_bytes = OpenBytesReading {
+            mark: ask.mark,
+            stored: 0,
+        };
+        SessionClaim {
+            _local: local,
+            lease: self.granted_lease(&session.id, ask),
+            session,
+            open_bytes,
+        }
+    }
+
+    /// The lease the store granted to `ask` on session `id`, renewed from now on.
+    fn granted_lease(&self, id: &UploadId, ask: LeaseAsk) -> Lease {
+        let term = Term {
+            meta: self.meta.clone(),
+            clock: self.clock.clone(),
+            id: id.clone(),
+            holder: ask.holder,
+            length: self.config.upload_lease,
+        };
+        Lease {
+            renewal: tokio::spawn(renew(term.clone())),
+            term,
+            asked_at: ask.asked_at,
+            asked_at_ms: ask.asked_at_ms,
+            released: false,
+        }
+    }
+}
+
+/// A claim asked for: its holder and term, and when it was asked for.
+pub(crate) struct LeaseAsk {
+    /// The new holder.
+    pub(crate) holder: i64,
+    /// When the claim lapses unless renewed.
+    pub(crate) until: i64,
+    asked_at: Instant,
+    asked_at_ms: i64,
+    mark: StoredMark,
 }
 
 impl SessionClaim<'_> {

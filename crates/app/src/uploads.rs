@@ -5,10 +5,13 @@ use std::sync::Arc;
 
 use berth_blob::{BlobError, BodyLength, ByteStream};
 use berth_meta::{BlobQuota, PinOutcome, SessionLimits, UploadAdvance, UploadPin, UploadSession};
-use berth_oci::{Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId};
+use berth_oci::{
+    Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId, UploadRef,
+};
 
 use crate::error::RegistryError;
 use crate::metered_body::metered;
+use crate::opened_uploads::UploadState;
 use crate::quotas::refuse_over_quota;
 use crate::registry::{MountOutcome, Registry};
 use crate::upload_claims::{ClaimLost, SessionClaim};
@@ -34,24 +37,34 @@ impl UploadBody {
 }
 
 /// What an append wrote.
-struct Appended {
+pub(crate) struct Appended {
     /// The hash state after the appended bytes.
-    hasher: ResumableHasher,
+    pub(crate) hasher: ResumableHasher,
     /// The upload's new length.
-    end: u64,
+    pub(crate) end: u64,
     /// The appended bytes' place in the budget for open uploads.
-    reservation: Reservation,
+    pub(crate) reservation: Reservation,
 }
 
 impl Registry {
-    /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`).
+    /// Opens an upload session (`POST /v2/<name>/blobs/uploads/`). A session hashed
+    /// with SHA-256 is recorded by its first request (see [`crate::opened_uploads`]);
+    /// one hashed otherwise is recorded now, with its algorithm.
     pub async fn start_upload(
         &self,
         repository: &RepositoryName,
         algorithm: Algorithm,
-    ) -> Result<UploadSession, RegistryError> {
-        self.open_session(repository, algorithm, self.limits.sessions())
-            .await
+    ) -> Result<UploadState, RegistryError> {
+        if algorithm == Algorithm::Sha256 {
+            return Ok(self.open_unrecorded(repository));
+        }
+        let session = self
+            .open_session(repository, algorithm, self.limits.sessions())
+            .await?;
+        Ok(UploadState {
+            url: UploadRef::recorded(session.id.clone()),
+            session,
+        })
     }
 
     /// Records a new session, within `limits`, and creates its byte area.
@@ -77,7 +90,7 @@ impl Registry {
         // refused session never touches the blob store.
         self.meta.create_upload(&session, limits).await?;
         if let Err(e) = self.blobs.create_upload(&session.id).await {
-            let _ = self.meta.delete_upload(&session.id).await;
+            let _ = self.meta.delete_upload(&session.id, now).await;
             return Err(e.into());
         }
         Ok(session)
@@ -95,6 +108,12 @@ impl Registry {
                 "Content-Range is not allowed on a monolithic upload".into(),
             ));
         }
+        let opened = self.open_unrecorded(repository);
+        if let Some(opened_at) = self.completes_unrecorded(&opened.url, &body) {
+            return self
+                .complete_unrecorded(repository, &opened.url.id, opened_at, digest, body)
+                .await;
+        }
         // A session, so that its bytes are claimed and never purged while they arrive,
         // on this node or another. The limits on open sessions bound sessions left
         // between requests; this one lives only as long as its request, which holds a
@@ -103,10 +122,12 @@ impl Registry {
             .open_session(repository, digest.algorithm(), SessionLimits::NONE)
             .await?;
         let completed = self
-            .complete_upload(repository, &session.id, Some(digest.as_str()), body)
+            .complete_recorded(repository, &session.id, digest.clone(), body)
             .await;
         if completed.is_err() {
-            let _ = self.cancel_upload(repository, &session.id).await;
+            let _ = self
+                .cancel_upload(repository, &UploadRef::recorded(session.id))
+                .await;
         }
         completed.map(drop)
     }
@@ -155,9 +176,16 @@ impl Registry {
     pub async fn upload_status(
         &self,
         repository: &RepositoryName,
-        id: &UploadId,
-    ) -> Result<UploadSession, RegistryError> {
-        self.session(repository, id).await
+        url: &UploadRef,
+    ) -> Result<UploadState, RegistryError> {
+        match self.meta.upload(&url.id).await? {
+            Some(session) if &session.repository == repository => Ok(UploadState {
+                url: UploadRef::recorded(session.id.clone()),
+                session,
+            }),
+            Some(_) => Err(RegistryError::BlobUploadUnknown),
+            None => self.unrecorded_status(repository, url).await,
+        }
     }
 
     /// Appends a chunk (`PATCH`); returns the session at its new offset.
@@ -168,21 +196,30 @@ impl Registry {
     pub async fn append_chunk(
         self: &Arc<Self>,
         repository: &RepositoryName,
-        id: &UploadId,
+        url: &UploadRef,
         body: UploadBody,
-    ) -> Result<UploadSession, RegistryError> {
-        let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
-        self.detached(async move {
-            let claim = this.claim_session(&id).await?;
-            let result = async {
-                let session = Self::of_repository(&claim, &repository)?;
-                this.append_to_session(session, body, &claim).await
-            }
-            .await;
-            claim.release().await;
-            result
+    ) -> Result<UploadState, RegistryError> {
+        if let Some(opened_at) = self.may_record(url) {
+            self.record_opened(repository, &url.id, opened_at, self.limits.sessions())
+                .await?;
+        }
+        let (this, repository, id) = (self.clone(), repository.clone(), url.id.clone());
+        let session = self
+            .detached(async move {
+                let claim = this.claim_session(&id).await?;
+                let result = async {
+                    let session = Self::of_repository(&claim, &repository)?;
+                    this.append_to_session(session, body, &claim).await
+                }
+                .await;
+                claim.release().await;
+                result
+            })
+            .await?;
+        Ok(UploadState {
+            url: UploadRef::recorded(session.id.clone()),
+            session,
         })
-        .await
     }
 
     /// Finishes an upload (`PUT ?digest=`), with an optional last chunk.
@@ -192,7 +229,7 @@ impl Registry {
     pub async fn complete_upload(
         self: &Arc<Self>,
         repository: &RepositoryName,
-        id: &UploadId,
+        url: &UploadRef,
         digest: Option<&str>,
         body: UploadBody,
     ) -> Result<Digest, RegistryError> {
@@ -203,6 +240,28 @@ impl Registry {
             .and_then(|d| {
                 Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string()))
             })?;
+        if let Some(opened_at) = self.completes_unrecorded(url, &body) {
+            self.complete_unrecorded(repository, &url.id, opened_at, &digest, body)
+                .await?;
+            return Ok(digest);
+        }
+        if let Some(opened_at) = self.may_record(url) {
+            // The session lives on only if this request fails, as after a chunk.
+            self.record_opened(repository, &url.id, opened_at, self.limits.sessions())
+                .await?;
+        }
+        self.complete_recorded(repository, &url.id, digest, body)
+            .await
+    }
+
+    /// Finishes an upload that has a record, with an optional last chunk.
+    async fn complete_recorded(
+        self: &Arc<Self>,
+        repository: &RepositoryName,
+        id: &UploadId,
+        digest: Digest,
+        body: UploadBody,
+    ) -> Result<Digest, RegistryError> {
         let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
         self.detached(async move {
             let claim = this.claim_session(&id).await?;
@@ -225,15 +284,26 @@ impl Registry {
         .await
     }
 
-    /// Abandons an upload (`DELETE` on the upload URL).
+    /// Abandons an upload (`DELETE` on the upload URL). A session the URL opened and
+    /// that has no record ends all the same.
     pub async fn cancel_upload(
         self: &Arc<Self>,
         repository: &RepositoryName,
-        id: &UploadId,
+        url: &UploadRef,
     ) -> Result<(), RegistryError> {
-        let (this, repository, id) = (self.clone(), repository.clone(), id.clone());
+        let unrecorded = self.may_record(url).is_some();
+        let (this, repository, id) = (self.clone(), repository.clone(), url.id.clone());
         self.detached(async move {
-            let claim = this.claim_session(&id).await?;
+            let claim = match this.claim_session(&id).await {
+                Err(RegistryError::BlobUploadUnknown) if unrecorded => {
+                    let now = this.clock.now_ms();
+                    return match this.meta.delete_upload(&id, now).await? {
+                        true => Ok(()),
+                        false => Err(RegistryError::BlobUploadUnknown),
+                    };
+                }
+                claim => claim?,
+            };
             let found = Self::of_repository(&claim, &repository).map(drop);
             if found.is_ok() {
                 this.discard(&id).await;
@@ -252,6 +322,9 @@ impl Registry {
     /// once it is claimed.
     pub async fn purge_stale_uploads(&self) -> Result<usize, RegistryError> {
         let cutoff = self.clock.now_ms() - self.config.upload_max_age.as_millis() as i64;
+        (self.meta)
+            .purge_ended_uploads(self.ended_ids_expire_before())
+            .await?;
         let mut purged = 0;
         for id in self.meta.stale_uploads(cutoff).await? {
             let Some(claim) = self.try_claim_session(&id).await? else {
@@ -283,7 +356,7 @@ impl Registry {
     }
 
     /// Runs `work` in a task of its own, so it completes even if the caller is dropped.
-    async fn detached<T: Send + 'static>(
+    pub(crate) async fn detached<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, RegistryError>> + Send + 'static,
     ) -> Result<T, RegistryError> {
@@ -437,7 +510,9 @@ impl Registry {
             PinOutcome::Revived => {
                 tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
             }
-            PinOutcome::NoSession => return Err(RegistryError::BlobUploadUnknown),
+            PinOutcome::NoSession | PinOutcome::Taken => {
+                return Err(RegistryError::BlobUploadUnknown);
+            }
             PinOutcome::Moved => {
                 return Err(RegistryError::UploadRangeInvalid {
                     offset: pin.append.map_or(session.offset, |a| a.from),
@@ -489,17 +564,6 @@ impl Registry {
                 err
             }
             None => e.into(),
-        }
-    }
-
-    async fn session(
-        &self,
-        repository: &RepositoryName,
-        id: &UploadId,
-    ) -> Result<UploadSession, RegistryError> {
-        match self.meta.upload(id).await? {
-            Some(s) if &s.repository == repository => Ok(s),
-            _ => Err(RegistryError::BlobUploadUnknown),
         }
     }
 
@@ -598,7 +662,7 @@ impl Registry {
     /// Writes `body` at `offset`; returns the hash state and the new end offset, and the
     /// bytes set aside for them in the budget for open uploads, to hold until the new
     /// offset is stored.
-    async fn append(
+    pub(crate) async fn append(
         &self,
         id: &UploadId,
         offset: u64,
@@ -679,7 +743,7 @@ impl Registry {
         })
     }
 
-    fn verify(&self, computed: &Digest, claimed: &Digest) -> Result<(), RegistryError> {
+    pub(crate) fn verify(&self, computed: &Digest, claimed: &Digest) -> Result<(), RegistryError> {
         if computed == claimed {
             Ok(())
         } else {
@@ -689,8 +753,9 @@ impl Registry {
         }
     }
 
-    async fn discard(&self, id: &UploadId) {
-        if let Err(e) = self.meta.delete_upload(id).await {
+    /// Ends session `id` and discards its bytes.
+    pub(crate) async fn discard(&self, id: &UploadId) {
+        if let Err(e) = self.meta.delete_upload(id, self.clock.now_ms()).await {
             tracing::warn!(upload = %id, error = %e, "could not delete upload session");
         }
         if let Err(e) = self.blobs.delete_upload(id).await {
@@ -700,7 +765,7 @@ impl Registry {
 }
 
 /// The refusal of a blob of `size` bytes the store found over its project's quota.
-fn over_quota(quota: Option<BlobQuota>, size: u64) -> RegistryError {
+pub(crate) fn over_quota(quota: Option<BlobQuota>, size: u64) -> RegistryError {
     match refuse_over_quota(quota, size) {
         Err(e) => e,
         Ok(()) => RegistryError::Internal(format!(

@@ -113,12 +113,12 @@ async fn a_completion_over_its_quota_revives_no_marked_blob() {
         if body.content_length == Some(0) {
             // The bytes came by PATCH; the PUT carries none.
             registry
-                .append_chunk(&small, &session.id, whole(LAYER))
+                .append_chunk(&small, &session.url, whole(LAYER))
                 .await
                 .unwrap();
         }
         let refused = registry
-            .complete_upload(&small, &session.id, Some(layer.as_str()), body)
+            .complete_upload(&small, &session.url, Some(layer.as_str()), body)
             .await;
         assert!(
             matches!(refused, Err(RegistryError::QuotaExceeded(_))),
@@ -140,12 +140,12 @@ async fn refuse_other_bytes_as(meta: &SqliteMetaStore, registry: &Arc<Registry>,
             .unwrap();
         if body.content_length == Some(0) {
             registry
-                .append_chunk(&other, &session.id, whole(b"not the layer's bytes"))
+                .append_chunk(&other, &session.url, whole(b"not the layer's bytes"))
                 .await
                 .unwrap();
         }
         let refused = registry
-            .complete_upload(&other, &session.id, Some(layer.as_str()), body)
+            .complete_upload(&other, &session.url, Some(layer.as_str()), body)
             .await;
         assert!(
             matches!(refused, Err(RegistryError::DigestInvalid(_))),
@@ -188,7 +188,7 @@ async fn a_completion_of_bytes_altered_at_rest_revives_no_marked_blob() {
         .await
         .unwrap();
     registry
-        .append_chunk(&other, &session.id, whole(LAYER))
+        .append_chunk(&other, &session.url, whole(LAYER))
         .await
         .unwrap();
     let at_rest = dir.path().join("storage/uploads").join(session.id.as_str());
@@ -196,7 +196,7 @@ async fn a_completion_of_bytes_altered_at_rest_revives_no_marked_blob() {
     drop(registry);
     let (_, restarted) = registry_in(&dir);
     let refused = restarted
-        .complete_upload(&other, &session.id, Some(layer.as_str()), whole(b""))
+        .complete_upload(&other, &session.url, Some(layer.as_str()), whole(b""))
         .await;
     assert!(
         matches!(refused, Err(RegistryError::UploadLost)),

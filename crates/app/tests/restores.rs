@@ -180,7 +180,7 @@ async fn pushed(
         client: None,
     };
     let digest = Digest::compute(Algorithm::Sha256, &layer);
-    (registry.complete_upload(&repository, &session.id, Some(digest.as_str()), body))
+    (registry.complete_upload(&repository, &session.url, Some(digest.as_str()), body))
         .await
         .unwrap();
     (repository, layer, digest)

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use berth_app::{Clock, Registry, RegistryConfig, RegistryError, SystemClock, UploadBody};
+use berth_app::{
+    Clock, Registry, RegistryConfig, RegistryError, SystemClock, UploadBody, UploadState,
+};
 use berth_blob::{ByteStream, FsBlobStore};
 use berth_meta::{BlobLinkStore, UploadLease, UploadSession, UploadStore};
 use berth_meta_sqlite::SqliteMetaStore;
-use berth_oci::{Algorithm, Digest, RepositoryName, UploadId};
+use berth_oci::{Algorithm, Digest, RepositoryName, UploadRef};
+use berth_testkit::open_recorded_upload;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -80,15 +83,15 @@ fn trickled(len: u64) -> (mpsc::Sender<Bytes>, UploadBody) {
 fn append_trickled(
     node: &Arc<Registry>,
     repo: &RepositoryName,
-    id: &UploadId,
+    url: &UploadRef,
     len: u64,
 ) -> (
     mpsc::Sender<Bytes>,
-    tokio::task::JoinHandle<Result<UploadSession, RegistryError>>,
+    tokio::task::JoinHandle<Result<UploadState, RegistryError>>,
 ) {
     let (tx, body) = trickled(len);
-    let (node, repo, id) = (node.clone(), repo.clone(), id.clone());
-    let appending = tokio::spawn(async move { node.append_chunk(&repo, &id, body).await });
+    let (node, repo, url) = (node.clone(), repo.clone(), url.clone());
+    let appending = tokio::spawn(async move { node.append_chunk(&repo, &url, body).await });
     (tx, appending)
 }
 
@@ -97,14 +100,14 @@ async fn appends_reaching_two_nodes_take_turns() {
     let c = cluster(Duration::from_secs(30));
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
-    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    let (tx, on_a) = append_trickled(a, &repo, &session.id, 6);
+    let session = open_recorded_upload(a, &repo).await;
+    let (tx, on_a) = append_trickled(a, &repo, &session.url, 6);
     tx.send(Bytes::from_static(b"abc")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Node B's append waits while node A writes.
     let on_b = tokio::spawn({
-        let (b, repo, id) = (b.clone(), repo.clone(), session.id.clone());
-        async move { b.append_chunk(&repo, &id, whole(b"XYZ")).await }
+        let (b, repo, url) = (b.clone(), repo.clone(), session.url.clone());
+        async move { b.append_chunk(&repo, &url, whole(b"XYZ")).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -117,7 +120,7 @@ async fn appends_reaching_two_nodes_take_turns() {
     assert_eq!(on_b.await.unwrap().unwrap().offset, 9);
     let digest = Digest::compute(Algorithm::Sha256, b"abcdefXYZ");
     let completed = b
-        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .complete_upload(&repo, &session.url, Some(digest.as_str()), whole(b""))
         .await
         .unwrap();
     assert_eq!(completed, digest);
@@ -129,7 +132,7 @@ async fn a_dead_nodes_claim_lapses_after_its_term() {
     let c = cluster(term);
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
-    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    let session = open_recorded_upload(a, &repo).await;
     // A node claimed the session, then died without renewing or releasing it.
     let now = SystemClock.now_ms();
     let claimed = c
@@ -140,7 +143,7 @@ async fn a_dead_nodes_claim_lapses_after_its_term() {
     assert!(matches!(claimed, UploadLease::Granted(_)));
     let started = Instant::now();
     let appended = b
-        .append_chunk(&repo, &session.id, whole(b"abc"))
+        .append_chunk(&repo, &session.url, whole(b"abc"))
         .await
         .unwrap();
     let waited = started.elapsed();
@@ -157,7 +160,7 @@ async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
     let c = cluster(term);
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
-    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    let session = open_recorded_upload(a, &repo).await;
     // A live node holds the session and keeps renewing its claim.
     let now = SystemClock.now_ms();
     let held = c.meta.lease_upload(&session.id, 42, now, now + 500).await;
@@ -172,7 +175,7 @@ async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
             }
         }
     });
-    let refused = b.append_chunk(&repo, &session.id, whole(b"abc")).await;
+    let refused = b.append_chunk(&repo, &session.url, whole(b"abc")).await;
     renewing.abort();
     assert!(
         matches!(refused, Err(RegistryError::TooManyRequests(_))),
@@ -180,7 +183,7 @@ async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
         refused.map(|s| s.offset)
     );
     // Nothing was written.
-    let status = b.upload_status(&repo, &session.id).await.unwrap();
+    let status = b.upload_status(&repo, &session.url).await.unwrap();
     assert_eq!(status.offset, 0);
 }
 
@@ -192,7 +195,7 @@ async fn the_purge_skips_a_session_another_node_writes() {
     });
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
-    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+    let session = open_recorded_upload(a, &repo).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let now = SystemClock.now_ms();
     c.meta
@@ -200,11 +203,11 @@ async fn the_purge_skips_a_session_another_node_writes() {
         .await
         .unwrap();
     assert_eq!(b.purge_stale_uploads().await.unwrap(), 0);
-    assert!(b.upload_status(&repo, &session.id).await.is_ok());
+    assert!(b.upload_status(&repo, &session.url).await.is_ok());
     // Once released, the stale session goes.
     c.meta.release_upload(&session.id, 42).await.unwrap();
     assert_eq!(b.purge_stale_uploads().await.unwrap(), 1);
-    assert!(b.upload_status(&repo, &session.id).await.is_err());
+    assert!(b.upload_status(&repo, &session.url).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,8 +216,8 @@ async fn a_completion_cut_on_one_node_is_finished_by_a_retry_on_another() {
     let c = cluster(Duration::from_secs(30));
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
-    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    a.append_chunk(&repo, &session.id, whole(b"abcdef"))
+    let session = open_recorded_upload(a, &repo).await;
+    a.append_chunk(&repo, &session.url, whole(b"abcdef"))
         .await
         .unwrap();
     let digest = Digest::compute(Algorithm::Sha256, b"abcdef");
@@ -225,7 +228,7 @@ async fn a_completion_cut_on_one_node_is_finished_by_a_retry_on_another() {
         .unwrap();
     // The client's retry reaches node B, which links the published blob.
     let completed = b
-        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .complete_upload(&repo, &session.url, Some(digest.as_str()), whole(b""))
         .await
         .unwrap();
     assert_eq!(completed, digest);
@@ -237,8 +240,8 @@ async fn a_small_body_whose_claim_was_lost_before_its_end_is_refused() {
     let c = cluster(Duration::from_secs(1));
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
-    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    let (tx, on_a) = append_trickled(a, &repo, &session.id, 6);
+    let session = open_recorded_upload(a, &repo).await;
+    let (tx, on_a) = append_trickled(a, &repo, &session.url, 6);
     tx.send(Bytes::from_static(b"abc")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // Node A's claim is taken over (it missed its renewals), and node B appends.
@@ -249,7 +252,7 @@ async fn a_small_body_whose_claim_was_lost_before_its_end_is_refused() {
         .unwrap();
     c.meta.release_upload(&session.id, 42).await.unwrap();
     assert_eq!(
-        b.append_chunk(&repo, &session.id, whole(b"XYZ"))
+        b.append_chunk(&repo, &session.url, whole(b"XYZ"))
             .await
             .unwrap()
             .offset,
@@ -266,7 +269,7 @@ async fn a_small_body_whose_claim_was_lost_before_its_end_is_refused() {
     );
     let digest = Digest::compute(Algorithm::Sha256, b"XYZ");
     let completed = b
-        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .complete_upload(&repo, &session.url, Some(digest.as_str()), whole(b""))
         .await
         .unwrap();
     assert_eq!(completed, digest);
@@ -298,8 +301,8 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
     let c = cluster_on_clock(config, clock.clone());
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
-    let session = a.start_upload(&repo, Algorithm::Sha256).await.unwrap();
-    let (tx, on_a) = append_trickled(a, &repo, &session.id, 6);
+    let session = open_recorded_upload(a, &repo).await;
+    let (tx, on_a) = append_trickled(a, &repo, &session.url, 6);
     tx.send(Bytes::from_static(b"abc")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // Node A is suspended for three terms: when it resumes, the wall clock has moved on
@@ -308,7 +311,7 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
     let three_terms = i64::try_from(3 * term.as_millis()).unwrap();
     clock.0.store(three_terms, Ordering::Relaxed);
     assert_eq!(
-        b.append_chunk(&repo, &session.id, whole(b"XYZ"))
+        b.append_chunk(&repo, &session.url, whole(b"XYZ"))
             .await
             .unwrap()
             .offset,
@@ -325,7 +328,7 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
     );
     let digest = Digest::compute(Algorithm::Sha256, b"XYZ");
     let completed = b
-        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(b""))
+        .complete_upload(&repo, &session.url, Some(digest.as_str()), whole(b""))
         .await
         .unwrap();
     assert_eq!(completed, digest);

@@ -117,7 +117,7 @@ async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_unde
 
     // A first chunk fills one part and leaves 100 bytes staged.
     let head = bytes_of(1, PART + 100);
-    a.append_chunk(&repo, &session.id, whole(head.clone()))
+    a.append_chunk(&repo, &session.url, whole(head.clone()))
         .await
         .unwrap();
 
@@ -125,8 +125,8 @@ async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_unde
     let stale_len = PART + 50;
     let (tx, slow) = trickled(stale_len as u64);
     let on_a = tokio::spawn({
-        let (a, repo, id) = (a.clone(), repo.clone(), session.id.clone());
-        async move { a.append_chunk(&repo, &id, slow).await }
+        let (a, repo, url) = (a.clone(), repo.clone(), session.url.clone());
+        async move { a.append_chunk(&repo, &url, slow).await }
     });
     let stale = bytes_of(2, stale_len);
     tx.send(Bytes::copy_from_slice(&stale[..1024]))
@@ -137,13 +137,13 @@ async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_unde
     // Node A's claim lapses (it missed its renewals: paused, or cut off from the
     // database), and the client's chunk goes to node B, which is acknowledged.
     let later = SystemClock.now_ms() + 120_000;
-    meta.lease_upload(&session.id, 42, later, later + 1)
+    meta.lease_upload(&session.session.id, 42, later, later + 1)
         .await
         .unwrap();
-    meta.release_upload(&session.id, 42).await.unwrap();
+    meta.release_upload(&session.session.id, 42).await.unwrap();
     let fresh = bytes_of(3, PART);
     let appended = b
-        .append_chunk(&repo, &session.id, whole(fresh.clone()))
+        .append_chunk(&repo, &session.url, whole(fresh.clone()))
         .await
         .unwrap();
     assert_eq!(appended.offset, (2 * PART + 100) as u64);
@@ -165,7 +165,12 @@ async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_unde
     let expected = [head, fresh].concat();
     let digest = Digest::compute(Algorithm::Sha256, &expected);
     let completed = b
-        .complete_upload(&repo, &session.id, Some(digest.as_str()), whole(Vec::new()))
+        .complete_upload(
+            &repo,
+            &session.url,
+            Some(digest.as_str()),
+            whole(Vec::new()),
+        )
         .await;
     if completed.is_err() {
         // Refusing the upload is safe; publishing other bytes is not.

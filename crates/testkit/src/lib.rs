@@ -366,3 +366,37 @@ impl Default for TestRegistry {
         Self::new()
     }
 }
+
+/// An upload session opened and recorded, as a client's first chunk records it.
+pub struct RecordedUpload {
+    /// The session's id.
+    pub id: berth_oci::UploadId,
+    /// The URL its next requests name.
+    pub url: berth_oci::UploadRef,
+}
+
+/// Opens an upload session on `registry` and records it with an empty chunk, as the
+/// first `PATCH` of a client does.
+pub async fn open_recorded_upload(
+    registry: &Arc<Registry>,
+    repository: &berth_oci::RepositoryName,
+) -> RecordedUpload {
+    let opened = registry
+        .start_upload(repository, Algorithm::Sha256)
+        .await
+        .expect("open an upload");
+    let empty = berth_app::UploadBody {
+        stream: Box::pin(futures_util::stream::empty()),
+        content_length: Some(0),
+        content_range: None,
+        client: None,
+    };
+    let recorded = registry
+        .append_chunk(repository, &opened.url, empty)
+        .await
+        .expect("record the upload");
+    RecordedUpload {
+        id: recorded.session.id,
+        url: recorded.url,
+    }
+}

@@ -3,9 +3,8 @@
 use std::io;
 
 use axum::response::{IntoResponse, Response};
-use berth_app::UploadSession;
-use berth_app::{MountOutcome, UploadBody};
-use berth_oci::{Algorithm, ContentRange, RangeError, RepositoryName, UploadId};
+use berth_app::{MountOutcome, UploadBody, UploadState};
+use berth_oci::{Algorithm, ContentRange, RangeError, RepositoryName, UploadId, UploadRef};
 use futures_util::TryStreamExt;
 use http::{StatusCode, header};
 
@@ -18,24 +17,25 @@ pub fn upload_range(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
 }
 
-fn upload_location(name: &RepositoryName, id: &UploadId) -> String {
-    format!("/v2/{name}/blobs/uploads/{id}")
+fn upload_location(name: &RepositoryName, url: &UploadRef) -> String {
+    format!("/v2/{name}/blobs/uploads/{url}")
 }
 
 /// A `202`/`204` answer describing where a session stands.
-fn session_response(status: StatusCode, session: &UploadSession) -> Response {
+fn session_response(status: StatusCode, state: &UploadState) -> Response {
+    let session = &state.session;
     (
         status,
         [
             (
                 header::LOCATION,
-                upload_location(&session.repository, &session.id),
+                upload_location(&session.repository, &state.url),
             ),
             (header::RANGE, upload_range(session.offset)),
             (header::CONTENT_LENGTH, "0".into()),
             (
                 header::HeaderName::from_static("docker-upload-uuid"),
-                session.id.to_string(),
+                state.url.to_string(),
             ),
         ],
     )
@@ -57,8 +57,8 @@ fn blob_created(name: &RepositoryName, digest: &berth_oci::Digest) -> Response {
         .into_response()
 }
 
-fn parse_upload_id(raw: &str) -> Result<UploadId, ApiError> {
-    UploadId::parse(raw)
+fn parse_upload_url(raw: &str) -> Result<UploadRef, ApiError> {
+    UploadRef::parse(raw)
         .map_err(|_| ApiError::new(Kind::UploadUnknown, "blob upload unknown to registry"))
 }
 
@@ -140,19 +140,19 @@ async fn mount_source(
 
 /// `GET /v2/<name>/blobs/uploads/<id>`: where the upload stands.
 pub async fn status(call: Call<'_>, name: RepositoryName, id: &str) -> Result<Response, ApiError> {
-    let id = parse_upload_id(id)?;
-    let session = call.registry.upload_status(&name, &id).await?;
-    Ok(session_response(StatusCode::NO_CONTENT, &session))
+    let url = parse_upload_url(id)?;
+    let state = call.registry.upload_status(&name, &url).await?;
+    Ok(session_response(StatusCode::NO_CONTENT, &state))
 }
 
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (or a stream).
 pub async fn patch(call: Call<'_>, name: RepositoryName, id: &str) -> Result<Response, ApiError> {
-    let id = parse_upload_id(id)?;
+    let url = parse_upload_url(id)?;
     let registry = call.registry;
-    let result = registry.append_chunk(&name, &id, upload_body(call)?).await;
+    let result = registry.append_chunk(&name, &url, upload_body(call)?).await;
     match result {
-        Ok(session) => Ok(session_response(StatusCode::ACCEPTED, &session)),
-        Err(e) => Err(with_location(ApiError::from(e), &name, &id)),
+        Ok(state) => Ok(session_response(StatusCode::ACCEPTED, &state)),
+        Err(e) => Err(with_location(ApiError::from(e), &name, &url.id)),
     }
 }
 
@@ -162,30 +162,32 @@ pub async fn complete(
     name: RepositoryName,
     id: &str,
 ) -> Result<Response, ApiError> {
-    let id = parse_upload_id(id)?;
+    let url = parse_upload_url(id)?;
     let registry = call.registry;
     let digest = call.query.get("digest").map(str::to_owned);
     let body = upload_body(call)?;
     let result = registry
-        .complete_upload(&name, &id, digest.as_deref(), body)
+        .complete_upload(&name, &url, digest.as_deref(), body)
         .await;
     match result {
         Ok(digest) => Ok(blob_created(&name, &digest)),
-        Err(e) => Err(with_location(ApiError::from(e), &name, &id)),
+        Err(e) => Err(with_location(ApiError::from(e), &name, &url.id)),
     }
 }
 
 /// `DELETE /v2/<name>/blobs/uploads/<id>`: abandons the upload.
 pub async fn cancel(call: Call<'_>, name: RepositoryName, id: &str) -> Result<Response, ApiError> {
-    let id = parse_upload_id(id)?;
-    call.registry.cancel_upload(&name, &id).await?;
+    let url = parse_upload_url(id)?;
+    call.registry.cancel_upload(&name, &url).await?;
     Ok((StatusCode::NO_CONTENT, [(header::CONTENT_LENGTH, "0")]).into_response())
 }
 
-/// A `416` tells the client where to resume, so it carries the session URL.
+/// A `416` tells the client where to resume, so it carries the session URL (of a
+/// session that has a record by then).
 fn with_location(err: ApiError, name: &RepositoryName, id: &UploadId) -> ApiError {
     if err.status() == StatusCode::RANGE_NOT_SATISFIABLE {
-        err.with_header(header::LOCATION, upload_location(name, id))
+        let url = UploadRef::recorded(id.clone());
+        err.with_header(header::LOCATION, upload_location(name, &url))
             .with_header(
                 header::HeaderName::from_static("docker-upload-uuid"),
                 id.to_string(),

@@ -1,0 +1,275 @@
+//! Upload sessions before their first record.
+//!
+//! Opening a session (`POST`) writes nothing: the upload URL it answers names the new
+//! id and when it was opened ([`UploadRef::opened`]), and that URL alone records the
+//! session with its first request. A chunk records it, then appends to it as to any
+//! session. A small whole blob sent with `PUT ?digest=` is written to a byte area of its
+//! own and hashed as it arrives, and the session is recorded already pinned on the digest
+//! and claimed, in one step ([`berth_meta::CollectionStore::pin_new_upload`]), before the
+//! bytes are published: a blob pushed with `POST` and `PUT` costs the metadata store
+//! two round trips instead of four. An ended id is remembered as ended until the URL
+//! that opened it is no longer valid, so that it never opens again (see
+//! `docs/design/uploads.md`).
+
+use std::sync::Arc;
+
+use berth_blob::BlobError;
+use berth_meta::{CreateUploadError, NewUploadPin, PinOutcome, SessionLimits, UploadSession};
+use berth_oci::{Algorithm, Digest, RepositoryName, ResumableHasher, UploadId, UploadRef};
+
+use crate::error::RegistryError;
+use crate::registry::Registry;
+use crate::upload_limits::OpenBytesReading;
+use crate::uploads::{UploadBody, over_quota};
+
+/// Largest body that completes a session before the session has a record: a blob this
+/// small costs little to send again if its request fails, and its byte area lives
+/// only as long as its request.
+pub(crate) const UNRECORDED_BODY_MAX: u64 = 4 << 20;
+
+/// How far ahead of this node's clock the node that opened an upload may have been.
+const CLOCK_SKEW_MS: i64 = 60_000;
+
+/// An upload session as a request found or left it, with the URL its next request names.
+#[derive(Debug, Clone)]
+pub struct UploadState {
+    /// The session (as it is to be recorded, when it has no record yet).
+    pub session: UploadSession,
+    /// The URL its next request names: the one that opened it, until it has a record.
+    pub url: UploadRef,
+}
+
+impl Registry {
+    /// Opens a session without recording it: its URL records it with its first request.
+    pub(crate) fn open_unrecorded(&self, repository: &RepositoryName) -> UploadState {
+        let id = UploadId::from_random(rand::random());
+        let opened_at = self.clock.now_ms();
+        UploadState {
+            session: self.unrecorded(repository, &id, opened_at),
+            url: UploadRef::opened(id, opened_at),
+        }
+    }
+
+    /// The session `id` opened at `opened_at` is, before its first record.
+    fn unrecorded(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        opened_at: i64,
+    ) -> UploadSession {
+        UploadSession {
+            id: id.clone(),
+            repository: repository.clone(),
+            algorithm: Algorithm::Sha256,
+            offset: 0,
+            hash_state: ResumableHasher::new(Algorithm::Sha256).save(),
+            verified_by: Some(self.instance),
+            verified_digest: None,
+            created_at: opened_at,
+            updated_at: opened_at,
+        }
+    }
+
+    /// When the URL opened its session, if it is a URL that opened one and may still
+    /// record it: opened less than `upload_max_age` ago, and not ahead of this node's
+    /// clock by more than two clocks may differ.
+    pub(crate) fn may_record(&self, url: &UploadRef) -> Option<i64> {
+        let opened_at = url.opened_at?;
+        let now = self.clock.now_ms();
+        let max_age = i64::try_from(self.config.upload_max_age.as_millis()).unwrap_or(i64::MAX);
+        (opened_at >= now.saturating_sub(max_age) && opened_at <= now + CLOCK_SKEW_MS)
+            .then_some(opened_at)
+    }
+
+    /// Ids ended before this time are forgotten: no URL that opened one is valid any
+    /// more, whichever node's clock it was opened by.
+    pub(crate) fn ended_ids_expire_before(&self) -> i64 {
+        let max_age = i64::try_from(self.config.upload_max_age.as_millis()).unwrap_or(i64::MAX);
+        self.clock
+            .now_ms()
+            .saturating_sub(max_age)
+            .saturating_sub(2 * CLOCK_SKEW_MS)
+    }
+
+    /// Records, within `limits`, the session the URL opened at `opened_at`, with its
+    /// byte area. A session recorded already, or ended, is left as it is: the claim that
+    /// follows finds which.
+    pub(crate) async fn record_opened(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        opened_at: i64,
+        limits: SessionLimits,
+    ) -> Result<(), RegistryError> {
+        let mut session = self.unrecorded(repository, id, opened_at);
+        session.updated_at = self.clock.now_ms();
+        match self.meta.create_upload(&session, limits).await {
+            Ok(()) => {}
+            Err(CreateUploadError::Taken) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = self.blobs.create_upload(id).await {
+            self.discard(id).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Where a session stands that the URL opened and that has no record: at its start,
+    /// unless its id ended.
+    pub(crate) async fn unrecorded_status(
+        &self,
+        repository: &RepositoryName,
+        url: &UploadRef,
+    ) -> Result<UploadState, RegistryError> {
+        match self.may_record(url) {
+            Some(opened_at) if !self.meta.upload_ended(&url.id).await? => Ok(UploadState {
+                session: self.unrecorded(repository, &url.id, opened_at),
+                url: url.clone(),
+            }),
+            _ => Err(RegistryError::BlobUploadUnknown),
+        }
+    }
+
+    /// Whether `body` completes the session the URL opened before the session has a
+    /// record: a body of known, small length, sent on a URL that may still record it. An
+    /// empty body does not: it completes a session whose chunks were sent to the URL that
+    /// opened it, as some clients do.
+    pub(crate) fn completes_unrecorded(&self, url: &UploadRef, body: &UploadBody) -> Option<i64> {
+        let small = body
+            .content_length
+            .is_some_and(|len| (1..=UNRECORDED_BODY_MAX).contains(&len));
+        self.may_record(url)
+            .filter(|_| small && body.content_range.is_none())
+    }
+
+    /// Completes session `id`, opened at `opened_at` and not recorded yet, with the whole
+    /// blob `body`: writes it to a byte area of its own, hashing it; records the session
+    /// pinned on `digest` and claimed; publishes the bytes and links the blob.
+    ///
+    /// A session recorded meanwhile (a chunk was sent to it first) is answered with the
+    /// offset it stands at (`416`), so that the client resumes from there; an ended one is
+    /// unknown.
+    pub(crate) async fn complete_unrecorded(
+        self: &Arc<Self>,
+        repository: &RepositoryName,
+        id: &UploadId,
+        opened_at: i64,
+        digest: &Digest,
+        body: UploadBody,
+    ) -> Result<(), RegistryError> {
+        let (this, repository, id, digest) =
+            (self.clone(), repository.clone(), id.clone(), digest.clone());
+        self.detached(async move {
+            let area = UploadId::from_random(rand::random());
+            let result = this
+                .complete_in_area(&repository, &id, opened_at, &digest, &area, body)
+                .await;
+            if result.is_err()
+                && let Err(e) = this.blobs.delete_upload(&area).await
+            {
+                tracing::warn!(upload = %id, error = %e, "could not delete upload bytes");
+            }
+            result
+        })
+        .await
+    }
+
+    /// [`Self::complete_unrecorded`], with the bytes in `area`, which the caller deletes
+    /// when this fails.
+    async fn complete_in_area(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        opened_at: i64,
+        digest: &Digest,
+        area: &UploadId,
+        body: UploadBody,
+    ) -> Result<(), RegistryError> {
+        let local = self.upload_locks.lock(id).await;
+        self.blobs.create_upload(area).await?;
+        let reading = OpenBytesReading {
+            mark: self.limits.stored_mark(),
+            stored: 0,
+        };
+        let hasher = ResumableHasher::new(digest.algorithm());
+        let written = self.append(area, 0, hasher, body, reading).await?;
+        if let Err(e) = self.verify(&written.hasher.clone().finish(), digest) {
+            // As a session whose bytes hash to another digest, the id ends.
+            self.discard(id).await;
+            return Err(e);
+        }
+        let now = self.clock.now_ms();
+        let session = UploadSession {
+            offset: written.end,
+            hash_state: written.hasher.save(),
+            algorithm: digest.algorithm(),
+            updated_at: now,
+            ..self.unrecorded(repository, id, opened_at)
+        };
+        let ask = self.ask_lease();
+        let pinned = self
+            .meta
+            .pin_new_upload(&NewUploadPin {
+                session: session.clone(),
+                digest: digest.clone(),
+                holder: ask.holder,
+                until: ask.until,
+            })
+            .await?;
+        match pinned.outcome {
+            PinOutcome::Pinned => {}
+            PinOutcome::Revived => {
+                tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
+            }
+            PinOutcome::Taken => {
+                let offset = self.meta.upload(id).await?.map_or(0, |s| s.offset);
+                return Err(RegistryError::UploadRangeInvalid { offset });
+            }
+            PinOutcome::NoSession | PinOutcome::Moved => {
+                return Err(RegistryError::BlobUploadUnknown);
+            }
+            PinOutcome::OverQuota => {
+                self.discard(id).await;
+                return Err(over_quota(pinned.quota, written.end));
+            }
+        }
+        written.reservation.stored();
+        let claim = self.recorded_claim(local, ask, session);
+        let result = self.publish_area(area, id, digest, written.end).await;
+        let result = match result {
+            Ok(()) => self
+                .meta
+                .complete_upload(id, repository, digest, written.end, self.clock.now_ms())
+                .await
+                .map_err(RegistryError::from),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => claim.ended(),
+            Err(_) => claim.release().await,
+        }
+        result
+    }
+
+    /// Publishes the `size` bytes of `area`, which hash to `digest`, as that blob; a
+    /// failure ends session `id`, whose bytes they were.
+    async fn publish_area(
+        &self,
+        area: &UploadId,
+        id: &UploadId,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        match self.blobs.commit_upload(area, size, digest).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.discard(id).await;
+                Err(match e {
+                    BlobError::NotFound | BlobError::UploadTruncated => RegistryError::UploadLost,
+                    e => e.into(),
+                })
+            }
+        }
+    }
+}
