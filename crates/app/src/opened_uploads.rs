@@ -195,9 +195,7 @@ impl Registry {
         let hasher = ResumableHasher::new(digest.algorithm());
         let written = self.append(area, 0, hasher, body, reading).await?;
         if let Err(e) = self.verify(&written.hasher.clone().finish(), digest) {
-            // As a session whose bytes hash to another digest, the id ends.
-            self.discard(id).await;
-            return Err(e);
+            return Err(self.refuse_unrecorded(id, e).await);
         }
         let now = self.clock.now_ms();
         let session = UploadSession {
@@ -222,10 +220,7 @@ impl Registry {
             PinOutcome::Revived => {
                 tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
             }
-            PinOutcome::Taken => {
-                let offset = self.meta.upload(id).await?.map_or(0, |s| s.offset);
-                return Err(RegistryError::UploadRangeInvalid { offset });
-            }
+            PinOutcome::Taken => return Err(self.moved_on(id).await),
             PinOutcome::NoSession | PinOutcome::Moved => {
                 return Err(RegistryError::BlobUploadUnknown);
             }
@@ -250,6 +245,36 @@ impl Registry {
             Err(_) => claim.release().await,
         }
         result
+    }
+
+    /// Refuses bytes that hash to another digest than the client named. When the id has
+    /// a record by now, the bytes were most likely the last chunk of a session whose
+    /// earlier chunks went to this URL too: the session is left as it is, and the client
+    /// told where it stands. Otherwise the id ends, as a session's whose bytes do not
+    /// hash to their digest.
+    async fn refuse_unrecorded(&self, id: &UploadId, mismatch: RegistryError) -> RegistryError {
+        match self.meta.upload(id).await {
+            Ok(Some(session)) => RegistryError::UploadRangeInvalid {
+                offset: session.offset,
+            },
+            Ok(None) => {
+                self.discard(id).await;
+                mismatch
+            }
+            Err(e) => e.into(),
+        }
+    }
+
+    /// The answer to a request that meant to complete session `id` in one go, when the
+    /// session has a record by then: where it stands (`416`), to resume from there.
+    async fn moved_on(&self, id: &UploadId) -> RegistryError {
+        match self.meta.upload(id).await {
+            Ok(Some(session)) => RegistryError::UploadRangeInvalid {
+                offset: session.offset,
+            },
+            Ok(None) => RegistryError::BlobUploadUnknown,
+            Err(e) => e.into(),
+        }
     }
 
     /// Publishes the `size` bytes of `area`, which hash to `digest`, as that blob; a
