@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_app::RegistryConfig;
-use berth_oci::UploadId;
+use berth_oci::UploadRef;
 use common::*;
 
 #[tokio::test]
@@ -525,7 +525,11 @@ async fn a_lost_upload_is_not_completed_by_a_blob_published_under_its_digest() {
     let reg = TestRegistry::new();
     let data = pattern(1000);
     let digest = sha512(&data);
-    let upload_id = |location: &str| UploadId::parse(location.rsplit('/').next().unwrap()).unwrap();
+    let upload_id = |location: &str| {
+        UploadRef::parse(location.rsplit('/').next().unwrap())
+            .unwrap()
+            .id
+    };
 
     // The session's own bytes, published under the digest as a crash of a completion
     // that recorded nothing would leave them.

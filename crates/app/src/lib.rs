@@ -37,7 +37,7 @@ pub use error::RegistryError;
 pub use foreign_urls::{ForeignUrlPolicy, PatternError};
 pub use integrity::{CorruptBlob, IntegrityReport};
 pub use manifest_buffers::HeldManifest;
-pub use opened_uploads::UploadState;
+pub use opened_uploads::{UploadState, UploadUrlKey};
 pub use registry::{
     BlobContent, BlobReply, BodyRoom, MountOutcome, PushedManifest, ReferrersPage, Registry,
     RegistryConfig, TagList,

@@ -11,11 +11,13 @@
 //! that opened it is no longer valid, so that it never opens again (see
 //! `docs/design/uploads.md`).
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use berth_blob::BlobError;
 use berth_meta::{CreateUploadError, NewUploadPin, PinOutcome, SessionLimits, UploadSession};
-use berth_oci::{Algorithm, Digest, RepositoryName, ResumableHasher, UploadId, UploadRef};
+use berth_oci::{Algorithm, Digest, Opening, RepositoryName, ResumableHasher, UploadId, UploadRef};
+use ring::hmac;
+use subtle::ConstantTimeEq;
 
 use crate::error::RegistryError;
 use crate::registry::Registry;
@@ -30,6 +32,49 @@ pub(crate) const UNRECORDED_BODY_MAX: u64 = 4 << 20;
 /// How far ahead of this node's clock the node that opened an upload may have been.
 const CLOCK_SKEW_MS: i64 = 60_000;
 
+/// The key that seals upload URLs ([`Opening::seal`]), binding each to its id, time and
+/// repository: a URL that opened a session in one repository opens nothing in another,
+/// and nobody but the registry makes one. Every node serving one registry must hold the
+/// same key, so that a URL one node opened is recorded by any.
+#[derive(Clone)]
+pub struct UploadUrlKey(hmac::Key);
+
+impl UploadUrlKey {
+    /// The key derived from `secret`: the token signing key, which every node shares.
+    pub fn derived_from(secret: &[u8]) -> Self {
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, secret),
+            b"berth upload URL seals",
+        );
+        UploadUrlKey(hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()))
+    }
+
+    /// A key random to this process, for registries whose upload URLs no other process
+    /// serves.
+    pub fn of_this_process() -> Self {
+        static KEY: LazyLock<UploadUrlKey> =
+            LazyLock::new(|| UploadUrlKey::derived_from(&rand::random::<[u8; 32]>()));
+        KEY.clone()
+    }
+
+    /// The seal of the URL that opened session `id` in `repository` at `at`.
+    fn seal(&self, id: &UploadId, at: i64, repository: &RepositoryName) -> [u8; Opening::SEAL_LEN] {
+        let mut context = hmac::Context::with_key(&self.0);
+        context.update(id.as_str().as_bytes());
+        context.update(&at.to_be_bytes());
+        context.update(repository.as_str().as_bytes());
+        let mut seal = [0; Opening::SEAL_LEN];
+        seal.copy_from_slice(&context.sign().as_ref()[..Opening::SEAL_LEN]);
+        seal
+    }
+}
+
+impl std::fmt::Debug for UploadUrlKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UploadUrlKey(..)")
+    }
+}
+
 /// An upload session as a request found or left it, with the URL its next request names.
 #[derive(Debug, Clone)]
 pub struct UploadState {
@@ -43,10 +88,11 @@ impl Registry {
     /// Opens a session without recording it: its URL records it with its first request.
     pub(crate) fn open_unrecorded(&self, repository: &RepositoryName) -> UploadState {
         let id = UploadId::from_random(rand::random());
-        let opened_at = self.clock.now_ms();
+        let at = self.clock.now_ms();
+        let seal = self.config.upload_url_key.seal(&id, at, repository);
         UploadState {
-            session: self.unrecorded(repository, &id, opened_at),
-            url: UploadRef::opened(id, opened_at),
+            session: self.unrecorded(repository, &id, at),
+            url: UploadRef::opened(id, Opening { at, seal }),
         }
     }
 
@@ -70,15 +116,18 @@ impl Registry {
         }
     }
 
-    /// When the URL opened its session, if it is a URL that opened one and may still
-    /// record it: opened less than `upload_max_age` ago, and not ahead of this node's
-    /// clock by more than two clocks may differ.
-    pub(crate) fn may_record(&self, url: &UploadRef) -> Option<i64> {
-        let opened_at = url.opened_at?;
+    /// When the URL opened its session, if it is a URL that opened one in `repository`
+    /// (its seal says so) and may still record it: opened less than `upload_max_age` ago,
+    /// and not ahead of this node's clock by more than two clocks may differ.
+    pub(crate) fn may_record(&self, url: &UploadRef, repository: &RepositoryName) -> Option<i64> {
+        let Opening { at, seal } = url.opening?;
+        let expected = self.config.upload_url_key.seal(&url.id, at, repository);
+        if !bool::from(seal.ct_eq(&expected)) {
+            return None;
+        }
         let now = self.clock.now_ms();
         let max_age = i64::try_from(self.config.upload_max_age.as_millis()).unwrap_or(i64::MAX);
-        (opened_at >= now.saturating_sub(max_age) && opened_at <= now + CLOCK_SKEW_MS)
-            .then_some(opened_at)
+        (at >= now.saturating_sub(max_age) && at <= now.saturating_add(CLOCK_SKEW_MS)).then_some(at)
     }
 
     /// Ids ended before this time are forgotten: no URL that opened one is valid any
@@ -122,7 +171,7 @@ impl Registry {
         repository: &RepositoryName,
         url: &UploadRef,
     ) -> Result<UploadState, RegistryError> {
-        match self.may_record(url) {
+        match self.may_record(url, repository) {
             Some(opened_at) if !self.meta.upload_ended(&url.id).await? => Ok(UploadState {
                 session: self.unrecorded(repository, &url.id, opened_at),
                 url: url.clone(),
@@ -135,11 +184,16 @@ impl Registry {
     /// record: a body of known, small length, sent on a URL that may still record it. An
     /// empty body does not: it completes a session whose chunks were sent to the URL that
     /// opened it, as some clients do.
-    pub(crate) fn completes_unrecorded(&self, url: &UploadRef, body: &UploadBody) -> Option<i64> {
+    pub(crate) fn completes_unrecorded(
+        &self,
+        url: &UploadRef,
+        repository: &RepositoryName,
+        body: &UploadBody,
+    ) -> Option<i64> {
         let small = body
             .content_length
             .is_some_and(|len| (1..=UNRECORDED_BODY_MAX).contains(&len));
-        self.may_record(url)
+        self.may_record(url, repository)
             .filter(|_| small && body.content_range.is_none())
     }
 

@@ -23,7 +23,7 @@ use crate::identity::Actor;
 use crate::immutability::Protections;
 use crate::locks::{DigestLocks, SessionLocks};
 use crate::manifest_buffers::{HeldManifest, ManifestBuffers, SHARED_FROM};
-use crate::opened_uploads::UploadState;
+use crate::opened_uploads::{UploadState, UploadUrlKey};
 use crate::pulls::PendingPulls;
 use crate::upload_limits::{BodySlot, UploadLimits};
 
@@ -71,6 +71,9 @@ pub struct RegistryConfig {
     /// Percent of a project's storage limit at which a push writes a `quota_warning`
     /// audit entry.
     pub quota_warning_percent: u8,
+    /// The key that seals the upload URLs `POST` answers; nodes sharing a database must
+    /// share it. The default is random to the process.
+    pub upload_url_key: UploadUrlKey,
 }
 
 impl Default for RegistryConfig {
@@ -93,6 +96,7 @@ impl Default for RegistryConfig {
             foreign_urls: ForeignUrlPolicy::default(),
             audit_pulls: false,
             quota_warning_percent: 85,
+            upload_url_key: UploadUrlKey::of_this_process(),
         }
     }
 }

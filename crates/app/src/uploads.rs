@@ -109,7 +109,7 @@ impl Registry {
             ));
         }
         let opened = self.open_unrecorded(repository);
-        if let Some(opened_at) = self.completes_unrecorded(&opened.url, &body) {
+        if let Some(opened_at) = self.completes_unrecorded(&opened.url, repository, &body) {
             return self
                 .complete_unrecorded(repository, &opened.url.id, opened_at, digest, body)
                 .await;
@@ -199,7 +199,7 @@ impl Registry {
         url: &UploadRef,
         body: UploadBody,
     ) -> Result<UploadState, RegistryError> {
-        if let Some(opened_at) = self.may_record(url) {
+        if let Some(opened_at) = self.may_record(url, repository) {
             self.record_opened(repository, &url.id, opened_at, self.limits.sessions())
                 .await?;
         }
@@ -240,12 +240,12 @@ impl Registry {
             .and_then(|d| {
                 Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string()))
             })?;
-        if let Some(opened_at) = self.completes_unrecorded(url, &body) {
+        if let Some(opened_at) = self.completes_unrecorded(url, repository, &body) {
             self.complete_unrecorded(repository, &url.id, opened_at, &digest, body)
                 .await?;
             return Ok(digest);
         }
-        if let Some(opened_at) = self.may_record(url) {
+        if let Some(opened_at) = self.may_record(url, repository) {
             // The session lives on only if this request fails, as after a chunk.
             self.record_opened(repository, &url.id, opened_at, self.limits.sessions())
                 .await?;
@@ -291,7 +291,7 @@ impl Registry {
         repository: &RepositoryName,
         url: &UploadRef,
     ) -> Result<(), RegistryError> {
-        let unrecorded = self.may_record(url).is_some();
+        let unrecorded = self.may_record(url, repository).is_some();
         let (this, repository, id) = (self.clone(), repository.clone(), url.id.clone());
         self.detached(async move {
             let claim = match this.claim_session(&id).await {

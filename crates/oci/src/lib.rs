@@ -20,4 +20,4 @@ pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
 pub use name::{NameError, RepositoryName};
 pub use range::{ByteRange, ContentRange, RangeError, RangeRequest};
 pub use reference::{Reference, ReferenceError, Tag, TagError, tag_listing_order};
-pub use upload_id::{UploadId, UploadIdError, UploadRef};
+pub use upload_id::{Opening, UploadId, UploadIdError, UploadRef};

@@ -21,11 +21,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let meta = database.open().await?;
     let blobs = crate::storage::open(&config).await?;
     let clock: Arc<dyn berth_app::Clock> = Arc::new(SystemClock);
+    // Upload URLs are sealed with a key derived from the token signing key, which every
+    // node of a registry shares.
+    let signing_key_pem = crate::signing_key::load_or_generate(&config.token_key_path())?;
+    let registry_config = berth_app::RegistryConfig {
+        upload_url_key: berth_app::UploadUrlKey::derived_from(signing_key_pem.as_bytes()),
+        ..config.registry_config()
+    };
     let registry = Arc::new(Registry::new(
         meta.clone(),
         blobs,
         clock.clone(),
-        config.registry_config(),
+        registry_config,
     ));
     let identity = Arc::new(crate::identity::open(&config, meta.clone(), clock).await?);
     let job_store: Arc<dyn berth_meta::JobStore> = meta.clone();

@@ -42,6 +42,12 @@ impl ManualClock {
     pub fn advance(&self, by: std::time::Duration) {
         self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
+
+    /// Moves the clock back, as a node whose clock runs behind another's sees that
+    /// node's times.
+    pub fn rewind(&self, by: std::time::Duration) {
+        self.0.fetch_sub(by.as_millis() as i64, Ordering::SeqCst);
+    }
 }
 
 impl Clock for ManualClock {
@@ -67,6 +73,9 @@ pub struct TestRegistry {
     pub identity: Arc<Identity>,
     /// The job queue (to run a job runner beside the registry).
     pub jobs: Arc<dyn JobStore>,
+    /// The metadata store behind the registry, for looking at records whatever the
+    /// backend.
+    pub meta: Arc<dyn berth_meta::Metadata>,
     /// The PEM of the key registry tokens are signed with (to forge tokens in tests).
     pub signing_key_pem: String,
     /// The `Authorization` sent with requests that name none.
@@ -181,6 +190,7 @@ impl TestRegistry {
         let stores = Backends::selected().open(dir.path());
         let store = stores.meta;
         let jobs: Arc<dyn JobStore> = store.clone();
+        let meta_store = store.clone();
         let faults = Arc::new(MetaFaults::default());
         let meta = FaultyMeta {
             inner: store.clone(),
@@ -231,6 +241,7 @@ impl TestRegistry {
             blobs: stores.blobs,
             identity,
             jobs,
+            meta: meta_store,
             dir,
             faults,
             signing_key_pem,
