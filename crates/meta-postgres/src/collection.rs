@@ -1,18 +1,19 @@
-//! Garbage collection's steps (migrations 0006, 0007, 0009, 0018): the pin and the mark each
-//! take the digest's advisory lock and check after it; a sweep claims the marked row for
-//! a lease, by the database's clock, retires the bytes under the claim's token, and
-//! deletes the row only while the claim is still its own (a retire that landed after
-//! another sweep took the blob over is then undone).
+//! Garbage collection's steps (migrations 0006, 0007, 0009, 0018, 0021): the pin and the
+//! mark each take the digest's advisory lock and check after it; a sweep claims the
+//! marked row for a lease, by the database's clock, retires the bytes under the claim's
+//! token, and deletes the row only while the claim is still its own (a retire that
+//! landed after another sweep took the blob over is then undone).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, PinOutcome, PinnedUpload, RecordedBlob, SweepBytes,
-    SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
+    CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload, RecordedBlob,
+    SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName};
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 
 use crate::queries::{lock_repository, parse_digest, parse_repository};
 use crate::quotas::{COUNTED, QUOTA_COLUMNS, QUOTA_FROM, blob_quota_row};
@@ -62,6 +63,31 @@ const KEPT: &str = "WITH RECURSIVE
            OR EXISTS (SELECT 1 FROM tags t WHERE t.manifest_id = m.id)
         UNION
         SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
+
+/// Whether the quota of a row of [`QUOTA_FROM`] (outer-joined: none, no refusal) has no
+/// room for a blob of `size` bytes (an SQL expression) that its project does not count
+/// yet ([`COUNTED`]).
+fn over_quota(size: &str) -> String {
+    format!("coalesce(q.hard >= 0 AND NOT {COUNTED} AND q.used + {size} > q.hard, false)")
+}
+
+/// What a pin of the digest `$2` did and the quota of its project, from a row of
+/// [`QUOTA_COLUMNS`], [`COUNTED`] and the pin's answer (from `function`).
+fn pinned_upload(row: &PgRow, function: &str) -> Result<PinnedUpload, MetaError> {
+    let outcome = match row.try_get::<&str, _>(8).map_err(db_err)? {
+        "pinned" => PinOutcome::Pinned,
+        "revived" => PinOutcome::Revived,
+        "no_session" => PinOutcome::NoSession,
+        "moved" => PinOutcome::Moved,
+        "over_quota" => PinOutcome::OverQuota,
+        "taken" => PinOutcome::Taken,
+        other => return Err(MetaError(format!("{function} answered {other:?}"))),
+    };
+    Ok(PinnedUpload {
+        outcome,
+        quota: blob_quota_row(row)?,
+    })
+}
 
 impl PgMetaStore {
     /// The blob rows in `status` after the digest `after`, in digest order, up to
@@ -146,15 +172,15 @@ impl CollectionStore for PgMetaStore {
         // The quota is read beside it, from the statement's snapshot; a blob it refuses
         // (at the session's offset after the append) is not pinned: CASE calls the
         // function only when the quota has room.
+        let size = "coalesce($4, (SELECT u.\"offset\" FROM uploads u WHERE u.id = $1))";
         let row = sqlx::query(&format!(
             "SELECT {QUOTA_COLUMNS}, {COUNTED},
-                    CASE WHEN q.hard >= 0 AND NOT {COUNTED}
-                              AND q.used + coalesce($4, (SELECT u.\"offset\" FROM uploads u
-                                                         WHERE u.id = $1)) > q.hard
+                    CASE WHEN {over_quota}
                          THEN 'over_quota'
                          ELSE pin_completing_upload($1, $2, $3, $4, $5, $6, $7)
                     END
-             FROM (SELECT 1) AS one LEFT JOIN ({QUOTA_FROM}) ON p.name = $8"
+             FROM (SELECT 1) AS one LEFT JOIN ({QUOTA_FROM}) ON p.name = $8",
+            over_quota = over_quota(size),
         ))
         .bind(pin.id.as_str())
         .bind(pin.digest.as_str())
@@ -167,22 +193,38 @@ impl CollectionStore for PgMetaStore {
         .fetch_one(&self.progress_pool)
         .await
         .map_err(db_err)?;
-        let outcome = match row.try_get::<&str, _>(8).map_err(db_err)? {
-            "pinned" => PinOutcome::Pinned,
-            "revived" => PinOutcome::Revived,
-            "no_session" => PinOutcome::NoSession,
-            "moved" => PinOutcome::Moved,
-            "over_quota" => PinOutcome::OverQuota,
-            other => {
-                return Err(MetaError(format!(
-                    "pin_completing_upload answered {other:?}"
-                )));
-            }
-        };
-        Ok(PinnedUpload {
-            outcome,
-            quota: blob_quota_row(&row)?,
-        })
+        pinned_upload(&row, "pin_completing_upload")
+    }
+
+    async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
+        let s = &pin.session;
+        // One round trip in place of a creation, a claim and a pin (migration 0021); a
+        // session write, committed without a flush as pin_upload_digest's is. The quota
+        // is read beside it as there, its verdict (at the session's offset) passed in.
+        let row = sqlx::query(&format!(
+            "SELECT {QUOTA_COLUMNS}, {COUNTED},
+                    pin_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                                   {over_quota})
+             FROM (SELECT 1) AS one LEFT JOIN ({QUOTA_FROM}) ON p.name = $13",
+            over_quota = over_quota("$5"),
+        ))
+        .bind(s.id.as_str())
+        .bind(pin.digest.as_str())
+        .bind(s.repository.as_str())
+        .bind(s.algorithm.as_str())
+        .bind(i64::try_from(s.offset).unwrap_or(i64::MAX))
+        .bind(&s.hash_state)
+        .bind(s.verified_by)
+        .bind(s.verified_digest.as_ref().map(Digest::as_str))
+        .bind(s.created_at)
+        .bind(s.updated_at)
+        .bind(pin.holder)
+        .bind(pin.until)
+        .bind(s.repository.project())
+        .fetch_one(&self.progress_pool)
+        .await
+        .map_err(db_err)?;
+        pinned_upload(&row, "pin_new_upload")
     }
 
     async fn unlink_unreferenced(

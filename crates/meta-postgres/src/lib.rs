@@ -534,12 +534,20 @@ impl UploadStore for PgMetaStore {
         if !queries::link_blob(&mut tx, repo_id, digest.as_str(), size, now).await? {
             return Err(marked_while_pinned(digest));
         }
-        queries::delete_upload(&mut *tx, id.as_str()).await?;
+        queries::delete_upload(&mut *tx, id.as_str(), now).await?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
-        queries::delete_upload(&self.pool, id.as_str()).await
+    async fn delete_upload(&self, id: &UploadId, now: i64) -> Result<bool, MetaError> {
+        queries::delete_upload(&self.pool, id.as_str(), now).await
+    }
+
+    async fn upload_ended(&self, id: &UploadId) -> Result<bool, MetaError> {
+        queries::upload_ended(&self.pool, id.as_str()).await
+    }
+
+    async fn purge_ended_uploads(&self, before: i64) -> Result<u64, MetaError> {
+        queries::purge_ended_uploads(&self.pool, before).await
     }
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {

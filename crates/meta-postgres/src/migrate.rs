@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0018_pin_completing_upload.sql"),
     include_str!("../migrations/0019_count_in_push.sql"),
     include_str!("../migrations/0020_untagged_at.sql"),
+    include_str!("../migrations/0021_ended_uploads.sql"),
 ];
 
 /// The schema version of a fully migrated database.

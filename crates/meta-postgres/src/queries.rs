@@ -268,8 +268,9 @@ pub async fn link_present_blob(
 
 /// Links the blob of a finished upload and ends the session, in one statement (so in
 /// one implicit transaction): the repository's row is locked and touched first, as
-/// [`ensure_repository`] does, then the session row deleted (which ends its pin), the
-/// blob linked (a link made again set to `now`, as [`link_blob`] does) and recorded.
+/// [`ensure_repository`] does, then the session row deleted (which ends its pin) and
+/// its id recorded as ended at `now` (as [`delete_upload`] does), the blob linked (a
+/// link made again set to `now`, as [`link_blob`] does) and recorded.
 /// The session's pin kept the blob from being marked for deletion since before its
 /// bytes were published.
 /// Returns `false`, having changed nothing, when the repository does not exist yet.
@@ -293,7 +294,10 @@ pub async fn complete_upload_in_existing_repository(
              ON CONFLICT (repository_id, digest) DO UPDATE
              SET created_at = GREATEST(rb.created_at, excluded.created_at)),
          ended AS (
-             DELETE FROM uploads WHERE id = $1 AND EXISTS (SELECT 1 FROM repo))
+             DELETE FROM uploads WHERE id = $1 AND EXISTS (SELECT 1 FROM repo)),
+         tombstone AS (
+             INSERT INTO ended_uploads (id, ended_at) SELECT $1, $3 FROM repo
+             ON CONFLICT (id) DO NOTHING)
          SELECT id FROM repo",
     )
     .bind(id)
@@ -413,9 +417,10 @@ pub async fn delete_manifest(
     .await
 }
 
-/// Counts the open sessions and inserts the new one when the limits allow, in one
-/// round trip (`open_upload_session`, migration 0004): under `lock` when given, so that
-/// no other creation counts between this count and this insert.
+/// Counts the open sessions and inserts the new one when the limits allow and its id is
+/// not taken (it has a session or was ended), in one round trip (`open_upload_session`,
+/// migrations 0004 and 0021): under `lock` when given, so that no other creation counts
+/// between this count and this insert.
 pub async fn create_upload(
     c: impl PgExecutor<'_>,
     lock: Option<Lock>,
@@ -423,8 +428,8 @@ pub async fn create_upload(
     limits: SessionLimits,
 ) -> Result<(), CreateUploadError> {
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let (open, in_repository): (i64, i64) = sqlx::query_as(
-        "SELECT total, in_repository
+    let (taken, open, in_repository): (bool, Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT taken, total, in_repository
          FROM open_upload_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(lock.map(Lock::key))
@@ -442,7 +447,12 @@ pub async fn create_upload(
     .fetch_one(c)
     .await
     .map_err(db_err)?;
-    let (open, in_repository) = (open as u64, in_repository as u64);
+    if taken {
+        return Err(CreateUploadError::Taken);
+    }
+    // An id not taken comes with both counts.
+    let count = |n: Option<i64>| n.unwrap_or_default() as u64;
+    let (open, in_repository) = (count(open), count(in_repository));
     if open >= limits.total {
         return Err(CreateUploadError::TooManySessions { open });
     }
@@ -611,12 +621,41 @@ pub async fn record_upload_digest(
         .map_err(db_err)
 }
 
-pub async fn delete_upload(c: impl PgExecutor<'_>, id: &str) -> Result<bool, MetaError> {
-    sqlx::query("DELETE FROM uploads WHERE id = $1")
+/// Ends session `id` in one statement: deletes its row, if any, and records the id as
+/// ended at `now` unless it already is. Returns whether the id was open: it had a row,
+/// or it had none and was not ended yet.
+pub async fn delete_upload(c: impl PgExecutor<'_>, id: &str, now: i64) -> Result<bool, MetaError> {
+    sqlx::query_scalar(
+        "WITH deleted AS (
+             DELETE FROM uploads WHERE id = $1 RETURNING id),
+         ended AS (
+             INSERT INTO ended_uploads (id, ended_at) VALUES ($1, $2)
+             ON CONFLICT (id) DO NOTHING RETURNING id)
+         SELECT EXISTS (SELECT 1 FROM deleted) OR EXISTS (SELECT 1 FROM ended)",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_one(c)
+    .await
+    .map_err(db_err)
+}
+
+/// Whether the id was ended and not yet purged.
+pub async fn upload_ended(c: impl PgExecutor<'_>, id: &str) -> Result<bool, MetaError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ended_uploads WHERE id = $1)")
         .bind(id)
+        .fetch_one(c)
+        .await
+        .map_err(db_err)
+}
+
+/// Forgets the ids ended before `before`; returns how many.
+pub async fn purge_ended_uploads(c: impl PgExecutor<'_>, before: i64) -> Result<u64, MetaError> {
+    sqlx::query("DELETE FROM ended_uploads WHERE ended_at < $1")
+        .bind(before)
         .execute(c)
         .await
-        .map(|r| r.rows_affected() > 0)
+        .map(|r| r.rows_affected())
         .map_err(db_err)
 }
 

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    BlobQuota, CollectionStore, MarkedBlob, MetaError, PinOutcome, PinnedUpload, RecordedBlob,
-    SweepBytes, SweepError, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
+    BlobQuota, CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload,
+    RecordedBlob, SweepBytes, SweepError, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::queries::{PinnedAs, UploadIdState};
 use crate::writer::Durability;
 use crate::{SqliteMetaStore, db_err, queries, quotas};
 
@@ -42,18 +43,7 @@ fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
             .map_err(db_err)?
             == 1;
     let outcome = if pinned {
-        // A sweep under way deletes the row only while it is marked: it finds it
-        // revived, and restores what it retired.
-        let revived = c
-            .prepare_cached(
-                "UPDATE blobs SET status = 'present' WHERE digest = ?1 AND status = 'deleting'",
-            )
-            .and_then(|mut s| s.execute(params![digest]))
-            .map_err(db_err)?;
-        match revived {
-            0 => PinOutcome::Pinned,
-            _ => PinOutcome::Revived,
-        }
+        revive(c, digest)?
     } else if queries::upload_exists(c, id)? {
         PinOutcome::Moved
     } else {
@@ -62,19 +52,61 @@ fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
     Ok(PinnedUpload { outcome, quota })
 }
 
+/// Records the new session `pin.session` pinned on its digest and claimed, as
+/// [`pin_in`] pins an existing one, unless its id is taken or ended; reads the quota of
+/// its project for the blob.
+fn pin_new_in(c: &Connection, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
+    let (session, digest) = (&pin.session, pin.digest.as_str());
+    let quota = quotas::blob_quota(c, session.repository.project(), digest).map_err(db_err)?;
+    let outcome = match queries::upload_id_state(c, session.id.as_str())? {
+        UploadIdState::Open => PinOutcome::Taken,
+        UploadIdState::Ended => PinOutcome::NoSession,
+        UploadIdState::Free if refuses(quota.as_ref(), session.offset) => PinOutcome::OverQuota,
+        UploadIdState::Free => {
+            let pinned = PinnedAs {
+                digest,
+                holder: pin.holder,
+                until: pin.until,
+            };
+            queries::insert_upload(c, session, Some(pinned))?;
+            revive(c, digest)?
+        }
+    };
+    Ok(PinnedUpload { outcome, quota })
+}
+
+/// Revives the blob of `digest` a pin was just placed on, if it is marked for deletion
+/// ([`PinOutcome::Revived`]; else [`PinOutcome::Pinned`]). A sweep under way deletes the
+/// row only while it is marked: it finds it revived, and restores what it retired.
+fn revive(c: &Connection, digest: &str) -> Result<PinOutcome, MetaError> {
+    let revived = c
+        .prepare_cached(
+            "UPDATE blobs SET status = 'present' WHERE digest = ?1 AND status = 'deleting'",
+        )
+        .and_then(|mut s| s.execute(params![digest]))
+        .map_err(db_err)?;
+    Ok(match revived {
+        0 => PinOutcome::Pinned,
+        _ => PinOutcome::Revived,
+    })
+}
+
 /// Whether `quota` refuses the pinned blob: its size is the session's offset after the
 /// pin's append (no session, no refusal: the pin finds none).
 fn refused(c: &Connection, pin: &UploadPin, quota: Option<&BlobQuota>) -> Result<bool, MetaError> {
-    let Some(quota) = quota.filter(|q| !q.counted) else {
-        return Ok(false);
-    };
     let size = match &pin.append {
         Some(advance) => Some(advance.to),
         None => queries::upload(c, pin.id.as_str())
             .map_err(db_err)?
             .map(|s| s.offset),
     };
-    Ok(size.is_some_and(|size| quota.quota.refuses(size)))
+    Ok(size.is_some_and(|size| refuses(quota, size)))
+}
+
+/// Whether `quota` (if any) has no room for a blob of `size` bytes its project does not
+/// count yet.
+fn refuses(quota: Option<&BlobQuota>, size: u64) -> bool {
+    quota.is_some_and(|q| !q.counted && q.quota.refuses(size))
 }
 
 /// A blob row read as (digest, size).
@@ -354,6 +386,14 @@ impl CollectionStore for SqliteMetaStore {
         let pin = pin.clone();
         self.writer
             .run_with(Durability::ProcessCrash, move |c| pin_in(c, &pin))
+            .await
+    }
+
+    async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
+        // A session write, as a pin or a creation is: one writer transaction.
+        let pin = pin.clone();
+        self.writer
+            .run_with(Durability::ProcessCrash, move |c| pin_new_in(c, &pin))
             .await
     }
 

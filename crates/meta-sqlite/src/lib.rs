@@ -338,15 +338,25 @@ impl UploadStore for SqliteMetaStore {
                 }
                 let repo_id = queries::ensure_repository(c, &repository, now)?;
                 queries::link_blob(c, repo_id, digest.as_str(), size, now)?;
-                queries::delete_upload(c, id.as_str()).map(|_| ())
+                queries::delete_upload(c, id.as_str(), now).map(drop)
             })
             .await
     }
 
-    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
+    async fn delete_upload(&self, id: &UploadId, now: i64) -> Result<bool, MetaError> {
         let id = id.clone();
         self.writer
-            .run(move |c| queries::delete_upload(c, id.as_str()))
+            .run(move |c| queries::delete_upload(c, id.as_str(), now))
+            .await
+    }
+
+    async fn upload_ended(&self, id: &UploadId) -> Result<bool, MetaError> {
+        self.readers.with(|c| queries::upload_ended(c, id.as_str()))
+    }
+
+    async fn purge_ended_uploads(&self, before: i64) -> Result<u64, MetaError> {
+        self.writer
+            .run(move |c| queries::purge_ended_uploads(c, before))
             .await
     }
 

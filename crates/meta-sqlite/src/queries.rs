@@ -248,12 +248,16 @@ pub fn unlink_blob(c: &Connection, repository: &str, digest: &str) -> Result<Del
 }
 
 /// Counts the open sessions and inserts the new one in the caller's transaction, so no
-/// other creation can slip between the count and the insert.
+/// other creation can slip between the count and the insert; an id that is taken (it
+/// has a session or was ended) is refused first.
 pub fn create_upload(
     c: &Connection,
     s: &UploadSession,
     limits: SessionLimits,
 ) -> Result<(), CreateUploadError> {
+    if upload_id_state(c, s.id.as_str())? != UploadIdState::Free {
+        return Err(CreateUploadError::Taken);
+    }
     let open: i64 = c
         .prepare_cached("SELECT count(*) FROM uploads")
         .and_then(|mut st| st.query_row([], |r| r.get(0)))
@@ -270,11 +274,32 @@ pub fn create_upload(
             open: in_repository as u64,
         });
     }
+    insert_upload(c, s, None)?;
+    Ok(())
+}
+
+/// What a new session is recorded with besides its fields, when it is recorded as it
+/// completes: the digest it pins, the holder of its claim and until when it holds.
+pub struct PinnedAs<'a> {
+    /// The digest the session publishes.
+    pub digest: &'a str,
+    /// The claim's holder…
+    pub holder: i64,
+    /// … and its end.
+    pub until: i64,
+}
+
+/// Inserts the row of session `s`, pinned and claimed as `pinned` says (if at all).
+pub fn insert_upload(
+    c: &Connection,
+    s: &UploadSession,
+    pinned: Option<PinnedAs<'_>>,
+) -> Result<(), MetaError> {
     c.prepare_cached(
         "INSERT INTO uploads
              (id, repository, algorithm, offset, hash_state, verified_by, verified_digest,
-              created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+              created_at, updated_at, completing, lease_holder, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut st| {
         st.execute(params![
@@ -286,11 +311,36 @@ pub fn create_upload(
             s.verified_by,
             s.verified_digest.as_ref().map(Digest::as_str),
             s.created_at,
-            s.updated_at
+            s.updated_at,
+            pinned.as_ref().map(|p| p.digest),
+            pinned.as_ref().map(|p| p.holder),
+            pinned.as_ref().map(|p| p.until),
         ])
     })
-    .map_err(db_err)?;
-    Ok(())
+    .map(drop)
+    .map_err(db_err)
+}
+
+/// Where an upload id stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadIdState {
+    /// Neither open with a row nor ended: a new session may take it.
+    Free,
+    /// It has a session.
+    Open,
+    /// It was ended (and not purged yet).
+    Ended,
+}
+
+/// Where upload id `id` stands.
+pub fn upload_id_state(c: &Connection, id: &str) -> Result<UploadIdState, MetaError> {
+    Ok(if upload_exists(c, id)? {
+        UploadIdState::Open
+    } else if upload_ended(c, id).map_err(db_err)? {
+        UploadIdState::Ended
+    } else {
+        UploadIdState::Free
+    })
 }
 
 /// The columns [`upload_row`] reads, in its order.
@@ -420,10 +470,35 @@ pub fn record_upload_digest(
         .map_err(db_err)
 }
 
-pub fn delete_upload(c: &Connection, id: &str) -> Result<bool, MetaError> {
-    c.prepare_cached("DELETE FROM uploads WHERE id = ?1")
+/// Ends session `id`: deletes its row, if any, and records the id as ended at `now`
+/// unless it already is. Returns whether the id was open: it had a row, or it had none
+/// and was not ended yet.
+pub fn delete_upload(c: &Connection, id: &str, now: i64) -> Result<bool, MetaError> {
+    let deleted = c
+        .prepare_cached("DELETE FROM uploads WHERE id = ?1")
         .and_then(|mut s| s.execute([id]))
-        .map(|n| n > 0)
+        .map_err(db_err)?;
+    let ended = c
+        .prepare_cached(
+            "INSERT INTO ended_uploads (id, ended_at) VALUES (?1, ?2)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![id, now]))
+        .map_err(db_err)?;
+    Ok(deleted > 0 || ended > 0)
+}
+
+/// Whether upload id `id` was ended and not yet purged.
+pub fn upload_ended(c: &Connection, id: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM ended_uploads WHERE id = ?1")?
+        .exists([id])
+}
+
+/// Forgets the upload ids ended before `before`; returns how many.
+pub fn purge_ended_uploads(c: &Connection, before: i64) -> Result<u64, MetaError> {
+    c.prepare_cached("DELETE FROM ended_uploads WHERE ended_at < ?1")
+        .and_then(|mut s| s.execute([before]))
+        .map(|n| n as u64)
         .map_err(db_err)
 }
 

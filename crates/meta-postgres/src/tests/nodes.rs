@@ -8,9 +8,10 @@ use std::time::Duration;
 use berth_meta::conformance::sweep_bytes::{BoxedRetire, MemoryBytes, NoBytes, RetireWith};
 use berth_meta::{
     ArtifactStore, AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion,
-    ManifestStore, MarkedBlob, MemberError, MemberKind, NewManifest, NewProject, PinOutcome,
-    ProjectError, ProjectStore, PullRecord, PutManifestError, RepositoryStore, Role, SessionLimits,
-    SweepBytes, UploadAdvance, UploadPin, UploadSession, UploadStore, UserStore, Visibility,
+    ManifestStore, MarkedBlob, MemberError, MemberKind, NewManifest, NewProject, NewUploadPin,
+    PinOutcome, ProjectError, ProjectStore, PullRecord, PutManifestError, RepositoryStore, Role,
+    SessionLimits, SweepBytes, UploadAdvance, UploadPin, UploadSession, UploadStore, UserStore,
+    Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, Tag, UploadId};
 use berth_testkit_postgres::TempDatabase;
@@ -670,6 +671,43 @@ async fn create_upload_as_before(
         return Err(CreateUploadError::TooManyInRepository { open: here });
     }
     Ok(())
+}
+
+/// Creations and recordings as it completes of an id whose insert by another node is
+/// not committed yet wait for it, then find the id taken (not a unique violation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_of_an_id_another_node_is_inserting_find_it_taken() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let first = session(1, "up/taken");
+    let mut inserting = a.pool.begin().await.unwrap();
+    queries::create_upload(&mut *inserting, None, &first, SessionLimits::NONE)
+        .await
+        .unwrap();
+    let created = tokio::spawn({
+        let (b, first) = (b.clone(), first.clone());
+        async move { b.create_upload(&first, SessionLimits::NONE).await }
+    });
+    let recorded = tokio::spawn({
+        let (b, first) = (b.clone(), first.clone());
+        let pin = NewUploadPin {
+            session: first,
+            digest: digest("up-taken"),
+            holder: 1,
+            until: 100,
+        };
+        async move { b.pin_new_upload(&pin).await }
+    });
+    // Both find no committed row, and wait on the uncommitted insert.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    inserting.commit().await.unwrap();
+    assert!(matches!(
+        created.await.unwrap(),
+        Err(CreateUploadError::Taken)
+    ));
+    assert_eq!(recorded.await.unwrap().unwrap().outcome, PinOutcome::Taken);
+    assert_eq!(b.upload(&first.id).await.unwrap(), Some(first));
 }
 
 /// During an upgrade, nodes of the previous release (a transaction around the lock)

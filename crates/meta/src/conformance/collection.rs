@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use berth_oci::Digest;
 
-use super::support::{advance, digest, manifest, pin, repo, upload_session};
+use super::support::{advance, digest, manifest, new_pin, pin, repo, upload_session};
 use super::sweep_bytes::{BoxedRetire, MemoryBytes, NoBytes, RetireWith};
 use crate::{
     MarkedBlob, MetaStore, PinOutcome, RecordedBlob, SessionLimits, SweepError, SweepFailed,
-    UploadPin, UploadSession,
+    UploadLease, UploadPin, UploadSession,
 };
 
 /// How long the sweeps of these checks hold a blob.
@@ -27,6 +27,8 @@ pub(super) async fn run(store: &dyn MetaStore) {
     a_pinned_blob_does_not_end_the_marking(store).await;
     a_pin_revives_a_marked_blob(store).await;
     a_completing_pin_records_its_last_chunk(store).await;
+    a_session_recorded_as_it_completes_is_pinned_and_claimed(store).await;
+    a_session_recorded_as_it_completes_revives_a_marked_blob(store).await;
     untagged_manifests_go_from_the_top_of_each_graph(store).await;
     bytes_no_row_knows_are_claimed_unless_pinned(store).await;
 }
@@ -39,7 +41,7 @@ async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
         digest("cf-orphan"),
     );
     store.link_blob(&r, &recorded, 4, 1).await.unwrap();
-    let pinning = upload_session(73, &r);
+    let pinning = upload_session(76, &r);
     store
         .create_upload(&pinning, SessionLimits::NONE)
         .await
@@ -87,7 +89,7 @@ async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
         store.unrecorded_blobs(&all).await.unwrap(),
         vec![orphan.clone()]
     );
-    store.delete_upload(&pinning.id).await.unwrap();
+    store.delete_upload(&pinning.id, 1000).await.unwrap();
 }
 
 /// The untagged manifests of `repository` pushed before `before`, paged 2 at a time.
@@ -243,9 +245,72 @@ async fn a_completing_pin_records_its_last_chunk(store: &dyn MetaStore) {
         "moved over the chunk, still vouched for by its only writer"
     );
     assert!(!marks(store, &blob, 100).await, "a pinned blob stays");
-    store.delete_upload(&completing.id).await.unwrap();
+    store.delete_upload(&completing.id, 1000).await.unwrap();
     let gone = store.pin_upload_digest(&pin(advance(5, 6, 3, 7, 21))).await;
     assert_eq!(gone.unwrap().outcome, PinOutcome::NoSession);
+}
+
+/// A session recorded as it completes is recorded as given, pinned on its digest (which
+/// is not marked while the session lasts) and claimed by its holder; its id is then
+/// taken.
+async fn a_session_recorded_as_it_completes_is_pinned_and_claimed(store: &dyn MetaStore) {
+    let (r, blob) = (repo("cf-gc/new-pin"), digest("cf-gc-new-pin"));
+    store.link_blob(&r, &blob, 6, 10).await.unwrap();
+    store.unlink_blob(&r, &blob, None).await.unwrap();
+    let recorded = new_pin(78, &r, &blob, 6);
+    let id = &recorded.session.id;
+    let pinned = store.pin_new_upload(&recorded).await.unwrap();
+    assert_eq!(pinned.outcome, PinOutcome::Pinned);
+    assert_eq!(
+        store.upload(id).await.unwrap().as_ref(),
+        Some(&recorded.session),
+        "recorded with its offset and hash state"
+    );
+    let (holder, until) = (recorded.holder, recorded.until);
+    assert_eq!(
+        store
+            .lease_upload(id, holder + 1, until - 1, until + 100)
+            .await
+            .unwrap(),
+        UploadLease::Held,
+        "claimed by its holder"
+    );
+    assert!(
+        store
+            .renew_upload_lease(id, holder, until + 10)
+            .await
+            .unwrap()
+    );
+    assert!(!marks(store, &blob, 100).await, "a pinned blob stays");
+    let again = store.pin_new_upload(&recorded).await.unwrap();
+    assert_eq!(again.outcome, PinOutcome::Taken);
+    assert!(store.delete_upload(id, 1000).await.unwrap());
+    assert!(marks(store, &blob, 100).await, "unpinned with its session");
+}
+
+/// A session recorded as it completes, on the digest of a marked blob, revives it as a
+/// pin does.
+async fn a_session_recorded_as_it_completes_revives_a_marked_blob(store: &dyn MetaStore) {
+    let (r, blob) = (repo("cf-gc/new-revived"), digest("cf-gc-new-revived"));
+    store.link_blob(&r, &blob, 5, 10).await.unwrap();
+    store.unlink_blob(&r, &blob, None).await.unwrap();
+    assert!(marks(store, &blob, 100).await);
+    let recorded = new_pin(79, &r, &blob, 5);
+    let pinned = store.pin_new_upload(&recorded).await.unwrap();
+    assert_eq!(pinned.outcome, PinOutcome::Revived);
+    assert_eq!(
+        (store.live_blobs(std::slice::from_ref(&blob)).await.unwrap())
+            .into_iter()
+            .map(|b| b.digest)
+            .collect::<Vec<_>>(),
+        vec![blob.clone()]
+    );
+    let listed = store.marked_blobs("", 10_000).await.unwrap();
+    assert!(!listed.iter().any(|m| m.digest == blob));
+    assert!(!store.sweep_blob(&blob, LEASE, &NoBytes).await.unwrap());
+    let id = &recorded.session.id;
+    store.complete_upload(id, &r, &blob, 5, 30).await.unwrap();
+    assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(5));
 }
 
 /// Whether marking blobs recorded before `before` marks `blob`.
@@ -269,7 +334,7 @@ async fn a_blob_is_marked_only_when_nothing_links_or_pins_it(store: &dyn MetaSto
     store.create_upload(&pinning, roomy).await.unwrap();
     assert_eq!(pin(store, &pinning.id, &r, &blob).await, PinOutcome::Pinned);
     assert!(!marks(store, &blob, 100).await, "a pinned blob stays");
-    store.delete_upload(&pinning.id).await.unwrap();
+    store.delete_upload(&pinning.id, 1000).await.unwrap();
     assert_eq!(
         pin(store, &pinning.id, &r, &blob).await,
         PinOutcome::NoSession
@@ -511,7 +576,7 @@ async fn a_pinned_blob_does_not_end_the_marking(store: &dyn MetaStore) {
         [&second],
         "the blob after the pinned one"
     );
-    store.delete_upload(&pinning.id).await.unwrap();
+    store.delete_upload(&pinning.id, 1000).await.unwrap();
 }
 
 /// A completion that pins the digest of a marked blob revives it: the blob is live
@@ -522,7 +587,7 @@ async fn a_pin_revives_a_marked_blob(store: &dyn MetaStore) {
     store.link_blob(&r, &blob, 5, 10).await.unwrap();
     store.unlink_blob(&r, &blob, None).await.unwrap();
     assert!(marks(store, &blob, 100).await);
-    let completing = upload_session(74, &r);
+    let completing = upload_session(77, &r);
     (store.create_upload(&completing, SessionLimits::NONE).await).unwrap();
 
     let (id, repository, revived) = (&completing.id, &r, &blob);

@@ -20,6 +20,7 @@ mod sessions;
 mod settings;
 mod support;
 pub mod sweep_bytes;
+mod upload_ids;
 mod upload_leases;
 
 pub mod jobs;
@@ -35,6 +36,7 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     accounts::first_administrator(store.clone()).await;
     registry::run(store.clone()).await;
     upload_leases::run(&*store).await;
+    upload_ids::run(store.clone()).await;
     accounts::run(&*store).await;
     projects::run(&*store).await;
     robots::run(&*store).await;

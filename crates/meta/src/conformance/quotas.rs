@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::support::{
-    PROJECT_ADMIN, advance, audit, audit_trail, digest, manifest, new_project, repo, upload_session,
+    PROJECT_ADMIN, advance, audit, audit_trail, digest, manifest, new_pin, new_project, repo,
+    upload_session,
 };
 
 use crate::{
@@ -21,6 +22,7 @@ pub(super) async fn run(store: Arc<dyn Metadata>) {
     limits_refuse_pushes_past_them(&*store).await;
     a_blob_listed_twice_counts_once(&*store).await;
     a_pin_over_the_quota_changes_nothing(&*store).await;
+    a_new_session_over_the_quota_is_not_recorded(&*store).await;
     new_projects_get_the_default_limit(&*store).await;
     the_warning_is_recorded_once_per_crossing(&*store).await;
     a_limit_near_the_largest_is_warned_exactly(&*store).await;
@@ -239,7 +241,7 @@ async fn a_completing_pin_reads_the_quota(store: &dyn Metadata) {
         let expected = store.blob_quota(&repository, &blob).await.unwrap();
         assert_eq!(expected.is_some(), n != 83, "{repository} is in a project");
         assert_eq!(pinned.quota, expected, "{repository}");
-        store.delete_upload(&session.id).await.unwrap();
+        store.delete_upload(&session.id, 1000).await.unwrap();
     }
 }
 
@@ -304,7 +306,40 @@ async fn a_pin_over_the_quota_changes_nothing(store: &dyn Metadata) {
         PinOutcome::Revived,
         "exactly at the limit fits"
     );
-    store.delete_upload(&session.id).await.unwrap();
+    store.delete_upload(&session.id, 1000).await.unwrap();
+    assert_eq!(used(store, id).await, 0);
+}
+
+/// A session recorded as it completes that its project's quota refuses (at its offset)
+/// is not recorded, and revives no marked blob.
+async fn a_new_session_over_the_quota_is_not_recorded(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-new-pin", Some(10)).await;
+    let (r, blob) = (repo("cf-q-new-pin/a"), digest("qnp-marked"));
+    store.link_blob(&r, &blob, 20, 1).await.unwrap();
+    store.unlink_blob(&r, &blob, None).await.unwrap();
+    let marked = store.mark_unlinked_blobs("", 1000, 2).await.unwrap();
+    assert!(marked.iter().any(|m| m.digest == blob), "{marked:?}");
+    let over = new_pin(85, &r, &blob, 20);
+    let refused = store.pin_new_upload(&over).await.unwrap();
+    assert_eq!(refused.outcome, PinOutcome::OverQuota);
+    assert_eq!(
+        refused.quota.map(|q| (q.quota.project_id, q.counted)),
+        Some((id, false))
+    );
+    let session = &over.session.id;
+    assert_eq!(store.upload(session).await.unwrap(), None, "not recorded");
+    let live = store.live_blobs(std::slice::from_ref(&blob)).await.unwrap();
+    assert!(live.is_empty(), "a refused session revives nothing");
+    let fits = store
+        .pin_new_upload(&new_pin(85, &r, &blob, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        fits.outcome,
+        PinOutcome::Revived,
+        "exactly at the limit fits"
+    );
+    store.delete_upload(session, 1000).await.unwrap();
     assert_eq!(used(store, id).await, 0);
 }
 

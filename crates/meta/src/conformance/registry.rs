@@ -572,9 +572,11 @@ async fn uploads_advance_only_from_their_offset(store: &dyn MetaStore) {
     );
     assert_eq!(store.stale_uploads(21).await.unwrap(), vec![id.clone()]);
     assert!(store.stale_uploads(20).await.unwrap().is_empty());
-    assert!(store.delete_upload(&id).await.unwrap());
+    assert!(store.delete_upload(&id, 1000).await.unwrap());
     assert!(store.upload(&id).await.unwrap().is_none());
 
+    // An ended id is never opened again: the session goes on under a new one.
+    let id = UploadId::from_random([11; 16]);
     store
         .create_upload(
             &UploadSession {
@@ -665,10 +667,10 @@ async fn session_limits_hold(store: &dyn MetaStore) {
         assert!(store.upload(&refused.id).await.unwrap().is_none());
     }
     // An ended session makes room again.
-    assert!(store.delete_upload(&open[0].id).await.unwrap());
+    assert!(store.delete_upload(&open[0].id, 1000).await.unwrap());
     store.create_upload(&third_in_a, limits).await.unwrap();
     for session in open[1..].iter().chain([&third_in_a]) {
-        assert!(store.delete_upload(&session.id).await.unwrap());
+        assert!(store.delete_upload(&session.id, 1000).await.unwrap());
     }
 }
 
@@ -704,7 +706,7 @@ async fn session_limits_hold_under_concurrent_creations(store: Arc<dyn MetaStore
         assert!(in_repository.count() <= 3, "sessions in {r}");
     }
     for session in &opened {
-        assert!(store.delete_upload(&session.id).await.unwrap());
+        assert!(store.delete_upload(&session.id, 1000).await.unwrap());
     }
 }
 

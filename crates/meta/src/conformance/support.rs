@@ -9,8 +9,8 @@ use bytes::Bytes;
 
 use crate::{
     AuditEntry, AuditField, AuditStore, CollectionStore, FieldFilter, ListQuery, Listed, Match,
-    NewManifest, NewProject, NewUser, PinOutcome, ProjectStore, Role, SortKey, UploadAdvance,
-    UploadPin, UploadSession,
+    NewManifest, NewProject, NewUploadPin, NewUser, PinOutcome, ProjectStore, Role, SortKey,
+    UploadAdvance, UploadPin, UploadSession,
 };
 
 /// A repository name the checks know to be valid.
@@ -35,6 +35,28 @@ pub(super) fn upload_session(n: u8, repository: &RepositoryName) -> UploadSessio
         verified_digest: None,
         created_at: 1,
         updated_at: 1,
+    }
+}
+
+/// A session of `repository` recorded as it completes ([`crate::CollectionStore::pin_new_upload`]):
+/// its id made of `n`, `size` bytes written (a one-byte hash state of `n`), pinned on
+/// `digest` and claimed by holder 5 until 1000.
+pub(super) fn new_pin(
+    n: u8,
+    repository: &RepositoryName,
+    digest: &Digest,
+    size: u64,
+) -> NewUploadPin {
+    NewUploadPin {
+        session: UploadSession {
+            offset: size,
+            hash_state: vec![n],
+            verified_by: Some(5),
+            ..upload_session(n, repository)
+        },
+        digest: digest.clone(),
+        holder: 5,
+        until: 1_000,
     }
 }
 

@@ -86,7 +86,7 @@ async fn one_holder_at_a_time(store: &dyn MetaStore) {
         store.lease_upload(&id, a, 320, 420).await.unwrap(),
         UploadLease::Granted(_)
     ));
-    assert!(store.delete_upload(&id).await.unwrap());
+    assert!(store.delete_upload(&id, 1000).await.unwrap());
     assert_eq!(
         store.lease_upload(&id, a, 330, 430).await.unwrap(),
         UploadLease::Missing
@@ -124,7 +124,7 @@ async fn a_writer_other_than_the_first_ends_its_vouching(store: &dyn MetaStore) 
     );
     let back = store.upload(&id).await.unwrap().unwrap();
     assert_eq!(back.verified_by, None, "nor after the first writes again");
-    assert!(store.delete_upload(&id).await.unwrap());
+    assert!(store.delete_upload(&id, 1000).await.unwrap());
 }
 
 /// The bytes of all open sessions, as a claim on `id` granted now reads them.
@@ -167,11 +167,11 @@ async fn a_granted_claim_counts_the_bytes_of_open_sessions(store: &dyn MetaStore
         others + 8,
         "every open session counts"
     );
-    assert!(store.delete_upload(&first).await.unwrap());
+    assert!(store.delete_upload(&first, 1000).await.unwrap());
     assert_eq!(
         open_bytes(store, &second).await,
         others + 3,
         "an ended session counts no more"
     );
-    assert!(store.delete_upload(&second).await.unwrap());
+    assert!(store.delete_upload(&second, 1000).await.unwrap());
 }
