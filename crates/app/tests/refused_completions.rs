@@ -191,7 +191,10 @@ async fn a_completion_of_bytes_altered_at_rest_revives_no_marked_blob() {
         .append_chunk(&other, &session.url, whole(LAYER))
         .await
         .unwrap();
-    let at_rest = dir.path().join("storage/uploads").join(session.id.as_str());
+    let at_rest = dir
+        .path()
+        .join("storage/uploads")
+        .join(session.url.id.as_str());
     std::fs::write(&at_rest, b"twenty other bytes!!").unwrap();
     drop(registry);
     let (_, restarted) = registry_in(&dir);

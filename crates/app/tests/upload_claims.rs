@@ -10,7 +10,7 @@ use berth_app::{
     Clock, Registry, RegistryConfig, RegistryError, SystemClock, UploadBody, UploadState,
 };
 use berth_blob::{ByteStream, FsBlobStore};
-use berth_meta::{BlobLinkStore, UploadLease, UploadSession, UploadStore};
+use berth_meta::{BlobLinkStore, UploadLease, UploadStore};
 use berth_meta_sqlite::SqliteMetaStore;
 use berth_oci::{Algorithm, Digest, RepositoryName, UploadRef};
 use berth_testkit::open_recorded_upload;
@@ -116,8 +116,8 @@ async fn appends_reaching_two_nodes_take_turns() {
     );
     tx.send(Bytes::from_static(b"def")).await.unwrap();
     drop(tx);
-    assert_eq!(on_a.await.unwrap().unwrap().offset, 6);
-    assert_eq!(on_b.await.unwrap().unwrap().offset, 9);
+    assert_eq!(on_a.await.unwrap().unwrap().session.offset, 6);
+    assert_eq!(on_b.await.unwrap().unwrap().session.offset, 9);
     let digest = Digest::compute(Algorithm::Sha256, b"abcdefXYZ");
     let completed = b
         .complete_upload(&repo, &session.url, Some(digest.as_str()), whole(b""))
@@ -147,7 +147,7 @@ async fn a_dead_nodes_claim_lapses_after_its_term() {
         .await
         .unwrap();
     let waited = started.elapsed();
-    assert_eq!(appended.offset, 3);
+    assert_eq!(appended.session.offset, 3);
     assert!(
         waited >= Duration::from_millis(800) && waited < 2 * term,
         "waited {waited:?} for a claim with 1 s left"
@@ -180,11 +180,11 @@ async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
     assert!(
         matches!(refused, Err(RegistryError::TooManyRequests(_))),
         "{:?}",
-        refused.map(|s| s.offset)
+        refused.map(|s| s.session.offset)
     );
     // Nothing was written.
     let status = b.upload_status(&repo, &session.url).await.unwrap();
-    assert_eq!(status.offset, 0);
+    assert_eq!(status.session.offset, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,6 +255,7 @@ async fn a_small_body_whose_claim_was_lost_before_its_end_is_refused() {
         b.append_chunk(&repo, &session.url, whole(b"XYZ"))
             .await
             .unwrap()
+            .session
             .offset,
         3
     );
@@ -314,6 +315,7 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
         b.append_chunk(&repo, &session.url, whole(b"XYZ"))
             .await
             .unwrap()
+            .session
             .offset,
         3
     );
@@ -324,7 +326,7 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
     assert!(
         matches!(on_a, Err(RegistryError::BlobUploadInvalid(_))),
         "node A's body was passed on after its claim lapsed: {:?}",
-        on_a.map(|s| s.offset)
+        on_a.map(|s| s.session.offset)
     );
     let digest = Digest::compute(Algorithm::Sha256, b"XYZ");
     let completed = b

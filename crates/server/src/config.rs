@@ -639,8 +639,12 @@ impl Config {
         seconds(self.limits.upload_purge_interval_secs.max(1))
     }
 
-    /// The registry limits derived from this configuration.
-    pub fn registry_config(&self) -> berth_app::RegistryConfig {
+    /// The registry limits derived from this configuration, with the key that seals its
+    /// upload URLs.
+    pub fn registry_config(
+        &self,
+        upload_url_key: berth_app::UploadUrlKey,
+    ) -> berth_app::RegistryConfig {
         let l = &self.limits;
         berth_app::RegistryConfig {
             max_manifest_bytes: l.max_manifest_bytes,
@@ -667,6 +671,7 @@ impl Config {
                 .expect("URL patterns are checked when the configuration is loaded"),
             audit_pulls: self.audit.log_pulls,
             quota_warning_percent: l.quota_warning_percent.clamp(1, 100),
+            upload_url_key,
         }
     }
 }
@@ -692,7 +697,11 @@ mod tests {
         let body_idle = c.listener_limits().timeouts.body_idle;
         assert_eq!(body_idle, LONGEST);
         assert!(std::time::Instant::now().checked_add(body_idle).is_some());
-        assert_eq!(c.registry_config().overload_wait, LONGEST);
+        assert_eq!(
+            c.registry_config(berth_app::UploadUrlKey::of_this_process())
+                .overload_wait,
+            LONGEST
+        );
     }
 
     #[test]
@@ -763,7 +772,7 @@ mod tests {
                 c.validation.foreign_layer_urls_allow,
                 [r"^https://mcr\.microsoft\.com/"]
             );
-            c.registry_config();
+            c.registry_config(berth_app::UploadUrlKey::of_this_process());
             jail.create_file(
                 "bad-url.toml",
                 "[validation]\nforeign_layer_urls_deny = [\"(\"]\n",

@@ -24,10 +24,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Upload URLs are sealed with a key derived from the token signing key, which every
     // node of a registry shares.
     let signing_key_pem = crate::signing_key::load_or_generate(&config.token_key_path())?;
-    let registry_config = berth_app::RegistryConfig {
-        upload_url_key: berth_app::UploadUrlKey::derived_from(signing_key_pem.as_bytes()),
-        ..config.registry_config()
-    };
+    let registry_config = config.registry_config(berth_app::UploadUrlKey::derived_from(
+        signing_key_pem.as_bytes(),
+    ));
     let registry = Arc::new(Registry::new(
         meta.clone(),
         blobs,

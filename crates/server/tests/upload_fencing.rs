@@ -146,7 +146,7 @@ async fn a_node_whose_upload_claim_lapsed_cannot_change_the_bytes_published_unde
         .append_chunk(&repo, &session.url, whole(fresh.clone()))
         .await
         .unwrap();
-    assert_eq!(appended.offset, (2 * PART + 100) as u64);
+    assert_eq!(appended.session.offset, (2 * PART + 100) as u64);
 
     // Node A wakes up and goes on receiving its chunk: it finds its claim lost and
     // stops reading (or is refused at the end), as the session moved on.

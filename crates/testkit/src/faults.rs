@@ -9,10 +9,11 @@ use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobLinkStore, CollectionStore, CreateUploadError, Deletion, ImmutableRule,
     ImmutableRuleError, ImmutableRuleStore, Listed, ManifestStore, MarkedBlob, MetaError,
-    MetaStore, Moved, NewManifest, PinnedUpload, ProjectRules, PullRecord, PutManifestError,
-    RecordedBlob, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits, StoredManifest,
-    SweepBytes, SweepError, SweepFailed, TagGuard, TagPage, UnlinkBatch, UntaggedManifest,
-    UploadAdvance, UploadLease, UploadPin, UploadSession, UploadStore, Visibility,
+    MetaStore, Moved, NewManifest, NewUploadPin, PinnedUpload, ProjectRules, PullRecord,
+    PutManifestError, RecordedBlob, ReferrerLimit, ReferrerPage, RepositoryStore, SessionLimits,
+    StoredManifest, SweepBytes, SweepError, SweepFailed, TagGuard, TagPage, UnlinkBatch,
+    UntaggedManifest, UploadAdvance, UploadLease, UploadPin, UploadSession, UploadStore,
+    Visibility,
 };
 use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
 use berth_meta::{
@@ -321,8 +322,16 @@ impl UploadStore for FaultyMeta {
             .await
     }
 
-    async fn delete_upload(&self, id: &UploadId) -> Result<bool, MetaError> {
-        self.inner.delete_upload(id).await
+    async fn delete_upload(&self, id: &UploadId, now: i64) -> Result<bool, MetaError> {
+        self.inner.delete_upload(id, now).await
+    }
+
+    async fn upload_ended(&self, id: &UploadId) -> Result<bool, MetaError> {
+        self.inner.upload_ended(id).await
+    }
+
+    async fn purge_ended_uploads(&self, before: i64) -> Result<u64, MetaError> {
+        self.inner.purge_ended_uploads(before).await
     }
 
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError> {
@@ -457,6 +466,10 @@ impl SweepBytes for CutAfterRetire<'_> {
 impl CollectionStore for FaultyMeta {
     async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
         self.inner.pin_upload_digest(pin).await
+    }
+
+    async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
+        self.inner.pin_new_upload(pin).await
     }
 
     async fn unlink_unreferenced(

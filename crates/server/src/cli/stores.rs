@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_app::{Registry, SystemClock};
+use berth_app::{Registry, SystemClock, UploadUrlKey};
 
 use super::DataArgs;
 use crate::config::{Config, LogConfig};
@@ -27,7 +27,9 @@ pub fn with_registry<T>(
     runtime.block_on(async {
         let meta = crate::database::open(&config).await?;
         let blobs = crate::storage::open(&config).await?;
-        let registry = Registry::new(meta, blobs, Arc::new(SystemClock), config.registry_config());
+        // Offline commands open no upload URLs.
+        let config_of_registry = config.registry_config(UploadUrlKey::of_this_process());
+        let registry = Registry::new(meta, blobs, Arc::new(SystemClock), config_of_registry);
         work(&registry, &config).await
     })
 }
