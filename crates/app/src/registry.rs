@@ -169,7 +169,7 @@ pub enum MountOutcome {
     /// The blob is now linked (`201`).
     Mounted,
     /// It could not be mounted; an upload session was opened instead (`202`).
-    Started(UploadState),
+    Started(Box<UploadState>),
 }
 
 /// A committed manifest push.

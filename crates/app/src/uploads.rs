@@ -158,9 +158,9 @@ impl Registry {
         if mounted {
             return Ok(MountOutcome::Mounted);
         }
-        Ok(MountOutcome::Started(
+        Ok(MountOutcome::Started(Box::new(
             self.start_upload(repository, digest.algorithm()).await?,
-        ))
+        )))
     }
 
     /// Some repositories (at most 100) holding the blob, candidates for a mount
