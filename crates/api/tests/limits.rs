@@ -28,13 +28,6 @@ async fn open_session(reg: &TestRegistry, repo: &str) -> TestResponse {
     .await
 }
 
-/// Opens and records a session in `repo`; its URL.
-async fn open_recorded(reg: &TestRegistry, repo: &str) -> String {
-    let r = open_session(reg, repo).await;
-    expect_status(&r, 202, "first chunk");
-    r.header("location").to_owned()
-}
-
 /// Sessions count against the limits once recorded, by their first request: a `POST`
 /// alone records nothing.
 #[tokio::test]
@@ -46,11 +39,11 @@ async fn open_sessions_are_limited_per_repository_and_in_all() {
     });
     let mut first = Vec::new();
     for _ in 0..3 {
-        first.push(open_recorded(&reg, "p/a").await);
+        first.push(start_recorded_upload(&reg, "p/a").await);
     }
     expect_too_many(&open_session(&reg, "p/a").await, "fourth session in p/a");
-    open_recorded(&reg, "p/b").await;
-    open_recorded(&reg, "p/b").await;
+    start_recorded_upload(&reg, "p/b").await;
+    start_recorded_upload(&reg, "p/b").await;
     expect_too_many(&open_session(&reg, "p/c").await, "sixth session in all");
     // Opening more is free: only recording them is refused.
     for _ in 0..10 {

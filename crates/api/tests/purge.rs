@@ -31,8 +31,8 @@ async fn only_idle_sessions_are_purged() {
     let clock = ManualClock::new();
     let reg = registry(&clock);
     let idle: Vec<String> =
-        futures_util::future::join_all((0..5).map(|_| start_upload(&reg, "p/idle"))).await;
-    let active = start_upload(&reg, "p/active").await;
+        futures_util::future::join_all((0..5).map(|_| start_recorded_upload(&reg, "p/idle"))).await;
+    let active = start_recorded_upload(&reg, "p/active").await;
     expect_status(
         &patch(&reg, &idle[0], Some("0-2"), b"abc").await,
         202,
@@ -84,7 +84,7 @@ async fn only_idle_sessions_are_purged() {
 async fn an_upload_with_a_request_in_flight_is_not_purged() {
     let clock = ManualClock::new();
     let reg = Arc::new(registry(&clock));
-    let location = start_upload(&reg, "p/streaming").await;
+    let location = start_recorded_upload(&reg, "p/streaming").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let body = Body::from_stream(tokio_stream_from(rx));
     let patching = {

@@ -180,21 +180,23 @@ impl Registry {
         }
     }
 
-    /// Whether `body` completes the session the URL opened before the session has a
-    /// record: a body of known, small length, sent on a URL that may still record it. An
-    /// empty body does not: it completes a session whose chunks were sent to the URL that
-    /// opened it, as some clients do.
-    pub(crate) fn completes_unrecorded(
+    /// When the URL opened its session, if a body that is a small whole blob (`whole`,
+    /// [`UploadBody::completes_in_one_go`]) completes the session before it has a record:
+    /// sent on a URL that may still record it, for a session that has no byte area yet.
+    /// A session with one was recorded (its area is created just after its record): some
+    /// clients send every request to the URL that opened the session, so its chunks went
+    /// there first and this body is its last.
+    pub(crate) async fn completes_unrecorded(
         &self,
         url: &UploadRef,
         repository: &RepositoryName,
-        body: &UploadBody,
-    ) -> Option<i64> {
-        let small = body
-            .content_length
-            .is_some_and(|len| (1..=UNRECORDED_BODY_MAX).contains(&len));
-        self.may_record(url, repository)
-            .filter(|_| small && body.content_range.is_none())
+        whole: bool,
+    ) -> Result<Option<i64>, RegistryError> {
+        let Some(opened_at) = self.may_record(url, repository).filter(|_| whole) else {
+            return Ok(None);
+        };
+        let recorded = self.blobs.upload_exists(&url.id).await?;
+        Ok((!recorded).then_some(opened_at))
     }
 
     /// Completes session `id`, opened at `opened_at` and not recorded yet, with the whole

@@ -11,7 +11,7 @@ use berth_oci::{
 
 use crate::error::RegistryError;
 use crate::metered_body::metered;
-use crate::opened_uploads::UploadState;
+use crate::opened_uploads::{UNRECORDED_BODY_MAX, UploadState};
 use crate::quotas::refuse_over_quota;
 use crate::registry::{MountOutcome, Registry};
 use crate::upload_claims::{ClaimLost, SessionClaim};
@@ -33,6 +33,16 @@ impl UploadBody {
     /// True when the request certainly carries no bytes.
     fn is_empty(&self) -> bool {
         self.content_length == Some(0)
+    }
+
+    /// True when the body is a whole blob small enough to complete a session before the
+    /// session has a record: some bytes, at most [`UNRECORDED_BODY_MAX`], of a declared
+    /// length, with no range.
+    pub(crate) fn completes_in_one_go(&self) -> bool {
+        self.content_range.is_none()
+            && self
+                .content_length
+                .is_some_and(|len| (1..=UNRECORDED_BODY_MAX).contains(&len))
     }
 }
 
@@ -108,8 +118,9 @@ impl Registry {
                 "Content-Range is not allowed on a monolithic upload".into(),
             ));
         }
-        let opened = self.open_unrecorded(repository);
-        if let Some(opened_at) = self.completes_unrecorded(&opened.url, repository, &body) {
+        if body.completes_in_one_go() {
+            let opened = self.open_unrecorded(repository);
+            let opened_at = opened.session.created_at;
             return self
                 .complete_unrecorded(repository, &opened.url.id, opened_at, digest, body)
                 .await;
@@ -240,7 +251,8 @@ impl Registry {
             .and_then(|d| {
                 Digest::parse(d).map_err(|e| RegistryError::DigestInvalid(e.to_string()))
             })?;
-        if let Some(opened_at) = self.completes_unrecorded(url, repository, &body) {
+        let whole = body.completes_in_one_go();
+        if let Some(opened_at) = self.completes_unrecorded(url, repository, whole).await? {
             self.complete_unrecorded(repository, &url.id, opened_at, &digest, body)
                 .await?;
             return Ok(digest);

@@ -132,6 +132,10 @@ impl BlobStore for SlowRestores {
         self.inner.delete_upload(id).await
     }
 
+    async fn upload_exists(&self, id: &UploadId) -> Result<bool, BlobError> {
+        self.inner.upload_exists(id).await
+    }
+
     async fn list_blobs(
         &self,
         after: Option<&Digest>,

@@ -157,6 +157,12 @@ impl Bucket {
             .map_err(storage)
     }
 
+    /// Whether any object of the upload is stored (one page of a listing at most).
+    pub(crate) async fn has_objects(&self, up: &UploadKeys) -> Result<bool, BlobError> {
+        let mut listing = self.writes.list(Some(up.dir()));
+        Ok(listing.try_next().await.map_err(storage)?.is_some())
+    }
+
     /// Bytes `start..start + len` of the object at `path`, read into memory (for at most
     /// a part's worth). An object shorter than that is `UploadTruncated`.
     pub(crate) async fn read_range(

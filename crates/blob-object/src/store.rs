@@ -204,6 +204,10 @@ impl BlobStore for ObjectBlobStore {
             .await
     }
 
+    async fn upload_exists(&self, id: &UploadId) -> Result<bool, BlobError> {
+        self.bucket.has_objects(&self.bucket.keys.upload(id)).await
+    }
+
     async fn list_blobs(
         &self,
         after: Option<&Digest>,

@@ -348,7 +348,12 @@ async fn short_bytes_are_never_hashed_or_published(store: &dyn BlobStore) {
 
 async fn upload_resume_commit_read(store: &dyn BlobStore) {
     let id = UploadId::from_random([1; 16]);
+    assert!(
+        !store.upload_exists(&id).await.unwrap(),
+        "before its creation"
+    );
     store.create_upload(&id).await.unwrap();
+    assert!(store.upload_exists(&id).await.unwrap(), "created");
     let h = ResumableHasher::new(Algorithm::Sha256);
     let first = store
         .append_upload(
@@ -374,7 +379,9 @@ async fn upload_resume_commit_read(store: &dyn BlobStore) {
         None,
         "not visible before commit"
     );
+    assert!(store.upload_exists(&id).await.unwrap(), "with bytes");
     store.commit_upload(&id, 11, &digest).await.unwrap();
+    assert!(!store.upload_exists(&id).await.unwrap(), "published");
     assert_eq!(store.size(&digest).await.unwrap(), Some(11));
     assert_eq!(collect(store, &digest, None).await, b"hello world");
     let r = ByteRange { start: 6, end: 10 };
@@ -428,6 +435,7 @@ async fn limits_and_absence(store: &dyn BlobStore) {
     assert!(matches!(err, Err(BlobError::TooLarge)));
     assert_eq!(store.list_uploads().await.unwrap().len(), 1);
     store.delete_upload(&id).await.unwrap();
+    assert!(!store.upload_exists(&id).await.unwrap(), "deleted");
     store.delete_upload(&id).await.unwrap();
     let missing = Digest::compute(Algorithm::Sha256, b"missing");
     assert!(matches!(

@@ -537,6 +537,10 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn upload_exists(&self, id: &UploadId) -> Result<bool, BlobError> {
+        Ok(tokio::fs::try_exists(self.upload_path(id)).await?)
+    }
+
     async fn list_blobs(
         &self,
         after: Option<&Digest>,

@@ -250,6 +250,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Discards an upload's bytes. Absent uploads are not an error.
     async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError>;
 
+    /// Whether the upload has a byte area (created, and not yet published or deleted).
+    async fn upload_exists(&self, id: &UploadId) -> Result<bool, BlobError>;
+
     /// Committed blobs in order of their digest's text after `after` (from the first
     /// when `None`), up to `limit`: garbage collection looks for bytes that no blob row
     /// knows. Objects whose names are no digest are passed over.

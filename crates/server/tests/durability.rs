@@ -85,7 +85,8 @@ async fn sigterm_lets_an_in_flight_upload_finish() {
         .await
         .unwrap();
     let location = start.headers()["location"].to_str().unwrap().to_owned();
-    let id = location.rsplit('/').next().unwrap().to_owned();
+    // The session's id: the first 32 characters of its URL's last segment.
+    let id = location.rsplit('/').next().unwrap()[..32].to_owned();
     // The body's first half is large enough to be written to the upload file, which
     // shows the request is in flight; the second half waits for the signal.
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
@@ -315,7 +316,7 @@ async fn complete_after_crash(after: AfterCrash) -> (u16, String, Option<Vec<u8>
         .unwrap();
     assert_eq!(r.status(), 202);
     berth.kill9();
-    let id = location.rsplit('/').next().unwrap();
+    let id = &location.rsplit('/').next().unwrap()[..32];
     let upload = data.join("storage/uploads").join(id);
     match after {
         AfterCrash::Intact => {}

@@ -176,7 +176,8 @@ fn spawn_mounters(berth: &Berth, digest: &str) -> Vec<tokio::task::JoinHandle<()
 /// Waits until the upload file of `location` holds `len` bytes (the server has read the
 /// whole body and is committing it), then a little longer.
 async fn wait_until_written(data_dir: &Path, location: &str, len: usize) {
-    let id = location.rsplit('/').next().unwrap();
+    // The session's id: the first 32 characters of its URL's last segment.
+    let id = &location.rsplit('/').next().unwrap()[..32];
     let file = data_dir.join("storage/uploads").join(id);
     tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(10);
