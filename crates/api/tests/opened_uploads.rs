@@ -21,7 +21,7 @@ async fn a_whole_blob_put_to_a_new_url_completes_and_the_url_ends() {
     let location = start_upload(&reg, "p/whole").await;
     assert_eq!(
         id_of(&location).len(),
-        48,
+        80,
         "the URL says when it was opened"
     );
     expect_upload_at(&reg, &location, 0, "a new session").await;

@@ -140,9 +140,9 @@ impl Registry {
             .saturating_sub(2 * CLOCK_SKEW_MS)
     }
 
-    /// Records, within `limits`, the session the URL opened at `opened_at`, with its
-    /// byte area. A session recorded already, or ended, is left as it is: the claim that
-    /// follows finds which.
+    /// Records, within `limits`, the session the URL opened at `opened_at`; its byte area
+    /// is created by the first request that claims it ([`Self::ensure_area`]). A session
+    /// recorded already, or ended, is left as it is: the claim that follows finds which.
     pub(crate) async fn record_opened(
         &self,
         repository: &RepositoryName,
@@ -153,13 +153,17 @@ impl Registry {
         let mut session = self.unrecorded(repository, id, opened_at);
         session.updated_at = self.clock.now_ms();
         match self.meta.create_upload(&session, limits).await {
-            Ok(()) => {}
-            Err(CreateUploadError::Taken) => return Ok(()),
-            Err(e) => return Err(e.into()),
+            Ok(()) | Err(CreateUploadError::Taken) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        if let Err(e) = self.blobs.create_upload(id).await {
-            self.discard(id).await;
-            return Err(e.into());
+    }
+
+    /// Creates the byte area of a claimed session at its start that has none: one
+    /// recorded by the URL that opened it. The caller holds the session's claim, so no
+    /// other request writes to the area meanwhile.
+    pub(crate) async fn ensure_area(&self, session: &UploadSession) -> Result<(), RegistryError> {
+        if session.offset == 0 && !self.blobs.upload_exists(&session.id).await? {
+            self.blobs.create_upload(&session.id).await?;
         }
         Ok(())
     }
@@ -183,7 +187,7 @@ impl Registry {
     /// When the URL opened its session, if a body that is a small whole blob (`whole`,
     /// [`UploadBody::completes_in_one_go`]) completes the session before it has a record:
     /// sent on a URL that may still record it, for a session that has no byte area yet.
-    /// A session with one was recorded (its area is created just after its record): some
+    /// A session with one was recorded, and claimed by a request that created it: some
     /// clients send every request to the URL that opened the session, so its chunks went
     /// there first and this body is its last.
     pub(crate) async fn completes_unrecorded(

@@ -220,6 +220,7 @@ impl Registry {
                 let claim = this.claim_session(&id).await?;
                 let result = async {
                     let session = Self::of_repository(&claim, &repository)?;
+                    this.ensure_area(&session).await?;
                     this.append_to_session(session, body, &claim).await
                 }
                 .await;
@@ -279,6 +280,7 @@ impl Registry {
             let claim = this.claim_session(&id).await?;
             let result = async {
                 let session = Self::of_repository(&claim, &repository)?;
+                this.ensure_area(&session).await?;
                 let last_chunk = if body.is_empty() {
                     Unrecorded::Nothing(session)
                 } else {
