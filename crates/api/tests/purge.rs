@@ -26,13 +26,22 @@ fn registry(clock: &Arc<ManualClock>) -> TestRegistry {
     TestRegistry::with_clock(config, clock.clone())
 }
 
+/// Opens a session in `repo` and records it with an empty first chunk (a `POST` alone
+/// records nothing); the URL its next requests name.
+async fn recorded_upload(reg: &TestRegistry, repo: &str) -> String {
+    let opened = start_upload(reg, repo).await;
+    let r = patch(reg, &opened, None, b"").await;
+    expect_status(&r, 202, "empty first chunk");
+    r.header("location").to_owned()
+}
+
 #[tokio::test]
 async fn only_idle_sessions_are_purged() {
     let clock = ManualClock::new();
     let reg = registry(&clock);
     let idle: Vec<String> =
-        futures_util::future::join_all((0..5).map(|_| start_upload(&reg, "p/idle"))).await;
-    let active = start_upload(&reg, "p/active").await;
+        futures_util::future::join_all((0..5).map(|_| recorded_upload(&reg, "p/idle"))).await;
+    let active = recorded_upload(&reg, "p/active").await;
     expect_status(
         &patch(&reg, &idle[0], Some("0-2"), b"abc").await,
         202,
@@ -84,7 +93,7 @@ async fn only_idle_sessions_are_purged() {
 async fn an_upload_with_a_request_in_flight_is_not_purged() {
     let clock = ManualClock::new();
     let reg = Arc::new(registry(&clock));
-    let location = start_upload(&reg, "p/streaming").await;
+    let location = recorded_upload(&reg, "p/streaming").await;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let body = Body::from_stream(tokio_stream_from(rx));
     let patching = {
