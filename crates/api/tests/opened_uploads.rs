@@ -271,7 +271,10 @@ async fn a_whole_blob_put_cut_midway_leaves_the_url_new() {
             body,
         )
         .await;
-    assert!(r.status.is_client_error() || r.status.is_server_error(), "{r:?}");
+    assert!(
+        r.status.is_client_error() || r.status.is_server_error(),
+        "{r:?}"
+    );
     expect_upload_at(&reg, &location, 0, "after the cut body").await;
     expect_no_blob(&reg, "p/cut", &d, "after the cut body").await;
     assert!(
@@ -301,7 +304,12 @@ async fn a_whole_blob_put_cut_before_linking_is_completed_by_a_retry() {
     assert!(r.status.is_server_error(), "cut completion: {r:?}");
     expect_no_blob(&reg, "p/cutlink", &d, "nothing acknowledged").await;
     let again = put_upload(&reg, &location, d.as_str(), None, &data).await;
-    expect_error(&again, 416, "BLOB_UPLOAD_INVALID", "the same PUT on the opening URL");
+    expect_error(
+        &again,
+        416,
+        "BLOB_UPLOAD_INVALID",
+        "the same PUT on the opening URL",
+    );
     let recorded = again.header("location").to_owned();
     assert_eq!(id_of(&recorded).len(), 32, "the recorded URL: {recorded}");
     expect_upload_at(&reg, &recorded, data.len() as u64, "the recorded session").await;
@@ -354,7 +362,10 @@ async fn concurrent_whole_blob_puts_to_one_url_complete_at_most_once() {
                 expect_no_blob(&reg, "p/twice", &d, "a PUT that lost").await;
             }
         }
-        assert!(created <= 1, "round {round}: {created} PUTs completed one URL");
+        assert!(
+            created <= 1,
+            "round {round}: {created} PUTs completed one URL"
+        );
     }
 }
 
@@ -399,7 +410,12 @@ async fn a_cancel_racing_a_whole_blob_put_never_lets_both_succeed() {
         cancelled.status,
         put.status
     );
-    expect_error(&reg.get(&location).await, 404, "BLOB_UPLOAD_UNKNOWN", "GET after both");
+    expect_error(
+        &reg.get(&location).await,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+        "GET after both",
+    );
     if put.status == StatusCode::CREATED {
         expect_blob(&reg, "p/race", &d, &data, "the completed PUT").await;
     }

@@ -249,7 +249,8 @@ impl Registry {
         let hasher = ResumableHasher::new(digest.algorithm());
         let written = self.append(area, 0, hasher, body, reading).await?;
         if let Err(e) = self.verify(&written.hasher.clone().finish(), digest) {
-            return Err(self.refuse_unrecorded(id, e).await);
+            drop(local);
+            return Err(self.refuse_unrecorded(repository, id, opened_at, e).await);
         }
         let now = self.clock.now_ms();
         let session = UploadSession {
@@ -306,17 +307,46 @@ impl Registry {
     /// earlier chunks went to this URL too: the session is left as it is, and the client
     /// told where it stands. Otherwise the id ends, as a session's whose bytes do not
     /// hash to their digest.
-    async fn refuse_unrecorded(&self, id: &UploadId, mismatch: RegistryError) -> RegistryError {
-        match self.meta.upload(id).await {
-            Ok(Some(session)) => RegistryError::UploadRangeInvalid {
-                offset: session.offset,
-            },
-            Ok(None) => {
-                self.discard(id).await;
-                mismatch
+    ///
+    /// The id is recorded and claimed before it ends, as any session is: a request that
+    /// records it meanwhile (a whole blob completing it on another node, pinned and
+    /// claimed) is never ended under its claim, its pin removed while it publishes.
+    async fn refuse_unrecorded(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        opened_at: i64,
+        mismatch: RegistryError,
+    ) -> RegistryError {
+        let mut session = self.unrecorded(repository, id, opened_at);
+        session.updated_at = self.clock.now_ms();
+        match self.meta.create_upload(&session, SessionLimits::NONE).await {
+            Ok(()) => {}
+            Err(CreateUploadError::Taken) => {
+                return match self.meta.upload(id).await {
+                    Ok(Some(session)) => RegistryError::UploadRangeInvalid {
+                        offset: session.offset,
+                    },
+                    Ok(None) => mismatch,
+                    Err(e) => e.into(),
+                };
             }
-            Err(e) => e.into(),
+            Err(e) => return e.into(),
         }
+        let claim = match self.claim_session(id).await {
+            Ok(claim) => claim,
+            Err(RegistryError::BlobUploadUnknown) => return mismatch,
+            Err(e) => return e,
+        };
+        // Another request may have taken the session between its record and this claim.
+        if claim.session.offset > 0 {
+            let offset = claim.session.offset;
+            claim.release().await;
+            return RegistryError::UploadRangeInvalid { offset };
+        }
+        self.discard(id).await;
+        claim.ended();
+        mismatch
     }
 
     /// The answer to a request that meant to complete session `id` in one go, when the
