@@ -280,8 +280,13 @@ impl Registry {
                 return Err(RegistryError::BlobUploadUnknown);
             }
             PinOutcome::OverQuota => {
-                self.discard(id).await;
-                return Err(over_quota(pinned.quota, written.end));
+                // Nothing was recorded: the id ends as after other bytes, under the
+                // claim of the session it is recorded as, never under another's.
+                drop(local);
+                let refusal = over_quota(pinned.quota, written.end);
+                return Err(self
+                    .refuse_unrecorded(repository, id, opened_at, refusal)
+                    .await);
             }
         }
         written.reservation.stored();
@@ -302,7 +307,8 @@ impl Registry {
         result
     }
 
-    /// Refuses bytes that hash to another digest than the client named. When the id has
+    /// Refuses bytes that hash to another digest than the client named (or that its
+    /// project's quota has no room for) with `mismatch`. When the id has
     /// a record by now, the bytes were most likely the last chunk of a session whose
     /// earlier chunks went to this URL too: the session is left as it is, and the client
     /// told where it stands. Otherwise the id ends, as a session's whose bytes do not
