@@ -216,6 +216,9 @@ impl Registry {
             (self.clone(), repository.clone(), id.clone(), digest.clone());
         self.detached(async move {
             let area = UploadId::from_random(rand::random());
+            // Held while the area exists: the upload purge skips an area in use, as it
+            // skips a session's.
+            let _area_lock = this.upload_locks.lock(&area).await;
             let result = this
                 .complete_in_area(&repository, &id, opened_at, &digest, &area, body)
                 .await;
