@@ -444,3 +444,71 @@ async fn a_refused_whole_blob_never_ends_a_session_another_node_completes() {
         );
     }
 }
+
+/// A `DELETE` of a new URL on one node, held just before it ends the id, while the
+/// whole blob sent to that URL completes on the other: the two never both succeed,
+/// and the session the completing node pinned and claimed is never ended under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_on_one_node_never_ends_a_session_another_node_completes() {
+    let faults = Arc::new(MetaFaults::default());
+    let c = faulty_cluster(faults.clone());
+    let repo = RepositoryName::parse("p/cancelled").unwrap();
+    let opened = c.nodes[0]
+        .start_upload(&repo, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let url = opened.url.clone();
+    let good: &'static [u8] = b"the bytes of the blob";
+    let digest = Digest::compute(Algorithm::Sha256, good);
+
+    let end = faults.hold_next_upload_end();
+    let cancelled = {
+        let (node, repo, url) = (c.nodes[1].clone(), repo.clone(), url.clone());
+        tokio::spawn(async move { node.cancel_upload(&repo, &url).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), end.reached)
+        .await
+        .expect("the DELETE reaches the end of the id")
+        .unwrap();
+    let completion = faults.hold_next_completion();
+    let completing = {
+        let (node, repo, url, digest) = (
+            c.nodes[0].clone(),
+            repo.clone(),
+            url.clone(),
+            digest.clone(),
+        );
+        tokio::spawn(async move {
+            node.complete_upload(&repo, &url, Some(digest.as_str()), whole(good))
+                .await
+        })
+    };
+    let reached = tokio::time::timeout(Duration::from_secs(2), completion.reached)
+        .await
+        .is_ok();
+    let _ = end.release.send(());
+    let cancelled = tokio::time::timeout(Duration::from_secs(10), cancelled)
+        .await
+        .expect("the DELETE ends")
+        .unwrap();
+    if reached {
+        assert!(
+            c.meta.upload(&url.id).await.unwrap().is_some(),
+            "the session node 0 pinned and claimed was ended under it ({cancelled:?})"
+        );
+        let _ = completion.release.send(());
+    } else {
+        drop(completion.release);
+    }
+    let completed = completing.await.unwrap();
+    assert!(
+        !(cancelled.is_ok() && completed.is_ok()),
+        "both the DELETE and the PUT of one URL succeeded"
+    );
+    if completed.is_ok() {
+        assert_eq!(
+            c.meta.linked_blob(&repo, &digest).await.unwrap(),
+            Some(good.len() as u64)
+        );
+    }
+}
