@@ -420,3 +420,35 @@ async fn a_cancel_racing_a_whole_blob_put_never_lets_both_succeed() {
         expect_blob(&reg, "p/race", &d, &data, "the completed PUT").await;
     }
 }
+
+/// A chunk and a whole blob sent at once to one new URL: the chunk records the session
+/// and the whole blob is told where it stands, or the whole blob completes and the chunk
+/// finds the id ended; never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_and_a_whole_blob_racing_on_one_url_never_both_succeed() {
+    let reg = std::sync::Arc::new(TestRegistry::new());
+    for round in 0..8u8 {
+        let location = start_upload(&reg, "p/mixed").await;
+        let mut data = pattern(4_000);
+        data[0] = round;
+        let d = sha256(&data);
+        let put = {
+            let (reg, location, d, data) = (reg.clone(), location.clone(), d.clone(), data.clone());
+            tokio::spawn(async move { put_upload(&reg, &location, d.as_str(), None, &data).await })
+        };
+        let chunk = {
+            let (reg, location) = (reg.clone(), location.clone());
+            tokio::spawn(async move { patch(&reg, &location, None, b"a chunk").await })
+        };
+        let (put, chunk) = (put.await.unwrap(), chunk.await.unwrap());
+        assert!(
+            !(put.status == StatusCode::CREATED && chunk.status == StatusCode::ACCEPTED),
+            "round {round}: the PUT and the PATCH of one new URL both succeeded"
+        );
+        if put.status == StatusCode::CREATED {
+            expect_blob(&reg, "p/mixed", &d, &data, "the completed PUT").await;
+        } else {
+            expect_no_blob(&reg, "p/mixed", &d, "the PUT that lost").await;
+        }
+    }
+}
