@@ -452,3 +452,28 @@ async fn a_chunk_and_a_whole_blob_racing_on_one_url_never_both_succeed() {
         }
     }
 }
+
+/// First chunks sent at once to one new URL: one records the session and the others
+/// find it recorded, and none finds it without its byte area and ends it as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_chunks_never_end_the_session_as_lost() {
+    let reg = std::sync::Arc::new(TestRegistry::new());
+    for round in 0..40 {
+        let location = start_upload(&reg, "p/first").await;
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (reg, location) = (reg.clone(), location.clone());
+                tokio::spawn(async move { patch(&reg, &location, Some("0-9"), &[i; 10]).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for task in tasks {
+            let r = task.await.unwrap();
+            match r.status.as_u16() {
+                202 => accepted += 1,
+                _ => expect_error(&r, 416, "BLOB_UPLOAD_INVALID", &format!("round {round}")),
+            }
+        }
+        assert_eq!(accepted, 1, "round {round}: one first chunk wins");
+    }
+}

@@ -152,6 +152,10 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let mut session = self.unrecorded(repository, id, opened_at);
         session.updated_at = self.clock.now_ms();
+        // Held until the byte area exists: another request on this node that finds the
+        // session recorded claims it only then, rather than finding no bytes and ending
+        // it as lost.
+        let _local = self.upload_locks.lock(id).await;
         match self.meta.create_upload(&session, limits).await {
             Ok(()) => {}
             Err(CreateUploadError::Taken) => return Ok(()),
