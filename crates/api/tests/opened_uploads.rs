@@ -22,7 +22,7 @@ async fn a_whole_blob_put_to_a_new_url_completes_and_the_url_ends() {
     assert_eq!(
         id_of(&location).len(),
         80,
-        "the URL says when it was opened"
+        "the URL says when it was opened, and is sealed"
     );
     expect_upload_at(&reg, &location, 0, "a new session").await;
     let data = pattern(5000);
@@ -238,4 +238,233 @@ async fn ended_ids_are_forgotten_once_no_url_can_open_them() {
     clock.advance(Duration::from_secs(2));
     reg.registry.purge_stale_uploads().await.unwrap();
     assert!(!meta.upload_ended(&id).await.unwrap(), "forgotten");
+}
+
+/// A whole blob `PUT` whose body fails midway (the client went away) records nothing:
+/// the URL still opens its session, and the same `PUT` sent again completes it.
+#[tokio::test]
+async fn a_whole_blob_put_cut_midway_leaves_the_url_new() {
+    let reg = TestRegistry::new();
+    let location = start_upload(&reg, "p/cut").await;
+    let data = pattern(10_000);
+    let d = sha256(&data);
+    let half = Bytes::copy_from_slice(&data[..5_000]);
+    let body = Body::from_stream(futures_util::stream::iter(vec![
+        Ok(half),
+        Err(std::io::Error::other("the client went away")),
+    ]));
+    let len = data.len().to_string();
+    let r = reg
+        .send(
+            Method::PUT,
+            &with_query(&location, &format!("digest={d}")),
+            &[("content-length", len.as_str())],
+            body,
+        )
+        .await;
+    assert!(
+        r.status.is_client_error() || r.status.is_server_error(),
+        "{r:?}"
+    );
+    expect_upload_at(&reg, &location, 0, "after the cut body").await;
+    expect_no_blob(&reg, "p/cut", &d, "after the cut body").await;
+    assert!(
+        reg.blobs.list_uploads().await.unwrap().is_empty(),
+        "no byte area left by the cut body"
+    );
+    expect_status(
+        &put_upload(&reg, &location, d.as_str(), None, &data).await,
+        201,
+        "the same PUT again",
+    );
+    expect_blob(&reg, "p/cut", &d, &data, "after the retry").await;
+}
+
+/// A whole blob `PUT` cut after its session was recorded and its bytes published, before
+/// the blob was linked: nothing is acknowledged, the opening URL then tells where the
+/// session stands, and an empty `PUT` on the recorded URL completes it with the right
+/// bytes.
+#[tokio::test]
+async fn a_whole_blob_put_cut_before_linking_is_completed_by_a_retry() {
+    let reg = TestRegistry::new();
+    let location = start_upload(&reg, "p/cutlink").await;
+    let data = pattern(7_000);
+    let d = sha256(&data);
+    reg.faults.cut_completions(1);
+    let r = put_upload(&reg, &location, d.as_str(), None, &data).await;
+    assert!(r.status.is_server_error(), "cut completion: {r:?}");
+    expect_no_blob(&reg, "p/cutlink", &d, "nothing acknowledged").await;
+    let again = put_upload(&reg, &location, d.as_str(), None, &data).await;
+    expect_error(
+        &again,
+        416,
+        "BLOB_UPLOAD_INVALID",
+        "the same PUT on the opening URL",
+    );
+    let recorded = again.header("location").to_owned();
+    assert_eq!(id_of(&recorded).len(), 32, "the recorded URL: {recorded}");
+    expect_upload_at(&reg, &recorded, data.len() as u64, "the recorded session").await;
+    expect_status(
+        &put_upload(&reg, &recorded, d.as_str(), None, b"").await,
+        201,
+        "empty PUT on the recorded URL",
+    );
+    expect_blob(&reg, "p/cutlink", &d, &data, "after the retry").await;
+    expect_error(&reg.get(&location).await, 404, "BLOB_UPLOAD_UNKNOWN", "GET");
+}
+
+/// Whole blob `PUT`s of different bytes sent at once to one URL: at most one completes,
+/// and the blob it names holds its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_whole_blob_puts_to_one_url_complete_at_most_once() {
+    let reg = std::sync::Arc::new(TestRegistry::new());
+    for round in 0..8 {
+        let location = start_upload(&reg, "p/twice").await;
+        let bodies: Vec<Vec<u8>> = (0..3u8)
+            .map(|i| {
+                let mut b = pattern(2_000 + 1_000 * usize::from(i));
+                b[0] = i.wrapping_add(round);
+                b
+            })
+            .collect();
+        let tasks: Vec<_> = bodies
+            .iter()
+            .cloned()
+            .map(|data| {
+                let (reg, location) = (reg.clone(), location.clone());
+                tokio::spawn(async move {
+                    let d = sha256(&data);
+                    let r = put_upload(&reg, &location, d.as_str(), None, &data).await;
+                    (d, data, r)
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            let (d, data, r) = task.await.unwrap();
+            if r.status == StatusCode::CREATED {
+                created += 1;
+                expect_blob(&reg, "p/twice", &d, &data, "a completed PUT").await;
+            } else {
+                assert!(
+                    [404, 416].contains(&r.status.as_u16()),
+                    "a PUT that lost the race: {r:?}"
+                );
+                expect_no_blob(&reg, "p/twice", &d, "a PUT that lost").await;
+            }
+        }
+        assert!(
+            created <= 1,
+            "round {round}: {created} PUTs completed one URL"
+        );
+    }
+}
+
+/// A `DELETE` of a URL whose session has no record yet, paused just before it ends the
+/// id, and a whole blob `PUT` to the same URL meanwhile: the two never both succeed. An
+/// id the `DELETE` reported ended must not complete afterwards, with its pin on the
+/// digest removed while its bytes were being published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_racing_a_whole_blob_put_never_lets_both_succeed() {
+    let reg = std::sync::Arc::new(TestRegistry::new());
+    let location = start_upload(&reg, "p/race").await;
+    let end = reg.faults.hold_next_upload_end();
+    let cancel = {
+        let (reg, location) = (reg.clone(), location.clone());
+        tokio::spawn(async move { delete(&reg, &location).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), end.reached)
+        .await
+        .expect("the DELETE reaches the end of the id")
+        .unwrap();
+    let completion = reg.faults.hold_next_completion();
+    let data = pattern(3_000);
+    let d = sha256(&data);
+    let put = {
+        let (reg, location, d, data) = (reg.clone(), location.clone(), d.clone(), data.clone());
+        tokio::spawn(async move { put_upload(&reg, &location, d.as_str(), None, &data).await })
+    };
+    let reached = tokio::time::timeout(Duration::from_secs(2), completion.reached)
+        .await
+        .is_ok();
+    let _ = end.release.send(());
+    let cancelled = cancel.await.unwrap();
+    if reached {
+        let _ = completion.release.send(());
+    } else {
+        drop(completion.release);
+    }
+    let put = put.await.unwrap();
+    assert!(
+        !(cancelled.status == StatusCode::NO_CONTENT && put.status == StatusCode::CREATED),
+        "DELETE answered {} and PUT answered {} on one URL",
+        cancelled.status,
+        put.status
+    );
+    expect_error(
+        &reg.get(&location).await,
+        404,
+        "BLOB_UPLOAD_UNKNOWN",
+        "GET after both",
+    );
+    if put.status == StatusCode::CREATED {
+        expect_blob(&reg, "p/race", &d, &data, "the completed PUT").await;
+    }
+}
+
+/// A chunk and a whole blob sent at once to one new URL: the chunk records the session
+/// and the whole blob is told where it stands, or the whole blob completes and the chunk
+/// finds the id ended; never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chunk_and_a_whole_blob_racing_on_one_url_never_both_succeed() {
+    let reg = std::sync::Arc::new(TestRegistry::new());
+    for round in 0..8u8 {
+        let location = start_upload(&reg, "p/mixed").await;
+        let mut data = pattern(4_000);
+        data[0] = round;
+        let d = sha256(&data);
+        let put = {
+            let (reg, location, d, data) = (reg.clone(), location.clone(), d.clone(), data.clone());
+            tokio::spawn(async move { put_upload(&reg, &location, d.as_str(), None, &data).await })
+        };
+        let chunk = {
+            let (reg, location) = (reg.clone(), location.clone());
+            tokio::spawn(async move { patch(&reg, &location, None, b"a chunk").await })
+        };
+        let (put, chunk) = (put.await.unwrap(), chunk.await.unwrap());
+        assert!(
+            !(put.status == StatusCode::CREATED && chunk.status == StatusCode::ACCEPTED),
+            "round {round}: the PUT and the PATCH of one new URL both succeeded"
+        );
+        if put.status == StatusCode::CREATED {
+            expect_blob(&reg, "p/mixed", &d, &data, "the completed PUT").await;
+        } else {
+            expect_no_blob(&reg, "p/mixed", &d, "the PUT that lost").await;
+        }
+    }
+}
+
+/// First chunks sent at once to one new URL: one records the session and the others
+/// find it recorded, and none finds it without its byte area and ends it as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_chunks_never_end_the_session_as_lost() {
+    let reg = std::sync::Arc::new(TestRegistry::new());
+    for round in 0..40 {
+        let location = start_upload(&reg, "p/first").await;
+        let tasks: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (reg, location) = (reg.clone(), location.clone());
+                tokio::spawn(async move { patch(&reg, &location, Some("0-9"), &[i; 10]).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for task in tasks {
+            let r = task.await.unwrap();
+            match r.status.as_u16() {
+                202 => accepted += 1,
+                _ => expect_error(&r, 416, "BLOB_UPLOAD_INVALID", &format!("round {round}")),
+            }
+        }
+        assert_eq!(accepted, 1, "round {round}: one first chunk wins");
+    }
 }

@@ -122,6 +122,47 @@ async fn an_upload_with_a_request_in_flight_is_not_purged() {
     expect_blob(&reg, "p/streaming", &d, b"first second", "streamed blob").await;
 }
 
+/// A whole blob `PUT` to a new URL that streams for longer than the age limit: the
+/// byte area of its own it writes to (which no session names yet) is not purged under
+/// it, and the blob completes.
+#[tokio::test]
+async fn a_whole_blob_put_in_flight_keeps_its_byte_area() {
+    let clock = ManualClock::new();
+    let reg = Arc::new(registry(&clock));
+    let location = start_upload(&reg, "p/whole").await;
+    let data = b"first second";
+    let d = sha256(data);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let putting = {
+        let (reg, uri) = (reg.clone(), with_query(&location, &format!("digest={d}")));
+        tokio::spawn(async move {
+            let len = data.len().to_string();
+            reg.send(Method::PUT, &uri, &[("content-length", len.as_str())], body)
+                .await
+        })
+    };
+    tx.send(Ok(Bytes::from_static(b"first "))).await.unwrap();
+    // Let the PUT create its byte area and start writing.
+    for _ in 0..200 {
+        if uploads_at_rest(&reg).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(uploads_at_rest(&reg).await, 1, "the PUT's byte area");
+    clock.advance(MAX_AGE * 2);
+    let purged = tokio::time::timeout(Duration::from_secs(5), reg.registry.purge_stale_uploads())
+        .await
+        .expect("the purge does not wait for the upload in flight")
+        .unwrap();
+    assert_eq!(purged, 0, "the PUT's byte area was not purged");
+    tx.send(Ok(Bytes::from_static(b"second"))).await.unwrap();
+    drop(tx);
+    expect_status(&putting.await.unwrap(), 201, "the long PUT");
+    expect_blob(&reg, "p/whole", &d, data, "streamed whole blob").await;
+}
+
 /// A stream of the items sent on `rx`.
 fn tokio_stream_from<T: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<T>,

@@ -186,6 +186,8 @@ async fn put_carries_the_final_chunk() {
         .send(Method::PATCH, &location, &[], streamed(&data[..10], 2))
         .await;
     expect_status(&r, 202, "streamed PATCH");
+    // The next request goes to the Location of the previous answer: the recorded session.
+    let location = r.header("location").to_owned();
     let r = put_upload(&reg, &location, d.as_str(), None, &data[10..]).await;
     expect_status(&r, 201, "PUT with final chunk");
     expect_blob(&reg, "fin2", &d, &data, "final chunk without range").await;
@@ -910,11 +912,10 @@ async fn blobs_above_the_size_limit_are_413() {
     expect_error(&r, 413, too_large, "monolithic streamed");
 
     let location = start_upload(&reg, "big").await;
-    expect_status(
-        &patch(&reg, &location, Some("0-599"), &over[..600]).await,
-        202,
-        "first chunk",
-    );
+    let r = patch(&reg, &location, Some("0-599"), &over[..600]).await;
+    expect_status(&r, 202, "first chunk");
+    // Later requests go to the Location of the previous answer: the recorded session.
+    let location = r.header("location").to_owned();
     let r = patch(&reg, &location, Some("600-1000"), &over[600..]).await;
     expect_error(&r, 413, too_large, "chunk past the limit");
     let r = reg

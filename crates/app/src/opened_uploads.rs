@@ -222,6 +222,9 @@ impl Registry {
             (self.clone(), repository.clone(), id.clone(), digest.clone());
         self.detached(async move {
             let area = UploadId::from_random(rand::random());
+            // Held while the area exists: the upload purge skips an area in use, as it
+            // skips a session's.
+            let _area_lock = this.upload_locks.lock(&area).await;
             let result = this
                 .complete_in_area(&repository, &id, opened_at, &digest, &area, body)
                 .await;
@@ -255,7 +258,8 @@ impl Registry {
         let hasher = ResumableHasher::new(digest.algorithm());
         let written = self.append(area, 0, hasher, body, reading).await?;
         if let Err(e) = self.verify(&written.hasher.clone().finish(), digest) {
-            return Err(self.refuse_unrecorded(id, e).await);
+            drop(local);
+            return Err(self.refuse_unrecorded(repository, id, opened_at, e).await);
         }
         let now = self.clock.now_ms();
         let session = UploadSession {
@@ -285,8 +289,13 @@ impl Registry {
                 return Err(RegistryError::BlobUploadUnknown);
             }
             PinOutcome::OverQuota => {
-                self.discard(id).await;
-                return Err(over_quota(pinned.quota, written.end));
+                // Nothing was recorded: the id ends as after other bytes, under the
+                // claim of the session it is recorded as, never under another's.
+                drop(local);
+                let refusal = over_quota(pinned.quota, written.end);
+                return Err(self
+                    .refuse_unrecorded(repository, id, opened_at, refusal)
+                    .await);
             }
         }
         written.reservation.stored();
@@ -307,22 +316,52 @@ impl Registry {
         result
     }
 
-    /// Refuses bytes that hash to another digest than the client named. When the id has
+    /// Refuses bytes that hash to another digest than the client named (or that its
+    /// project's quota has no room for) with `mismatch`. When the id has
     /// a record by now, the bytes were most likely the last chunk of a session whose
     /// earlier chunks went to this URL too: the session is left as it is, and the client
     /// told where it stands. Otherwise the id ends, as a session's whose bytes do not
     /// hash to their digest.
-    async fn refuse_unrecorded(&self, id: &UploadId, mismatch: RegistryError) -> RegistryError {
-        match self.meta.upload(id).await {
-            Ok(Some(session)) => RegistryError::UploadRangeInvalid {
-                offset: session.offset,
-            },
-            Ok(None) => {
-                self.discard(id).await;
-                mismatch
+    ///
+    /// The id is recorded and claimed before it ends, as any session is: a request that
+    /// records it meanwhile (a whole blob completing it on another node, pinned and
+    /// claimed) is never ended under its claim, its pin removed while it publishes.
+    async fn refuse_unrecorded(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        opened_at: i64,
+        mismatch: RegistryError,
+    ) -> RegistryError {
+        let mut session = self.unrecorded(repository, id, opened_at);
+        session.updated_at = self.clock.now_ms();
+        match self.meta.create_upload(&session, SessionLimits::NONE).await {
+            Ok(()) => {}
+            Err(CreateUploadError::Taken) => {
+                return match self.meta.upload(id).await {
+                    Ok(Some(session)) => RegistryError::UploadRangeInvalid {
+                        offset: session.offset,
+                    },
+                    Ok(None) => mismatch,
+                    Err(e) => e.into(),
+                };
             }
-            Err(e) => e.into(),
+            Err(e) => return e.into(),
         }
+        let claim = match self.claim_session(id).await {
+            Ok(claim) => claim,
+            Err(RegistryError::BlobUploadUnknown) => return mismatch,
+            Err(e) => return e,
+        };
+        // Another request may have taken the session between its record and this claim.
+        if claim.session.offset > 0 {
+            let offset = claim.session.offset;
+            claim.release().await;
+            return RegistryError::UploadRangeInvalid { offset };
+        }
+        self.discard(id).await;
+        claim.ended();
+        mismatch
     }
 
     /// The answer to a request that meant to complete session `id` in one go, when the

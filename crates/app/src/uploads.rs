@@ -300,23 +300,28 @@ impl Registry {
 
     /// Abandons an upload (`DELETE` on the upload URL). A session the URL opened and
     /// that has no record ends all the same.
+    ///
+    /// Such a session is recorded first and then claimed, as any other: a request
+    /// completing it in one go (which records it claimed) on this node or another either
+    /// finds the id ended, or holds the claim until it is done, so that the id is never
+    /// reported ended while that request publishes its bytes and links them.
     pub async fn cancel_upload(
         self: &Arc<Self>,
         repository: &RepositoryName,
         url: &UploadRef,
     ) -> Result<(), RegistryError> {
-        let unrecorded = self.may_record(url, repository).is_some();
+        let opened_at = self.may_record(url, repository);
         let (this, repository, id) = (self.clone(), repository.clone(), url.id.clone());
         self.detached(async move {
-            let claim = match this.claim_session(&id).await {
-                Err(RegistryError::BlobUploadUnknown) if unrecorded => {
-                    let now = this.clock.now_ms();
-                    return match this.meta.delete_upload(&id, now).await? {
-                        true => Ok(()),
-                        false => Err(RegistryError::BlobUploadUnknown),
-                    };
+            let claim = match (this.claim_session(&id).await, opened_at) {
+                (Err(RegistryError::BlobUploadUnknown), Some(opened_at)) => {
+                    // Only to end it: the limits on open sessions do not apply. An id
+                    // ended meanwhile is left as it is, and the claim finds it gone.
+                    this.record_opened(&repository, &id, opened_at, SessionLimits::NONE)
+                        .await?;
+                    this.claim_session(&id).await?
                 }
-                claim => claim?,
+                (claim, _) => claim?,
             };
             let found = Self::of_repository(&claim, &repository).map(drop);
             if found.is_ok() {

@@ -13,7 +13,7 @@ use berth_blob::{ByteStream, FsBlobStore};
 use berth_meta::{BlobLinkStore, UploadLease, UploadStore};
 use berth_meta_sqlite::SqliteMetaStore;
 use berth_oci::{Algorithm, Digest, RepositoryName, UploadRef};
-use berth_testkit::open_recorded_upload;
+use berth_testkit::{MetaFaults, faulty_meta, open_recorded_upload};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
@@ -46,6 +46,27 @@ fn cluster_on_clock(config: RegistryConfig, clock: Arc<dyn Clock>) -> Cluster {
             blobs.clone(),
             clock.clone(),
             config.clone(),
+        ))
+    };
+    Cluster {
+        nodes: [node(), node()],
+        meta,
+        blobs,
+        _dir: dir,
+    }
+}
+
+/// Two nodes on one store, whose metadata calls `faults` can cut or hold.
+fn faulty_cluster(faults: Arc<MetaFaults>) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("berth.db")).unwrap());
+    let blobs = Arc::new(FsBlobStore::open(dir.path().join("storage")).unwrap());
+    let node = || {
+        Arc::new(Registry::new(
+            faulty_meta(meta.clone(), faults.clone()),
+            blobs.clone(),
+            Arc::new(SystemClock),
+            RegistryConfig::default(),
         ))
     };
     Cluster {
@@ -340,4 +361,154 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
         stored.extend_from_slice(&chunk.unwrap());
     }
     assert_eq!(stored, b"XYZ", "the blob holds node A's bytes");
+}
+
+/// A whole blob of bytes that do not hash to its digest, refused on one node, while the
+/// whole blob of that digest sent to the same new URL completes on the other: the
+/// refusal ends the id only if no request recorded it, never the session the other node
+/// recorded pinned and claimed and is publishing (which would remove its pin on the
+/// digest, and report the id ended while its blob is linked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_whole_blob_never_ends_a_session_another_node_completes() {
+    let faults = Arc::new(MetaFaults::default());
+    let c = faulty_cluster(faults.clone());
+    let repo = RepositoryName::parse("p/refused").unwrap();
+    let opened = c.nodes[0]
+        .start_upload(&repo, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let url = opened.url.clone();
+    let good: &'static [u8] = b"the bytes of the digest";
+    let digest = Digest::compute(Algorithm::Sha256, good);
+
+    // Node 1 refuses other bytes and is held just before it ends the id…
+    let end = faults.hold_next_upload_end();
+    let refused = {
+        let (node, repo, url, digest) = (
+            c.nodes[1].clone(),
+            repo.clone(),
+            url.clone(),
+            digest.clone(),
+        );
+        tokio::spawn(async move {
+            node.complete_upload(
+                &repo,
+                &url,
+                Some(digest.as_str()),
+                whole(b"some other bytes"),
+            )
+            .await
+        })
+    };
+    let held_end = tokio::time::timeout(Duration::from_secs(10), end.reached)
+        .await
+        .is_ok();
+    // … while node 0 completes the blob, held just before it links.
+    let completion = faults.hold_next_completion();
+    let completing = {
+        let (node, repo, url, digest) = (
+            c.nodes[0].clone(),
+            repo.clone(),
+            url.clone(),
+            digest.clone(),
+        );
+        tokio::spawn(async move {
+            node.complete_upload(&repo, &url, Some(digest.as_str()), whole(good))
+                .await
+        })
+    };
+    let reached = tokio::time::timeout(Duration::from_secs(2), completion.reached)
+        .await
+        .is_ok();
+    let _ = end.release.send(());
+    let refused = tokio::time::timeout(Duration::from_secs(10), refused)
+        .await
+        .expect("the refusal ends")
+        .unwrap();
+    assert!(refused.is_err(), "other bytes refused: {refused:?}");
+    if reached {
+        assert!(
+            c.meta.upload(&url.id).await.unwrap().is_some(),
+            "held_end {held_end}: the session node 0 pinned and claimed was ended under it \
+             by node 1's refusal ({refused:?})"
+        );
+        let _ = completion.release.send(());
+    } else {
+        drop(completion.release);
+    }
+    let completed = completing.await.unwrap();
+    if completed.is_ok() {
+        assert_eq!(
+            c.meta.linked_blob(&repo, &digest).await.unwrap(),
+            Some(good.len() as u64)
+        );
+    }
+}
+
+/// A `DELETE` of a new URL on one node, held just before it ends the id, while the
+/// whole blob sent to that URL completes on the other: the two never both succeed,
+/// and the session the completing node pinned and claimed is never ended under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_on_one_node_never_ends_a_session_another_node_completes() {
+    let faults = Arc::new(MetaFaults::default());
+    let c = faulty_cluster(faults.clone());
+    let repo = RepositoryName::parse("p/cancelled").unwrap();
+    let opened = c.nodes[0]
+        .start_upload(&repo, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let url = opened.url.clone();
+    let good: &'static [u8] = b"the bytes of the blob";
+    let digest = Digest::compute(Algorithm::Sha256, good);
+
+    let end = faults.hold_next_upload_end();
+    let cancelled = {
+        let (node, repo, url) = (c.nodes[1].clone(), repo.clone(), url.clone());
+        tokio::spawn(async move { node.cancel_upload(&repo, &url).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), end.reached)
+        .await
+        .expect("the DELETE reaches the end of the id")
+        .unwrap();
+    let completion = faults.hold_next_completion();
+    let completing = {
+        let (node, repo, url, digest) = (
+            c.nodes[0].clone(),
+            repo.clone(),
+            url.clone(),
+            digest.clone(),
+        );
+        tokio::spawn(async move {
+            node.complete_upload(&repo, &url, Some(digest.as_str()), whole(good))
+                .await
+        })
+    };
+    let reached = tokio::time::timeout(Duration::from_secs(2), completion.reached)
+        .await
+        .is_ok();
+    let _ = end.release.send(());
+    let cancelled = tokio::time::timeout(Duration::from_secs(10), cancelled)
+        .await
+        .expect("the DELETE ends")
+        .unwrap();
+    if reached {
+        assert!(
+            c.meta.upload(&url.id).await.unwrap().is_some(),
+            "the session node 0 pinned and claimed was ended under it ({cancelled:?})"
+        );
+        let _ = completion.release.send(());
+    } else {
+        drop(completion.release);
+    }
+    let completed = completing.await.unwrap();
+    assert!(
+        !(cancelled.is_ok() && completed.is_ok()),
+        "both the DELETE and the PUT of one URL succeeded"
+    );
+    if completed.is_ok() {
+        assert_eq!(
+            c.meta.linked_blob(&repo, &digest).await.unwrap(),
+            Some(good.len() as u64)
+        );
+    }
 }

@@ -42,6 +42,10 @@ pub struct MetaFaults {
     cut_after_retires: AtomicUsize,
     /// The next mount to hold before it links.
     held_link: Mutex<Option<HeldLink>>,
+    /// The next upload completion to hold before it links and ends the session.
+    held_completion: Mutex<Option<HeldLink>>,
+    /// The next end of an upload id (`delete_upload`) to hold before it runs.
+    held_upload_end: Mutex<Option<HeldLink>>,
     /// The next sweep's retire, to run on this store after this long, in a task of its
     /// own: a rename stuck in a blocking thread, which dropping the sweep does not stop.
     stalled_retire: Mutex<Option<StalledRetire>>,
@@ -169,7 +173,34 @@ impl MetaFaults {
 
     /// Waits while a held link is armed, once.
     async fn pass_held_link(&self) {
-        let held = self.held_link.lock().expect("held link").take();
+        Self::pass_hold(&self.held_link).await;
+    }
+
+    /// Holds the next upload completion (linking the blob and ending the session) just
+    /// before it runs: what a request paused after publishing the bytes does.
+    pub fn hold_next_completion(&self) -> LinkHold {
+        Self::arm_hold(&self.held_completion)
+    }
+
+    /// Holds the next end of an upload id (`delete_upload`) just before it runs: what a
+    /// request paused before ending a session does.
+    pub fn hold_next_upload_end(&self) -> LinkHold {
+        Self::arm_hold(&self.held_upload_end)
+    }
+
+    fn arm_hold(slot: &Mutex<Option<HeldLink>>) -> LinkHold {
+        let (reached_tx, reached) = tokio::sync::oneshot::channel();
+        let (release, release_rx) = tokio::sync::oneshot::channel();
+        *slot.lock().expect("hold") = Some(HeldLink {
+            reached: reached_tx,
+            release: release_rx,
+        });
+        LinkHold { reached, release }
+    }
+
+    /// Waits while the hold in `slot` is armed, once.
+    async fn pass_hold(slot: &Mutex<Option<HeldLink>>) {
+        let held = slot.lock().expect("hold").take();
         if let Some(held) = held {
             let _ = held.reached.send(());
             let _ = held.release.await;
@@ -312,6 +343,7 @@ impl UploadStore for FaultyMeta {
         size: u64,
         now: i64,
     ) -> Result<(), MetaError> {
+        MetaFaults::pass_hold(&self.faults.held_completion).await;
         if MetaFaults::take_cut(&self.faults.cut_completions) {
             return Err(MetaError(
                 "the test cut this completion before linking".into(),
@@ -323,6 +355,7 @@ impl UploadStore for FaultyMeta {
     }
 
     async fn delete_upload(&self, id: &UploadId, now: i64) -> Result<bool, MetaError> {
+        MetaFaults::pass_hold(&self.faults.held_upload_end).await;
         self.inner.delete_upload(id, now).await
     }
 

@@ -378,6 +378,15 @@ impl Default for TestRegistry {
     }
 }
 
+/// `inner` with the failures and holds `faults` arms, for registries a test builds
+/// itself (several nodes on one store, say).
+pub fn faulty_meta(
+    inner: Arc<dyn berth_meta::MetaStore>,
+    faults: Arc<MetaFaults>,
+) -> Arc<dyn berth_meta::MetaStore> {
+    Arc::new(FaultyMeta { inner, faults })
+}
+
 /// An upload session opened and recorded, as a client's first chunk records it.
 pub struct RecordedUpload {
     /// The session's id.
