@@ -15,6 +15,24 @@ fn id_of(location: &str) -> &str {
     location.rsplit('/').next().unwrap()
 }
 
+/// Asserts that no request on `url` finds an upload: `GET`, `PATCH`, a whole-blob `PUT`
+/// and `DELETE` all answer `404 BLOB_UPLOAD_UNKNOWN`.
+async fn expect_url_opens_nothing(reg: &TestRegistry, url: &str, ctx: &str) {
+    let unknown = "BLOB_UPLOAD_UNKNOWN";
+    expect_error(&reg.get(url).await, 404, unknown, &format!("{ctx}: GET"));
+    let r = patch(reg, url, None, b"abc").await;
+    expect_error(&r, 404, unknown, &format!("{ctx}: PATCH"));
+    let d = sha256(b"abc");
+    let r = put_upload(reg, url, d.as_str(), None, b"abc").await;
+    expect_error(&r, 404, unknown, &format!("{ctx}: PUT"));
+    expect_error(
+        &delete(reg, url).await,
+        404,
+        unknown,
+        &format!("{ctx}: DELETE"),
+    );
+}
+
 #[tokio::test]
 async fn a_whole_blob_put_to_a_new_url_completes_and_the_url_ends() {
     let reg = TestRegistry::new();
@@ -58,26 +76,7 @@ async fn a_cancelled_new_url_never_opens_again() {
     let reg = TestRegistry::new();
     let location = start_upload(&reg, "p/cancel").await;
     expect_status(&delete(&reg, &location).await, 204, "DELETE");
-    expect_error(&reg.get(&location).await, 404, "BLOB_UPLOAD_UNKNOWN", "GET");
-    expect_error(
-        &patch(&reg, &location, None, b"abc").await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-        "PATCH",
-    );
-    let d = sha256(b"abc");
-    expect_error(
-        &put_upload(&reg, &location, d.as_str(), None, b"abc").await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-        "PUT",
-    );
-    expect_error(
-        &delete(&reg, &location).await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-        "DELETE again",
-    );
+    expect_url_opens_nothing(&reg, &location, "after DELETE").await;
 }
 
 #[tokio::test]
@@ -142,20 +141,8 @@ async fn a_url_opened_too_long_ago_or_ahead_of_the_clock_opens_nothing() {
     let reg = TestRegistry::with_clock(RegistryConfig::default(), clock.clone());
     let location = start_upload(&reg, "p/old").await;
     clock.advance(Duration::from_secs(3601));
-    expect_error(&reg.get(&location).await, 404, "BLOB_UPLOAD_UNKNOWN", "GET");
-    expect_error(
-        &patch(&reg, &location, None, b"abc").await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-        "PATCH",
-    );
+    expect_url_opens_nothing(&reg, &location, "an hour on").await;
     let d = sha256(b"abc");
-    expect_error(
-        &put_upload(&reg, &location, d.as_str(), None, b"abc").await,
-        404,
-        "BLOB_UPLOAD_UNKNOWN",
-        "PUT",
-    );
 
     // URLs another node opened by a clock running ahead of this one: by less than
     // clocks may differ, then by more.
@@ -192,20 +179,7 @@ async fn a_url_altered_or_moved_to_another_repository_opens_nothing() {
     let altered = location.replace(&id, &format!("{}{later:016x}{}", &id[..32], &id[48..]));
     let d = sha256(b"abc");
     for url in [&elsewhere, &altered] {
-        expect_error(&reg.get(url).await, 404, "BLOB_UPLOAD_UNKNOWN", url);
-        expect_error(
-            &patch(&reg, url, None, b"abc").await,
-            404,
-            "BLOB_UPLOAD_UNKNOWN",
-            url,
-        );
-        expect_error(
-            &put_upload(&reg, url, d.as_str(), None, b"abc").await,
-            404,
-            "BLOB_UPLOAD_UNKNOWN",
-            url,
-        );
-        expect_error(&delete(&reg, url).await, 404, "BLOB_UPLOAD_UNKNOWN", url);
+        expect_url_opens_nothing(&reg, url, url).await;
     }
     expect_status(
         &put_upload(&reg, &location, d.as_str(), None, b"abc").await,

@@ -100,6 +100,21 @@ fn trickled(len: u64) -> (mpsc::Sender<Bytes>, UploadBody) {
     (tx, body(Box::pin(stream), len))
 }
 
+/// Completes the upload at `url` on `node` with `body`, in a task of its own.
+fn spawn_completion(
+    node: &Arc<Registry>,
+    repo: &RepositoryName,
+    url: &UploadRef,
+    digest: &Digest,
+    body: UploadBody,
+) -> tokio::task::JoinHandle<Result<Digest, RegistryError>> {
+    let (node, repo, url, digest) = (node.clone(), repo.clone(), url.clone(), digest.clone());
+    tokio::spawn(async move {
+        node.complete_upload(&repo, &url, Some(digest.as_str()), body)
+            .await
+    })
+}
+
 /// An append of `len` bytes on `node`, running while the test sends its chunks.
 fn append_trickled(
     node: &Arc<Registry>,
@@ -363,6 +378,23 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
     assert_eq!(stored, b"XYZ", "the blob holds node A's bytes");
 }
 
+/// Two nodes on one store with injectable faults, an upload opened on the first in
+/// `repo` (its URL), and the digest of `good`.
+async fn opened_on_faulty_nodes(
+    repo: &str,
+    good: &[u8],
+) -> (Arc<MetaFaults>, Cluster, RepositoryName, UploadRef, Digest) {
+    let faults = Arc::new(MetaFaults::default());
+    let c = faulty_cluster(faults.clone());
+    let repo = RepositoryName::parse(repo).unwrap();
+    let opened = c.nodes[0]
+        .start_upload(&repo, Algorithm::Sha256)
+        .await
+        .unwrap();
+    let digest = Digest::compute(Algorithm::Sha256, good);
+    (faults, c, repo, opened.url, digest)
+}
+
 /// A whole blob of bytes that do not hash to its digest, refused on one node, while the
 /// whole blob of that digest sent to the same new URL completes on the other: the
 /// refusal ends the id only if no request recorded it, never the session the other node
@@ -370,16 +402,8 @@ async fn a_small_body_whose_node_was_suspended_past_its_claim_is_refused() {
 /// digest, and report the id ended while its blob is linked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_whole_blob_never_ends_a_session_another_node_completes() {
-    let faults = Arc::new(MetaFaults::default());
-    let c = faulty_cluster(faults.clone());
-    let repo = RepositoryName::parse("p/refused").unwrap();
-    let opened = c.nodes[0]
-        .start_upload(&repo, Algorithm::Sha256)
-        .await
-        .unwrap();
-    let url = opened.url.clone();
     let good: &'static [u8] = b"the bytes of the digest";
-    let digest = Digest::compute(Algorithm::Sha256, good);
+    let (faults, c, repo, url, digest) = opened_on_faulty_nodes("p/refused", good).await;
 
     // Node 1 refuses other bytes and is held just before it ends the id…
     let end = faults.hold_next_upload_end();
@@ -405,18 +429,7 @@ async fn a_refused_whole_blob_never_ends_a_session_another_node_completes() {
         .is_ok();
     // … while node 0 completes the blob, held just before it links.
     let completion = faults.hold_next_completion();
-    let completing = {
-        let (node, repo, url, digest) = (
-            c.nodes[0].clone(),
-            repo.clone(),
-            url.clone(),
-            digest.clone(),
-        );
-        tokio::spawn(async move {
-            node.complete_upload(&repo, &url, Some(digest.as_str()), whole(good))
-                .await
-        })
-    };
+    let completing = spawn_completion(&c.nodes[0], &repo, &url, &digest, whole(good));
     let reached = tokio::time::timeout(Duration::from_secs(2), completion.reached)
         .await
         .is_ok();
@@ -450,16 +463,8 @@ async fn a_refused_whole_blob_never_ends_a_session_another_node_completes() {
 /// and the session the completing node pinned and claimed is never ended under it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cancel_on_one_node_never_ends_a_session_another_node_completes() {
-    let faults = Arc::new(MetaFaults::default());
-    let c = faulty_cluster(faults.clone());
-    let repo = RepositoryName::parse("p/cancelled").unwrap();
-    let opened = c.nodes[0]
-        .start_upload(&repo, Algorithm::Sha256)
-        .await
-        .unwrap();
-    let url = opened.url.clone();
     let good: &'static [u8] = b"the bytes of the blob";
-    let digest = Digest::compute(Algorithm::Sha256, good);
+    let (faults, c, repo, url, digest) = opened_on_faulty_nodes("p/cancelled", good).await;
 
     let end = faults.hold_next_upload_end();
     let cancelled = {
@@ -471,18 +476,7 @@ async fn a_cancel_on_one_node_never_ends_a_session_another_node_completes() {
         .expect("the DELETE reaches the end of the id")
         .unwrap();
     let completion = faults.hold_next_completion();
-    let completing = {
-        let (node, repo, url, digest) = (
-            c.nodes[0].clone(),
-            repo.clone(),
-            url.clone(),
-            digest.clone(),
-        );
-        tokio::spawn(async move {
-            node.complete_upload(&repo, &url, Some(digest.as_str()), whole(good))
-                .await
-        })
-    };
+    let completing = spawn_completion(&c.nodes[0], &repo, &url, &digest, whole(good));
     let reached = tokio::time::timeout(Duration::from_secs(2), completion.reached)
         .await
         .is_ok();
