@@ -33,6 +33,19 @@ pub(super) async fn run(store: &dyn MetaStore) {
     bytes_no_row_knows_are_claimed_unless_pinned(store).await;
 }
 
+/// Asserts that `blob`, revived, is live again: not listed as marked, and no sweep
+/// deletes it.
+async fn assert_live_again(store: &dyn MetaStore, blob: &Digest) {
+    let live = store.live_blobs(std::slice::from_ref(blob)).await.unwrap();
+    assert_eq!(
+        live.into_iter().map(|b| b.digest).collect::<Vec<_>>(),
+        vec![blob.clone()]
+    );
+    let listed = store.marked_blobs("", 10_000).await.unwrap();
+    assert!(!listed.iter().any(|m| &m.digest == blob));
+    assert!(!store.sweep_blob(blob, LEASE, &NoBytes).await.unwrap());
+}
+
 async fn bytes_no_row_knows_are_claimed_unless_pinned(store: &dyn MetaStore) {
     let r = repo("cf-gc/orphans");
     let (recorded, pinned, orphan) = (
@@ -298,16 +311,7 @@ async fn a_session_recorded_as_it_completes_revives_a_marked_blob(store: &dyn Me
     let recorded = new_pin(79, &r, &blob, 5);
     let pinned = store.pin_new_upload(&recorded).await.unwrap();
     assert_eq!(pinned.outcome, PinOutcome::Revived);
-    assert_eq!(
-        (store.live_blobs(std::slice::from_ref(&blob)).await.unwrap())
-            .into_iter()
-            .map(|b| b.digest)
-            .collect::<Vec<_>>(),
-        vec![blob.clone()]
-    );
-    let listed = store.marked_blobs("", 10_000).await.unwrap();
-    assert!(!listed.iter().any(|m| m.digest == blob));
-    assert!(!store.sweep_blob(&blob, LEASE, &NoBytes).await.unwrap());
+    assert_live_again(store, &blob).await;
     let id = &recorded.session.id;
     store.complete_upload(id, &r, &blob, 5, 30).await.unwrap();
     assert_eq!(store.linked_blob(&r, &blob).await.unwrap(), Some(5));
@@ -601,16 +605,7 @@ async fn a_pin_revives_a_marked_blob(store: &dyn MetaStore) {
     });
     let swept = store.sweep_blob(&blob, LEASE, &pinned_during_retire).await;
     assert!(!swept.unwrap(), "the revived row stays");
-    assert_eq!(
-        (store.live_blobs(std::slice::from_ref(&blob)).await.unwrap())
-            .into_iter()
-            .map(|b| b.digest)
-            .collect::<Vec<_>>(),
-        vec![blob.clone()]
-    );
-    let listed = store.marked_blobs("", 10_000).await.unwrap();
-    assert!(!listed.iter().any(|m| m.digest == blob));
-    assert!(!store.sweep_blob(&blob, LEASE, &NoBytes).await.unwrap());
+    assert_live_again(store, &blob).await;
     assert!(
         !marks(store, &blob, 100).await,
         "pinned, it is not marked again"
