@@ -198,6 +198,7 @@ impl CollectionStore for PgMetaStore {
 
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
         let s = &pin.session;
+        let mut lease = self.leased_progress.lease().await?;
         // One round trip in place of a creation, a claim and a pin (migration 0021); a
         // session write, committed without a flush as pin_upload_digest's is. The quota
         // is read beside it as there, its verdict (at the session's offset) passed in.
@@ -221,9 +222,10 @@ impl CollectionStore for PgMetaStore {
         .bind(pin.holder)
         .bind(pin.until)
         .bind(s.repository.project())
-        .fetch_one(&self.progress_pool)
+        .fetch_one(lease.connection())
         .await
         .map_err(db_err)?;
+        lease.finish();
         pinned_upload(&row, "pin_new_upload")
     }
 

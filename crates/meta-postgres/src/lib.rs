@@ -46,6 +46,7 @@ mod immutable;
 mod import;
 mod jobs;
 mod labels;
+mod leases;
 mod listing;
 mod migrate;
 mod projects;
@@ -89,8 +90,10 @@ const PUSH_ATTEMPTS: usize = 5;
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database?…`.
     pub url: String,
-    /// Connections this node's pools open at most (at least two): a quarter of them, at
-    /// least one, carry upload-session progress, the others everything else. One more
+    /// Connections this node opens at most (at least four are opened where it is
+    /// smaller): a quarter of them, at least one, carry upload-session progress, the
+    /// others everything else; each of the two shares is halved between the statements
+    /// every push makes, lent without sqlx's pool ([`leases`]), and the rest. One more
     /// reads repository versions.
     pub pool_size: u32,
     /// Longest a statement may run (lock waits included) before the server cancels it,
@@ -116,6 +119,10 @@ pub struct PgMetaStore {
     /// flushed (`synchronous_commit = off`): a single-statement write needs no
     /// transaction block of its own to say so.
     progress_pool: PgPool,
+    /// Connections for the statements every push makes, whose commits are flushed.
+    leased: leases::Connections,
+    /// Connections for the push's upload-session statements, as `progress_pool`'s.
+    leased_progress: leases::Connections,
     /// Complete tag lists of recently listed repositories.
     tag_cache: TagCache,
     /// Recently served manifest bytes, shared by the responses that send them.
@@ -132,7 +139,7 @@ impl PgMetaStore {
     /// Connects, then applies pending migrations under the migration lock.
     pub async fn connect(config: &PgConfig) -> Result<Self, MetaError> {
         Self::migrate(config).await?;
-        let pool = pool_options(durable_share(config))
+        let pool = pool_options(lent_and_pooled(durable_share(config)).1)
             .connect_with(connect_options(config)?)
             .await
             .map_err(db_err)?;
@@ -152,7 +159,8 @@ impl PgMetaStore {
     /// runtime, as the pool belongs to the runtime it is created in). Must be called
     /// within a Tokio runtime.
     pub fn connect_lazy(config: &PgConfig) -> Result<Self, MetaError> {
-        let pool = pool_options(durable_share(config)).connect_lazy_with(connect_options(config)?);
+        let pool = pool_options(lent_and_pooled(durable_share(config)).1)
+            .connect_lazy_with(connect_options(config)?);
         Self::over(config, pool)
     }
 
@@ -166,6 +174,14 @@ impl PgMetaStore {
             )?,
             pool,
             progress_pool: progress_pool(config)?,
+            leased: leases::Connections::new(
+                connect_options(config)?,
+                lent_and_pooled(durable_share(config)).0,
+            ),
+            leased_progress: leases::Connections::new(
+                progress_options(config)?,
+                lent_and_pooled(progress_share(config)).0,
+            ),
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),
             references: VersionedCache::new(CACHED_FACTS),
@@ -190,7 +206,10 @@ impl PgMetaStore {
         manifest: &NewManifest,
     ) -> Result<ManifestPut, PutManifestError> {
         // Most pushes go to a repository that exists: one round trip.
-        match queries::put_manifest(&self.pool, manifest).await? {
+        let mut lease = self.leased.lease().await?;
+        let put = queries::put_manifest(lease.connection(), manifest).await?;
+        lease.finish();
+        match put {
             ManifestPut::RepositoryAbsent => {}
             outcome => return Ok(outcome),
         }
@@ -237,9 +256,21 @@ fn version_timeout(config: &PgConfig) -> Duration {
 }
 
 /// The pool of upload-session progress, connecting on first use.
+/// Splits a share of connections: half of it, at least one, lent to the statements of
+/// pushes ([`leases`]), the rest, at least one, pooled for everything else.
+fn lent_and_pooled(share: u32) -> (u32, u32) {
+    let lent = (share / 2).max(1);
+    (lent, share.saturating_sub(lent).max(1))
+}
+
+/// How upload-session progress connects: its commits return before they are flushed.
+fn progress_options(config: &PgConfig) -> Result<PgConnectOptions, MetaError> {
+    Ok(connect_options(config)?.options([("synchronous_commit", "off")]))
+}
+
 fn progress_pool(config: &PgConfig) -> Result<PgPool, MetaError> {
-    let options = connect_options(config)?.options([("synchronous_commit", "off")]);
-    Ok(pool_options(progress_share(config)).connect_lazy_with(options))
+    Ok(pool_options(lent_and_pooled(progress_share(config)).1)
+        .connect_lazy_with(progress_options(config)?))
 }
 
 fn pool_options(size: u32) -> PgPoolOptions {
@@ -517,16 +548,18 @@ impl UploadStore for PgMetaStore {
         now: i64,
     ) -> Result<(), MetaError> {
         // Most uploads complete into a repository that exists: one round trip.
-        if queries::complete_upload_in_existing_repository(
-            &self.pool,
+        let mut lease = self.leased.lease().await?;
+        let completed = queries::complete_upload_in_existing_repository(
+            lease.connection(),
             id.as_str(),
             repository.as_str(),
             digest.as_str(),
             size,
             now,
         )
-        .await?
-        {
+        .await?;
+        lease.finish();
+        if completed {
             return Ok(());
         }
         let mut tx = self.durable().await?;

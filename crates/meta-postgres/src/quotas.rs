@@ -185,7 +185,9 @@ impl QuotaStore for PgMetaStore {
     ) -> Result<Option<Quota>, MetaError> {
         let project = repository.project();
         // Most pushes change no mark: an unlocked look settles them without a lock.
-        let (changes, _) = mark_change(&self.pool, project, percent).await?;
+        let mut lease = self.leased.lease().await?;
+        let (changes, _) = mark_change(lease.connection(), project, percent).await?;
+        lease.finish();
         if !changes {
             return Ok(None);
         }

@@ -3,6 +3,7 @@
 //! management stores (`parity`), and races between nodes (`nodes`: two stores on one
 //! database are two nodes).
 
+mod leases;
 mod nodes;
 mod parity;
 mod plans;
@@ -19,7 +20,8 @@ use super::{PgConfig, PgMetaStore};
 pub(crate) fn config(db: &TempDatabase) -> PgConfig {
     PgConfig {
         url: db.url().to_owned(),
-        pool_size: 8,
+        // Room for the race tests' held transactions beside the connections lent to pushes.
+        pool_size: 12,
         statement_timeout: std::time::Duration::from_secs(30),
     }
 }
