@@ -82,6 +82,8 @@ use crate::versions::VersionReader;
 
 /// Resolved references and blob links kept per node, each at most.
 const CACHED_FACTS: usize = 1 << 16;
+/// Longest a statement waits for a connection, opening one included.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a push is tried when concurrent writes make its transaction fail.
 const PUSH_ATTEMPTS: usize = 5;
 
@@ -177,10 +179,12 @@ impl PgMetaStore {
             leased: leases::Connections::new(
                 connect_options(config)?,
                 lent_and_pooled(durable_share(config)).0,
+                ACQUIRE_TIMEOUT,
             ),
             leased_progress: leases::Connections::new(
                 progress_options(config)?,
                 lent_and_pooled(progress_share(config)).0,
+                ACQUIRE_TIMEOUT,
             ),
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),
@@ -207,9 +211,13 @@ impl PgMetaStore {
     ) -> Result<ManifestPut, PutManifestError> {
         // Most pushes go to a repository that exists: one round trip.
         let mut lease = self.leased.lease().await?;
-        let put = queries::put_manifest(lease.connection(), manifest).await?;
-        lease.finish();
-        match put {
+        let put = queries::put_manifest(lease.connection(), manifest).await;
+        // A refusal is an answer the statement ran to the end for; only a failure of the
+        // connection or the statement (`Meta`) leaves the connection to be settled.
+        if !matches!(put, Err(PutManifestError::Meta(_))) {
+            lease.finish();
+        }
+        match put? {
             ManifestPut::RepositoryAbsent => {}
             outcome => return Ok(outcome),
         }
@@ -276,7 +284,7 @@ fn progress_pool(config: &PgConfig) -> Result<PgPool, MetaError> {
 fn pool_options(size: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(size)
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         // The pool pings each connection when it is released; a second ping before
         // each use would add a round trip to every request. A connection the server
         // dropped while it sat idle fails the one statement that finds it.

@@ -1,17 +1,27 @@
 //! Connections lent for one statement at a time (`leases`): given back as they are only
-//! after a statement that ran to its end, and never more than their number at once.
+//! after a statement that ran to its end, never more than their number at once (on the
+//! server too), and waited for within the lease's timeout, connecting included.
 
 use std::time::{Duration, Instant};
 
 use berth_testkit_postgres::TempDatabase;
 use sqlx::PgConnection;
 
-use super::config;
+use berth_meta::{BlobLinkStore, ManifestStore, NewManifest, PutManifestError};
+use bytes::Bytes;
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{config, digest, node, repo};
 use crate::connect_options;
 use crate::leases::{Connections, IDLE_TIMEOUT, MAX_LIFETIME};
 
+/// How long the leases of these tests wait for a connection.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn connections(db: &TempDatabase, size: u32) -> Connections {
-    Connections::new(connect_options(&config(db)).unwrap(), size)
+    Connections::new(connect_options(&config(db)).unwrap(), size, TIMEOUT)
 }
 
 async fn backend(c: &mut PgConnection) -> i32 {
@@ -59,17 +69,18 @@ async fn a_lease_cancelled_mid_statement_is_never_lent_again() {
     let lender = connections(&db, 1).await;
     let mut lease = lender.lease().await.unwrap();
     let cancelled = backend(lease.connection()).await;
-    let sleep = sqlx::query("SELECT pg_sleep(5)").execute(lease.connection());
+    let sleep = sqlx::query("SELECT pg_sleep(1)").execute(lease.connection());
     assert!(
-        tokio::time::timeout(Duration::from_millis(200), sleep)
+        tokio::time::timeout(Duration::from_millis(100), sleep)
             .await
             .is_err()
     );
     drop(lease);
-    // The next lease answers at once, on another connection than the one still busy.
+    // The next lease waits for the server to finish the cancelled statement, then gets
+    // another connection.
     let started = Instant::now();
     assert_ne!(leased_backend(&lender, true).await, cancelled);
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() >= Duration::from_millis(500));
 }
 
 #[tokio::test]
@@ -106,4 +117,135 @@ async fn connections_idle_or_open_too_long_are_not_lent() {
     assert!(lender.fresh_idle(now + MAX_LIFETIME).is_none());
     leased_backend(&lender, true).await;
     assert!(lender.fresh_idle(Instant::now()).is_some());
+}
+
+fn manifest(body: &str, layer: &str) -> NewManifest {
+    NewManifest {
+        repository: repo("lent/a"),
+        digest: digest(body),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: None,
+        annotations: None,
+        subject: None,
+        content: Bytes::from(body.to_owned()),
+        blobs: vec![(digest(layer), 1)],
+        children: Vec::new(),
+        tags: Vec::new(),
+        pushed_at: 1,
+        audit: None,
+        guard: None,
+    }
+}
+
+#[tokio::test]
+async fn a_push_refused_for_what_it_sent_keeps_its_connection() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = node(&db).await;
+    store
+        .link_blob(&repo("lent/a"), &digest("layer"), 1, 1)
+        .await
+        .unwrap();
+    store
+        .put_manifest(&manifest("first", "layer"))
+        .await
+        .unwrap();
+    let before = leased_backend(&store.leased, true).await;
+    let refused = store.put_manifest(&manifest("second", "missing")).await;
+    assert!(
+        matches!(refused, Err(PutManifestError::BlobUnknown(_))),
+        "{refused:?}"
+    );
+    assert_eq!(leased_backend(&store.leased, true).await, before);
+}
+
+#[tokio::test]
+async fn cancelled_leases_never_leave_the_server_more_statements_than_their_number() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let lender = connections(&db, 1).await;
+    for _ in 0..3 {
+        let mut lease = lender.lease().await.unwrap();
+        let sleep = sqlx::query("SELECT pg_sleep(1)").execute(lease.connection());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), sleep)
+                .await
+                .is_err()
+        );
+    }
+    let mut probe = connect_options(&config(&db))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND query = 'SELECT pg_sleep(1)'
+           AND state = 'active'",
+    )
+    .fetch_one(&mut probe)
+    .await
+    .unwrap();
+    assert!(
+        running <= 1,
+        "{running} statements of a lender of one still run"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_gives_up_on_a_server_that_never_answers_within_its_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let options = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(port)
+        .username("postgres");
+    let lender = Connections::new(options, 1, Duration::from_secs(1));
+    let leased = tokio::time::timeout(Duration::from_secs(5), lender.lease()).await;
+    assert!(
+        matches!(leased, Ok(Err(_))),
+        "the lease outwaited its timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_waits_for_a_server_that_starts_listening_as_the_pool_does() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    // A port nothing listens on for half a second, then a proxy to the server.
+    let port = {
+        let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        unused.local_addr().unwrap().port()
+    };
+    let server = connect_options(&config(&db)).unwrap();
+    let target = format!("{}:{}", server.get_host(), server.get_port());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut outbound = TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    let options = server.host("127.0.0.1").port(port);
+    let lender = Connections::new(options.clone(), 1, TIMEOUT);
+    let leased = lender.lease().await.map(drop);
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(TIMEOUT)
+        .connect_lazy_with(options);
+    let pooled = pool.acquire().await.map(drop);
+    assert!(leased.is_ok() && pooled.is_ok(), "{leased:?} {pooled:?}");
 }
