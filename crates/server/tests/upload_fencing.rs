@@ -68,7 +68,7 @@ async fn cluster(config: RegistryConfig) -> Option<Cluster> {
     let meta = Arc::new(
         PgMetaStore::connect(&PgConfig {
             url: db.url().to_owned(),
-            pool_size: 8,
+            pool_size: 16,
             statement_timeout: Duration::from_secs(30),
         })
         .await

@@ -26,8 +26,8 @@ pub const BACKENDS_VARIABLE: &str = "BERTH_TEST_BACKENDS";
 /// or restored, so that tests take that path with a few MiB rather than 5 GiB.
 pub const OBJECT_COPY_LIMIT: u64 = 2 << 20;
 
-/// Connections each registry's pool opens at most on PostgreSQL.
-const POOL_SIZE: u32 = 8;
+/// Connections each registry opens at most on PostgreSQL: the default `pool_size`.
+const POOL_SIZE: u32 = 16;
 
 /// Which stores test registries run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
