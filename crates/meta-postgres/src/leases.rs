@@ -9,10 +9,11 @@
 //!   `ReadyForQuery`, or, after an error, reads that first with the next statement;
 //! - a lease dropped before that (its request cancelled mid-statement, or the statement
 //!   failed on the way) keeps its place among the connections until the server has
-//!   answered what it was sent (a ping, as sqlx's pool makes, bounded by
-//!   [`SETTLE_TIMEOUT`]), and then closes its connection: no connection with an answer
-//!   half read is lent again, and the server never runs more statements for these
-//!   connections than their number;
+//!   answered what it was sent (a ping, as sqlx's pool makes, for at most the answer
+//!   timeout: the statement timeout and some), and then closes its connection: no
+//!   connection with an answer half read is lent again, and while the statement
+//!   timeout ends statements, the server never runs more of them for these connections
+//!   than their number;
 //! - a connection idle for longer than [`IDLE_TIMEOUT`], or open for longer than
 //!   [`MAX_LIFETIME`], is closed instead of lent (sqlx's pool defaults), so that few
 //!   lent connections are ones a server or a proxy between has since dropped. One it
@@ -35,9 +36,8 @@ use crate::db_err;
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// A connection opened longer ago than this is closed rather than lent.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
-/// Longest a connection whose lease ended mid-statement waits for the server's answer
-/// before it is closed regardless.
-pub(crate) const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a settled connection's closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest pause between two attempts to open a connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -45,6 +45,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) struct Connections {
     options: PgConnectOptions,
     timeout: Duration,
+    answer_timeout: Duration,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
 }
@@ -67,11 +68,18 @@ pub(crate) struct Lease<'a> {
 
 impl Connections {
     /// Connections opened with `options`, at most `size` (at least one) at a time; a
-    /// lease waits at most `timeout` for one.
-    pub(crate) fn new(options: PgConnectOptions, size: u32, timeout: Duration) -> Self {
+    /// lease waits at most `timeout` for one, and one ended mid-statement waits at most
+    /// `answer_timeout` for the server's answer.
+    pub(crate) fn new(
+        options: PgConnectOptions,
+        size: u32,
+        timeout: Duration,
+        answer_timeout: Duration,
+    ) -> Self {
         Connections {
             options,
             timeout,
+            answer_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(size.max(1) as usize)),
         }
@@ -160,20 +168,20 @@ impl Drop for Lease<'_> {
     /// Settles and closes a connection whose lease ended before its statement did.
     fn drop(&mut self) {
         if let (Some(connection), Some(permit)) = (self.connection.take(), self.permit.take()) {
-            settle(connection, permit);
+            settle(connection, permit, self.lender.answer_timeout);
         }
     }
 }
 
 /// Waits, in a task of its own, for the server to answer whatever `connection` was
-/// sent (at most [`SETTLE_TIMEOUT`]), then closes it and gives its place back.
-fn settle(mut connection: PgConnection, permit: OwnedSemaphorePermit) {
+/// sent (at most `answer_timeout`), then closes it and gives its place back.
+fn settle(mut connection: PgConnection, permit: OwnedSemaphorePermit, answer_timeout: Duration) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
     runtime.spawn(async move {
-        if let Ok(Ok(())) = tokio::time::timeout(SETTLE_TIMEOUT, connection.ping()).await {
-            let _ = tokio::time::timeout(SETTLE_TIMEOUT, connection.close()).await;
+        if let Ok(Ok(())) = tokio::time::timeout(answer_timeout, connection.ping()).await {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close()).await;
         }
         drop(permit);
     });
@@ -189,6 +197,7 @@ fn transient(e: &sqlx::Error) -> bool {
     }
 }
 
+/// The error of a lease that found no connection in time.
 fn timed_out() -> MetaError {
     MetaError("timed out waiting for a database connection".into())
 }

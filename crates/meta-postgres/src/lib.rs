@@ -171,7 +171,7 @@ impl PgMetaStore {
         Ok(PgMetaStore {
             versions: VersionReader::spawn(
                 connect_options(config)?,
-                version_timeout(config),
+                answer_timeout(config),
                 versions::QUERY_GAP,
             )?,
             pool,
@@ -180,11 +180,13 @@ impl PgMetaStore {
                 connect_options(config)?,
                 lent_and_pooled(durable_share(config)).0,
                 ACQUIRE_TIMEOUT,
+                answer_timeout(config),
             ),
             leased_progress: leases::Connections::new(
                 progress_options(config)?,
                 lent_and_pooled(progress_share(config)).0,
                 ACQUIRE_TIMEOUT,
+                answer_timeout(config),
             ),
             tag_cache: TagCache::default(),
             manifest_cache: ManifestCache::default(),
@@ -253,9 +255,10 @@ fn durable_share(config: &PgConfig) -> u32 {
         .max(1)
 }
 
-/// Longest the version reader waits for a connection and its query: the server's
-/// statement timeout and some, or a minute without one.
-fn version_timeout(config: &PgConfig) -> Duration {
+/// Longest to wait for the server's answer to one statement (the version reader's
+/// query, or a cancelled push's statement): the server's statement timeout and some, or
+/// a minute without one.
+fn answer_timeout(config: &PgConfig) -> Duration {
     if config.statement_timeout.is_zero() {
         Duration::from_secs(60)
     } else {
@@ -263,7 +266,6 @@ fn version_timeout(config: &PgConfig) -> Duration {
     }
 }
 
-/// The pool of upload-session progress, connecting on first use.
 /// Splits a share of connections: half of it, at least one, lent to the statements of
 /// pushes ([`leases`]), the rest, at least one, pooled for everything else.
 fn lent_and_pooled(share: u32) -> (u32, u32) {
@@ -276,6 +278,7 @@ fn progress_options(config: &PgConfig) -> Result<PgConnectOptions, MetaError> {
     Ok(connect_options(config)?.options([("synchronous_commit", "off")]))
 }
 
+/// The pool of upload-session progress, connecting on first use.
 fn progress_pool(config: &PgConfig) -> Result<PgPool, MetaError> {
     Ok(pool_options(lent_and_pooled(progress_share(config)).1)
         .connect_lazy_with(progress_options(config)?))

@@ -21,7 +21,12 @@ use crate::leases::{Connections, IDLE_TIMEOUT, MAX_LIFETIME};
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn connections(db: &TempDatabase, size: u32) -> Connections {
-    Connections::new(connect_options(&config(db)).unwrap(), size, TIMEOUT)
+    Connections::new(
+        connect_options(&config(db)).unwrap(),
+        size,
+        TIMEOUT,
+        TIMEOUT,
+    )
 }
 
 async fn backend(c: &mut PgConnection) -> i32 {
@@ -69,9 +74,9 @@ async fn a_lease_cancelled_mid_statement_is_never_lent_again() {
     let lender = connections(&db, 1).await;
     let mut lease = lender.lease().await.unwrap();
     let cancelled = backend(lease.connection()).await;
-    let sleep = sqlx::query("SELECT pg_sleep(1)").execute(lease.connection());
+    let sleep = sqlx::raw_sql("SELECT pg_sleep(1)").execute(lease.connection());
     assert!(
-        tokio::time::timeout(Duration::from_millis(100), sleep)
+        tokio::time::timeout(Duration::from_millis(200), sleep)
             .await
             .is_err()
     );
@@ -168,9 +173,9 @@ async fn cancelled_leases_never_leave_the_server_more_statements_than_their_numb
     let lender = connections(&db, 1).await;
     for _ in 0..3 {
         let mut lease = lender.lease().await.unwrap();
-        let sleep = sqlx::query("SELECT pg_sleep(1)").execute(lease.connection());
+        let sleep = sqlx::raw_sql("SELECT pg_sleep(1)").execute(lease.connection());
         assert!(
-            tokio::time::timeout(Duration::from_millis(100), sleep)
+            tokio::time::timeout(Duration::from_millis(200), sleep)
                 .await
                 .is_err()
         );
@@ -208,12 +213,14 @@ async fn a_lease_gives_up_on_a_server_that_never_answers_within_its_timeout() {
         .host("127.0.0.1")
         .port(port)
         .username("postgres");
-    let lender = Connections::new(options, 1, Duration::from_secs(1));
+    let lender = Connections::new(options, 1, Duration::from_secs(1), TIMEOUT);
+    let started = Instant::now();
     let leased = tokio::time::timeout(Duration::from_secs(5), lender.lease()).await;
-    assert!(
-        matches!(leased, Ok(Err(_))),
-        "the lease outwaited its timeout"
-    );
+    let Ok(Err(e)) = leased else {
+        panic!("the lease outwaited its timeout");
+    };
+    assert!(e.to_string().contains("timed out"), "{e}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,12 +247,12 @@ async fn a_lease_waits_for_a_server_that_starts_listening_as_the_pool_does() {
         }
     });
     let options = server.host("127.0.0.1").port(port);
-    let lender = Connections::new(options.clone(), 1, TIMEOUT);
-    let leased = lender.lease().await.map(drop);
+    let lender = Connections::new(options.clone(), 1, TIMEOUT, TIMEOUT);
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(TIMEOUT)
         .connect_lazy_with(options);
-    let pooled = pool.acquire().await.map(drop);
+    let (leased, pooled) = tokio::join!(lender.lease(), pool.acquire());
+    let (leased, pooled) = (leased.map(drop), pooled.map(drop));
     assert!(leased.is_ok() && pooled.is_ok(), "{leased:?} {pooled:?}");
 }
