@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use berth_testkit_postgres::TempDatabase;
 use sqlx::PgConnection;
 
-use berth_meta::{BlobLinkStore, ManifestStore, NewManifest, PutManifestError};
-use bytes::Bytes;
+use berth_meta::{BlobLinkStore, ManifestStore, PutManifestError};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::nodes::manifest;
 use super::{config, digest, node, repo};
 use crate::connect_options;
 use crate::leases::{Connections, IDLE_TIMEOUT, MAX_LIFETIME};
@@ -124,24 +124,6 @@ async fn connections_idle_or_open_too_long_are_not_lent() {
     assert!(lender.fresh_idle(Instant::now()).is_some());
 }
 
-fn manifest(body: &str, layer: &str) -> NewManifest {
-    NewManifest {
-        repository: repo("lent/a"),
-        digest: digest(body),
-        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-        artifact_type: None,
-        annotations: None,
-        subject: None,
-        content: Bytes::from(body.to_owned()),
-        blobs: vec![(digest(layer), 1)],
-        children: Vec::new(),
-        tags: Vec::new(),
-        pushed_at: 1,
-        audit: None,
-        guard: None,
-    }
-}
-
 #[tokio::test]
 async fn a_push_refused_for_what_it_sent_keeps_its_connection() {
     let Some(db) = TempDatabase::create().await else {
@@ -153,11 +135,13 @@ async fn a_push_refused_for_what_it_sent_keeps_its_connection() {
         .await
         .unwrap();
     store
-        .put_manifest(&manifest("first", "layer"))
+        .put_manifest(&manifest("lent/a", "first", &[("layer", 1)], &[]))
         .await
         .unwrap();
     let before = leased_backend(&store.leased, true).await;
-    let refused = store.put_manifest(&manifest("second", "missing")).await;
+    let refused = store
+        .put_manifest(&manifest("lent/a", "second", &[("missing", 1)], &[]))
+        .await;
     assert!(
         matches!(refused, Err(PutManifestError::BlobUnknown(_))),
         "{refused:?}"

@@ -30,7 +30,12 @@ async fn two_nodes() -> Option<(TempDatabase, Node, Node)> {
     Some((db, Arc::new(a), Arc::new(b)))
 }
 
-fn manifest(repository: &str, body: &str, blobs: &[(&str, u64)], tags: &[&str]) -> NewManifest {
+pub(super) fn manifest(
+    repository: &str,
+    body: &str,
+    blobs: &[(&str, u64)],
+    tags: &[&str],
+) -> NewManifest {
     NewManifest {
         repository: repo(repository),
         digest: digest(body),
