@@ -7,7 +7,7 @@
 //! blob that no manifest of the project could reference within the limit is refused
 //! before it is linked.
 
-use berth_meta::{BlobQuota, QuotaExceeded};
+use berth_meta::{BlobQuota, Quota, QuotaExceeded};
 use berth_oci::{Digest, RepositoryName};
 
 use crate::error::RegistryError;
@@ -55,17 +55,22 @@ impl Registry {
 /// Refuses a blob of `size` bytes when `state`, where its project stands for it (`None`:
 /// no such project), says its manifests do not hold it already and it does not fit
 /// under the project's limit.
-pub(crate) fn refuse_over_quota(state: Option<BlobQuota>, size: u64) -> Result<(), RegistryError> {
+fn refuse_over_quota(state: Option<BlobQuota>, size: u64) -> Result<(), RegistryError> {
     let Some(state) = state else {
         return Ok(());
     };
     if state.counted || !state.quota.refuses(size) {
         return Ok(());
     }
-    Err(RegistryError::QuotaExceeded(QuotaExceeded {
-        project: state.quota.project_name,
-        used: state.quota.used,
-        limit: state.quota.hard.max(0) as u64,
+    Err(RegistryError::QuotaExceeded(exceeded(state.quota, size)))
+}
+
+/// What a refused blob of `size` bytes would have needed under `quota`.
+pub(crate) fn exceeded(quota: Quota, size: u64) -> QuotaExceeded {
+    QuotaExceeded {
+        project: quota.project_name,
+        used: quota.used,
+        limit: quota.hard.max(0) as u64,
         needed: size,
-    }))
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use berth_blob::{BlobRead, BlobStore};
 use berth_meta::{
     Deletion, MetaStore, NewManifest, PullRecord, ReferrerLimit, StoredManifest, TagPage,
-    Visibility,
+    Visibility, WarningMark,
 };
 use berth_oci::{
     ByteRange, Digest, ManifestError, ParsedManifest, RangeError, RangeRequest, Reference,
@@ -507,8 +507,9 @@ impl Registry {
             )),
             guard: None,
         };
-        self.commit_manifest(manifest).await?;
-        self.note_quota_warning(repository, actor).await;
+        if self.commit_manifest(manifest).await? == WarningMark::Watched {
+            self.note_quota_warning(repository, actor).await;
+        }
         Ok(PushedManifest { digest, subject })
     }
 

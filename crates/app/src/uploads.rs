@@ -12,7 +12,7 @@ use berth_oci::{
 use crate::error::RegistryError;
 use crate::metered_body::metered;
 use crate::opened_uploads::{UNRECORDED_BODY_MAX, UploadState};
-use crate::quotas::refuse_over_quota;
+use crate::quotas::exceeded;
 use crate::registry::{MountOutcome, Registry};
 use crate::upload_claims::{ClaimLost, SessionClaim};
 use crate::upload_limits::{OpenBytesExhausted, OpenBytesReading, Reservation};
@@ -783,12 +783,13 @@ impl Registry {
     }
 }
 
-/// The refusal of a blob of `size` bytes the store found over its project's quota.
+/// The refusal of a blob of `size` bytes the store found over its project's quota, told
+/// with the quota as the store read it with the refusal or right after it.
 pub(crate) fn over_quota(quota: Option<BlobQuota>, size: u64) -> RegistryError {
-    match refuse_over_quota(quota, size) {
-        Err(e) => e,
-        Ok(()) => RegistryError::Internal(format!(
-            "the store refused a blob of {size} bytes over a quota with room for it"
+    match quota {
+        Some(state) => RegistryError::QuotaExceeded(exceeded(state.quota, size)),
+        None => RegistryError::Internal(format!(
+            "the store refused a blob of {size} bytes over the quota of a project it no longer finds"
         )),
     }
 }

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload, RecordedBlob,
-    SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
+    CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload, QuotaStore,
+    RecordedBlob, SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin,
+    settle_retired,
 };
 use berth_oci::{Digest, RepositoryName};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::queries::{lock_repository, parse_digest, parse_repository};
-use crate::quotas::{COUNTED, QUOTA_COLUMNS, QUOTA_FROM, blob_quota_row};
 use crate::sweep_claim::Retired;
 use crate::{PgMetaStore, db_err};
 
@@ -64,17 +64,24 @@ const KEPT: &str = "WITH RECURSIVE
         UNION
         SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
 
-/// Whether the quota of a row of [`QUOTA_FROM`] (outer-joined: none, no refusal) has no
-/// room for a blob of `size` bytes (an SQL expression) that its project does not count
-/// yet ([`COUNTED`]).
-fn over_quota(size: &str) -> String {
-    format!("coalesce(q.hard >= 0 AND NOT {COUNTED} AND q.used + {size} > q.hard, false)")
+/// Whether the quota of the project named by the parameter `project` (none: no refusal)
+/// has no room for a blob of `size` bytes (an SQL expression) of the digest `$2`, which
+/// the project does not count yet. A scalar subquery on the quota's row alone: a pin
+/// reads the project's whole quota only when it is refused ([`PgMetaStore::pinned`]).
+fn over_quota(size: &str, project: &str) -> String {
+    format!(
+        "coalesce((SELECT q.hard >= 0
+                          AND NOT EXISTS (SELECT 1 FROM project_blobs pb
+                                          WHERE pb.project_id = q.project_id AND pb.digest = $2)
+                          AND quota_used(q.project_id) + {size} > q.hard
+                   FROM quotas q JOIN projects p ON p.id = q.project_id
+                   WHERE p.name = {project}), false)"
+    )
 }
 
-/// What a pin of the digest `$2` did and the quota of its project, from a row of
-/// [`QUOTA_COLUMNS`], [`COUNTED`] and the pin's answer (from `function`).
-fn pinned_upload(row: &PgRow, function: &str) -> Result<PinnedUpload, MetaError> {
-    let outcome = match row.try_get::<&str, _>(8).map_err(db_err)? {
+/// What a pin answered (from `function`).
+fn pin_outcome(row: &PgRow, function: &str) -> Result<PinOutcome, MetaError> {
+    Ok(match row.try_get::<&str, _>(0).map_err(db_err)? {
         "pinned" => PinOutcome::Pinned,
         "revived" => PinOutcome::Revived,
         "no_session" => PinOutcome::NoSession,
@@ -82,14 +89,25 @@ fn pinned_upload(row: &PgRow, function: &str) -> Result<PinnedUpload, MetaError>
         "over_quota" => PinOutcome::OverQuota,
         "taken" => PinOutcome::Taken,
         other => return Err(MetaError(format!("{function} answered {other:?}"))),
-    };
-    Ok(PinnedUpload {
-        outcome,
-        quota: blob_quota_row(row)?,
     })
 }
 
 impl PgMetaStore {
+    /// A pin of `digest` in `repository` that answered `outcome`, with its project's
+    /// quota read right after a refusal.
+    async fn pinned(
+        &self,
+        outcome: PinOutcome,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<PinnedUpload, MetaError> {
+        let quota = match outcome {
+            PinOutcome::OverQuota => self.blob_quota(repository, digest).await?,
+            _ => None,
+        };
+        Ok(PinnedUpload { outcome, quota })
+    }
+
     /// The blob rows in `status` after the digest `after`, in digest order, up to
     /// `limit`: digests and sizes as stored.
     async fn blobs_in_status(
@@ -174,13 +192,11 @@ impl CollectionStore for PgMetaStore {
         // function only when the quota has room.
         let size = "coalesce($4, (SELECT u.\"offset\" FROM uploads u WHERE u.id = $1))";
         let row = sqlx::query(&format!(
-            "SELECT {QUOTA_COLUMNS}, {COUNTED},
-                    CASE WHEN {over_quota}
+            "SELECT CASE WHEN {over_quota}
                          THEN 'over_quota'
                          ELSE pin_completing_upload($1, $2, $3, $4, $5, $6, $7)
-                    END
-             FROM (SELECT 1) AS one LEFT JOIN ({QUOTA_FROM}) ON p.name = $8",
-            over_quota = over_quota(size),
+                    END",
+            over_quota = over_quota(size, "$8"),
         ))
         .bind(pin.id.as_str())
         .bind(pin.digest.as_str())
@@ -193,7 +209,8 @@ impl CollectionStore for PgMetaStore {
         .fetch_one(&self.progress_pool)
         .await
         .map_err(db_err)?;
-        pinned_upload(&row, "pin_completing_upload")
+        let outcome = pin_outcome(&row, "pin_completing_upload")?;
+        self.pinned(outcome, &pin.repository, &pin.digest).await
     }
 
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
@@ -203,11 +220,9 @@ impl CollectionStore for PgMetaStore {
         // session write, committed without a flush as pin_upload_digest's is. The quota
         // is read beside it as there, its verdict (at the session's offset) passed in.
         let row = sqlx::query(&format!(
-            "SELECT {QUOTA_COLUMNS}, {COUNTED},
-                    pin_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                                   {over_quota})
-             FROM (SELECT 1) AS one LEFT JOIN ({QUOTA_FROM}) ON p.name = $13",
-            over_quota = over_quota("$5"),
+            "SELECT pin_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                                   {over_quota})",
+            over_quota = over_quota("$5", "$13"),
         ))
         .bind(s.id.as_str())
         .bind(pin.digest.as_str())
@@ -226,7 +241,8 @@ impl CollectionStore for PgMetaStore {
         .await
         .map_err(db_err)?;
         lease.finish();
-        pinned_upload(&row, "pin_new_upload")
+        let outcome = pin_outcome(&row, "pin_new_upload")?;
+        self.pinned(outcome, &s.repository, &pin.digest).await
     }
 
     async fn unlink_unreferenced(

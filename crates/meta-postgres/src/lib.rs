@@ -10,7 +10,7 @@
 //! by locks taken before the checks they protect:
 //! - every write that touches a repository's manifests, tags or blob links first locks
 //!   the repository's row (a push locks it with `SELECT … FOR UPDATE` in
-//!   `put_manifest`, or updates or creates it, before anything else; deletes use
+//!   `push_manifest`, or updates or creates it, before anything else; deletes use
 //!   `SELECT … FOR UPDATE`), so such writes in one repository run one after
 //!   the other and each check reads what the previous writer committed; a push racing a
 //!   delete of a blob or manifest it needs either sees it gone or keeps it;
@@ -32,8 +32,8 @@
 //! The caches are correct whatever other nodes write. What a tag or digest resolves
 //! to, which blobs a repository links and its tag list are served from memory only at
 //! the repository version (`tag_version`) the database reports when the request
-//! arrives; the triggers of the schema bump it with every change that could make one of
-//! them wrong. The versions of every repository read at a time are read together, in
+//! arrives; the triggers of the schema (and a push that sets tags, itself) bump it
+//! with every change that could make one of them wrong. The versions of every repository read at a time are read together, in
 //! one query ([`versions`]), so a cached read costs a share of one round trip. Manifest
 //! bytes are cached by digest, which names them forever, after the database confirmed
 //! the repository holds the manifest.
@@ -70,7 +70,7 @@ use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, ManifestStore, MetaError, MetaStore,
     NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage, RepositoryStore,
     SessionLimits, StoredManifest, TagGuard, TagPage, UploadAdvance, UploadLease, UploadSession,
-    UploadStore, Visibility,
+    UploadStore, Visibility, WarningMark,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -227,7 +227,7 @@ impl PgMetaStore {
         let mut tx = self.durable().await?;
         queries::ensure_repository(&mut tx, &manifest.repository, manifest.pushed_at).await?;
         let outcome = queries::put_manifest(&mut *tx, manifest).await?;
-        if matches!(outcome, ManifestPut::Stored) {
+        if matches!(outcome, ManifestPut::Stored(_)) {
             tx.commit().await.map_err(db_err)?;
         }
         Ok(outcome)
@@ -601,10 +601,10 @@ impl UploadStore for PgMetaStore {
 
 #[async_trait]
 impl ManifestStore for PgMetaStore {
-    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<WarningMark, PutManifestError> {
         for _ in 0..PUSH_ATTEMPTS {
             match self.try_put_manifest(manifest).await? {
-                ManifestPut::Stored => return Ok(()),
+                ManifestPut::Stored(mark) => return Ok(mark),
                 ManifestPut::OverQuota => return Err(self.over_quota(manifest).await),
                 ManifestPut::Conflicted => continue,
                 ManifestPut::RepositoryAbsent => {

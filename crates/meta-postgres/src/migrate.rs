@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0019_count_in_push.sql"),
     include_str!("../migrations/0020_untagged_at.sql"),
     include_str!("../migrations/0021_ended_uploads.sql"),
+    include_str!("../migrations/0022_push_statements.sql"),
 ];
 
 /// The schema version of a fully migrated database.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use berth_meta::{
     CreateUploadError, Deletion, GrantedUpload, GuardFailure, MetaError, NewManifest, PullRecord,
     PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
-    TagPage, UploadAdvance, UploadLease, UploadSession, Visibility,
+    TagPage, UploadAdvance, UploadLease, UploadSession, Visibility, WarningMark,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -671,10 +671,21 @@ pub async fn stale_uploads(pool: &PgPool, before: i64) -> Result<Vec<UploadId>, 
         .collect())
 }
 
+/// The columns `push_manifest` answers: its outcome, the 1-based position of what failed,
+/// the failed reference's actual size, the stored manifest's media type and whether the
+/// project's warning mark needs a look.
+type Outcome = (
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<bool>,
+);
+
 /// What [`put_manifest`] did.
 pub enum ManifestPut {
-    /// The manifest was committed.
-    Stored,
+    /// The manifest was committed; whether its project's warning mark needs a look.
+    Stored(WarningMark),
     /// There is no such repository; nothing was changed.
     RepositoryAbsent,
     /// A quota trigger refused the push (its project's limit); nothing was changed.
@@ -692,7 +703,7 @@ fn is_conflict(e: &sqlx::Error) -> bool {
 }
 
 /// Commits a manifest with its references, tags and audit entry, in one statement (the
-/// `put_manifest` function): the repository's row is locked first, so no delete in the
+/// `push_manifest` function): the repository's row is locked first, so no delete in the
 /// repository runs between the checks and the commit, and nothing is changed unless
 /// every check passes. The guard, if any, is checked first; then blobs before children, each as the repository holds
 /// it and with its declared size; the first failure is the error.
@@ -714,48 +725,51 @@ pub async fn put_manifest(
     let guard = m.guard.as_ref();
     let protected: Vec<&str> =
         guard.map_or(Vec::new(), |g| g.tags.iter().map(Tag::as_str).collect());
-    let (outcome, failed_at, actual, stored): (String, Option<i64>, Option<i64>, Option<String>) =
-        match sqlx::query_as(
-            "SELECT outcome, failed_at, actual_size, stored_media_type
-             FROM put_manifest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+    let (outcome, failed_at, actual, stored, watched): Outcome = match sqlx::query_as(
+        "SELECT outcome, failed_at, actual_size, stored_media_type, quota_watched
+             FROM push_manifest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
                                $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
-        )
-        .bind(m.repository.as_str())
-        .bind(m.pushed_at)
-        .bind(m.digest.as_str())
-        .bind(&m.media_type)
-        .bind(&m.artifact_type)
-        .bind(&m.annotations)
-        .bind(m.subject.as_ref().map(Digest::as_str))
-        .bind(&m.content[..])
-        .bind(&kinds)
-        .bind(&digests)
-        .bind(&sizes)
-        .bind(&tags)
-        .bind(guard.and_then(|g| g.project_id))
-        .bind(guard.map(|g| g.revision))
-        .bind(&protected)
-        .bind(audit.and_then(|e| e.project_id))
-        .bind(audit.map(|e| e.username.as_str()))
-        .bind(audit.map(|e| e.operation.as_str()))
-        .bind(audit.map(|e| e.resource_type.as_str()))
-        .bind(audit.map(|e| e.resource.as_str()))
-        .bind(audit.map(|e| e.success))
-        .bind(audit.map(|e| e.client_ip.as_str()))
-        .bind(audit.map(|e| e.op_time))
-        .fetch_one(c)
-        .await
-        {
-            Ok(row) => row,
-            Err(e) if crate::quotas::is_quota_refusal(&e) => return Ok(ManifestPut::OverQuota),
-            Err(e) if is_conflict(&e) => return Ok(ManifestPut::Conflicted),
-            Err(e) => return Err(db_err(e).into()),
-        };
+    )
+    .bind(m.repository.as_str())
+    .bind(m.pushed_at)
+    .bind(m.digest.as_str())
+    .bind(&m.media_type)
+    .bind(&m.artifact_type)
+    .bind(&m.annotations)
+    .bind(m.subject.as_ref().map(Digest::as_str))
+    .bind(&m.content[..])
+    .bind(&kinds)
+    .bind(&digests)
+    .bind(&sizes)
+    .bind(&tags)
+    .bind(guard.and_then(|g| g.project_id))
+    .bind(guard.map(|g| g.revision))
+    .bind(&protected)
+    .bind(audit.and_then(|e| e.project_id))
+    .bind(audit.map(|e| e.username.as_str()))
+    .bind(audit.map(|e| e.operation.as_str()))
+    .bind(audit.map(|e| e.resource_type.as_str()))
+    .bind(audit.map(|e| e.resource.as_str()))
+    .bind(audit.map(|e| e.success))
+    .bind(audit.map(|e| e.client_ip.as_str()))
+    .bind(audit.map(|e| e.op_time))
+    .fetch_one(c)
+    .await
+    {
+        Ok(row) => row,
+        Err(e) if crate::quotas::is_quota_refusal(&e) => return Ok(ManifestPut::OverQuota),
+        Err(e) if is_conflict(&e) => return Ok(ManifestPut::Conflicted),
+        Err(e) => return Err(db_err(e).into()),
+    };
     let failed = failed_at
         .and_then(|n| usize::try_from(n).ok()?.checked_sub(1))
         .and_then(|i| references.get(i));
     match (outcome.as_str(), failed, stored) {
-        ("stored", _, _) => Ok(ManifestPut::Stored),
+        ("stored", _, _) => Ok(ManifestPut::Stored(if watched == Some(false) {
+            WarningMark::Unwatched
+        } else {
+            WarningMark::Watched
+        })),
         ("absent", _, _) => Ok(ManifestPut::RepositoryAbsent),
         ("media_type", _, Some(stored)) => Err(PutManifestError::MediaTypeConflict { stored }),
         ("rules_changed", _, _) => Err(PutManifestError::Stale(GuardFailure::RulesChanged)),
@@ -764,14 +778,15 @@ pub async fn put_manifest(
                 Some(tag) => Err(PutManifestError::TagProtected(
                     Tag::parse(tag).map_err(|e| corrupt("tag", e))?,
                 )),
-                None => Err(
-                    MetaError(format!("put_manifest answered immutable at {failed_at:?}")).into(),
-                ),
+                None => Err(MetaError(format!(
+                    "push_manifest answered immutable at {failed_at:?}"
+                ))
+                .into()),
             }
         }
         ("reference", Some(failed), _) => Err(reference_error(failed, actual.map(|a| a as u64))),
         _ => Err(MetaError(format!(
-            "put_manifest answered {outcome:?} at {failed_at:?}"
+            "push_manifest answered {outcome:?} at {failed_at:?}"
         ))
         .into()),
     }

@@ -23,7 +23,7 @@ use crate::writer::Durability;
 use crate::{SqliteMetaStore, db_err, queries, quotas};
 
 /// Pins the digest in the session, after moving the session over the pin's append (if
-/// any), and reads the quota of its project for the blob.
+/// any), unless the quota of its project has no room for the blob.
 fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
     let (id, digest) = (pin.id.as_str(), pin.digest.as_str());
     let quota = quotas::blob_quota(c, pin.repository.project(), digest).map_err(db_err)?;
@@ -49,12 +49,15 @@ fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
     } else {
         PinOutcome::NoSession
     };
-    Ok(PinnedUpload { outcome, quota })
+    Ok(PinnedUpload {
+        outcome,
+        quota: None,
+    })
 }
 
 /// Records the new session `pin.session` pinned on its digest and claimed, as
-/// [`pin_in`] pins an existing one, unless its id is taken or ended; reads the quota of
-/// its project for the blob.
+/// [`pin_in`] pins an existing one, unless its id is taken or ended or the quota of its
+/// project has no room for the blob.
 fn pin_new_in(c: &Connection, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
     let (session, digest) = (&pin.session, pin.digest.as_str());
     let quota = quotas::blob_quota(c, session.repository.project(), digest).map_err(db_err)?;
@@ -72,7 +75,10 @@ fn pin_new_in(c: &Connection, pin: &NewUploadPin) -> Result<PinnedUpload, MetaEr
             revive(c, digest)?
         }
     };
-    Ok(PinnedUpload { outcome, quota })
+    Ok(PinnedUpload {
+        quota: quota.filter(|_| outcome == PinOutcome::OverQuota),
+        outcome,
+    })
 }
 
 /// Revives the blob of `digest` a pin was just placed on, if it is marked for deletion

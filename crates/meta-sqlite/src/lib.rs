@@ -46,7 +46,7 @@ use berth_meta::{
     AuditEntry, BlobLinkStore, CreateUploadError, Deletion, GuardFailure, ManifestStore, MetaError,
     MetaStore, NewManifest, PullRecord, PutManifestError, ReferrerLimit, ReferrerPage,
     RepositoryStore, SessionLimits, StoredManifest, TagGuard, TagPage, UploadAdvance, UploadLease,
-    UploadSession, UploadStore, Visibility,
+    UploadSession, UploadStore, Visibility, WarningMark,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -367,16 +367,17 @@ impl UploadStore for SqliteMetaStore {
 
 #[async_trait]
 impl ManifestStore for SqliteMetaStore {
-    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<WarningMark, PutManifestError> {
         let manifest = manifest.clone();
         self.writer
             .run(move |c| {
                 immutable::check_push(c, &manifest)?;
                 queries::put_manifest(c, &manifest)?;
+                let mark = quotas::warning_mark(c, manifest.repository.project())?;
                 if let Some(entry) = manifest.audit {
                     audit::insert_for_repository(c, entry, &manifest.repository)?;
                 }
-                Ok(())
+                Ok(mark)
             })
             .await
     }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, BlobQuota, ListQuery, Listed, MetaError, NewManifest, PutManifestError, Quota,
-    QuotaExceeded, QuotaField, QuotaStore, UsageDrift,
+    QuotaExceeded, QuotaField, QuotaStore, UsageDrift, WarningMark,
 };
 use berth_oci::{Digest, RepositoryName};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -54,7 +54,6 @@ fn project_quota(c: &Connection, project: &str) -> rusqlite::Result<Option<Quota
     .optional()
 }
 
-/// Whether the project's manifests hold `digest`.
 /// Where `project` stands for one more blob of `digest`; `None` without such a project.
 pub(crate) fn blob_quota(
     c: &Connection,
@@ -68,9 +67,28 @@ pub(crate) fn blob_quota(
     Ok(Some(BlobQuota { quota, counted }))
 }
 
+/// Whether the manifests of the project with id `project_id` hold `digest`.
 fn counts(c: &Connection, project_id: i64, digest: &str) -> rusqlite::Result<bool> {
     c.prepare_cached("SELECT 1 FROM project_blobs WHERE project_id = ?1 AND digest = ?2")?
         .exists(params![project_id, digest])
+}
+
+/// Whether the warning mark of the project named `project` may have to change after a
+/// push ([`berth_meta::WarningMark`]): not when it has neither a limit nor a mark.
+pub fn warning_mark(c: &Connection, project: &str) -> Result<WarningMark, MetaError> {
+    let unwatched = c
+        .prepare_cached(
+            "SELECT 1 FROM quotas
+             WHERE project_id = (SELECT id FROM projects WHERE name = ?1)
+               AND hard < 0 AND NOT warned",
+        )
+        .and_then(|mut s| s.exists(params![project]))
+        .map_err(db_err)?;
+    Ok(if unwatched {
+        WarningMark::Unwatched
+    } else {
+        WarningMark::Watched
+    })
 }
 
 /// Refuses a push whose new digests would take its project past its limit. Run in the

@@ -69,8 +69,9 @@ pub struct NewUploadPin {
 pub struct PinnedUpload {
     /// The pin.
     pub outcome: PinOutcome,
-    /// The project's quota and whether its manifests already hold the digest, read in
-    /// the same statement (`None` when there is no such project).
+    /// With [`PinOutcome::OverQuota`] only: the project's quota and whether its
+    /// manifests already hold the digest, read with the refusal or right after it
+    /// (`None` with any other outcome, or when the project is gone by then).
     pub quota: Option<BlobQuota>,
 }
 

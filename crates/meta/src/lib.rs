@@ -54,7 +54,9 @@ pub use projects::{
     Member, MemberError, MemberKind, NewProject, Project, ProjectAccessInfo, ProjectError,
     ProjectField, ProjectStore, ProjectUpdate, Role, Visibility,
 };
-pub use quotas::{BlobQuota, Quota, QuotaExceeded, QuotaField, QuotaStore, UNLIMITED, UsageDrift};
+pub use quotas::{
+    BlobQuota, Quota, QuotaExceeded, QuotaField, QuotaStore, UNLIMITED, UsageDrift, WarningMark,
+};
 pub use retention::{
     ExecutionStart, ExecutionStatus, RETENTION_ID_KEY, RetentionCandidate, RetentionExecution,
     RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, ScheduleFire,

@@ -34,6 +34,17 @@ pub struct QuotaExceeded {
     pub needed: u64,
 }
 
+/// What a committed manifest push tells of its project's quota warning mark
+/// ([`QuotaStore::warn_quota`]), as the push's transaction saw the project's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningMark {
+    /// The project had neither a limit nor a mark: the push cannot have changed what
+    /// the mark should be, and needs no look at it.
+    Unwatched,
+    /// The project had a limit or a mark (or no quota row): the mark may have to change.
+    Watched,
+}
+
 /// A project's quota, as Harbor's `/quotas` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quota {

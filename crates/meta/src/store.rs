@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::{
     AuditEntry, CollectionStore, GuardFailure, ImmutableRuleStore, QuotaExceeded, QuotaStore,
-    RetentionStore, TagGuard, Visibility,
+    RetentionStore, TagGuard, Visibility, WarningMark,
 };
 
 /// A failure of the metadata backend itself.
@@ -309,8 +309,10 @@ pub trait ManifestStore: Send + Sync {
     /// Commits a manifest, its references and its tags in one durable transaction, after
     /// checking its guard (if any) in that transaction. The project's usage grows in the
     /// same transaction; a manifest that would take it past its limit is refused with
-    /// [`PutManifestError::QuotaExceeded`] and nothing is written.
-    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError>;
+    /// [`PutManifestError::QuotaExceeded`] and nothing is written. Answers, as that
+    /// transaction saw the project's quota, whether the push needs a look at its
+    /// warning mark.
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<WarningMark, PutManifestError>;
     /// Resolves a tag or digest in a repository.
     async fn manifest(
         &self,

@@ -15,7 +15,7 @@ use berth_meta::{
     UntaggedManifest, UploadAdvance, UploadLease, UploadPin, UploadSession, UploadStore,
     Visibility,
 };
-use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift};
+use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift, WarningMark};
 use berth_meta::{
     ExecutionStart, ExecutionStatus, JobId, RetentionCandidate, RetentionExecution,
     RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, StartedExecution,
@@ -374,7 +374,7 @@ impl UploadStore for FaultyMeta {
 
 #[async_trait]
 impl ManifestStore for FaultyMeta {
-    async fn put_manifest(&self, manifest: &NewManifest) -> Result<(), PutManifestError> {
+    async fn put_manifest(&self, manifest: &NewManifest) -> Result<WarningMark, PutManifestError> {
         self.inner.put_manifest(manifest).await
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use berth_meta::{
     AuditEntry, Deletion, GuardFailure, MetaError, NewManifest, PutManifestError, TagGuard,
+    WarningMark,
 };
 use berth_oci::{Digest, RepositoryName, Tag};
 
@@ -117,11 +118,11 @@ impl Registry {
 
     /// Commits a pushed manifest, unless it would move a protected tag to another
     /// manifest (a push of the manifest a protected tag points at is allowed, as in
-    /// Harbor).
+    /// Harbor); answers whether its project's quota warning mark needs a look.
     pub(crate) async fn commit_manifest(
         &self,
         mut manifest: NewManifest,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<WarningMark, RegistryError> {
         if manifest.tags.is_empty() {
             // No tag to protect: nothing the rules say matters.
             return Ok(self.meta.put_manifest(&manifest).await?);

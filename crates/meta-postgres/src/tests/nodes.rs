@@ -93,7 +93,7 @@ async fn a_push_racing_a_blob_delete_never_keeps_a_manifest_without_its_blob() {
             let (pushed, unlinked) =
                 tokio::join!(a.put_manifest(&m), b.unlink_blob(&r, &layer, None));
             match (pushed, unlinked.unwrap()) {
-                (Ok(()), Deletion::ReferencedBy(by)) => assert_eq!(by, m.digest),
+                (Ok(_), Deletion::ReferencedBy(by)) => assert_eq!(by, m.digest),
                 (Err(PutManifestError::BlobUnknown(_)), Deletion::Deleted) => {}
                 other => panic!("{repository}: {other:?}"),
             }
@@ -125,7 +125,7 @@ async fn an_index_push_racing_a_child_delete_never_keeps_an_index_without_its_ch
                 b.delete_manifest(&r, &child.digest, None, None, 2)
             );
             match (pushed, deleted.unwrap()) {
-                (Ok(()), Deletion::ReferencedBy(by)) => assert_eq!(by, index.digest),
+                (Ok(_), Deletion::ReferencedBy(by)) => assert_eq!(by, index.digest),
                 (Err(PutManifestError::ManifestUnknown(_)), Deletion::Deleted) => {}
                 other => panic!("{repository}: {other:?}"),
             }
@@ -396,6 +396,66 @@ async fn caches_follow_what_another_node_writes() {
     assert_eq!(listed().await, ["new"]);
 }
 
+/// A push that adds a tag bumps its repository's version itself, with the tag trigger
+/// quiet for its own upsert only: a later insert of tags in the same session bumps it
+/// through the trigger again. A tag set again as it was bumps nothing; one moved bumps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_bumps_its_version_and_leaves_the_tag_trigger_armed() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = node(&db).await;
+    store
+        .put_manifest(&manifest("bump/app", "one", &[], &[]))
+        .await
+        .unwrap();
+    let mut c = store.pool.acquire().await.unwrap();
+    let mut version = async || -> i64 {
+        sqlx::query_scalar("SELECT tag_version FROM repositories WHERE name = 'bump/app'")
+            .fetch_one(&mut *c)
+            .await
+            .unwrap()
+    };
+    let before = version().await;
+    let mut c2 = store.pool.acquire().await.unwrap();
+    let push = async |c: &mut sqlx::PgConnection, body, tags: &[&str]| {
+        let pushed = queries::put_manifest(c, &manifest("bump/app", body, &[], tags)).await;
+        assert!(matches!(pushed, Ok(queries::ManifestPut::Stored(_))));
+    };
+    push(&mut c2, "two", &["v1"]).await;
+    let pushed = version().await;
+    assert!(pushed > before, "a push with a tag bumps the version");
+    push(&mut c2, "three", &[]).await;
+    assert_eq!(
+        version().await,
+        pushed,
+        "a push without tags changes no cached read"
+    );
+    push(&mut c2, "two", &["v1"]).await;
+    assert_eq!(
+        version().await,
+        pushed,
+        "nor does a tag set again as it was"
+    );
+    push(&mut c2, "three", &["v1"]).await;
+    let moved = version().await;
+    assert!(moved > pushed, "a moved tag bumps the version");
+    sqlx::query(
+        "INSERT INTO tags (repository_id, name, manifest_id, pushed_at)
+         SELECT r.id, 'raw', m.id, 0 FROM repositories r
+         JOIN manifests m ON m.repository_id = r.id
+         WHERE r.name = 'bump/app' AND m.digest = $1",
+    )
+    .bind(digest("two").as_str())
+    .execute(&mut *c2)
+    .await
+    .unwrap();
+    assert!(
+        version().await > moved,
+        "the trigger bumps inserts after the push"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_starting_together_create_one_administrator() {
     for _ in 0..3 {
@@ -545,7 +605,7 @@ async fn pull_batches_racing_repository_deletes_never_deadlock() {
                         .put_manifest(&manifest(&name, &image, &[("layer", 1)], &["v1", "v2"]))
                         .await
                     {
-                        Ok(()) | Err(PutManifestError::BlobUnknown(_)) => Ok(()),
+                        Ok(_) | Err(PutManifestError::BlobUnknown(_)) => Ok(()),
                         Err(e) => Err(berth_meta::MetaError(e.to_string())),
                     }
                 }
@@ -1330,7 +1390,7 @@ async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
         loop {
             let waiting: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-                                WHERE wait_event_type = 'Lock' AND query LIKE '%put_manifest%')",
+                                WHERE wait_event_type = 'Lock' AND query LIKE '%push_manifest%')",
             )
             .fetch_one(&a.pool)
             .await
@@ -1490,7 +1550,7 @@ async fn overtaken_by_later_pushes(limit_change: bool) {
 
     let mut held = hold(1).await;
     let mut pushing = push(1);
-    until_waiting(&a, "put_manifest", 1).await;
+    until_waiting(&a, "push_manifest", 1).await;
     // The write starts while push 1 counts: it waits for that push.
     let mut writing = {
         let a = a.clone();
@@ -1515,7 +1575,7 @@ async fn overtaken_by_later_pushes(limit_change: bool) {
     for i in 2..=ROUNDS {
         let next = hold(i).await;
         let next_pushing = push(i);
-        until_waiting(&a, "put_manifest", 2).await;
+        until_waiting(&a, "push_manifest", 2).await;
         held.commit().await.unwrap();
         pushing.await.unwrap().unwrap();
         (held, pushing) = (next, next_pushing);

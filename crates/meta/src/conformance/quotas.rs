@@ -13,7 +13,7 @@ use super::support::{
 
 use crate::{
     Deletion, Metadata, NewManifest, NewProject, PinOutcome, PutManifestError, QuotaExceeded,
-    QuotaField, SessionLimits, UNLIMITED, UploadPin,
+    QuotaField, SessionLimits, UNLIMITED, UploadPin, WarningMark,
 };
 
 /// Runs the quota checks.
@@ -25,6 +25,7 @@ pub(super) async fn run(store: Arc<dyn Metadata>) {
     a_new_session_over_the_quota_is_not_recorded(&*store).await;
     new_projects_get_the_default_limit(&*store).await;
     the_warning_is_recorded_once_per_crossing(&*store).await;
+    a_push_tells_whether_its_warning_mark_needs_a_look(&*store).await;
     a_limit_near_the_largest_is_warned_exactly(&*store).await;
     concurrent_pushes_never_pass_the_limit(store.clone()).await;
     concurrent_pushes_without_a_limit_count_exactly(store.clone()).await;
@@ -57,7 +58,7 @@ async fn project_with_limit(store: &dyn Metadata, name: &str, limit: Option<i64>
 }
 
 /// Links the blobs `m` references to its repository and pushes it.
-async fn push(store: &dyn Metadata, m: &NewManifest) -> Result<(), PutManifestError> {
+async fn push(store: &dyn Metadata, m: &NewManifest) -> Result<WarningMark, PutManifestError> {
     for (d, size) in &m.blobs {
         store.link_blob(&m.repository, d, *size, 1).await.unwrap();
     }
@@ -120,7 +121,7 @@ async fn usage_counts_each_digest_once_per_project(store: &dyn Metadata) {
         found.counted,
         "counted in the project, whatever the repository"
     );
-    a_completing_pin_reads_the_quota(store).await;
+    a_pin_with_room_answers_no_quota(store).await;
     assert_clean(store).await;
     // Deletes release what no other manifest of the project holds.
     let deleted = store
@@ -216,9 +217,9 @@ async fn limits_refuse_pushes_past_them(store: &dyn Metadata) {
     assert_clean(store).await;
 }
 
-/// A completion's pin answers with its project's quota for the blob, as
-/// [`crate::QuotaStore::blob_quota`] does, and with none outside any project.
-async fn a_completing_pin_reads_the_quota(store: &dyn Metadata) {
+/// A completion's pin with room for its blob answers no quota, in a project as outside
+/// any: the quota is read only with a refusal.
+async fn a_pin_with_room_answers_no_quota(store: &dyn Metadata) {
     for (n, repository, blob) in [
         (81, "cf-q-count/a", "q-loose"),
         (82, "cf-q-count/z", "q-l2"),
@@ -238,9 +239,7 @@ async fn a_completing_pin_reads_the_quota(store: &dyn Metadata) {
         };
         let pinned = store.pin_upload_digest(&pin).await.unwrap();
         assert_eq!(pinned.outcome, PinOutcome::Pinned);
-        let expected = store.blob_quota(&repository, &blob).await.unwrap();
-        assert_eq!(expected.is_some(), n != 83, "{repository} is in a project");
-        assert_eq!(pinned.quota, expected, "{repository}");
+        assert_eq!(pinned.quota, None, "{repository}");
         store.delete_upload(&session.id, 1000).await.unwrap();
     }
 }
@@ -435,6 +434,43 @@ async fn the_warning_is_recorded_once_per_crossing(store: &dyn Metadata) {
     assert!(trail.iter().all(|e| e.project_id == Some(id)));
 }
 
+async fn a_push_tells_whether_its_warning_mark_needs_a_look(store: &dyn Metadata) {
+    let id = project_with_limit(store, "cf-q-look", Some(UNLIMITED)).await;
+    let first = manifest("cf-q-look/a", "ql-one", &[("cf-q-look-layer", 10)], &["v1"]);
+    let second = manifest("cf-q-look/a", "ql-two", &[("cf-q-look-layer", 10)], &[]);
+    let pushed = async |m| push(store, m).await.unwrap();
+    assert_eq!(
+        pushed(&first).await,
+        WarningMark::Unwatched,
+        "no limit, no mark"
+    );
+    let actor = audit("cf-quota", "update", "quota");
+    assert!(store.set_quota_limit(id, 1000, 2, &actor).await.unwrap());
+    assert_eq!(pushed(&second).await, WarningMark::Watched, "a limit");
+    assert_eq!(
+        pushed(&first).await,
+        WarningMark::Watched,
+        "a push that counts nothing new still reads the limit"
+    );
+    assert!(
+        store
+            .set_quota_limit(id, UNLIMITED, 3, &actor)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        pushed(&first).await,
+        WarningMark::Unwatched,
+        "the limit removed"
+    );
+    let implicit = manifest("cf-q-look-implicit/a", "ql-three", &[], &[]);
+    assert_eq!(
+        pushed(&implicit).await,
+        WarningMark::Unwatched,
+        "a project created by its first push has the default limit, none here"
+    );
+}
+
 async fn a_limit_near_the_largest_is_warned_exactly(store: &dyn Metadata) {
     // 85 % of the largest limit is 7_839_866_231_326_559_435.95 bytes: the warning
     // starts at the next whole byte, and no step of its test may overflow.
@@ -482,7 +518,7 @@ async fn concurrent_pushes_never_pass_the_limit(store: Arc<dyn Metadata>) {
     let mut stored = 0;
     for t in tasks {
         match t.await.unwrap() {
-            Ok(()) => stored += 1,
+            Ok(_) => stored += 1,
             Err(PutManifestError::QuotaExceeded(_)) => {}
             Err(e) => panic!("unexpected failure: {e}"),
         }
