@@ -292,7 +292,7 @@ impl Registry {
                 // Nothing was recorded: the id ends as after other bytes, under the
                 // claim of the session it is recorded as, never under another's.
                 drop(local);
-                let refusal = over_quota(pinned.quota, written.end);
+                let refusal = over_quota(pinned.refusal);
                 return Err(self
                     .refuse_unrecorded(repository, id, opened_at, refusal)
                     .await);

@@ -7,7 +7,7 @@
 //! blob that no manifest of the project could reference within the limit is refused
 //! before it is linked.
 
-use berth_meta::{BlobQuota, Quota, QuotaExceeded};
+use berth_meta::BlobQuota;
 use berth_oci::{Digest, RepositoryName};
 
 use crate::error::RegistryError;
@@ -62,15 +62,5 @@ fn refuse_over_quota(state: Option<BlobQuota>, size: u64) -> Result<(), Registry
     if state.counted || !state.quota.refuses(size) {
         return Ok(());
     }
-    Err(RegistryError::QuotaExceeded(exceeded(state.quota, size)))
-}
-
-/// What a refused blob of `size` bytes would have needed under `quota`.
-pub(crate) fn exceeded(quota: Quota, size: u64) -> QuotaExceeded {
-    QuotaExceeded {
-        project: quota.project_name,
-        used: quota.used,
-        limit: quota.hard.max(0) as u64,
-        needed: size,
-    }
+    Err(RegistryError::QuotaExceeded(state.quota.refusal(size)))
 }

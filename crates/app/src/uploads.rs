@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_blob::{BlobError, BodyLength, ByteStream};
-use berth_meta::{BlobQuota, PinOutcome, SessionLimits, UploadAdvance, UploadPin, UploadSession};
+use berth_meta::{
+    PinOutcome, QuotaExceeded, SessionLimits, UploadAdvance, UploadPin, UploadSession,
+};
 use berth_oci::{
     Algorithm, ContentRange, Digest, RepositoryName, ResumableHasher, UploadId, UploadRef,
 };
@@ -12,7 +14,6 @@ use berth_oci::{
 use crate::error::RegistryError;
 use crate::metered_body::metered;
 use crate::opened_uploads::{UNRECORDED_BODY_MAX, UploadState};
-use crate::quotas::exceeded;
 use crate::registry::{MountOutcome, Registry};
 use crate::upload_claims::{ClaimLost, SessionClaim};
 use crate::upload_limits::{OpenBytesExhausted, OpenBytesReading, Reservation};
@@ -539,7 +540,7 @@ impl Registry {
             }
             PinOutcome::OverQuota => {
                 self.discard(&session.id).await;
-                return Err(over_quota(pinned.quota, session.offset));
+                return Err(over_quota(pinned.refusal));
             }
         }
         if let Some(reservation) = reservation {
@@ -783,14 +784,13 @@ impl Registry {
     }
 }
 
-/// The refusal of a blob of `size` bytes the store found over its project's quota, told
-/// with the quota as the store read it with the refusal or right after it.
-pub(crate) fn over_quota(quota: Option<BlobQuota>, size: u64) -> RegistryError {
-    match quota {
-        Some(state) => RegistryError::QuotaExceeded(exceeded(state.quota, size)),
-        None => RegistryError::Internal(format!(
-            "the store refused a blob of {size} bytes over the quota of a project it no longer finds"
-        )),
+/// The refusal of a blob the store found over its project's quota (`refusal`: why).
+pub(crate) fn over_quota(refusal: Option<QuotaExceeded>) -> RegistryError {
+    match refusal {
+        Some(refusal) => RegistryError::QuotaExceeded(refusal),
+        None => RegistryError::Internal(
+            "the store refused a blob over its project's quota without saying why".into(),
+        ),
     }
 }
 

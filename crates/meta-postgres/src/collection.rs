@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_meta::{
-    CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload, QuotaStore,
+    CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload, QuotaExceeded,
     RecordedBlob, SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin,
     settle_retired,
 };
@@ -64,19 +64,46 @@ const KEPT: &str = "WITH RECURSIVE
         UNION
         SELECT n.child FROM kept k JOIN needs n ON n.parent = k.id)";
 
-/// Whether the quota of the project named by the parameter `project` (none: no refusal)
-/// has no room for a blob of `size` bytes (an SQL expression) of the digest `$2`, which
-/// the project does not count yet. A scalar subquery on the quota's row alone: a pin
-/// reads the project's whole quota only when it is refused ([`PgMetaStore::pinned`]).
-fn over_quota(size: &str, project: &str) -> String {
+/// A pin statement whose quota check comes first: `SELECT {select}` over the column
+/// `refusal`, which holds the usage, the limit and the size (an SQL expression) of a
+/// blob of the digest `$2` that the quota of the project named by the parameter
+/// `project` has no room for and does not count yet; NULL when it has room, counts the
+/// digest, has no limit, or there is no such project. A scalar subquery on the quota's
+/// row alone: joining the quota view cost a pin more to plan than to run.
+fn checked_pin(select: &str, size: &str, project: &str) -> String {
     format!(
-        "coalesce((SELECT q.hard >= 0
-                          AND NOT EXISTS (SELECT 1 FROM project_blobs pb
-                                          WHERE pb.project_id = q.project_id AND pb.digest = $2)
-                          AND quota_used(q.project_id) + {size} > q.hard
-                   FROM quotas q JOIN projects p ON p.id = q.project_id
-                   WHERE p.name = {project}), false)"
+        "SELECT {select}
+         FROM (SELECT (SELECT ARRAY[quota_used(q.project_id), q.hard, {size}]
+                       FROM quotas q JOIN projects p ON p.id = q.project_id
+                       WHERE p.name = {project} AND q.hard >= 0
+                         AND NOT EXISTS (SELECT 1 FROM project_blobs pb
+                                         WHERE pb.project_id = q.project_id
+                                           AND pb.digest = $2)
+                         AND quota_used(q.project_id) + {size} > q.hard) AS refusal) AS checked"
     )
+}
+
+/// What a pin in `repository` answered (from `function`), in a row of [`checked_pin`]
+/// whose columns are the pin's answer and `refusal`.
+fn pinned_upload(
+    row: &PgRow,
+    function: &str,
+    repository: &RepositoryName,
+) -> Result<PinnedUpload, MetaError> {
+    let outcome = pin_outcome(row, function)?;
+    let refusal = match row.try_get::<Option<Vec<i64>>, _>(1).map_err(db_err)? {
+        Some(found) if outcome == PinOutcome::OverQuota => match found[..] {
+            [used, hard, size] => Some(QuotaExceeded {
+                project: repository.project().to_owned(),
+                used: used as u64,
+                limit: hard.max(0) as u64,
+                needed: size as u64,
+            }),
+            _ => return Err(MetaError(format!("{function} refused with {found:?}"))),
+        },
+        _ => None,
+    };
+    Ok(PinnedUpload { outcome, refusal })
 }
 
 /// What a pin answered (from `function`).
@@ -93,21 +120,6 @@ fn pin_outcome(row: &PgRow, function: &str) -> Result<PinOutcome, MetaError> {
 }
 
 impl PgMetaStore {
-    /// A pin of `digest` in `repository` that answered `outcome`, with its project's
-    /// quota read right after a refusal.
-    async fn pinned(
-        &self,
-        outcome: PinOutcome,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<PinnedUpload, MetaError> {
-        let quota = match outcome {
-            PinOutcome::OverQuota => self.blob_quota(repository, digest).await?,
-            _ => None,
-        };
-        Ok(PinnedUpload { outcome, quota })
-    }
-
     /// The blob rows in `status` after the digest `after`, in digest order, up to
     /// `limit`: digests and sizes as stored.
     async fn blobs_in_status(
@@ -191,12 +203,13 @@ impl CollectionStore for PgMetaStore {
         // (at the session's offset after the append) is not pinned: CASE calls the
         // function only when the quota has room.
         let size = "coalesce($4, (SELECT u.\"offset\" FROM uploads u WHERE u.id = $1))";
-        let row = sqlx::query(&format!(
-            "SELECT CASE WHEN {over_quota}
-                         THEN 'over_quota'
-                         ELSE pin_completing_upload($1, $2, $3, $4, $5, $6, $7)
-                    END",
-            over_quota = over_quota(size, "$8"),
+        let row = sqlx::query(&checked_pin(
+            "CASE WHEN refusal IS NOT NULL
+                  THEN 'over_quota'
+                  ELSE pin_completing_upload($1, $2, $3, $4, $5, $6, $7)
+             END, refusal",
+            size,
+            "$8",
         ))
         .bind(pin.id.as_str())
         .bind(pin.digest.as_str())
@@ -209,8 +222,7 @@ impl CollectionStore for PgMetaStore {
         .fetch_one(&self.progress_pool)
         .await
         .map_err(db_err)?;
-        let outcome = pin_outcome(&row, "pin_completing_upload")?;
-        self.pinned(outcome, &pin.repository, &pin.digest).await
+        pinned_upload(&row, "pin_completing_upload", &pin.repository)
     }
 
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
@@ -219,10 +231,11 @@ impl CollectionStore for PgMetaStore {
         // One round trip in place of a creation, a claim and a pin (migration 0021); a
         // session write, committed without a flush as pin_upload_digest's is. The quota
         // is read beside it as there, its verdict (at the session's offset) passed in.
-        let row = sqlx::query(&format!(
-            "SELECT pin_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                                   {over_quota})",
-            over_quota = over_quota("$5", "$13"),
+        let row = sqlx::query(&checked_pin(
+            "pin_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                            refusal IS NOT NULL), refusal",
+            "$5",
+            "$13",
         ))
         .bind(s.id.as_str())
         .bind(pin.digest.as_str())
@@ -241,8 +254,7 @@ impl CollectionStore for PgMetaStore {
         .await
         .map_err(db_err)?;
         lease.finish();
-        let outcome = pin_outcome(&row, "pin_new_upload")?;
-        self.pinned(outcome, &s.repository, &pin.digest).await
+        pinned_upload(&row, "pin_new_upload", &s.repository)
     }
 
     async fn unlink_unreferenced(

@@ -12,7 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{
     BlobQuota, CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload,
-    RecordedBlob, SweepBytes, SweepError, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
+    QuotaExceeded, RecordedBlob, SweepBytes, SweepError, UnlinkBatch, UntaggedManifest, UploadPin,
+    settle_retired,
 };
 use berth_oci::{Digest, RepositoryName};
 use rusqlite::types::Type;
@@ -27,10 +28,10 @@ use crate::{SqliteMetaStore, db_err, queries, quotas};
 fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
     let (id, digest) = (pin.id.as_str(), pin.digest.as_str());
     let quota = quotas::blob_quota(c, pin.repository.project(), digest).map_err(db_err)?;
-    if refused(c, pin, quota.as_ref())? {
+    if let Some(refusal) = refused(c, pin, quota.as_ref())? {
         return Ok(PinnedUpload {
             outcome: PinOutcome::OverQuota,
-            quota,
+            refusal: Some(refusal),
         });
     }
     let placed = match &pin.append {
@@ -51,7 +52,7 @@ fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
     };
     Ok(PinnedUpload {
         outcome,
-        quota: None,
+        refusal: None,
     })
 }
 
@@ -61,10 +62,11 @@ fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
 fn pin_new_in(c: &Connection, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
     let (session, digest) = (&pin.session, pin.digest.as_str());
     let quota = quotas::blob_quota(c, session.repository.project(), digest).map_err(db_err)?;
+    let refusal = refusal(quota.as_ref(), session.offset);
     let outcome = match queries::upload_id_state(c, session.id.as_str())? {
         UploadIdState::Open => PinOutcome::Taken,
         UploadIdState::Ended => PinOutcome::NoSession,
-        UploadIdState::Free if refuses(quota.as_ref(), session.offset) => PinOutcome::OverQuota,
+        UploadIdState::Free if refusal.is_some() => PinOutcome::OverQuota,
         UploadIdState::Free => {
             let pinned = PinnedAs {
                 digest,
@@ -76,7 +78,7 @@ fn pin_new_in(c: &Connection, pin: &NewUploadPin) -> Result<PinnedUpload, MetaEr
         }
     };
     Ok(PinnedUpload {
-        quota: quota.filter(|_| outcome == PinOutcome::OverQuota),
+        refusal: refusal.filter(|_| outcome == PinOutcome::OverQuota),
         outcome,
     })
 }
@@ -97,22 +99,28 @@ fn revive(c: &Connection, digest: &str) -> Result<PinOutcome, MetaError> {
     })
 }
 
-/// Whether `quota` refuses the pinned blob: its size is the session's offset after the
-/// pin's append (no session, no refusal: the pin finds none).
-fn refused(c: &Connection, pin: &UploadPin, quota: Option<&BlobQuota>) -> Result<bool, MetaError> {
+/// Why `quota` refuses the pinned blob, if it does: its size is the session's offset
+/// after the pin's append (no session, no refusal: the pin finds none).
+fn refused(
+    c: &Connection,
+    pin: &UploadPin,
+    quota: Option<&BlobQuota>,
+) -> Result<Option<QuotaExceeded>, MetaError> {
     let size = match &pin.append {
         Some(advance) => Some(advance.to),
         None => queries::upload(c, pin.id.as_str())
             .map_err(db_err)?
             .map(|s| s.offset),
     };
-    Ok(size.is_some_and(|size| refuses(quota, size)))
+    Ok(size.and_then(|size| refusal(quota, size)))
 }
 
-/// Whether `quota` (if any) has no room for a blob of `size` bytes its project does not
-/// count yet.
-fn refuses(quota: Option<&BlobQuota>, size: u64) -> bool {
-    quota.is_some_and(|q| !q.counted && q.quota.refuses(size))
+/// Why `quota` (if any) has no room for a blob of `size` bytes its project does not
+/// count yet, if it has none.
+fn refusal(quota: Option<&BlobQuota>, size: u64) -> Option<QuotaExceeded> {
+    quota
+        .filter(|q| !q.counted && q.quota.refuses(size))
+        .map(|q| q.quota.refusal(size))
 }
 
 /// A blob row read as (digest, size).

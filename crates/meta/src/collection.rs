@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_oci::{Digest, RepositoryName, UploadId};
 
-use crate::{BlobQuota, MetaError, UploadAdvance, UploadSession};
+use crate::{MetaError, QuotaExceeded, UploadAdvance, UploadSession};
 
 /// What [`CollectionStore::pin_upload_digest`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,16 +63,15 @@ pub struct NewUploadPin {
     pub until: i64,
 }
 
-/// What [`CollectionStore::pin_upload_digest`] did, and where the quota of the
-/// session's project stands for its blob.
+/// What [`CollectionStore::pin_upload_digest`] did, and why its project's quota refused
+/// the blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinnedUpload {
     /// The pin.
     pub outcome: PinOutcome,
-    /// With [`PinOutcome::OverQuota`] only: the project's quota and whether its
-    /// manifests already hold the digest, read with the refusal or right after it
-    /// (`None` with any other outcome, or when the project is gone by then).
-    pub quota: Option<BlobQuota>,
+    /// With [`PinOutcome::OverQuota`] only: the project's usage and limit as the pin
+    /// found them, and the blob's size as what it needed.
+    pub refusal: Option<QuotaExceeded>,
 }
 
 /// A blob marked for deletion.

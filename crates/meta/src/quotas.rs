@@ -71,6 +71,16 @@ impl Quota {
     pub fn refuses(&self, needed: u64) -> bool {
         u64::try_from(self.hard).is_ok_and(|hard| self.used.saturating_add(needed) > hard)
     }
+
+    /// The refusal of `needed` more bytes under this quota.
+    pub fn refusal(&self, needed: u64) -> QuotaExceeded {
+        QuotaExceeded {
+            project: self.project_name.clone(),
+            used: self.used,
+            limit: self.hard.max(0) as u64,
+            needed,
+        }
+    }
 }
 
 /// The fields quotas can be listed by.

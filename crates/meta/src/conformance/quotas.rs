@@ -121,7 +121,7 @@ async fn usage_counts_each_digest_once_per_project(store: &dyn Metadata) {
         found.counted,
         "counted in the project, whatever the repository"
     );
-    a_pin_with_room_answers_no_quota(store).await;
+    a_pin_with_room_answers_no_refusal(store).await;
     assert_clean(store).await;
     // Deletes release what no other manifest of the project holds.
     let deleted = store
@@ -217,9 +217,9 @@ async fn limits_refuse_pushes_past_them(store: &dyn Metadata) {
     assert_clean(store).await;
 }
 
-/// A completion's pin with room for its blob answers no quota, in a project as outside
-/// any: the quota is read only with a refusal.
-async fn a_pin_with_room_answers_no_quota(store: &dyn Metadata) {
+/// A completion's pin with room for its blob answers no refusal, in a project as outside
+/// any.
+async fn a_pin_with_room_answers_no_refusal(store: &dyn Metadata) {
     for (n, repository, blob) in [
         (81, "cf-q-count/a", "q-loose"),
         (82, "cf-q-count/z", "q-l2"),
@@ -239,7 +239,7 @@ async fn a_pin_with_room_answers_no_quota(store: &dyn Metadata) {
         };
         let pinned = store.pin_upload_digest(&pin).await.unwrap();
         assert_eq!(pinned.outcome, PinOutcome::Pinned);
-        assert_eq!(pinned.quota, None, "{repository}");
+        assert_eq!(pinned.refusal, None, "{repository}");
         store.delete_upload(&session.id, 1000).await.unwrap();
     }
 }
@@ -289,8 +289,13 @@ async fn a_pin_over_the_quota_changes_nothing(store: &dyn Metadata) {
     let refused = store.pin_upload_digest(&pin(20)).await.unwrap();
     assert_eq!(refused.outcome, PinOutcome::OverQuota);
     assert_eq!(
-        refused.quota.map(|q| (q.quota.project_id, q.counted)),
-        Some((id, false))
+        refused.refusal,
+        Some(QuotaExceeded {
+            project: "cf-q-pin".into(),
+            used: 0,
+            limit: 10,
+            needed: 20,
+        })
     );
     assert_eq!(
         store.upload(&session.id).await.unwrap().as_ref(),
@@ -322,8 +327,13 @@ async fn a_new_session_over_the_quota_is_not_recorded(store: &dyn Metadata) {
     let refused = store.pin_new_upload(&over).await.unwrap();
     assert_eq!(refused.outcome, PinOutcome::OverQuota);
     assert_eq!(
-        refused.quota.map(|q| (q.quota.project_id, q.counted)),
-        Some((id, false))
+        refused.refusal,
+        Some(QuotaExceeded {
+            project: "cf-q-new-pin".into(),
+            used: 0,
+            limit: 10,
+            needed: 20,
+        })
     );
     let session = &over.session.id;
     assert_eq!(store.upload(session).await.unwrap(), None, "not recorded");
