@@ -69,7 +69,9 @@ const KEPT: &str = "WITH RECURSIVE
 /// blob of the digest `$2` that the quota of the project named by the parameter
 /// `project` has no room for and does not count yet; NULL when it has room, counts the
 /// digest, has no limit, or there is no such project. A scalar subquery on the quota's
-/// row alone: joining the quota view cost a pin more to plan than to run.
+/// row alone: joining the quota view cost a pin more to plan than to run. `OFFSET 0`
+/// keeps the planner from copying it into each use of `refusal`, and the room is
+/// compared as `size > hard - used`, which no size can overflow.
 fn checked_pin(select: &str, size: &str, project: &str) -> String {
     format!(
         "SELECT {select}
@@ -79,7 +81,8 @@ fn checked_pin(select: &str, size: &str, project: &str) -> String {
                          AND NOT EXISTS (SELECT 1 FROM project_blobs pb
                                          WHERE pb.project_id = q.project_id
                                            AND pb.digest = $2)
-                         AND quota_used(q.project_id) + {size} > q.hard) AS refusal) AS checked"
+                         AND {size} > q.hard - quota_used(q.project_id)) AS refusal
+               OFFSET 0) AS checked"
     )
 }
 
