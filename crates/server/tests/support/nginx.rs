@@ -2,7 +2,7 @@
 //! like `deploy/nginx/berth.conf` (streaming bodies, keepalive to the nodes), on a free
 //! loopback port, stopped on drop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,9 @@ use super::free_port;
 /// A running nginx.
 pub struct Nginx {
     child: Child,
+    /// Its configuration file and prefix, which `nginx -s stop` needs to find it.
+    conf: PathBuf,
+    dir: PathBuf,
     /// `127.0.0.1:<port>`.
     pub addr: String,
 }
@@ -76,6 +79,8 @@ impl Nginx {
             .expect("starting nginx");
         let mut nginx = Nginx {
             child,
+            conf,
+            dir: dir.to_owned(),
             addr: format!("127.0.0.1:{port}"),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -92,7 +97,25 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// Stops the master and its worker (`nginx -s stop`): killing the master alone
+    /// would leave the worker running, and listening, after the test.
     fn drop(&mut self) {
+        let stopped = Command::new("nginx")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-p")
+            .arg(&self.dir)
+            .args(["-s", "stop"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stopped && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
