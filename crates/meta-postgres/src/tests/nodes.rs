@@ -398,7 +398,8 @@ async fn caches_follow_what_another_node_writes() {
 
 /// A push that adds a tag bumps its repository's version itself, with the tag trigger
 /// quiet for its own upsert only: a later insert of tags in the same session bumps it
-/// through the trigger again. A tag set again as it was bumps nothing; one moved bumps.
+/// through the trigger again, in a later transaction as in the push's own. A tag set
+/// again as it was bumps nothing; one moved bumps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_bumps_its_version_and_leaves_the_tag_trigger_armed() {
     let Some(db) = TempDatabase::create().await else {
@@ -440,6 +441,10 @@ async fn a_push_bumps_its_version_and_leaves_the_tag_trigger_armed() {
     push(&mut c2, "three", &["v1"]).await;
     let moved = version().await;
     assert!(moved > pushed, "a moved tag bumps the version");
+    // In the push's own transaction, as a new repository's push runs, a later insert
+    // of a tag still bumps through the trigger.
+    let mut tx = sqlx::Connection::begin(&mut *c2).await.unwrap();
+    push(&mut tx, "four", &["v2"]).await;
     sqlx::query(
         "INSERT INTO tags (repository_id, name, manifest_id, pushed_at)
          SELECT r.id, 'raw', m.id, 0 FROM repositories r
@@ -447,13 +452,17 @@ async fn a_push_bumps_its_version_and_leaves_the_tag_trigger_armed() {
          WHERE r.name = 'bump/app' AND m.digest = $1",
     )
     .bind(digest("two").as_str())
-    .execute(&mut *c2)
+    .execute(&mut *tx)
     .await
     .unwrap();
-    assert!(
-        version().await > moved,
-        "the trigger bumps inserts after the push"
-    );
+    let bumps: i64 =
+        sqlx::query_scalar("SELECT tag_version - $1 FROM repositories WHERE name = 'bump/app'")
+            .bind(moved)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(bumps, 2, "the push's bump, then the trigger's");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ pub(super) async fn run(store: Arc<dyn Metadata>) {
     a_blob_listed_twice_counts_once(&*store).await;
     a_pin_over_the_quota_changes_nothing(&*store).await;
     a_new_session_over_the_quota_is_not_recorded(&*store).await;
+    a_pin_of_the_largest_size_is_answered(&*store).await;
     new_projects_get_the_default_limit(&*store).await;
     the_warning_is_recorded_once_per_crossing(&*store).await;
     a_push_tells_whether_its_warning_mark_needs_a_look(&*store).await;
@@ -350,6 +351,46 @@ async fn a_new_session_over_the_quota_is_not_recorded(store: &dyn Metadata) {
     );
     store.delete_upload(session, 1000).await.unwrap();
     assert_eq!(used(store, id).await, 0);
+}
+
+/// A session recorded as it completes with the largest size a store keeps is refused by
+/// a quota with some usage, and pinned where the project already counts its digest: the
+/// check of room never overflows.
+async fn a_pin_of_the_largest_size_is_answered(store: &dyn Metadata) {
+    project_with_limit(store, "cf-q-largest", Some(100)).await;
+    let r = repo("cf-q-largest/a");
+    push(
+        store,
+        &manifest("cf-q-largest/a", "qlg-one", &[("qlg-layer", 30)], &[]),
+    )
+    .await
+    .unwrap();
+    let largest = i64::MAX as u64;
+    let refused = store
+        .pin_new_upload(&new_pin(86, &r, &digest("qlg-new"), largest))
+        .await
+        .unwrap();
+    assert_eq!(refused.outcome, PinOutcome::OverQuota);
+    assert_eq!(
+        refused.refusal,
+        Some(QuotaExceeded {
+            project: "cf-q-largest".into(),
+            used: 30 + 7,
+            limit: 100,
+            needed: largest,
+        })
+    );
+    let counted = new_pin(87, &r, &digest("qlg-layer"), largest);
+    let pinned = store.pin_new_upload(&counted).await.unwrap();
+    assert_eq!(
+        (pinned.outcome, pinned.refusal),
+        (PinOutcome::Pinned, None),
+        "a digest the project counts needs no room"
+    );
+    store
+        .delete_upload(&counted.session.id, 1000)
+        .await
+        .unwrap();
 }
 
 async fn new_projects_get_the_default_limit(store: &dyn Metadata) {
