@@ -56,11 +56,8 @@ impl Registry {
 /// no such project), says its manifests do not hold it already and it does not fit
 /// under the project's limit.
 fn refuse_over_quota(state: Option<BlobQuota>, size: u64) -> Result<(), RegistryError> {
-    let Some(state) = state else {
-        return Ok(());
-    };
-    if state.counted || !state.quota.refuses(size) {
-        return Ok(());
+    match state.and_then(|state| state.refusal(size)) {
+        Some(refusal) => Err(RegistryError::QuotaExceeded(refusal)),
+        None => Ok(()),
     }
-    Err(RegistryError::QuotaExceeded(state.quota.refusal(size)))
 }

@@ -118,9 +118,7 @@ fn refused(
 /// Why `quota` (if any) has no room for a blob of `size` bytes its project does not
 /// count yet, if it has none.
 fn refusal(quota: Option<&BlobQuota>, size: u64) -> Option<QuotaExceeded> {
-    quota
-        .filter(|q| !q.counted && q.quota.refuses(size))
-        .map(|q| q.quota.refusal(size))
+    quota.and_then(|q| q.refusal(size))
 }
 
 /// A blob row read as (digest, size).

@@ -110,6 +110,14 @@ pub struct BlobQuota {
     pub counted: bool,
 }
 
+impl BlobQuota {
+    /// Why the blob, `size` bytes, does not fit, if it does not: the project does not
+    /// count it yet and its limit has no room for it.
+    pub fn refusal(&self, size: u64) -> Option<QuotaExceeded> {
+        (!self.counted && self.quota.refuses(size)).then(|| self.quota.refusal(size))
+    }
+}
+
 /// A difference between the stored counters and a recomputation from the manifests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsageDrift {
