@@ -225,14 +225,17 @@ async fn a_session_held_for_two_terms_is_refused_not_waited_on_for_ever() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purge_skips_a_session_another_node_writes() {
+    // Long enough for the URL just opened to record its session, however slow the
+    // machine; then the session is left to go stale.
+    let max_age = Duration::from_secs(1);
     let c = cluster_with(RegistryConfig {
-        upload_max_age: Duration::ZERO,
+        upload_max_age: max_age,
         ..RegistryConfig::default()
     });
     let [a, b] = &c.nodes;
     let repo = RepositoryName::parse("p/r").unwrap();
     let session = open_recorded_upload(a, &repo).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(max_age + Duration::from_millis(50)).await;
     let now = SystemClock.now_ms();
     c.meta
         .lease_upload(&session.id, 42, now, now + 30_000)
