@@ -10,8 +10,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_app::RegistryConfig;
-use berth_testkit::ManualClock;
+use berth_app::jobs::TagRetention;
+use berth_app::{Clock, RegistryConfig};
+use berth_meta::{ExecutionStatus, JobId, JobOutcome, JobState, StopRequest};
+use berth_testkit::{LinkHold, ManualClock};
 use common::harbor::*;
 use common::jobs::*;
 use common::*;
@@ -637,6 +639,71 @@ async fn a_schedule_starts_executions_and_a_stop_ends_a_queued_one() {
     )
     .await;
     expect_status(&r, 404, "unknown execution");
+}
+
+/// The job of execution `eid`.
+async fn job_of(reg: &TestRegistry, eid: i64) -> JobId {
+    let execution = reg.meta.retention_execution(eid).await.unwrap().unwrap();
+    execution.job_id.expect("a job runs the execution")
+}
+
+#[tokio::test]
+async fn an_execution_ending_while_it_is_listed_shows_its_own_end() {
+    let (reg, clock, project) = registry().await;
+    let rules = vec![rule("latestPushedK", 10, "**", "**")];
+    let id = create(&reg, ADMIN, policy(project, rules, "")).await;
+    let eid = trigger(&reg, id, true).await;
+    let job = job_of(&reg, eid).await;
+    // The listing reads the execution still running. Then its runner ends it (in
+    // error, at one time) and its job (done, later), as a runner does, before the
+    // listing reads the job.
+    let LinkHold { reached, release } = reg.faults.hold_next_execution_listing();
+    let end_it = async {
+        reached.await.expect("the listing reads the executions");
+        let now = clock.now_ms();
+        let kinds = [TagRetention::KIND.to_owned()];
+        let claimed = reg.jobs.claim(&kinds, now, 60_000).await.unwrap();
+        let lease = claimed.expect("the execution's job is due").lease;
+        let ended = reg
+            .meta
+            .end_retention_execution(eid, ExecutionStatus::Error, now + 5_000);
+        assert!(ended.await.unwrap());
+        let finished = reg.jobs.finish(&lease, &JobOutcome::Succeeded, now + 9_000);
+        finished.await.unwrap();
+        assert_eq!(
+            reg.jobs.job(job).await.unwrap().unwrap().state,
+            JobState::Succeeded
+        );
+        release.send(()).expect("the listing waits");
+    };
+    let (listed, ()) = tokio::join!(executions(&reg, id), end_it);
+    let again = executions(&reg, id).await;
+    assert!(again[0]["end_time"].is_string(), "{again}");
+    assert_eq!(
+        (&listed[0]["status"], &listed[0]["end_time"]),
+        (&json!("Error"), &again[0]["end_time"]),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn an_execution_whose_job_ended_without_it_shows_the_jobs_end() {
+    let (reg, _clock, project) = registry().await;
+    let rules = vec![rule("latestPushedK", 10, "**", "**")];
+    let id = create(&reg, ADMIN, policy(project, rules, "")).await;
+    let eid = trigger(&reg, id, false).await;
+    // The job stops before it runs, as on another node, and nothing ends the execution.
+    let job = job_of(&reg, eid).await;
+    assert_eq!(
+        reg.jobs.request_stop(job, 1_000).await.unwrap(),
+        StopRequest::Stopped
+    );
+    let listed = executions(&reg, id).await;
+    assert_eq!(
+        (&listed[0]["status"], &listed[0]["end_time"]),
+        (&json!("Stopped"), &json!("1970-01-01T00:00:01Z")),
+        "{listed}"
+    );
 }
 
 #[tokio::test]

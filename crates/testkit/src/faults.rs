@@ -46,6 +46,8 @@ pub struct MetaFaults {
     held_completion: Mutex<Option<HeldLink>>,
     /// The next end of an upload id (`delete_upload`) to hold before it runs.
     held_upload_end: Mutex<Option<HeldLink>>,
+    /// The next listing of retention executions to hold after it read them.
+    held_execution_listing: Mutex<Option<HeldLink>>,
     /// The next sweep's retire, to run on this store after this long, in a task of its
     /// own: a rename stuck in a blocking thread, which dropping the sweep does not stop.
     stalled_retire: Mutex<Option<StalledRetire>>,
@@ -162,13 +164,7 @@ impl MetaFaults {
 
     /// Holds the next mount of a blob into a repository just before it links: what a request paused between finding the blob and linking it does.
     pub fn hold_next_link(&self) -> LinkHold {
-        let (reached_tx, reached) = tokio::sync::oneshot::channel();
-        let (release, release_rx) = tokio::sync::oneshot::channel();
-        *self.held_link.lock().expect("held link") = Some(HeldLink {
-            reached: reached_tx,
-            release: release_rx,
-        });
-        LinkHold { reached, release }
+        Self::arm_hold(&self.held_link)
     }
 
     /// Waits while a held link is armed, once.
@@ -186,6 +182,12 @@ impl MetaFaults {
     /// request paused before ending a session does.
     pub fn hold_next_upload_end(&self) -> LinkHold {
         Self::arm_hold(&self.held_upload_end)
+    }
+
+    /// Holds the next listing of a policy's retention executions after it read them,
+    /// before it answers: what a request paused while a runner ends an execution does.
+    pub fn hold_next_execution_listing(&self) -> LinkHold {
+        Self::arm_hold(&self.held_execution_listing)
     }
 
     fn arm_hold(slot: &Mutex<Option<HeldLink>>) -> LinkHold {
@@ -779,9 +781,12 @@ impl RetentionStore for FaultyMeta {
         offset: u64,
         limit: u64,
     ) -> Result<Listed<RetentionExecution>, MetaError> {
-        self.inner
-            .list_retention_executions(policy_id, offset, limit)
-            .await
+        let listed = self
+            .inner
+            .list_retention_executions(policy_id, offset, limit);
+        let listed = listed.await;
+        MetaFaults::pass_hold(&self.faults.held_execution_listing).await;
+        listed
     }
 
     async fn end_retention_execution(

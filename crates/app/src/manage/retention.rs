@@ -43,8 +43,17 @@ pub struct ExecutionView {
     /// What the store holds.
     pub execution: RetentionExecution,
     /// Its status: the stored one, or, for one still marked running, what its job says
-    /// (a job that failed for good, was stopped before it ran, or is gone).
+    /// (a job that failed for good, was stopped before it ran, or is gone). An execution
+    /// whose job ended without ending it shows the job's end as its own.
     pub status: ExecutionStatus,
+}
+
+impl ExecutionView {
+    /// An execution that ended, as stored.
+    fn stored(execution: RetentionExecution) -> Self {
+        let status = execution.status;
+        ExecutionView { execution, status }
+    }
 }
 
 /// The tag retention use cases.
@@ -310,8 +319,7 @@ impl Retentions {
             .await?;
         let mut items = Vec::with_capacity(listed.items.len());
         for execution in listed.items {
-            let status = self.status(&execution).await?;
-            items.push(ExecutionView { execution, status });
+            items.push(self.view(execution).await?);
         }
         Ok(Listed {
             items,
@@ -319,21 +327,34 @@ impl Retentions {
         })
     }
 
-    /// An execution's status as it stands (see [`ExecutionView::status`]).
-    async fn status(&self, execution: &RetentionExecution) -> Result<ExecutionStatus, ManageError> {
+    /// An execution as it stands (see [`ExecutionView::status`]). Its job is read after
+    /// it, and a job that ended may have ended the execution in between (a runner ends
+    /// the execution before its job): the execution is then read again, so that its own
+    /// status and end time are shown rather than the job's.
+    async fn view(&self, execution: RetentionExecution) -> Result<ExecutionView, ManageError> {
         if execution.status.is_final() {
-            return Ok(execution.status);
+            return Ok(ExecutionView::stored(execution));
         }
         let job = match execution.job_id {
             Some(id) => self.jobs.job(id).await?,
             None => None,
         };
-        Ok(match job.map(|j| j.state) {
-            Some(JobState::Queued | JobState::Running) => ExecutionStatus::Running,
+        let status = match job.as_ref().map(|j| j.state) {
+            Some(JobState::Queued | JobState::Running) => {
+                let status = ExecutionStatus::Running;
+                return Ok(ExecutionView { execution, status });
+            }
             Some(JobState::Succeeded) => ExecutionStatus::Success,
             Some(JobState::Stopped) => ExecutionStatus::Stopped,
             Some(JobState::Failed) | None => ExecutionStatus::Error,
-        })
+        };
+        let meta = &self.registry.meta;
+        let mut execution = (meta.retention_execution(execution.id).await?).unwrap_or(execution);
+        if execution.status.is_final() {
+            return Ok(ExecutionView::stored(execution));
+        }
+        execution.ended_at = job.and_then(|j| j.finished_at);
+        Ok(ExecutionView { execution, status })
     }
 
     /// Asks an execution to stop: a queued one stops at once, a running one after the
