@@ -686,23 +686,72 @@ async fn an_execution_ending_while_it_is_listed_shows_its_own_end() {
     );
 }
 
+/// The `status` and `end_time` of the newest execution of `id`.
+async fn newest_end(reg: &TestRegistry, id: i64) -> (Value, Value) {
+    let listed = executions(reg, id).await;
+    (listed[0]["status"].clone(), listed[0]["end_time"].clone())
+}
+
 #[tokio::test]
-async fn an_execution_whose_job_ended_without_it_shows_the_jobs_end() {
-    let (reg, _clock, project) = registry().await;
+async fn an_execution_whose_job_ended_without_it_keeps_the_jobs_end() {
+    let (reg, clock, project) = registry().await;
     let rules = vec![rule("latestPushedK", 10, "**", "**")];
     let id = create(&reg, ADMIN, policy(project, rules, "")).await;
     let eid = trigger(&reg, id, false).await;
     // The job stops before it runs, as on another node, and nothing ends the execution.
     let job = job_of(&reg, eid).await;
+    let now = clock.now_ms();
+    let stop = reg.jobs.request_stop(job, now + 1_000);
+    assert_eq!(stop.await.unwrap(), StopRequest::Stopped);
+    let (status, end) = newest_end(&reg, id).await;
+    assert_eq!(status, "Stopped");
+    let at = reg.jobs.job(job).await.unwrap().unwrap().finished_at;
+    assert_eq!(at, Some(now + 1_000));
+    assert!(end.is_string(), "{end}");
+    // The end stays once the job is forgotten, and a runner ending it late changes
+    // nothing.
+    assert_eq!(reg.jobs.purge_finished_jobs(now + 2_000).await.unwrap(), 1);
+    assert_eq!(newest_end(&reg, id).await, (status.clone(), end.clone()));
+    let late = reg
+        .meta
+        .end_retention_execution(eid, ExecutionStatus::Success, now + 3_000);
+    assert!(!late.await.unwrap());
+    assert_eq!(newest_end(&reg, id).await, (status, end));
+}
+
+#[tokio::test]
+async fn an_execution_whose_runner_is_lost_for_good_ends_in_error_with_its_tasks() {
+    let (reg, clock, project) = registry().await;
+    fill(&reg, &clock).await;
+    let rules = vec![rule("latestPushedK", 10, "**", "**")];
+    let id = create(&reg, ADMIN, policy(project, rules, "")).await;
+    let eid = trigger(&reg, id, false).await;
+    let job = job_of(&reg, eid).await;
+    // A runner plans the task and starts it, then is lost; so is each runner taking
+    // the job over, until the job has no attempt left.
+    let kinds = [TagRetention::KIND.to_owned()];
+    let mut now = clock.now_ms();
+    assert!(reg.jobs.claim(&kinds, now, 1_000).await.unwrap().is_some());
+    let repositories = ["team/app".to_owned()];
+    let planned = reg.meta.add_retention_tasks(eid, &repositories);
+    let task = planned.await.unwrap()[0].id;
+    assert!(reg.meta.start_retention_task(task, now).await.unwrap());
+    while reg.jobs.job(job).await.unwrap().unwrap().state != JobState::Failed {
+        now += 2_000;
+        reg.jobs.claim(&kinds, now, 1_000).await.unwrap();
+        assert!(now < clock.now_ms() + 60_000, "the job never failed");
+    }
+    let (status, end) = newest_end(&reg, id).await;
+    assert_eq!(status, "Error");
+    assert!(end.is_string(), "{end}");
+    let listed = tasks(&reg, id, eid).await;
     assert_eq!(
-        reg.jobs.request_stop(job, 1_000).await.unwrap(),
-        StopRequest::Stopped
-    );
-    let listed = executions(&reg, id).await;
-    assert_eq!(
-        (&listed[0]["status"], &listed[0]["end_time"]),
-        (&json!("Stopped"), &json!("1970-01-01T00:00:01Z")),
-        "{listed}"
+        (
+            &listed[0]["status"],
+            &listed[0]["status_code"],
+            &listed[0]["end_time"]
+        ),
+        (&json!("Error"), &json!(3), &end)
     );
 }
 

@@ -572,13 +572,18 @@ impl RetentionStore for PgMetaStore {
         .map_err(db_err)
     }
 
-    async fn stop_retention_tasks(&self, execution_id: i64, now: i64) -> Result<u64, MetaError> {
+    async fn end_open_retention_tasks(
+        &self,
+        execution_id: i64,
+        status: TaskStatus,
+        now: i64,
+    ) -> Result<u64, MetaError> {
         sqlx::query(
             "UPDATE retention_tasks SET status = $2, ended_at = $3
              WHERE execution_id = $1 AND status IN ('Pending', 'Running')",
         )
         .bind(execution_id)
-        .bind(TaskStatus::Stopped.as_str())
+        .bind(status.as_str())
         .bind(now)
         .execute(&self.pool)
         .await

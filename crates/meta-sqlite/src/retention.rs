@@ -535,16 +535,19 @@ impl RetentionStore for SqliteMetaStore {
             .await
     }
 
-    async fn stop_retention_tasks(&self, execution_id: i64, now: i64) -> Result<u64, MetaError> {
+    async fn end_open_retention_tasks(
+        &self,
+        execution_id: i64,
+        status: TaskStatus,
+        now: i64,
+    ) -> Result<u64, MetaError> {
         self.writer
             .run(move |c| {
                 c.prepare_cached(
                     "UPDATE retention_tasks SET status = ?2, ended_at = ?3
                      WHERE execution_id = ?1 AND status IN ('Pending', 'Running')",
                 )
-                .and_then(|mut s| {
-                    s.execute(params![execution_id, TaskStatus::Stopped.as_str(), now])
-                })
+                .and_then(|mut s| s.execute(params![execution_id, status.as_str(), now]))
                 .map(|n| n as u64)
                 .map_err(db_err)
             })

@@ -347,8 +347,14 @@ pub trait RetentionStore: Send + Sync {
     /// not ended.
     async fn end_retention_task(&self, id: i64, end: &TaskEnd, now: i64)
     -> Result<bool, MetaError>;
-    /// Ends the tasks of an execution that had not ended as stopped; returns how many.
-    async fn stop_retention_tasks(&self, execution_id: i64, now: i64) -> Result<u64, MetaError>;
+    /// Ends the tasks of an execution that had not ended with `status` (stopped, or in
+    /// error); returns how many.
+    async fn end_open_retention_tasks(
+        &self,
+        execution_id: i64,
+        status: TaskStatus,
+        now: i64,
+    ) -> Result<u64, MetaError>;
     /// A task's log, empty until it ended; `None` for no such task.
     async fn retention_task_log(&self, id: i64) -> Result<Option<String>, MetaError>;
 

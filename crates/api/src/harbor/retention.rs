@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use berth_app::manage::{ExecutionView, PolicyView, Retentions};
+use berth_app::manage::{PolicyView, Retentions};
 use berth_app::retention::{PolicyDefinition, SETTING_NEXT};
 use berth_meta::{RetentionExecution, RetentionTask, TaskStatus};
 use http::header;
@@ -82,13 +82,12 @@ fn policy_json(view: &PolicyView) -> Value {
 }
 
 /// Harbor's `RetentionExecution`.
-fn execution_json(view: &ExecutionView) -> Value {
-    let e = &view.execution;
+fn execution_json(e: &RetentionExecution) -> Value {
     let mut value = json!({
         "id": e.id,
         "policy_id": e.policy_id,
         "start_time": rfc3339(e.started_at),
-        "status": view.status.as_str(),
+        "status": e.status.as_str(),
         "trigger": e.trigger,
         "dry_run": e.dry_run,
     });

@@ -175,7 +175,7 @@ impl TagRetention {
     ) -> Result<Finished, HandlerError> {
         let now = self.now();
         (self.registry.meta)
-            .stop_retention_tasks(execution.id, now)
+            .end_open_retention_tasks(execution.id, TaskStatus::Stopped, now)
             .await?;
         self.end(execution, ExecutionStatus::Stopped).await?;
         job.log([format!("execution {} stopped on request", execution.id)])

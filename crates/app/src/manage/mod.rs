@@ -26,7 +26,7 @@ pub use immutable::{ImmutableRules, RuleChange, RuleView};
 pub use labels::{LabelDraft, LabelFilter, Labels};
 pub use projects::{ProjectDraft, ProjectRequest, ProjectSummary, Projects};
 pub use quotas::Quotas;
-pub use retention::{ExecutionView, PolicyView, Retentions};
+pub use retention::{PolicyView, Retentions};
 pub use robots::{CreatedRobot, RobotRequest, Robots, level_name};
 pub use system::{SearchResult, Statistics, System};
 pub use users::{NewAccount, PasswordChange, Users};

@@ -16,7 +16,7 @@ use berth_authz::{Action, Resource};
 use berth_meta::{
     AuditEntry, CronSchedule, ExecutionStart, ExecutionStatus, JobState, JobStore, Listed,
     MetaError, Period, Project, RETENTION_ID_KEY, RetentionExecution, RetentionPolicy,
-    RetentionPolicyError, RetentionTask, StopRequest,
+    RetentionPolicyError, RetentionTask, TaskStatus,
 };
 
 use super::projects::Projects;
@@ -35,25 +35,6 @@ pub struct PolicyView {
     pub definition: PolicyDefinition,
     /// When its schedule fires next, if it has one.
     pub next_fire: Option<i64>,
-}
-
-/// An execution, with its status as it stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecutionView {
-    /// What the store holds.
-    pub execution: RetentionExecution,
-    /// Its status: the stored one, or, for one still marked running, what its job says
-    /// (a job that failed for good, was stopped before it ran, or is gone). An execution
-    /// whose job ended without ending it shows the job's end as its own.
-    pub status: ExecutionStatus,
-}
-
-impl ExecutionView {
-    /// An execution that ended, as stored.
-    fn stored(execution: RetentionExecution) -> Self {
-        let status = execution.status;
-        ExecutionView { execution, status }
-    }
 }
 
 /// The tag retention use cases.
@@ -305,21 +286,22 @@ impl Retentions {
         Ok(started.execution_id)
     }
 
-    /// A page of a policy's executions, newest first.
+    /// A page of a policy's executions, newest first, each as it stands (see
+    /// [`Retentions::current`]).
     pub async fn executions(
         &self,
         who: &Requester,
         id: i64,
         offset: u64,
         limit: u64,
-    ) -> Result<Listed<ExecutionView>, ManageError> {
+    ) -> Result<Listed<RetentionExecution>, ManageError> {
         self.policy(who, id, Action::List).await?;
         let listed = (self.registry.meta)
             .list_retention_executions(id, offset, limit)
             .await?;
         let mut items = Vec::with_capacity(listed.items.len());
         for execution in listed.items {
-            items.push(self.view(execution).await?);
+            items.push(self.current(execution).await?);
         }
         Ok(Listed {
             items,
@@ -327,34 +309,46 @@ impl Retentions {
         })
     }
 
-    /// An execution as it stands (see [`ExecutionView::status`]). Its job is read after
-    /// it, and a job that ended may have ended the execution in between (a runner ends
-    /// the execution before its job): the execution is then read again, so that its own
-    /// status and end time are shown rather than the job's.
-    async fn view(&self, execution: RetentionExecution) -> Result<ExecutionView, ManageError> {
+    /// `execution` as it stands. One still marked running whose job has ended is read
+    /// again: a runner ends its execution before its job, so it may have ended since.
+    /// If it has not, its job ended without ending it (the job failed for good, was
+    /// stopped before it ran, lost its runner, or was forgotten since), and the end is
+    /// written now, with the job's end time, its tasks still open ended with it: the
+    /// first to write an end wins, so the execution shows one end from then on, even
+    /// to a runner that ends it later or after its job is forgotten.
+    async fn current(
+        &self,
+        execution: RetentionExecution,
+    ) -> Result<RetentionExecution, ManageError> {
         if execution.status.is_final() {
-            return Ok(ExecutionView::stored(execution));
+            return Ok(execution);
         }
         let job = match execution.job_id {
             Some(id) => self.jobs.job(id).await?,
             None => None,
         };
-        let status = match job.as_ref().map(|j| j.state) {
-            Some(JobState::Queued | JobState::Running) => {
-                let status = ExecutionStatus::Running;
-                return Ok(ExecutionView { execution, status });
-            }
-            Some(JobState::Succeeded) => ExecutionStatus::Success,
-            Some(JobState::Stopped) => ExecutionStatus::Stopped,
-            Some(JobState::Failed) | None => ExecutionStatus::Error,
+        let (status, open_tasks) = match job.as_ref().map(|j| j.state) {
+            Some(JobState::Queued | JobState::Running) => return Ok(execution),
+            Some(JobState::Succeeded) => (ExecutionStatus::Success, TaskStatus::Error),
+            Some(JobState::Stopped) => (ExecutionStatus::Stopped, TaskStatus::Stopped),
+            Some(JobState::Failed) | None => (ExecutionStatus::Error, TaskStatus::Error),
         };
-        let meta = &self.registry.meta;
-        let mut execution = (meta.retention_execution(execution.id).await?).unwrap_or(execution);
-        if execution.status.is_final() {
-            return Ok(ExecutionView::stored(execution));
+        let (meta, id) = (&self.registry.meta, execution.id);
+        match meta.retention_execution(id).await? {
+            Some(again) if again.status.is_final() => return Ok(again),
+            Some(_) => {}
+            // Its policy went meanwhile, and the execution with it.
+            None => return Ok(execution),
         }
-        execution.ended_at = job.and_then(|j| j.finished_at);
-        Ok(ExecutionView { execution, status })
+        let at = (job.and_then(|j| j.finished_at)).unwrap_or_else(|| self.identity.clock.now_ms());
+        meta.end_open_retention_tasks(id, open_tasks, at).await?;
+        meta.end_retention_execution(id, status, at).await?;
+        let ended = RetentionExecution {
+            status,
+            ended_at: Some(at),
+            ..execution
+        };
+        Ok(meta.retention_execution(id).await?.unwrap_or(ended))
     }
 
     /// Asks an execution to stop: a queued one stops at once, a running one after the
@@ -366,14 +360,12 @@ impl Retentions {
         let (ExecutionStatus::Running, Some(job)) = (execution.status, execution.job_id) else {
             return Ok(());
         };
-        let now = self.identity.clock.now_ms();
-        if self.jobs.request_stop(job, now).await? == StopRequest::Stopped {
-            // Its job never ran and never will: the execution ends here.
-            let meta = &self.registry.meta;
-            meta.stop_retention_tasks(eid, now).await?;
-            meta.end_retention_execution(eid, ExecutionStatus::Stopped, now)
-                .await?;
-        }
+        self.jobs
+            .request_stop(job, self.identity.clock.now_ms())
+            .await?;
+        // A job that never ran (stopped at once), or one that ended before, will not
+        // end the execution: it ends here.
+        self.current(execution).await?;
         Ok(())
     }
 

@@ -19,7 +19,7 @@ pub(super) async fn run(store: &dyn Metadata) {
     a_project_has_one_policy_named_in_its_metadata(store).await;
     executions_start_with_their_job_and_old_ones_go(store).await;
     schedules_start_once_and_never_beside_a_running_execution(store).await;
-    tasks_are_added_once_worked_and_stopped(store).await;
+    tasks_are_added_once_worked_and_ended_when_open(store).await;
     candidates_are_the_artifacts_harbor_lists(store).await;
 }
 
@@ -373,7 +373,7 @@ async fn schedules_start_once_and_never_beside_a_running_execution(store: &dyn M
     finish_job(store, 3001).await;
 }
 
-async fn tasks_are_added_once_worked_and_stopped(store: &dyn Metadata) {
+async fn tasks_are_added_once_worked_and_ended_when_open(store: &dyn Metadata) {
     let actor = "cf-retention-actor";
     let p = project(store, "cf-retention-tasks").await;
     let policy = store
@@ -442,20 +442,24 @@ async fn tasks_are_added_once_worked_and_stopped(store: &dyn Metadata) {
     );
 
     assert!(store.start_retention_task(tasks[1].id, 40).await.unwrap());
-    assert_eq!(store.stop_retention_tasks(execution, 50).await.unwrap(), 2);
-    let stopped = store
+    let fail = store.end_open_retention_tasks(execution, TaskStatus::Error, 50);
+    assert_eq!(fail.await.unwrap(), 2);
+    // Only tasks that had not ended are ended.
+    let stop = store.end_open_retention_tasks(execution, TaskStatus::Stopped, 60);
+    assert_eq!(stop.await.unwrap(), 0);
+    let ended = store
         .list_retention_tasks(execution, 0, None)
         .await
         .unwrap()
         .items;
     let states: Vec<(TaskStatus, Option<i64>)> =
-        stopped.iter().map(|t| (t.status, t.ended_at)).collect();
+        ended.iter().map(|t| (t.status, t.ended_at)).collect();
     assert_eq!(
         states,
         [
             (TaskStatus::Success, Some(30)),
-            (TaskStatus::Stopped, Some(50)),
-            (TaskStatus::Stopped, Some(50))
+            (TaskStatus::Error, Some(50)),
+            (TaskStatus::Error, Some(50))
         ]
     );
     assert_eq!(store.retention_task(i64::MAX).await.unwrap(), None);
