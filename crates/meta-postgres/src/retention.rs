@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use berth_meta::{
     AuditEntry, ExecutionStart, ExecutionStatus, JobId, Listed, MetaError, RETENTION_ID_KEY,
     RetentionCandidate, RetentionExecution, RetentionPolicy, RetentionPolicyError, RetentionStore,
-    RetentionTask, StartedExecution, TagInfo, TaskEnd, TaskStatus,
+    RetentionTask, StartedExecution, TagInfo, TaskEnd,
 };
 use berth_oci::{Digest, RepositoryName, Tag};
 use sqlx::PgConnection;
@@ -469,16 +469,24 @@ impl RetentionStore for PgMetaStore {
         status: ExecutionStatus,
         now: i64,
     ) -> Result<bool, MetaError> {
-        sqlx::query(
-            "UPDATE retention_executions SET status = $2, ended_at = $3
-             WHERE id = $1 AND status = 'Running'",
+        // One statement: a concurrent end waits for this one's row lock, then finds
+        // the execution ended and ends no task.
+        sqlx::query_scalar(
+            "WITH ended AS (
+                 UPDATE retention_executions SET status = $2, ended_at = $3
+                 WHERE id = $1 AND status = 'Running' RETURNING id),
+             tasks AS (
+                 UPDATE retention_tasks SET status = $4, ended_at = $3
+                 WHERE execution_id IN (SELECT id FROM ended)
+                   AND status IN ('Pending', 'Running'))
+             SELECT EXISTS (SELECT 1 FROM ended)",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(now)
-        .execute(&self.pool)
+        .bind(status.open_tasks_end().as_str())
+        .fetch_one(&self.pool)
         .await
-        .map(|r| r.rows_affected() > 0)
         .map_err(db_err)
     }
 
@@ -569,25 +577,6 @@ impl RetentionStore for PgMetaStore {
         .execute(&self.pool)
         .await
         .map(|r| r.rows_affected() > 0)
-        .map_err(db_err)
-    }
-
-    async fn end_open_retention_tasks(
-        &self,
-        execution_id: i64,
-        status: TaskStatus,
-        now: i64,
-    ) -> Result<u64, MetaError> {
-        sqlx::query(
-            "UPDATE retention_tasks SET status = $2, ended_at = $3
-             WHERE execution_id = $1 AND status IN ('Pending', 'Running')",
-        )
-        .bind(execution_id)
-        .bind(status.as_str())
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map(|r| r.rows_affected())
         .map_err(db_err)
     }
 

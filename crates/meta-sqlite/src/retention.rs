@@ -5,7 +5,6 @@ use berth_meta::{
     AuditEntry, ExecutionStart, ExecutionStatus, JobId, Listed, MetaError, NewJob,
     RETENTION_ID_KEY, RetentionCandidate, RetentionExecution, RetentionPolicy,
     RetentionPolicyError, RetentionStore, RetentionTask, StartedExecution, TagInfo, TaskEnd,
-    TaskStatus,
 };
 use berth_oci::{Digest, RepositoryName, Tag};
 use rusqlite::types::Type;
@@ -431,13 +430,23 @@ impl RetentionStore for SqliteMetaStore {
     ) -> Result<bool, MetaError> {
         self.writer
             .run(move |c| {
-                c.prepare_cached(
-                    "UPDATE retention_executions SET status = ?2, ended_at = ?3
-                     WHERE id = ?1 AND status = 'Running'",
-                )
-                .and_then(|mut s| s.execute(params![id, status.as_str(), now]))
-                .map(|n| n > 0)
-                .map_err(db_err)
+                let ended = c
+                    .prepare_cached(
+                        "UPDATE retention_executions SET status = ?2, ended_at = ?3
+                         WHERE id = ?1 AND status = 'Running'",
+                    )
+                    .and_then(|mut s| s.execute(params![id, status.as_str(), now]))
+                    .map_err(db_err)?
+                    > 0;
+                if ended {
+                    c.prepare_cached(
+                        "UPDATE retention_tasks SET status = ?2, ended_at = ?3
+                         WHERE execution_id = ?1 AND status IN ('Pending', 'Running')",
+                    )
+                    .and_then(|mut s| s.execute(params![id, status.open_tasks_end().as_str(), now]))
+                    .map_err(db_err)?;
+                }
+                Ok(ended)
             })
             .await
     }
@@ -530,25 +539,6 @@ impl RetentionStore for SqliteMetaStore {
                     ])
                 })
                 .map(|n| n > 0)
-                .map_err(db_err)
-            })
-            .await
-    }
-
-    async fn end_open_retention_tasks(
-        &self,
-        execution_id: i64,
-        status: TaskStatus,
-        now: i64,
-    ) -> Result<u64, MetaError> {
-        self.writer
-            .run(move |c| {
-                c.prepare_cached(
-                    "UPDATE retention_tasks SET status = ?2, ended_at = ?3
-                     WHERE execution_id = ?1 AND status IN ('Pending', 'Running')",
-                )
-                .and_then(|mut s| s.execute(params![execution_id, status.as_str(), now]))
-                .map(|n| n as u64)
                 .map_err(db_err)
             })
             .await

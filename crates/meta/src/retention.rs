@@ -131,6 +131,15 @@ impl ExecutionStatus {
     pub fn is_final(self) -> bool {
         self != ExecutionStatus::Running
     }
+
+    /// What the tasks an execution ending this way leaves open end as: stopped with a
+    /// stopped execution, in error otherwise.
+    pub fn open_tasks_end(self) -> TaskStatus {
+        match self {
+            ExecutionStatus::Stopped => TaskStatus::Stopped,
+            _ => TaskStatus::Error,
+        }
+    }
 }
 
 impl TaskStatus {
@@ -317,7 +326,10 @@ pub trait RetentionStore: Send + Sync {
         offset: u64,
         limit: u64,
     ) -> Result<Listed<RetentionExecution>, MetaError>;
-    /// Ends a running execution with a final status; returns whether it was running.
+    /// Ends a running execution with a final status, and the tasks of it that had not
+    /// ended with it (as [`ExecutionStatus::open_tasks_end`] says), in one transaction;
+    /// returns whether it was running (an execution that ended keeps its end, and its
+    /// tasks theirs).
     async fn end_retention_execution(
         &self,
         id: i64,
@@ -347,14 +359,6 @@ pub trait RetentionStore: Send + Sync {
     /// not ended.
     async fn end_retention_task(&self, id: i64, end: &TaskEnd, now: i64)
     -> Result<bool, MetaError>;
-    /// Ends the tasks of an execution that had not ended with `status` (stopped, or in
-    /// error); returns how many.
-    async fn end_open_retention_tasks(
-        &self,
-        execution_id: i64,
-        status: TaskStatus,
-        now: i64,
-    ) -> Result<u64, MetaError>;
     /// A task's log, empty until it ended; `None` for no such task.
     async fn retention_task_log(&self, id: i64) -> Result<Option<String>, MetaError>;
 

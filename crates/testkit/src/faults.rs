@@ -19,7 +19,7 @@ use berth_meta::{BlobQuota, ListQuery, Quota, QuotaField, QuotaStore, UsageDrift
 use berth_meta::{
     ExecutionStart, ExecutionStatus, JobId, RetentionCandidate, RetentionExecution,
     RetentionPolicy, RetentionPolicyError, RetentionStore, RetentionTask, StartedExecution,
-    TaskEnd, TaskStatus,
+    TaskEnd,
 };
 use berth_oci::{Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -834,17 +834,6 @@ impl RetentionStore for FaultyMeta {
         now: i64,
     ) -> Result<bool, MetaError> {
         self.inner.end_retention_task(id, end, now).await
-    }
-
-    async fn end_open_retention_tasks(
-        &self,
-        execution_id: i64,
-        status: TaskStatus,
-        now: i64,
-    ) -> Result<u64, MetaError> {
-        self.inner
-            .end_open_retention_tasks(execution_id, status, now)
-            .await
     }
 
     async fn retention_task_log(&self, id: i64) -> Result<Option<String>, MetaError> {

@@ -173,10 +173,7 @@ impl TagRetention {
         job: &JobContext,
         execution: &RetentionExecution,
     ) -> Result<Finished, HandlerError> {
-        let now = self.now();
-        (self.registry.meta)
-            .end_open_retention_tasks(execution.id, TaskStatus::Stopped, now)
-            .await?;
+        // Its tasks not yet worked end stopped with it.
         self.end(execution, ExecutionStatus::Stopped).await?;
         job.log([format!("execution {} stopped on request", execution.id)])
             .await?;
@@ -246,7 +243,12 @@ impl TagRetention {
         task: &RetentionTask,
     ) -> Result<TaskStatus, HandlerError> {
         let meta = &self.registry.meta;
-        meta.start_retention_task(task.id, self.now()).await?;
+        if !meta.start_retention_task(task.id, self.now()).await? {
+            // It ended meanwhile with its execution, which another node ended after this
+            // run lost its job: nothing more is done for it.
+            let ended = meta.retention_task(task.id).await?;
+            return Ok(ended.map_or(TaskStatus::Stopped, |t| t.status));
+        }
         let end = match self.apply(plan, execution, task).await {
             Ok(end) => end,
             Err(e) => TaskEnd {

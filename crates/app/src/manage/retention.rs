@@ -16,7 +16,7 @@ use berth_authz::{Action, Resource};
 use berth_meta::{
     AuditEntry, CronSchedule, ExecutionStart, ExecutionStatus, JobState, JobStore, Listed,
     MetaError, Period, Project, RETENTION_ID_KEY, RetentionExecution, RetentionPolicy,
-    RetentionPolicyError, RetentionTask, TaskStatus,
+    RetentionPolicyError, RetentionTask,
 };
 
 use super::projects::Projects;
@@ -313,9 +313,10 @@ impl Retentions {
     /// again: a runner ends its execution before its job, so it may have ended since.
     /// If it has not, its job ended without ending it (the job failed for good, was
     /// stopped before it ran, lost its runner, or was forgotten since), and the end is
-    /// written now, with the job's end time, its tasks still open ended with it: the
-    /// first to write an end wins, so the execution shows one end from then on, even
-    /// to a runner that ends it later or after its job is forgotten.
+    /// written now, with the job's end time, its open tasks ended with it: the first
+    /// end written wins, so the execution shows one end from then on, even to a runner
+    /// that ends it later or after its job is forgotten. A write that fails is logged,
+    /// and the end shown as it would have been written.
     async fn current(
         &self,
         execution: RetentionExecution,
@@ -327,11 +328,11 @@ impl Retentions {
             Some(id) => self.jobs.job(id).await?,
             None => None,
         };
-        let (status, open_tasks) = match job.as_ref().map(|j| j.state) {
+        let status = match job.as_ref().map(|j| j.state) {
             Some(JobState::Queued | JobState::Running) => return Ok(execution),
-            Some(JobState::Succeeded) => (ExecutionStatus::Success, TaskStatus::Error),
-            Some(JobState::Stopped) => (ExecutionStatus::Stopped, TaskStatus::Stopped),
-            Some(JobState::Failed) | None => (ExecutionStatus::Error, TaskStatus::Error),
+            Some(JobState::Stopped) => ExecutionStatus::Stopped,
+            // A job done without ending its execution did not do its work.
+            Some(JobState::Succeeded | JobState::Failed) | None => ExecutionStatus::Error,
         };
         let (meta, id) = (&self.registry.meta, execution.id);
         match meta.retention_execution(id).await? {
@@ -341,14 +342,22 @@ impl Retentions {
             None => return Ok(execution),
         }
         let at = (job.and_then(|j| j.finished_at)).unwrap_or_else(|| self.identity.clock.now_ms());
-        meta.end_open_retention_tasks(id, open_tasks, at).await?;
-        meta.end_retention_execution(id, status, at).await?;
         let ended = RetentionExecution {
             status,
             ended_at: Some(at),
             ..execution
         };
-        Ok(meta.retention_execution(id).await?.unwrap_or(ended))
+        let written = match meta.end_retention_execution(id, status, at).await {
+            Ok(_) => meta.retention_execution(id).await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(again) => Ok(again.unwrap_or(ended)),
+            Err(e) => {
+                tracing::warn!(execution = id, error = %e, "could not record the end of a retention execution whose job ended");
+                Ok(ended)
+            }
+        }
     }
 
     /// Asks an execution to stop: a queued one stops at once, a running one after the
@@ -381,6 +390,8 @@ impl Retentions {
         let (_, project, _) = self.policy(who, id, Action::List).await?;
         Self::require_named(&project, id)?;
         let execution = self.execution(&project, id, eid).await?;
+        // Its tasks as they stand: ended with it if its job ended without ending it.
+        let execution = self.current(execution).await?;
         let tasks = (self.registry.meta)
             .list_retention_tasks(eid, offset, Some(limit))
             .await?;

@@ -442,11 +442,11 @@ async fn tasks_are_added_once_worked_and_ended_when_open(store: &dyn Metadata) {
     );
 
     assert!(store.start_retention_task(tasks[1].id, 40).await.unwrap());
-    let fail = store.end_open_retention_tasks(execution, TaskStatus::Error, 50);
-    assert_eq!(fail.await.unwrap(), 2);
-    // Only tasks that had not ended are ended.
-    let stop = store.end_open_retention_tasks(execution, TaskStatus::Stopped, 60);
-    assert_eq!(stop.await.unwrap(), 0);
+    // The execution's end ends its tasks still open, once.
+    let fail = store.end_retention_execution(execution, ExecutionStatus::Error, 50);
+    assert!(fail.await.unwrap());
+    let stop = store.end_retention_execution(execution, ExecutionStatus::Stopped, 60);
+    assert!(!stop.await.unwrap());
     let ended = store
         .list_retention_tasks(execution, 0, None)
         .await
@@ -461,6 +461,22 @@ async fn tasks_are_added_once_worked_and_ended_when_open(store: &dyn Metadata) {
             (TaskStatus::Error, Some(50)),
             (TaskStatus::Error, Some(50))
         ]
+    );
+    // A stopped execution's open tasks end stopped.
+    let second = store
+        .start_retention_execution(&start(policy, "MANUAL", 70, None), 70)
+        .await
+        .unwrap()
+        .unwrap()
+        .execution_id;
+    finish_job(store, 70).await;
+    store.add_retention_tasks(second, &names).await.unwrap();
+    let stop = store.end_retention_execution(second, ExecutionStatus::Stopped, 80);
+    assert!(stop.await.unwrap());
+    let ended = store.list_retention_tasks(second, 0, None).await.unwrap();
+    assert!(
+        (ended.items.iter()).all(|t| (t.status, t.ended_at) == (TaskStatus::Stopped, Some(80))),
+        "{ended:?}"
     );
     assert_eq!(store.retention_task(i64::MAX).await.unwrap(), None);
     assert_eq!(store.retention_task_log(i64::MAX).await.unwrap(), None);
