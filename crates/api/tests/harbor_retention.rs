@@ -642,18 +642,20 @@ async fn a_schedule_starts_executions_and_a_stop_ends_a_queued_one() {
 }
 
 /// The job of execution `eid`.
-async fn job_of(reg: &TestRegistry, eid: i64) -> JobId {
+/// A policy of `project` keeping everything, and an execution of it started (`dry_run`
+/// or not) with no runner: the policy's id, the execution's, and its job's.
+async fn started(reg: &TestRegistry, project: i64, dry_run: bool) -> (i64, i64, JobId) {
+    let rules = vec![rule("latestPushedK", 10, "**", "**")];
+    let id = create(reg, ADMIN, policy(project, rules, "")).await;
+    let eid = trigger(reg, id, dry_run).await;
     let execution = reg.meta.retention_execution(eid).await.unwrap().unwrap();
-    execution.job_id.expect("a job runs the execution")
+    (id, eid, execution.job_id.expect("a job runs the execution"))
 }
 
 #[tokio::test]
 async fn an_execution_ending_while_it_is_listed_shows_its_own_end() {
     let (reg, clock, project) = registry().await;
-    let rules = vec![rule("latestPushedK", 10, "**", "**")];
-    let id = create(&reg, ADMIN, policy(project, rules, "")).await;
-    let eid = trigger(&reg, id, true).await;
-    let job = job_of(&reg, eid).await;
+    let (id, eid, job) = started(&reg, project, true).await;
     // The listing reads the execution still running. Then its runner ends it (in
     // error, at one time) and its job (done, later), as a runner does, before the
     // listing reads the job.
@@ -702,11 +704,8 @@ async fn newest_end(reg: &TestRegistry, id: i64) -> (Value, Value) {
 #[tokio::test]
 async fn an_execution_whose_job_ended_without_it_keeps_the_jobs_end() {
     let (reg, clock, project) = registry().await;
-    let rules = vec![rule("latestPushedK", 10, "**", "**")];
-    let id = create(&reg, ADMIN, policy(project, rules, "")).await;
-    let eid = trigger(&reg, id, false).await;
+    let (id, eid, job) = started(&reg, project, false).await;
     // The job stops before it runs, as on another node, and nothing ends the execution.
-    let job = job_of(&reg, eid).await;
     let now = clock.now_ms();
     let stop = reg.jobs.request_stop(job, now + 1_000);
     assert_eq!(stop.await.unwrap(), StopRequest::Stopped);
@@ -730,10 +729,7 @@ async fn an_execution_whose_job_ended_without_it_keeps_the_jobs_end() {
 async fn an_execution_whose_runner_is_lost_for_good_ends_in_error_with_its_tasks() {
     let (reg, clock, project) = registry().await;
     fill(&reg, &clock).await;
-    let rules = vec![rule("latestPushedK", 10, "**", "**")];
-    let id = create(&reg, ADMIN, policy(project, rules, "")).await;
-    let eid = trigger(&reg, id, false).await;
-    let job = job_of(&reg, eid).await;
+    let (id, eid, job) = started(&reg, project, false).await;
     // A runner plans the task and starts it, then is lost; so is each runner taking
     // the job over, until the job has no attempt left.
     let kinds = [TagRetention::KIND.to_owned()];
