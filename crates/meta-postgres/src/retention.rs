@@ -469,25 +469,37 @@ impl RetentionStore for PgMetaStore {
         status: ExecutionStatus,
         now: i64,
     ) -> Result<bool, MetaError> {
-        // One statement: a concurrent end waits for this one's row lock, then finds
-        // the execution ended and ends no task.
-        sqlx::query_scalar(
-            "WITH ended AS (
-                 UPDATE retention_executions SET status = $2, ended_at = $3
-                 WHERE id = $1 AND status = 'Running' RETURNING id),
-             tasks AS (
-                 UPDATE retention_tasks SET status = $4, ended_at = $3
-                 WHERE execution_id IN (SELECT id FROM ended)
-                   AND status IN ('Pending', 'Running'))
-             SELECT EXISTS (SELECT 1 FROM ended)",
+        // Two statements in one transaction: the first locks the execution's row (a
+        // concurrent end then finds it ended, and ends no task), and the second sees
+        // every task added before that lock was granted (adding takes it too).
+        let mut tx = self.durable().await?;
+        let ended = sqlx::query(
+            "UPDATE retention_executions SET status = $2, ended_at = $3
+             WHERE id = $1 AND status = 'Running'",
         )
         .bind(id)
         .bind(status.as_str())
         .bind(now)
-        .bind(status.open_tasks_end().as_str())
-        .fetch_one(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(db_err)
+        .map_err(db_err)?
+        .rows_affected()
+            > 0;
+        if !ended {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE retention_tasks SET status = $2, ended_at = $3
+             WHERE execution_id = $1 AND status IN ('Pending', 'Running')",
+        )
+        .bind(id)
+        .bind(status.open_tasks_end().as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
     }
 
     async fn add_retention_tasks(
@@ -497,14 +509,18 @@ impl RetentionStore for PgMetaStore {
     ) -> Result<Vec<RetentionTask>, MetaError> {
         let mut tx = self.durable().await?;
         // The execution's row, held until commit, keeps two runs of it from adding tasks
-        // together.
-        sqlx::query("SELECT id FROM retention_executions WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(execution_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        // together, and its end (which updates the row) from passing over the tasks
+        // added: an execution that ended meanwhile gets none.
+        let running: Option<bool> = sqlx::query_scalar(
+            "SELECT status = 'Running' FROM retention_executions WHERE id = $1
+             FOR NO KEY UPDATE",
+        )
+        .bind(execution_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
         let existing = tasks_of(&mut tx, execution_id, 0, None).await?;
-        if existing.total > 0 {
+        if existing.total > 0 || running != Some(true) {
             return Ok(existing.items);
         }
         sqlx::query(

@@ -460,7 +460,14 @@ impl RetentionStore for SqliteMetaStore {
         self.writer
             .run(move |c| {
                 let existing = tasks_of(c, execution_id, 0, None).map_err(db_err)?;
-                if existing.total > 0 {
+                // An execution that ended gets no tasks.
+                let running = c
+                    .prepare_cached(
+                        "SELECT status = 'Running' FROM retention_executions WHERE id = ?1",
+                    )
+                    .and_then(|mut s| s.query_row(params![execution_id], |r| r.get(0)).optional())
+                    .map_err(db_err)?;
+                if existing.total > 0 || running != Some(true) {
                     return Ok(existing.items);
                 }
                 let mut insert = c

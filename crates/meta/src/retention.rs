@@ -338,7 +338,8 @@ pub trait RetentionStore: Send + Sync {
     ) -> Result<bool, MetaError>;
 
     /// Records an execution's tasks, pending, one per repository in the order given,
-    /// unless it has tasks already; returns its tasks either way, in id order.
+    /// unless it has tasks already or has ended (its end ends no task added after it);
+    /// returns its tasks either way, in id order.
     async fn add_retention_tasks(
         &self,
         execution_id: i64,

@@ -478,6 +478,19 @@ async fn tasks_are_added_once_worked_and_ended_when_open(store: &dyn Metadata) {
         (ended.items.iter()).all(|t| (t.status, t.ended_at) == (TaskStatus::Stopped, Some(80))),
         "{ended:?}"
     );
+    // An execution that ended gets no tasks: none would ever end.
+    let third = store
+        .start_retention_execution(&start(policy, "MANUAL", 90, None), 90)
+        .await
+        .unwrap()
+        .unwrap()
+        .execution_id;
+    finish_job(store, 90).await;
+    let fail = store.end_retention_execution(third, ExecutionStatus::Error, 95);
+    assert!(fail.await.unwrap());
+    assert_eq!(store.add_retention_tasks(third, &names).await.unwrap(), []);
+    let none = store.list_retention_tasks(third, 0, None).await.unwrap();
+    assert_eq!(none.total, 0);
     assert_eq!(store.retention_task(i64::MAX).await.unwrap(), None);
     assert_eq!(store.retention_task_log(i64::MAX).await.unwrap(), None);
 }
