@@ -347,17 +347,15 @@ impl Retentions {
             ended_at: Some(at),
             ..execution
         };
-        let written = match meta.end_retention_execution(id, status, at).await {
-            Ok(_) => meta.retention_execution(id).await,
-            Err(e) => Err(e),
-        };
-        match written {
-            Ok(again) => Ok(again.unwrap_or(ended)),
-            Err(e) => {
-                tracing::warn!(execution = id, error = %e, "could not record the end of a retention execution whose job ended");
-                Ok(ended)
-            }
+        if let Err(e) = meta.end_retention_execution(id, status, at).await {
+            tracing::warn!(
+                execution = id,
+                error = %e,
+                "could not record the end of a retention execution whose job ended"
+            );
+            return Ok(ended);
         }
+        Ok(meta.retention_execution(id).await?.unwrap_or(ended))
     }
 
     /// Asks an execution to stop: a queued one stops at once, a running one after the

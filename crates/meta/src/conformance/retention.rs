@@ -69,6 +69,19 @@ async fn finish_job(store: &dyn Metadata, now: i64) {
         .unwrap();
 }
 
+/// Starts a manual execution of `policy` at `at` and finishes its job, leaving the
+/// execution running (as a runner that ended the job, not yet the execution); returns
+/// the execution's id.
+async fn started_with_job_done(store: &dyn Metadata, policy: i64, at: i64) -> i64 {
+    let started = store
+        .start_retention_execution(&start(policy, "MANUAL", 10, None), at)
+        .await
+        .unwrap()
+        .expect("the execution starts");
+    finish_job(store, at).await;
+    started.execution_id
+}
+
 async fn a_project_has_one_policy_named_in_its_metadata(store: &dyn Metadata) {
     let actor = "cf-retention-actor";
     let p = project(store, "cf-retention-policy").await;
@@ -380,13 +393,7 @@ async fn tasks_are_added_once_worked_and_ended_when_open(store: &dyn Metadata) {
         .create_retention_policy(p, "t", None, 1, &audit(actor, "create", "t"))
         .await
         .unwrap();
-    let execution = store
-        .start_retention_execution(&start(policy, "MANUAL", 10, None), 10)
-        .await
-        .unwrap()
-        .unwrap()
-        .execution_id;
-    finish_job(store, 10).await;
+    let execution = started_with_job_done(store, policy, 10).await;
     let names: Vec<String> = ["p/b", "p/a", "p/c"].map(String::from).to_vec();
     let tasks = store.add_retention_tasks(execution, &names).await.unwrap();
     let repositories: Vec<&str> = tasks.iter().map(|t| t.repository.as_str()).collect();
@@ -463,13 +470,7 @@ async fn tasks_are_added_once_worked_and_ended_when_open(store: &dyn Metadata) {
         ]
     );
     // A stopped execution's open tasks end stopped.
-    let second = store
-        .start_retention_execution(&start(policy, "MANUAL", 70, None), 70)
-        .await
-        .unwrap()
-        .unwrap()
-        .execution_id;
-    finish_job(store, 70).await;
+    let second = started_with_job_done(store, policy, 70).await;
     store.add_retention_tasks(second, &names).await.unwrap();
     let stop = store.end_retention_execution(second, ExecutionStatus::Stopped, 80);
     assert!(stop.await.unwrap());
@@ -479,13 +480,7 @@ async fn tasks_are_added_once_worked_and_ended_when_open(store: &dyn Metadata) {
         "{ended:?}"
     );
     // An execution that ended gets no tasks: none would ever end.
-    let third = store
-        .start_retention_execution(&start(policy, "MANUAL", 90, None), 90)
-        .await
-        .unwrap()
-        .unwrap()
-        .execution_id;
-    finish_job(store, 90).await;
+    let third = started_with_job_done(store, policy, 90).await;
     let fail = store.end_retention_execution(third, ExecutionStatus::Error, 95);
     assert!(fail.await.unwrap());
     assert_eq!(store.add_retention_tasks(third, &names).await.unwrap(), []);
