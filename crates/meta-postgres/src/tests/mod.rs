@@ -255,3 +255,76 @@ async fn migrating_from_sqlite_never_hands_out_a_purged_job_id_again() {
     let moved = node(&db).await;
     assert_eq!(moved.enqueue(&job(4), 1).await.unwrap().id(), 4);
 }
+
+/// An execution's end waits for a run adding its tasks (which holds the execution's
+/// row) and then ends those tasks too: its task update sees what was committed while
+/// it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_ended_while_its_tasks_are_added_ends_them() {
+    use berth_meta::{ExecutionStatus, RetentionStore, TaskStatus};
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = Arc::new(node(&db).await);
+    let mut c = store.pool.acquire().await.unwrap();
+    let execution: i64 = sqlx::query_scalar(
+        "WITH p AS (INSERT INTO projects (name, created_at, updated_at)
+                    VALUES ('ended-tasks', 0, 0) RETURNING id),
+              r AS (INSERT INTO retention_policies (project_id, definition, created_at,
+                                                    updated_at)
+                    SELECT id, '{}', 0, 0 FROM p RETURNING id)
+         INSERT INTO retention_executions (policy_id, trigger, dry_run, operator, status,
+                                           policy, started_at)
+         SELECT id, 'MANUAL', false, 'runner', 'Running', '{}', 0 FROM r RETURNING id",
+    )
+    .fetch_one(&mut *c)
+    .await
+    .unwrap();
+    // A run adding tasks, as add_retention_tasks does, holds the row meanwhile.
+    let mut adding = sqlx::Connection::begin(&mut *c).await.unwrap();
+    sqlx::query("SELECT 1 FROM retention_executions WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(execution)
+        .execute(&mut *adding)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO retention_tasks (execution_id, repository, status)
+         VALUES ($1, 'ended-tasks/a', 'Pending')",
+    )
+    .bind(execution)
+    .execute(&mut *adding)
+    .await
+    .unwrap();
+    let ending = tokio::spawn({
+        let store = store.clone();
+        async move { (store.end_retention_execution(execution, ExecutionStatus::Error, 5)).await }
+    });
+    // The end waits for the row.
+    let mut probe = store.pool.acquire().await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                            WHERE datname = current_database() AND wait_event_type = 'Lock')",
+        )
+        .fetch_one(&mut *probe)
+        .await
+        .unwrap();
+        if waiting {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the end never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    adding.commit().await.unwrap();
+    assert!(ending.await.unwrap().unwrap());
+    let tasks = store
+        .list_retention_tasks(execution, 0, None)
+        .await
+        .unwrap();
+    let states: Vec<_> = tasks.items.iter().map(|t| (t.status, t.ended_at)).collect();
+    assert_eq!(states, [(TaskStatus::Error, Some(5))]);
+}
