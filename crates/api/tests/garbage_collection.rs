@@ -171,6 +171,40 @@ async fn a_mount_racing_a_collection_links_no_blob_whose_bytes_are_gone() {
     );
 }
 
+/// A whole blob pushed while a collection sweeps its digest, paused between publishing
+/// (its bytes found in place, the push's own kept) and the step that completes it: the
+/// sweep retires those bytes and deletes the blob's row meanwhile. The completion finds
+/// the sweep remembered, pins the digest and publishes its own bytes again, so the
+/// acknowledged blob is served whole; linked at once, it would have no bytes.
+#[tokio::test]
+async fn a_whole_blob_pushed_while_its_digest_is_swept_keeps_its_bytes() {
+    let data = &b"swept while pushed again"[..];
+    let (_, registry, blob) = aged_blob("gc/swept", data).await;
+    let hold = registry.faults.hold_next_completion();
+    // Its length declared, as clients do: the whole blob completes in one request.
+    let (uri, len) = (
+        format!("/v2/gc/swept/blobs/uploads/?digest={blob}"),
+        data.len().to_string(),
+    );
+    let headers = [("content-length", len.as_str())];
+    let push = registry.send(http::Method::POST, &uri, &headers, data);
+    let collect = async {
+        hold.reached.await.unwrap();
+        let done = registry
+            .registry
+            .collect_garbage(options(false))
+            .await
+            .unwrap();
+        assert_eq!(digests(&done), std::slice::from_ref(&blob), "{done:?}");
+        hold.release.send(()).unwrap();
+    };
+    let (pushed, ()) = tokio::join!(push, collect);
+    assert_eq!(pushed.status, StatusCode::CREATED, "{pushed:?}");
+    let pulled = registry.get(&format!("/v2/gc/swept/blobs/{blob}")).await;
+    assert_eq!(pulled.status, StatusCode::OK);
+    assert_eq!(&pulled.body[..], data);
+}
+
 /// A collection stopped between marking a blob and sweeping it: a push of the blob
 /// revives it and goes through at once, rather than waiting for the next collection.
 #[tokio::test]

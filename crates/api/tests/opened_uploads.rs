@@ -254,8 +254,33 @@ async fn a_whole_blob_put_cut_midway_leaves_the_url_new() {
     expect_blob(&reg, "p/cut", &d, &data, "after the retry").await;
 }
 
-/// A whole blob `PUT` cut after its session was recorded and its bytes published, before
-/// the blob was linked: nothing is acknowledged, the opening URL then tells where the
+/// A whole blob `PUT` cut after its bytes were published, before the one step that
+/// completes it: nothing is acknowledged, nothing is recorded, and the same `PUT` again
+/// completes the URL with the right bytes.
+#[tokio::test]
+async fn a_whole_blob_put_cut_before_its_one_step_is_completed_by_the_same_put() {
+    let reg = TestRegistry::new();
+    reg.push_blob("p/cutstep", b"the repository").await;
+    let location = start_upload(&reg, "p/cutstep").await;
+    let data = pattern(6_000);
+    let d = sha256(&data);
+    reg.faults.cut_one_step_completions(1);
+    let r = put_upload(&reg, &location, d.as_str(), None, &data).await;
+    assert!(r.status.is_server_error(), "cut completion: {r:?}");
+    expect_no_blob(&reg, "p/cutstep", &d, "nothing acknowledged").await;
+    expect_upload_at(&reg, &location, 0, "nothing recorded").await;
+    expect_status(
+        &put_upload(&reg, &location, d.as_str(), None, &data).await,
+        201,
+        "the same PUT",
+    );
+    expect_blob(&reg, "p/cutstep", &d, &data, "after the retry").await;
+    expect_error(&reg.get(&location).await, 404, "BLOB_UPLOAD_UNKNOWN", "GET");
+}
+
+/// A whole blob `PUT` to a new repository (whose one step pins the digest rather than
+/// linking it) cut after its session was recorded and its bytes published, before the
+/// blob was linked: nothing is acknowledged, the opening URL then tells where the
 /// session stands, and an empty `PUT` on the recorded URL completes it with the right
 /// bytes.
 #[tokio::test]

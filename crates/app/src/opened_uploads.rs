@@ -4,10 +4,12 @@
 //! id and when it was opened ([`UploadRef::opened`]), and that URL alone records the
 //! session with its first request. A chunk records it, then appends to it as to any
 //! session. A small whole blob sent with `PUT ?digest=` is written to a byte area of its
-//! own and hashed as it arrives, and the session is recorded already pinned on the digest
-//! and claimed, in one step ([`berth_meta::CollectionStore::pin_new_upload`]), before the
-//! bytes are published: a blob pushed with `POST` and `PUT` costs the metadata store
-//! two round trips instead of four. An ended id is remembered as ended until the URL
+//! own and hashed as it arrives, published (the area kept), and completed in one step
+//! ([`berth_meta::CollectionStore::pin_new_upload`]): the blob is linked at once when no
+//! sweep can have taken its bytes since they were published, so that a blob pushed with
+//! `POST` and `PUT` costs the metadata store one round trip. Otherwise the step records
+//! the session already pinned on the digest and claimed, and the bytes are published
+//! again under the pin before the session is completed, as any session's. An ended id is remembered as ended until the URL
 //! that opened it is no longer valid, so that it never opens again (see
 //! `docs/design/uploads.md`).
 
@@ -204,8 +206,10 @@ impl Registry {
     }
 
     /// Completes session `id`, opened at `opened_at` and not recorded yet, with the whole
-    /// blob `body`: writes it to a byte area of its own, hashing it; records the session
-    /// pinned on `digest` and claimed; publishes the bytes and links the blob.
+    /// blob `body`: writes it to a byte area of its own, hashing it; publishes the bytes,
+    /// keeping the area; links the blob, or, when a sweep may have taken the bytes since,
+    /// records the session pinned on `digest` and claimed, publishes the area again and
+    /// links the blob.
     ///
     /// A session recorded meanwhile (a chunk was sent to it first) is answered with the
     /// offset it stands at (`416`), so that the client resumes from there; an ended one is
@@ -261,6 +265,14 @@ impl Registry {
             drop(local);
             return Err(self.refuse_unrecorded(repository, id, opened_at, e).await);
         }
+        // Published first and kept: the step below links the blob at once when no sweep
+        // can have taken the bytes since; else it pins the digest, and they are
+        // published again under the pin.
+        let published_at = self.clock.now_ms();
+        self.blobs
+            .publish_upload(area, written.end, digest)
+            .await
+            .map_err(lost_as_upload_lost)?;
         let now = self.clock.now_ms();
         let session = UploadSession {
             offset: written.end,
@@ -277,9 +289,17 @@ impl Registry {
                 digest: digest.clone(),
                 holder: ask.holder,
                 until: ask.until,
+                published_at,
             })
             .await?;
         match pinned.outcome {
+            PinOutcome::Linked => {
+                written.reservation.stored();
+                if let Err(e) = self.blobs.delete_upload(area).await {
+                    tracing::warn!(upload = %id, error = %e, "could not delete upload bytes");
+                }
+                return Ok(());
+            }
             PinOutcome::Pinned => {}
             PinOutcome::Revived => {
                 tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
@@ -389,11 +409,17 @@ impl Registry {
             Ok(_) => Ok(()),
             Err(e) => {
                 self.discard(id).await;
-                Err(match e {
-                    BlobError::NotFound | BlobError::UploadTruncated => RegistryError::UploadLost,
-                    e => e.into(),
-                })
+                Err(lost_as_upload_lost(e))
             }
         }
+    }
+}
+
+/// A failure to publish an upload's bytes, with bytes gone from under it as
+/// [`RegistryError::UploadLost`].
+fn lost_as_upload_lost(e: BlobError) -> RegistryError {
+    match e {
+        BlobError::NotFound | BlobError::UploadTruncated => RegistryError::UploadLost,
+        e => e.into(),
     }
 }

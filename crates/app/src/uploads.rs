@@ -530,7 +530,8 @@ impl Registry {
             PinOutcome::Revived => {
                 tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
             }
-            PinOutcome::NoSession | PinOutcome::Taken => {
+            // Taken and Linked answer only the pin of a new session.
+            PinOutcome::NoSession | PinOutcome::Taken | PinOutcome::Linked => {
                 return Err(RegistryError::BlobUploadUnknown);
             }
             PinOutcome::Moved => {

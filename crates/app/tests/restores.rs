@@ -128,6 +128,15 @@ impl BlobStore for SlowRestores {
         self.inner.commit_upload(id, len, digest).await
     }
 
+    async fn publish_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<Committed, BlobError> {
+        self.inner.publish_upload(id, len, digest).await
+    }
+
     async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError> {
         self.inner.delete_upload(id).await
     }

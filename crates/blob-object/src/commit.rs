@@ -23,11 +23,23 @@ pub(crate) async fn commit(
     len: u64,
     digest: &Digest,
 ) -> Result<Committed, BlobError> {
+    let committed = publish_upload(bucket, id, len, digest).await?;
+    discard(bucket, &bucket.keys.upload(id)).await;
+    Ok(committed)
+}
+
+/// Publishes the upload's first `len` bytes as `digest`, keeping the upload (see
+/// [`berth_blob::BlobStore::publish_upload`]).
+pub(crate) async fn publish_upload(
+    bucket: &Bucket,
+    id: &UploadId,
+    len: u64,
+    digest: &Digest,
+) -> Result<Committed, BlobError> {
     let up = bucket.keys.upload(id);
     let blob = bucket.keys.blob(digest);
     let view = bucket.view(&up, len).await?;
     if bucket.size(&blob).await?.is_some() {
-        discard(bucket, &up).await;
         return Ok(Committed::AlreadyPresent);
     }
     // The acknowledged state knows the hash of its bytes: a digest they do not have means
@@ -41,9 +53,7 @@ pub(crate) async fn commit(
         return Err(BlobError::UploadTruncated);
     }
     let chunks = readable(bucket, &up, view, len).await?;
-    let committed = publish(bucket, &up, &chunks, &blob).await?;
-    discard(bucket, &up).await;
-    Ok(committed)
+    publish(bucket, &up, &chunks, &blob).await
 }
 
 /// Removes what is left of a committed upload. The blob is published by now, so a

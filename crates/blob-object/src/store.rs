@@ -198,6 +198,15 @@ impl BlobStore for ObjectBlobStore {
         crate::commit::commit(&self.bucket, id, len, digest).await
     }
 
+    async fn publish_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<Committed, BlobError> {
+        crate::commit::publish_upload(&self.bucket, id, len, digest).await
+    }
+
     async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError> {
         self.bucket
             .remove_upload(&self.bucket.keys.upload(id))

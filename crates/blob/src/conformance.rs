@@ -34,6 +34,7 @@ pub async fn run(store: Arc<dyn BlobStore>) {
     unacknowledged_bytes_are_discarded(&*store).await;
     limits_and_absence(&*store).await;
     an_existing_blob_is_never_replaced(&*store).await;
+    a_published_upload_is_kept_for_publishing_again(&*store).await;
     short_bytes_are_never_hashed_or_published(&*store).await;
     committed_blobs_are_listed_in_digest_order(&*store).await;
     retired_copies_are_discarded_or_restored(&*store).await;
@@ -303,6 +304,37 @@ async fn staged(store: &dyn BlobStore, seed: u8, data: &'static [u8]) -> (Upload
         .await
         .unwrap();
     (id, out.hasher.finish())
+}
+
+/// An upload published and kept ([`BlobStore::publish_upload`]): the blob is readable and
+/// the upload still there; a blob already there is kept, as by a commit, and so is the
+/// upload; the kept upload publishes the blob again once it went (a sweep took it).
+async fn a_published_upload_is_kept_for_publishing_again(store: &dyn BlobStore) {
+    let (id, digest) = staged(store, 80, b"published, kept").await;
+    let published = store.publish_upload(&id, 15, &digest).await.unwrap();
+    assert_eq!(published, Committed::Published);
+    assert_eq!(collect(store, &digest, None).await, b"published, kept");
+    assert!(
+        store.upload_exists(&id).await.unwrap(),
+        "the upload is kept"
+    );
+
+    let (other, _) = staged(store, 81, b"poisoned bytes!").await;
+    let again = store.publish_upload(&other, 15, &digest).await.unwrap();
+    assert_eq!(again, Committed::AlreadyPresent);
+    assert_eq!(collect(store, &digest, None).await, b"published, kept");
+    assert!(store.upload_exists(&other).await.unwrap(), "kept too");
+    store.delete_upload(&other).await.unwrap();
+
+    store.delete(&digest).await.unwrap();
+    let committed = store.commit_upload(&id, 15, &digest).await.unwrap();
+    assert_eq!(committed, Committed::Published);
+    assert_eq!(collect(store, &digest, None).await, b"published, kept");
+    assert!(
+        !store.upload_exists(&id).await.unwrap(),
+        "consumed by the commit"
+    );
+    store.delete(&digest).await.unwrap();
 }
 
 async fn an_existing_blob_is_never_replaced(store: &dyn BlobStore) {

@@ -252,6 +252,85 @@ fn create_root_durably(root: &Path) -> io::Result<()> {
     sync_dir(&parent)
 }
 
+/// What publishing an upload leaves of its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    /// Gone: renamed to the blob, or deleted when the blob was there.
+    Consumed,
+    /// Still there: hard-linked to the blob, or left as it was when the blob was there.
+    Kept,
+}
+
+impl FsBlobStore {
+    /// Makes the upload's first `len` bytes durable and publishes them as `digest` unless
+    /// the blob exists ([`BlobStore::commit_upload`]), consuming or keeping the upload.
+    async fn publish(
+        &self,
+        id: &UploadId,
+        len: u64,
+        digest: &Digest,
+        upload: Upload,
+    ) -> Result<Committed, BlobError> {
+        let from = self.upload_path(id);
+        let to = self.blob_path(digest);
+        let dirs = self.dirs.clone();
+        blocking(move || {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&from)
+                .map_err(not_found_as)?;
+            let at_rest = file.metadata()?.len();
+            if at_rest < len {
+                return Err(BlobError::UploadTruncated);
+            }
+            if at_rest > len {
+                file.set_len(len)?;
+            }
+            let dir = to.parent().expect("blob paths have a parent");
+            dirs.ensure(dir)?;
+            let already_present = |file: File| -> Result<Committed, BlobError> {
+                drop(file);
+                if upload == Upload::Consumed {
+                    std::fs::remove_file(&from)?;
+                }
+                // Another commit may have published it without syncing the directory yet.
+                sync_dir(dir)?;
+                Ok(Committed::AlreadyPresent)
+            };
+            if to.exists() {
+                return already_present(file);
+            }
+            if let Err(e) = file.sync_data() {
+                // After a failed flush the kernel may have dropped the dirty pages:
+                // nothing about these bytes can be trusted any more.
+                drop(file);
+                let _ = std::fs::remove_file(&from);
+                return Err(BlobError::SyncFailed(e));
+            }
+            let published = match upload {
+                Upload::Consumed => rename_no_replace(&from, &to)?,
+                Upload::Kept => link_no_replace(&from, &to)?,
+            };
+            if !published {
+                return already_present(file);
+            }
+            drop(file);
+            sync_dir(dir)?;
+            Ok(Committed::Published)
+        })
+        .await
+    }
+}
+
+/// Hard-links `to` to `from` unless `to` exists; returns whether it was linked.
+fn link_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+    match std::fs::hard_link(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Renames `from` to `to` unless `to` exists; returns whether it was renamed.
 pub(crate) fn rename_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
     match rustix::fs::renameat_with(
@@ -487,47 +566,16 @@ impl BlobStore for FsBlobStore {
         len: u64,
         digest: &Digest,
     ) -> Result<Committed, BlobError> {
-        let from = self.upload_path(id);
-        let to = self.blob_path(digest);
-        let dirs = self.dirs.clone();
-        blocking(move || {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&from)
-                .map_err(not_found_as)?;
-            let at_rest = file.metadata()?.len();
-            if at_rest < len {
-                return Err(BlobError::UploadTruncated);
-            }
-            if at_rest > len {
-                file.set_len(len)?;
-            }
-            let dir = to.parent().expect("blob paths have a parent");
-            dirs.ensure(dir)?;
-            if to.exists() {
-                drop(file);
-                std::fs::remove_file(&from)?;
-                // Another commit may have renamed it without syncing the directory yet.
-                sync_dir(dir)?;
-                return Ok(Committed::AlreadyPresent);
-            }
-            if let Err(e) = file.sync_data() {
-                // After a failed flush the kernel may have dropped the dirty pages:
-                // nothing about these bytes can be trusted any more.
-                drop(file);
-                let _ = std::fs::remove_file(&from);
-                return Err(BlobError::SyncFailed(e));
-            }
-            drop(file);
-            if !rename_no_replace(&from, &to)? {
-                std::fs::remove_file(&from)?;
-                sync_dir(dir)?;
-                return Ok(Committed::AlreadyPresent);
-            }
-            sync_dir(dir)?;
-            Ok(Committed::Published)
-        })
-        .await
+        self.publish(id, len, digest, Upload::Consumed).await
+    }
+
+    async fn publish_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<Committed, BlobError> {
+        self.publish(id, len, digest, Upload::Kept).await
     }
 
     async fn delete_upload(&self, id: &UploadId) -> Result<(), BlobError> {

@@ -59,7 +59,8 @@ pub enum BlobError {
 pub enum Committed {
     /// The upload's bytes are now the blob.
     Published,
-    /// The blob was already present: it was kept and the upload's bytes were discarded.
+    /// The blob was already present: it was kept, and the upload's bytes were discarded
+    /// (or, by [`BlobStore::publish_upload`], left as they were).
     AlreadyPresent,
 }
 
@@ -241,6 +242,17 @@ pub trait BlobStore: Send + Sync + 'static {
     /// The caller vouches that those bytes hash to `digest`: it hashed them as they were
     /// written or with [`BlobStore::hash_upload`], and nothing wrote to the upload since.
     async fn commit_upload(
+        &self,
+        id: &UploadId,
+        len: u64,
+        digest: &Digest,
+    ) -> Result<Committed, BlobError>;
+
+    /// Publishes the upload's bytes as [`BlobStore::commit_upload`] does, but keeps them:
+    /// they may be published again with `commit_upload` (the blob may have gone
+    /// meanwhile), or discarded with [`BlobStore::delete_upload`]. Nothing may write to
+    /// the upload any more.
+    async fn publish_upload(
         &self,
         id: &UploadId,
         len: u64,

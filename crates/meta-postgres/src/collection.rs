@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{
     CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload, QuotaExceeded,
-    RecordedBlob, SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin,
-    settle_retired,
+    RecordedBlob, SWEPT_BLOBS_KEPT_FOR, SweepBytes, SweepError, SweepFailed, UnlinkBatch,
+    UntaggedManifest, UploadPin, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName};
 use sqlx::Row;
@@ -86,6 +86,12 @@ fn checked_pin(select: &str, size: &str, project: &str) -> String {
     )
 }
 
+/// How long after its bytes were published a new session may link its blob at once:
+/// half the time tombstones are kept ([`SWEPT_BLOBS_KEPT_FOR`]), in milliseconds.
+pub(crate) fn fresh_for_ms() -> i64 {
+    (SWEPT_BLOBS_KEPT_FOR / 2).as_millis() as i64
+}
+
 /// What a pin in `repository` answered (from `function`), in a row of [`checked_pin`]
 /// whose columns are the pin's answer and `refusal`.
 fn pinned_upload(
@@ -118,6 +124,7 @@ fn pin_outcome(row: &PgRow, function: &str) -> Result<PinOutcome, MetaError> {
         "moved" => PinOutcome::Moved,
         "over_quota" => PinOutcome::OverQuota,
         "taken" => PinOutcome::Taken,
+        "linked" => PinOutcome::Linked,
         other => return Err(MetaError(format!("{function} answered {other:?}"))),
     })
 }
@@ -230,13 +237,15 @@ impl CollectionStore for PgMetaStore {
 
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
         let s = &pin.session;
-        let mut lease = self.leased_progress.lease().await?;
-        // One round trip in place of a creation, a claim and a pin (migration 0021); a
-        // session write, committed without a flush as pin_upload_digest's is. The quota
-        // is read beside it as there, its verdict (at the session's offset) passed in.
+        let mut lease = self.leased.lease().await?;
+        // One round trip in place of a pin and a completion (migration 0023): the blob is
+        // linked at once when no sweep can have taken its bytes, else the session is
+        // recorded pinned and claimed in place of a creation, a claim and a pin. The
+        // quota is read beside it as pin_upload_digest's is, its verdict (at the
+        // session's offset) passed in. Committed durably: it may link.
         let row = sqlx::query(&checked_pin(
-            "pin_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                            refusal IS NOT NULL), refusal",
+            "complete_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                                 refusal IS NOT NULL, $14, $15), refusal",
             "$5",
             "$13",
         ))
@@ -253,11 +262,13 @@ impl CollectionStore for PgMetaStore {
         .bind(pin.holder)
         .bind(pin.until)
         .bind(s.repository.project())
+        .bind(pin.published_at)
+        .bind(fresh_for_ms())
         .fetch_one(lease.connection())
         .await
         .map_err(db_err)?;
         lease.finish();
-        pinned_upload(&row, "pin_new_upload", &s.repository)
+        pinned_upload(&row, "complete_new_upload", &s.repository)
     }
 
     async fn unlink_unreferenced(

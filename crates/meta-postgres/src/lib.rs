@@ -92,11 +92,11 @@ const PUSH_ATTEMPTS: usize = 5;
 pub struct PgConfig {
     /// `postgres://user:password@host:port/database?…`.
     pub url: String,
-    /// Connections this node opens at most (at least four are opened where it is
+    /// Connections this node opens at most (at least three are opened where it is
     /// smaller): a quarter of them, at least one, carry upload-session progress, the
-    /// others everything else; each of the two shares is halved between the statements
-    /// every push makes, lent without sqlx's pool ([`leases`]), and the rest. One more
-    /// reads repository versions.
+    /// others everything else, halved between the statements every push makes, lent
+    /// without sqlx's pool ([`leases`]), and the rest. One more reads repository
+    /// versions.
     pub pool_size: u32,
     /// Longest a statement may run (lock waits included) before the server cancels it,
     /// and longest a transaction may stay idle before the server ends it.
@@ -123,8 +123,6 @@ pub struct PgMetaStore {
     progress_pool: PgPool,
     /// Connections for the statements every push makes, whose commits are flushed.
     leased: leases::Connections,
-    /// Connections for the push's upload-session statements, as `progress_pool`'s.
-    leased_progress: leases::Connections,
     /// Complete tag lists of recently listed repositories.
     tag_cache: TagCache,
     /// Recently served manifest bytes, shared by the responses that send them.
@@ -179,12 +177,6 @@ impl PgMetaStore {
             leased: leases::Connections::new(
                 connect_options(config)?,
                 lent_and_pooled(durable_share(config)).0,
-                ACQUIRE_TIMEOUT,
-                answer_timeout(config),
-            ),
-            leased_progress: leases::Connections::new(
-                progress_options(config)?,
-                lent_and_pooled(progress_share(config)).0,
                 ACQUIRE_TIMEOUT,
                 answer_timeout(config),
             ),
@@ -280,8 +272,7 @@ fn progress_options(config: &PgConfig) -> Result<PgConnectOptions, MetaError> {
 
 /// The pool of upload-session progress, connecting on first use.
 fn progress_pool(config: &PgConfig) -> Result<PgPool, MetaError> {
-    Ok(pool_options(lent_and_pooled(progress_share(config)).1)
-        .connect_lazy_with(progress_options(config)?))
+    Ok(pool_options(progress_share(config)).connect_lazy_with(progress_options(config)?))
 }
 
 fn pool_options(size: u32) -> PgPoolOptions {

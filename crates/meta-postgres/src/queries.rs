@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use berth_meta::{
     CreateUploadError, Deletion, GrantedUpload, GuardFailure, MetaError, NewManifest, PullRecord,
-    PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
-    TagPage, UploadAdvance, UploadLease, UploadSession, Visibility, WarningMark,
+    PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SWEPT_BLOBS_KEPT_FOR, SessionLimits,
+    StoredManifest, TagPage, UploadAdvance, UploadLease, UploadSession, Visibility, WarningMark,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, Tag, UploadId};
 use bytes::Bytes;
@@ -649,11 +649,18 @@ pub async fn upload_ended(c: impl PgExecutor<'_>, id: &str) -> Result<bool, Meta
         .map_err(db_err)
 }
 
-/// Forgets the ids ended before `before`; returns how many.
-pub async fn purge_ended_uploads(c: impl PgExecutor<'_>, before: i64) -> Result<u64, MetaError> {
+/// Forgets the ids ended before `before`, and the blobs swept longer ago than
+/// [`SWEPT_BLOBS_KEPT_FOR`] (by the database's clock); returns how many ids.
+pub async fn purge_ended_uploads(pool: &PgPool, before: i64) -> Result<u64, MetaError> {
+    // The tombstones of swept blobs go by the database's clock, which wrote them.
+    sqlx::query("DELETE FROM swept_blobs WHERE swept_at < clock_ms() - $1")
+        .bind(SWEPT_BLOBS_KEPT_FOR.as_millis() as i64)
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
     sqlx::query("DELETE FROM ended_uploads WHERE ended_at < $1")
         .bind(before)
-        .execute(c)
+        .execute(pool)
         .await
         .map(|r| r.rows_affected())
         .map_err(db_err)

@@ -12,14 +12,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_meta::{
     BlobQuota, CollectionStore, MarkedBlob, MetaError, NewUploadPin, PinOutcome, PinnedUpload,
-    QuotaExceeded, RecordedBlob, SweepBytes, SweepError, UnlinkBatch, UntaggedManifest, UploadPin,
-    settle_retired,
+    QuotaExceeded, RecordedBlob, SWEPT_BLOBS_KEPT_FOR, SweepBytes, SweepError, UnlinkBatch,
+    UntaggedManifest, UploadPin, settle_retired,
 };
 use berth_oci::{Digest, RepositoryName};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::queries::{PinnedAs, UploadIdState};
+use crate::queries::{PinnedAs, UploadIdState, system_now_ms};
 use crate::writer::Durability;
 use crate::{SqliteMetaStore, db_err, queries, quotas};
 
@@ -56,10 +56,13 @@ fn pin_in(c: &Connection, pin: &UploadPin) -> Result<PinnedUpload, MetaError> {
     })
 }
 
-/// Records the new session `pin.session` pinned on its digest and claimed, as
-/// [`pin_in`] pins an existing one, unless its id is taken or ended or the quota of its
-/// project has no room for the blob.
-fn pin_new_in(c: &Connection, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
+/// Completes the new session `pin.session`, whose bytes were published at
+/// `pin.published_at`, at `now` (by the system clock, as the tombstones of swept blobs
+/// are written): links the blob and ends the id when no sweep can have taken the bytes
+/// since; else records the session pinned on its digest and claimed, as [`pin_in`] pins
+/// an existing one. Unless its id is taken or ended or the quota of its project has no
+/// room for the blob.
+fn pin_new_in(c: &Connection, pin: &NewUploadPin, now: i64) -> Result<PinnedUpload, MetaError> {
     let (session, digest) = (&pin.session, pin.digest.as_str());
     let quota = quotas::blob_quota(c, session.repository.project(), digest).map_err(db_err)?;
     let refusal = refusal(quota.as_ref(), session.offset);
@@ -67,20 +70,55 @@ fn pin_new_in(c: &Connection, pin: &NewUploadPin) -> Result<PinnedUpload, MetaEr
         UploadIdState::Open => PinOutcome::Taken,
         UploadIdState::Ended => PinOutcome::NoSession,
         UploadIdState::Free if refusal.is_some() => PinOutcome::OverQuota,
-        UploadIdState::Free => {
-            let pinned = PinnedAs {
-                digest,
-                holder: pin.holder,
-                until: pin.until,
-            };
-            queries::insert_upload(c, session, Some(pinned))?;
-            revive(c, digest)?
-        }
+        UploadIdState::Free => match linkable_in(c, pin, now)? {
+            Some(repo_id) => {
+                let updated = session.updated_at;
+                queries::link_blob(c, repo_id, digest, session.offset, updated)?;
+                queries::delete_upload(c, session.id.as_str(), updated)?;
+                PinOutcome::Linked
+            }
+            None => {
+                let pinned = PinnedAs {
+                    digest,
+                    holder: pin.holder,
+                    until: pin.until,
+                };
+                queries::insert_upload(c, session, Some(pinned))?;
+                revive(c, digest)?
+            }
+        },
     };
     Ok(PinnedUpload {
         refusal: refusal.filter(|_| outcome == PinOutcome::OverQuota),
         outcome,
     })
+}
+
+/// The id of the repository `pin` may link its blob in at once, its update time set,
+/// when no sweep can have taken the bytes published at `pin.published_at` (as of `now`):
+/// they were published within half [`SWEPT_BLOBS_KEPT_FOR`], no sweep deleted the
+/// blob's row since (no tombstone is left), and the row, if any, is not marked.
+fn linkable_in(c: &Connection, pin: &NewUploadPin, now: i64) -> Result<Option<i64>, MetaError> {
+    let fresh_for = (SWEPT_BLOBS_KEPT_FOR / 2).as_millis() as i64;
+    let digest = pin.digest.as_str();
+    let untouched = now.saturating_sub(pin.published_at) < fresh_for
+        && !c
+            .prepare_cached("SELECT 1 FROM swept_blobs WHERE digest = ?1")
+            .and_then(|mut s| s.exists([digest]))
+            .map_err(db_err)?
+        && !queries::blob_deleting(c, digest)?;
+    if !untouched {
+        return Ok(None);
+    }
+    c.prepare_cached("UPDATE repositories SET updated_at = ?2 WHERE name = ?1 RETURNING id")
+        .and_then(|mut s| {
+            s.query_row(
+                params![pin.session.repository.as_str(), pin.session.updated_at],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(db_err)
 }
 
 /// Revives the blob of `digest` a pin was just placed on, if it is marked for deletion
@@ -402,11 +440,10 @@ impl CollectionStore for SqliteMetaStore {
     }
 
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
-        // A session write, as a pin or a creation is: one writer transaction.
+        // One writer transaction, synced: it may link the blob.
         let pin = pin.clone();
-        self.writer
-            .run_with(Durability::ProcessCrash, move |c| pin_new_in(c, &pin))
-            .await
+        let now = system_now_ms();
+        self.writer.run(move |c| pin_new_in(c, &pin, now)).await
     }
 
     async fn unlink_unreferenced(

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0019_quotas.sql"),
     include_str!("../migrations/0020_untagged_at.sql"),
     include_str!("../migrations/0021_ended_uploads.sql"),
+    include_str!("../migrations/0022_swept_blobs.sql"),
 ];
 
 /// Applies the migrations the database has not seen yet, each in its own transaction.

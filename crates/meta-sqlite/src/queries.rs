@@ -1,9 +1,11 @@
 //! Every SQL statement of the SQLite adapter, one function per operation.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use berth_meta::{
     CreateUploadError, Deletion, GrantedUpload, MetaError, NewManifest, PullRecord,
-    PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SessionLimits, StoredManifest,
-    TagPage, UploadAdvance, UploadLease, UploadSession, Visibility,
+    PutManifestError, Referrer, ReferrerLimit, ReferrerPage, SWEPT_BLOBS_KEPT_FOR, SessionLimits,
+    StoredManifest, TagPage, UploadAdvance, UploadLease, UploadSession, Visibility,
 };
 use berth_oci::{Algorithm, Digest, Reference, RepositoryName, UploadId};
 use bytes::Bytes;
@@ -494,8 +496,22 @@ pub fn upload_ended(c: &Connection, id: &str) -> rusqlite::Result<bool> {
         .exists([id])
 }
 
-/// Forgets the upload ids ended before `before`; returns how many.
+/// Milliseconds since the Unix epoch by the system clock, which the tombstones of swept
+/// blobs are written by (migration 0022).
+pub fn system_now_ms() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Forgets the upload ids ended before `before`, and the tombstones of blobs swept
+/// longer ago than [`SWEPT_BLOBS_KEPT_FOR`] by the system clock; returns how many ids.
 pub fn purge_ended_uploads(c: &Connection, before: i64) -> Result<u64, MetaError> {
+    let kept_from = system_now_ms().saturating_sub(SWEPT_BLOBS_KEPT_FOR.as_millis() as i64);
+    c.prepare_cached("DELETE FROM swept_blobs WHERE swept_at < ?1")
+        .and_then(|mut s| s.execute([kept_from]))
+        .map_err(db_err)?;
     c.prepare_cached("DELETE FROM ended_uploads WHERE ended_at < ?1")
         .and_then(|mut s| s.execute([before]))
         .map(|n| n as u64)

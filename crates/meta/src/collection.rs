@@ -31,6 +31,10 @@ pub enum PinOutcome {
     /// The id already has a session ([`CollectionStore::pin_new_upload`] only): nothing
     /// was changed.
     Taken,
+    /// The blob, whose bytes were published before the step, is linked and the id ended
+    /// ([`CollectionStore::pin_new_upload`] only): no sweep can have taken the bytes
+    /// since, so the session needed no record and no pin.
+    Linked,
 }
 
 /// A completing upload's pin on its digest ([`CollectionStore::pin_upload_digest`]).
@@ -48,7 +52,8 @@ pub struct UploadPin {
 }
 
 /// A session recorded as it completes ([`CollectionStore::pin_new_upload`]): its whole
-/// bytes were written and hashed by the completing request, before it had a record.
+/// bytes were written and hashed by the completing request, before it had a record, and
+/// published as the blob at `published_at`.
 #[derive(Debug, Clone)]
 pub struct NewUploadPin {
     /// The session as it is recorded: its offset is the blob's size, its hash state
@@ -61,7 +66,20 @@ pub struct NewUploadPin {
     pub holder: i64,
     /// … and until when it holds.
     pub until: i64,
+    /// When (milliseconds since the Unix epoch, by the completing node's clock) the
+    /// completing request started publishing the bytes, which it keeps until the step
+    /// answers. See [`SWEPT_BLOBS_KEPT_FOR`].
+    pub published_at: i64,
 }
+
+/// How long a store remembers that a sweep deleted a blob's row (a tombstone; the upload
+/// purge forgets older ones, by the store's clock).
+/// [`CollectionStore::pin_new_upload`] links a blob whose bytes were published before
+/// it only while no tombstone of the digest is left, and only within half this time of
+/// `published_at` by the store's clock: a sweep that retired the bytes after they were
+/// published is then still remembered, whatever the node's clock says, as long as it is
+/// less than half this time off the store's.
+pub const SWEPT_BLOBS_KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// What [`CollectionStore::pin_upload_digest`] did, and why its project's quota refused
 /// the blob.
@@ -195,11 +213,23 @@ pub trait CollectionStore: Send + Sync {
     /// ([`PinOutcome::OverQuota`]).
     async fn pin_upload_digest(&self, pin: &UploadPin) -> Result<PinnedUpload, MetaError>;
 
-    /// Records a new session already pinned on `pin.digest` and claimed by `pin.holder`,
-    /// as [`CollectionStore::pin_upload_digest`] pins an existing one (quota and revival
-    /// alike), in one step: unless the id already has a session
-    /// ([`PinOutcome::Taken`]) or was ended ([`PinOutcome::NoSession`]). The open-session
-    /// limits do not apply: the session lives only as long as the request completing it.
+    /// Completes a new session whose bytes were published (as the blob, or found there)
+    /// at `pin.published_at`, in one step, unless the id already has a session
+    /// ([`PinOutcome::Taken`]) or was ended ([`PinOutcome::NoSession`]), or the quota
+    /// refuses the blob as [`CollectionStore::pin_upload_digest`] does.
+    ///
+    /// When no sweep can have taken the bytes since they were published, the blob is
+    /// linked in its repository and the id ended, as
+    /// [`crate::UploadStore::complete_upload`] does ([`PinOutcome::Linked`]): the blob's
+    /// row is present, or there is none and no sweep deleted one in the last
+    /// [`SWEPT_BLOBS_KEPT_FOR`], and the bytes were published within half that time, by
+    /// the store's clock; and the repository exists. A sweep deletes a row only while it
+    /// is marked, after retiring its bytes, so bytes found or placed before are still
+    /// there, or a tombstone tells. Otherwise the session is recorded pinned on
+    /// `pin.digest` and claimed by `pin.holder`, as `pin_upload_digest` pins an existing
+    /// one (revival alike), and the caller publishes its bytes again and completes it.
+    /// The open-session limits do not apply: the session lives only as long as the
+    /// request completing it.
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError>;
 
     /// Removes the blob links that no manifest of their repository references, set

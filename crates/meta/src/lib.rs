@@ -35,7 +35,8 @@ pub use artifacts::{
 pub use audit::{AuditEntry, AuditField, AuditRecord, AuditStore};
 pub use collection::{
     CollectionStore, MarkedBlob, Moved, NewUploadPin, PinOutcome, PinnedUpload, RecordedBlob,
-    SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest, UploadPin, settle_retired,
+    SWEPT_BLOBS_KEPT_FOR, SweepBytes, SweepError, SweepFailed, UnlinkBatch, UntaggedManifest,
+    UploadPin, settle_retired,
 };
 pub use immutable::{
     GuardFailure, ImmutableRule, ImmutableRuleError, ImmutableRuleStore, ProjectRules, TagGuard,

@@ -297,7 +297,9 @@ pub trait UploadStore: Send + Sync {
     /// Whether the id was ended (and not yet forgotten by
     /// [`UploadStore::purge_ended_uploads`]).
     async fn upload_ended(&self, id: &UploadId) -> Result<bool, MetaError>;
-    /// Forgets the ids ended before `before`; returns how many.
+    /// Forgets the ids ended before `before`, and the tombstones of blobs swept longer
+    /// ago than [`crate::SWEPT_BLOBS_KEPT_FOR`] by the store's clock; returns how many
+    /// ids.
     async fn purge_ended_uploads(&self, before: i64) -> Result<u64, MetaError>;
     /// Sessions not written to since `before`.
     async fn stale_uploads(&self, before: i64) -> Result<Vec<UploadId>, MetaError>;

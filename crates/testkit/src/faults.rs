@@ -29,6 +29,8 @@ use bytes::Bytes;
 pub struct MetaFaults {
     /// Upload completions still to cut before they link their blob.
     cut_completions: AtomicUsize,
+    /// Whole blobs' one-step completions still to cut before they run.
+    cut_one_step_completions: AtomicUsize,
     /// Sweeps still to cut before they start: what a collection that stops between
     /// marking and sweeping leaves behind.
     cut_sweeps: AtomicUsize,
@@ -125,6 +127,13 @@ impl MetaFaults {
         self.cut_completions.store(n, Ordering::SeqCst);
     }
 
+    /// Makes the next `n` one-step completions of whole blobs
+    /// (`CollectionStore::pin_new_upload`) fail before they run, after the bytes were
+    /// published: what a crash between publishing and completing leaves behind.
+    pub fn cut_one_step_completions(&self, n: usize) {
+        self.cut_one_step_completions.store(n, Ordering::SeqCst);
+    }
+
     /// Makes the next `n` sweeps of marked blobs fail before they do anything, leaving
     /// those blobs marked: what a collection cut between marking and sweeping leaves.
     pub fn cut_sweeps(&self, n: usize) {
@@ -172,8 +181,9 @@ impl MetaFaults {
         Self::pass_hold(&self.held_link).await;
     }
 
-    /// Holds the next upload completion (linking the blob and ending the session) just
-    /// before it runs: what a request paused after publishing the bytes does.
+    /// Holds the next upload completion (linking the blob and ending the session, or a
+    /// whole blob's completion in one step) just before it runs: what a request paused
+    /// after publishing the bytes does.
     pub fn hold_next_completion(&self) -> LinkHold {
         Self::arm_hold(&self.held_completion)
     }
@@ -504,6 +514,13 @@ impl CollectionStore for FaultyMeta {
     }
 
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
+        // A whole blob's completion in one step: held as any completion.
+        MetaFaults::pass_hold(&self.faults.held_completion).await;
+        if MetaFaults::take_cut(&self.faults.cut_one_step_completions) {
+            return Err(MetaError(
+                "the test cut this completion before it ran".into(),
+            ));
+        }
         self.inner.pin_new_upload(pin).await
     }
 

@@ -770,6 +770,7 @@ async fn recordings_of_an_id_another_node_is_inserting_find_it_taken() {
             digest: digest("up-taken"),
             holder: 1,
             until: 100,
+            published_at: 0,
         };
         async move { b.pin_new_upload(&pin).await }
     });

@@ -11,6 +11,7 @@ mod audit;
 mod collection;
 mod immutable;
 mod labels;
+mod one_request;
 mod projects;
 mod quotas;
 mod registry;
@@ -50,6 +51,7 @@ pub async fn run<S: Metadata>(store: Arc<S>) {
     quotas::run(store.clone()).await;
     // Last: it marks every blob of the store that nothing links.
     collection::run(&*store).await;
+    one_request::run(&*store).await;
     quotas::assert_clean(&*store).await;
     store.check().await.unwrap();
 }

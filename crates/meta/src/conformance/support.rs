@@ -39,8 +39,8 @@ pub(super) fn upload_session(n: u8, repository: &RepositoryName) -> UploadSessio
 }
 
 /// A session of `repository` recorded as it completes ([`crate::CollectionStore::pin_new_upload`]):
-/// its id made of `n`, `size` bytes written (a one-byte hash state of `n`), pinned on
-/// `digest` and claimed by holder 5 until 1000.
+/// its id made of `n`, `size` bytes written (a one-byte hash state of `n`), published
+/// long ago, pinned on `digest` and claimed by holder 5 until 1000.
 pub(super) fn new_pin(
     n: u8,
     repository: &RepositoryName,
@@ -57,6 +57,8 @@ pub(super) fn new_pin(
         digest: digest.clone(),
         holder: 5,
         until: 1_000,
+        // Long ago: the step pins the session rather than linking the blob.
+        published_at: 0,
     }
 }
 
