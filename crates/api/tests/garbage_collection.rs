@@ -181,13 +181,7 @@ async fn a_whole_blob_pushed_while_its_digest_is_swept_keeps_its_bytes() {
     let data = &b"swept while pushed again"[..];
     let (_, registry, blob) = aged_blob("gc/swept", data).await;
     let hold = registry.faults.hold_next_completion();
-    // Its length declared, as clients do: the whole blob completes in one request.
-    let (uri, len) = (
-        format!("/v2/gc/swept/blobs/uploads/?digest={blob}"),
-        data.len().to_string(),
-    );
-    let headers = [("content-length", len.as_str())];
-    let push = registry.send(http::Method::POST, &uri, &headers, data);
+    let push = registry.push_whole_blob("gc/swept", data);
     let collect = async {
         hold.reached.await.unwrap();
         let done = registry
@@ -199,7 +193,7 @@ async fn a_whole_blob_pushed_while_its_digest_is_swept_keeps_its_bytes() {
         hold.release.send(()).unwrap();
     };
     let (pushed, ()) = tokio::join!(push, collect);
-    assert_eq!(pushed.status, StatusCode::CREATED, "{pushed:?}");
+    assert_eq!(pushed, blob);
     let pulled = registry.get(&format!("/v2/gc/swept/blobs/{blob}")).await;
     assert_eq!(pulled.status, StatusCode::OK);
     assert_eq!(&pulled.body[..], data);

@@ -70,8 +70,13 @@ async fn push_image(
         .collect();
     let mut wait = wait;
     for _ in 0..20 {
-        for blob in blobs {
-            reg.push_blob(repository, blob).await;
+        // Every other blob in one request with its length declared (completed in one
+        // step), the others as a recorded session.
+        for (n, blob) in blobs.iter().enumerate() {
+            match n % 2 {
+                0 => reg.push_whole_blob(repository, blob).await,
+                _ => reg.push_blob(repository, blob).await,
+            };
         }
         tokio::time::sleep(wait).await;
         let r = reg

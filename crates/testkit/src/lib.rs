@@ -325,6 +325,25 @@ impl TestRegistry {
         digest
     }
 
+    /// Pushes `data` as a blob in one `POST ?digest=` that declares its length, as
+    /// clients send it: a small blob completes in one step, before its session has a
+    /// record.
+    pub async fn push_whole_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let digest = Digest::compute(Algorithm::Sha256, data);
+        let uri = format!("/v2/{repo}/blobs/uploads/?digest={digest}");
+        let len = data.len().to_string();
+        let r = self
+            .send(
+                Method::POST,
+                &uri,
+                &[("content-length", len.as_str())],
+                Bytes::copy_from_slice(data),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "push blob: {:?}", r.body);
+        digest
+    }
+
     /// Pushes an OCI image (config + one layer per item of `layers`) under `tag`;
     /// returns the manifest digest and bytes.
     pub async fn push_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (Digest, Vec<u8>) {
