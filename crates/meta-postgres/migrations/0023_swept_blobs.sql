@@ -124,36 +124,50 @@ CREATE FUNCTION complete_new_upload(
     fresh_for BIGINT)
 RETURNS TEXT LANGUAGE plpgsql AS $$
 DECLARE
+    open_id BOOLEAN;
+    ended_id BOOLEAN;
+    linkable BOOLEAN;
     repo_id BIGINT;
 BEGIN
-    PERFORM pg_advisory_xact_lock(1433431140, hashtext(session_id));
-    IF EXISTS (SELECT 1 FROM uploads WHERE id = session_id) THEN
+    -- Few statements, each a round of the executor: the locks (the id's, then the
+    -- digest's), the checks (after both were granted), the writes.
+    PERFORM pg_advisory_xact_lock(1433431140, hashtext(session_id)),
+            pg_advisory_xact_lock(digest_lock_key(pinned_digest));
+    SELECT EXISTS (SELECT 1 FROM uploads WHERE id = session_id),
+           EXISTS (SELECT 1 FROM ended_uploads WHERE id = session_id),
+           clock_ms() - published_at < fresh_for
+           AND NOT EXISTS (SELECT 1 FROM swept_blobs WHERE digest = pinned_digest)
+           AND NOT EXISTS (SELECT 1 FROM blobs WHERE digest = pinned_digest
+                                                  AND status <> 'present')
+    INTO open_id, ended_id, linkable;
+    IF open_id THEN
         RETURN 'taken';
     END IF;
-    IF EXISTS (SELECT 1 FROM ended_uploads WHERE id = session_id) THEN
+    IF ended_id THEN
         RETURN 'no_session';
     END IF;
     IF over_quota THEN
         RETURN 'over_quota';
     END IF;
-    PERFORM pg_advisory_xact_lock(digest_lock_key(pinned_digest));
-    IF clock_ms() - published_at < fresh_for
-       AND NOT EXISTS (SELECT 1 FROM swept_blobs WHERE digest = pinned_digest)
-       AND NOT EXISTS (SELECT 1 FROM blobs WHERE digest = pinned_digest
-                                              AND status <> 'present') THEN
-        UPDATE repositories SET updated_at = session_updated_at
-        WHERE name = session_repository
-        RETURNING id INTO repo_id;
+    IF linkable THEN
+        WITH repo AS (
+                 UPDATE repositories SET updated_at = session_updated_at
+                 WHERE name = session_repository RETURNING id),
+             blob AS (
+                 INSERT INTO blobs (digest, size, created_at)
+                 SELECT pinned_digest, session_offset, session_updated_at FROM repo
+                 ON CONFLICT (digest) DO NOTHING),
+             link AS (
+                 INSERT INTO repository_blobs AS rb (repository_id, digest, created_at)
+                 SELECT id, pinned_digest, session_updated_at FROM repo
+                 ON CONFLICT (repository_id, digest) DO UPDATE
+                 SET created_at = GREATEST(rb.created_at, excluded.created_at)),
+             ended AS (
+                 INSERT INTO ended_uploads (id, ended_at)
+                 SELECT session_id, session_updated_at FROM repo
+                 ON CONFLICT (id) DO NOTHING)
+        SELECT id INTO repo_id FROM repo;
         IF FOUND THEN
-            INSERT INTO blobs (digest, size, created_at)
-            VALUES (pinned_digest, session_offset, session_updated_at)
-            ON CONFLICT (digest) DO NOTHING;
-            INSERT INTO repository_blobs AS rb (repository_id, digest, created_at)
-            VALUES (repo_id, pinned_digest, session_updated_at)
-            ON CONFLICT (repository_id, digest) DO UPDATE
-            SET created_at = GREATEST(rb.created_at, excluded.created_at);
-            INSERT INTO ended_uploads (id, ended_at) VALUES (session_id, session_updated_at)
-            ON CONFLICT (id) DO NOTHING;
             RETURN 'linked';
         END IF;
     END IF;
