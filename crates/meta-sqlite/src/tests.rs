@@ -248,3 +248,30 @@ async fn a_stalled_sweep_holds_up_no_sweep_of_another_blob() {
         "the sweep of another blob waited on the stalled one: {other:?}"
     );
 }
+
+/// The upload purge forgets the tombstones of blobs swept longer ago than
+/// `SWEPT_BLOBS_KEPT_FOR`, and keeps the others.
+#[tokio::test]
+async fn the_purge_forgets_only_tombstones_older_than_a_day() {
+    use berth_meta::UploadStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let store = SqliteMetaStore::open(&path).unwrap();
+    let kept = berth_meta::SWEPT_BLOBS_KEPT_FOR.as_millis() as i64;
+    let now = crate::queries::system_now_ms();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute(
+        "INSERT INTO swept_blobs (digest, swept_at) VALUES ('old', ?1), ('recent', ?2)",
+        [now - kept - 60_000, now - kept + 60_000],
+    )
+    .unwrap();
+    store.purge_ended_uploads(0).await.unwrap();
+    let left: Vec<String> = c
+        .prepare("SELECT digest FROM swept_blobs ORDER BY digest")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, ["recent"]);
+}

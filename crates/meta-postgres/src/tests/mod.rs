@@ -11,7 +11,7 @@ mod version_reads;
 
 use std::sync::Arc;
 
-use berth_meta::{BlobLinkStore, NewUser, ProjectStore, UserStore};
+use berth_meta::{BlobLinkStore, NewUser, ProjectStore, UploadStore, UserStore};
 use berth_oci::{Algorithm, Digest, RepositoryName};
 use berth_testkit_postgres::TempDatabase;
 
@@ -325,4 +325,38 @@ async fn an_execution_ended_while_its_tasks_are_added_ends_them() {
         .unwrap();
     let states: Vec<_> = tasks.items.iter().map(|t| (t.status, t.ended_at)).collect();
     assert_eq!(states, [(TaskStatus::Error, Some(5))]);
+}
+
+/// The upload purge forgets the tombstones of blobs swept longer ago than
+/// `SWEPT_BLOBS_KEPT_FOR` by the database's clock, and keeps the others; a blob row's
+/// delete writes one.
+#[tokio::test]
+async fn the_purge_forgets_only_tombstones_older_than_a_day() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    let store = node(&db).await;
+    let kept = berth_meta::SWEPT_BLOBS_KEPT_FOR.as_millis() as i64;
+    sqlx::query(
+        "INSERT INTO swept_blobs (digest, swept_at)
+         VALUES ('old', clock_ms() - $1 - 60000), ('recent', clock_ms() - $1 + 60000)",
+    )
+    .bind(kept)
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES ('deleted', 1, 1)")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM blobs WHERE digest = 'deleted'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    store.purge_ended_uploads(0).await.unwrap();
+    let left: Vec<String> = sqlx::query_scalar("SELECT digest FROM swept_blobs ORDER BY digest")
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, ["deleted", "recent"]);
 }
