@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_app::{CollectionOptions, CollectionReport, RegistryConfig};
 use berth_oci::{Algorithm, Digest};
-use berth_testkit::{Backends, ManualClock, OBJECT_COPY_LIMIT, TestRegistry};
+use berth_testkit::{Backends, LinkHold, ManualClock, OBJECT_COPY_LIMIT, TestRegistry};
 use http::StatusCode;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -41,6 +41,19 @@ async fn aged_blob(repo: &str, data: &[u8]) -> (Arc<ManualClock>, TestRegistry, 
     let blob = registry.push_blob(repo, data).await;
     clock.advance(2 * HOUR);
     (clock, registry, blob)
+}
+
+/// Once the request `hold` holds is waiting, runs a collection, which must collect
+/// `blob`, then lets the request go on.
+async fn collect_while_held(registry: &TestRegistry, hold: LinkHold, blob: &Digest) {
+    hold.reached.await.unwrap();
+    let done = registry
+        .registry
+        .collect_garbage(options(false))
+        .await
+        .unwrap();
+    assert_eq!(digests(&done), std::slice::from_ref(blob), "{done:?}");
+    hold.release.send(()).unwrap();
 }
 
 async fn blob_status(registry: &TestRegistry, repo: &str, digest: &Digest) -> StatusCode {
@@ -152,16 +165,7 @@ async fn a_mount_racing_a_collection_links_no_blob_whose_bytes_are_gone() {
     let hold = registry.faults.hold_next_link();
     let uri = format!("/v2/gc/target/blobs/uploads/?mount={blob}&from=gc/source");
     let mount = registry.send_empty(http::Method::POST, &uri);
-    let collect = async {
-        hold.reached.await.unwrap();
-        let done = registry
-            .registry
-            .collect_garbage(options(false))
-            .await
-            .unwrap();
-        assert_eq!(digests(&done), std::slice::from_ref(&blob));
-        hold.release.send(()).unwrap();
-    };
+    let collect = collect_while_held(&registry, hold, &blob);
     let (mounted, ()) = tokio::join!(mount, collect);
     // The mount opens an upload instead: a blob it linked would have no bytes.
     assert_eq!(mounted.status, StatusCode::ACCEPTED);
@@ -182,16 +186,7 @@ async fn a_whole_blob_pushed_while_its_digest_is_swept_keeps_its_bytes() {
     let (_, registry, blob) = aged_blob("gc/swept", data).await;
     let hold = registry.faults.hold_next_completion();
     let push = registry.push_whole_blob("gc/swept", data);
-    let collect = async {
-        hold.reached.await.unwrap();
-        let done = registry
-            .registry
-            .collect_garbage(options(false))
-            .await
-            .unwrap();
-        assert_eq!(digests(&done), std::slice::from_ref(&blob), "{done:?}");
-        hold.release.send(()).unwrap();
-    };
+    let collect = collect_while_held(&registry, hold, &blob);
     let (pushed, ()) = tokio::join!(push, collect);
     assert_eq!(pushed, blob);
     let pulled = registry.get(&format!("/v2/gc/swept/blobs/{blob}")).await;

@@ -113,9 +113,9 @@ $$;
 -- blob's row present, or none and no tombstone; published less than `fresh_for`
 -- milliseconds ago by the database's clock; the repository there): the blob is linked
 -- and the id ended, as complete_upload_in_existing_repository does. Otherwise it records
--- the session pinned and claimed as pin_new_upload does ('pinned', 'revived', or 'taken'
--- when a concurrent creation inserted it first), and the caller publishes the bytes
--- again under the pin and completes the session.
+-- the session pinned and claimed with pin_new_upload ('pinned' or 'revived'; its locks
+-- are held already), and the caller publishes the bytes again under the pin and
+-- completes the session.
 CREATE FUNCTION complete_new_upload(
     session_id TEXT, pinned_digest TEXT, session_repository TEXT, session_algorithm TEXT,
     session_offset BIGINT, session_hash_state BYTEA, session_verified_by BIGINT,
@@ -171,21 +171,9 @@ BEGIN
             RETURN 'linked';
         END IF;
     END IF;
-    INSERT INTO uploads (id, repository, algorithm, "offset", hash_state, verified_by,
-                         verified_digest, created_at, updated_at, completing,
-                         lease_holder, lease_until)
-    VALUES (session_id, session_repository, session_algorithm, session_offset,
-            session_hash_state, session_verified_by, session_verified_digest,
-            session_created_at, session_updated_at, pinned_digest, holder, held_until)
-    ON CONFLICT (id) DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN 'taken';
-    END IF;
-    UPDATE blobs SET status = 'present', sweep_token = NULL, sweep_until = NULL
-    WHERE digest = pinned_digest AND status = 'deleting';
-    IF FOUND THEN
-        RETURN 'revived';
-    END IF;
-    RETURN 'pinned';
+    RETURN pin_new_upload(session_id, pinned_digest, session_repository, session_algorithm,
+                          session_offset, session_hash_state, session_verified_by,
+                          session_verified_digest, session_created_at, session_updated_at,
+                          holder, held_until, FALSE);
 END
 $$;
