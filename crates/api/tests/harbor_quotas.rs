@@ -431,3 +431,33 @@ async fn warnings(reg: &TestRegistry) -> Option<usize> {
     .await;
     r.json().as_array().map(Vec::len)
 }
+
+/// Whole blobs over the quota, each sent in one request with its length declared (and
+/// so published before the step that refuses it): refused, and none of their bytes is
+/// left in the blob store.
+#[tokio::test]
+async fn whole_blobs_refused_for_the_quota_leave_no_bytes() {
+    let reg = TestRegistry::secure().await;
+    project(&reg, "tight", Some(200)).await;
+    reg.log_in(Some(ADMIN));
+    for n in 0..4u8 {
+        let data = vec![n; 100_000];
+        let digest = sha256(&data);
+        let uri = format!("/v2/tight/app/blobs/uploads/?digest={digest}");
+        let len = data.len().to_string();
+        let r = reg
+            .send(
+                Method::POST,
+                &uri,
+                &[("content-length", len.as_str())],
+                data,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(
+            reg.blobs.size(&digest).await.unwrap(),
+            None,
+            "the refused blob {n} was left in the blob store"
+        );
+    }
+}

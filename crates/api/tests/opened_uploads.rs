@@ -467,3 +467,24 @@ async fn concurrent_first_chunks_never_end_the_session_as_lost() {
         assert_eq!(accepted, 1, "round {round}: one first chunk wins");
     }
 }
+
+/// Whole blobs sent again and again to a URL whose session ended: each is refused, and
+/// none of their bytes is left in the blob store, though each was published before the
+/// step that refused it.
+#[tokio::test]
+async fn whole_blobs_sent_to_an_ended_url_leave_no_bytes() {
+    let reg = TestRegistry::new();
+    let location = start_upload(&reg, "p/ended").await;
+    expect_status(&delete(&reg, &location).await, 204, "DELETE");
+    for n in 0..4u8 {
+        let data = vec![n; 100_000];
+        let d = sha256(&data);
+        let r = put_upload(&reg, &location, d.as_str(), None, &data).await;
+        expect_error(&r, 404, "BLOB_UPLOAD_UNKNOWN", "a PUT on an ended URL");
+        assert_eq!(
+            reg.blobs.size(&d).await.unwrap(),
+            None,
+            "the refused blob {n} was left in the blob store"
+        );
+    }
+}

@@ -15,8 +15,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use berth_blob::BlobError;
-use berth_meta::{CreateUploadError, NewUploadPin, PinOutcome, SessionLimits, UploadSession};
+use berth_blob::{BlobError, Committed};
+use berth_meta::{
+    CreateUploadError, MarkedBlob, NewUploadPin, PinOutcome, SessionLimits, UploadSession,
+};
 use berth_oci::{Algorithm, Digest, Opening, RepositoryName, ResumableHasher, UploadId, UploadRef};
 use ring::hmac;
 use subtle::ConstantTimeEq;
@@ -269,7 +271,8 @@ impl Registry {
         // can have taken the bytes since; else it pins the digest, and they are
         // published again under the pin.
         let published_at = self.clock.now_ms();
-        self.blobs
+        let published = self
+            .blobs
             .publish_upload(area, written.end, digest)
             .await
             .map_err(lost_as_upload_lost)?;
@@ -304,11 +307,16 @@ impl Registry {
             PinOutcome::Revived => {
                 tracing::info!(%digest, "a completing upload revived a blob marked for deletion");
             }
-            PinOutcome::Taken => return Err(self.moved_on(id).await),
+            PinOutcome::Taken => {
+                self.withdraw(digest, written.end, published).await;
+                return Err(self.moved_on(id).await);
+            }
             PinOutcome::NoSession | PinOutcome::Moved => {
+                self.withdraw(digest, written.end, published).await;
                 return Err(RegistryError::BlobUploadUnknown);
             }
             PinOutcome::OverQuota => {
+                self.withdraw(digest, written.end, published).await;
                 // Nothing was recorded: the id ends as after other bytes, under the
                 // claim of the session it is recorded as, never under another's.
                 drop(local);
@@ -334,6 +342,35 @@ impl Registry {
             Err(_) => claim.release().await,
         }
         result
+    }
+
+    /// Takes back the `size` bytes of `digest` that a refused completion published
+    /// (`published`), when they were new: claimed as bytes no row knows and swept at
+    /// once, through garbage collection's own steps, so that a refused push leaves
+    /// nothing stored. A row or a pin that names the digest by then (another push of the
+    /// same bytes) keeps them; a completion that found them in place and completes after
+    /// the claim finds the blob marked or swept, and publishes its own bytes. A failure
+    /// leaves them to the next collection.
+    async fn withdraw(&self, digest: &Digest, size: u64, published: Committed) {
+        if published != Committed::Published {
+            return;
+        }
+        let orphan = MarkedBlob {
+            digest: digest.clone(),
+            size,
+        };
+        let claimed = self
+            .meta
+            .claim_orphan_blobs(std::slice::from_ref(&orphan), self.clock.now_ms())
+            .await;
+        let swept = match claimed {
+            Ok(claimed) if claimed.is_empty() => return,
+            Ok(_) => self.sweep(digest).await.map(drop),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = swept {
+            tracing::warn!(%digest, error = %e, "could not take back the bytes of a refused upload");
+        }
     }
 
     /// Refuses bytes that hash to another digest than the client named (or that its
