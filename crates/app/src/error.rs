@@ -105,6 +105,7 @@ impl From<BlobError> for RegistryError {
             BlobError::UploadTruncated => RegistryError::UploadLost,
             e @ (BlobError::SyncFailed(_)
             | BlobError::InvalidToken(_)
+            | BlobError::CannotKeep(_)
             | BlobError::CopyMismatch { .. }) => RegistryError::Internal(e.to_string()),
             BlobError::Body(e) => RegistryError::BlobUploadInvalid(format!("request body: {e}")),
             BlobError::TooLarge => RegistryError::TooLarge("blob exceeds the allowed size".into()),

@@ -269,13 +269,15 @@ impl Registry {
         }
         // Published first and kept: the step below links the blob at once when no sweep
         // can have taken the bytes since; else it pins the digest, and they are
-        // published again under the pin.
+        // published again under the pin. A store that cannot keep them publishes
+        // nothing here: the step, told they were published long ago, pins.
         let published_at = self.clock.now_ms();
-        let published = self
-            .blobs
-            .publish_upload(area, written.end, digest)
-            .await
-            .map_err(lost_as_upload_lost)?;
+        let (published_at, published) =
+            match self.blobs.publish_upload(area, written.end, digest).await {
+                Ok(published) => (published_at, Some(published)),
+                Err(BlobError::CannotKeep(_)) => (0, None),
+                Err(e) => return Err(lost_as_upload_lost(e)),
+            };
         let now = self.clock.now_ms();
         let session = UploadSession {
             offset: written.end,
@@ -345,14 +347,14 @@ impl Registry {
     }
 
     /// Takes back the `size` bytes of `digest` that a refused completion published
-    /// (`published`), when they were new: claimed as bytes no row knows and swept at
+    /// (`published`, if it did), when they were new: claimed as bytes no row knows and swept at
     /// once, through garbage collection's own steps, so that a refused push leaves
     /// nothing stored. A row or a pin that names the digest by then (another push of the
     /// same bytes) keeps them; a completion that found them in place and completes after
     /// the claim finds the blob marked or swept, and publishes its own bytes. A failure
     /// leaves them to the next collection.
-    async fn withdraw(&self, digest: &Digest, size: u64, published: Committed) {
-        if published != Committed::Published {
+    async fn withdraw(&self, digest: &Digest, size: u64, published: Option<Committed>) {
+        if published != Some(Committed::Published) {
             return;
         }
         let orphan = MarkedBlob {

@@ -322,13 +322,33 @@ impl FsBlobStore {
     }
 }
 
-/// Hard-links `to` to `from` unless `to` exists; returns whether it was linked.
-fn link_no_replace(from: &Path, to: &Path) -> io::Result<bool> {
+/// Hard-links `to` to `from` unless `to` exists; returns whether it was linked. A
+/// filesystem that makes no hard links (some FUSE ones) is [`BlobError::CannotKeep`].
+fn link_no_replace(from: &Path, to: &Path) -> Result<bool, BlobError> {
     match std::fs::hard_link(from, to) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
+        Err(e) if links_unsupported(&e) => Err(BlobError::CannotKeep(e)),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Whether `e`, from making a hard link, says the filesystem makes none (or no more of
+/// this file, or not across these directories).
+fn links_unsupported(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    let Some(raw) = e.raw_os_error() else {
+        return false;
+    };
+    [
+        Errno::PERM,
+        Errno::NOTSUP,
+        Errno::NOSYS,
+        Errno::MLINK,
+        Errno::XDEV,
+    ]
+    .iter()
+    .any(|errno| errno.raw_os_error() == raw)
 }
 
 /// Renames `from` to `to` unless `to` exists; returns whether it was renamed.

@@ -46,6 +46,11 @@ pub enum BlobError {
         /// The copy's size (0 when the copy could not be found).
         copied: u64,
     },
+    /// The store cannot publish an upload and keep it ([`BlobStore::publish_upload`]: a
+    /// filesystem without hard links); nothing was published, and the upload is as it
+    /// was.
+    #[error("this store cannot publish an upload and keep it: {0}")]
+    CannotKeep(io::Error),
     /// A sweep's token that cannot name a retired copy (see [`valid_token`]).
     #[error("invalid sweep token {0:?}")]
     InvalidToken(String),
@@ -251,7 +256,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Publishes the upload's bytes as [`BlobStore::commit_upload`] does, but keeps them:
     /// they may be published again with `commit_upload` (the blob may have gone
     /// meanwhile), or discarded with [`BlobStore::delete_upload`]. Nothing may write to
-    /// the upload any more.
+    /// the upload any more. A store that cannot keep them answers
+    /// [`BlobError::CannotKeep`], having published nothing.
     async fn publish_upload(
         &self,
         id: &UploadId,
