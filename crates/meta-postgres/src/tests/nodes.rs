@@ -785,6 +785,91 @@ async fn recordings_of_an_id_another_node_is_inserting_find_it_taken() {
     assert_eq!(b.upload(&first.id).await.unwrap(), Some(first));
 }
 
+/// Milliseconds since the Unix epoch by this machine's clock, the database's here.
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.unwrap().as_millis() as i64
+}
+
+/// A whole blob's one-step completion of an id that another node is recording (its
+/// insert not committed yet) waits for the id's lock, then finds the id taken: it never
+/// links the blob and ends an id that has a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_step_completion_waits_for_a_recording_of_its_id() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let (r, blob) = (repo("up/step"), digest("up-step"));
+    assert!(b.link_blob(&r, &digest("up-step-own"), 1, 1).await.unwrap());
+    let first = session(3, "up/step");
+    let mut recording = a.pool.begin().await.unwrap();
+    queries::create_upload(&mut *recording, None, &first, SessionLimits::NONE)
+        .await
+        .unwrap();
+    let completing = tokio::spawn({
+        let (b, first) = (b.clone(), first.clone());
+        let pin = NewUploadPin {
+            session: UploadSession { offset: 4, ..first },
+            digest: blob.clone(),
+            holder: 1,
+            until: 100,
+            published_at: now_ms(),
+        };
+        async move { b.pin_new_upload(&pin).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!completing.is_finished(), "the completion waits for the id");
+    recording.commit().await.unwrap();
+    assert_eq!(
+        completing.await.unwrap().unwrap().outcome,
+        PinOutcome::Taken
+    );
+    assert_eq!(b.linked_blob(&r, &blob).await.unwrap(), None);
+    assert_eq!(b.upload(&first.id).await.unwrap(), Some(first));
+}
+
+/// A recording of an id that another node's one-step completion is ending (linked, not
+/// committed yet) waits for the id's lock, then finds the id ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_waits_for_a_one_step_completion_of_its_id() {
+    let Some((_db, a, b)) = two_nodes().await else {
+        return;
+    };
+    let r = repo("up/ending");
+    assert!(
+        a.link_blob(&r, &digest("up-ending-own"), 1, 1)
+            .await
+            .unwrap()
+    );
+    let first = session(4, "up/ending");
+    let mut completing = a.pool.begin().await.unwrap();
+    let answer: String = sqlx::query_scalar(
+        "SELECT complete_new_upload($1, $2, $3, 'sha256', 4, '\\x00', NULL, NULL, 1, 1,
+                                    1, 100, FALSE, $4, $5)",
+    )
+    .bind(first.id.as_str())
+    .bind(digest("up-ending").as_str())
+    .bind(r.as_str())
+    .bind(now_ms())
+    .bind(crate::collection::fresh_for_ms())
+    .fetch_one(&mut *completing)
+    .await
+    .unwrap();
+    assert_eq!(answer, "linked");
+    let recording = tokio::spawn({
+        let (b, first) = (b.clone(), first.clone());
+        async move { b.create_upload(&first, SessionLimits::NONE).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!recording.is_finished(), "the recording waits for the id");
+    completing.commit().await.unwrap();
+    assert!(matches!(
+        recording.await.unwrap(),
+        Err(CreateUploadError::Taken)
+    ));
+    assert_eq!(b.upload(&first.id).await.unwrap(), None);
+}
+
 /// During an upgrade, nodes of the previous release (a transaction around the lock)
 /// and of this one (`open_upload_session`) open sessions at once: they take the same
 /// lock, so the limits hold across both.
