@@ -238,17 +238,16 @@ impl CollectionStore for PgMetaStore {
     async fn pin_new_upload(&self, pin: &NewUploadPin) -> Result<PinnedUpload, MetaError> {
         let s = &pin.session;
         let mut lease = self.leased.lease().await?;
-        // One round trip in place of a pin and a completion (migration 0023): the blob is
-        // linked at once when no sweep can have taken its bytes, else the session is
-        // recorded pinned and claimed in place of a creation, a claim and a pin. The
-        // quota is read beside it as pin_upload_digest's is, its verdict (at the
-        // session's offset) passed in. Committed durably: it may link.
-        let row = sqlx::query(&checked_pin(
-            "complete_new_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                                 refusal IS NOT NULL, $14, $15), refusal",
-            "$5",
-            "$13",
-        ))
+        // One round trip in place of a pin and a completion (migrations 0023, 0024): the
+        // blob is linked at once when no sweep can have taken its bytes, else the session
+        // is recorded pinned and claimed in place of a creation, a claim and a pin. The
+        // quota (at the session's offset) is looked at inside, for a project with a
+        // limit. Committed durably: it may link.
+        let row = sqlx::query(
+            "SELECT outcome, refusal
+             FROM complete_whole_upload($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                                        $13, $14, $15)",
+        )
         .bind(s.id.as_str())
         .bind(pin.digest.as_str())
         .bind(s.repository.as_str())
@@ -268,7 +267,7 @@ impl CollectionStore for PgMetaStore {
         .await
         .map_err(db_err)?;
         lease.finish();
-        pinned_upload(&row, "complete_new_upload", &s.repository)
+        pinned_upload(&row, "complete_whole_upload", &s.repository)
     }
 
     async fn unlink_unreferenced(

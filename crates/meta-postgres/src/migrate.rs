@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0021_ended_uploads.sql"),
     include_str!("../migrations/0022_push_statements.sql"),
     include_str!("../migrations/0023_swept_blobs.sql"),
+    include_str!("../migrations/0024_lighter_pushes.sql"),
 ];
 
 /// The schema version of a fully migrated database.

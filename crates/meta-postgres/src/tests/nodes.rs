@@ -224,6 +224,70 @@ async fn a_push_into_a_project_being_deleted_stops_the_delete_or_makes_it_again(
     all(races).await;
 }
 
+/// What the keys dropped by migration 0024 cascaded still goes with what it belongs
+/// to: a deleted manifest's references, a deleted project's counted blobs and usage
+/// shards.
+#[tokio::test]
+async fn deletes_leave_no_rows_of_what_they_deleted_behind() {
+    let Some((_db, a, _)) = two_nodes().await else {
+        return;
+    };
+    let rows = |sql: &'static str, project: i64| {
+        let a = a.clone();
+        async move {
+            let count: i64 = sqlx::query_scalar(sql)
+                .bind(project)
+                .fetch_one(&a.pool)
+                .await
+                .unwrap();
+            count
+        }
+    };
+    let r = repo("cascade/app");
+    assert!(
+        a.link_blob(&r, &digest("cascade-layer"), 1, 1)
+            .await
+            .unwrap()
+    );
+    let image = manifest(
+        "cascade/app",
+        "cascade-image",
+        &[("cascade-layer", 1)],
+        &["v1"],
+    );
+    a.put_manifest(&image).await.unwrap();
+    let project = a.project_by_name("cascade").await.unwrap().unwrap().id;
+    let references = "SELECT count(*) FROM manifest_references mr
+                      JOIN tags t ON t.manifest_id = mr.manifest_id
+                      JOIN repositories r ON r.id = t.repository_id
+                      WHERE r.project_id = $1";
+    assert_eq!(rows(references, project).await, 1);
+    let (counted, shards) = (
+        "SELECT count(*) FROM project_blobs WHERE project_id = $1",
+        "SELECT count(*) FROM quota_shards WHERE project_id = $1",
+    );
+    assert!(rows(shards, project).await > 0);
+    assert_eq!(
+        a.delete_manifest(&r, &digest("cascade-image"), None, None, 2)
+            .await
+            .unwrap(),
+        Deletion::Deleted
+    );
+    let orphans = "SELECT count(*) FROM manifest_references
+                   WHERE manifest_id NOT IN (SELECT id FROM manifests) AND $1 > 0";
+    assert_eq!(rows(orphans, project).await, 0);
+    a.put_manifest(&image).await.unwrap();
+    assert_eq!(rows(counted, project).await, 2);
+    assert_eq!(
+        a.delete_repository(&r, None, &audit()).await.unwrap(),
+        Deletion::Deleted
+    );
+    assert!(a.delete_project(project, &audit()).await.unwrap());
+    assert_eq!(rows(counted, project).await, 0);
+    assert_eq!(rows(shards, project).await, 0);
+    assert_eq!(rows(orphans, project).await, 0);
+}
+
 fn session(seed: u16, repository: &str) -> UploadSession {
     let mut id = [0x5a; 16];
     id[..2].copy_from_slice(&seed.to_be_bytes());
@@ -844,12 +908,14 @@ async fn a_recording_waits_for_a_one_step_completion_of_its_id() {
     let first = session(4, "up/ending");
     let mut completing = a.pool.begin().await.unwrap();
     let answer: String = sqlx::query_scalar(
-        "SELECT complete_new_upload($1, $2, $3, 'sha256', 4, '\\x00', NULL, NULL, 1, 1,
-                                    1, 100, FALSE, $4, $5)",
+        "SELECT outcome
+         FROM complete_whole_upload($1, $2, $3, 'sha256', 4, '\\x00', NULL, NULL, 1, 1,
+                                    1, 100, $4, $5, $6)",
     )
     .bind(first.id.as_str())
     .bind(digest("up-ending").as_str())
     .bind(r.as_str())
+    .bind(r.project())
     .bind(now_ms())
     .bind(crate::collection::fresh_for_ms())
     .fetch_one(&mut *completing)
@@ -1444,7 +1510,8 @@ async fn project_with_limit(node: &PgMetaStore, name: &str, limit: i64) -> i64 {
 
 /// A push into a project without a limit counts under a shared lock of the quota row; a
 /// limit set meanwhile on another node waits for no such push, and a push that finds the
-/// limit set once it has the lock is tried again, counted against the limit.
+/// limit set once it has the lock is tried again, counted against the limit: refused
+/// when the limit leaves it no room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
     let Some((_db, a, b)) = two_nodes().await else {
@@ -1452,9 +1519,7 @@ async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
     };
     let id = project_with_limit(&a, "capped", berth_meta::UNLIMITED).await;
     let r = repo("capped/app");
-    for layer in ["capped-l1", "capped-l2"] {
-        b.link_blob(&r, &digest(layer), 7, 1).await.unwrap();
-    }
+    b.link_blob(&r, &digest("capped-l1"), 7, 1).await.unwrap();
     // The limit change in progress: the usage and the quota row locked as
     // `set_quota_limit` locks them.
     let mut change = a.pool.begin().await.unwrap();
@@ -1499,27 +1564,46 @@ async fn a_limit_set_while_a_push_counts_holds_for_that_push() {
     tokio::time::timeout(Duration::from_secs(10), waits)
         .await
         .expect("the push never waited for the limit change");
-    // Room for exactly that push: its manifest (8 bytes) and its layer.
-    sqlx::query("UPDATE quotas SET hard = 15 WHERE project_id = $1")
+    // One byte short of that push: its manifest (8 bytes) and its layer.
+    sqlx::query("UPDATE quotas SET hard = 14 WHERE project_id = $1")
         .bind(id)
         .execute(&mut *change)
         .await
         .unwrap();
     change.commit().await.unwrap();
-    pushing.await.unwrap().unwrap();
-    let over = manifest("capped/app", "capped-2", &[("capped-l2", 7)], &[]);
     assert!(matches!(
-        b.put_manifest(&over).await,
+        pushing.await.unwrap(),
         Err(PutManifestError::QuotaExceeded(_))
     ));
     let quota = berth_meta::QuotaStore::quota(&*a, id)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((quota.hard, quota.used), (15, 15));
+    assert_eq!((quota.hard, quota.used), (14, 0));
     assert_eq!(
         berth_meta::QuotaStore::usage_drift(&*a).await.unwrap(),
         Vec::new()
+    );
+}
+
+/// A push that counts into a project without a limit but with a warning mark (its
+/// limit removed by a change that had not committed when the mark was read) asks for a
+/// look at the mark.
+#[tokio::test]
+async fn a_mark_without_a_limit_is_watched() {
+    let Some((_db, a, _)) = two_nodes().await else {
+        return;
+    };
+    let id = project_with_limit(&a, "marked", berth_meta::UNLIMITED).await;
+    sqlx::query("UPDATE quotas SET warned = TRUE WHERE project_id = $1")
+        .bind(id)
+        .execute(&a.pool)
+        .await
+        .unwrap();
+    let image = manifest("marked/app", "marked-1", &[], &["v1"]);
+    assert_eq!(
+        a.put_manifest(&image).await.unwrap(),
+        berth_meta::WarningMark::Watched
     );
 }
 

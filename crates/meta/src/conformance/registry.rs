@@ -20,6 +20,7 @@ pub(super) async fn run(store: Arc<dyn Metadata>) {
     blobs_are_linked_per_repository(&*store).await;
     manifests_need_their_blobs(&*store).await;
     referenced_content_is_not_deleted(&*store).await;
+    a_deleted_manifest_takes_its_tags(&*store).await;
     tags_and_catalog_page_in_order(&*store).await;
     referrers_filter_by_artifact_type(&*store).await;
     referrers_page_by_count_and_size(&*store).await;
@@ -269,6 +270,30 @@ async fn referenced_content_is_not_deleted(store: &dyn MetaStore) {
             .unwrap(),
         Deletion::Deleted
     );
+}
+
+/// A manifest deleted by digest takes its tags with it, and leaves the other tags.
+async fn a_deleted_manifest_takes_its_tags(store: &dyn MetaStore) {
+    let r = repo("p8/app");
+    store
+        .link_blob(&r, &digest("p8-layer"), 1, 1)
+        .await
+        .unwrap();
+    let doomed = manifest("p8/app", "p8-doomed", &[("p8-layer", 1)], &["v1", "v2"]);
+    store.put_manifest(&doomed).await.unwrap();
+    let kept = manifest("p8/app", "p8-kept", &[("p8-layer", 1)], &["v3"]);
+    store.put_manifest(&kept).await.unwrap();
+    assert_eq!(
+        store
+            .delete_manifest(&r, &digest("p8-doomed"), None, None, 2)
+            .await
+            .unwrap(),
+        Deletion::Deleted
+    );
+    let tags = store.tags(&r, None, 100).await.unwrap().unwrap();
+    assert_eq!(tags.names(), ["v3"]);
+    let v1 = Reference::Tag(Tag::parse("v1").unwrap());
+    assert!(store.manifest(&r, &v1).await.unwrap().is_none());
 }
 
 async fn tags_and_catalog_page_in_order(store: &dyn MetaStore) {
