@@ -9,9 +9,9 @@
 //! sweep can have taken its bytes since they were published, so that a blob pushed with
 //! `POST` and `PUT` costs the metadata store one round trip. Otherwise the step records
 //! the session already pinned on the digest and claimed, and the bytes are published
-//! again under the pin before the session is completed, as any session's. An ended id is remembered as ended until the URL
-//! that opened it is no longer valid, so that it never opens again (see
-//! `docs/design/uploads.md`).
+//! again under the pin before the session is completed, as any session's. An ended id
+//! is remembered as ended until the URL that opened it is no longer valid, so that it
+//! never opens again (see `docs/design/uploads.md`).
 
 use std::sync::{Arc, LazyLock};
 

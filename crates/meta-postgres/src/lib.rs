@@ -33,10 +33,11 @@
 //! to, which blobs a repository links and its tag list are served from memory only at
 //! the repository version (`tag_version`) the database reports when the request
 //! arrives; the triggers of the schema (and a push that sets tags, itself) bump it
-//! with every change that could make one of them wrong. The versions of every repository read at a time are read together, in
-//! one query ([`versions`]), so a cached read costs a share of one round trip. Manifest
-//! bytes are cached by digest, which names them forever, after the database confirmed
-//! the repository holds the manifest.
+//! with every change that could make one of them wrong. The versions of every
+//! repository read at a time are read together, in one query ([`versions`]), so a
+//! cached read costs a share of one round trip. Manifest bytes are cached by digest,
+//! which names them forever, after the database confirmed the repository holds the
+//! manifest.
 
 mod accounts;
 mod artifacts;

@@ -712,8 +712,9 @@ fn is_conflict(e: &sqlx::Error) -> bool {
 /// Commits a manifest with its references, tags and audit entry, in one statement (the
 /// `push_manifest` function): the repository's row is locked first, so no delete in the
 /// repository runs between the checks and the commit, and nothing is changed unless
-/// every check passes. The guard, if any, is checked first; then blobs before children, each as the repository holds
-/// it and with its declared size; the first failure is the error.
+/// every check passes. The guard, if any, is checked first; then blobs before children,
+/// each as the repository holds it and with its declared size; the first failure is the
+/// error.
 pub async fn put_manifest(
     c: impl PgExecutor<'_>,
     m: &NewManifest,
