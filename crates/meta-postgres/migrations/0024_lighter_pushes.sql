@@ -26,6 +26,12 @@
 --    held.
 -- 3. complete_whole_upload, which new nodes call in place of complete_new_upload, reads
 --    the quota itself (below).
+-- Dropping a key locks its table and the table it references: every table is locked
+-- here first, parents before children, in the order the nodes of the release before
+-- take them (a repository's row before its manifests, tags and blob links), so that
+-- the migration waits for their transactions instead of deadlocking with one.
+LOCK TABLE repositories, projects, blobs, manifests, tags, manifest_references,
+           repository_blobs, project_blobs, quota_shards IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE manifests DROP CONSTRAINT manifests_repository_id_fkey;
 ALTER TABLE tags DROP CONSTRAINT tags_repository_id_fkey,
                  DROP CONSTRAINT tags_manifest_id_fkey;

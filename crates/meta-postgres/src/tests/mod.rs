@@ -71,6 +71,53 @@ async fn nodes_starting_together_migrate_once() {
     assert_eq!(version as usize, super::migrate::MIGRATION_COUNT);
 }
 
+/// A node migrating while a node of the release before is inside a write transaction
+/// (a repository's row locked, its manifests next, longer than a migration waits for a
+/// lock): the migration gives way and tries again, and both commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_gives_way_to_a_write_in_flight() {
+    let Some(db) = TempDatabase::create().await else {
+        return;
+    };
+    use super::migrate::{MIGRATIONS, apply_pending};
+    use sqlx::Connection;
+    let before = MIGRATIONS.len() - 1;
+    let mut conn = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    apply_pending(&mut conn, &MIGRATIONS[..before])
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO projects (name, created_at, updated_at) VALUES ('p', 1, 1);
+         INSERT INTO repositories (project_id, name, created_at, updated_at)
+         SELECT id, 'p/app', 1, 1 FROM projects WHERE name = 'p'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let mut writer = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let mut write = writer.begin().await.unwrap();
+    sqlx::query("SELECT id FROM repositories WHERE name = 'p/app' FOR UPDATE")
+        .execute(&mut *write)
+        .await
+        .unwrap();
+    let migrating = tokio::spawn(async move { apply_pending(&mut conn, MIGRATIONS).await });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    sqlx::query(
+        "DELETE FROM manifests
+         WHERE repository_id = (SELECT id FROM repositories WHERE name = 'p/app')",
+    )
+    .execute(&mut *write)
+    .await
+    .unwrap();
+    write.commit().await.unwrap();
+    migrating.await.unwrap().unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT version FROM schema_version")
+        .fetch_one(&mut writer)
+        .await
+        .unwrap();
+    assert_eq!(version as usize, MIGRATIONS.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_passes_the_conformance_suite() {
     let Some(db) = TempDatabase::create().await else {
