@@ -79,10 +79,12 @@ TOML
 stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
 
 # start_node NAME PORT [VAR=VALUE...]: one berth node in the background; sets NODE_PID.
+# Every node shares one token key (the first node makes it), as nodes behind one
+# balancer must: upload URLs are sealed with a key derived from it.
 start_node() {
   local name=$1 port=$2; shift 2
   env BERTH_LOG__LEVEL=warn BERTH_AUTH__MODE=open BERTH_LIMITS__MAX_UPLOAD_BODIES_PER_CLIENT=0 \
-    "$@" "$BERTH" serve --listen "127.0.0.1:$port" --data-dir "$WORK/$name" >/dev/null 2>&1 &
+    BERTH_AUTH__TOKEN_KEY="$WORK/token-key.pem" "$@" "$BERTH" serve --listen "127.0.0.1:$port" --data-dir "$WORK/$name" >/dev/null 2>&1 &
   NODE_PID=$!; PIDS+=("$NODE_PID")
   wait_port "$port"
 }
